@@ -1,0 +1,553 @@
+use serde_json::{Map, Value};
+
+use crate::key::key_problem;
+use crate::limits::*;
+use crate::{ErrorCode, MoveSlot, OutputSettings, Transition, Validated, ValidationError};
+
+const VIDEO_CODECS: [&str; 2] = ["libx264", "libx265"];
+const AUDIO_CODECS: [&str; 1] = ["aac"];
+const OUTPUT_FORMATS: [&str; 1] = ["mp4"];
+const DIFFICULTY_LEVELS: [&str; 3] = ["beginner", "intermediate", "advanced"];
+
+const DEFAULT_VIDEO_CODEC: &str = "libx264";
+const DEFAULT_AUDIO_CODEC: &str = "aac";
+const DEFAULT_VIDEO_BITRATE: u64 = 2_000_000;
+const DEFAULT_AUDIO_BITRATE: u64 = 128_000;
+const DEFAULT_FRAME_RATE: f64 = 30.0;
+const DEFAULT_TRANSITION_SECONDS: f64 = 0.5;
+const DEFAULT_FADE_SECONDS: f64 = 0.3;
+
+/// Validates an untrusted blueprint. Returns every problem found (up to
+/// [`MAX_REPORTED_ERRORS`]), never panics on any input.
+pub fn validate(text: &str) -> Result<Validated, Vec<ValidationError>> {
+    if text.len() > MAX_BLUEPRINT_BYTES {
+        return Err(vec![ValidationError {
+            pointer: String::new(),
+            code: ErrorCode::TooLarge,
+            message: format!(
+                "the blueprint is {} bytes; the limit is {MAX_BLUEPRINT_BYTES} bytes",
+                text.len()
+            ),
+        }]);
+    }
+    // serde_json refuses nesting beyond 128 on its own; the explicit, lower limit gives
+    // a clearer message and keeps the recursive parser's stack use small.
+    if let Some(depth) = nesting_exceeding(text, MAX_NESTING_DEPTH) {
+        return Err(vec![ValidationError {
+            pointer: String::new(),
+            code: ErrorCode::TooLarge,
+            message: format!("JSON is nested more than {MAX_NESTING_DEPTH} levels deep (at least {depth})"),
+        }]);
+    }
+    let document: Value = match serde_json::from_str(text) {
+        Ok(document) => document,
+        Err(error) => {
+            return Err(vec![ValidationError {
+                pointer: String::new(),
+                code: ErrorCode::InvalidJson,
+                message: format!("not valid JSON: {error}"),
+            }])
+        }
+    };
+    let mut checker = Checker::default();
+    let validated = checker.blueprint(&document);
+    match validated {
+        Some(validated) if checker.errors.is_empty() => Ok(validated),
+        _ => Err(checker.finish()),
+    }
+}
+
+/// Depth of `[`/`{` nesting outside strings, if it goes beyond `limit`.
+fn nesting_exceeding(text: &str, limit: usize) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for byte in text.bytes() {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(depth);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Shortens untrusted text echoed into a message.
+fn excerpt(text: &str) -> String {
+    const LIMIT: usize = 60;
+    if text.chars().count() <= LIMIT {
+        format!("{text:?}")
+    } else {
+        let head: String = text.chars().take(LIMIT).collect();
+        format!("{head:?}... ({} bytes)", text.len())
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    errors: Vec<ValidationError>,
+    overflowed: usize,
+}
+
+/// A JSON object being read, with its pointer.
+struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    pointer: String,
+}
+
+impl<'a> Fields<'a> {
+    fn at(&self, name: &str) -> String {
+        format!("{}/{}", self.pointer, crate::escape_pointer_token(name))
+    }
+    /// The value of a field; null counts as absent.
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.map.get(name).filter(|v| !v.is_null())
+    }
+}
+
+impl Checker {
+    fn report(&mut self, pointer: String, code: ErrorCode, message: String) {
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors.push(ValidationError { pointer, code, message });
+        } else {
+            self.overflowed += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<ValidationError> {
+        if self.overflowed > 0 {
+            self.errors.push(ValidationError {
+                pointer: String::new(),
+                code: ErrorCode::TooLarge,
+                message: format!("{} more problems not listed", self.overflowed),
+            });
+        }
+        self.errors
+    }
+
+    fn object<'a>(&mut self, value: &'a Value, pointer: String, what: &str) -> Option<Fields<'a>> {
+        match value {
+            Value::Object(map) => Some(Fields { map, pointer }),
+            other => {
+                self.report(pointer, ErrorCode::WrongType, format!("{what} must be an object, found {}", type_name(other)));
+                None
+            }
+        }
+    }
+
+    fn required<'a>(&mut self, fields: &Fields<'a>, name: &str) -> Option<&'a Value> {
+        let value = fields.get(name);
+        if value.is_none() {
+            let pointer = fields.at(name);
+            self.report(pointer, ErrorCode::MissingField, format!("`{name}` is required"));
+        }
+        value
+    }
+
+    fn string<'a>(&mut self, fields: &Fields<'a>, name: &str, required: bool) -> Option<&'a str> {
+        let value = if required { self.required(fields, name)? } else { fields.get(name)? };
+        match value {
+            Value::String(s) => Some(s),
+            other => {
+                self.report(fields.at(name), ErrorCode::WrongType, format!("`{name}` must be a string, found {}", type_name(other)));
+                None
+            }
+        }
+    }
+
+    /// A number field checked against `min..=max` (`min_exclusive` makes the lower
+    /// bound strict). Absent optional fields give `None` without an error.
+    fn number(&mut self, fields: &Fields, name: &str, required: bool, min: f64, min_exclusive: bool, max: f64) -> Option<f64> {
+        let value = if required { self.required(fields, name)? } else { fields.get(name)? };
+        let Some(number) = value.as_f64() else {
+            self.report(fields.at(name), ErrorCode::WrongType, format!("`{name}` must be a number, found {}", type_name(value)));
+            return None;
+        };
+        let below = if min_exclusive { number <= min } else { number < min };
+        if below || number > max || !number.is_finite() {
+            let lower = if min_exclusive { format!("greater than {min}") } else { format!("at least {min}") };
+            self.report(fields.at(name), ErrorCode::OutOfRange, format!("`{name}` must be {lower} and at most {max}, got {number}"));
+            return None;
+        }
+        Some(number)
+    }
+
+    fn boolean(&mut self, fields: &Fields, name: &str, default: bool) -> bool {
+        match fields.get(name) {
+            None => default,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                self.report(fields.at(name), ErrorCode::WrongType, format!("`{name}` must be true or false, found {}", type_name(other)));
+                default
+            }
+        }
+    }
+
+    fn object_key(&mut self, fields: &Fields, name: &str) -> Option<String> {
+        let key = self.string(fields, name, true)?;
+        if let Some(problem) = key_problem(key) {
+            self.report(fields.at(name), ErrorCode::UnsafePath, format!("object key {} {problem}", excerpt(key)));
+            return None;
+        }
+        Some(key.to_owned())
+    }
+
+    fn choice(&mut self, fields: &Fields, name: &str, allowed: &[&str]) -> Option<String> {
+        let value = self.string(fields, name, false)?;
+        if allowed.contains(&value) {
+            Some(value.to_owned())
+        } else {
+            self.report(fields.at(name), ErrorCode::NotAllowed, format!("`{name}` is {}; allowed: {}", excerpt(value), allowed.join(", ")));
+            None
+        }
+    }
+
+    fn blueprint(&mut self, document: &Value) -> Option<Validated> {
+        let root = self.object(document, String::new(), "the blueprint")?;
+
+        let task_id = self.task_id(&root);
+        let audio_key = self.object_key(&root, "audio_path");
+        self.number(&root, "audio_tempo", false, 0.0, true, 1000.0);
+        if root.get("difficulty_level").is_some() {
+            self.choice(&root, "difficulty_level", &DIFFICULTY_LEVELS);
+        }
+        self.string(&root, "generation_timestamp", false);
+        if let Some(value) = root.get("generation_parameters") {
+            self.object(value, root.at("generation_parameters"), "`generation_parameters`");
+        }
+        let output = match self.required(&root, "output_config") {
+            Some(value) => self
+                .object(value, root.at("output_config"), "`output_config`")
+                .map(|config| self.output_config(&config)),
+            None => None,
+        };
+        let frame_rate = output.as_ref().and_then(|(o, _)| o.as_ref().map(|o| o.frame_rate)).unwrap_or(DEFAULT_FRAME_RATE);
+        let timeline = self.moves(&root, output.as_ref().and_then(|(o, _)| o.as_ref()), frame_rate);
+        let total_duration = self.total_duration(&root, timeline.as_ref().map(|t| t.end), frame_rate);
+
+        let (output, output_key) = output?;
+        let timeline = timeline?;
+        Some(Validated {
+            task_id: task_id?,
+            audio_key: audio_key?,
+            clip_keys: timeline.clip_keys,
+            output_key: output_key?,
+            total_duration: total_duration?,
+            moves: timeline.moves,
+            output: output?,
+        })
+    }
+
+    fn task_id(&mut self, root: &Fields) -> Option<String> {
+        let id = self.string(root, "task_id", true)?;
+        let well_formed = !id.is_empty()
+            && id.len() <= MAX_TASK_ID_BYTES
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !well_formed {
+            self.report(
+                root.at("task_id"),
+                ErrorCode::OutOfRange,
+                format!("`task_id` must be 1 to {MAX_TASK_ID_BYTES} ASCII letters, digits, '-' or '_', got {}", excerpt(id)),
+            );
+            return None;
+        }
+        Some(id.to_owned())
+    }
+
+    fn bitrate(&mut self, fields: &Fields, name: &str, default: u64, (min, max): (u64, u64)) -> Option<u64> {
+        let bits = match fields.get(name) {
+            None => return Some(default),
+            Some(Value::String(text)) => parse_bitrate(text),
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(other) => {
+                self.report(fields.at(name), ErrorCode::WrongType, format!("`{name}` must be a string like \"2M\" or \"128k\", found {}", type_name(other)));
+                return None;
+            }
+        };
+        match bits {
+            Some(bits) if (min..=max).contains(&bits) => Some(bits),
+            Some(bits) => {
+                self.report(fields.at(name), ErrorCode::OutOfRange, format!("`{name}` is {bits} bit/s; allowed {min} to {max}"));
+                None
+            }
+            None => {
+                let shown = fields.get(name).map(|v| excerpt(&v.to_string())).unwrap_or_default();
+                self.report(fields.at(name), ErrorCode::NotAllowed, format!("`{name}` {shown} is not a bitrate like \"2M\", \"800k\" or 128000"));
+                None
+            }
+        }
+    }
+
+    fn dimension(&mut self, fields: &Fields, name: &str, max: u64) -> Option<Option<u32>> {
+        let Some(value) = fields.get(name) else { return Some(None) };
+        match value.as_u64() {
+            Some(n) if (MIN_DIMENSION..=max).contains(&n) && n % 2 == 0 => Some(Some(n as u32)),
+            Some(_) | None if value.is_number() => {
+                self.report(fields.at(name), ErrorCode::OutOfRange, format!("`{name}` must be an even whole number from {MIN_DIMENSION} to {max}, got {value}"));
+                None
+            }
+            _ => {
+                self.report(fields.at(name), ErrorCode::WrongType, format!("`{name}` must be a number, found {}", type_name(value)));
+                None
+            }
+        }
+    }
+
+    /// Returns the settings (None if any is bad) and the output key separately, so a
+    /// bad setting and a bad key are both reported.
+    fn output_config(&mut self, config: &Fields) -> (Option<OutputSettings>, Option<String>) {
+        let output_key = self.object_key(config, "output_path");
+        if let Some(key) = &output_key {
+            if !key.ends_with(".mp4") {
+                self.report(config.at("output_path"), ErrorCode::NotAllowed, format!("`output_path` {} must end in .mp4", excerpt(key)));
+            }
+        }
+        let before = self.errors.len() + self.overflowed;
+        let format = if config.get("output_format").is_some() { self.choice(config, "output_format", &OUTPUT_FORMATS) } else { Some("mp4".into()) };
+        let video_codec = if config.get("video_codec").is_some() { self.choice(config, "video_codec", &VIDEO_CODECS) } else { Some(DEFAULT_VIDEO_CODEC.into()) };
+        let audio_codec = if config.get("audio_codec").is_some() { self.choice(config, "audio_codec", &AUDIO_CODECS) } else { Some(DEFAULT_AUDIO_CODEC.into()) };
+        let video_bitrate = self.bitrate(config, "video_bitrate", DEFAULT_VIDEO_BITRATE, VIDEO_BITRATE_RANGE);
+        let audio_bitrate = self.bitrate(config, "audio_bitrate", DEFAULT_AUDIO_BITRATE, AUDIO_BITRATE_RANGE);
+        let frame_rate = self.number(config, "frame_rate", false, MIN_FRAME_RATE, false, MAX_FRAME_RATE);
+        let transition_duration = self.number(config, "transition_duration", false, 0.0, false, MAX_TRANSITION_SECONDS);
+        let fade_duration = self.number(config, "fade_duration", false, 0.0, false, MAX_TRANSITION_SECONDS);
+        let width = self.dimension(config, "width", MAX_WIDTH);
+        let height = self.dimension(config, "height", MAX_HEIGHT);
+        let normalize_audio = self.boolean(config, "normalize_audio", false);
+        let add_audio_overlay = self.boolean(config, "add_audio_overlay", true);
+        if let (Some(Some(_)), Some(None)) | (Some(None), Some(Some(_))) = (width, height) {
+            self.report(config.pointer.clone(), ErrorCode::MissingField, "`width` and `height` must be given together".into());
+        }
+        if self.errors.len() + self.overflowed != before {
+            return (None, output_key);
+        }
+        let settings = (|| {
+            Some(OutputSettings {
+                format: format?,
+                video_codec: video_codec?,
+                audio_codec: audio_codec?,
+                video_bitrate: video_bitrate?,
+                audio_bitrate: audio_bitrate?,
+                frame_rate: frame_rate.unwrap_or(DEFAULT_FRAME_RATE),
+                width: width?,
+                height: height?,
+                transition_duration: transition_duration.unwrap_or(DEFAULT_TRANSITION_SECONDS),
+                fade_duration: fade_duration.unwrap_or(DEFAULT_FADE_SECONDS),
+                normalize_audio,
+                add_audio_overlay,
+            })
+        })();
+        (settings, output_key)
+    }
+
+    fn moves(&mut self, root: &Fields, output: Option<&OutputSettings>, frame_rate: f64) -> Option<Timeline> {
+        let value = self.required(root, "moves")?;
+        let pointer = root.at("moves");
+        let Value::Array(items) = value else {
+            self.report(pointer, ErrorCode::WrongType, format!("`moves` must be an array, found {}", type_name(value)));
+            return None;
+        };
+        if items.is_empty() {
+            self.report(pointer, ErrorCode::MissingField, "`moves` must list at least one move".into());
+            return None;
+        }
+        if items.len() > MAX_MOVES {
+            self.report(pointer, ErrorCode::TooLarge, format!("{} moves; the limit is {MAX_MOVES}", items.len()));
+            return None;
+        }
+        let mut clip_keys: Vec<String> = Vec::new();
+        let mut moves = Vec::with_capacity(items.len());
+        let mut all_good = true;
+        for (index, item) in items.iter().enumerate() {
+            match self.one_move(item, format!("{pointer}/{index}"), &mut clip_keys) {
+                Some(slot) => moves.push(slot),
+                None => all_good = false,
+            }
+        }
+        if !all_good {
+            return None;
+        }
+        let end = self.timeline(&pointer, &moves, output, frame_rate)?;
+        Some(Timeline { clip_keys, moves, end })
+    }
+
+    fn one_move(&mut self, item: &Value, pointer: String, clip_keys: &mut Vec<String>) -> Option<MoveSlot> {
+        let fields = self.object(item, pointer, "a move")?;
+        let clip_id = match self.string(&fields, "clip_id", false) {
+            Some(id) if id.len() > MAX_LABEL_BYTES || id.chars().any(char::is_control) => {
+                self.report(fields.at("clip_id"), ErrorCode::OutOfRange, format!("`clip_id` must be at most {MAX_LABEL_BYTES} bytes of printable text"));
+                None
+            }
+            Some(id) => Some(id.to_owned()),
+            None => Some(String::new()),
+        };
+        let key = self.object_key(&fields, "video_path");
+        let start = self.number(&fields, "start_time", true, 0.0, false, MAX_TIMELINE_SECONDS);
+        let duration = self.number(&fields, "duration", true, 0.0, true, MAX_TIMELINE_SECONDS);
+        let trim_start = self.number(&fields, "trim_start", false, 0.0, false, 1e6);
+        let trim_end = self.number(&fields, "trim_end", false, 0.0, false, 1e6);
+        let volume = self.number(&fields, "volume_adjustment", false, 0.0, false, 1.0);
+        self.number(&fields, "original_duration", false, 0.0, false, 1e6);
+        let transition = match fields.get("transition_type") {
+            None => Some(Transition::Cut),
+            Some(_) => self.choice(&fields, "transition_type", &Transition::NAMES).and_then(|name| Transition::from_name(&name)),
+        };
+        // Optional numbers come back None both when absent and when bad; only a
+        // reported error may stop the move.
+        let bad_optional = |name: &str| fields.get(name).is_some();
+        let trim_start = match trim_start { Some(v) => v, None if bad_optional("trim_start") => return None, None => 0.0 };
+        let trim_end = match trim_end { Some(v) => v, None if bad_optional("trim_end") => return None, None => 0.0 };
+        let volume = match volume { Some(v) => v, None if bad_optional("volume_adjustment") => return None, None => 1.0 };
+        let (key, start, duration, transition, clip_id) = (key?, start?, duration?, transition?, clip_id?);
+        let clip = match clip_keys.iter().position(|k| *k == key) {
+            Some(index) => index,
+            None => {
+                clip_keys.push(key);
+                clip_keys.len() - 1
+            }
+        };
+        Some(MoveSlot { clip: clip as u32, clip_id, start, duration, trim_start, trim_end, transition, volume })
+    }
+
+    /// Moves must tile the timeline from 0: each starts where the previous ends (within
+    /// half a frame), or earlier by at most the crossfade that joins them.
+    fn timeline(&mut self, pointer: &str, moves: &[MoveSlot], output: Option<&OutputSettings>, frame_rate: f64) -> Option<f64> {
+        let tolerance = 0.5 / frame_rate;
+        let before = self.errors.len() + self.overflowed;
+        let transition_seconds = output.map(|o| o.transition_duration).unwrap_or(DEFAULT_TRANSITION_SECONDS);
+        let fade_seconds = output.map(|o| o.fade_duration).unwrap_or(DEFAULT_FADE_SECONDS);
+        if moves[0].start > tolerance {
+            self.report(format!("{pointer}/0/start_time"), ErrorCode::Timeline, format!("the first move must start at 0, not {}: the video would begin with a gap", moves[0].start));
+        }
+        let mut end = moves[0].start + moves[0].duration;
+        for (index, pair) in moves.windows(2).enumerate() {
+            let (previous, current) = (&pair[0], &pair[1]);
+            let at = index + 1;
+            let previous_end = previous.start + previous.duration;
+            let allowed_overlap = if current.transition == Transition::Crossfade { transition_seconds } else { 0.0 };
+            if current.start < previous.start {
+                self.report(format!("{pointer}/{at}/start_time"), ErrorCode::Timeline, format!("moves must be sorted by `start_time`: {} comes before the previous move's {}", current.start, previous.start));
+            } else if current.start > previous_end + tolerance {
+                self.report(format!("{pointer}/{at}/start_time"), ErrorCode::Timeline, format!("gap of {:.3} s before this move (previous move ends at {previous_end})", current.start - previous_end));
+            } else if current.start < previous_end - allowed_overlap - tolerance {
+                self.report(format!("{pointer}/{at}/start_time"), ErrorCode::Timeline, format!("overlaps the previous move by {:.3} s (it ends at {previous_end}); at most {allowed_overlap} s is allowed", previous_end - current.start));
+            }
+            let needed = match current.transition {
+                Transition::Cut => 0.0,
+                Transition::Crossfade => transition_seconds,
+                Transition::FadeBlack | Transition::FadeWhite => fade_seconds,
+            };
+            let shortest = previous.duration.min(current.duration);
+            if needed > shortest + 1e-9 {
+                self.report(format!("{pointer}/{at}/transition_type"), ErrorCode::OutOfRange, format!("the transition lasts {needed} s but an adjoining move lasts only {shortest} s"));
+            }
+            end = end.max(current.start + current.duration);
+        }
+        if let Some(first) = moves.first() {
+            let needed = match first.transition {
+                Transition::FadeBlack | Transition::FadeWhite => fade_seconds,
+                Transition::Crossfade => transition_seconds / 2.0,
+                Transition::Cut => 0.0,
+            };
+            if needed > first.duration + 1e-9 {
+                self.report(format!("{pointer}/0/transition_type"), ErrorCode::OutOfRange, format!("the transition lasts {needed} s but the move lasts only {} s", first.duration));
+            }
+        }
+        if end > MAX_TIMELINE_SECONDS {
+            self.report(pointer.to_owned(), ErrorCode::TooLarge, format!("the timeline is {end} s long; the limit is {MAX_TIMELINE_SECONDS} s"));
+        }
+        (self.errors.len() + self.overflowed == before).then_some(end)
+    }
+
+    fn total_duration(&mut self, root: &Fields, timeline_end: Option<f64>, frame_rate: f64) -> Option<f64> {
+        let given = self.number(root, "total_duration", false, 0.0, true, MAX_TIMELINE_SECONDS);
+        if given.is_none() && root.get("total_duration").is_some() {
+            return None;
+        }
+        let end = timeline_end?;
+        match given {
+            Some(total) if (total - end).abs() > 1.0 / frame_rate => {
+                self.report(root.at("total_duration"), ErrorCode::Timeline, format!("`total_duration` is {total} s but the moves end at {end} s"));
+                None
+            }
+            Some(total) => Some(total),
+            None => Some(end),
+        }
+    }
+}
+
+struct Timeline {
+    clip_keys: Vec<String>,
+    moves: Vec<MoveSlot>,
+    end: f64,
+}
+
+/// "2M", "800k", "1.5M", "128000" → bits per second.
+fn parse_bitrate(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 16 {
+        return None;
+    }
+    let (digits, multiplier) = match text.as_bytes()[text.len() - 1] {
+        b'k' | b'K' => (&text[..text.len() - 1], 1_000.0),
+        b'm' | b'M' => (&text[..text.len() - 1], 1_000_000.0),
+        _ => (text, 1.0),
+    };
+    let well_formed = !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.matches('.').count() <= 1
+        && !digits.starts_with('.')
+        && !digits.ends_with('.');
+    if !well_formed {
+        return None;
+    }
+    let value: f64 = digits.parse().ok()?;
+    let bits = (value * multiplier).round();
+    (bits.is_finite() && bits >= 1.0 && bits <= u64::MAX as f64 / 2.0).then_some(bits as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitrates() {
+        assert_eq!(parse_bitrate("2M"), Some(2_000_000));
+        assert_eq!(parse_bitrate("800k"), Some(800_000));
+        assert_eq!(parse_bitrate("1.5M"), Some(1_500_000));
+        assert_eq!(parse_bitrate("128000"), Some(128_000));
+        for bad in ["", "M", "2G", "-2M", "2 M", "1.2.3k", ".5M", "2M;", "1e9"] {
+            assert_eq!(parse_bitrate(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn nesting() {
+        assert_eq!(nesting_exceeding("[[[]]]", 3), None);
+        assert_eq!(nesting_exceeding("[[[[]]]]", 3), Some(4));
+        assert_eq!(nesting_exceeding(r#"{"a":"[[[[[\"[["}"#, 2), None);
+    }
+}
