@@ -1,0 +1,320 @@
+//! Runs a Blueprint Runner guest component (see `wit/`) in a sandbox.
+//!
+//! The guest gets WASI p2 with no capabilities (no preopened folder, no environment,
+//! no arguments, no network, frozen clocks, stdio captured into small buffers) plus the
+//! contract's bounded `log` import. Each call runs in a fresh store under three caps:
+//! fuel (instructions), memory (linear memory bytes) and a wall-time deadline. Every
+//! way a call can end maps to a distinct [`SandboxError`]. What the guest returns is
+//! treated as untrusted and re-checked ([`output`]).
+
+mod cache;
+mod engine;
+mod guest_log;
+mod output;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+pub use cache::LoadSource;
+pub use guest_log::GuestLog;
+pub use output::limits as output_limits;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "guest",
+        path: "../../wit",
+        exports: { default: async },
+    });
+}
+
+/// The limits of one guest call.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Fuel units (roughly wasm instructions) one call may spend.
+    pub fuel: u64,
+    /// Cap on the guest's linear memory, in bytes.
+    pub memory_bytes: u64,
+    /// Wall time of one call, instantiation included.
+    pub deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { fuel: 2_000_000_000, memory_bytes: 64 * 1024 * 1024, deadline: Duration::from_secs(10) }
+    }
+}
+
+/// How a guest call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("could not load the guest component: {0}")]
+    Load(String),
+    #[error("the guest component does not fit the contract (blueprint:runner@0.1.0): {0}")]
+    Incompatible(String),
+    #[error("sandbox limit: the guest ran out of fuel ({limit} units)")]
+    OutOfFuel { limit: u64 },
+    #[error("sandbox limit: the guest tried to grow its memory past the cap of {} MiB", limit_bytes / (1024 * 1024))]
+    MemoryCap { limit_bytes: u64 },
+    #[error("sandbox limit: the guest did not answer within the deadline of {} ms", limit.as_millis())]
+    Deadline { limit: Duration },
+    #[error("sandbox limit: guest output too large: {what} is {size} (limit {limit})")]
+    OutputTooLarge { what: String, size: usize, limit: usize },
+    #[error("the guest trapped: {reason}{}", format_last_lines(last_log))]
+    GuestTrap { reason: String, last_log: Vec<String> },
+    #[error("the guest returned an answer the host refuses: {0}")]
+    BadOutput(String),
+}
+
+impl SandboxError {
+    /// Which limit was hit, for exit codes and status messages; None for other failures.
+    pub fn limit_name(&self) -> Option<&'static str> {
+        match self {
+            SandboxError::OutOfFuel { .. } => Some("fuel"),
+            SandboxError::MemoryCap { .. } => Some("memory"),
+            SandboxError::Deadline { .. } => Some("deadline"),
+            SandboxError::OutputTooLarge { .. } => Some("output-size"),
+            _ => None,
+        }
+    }
+}
+
+fn format_last_lines(lines: &[String]) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("; last guest output:\n  {}", lines.join("\n  "))
+    }
+}
+
+/// Result of a successful `validate` call: the guest's verdict plus what it cost.
+#[derive(Debug)]
+pub struct Validation {
+    pub verdict: Result<br_blueprint::Validated, Vec<br_blueprint::ValidationError>>,
+    pub report: CallReport,
+}
+
+#[derive(Debug, Clone)]
+pub struct CallReport {
+    pub fuel_used: u64,
+    pub elapsed: Duration,
+    pub log: Vec<String>,
+}
+
+/// A loaded guest, ready for any number of calls.
+pub struct Sandbox {
+    engine: Arc<engine::SandboxEngine>,
+    pre: bindings::GuestPre<CallState>,
+    limits: Limits,
+    load_source: LoadSource,
+}
+
+/// Where compiled guests are cached; `None` compiles on every start.
+#[derive(Debug, Clone, Default)]
+pub struct CacheConfig {
+    pub dir: Option<PathBuf>,
+}
+
+impl Sandbox {
+    /// Compiles (or loads from the cache) a guest component and links it against the
+    /// capability-free WASI and the contract's host interface.
+    pub fn load(wasm: &[u8], limits: Limits, cache: &CacheConfig) -> Result<Sandbox, SandboxError> {
+        let engine = engine::SandboxEngine::shared().map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        let (component, load_source) = cache::load_component(&engine.engine, wasm, cache.dir.as_deref())?;
+        Self::link(engine, component, limits, load_source)
+    }
+
+    /// Compiles a guest to its precompiled form (for shipping it beside the binary).
+    pub fn precompile(wasm: &[u8]) -> Result<Vec<u8>, SandboxError> {
+        let engine = engine::SandboxEngine::shared().map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        engine.engine.precompile_component(wasm).map_err(|e| SandboxError::Load(format!("{e:#}")))
+    }
+
+    fn link(
+        engine: Arc<engine::SandboxEngine>,
+        component: Component,
+        limits: Limits,
+        load_source: LoadSource,
+    ) -> Result<Sandbox, SandboxError> {
+        let mut linker: Linker<CallState> = Linker::new(&engine.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        bindings::blueprint::runner::host::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| SandboxError::Incompatible(format!("{e:#}")))?;
+        let pre = bindings::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("{e:#}")))?;
+        Ok(Sandbox { engine, pre, limits, load_source })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Whether the compiled guest came from the cache.
+    pub fn load_source(&self) -> LoadSource {
+        self.load_source
+    }
+
+    /// Runs the guest's `validate` on untrusted blueprint text.
+    pub async fn validate(&self, blueprint: &str) -> Result<Validation, SandboxError> {
+        let started = Instant::now();
+        let mut store = self.new_store(started);
+        let limits = self.limits.clone();
+        let call = async {
+            let guest = self.pre.instantiate_async(&mut store).await?;
+            guest.call_validate(&mut store, blueprint).await
+        };
+        let outcome = tokio::time::timeout(limits.deadline, call).await;
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let state = store.data_mut();
+        let answer = match outcome {
+            Err(_elapsed) => return Err(SandboxError::Deadline { limit: limits.deadline }),
+            Ok(Err(error)) => return Err(state.classify(error, &limits)),
+            Ok(Ok(answer)) => answer,
+        };
+        let verdict = output::check_validation(answer)?;
+        let report = CallReport { fuel_used, elapsed: started.elapsed(), log: state.log.lines() };
+        tracing::debug!(fuel_used, elapsed_ms = report.elapsed.as_millis() as u64, "guest validate returned");
+        Ok(Validation { verdict, report })
+    }
+
+    fn new_store(&self, started: Instant) -> Store<CallState> {
+        let stdout = MemoryOutputPipe::new(guest_log::STDIO_CAPACITY);
+        let stderr = MemoryOutputPipe::new(guest_log::STDIO_CAPACITY);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .wall_clock(engine::FrozenClock)
+            .monotonic_clock(engine::FrozenClock)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = CallState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: CappedMemory::new(self.limits.memory_bytes),
+            log: GuestLog::default(),
+            stdout,
+            stderr,
+        };
+        let mut store = Store::new(&self.engine.engine, state);
+        store.limiter(|state| &mut state.memory);
+        // Fuel cannot fail to be set on an engine configured to consume it.
+        let _ = store.set_fuel(self.limits.fuel);
+        // The ticker advances the epoch every few milliseconds: check the clock on each
+        // tick, and yield so that the outer timeout can also fire.
+        let deadline = started + self.limits.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+}
+
+/// Per-call store data.
+struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory: CappedMemory,
+    log: GuestLog,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl bindings::blueprint::runner::host::Host for CallState {
+    fn log(&mut self, level: bindings::blueprint::runner::host::LogLevel, message: String) {
+        use bindings::blueprint::runner::host::LogLevel;
+        let level = match level {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        };
+        self.log.record(level, &message);
+    }
+}
+
+impl CallState {
+    /// Maps a failed call to the limit or fault that ended it.
+    fn classify(&mut self, error: wasmtime::Error, limits: &Limits) -> SandboxError {
+        // A refused grow makes a Rust guest abort, which looks like any other trap:
+        // the limiter's record is what tells the two apart.
+        if self.memory.refused_grow {
+            return SandboxError::MemoryCap { limit_bytes: limits.memory_bytes };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => SandboxError::OutOfFuel { limit: limits.fuel },
+            Some(Trap::Interrupt) => SandboxError::Deadline { limit: limits.deadline },
+            _ if is_link_error(&error) => SandboxError::Incompatible(format!("{error:#}")),
+            Some(trap) => SandboxError::GuestTrap { reason: trap.to_string(), last_log: self.last_output() },
+            None => SandboxError::GuestTrap { reason: first_line(&format!("{error:#}")), last_log: self.last_output() },
+        }
+    }
+
+    /// The guest's last log lines, then the tail of its stderr (where a Rust panic
+    /// message goes).
+    fn last_output(&self) -> Vec<String> {
+        let mut lines = self.log.lines();
+        lines.extend(guest_log::tail_lines("stdout", &self.stdout.contents()));
+        lines.extend(guest_log::tail_lines("stderr", &self.stderr.contents()));
+        lines
+    }
+}
+
+fn is_link_error(error: &wasmtime::Error) -> bool {
+    let text = format!("{error:#}");
+    text.contains("import") && text.contains("not found") || text.contains("type mismatch")
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().chars().take(500).collect()
+}
+
+/// `StoreLimits` that remembers whether it refused a memory grow.
+struct CappedMemory {
+    limits: StoreLimits,
+    refused_grow: bool,
+}
+
+impl CappedMemory {
+    fn new(memory_bytes: u64) -> Self {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(usize::try_from(memory_bytes).unwrap_or(usize::MAX))
+            .table_elements(100_000)
+            .build();
+        CappedMemory { limits, refused_grow: false }
+    }
+}
+
+impl ResourceLimiter for CappedMemory {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        self.refused_grow |= !allowed;
+        Ok(allowed)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+}

@@ -1,0 +1,159 @@
+//! The guest's answer is untrusted: bound its sizes and re-check what the host will
+//! act on (object keys, indexes, numbers) before anything else sees it.
+
+use br_blueprint::key::key_problem;
+use br_blueprint::{ErrorCode, MoveSlot, OutputSettings, Transition, Validated, ValidationError};
+
+use crate::bindings::blueprint::runner::types as wit;
+use crate::SandboxError;
+
+pub mod limits {
+    /// Validation errors one answer may carry (the default guest stops at 501).
+    pub const MAX_ERRORS: usize = 1_000;
+    /// Any one string in an answer (pointer, message, label).
+    pub const MAX_STRING_BYTES: usize = 4_096;
+    /// All strings of one answer together.
+    pub const MAX_TOTAL_BYTES: usize = 4 * 1024 * 1024;
+}
+use limits::*;
+
+struct Budget {
+    used: usize,
+}
+
+impl Budget {
+    fn take(&mut self, what: &str, text: &str, limit: usize) -> Result<(), SandboxError> {
+        if text.len() > limit {
+            return Err(SandboxError::OutputTooLarge { what: what.into(), size: text.len(), limit });
+        }
+        self.used += text.len();
+        if self.used > MAX_TOTAL_BYTES {
+            return Err(SandboxError::OutputTooLarge { what: "the answer".into(), size: self.used, limit: MAX_TOTAL_BYTES });
+        }
+        Ok(())
+    }
+}
+
+pub fn check_validation(
+    answer: Result<wit::Validated, Vec<wit::ValidationError>>,
+) -> Result<Result<Validated, Vec<ValidationError>>, SandboxError> {
+    let mut budget = Budget { used: 0 };
+    match answer {
+        Ok(validated) => Ok(Ok(check_validated(validated, &mut budget)?)),
+        Err(errors) => {
+            if errors.is_empty() {
+                return Err(SandboxError::BadOutput("the guest refused the blueprint without saying why".into()));
+            }
+            if errors.len() > MAX_ERRORS {
+                return Err(SandboxError::OutputTooLarge { what: "the list of validation errors".into(), size: errors.len(), limit: MAX_ERRORS });
+            }
+            errors
+                .into_iter()
+                .map(|error| {
+                    budget.take("a validation error's pointer", &error.pointer, MAX_STRING_BYTES)?;
+                    budget.take("a validation error's message", &error.message, MAX_STRING_BYTES)?;
+                    if !(error.pointer.is_empty() || error.pointer.starts_with('/')) {
+                        return Err(SandboxError::BadOutput(format!("{:?} is not a JSON pointer", error.pointer)));
+                    }
+                    Ok(ValidationError { pointer: error.pointer, code: code(error.code), message: error.message })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Err)
+        }
+    }
+}
+
+fn code(code: wit::ErrorCode) -> ErrorCode {
+    match code {
+        wit::ErrorCode::InvalidJson => ErrorCode::InvalidJson,
+        wit::ErrorCode::MissingField => ErrorCode::MissingField,
+        wit::ErrorCode::WrongType => ErrorCode::WrongType,
+        wit::ErrorCode::OutOfRange => ErrorCode::OutOfRange,
+        wit::ErrorCode::UnsafePath => ErrorCode::UnsafePath,
+        wit::ErrorCode::TooLarge => ErrorCode::TooLarge,
+        wit::ErrorCode::NotAllowed => ErrorCode::NotAllowed,
+        wit::ErrorCode::Timeline => ErrorCode::Timeline,
+    }
+}
+
+fn key(what: &str, key: String, budget: &mut Budget) -> Result<String, SandboxError> {
+    budget.take(what, &key, MAX_STRING_BYTES)?;
+    match key_problem(&key) {
+        Some(problem) => Err(SandboxError::BadOutput(format!("{what}: object key {key:?} {problem}"))),
+        None => Ok(key),
+    }
+}
+
+fn seconds(what: &str, value: f64, min: f64, max: f64) -> Result<f64, SandboxError> {
+    if value.is_finite() && value >= min && value <= max {
+        Ok(value)
+    } else {
+        Err(SandboxError::BadOutput(format!("{what} is {value}, outside {min}..={max}")))
+    }
+}
+
+fn check_validated(v: wit::Validated, budget: &mut Budget) -> Result<Validated, SandboxError> {
+    use br_blueprint::limits::{MAX_MOVES, MAX_TASK_ID_BYTES, MAX_TIMELINE_SECONDS};
+    budget.take("the task id", &v.task_id, MAX_TASK_ID_BYTES)?;
+    if v.task_id.is_empty() || !v.task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(SandboxError::BadOutput(format!("task id {:?} is not well formed", v.task_id)));
+    }
+    if v.moves.len() > MAX_MOVES || v.clip_keys.len() > MAX_MOVES {
+        return Err(SandboxError::OutputTooLarge { what: "the list of moves or clips".into(), size: v.moves.len().max(v.clip_keys.len()), limit: MAX_MOVES });
+    }
+    if v.moves.is_empty() {
+        return Err(SandboxError::BadOutput("a validated blueprint without moves".into()));
+    }
+    let clip_keys = v.clip_keys.into_iter().map(|k| key("a clip key", k, budget)).collect::<Result<Vec<_>, _>>()?;
+    let moves = v
+        .moves
+        .into_iter()
+        .map(|m| {
+            budget.take("a clip id", &m.clip_id, MAX_STRING_BYTES)?;
+            if m.clip as usize >= clip_keys.len() {
+                return Err(SandboxError::BadOutput(format!("a move names clip {} of {}", m.clip, clip_keys.len())));
+            }
+            Ok(MoveSlot {
+                clip: m.clip,
+                clip_id: m.clip_id,
+                start: seconds("a move's start", m.start, 0.0, MAX_TIMELINE_SECONDS)?,
+                duration: seconds("a move's duration", m.duration, f64::MIN_POSITIVE, MAX_TIMELINE_SECONDS)?,
+                trim_start: seconds("a move's trim start", m.trim_start, 0.0, 1e6)?,
+                trim_end: seconds("a move's trim end", m.trim_end, 0.0, 1e6)?,
+                transition: match m.transition {
+                    wit::Transition::Cut => Transition::Cut,
+                    wit::Transition::Crossfade => Transition::Crossfade,
+                    wit::Transition::FadeBlack => Transition::FadeBlack,
+                    wit::Transition::FadeWhite => Transition::FadeWhite,
+                },
+                volume: seconds("a move's volume", m.volume, 0.0, 1.0)?,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let o = v.output;
+    for (what, text) in [("the output format", &o.format), ("the video codec", &o.video_codec), ("the audio codec", &o.audio_codec)] {
+        budget.take(what, text, 64)?;
+    }
+    Ok(Validated {
+        task_id: v.task_id,
+        audio_key: key("the audio key", v.audio_key, budget)?,
+        clip_keys,
+        output_key: key("the output key", v.output_key, budget)?,
+        total_duration: seconds("the total duration", v.total_duration, f64::MIN_POSITIVE, MAX_TIMELINE_SECONDS)?,
+        moves,
+        output: OutputSettings {
+            format: o.format,
+            video_codec: o.video_codec,
+            audio_codec: o.audio_codec,
+            video_bitrate: o.video_bitrate,
+            audio_bitrate: o.audio_bitrate,
+            frame_rate: seconds("the frame rate", o.frame_rate, 1.0, 120.0)?,
+            width: o.width,
+            height: o.height,
+            transition_duration: seconds("the transition duration", o.transition_duration, 0.0, 5.0)?,
+            fade_duration: seconds("the fade duration", o.fade_duration, 0.0, 5.0)?,
+            normalize_audio: o.normalize_audio,
+            add_audio_overlay: o.add_audio_overlay,
+        },
+    })
+}
