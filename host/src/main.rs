@@ -1,1 +1,134 @@
-fn main(){}
+//! `blueprint-runner`: turns one video blueprint into a video. The decisions run in a
+//! sandboxed WebAssembly guest; this binary does the I/O.
+
+mod budget;
+mod exit;
+mod guest;
+mod input;
+mod logging;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "blueprint-runner", version, about = "Turns a video blueprint into a video, deciding inside a WebAssembly sandbox")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format (logs go to stderr).
+    #[arg(long, global = true, value_enum, default_value = "json")]
+    log_format: logging::LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a blueprint in the sandbox and explain every problem.
+    Validate {
+        /// Blueprint file, or '-' for stdin; without it, BLUEPRINT_JSON.
+        file: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        sandbox: SandboxFlags,
+    },
+    /// Compile the guest ahead of time into the cache (for container images).
+    Precompile {
+        #[command(flatten)]
+        sandbox: SandboxFlags,
+    },
+}
+
+#[derive(Args, Clone)]
+struct SandboxFlags {
+    /// Fuel (about one unit per wasm instruction) for one guest call.
+    #[arg(long, env = "GUEST_FUEL", default_value_t = br_sandbox::Limits::default().fuel)]
+    fuel: u64,
+    /// Guest memory cap in MiB; must fit the job's memory budget.
+    #[arg(long, env = "GUEST_MEMORY_MIB", default_value_t = budget::DEFAULT_GUEST_MEMORY / budget::MIB)]
+    guest_memory: u64,
+    /// Wall-time limit of one guest call, in milliseconds.
+    #[arg(long, env = "GUEST_DEADLINE_MS", default_value_t = 10_000)]
+    guest_deadline_ms: u64,
+    /// The job's whole memory budget in MiB (the container's limit).
+    #[arg(long, env = "JOB_MEMORY_MIB", default_value_t = budget::DEFAULT_JOB_MEMORY_BUDGET / budget::MIB)]
+    memory_budget: u64,
+    /// Load this guest component instead of the built-in one.
+    #[arg(long, env = "GUEST_COMPONENT")]
+    guest: Option<PathBuf>,
+    /// Folder for compiled guests (default: BLUEPRINT_RUNNER_CACHE_DIR, else the user's cache).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Compile the guest on every start.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl SandboxFlags {
+    fn load(&self) -> Result<br_sandbox::Sandbox, u8> {
+        let memory = budget::MemoryBudget::new(
+            self.memory_budget.saturating_mul(budget::MIB),
+            self.guest_memory.saturating_mul(budget::MIB),
+        )
+        .map_err(|error| {
+            eprintln!("error: {error}");
+            exit::USAGE
+        })?;
+        let limits = br_sandbox::Limits {
+            fuel: self.fuel,
+            memory_bytes: memory.guest,
+            deadline: Duration::from_millis(self.guest_deadline_ms),
+        };
+        let choice = guest::GuestChoice { path: self.guest.clone(), cache: guest::cache_dir(self.cache_dir.clone(), self.no_cache) };
+        choice.load(limits).map_err(|error| {
+            eprintln!("error: {error}");
+            match error {
+                guest::LoadError::Read(_) => exit::USAGE,
+                guest::LoadError::Sandbox(_) => exit::SANDBOX,
+            }
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    ExitCode::from(runtime.block_on(run(cli.command)))
+}
+
+async fn run(command: Command) -> u8 {
+    match command {
+        Command::Validate { file, json, sandbox } => {
+            let source = match input::Source::choose(file.as_deref()) {
+                Ok(source) => source,
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    return exit::USAGE;
+                }
+            };
+            let sandbox = match sandbox.load() {
+                Ok(sandbox) => sandbox,
+                Err(code) => return code,
+            };
+            validate::run(validate::Request { source, json }, &sandbox).await
+        }
+        Command::Precompile { sandbox } => match sandbox.load() {
+            Ok(loaded) => {
+                println!("guest ready ({:?})", loaded.load_source());
+                exit::OK
+            }
+            Err(code) => code,
+        },
+    }
+}

@@ -1,0 +1,96 @@
+//! `blueprint-runner validate`: the sandboxed check of one blueprint.
+
+use br_blueprint::{ErrorCode, ValidationError};
+use br_sandbox::{SandboxError, Validation};
+use serde_json::json;
+
+use crate::exit;
+use crate::input::{self, Loaded, Source};
+
+pub struct Request {
+    pub source: Source,
+    pub json: bool,
+}
+
+/// Runs the check and prints the verdict; returns the exit code.
+pub async fn run(request: Request, sandbox: &br_sandbox::Sandbox) -> u8 {
+    let text = match input::read(&request.source) {
+        Ok(Loaded::Text(text)) => text,
+        Ok(Loaded::TooLarge(seen)) => {
+            let limit = br_blueprint::limits::MAX_BLUEPRINT_BYTES;
+            return print_invalid(&[host_error(ErrorCode::TooLarge, format!("the blueprint is over {limit} bytes (read {seen} before stopping)"))], request.json);
+        }
+        Ok(Loaded::NotUtf8) => {
+            return print_invalid(&[host_error(ErrorCode::InvalidJson, "the blueprint is not UTF-8 text".into())], request.json);
+        }
+        Err(error) => {
+            eprintln!("error: cannot read the blueprint from {}: {error}", request.source.describe());
+            return exit::USAGE;
+        }
+    };
+    match sandbox.validate(&text).await {
+        Ok(Validation { verdict: Ok(validated), report }) => {
+            tracing::info!(task_id = %validated.task_id, fuel_used = report.fuel_used, "blueprint valid");
+            if request.json {
+                println!(
+                    "{}",
+                    json!({
+                        "valid": true,
+                        "task_id": validated.task_id,
+                        "moves": validated.moves.len(),
+                        "distinct_clips": validated.clip_keys.len(),
+                        "total_duration": validated.total_duration,
+                        "audio_key": validated.audio_key,
+                        "output_key": validated.output_key,
+                        "fuel_used": report.fuel_used,
+                    })
+                );
+            } else {
+                println!(
+                    "valid: task {}: {} moves over {} distinct clips, {:.3} s, output {} (fuel {})",
+                    validated.task_id,
+                    validated.moves.len(),
+                    validated.clip_keys.len(),
+                    validated.total_duration,
+                    validated.output_key,
+                    report.fuel_used
+                );
+            }
+            exit::OK
+        }
+        Ok(Validation { verdict: Err(errors), .. }) => print_invalid(&errors, request.json),
+        Err(error) => print_sandbox_error(&error, request.json),
+    }
+}
+
+fn host_error(code: ErrorCode, message: String) -> ValidationError {
+    ValidationError { pointer: String::new(), code, message }
+}
+
+fn print_invalid(errors: &[ValidationError], json: bool) -> u8 {
+    if json {
+        let errors: Vec<_> = errors
+            .iter()
+            .map(|e| json!({"pointer": e.pointer, "code": e.code.as_str(), "message": e.message}))
+            .collect();
+        println!("{}", json!({"valid": false, "errors": errors}));
+    } else {
+        let plural = if errors.len() == 1 { "" } else { "s" };
+        println!("invalid blueprint: {} problem{plural}", errors.len());
+        for error in errors {
+            let pointer = if error.pointer.is_empty() { "(document)" } else { &error.pointer };
+            println!("  {pointer}: {} [{}]", error.message, error.code.as_str());
+        }
+    }
+    exit::INVALID_BLUEPRINT
+}
+
+pub fn print_sandbox_error(error: &SandboxError, json: bool) -> u8 {
+    tracing::error!(limit = error.limit_name(), "{error}");
+    if json {
+        println!("{}", json!({"valid": null, "sandbox_error": {"limit": error.limit_name(), "message": error.to_string()}}));
+    } else {
+        eprintln!("error: {error}");
+    }
+    exit::SANDBOX
+}
