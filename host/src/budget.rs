@@ -20,7 +20,6 @@ pub const MIN_GUEST_MEMORY: u64 = 2 * MIB;
 
 #[derive(Debug, Clone, Copy)]
 pub struct MemoryBudget {
-    pub job: u64,
     pub guest: u64,
 }
 
@@ -50,16 +49,11 @@ impl MemoryBudget {
         if guest < MIN_GUEST_MEMORY {
             return Err(BudgetError::GuestTooSmall { guest });
         }
-        Ok(MemoryBudget { job, guest })
+        Ok(MemoryBudget { guest })
     }
 
     pub fn max_guest(job: u64) -> u64 {
         job.saturating_sub(HOST_BASELINE) / 2
-    }
-
-    /// What an FFmpeg child may use once the guest is gone.
-    pub fn ffmpeg_share(&self) -> u64 {
-        self.job - HOST_BASELINE
     }
 }
 
@@ -70,7 +64,7 @@ mod tests {
     #[test]
     fn default_fits() {
         let budget = MemoryBudget::new(DEFAULT_JOB_MEMORY_BUDGET, DEFAULT_GUEST_MEMORY).unwrap();
-        assert_eq!(budget.ffmpeg_share(), 448 * MIB);
+        assert_eq!(budget.guest, 64 * MIB);
         assert_eq!(MemoryBudget::max_guest(DEFAULT_JOB_MEMORY_BUDGET), 224 * MIB);
     }
 

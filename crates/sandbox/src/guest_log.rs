@@ -3,9 +3,9 @@
 use std::collections::VecDeque;
 
 /// Lines kept for error reports (the most recent ones).
-const KEPT_LINES: usize = 20;
+const KEPT_LINES: usize = 10;
 /// Longer lines are cut.
-const MAX_LINE_CHARS: usize = 500;
+const MAX_LINE_CHARS: usize = 200;
 /// Lines also forwarded to the host's log, per call; the rest are only counted.
 const FORWARDED_LINES: usize = 100;
 /// Capacity of each captured stdio stream; writes past it fail inside the guest.

@@ -1,0 +1,237 @@
+//! `blueprint-runner validate` end to end: the real binary, the real embedded guest in
+//! the real sandbox, and the hostile test guest for every limit.
+
+#[path = "support/variants.rs"]
+mod variants;
+
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
+const HOSTILE: &str = env!("HOSTILE_GUEST_WASM");
+
+/// One compiled-guest cache for the whole test run: compile once, load in a millisecond.
+fn cache_dir() -> &'static str {
+    static DIR: OnceLock<String> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("blueprint-runner-test-cache-{}", std::process::id()));
+        dir.to_string_lossy().into_owned()
+    })
+}
+
+fn validate(blueprint: &str, extra: &[&str]) -> Output {
+    // Through stdin: an environment variable cannot hold the larger documents.
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(["validate", "--json", "--cache-dir", cache_dir()])
+        .args(extra)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run blueprint-runner");
+    let mut stdin = child.stdin.take().unwrap();
+    let text = blueprint.to_owned();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(text.as_bytes());
+    });
+    let output = child.wait_with_output().expect("wait for blueprint-runner");
+    writer.join().unwrap();
+    output
+}
+
+fn stdout_json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: stdout {:?} stderr {:?}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+}
+
+#[test]
+fn backend_blueprint_is_valid() {
+    let output = validate(&variants::backend_blueprint(), &[]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let verdict = stdout_json(&output);
+    assert_eq!(verdict["valid"], true);
+    assert_eq!(verdict["moves"], 22);
+    assert_eq!(verdict["total_duration"], 176.0);
+    assert!(verdict["fuel_used"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn blueprint_json_env_is_read() {
+    let output = Command::new(BIN)
+        .args(["validate", "--cache-dir", cache_dir()])
+        .env("BLUEPRINT_JSON", variants::backend_blueprint())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("valid: task 5b0d9f2e-"));
+}
+
+#[test]
+fn human_output_names_pointer_and_code() {
+    let output = Command::new(BIN)
+        .args(["validate", "--cache-dir", cache_dir(), "-"])
+        .env_remove("BLUEPRINT_JSON")
+        .stdin(std::fs::File::open(variants::fixtures_dir().join("broken-variants.json")).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.starts_with("invalid blueprint: 1 problem"), "{text}");
+    assert!(text.contains("must be an object, found an array [wrong-type]"), "{text}");
+}
+
+#[test]
+fn every_broken_variant_is_refused_through_the_sandbox() {
+    for variant in variants::broken_variants() {
+        let output = validate(&variant.document, &[]);
+        assert_eq!(output.status.code(), Some(2), "{}: {output:?}", variant.name);
+        let verdict = stdout_json(&output);
+        let errors = verdict["errors"].as_array().expect("errors");
+        assert!(
+            errors.iter().any(|e| e["pointer"] == variant.pointer.as_str() && e["code"] == variant.code.as_str()),
+            "{}: expected {} {}, got {errors:?}",
+            variant.name,
+            variant.pointer,
+            variant.code
+        );
+    }
+}
+
+#[test]
+fn hostile_documents_are_explained() {
+    let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+    let huge = format!("{{\"task_id\": \"{}\"}}", "a".repeat(2 * 1024 * 1024));
+    for (text, code) in [(deep.as_str(), "too-large"), (r#"{"total_duration": 1e400}"#, "invalid-json"), ("{", "invalid-json")] {
+        let output = validate(text, &[]);
+        assert_eq!(output.status.code(), Some(2));
+        assert_eq!(stdout_json(&output)["errors"][0]["code"], code);
+    }
+    // Over the size limit: refused by the host while reading, from a file too.
+    let file = std::env::temp_dir().join(format!("huge-blueprint-{}.json", std::process::id()));
+    std::fs::write(&file, &huge).unwrap();
+    let output = Command::new(BIN).args(["validate", "--json", "--cache-dir", cache_dir()]).arg(&file).output().unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(stdout_json(&output)["errors"][0]["code"], "too-large");
+}
+
+fn hostile(behaviour: &str, extra: &[&str]) -> (Option<i32>, Value) {
+    let mut args = vec!["--guest", HOSTILE];
+    args.extend_from_slice(extra);
+    let output = validate(behaviour, &args);
+    (output.status.code(), stdout_json(&output))
+}
+
+#[test]
+fn endless_loop_stops_on_fuel() {
+    let (code, verdict) = hostile("spin", &["--fuel", "50000000"]);
+    assert_eq!(code, Some(3));
+    assert_eq!(verdict["sandbox_error"]["limit"], "fuel");
+}
+
+#[test]
+fn huge_allocation_stops_at_the_memory_cap() {
+    let (code, verdict) = hostile("allocate", &["--guest-memory", "32"]);
+    assert_eq!(code, Some(3));
+    assert_eq!(verdict["sandbox_error"]["limit"], "memory");
+    assert!(verdict["sandbox_error"]["message"].as_str().unwrap().contains("32 MiB"));
+}
+
+#[test]
+fn blocking_guest_stops_at_the_deadline() {
+    let started = std::time::Instant::now();
+    let (code, verdict) = hostile("sleep", &["--guest-deadline-ms", "500"]);
+    assert_eq!(code, Some(3));
+    assert_eq!(verdict["sandbox_error"]["limit"], "deadline");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn busy_guest_stops_at_the_deadline_when_fuel_is_plenty() {
+    let (code, verdict) = hostile("spin", &["--guest-deadline-ms", "300", "--fuel", "100000000000000"]);
+    assert_eq!(code, Some(3));
+    assert_eq!(verdict["sandbox_error"]["limit"], "deadline");
+}
+
+#[test]
+fn oversized_answers_are_refused() {
+    let (code, verdict) = hostile("huge-output", &["--guest-memory", "200"]);
+    assert_eq!(code, Some(3));
+    assert_eq!(verdict["sandbox_error"]["limit"], "output-size");
+    let (code, verdict) = hostile("many-errors", &["--guest-memory", "200"]);
+    assert_eq!(code, Some(3));
+    assert_eq!(verdict["sandbox_error"]["limit"], "output-size");
+}
+
+#[test]
+fn guest_panic_is_a_trap_with_its_last_words() {
+    let (code, verdict) = hostile("panic", &[]);
+    assert_eq!(code, Some(3));
+    assert_eq!(verdict["sandbox_error"]["limit"], Value::Null);
+    let message = verdict["sandbox_error"]["message"].as_str().unwrap();
+    assert!(message.contains("trapped") && message.contains("panics on purpose"), "{message}");
+}
+
+#[test]
+fn malformed_answers_are_refused() {
+    let (code, verdict) = hostile("bad-pointer", &[]);
+    assert_eq!(code, Some(3));
+    assert!(verdict["sandbox_error"]["message"].as_str().unwrap().contains("not a JSON pointer"));
+}
+
+#[test]
+fn guest_memory_cap_must_fit_the_budget() {
+    let output = validate("{}", &["--guest-memory", "300"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not fit the job budget of 512 MiB: at most 224 MiB"), "{stderr}");
+}
+
+#[test]
+fn missing_blueprint_is_a_usage_error() {
+    let output = Command::new(BIN).args(["validate"]).env_remove("BLUEPRINT_JSON").output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("BLUEPRINT_JSON"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Random edits of the real blueprint through the real sandbox: the host never
+    /// crashes, and every error pointer resolves in the document.
+    #[test]
+    fn random_edits_never_crash_the_host(pointer_index in 0usize..400, replacement in prop_oneof![
+        Just(Value::Null), Just(serde_json::json!(-1)), Just(serde_json::json!("../../x")),
+        Just(serde_json::json!({"a": [1, {"b": null}]})), Just(serde_json::json!(1e300)),
+        Just(serde_json::json!("")), Just(serde_json::json!([])), Just(serde_json::json!(true)),
+    ]) {
+        let mut doc: Value = serde_json::from_str(&variants::backend_blueprint()).unwrap();
+        let mut pointers = Vec::new();
+        collect(&doc, String::new(), &mut pointers);
+        let pointer = pointers[pointer_index % pointers.len()].clone();
+        *doc.pointer_mut(&pointer).unwrap() = replacement;
+        let output = validate(&doc.to_string(), &[]);
+        let code = output.status.code();
+        prop_assert!(code == Some(0) || code == Some(2), "{output:?}");
+        if code == Some(2) {
+            for error in stdout_json(&output)["errors"].as_array().unwrap() {
+                let p = error["pointer"].as_str().unwrap();
+                let target = if error["code"] == "missing-field" { p.rsplit_once('/').map(|(a, _)| a).unwrap_or("") } else { p };
+                prop_assert!(doc.pointer(target).is_some(), "{p} does not resolve");
+            }
+        }
+    }
+}
+
+fn collect(value: &Value, at: String, out: &mut Vec<String>) {
+    out.push(at.clone());
+    match value {
+        Value::Object(map) => map.iter().for_each(|(k, v)| collect(v, format!("{at}/{k}"), out)),
+        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| collect(v, format!("{at}/{i}"), out)),
+        _ => {}
+    }
+}
