@@ -36,6 +36,16 @@ enum Command {
         #[command(flatten)]
         sandbox: SandboxFlags,
     },
+    /// Measure the sandbox: guest load time, then repeated validations of one blueprint
+    /// (prints JSON; used by `scripts/bench`).
+    #[command(hide = true)]
+    BenchValidate {
+        file: String,
+        #[arg(long, default_value_t = 200)]
+        iterations: u32,
+        #[command(flatten)]
+        sandbox: SandboxFlags,
+    },
     /// Compile the guest ahead of time into the cache (for container images).
     Precompile {
         #[command(flatten)]
@@ -122,6 +132,47 @@ async fn run(command: Command) -> u8 {
                 Err(code) => return code,
             };
             validate::run(validate::Request { source, json }, &sandbox).await
+        }
+        Command::BenchValidate { file, iterations, sandbox } => {
+            let started = std::time::Instant::now();
+            let loaded = match sandbox.load() {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            let load_ms = started.elapsed().as_secs_f64() * 1e3;
+            let text = match std::fs::read_to_string(&file) {
+                Ok(text) => text,
+                Err(error) => {
+                    eprintln!("error: {file}: {error}");
+                    return exit::USAGE;
+                }
+            };
+            let (mut fuel, mut first_call_ms) = (0, 0.0);
+            let loop_started = std::time::Instant::now();
+            for i in 0..iterations.max(1) {
+                match loaded.validate(&text).await {
+                    Ok(validation) => {
+                        fuel = validation.report.fuel_used;
+                        if i == 0 {
+                            first_call_ms = started.elapsed().as_secs_f64() * 1e3;
+                        }
+                    }
+                    Err(error) => return validate::print_sandbox_error(&error, true),
+                }
+            }
+            let seconds = loop_started.elapsed().as_secs_f64();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "guest_load_ms": load_ms,
+                    "guest_load_source": format!("{:?}", loaded.load_source()),
+                    "start_to_first_call_done_ms": first_call_ms,
+                    "iterations": iterations.max(1),
+                    "validations_per_second": f64::from(iterations.max(1)) / seconds,
+                    "fuel_per_validation": fuel,
+                })
+            );
+            exit::OK
         }
         Command::Precompile { sandbox } => match sandbox.load() {
             Ok(loaded) => {
