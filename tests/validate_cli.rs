@@ -210,8 +210,7 @@ proptest! {
         Just(serde_json::json!("")), Just(serde_json::json!([])), Just(serde_json::json!(true)),
     ]) {
         let mut doc: Value = serde_json::from_str(&variants::backend_blueprint()).unwrap();
-        let mut pointers = Vec::new();
-        collect(&doc, String::new(), &mut pointers);
+        let pointers = variants::all_pointers(&doc);
         let pointer = pointers[pointer_index % pointers.len()].clone();
         *doc.pointer_mut(&pointer).unwrap() = replacement;
         let output = validate(&doc.to_string(), &[]);
@@ -220,18 +219,9 @@ proptest! {
         if code == Some(2) {
             for error in stdout_json(&output)["errors"].as_array().unwrap() {
                 let p = error["pointer"].as_str().unwrap();
-                let target = if error["code"] == "missing-field" { p.rsplit_once('/').map(|(a, _)| a).unwrap_or("") } else { p };
+                let target = variants::pointer_target(p, error["code"].as_str().unwrap());
                 prop_assert!(doc.pointer(target).is_some(), "{p} does not resolve");
             }
         }
-    }
-}
-
-fn collect(value: &Value, at: String, out: &mut Vec<String>) {
-    out.push(at.clone());
-    match value {
-        Value::Object(map) => map.iter().for_each(|(k, v)| collect(v, format!("{at}/{k}"), out)),
-        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| collect(v, format!("{at}/{i}"), out)),
-        _ => {}
     }
 }

@@ -17,7 +17,7 @@ pub struct GuestChoice {
 }
 
 impl GuestChoice {
-    pub fn load(&self, limits: Limits) -> anyhow::Result<Sandbox, LoadError> {
+    pub fn load(&self, limits: Limits) -> Result<Sandbox, LoadError> {
         let wasm = match &self.path {
             None => std::borrow::Cow::Borrowed(DEFAULT_GUEST),
             Some(path) => std::borrow::Cow::Owned(

@@ -62,3 +62,30 @@ pub fn broken_variants() -> Vec<Variant> {
         })
         .collect()
 }
+
+/// Every JSON pointer in a document, the root ("") included.
+pub fn all_pointers(document: &Value) -> Vec<String> {
+    fn walk(value: &Value, at: String, out: &mut Vec<String>) {
+        out.push(at.clone());
+        match value {
+            Value::Object(map) => map
+                .iter()
+                .for_each(|(k, v)| walk(v, format!("{at}/{}", br_blueprint::escape_pointer_token(k)), out)),
+            Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| walk(v, format!("{at}/{i}"), out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(document, String::new(), &mut out);
+    out
+}
+
+/// Where an error's pointer must resolve: a missing field's pointer names a place that
+/// does not exist, so its parent must.
+pub fn pointer_target<'a>(pointer: &'a str, code: &str) -> &'a str {
+    if code == "missing-field" {
+        pointer.rsplit_once('/').map(|(parent, _)| parent).unwrap_or("")
+    } else {
+        pointer
+    }
+}

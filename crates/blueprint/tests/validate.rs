@@ -133,8 +133,7 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
 /// Replaces one value somewhere in the backend blueprint by an arbitrary one.
 fn mutated_blueprint() -> impl Strategy<Value = Value> {
     let base: Value = serde_json::from_str(&variants::backend_blueprint()).unwrap();
-    let mut pointers = Vec::new();
-    collect_pointers(&base, String::new(), &mut pointers);
+    let pointers = variants::all_pointers(&base);
     (prop::sample::select(pointers), arbitrary_json()).prop_map(move |(pointer, value)| {
         let mut doc = base.clone();
         *doc.pointer_mut(&pointer).unwrap() = value;
@@ -142,26 +141,12 @@ fn mutated_blueprint() -> impl Strategy<Value = Value> {
     })
 }
 
-fn collect_pointers(value: &Value, at: String, out: &mut Vec<String>) {
-    out.push(at.clone());
-    match value {
-        Value::Object(map) => map.iter().for_each(|(k, v)| collect_pointers(v, format!("{at}/{}", br_blueprint::escape_pointer_token(k)), out)),
-        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| collect_pointers(v, format!("{at}/{i}"), out)),
-        _ => {}
-    }
-}
-
 fn assert_pointers_resolve(doc: &Value, text: &str) {
     if let Err(errors) = validate(text) {
         assert!(!errors.is_empty());
         for error in errors {
-            // A missing field's pointer names where it should be: its parent must exist.
-            let target = if error.code == ErrorCode::MissingField {
-                error.pointer.rsplit_once('/').map(|(parent, _)| parent.to_owned()).unwrap_or_default()
-            } else {
-                error.pointer.clone()
-            };
-            assert!(doc.pointer(&target).is_some(), "pointer {:?} ({:?}) does not resolve", error.pointer, error.code);
+            let target = variants::pointer_target(&error.pointer, error.code.as_str());
+            assert!(doc.pointer(target).is_some(), "pointer {:?} ({:?}) does not resolve", error.pointer, error.code);
             assert!(!error.message.is_empty());
         }
     }
