@@ -5,5 +5,11 @@ pub const OK: u8 = 0;
 pub const USAGE: u8 = 1;
 /// The blueprint is invalid.
 pub const INVALID_BLUEPRINT: u8 = 2;
-/// The guest hit a sandbox limit or misbehaved.
+/// The guest hit a sandbox limit or returned something the host refuses (policy).
 pub const SANDBOX: u8 = 3;
+/// An input is not usable media, or the blueprint asks for footage the media lacks.
+pub const MEDIA: u8 = 4;
+/// FFmpeg failed or timed out.
+pub const FFMPEG: u8 = 5;
+/// Reading inputs, writing the result or the work folder failed.
+pub const STORAGE: u8 = 6;

@@ -3,9 +3,15 @@
 
 mod budget;
 mod exit;
+mod ffmpeg;
 mod guest;
 mod input;
+mod job;
 mod logging;
+mod media;
+mod run;
+mod status;
+mod storage;
 mod validate;
 
 use std::path::PathBuf;
@@ -36,6 +42,18 @@ enum Command {
         #[command(flatten)]
         sandbox: SandboxFlags,
     },
+    /// Make the video a blueprint describes: validate, fetch, probe, plan, encode, store.
+    /// Prints one JSON status line per change on stdout.
+    Run {
+        #[command(flatten)]
+        job: JobFlags,
+    },
+    /// Validate, fetch, probe and plan, check the plan against the policy, and print it
+    /// as JSON without running anything.
+    Plan {
+        #[command(flatten)]
+        job: JobFlags,
+    },
     /// Measure the sandbox: guest load time, then repeated validations of one blueprint
     /// (prints JSON; used by `scripts/bench`).
     #[command(hide = true)]
@@ -51,6 +69,27 @@ enum Command {
         #[command(flatten)]
         sandbox: SandboxFlags,
     },
+}
+
+#[derive(Args, Clone)]
+struct JobFlags {
+    /// Blueprint file, or '-' for stdin; without it, BLUEPRINT_JSON.
+    file: Option<String>,
+    /// Folder holding the blueprint's objects (keys resolve beneath it); the result is
+    /// written there under `output_path`.
+    #[arg(long, env = "DATA_DIR")]
+    data_dir: PathBuf,
+    /// Where the per-job work folder is made (default: the system's temp folder).
+    #[arg(long, env = "WORK_DIR")]
+    work_dir: Option<PathBuf>,
+    /// Treat plan warnings (a clip shorter than its move...) as errors.
+    #[arg(long)]
+    strict: bool,
+    /// Time limit of each FFmpeg step in seconds (default: 60 s + 30 s per second of media it writes).
+    #[arg(long, env = "STEP_TIMEOUT_SECS")]
+    step_timeout: Option<u64>,
+    #[command(flatten)]
+    sandbox: SandboxFlags,
 }
 
 #[derive(Args, Clone)]
@@ -133,6 +172,8 @@ async fn run(command: Command) -> u8 {
             };
             validate::run(validate::Request { source, json }, &sandbox).await
         }
+        Command::Run { job } => run::run(job, run::Mode::Run).await,
+        Command::Plan { job } => run::run(job, run::Mode::PlanOnly).await,
         Command::BenchValidate { file, iterations, sandbox } => {
             let started = std::time::Instant::now();
             let loaded = match sandbox.load() {

@@ -11,6 +11,7 @@ mod cache;
 mod engine;
 mod guest_log;
 mod output;
+mod request;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,7 +56,7 @@ impl Default for Limits {
 pub enum SandboxError {
     #[error("could not load the guest component: {0}")]
     Load(String),
-    #[error("the guest component does not fit the contract (blueprint:runner@0.1.0): {0}")]
+    #[error("the guest component does not fit the contract (blueprint:runner@0.2.0): {0}")]
     Incompatible(String),
     #[error("sandbox limit: the guest ran out of fuel ({limit} units)")]
     OutOfFuel { limit: u64 },
@@ -96,6 +97,14 @@ fn format_last_lines(lines: &[String]) -> String {
 #[derive(Debug)]
 pub struct Validation {
     pub verdict: Result<br_blueprint::Validated, Vec<br_blueprint::ValidationError>>,
+    pub report: CallReport,
+}
+
+/// Result of a successful `plan` call: a plan (not yet checked against the host's
+/// policy) or the guest's reasons for making none.
+#[derive(Debug)]
+pub struct Planning {
+    pub verdict: Result<br_plan::Plan, Vec<br_plan::PlanError>>,
     pub report: CallReport,
 }
 
@@ -166,14 +175,33 @@ impl Sandbox {
 
     /// Runs the guest's `validate` on untrusted blueprint text.
     pub async fn validate(&self, blueprint: &str) -> Result<Validation, SandboxError> {
+        let (answer, report) = self.call(Call::Validate(blueprint)).await?;
+        let Answer::Validate(answer) = answer else { unreachable!("validate answers validate") };
+        Ok(Validation { verdict: output::check_validation(answer)?, report })
+    }
+
+    /// Runs the guest's `plan` on a validated blueprint and the probed media facts.
+    pub async fn plan(&self, request: &br_plan::PlanRequest) -> Result<Planning, SandboxError> {
+        let request = request::to_wit(request);
+        let (answer, report) = self.call(Call::Plan(&request)).await?;
+        let Answer::Plan(answer) = answer else { unreachable!("plan answers plan") };
+        Ok(Planning { verdict: output::check_planning(answer)?, report })
+    }
+
+    /// One export call in a fresh store, under the three caps.
+    async fn call(&self, call: Call<'_>) -> Result<(Answer, CallReport), SandboxError> {
         let started = Instant::now();
         let mut store = self.new_store(started);
         let limits = self.limits.clone();
-        let call = async {
+        let name = call.name();
+        let run = async {
             let guest = self.pre.instantiate_async(&mut store).await?;
-            guest.call_validate(&mut store, blueprint).await
+            match call {
+                Call::Validate(blueprint) => guest.call_validate(&mut store, blueprint).await.map(Answer::Validate),
+                Call::Plan(request) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+            }
         };
-        let outcome = tokio::time::timeout(limits.deadline, call).await;
+        let outcome = tokio::time::timeout(limits.deadline, run).await;
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let state = store.data_mut();
         let answer = match outcome {
@@ -181,10 +209,9 @@ impl Sandbox {
             Ok(Err(error)) => return Err(state.classify(error, &limits)),
             Ok(Ok(answer)) => answer,
         };
-        let verdict = output::check_validation(answer)?;
         let report = CallReport { fuel_used, elapsed: started.elapsed(), log: state.log.lines() };
-        tracing::debug!(fuel_used, elapsed_ms = report.elapsed.as_millis() as u64, "guest validate returned");
-        Ok(Validation { verdict, report })
+        tracing::debug!(call = name, fuel_used, elapsed_ms = report.elapsed.as_millis() as u64, "guest returned");
+        Ok((answer, report))
     }
 
     fn new_store(&self, started: Instant) -> Store<CallState> {
@@ -224,6 +251,25 @@ impl Sandbox {
         });
         store
     }
+}
+
+enum Call<'a> {
+    Validate(&'a str),
+    Plan(&'a bindings::blueprint::runner::types::PlanRequest),
+}
+
+impl Call<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Call::Validate(_) => "validate",
+            Call::Plan(_) => "plan",
+        }
+    }
+}
+
+enum Answer {
+    Validate(Result<bindings::blueprint::runner::types::Validated, Vec<bindings::blueprint::runner::types::ValidationError>>),
+    Plan(Result<bindings::blueprint::runner::types::Plan, Vec<bindings::blueprint::runner::types::PlanError>>),
 }
 
 /// Per-call store data.

@@ -157,3 +157,111 @@ fn check_validated(v: wit::Validated, budget: &mut Budget) -> Result<Validated, 
         },
     })
 }
+
+/// Bounds on a plan as it comes out of the guest. The host's policy checks the plan's
+/// meaning afterwards; these only keep a hostile answer from costing the host memory
+/// or time before the policy sees it.
+pub mod plan_limits {
+    pub const MAX_STEPS: usize = 20_000;
+    pub const MAX_ARGS_PER_STEP: usize = 4_096;
+    pub const MAX_CONCAT_PARTS: usize = 20_000;
+    pub const MAX_TEMPS: usize = 20_000;
+    pub const MAX_WARNINGS: usize = 5_000;
+    /// One literal: Linux refuses a single exec argument of 128 KiB or more.
+    pub const MAX_LITERAL_BYTES: usize = 128 * 1024;
+    /// All strings of one plan together.
+    pub const MAX_PLAN_BYTES: usize = 32 * 1024 * 1024;
+}
+
+pub fn check_planning(
+    answer: Result<wit::Plan, Vec<wit::PlanError>>,
+) -> Result<Result<br_plan::Plan, Vec<br_plan::PlanError>>, SandboxError> {
+    use plan_limits::*;
+    let mut budget = Budget { used: 0 };
+    let too_many = |what: &str, size: usize, limit: usize| {
+        if size > limit {
+            Err(SandboxError::OutputTooLarge { what: what.into(), size, limit })
+        } else {
+            Ok(())
+        }
+    };
+    let note = |what: &str, pointer: String, message: String, budget: &mut Budget| -> Result<br_plan::PlanNote, SandboxError> {
+        budget.take(what, &pointer, MAX_STRING_BYTES)?;
+        budget.take(what, &message, MAX_STRING_BYTES)?;
+        if !(pointer.is_empty() || pointer.starts_with('/')) {
+            return Err(SandboxError::BadOutput(format!("{pointer:?} is not a JSON pointer")));
+        }
+        Ok(br_plan::PlanNote { pointer, message })
+    };
+    let plan = match answer {
+        Err(errors) => {
+            if errors.is_empty() {
+                return Err(SandboxError::BadOutput("the guest refused to plan without saying why".into()));
+            }
+            too_many("the list of plan errors", errors.len(), MAX_ERRORS)?;
+            let errors = errors.into_iter().map(|e| note("a plan error", e.pointer, e.message, &mut budget)).collect::<Result<Vec<_>, _>>()?;
+            return Ok(Err(errors));
+        }
+        Ok(plan) => plan,
+    };
+    too_many("the list of steps", plan.steps.len(), MAX_STEPS)?;
+    too_many("the list of temporaries", plan.temps.len(), MAX_TEMPS)?;
+    too_many("the list of warnings", plan.warnings.len(), MAX_WARNINGS)?;
+    let warnings = plan.warnings.into_iter().map(|w| note("a plan warning", w.pointer, w.message, &mut budget)).collect::<Result<Vec<_>, _>>()?;
+    let temps = plan
+        .temps
+        .into_iter()
+        .map(|t| match t {
+            wit::TempFormat::Nut => br_plan::TempFormat::Nut,
+            wit::TempFormat::Ffconcat => br_plan::TempFormat::Ffconcat,
+        })
+        .collect();
+    let mut plan_budget = Budget { used: 0 };
+    let steps = plan
+        .steps
+        .into_iter()
+        .map(|step| match step {
+            wit::Step::Ffmpeg(invocation) => {
+                too_many("the arguments of a step", invocation.args.len(), MAX_ARGS_PER_STEP)?;
+                budget.take("a step's label", &invocation.label, MAX_STRING_BYTES)?;
+                let args = invocation
+                    .args
+                    .into_iter()
+                    .map(|arg| {
+                        Ok(match arg {
+                            wit::Arg::Literal(text) => {
+                                plan_budget.take_plan(&text, MAX_LITERAL_BYTES, MAX_PLAN_BYTES)?;
+                                br_plan::Arg::Literal(text)
+                            }
+                            wit::Arg::Input(n) => br_plan::Arg::Input(n),
+                            wit::Arg::Temp(n) => br_plan::Arg::Temp(n),
+                            wit::Arg::Output => br_plan::Arg::Output,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, SandboxError>>()?;
+                Ok(br_plan::Step::Ffmpeg(br_plan::Invocation { args, media_seconds: invocation.media_seconds, label: invocation.label }))
+            }
+            wit::Step::WriteConcatList(list) => {
+                too_many("a concat list", list.parts.len(), MAX_CONCAT_PARTS)?;
+                Ok(br_plan::Step::WriteConcatList(br_plan::ConcatList {
+                    list: list.list,
+                    parts: list.parts.into_iter().map(|p| br_plan::ConcatPart { temp: p.temp, duration: p.duration }).collect(),
+                }))
+            }
+        })
+        .collect::<Result<Vec<_>, SandboxError>>()?;
+    Ok(Ok(br_plan::Plan { temps, steps, warnings }))
+}
+
+impl Budget {
+    fn take_plan(&mut self, text: &str, limit: usize, total: usize) -> Result<(), SandboxError> {
+        if text.len() > limit {
+            return Err(SandboxError::OutputTooLarge { what: "an argument of a step".into(), size: text.len(), limit });
+        }
+        self.used += text.len();
+        if self.used > total {
+            return Err(SandboxError::OutputTooLarge { what: "the plan".into(), size: self.used, limit: total });
+        }
+        Ok(())
+    }
+}

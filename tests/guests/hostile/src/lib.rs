@@ -1,5 +1,7 @@
-//! A guest that misbehaves on request, to prove the sandbox's limits. The blueprint
-//! text selects the misbehaviour; anything else is refused politely.
+//! A guest that misbehaves on request, to prove the sandbox's limits and the host's
+//! plan policy. The blueprint text selects the misbehaviour; `plan:<name>` validates
+//! to a fixed one-move blueprint (see [`fixed_blueprint`]) whose `plan` returns the
+//! hostile plan `<name>`; anything else is refused politely.
 #![cfg(target_arch = "wasm32")]
 
 wit_bindgen::generate!({ world: "guest", path: "../../../wit" });
@@ -54,8 +56,75 @@ impl Guest for HostileGuest {
                 code: wit::ErrorCode::Timeline,
                 message: "x".into(),
             }]),
+            other if other.starts_with("plan:") => Ok(fixed_blueprint(&other["plan:".len()..])),
             other => Err(refusal(format!("unknown misbehaviour {other:?}"))),
         }
+    }
+
+    fn plan(request: wit::PlanRequest) -> Result<wit::Plan, Vec<wit::PlanError>> {
+        use wit::Arg::{Input, Literal, Output, Temp};
+        let behaviour = request.validated.moves[0].clip_id.clone();
+        log(LogLevel::Info, &format!("hostile plan {behaviour}"));
+        let lit = |s: &str| Literal(s.to_owned());
+        let one = |args: Vec<wit::Arg>| wit::Plan {
+            temps: vec![wit::TempFormat::Nut],
+            steps: vec![wit::Step::Ffmpeg(wit::Invocation { args, media_seconds: 2.0, label: behaviour.clone() })],
+            warnings: vec![],
+        };
+        let plan = match behaviour.as_str() {
+            // Writes a file the host never named.
+            "path-literal" => one(vec![lit("-i"), Input(1), lit("-c:v"), lit("libx264"), lit("/tmp/escaped.mp4"), Output]),
+            "url" => one(vec![lit("-i"), lit("http://169.254.169.254/computeMetadata/v1/"), Output]),
+            "lavfi-movie" => one(vec![lit("-f"), lit("lavfi"), lit("-i"), lit("movie=/etc/passwd"), Output]),
+            "forbidden-filter" => one(vec![lit("-i"), Input(1), lit("-filter_complex"), lit("[0:v]null[a];movie=/etc/passwd[b];[a][b]overlay[v]"), lit("-map"), lit("[v]"), Output]),
+            "temp-before-write" => one(vec![lit("-i"), Temp(0), lit("-c:v"), lit("copy"), Output]),
+            "ten-thousand-steps" => wit::Plan {
+                temps: vec![],
+                steps: (0..10_000).map(|_| wit::Step::Ffmpeg(wit::Invocation { args: vec![lit("-i"), Input(1), Output], media_seconds: 1.0, label: "x".into() })).collect(),
+                warnings: vec![],
+            },
+            "spin" => loop {
+                std::hint::black_box(());
+            },
+            other => return Err(vec![wit::PlanError { pointer: String::new(), message: format!("unknown hostile plan {other:?}") }]),
+        };
+        Ok(plan)
+    }
+}
+
+/// One 2-second move of `media/clip.mp4` over `media/song.wav`, written to
+/// `out/hostile.mp4`; the move's `clip-id` carries the plan misbehaviour.
+fn fixed_blueprint(behaviour: &str) -> wit::Validated {
+    wit::Validated {
+        task_id: "hostile-plan".into(),
+        audio_key: "media/song.wav".into(),
+        clip_keys: vec!["media/clip.mp4".into()],
+        output_key: "out/hostile.mp4".into(),
+        total_duration: 2.0,
+        moves: vec![wit::MoveSlot {
+            clip: 0,
+            clip_id: behaviour.into(),
+            start: 0.0,
+            duration: 2.0,
+            trim_start: 0.0,
+            trim_end: 0.0,
+            transition: wit::Transition::Cut,
+            volume: 1.0,
+        }],
+        output: wit::OutputSettings {
+            format: "mp4".into(),
+            video_codec: "libx264".into(),
+            audio_codec: "aac".into(),
+            video_bitrate: 1_000_000,
+            audio_bitrate: 128_000,
+            frame_rate: 25.0,
+            width: None,
+            height: None,
+            transition_duration: 0.5,
+            fade_duration: 0.3,
+            normalize_audio: false,
+            add_audio_overlay: true,
+        },
     }
 }
 

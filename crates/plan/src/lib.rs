@@ -1,0 +1,12 @@
+//! Planning: from a validated blueprint and the facts the host probed about its media
+//! to a list of FFmpeg steps ([`Plan`]). Pure computation on data, so it runs inside
+//! the guest sandbox and natively in tests. The plan names no file: it refers to
+//! inputs, temporaries and the output by number (see `wit/`).
+
+mod planner;
+mod rational;
+mod types;
+
+pub use planner::plan;
+pub use rational::FrameRate;
+pub use types::*;

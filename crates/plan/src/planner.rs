@@ -1,0 +1,484 @@
+//! The default planner.
+//!
+//! Shape of every plan: one FFmpeg step per shown move renders that move's slot of the
+//! timeline (exactly its frames, on the output frame grid) into a NUT segment, reading
+//! at most three clips (its own, and the neighbours it blends with), so memory does not
+//! grow with the number of moves; a concat list joins the segments; a last step copies
+//! the joined video (each frame is encoded once, in its segment) and adds the song.
+//!
+//! Timing rules (the backend syncs moves to beats, so they are exact):
+//! - move k occupies frames `[round(start_k * fps), round(start_k+1 * fps))`; the video
+//!   has `round(total_duration * fps)` frames. Transitions never change either.
+//! - a move shows its clip from `trim_start`; when the clip (minus `trim_end`) runs out,
+//!   its last frame is held until the slot ends (a warning, an error under `strict`).
+//! - a crossfade is centred on the boundary: the outgoing clip runs on past its slot
+//!   and the incoming one starts early by half the transition each, using their own
+//!   source frames, or holding the edge frame where the source has none.
+//! - fades to black or white: the outgoing move fades out over its last `fade_duration`,
+//!   the incoming one fades in over its first.
+
+use br_blueprint::{MoveSlot, Transition, Validated};
+
+use crate::rational::FrameRate;
+use crate::types::*;
+
+/// Decode at least this much source for any window, so a window near a clip's end
+/// still gets a frame to hold.
+const MIN_DECODE_SECONDS: f64 = 0.5;
+/// x264/x265 keep frames per thread: a fixed count keeps FFmpeg's memory the same on
+/// any machine (auto would scale with the host's cores, not with the job's budget).
+const ENCODER_THREADS: &str = "2";
+const ENCODER_PRESET: &str = "veryfast";
+/// Volume changes ramp over this long, centred on the move boundary (no clicks).
+const VOLUME_RAMP_SECONDS: f64 = 0.02;
+/// Audio is processed in frames of this many samples so volume ramps are smooth.
+const VOLUME_FRAME_SAMPLES: u32 = 64;
+/// Volume terms per `volume` filter, keeping each argument far below exec's limit.
+const VOLUME_TERMS_PER_FILTER: usize = 200;
+const OUTPUT_SAMPLE_RATE: &str = "48000";
+/// EBU R128 targets used by streaming platforms.
+const LOUDNORM: &str = "loudnorm=I=-16:TP=-1.5:LRA=11";
+const MAX_OUTPUT_WIDTH: u32 = 3840;
+const MAX_OUTPUT_HEIGHT: u32 = 2160;
+
+/// Makes the plan, or says why none can be made (every problem, each with a pointer).
+pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
+    let validated = &request.validated;
+    let mut errors = Vec::new();
+    if request.inputs.len() != validated.clip_keys.len() + 1 {
+        return Err(vec![note("", format!("the host described {} inputs; this blueprint has 1 song and {} clips", request.inputs.len(), validated.clip_keys.len()))]);
+    }
+    let song = &request.inputs[SONG_INPUT as usize];
+    if validated.output.add_audio_overlay && song.audio.is_none() {
+        errors.push(note("/audio_path", format!("{} has no audio stream", song.key)));
+    }
+    let clips = clip_lengths(validated, &request.inputs, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let rate = FrameRate::from_fps(validated.output.frame_rate);
+    let (width, height) = output_size(validated, &request.inputs);
+    let timeline = Timeline::new(validated, rate);
+
+    let mut warnings = Vec::new();
+    for (index, m) in validated.moves.iter().enumerate() {
+        if timeline.frames(index) == 0 {
+            warnings.push(note(&format!("/moves/{index}"), format!("the move lasts less than one frame at {} fps and is not shown", rate.fps())));
+            continue;
+        }
+        let span = clips[m.clip as usize];
+        let usable_end = usable_end(span, m);
+        let half_frame = 0.5 / rate.fps();
+        let key = &validated.clip_keys[m.clip as usize];
+        if usable_end <= half_frame {
+            errors.push(note(&format!("/moves/{index}/trim_end"), format!("trim_end {} leaves nothing of {key} ({} s long)", m.trim_end, span.length)));
+        } else if m.trim_start >= usable_end - half_frame {
+            errors.push(note(
+                &format!("/moves/{index}/trim_start"),
+                format!("trim_start {} is at or beyond the end of {key} ({} s long, {} s usable before trim_end)", m.trim_start, span.length, secs(usable_end)),
+            ));
+        } else {
+            let slot = rate.seconds(timeline.frames(index));
+            let available = usable_end - m.trim_start;
+            if available + half_frame < slot {
+                warnings.push(note(
+                    &format!("/moves/{index}"),
+                    format!("{key} has only {} s after trim_start {}; the move lasts {} s, so its last frame is held for {} s", secs(available), m.trim_start, secs(slot), secs(slot - available)),
+                ));
+            }
+        }
+    }
+    if request.strict && errors.is_empty() {
+        errors.extend(warnings.iter().map(|w| note(&w.pointer, format!("{} (strict)", w.message))));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let look = Look { rate, normaliser: normaliser(rate, width, height) };
+    let mut temps = Vec::new();
+    let mut steps = Vec::new();
+    let mut parts = Vec::new();
+    let shown: Vec<usize> = (0..validated.moves.len()).filter(|&i| timeline.frames(i) > 0).collect();
+    for (position, &index) in shown.iter().enumerate() {
+        let previous = position.checked_sub(1).map(|p| shown[p]);
+        let next = shown.get(position + 1).copied();
+        let temp = temps.len() as u32;
+        temps.push(TempFormat::Nut);
+        let segment = Segment { index, previous, next };
+        steps.push(Step::Ffmpeg(segment.invocation(validated, &clips, &timeline, &look, temp)));
+        parts.push(ConcatPart { temp, duration: rate.seconds(timeline.frames(index)) });
+    }
+    let list = temps.len() as u32;
+    temps.push(TempFormat::Ffconcat);
+    steps.push(Step::WriteConcatList(ConcatList { list, parts }));
+    steps.push(Step::Ffmpeg(final_step(validated, &timeline, &shown, list)));
+    Ok(Plan { temps, steps, warnings })
+}
+
+fn note(pointer: &str, message: String) -> PlanNote {
+    PlanNote { pointer: pointer.to_owned(), message }
+}
+
+/// A clip's video length. `trim_end` belongs to a move, not to a clip: see [`usable_end`].
+#[derive(Debug, Clone, Copy)]
+struct ClipSpan {
+    length: f64,
+}
+
+fn clip_lengths(validated: &Validated, inputs: &[MediaFacts], errors: &mut Vec<PlanError>) -> Vec<ClipSpan> {
+    let mut spans = vec![ClipSpan { length: 0.0 }; validated.clip_keys.len()];
+    let mut reported = vec![false; validated.clip_keys.len()];
+    for (index, m) in validated.moves.iter().enumerate() {
+        let clip = m.clip as usize;
+        let facts = &inputs[clip_input(m.clip) as usize];
+        let length = match &facts.video {
+            Some(video) if video.duration > 0.0 => video.duration,
+            Some(_) if facts.duration > 0.0 => facts.duration,
+            Some(_) => {
+                if !reported[clip] {
+                    errors.push(note(&format!("/moves/{index}/video_path"), format!("{} has a video stream of unknown length", facts.key)));
+                }
+                reported[clip] = true;
+                0.0
+            }
+            None => {
+                if !reported[clip] {
+                    errors.push(note(&format!("/moves/{index}/video_path"), format!("{} has no video stream", facts.key)));
+                }
+                reported[clip] = true;
+                0.0
+            }
+        };
+        spans[clip] = ClipSpan { length };
+    }
+    spans
+}
+
+fn usable_end(span: ClipSpan, m: &MoveSlot) -> f64 {
+    span.length - m.trim_end
+}
+
+fn output_size(validated: &Validated, inputs: &[MediaFacts]) -> (u32, u32) {
+    let first_clip = validated.moves.first().map(|m| clip_input(m.clip) as usize).unwrap_or(1);
+    let (source_w, source_h) = inputs
+        .get(first_clip)
+        .and_then(|facts| facts.video.as_ref())
+        .map(|v| (v.width.max(1), v.height.max(1)))
+        .unwrap_or((1280, 720));
+    let (w, h) = match (validated.output.width, validated.output.height) {
+        (Some(w), Some(h)) => (w, h),
+        (Some(w), None) => (w, ((w as u64 * source_h as u64) / source_w as u64) as u32),
+        (None, Some(h)) => (((h as u64 * source_w as u64) / source_h as u64) as u32, h),
+        (None, None) => (source_w, source_h),
+    };
+    // Fit inside the largest allowed frame, keeping the aspect ratio.
+    let scale = f64::min(1.0, f64::min(MAX_OUTPUT_WIDTH as f64 / w as f64, MAX_OUTPUT_HEIGHT as f64 / h as f64));
+    let even = |x: f64| (((x as u32) / 2) * 2).max(16);
+    (even(w as f64 * scale), even(h as f64 * scale))
+}
+
+/// Move positions on the output frame grid.
+struct Timeline {
+    /// First frame of each move; a move that starts before the previous one ends
+    /// (an overlapping crossfade) simply starts at its own `start_time`.
+    first_frame: Vec<u64>,
+    total_frames: u64,
+    rate: FrameRate,
+}
+
+impl Timeline {
+    fn new(validated: &Validated, rate: FrameRate) -> Timeline {
+        let total_frames = rate.frame_at(validated.total_duration).max(1);
+        let mut first_frame = Vec::with_capacity(validated.moves.len());
+        let mut floor = 0;
+        for (index, m) in validated.moves.iter().enumerate() {
+            let frame = if index == 0 { 0 } else { rate.frame_at(m.start).clamp(floor, total_frames) };
+            first_frame.push(frame);
+            floor = frame;
+        }
+        Timeline { first_frame, total_frames, rate }
+    }
+
+    fn frames(&self, index: usize) -> u64 {
+        let end = self.first_frame.get(index + 1).copied().unwrap_or(self.total_frames);
+        end.saturating_sub(self.first_frame[index])
+    }
+
+    fn start_seconds(&self, index: usize) -> f64 {
+        self.rate.seconds(self.first_frame[index])
+    }
+
+    fn end_seconds(&self, index: usize) -> f64 {
+        self.rate.seconds(self.first_frame[index] + self.frames(index))
+    }
+
+    fn total_seconds(&self) -> f64 {
+        self.rate.seconds(self.total_frames)
+    }
+}
+
+struct Look {
+    rate: FrameRate,
+    /// The filter chain that brings any clip to the output's frame rate, size (letterboxed,
+    /// square pixels), pixel format and time base: `xfade` needs identical inputs.
+    normaliser: String,
+}
+
+fn normaliser(rate: FrameRate, width: u32, height: u32) -> String {
+    format!(
+        "fps={fps},scale={width}:{height}:force_original_aspect_ratio=decrease,pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p,settb={tb}",
+        fps = rate.as_ffmpeg(),
+        tb = rate.time_base()
+    )
+}
+
+/// Which source frames a chain reads, and how it makes up the ones the source lacks.
+struct Window {
+    read_start: f64,
+    read_length: f64,
+    /// Decoded but dropped at the front (read early so there is a frame to hold).
+    skip: f64,
+    /// Edge frame repeated in front, where the window starts before the clip does.
+    hold_front: f64,
+    length: f64,
+}
+
+impl Window {
+    /// `length` seconds of source from `want_start` (which may lie before 0 or past `usable_end`).
+    fn new(want_start: f64, length: f64, usable_end: f64) -> Window {
+        let start = want_start.max(0.0);
+        let hold_front = start - want_start;
+        let read_start = start.min((usable_end - MIN_DECODE_SECONDS).max(0.0));
+        let skip = start - read_start;
+        let read_length = (usable_end - read_start).min(skip + length - hold_front).max(MIN_DECODE_SECONDS.min(usable_end - read_start));
+        Window { read_start, read_length, skip, hold_front, length }
+    }
+
+    fn input_args(&self, input: u32, args: &mut Vec<Arg>) {
+        if self.read_start > 0.0 {
+            args.extend([Arg::lit("-ss"), Arg::lit(secs(self.read_start))]);
+        }
+        args.extend([Arg::lit("-t"), Arg::lit(secs(self.read_length)), Arg::lit("-i"), Arg::Input(input)]);
+    }
+
+    /// The filter chain from FFmpeg input `number` to `[label]`.
+    fn chain(&self, number: usize, look: &Look, label: &str) -> String {
+        let mut chain = format!("[{number}:v]setpts=PTS-STARTPTS,{},tpad=stop_mode=clone:stop_duration={}", look.normaliser, secs(self.skip + self.length));
+        if self.skip > 0.0 {
+            chain.push_str(&format!(",trim=start={},setpts=PTS-STARTPTS", secs(self.skip)));
+        }
+        if self.hold_front > 0.0 {
+            chain.push_str(&format!(",tpad=start_mode=clone:start_duration={}", secs(self.hold_front)));
+        }
+        chain.push_str(&format!(",trim=duration={}[{label}]", secs(self.length)));
+        chain
+    }
+}
+
+/// One move's slot of the timeline, and the neighbours it blends with.
+struct Segment {
+    index: usize,
+    previous: Option<usize>,
+    next: Option<usize>,
+}
+
+impl Segment {
+    fn invocation(&self, validated: &Validated, clips: &[ClipSpan], timeline: &Timeline, look: &Look, temp: u32) -> Invocation {
+        let moves = &validated.moves;
+        let output = &validated.output;
+        let this = &moves[self.index];
+        let frames = timeline.frames(self.index);
+        let slot = look.rate.seconds(frames);
+        let half_transition = output.transition_duration / 2.0;
+        let blend_in = match self.previous {
+            Some(previous) if this.transition == Transition::Crossfade => {
+                half_transition.min(slot / 2.0).min(look.rate.seconds(timeline.frames(previous)) / 2.0)
+            }
+            _ => 0.0,
+        };
+        let blend_out = match self.next {
+            Some(next) if moves[next].transition == Transition::Crossfade => {
+                half_transition.min(slot / 2.0).min(look.rate.seconds(timeline.frames(next)) / 2.0)
+            }
+            _ => 0.0,
+        };
+
+        let mut args = Vec::new();
+        let mut graph = Vec::new();
+        let own = Window::new(this.trim_start - blend_in, blend_in + slot + blend_out, usable_end(clips[this.clip as usize], this));
+        own.input_args(clip_input(this.clip), &mut args);
+        graph.push(own.chain(0, look, "own"));
+        let mut current = "own".to_owned();
+        let mut inputs = 1;
+        if let Some(previous) = self.previous.filter(|_| blend_in > 0.0) {
+            let before = &moves[previous];
+            // Where the outgoing clip's source stands at this move's start.
+            let source_at_boundary = before.trim_start + look.rate.seconds(timeline.frames(previous));
+            let run_on = Window::new(source_at_boundary - blend_in, 2.0 * blend_in, usable_end(clips[before.clip as usize], before));
+            run_on.input_args(clip_input(before.clip), &mut args);
+            graph.push(run_on.chain(inputs, look, "before"));
+            inputs += 1;
+            graph.push(format!("[before][{current}]xfade=transition=fade:duration={}:offset=0[blendin]", secs(2.0 * blend_in)));
+            current = "blendin".to_owned();
+        }
+        if let Some(next) = self.next.filter(|_| blend_out > 0.0) {
+            let after = &moves[next];
+            let lead_in = Window::new(after.trim_start - blend_out, 2.0 * blend_out, usable_end(clips[after.clip as usize], after));
+            lead_in.input_args(clip_input(after.clip), &mut args);
+            graph.push(lead_in.chain(inputs, look, "after"));
+            let offset = blend_in + slot - blend_out;
+            graph.push(format!("[{current}][after]xfade=transition=fade:duration={}:offset={}[blendout]", secs(2.0 * blend_out), secs(offset)));
+            current = "blendout".to_owned();
+        }
+
+        let mut tail = format!("[{current}]");
+        if blend_in > 0.0 {
+            tail.push_str(&format!("trim=start={},", secs(blend_in)));
+        }
+        tail.push_str("setpts=PTS-STARTPTS");
+        let fade_seconds = output.fade_duration.min(slot);
+        match this.transition {
+            Transition::FadeBlack | Transition::FadeWhite => {
+                tail.push_str(&format!(",fade=t=in:st=0:d={}:color={}", secs(fade_seconds), fade_colour(this.transition)));
+            }
+            // The first move has nothing to blend with: it blends in from black over the
+            // half of the transition that falls inside the video.
+            Transition::Crossfade if self.previous.is_none() => {
+                tail.push_str(&format!(",fade=t=in:st=0:d={}:color=black", secs(half_transition.min(slot))));
+            }
+            _ => {}
+        }
+        if let Some(next) = self.next {
+            let entering = moves[next].transition;
+            if matches!(entering, Transition::FadeBlack | Transition::FadeWhite) {
+                tail.push_str(&format!(",fade=t=out:st={}:d={}:color={}", secs(slot - fade_seconds), secs(fade_seconds), fade_colour(entering)));
+            }
+        }
+        tail.push_str("[video]");
+        graph.push(tail);
+
+        args.extend([Arg::lit("-filter_complex"), Arg::Literal(graph.join(";")), Arg::lit("-map"), Arg::lit("[video]"), Arg::lit("-an")]);
+        args.extend([Arg::lit("-c:v"), Arg::lit(output.video_codec.clone())]);
+        if matches!(output.video_codec.as_str(), "libx264" | "libx265") {
+            args.extend([Arg::lit("-preset"), Arg::lit(ENCODER_PRESET)]);
+        }
+        args.extend([
+            Arg::lit("-threads"),
+            Arg::lit(ENCODER_THREADS),
+            Arg::lit("-b:v"),
+            Arg::lit(output.video_bitrate.to_string()),
+            Arg::lit("-pix_fmt"),
+            Arg::lit("yuv420p"),
+            Arg::lit("-frames:v"),
+            Arg::lit(frames.to_string()),
+            Arg::lit("-f"),
+            Arg::lit("nut"),
+            Arg::Temp(temp),
+        ]);
+        Invocation { args, media_seconds: slot, label: format!("move {} ({})", self.index, this.clip_id) }
+    }
+}
+
+fn fade_colour(transition: Transition) -> &'static str {
+    if transition == Transition::FadeWhite {
+        "white"
+    } else {
+        "black"
+    }
+}
+
+/// Joins the segments (stream copy: they are already encoded) and adds the song.
+fn final_step(validated: &Validated, timeline: &Timeline, shown: &[usize], list: u32) -> Invocation {
+    let output = &validated.output;
+    let length = timeline.total_seconds();
+    let mut args = vec![Arg::lit("-f"), Arg::lit("concat"), Arg::lit("-i"), Arg::Temp(list)];
+    if output.add_audio_overlay {
+        args.extend([Arg::lit("-i"), Arg::Input(SONG_INPUT)]);
+        let mut audio = format!(
+            "[1:a]atrim=end={l},asetpts=PTS-STARTPTS,aresample={OUTPUT_SAMPLE_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo,apad=whole_dur={l}",
+            l = secs(length)
+        );
+        let terms = volume_terms(validated, timeline, shown);
+        if !terms.is_empty() {
+            audio.push_str(&format!(",asetnsamples=n={VOLUME_FRAME_SAMPLES}"));
+            for chunk in terms.chunks(VOLUME_TERMS_PER_FILTER) {
+                audio.push_str(&format!(",volume='1{}':eval=frame", chunk.concat()));
+            }
+        }
+        if output.normalize_audio {
+            audio.push_str(&format!(",{LOUDNORM},aresample={OUTPUT_SAMPLE_RATE}"));
+        }
+        audio.push_str(&format!(",atrim=end={}[audio]", secs(length)));
+        args.extend([Arg::lit("-filter_complex"), Arg::Literal(audio), Arg::lit("-map"), Arg::lit("0:v"), Arg::lit("-map"), Arg::lit("[audio]")]);
+        args.extend([Arg::lit("-c:v"), Arg::lit("copy"), Arg::lit("-c:a"), Arg::lit(output.audio_codec.clone())]);
+        args.extend([Arg::lit("-b:a"), Arg::lit(output.audio_bitrate.to_string()), Arg::lit("-ar"), Arg::lit(OUTPUT_SAMPLE_RATE), Arg::lit("-ac"), Arg::lit("2")]);
+    } else {
+        args.extend([Arg::lit("-map"), Arg::lit("0:v"), Arg::lit("-c:v"), Arg::lit("copy"), Arg::lit("-an")]);
+    }
+    args.extend([Arg::lit("-movflags"), Arg::lit("+faststart"), Arg::lit("-t"), Arg::lit(secs(length)), Arg::lit("-f"), Arg::lit("mp4"), Arg::Output]);
+    Invocation { args, media_seconds: length, label: "join and add the song".to_owned() }
+}
+
+/// One term per move whose volume is not 1: `(v-1) * w(t)`, where `w` is 1 inside the
+/// move's slot and ramps over [`VOLUME_RAMP_SECONDS`] centred on its edges, so the
+/// weights of neighbouring moves always add up to 1.
+fn volume_terms(validated: &Validated, timeline: &Timeline, shown: &[usize]) -> Vec<String> {
+    let ramp = secs(VOLUME_RAMP_SECONDS);
+    let last = shown.last().copied();
+    shown
+        .iter()
+        .filter(|&&index| (validated.moves[index].volume - 1.0).abs() > 1e-9)
+        .map(|&index| {
+            let gain = secs(1.0 - validated.moves[index].volume);
+            // Outer edges of the video get no ramp: the move's volume applies from the very start or to the very end.
+            let start = if index == shown[0] { -1.0 } else { timeline.start_seconds(index) };
+            let end = if Some(index) == last { timeline.total_seconds() + 1.0 } else { timeline.end_seconds(index) };
+            format!("-{gain}*clip((t-{})/{ramp}+0.5,0,1)*clip(({}-t)/{ramp}+0.5,0,1)", signed_secs(start), secs(end))
+        })
+        .collect()
+}
+
+/// Seconds as FFmpeg reads them: plain decimal, at most microsecond precision, no
+/// exponent, never negative.
+fn secs(value: f64) -> String {
+    let text = format!("{:.6}", value.max(0.0));
+    let trimmed = text.trim_end_matches('0').trim_end_matches('.');
+    if trimmed.is_empty() {
+        "0".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// As [`secs`], for expression operands that may be negative.
+fn signed_secs(value: f64) -> String {
+    if value < 0.0 {
+        format!("(0-{})", secs(-value))
+    } else {
+        secs(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{secs, Window};
+
+    #[test]
+    fn seconds_are_plain_decimals() {
+        assert_eq!(secs(8.0), "8");
+        assert_eq!(secs(0.25), "0.25");
+        assert_eq!(secs(1.0 / 3.0), "0.333333");
+        assert_eq!(secs(-1.0), "0");
+        assert_eq!(secs(1e-9), "0");
+    }
+
+    #[test]
+    fn windows_hold_edges_where_the_source_has_no_frames() {
+        let before_start = Window::new(-0.25, 8.5, 10.0);
+        assert_eq!((before_start.read_start, before_start.hold_front, before_start.skip), (0.0, 0.25, 0.0));
+        let past_end = Window::new(12.0, 0.5, 6.2);
+        assert!((past_end.read_start - 5.7).abs() < 1e-9 && (past_end.skip - 6.3).abs() < 1e-9);
+        assert!(past_end.read_length > 0.0);
+    }
+}

@@ -1,0 +1,67 @@
+//! Frame rates as exact fractions, so frame positions and FFmpeg arguments agree
+//! to the frame over hours of timeline (29.97 means 30000/1001 in video).
+
+/// A frame rate `num / den` frames per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRate {
+    pub num: u64,
+    pub den: u64,
+}
+
+impl FrameRate {
+    /// The nearest conventional fraction: whole rates stay whole, NTSC-style rates
+    /// (23.976, 29.97, 59.94) become n*1000/1001, anything else is kept to 1/1000.
+    pub fn from_fps(fps: f64) -> FrameRate {
+        let whole = fps.round();
+        if (fps - whole).abs() < 1e-6 {
+            return FrameRate { num: whole as u64, den: 1 };
+        }
+        let ntsc = (fps * 1.001).round();
+        if (fps - ntsc * 1000.0 / 1001.0).abs() < 0.001 {
+            return FrameRate { num: ntsc as u64 * 1000, den: 1001 };
+        }
+        FrameRate { num: (fps * 1000.0).round() as u64, den: 1000 }
+    }
+
+    pub fn fps(self) -> f64 {
+        self.num as f64 / self.den as f64
+    }
+
+    /// Seconds of `frames` frames, exactly as FFmpeg will time them.
+    pub fn seconds(self, frames: u64) -> f64 {
+        (frames as f64 * self.den as f64) / self.num as f64
+    }
+
+    /// The frame nearest to a timeline position.
+    pub fn frame_at(self, seconds: f64) -> u64 {
+        (seconds * self.num as f64 / self.den as f64).round().max(0.0) as u64
+    }
+
+    /// `30` or `30000/1001`, as FFmpeg's `fps` filter and `-r` accept it.
+    pub fn as_ffmpeg(self) -> String {
+        if self.den == 1 {
+            self.num.to_string()
+        } else {
+            format!("{}/{}", self.num, self.den)
+        }
+    }
+
+    /// The matching time base, `1/30` or `1001/30000`, for `settb`.
+    pub fn time_base(self) -> String {
+        format!("{}/{}", self.den, self.num)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FrameRate;
+
+    #[test]
+    fn conventional_rates_become_exact_fractions() {
+        assert_eq!(FrameRate::from_fps(30.0), FrameRate { num: 30, den: 1 });
+        assert_eq!(FrameRate::from_fps(29.97), FrameRate { num: 30000, den: 1001 });
+        assert_eq!(FrameRate::from_fps(23.976), FrameRate { num: 24000, den: 1001 });
+        assert_eq!(FrameRate::from_fps(12.5), FrameRate { num: 12500, den: 1000 });
+        assert_eq!(FrameRate::from_fps(29.97).frame_at(3600.0), 107_892);
+    }
+}

@@ -1,0 +1,307 @@
+//! Filtergraph arguments (`-filter_complex`, `-vf`, `-af`): every filter must be on
+//! the allow-list.
+//!
+//! Why parse instead of searching for bad names: FFmpeg's graph syntax has quoting and
+//! escaping, so `mo\vie` and `'movie'` are both the `movie` filter, and `;` inside
+//! quotes does not end a chain. This parser follows FFmpeg's own
+//! (`libavfilter/graphparser.c`: labels, then a name read up to `=,;[`, then options
+//! read up to an unquoted `[],;`, with `'...'` quoting and `\` escapes) but is stricter:
+//! filter names and link labels must be plain words with no quoting at all, and an
+//! unterminated quote or a stray bracket, which FFmpeg may forgive, is refused. When
+//! the two parsers could disagree, the plan is refused.
+//!
+//! Inside a filter's options, FFmpeg 7 reads `/name=path` as "load option `name` from
+//! the file or URL `path`", which any filter would do, so option names are checked too.
+//! On top of that, as defence in depth, a few things no allowed filter needs are
+//! refused anywhere in the graph: URLs (`://`), control characters, and the words
+//! `filename`, `file=` and `textfile`.
+
+use crate::{excerpt, Refusal, Rule};
+
+/// Filters that only transform the streams they are given: none of them opens a file,
+/// a device or a URL, generates input of its own, or takes commands at run time.
+const ALLOWED_FILTERS: &[&str] = &[
+    "trim",
+    "atrim",
+    "setpts",
+    "asetpts",
+    "fps",
+    "scale",
+    "pad",
+    "setsar",
+    "format",
+    "aformat",
+    "settb",
+    "tpad",
+    "apad",
+    "xfade",
+    "fade",
+    "afade",
+    "volume",
+    "loudnorm",
+    "aresample",
+    "asetnsamples",
+    "concat",
+    "split",
+    "asplit",
+    "null",
+    "anull",
+    "acrossfade",
+];
+
+/// Compared case-insensitively with the whole graph.
+const FORBIDDEN_SUBSTRINGS: &[&str] = &["://", "filename", "file=", "textfile"];
+
+const MAX_LINK_LABEL_BYTES: usize = 32;
+
+/// Checks one filtergraph. `max_filters` bounds the number of filters in it.
+pub(crate) fn check(graph: &str, max_filters: usize) -> Result<(), Refusal> {
+    if let Some(control) = graph.chars().find(|c| c.is_control()) {
+        return Err(bad(format!("the filtergraph holds the control character {control:?}")));
+    }
+    let lowercase = graph.to_ascii_lowercase();
+    if let Some(word) = FORBIDDEN_SUBSTRINGS.iter().find(|word| lowercase.contains(*word)) {
+        return Err(bad(format!("the filtergraph contains {word:?}, which no allowed filter needs")));
+    }
+    let mut parser = Parser { text: graph.as_bytes(), at: 0 };
+    parser.skip_spaces();
+    if parser.at_end() {
+        return Err(bad("the filtergraph is empty"));
+    }
+    let mut filters = 0usize;
+    loop {
+        parser.link_labels()?;
+        parser.filter()?;
+        filters += 1;
+        if filters > max_filters {
+            return Err(Refusal::new(Rule::TooManyFilters, format!("more than {max_filters} filters in one filtergraph")));
+        }
+        parser.link_labels()?;
+        match parser.next_byte() {
+            None => return Ok(()),
+            Some(b',' | b';') => {
+                parser.at += 1;
+                parser.skip_spaces();
+                if parser.at_end() {
+                    return Err(bad("the filtergraph ends with a separator"));
+                }
+            }
+            Some(_) => return Err(parser.unexpected("after a filter")),
+        }
+    }
+}
+
+fn bad(reason: impl Into<String>) -> Refusal {
+    Refusal::new(Rule::BadFiltergraph, reason)
+}
+
+struct Parser<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl Parser<'_> {
+    fn next_byte(&self) -> Option<u8> {
+        self.text.get(self.at).copied()
+    }
+
+    fn at_end(&self) -> bool {
+        self.at >= self.text.len()
+    }
+
+    /// FFmpeg also skips `\n`, `\t` and `\r`, but control characters are refused earlier.
+    fn skip_spaces(&mut self) {
+        while self.next_byte() == Some(b' ') {
+            self.at += 1;
+        }
+    }
+
+    fn rest(&self) -> String {
+        String::from_utf8_lossy(self.text.get(self.at..).unwrap_or_default()).into_owned()
+    }
+
+    fn unexpected(&self, context: &str) -> Refusal {
+        bad(format!("cannot parse the filtergraph {context}, at {} (byte {})", excerpt(&self.rest()), self.at))
+    }
+
+    fn take_while(&mut self, mut accept: impl FnMut(u8) -> bool) -> &[u8] {
+        let start = self.at;
+        while self.next_byte().is_some_and(&mut accept) {
+            self.at += 1;
+        }
+        self.text.get(start..self.at).unwrap_or_default()
+    }
+
+    /// `[name]` labels, each followed by optional spaces.
+    fn link_labels(&mut self) -> Result<(), Refusal> {
+        while self.next_byte() == Some(b'[') {
+            self.at += 1;
+            let name_len = self.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'.')).len();
+            if self.next_byte() != Some(b']') {
+                return Err(self.unexpected("in a link label (letters, digits, '_', ':' and '.' only)"));
+            }
+            if !(1..=MAX_LINK_LABEL_BYTES).contains(&name_len) {
+                return Err(bad(format!("a link label must be 1 to {MAX_LINK_LABEL_BYTES} characters long")));
+            }
+            self.at += 1;
+            self.skip_spaces();
+        }
+        Ok(())
+    }
+
+    /// `name[@instance][=options]`.
+    fn filter(&mut self) -> Result<(), Refusal> {
+        let name = String::from_utf8_lossy(self.take_while(|b| b.is_ascii_alphanumeric() || b == b'_')).into_owned();
+        if self.next_byte() == Some(b'@') {
+            self.at += 1;
+            if self.take_while(|b| b.is_ascii_alphanumeric() || b == b'_').is_empty() {
+                return Err(self.unexpected("in a filter's instance name"));
+            }
+        }
+        // FFmpeg reads the name up to one of `=,;[` and trims spaces; anything else
+        // (quotes, escapes, spaces inside the name) is not a plain name.
+        self.skip_spaces();
+        if !matches!(self.next_byte(), None | Some(b'=' | b',' | b';' | b'[')) {
+            return Err(self.unexpected("in a filter name"));
+        }
+        if name.is_empty() {
+            return Err(self.unexpected("where a filter name is expected"));
+        }
+        if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') || !ALLOWED_FILTERS.contains(&name.as_str()) {
+            return Err(Refusal::new(Rule::ForbiddenFilter, format!("the filter {} is not on the allow-list", excerpt(&name))));
+        }
+        if self.next_byte() == Some(b'=') {
+            self.at += 1;
+            let options = self.token(b"[],;")?;
+            check_options(&name, &options)?;
+        }
+        Ok(())
+    }
+
+    /// FFmpeg's `av_get_token`: text up to an unquoted, unescaped byte of
+    /// `terminators`, with `'...'` quotes and `\x` escapes removed. Stricter than
+    /// FFmpeg: an unterminated quote or a trailing backslash is refused.
+    fn token(&mut self, terminators: &[u8]) -> Result<Vec<u8>, Refusal> {
+        let mut unquoted = Vec::new();
+        while let Some(byte) = self.next_byte() {
+            if terminators.contains(&byte) {
+                break;
+            }
+            self.at += 1;
+            match byte {
+                b'\\' => match self.next_byte() {
+                    Some(escaped) => {
+                        unquoted.push(escaped);
+                        self.at += 1;
+                    }
+                    None => return Err(bad("the filtergraph ends with a lone backslash")),
+                },
+                b'\'' => loop {
+                    match self.next_byte() {
+                        None => return Err(bad("the filtergraph has an unterminated quote")),
+                        Some(b'\'') => {
+                            self.at += 1;
+                            break;
+                        }
+                        Some(quoted) => {
+                            unquoted.push(quoted);
+                            self.at += 1;
+                        }
+                    }
+                },
+                other => unquoted.push(other),
+            }
+        }
+        Ok(unquoted)
+    }
+}
+
+/// A filter's options, after graph-level quoting is removed: `key=value` or bare values
+/// separated by `:`, with a second level of quoting and escaping (FFmpeg's
+/// `ff_filter_opt_parse` / `av_opt_get_key_value`).
+fn check_options(filter: &str, options: &[u8]) -> Result<(), Refusal> {
+    let mut parser = Parser { text: options, at: 0 };
+    while !parser.at_end() {
+        let start = parser.at;
+        let unquoted = parser.token(b":").map_err(|refusal| bad(format!("in the options of {filter}: {}", refusal.reason)))?;
+        let raw = options.get(start..parser.at).unwrap_or_default();
+        check_option(filter, raw, &unquoted)?;
+        if parser.next_byte() == Some(b':') {
+            parser.at += 1;
+        }
+    }
+    Ok(())
+}
+
+/// FFmpeg takes a key from the raw text (letters, digits and `_-./`, then `=`), so
+/// the raw text decides what is a key; a value is checked after unquoting too.
+fn check_option(filter: &str, raw: &[u8], unquoted: &[u8]) -> Result<(), Refusal> {
+    let raw = trim_leading_spaces(raw);
+    let show = || excerpt(&String::from_utf8_lossy(raw));
+    if raw.first() == Some(&b'/') || trim_leading_spaces(unquoted).first() == Some(&b'/') {
+        return Err(bad(format!("the {filter} option {} starts with '/', which makes FFmpeg load it from a file", show())));
+    }
+    let key_len = raw.iter().take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/')).count();
+    let after_key = trim_leading_spaces(raw.get(key_len..).unwrap_or_default());
+    let key = raw.get(..key_len).unwrap_or_default();
+    if after_key.first() == Some(&b'=') && !key.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(bad(format!("the {filter} option {} has a name that is not a plain word", show())));
+    }
+    Ok(())
+}
+
+fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
+    let spaces = bytes.iter().take_while(|&&b| b == b' ').count();
+    bytes.get(spaces..).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule_of(graph: &str) -> Option<Rule> {
+        check(graph, 512).err().map(|refusal| refusal.rule)
+    }
+
+    #[test]
+    fn planner_shapes_pass() {
+        for graph in [
+            "[0:v]setpts=PTS-STARTPTS,fps=30000/1001,scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p,settb=1001/30000,tpad=stop_mode=clone:stop_duration=8.5,trim=duration=8[own]",
+            "[before][own]xfade=transition=fade:duration=0.5:offset=0[blendin];[blendin]trim=start=0.25,setpts=PTS-STARTPTS,fade=t=in:st=0:d=0.3:color=white[video]",
+            "[1:a]atrim=end=16,volume='1-0.5*clip((t-(0-1))/0.02+0.5,0,1)':eval=frame,loudnorm=I=-16:TP=-1.5:LRA=11[audio]",
+            "null",
+            " [a] null [b] ; [b] anull , volume@gain=0.5 [c]",
+            "scale =1280:720",
+            // Quoted separators stay inside the option: this is one volume filter.
+            "volume='1;movie=x'",
+        ] {
+            assert_eq!(rule_of(graph), None, "{graph}");
+        }
+    }
+
+    #[test]
+    fn hidden_or_forbidden_filters_are_refused() {
+        assert_eq!(rule_of("movie=x"), Some(Rule::ForbiddenFilter));
+        assert_eq!(rule_of("null;sws_flags=bicubic"), Some(Rule::ForbiddenFilter));
+        assert_eq!(rule_of("Null"), Some(Rule::ForbiddenFilter));
+        assert_eq!(rule_of("null,mo\\vie=x"), Some(Rule::BadFiltergraph));
+        assert_eq!(rule_of("null,'movie'=x"), Some(Rule::BadFiltergraph));
+        assert_eq!(rule_of("null,scale foo"), Some(Rule::BadFiltergraph));
+        assert_eq!(rule_of("volume='1;movie=x"), Some(Rule::BadFiltergraph));
+        assert_eq!(rule_of("volume=1\\"), Some(Rule::BadFiltergraph));
+        assert_eq!(rule_of("[0:v"), Some(Rule::BadFiltergraph));
+        assert_eq!(rule_of("null]"), Some(Rule::BadFiltergraph));
+        assert_eq!(rule_of("[]null"), Some(Rule::BadFiltergraph));
+        assert_eq!(rule_of("null,"), Some(Rule::BadFiltergraph));
+        assert_eq!(rule_of("null;;null"), Some(Rule::BadFiltergraph));
+        assert_eq!(rule_of(""), Some(Rule::BadFiltergraph));
+        assert_eq!(rule_of("null@"), Some(Rule::BadFiltergraph));
+    }
+
+    #[test]
+    fn file_loading_options_are_refused() {
+        for graph in ["volume=/volume=x", "volume=eval=frame:/volume=x", "volume=eval=frame: /volume=x", "volume='/volume'=x", "volume=\\/volume=x", "volume=a/b=1", "volume=a.b=1"] {
+            assert_eq!(rule_of(graph), Some(Rule::BadFiltergraph), "{graph}");
+        }
+    }
+}

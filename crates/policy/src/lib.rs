@@ -1,0 +1,223 @@
+//! The policy: decides whether the host may run a plan.
+//!
+//! The plan comes out of a WebAssembly guest, which the host does not trust: a hostile
+//! or buggy guest can return anything the plan's types can express. FFmpeg, given the
+//! wrong arguments, reads and writes arbitrary files, opens URLs, runs the `concat`
+//! demuxer on a list that names any file, pulls files in from filters (`movie`,
+//! `amovie`, `sendcmd`, `subtitles`, FFmpeg 7's `/option=path` syntax...), and so on.
+//! Listing the dangerous things would never be finished, so this crate does the
+//! opposite: it describes the small FFmpeg dialect the planner speaks (a table of
+//! options, each with the shape of its value, and a short list of filters) and refuses
+//! everything else.
+//!
+//! The guest never names a file. Files are [`Arg::Input`](br_plan::Arg::Input),
+//! [`Arg::Temp`](br_plan::Arg::Temp) and [`Arg::Output`](br_plan::Arg::Output), which the
+//! host replaces with paths it chose itself; a bare literal is never accepted where
+//! FFmpeg would read a file name.
+//!
+//! Counts and sizes are checked first, before any argument is parsed, so a huge plan
+//! costs one pass over its lengths. Then the steps are walked in order, which is what
+//! lets the policy see that every temporary is written once and read only afterwards.
+//!
+//! The result is a [`CheckedPlan`], which only [`check`] can make: the host's runner
+//! takes a `CheckedPlan`, so an unchecked plan cannot reach FFmpeg by mistake.
+
+mod bounds;
+mod filtergraph;
+mod options;
+mod steps;
+
+use br_plan::Plan;
+
+/// A step's `label` is echoed into logs and error messages: at most this many bytes,
+/// no control characters (the same rule the blueprint applies to `clip_id`).
+pub const MAX_LABEL_BYTES: usize = 128;
+
+/// How much a plan may ask for. [`PolicyLimits::default`] fits the largest blueprint
+/// the validator accepts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyLimits {
+    pub max_steps: usize,
+    pub max_args_per_step: usize,
+    /// Bytes of one literal argument.
+    pub max_arg_bytes: usize,
+    /// Bytes of all literal arguments of one step together.
+    pub max_step_bytes: usize,
+    pub max_temps: usize,
+    pub max_concat_parts: usize,
+    /// Filters in one filtergraph argument.
+    pub max_filters_per_graph: usize,
+    /// Upper bound for a step's `media_seconds`, a concat part's duration and the sum
+    /// of one concat list's durations.
+    pub max_media_seconds: f64,
+}
+
+/// Moves in the largest blueprint the validator accepts (`br_blueprint::limits::MAX_MOVES`).
+const MAX_MOVES: usize = 2_000;
+/// The planner writes about two steps per move (a segment each, and room for one more
+/// pass), plus a few steps to join the segments and add the song.
+const DEFAULT_MAX_STEPS: usize = 2 * MAX_MOVES + 100;
+/// One temporary per step at most.
+const DEFAULT_MAX_TEMPS: usize = DEFAULT_MAX_STEPS;
+/// One concat part per move.
+const DEFAULT_MAX_CONCAT_PARTS: usize = MAX_MOVES;
+const DEFAULT_MAX_ARGS_PER_STEP: usize = 256;
+/// Linux refuses to exec a program with a single argument above 128 KiB
+/// (`MAX_ARG_STRLEN`); stay well below it.
+const DEFAULT_MAX_ARG_BYTES: usize = 96 * 1024;
+/// All arguments together must also fit exec's total (`ARG_MAX`, 2 MiB by default).
+const DEFAULT_MAX_STEP_BYTES: usize = 512 * 1024;
+const DEFAULT_MAX_FILTERS_PER_GRAPH: usize = 512;
+/// The validator allows three hours of timeline; leave room for the last step's padding.
+const DEFAULT_MAX_MEDIA_SECONDS: f64 = 4.0 * 3600.0;
+
+impl Default for PolicyLimits {
+    fn default() -> PolicyLimits {
+        PolicyLimits {
+            max_steps: DEFAULT_MAX_STEPS,
+            max_args_per_step: DEFAULT_MAX_ARGS_PER_STEP,
+            max_arg_bytes: DEFAULT_MAX_ARG_BYTES,
+            max_step_bytes: DEFAULT_MAX_STEP_BYTES,
+            max_temps: DEFAULT_MAX_TEMPS,
+            max_concat_parts: DEFAULT_MAX_CONCAT_PARTS,
+            max_filters_per_graph: DEFAULT_MAX_FILTERS_PER_GRAPH,
+            max_media_seconds: DEFAULT_MAX_MEDIA_SECONDS,
+        }
+    }
+}
+
+/// A plan the policy accepted. Only [`check`] makes one, so a function that takes a
+/// `CheckedPlan` cannot be handed an unchecked plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedPlan(Plan);
+
+impl CheckedPlan {
+    pub fn plan(&self) -> &Plan {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> Plan {
+        self.0
+    }
+}
+
+/// Which rule a plan broke. Stable, so callers and tests can match on it rather than
+/// on the wording of [`PolicyViolation::reason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Rule {
+    /// The plan has no step.
+    EmptyPlan,
+    TooManySteps,
+    TooManyTemps,
+    TooManyArguments,
+    /// One literal argument is longer than `max_arg_bytes`.
+    ArgumentTooLarge,
+    /// A step's literal arguments together are longer than `max_step_bytes`.
+    StepTooLarge,
+    TooManyConcatParts,
+    TooManyFilters,
+    /// A number in the plan itself (`media_seconds`, a concat part's `duration`) is
+    /// NaN, infinite, negative, or zero where it must be positive.
+    BadNumber,
+    /// `media_seconds` or concat durations beyond `max_media_seconds`.
+    TooMuchMedia,
+    /// A step label that is too long or holds control characters.
+    BadLabel,
+    /// A literal where an option name is expected is not in the option table.
+    UnknownOption,
+    /// An option that takes a value is the last argument.
+    MissingOptionValue,
+    /// An option's value does not have the shape the option table allows.
+    BadOptionValue,
+    /// A literal where FFmpeg would read a file name: after `-i`, or where an option
+    /// name is expected but the literal does not start with `-` (an output file).
+    PathLikeLiteral,
+    /// An input, temp or the output as the value of an option.
+    FileInValuePosition,
+    /// A filter that is not on the allow-list.
+    ForbiddenFilter,
+    /// A filtergraph that cannot be parsed unambiguously, or holds something no
+    /// allowed filter needs (a URL, a control character, a file-loading option...).
+    BadFiltergraph,
+    InputOutOfRange,
+    TempOutOfRange,
+    /// A staged input where a step's output file is expected.
+    InputAsOutput,
+    /// The job's output after `-i`.
+    OutputAsInput,
+    /// An FFmpeg step with no `-i`.
+    NoInput,
+    /// An FFmpeg step that writes no file or several, or a plan whose last step does
+    /// not write the job's output.
+    OutputCount,
+    /// An output file that is not the step's last argument, or the job's output
+    /// written by a step other than the last.
+    OutputNotLast,
+    TempUsedBeforeWritten,
+    TempWrittenTwice,
+    /// A temp used as a format it is not: an ffconcat temp written by FFmpeg or used
+    /// as a concat part, a NUT temp as a concat list, `-f` naming another container.
+    TempFormatMismatch,
+    /// `-f concat` not immediately followed by `-i` and an ffconcat temp, or an
+    /// ffconcat temp read any other way.
+    BadConcatInput,
+    /// A concat list with no parts.
+    BadConcatList,
+}
+
+/// Why a plan was refused, and where. `step` and `arg` are indexes into
+/// `plan.steps` and into that step's `args` (not counting the flags the host adds).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("plan refused by policy: {}{reason}", location(.step, .arg))]
+pub struct PolicyViolation {
+    pub step: Option<usize>,
+    pub arg: Option<usize>,
+    pub rule: Rule,
+    pub reason: String,
+}
+
+fn location(step: &Option<usize>, arg: &Option<usize>) -> String {
+    match (step, arg) {
+        (Some(step), Some(arg)) => format!("step {step}, argument {arg}: "),
+        (Some(step), None) => format!("step {step}: "),
+        (None, Some(arg)) => format!("argument {arg}: "),
+        (None, None) => String::new(),
+    }
+}
+
+/// A broken rule before it is placed in the plan (the filtergraph and value checks
+/// do not know which step they are looking at).
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) rule: Rule,
+    pub(crate) reason: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(rule: Rule, reason: impl Into<String>) -> Refusal {
+        Refusal { rule, reason: reason.into() }
+    }
+
+    pub(crate) fn at(self, step: usize, arg: Option<usize>) -> PolicyViolation {
+        PolicyViolation { step: Some(step), arg, rule: self.rule, reason: self.reason }
+    }
+}
+
+/// Checks `plan` for a job with `input_count` staged inputs (input 0 is the song,
+/// input 1 + i clip i). Returns the first broken rule found.
+pub fn check(plan: &Plan, input_count: u32, limits: &PolicyLimits) -> Result<CheckedPlan, PolicyViolation> {
+    bounds::check(plan, limits)?;
+    steps::check(plan, input_count, limits)?;
+    Ok(CheckedPlan(plan.clone()))
+}
+
+/// A short, quoted, single-line excerpt of untrusted text for a reason message.
+pub(crate) fn excerpt(text: &str) -> String {
+    const SHOWN_CHARS: usize = 40;
+    let mut shown: String = text.chars().take(SHOWN_CHARS).collect();
+    if shown.len() < text.len() {
+        shown.push_str("...");
+    }
+    format!("{shown:?}")
+}

@@ -1,0 +1,247 @@
+//! The FFmpeg options a plan may use, and the shape each one's value must have.
+//!
+//! Why a table: FFmpeg has hundreds of options and several of them open files or URLs
+//! (`-filter_complex_script`, `-attach`, `-dump_attachment`, `-progress`, demuxer
+//! options such as `-protocol_whitelist`, the `-/option file` form of FFmpeg 7...).
+//! An option that is not in this table is refused, so new FFmpeg options are refused
+//! too until someone decides they are safe. Values are checked by shape (digits, a
+//! word from a short list...) because a value that is just a number or a known word
+//! cannot smuggle a path or a URL into FFmpeg.
+
+use crate::{excerpt, filtergraph, PolicyLimits, Refusal, Rule};
+
+/// What follows an option name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ValueKind {
+    /// A flag: nothing follows.
+    Flag,
+    /// `-i`: an input file follows (checked by the step walker, not here).
+    InputFile,
+    /// Seconds as a plain decimal: up to 6 integer and 9 fraction digits.
+    Seconds,
+    Integer { min: u64, max: u64 },
+    /// `30`, `29.97` or `30000/1001`, above 0 and at most [`MAX_FRAME_RATE`].
+    FrameRate,
+    /// Bits per second: digits with an optional `k` or `M`, at most [`MAX_BITRATE`].
+    Bitrate,
+    OneOf(&'static [&'static str]),
+    /// `-map`: a filtergraph link label or an input stream.
+    StreamMap,
+    Filtergraph,
+}
+
+pub(crate) struct OptionSpec {
+    pub(crate) name: &'static str,
+    pub(crate) value: ValueKind,
+}
+
+const MAX_FRAME_RATE: f64 = 240.0;
+const MAX_BITRATE: u64 = 100_000_000;
+/// Longest `[label]` in `-map`.
+const MAX_MAP_LABEL_CHARS: usize = 32;
+
+const VIDEO_CODECS: &[&str] = &["libx264", "libx265", "copy"];
+const AUDIO_CODECS: &[&str] = &["aac", "copy"];
+/// The containers a plan may force with `-f`: the concat list demuxer, the NUT
+/// temporaries and the MP4 output. The walker also checks which file each applies to.
+pub(crate) const FORMATS: &[&str] = &["concat", "nut", "mp4"];
+
+const fn spec(name: &'static str, value: ValueKind) -> OptionSpec {
+    OptionSpec { name, value }
+}
+
+const fn integer(min: u64, max: u64) -> ValueKind {
+    ValueKind::Integer { min, max }
+}
+
+/// Every option a plan may use. Anything else is refused.
+const OPTIONS: &[OptionSpec] = &[
+    spec("-i", ValueKind::InputFile),
+    spec("-an", ValueKind::Flag),
+    spec("-vn", ValueKind::Flag),
+    spec("-sn", ValueKind::Flag),
+    spec("-dn", ValueKind::Flag),
+    spec("-shortest", ValueKind::Flag),
+    spec("-ss", ValueKind::Seconds),
+    spec("-t", ValueKind::Seconds),
+    spec("-to", ValueKind::Seconds),
+    spec("-frames:v", integer(1, 10_000_000)),
+    spec("-threads", integer(0, 16)),
+    spec("-g", integer(1, 1000)),
+    spec("-bf", integer(0, 16)),
+    spec("-crf", integer(0, 51)),
+    spec("-ar", integer(8000, 192_000)),
+    spec("-ac", integer(1, 8)),
+    spec("-r", ValueKind::FrameRate),
+    spec("-b:v", ValueKind::Bitrate),
+    spec("-b:a", ValueKind::Bitrate),
+    spec("-maxrate", ValueKind::Bitrate),
+    spec("-bufsize", ValueKind::Bitrate),
+    spec("-c:v", ValueKind::OneOf(VIDEO_CODECS)),
+    spec("-codec:v", ValueKind::OneOf(VIDEO_CODECS)),
+    spec("-vcodec", ValueKind::OneOf(VIDEO_CODECS)),
+    spec("-c:a", ValueKind::OneOf(AUDIO_CODECS)),
+    spec("-codec:a", ValueKind::OneOf(AUDIO_CODECS)),
+    spec("-acodec", ValueKind::OneOf(AUDIO_CODECS)),
+    spec("-preset", ValueKind::OneOf(&["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"])),
+    spec("-tune", ValueKind::OneOf(&["film", "animation", "fastdecode", "zerolatency"])),
+    spec("-pix_fmt", ValueKind::OneOf(&["yuv420p"])),
+    spec("-movflags", ValueKind::OneOf(&["+faststart"])),
+    spec("-f", ValueKind::OneOf(FORMATS)),
+    spec("-fps_mode", ValueKind::OneOf(&["cfr", "passthrough"])),
+    spec("-profile:v", ValueKind::OneOf(&["baseline", "main", "high"])),
+    spec("-map", ValueKind::StreamMap),
+    spec("-filter_complex", ValueKind::Filtergraph),
+    spec("-vf", ValueKind::Filtergraph),
+    spec("-af", ValueKind::Filtergraph),
+];
+
+pub(crate) fn lookup(name: &str) -> Option<&'static OptionSpec> {
+    OPTIONS.iter().find(|spec| spec.name == name)
+}
+
+/// Checks `value` for the option `name` of kind `kind` (not [`ValueKind::Flag`] or
+/// [`ValueKind::InputFile`], which have no literal value).
+pub(crate) fn check_value(name: &str, kind: ValueKind, value: &str, limits: &PolicyLimits) -> Result<(), Refusal> {
+    let well_formed = match kind {
+        ValueKind::Flag | ValueKind::InputFile => false,
+        ValueKind::Seconds => is_decimal(value, 6, 9),
+        ValueKind::Integer { min, max } => parse_integer(value).is_some_and(|n| (min..=max).contains(&n)),
+        ValueKind::FrameRate => frame_rate(value).is_some_and(|fps| fps > 0.0 && fps <= MAX_FRAME_RATE),
+        ValueKind::Bitrate => bitrate(value).is_some_and(|bits| bits <= MAX_BITRATE),
+        ValueKind::OneOf(words) => words.contains(&value),
+        ValueKind::StreamMap => is_map_label(value) || is_input_stream(value),
+        ValueKind::Filtergraph => return filtergraph::check(value, limits.max_filters_per_graph),
+    };
+    if well_formed {
+        Ok(())
+    } else {
+        Err(Refusal::new(Rule::BadOptionValue, format!("{} is not a valid value for {name}: {}", excerpt(value), describe(kind))))
+    }
+}
+
+fn describe(kind: ValueKind) -> String {
+    match kind {
+        ValueKind::Flag | ValueKind::InputFile => "it takes no literal value".to_owned(),
+        ValueKind::Seconds => "seconds as a plain decimal (up to 6 digits, and up to 9 after the point)".to_owned(),
+        ValueKind::Integer { min, max } => format!("a whole number from {min} to {max}"),
+        ValueKind::FrameRate => format!("a frame rate like 30, 29.97 or 30000/1001, above 0 and at most {MAX_FRAME_RATE}"),
+        ValueKind::Bitrate => format!("bits per second like 2000000, 800k or 2M, at most {MAX_BITRATE}"),
+        ValueKind::OneOf(words) => format!("one of {}", words.join(", ")),
+        ValueKind::StreamMap => "a link label like [video] or an input stream like 0:v, 1:a:0 or 0:v?".to_owned(),
+        ValueKind::Filtergraph => "a filtergraph".to_owned(),
+    }
+}
+
+fn all_digits(text: &str, min_len: usize, max_len: usize) -> bool {
+    (min_len..=max_len).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `^\d{1,int_digits}(\.\d{1,fraction_digits})?$`
+fn is_decimal(text: &str, int_digits: usize, fraction_digits: usize) -> bool {
+    match text.split_once('.') {
+        Some((whole, fraction)) => all_digits(whole, 1, int_digits) && all_digits(fraction, 1, fraction_digits),
+        None => all_digits(text, 1, int_digits),
+    }
+}
+
+/// Up to 9 digits, so the value always fits.
+fn parse_integer(text: &str) -> Option<u64> {
+    if all_digits(text, 1, 9) {
+        text.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// `^\d{1,4}(\.\d{1,6})?$` or `^\d{1,6}/\d{1,6}$`, as frames per second.
+fn frame_rate(text: &str) -> Option<f64> {
+    if let Some((num, den)) = text.split_once('/') {
+        if !(all_digits(num, 1, 6) && all_digits(den, 1, 6)) {
+            return None;
+        }
+        let num: u64 = num.parse().ok()?;
+        let den: u64 = den.parse().ok()?;
+        (den > 0).then(|| num as f64 / den as f64)
+    } else if is_decimal(text, 4, 6) {
+        text.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// `^\d{1,9}[kM]?$`, in bits per second (FFmpeg reads `k` as 1000, `M` as 1000000).
+fn bitrate(text: &str) -> Option<u64> {
+    let (digits, multiplier) = if let Some(digits) = text.strip_suffix('k') {
+        (digits, 1_000)
+    } else if let Some(digits) = text.strip_suffix('M') {
+        (digits, 1_000_000)
+    } else {
+        (text, 1)
+    };
+    parse_integer(digits)?.checked_mul(multiplier)
+}
+
+/// `^\[[A-Za-z0-9_]{1,32}\]$`
+fn is_map_label(text: &str) -> bool {
+    let Some(name) = text.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) else {
+        return false;
+    };
+    (1..=MAX_MAP_LABEL_CHARS).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// `^\d{1,3}:[va](:\d{1,3})?\??$`: input number, stream type, optional stream number,
+/// optional `?` (do not fail if there is no such stream).
+fn is_input_stream(text: &str) -> bool {
+    let text = text.strip_suffix('?').unwrap_or(text);
+    let mut fields = text.split(':');
+    let input_ok = fields.next().is_some_and(|input| all_digits(input, 1, 3));
+    let kind_ok = fields.next().is_some_and(|kind| kind == "v" || kind == "a");
+    let stream_ok = fields.next().is_none_or(|stream| all_digits(stream, 1, 3));
+    input_ok && kind_ok && stream_ok && fields.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_plain() {
+        for good in ["0", "7.75", "123456", "1.123456789"] {
+            assert!(is_decimal(good, 6, 9), "{good}");
+        }
+        for bad in ["", ".5", "5.", "1e3", "-1", "+1", "1234567", "1.1234567890", "NaN", "inf", "1..2", "1.2.3", " 1", "１"] {
+            assert!(!is_decimal(bad, 6, 9), "{bad}");
+        }
+    }
+
+    #[test]
+    fn frame_rates() {
+        assert_eq!(frame_rate("30"), Some(30.0));
+        assert_eq!(frame_rate("30000/1001"), Some(30000.0 / 1001.0));
+        assert_eq!(frame_rate("30/0"), None);
+        assert_eq!(frame_rate("30/"), None);
+        assert_eq!(frame_rate("1/2/3"), None);
+        assert_eq!(frame_rate("12345"), None);
+    }
+
+    #[test]
+    fn bitrates() {
+        assert_eq!(bitrate("2M"), Some(2_000_000));
+        assert_eq!(bitrate("128k"), Some(128_000));
+        assert_eq!(bitrate("999999999M"), Some(999_999_999_000_000));
+        assert_eq!(bitrate("2m"), None);
+        assert_eq!(bitrate("M"), None);
+        assert_eq!(bitrate("2.5M"), None);
+    }
+
+    #[test]
+    fn stream_maps() {
+        for good in ["0:v", "1:a", "0:v:0", "12:a:3?", "0:v?", "[video]", "[a_1]"] {
+            assert!(is_map_label(good) || is_input_stream(good), "{good}");
+        }
+        for bad in ["0", "0:s", "0:v:", "0:v:0:1", "-1:v", "1234:v", "[]", "[a b]", "[a;b]", "[video", "0:v??", "[0:v]"] {
+            assert!(!(is_map_label(bad) || is_input_stream(bad)), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The host's own data, lowered into the contract's types for a `plan` call.
+
+use br_blueprint::{Transition, Validated};
+use br_plan::{MediaFacts, PlanRequest};
+
+use crate::bindings::blueprint::runner::types as wit;
+
+pub fn to_wit(request: &PlanRequest) -> wit::PlanRequest {
+    wit::PlanRequest { validated: validated(&request.validated), inputs: request.inputs.iter().map(facts).collect(), strict: request.strict }
+}
+
+fn validated(v: &Validated) -> wit::Validated {
+    let o = &v.output;
+    wit::Validated {
+        task_id: v.task_id.clone(),
+        audio_key: v.audio_key.clone(),
+        clip_keys: v.clip_keys.clone(),
+        output_key: v.output_key.clone(),
+        total_duration: v.total_duration,
+        moves: v
+            .moves
+            .iter()
+            .map(|m| wit::MoveSlot {
+                clip: m.clip,
+                clip_id: m.clip_id.clone(),
+                start: m.start,
+                duration: m.duration,
+                trim_start: m.trim_start,
+                trim_end: m.trim_end,
+                transition: match m.transition {
+                    Transition::Cut => wit::Transition::Cut,
+                    Transition::Crossfade => wit::Transition::Crossfade,
+                    Transition::FadeBlack => wit::Transition::FadeBlack,
+                    Transition::FadeWhite => wit::Transition::FadeWhite,
+                },
+                volume: m.volume,
+            })
+            .collect(),
+        output: wit::OutputSettings {
+            format: o.format.clone(),
+            video_codec: o.video_codec.clone(),
+            audio_codec: o.audio_codec.clone(),
+            video_bitrate: o.video_bitrate,
+            audio_bitrate: o.audio_bitrate,
+            frame_rate: o.frame_rate,
+            width: o.width,
+            height: o.height,
+            transition_duration: o.transition_duration,
+            fade_duration: o.fade_duration,
+            normalize_audio: o.normalize_audio,
+            add_audio_overlay: o.add_audio_overlay,
+        },
+    }
+}
+
+fn facts(f: &MediaFacts) -> wit::MediaFacts {
+    wit::MediaFacts {
+        key: f.key.clone(),
+        duration: f.duration,
+        video: f.video.as_ref().map(|v| wit::VideoFacts {
+            codec: v.codec.clone(),
+            width: v.width,
+            height: v.height,
+            frame_rate: v.frame_rate,
+            pixel_format: v.pixel_format.clone(),
+            duration: v.duration,
+        }),
+        audio: f.audio.as_ref().map(|a| wit::AudioFacts { codec: a.codec.clone(), sample_rate: a.sample_rate, channels: a.channels, duration: a.duration }),
+    }
+}

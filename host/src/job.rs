@@ -1,0 +1,269 @@
+//! One job: blueprint text in, finished video in storage out. Every way it can end
+//! is a [`Failure`] with a precise message, a stage and an exit code; the work folder
+//! is removed on every path (it is a `TempDir`, dropped on return or unwind).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use br_blueprint::{Validated, ValidationError};
+use br_plan::{MediaFacts, PlanNote, PlanRequest};
+use br_policy::{CheckedPlan, PolicyLimits, PolicyViolation};
+use br_sandbox::{Planning, Sandbox, SandboxError, Validation};
+use serde_json::json;
+
+use crate::exit;
+use crate::ffmpeg::{FfmpegError, PathTable, Runner};
+use crate::media;
+use crate::status::{Stage, Status, StatusSink, StatusUpdate};
+use crate::storage::{Storage, StorageError};
+
+pub struct JobConfig {
+    /// Parent of the per-job work folder.
+    pub work_root: PathBuf,
+    /// Plan warnings (a clip shorter than its slot...) fail the job.
+    pub strict: bool,
+    pub ffprobe: PathBuf,
+    pub runner: Runner,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("invalid blueprint: {}", list(.0.iter().map(|e| (e.pointer.as_str(), e.message.as_str()))))]
+    Invalid(Vec<ValidationError>),
+    #[error("{0}")]
+    Sandbox(SandboxError),
+    #[error("{0}")]
+    Policy(PolicyViolation),
+    #[error("cannot plan this blueprint with its media: {}", list(.0.iter().map(|e| (e.pointer.as_str(), e.message.as_str()))))]
+    Plan(Vec<PlanNote>),
+    #[error("{pointer}: {message}")]
+    Media { pointer: String, message: String },
+    #[error("FFmpeg: {0}")]
+    Ffmpeg(FfmpegError),
+    #[error("{}{error}", pointer_prefix(pointer))]
+    Storage { pointer: Option<String>, error: StorageError },
+    #[error("work folder: {0}")]
+    WorkFolder(String),
+}
+
+fn pointer_prefix(pointer: &Option<String>) -> String {
+    pointer.as_ref().map(|p| format!("{p}: ")).unwrap_or_default()
+}
+
+/// `"/a: x; /b: y"`, at most 20 entries.
+fn list<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let items: Vec<_> = items.collect();
+    let mut shown: Vec<String> = items.iter().take(20).map(|(p, m)| if p.is_empty() { m.to_string() } else { format!("{p}: {m}") }).collect();
+    if items.len() > 20 {
+        shown.push(format!("and {} more", items.len() - 20));
+    }
+    shown.join("; ")
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Invalid(_) => exit::INVALID_BLUEPRINT,
+            Failure::Sandbox(_) | Failure::Policy(_) => exit::SANDBOX,
+            Failure::Plan(_) | Failure::Media { .. } => exit::MEDIA,
+            Failure::Ffmpeg(_) => exit::FFMPEG,
+            Failure::Storage { .. } | Failure::WorkFolder(_) => exit::STORAGE,
+        }
+    }
+}
+
+/// What a successful job reports.
+pub struct Outcome {
+    pub validated: Validated,
+    pub result: serde_json::Value,
+}
+
+/// Everything up to an accepted plan; `plan` stops here, `run` goes on.
+pub struct Prepared {
+    pub validated: Validated,
+    pub plan: CheckedPlan,
+    pub paths: PathTable,
+    pub facts: Vec<MediaFacts>,
+    work: tempfile::TempDir,
+    timings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Sends status changes, at most one encode progress update per second.
+pub struct Reporter<'a> {
+    sink: &'a mut dyn StatusSink,
+    task_id: Option<String>,
+    last_encode_update: Option<Instant>,
+}
+
+impl<'a> Reporter<'a> {
+    pub fn new(sink: &'a mut dyn StatusSink) -> Self {
+        Reporter { sink, task_id: None, last_encode_update: None }
+    }
+
+    fn send(&mut self, status: Status, stage: Stage, progress: u8, message: String, result: Option<serde_json::Value>, error: Option<String>) {
+        let update = StatusUpdate { task_id: self.task_id.clone(), status, progress, stage, message, result, error };
+        self.sink.report(&update);
+    }
+
+    fn running(&mut self, stage: Stage, progress: u8, message: impl Into<String>) {
+        self.send(Status::Running, stage, progress, message.into(), None, None);
+    }
+
+    pub fn failed(&mut self, stage: Stage, failure: &Failure) {
+        self.send(Status::Failed, stage, stage.span().0, format!("failed during {stage:?}").to_lowercase(), None, Some(failure.to_string()));
+    }
+
+    fn completed(&mut self, result: serde_json::Value) {
+        self.send(Status::Completed, Stage::Done, 100, "video ready".into(), Some(result), None);
+    }
+}
+
+pub struct Job<'a> {
+    pub sandbox: &'a Sandbox,
+    pub storage: &'a dyn Storage,
+    pub config: &'a JobConfig,
+}
+
+impl Job<'_> {
+    /// Validates, fetches, probes, plans and checks the plan. On failure returns the
+    /// stage it failed in.
+    pub async fn prepare(&self, text: &str, reporter: &mut Reporter<'_>) -> Result<Prepared, (Stage, Failure)> {
+        let mut timings = serde_json::Map::new();
+        let mut clock = Instant::now();
+        let mut lap = |name: &str, timings: &mut serde_json::Map<String, serde_json::Value>| {
+            timings.insert(format!("{name}_seconds"), json!(clock.elapsed().as_secs_f64()));
+            clock = Instant::now();
+        };
+
+        reporter.running(Stage::Validate, Stage::Validate.at(0.0), "validating the blueprint in the sandbox");
+        let validated = match self.sandbox.validate(text).await {
+            Ok(Validation { verdict: Ok(validated), .. }) => validated,
+            Ok(Validation { verdict: Err(errors), .. }) => return Err((Stage::Validate, Failure::Invalid(errors))),
+            Err(error) => return Err((Stage::Validate, Failure::Sandbox(error))),
+        };
+        reporter.task_id = Some(validated.task_id.clone());
+        lap("validate", &mut timings);
+
+        let work = make_work_folder(&self.config.work_root, &validated.task_id).map_err(|e| (Stage::Fetch, e))?;
+        let keys: Vec<(String, String)> = std::iter::once((validated.audio_key.clone(), "/audio_path".to_owned()))
+            .chain(validated.clip_keys.iter().enumerate().map(|(clip, key)| (key.clone(), first_use(&validated, clip))))
+            .collect();
+        reporter.running(Stage::Fetch, Stage::Fetch.at(0.0), format!("fetching {} objects from {}", keys.len(), self.storage.describe()));
+        let mut inputs = Vec::with_capacity(keys.len());
+        for (index, (key, pointer)) in keys.iter().enumerate() {
+            let destination = work.path().join(staged_name(index, key));
+            self.storage
+                .fetch(key, &destination)
+                .await
+                .map_err(|error| (Stage::Fetch, Failure::Storage { pointer: Some(pointer.clone()), error }))?;
+            inputs.push(destination);
+            reporter.running(Stage::Fetch, Stage::Fetch.at((index + 1) as f64 / keys.len() as f64), format!("fetched {key}"));
+        }
+        lap("fetch", &mut timings);
+
+        reporter.running(Stage::Probe, Stage::Probe.at(0.0), "probing the media");
+        let mut facts = Vec::with_capacity(inputs.len());
+        for ((key, pointer), path) in keys.iter().zip(&inputs) {
+            let found = media::probe(&self.config.ffprobe, path, key)
+                .await
+                .map_err(|e| (Stage::Probe, Failure::Media { pointer: pointer.clone(), message: e.message }))?;
+            facts.push(found);
+        }
+        lap("probe", &mut timings);
+
+        reporter.running(Stage::Plan, Stage::Plan.at(0.0), "planning in the sandbox");
+        let request = PlanRequest { validated: validated.clone(), inputs: facts.clone(), strict: self.config.strict };
+        let plan = match self.sandbox.plan(&request).await {
+            Ok(Planning { verdict: Ok(plan), .. }) => plan,
+            Ok(Planning { verdict: Err(errors), .. }) => return Err((Stage::Plan, Failure::Plan(errors))),
+            Err(error) => return Err((Stage::Plan, Failure::Sandbox(error))),
+        };
+        let plan = br_policy::check(&plan, inputs.len() as u32, &PolicyLimits::default()).map_err(|v| (Stage::Plan, Failure::Policy(v)))?;
+        for warning in &plan.plan().warnings {
+            tracing::warn!(pointer = %warning.pointer, "{}", warning.message);
+        }
+        lap("plan", &mut timings);
+        let paths = PathTable { inputs, work: work.path().to_owned(), output: work.path().join("output.mp4") };
+        Ok(Prepared { validated, plan, paths, facts, work, timings })
+    }
+
+    pub async fn run(&self, text: &str, reporter: &mut Reporter<'_>) -> Result<Outcome, (Stage, Failure)> {
+        let prepared = self.prepare(text, reporter).await?;
+        let Prepared { validated, plan, paths, work, mut timings, .. } = prepared;
+        let started = Instant::now();
+        reporter.running(Stage::Encode, Stage::Encode.at(0.0), format!("running {} steps", plan.plan().steps.len()));
+        let steps = self
+            .config
+            .runner
+            .run(&plan, &paths, |progress| {
+                let now = Instant::now();
+                if reporter.last_encode_update.is_none_or(|last| now.duration_since(last).as_secs_f64() >= 1.0) {
+                    reporter.last_encode_update = Some(now);
+                    reporter.running(Stage::Encode, Stage::Encode.at(progress.fraction), progress.label.to_owned());
+                }
+            })
+            .await
+            .map_err(|e| (Stage::Encode, Failure::Ffmpeg(e)))?;
+        timings.insert("encode_seconds".into(), json!(started.elapsed().as_secs_f64()));
+
+        let output = media::probe(&self.config.ffprobe, &paths.output, &validated.output_key)
+            .await
+            .map_err(|e| (Stage::Encode, Failure::Media { pointer: "/output_config/output_path".into(), message: format!("the result is unreadable: {}", e.message) }))?;
+        let file_size = std::fs::metadata(&paths.output).map(|m| m.len()).unwrap_or(0);
+
+        let started = Instant::now();
+        reporter.running(Stage::Upload, Stage::Upload.at(0.0), format!("storing {}", validated.output_key));
+        self.storage
+            .store(&paths.output, &validated.output_key)
+            .await
+            .map_err(|error| (Stage::Upload, Failure::Storage { pointer: Some("/output_config/output_path".into()), error }))?;
+        timings.insert("upload_seconds".into(), json!(started.elapsed().as_secs_f64()));
+        drop(work);
+
+        let warnings: Vec<_> = plan.plan().warnings.iter().map(|w| json!({"pointer": w.pointer, "message": w.message})).collect();
+        let result = json!({
+            "output_path": validated.output_key,
+            "storage": self.storage.describe(),
+            "duration": output.duration,
+            "file_size": file_size,
+            "moves_count": validated.moves.len(),
+            "warnings": warnings,
+            "timings": timings,
+            "steps": steps,
+        });
+        reporter.completed(result.clone());
+        Ok(Outcome { validated, result })
+    }
+}
+
+impl Prepared {
+    pub fn work_folder(&self) -> &Path {
+        self.work.path()
+    }
+}
+
+/// The pointer of the first move that uses clip `clip`.
+fn first_use(validated: &Validated, clip: usize) -> String {
+    let index = validated.moves.iter().position(|m| m.clip as usize == clip).unwrap_or(0);
+    format!("/moves/{index}/video_path")
+}
+
+/// `input-003.mp4`: the host's own name; only a short alphanumeric extension is kept
+/// from the key (FFmpeg guesses some formats from it).
+fn staged_name(index: usize, key: &str) -> String {
+    let extension = Path::new(key)
+        .extension()
+        .and_then(|e| e.to_str())
+        .filter(|e| !e.is_empty() && e.len() <= 5 && e.chars().all(|c| c.is_ascii_alphanumeric()))
+        .map(|e| format!(".{}", e.to_ascii_lowercase()))
+        .unwrap_or_default();
+    format!("input-{index:04}{extension}")
+}
+
+fn make_work_folder(root: &Path, task_id: &str) -> Result<tempfile::TempDir, Failure> {
+    let root = std::fs::canonicalize(root).map_err(|e| Failure::WorkFolder(format!("{}: {e}", root.display())))?;
+    tempfile::Builder::new()
+        .prefix(&format!("blueprint-runner-{task_id}-"))
+        .tempdir_in(&root)
+        .map_err(|e| Failure::WorkFolder(format!("cannot create a work folder in {}: {e}", root.display())))
+}

@@ -1,0 +1,158 @@
+//! Where blueprints' objects live. The job only ever names objects by validated keys;
+//! a backend maps keys to bytes without letting a key reach anything outside its root.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+pub type StorageFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object {key:?} does not exist in {store}")]
+    NotFound { key: String, store: String },
+    #[error("object {key:?} in {store}: {message}")]
+    Io { key: String, store: String, message: String },
+    #[error("cannot open the storage {store}: {message}")]
+    Open { store: String, message: String },
+}
+
+/// A place objects are read from and the result is written to.
+pub trait Storage: Send + Sync {
+    /// For messages: `folder data/` or `gs://bucket`.
+    fn describe(&self) -> String;
+    /// Copies object `key` into the local file `destination` (which must not exist);
+    /// returns its size in bytes. A failure leaves no file at `destination`.
+    fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path) -> StorageFuture<'a, u64>;
+    /// Stores the local file `source` as object `key`, replacing it atomically.
+    fn store<'a>(&'a self, source: &'a Path, key: &'a str) -> StorageFuture<'a, u64>;
+}
+
+/// A local folder opened with `cap-std`: keys resolve strictly beneath it (no `..`,
+/// no absolute paths, no symlink leading out), whatever the key says.
+pub struct LocalFolder {
+    root: cap_std::fs::Dir,
+    shown: String,
+}
+
+impl LocalFolder {
+    pub fn open(path: &Path) -> Result<LocalFolder, StorageError> {
+        let shown = format!("folder {}", path.display());
+        let root = cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())
+            .map_err(|e| StorageError::Open { store: shown.clone(), message: e.to_string() })?;
+        Ok(LocalFolder { root, shown })
+    }
+
+    fn io_error(&self, key: &str, error: std::io::Error) -> StorageError {
+        if error.kind() == std::io::ErrorKind::NotFound {
+            StorageError::NotFound { key: key.to_owned(), store: self.shown.clone() }
+        } else {
+            StorageError::Io { key: key.to_owned(), store: self.shown.clone(), message: error.to_string() }
+        }
+    }
+
+    fn fetch_blocking(&self, key: &str, destination: &Path) -> Result<u64, StorageError> {
+        let source = self.root.open(key).map_err(|e| self.io_error(key, e))?;
+        let metadata = source.metadata().map_err(|e| self.io_error(key, e))?;
+        if !metadata.is_file() {
+            return Err(StorageError::Io { key: key.to_owned(), store: self.shown.clone(), message: "is not a regular file".into() });
+        }
+        let mut source = source.into_std();
+        let partial = partial_name(destination);
+        let copied = (|| {
+            let mut target = std::fs::OpenOptions::new().write(true).create_new(true).open(&partial)?;
+            let bytes = std::io::copy(&mut source, &mut target)?;
+            target.sync_all()?;
+            std::fs::rename(&partial, destination)?;
+            Ok(bytes)
+        })();
+        copied.map_err(|e: std::io::Error| {
+            let _ = std::fs::remove_file(&partial);
+            StorageError::Io { key: key.to_owned(), store: self.shown.clone(), message: format!("copying to the work folder: {e}") }
+        })
+    }
+
+    fn store_blocking(&self, source: &Path, key: &str) -> Result<u64, StorageError> {
+        let key_path = Path::new(key);
+        if let Some(parent) = key_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.root.create_dir_all(parent).map_err(|e| self.io_error(key, e))?;
+        }
+        let file_name = key_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let partial = key_path.with_file_name(format!(".{file_name}.partial-{}", std::process::id()));
+        let result = (|| {
+            let mut input = std::fs::File::open(source)?;
+            let mut target = self.root.create(&partial)?.into_std();
+            let bytes = std::io::copy(&mut input, &mut target)?;
+            target.sync_all()?;
+            self.root.rename(&partial, &self.root, key_path)?;
+            Ok(bytes)
+        })();
+        result.map_err(|e: std::io::Error| {
+            let _ = self.root.remove_file(&partial);
+            self.io_error(key, e)
+        })
+    }
+}
+
+impl Storage for LocalFolder {
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path) -> StorageFuture<'a, u64> {
+        Box::pin(async move {
+            let (folder, key_owned, destination) = (self.try_clone(key)?, key.to_owned(), destination.to_owned());
+            tokio::task::spawn_blocking(move || folder.fetch_blocking(&key_owned, &destination)).await.map_err(|e| self.io_error(key, std::io::Error::other(e)))?
+        })
+    }
+
+    fn store<'a>(&'a self, source: &'a Path, key: &'a str) -> StorageFuture<'a, u64> {
+        Box::pin(async move {
+            let (folder, key_owned, source) = (self.try_clone(key)?, key.to_owned(), source.to_owned());
+            tokio::task::spawn_blocking(move || folder.store_blocking(&source, &key_owned)).await.map_err(|e| self.io_error(key, std::io::Error::other(e)))?
+        })
+    }
+}
+
+impl LocalFolder {
+    /// File copies run on the blocking pool with their own handle to the folder.
+    fn try_clone(&self, key: &str) -> Result<LocalFolder, StorageError> {
+        let root = self.root.try_clone().map_err(|e| self.io_error(key, e))?;
+        Ok(LocalFolder { root, shown: self.shown.clone() })
+    }
+}
+
+/// Downloads land under a temporary name and are renamed when complete, so a file
+/// with the final name is always whole.
+fn partial_name(destination: &Path) -> PathBuf {
+    let mut name = destination.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_cannot_leave_the_folder() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.txt"), b"secret").unwrap();
+        let root = outside.path().join("data");
+        std::fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.txt"), root.join("link.mp4")).unwrap();
+        std::fs::write(root.join("clip.mp4"), b"clip").unwrap();
+        let folder = LocalFolder::open(&root).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        for (n, key) in ["../secret.txt", "link.mp4", "/etc/passwd"].iter().enumerate() {
+            let destination = work.path().join(format!("in-{n}"));
+            assert!(folder.fetch(key, &destination).await.is_err(), "{key} was read");
+            assert!(!destination.exists());
+        }
+        let destination = work.path().join("ok");
+        assert_eq!(folder.fetch("clip.mp4", &destination).await.unwrap(), 4);
+        folder.store(&destination, "out/sub/result.mp4").await.unwrap();
+        assert_eq!(std::fs::read(root.join("out/sub/result.mp4")).unwrap(), b"clip");
+        assert!(matches!(folder.fetch("missing.mp4", &work.path().join("m")).await, Err(StorageError::NotFound { .. })));
+    }
+}

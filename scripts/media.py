@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Generates media folders and blueprints for the demo and the benchmark with FFmpeg's
+lavfi sources (nothing is downloaded).
+
+    scripts/media.py demo  DIR   # 4 clips of mixed sizes/rates, a song, DIR/blueprint.json
+    scripts/media.py bench DIR   # 22 clips 720p30 6-17 s with audio, a 3-minute song,
+                                 # DIR/blueprint.json shaped like the backend's (22 x 8 s,
+                                 # crossfade after the first move)
+"""
+import json
+import os
+import subprocess
+import sys
+
+
+def ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def clip(path, size, rate, seconds, audio_rate=None, pattern="testsrc2", x264_args=("-preset", "ultrafast")):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    args = ["-f", "lavfi", "-i", f"{pattern}=size={size}:rate={rate}:duration={seconds}"]
+    if audio_rate:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=220:sample_rate={audio_rate}:duration={seconds}"]
+    args += ["-c:v", "libx264", *x264_args, "-pix_fmt", "yuv420p"]
+    args += ["-c:a", "aac", "-b:a", "128k"] if audio_rate else ["-an"]
+    ffmpeg(*args, path)
+
+
+def song(path, seconds):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    # A beat-like tone: 440 Hz pulsing at 129 bpm, so volume changes are audible.
+    ffmpeg("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}",
+           "-af", "volume='0.4+0.6*gt(mod(t,0.465),0.2)':eval=frame", "-c:a", "libmp3lame", "-b:a", "192k", path)
+
+
+def demo(root):
+    clips = [
+        ("data/steps/intro.mp4", "1280x720", "30", 8, 48000),
+        ("data/steps/basic.mp4", "1920x1080", "30000/1001", 6.2, None),
+        ("data/steps/turn.mp4", "640x480", "25", 10, 44100),
+        ("data/steps/dip.mp4", "1280x720", "24", 9, 48000),
+    ]
+    for key, size, rate, seconds, audio in clips:
+        clip(os.path.join(root, key), size, rate, seconds, audio)
+    song(os.path.join(root, "data/songs/demo.mp3"), 30)
+    moves, start = [], 0.0
+    plan = [(0, "cut", 0.0, 1.0), (1, "crossfade", 0.0, 1.0), (2, "fade_black", 2.0, 1.0),
+            (3, "crossfade", 1.0, 0.3), (0, "fade_white", 3.0, 1.0), (1, "cut", 1.0, 1.0)]
+    for n, (index, transition, trim, volume) in enumerate(plan):
+        moves.append({"clip_id": f"move_{n + 1}", "video_path": clips[index][0], "start_time": start,
+                      "duration": 4.0, "transition_type": transition, "trim_start": trim, "trim_end": 0.0,
+                      "volume_adjustment": volume, "original_duration": 4.0})
+        start += 4.0
+    blueprint = {"task_id": "demo-0001", "audio_path": "data/songs/demo.mp3", "moves": moves,
+                 "total_duration": start,
+                 "output_config": {"output_path": "data/output/demo.mp4", "frame_rate": 30,
+                                   "video_bitrate": "2M", "audio_bitrate": "128k",
+                                   "transition_duration": 0.5, "fade_duration": 0.4, "normalize_audio": True}}
+    with open(os.path.join(root, "blueprint.json"), "w") as f:
+        json.dump(blueprint, f, indent=2)
+
+
+def bench(root):
+    moves = []
+    for n in range(22):
+        key = f"data/Bachata_steps/step_{n:02d}.mp4"
+        seconds = 6 + (n * 5) % 12          # 6..17 s, like the real clips
+        path = os.path.join(root, key)
+        if not os.path.exists(path):
+            # Real clips are H.264 High 720p30 with AAC, 3-4 MB: noise keeps the bitrate realistic.
+            clip(path, "1280x720", "30", seconds, 48000, pattern="testsrc2",
+                 x264_args=("-preset", "veryfast", "-b:v", "2500k", "-profile:v", "high"))
+        moves.append({"clip_id": f"move_{n + 1}", "video_path": key, "start_time": 8.0 * n, "duration": 8.0,
+                      "transition_type": "cut" if n == 0 else "crossfade", "original_duration": 8.0,
+                      "trim_start": 0.0, "trim_end": 0.0, "volume_adjustment": 1.0})
+    song_path = os.path.join(root, "data/songs/song.mp3")
+    if not os.path.exists(song_path):
+        song(song_path, 200)
+    blueprint = {"task_id": "bench-22-moves", "audio_path": "data/songs/song.mp3", "moves": moves,
+                 "total_duration": 176.0,
+                 "output_config": {"output_path": "data/output/bench.mp4", "frame_rate": 30,
+                                   "video_bitrate": "2M", "audio_bitrate": "128k",
+                                   "transition_duration": 0.5, "fade_duration": 0.3, "normalize_audio": False}}
+    with open(os.path.join(root, "blueprint.json"), "w") as f:
+        json.dump(blueprint, f, indent=2)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("demo", "bench"):
+        sys.exit(__doc__)
+    {"demo": demo, "bench": bench}[sys.argv[1]](sys.argv[2])

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Runs a command and measures it as a whole process tree: wall time, CPU time of the
+command and every descendant, and the peak of the SUM of their resident memory
+(sampled every 20 ms from /proc), plus the largest single process.
+
+    scripts/treepeak.py OUT.json -- command args...
+Prints the figures as JSON and writes them to OUT.json. Exits with the command's code.
+"""
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+
+
+def children_of():
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            parents.setdefault(ppid, []).append(int(entry))
+        except (OSError, ValueError):
+            pass
+    return parents
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def main():
+    out, command = sys.argv[1], sys.argv[sys.argv.index("--") + 1:]
+    started = time.perf_counter()
+    process = subprocess.Popen(command)
+    peak = {"tree_kib": 0, "single_kib": 0, "processes": 0}
+
+    def sample():
+        while process.poll() is None:
+            tree = children_of()
+            pending, total, single, count = [process.pid], 0, 0, 0
+            while pending:
+                pid = pending.pop()
+                kib = rss_kib(pid)
+                total, single, count = total + kib, max(single, kib), count + 1
+                pending.extend(tree.get(pid, []))
+            if total > peak["tree_kib"]:
+                peak.update(tree_kib=total, processes=count)
+            peak["single_kib"] = max(peak["single_kib"], single)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    code = process.wait()
+    sampler.join()
+    wall = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    figures = {
+        "command": " ".join(os.path.basename(command[0]) if i == 0 else a for i, a in enumerate(command)),
+        "exit_code": code,
+        "wall_s": round(wall, 2),
+        "cpu_user_s": round(usage.ru_utime, 2),
+        "cpu_system_s": round(usage.ru_stime, 2),
+        "peak_rss_tree_mib": round(peak["tree_kib"] / 1024, 1),
+        "processes_at_tree_peak": peak["processes"],
+        "peak_rss_single_process_mib": round(peak["single_kib"] / 1024, 1),
+    }
+    print(json.dumps(figures, indent=2))
+    with open(out, "w") as f:
+        json.dump(figures, f, indent=2)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,358 @@
+//! Generated test media and measurements of the results, all through the installed
+//! FFmpeg (`FFMPEG` / `FFPROBE` override the binaries, as for the host).
+//!
+//! The clips are synthetic and self-describing: the CHROMA (U, V) of every pixel is a
+//! constant that names the clip, and the LUMA encodes the source time,
+//! `Y = 40 + 10 * t`, so one sampled frame of a result tells which clip it shows and
+//! from which point of it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn ffmpeg_binary() -> PathBuf {
+    std::env::var_os("FFMPEG").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("ffmpeg"))
+}
+
+fn ffprobe_binary() -> PathBuf {
+    std::env::var_os("FFPROBE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("ffprobe"))
+}
+
+/// Runs a tool; panics with its command line and stderr when it fails.
+fn run_tool(program: PathBuf, args: &[String]) -> Output {
+    let output = Command::new(&program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    if !output.status.success() {
+        panic!(
+            "{} {} failed ({}):\n{}",
+            program.display(),
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+fn ffmpeg(args: &[String]) -> Output {
+    let mut all: Vec<String> = ["-hide_banner", "-nostdin", "-v", "error", "-y"].iter().map(|s| s.to_string()).collect();
+    all.extend_from_slice(args);
+    run_tool(ffmpeg_binary(), &all)
+}
+
+fn path_arg(path: &Path) -> String {
+    path.to_str().expect("test paths are UTF-8").to_owned()
+}
+
+fn make_parent(path: &Path) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{}: {e}", parent.display()));
+    }
+}
+
+/// The luma the clips show at source time `t` seconds.
+pub fn luma_at(t: f64) -> f64 {
+    40.0 + 10.0 * t
+}
+
+/// The audio track a clip carries (its own tone: the result must not use it).
+#[derive(Debug, Clone, Copy)]
+pub struct ClipAudio {
+    pub sample_rate: u32,
+    pub channels: u32,
+    pub frequency: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ClipSpec {
+    pub width: u32,
+    pub height: u32,
+    /// An FFmpeg rate: "30", "30000/1001", "25".
+    pub rate: &'static str,
+    pub seconds: f64,
+    /// The clip's identity: its constant (U, V).
+    pub chroma: (u8, u8),
+    pub audio: Option<ClipAudio>,
+}
+
+/// 1280x720 at 30 fps, 48 kHz stereo, 12 s.
+pub const CLIP_A: ClipSpec = ClipSpec {
+    width: 1280,
+    height: 720,
+    rate: "30",
+    seconds: 12.0,
+    chroma: (60, 180),
+    audio: Some(ClipAudio { sample_rate: 48_000, channels: 2, frequency: 660 }),
+};
+
+/// 1920x1080 at 29.97 fps, no audio, only 6.2 s (its last frame is at 185 * 1001/30000 s).
+pub const CLIP_B: ClipSpec =
+    ClipSpec { width: 1920, height: 1080, rate: "30000/1001", seconds: 6.2, chroma: (190, 170), audio: None };
+
+/// 640x480 (4:3) at 25 fps, 44.1 kHz mono, 10 s.
+pub const CLIP_C: ClipSpec = ClipSpec {
+    width: 640,
+    height: 480,
+    rate: "25",
+    seconds: 10.0,
+    chroma: (180, 60),
+    audio: Some(ClipAudio { sample_rate: 44_100, channels: 1, frequency: 330 }),
+};
+
+/// A small, quick clip for the tests that never look at the result's pixels.
+pub const CLIP_SMALL: ClipSpec = ClipSpec {
+    width: 320,
+    height: 180,
+    rate: "25",
+    seconds: 6.0,
+    chroma: (90, 200),
+    audio: Some(ClipAudio { sample_rate: 48_000, channels: 2, frequency: 550 }),
+};
+
+impl ClipSpec {
+    /// The source time of the clip's last frame.
+    pub fn last_frame_time(&self) -> f64 {
+        let (num, den) = match self.rate.split_once('/') {
+            Some((n, d)) => (n.parse::<f64>().unwrap(), d.parse::<f64>().unwrap()),
+            None => (self.rate.parse::<f64>().unwrap(), 1.0),
+        };
+        let frames = (self.seconds * num / den - 1e-9).ceil();
+        (frames - 1.0) * den / num
+    }
+
+    pub fn with_seconds(self, seconds: f64) -> ClipSpec {
+        ClipSpec { seconds, ..self }
+    }
+}
+
+/// Writes `spec` as an H.264 MP4 at `path` (parents created). The picture is drawn on
+/// a tiny frame by `geq` and scaled up with nearest-neighbour: fast, and flat.
+pub fn make_clip(path: &Path, spec: &ClipSpec) {
+    make_parent(path);
+    // A 16x9-ish tiny canvas keeps geq cheap; the aspect of the final frame comes from the scale.
+    let video = format!("color=c=black:s=64x36:r={}:d={}", spec.rate, spec.seconds);
+    let graph = format!(
+        "[0:v]geq=lum='40+10*T':cb={}:cr={},scale={}:{}:flags=neighbor,setsar=1,format=yuv420p[v]",
+        spec.chroma.0, spec.chroma.1, spec.width, spec.height
+    );
+    let mut args: Vec<String> = vec!["-f".into(), "lavfi".into(), "-i".into(), video];
+    let mut graph = graph;
+    if let Some(audio) = spec.audio {
+        args.extend([
+            "-f".into(),
+            "lavfi".into(),
+            "-i".into(),
+            format!("sine=frequency={}:sample_rate={}:duration={}", audio.frequency, audio.sample_rate, spec.seconds),
+        ]);
+        let layout = if audio.channels == 1 { "mono" } else { "stereo" };
+        graph.push_str(&format!(";[1:a]aformat=channel_layouts={layout}[a]"));
+    }
+    args.extend(["-filter_complex".into(), graph, "-map".into(), "[v]".into()]);
+    if spec.audio.is_some() {
+        args.extend(["-map".into(), "[a]".into(), "-c:a".into(), "aac".into(), "-b:a".into(), "96k".into()]);
+    }
+    args.extend(
+        ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "10", "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    args.push(path_arg(path));
+    ffmpeg(&args);
+}
+
+/// A 440 Hz sine (amplitude 1/8) song, 48 kHz, encoded to MP3.
+pub fn make_song_mp3(path: &Path, seconds: f64) {
+    make_parent(path);
+    ffmpeg(&[
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
+        "-c:a".into(),
+        "libmp3lame".into(),
+        "-b:a".into(),
+        "128k".into(),
+        path_arg(path),
+    ]);
+}
+
+/// The same song as 16-bit PCM WAV.
+pub fn make_song_wav(path: &Path, seconds: f64) {
+    make_parent(path);
+    ffmpeg(&[
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
+        "-c:a".into(),
+        "pcm_s16le".into(),
+        path_arg(path),
+    ]);
+}
+
+/// One sampled colour.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Yuv {
+    pub y: u8,
+    pub u: u8,
+    pub v: u8,
+}
+
+impl std::fmt::Display for Yuv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Y={} U={} V={}", self.y, self.u, self.v)
+    }
+}
+
+/// The centre quarter of the frame (letterbox bars never reach it).
+pub const CENTRE: &str = "crop=iw/4:ih/4";
+/// A strip at the left edge (inside the pillarbox bars of a 4:3 clip in 16:9).
+pub const LEFT_EDGE: &str = "crop=iw/16:ih/2:0:ih/4";
+
+/// The average colour of the region `crop` (an FFmpeg crop filter) of the frame shown
+/// at `t` seconds (the first frame whose timestamp is at or after `t`).
+pub fn frame_region_at(path: &Path, t: f64, crop: &str) -> Yuv {
+    let output = ffmpeg(&[
+        "-ss".into(),
+        format!("{t:.6}"),
+        "-i".into(),
+        path_arg(path),
+        "-frames:v".into(),
+        "1".into(),
+        "-an".into(),
+        "-vf".into(),
+        format!("{crop},scale=1:1:flags=area,format=yuv444p"),
+        "-f".into(),
+        "rawvideo".into(),
+        "-".into(),
+    ]);
+    match output.stdout.as_slice() {
+        [y, u, v] => Yuv { y: *y, u: *u, v: *v },
+        other => panic!("sampling {} at {t}: expected 3 bytes, got {}", path.display(), other.len()),
+    }
+}
+
+/// The average colour of the centre of the frame shown at `t` seconds.
+pub fn frame_at(path: &Path, t: f64) -> Yuv {
+    frame_region_at(path, t, CENTRE)
+}
+
+/// What ffprobe says about a file (`-show_streams -show_format -count_packets`).
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub json: Value,
+}
+
+fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+impl Probe {
+    pub fn streams(&self) -> &[Value] {
+        self.json["streams"].as_array().map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn stream(&self, kind: &str) -> Option<&Value> {
+        self.streams().iter().find(|s| s["codec_type"] == kind)
+    }
+
+    pub fn video(&self) -> &Value {
+        self.stream("video").unwrap_or_else(|| panic!("no video stream: {}", self.json))
+    }
+
+    pub fn audio(&self) -> &Value {
+        self.stream("audio").unwrap_or_else(|| panic!("no audio stream: {}", self.json))
+    }
+
+    pub fn format_duration(&self) -> f64 {
+        number(&self.json["format"]["duration"]).expect("format duration")
+    }
+}
+
+/// Facts about one stream.
+pub trait StreamFacts {
+    fn codec(&self) -> &str;
+    fn duration(&self) -> f64;
+    fn packets(&self) -> u64;
+    fn int(&self, field: &str) -> i64;
+    fn text(&self, field: &str) -> &str;
+}
+
+impl StreamFacts for Value {
+    fn codec(&self) -> &str {
+        self["codec_name"].as_str().unwrap_or("")
+    }
+
+    fn duration(&self) -> f64 {
+        number(&self["duration"]).unwrap_or_else(|| panic!("stream without duration: {self}"))
+    }
+
+    fn packets(&self) -> u64 {
+        number(&self["nb_read_packets"]).unwrap_or_else(|| panic!("stream without packet count: {self}")) as u64
+    }
+
+    fn int(&self, field: &str) -> i64 {
+        number(&self[field]).unwrap_or_else(|| panic!("stream without {field}: {self}")) as i64
+    }
+
+    fn text(&self, field: &str) -> &str {
+        self[field].as_str().unwrap_or_else(|| panic!("stream without {field}: {self}"))
+    }
+}
+
+pub fn probe(path: &Path) -> Probe {
+    let output = run_tool(
+        ffprobe_binary(),
+        &[
+            "-v".into(),
+            "error".into(),
+            "-count_packets".into(),
+            "-show_streams".into(),
+            "-show_format".into(),
+            "-of".into(),
+            "json".into(),
+            path_arg(path),
+        ],
+    );
+    Probe { json: serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("ffprobe JSON: {e}")) }
+}
+
+/// The whole audio track of `path`, decoded to mono f32 samples at `rate`.
+pub fn audio_samples(path: &Path, rate: u32) -> Vec<f32> {
+    let output = ffmpeg(&[
+        "-i".into(),
+        path_arg(path),
+        "-vn".into(),
+        "-ac".into(),
+        "1".into(),
+        "-ar".into(),
+        rate.to_string(),
+        "-f".into(),
+        "f32le".into(),
+        "-".into(),
+    ]);
+    output.stdout.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// Root mean square of `samples` (at `rate`) over [t0, t1] seconds.
+pub fn rms(samples: &[f32], rate: u32, t0: f64, t1: f64) -> f64 {
+    let from = ((t0 * rate as f64).round() as usize).min(samples.len());
+    let to = ((t1 * rate as f64).round() as usize).min(samples.len());
+    assert!(to > from, "no samples in [{t0}, {t1}] (track has {} samples)", samples.len());
+    let sum: f64 = samples[from..to].iter().map(|&s| (s as f64) * (s as f64)).sum();
+    (sum / (to - from) as f64).sqrt()
+}
+
+/// RMS of the audio of `path` over [t0, t1] seconds.
+pub fn audio_rms(path: &Path, t0: f64, t1: f64) -> f64 {
+    rms(&audio_samples(path, 48_000), 48_000, t0, t1)
+}
