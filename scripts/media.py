@@ -36,13 +36,14 @@ def song(path, seconds):
 
 def demo(root):
     clips = [
-        ("data/steps/intro.mp4", "1280x720", "30", 8, 48000),
-        ("data/steps/basic.mp4", "1920x1080", "30000/1001", 6.2, None),
-        ("data/steps/turn.mp4", "640x480", "25", 10, 44100),
-        ("data/steps/dip.mp4", "1280x720", "24", 9, 48000),
+        ("data/steps/intro.mp4", "1280x720", "30", 8, 48000, "testsrc2"),
+        ("data/steps/basic.mp4", "1920x1080", "30000/1001", 6.2, None, "smptehdbars"),
+        ("data/steps/turn.mp4", "640x480", "25", 10, 44100, "testsrc"),
+        ("data/steps/dip.mp4", "1280x720", "24", 9, 48000, "rgbtestsrc"),
     ]
-    for key, size, rate, seconds, audio in clips:
-        clip(os.path.join(root, key), size, rate, seconds, audio)
+    # A different pattern per clip, so each move is recognisable in the result.
+    for key, size, rate, seconds, audio, pattern in clips:
+        clip(os.path.join(root, key), size, rate, seconds, audio, pattern)
     song(os.path.join(root, "data/songs/demo.mp3"), 30)
     moves, start = [], 0.0
     plan = [(0, "cut", 0.0, 1.0), (1, "crossfade", 0.0, 1.0), (2, "fade_black", 2.0, 1.0),

@@ -56,7 +56,6 @@ fn tail(stderr: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Progress<'a> {
     pub fraction: f64,
-    pub step: usize,
     pub label: &'a str,
 }
 
@@ -100,11 +99,11 @@ impl Runner {
                     let weight = invocation.media_seconds;
                     let label = invocation.label.as_str();
                     self.run_one(index, label, &args, self.limit_for(weight), |seconds| {
-                        progress(Progress { fraction: ((done + seconds.min(weight)) / total).min(1.0), step: index, label });
+                        progress(Progress { fraction: ((done + seconds.min(weight)) / total).min(1.0), label });
                     })
                     .await?;
                     done += weight;
-                    progress(Progress { fraction: (done / total).min(1.0), step: index, label });
+                    progress(Progress { fraction: (done / total).min(1.0), label });
                     tracing::info!(step = index, label, seconds = started.elapsed().as_secs_f64(), "ffmpeg step done");
                     timings.push(StepTiming { label: label.to_owned(), seconds: started.elapsed().as_secs_f64() });
                 }
@@ -163,17 +162,35 @@ impl Runner {
 }
 
 /// Arguments with the plan's numbers replaced by the host's paths. The policy has
-/// already checked every index.
+/// already checked every index. Every staged input is opened with [`INPUT_WHITELIST`]:
+/// its content, not the plan, decides how FFmpeg would read it otherwise.
 fn resolve(args: &[Arg], paths: &PathTable, temps: &[TempFormat]) -> Vec<std::ffi::OsString> {
-    args.iter()
-        .map(|arg| match arg {
-            Arg::Literal(text) => text.into(),
-            Arg::Input(n) => paths.inputs[*n as usize].clone().into_os_string(),
-            Arg::Temp(n) => paths.temp(*n, temps[*n as usize]).into_os_string(),
-            Arg::Output => paths.output.clone().into_os_string(),
-        })
-        .collect()
+    let mut resolved = Vec::with_capacity(args.len() + 8);
+    for (index, arg) in args.iter().enumerate() {
+        match arg {
+            Arg::Literal(text) => {
+                if text == "-i" && matches!(args.get(index + 1), Some(Arg::Input(_))) {
+                    resolved.extend(INPUT_WHITELIST.iter().map(Into::into));
+                }
+                resolved.push(text.into());
+            }
+            Arg::Input(n) => resolved.push(paths.inputs[*n as usize].clone().into_os_string()),
+            Arg::Temp(n) => resolved.push(paths.temp(*n, temps[*n as usize]).into_os_string()),
+            Arg::Output => resolved.push(paths.output.clone().into_os_string()),
+        }
+    }
+    resolved
 }
+
+/// Staged inputs are files of the usual audio/video containers, nothing else. Without
+/// this, a "clip" that is really an HLS playlist or a concat list would make FFmpeg
+/// open other files or URLs named inside it.
+pub const INPUT_WHITELIST: [&str; 4] = [
+    "-protocol_whitelist",
+    "file",
+    "-format_whitelist",
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mp3,wav,aac,ogg,flac,avi,mpegts",
+];
 
 /// The FFmpeg binaries: `FFMPEG` / `FFPROBE` or the ones on PATH.
 pub fn binaries() -> (PathBuf, PathBuf) {

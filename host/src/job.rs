@@ -72,10 +72,9 @@ impl Failure {
     }
 }
 
-/// What a successful job reports.
+/// What a successful job made.
 pub struct Outcome {
     pub validated: Validated,
-    pub result: serde_json::Value,
 }
 
 /// Everything up to an accepted plan; `plan` stops here, `run` goes on.
@@ -231,14 +230,8 @@ impl Job<'_> {
             "timings": timings,
             "steps": steps,
         });
-        reporter.completed(result.clone());
-        Ok(Outcome { validated, result })
-    }
-}
-
-impl Prepared {
-    pub fn work_folder(&self) -> &Path {
-        self.work.path()
+        reporter.completed(result);
+        Ok(Outcome { validated })
     }
 }
 

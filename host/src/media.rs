@@ -21,7 +21,9 @@ pub struct MediaError {
 pub async fn probe(ffprobe: &Path, file: &Path, key: &str) -> Result<MediaFacts, MediaError> {
     let fail = |message: String| MediaError { message: format!("{key}: {message}") };
     let mut child = tokio::process::Command::new(ffprobe)
-        .args(["-v", "error", "-hide_banner", "-print_format", "json", "-show_format", "-show_streams", "-i"])
+        .args(["-v", "error", "-hide_banner", "-print_format", "json", "-show_format", "-show_streams"])
+        .args(crate::ffmpeg::INPUT_WHITELIST)
+        .arg("-i")
         .arg(file)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -44,7 +46,11 @@ pub async fn probe(ffprobe: &Path, file: &Path, key: &str) -> Result<MediaFacts,
         Ok(Ok(done)) => done,
     };
     if !status.success() {
-        let reason = String::from_utf8_lossy(&err).lines().last().unwrap_or("").trim().to_owned();
+        let stderr = String::from_utf8_lossy(&err).replace(&file.display().to_string(), key);
+        if stderr.contains("not on whitelist") {
+            return Err(fail("is not in an accepted container format (MP4/MOV, Matroska/WebM, MP3, WAV, AAC, Ogg, FLAC, AVI, MPEG-TS)".into()));
+        }
+        let reason = stderr.lines().last().unwrap_or("").trim().to_owned();
         return Err(fail(format!("not a readable media file ({})", if reason.is_empty() { status.to_string() } else { reason })));
     }
     let json: Value = serde_json::from_slice(&out).map_err(|e| fail(format!("unreadable ffprobe output: {e}")))?;

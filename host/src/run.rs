@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::input::{self, Loaded, Source};
 use crate::job::{Failure, Job, JobConfig, Reporter};
-use crate::status::{JsonLines, Stage};
+use crate::status::{JsonLines, LogOnly, Stage, StatusSink};
 use crate::storage::LocalFolder;
 use crate::{exit, ffmpeg, JobFlags};
 
@@ -42,8 +42,9 @@ pub async fn run(flags: JobFlags, mode: Mode) -> u8 {
         runner: ffmpeg::Runner { ffmpeg: ffmpeg_binary, step_timeout: flags.step_timeout.map(Duration::from_secs) },
     };
     let job = Job { sandbox: &sandbox, storage: &storage, config: &config };
-    let mut sink = JsonLines;
-    let mut reporter = Reporter::new(&mut sink);
+    let (mut lines, mut log_only) = (JsonLines, LogOnly);
+    let sink: &mut dyn StatusSink = if mode == Mode::Run { &mut lines } else { &mut log_only };
+    let mut reporter = Reporter::new(sink);
 
     let text = match input::read(&source) {
         Ok(Loaded::Text(text)) => text,

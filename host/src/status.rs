@@ -73,3 +73,12 @@ impl StatusSink for JsonLines {
         }
     }
 }
+
+/// For `plan`, whose stdout is the plan itself: status changes go to the log only.
+pub struct LogOnly;
+
+impl StatusSink for LogOnly {
+    fn report(&mut self, update: &StatusUpdate) {
+        tracing::debug!(status = ?update.status, stage = ?update.stage, progress = update.progress, "{}", update.message);
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! The clips are synthetic and self-describing: the CHROMA (U, V) of every pixel is a
 //! constant that names the clip, and the LUMA encodes the source time,
-//! `Y = 40 + 10 * t`, so one sampled frame of a result tells which clip it shows and
+//! `Y = 60 + 10 * t`, so one sampled frame of a result tells which clip it shows and
 //! from which point of it.
 #![allow(dead_code)]
 
@@ -55,9 +55,12 @@ fn make_parent(path: &Path) {
     }
 }
 
+/// The clips' luma at source time 0.
+pub const LUMA_BASE: f64 = 60.0;
+
 /// The luma the clips show at source time `t` seconds.
 pub fn luma_at(t: f64) -> f64 {
-    40.0 + 10.0 * t
+    LUMA_BASE + 10.0 * t
 }
 
 /// The audio track a clip carries (its own tone: the result must not use it).
@@ -75,7 +78,9 @@ pub struct ClipSpec {
     /// An FFmpeg rate: "30", "30000/1001", "25".
     pub rate: &'static str,
     pub seconds: f64,
-    /// The clip's identity: its constant (U, V).
+    /// The clip's identity: its constant (U, V). It must stay inside the RGB gamut for
+    /// every luma the clip shows: some filters (a fade through white) work in RGB and
+    /// would clip an impossible colour.
     pub chroma: (u8, u8),
     pub audio: Option<ClipAudio>,
 }
@@ -86,13 +91,13 @@ pub const CLIP_A: ClipSpec = ClipSpec {
     height: 720,
     rate: "30",
     seconds: 12.0,
-    chroma: (60, 180),
+    chroma: (108, 102),
     audio: Some(ClipAudio { sample_rate: 48_000, channels: 2, frequency: 660 }),
 };
 
 /// 1920x1080 at 29.97 fps, no audio, only 6.2 s (its last frame is at 185 * 1001/30000 s).
 pub const CLIP_B: ClipSpec =
-    ClipSpec { width: 1920, height: 1080, rate: "30000/1001", seconds: 6.2, chroma: (190, 170), audio: None };
+    ClipSpec { width: 1920, height: 1080, rate: "30000/1001", seconds: 6.2, chroma: (182, 104), audio: None };
 
 /// 640x480 (4:3) at 25 fps, 44.1 kHz mono, 10 s.
 pub const CLIP_C: ClipSpec = ClipSpec {
@@ -100,7 +105,7 @@ pub const CLIP_C: ClipSpec = ClipSpec {
     height: 480,
     rate: "25",
     seconds: 10.0,
-    chroma: (180, 60),
+    chroma: (108, 176),
     audio: Some(ClipAudio { sample_rate: 44_100, channels: 1, frequency: 330 }),
 };
 
@@ -110,7 +115,7 @@ pub const CLIP_SMALL: ClipSpec = ClipSpec {
     height: 180,
     rate: "25",
     seconds: 6.0,
-    chroma: (90, 200),
+    chroma: (150, 110),
     audio: Some(ClipAudio { sample_rate: 48_000, channels: 2, frequency: 550 }),
 };
 
@@ -137,8 +142,8 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
     // A 16x9-ish tiny canvas keeps geq cheap; the aspect of the final frame comes from the scale.
     let video = format!("color=c=black:s=64x36:r={}:d={}", spec.rate, spec.seconds);
     let graph = format!(
-        "[0:v]geq=lum='40+10*T':cb={}:cr={},scale={}:{}:flags=neighbor,setsar=1,format=yuv420p[v]",
-        spec.chroma.0, spec.chroma.1, spec.width, spec.height
+        "[0:v]geq=lum='{}+10*T':cb={}:cr={},scale={}:{}:flags=neighbor,setsar=1,format=yuv420p[v]",
+        LUMA_BASE, spec.chroma.0, spec.chroma.1, spec.width, spec.height
     );
     let mut args: Vec<String> = vec!["-f".into(), "lavfi".into(), "-i".into(), video];
     let mut graph = graph;

@@ -100,14 +100,23 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     let mut steps = Vec::new();
     let mut parts = Vec::new();
     let shown: Vec<usize> = (0..validated.moves.len()).filter(|&i| timeline.frames(i) > 0).collect();
+    let blends = blends(validated, &timeline, &shown, rate);
     for (position, &index) in shown.iter().enumerate() {
-        let previous = position.checked_sub(1).map(|p| shown[p]);
-        let next = shown.get(position + 1).copied();
+        let segment = Segment {
+            index,
+            next: shown.get(position + 1).copied(),
+            is_first: position == 0,
+            blend_in: blends[position],
+            blend_out: blends.get(position + 1).copied().unwrap_or_default(),
+        };
+        let (first, end) = segment.frame_range(&timeline);
+        if end == first {
+            continue;
+        }
         let temp = temps.len() as u32;
         temps.push(TempFormat::Nut);
-        let segment = Segment { index, previous, next };
         steps.push(Step::Ffmpeg(segment.invocation(validated, &clips, &timeline, &look, temp)));
-        parts.push(ConcatPart { temp, duration: rate.seconds(timeline.frames(index)) });
+        parts.push(ConcatPart { temp, duration: rate.seconds(end - first) });
     }
     let list = temps.len() as u32;
     temps.push(TempFormat::Ffconcat);
@@ -276,67 +285,95 @@ impl Window {
     }
 }
 
-/// One move's slot of the timeline, and the neighbours it blends with.
+/// A crossfade into a move, in output frames: `left` frames before the move's first
+/// frame and `right` frames from it. The whole blend is rendered by the outgoing
+/// move's segment, which already decodes its clip past the boundary, so no segment
+/// ever seeks to the end of the previous clip.
+#[derive(Debug, Clone, Copy, Default)]
+struct Blend {
+    left: u64,
+    right: u64,
+}
+
+impl Blend {
+    fn frames(self) -> u64 {
+        self.left + self.right
+    }
+}
+
+/// The blend into each shown move. Never longer than either adjoining move, so every
+/// segment keeps at least zero frames of its own between two blends.
+fn blends(validated: &Validated, timeline: &Timeline, shown: &[usize], rate: FrameRate) -> Vec<Blend> {
+    let wanted = rate.frame_at(validated.output.transition_duration);
+    shown
+        .iter()
+        .enumerate()
+        .map(|(position, &index)| {
+            let previous = match position.checked_sub(1) {
+                Some(p) if validated.moves[index].transition == Transition::Crossfade => shown[p],
+                _ => return Blend::default(),
+            };
+            let frames = wanted.min(timeline.frames(previous)).min(timeline.frames(index));
+            // A blend of one frame would be a cut with a blemish.
+            if frames < 2 {
+                return Blend::default();
+            }
+            Blend { left: frames / 2, right: frames - frames / 2 }
+        })
+        .collect()
+}
+
+/// One segment of the output: from the end of the blend into move `index` to the end
+/// of the blend out of it (or the move's end).
 struct Segment {
     index: usize,
-    previous: Option<usize>,
     next: Option<usize>,
+    is_first: bool,
+    blend_in: Blend,
+    blend_out: Blend,
 }
 
 impl Segment {
+    fn frame_range(&self, timeline: &Timeline) -> (u64, u64) {
+        let start = timeline.first_frame[self.index] + self.blend_in.right;
+        let end = match self.next {
+            Some(next) => timeline.first_frame[next] + self.blend_out.right,
+            None => timeline.total_frames,
+        };
+        (start, end.max(start))
+    }
+
     fn invocation(&self, validated: &Validated, clips: &[ClipSpan], timeline: &Timeline, look: &Look, temp: u32) -> Invocation {
         let moves = &validated.moves;
         let output = &validated.output;
+        let rate = look.rate;
         let this = &moves[self.index];
-        let frames = timeline.frames(self.index);
-        let slot = look.rate.seconds(frames);
-        let half_transition = output.transition_duration / 2.0;
-        let blend_in = match self.previous {
-            Some(previous) if this.transition == Transition::Crossfade => {
-                half_transition.min(slot / 2.0).min(look.rate.seconds(timeline.frames(previous)) / 2.0)
-            }
-            _ => 0.0,
-        };
-        let blend_out = match self.next {
-            Some(next) if moves[next].transition == Transition::Crossfade => {
-                half_transition.min(slot / 2.0).min(look.rate.seconds(timeline.frames(next)) / 2.0)
-            }
-            _ => 0.0,
-        };
+        let (first, end) = self.frame_range(timeline);
+        let frames = end - first;
+        let length = rate.seconds(frames);
 
         let mut args = Vec::new();
         let mut graph = Vec::new();
-        let own = Window::new(this.trim_start - blend_in, blend_in + slot + blend_out, usable_end(clips[this.clip as usize], this));
+        // This move's clip from where the blend into it ended, running on past the
+        // move's end through the blend out of it.
+        let own = Window::new(this.trim_start + rate.seconds(self.blend_in.right), length, usable_end(clips[this.clip as usize], this));
         own.input_args(clip_input(this.clip), &mut args);
         graph.push(own.chain(0, look, "own"));
-        let mut current = "own".to_owned();
-        let mut inputs = 1;
-        if let Some(previous) = self.previous.filter(|_| blend_in > 0.0) {
-            let before = &moves[previous];
-            // Where the outgoing clip's source stands at this move's start.
-            let source_at_boundary = before.trim_start + look.rate.seconds(timeline.frames(previous));
-            let run_on = Window::new(source_at_boundary - blend_in, 2.0 * blend_in, usable_end(clips[before.clip as usize], before));
-            run_on.input_args(clip_input(before.clip), &mut args);
-            graph.push(run_on.chain(inputs, look, "before"));
-            inputs += 1;
-            graph.push(format!("[before][{current}]xfade=transition=fade:duration={}:offset=0[blendin]", secs(2.0 * blend_in)));
-            current = "blendin".to_owned();
-        }
-        if let Some(next) = self.next.filter(|_| blend_out > 0.0) {
+        let mut current = "own";
+        if let Some(next) = self.next.filter(|_| self.blend_out.frames() > 0) {
             let after = &moves[next];
-            let lead_in = Window::new(after.trim_start - blend_out, 2.0 * blend_out, usable_end(clips[after.clip as usize], after));
+            let blend = rate.seconds(self.blend_out.frames());
+            // The incoming clip starts early by the blend's left half.
+            let lead_in = Window::new(after.trim_start - rate.seconds(self.blend_out.left), blend, usable_end(clips[after.clip as usize], after));
             lead_in.input_args(clip_input(after.clip), &mut args);
-            graph.push(lead_in.chain(inputs, look, "after"));
-            let offset = blend_in + slot - blend_out;
-            graph.push(format!("[{current}][after]xfade=transition=fade:duration={}:offset={}[blendout]", secs(2.0 * blend_out), secs(offset)));
-            current = "blendout".to_owned();
+            graph.push(lead_in.chain(1, look, "next"));
+            let offset = rate.seconds(frames - self.blend_out.frames());
+            graph.push(format!("[own][next]xfade=transition=fade:duration={}:offset={}[blended]", secs(blend), secs(offset)));
+            current = "blended";
         }
 
-        let mut tail = format!("[{current}]");
-        if blend_in > 0.0 {
-            tail.push_str(&format!("trim=start={},", secs(blend_in)));
-        }
-        tail.push_str("setpts=PTS-STARTPTS");
+        let mut tail = format!("[{current}]setpts=PTS-STARTPTS");
+        let slot = rate.seconds(timeline.frames(self.index));
         let fade_seconds = output.fade_duration.min(slot);
         match this.transition {
             Transition::FadeBlack | Transition::FadeWhite => {
@@ -344,15 +381,16 @@ impl Segment {
             }
             // The first move has nothing to blend with: it blends in from black over the
             // half of the transition that falls inside the video.
-            Transition::Crossfade if self.previous.is_none() => {
-                tail.push_str(&format!(",fade=t=in:st=0:d={}:color=black", secs(half_transition.min(slot))));
+            Transition::Crossfade if self.is_first => {
+                tail.push_str(&format!(",fade=t=in:st=0:d={}:color=black", secs((output.transition_duration / 2.0).min(slot))));
             }
             _ => {}
         }
         if let Some(next) = self.next {
             let entering = moves[next].transition;
             if matches!(entering, Transition::FadeBlack | Transition::FadeWhite) {
-                tail.push_str(&format!(",fade=t=out:st={}:d={}:color={}", secs(slot - fade_seconds), secs(fade_seconds), fade_colour(entering)));
+                // No blend out here, so the segment ends exactly where the move does.
+                tail.push_str(&format!(",fade=t=out:st={}:d={}:color={}", secs(length - fade_seconds), secs(fade_seconds), fade_colour(entering)));
             }
         }
         tail.push_str("[video]");
@@ -376,7 +414,20 @@ impl Segment {
             Arg::lit("nut"),
             Arg::Temp(temp),
         ]);
-        Invocation { args, media_seconds: slot, label: format!("move {} ({})", self.index, this.clip_id) }
+        Invocation { args, media_seconds: length, label: label(self.index, &this.clip_id) }
+    }
+}
+
+/// `move 3 (basic_step)`, short enough for any log line.
+fn label(index: usize, clip_id: &str) -> String {
+    let mut id: String = clip_id.chars().filter(|c| !c.is_control()).take(48).collect();
+    if id.len() < clip_id.len() {
+        id.push('~');
+    }
+    if id.is_empty() {
+        format!("move {index}")
+    } else {
+        format!("move {index} ({id})")
     }
 }
 

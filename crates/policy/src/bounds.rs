@@ -81,7 +81,7 @@ fn check_concat_list(list: &ConcatList, limits: &PolicyLimits) -> Result<(), Ref
 /// The two kinds of durations a plan states itself.
 #[derive(Clone, Copy, PartialEq)]
 enum StatedSeconds {
-    /// A step's `media_seconds`: 0 ≤ x ≤ max (a step may write no media, e.g. a still).
+    /// A step's `media_seconds`: 0 ≤ x ≤ max.
     StepMedia,
     /// A concat part's `duration`: 0 < x < max.
     ConcatPart,

@@ -300,7 +300,15 @@ mod tests {
 
     #[test]
     fn file_loading_options_are_refused() {
-        for graph in ["volume=/volume=x", "volume=eval=frame:/volume=x", "volume=eval=frame: /volume=x", "volume='/volume'=x", "volume=\\/volume=x", "volume=a/b=1", "volume=a.b=1"] {
+        for graph in [
+            "volume=/volume=x",
+            "volume=eval=frame:/volume=x",
+            "volume=eval=frame: /volume=x",
+            "volume='/volume'=x",
+            "volume=\\/volume=x",
+            "volume=a/b=1",
+            "volume=a.b=1",
+        ] {
             assert_eq!(rule_of(graph), Some(Rule::BadFiltergraph), "{graph}");
         }
     }

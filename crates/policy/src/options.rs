@@ -19,6 +19,7 @@ pub(crate) enum ValueKind {
     InputFile,
     /// Seconds as a plain decimal: up to 6 integer and 9 fraction digits.
     Seconds,
+    /// A whole number, `min..=max`, up to 9 digits.
     Integer { min: u64, max: u64 },
     /// `30`, `29.97` or `30000/1001`, above 0 and at most [`MAX_FRAME_RATE`].
     FrameRate,

@@ -140,7 +140,14 @@ impl Walker<'_> {
     }
 
     /// Checks a `-f` value and, for `concat`, that `-i` follows at once.
-    fn forced_format(&self, step: usize, value_at: usize, value: &str, pending: Option<ForcedFormat>, next: Option<&Arg>) -> Result<ForcedFormat, PolicyViolation> {
+    fn forced_format(
+        &self,
+        step: usize,
+        value_at: usize,
+        value: &str,
+        pending: Option<ForcedFormat>,
+        next: Option<&Arg>,
+    ) -> Result<ForcedFormat, PolicyViolation> {
         if pending.is_some() {
             return Err(Refusal::new(Rule::BadOptionValue, "-f is given twice for the same file").at(step, Some(value_at)));
         }
@@ -158,7 +165,9 @@ impl Walker<'_> {
     fn input_file(&self, step: usize, at: usize, file: &Arg, forced: Option<ForcedFormat>) -> Result<(), PolicyViolation> {
         let refuse = |rule: Rule, reason: String| Refusal::new(rule, reason).at(step, Some(at));
         match file {
-            Arg::Literal(text) => Err(refuse(Rule::PathLikeLiteral, format!("-i is followed by the literal {}; only staged inputs and temps can be read", excerpt(text)))),
+            Arg::Literal(text) => {
+                Err(refuse(Rule::PathLikeLiteral, format!("-i is followed by the literal {}; only staged inputs and temps can be read", excerpt(text))))
+            }
             Arg::Output => Err(refuse(Rule::OutputAsInput, "-i is followed by the job's output, which is only ever written".to_owned())),
             Arg::Input(input) => {
                 if *input >= self.input_count {
@@ -169,21 +178,27 @@ impl Walker<'_> {
                     Some(ForcedFormat { format: Forced::Concat, .. }) => {
                         Err(refuse(Rule::BadConcatInput, format!("-f concat can only read a concat list temp, not input {input}")))
                     }
-                    Some(ForcedFormat { value_at, .. }) => Err(Refusal::new(Rule::BadOptionValue, format!("-f before input {input}: a staged input's format is probed, never forced"))
-                        .at(step, Some(value_at))),
+                    Some(ForcedFormat { value_at, .. }) => {
+                        Err(Refusal::new(Rule::BadOptionValue, format!("-f before input {input}: a staged input's format is probed, never forced"))
+                            .at(step, Some(value_at)))
+                    }
                 }
             }
             Arg::Temp(temp) => {
                 let format = self.temp_format(*temp).ok_or_else(|| refuse(Rule::TempOutOfRange, self.temp_out_of_range(*temp)))?;
-                match self.written_by.get(*temp as usize).copied().flatten() {
+                match self.writer_of(*temp) {
                     Some(writer) if writer < step => {}
                     Some(_) => return Err(refuse(Rule::TempUsedBeforeWritten, format!("temp {temp} is read by the step that writes it"))),
                     None => return Err(refuse(Rule::TempUsedBeforeWritten, format!("temp {temp} is read before any step wrote it"))),
                 }
                 match (format, forced.map(|f| f.format)) {
                     (TempFormat::Ffconcat, Some(Forced::Concat)) | (TempFormat::Nut, None | Some(Forced::Nut)) => Ok(()),
-                    (TempFormat::Ffconcat, _) => Err(refuse(Rule::BadConcatInput, format!("temp {temp} is a concat list: it can only be read right after -f concat -i"))),
-                    (TempFormat::Nut, Some(Forced::Concat)) => Err(refuse(Rule::BadConcatInput, format!("-f concat can only read a concat list temp; temp {temp} is NUT"))),
+                    (TempFormat::Ffconcat, _) => {
+                        Err(refuse(Rule::BadConcatInput, format!("temp {temp} is a concat list: it can only be read right after -f concat -i")))
+                    }
+                    (TempFormat::Nut, Some(Forced::Concat)) => {
+                        Err(refuse(Rule::BadConcatInput, format!("-f concat can only read a concat list temp; temp {temp} is NUT")))
+                    }
                     (TempFormat::Nut, Some(Forced::Mp4)) => Err(refuse(Rule::TempFormatMismatch, format!("temp {temp} is NUT, not MP4"))),
                 }
             }
@@ -238,11 +253,16 @@ impl Walker<'_> {
             if format != TempFormat::Nut {
                 return Err(Refusal::new(Rule::TempFormatMismatch, format!("part {index}: temp {temp} is a concat list; parts are NUT temps")));
             }
-            if !self.written_by.get(temp as usize).copied().flatten().is_some_and(|writer| writer < step) {
+            let written_earlier = matches!(self.writer_of(temp), Some(writer) if writer < step);
+            if !written_earlier {
                 return Err(Refusal::new(Rule::TempUsedBeforeWritten, format!("part {index}: temp {temp} is listed before any step wrote it")));
             }
         }
         self.mark_written(target, step)
+    }
+
+    fn writer_of(&self, temp: u32) -> Option<usize> {
+        self.written_by.get(temp as usize).copied().flatten()
     }
 
     fn temp_format(&self, temp: u32) -> Option<TempFormat> {

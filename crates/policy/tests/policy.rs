@@ -1,0 +1,865 @@
+//! The policy against a realistic plan, one refusal per rule, and random mutations.
+
+use std::time::{Duration, Instant};
+
+use br_plan::{Arg, ConcatList, ConcatPart, Invocation, Plan, Step, TempFormat};
+use br_policy::{check, PolicyLimits, PolicyViolation, Rule};
+
+/// The song and two clips.
+const INPUTS: u32 = 3;
+
+const NORMALISE: &str =
+    "setpts=PTS-STARTPTS,fps=30,scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p,settb=1/30";
+
+/// `Input(n)`, `Temp(n)` and `Output` become files, `GRAPH` becomes `graph`, any other
+/// word a literal.
+fn args(text: &str, graph: &str) -> Vec<Arg> {
+    text.split_whitespace()
+        .map(|word| {
+            let number = |prefix: &str| word.strip_prefix(prefix).and_then(|rest| rest.strip_suffix(')')).and_then(|n| n.parse().ok());
+            if let Some(n) = number("Input(") {
+                Arg::Input(n)
+            } else if let Some(n) = number("Temp(") {
+                Arg::Temp(n)
+            } else if word == "Output" {
+                Arg::Output
+            } else if word == "GRAPH" {
+                Arg::lit(graph)
+            } else {
+                Arg::lit(word)
+            }
+        })
+        .collect()
+}
+
+fn ffmpeg(text: &str, graph: &str, media_seconds: f64, label: &str) -> Step {
+    Step::Ffmpeg(Invocation { args: args(text, graph), media_seconds, label: label.to_owned() })
+}
+
+/// Clip 0 crossfading into clip 1, then clip 1 alone, joined, with the song added.
+fn accepted_plan() -> Plan {
+    let blend = format!(
+        "[0:v]{NORMALISE},tpad=stop_mode=clone:stop_duration=0.5,trim=duration=0.5[p];\
+         [1:v]{NORMALISE},tpad=stop_mode=clone:stop_duration=8.25,trim=duration=8.25[o];\
+         [p][o]xfade=transition=fade:duration=0.5:offset=0[x1];\
+         [x1]trim=start=0.25:duration=8,setpts=PTS-STARTPTS,fade=t=in:st=0:d=0.3:color=white[v]"
+    );
+    let alone = format!("[0:v]{NORMALISE},tpad=stop_mode=clone:stop_duration=8,trim=duration=8[v]");
+    let audio = "[1:a]atrim=end=16,asetpts=PTS-STARTPTS,apad=whole_dur=16,aresample=48000,\
+                 aformat=sample_fmts=fltp:channel_layouts=stereo,asetnsamples=n=64,\
+                 volume='1+(0-1)*clip((t-8)/0.02+0.5\\,0\\,1)*clip((16-t)/0.02+0.5\\,0\\,1)':eval=frame,\
+                 loudnorm=I=-16:TP=-1.5:LRA=11,aresample=48000[a]";
+    let encode = "-map [v] -an -c:v libx264 -preset veryfast -threads 2 -b:v 2000000 -pix_fmt yuv420p -frames:v 240 -f nut";
+    Plan {
+        temps: vec![TempFormat::Nut, TempFormat::Nut, TempFormat::Ffconcat],
+        steps: vec![
+            ffmpeg(&format!("-ss 7.75 -t 0.5 -i Input(1) -t 8.25 -i Input(2) -filter_complex GRAPH {encode} Temp(0)"), &blend, 8.0, "move 0 (intro)"),
+            ffmpeg(&format!("-ss 0.25 -t 8 -i Input(2) -filter_complex GRAPH {encode} Temp(1)"), &alone, 8.0, "move 1 (basic)"),
+            Step::WriteConcatList(ConcatList { list: 2, parts: vec![ConcatPart { temp: 0, duration: 8.0 }, ConcatPart { temp: 1, duration: 8.0 }] }),
+            ffmpeg(
+                "-f concat -i Temp(2) -i Input(0) -filter_complex GRAPH -map 0:v -map [a] -c:v copy -c:a aac -b:a 128000 -ar 48000 -ac 2 -movflags +faststart -t 16 -f mp4 Output",
+                audio,
+                16.0,
+                "join and add the song",
+            ),
+        ],
+        warnings: Vec::new(),
+    }
+}
+
+fn invocation(plan: &mut Plan, step: usize) -> &mut Invocation {
+    match &mut plan.steps[step] {
+        Step::Ffmpeg(invocation) => invocation,
+        Step::WriteConcatList(_) => panic!("step {step} is not an FFmpeg step"),
+    }
+}
+
+fn concat_list(plan: &mut Plan, step: usize) -> &mut ConcatList {
+    match &mut plan.steps[step] {
+        Step::WriteConcatList(list) => list,
+        Step::Ffmpeg(_) => panic!("step {step} is not a concat list"),
+    }
+}
+
+/// Index of the first literal `text` in the step's arguments.
+fn position(plan: &mut Plan, step: usize, text: &str) -> usize {
+    let args = &invocation(plan, step).args;
+    args.iter().position(|arg| *arg == Arg::lit(text)).unwrap_or_else(|| panic!("no {text:?} in step {step}"))
+}
+
+/// `plan` with step `step`'s arguments replaced by `text` (see [`args`]).
+fn with_args(step: usize, text: &str, graph: &str) -> Plan {
+    let mut plan = accepted_plan();
+    invocation(&mut plan, step).args = args(text, graph);
+    plan
+}
+
+/// Where the first segment's filtergraph is.
+fn graph_at() -> usize {
+    position(&mut accepted_plan(), 0, "-filter_complex") + 1
+}
+
+/// `plan` with the first segment's filtergraph replaced.
+fn with_graph(graph: &str) -> Plan {
+    let mut plan = accepted_plan();
+    invocation(&mut plan, 0).args[graph_at()] = Arg::lit(graph);
+    plan
+}
+
+#[track_caller]
+fn refused(plan: &Plan, rule: Rule) -> PolicyViolation {
+    match check(plan, INPUTS, &PolicyLimits::default()) {
+        Ok(_) => panic!("the plan was accepted; expected a refusal under {rule:?}"),
+        Err(violation) => {
+            assert_eq!(violation.rule, rule, "{violation}");
+            violation
+        }
+    }
+}
+
+#[test]
+fn a_realistic_plan_is_accepted() {
+    let plan = accepted_plan();
+    let checked = check(&plan, INPUTS, &PolicyLimits::default()).unwrap_or_else(|violation| panic!("{violation}"));
+    assert_eq!(checked.plan(), &plan);
+    assert_eq!(checked.into_inner(), plan);
+}
+
+#[test]
+fn accepted_variants() {
+    let alone = format!("[0:v]{NORMALISE},tpad=stop_mode=clone:stop_duration=8,trim=duration=8[v]");
+    for text in [
+        "-i Input(2) -vf GRAPH -r 30000/1001 -c:v libx265 -crf 23 -g 60 -bf 2 -maxrate 2M -bufsize 4M -tune film -profile:v main -fps_mode cfr -shortest -sn -dn Temp(1)",
+        "-to 12.5 -i Input(2) -t 1 -i Input(0) -map 0:v:0 -map 1:a? -filter_complex GRAPH -codec:v libx264 -vcodec copy -r 29.97 -f nut Temp(1)",
+        "-i Temp(0) -f nut -i Temp(0) -filter_complex GRAPH -vn -acodec copy -codec:a aac -af anull Temp(1)",
+    ] {
+        let plan = with_args(1, text, &alone);
+        if let Err(violation) = check(&plan, INPUTS, &PolicyLimits::default()) {
+            panic!("{text}: {violation}");
+        }
+    }
+}
+
+#[test]
+fn violations_say_where() {
+    let mut plan = accepted_plan();
+    invocation(&mut plan, 3).args[1] = Arg::lit("lavfi");
+    let violation = refused(&plan, Rule::BadOptionValue);
+    assert_eq!((violation.step, violation.arg), (Some(3), Some(1)));
+    let text = violation.to_string();
+    assert!(text.starts_with("plan refused by policy: step 3, argument 1: \"lavfi\""), "{text}");
+
+    let violation = refused(&Plan { temps: Vec::new(), steps: Vec::new(), warnings: Vec::new() }, Rule::EmptyPlan);
+    assert_eq!(violation.to_string(), "plan refused by policy: the plan has no step");
+}
+
+// ---- Files: the plan never names one --------------------------------------------
+
+#[test]
+fn a_path_where_the_output_goes_is_refused() {
+    let mut plan = accepted_plan();
+    let last = invocation(&mut plan, 0).args.len() - 1;
+    invocation(&mut plan, 0).args[last] = Arg::lit("/etc/passwd");
+    let violation = refused(&plan, Rule::PathLikeLiteral);
+    assert_eq!((violation.step, violation.arg), (Some(0), Some(last)));
+    // Relative names too: anything not starting with '-' where an option is expected.
+    refused(&with_args(1, "-i Input(2) out.mp4", ""), Rule::PathLikeLiteral);
+}
+
+#[test]
+fn a_literal_after_dash_i_is_refused() {
+    for literal in ["/etc/passwd", "http://x", "file:/etc/passwd", "pipe:0", "-", "concat:a|b", "movie=/etc/passwd"] {
+        let violation = refused(&with_args(1, &format!("-i {literal} -f nut Temp(1)"), ""), Rule::PathLikeLiteral);
+        assert_eq!(violation.arg, Some(1));
+    }
+}
+
+#[test]
+fn lavfi_and_concat_with_literals_are_refused() {
+    let violation = refused(&with_args(1, "-f lavfi -i movie=/etc/passwd -f nut Temp(1)", ""), Rule::BadOptionValue);
+    assert_eq!(violation.arg, Some(1));
+    refused(&with_args(3, "-f concat -i /tmp/list.txt -f mp4 Output", ""), Rule::PathLikeLiteral);
+    refused(&with_args(3, "-f concat -i http://x/list -f mp4 Output", ""), Rule::PathLikeLiteral);
+    refused(&with_args(3, "-f concat http://x -f mp4 Output", ""), Rule::BadConcatInput);
+}
+
+#[test]
+fn the_concat_demuxer_reads_only_concat_list_temps() {
+    // On a staged input, a NUT temp, or not immediately followed by -i.
+    refused(&with_args(3, "-f concat -i Input(0) -f mp4 Output", ""), Rule::BadConcatInput);
+    refused(&with_args(3, "-f concat -i Temp(0) -f mp4 Output", ""), Rule::BadConcatInput);
+    refused(&with_args(3, "-f concat -ss 1 -i Temp(2) -f mp4 Output", ""), Rule::BadConcatInput);
+    refused(&with_args(3, "-f concat -f concat -i Temp(2) -f mp4 Output", ""), Rule::BadConcatInput);
+    // A concat list read without -f concat.
+    refused(&with_args(3, "-i Temp(2) -f mp4 Output", ""), Rule::BadConcatInput);
+    refused(&with_args(3, "-f nut -i Temp(2) -f mp4 Output", ""), Rule::BadConcatInput);
+}
+
+#[test]
+fn forced_formats_must_fit_their_file() {
+    refused(&with_args(1, "-f mp4 -i Input(2) -f nut Temp(1)", ""), Rule::BadOptionValue);
+    refused(&with_args(1, "-i Input(2) -f mp4 Temp(1)", ""), Rule::TempFormatMismatch);
+    refused(&with_args(1, "-i Input(2) -f nut -f nut Temp(1)", ""), Rule::BadOptionValue);
+    refused(&with_args(3, "-f concat -i Temp(2) -f nut Output", ""), Rule::BadOptionValue);
+    refused(&with_args(3, "-f concat -i Temp(2) -f mp4 -i Temp(0) -f mp4 Output", ""), Rule::TempFormatMismatch);
+}
+
+#[test]
+fn a_file_as_an_option_value_is_refused() {
+    let violation = refused(&with_args(1, "-ss Input(1) -i Input(2) -f nut Temp(1)", ""), Rule::FileInValuePosition);
+    assert_eq!(violation.arg, Some(1));
+    refused(&with_args(1, "-i Input(2) -filter_complex Temp(0) -f nut Temp(1)", ""), Rule::FileInValuePosition);
+    refused(&with_args(1, "-i Input(2) -f Output", ""), Rule::FileInValuePosition);
+}
+
+#[test]
+fn input_and_temp_numbers_must_exist() {
+    let violation = refused(&with_args(1, "-i Input(3) -f nut Temp(1)", ""), Rule::InputOutOfRange);
+    assert_eq!(violation.arg, Some(1));
+    refused(&with_args(1, "-i Input(4294967295) -f nut Temp(1)", ""), Rule::InputOutOfRange);
+    refused(&with_args(1, "-i Input(2) -f nut Temp(3)", ""), Rule::TempOutOfRange);
+    refused(&with_args(3, "-f concat -i Temp(9) -f mp4 Output", ""), Rule::TempOutOfRange);
+    let mut plan = accepted_plan();
+    concat_list(&mut plan, 2).list = 7;
+    refused(&plan, Rule::TempOutOfRange);
+    let mut plan = accepted_plan();
+    concat_list(&mut plan, 2).parts[1].temp = 7;
+    refused(&plan, Rule::TempOutOfRange);
+}
+
+#[test]
+fn inputs_are_never_written_and_the_output_never_read() {
+    refused(&with_args(1, "-i Input(2) -f nut Input(1)", ""), Rule::InputAsOutput);
+    refused(&with_args(3, "-f concat -i Temp(2) -i Output -f mp4 Output", ""), Rule::OutputAsInput);
+}
+
+// ---- Options ----------------------------------------------------------------------
+
+#[test]
+fn options_outside_the_table_are_refused() {
+    for (option, value) in [
+        ("-progress", "pipe:1"),
+        ("-protocol_whitelist", "file,http"),
+        ("-filter_complex_script", "x"),
+        ("-/filter_complex", "x"),
+        ("-attach", "x"),
+        ("-dump_attachment:t", "x"),
+        ("-safe", "0"),
+        ("-y", "-y"),
+        ("-nostdin", "-nostdin"),
+        ("-loglevel", "debug"),
+        ("-metadata", "title=x"),
+        ("-c", "copy"),
+        ("-I", "x"),
+        ("--i", "x"),
+        ("-", "x"),
+    ] {
+        let violation = refused(&with_args(1, &format!("{option} {value} -i Input(2) -f nut Temp(1)"), ""), Rule::UnknownOption);
+        assert_eq!(violation.arg, Some(0), "{option}");
+    }
+}
+
+#[test]
+fn option_values_must_have_their_shape() {
+    for (option, value) in [
+        ("-ss", "-5"),
+        ("-ss", "1e3"),
+        ("-ss", "NaN"),
+        ("-t", "inf"),
+        ("-t", "1234567"),
+        ("-t", "00:00:01"),
+        ("-to", ""),
+        ("-threads", "17"),
+        ("-threads", "-1"),
+        ("-crf", "52"),
+        ("-frames:v", "0"),
+        ("-ar", "7999"),
+        ("-ac", "9"),
+        ("-r", "241"),
+        ("-r", "30/0"),
+        ("-r", "0"),
+        ("-r", "ntsc"),
+        ("-b:v", "101M"),
+        ("-b:v", "2.5M"),
+        ("-c:v", "libvpx"),
+        ("-c:a", "libopus"),
+        ("-preset", "placebo"),
+        ("-pix_fmt", "rgb24"),
+        ("-movflags", "+faststart+frag_keyframe"),
+        ("-f", "lavfi"),
+        ("-f", "image2"),
+        ("-fps_mode", "vfr"),
+        ("-profile:v", "high10"),
+        ("-map", "0:s"),
+        ("-map", "[a;b]"),
+        ("-map", "-0:v"),
+    ] {
+        let violation = refused(&with_args(1, &format!("{option} {value} -i Input(2) -f nut Temp(1)"), ""), Rule::BadOptionValue);
+        assert_eq!(violation.arg, Some(1), "{option} {value}");
+    }
+}
+
+#[test]
+fn an_option_without_its_value_is_refused() {
+    refused(&with_args(1, "-i Input(2) -f nut Temp(1) -t", ""), Rule::MissingOptionValue);
+    refused(&with_args(1, "-i", ""), Rule::MissingOptionValue);
+}
+
+// ---- Filtergraphs -------------------------------------------------------------------
+
+#[test]
+fn forbidden_filters_are_refused() {
+    for (graph, filter) in [
+        ("movie=x[m];[0:v][m]xfade[v]", "movie"),
+        ("[0:v]sendcmd=c='0 volume 0',null[v]", "sendcmd"),
+        ("amovie=x,anull[a]", "amovie"),
+        ("[0:v]null,zmq[v]", "zmq"),
+        ("[0:v]azmq[v]", "azmq"),
+        ("color=c=red[v]", "color"),
+        ("testsrc[v]", "testsrc"),
+        ("[0:v]subtitles=x.srt[v]", "subtitles"),
+        ("[0:v]drawtext=text=hi[v]", "drawtext"),
+        ("[0:v]select=eq(n\\,0)[v]", "select"),
+        ("sws_flags=bicubic;[0:v]null[v]", "sws_flags"),
+        ("[0:v]null[p];[p]MOVIE=x[v]", "MOVIE"),
+    ] {
+        let violation = refused(&with_graph(graph), Rule::ForbiddenFilter);
+        assert!(violation.reason.contains(filter), "{graph}: {violation}");
+        assert_eq!((violation.step, violation.arg), (Some(0), Some(graph_at())));
+    }
+}
+
+#[test]
+fn filters_hidden_by_quoting_are_refused() {
+    for graph in [
+        "[0:v]null[p];[p]mo\\vie=x[v]",
+        "[0:v]null[p];[p]'movie'=x[v]",
+        "[0:v]null,mov'ie'=x[v]",
+        "[0:v]scale=1280:720'[v]",
+        "[0:v]null[v",
+        "[0:v]null]",
+        "[0:v]null[v];",
+        "[0:v]null[v];;null",
+        "[0:v]null[a b]",
+        "[0:v]null[this_label_is_longer_than_thirty_two]",
+        "[0:v]scale=1280:720\\",
+    ] {
+        refused(&with_graph(graph), Rule::BadFiltergraph);
+    }
+}
+
+#[test]
+fn things_no_allowed_filter_needs_are_refused() {
+    for graph in [
+        "[0:v]scale=w='http://x'[v]",
+        "[0:v]scale=filename=x[v]",
+        "[0:v]scale=FileName=x[v]",
+        "[0:v]fade=file=x[v]",
+        "[0:v]fade=textfile=x[v]",
+        "[0:v]null\n[v]",
+        "[0:v]null\0[v]",
+        "[0:v]null\u{85}[v]",
+        // FFmpeg 7 loads `/option=path` from the file or URL `path`.
+        "[0:v]fade=/t=x[v]",
+        "[0:v]fade=t=in:/st=x[v]",
+        "[0:v]fade='/st'=x[v]",
+        "[0:v]fade=\\/st=x[v]",
+    ] {
+        refused(&with_graph(graph), Rule::BadFiltergraph);
+    }
+}
+
+#[test]
+fn filters_are_counted() {
+    let limit = PolicyLimits::default().max_filters_per_graph;
+    let graph = |count: usize| format!("[0:v]{}[v]", vec!["null"; count].join(","));
+    let accepted = with_graph(&graph(limit));
+    assert!(check(&accepted, INPUTS, &PolicyLimits::default()).is_ok());
+    refused(&with_graph(&graph(limit + 1)), Rule::TooManyFilters);
+}
+
+// ---- Temps --------------------------------------------------------------------------
+
+#[test]
+fn a_temp_read_before_it_is_written_is_refused() {
+    // The join moved before the concat list.
+    let mut plan = accepted_plan();
+    plan.steps.swap(2, 3);
+    refused(&plan, Rule::TempUsedBeforeWritten);
+    // A segment reading the next segment's output.
+    refused(&with_args(0, "-i Temp(1) -f nut Temp(0)", ""), Rule::TempUsedBeforeWritten);
+    // A step reading its own output.
+    refused(&with_args(1, "-i Temp(1) -f nut Temp(1)", ""), Rule::TempUsedBeforeWritten);
+}
+
+#[test]
+fn a_concat_list_naming_an_unwritten_temp_is_refused() {
+    let mut plan = accepted_plan();
+    plan.temps.push(TempFormat::Nut);
+    concat_list(&mut plan, 2).parts.push(ConcatPart { temp: 3, duration: 1.0 });
+    let violation = refused(&plan, Rule::TempUsedBeforeWritten);
+    assert_eq!((violation.step, violation.arg), (Some(2), None));
+    assert!(violation.reason.contains("part 2"), "{violation}");
+}
+
+#[test]
+fn a_temp_written_twice_is_refused() {
+    refused(&with_args(1, "-i Input(2) -f nut Temp(0)", ""), Rule::TempWrittenTwice);
+    // The concat list written again by a second list step.
+    let mut plan = accepted_plan();
+    let list = plan.steps[2].clone();
+    plan.steps.insert(3, list);
+    refused(&plan, Rule::TempWrittenTwice);
+}
+
+#[test]
+fn temps_keep_their_format() {
+    // FFmpeg writing a concat list.
+    refused(&with_args(1, "-i Input(2) Temp(2)", ""), Rule::TempFormatMismatch);
+    // A concat list written to a NUT temp, or listing a concat list.
+    let mut plan = accepted_plan();
+    concat_list(&mut plan, 2).list = 1;
+    refused(&plan, Rule::TempFormatMismatch);
+    let mut plan = accepted_plan();
+    plan.temps.push(TempFormat::Ffconcat);
+    concat_list(&mut plan, 2).parts[0].temp = 3;
+    refused(&plan, Rule::TempFormatMismatch);
+}
+
+#[test]
+fn a_concat_list_needs_parts() {
+    let mut plan = accepted_plan();
+    concat_list(&mut plan, 2).parts.clear();
+    refused(&plan, Rule::BadConcatList);
+}
+
+// ---- Outputs ------------------------------------------------------------------------
+
+#[test]
+fn a_step_writes_exactly_one_file() {
+    let violation = refused(&with_args(1, "-i Input(2) Temp(1) Output", ""), Rule::OutputCount);
+    assert_eq!(violation.arg, Some(3));
+    refused(&with_args(3, "-f concat -i Temp(2) -f mp4 Output Output", ""), Rule::OutputCount);
+    refused(&with_args(1, "-i Input(2) -f nut", ""), Rule::OutputCount);
+}
+
+#[test]
+fn a_plan_without_the_output_is_refused() {
+    // The last step is the concat list.
+    let mut plan = accepted_plan();
+    plan.steps.pop();
+    let violation = refused(&plan, Rule::OutputCount);
+    assert_eq!(violation.step, Some(2));
+    // The last step writes a fresh temp instead of the output.
+    let mut plan = with_args(3, "-f concat -i Temp(2) -f nut Temp(3)", "");
+    plan.temps.push(TempFormat::Nut);
+    let violation = refused(&plan, Rule::OutputCount);
+    assert_eq!((violation.step, violation.arg), (Some(3), None));
+}
+
+#[test]
+fn the_output_comes_last() {
+    // Not the step's last argument.
+    let violation = refused(&with_args(3, "-f concat -i Temp(2) -f mp4 Output -t 16", ""), Rule::OutputNotLast);
+    assert_eq!(violation.arg, Some(6));
+    refused(&with_args(1, "-i Input(2) Temp(1) -an", ""), Rule::OutputNotLast);
+    // Not the plan's last step.
+    refused(&with_args(1, "-i Input(2) -f mp4 Output", ""), Rule::OutputNotLast);
+}
+
+#[test]
+fn every_ffmpeg_step_reads_an_input() {
+    refused(&with_args(1, "-f nut Temp(1)", ""), Rule::NoInput);
+}
+
+// ---- Counts and sizes ---------------------------------------------------------------
+
+#[test]
+fn ten_thousand_steps_are_refused_before_anything_else() {
+    let plan = accepted_plan();
+    // Every step also breaks other rules (an unknown option, the output everywhere):
+    // the count must be what is reported, without looking at any argument.
+    let bad_step = ffmpeg("-protocol_whitelist http -i Input(99) Output", "", 1.0, "x");
+    let mut steps = vec![bad_step; 10_000];
+    steps.extend(plan.steps);
+    let huge = Plan { temps: plan.temps, steps, warnings: Vec::new() };
+    let started = Instant::now();
+    let violation = refused(&huge, Rule::TooManySteps);
+    assert!(started.elapsed() < Duration::from_millis(100), "took {:?}", started.elapsed());
+    assert_eq!((violation.step, violation.arg), (None, None));
+}
+
+#[test]
+fn too_many_temps_are_refused() {
+    let mut plan = accepted_plan();
+    plan.temps.extend(vec![TempFormat::Nut; 5_000]);
+    refused(&plan, Rule::TooManyTemps);
+}
+
+#[test]
+fn a_200_kib_argument_is_refused() {
+    let huge = format!("[0:v]{}[v]", "null,".repeat(200 * 1024 / 5));
+    let violation = refused(&with_graph(&huge), Rule::ArgumentTooLarge);
+    assert_eq!((violation.step, violation.arg), (Some(0), Some(graph_at())));
+}
+
+#[test]
+fn sizes_are_checked_before_arguments_are_parsed() {
+    // A forbidden filter in step 0 and an oversized argument in step 3: size first.
+    let mut plan = with_graph("movie=x");
+    invocation(&mut plan, 3).args.insert(0, Arg::lit("x".repeat(97 * 1024)));
+    refused(&plan, Rule::ArgumentTooLarge);
+}
+
+#[test]
+fn a_step_too_large_is_refused() {
+    let graph = format!("[0:v]{}null[v]", "null,".repeat(90 * 1024 / 5));
+    let mut plan = accepted_plan();
+    let args = &mut invocation(&mut plan, 1).args;
+    for _ in 0..6 {
+        args.insert(0, Arg::lit(graph.clone()));
+        args.insert(0, Arg::lit("-vf"));
+    }
+    refused(&plan, Rule::StepTooLarge);
+}
+
+#[test]
+fn too_many_arguments_are_refused() {
+    let mut plan = accepted_plan();
+    invocation(&mut plan, 1).args.splice(0..0, vec![Arg::lit("-an"); 257]);
+    refused(&plan, Rule::TooManyArguments);
+}
+
+#[test]
+fn too_many_concat_parts_are_refused() {
+    let mut plan = accepted_plan();
+    concat_list(&mut plan, 2).parts = vec![ConcatPart { temp: 0, duration: 1.0 }; 2_001];
+    refused(&plan, Rule::TooManyConcatParts);
+}
+
+#[test]
+fn stated_durations_are_finite_and_bounded() {
+    let limits = PolicyLimits::default();
+    for (seconds, rule) in
+        [(f64::NAN, Rule::BadNumber), (f64::INFINITY, Rule::BadNumber), (-1.0, Rule::BadNumber), (limits.max_media_seconds + 1.0, Rule::TooMuchMedia)]
+    {
+        let mut plan = accepted_plan();
+        invocation(&mut plan, 1).media_seconds = seconds;
+        refused(&plan, rule);
+    }
+    let mut plan = accepted_plan();
+    invocation(&mut plan, 1).media_seconds = 0.0;
+    assert!(check(&plan, INPUTS, &limits).is_ok());
+
+    for (seconds, rule) in
+        [(0.0, Rule::BadNumber), (f64::NAN, Rule::BadNumber), (f64::NEG_INFINITY, Rule::BadNumber), (limits.max_media_seconds, Rule::TooMuchMedia)]
+    {
+        let mut plan = accepted_plan();
+        concat_list(&mut plan, 2).parts[0].duration = seconds;
+        refused(&plan, rule);
+    }
+    // Each part below the limit, together above it.
+    let mut plan = accepted_plan();
+    for part in &mut concat_list(&mut plan, 2).parts {
+        part.duration = limits.max_media_seconds * 0.75;
+    }
+    refused(&plan, Rule::TooMuchMedia);
+}
+
+#[test]
+fn labels_are_short_and_printable() {
+    for label in ["x".repeat(129), "move 1\nERROR forged log line".to_owned(), "\u{1b}[31mred".to_owned()] {
+        let mut plan = accepted_plan();
+        invocation(&mut plan, 1).label = label;
+        refused(&plan, Rule::BadLabel);
+    }
+    let mut plan = accepted_plan();
+    invocation(&mut plan, 1).label = "é".repeat(64);
+    assert!(check(&plan, INPUTS, &PolicyLimits::default()).is_ok());
+}
+
+// ---- Random mutations -----------------------------------------------------------------
+
+/// xorshift64*: deterministic, so a failure can be replayed from the printed seed.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound.max(1) as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+const FRAGMENTS: &[&str] = &[
+    "'",
+    "\\",
+    "[",
+    "]",
+    ";",
+    ",",
+    "=",
+    ":",
+    "/",
+    "@",
+    " ",
+    "-",
+    ".",
+    "?",
+    "\0",
+    "\n",
+    "é",
+    "😀",
+    "movie",
+    "/etc/passwd",
+    "http://x",
+    "-i",
+    "-f",
+    "concat",
+    "lavfi",
+    "[x]",
+    "'a;b'",
+    "\\'",
+    "/volume=",
+    "9999999999",
+    "NaN",
+    "1e9",
+    "0",
+    "null,",
+    "sendcmd",
+    "@x",
+    "=/",
+    "::",
+];
+
+const WORDS: &[&str] =
+    &["-i", "-f", "-ss", "-t", "-map", "-filter_complex", "-vf", "-an", "concat", "nut", "mp4", "[v]", "0:v", "", "-", "--", "null", "'", "\\", "30000/1001"];
+
+fn mutate_literal(text: &str, random: &mut Random) -> String {
+    let boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
+    let at = *random.pick(&boundaries);
+    match random.below(5) {
+        0 => format!("{}{}{}", &text[..at], random.pick(FRAGMENTS), &text[at..]),
+        1 => {
+            let end = *random.pick(&boundaries);
+            let (start, end) = (at.min(end), at.max(end));
+            format!("{}{}", &text[..start], &text[end..])
+        }
+        2 => text[..at].to_owned(),
+        3 => (*random.pick(WORDS)).to_owned(),
+        _ => format!("{}{}", &text[at..], &text[..at]),
+    }
+}
+
+fn random_file(random: &mut Random) -> Arg {
+    match random.below(4) {
+        0 => Arg::Input(random.below(5) as u32),
+        1 => Arg::Temp(random.below(5) as u32),
+        2 => Arg::Output,
+        _ => Arg::lit(*random.pick(WORDS)),
+    }
+}
+
+fn mutate(plan: &mut Plan, random: &mut Random) {
+    let step = random.below(plan.steps.len());
+    if random.below(20) == 0 {
+        let other = random.below(plan.steps.len());
+        plan.steps.swap(step, other);
+        return;
+    }
+    match &mut plan.steps[step] {
+        Step::Ffmpeg(invocation) => {
+            let args = &mut invocation.args;
+            if args.is_empty() {
+                args.push(random_file(random));
+                return;
+            }
+            let at = random.below(args.len());
+            match random.below(10) {
+                0..=5 => {
+                    if let Arg::Literal(text) = &args[at] {
+                        args[at] = Arg::Literal(mutate_literal(text, random));
+                    }
+                }
+                6 => args[at] = random_file(random),
+                7 => {
+                    let other = random.below(args.len());
+                    args.swap(at, other);
+                }
+                8 => {
+                    args.remove(at);
+                }
+                _ => {
+                    let copy = args[at].clone();
+                    args.insert(random.below(args.len() + 1), copy);
+                }
+            }
+        }
+        Step::WriteConcatList(list) => {
+            let part = random.below(list.parts.len());
+            match random.below(4) {
+                0 => list.list = random.below(5) as u32,
+                1 if part < list.parts.len() => list.parts[part].temp = random.below(5) as u32,
+                2 if part < list.parts.len() => list.parts[part].duration = *random.pick(&[f64::NAN, 0.0, -1.0, 1e300, 0.5]),
+                _ => {
+                    list.parts.truncate(part);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn random_mutations_never_panic() {
+    let seed = fuzz_seed();
+    let mut random = Random(seed);
+    let (mut accepted, mut rejected) = (0, 0);
+    for _ in 0..fuzz_iterations() {
+        let mut plan = accepted_plan();
+        for _ in 0..1 + random.below(4) {
+            mutate(&mut plan, &mut random);
+        }
+        match check(&plan, INPUTS, &PolicyLimits::default()) {
+            Ok(checked) => {
+                accepted += 1;
+                assert_accepted_shape(checked.plan());
+            }
+            Err(violation) => {
+                rejected += 1;
+                // Every refusal can be displayed, and points inside the plan.
+                let _ = violation.to_string();
+                if let Some(step) = violation.step {
+                    assert!(step < plan.steps.len(), "seed {seed:#x}: {violation}");
+                }
+            }
+        }
+    }
+    // Some mutations are harmless (a swapped flag, a changed digit): both outcomes occur.
+    eprintln!("seed {seed:#x}: accepted {accepted}, refused {rejected}");
+    assert!(accepted > 0 && rejected > 0, "accepted {accepted}, refused {rejected}");
+}
+
+/// `POLICY_FUZZ_ITERATIONS` when set, to explore further than the default run.
+fn fuzz_iterations() -> usize {
+    std::env::var("POLICY_FUZZ_ITERATIONS").ok().and_then(|n| n.parse().ok()).unwrap_or(5_000)
+}
+
+/// The seed, from `POLICY_FUZZ_SEED` (hex) when set, to replay or explore.
+fn fuzz_seed() -> u64 {
+    let from_environment = std::env::var("POLICY_FUZZ_SEED").ok().and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok());
+    // xorshift never leaves 0.
+    from_environment.unwrap_or(0x5eed_b10c).max(1)
+}
+
+/// What any accepted plan looks like, whatever it was mutated from: the output once,
+/// at the very end; every `-i` followed by an input or a temp.
+fn assert_accepted_shape(plan: &Plan) {
+    let mut outputs = 0;
+    for (index, step) in plan.steps.iter().enumerate() {
+        if let Step::Ffmpeg(invocation) = step {
+            for (at, arg) in invocation.args.iter().enumerate() {
+                if *arg == Arg::Output {
+                    outputs += 1;
+                    assert!(index + 1 == plan.steps.len() && at + 1 == invocation.args.len());
+                }
+                if *arg == Arg::lit("-i") {
+                    assert!(matches!(invocation.args.get(at + 1), Some(Arg::Input(_) | Arg::Temp(_))));
+                }
+            }
+        }
+    }
+    assert_eq!(outputs, 1);
+}
+
+// ---- The real planner -----------------------------------------------------------------
+
+mod planner {
+    use br_blueprint::{MoveSlot, Transition, Validated};
+    use br_plan::{AudioFacts, MediaFacts, PlanRequest, VideoFacts};
+    use br_policy::{check, PolicyLimits};
+
+    fn example() -> Validated {
+        br_blueprint::validate(include_str!("../../../examples/backend-blueprint.json")).unwrap_or_else(|errors| panic!("{errors:?}"))
+    }
+
+    fn inputs(validated: &Validated, clip_seconds: f64) -> Vec<MediaFacts> {
+        let song = MediaFacts {
+            key: validated.audio_key.clone(),
+            duration: validated.total_duration + 5.0,
+            video: None,
+            audio: Some(AudioFacts { codec: "mp3".into(), sample_rate: 44_100, channels: 2, duration: validated.total_duration + 5.0 }),
+        };
+        let clip = |key: &String| MediaFacts {
+            key: key.clone(),
+            duration: clip_seconds,
+            video: Some(VideoFacts {
+                codec: "h264".into(),
+                width: 1920,
+                height: 1080,
+                frame_rate: 29.97,
+                pixel_format: "yuv420p".into(),
+                duration: clip_seconds,
+            }),
+            audio: None,
+        };
+        std::iter::once(song).chain(validated.clip_keys.iter().map(clip)).collect()
+    }
+
+    #[track_caller]
+    fn assert_planner_output_passes(validated: Validated, clip_seconds: f64) {
+        let inputs = inputs(&validated, clip_seconds);
+        let input_count = inputs.len() as u32;
+        let plan = br_plan::plan(&PlanRequest { validated, inputs, strict: false }).unwrap_or_else(|errors| panic!("{errors:?}"));
+        if let Err(violation) = check(&plan, input_count, &PolicyLimits::default()) {
+            panic!("{violation}");
+        }
+    }
+
+    #[test]
+    fn the_example_blueprint_passes() {
+        assert_planner_output_passes(example(), 8.0);
+    }
+
+    #[test]
+    fn every_transition_volume_and_setting_passes() {
+        let transitions = [Transition::Cut, Transition::Crossfade, Transition::FadeBlack, Transition::FadeWhite];
+        let mut validated = example();
+        for (index, slot) in validated.moves.iter_mut().enumerate() {
+            slot.transition = transitions[index % transitions.len()];
+            slot.volume = [1.0, 0.5, 0.0, 1.5][index % 4];
+            slot.trim_start = [0.0, 0.25, 2.5][index % 3];
+        }
+        validated.output.frame_rate = 29.97;
+        validated.output.width = Some(1280);
+        assert_planner_output_passes(validated.clone(), 3.0);
+
+        validated.output.normalize_audio = false;
+        validated.output.add_audio_overlay = false;
+        validated.output.video_codec = "libx265".into();
+        validated.output.frame_rate = 23.976;
+        validated.output.height = Some(2160);
+        assert_planner_output_passes(validated, 12.0);
+    }
+
+    /// The most moves a blueprint may have, all crossfades, the volume unchanged.
+    #[test]
+    fn the_largest_blueprint_passes() {
+        let mut validated = example();
+        let template = validated.moves[1].clone();
+        let beat = 60.0 / 129.2;
+        validated.moves = (0..2_000)
+            .map(|index| MoveSlot { start: index as f64 * 2.0 * beat, duration: 2.0 * beat, clip_id: format!("move_{index}"), ..template.clone() })
+            .collect();
+        validated.total_duration = 2_000.0 * 2.0 * beat;
+        assert_planner_output_passes(validated, 8.0);
+    }
+}

@@ -1,0 +1,537 @@
+//! `blueprint-runner run` end to end: the real binary, the real guest in the sandbox,
+//! real FFmpeg, and media generated on the spot (never downloaded). Each test has its
+//! own data and work folders; the compiled guests are cached once for all of them.
+//!
+//! The clips are self-describing (see `support/media.rs`): the chroma names the clip and
+//! the luma is `60 + 10 * source time`, so a sampled frame of the result tells which
+//! clip the video shows and from which point.
+
+#[path = "support/media.rs"]
+mod media;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use media::{StreamFacts, Yuv, CLIP_A, CLIP_B, CLIP_C, CLIP_SMALL};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
+const HOSTILE: &str = env!("HOSTILE_GUEST_WASM");
+
+/// One compiled-guest cache for every run of these tests: compiled once, then loaded
+/// in a millisecond.
+fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("run-cli-guest-cache")
+}
+
+/// A test's own folders: `data/` (the storage), `work/` (the work-folder root) and
+/// room for the blueprint file beside them.
+struct Sandbox {
+    root: tempfile::TempDir,
+    data: PathBuf,
+    work: PathBuf,
+}
+
+/// What one `blueprint-runner run` did.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    lines: Vec<Value>,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let root = tempfile::Builder::new().prefix("run-cli-").tempdir().expect("temp folder");
+        let data = root.path().join("data");
+        let work = root.path().join("work");
+        std::fs::create_dir_all(data.join("media")).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        Sandbox { root, data, work }
+    }
+
+    fn key(&self, key: &str) -> PathBuf {
+        self.data.join(key)
+    }
+
+    /// Runs `blueprint-runner run <file> --data-dir data --work-dir work ...` with the
+    /// blueprint text written to a file beside the data folder.
+    fn run(&self, blueprint: &str, extra: &[&str]) -> Run {
+        let file = self.root.path().join("blueprint.json");
+        std::fs::write(&file, blueprint).unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .args(["--log-format", "text", "run"])
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--work-dir")
+            .arg(&self.work)
+            .arg("--cache-dir")
+            .arg(cache_dir())
+            .args(extra)
+            .stdin(Stdio::null());
+        for variable in
+            ["BLUEPRINT_JSON", "DATA_DIR", "WORK_DIR", "GUEST_COMPONENT", "GUEST_FUEL", "GUEST_MEMORY_MIB", "GUEST_DEADLINE_MS", "JOB_MEMORY_MIB", "STEP_TIMEOUT_SECS"]
+        {
+            command.env_remove(variable);
+        }
+        let output = command.output().expect("run blueprint-runner");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let lines = stdout
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"))
+            })
+            .collect();
+        Run { code: output.status.code(), stdout, stderr, lines }
+    }
+
+    /// Names of whatever is left in the work-folder root.
+    fn work_leftovers(&self) -> Vec<String> {
+        std::fs::read_dir(&self.work)
+            .expect("work dir")
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn assert_work_empty(&self, run: &Run) {
+        let left = self.work_leftovers();
+        assert!(left.is_empty(), "the work folder was not removed: {left:?}\n{}", run.describe());
+    }
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        format!("exit code {:?}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr)
+    }
+
+    fn last(&self) -> &Value {
+        self.lines.last().unwrap_or_else(|| panic!("no status line\n{}", self.describe()))
+    }
+
+    fn stages(&self) -> Vec<&str> {
+        self.lines.iter().map(|line| line["stage"].as_str().unwrap_or("?")).collect()
+    }
+
+    fn ran_stage(&self, stage: &str) -> bool {
+        self.lines.iter().any(|line| line["stage"] == stage)
+    }
+
+    /// Checks the exit code and that the last line reports the failure; returns its error.
+    fn expect_failure(&self, code: i32) -> String {
+        assert_eq!(self.code, Some(code), "{}", self.describe());
+        let last = self.last();
+        assert_eq!(last["status"], "failed", "the last status line is not a failure\n{}", self.describe());
+        assert!(last.get("result").is_none(), "a failed line carries a result\n{}", self.describe());
+        assert!(!self.lines.iter().any(|l| l["status"] == "completed"), "a completed line on failure\n{}", self.describe());
+        let error = last["error"].as_str().unwrap_or_else(|| panic!("failed line without an error\n{}", self.describe()));
+        assert!(!error.is_empty());
+        error.to_owned()
+    }
+}
+
+fn movement(clip_id: &str, video: &str, start: f64, duration: f64, trim_start: f64, transition: &str, volume: f64) -> Value {
+    json!({
+        "clip_id": clip_id,
+        "video_path": video,
+        "start_time": start,
+        "duration": duration,
+        "trim_start": trim_start,
+        "trim_end": 0.0,
+        "transition_type": transition,
+        "volume_adjustment": volume,
+    })
+}
+
+fn blueprint(task_id: &str, audio: &str, moves: Vec<Value>, output: &str, frame_rate: f64) -> Value {
+    let total: f64 = moves.iter().map(|m| m["duration"].as_f64().unwrap()).sum();
+    json!({
+        "task_id": task_id,
+        "audio_path": audio,
+        "moves": moves,
+        "total_duration": total,
+        "output_config": {
+            "output_path": output,
+            "frame_rate": frame_rate,
+            "transition_duration": 1.0,
+            "fade_duration": 0.5,
+            "video_bitrate": "2M",
+            "audio_bitrate": "128k",
+            "normalize_audio": false,
+        },
+    })
+}
+
+/// A quick two-move blueprint over small clips: both moves cut, 2 s each.
+fn small_blueprint(task_id: &str, second_clip: &str, second_trim: f64) -> Value {
+    blueprint(
+        task_id,
+        "media/song.mp3",
+        vec![
+            movement("m0", "media/small.mp4", 0.0, 2.0, 0.0, "cut", 1.0),
+            movement("m1", second_clip, 2.0, 2.0, second_trim, "cut", 1.0),
+        ],
+        "out/result.mp4",
+        25.0,
+    )
+}
+
+fn small_media(sandbox: &Sandbox) {
+    media::make_clip(&sandbox.key("media/small.mp4"), &CLIP_SMALL);
+    media::make_song_mp3(&sandbox.key("media/song.mp3"), 6.0);
+}
+
+/// Collects failed checks so that one run reports every problem at once.
+#[derive(Default)]
+struct Checks {
+    failures: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Checks {
+    fn check(&mut self, ok: bool, what: String) {
+        self.notes.push(format!("{} {what}", if ok { "ok  " } else { "FAIL" }));
+        if !ok {
+            self.failures.push(what);
+        }
+    }
+
+    fn near(&mut self, what: &str, measured: f64, expected: f64, tolerance: f64) {
+        self.check((measured - expected).abs() <= tolerance, format!("{what}: {measured:.3} (expected {expected:.3} ± {tolerance})"));
+    }
+
+    fn finish(self, context: &str) {
+        println!("{}", self.notes.join("\n"));
+        assert!(self.failures.is_empty(), "{} checks failed:\n  {}\n\nall checks:\n{}\n\n{context}", self.failures.len(), self.failures.join("\n  "), self.notes.join("\n"));
+    }
+}
+
+fn chroma_is(yuv: Yuv, chroma: (u8, u8), tolerance: i32) -> bool {
+    (yuv.u as i32 - chroma.0 as i32).abs() <= tolerance && (yuv.v as i32 - chroma.1 as i32).abs() <= tolerance
+}
+
+fn make_in_parallel(jobs: Vec<Box<dyn FnOnce() + Send>>) {
+    let handles: Vec<_> = jobs.into_iter().map(std::thread::spawn).collect();
+    for handle in handles {
+        if let Err(panic) = handle.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// Five moves over three clip formats, every transition, a muted move and a clip
+/// shorter than its slot; the result is measured frame by frame.
+#[test]
+fn five_moves_three_formats_every_transition() {
+    let sandbox = Sandbox::new();
+    {
+        let (a, b, c, song) =
+            (sandbox.key("media/a.mp4"), sandbox.key("media/b.mp4"), sandbox.key("media/c.mp4"), sandbox.key("media/song.mp3"));
+        make_in_parallel(vec![
+            Box::new(move || media::make_clip(&a, &CLIP_A)),
+            Box::new(move || media::make_clip(&b, &CLIP_B)),
+            Box::new(move || {
+                media::make_clip(&c, &CLIP_C);
+                media::make_song_mp3(&song, 30.0);
+            }),
+        ]);
+    }
+    // (clip spec, trim_start) of each move; moves last 4 s.
+    let moves: [(&media::ClipSpec, f64); 5] = [(&CLIP_A, 1.0), (&CLIP_B, 0.0), (&CLIP_C, 2.0), (&CLIP_A, 5.0), (&CLIP_B, 3.0)];
+    let document = blueprint(
+        "run-main-1",
+        "media/song.mp3",
+        vec![
+            movement("m0", "media/a.mp4", 0.0, 4.0, 1.0, "cut", 1.0),
+            movement("m1", "media/b.mp4", 4.0, 4.0, 0.0, "crossfade", 1.0),
+            movement("m2", "media/c.mp4", 8.0, 4.0, 2.0, "fade_black", 1.0),
+            movement("m3", "media/a.mp4", 12.0, 4.0, 5.0, "fade_white", 0.0),
+            movement("m4", "media/b.mp4", 16.0, 4.0, 3.0, "cut", 1.0),
+        ],
+        "out/result.mp4",
+        30.0,
+    );
+    assert_eq!(document["total_duration"], 20.0);
+    let started = std::time::Instant::now();
+    let run = sandbox.run(&document.to_string(), &[]);
+    println!("run took {:.1} s; stages {:?}", started.elapsed().as_secs_f64(), run.stages());
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+
+    let mut checks = Checks::default();
+    // Status lines.
+    let last = run.last().clone();
+    checks.check(last["status"] == "completed", format!("last status is completed: {}", last["status"]));
+    checks.check(last["progress"] == 100, format!("last progress is 100: {}", last["progress"]));
+    checks.check(last["stage"] == "done", format!("last stage is done: {}", last["stage"]));
+    checks.check(run.lines.iter().all(|l| l["task_id"] == "run-main-1" || l["task_id"].is_null()), "every line names the task (or null before validation)".into());
+    checks.check(last["task_id"] == "run-main-1", format!("completed line names the task: {}", last["task_id"]));
+    let progress: Vec<u64> = run.lines.iter().map(|l| l["progress"].as_u64().expect("progress is an integer")).collect();
+    checks.check(progress.windows(2).all(|w| w[0] <= w[1]) && progress.iter().all(|&p| p <= 100), format!("progress is non-decreasing within 0..=100: {progress:?}"));
+    checks.check(run.lines.iter().all(|l| l["error"].is_null()), "no line carries an error".into());
+    for stage in ["validate", "fetch", "probe", "plan", "encode", "upload", "done"] {
+        checks.check(run.ran_stage(stage), format!("a status line for stage {stage}"));
+    }
+    let result = &last["result"];
+    checks.check(result["output_path"] == "out/result.mp4", format!("result output_path: {}", result["output_path"]));
+    checks.check(result["moves_count"] == 5, format!("result moves_count: {}", result["moves_count"]));
+    checks.check(result["timings"].is_object(), "result has timings".into());
+    let warnings = result["warnings"].as_array().cloned().unwrap_or_default();
+    checks.check(warnings.iter().any(|w| w["pointer"] == "/moves/4" && w["message"].is_string()), format!("warning for /moves/4 (B is 3.2 s after its trim): {warnings:?}"));
+    checks.check(!warnings.iter().any(|w| w["pointer"].as_str().is_some_and(|p| p.starts_with("/moves/0") || p.starts_with("/moves/1") || p.starts_with("/moves/2") || p.starts_with("/moves/3"))), format!("no warning for moves that fit: {warnings:?}"));
+
+    let output = sandbox.key("out/result.mp4");
+    assert!(output.is_file(), "no result at out/result.mp4\n{}", run.describe());
+    let file_size = std::fs::metadata(&output).unwrap().len();
+    checks.check(result["file_size"] == file_size, format!("result file_size {} = {file_size}", result["file_size"]));
+    if let Some(duration) = result["duration"].as_f64() {
+        checks.near("result duration", duration, 20.0, 1.0 / 30.0);
+    } else {
+        checks.check(false, format!("result duration is a number: {}", result["duration"]));
+    }
+    checks.check(sandbox.work_leftovers().is_empty(), format!("work folder removed: {:?}", sandbox.work_leftovers()));
+
+    // Streams.
+    let probe = media::probe(&output);
+    let video = probe.video();
+    let audio = probe.audio();
+    checks.check(video.codec() == "h264", format!("video codec h264: {}", video.codec()));
+    checks.check(video.int("width") == 1280 && video.int("height") == 720, format!("1280x720 (the first clip's size): {}x{}", video.int("width"), video.int("height")));
+    checks.check(video.text("r_frame_rate") == "30/1", format!("r_frame_rate 30/1: {}", video.text("r_frame_rate")));
+    checks.check(video.text("pix_fmt") == "yuv420p", format!("pix_fmt yuv420p: {}", video.text("pix_fmt")));
+    let frames = video.packets();
+    checks.check((599..=601).contains(&frames), format!("600 ± 1 video frames: {frames}"));
+    checks.check(audio.codec() == "aac", format!("audio codec aac: {}", audio.codec()));
+    let (video_seconds, audio_seconds) = (video.duration(), audio.duration());
+    checks.near("video duration", video_seconds, 20.0, 1.0 / 30.0);
+    checks.near("audio duration", audio_seconds, 20.0, 1.0 / 30.0);
+    checks.near("audio - video duration", audio_seconds - video_seconds, 0.0, 1024.0 / 48_000.0 + 1e-6);
+    checks.notes.push(format!(
+        "info: format duration {:.6}, video {video_seconds:.6} s, audio {audio_seconds:.6} s, audio {} Hz {} channel(s), {} audio packets",
+        probe.format_duration(),
+        audio.int("sample_rate"),
+        audio.int("channels"),
+        audio.packets()
+    ));
+
+    // Each move's midpoint shows its clip at trim_start + offset.
+    for (index, (clip, trim)) in moves.iter().enumerate() {
+        let t = 4.0 * index as f64 + 2.0;
+        let yuv = media::frame_at(&output, t);
+        checks.check(chroma_is(yuv, clip.chroma, 12), format!("t={t}: move {index} chroma {:?}: {yuv}", clip.chroma));
+        checks.near(&format!("t={t}: move {index} luma"), yuv.y as f64, media::luma_at(trim + 2.0), 8.0);
+    }
+    // Late in move 4: B ran out at 6.17 s of source and holds its last frame.
+    for t in [19.5, 19.8] {
+        let yuv = media::frame_at(&output, t);
+        checks.check(chroma_is(yuv, CLIP_B.chroma, 12), format!("t={t}: held frame is B's {:?}: {yuv}", CLIP_B.chroma));
+        checks.near(&format!("t={t}: held last frame luma"), yuv.y as f64, media::luma_at(CLIP_B.last_frame_time()), 8.0);
+    }
+    // Crossfade A -> B centred on 4.0 over 1 s: pure A before 3.5, pure B after 4.5.
+    let before = media::frame_at(&output, 3.4);
+    checks.check(chroma_is(before, CLIP_A.chroma, 12), format!("t=3.4 (before the crossfade): A {:?}: {before}", CLIP_A.chroma));
+    let blend = media::frame_at(&output, 4.0);
+    let (ua, ub) = (CLIP_A.chroma.0 as i32, CLIP_B.chroma.0 as i32);
+    let u = blend.u as i32;
+    checks.check(u >= ua + 20 && u <= ub - 20, format!("t=4.0 (crossfade centre): U between A's {ua} and B's {ub}, not either: {blend}"));
+    checks.near("t=4.0: crossfade centre U (half way)", u as f64, (ua + ub) as f64 / 2.0, 25.0);
+    let after = media::frame_at(&output, 4.6);
+    checks.check(chroma_is(after, CLIP_B.chroma, 12), format!("t=4.6 (after the crossfade): B {:?}: {after}", CLIP_B.chroma));
+    // fade_black B -> C at 8.0: the boundary frame is black.
+    let black = media::frame_at(&output, 8.0);
+    checks.check(black.y <= 24 && (black.u as i32 - 128).abs() <= 8 && (black.v as i32 - 128).abs() <= 8, format!("t=8.0 (fade_black boundary): black: {black}"));
+    let dimming = media::frame_at(&output, 7.75);
+    checks.check((dimming.y as f64) < media::luma_at(3.75) - 10.0, format!("t=7.75: B fading out, darker than {:.0}: {dimming}", media::luma_at(3.75)));
+    let pre_black = media::frame_at(&output, 7.4);
+    checks.check(chroma_is(pre_black, CLIP_B.chroma, 12), format!("t=7.4 (before the fade-out): B {:?}: {pre_black}", CLIP_B.chroma));
+    let post_black = media::frame_at(&output, 8.6);
+    checks.check(chroma_is(post_black, CLIP_C.chroma, 12), format!("t=8.6 (after the fade-in): C {:?}: {post_black}", CLIP_C.chroma));
+    checks.near("t=8.6: C luma", post_black.y as f64, media::luma_at(2.6), 8.0);
+    // fade_white C -> A at 12.0: the boundary frame is white.
+    let white = media::frame_at(&output, 12.0);
+    checks.check(white.y >= 225 && (white.u as i32 - 128).abs() <= 8 && (white.v as i32 - 128).abs() <= 8, format!("t=12.0 (fade_white boundary): white: {white}"));
+    let post_white = media::frame_at(&output, 12.6);
+    checks.check(chroma_is(post_white, CLIP_A.chroma, 12), format!("t=12.6 (after the fade-in): A {:?}: {post_white}", CLIP_A.chroma));
+    checks.near("t=12.6: A luma", post_white.y as f64, media::luma_at(5.6), 8.0);
+    // Letterbox: the 4:3 clip C is pillarboxed in 16:9, not stretched.
+    let bar = media::frame_region_at(&output, 10.0, media::LEFT_EDGE);
+    checks.check(bar.y <= 24 && (bar.u as i32 - 128).abs() <= 8 && (bar.v as i32 - 128).abs() <= 8, format!("t=10: left edge is a black bar (C is 4:3): {bar}"));
+
+    // Audio: the song, muted during move 3.
+    let samples = media::audio_samples(&output, 48_000);
+    checks.notes.push(format!("info: decoded {} audio samples = {:.6} s", samples.len(), samples.len() as f64 / 48_000.0));
+    let loud = media::rms(&samples, 48_000, 1.0, 3.0);
+    checks.check(loud > 0.02, format!("RMS [1, 3] (song at volume 1) > 0.02: {loud:.5}"));
+    let muted = media::rms(&samples, 48_000, 12.2, 15.8);
+    checks.check(muted < 1e-3, format!("RMS [12.2, 15.8] (move 3, volume 0) < 1e-3: {muted:.6}"));
+    let back = media::rms(&samples, 48_000, 16.2, 19.8);
+    checks.check(back > 0.02, format!("RMS [16.2, 19.8] (move 4, volume 1 again) > 0.02: {back:.5}"));
+    for (t0, t1) in [(4.2, 7.8), (8.2, 11.8)] {
+        let level = media::rms(&samples, 48_000, t0, t1);
+        checks.notes.push(format!("info: RMS [{t0}, {t1}] = {level:.5}"));
+    }
+
+    checks.finish(&run.describe());
+}
+
+/// `--strict` turns the short-clip warning into a failure before anything is encoded.
+#[test]
+fn strict_refuses_a_clip_shorter_than_its_move() {
+    let sandbox = Sandbox::new();
+    small_media(&sandbox);
+    // The 6 s clip from 5 s has 1 s for a 2 s move.
+    let document = small_blueprint("strict-1", "media/small.mp4", 5.0);
+    let run = sandbox.run(&document.to_string(), &["--strict"]);
+    let error = run.expect_failure(4);
+    println!("strict error: {error}");
+    assert!(error.contains("/moves/1"), "the error names the move: {error}");
+    assert!(!run.ran_stage("encode"), "an encode step ran\n{}", run.describe());
+    assert!(!sandbox.key("out/result.mp4").exists(), "an output was written");
+    sandbox.assert_work_empty(&run);
+
+    // Without --strict the same blueprint runs, with the warning.
+    let run = sandbox.run(&document.to_string(), &[]);
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    let warnings = run.last()["result"]["warnings"].as_array().cloned().unwrap_or_default();
+    assert!(warnings.iter().any(|w| w["pointer"] == "/moves/1"), "warning for /moves/1: {warnings:?}");
+    sandbox.assert_work_empty(&run);
+}
+
+#[test]
+fn missing_clip_is_a_storage_error_naming_pointer_and_key() {
+    let sandbox = Sandbox::new();
+    small_media(&sandbox);
+    let document = small_blueprint("missing-1", "media/not-there.mp4", 0.0);
+    let run = sandbox.run(&document.to_string(), &[]);
+    let error = run.expect_failure(6);
+    println!("missing clip error: {error}");
+    assert!(error.contains("/moves/1/video_path"), "the error names the pointer: {error}");
+    assert!(error.contains("media/not-there.mp4"), "the error names the key: {error}");
+    assert_eq!(run.last()["task_id"], "missing-1");
+    assert!(!run.ran_stage("encode"), "an encode step ran\n{}", run.describe());
+    assert!(!sandbox.key("out/result.mp4").exists(), "an output was written");
+    sandbox.assert_work_empty(&run);
+}
+
+#[test]
+fn text_file_named_mp4_is_a_media_error() {
+    let sandbox = Sandbox::new();
+    small_media(&sandbox);
+    std::fs::write(sandbox.key("media/notes.mp4"), "these are not the frames you are looking for\n".repeat(50)).unwrap();
+    let document = small_blueprint("not-media-1", "media/notes.mp4", 0.0);
+    let run = sandbox.run(&document.to_string(), &[]);
+    let error = run.expect_failure(4);
+    println!("text file error: {error}");
+    assert!(error.contains("/moves/1/video_path"), "the error names the pointer: {error}");
+    assert!(!run.ran_stage("encode"), "an encode step ran\n{}", run.describe());
+    assert!(!sandbox.key("out/result.mp4").exists(), "an output was written");
+    sandbox.assert_work_empty(&run);
+}
+
+#[test]
+fn trim_start_beyond_the_clip_is_a_media_error() {
+    let sandbox = Sandbox::new();
+    small_media(&sandbox);
+    // The clip lasts 6 s.
+    let document = small_blueprint("trim-1", "media/small.mp4", 7.0);
+    let run = sandbox.run(&document.to_string(), &[]);
+    let error = run.expect_failure(4);
+    println!("trim error: {error}");
+    assert!(error.contains("/moves/1/trim_start"), "the error names the pointer: {error}");
+    assert!(!run.ran_stage("encode"), "an encode step ran\n{}", run.describe());
+    assert!(!sandbox.key("out/result.mp4").exists(), "an output was written");
+    sandbox.assert_work_empty(&run);
+}
+
+#[test]
+fn invalid_json_is_refused_before_any_work() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.run(r#"{"task_id": "broken-1", "moves": [}"#, &[]);
+    let error = run.expect_failure(2);
+    println!("invalid JSON error: {error}");
+    assert_eq!(run.last()["stage"], "validate");
+    assert!(run.last()["task_id"].is_null(), "no task id before validation: {}", run.last());
+    assert!(!run.ran_stage("fetch"), "fetched anyway\n{}", run.describe());
+    sandbox.assert_work_empty(&run);
+}
+
+#[test]
+fn key_escaping_the_data_folder_is_refused() {
+    let sandbox = Sandbox::new();
+    small_media(&sandbox);
+    // A real clip just outside the data folder: a key must never reach it.
+    let outside = sandbox.root.path().join("outside.mp4");
+    media::make_clip(&outside, &CLIP_SMALL.with_seconds(2.0));
+    let before = std::fs::read(&outside).unwrap();
+    for key in ["../outside.mp4", "media/../../outside.mp4"] {
+        let document = small_blueprint("escape-1", key, 0.0);
+        let run = sandbox.run(&document.to_string(), &[]);
+        let error = run.expect_failure(2);
+        println!("escape {key} error: {error}");
+        assert!(error.contains("/moves/1/video_path"), "the error names the pointer: {error}");
+        assert!(!run.ran_stage("fetch"), "fetched anyway\n{}", run.describe());
+        assert!(!sandbox.key("out/result.mp4").exists(), "an output was written");
+        sandbox.assert_work_empty(&run);
+    }
+    assert_eq!(std::fs::read(&outside).unwrap(), before, "the outside file changed");
+}
+
+/// The hostile guest's fixed blueprint needs `media/clip.mp4` and `media/song.wav`.
+fn hostile_plan(behaviour: &str, extra: &[&str]) -> (Sandbox, Run) {
+    let sandbox = Sandbox::new();
+    media::make_clip(&sandbox.key("media/clip.mp4"), &CLIP_SMALL.with_seconds(3.0));
+    media::make_song_wav(&sandbox.key("media/song.wav"), 3.0);
+    let mut args = vec!["--guest", HOSTILE];
+    args.extend_from_slice(extra);
+    let run = sandbox.run(&format!("plan:{behaviour}"), &args);
+    (sandbox, run)
+}
+
+fn hostile_plan_is_refused_by_policy(behaviour: &str) {
+    let escaped = Path::new("/tmp/escaped.mp4");
+    let existed_before = escaped.exists();
+    let (sandbox, run) = hostile_plan(behaviour, &[]);
+    let error = run.expect_failure(3);
+    println!("hostile plan {behaviour}: {error}");
+    assert!(error.contains("refused by policy"), "{behaviour}: not a policy refusal: {error}\n{}", run.describe());
+    assert_eq!(run.last()["stage"], "plan", "{behaviour}: failed at another stage\n{}", run.describe());
+    assert!(!run.ran_stage("encode"), "{behaviour}: an FFmpeg step ran\n{}", run.describe());
+    assert!(!sandbox.key("out/hostile.mp4").exists(), "{behaviour}: an output was written");
+    if !existed_before {
+        assert!(!escaped.exists(), "{behaviour}: {} was created", escaped.display());
+    }
+    sandbox.assert_work_empty(&run);
+}
+
+macro_rules! hostile_plan_tests {
+    ($($name:ident => $behaviour:literal,)*) => {$(
+        #[test]
+        fn $name() {
+            hostile_plan_is_refused_by_policy($behaviour);
+        }
+    )*};
+}
+
+hostile_plan_tests! {
+    hostile_plan_path_literal => "path-literal",
+    hostile_plan_url => "url",
+    hostile_plan_lavfi_movie => "lavfi-movie",
+    hostile_plan_forbidden_filter => "forbidden-filter",
+    hostile_plan_temp_before_write => "temp-before-write",
+    hostile_plan_ten_thousand_steps => "ten-thousand-steps",
+}
+
+#[test]
+fn hostile_plan_spin_stops_on_fuel() {
+    let started = std::time::Instant::now();
+    let (sandbox, run) = hostile_plan("spin", &["--fuel", "100000000"]);
+    let error = run.expect_failure(3);
+    println!("hostile plan spin: {error} ({:.1} s)", started.elapsed().as_secs_f64());
+    assert!(error.contains("sandbox limit"), "not a sandbox limit: {error}");
+    assert!(!run.ran_stage("encode"), "an FFmpeg step ran\n{}", run.describe());
+    assert!(!sandbox.key("out/hostile.mp4").exists(), "an output was written");
+    sandbox.assert_work_empty(&run);
+}
