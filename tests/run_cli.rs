@@ -431,6 +431,25 @@ fn text_file_named_mp4_is_a_media_error() {
     sandbox.assert_work_empty(&run);
 }
 
+/// A "clip" whose bytes are an HLS playlist naming a file outside the data folder:
+/// FFmpeg would follow it if it chose the demuxer from the content alone.
+#[test]
+fn playlist_disguised_as_a_clip_is_refused() {
+    let sandbox = Sandbox::new();
+    small_media(&sandbox);
+    let outside = sandbox.key("../outside-secret.mp4");
+    media::make_clip(&outside, &CLIP_SMALL);
+    let playlist = format!("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:6,\nfile://{}\n#EXT-X-ENDLIST\n", outside.display());
+    std::fs::write(sandbox.key("media/playlist.mp4"), playlist).unwrap();
+    let document = small_blueprint("hls-1", "media/playlist.mp4", 0.0);
+    let run = sandbox.run(&document.to_string(), &[]);
+    let error = run.expect_failure(4);
+    println!("playlist error: {error}");
+    assert!(error.contains("/moves/1/video_path") && error.contains("container format"), "{error}");
+    assert!(!run.ran_stage("encode"), "an encode step ran\n{}", run.describe());
+    sandbox.assert_work_empty(&run);
+}
+
 #[test]
 fn trim_start_beyond_the_clip_is_a_media_error() {
     let sandbox = Sandbox::new();
