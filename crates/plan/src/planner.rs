@@ -33,8 +33,11 @@ const ENCODER_PRESET: &str = "veryfast";
 const VOLUME_RAMP_SECONDS: f64 = 0.02;
 /// Audio is processed in frames of this many samples so volume ramps are smooth.
 const VOLUME_FRAME_SAMPLES: u32 = 64;
-/// Volume terms per `volume` filter, keeping each argument far below exec's limit.
+/// Volume terms per `volume` filter (each filter evaluates its expression per frame).
 const VOLUME_TERMS_PER_FILTER: usize = 200;
+/// Volume changes one song may have: the audio graph is one FFmpeg argument, which
+/// must stay well below Linux's 128 KiB limit (a term is at most ~75 bytes).
+pub const MAX_VOLUME_CHANGES: usize = 1_000;
 const OUTPUT_SAMPLE_RATE: &str = "48000";
 /// EBU R128 targets used by streaming platforms.
 const LOUDNORM: &str = "loudnorm=I=-16:TP=-1.5:LRA=11";
@@ -53,9 +56,6 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
         errors.push(note("/audio_path", format!("{} has no audio stream", song.key)));
     }
     let clips = clip_lengths(validated, &request.inputs, &mut errors);
-    if !errors.is_empty() {
-        return Err(errors);
-    }
     let rate = FrameRate::from_fps(validated.output.frame_rate);
     let (width, height) = output_size(validated, &request.inputs);
     let timeline = Timeline::new(validated, rate);
@@ -67,6 +67,9 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
             continue;
         }
         let span = clips[m.clip as usize];
+        if span.length <= 0.0 {
+            continue; // already reported: no video stream, or one of unknown length
+        }
         let usable_end = usable_end(span, m);
         let half_frame = 0.5 / rate.fps();
         let key = &validated.clip_keys[m.clip as usize];
@@ -88,6 +91,13 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
             }
         }
     }
+    let shown: Vec<usize> = (0..validated.moves.len()).filter(|&i| timeline.frames(i) > 0).collect();
+    if validated.output.add_audio_overlay {
+        let changes = volume_terms(validated, &timeline, &shown).len();
+        if changes > MAX_VOLUME_CHANGES {
+            errors.push(note("/moves", format!("the song's volume changes {changes} times (runs of moves with a volume_adjustment other than 1); at most {MAX_VOLUME_CHANGES} are supported")));
+        }
+    }
     if request.strict && errors.is_empty() {
         errors.extend(warnings.iter().map(|w| note(&w.pointer, format!("{} (strict)", w.message))));
     }
@@ -99,7 +109,6 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     let mut temps = Vec::new();
     let mut steps = Vec::new();
     let mut parts = Vec::new();
-    let shown: Vec<usize> = (0..validated.moves.len()).filter(|&i| timeline.frames(i) > 0).collect();
     let blends = blends(validated, &timeline, &shown, rate);
     for (position, &index) in shown.iter().enumerate() {
         let segment = Segment {
@@ -471,21 +480,26 @@ fn final_step(validated: &Validated, timeline: &Timeline, shown: &[usize], list:
     Invocation { args, media_seconds: length, label: "join and add the song".to_owned() }
 }
 
-/// One term per move whose volume is not 1: `(v-1) * w(t)`, where `w` is 1 inside the
-/// move's slot and ramps over [`VOLUME_RAMP_SECONDS`] centred on its edges, so the
-/// weights of neighbouring moves always add up to 1.
+/// One term per run of consecutive moves sharing a volume other than 1: `(v-1) * w(t)`,
+/// where `w` is 1 inside the run and ramps over [`VOLUME_RAMP_SECONDS`] centred on its
+/// edges, so the weights of neighbouring runs always add up to 1.
 fn volume_terms(validated: &Validated, timeline: &Timeline, shown: &[usize]) -> Vec<String> {
     let ramp = secs(VOLUME_RAMP_SECONDS);
-    let last = shown.last().copied();
-    shown
-        .iter()
-        .filter(|&&index| (validated.moves[index].volume - 1.0).abs() > 1e-9)
-        .map(|&index| {
-            let gain = secs(1.0 - validated.moves[index].volume);
-            // Outer edges of the video get no ramp: the move's volume applies from the very start or to the very end.
-            let start = if index == shown[0] { -1.0 } else { timeline.start_seconds(index) };
-            let end = if Some(index) == last { timeline.total_seconds() + 1.0 } else { timeline.end_seconds(index) };
-            format!("-{gain}*clip((t-{})/{ramp}+0.5,0,1)*clip(({}-t)/{ramp}+0.5,0,1)", signed_secs(start), secs(end))
+    let mut runs: Vec<(f64, usize, usize)> = Vec::new();
+    for (position, &index) in shown.iter().enumerate() {
+        let volume = validated.moves[index].volume;
+        match runs.last_mut() {
+            Some((run_volume, _, last)) if (*run_volume - volume).abs() < 1e-9 => *last = position,
+            _ => runs.push((volume, position, position)),
+        }
+    }
+    runs.into_iter()
+        .filter(|(volume, _, _)| (volume - 1.0).abs() > 1e-9)
+        .map(|(volume, first, last)| {
+            // The outer edges of the video get no ramp: the volume holds from the very start or to the very end.
+            let start = if first == 0 { -1.0 } else { timeline.start_seconds(shown[first]) };
+            let end = if last + 1 == shown.len() { timeline.total_seconds() + 1.0 } else { timeline.end_seconds(shown[last]) };
+            format!("-{}*clip((t-{})/{ramp}+0.5,0,1)*clip(({}-t)/{ramp}+0.5,0,1)", secs(1.0 - volume), signed_secs(start), secs(end))
         })
         .collect()
 }

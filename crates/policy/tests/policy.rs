@@ -862,4 +862,71 @@ mod planner {
         validated.total_duration = 2_000.0 * 2.0 * beat;
         assert_planner_output_passes(validated, 8.0);
     }
+
+    /// Random timelines (durations, gaps of less than a frame, every transition, short
+    /// and long clips, odd frame rates): whatever the planner accepts, the policy
+    /// accepts, and its segments hold exactly the timeline's frames.
+    #[test]
+    fn random_timelines_plan_to_exact_frame_counts_the_policy_accepts() {
+        use br_plan::{Arg, Step};
+        let mut random = super::Random(0x5eed_1234_abcd_0001);
+        let transitions = [Transition::Cut, Transition::Crossfade, Transition::FadeBlack, Transition::FadeWhite];
+        let (mut planned, mut refused) = (0, 0);
+        for case in 0..300 {
+            let mut validated = example();
+            validated.output.frame_rate = *random.pick(&[24.0, 25.0, 29.97, 30.0, 59.94, 12.5]);
+            validated.output.transition_duration = random.below(200) as f64 / 100.0;
+            validated.output.fade_duration = random.below(100) as f64 / 100.0;
+            let template = validated.moves[0].clone();
+            let count = 1 + random.below(30);
+            let mut start = 0.0;
+            validated.moves = (0..count)
+                .map(|index| {
+                    let duration = (2 + random.below(800)) as f64 / 100.0;
+                    let slot = MoveSlot {
+                        clip: (index % validated.clip_keys.len()) as u32,
+                        start,
+                        duration,
+                        trim_start: random.below(400) as f64 / 100.0,
+                        transition: *random.pick(&transitions),
+                        volume: *random.pick(&[1.0, 0.0, 0.5]),
+                        ..template.clone()
+                    };
+                    start += duration;
+                    slot
+                })
+                .collect();
+            validated.total_duration = start;
+            let rate = br_plan::FrameRate::from_fps(validated.output.frame_rate);
+            let expected_frames = rate.frame_at(validated.total_duration).max(1);
+            let clip_seconds = (50 + random.below(1000)) as f64 / 100.0;
+            let inputs = inputs(&validated, clip_seconds);
+            let input_count = inputs.len() as u32;
+            let plan = match br_plan::plan(&PlanRequest { validated, inputs, strict: false }) {
+                Ok(plan) => plan,
+                Err(errors) => {
+                    assert!(errors.iter().all(|e| e.pointer.starts_with("/moves/") && e.pointer.ends_with("/trim_start")), "case {case}: {errors:?}");
+                    refused += 1;
+                    continue;
+                }
+            };
+            planned += 1;
+            if let Err(violation) = check(&plan, input_count, &PolicyLimits::default()) {
+                panic!("case {case}: {violation}");
+            }
+            let frames: u64 = plan
+                .steps
+                .iter()
+                .filter_map(|step| match step {
+                    Step::Ffmpeg(invocation) => invocation.args.windows(2).find_map(|pair| match pair {
+                        [Arg::Literal(name), Arg::Literal(value)] if name == "-frames:v" => value.parse::<u64>().ok(),
+                        _ => None,
+                    }),
+                    _ => None,
+                })
+                .sum();
+            assert_eq!(frames, expected_frames, "case {case}");
+        }
+        assert!(planned > 100 && refused > 0, "planned {planned}, refused {refused}");
+    }
 }

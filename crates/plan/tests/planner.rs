@@ -1,0 +1,190 @@
+//! The planner's timing arithmetic and its refusals, on data (no FFmpeg here: the
+//! end-to-end tests in `tests/run_cli.rs` check the frames FFmpeg makes of a plan).
+
+use br_blueprint::{Transition, Validated};
+use br_plan::{plan, Arg, AudioFacts, MediaFacts, Plan, PlanRequest, Step, VideoFacts};
+
+fn example() -> Validated {
+    br_blueprint::validate(include_str!("../../../examples/backend-blueprint.json")).unwrap_or_else(|errors| panic!("{errors:?}"))
+}
+
+fn clip(key: &str, seconds: f64) -> MediaFacts {
+    MediaFacts {
+        key: key.into(),
+        duration: seconds,
+        video: Some(VideoFacts { codec: "h264".into(), width: 1280, height: 720, frame_rate: 30.0, pixel_format: "yuv420p".into(), duration: seconds }),
+        audio: Some(AudioFacts { codec: "aac".into(), sample_rate: 48_000, channels: 2, duration: seconds }),
+    }
+}
+
+fn song(seconds: f64) -> MediaFacts {
+    MediaFacts { key: "song.mp3".into(), duration: seconds, video: None, audio: Some(AudioFacts { codec: "mp3".into(), sample_rate: 44_100, channels: 2, duration: seconds }) }
+}
+
+fn request(validated: Validated, clip_seconds: f64) -> PlanRequest {
+    let inputs = std::iter::once(song(validated.total_duration + 10.0)).chain(validated.clip_keys.iter().map(|k| clip(k, clip_seconds))).collect();
+    PlanRequest { validated, inputs, strict: false }
+}
+
+fn literal_after(args: &[Arg], option: &str) -> Option<String> {
+    args.windows(2).find_map(|pair| match pair {
+        [Arg::Literal(name), Arg::Literal(value)] if name == option => Some(value.clone()),
+        _ => None,
+    })
+}
+
+fn segments(plan: &Plan) -> Vec<&[Arg]> {
+    plan.steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Ffmpeg(invocation) if invocation.args.iter().any(|a| matches!(a, Arg::Temp(_))) && !invocation.args.contains(&Arg::Output) => Some(invocation.args.as_slice()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn segment_frames(plan: &Plan) -> Vec<u64> {
+    segments(plan).iter().map(|args| literal_after(args, "-frames:v").expect("-frames:v").parse().expect("a number")).collect()
+}
+
+fn concat_seconds(plan: &Plan) -> f64 {
+    plan.steps
+        .iter()
+        .find_map(|step| match step {
+            Step::WriteConcatList(list) => Some(list.parts.iter().map(|p| p.duration).sum()),
+            _ => None,
+        })
+        .expect("a concat list")
+}
+
+#[test]
+fn the_backend_blueprint_fills_exactly_its_timeline() {
+    let plan = plan(&request(example(), 10.0)).unwrap();
+    let frames = segment_frames(&plan);
+    assert_eq!(frames.len(), 22, "one segment per move");
+    assert_eq!(frames.iter().sum::<u64>(), 176 * 30, "the segments hold exactly total_duration of frames");
+    assert!((concat_seconds(&plan) - 176.0).abs() < 1e-6);
+    // Crossfades of 0.5 s = 15 frames: 7 before each boundary, 8 after; each is
+    // rendered by the outgoing segment, so every segment but the first starts 8 frames
+    // into its move and every one but the last ends 8 frames into the next.
+    assert_eq!(frames[0], 240 + 8);
+    assert!(frames[1..21].iter().all(|&f| f == 240), "{frames:?}");
+    assert_eq!(frames[21], 240 - 8);
+    for args in segments(&plan) {
+        let inputs = args.iter().filter(|a| matches!(a, Arg::Input(_))).count();
+        assert!(inputs <= 2, "a segment reads its own clip and at most the next one");
+    }
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    let last = match plan.steps.last() {
+        Some(Step::Ffmpeg(invocation)) => invocation,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(literal_after(&last.args, "-c:v").as_deref(), Some("copy"), "frames are encoded once, in their segment");
+    assert_eq!(literal_after(&last.args, "-movflags").as_deref(), Some("+faststart"));
+    assert_eq!(literal_after(&last.args, "-t").as_deref(), Some("176"));
+}
+
+#[test]
+fn ntsc_rates_and_off_grid_starts_keep_the_total() {
+    let mut validated = example();
+    validated.output.frame_rate = 29.97;
+    // Beats rarely fall on frames: shift every boundary by a third of a frame.
+    for (k, m) in validated.moves.iter_mut().enumerate() {
+        m.start = 8.0 * k as f64 + if k > 0 { 0.011 } else { 0.0 };
+    }
+    let plan = plan(&request(validated, 10.0)).unwrap();
+    let frames = segment_frames(&plan);
+    assert_eq!(frames.iter().sum::<u64>(), (176.0_f64 * 30000.0 / 1001.0).round() as u64);
+    let graph = literal_after(segments(&plan)[0], "-filter_complex").unwrap();
+    assert!(graph.contains("fps=30000/1001") && graph.contains("settb=1001/30000"), "{graph}");
+}
+
+#[test]
+fn a_clip_shorter_than_its_move_is_held_with_a_warning_or_refused_when_strict() {
+    let mut request = request(example(), 10.0);
+    request.inputs[3] = clip(&request.validated.clip_keys[2], 6.2);
+    let plan = plan(&request).unwrap();
+    let pointers: Vec<_> = plan.warnings.iter().map(|w| w.pointer.as_str()).collect();
+    // That clip serves moves 2 and 20.
+    assert_eq!(pointers, ["/moves/2", "/moves/20"], "{:?}", plan.warnings);
+    let graph = literal_after(segments(&plan)[2], "-filter_complex").unwrap();
+    assert!(graph.contains("tpad=stop_mode=clone"), "the last frame is held: {graph}");
+
+    request.strict = true;
+    let errors = br_plan::plan(&request).err().expect("strict refuses");
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0].pointer, "/moves/2");
+}
+
+#[test]
+fn media_that_cannot_serve_the_blueprint_is_refused_with_pointers() {
+    let mut bad = request(example(), 10.0);
+    bad.validated.moves[4].trim_start = 10.0;
+    bad.inputs[0].audio = None;
+    bad.inputs[8].video = None;
+    let errors = plan(&bad).err().expect("refused");
+    let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
+    assert!(pointers.contains(&"/audio_path"), "{errors:?}");
+    assert!(pointers.contains(&"/moves/4/trim_start"), "{errors:?}");
+    let without_video = bad.validated.moves.iter().position(|m| m.clip == 7).unwrap();
+    assert!(pointers.contains(&format!("/moves/{without_video}/video_path").as_str()), "{errors:?}");
+
+    let mut trimmed_away = request(example(), 10.0);
+    trimmed_away.validated.moves[3].trim_end = 10.0;
+    assert_eq!(plan(&trimmed_away).err().expect("refused")[0].pointer, "/moves/3/trim_end");
+
+    let mut wrong_count = request(example(), 10.0);
+    wrong_count.inputs.pop();
+    assert!(plan(&wrong_count).is_err());
+}
+
+#[test]
+fn fades_and_the_first_crossfade() {
+    let mut validated = example();
+    validated.moves[0].transition = Transition::Crossfade;
+    validated.moves[5].transition = Transition::FadeBlack;
+    validated.moves[9].transition = Transition::FadeWhite;
+    let plan = plan(&request(validated, 10.0)).unwrap();
+    let graphs: Vec<String> = segments(&plan).iter().map(|a| literal_after(a, "-filter_complex").unwrap()).collect();
+    assert!(graphs[0].contains("fade=t=in:st=0:d=0.25:color=black"), "{}", graphs[0]);
+    // Segment 4 starts 8 frames into its move (the crossfade into it is rendered by
+    // segment 3), so the fade out starts 0.3 s before its end: 232/30 - 0.3.
+    assert!(graphs[4].contains("fade=t=out:st=7.433333:d=0.3:color=black"), "{}", graphs[4]);
+    assert!(!graphs[4].contains("xfade"), "no crossfade into a fading move");
+    assert!(graphs[5].contains("fade=t=in:st=0:d=0.3:color=black"), "{}", graphs[5]);
+    assert!(graphs[9].contains("color=white"), "{}", graphs[9]);
+}
+
+#[test]
+fn volume_runs_become_one_ramped_term_each() {
+    let mut validated = example();
+    for k in 3..6 {
+        validated.moves[k].volume = 0.5;
+    }
+    validated.moves[10].volume = 0.0;
+    let plan = plan(&request(validated, 10.0)).unwrap();
+    let Some(Step::Ffmpeg(last)) = plan.steps.last() else { panic!() };
+    let audio = literal_after(&last.args, "-filter_complex").unwrap();
+    assert_eq!(audio.matches("clip((t-").count(), 2, "{audio}");
+    assert!(audio.contains("-0.5*clip((t-24)/0.02+0.5,0,1)*clip((48-t)/0.02+0.5,0,1)"), "{audio}");
+    assert!(audio.contains("-1*clip((t-80)/0.02+0.5,0,1)"), "{audio}");
+}
+
+#[test]
+fn too_many_volume_changes_are_refused() {
+    let mut validated = example();
+    let template = validated.moves[1].clone();
+    validated.moves = (0..2_000)
+        .map(|k| {
+            let mut m = template.clone();
+            m.start = k as f64;
+            m.duration = 1.0;
+            m.volume = if k % 2 == 0 { 0.2 } else { 0.4 };
+            m.transition = Transition::Cut;
+            m
+        })
+        .collect();
+    validated.total_duration = 2_000.0;
+    let errors = plan(&request(validated, 10.0)).err().expect("2,000 volume changes are refused");
+    assert_eq!(errors[0].pointer, "/moves", "{errors:?}");
+}
