@@ -4,7 +4,8 @@ command and every descendant, and the peak of the SUM of their resident memory
 (sampled every 20 ms from /proc), plus the largest single process.
 
     scripts/treepeak.py OUT.json -- command args...
-Prints the figures as JSON and writes them to OUT.json. Exits with the command's code.
+Prints the figures as JSON on stderr (stdout stays the command's) and writes them to
+OUT.json. Exits with the command's code.
 """
 import json
 import os
@@ -77,7 +78,7 @@ def main():
         "processes_at_tree_peak": peak["processes"],
         "peak_rss_single_process_mib": round(peak["single_kib"] / 1024, 1),
     }
-    print(json.dumps(figures, indent=2))
+    print(json.dumps(figures, indent=2), file=sys.stderr)
     with open(out, "w") as f:
         json.dump(figures, f, indent=2)
     sys.exit(code)
