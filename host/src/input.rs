@@ -7,22 +7,30 @@ use std::path::PathBuf;
 use br_blueprint::limits::MAX_BLUEPRINT_BYTES;
 
 pub const BLUEPRINT_ENV: &str = "BLUEPRINT_JSON";
+/// A `gs://bucket/key` address of the blueprint (Cloud Run limits the size of env vars).
+pub const BLUEPRINT_URI_ENV: &str = "BLUEPRINT_URI";
 
 #[derive(Debug, Clone)]
 pub enum Source {
     File(PathBuf),
     Stdin,
     Env,
+    /// `gs://bucket/key`, read by the caller through the GCS backend.
+    Uri(String),
 }
 
 impl Source {
-    /// `None` and no `BLUEPRINT_JSON` is a usage error.
+    /// `None` and neither `BLUEPRINT_JSON` nor `BLUEPRINT_URI` is a usage error.
     pub fn choose(argument: Option<&str>) -> Result<Source, String> {
         match argument {
             Some("-") => Ok(Source::Stdin),
+            Some(uri) if uri.starts_with("gs://") => Ok(Source::Uri(uri.to_owned())),
             Some(path) => Ok(Source::File(PathBuf::from(path))),
             None if std::env::var_os(BLUEPRINT_ENV).is_some() => Ok(Source::Env),
-            None => Err(format!("no blueprint: give a FILE, '-' for stdin, or set {BLUEPRINT_ENV}")),
+            None => match std::env::var(BLUEPRINT_URI_ENV) {
+                Ok(uri) if !uri.is_empty() => Ok(Source::Uri(uri)),
+                _ => Err(format!("no blueprint: give a FILE, '-' for stdin, a gs:// URI, or set {BLUEPRINT_ENV} or {BLUEPRINT_URI_ENV}")),
+            },
         }
     }
 
@@ -31,6 +39,7 @@ impl Source {
             Source::File(path) => path.display().to_string(),
             Source::Stdin => "stdin".into(),
             Source::Env => BLUEPRINT_ENV.into(),
+            Source::Uri(uri) => uri.clone(),
         }
     }
 }
@@ -49,6 +58,7 @@ pub fn read(source: &Source) -> std::io::Result<Loaded> {
         Source::Env => std::env::var_os(BLUEPRINT_ENV).unwrap_or_default().into_encoded_bytes(),
         Source::Stdin => read_bounded(std::io::stdin().lock(), limit)?,
         Source::File(path) => read_bounded(std::fs::File::open(path)?, limit)?,
+        Source::Uri(uri) => return Err(std::io::Error::other(format!("{uri} must be read through the GCS backend"))),
     };
     if bytes.len() as u64 > limit {
         return Ok(Loaded::TooLarge(bytes.len() as u64));

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use futures::StreamExt;
+
 use br_blueprint::{Validated, ValidationError};
 use br_plan::{MediaFacts, PlanNote, PlanRequest};
 use br_policy::{CheckedPlan, PolicyLimits, PolicyViolation};
@@ -17,7 +19,12 @@ use crate::media;
 use crate::status::{Stage, Status, StatusSink, StatusUpdate};
 use crate::storage::{Storage, StorageError};
 
+/// ffprobe processes at a time while inputs download.
+const PARALLEL_PROBES: usize = 2;
+
 pub struct JobConfig {
+    /// Objects downloaded at the same time.
+    pub download_concurrency: usize,
     /// Parent of the per-job work folder.
     pub work_root: PathBuf,
     /// Plan warnings (a clip shorter than its slot...) fail the job.
@@ -147,28 +154,46 @@ impl Job<'_> {
         let keys: Vec<(String, String)> = std::iter::once((validated.audio_key.clone(), "/audio_path".to_owned()))
             .chain(validated.clip_keys.iter().enumerate().map(|(clip, key)| (key.clone(), first_use(&validated, clip))))
             .collect();
-        reporter.running(Stage::Fetch, Stage::Fetch.at(0.0), format!("fetching {} objects from {}", keys.len(), self.storage.describe()));
-        let mut inputs = Vec::with_capacity(keys.len());
-        for (index, (key, pointer)) in keys.iter().enumerate() {
+        reporter.running(
+            Stage::Fetch,
+            Stage::Fetch.at(0.0),
+            format!("fetching {} objects from {}, {} at a time", keys.len(), self.storage.describe(), self.config.download_concurrency),
+        );
+        // Each object is probed as soon as it is down, while others still download;
+        // probes are few at a time (each ffprobe is a process of its own).
+        let probes = tokio::sync::Semaphore::new(PARALLEL_PROBES);
+        let staging = keys.iter().enumerate().map(|(index, (key, pointer))| {
             let destination = work.path().join(staged_name(index, key));
-            self.storage
-                .fetch(key, &destination)
-                .await
-                .map_err(|error| (Stage::Fetch, Failure::Storage { pointer: Some(pointer.clone()), error }))?;
-            inputs.push(destination);
-            reporter.running(Stage::Fetch, Stage::Fetch.at((index + 1) as f64 / keys.len() as f64), format!("fetched {key}"));
+            let probes = &probes;
+            async move {
+                self.storage
+                    .fetch(key, &destination)
+                    .await
+                    .map_err(|error| (Stage::Fetch, Failure::Storage { pointer: Some(pointer.clone()), error }))?;
+                let _permit = probes.acquire().await.map_err(|e| (Stage::Probe, Failure::WorkFolder(e.to_string())))?;
+                let facts = media::probe(&self.config.ffprobe, &destination, key)
+                    .await
+                    .map_err(|e| (Stage::Probe, Failure::Media { pointer: pointer.clone(), message: e.message }))?;
+                Ok::<_, (Stage, Failure)>((index, destination, facts))
+            }
+        });
+        let mut staged = futures::stream::iter(staging).buffer_unordered(self.config.download_concurrency.max(1));
+        let mut inputs = vec![PathBuf::new(); keys.len()];
+        let mut facts: Vec<Option<MediaFacts>> = vec![None; keys.len()];
+        let mut done = 0;
+        // The first failure ends the job: dropping the stream cancels the transfers
+        // still running, and the work folder goes with them.
+        while let Some(result) = staged.next().await {
+            let (index, path, found) = result?;
+            inputs[index] = path;
+            facts[index] = Some(found);
+            done += 1;
+            reporter.running(Stage::Fetch, Stage::Fetch.at(done as f64 / keys.len() as f64), format!("fetched and probed {} ({done}/{})", keys[index].0, keys.len()));
         }
-        lap("fetch", &mut timings);
-
-        reporter.running(Stage::Probe, Stage::Probe.at(0.0), "probing the media");
-        let mut facts = Vec::with_capacity(inputs.len());
-        for ((key, pointer), path) in keys.iter().zip(&inputs) {
-            let found = media::probe(&self.config.ffprobe, path, key)
-                .await
-                .map_err(|e| (Stage::Probe, Failure::Media { pointer: pointer.clone(), message: e.message }))?;
-            facts.push(found);
-        }
-        lap("probe", &mut timings);
+        drop(staged);
+        let facts: Vec<MediaFacts> = facts.into_iter().flatten().collect();
+        reporter.running(Stage::Probe, Stage::Probe.at(1.0), format!("{} inputs probed", facts.len()));
+        lap("fetch_and_probe", &mut timings);
 
         reporter.running(Stage::Plan, Stage::Plan.at(0.0), "planning in the sandbox");
         let request = PlanRequest { validated: validated.clone(), inputs: facts.clone(), strict: self.config.strict };

@@ -64,6 +64,14 @@ enum Command {
         #[command(flatten)]
         sandbox: SandboxFlags,
     },
+    /// Download objects with the job's storage settings and print timings (JSON; used
+    /// by `scripts/bench`).
+    #[command(hide = true)]
+    BenchFetch {
+        keys: Vec<String>,
+        #[command(flatten)]
+        storage: StorageFlags,
+    },
     /// Compile the guest ahead of time into the cache (for container images).
     Precompile {
         #[command(flatten)]
@@ -75,10 +83,8 @@ enum Command {
 struct JobFlags {
     /// Blueprint file, or '-' for stdin; without it, BLUEPRINT_JSON.
     file: Option<String>,
-    /// Folder holding the blueprint's objects (keys resolve beneath it); the result is
-    /// written there under `output_path`.
-    #[arg(long, env = "DATA_DIR")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    storage: StorageFlags,
     /// Where the per-job work folder is made (default: the system's temp folder).
     #[arg(long, env = "WORK_DIR")]
     work_dir: Option<PathBuf>,
@@ -90,6 +96,39 @@ struct JobFlags {
     step_timeout: Option<u64>,
     #[command(flatten)]
     sandbox: SandboxFlags,
+}
+
+#[derive(Args, Clone)]
+struct StorageFlags {
+    /// Where objects live: `local` (a folder, --data-dir) or `gcs` (--bucket).
+    /// USE_GCS=true also selects gcs.
+    #[arg(long = "storage", env = "STORAGE", value_enum)]
+    kind: Option<run::StorageKind>,
+    /// Folder holding the blueprint's objects (keys resolve beneath it); the result is
+    /// written there under `output_path`.
+    #[arg(long, env = "DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The bucket for `--storage gcs`.
+    #[arg(long, env = "GCS_BUCKET_NAME")]
+    bucket: Option<String>,
+    /// Removed from the front of every key before it names a GCS object.
+    #[arg(long, env = "GCS_STRIP_PREFIX", default_value = "data/")]
+    strip_prefix: String,
+    /// Put in front of every GCS object name (after the strip).
+    #[arg(long, env = "GCS_OBJECT_PREFIX", default_value = "")]
+    object_prefix: String,
+    /// Objects downloaded at the same time.
+    #[arg(long, env = "DOWNLOAD_CONCURRENCY", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=64))]
+    download_concurrency: u16,
+    /// Attempts per object for transient GCS failures.
+    #[arg(long, env = "STORAGE_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+    storage_attempts: u32,
+    /// Time for one object, every attempt included, in seconds.
+    #[arg(long, env = "STORAGE_OBJECT_DEADLINE_SECS", default_value_t = 600)]
+    storage_deadline: u64,
+    /// Pause before the first retry, in milliseconds (doubles each time, with jitter).
+    #[arg(long, env = "STORAGE_FIRST_BACKOFF_MS", default_value_t = 250)]
+    storage_backoff_ms: u64,
 }
 
 #[derive(Args, Clone)]
@@ -172,6 +211,7 @@ async fn run(command: Command) -> u8 {
             };
             validate::run(validate::Request { source, json }, &sandbox).await
         }
+        Command::BenchFetch { keys, storage } => run::bench_fetch(&storage, &keys).await,
         Command::Run { job } => run::run(job, run::Mode::Run).await,
         Command::Plan { job } => run::run(job, run::Mode::PlanOnly).await,
         Command::BenchValidate { file, iterations, sandbox } => {

@@ -1,0 +1,299 @@
+//! Google Cloud Storage, through the official `google-cloud-storage` crate.
+//!
+//! Keys map to object names by one rule (README, "Storage"): a leading `strip_prefix`
+//! (default `data/`, how the backend names local files) is removed, then
+//! `object_prefix` is put in front. Every transfer is streamed between the network and
+//! a file (never a whole object in memory) and retried here, not in the crate, so that
+//! a retry always starts a fresh attempt: transient failures (connection, timeouts,
+//! 408, 429, 5xx, a short or corrupt body) get at most `max_attempts` attempts with
+//! exponential backoff and jitter inside a deadline; a 404 is final at once.
+
+use std::hash::{BuildHasher, Hasher};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use google_cloud_storage::client::Storage as Client;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{partial_name, Storage, StorageError, StorageFuture};
+
+#[derive(Debug, Clone)]
+pub struct GcsConfig {
+    pub bucket: String,
+    /// `STORAGE_EMULATOR_HOST`: talk to an emulator at this address with anonymous
+    /// credentials (the crate does not read the variable itself).
+    pub emulator_host: Option<String>,
+    pub strip_prefix: String,
+    pub object_prefix: String,
+    pub max_attempts: u32,
+    /// Total time for one object, every attempt and pause included.
+    pub object_deadline: Duration,
+    pub first_backoff: Duration,
+}
+
+impl GcsConfig {
+    /// The object name for a blueprint key (README, "Storage").
+    pub fn object_name(&self, key: &str) -> String {
+        let key = match key.strip_prefix(self.strip_prefix.as_str()) {
+            Some(rest) if !self.strip_prefix.is_empty() => rest,
+            _ => key,
+        };
+        format!("{}{key}", self.object_prefix)
+    }
+
+    pub fn new(bucket: String) -> GcsConfig {
+        GcsConfig {
+            bucket,
+            emulator_host: None,
+            strip_prefix: "data/".into(),
+            object_prefix: String::new(),
+            max_attempts: 3,
+            object_deadline: Duration::from_secs(600),
+            first_backoff: Duration::from_millis(250),
+        }
+    }
+}
+
+pub struct GcsStorage {
+    client: Client,
+    config: GcsConfig,
+    bucket_path: String,
+}
+
+/// How one attempt ended, when it did not succeed.
+enum Failure {
+    NotFound,
+    Transient(String),
+    Permanent(String),
+}
+
+fn classify(error: &google_cloud_storage::Error) -> Failure {
+    match error.http_status_code() {
+        Some(404) => Failure::NotFound,
+        Some(408 | 429 | 500..=599) => Failure::Transient(error.to_string()),
+        Some(_) => Failure::Permanent(error.to_string()),
+        // No HTTP status: the connection failed, timed out, or the body was cut short
+        // or did not match its checksum. Another attempt may well succeed.
+        None if error.is_connect() || error.is_timeout() || error.is_io() || error.is_transport() || error.is_deserialization() => {
+            Failure::Transient(error.to_string())
+        }
+        None => Failure::Permanent(error.to_string()),
+    }
+}
+
+impl GcsStorage {
+    pub async fn connect(config: GcsConfig) -> Result<GcsStorage, StorageError> {
+        let shown = format!("gs://{}", config.bucket);
+        let mut builder = Client::builder()
+            .with_retry_policy(google_cloud_gax::retry_policy::NeverRetry)
+            .with_read_resume_policy(google_cloud_storage::read_resume_policy::NeverResume);
+        if let Some(host) = &config.emulator_host {
+            let endpoint = if host.contains("://") { host.clone() } else { format!("http://{host}") };
+            builder = builder.with_endpoint(endpoint).with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
+        }
+        let client = builder.build().await.map_err(|e| StorageError::Open { store: shown, message: e.to_string() })?;
+        let bucket_path = format!("projects/_/buckets/{}", config.bucket);
+        Ok(GcsStorage { client, config, bucket_path })
+    }
+
+    pub fn object_name(&self, key: &str) -> String {
+        self.config.object_name(key)
+    }
+
+    fn shown(&self) -> String {
+        format!("gs://{}", self.config.bucket)
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the attempts or the
+    /// deadline run out.
+    async fn with_retries<T, F, Fut>(&self, key: &str, what: &str, mut attempt: F) -> Result<T, StorageError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let started = Instant::now();
+        let mut pause = self.config.first_backoff;
+        let mut number = 0;
+        loop {
+            number += 1;
+            let remaining = self.config.object_deadline.saturating_sub(started.elapsed());
+            let outcome = match tokio::time::timeout(remaining, attempt()).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(Failure::Transient(format!("no answer within the deadline of {} s", self.config.object_deadline.as_secs()))),
+            };
+            let message = match outcome {
+                Ok(value) => return Ok(value),
+                Err(Failure::NotFound) => return Err(StorageError::NotFound { key: key.to_owned(), store: self.shown() }),
+                Err(Failure::Permanent(message)) => return Err(StorageError::Io { key: key.to_owned(), store: self.shown(), message: format!("{what}: {message}") }),
+                Err(Failure::Transient(message)) => message,
+            };
+            let jittered = pause.mul_f64(0.5 + jitter());
+            if number >= self.config.max_attempts || started.elapsed() + jittered >= self.config.object_deadline {
+                return Err(StorageError::GaveUp { key: key.to_owned(), store: self.shown(), attempts: number, message: format!("{what}: {message}") });
+            }
+            tracing::warn!(key, attempt = number, pause_ms = jittered.as_millis() as u64, "{what} failed, retrying: {message}");
+            tokio::time::sleep(jittered).await;
+            pause *= 2;
+        }
+    }
+
+    async fn download_once(&self, object: &str, partial: &Path) -> Result<u64, Failure> {
+        let mut response = self.client.read_object(&self.bucket_path, object).send().await.map_err(|e| classify(&e))?;
+        let local = |e: std::io::Error| Failure::Permanent(format!("writing {}: {e}", partial.display()));
+        let mut file = tokio::fs::File::create(partial).await.map_err(local)?;
+        let mut bytes = 0u64;
+        while let Some(chunk) = response.next().await {
+            let chunk = chunk.map_err(|e| classify(&e))?;
+            bytes += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(local)?;
+        }
+        file.flush().await.map_err(local)?;
+        file.sync_all().await.map_err(local)?;
+        Ok(bytes)
+    }
+
+    async fn upload_once(&self, source: &Path, object: &str, crc32c: u32) -> Result<u64, Failure> {
+        let local = |e: std::io::Error| Failure::Permanent(format!("reading {}: {e}", source.display()));
+        let file = tokio::fs::File::open(source).await.map_err(local)?;
+        let written = self
+            .client
+            .write_object(&self.bucket_path, object, file)
+            .set_content_type(content_type(object))
+            // A known checksum travels in the request's metadata: the service verifies
+            // the whole upload against it.
+            .with_known_crc32c(crc32c)
+            // Writing the same bytes to the same name again is harmless (see `store`).
+            .with_idempotency(true)
+            .send_unbuffered()
+            .await
+            .map_err(|e| classify(&e))?;
+        Ok(written.size.max(0) as u64)
+    }
+
+    /// Reads a small object whole (a blueprint): at most `limit` bytes, else None.
+    pub async fn read_small(&self, object: &str, limit: usize) -> Result<Option<Vec<u8>>, StorageError> {
+        self.with_retries(object, "download", || async move {
+            let mut response = self.client.read_object(&self.bucket_path, object).send().await.map_err(|e| classify(&e))?;
+            let mut bytes = Vec::new();
+            while let Some(chunk) = response.next().await {
+                let chunk = chunk.map_err(|e| classify(&e))?;
+                if bytes.len() + chunk.len() > limit {
+                    return Ok(None);
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(Some(bytes))
+        })
+        .await
+    }
+}
+
+impl Storage for GcsStorage {
+    fn describe(&self) -> String {
+        self.shown()
+    }
+
+    fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path) -> StorageFuture<'a, u64> {
+        Box::pin(async move {
+            let object = self.object_name(key);
+            let partial = partial_name(destination);
+            let started = Instant::now();
+            let result = self
+                .with_retries(key, "download", || async {
+                    // Every attempt starts a new file: nothing of a failed one is kept.
+                    let _ = tokio::fs::remove_file(&partial).await;
+                    self.download_once(&object, &partial).await
+                })
+                .await;
+            let bytes = match result {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    let _ = tokio::fs::remove_file(&partial).await;
+                    return Err(error);
+                }
+            };
+            tokio::fs::rename(&partial, destination)
+                .await
+                .map_err(|e| StorageError::Io { key: key.to_owned(), store: self.shown(), message: format!("renaming the download: {e}") })?;
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::info!(key, object, bytes, seconds, mib_per_s = bytes as f64 / 1048576.0 / seconds.max(1e-6), "downloaded");
+            Ok(bytes)
+        })
+    }
+
+    /// Overwrites the object: a re-run of the same task writes the same video to the
+    /// same name, and a GCS write is atomic (readers see the old or the new object,
+    /// never a mix), so a retried job needs no precondition.
+    fn store<'a>(&'a self, source: &'a Path, key: &'a str) -> StorageFuture<'a, u64> {
+        Box::pin(async move {
+            let object = self.object_name(key);
+            let crc32c = file_crc32c(source)
+                .await
+                .map_err(|e| StorageError::Io { key: key.to_owned(), store: self.shown(), message: format!("reading {}: {e}", source.display()) })?;
+            let started = Instant::now();
+            let bytes = self.with_retries(key, "upload", || self.upload_once(source, &object, crc32c)).await?;
+            tracing::info!(key, object, bytes, seconds = started.elapsed().as_secs_f64(), "uploaded");
+            Ok(bytes)
+        })
+    }
+}
+
+fn content_type(object: &str) -> &'static str {
+    if object.ends_with(".mp4") {
+        "video/mp4"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+async fn file_crc32c(path: &Path) -> std::io::Result<u32> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut crc = 0u32;
+    loop {
+        let n = file.read(&mut buffer).await?;
+        if n == 0 {
+            return Ok(crc);
+        }
+        crc = crc32c::crc32c_append(crc, &buffer[..n]);
+    }
+}
+
+/// A number in [0, 1) that differs between calls and processes (retry jitter only).
+fn jitter() -> f64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(Instant::now().elapsed().as_nanos());
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `gs://bucket/key` → (bucket, key).
+pub fn parse_gs_uri(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.strip_prefix("gs://")?;
+    let (bucket, key) = rest.split_once('/')?;
+    (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gs_uris() {
+        assert_eq!(parse_gs_uri("gs://b/blueprints/x.json"), Some(("b", "blueprints/x.json")));
+        assert_eq!(parse_gs_uri("gs://b/"), None);
+        assert_eq!(parse_gs_uri("s3://b/x"), None);
+        assert!(jitter() < 1.0);
+    }
+
+    #[test]
+    fn backend_paths_and_bucket_keys_name_the_same_object() {
+        let mut config = GcsConfig::new("b".into());
+        assert_eq!(config.object_name("data/Bachata_steps/basic/basic.mp4"), "Bachata_steps/basic/basic.mp4");
+        assert_eq!(config.object_name("Bachata_steps/basic/basic.mp4"), "Bachata_steps/basic/basic.mp4");
+        assert_eq!(config.object_name("database/x.mp4"), "database/x.mp4");
+        config.object_prefix = "choreo/".into();
+        assert_eq!(config.object_name("data/songs/a.mp3"), "choreo/songs/a.mp3");
+        config.strip_prefix = String::new();
+        assert_eq!(config.object_name("data/songs/a.mp3"), "choreo/data/songs/a.mp3");
+    }
+}

@@ -1,0 +1,260 @@
+//! `blueprint-runner run` with Google Cloud Storage: the real binary against a real
+//! fake-gcs-server started per test (see `support/gcs.rs`), a fresh bucket each, real
+//! FFmpeg, generated media. A fault-injecting proxy in front of the emulator counts
+//! requests and makes them fail.
+
+#[path = "support/gcs.rs"]
+mod gcs;
+#[path = "support/media.rs"]
+mod media;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use gcs::{Action, Emulator, FaultProxy};
+use media::StreamFacts;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
+const BUCKET: &str = "choreo";
+
+fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("gcs-cli-guest-cache")
+}
+
+/// Media made once per test process and reused by every test.
+fn media_file(name: &str) -> Vec<u8> {
+    static FOLDER: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let folder = FOLDER.get_or_init(|| {
+        let folder = tempfile::tempdir().unwrap();
+        media::make_clip(&folder.path().join("small.mp4"), &media::CLIP_SMALL);
+        media::make_song_mp3(&folder.path().join("song.mp3"), 8.0);
+        folder
+    });
+    std::fs::read(folder.path().join(name)).unwrap()
+}
+
+/// A bucket holding the song and one clip, as the backend lays them out
+/// (`data/` locally, no `data/` in the bucket).
+fn stocked_emulator() -> Emulator {
+    let emulator = Emulator::start();
+    emulator.create_bucket(BUCKET);
+    emulator.put(BUCKET, "songs/song.mp3", &media_file("song.mp3"));
+    emulator.put(BUCKET, "steps/small.mp4", &media_file("small.mp4"));
+    emulator
+}
+
+/// Four 1.5 s moves; moves 0, 2 and 3 share one clip.
+fn blueprint(second_clip: &str) -> Value {
+    let moves: Vec<Value> = ["data/steps/small.mp4", second_clip, "data/steps/small.mp4", "data/steps/small.mp4"]
+        .iter()
+        .enumerate()
+        .map(|(k, clip)| {
+            json!({"clip_id": format!("m{k}"), "video_path": clip, "start_time": 1.5 * k as f64, "duration": 1.5,
+                   "trim_start": 0.5 * k as f64, "transition_type": if k == 0 { "cut" } else { "crossfade" }, "volume_adjustment": 1.0})
+        })
+        .collect();
+    json!({
+        "task_id": "gcs-task-1",
+        "audio_path": "data/songs/song.mp3",
+        "moves": moves,
+        "total_duration": 6.0,
+        "output_config": {"output_path": "data/output/result.mp4", "frame_rate": 25, "transition_duration": 0.4},
+    })
+}
+
+struct Run {
+    code: Option<i32>,
+    stderr: String,
+    lines: Vec<Value>,
+    seconds: f64,
+    work: tempfile::TempDir,
+}
+
+impl Run {
+    fn last(&self) -> &Value {
+        self.lines.last().unwrap_or_else(|| panic!("no status line; stderr:\n{}", self.stderr))
+    }
+
+    fn error(&self) -> String {
+        self.last()["error"].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn assert_work_empty(&self) {
+        let left: Vec<_> = std::fs::read_dir(self.work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "the work folder kept {left:?}");
+    }
+}
+
+/// `run` with GCS storage through `host` (the emulator or a proxy in front of it).
+fn run(host: &str, blueprint_arg: Option<&str>, blueprint_env: Option<&Value>, extra: &[&str]) -> Run {
+    let work = tempfile::tempdir().unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .args(["--log-format", "text", "run"])
+        .args(blueprint_arg)
+        .args(["--storage", "gcs", "--bucket", BUCKET, "--work-dir"])
+        .arg(work.path())
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .args(["--storage-backoff-ms", "50"])
+        .args(extra)
+        .env("STORAGE_EMULATOR_HOST", host)
+        .env_remove("BLUEPRINT_JSON")
+        .env_remove("BLUEPRINT_URI")
+        .env_remove("DATA_DIR");
+    if let Some(document) = blueprint_env {
+        command.env("BLUEPRINT_JSON", document.to_string());
+    }
+    let started = Instant::now();
+    let output = command.output().expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let lines = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    Run { code: output.status.code(), stderr: String::from_utf8_lossy(&output.stderr).to_string(), lines, seconds: started.elapsed().as_secs_f64(), work }
+}
+
+fn media_gets(proxy: &FaultProxy, object: &str) -> usize {
+    proxy.count(&format!("/o/{}?alt=media", object.replace('/', "%2F")))
+}
+
+#[test]
+fn a_blueprint_in_the_bucket_becomes_a_video_in_the_bucket() {
+    let emulator = stocked_emulator();
+    let document = blueprint("data/steps/small.mp4");
+    emulator.put(BUCKET, "blueprints/gcs-task-1.json", document.to_string().as_bytes());
+    let proxy = FaultProxy::start(&emulator.address, |_, _| Action::Forward);
+    let run = run(&proxy.host(), Some(&format!("gs://{BUCKET}/blueprints/gcs-task-1.json")), None, &[]);
+    assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
+    assert_eq!(run.last()["status"], "completed");
+    assert_eq!(run.last()["result"]["storage"], format!("gs://{BUCKET}"));
+
+    // Four moves, two distinct objects: each fetched once.
+    assert_eq!(media_gets(&proxy, "steps/small.mp4"), 1, "{:?}", proxy.seen.lock().unwrap());
+    assert_eq!(media_gets(&proxy, "songs/song.mp3"), 1);
+
+    let video = emulator.get(BUCKET, "output/result.mp4").expect("the result is in the bucket under the mapped name");
+    let metadata = emulator.metadata(BUCKET, "output/result.mp4").unwrap();
+    assert_eq!(metadata["contentType"], "video/mp4");
+    let local = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(local.path(), &video).unwrap();
+    let probe = media::probe(local.path());
+    let video_stream = probe.video();
+    println!("uploaded result: {} bytes, video {} s, {} frames", video.len(), video_stream.duration(), video_stream.packets());
+    assert!((video_stream.duration() - 6.0).abs() <= 0.04, "{video_stream}");
+    assert_eq!(video_stream.packets(), 150);
+    run.assert_work_empty();
+
+    // The same task again (a Cloud Run retry): the object is overwritten with the same video.
+    let again = self::run(&emulator.host(), Some(&format!("gs://{BUCKET}/blueprints/gcs-task-1.json")), None, &[]);
+    assert_eq!(again.code, Some(0), "stderr:\n{}", again.stderr);
+    assert_eq!(emulator.list(BUCKET).iter().filter(|n| n.starts_with("output/")).count(), 1);
+}
+
+#[test]
+fn a_missing_clip_fails_fast_with_its_pointer() {
+    let emulator = stocked_emulator();
+    let proxy = FaultProxy::start(&emulator.address, |_, _| Action::Forward);
+    let run = run(&proxy.host(), None, Some(&blueprint("data/steps/not-there.mp4")), &[]);
+    println!("missing clip: {} after {:.2} s", run.error(), run.seconds);
+    assert_eq!(run.code, Some(6), "stderr:\n{}", run.stderr);
+    assert_eq!(run.last()["status"], "failed");
+    assert!(run.error().contains("/moves/1/video_path") && run.error().contains("data/steps/not-there.mp4"), "{}", run.error());
+    assert_eq!(media_gets(&proxy, "steps/not-there.mp4"), 1, "a 404 is not retried");
+    assert!(run.seconds < 20.0, "took {:.1} s", run.seconds);
+    assert!(emulator.get(BUCKET, "output/result.mp4").is_none());
+    run.assert_work_empty();
+}
+
+#[test]
+fn transient_failures_are_retried_and_then_given_up() {
+    let emulator = stocked_emulator();
+    // The first two downloads of the clip get 503, the third goes through.
+    let proxy = FaultProxy::start(&emulator.address, |line, earlier| {
+        if line.contains("small.mp4?alt=media") && earlier < 2 {
+            Action::Fail(503)
+        } else {
+            Action::Forward
+        }
+    });
+    let run = run(&proxy.host(), None, Some(&blueprint("data/steps/small.mp4")), &[]);
+    assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
+    assert_eq!(media_gets(&proxy, "steps/small.mp4"), 3);
+    assert!(run.stderr.contains("retrying"), "retries are logged:\n{}", run.stderr);
+
+    // Always 429: three attempts, then a storage error naming the pointer.
+    let proxy = FaultProxy::start(&emulator.address, |line, _| if line.contains("small.mp4?alt=media") { Action::Fail(429) } else { Action::Forward });
+    let run = self::run(&proxy.host(), None, Some(&blueprint("data/steps/small.mp4")), &[]);
+    println!("gave up: {}", run.error());
+    assert_eq!(run.code, Some(6), "stderr:\n{}", run.stderr);
+    assert!(run.error().contains("/moves/0/video_path") && run.error().contains("gave up after 3 attempts"), "{}", run.error());
+    assert_eq!(media_gets(&proxy, "steps/small.mp4"), 3);
+    run.assert_work_empty();
+}
+
+#[test]
+fn an_interrupted_download_is_never_trusted() {
+    let emulator = stocked_emulator();
+    let clip_size = media_file("small.mp4").len();
+    assert!(clip_size > 20_000, "the clip is large enough to cut: {clip_size}");
+    let cut = |line: &str, earlier: usize| if line.contains("small.mp4?alt=media") && earlier == 0 { Action::Truncate(clip_size / 2) } else { Action::Forward };
+
+    // One attempt only: the job fails, and no file, whole or half, is left behind.
+    let proxy = FaultProxy::start(&emulator.address, cut);
+    let run = run(&proxy.host(), None, Some(&blueprint("data/steps/small.mp4")), &["--storage-attempts", "1"]);
+    println!("cut short: {}", run.error());
+    assert_eq!(run.code, Some(6), "stderr:\n{}", run.stderr);
+    assert!(run.error().contains("/moves/0/video_path"), "{}", run.error());
+    run.assert_work_empty();
+
+    // With retries the second attempt starts from scratch and the video is whole.
+    let proxy = FaultProxy::start(&emulator.address, cut);
+    let run = self::run(&proxy.host(), None, Some(&blueprint("data/steps/small.mp4")), &[]);
+    assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
+    assert_eq!(media_gets(&proxy, "steps/small.mp4"), 2);
+    let video = emulator.get(BUCKET, "output/result.mp4").unwrap();
+    let local = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(local.path(), &video).unwrap();
+    assert_eq!(media::probe(local.path()).video().packets(), 150);
+}
+
+/// Streaming: the host's peak memory does not grow with the size of what it downloads.
+#[test]
+fn downloads_stream_to_disk() {
+    let emulator = Emulator::start();
+    emulator.create_bucket(BUCKET);
+    let mut peak_kib = Vec::new();
+    for (label, size) in [("small", 512 * 1024), ("large", 8 * 1024 * 1024)] {
+        let object: Vec<u8> = (0..size).map(|i: usize| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let keys: Vec<String> = (0..20).map(|n| format!("{label}/object-{n:02}.bin")).collect();
+        for key in &keys {
+            emulator.put(BUCKET, key, &object);
+        }
+        let output = Command::new(BIN)
+            .args(["--log-format", "text", "bench-fetch", "--storage", "gcs", "--bucket", BUCKET, "--download-concurrency", "10"])
+            .args(&keys)
+            .env("STORAGE_EMULATOR_HOST", emulator.host())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let figures: Value = serde_json::from_slice(&output.stdout).unwrap();
+        println!("20 x {label}: {figures}");
+        assert_eq!(figures["bytes"], 20 * size as u64);
+        peak_kib.push(figures["peak_rss_kib"].as_u64().unwrap());
+    }
+    // 20 x 8 MiB = 160 MiB went through; buffering whole objects would show here.
+    let growth_mib = (peak_kib[1] as f64 - peak_kib[0] as f64) / 1024.0;
+    assert!(growth_mib < 24.0, "peak RSS grew by {growth_mib:.1} MiB from 10 MiB to 160 MiB of downloads ({peak_kib:?} KiB)");
+}
+
+#[test]
+fn configuration_mistakes_are_usage_errors() {
+    let output = Command::new(BIN)
+        .args(["--log-format", "text", "run", "--storage", "gcs"])
+        .env("BLUEPRINT_JSON", "{}")
+        .env_remove("GCS_BUCKET_NAME")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("GCS_BUCKET_NAME"));
+}
