@@ -184,6 +184,8 @@ pub enum Action {
 
 /// The request line ("GET /storage/v1/b/x/o/y?alt=media HTTP/1.1") of every request seen.
 pub type Seen = Arc<Mutex<Vec<String>>>;
+/// The first KiB of each request body (as text), in order.
+pub type Bodies = Arc<Mutex<Vec<String>>>;
 
 /// An HTTP proxy on its own loopback address, port 80, in front of an emulator. Each
 /// request is handled on its own upstream connection (`Connection: close`), so the
@@ -191,6 +193,7 @@ pub type Seen = Arc<Mutex<Vec<String>>>;
 pub struct FaultProxy {
     pub address: String,
     pub seen: Seen,
+    pub bodies: Bodies,
     listener: Option<TcpListener>,
 }
 
@@ -199,21 +202,22 @@ impl FaultProxy {
     pub fn start(upstream: &str, rule: impl Fn(&str, usize) -> Action + Send + Sync + 'static) -> FaultProxy {
         let rule = Arc::new(rule);
         let seen: Seen = Arc::default();
+        let bodies: Bodies = Arc::default();
         for _ in 0..5 {
             let address = next_address();
             let Ok(listener) = TcpListener::bind((address.as_str(), 80)) else { continue };
             let accepting = listener.try_clone().unwrap();
-            let (upstream, seen_by_thread) = (upstream.to_owned(), seen.clone());
+            let (upstream, seen_by_thread, bodies_by_thread) = (upstream.to_owned(), seen.clone(), bodies.clone());
             std::thread::spawn(move || {
                 for client in accepting.incoming() {
                     let Ok(client) = client else { break };
-                    let (upstream, seen, rule) = (upstream.clone(), seen_by_thread.clone(), rule.clone());
+                    let (upstream, seen, bodies, rule) = (upstream.clone(), seen_by_thread.clone(), bodies_by_thread.clone(), rule.clone());
                     std::thread::spawn(move || {
-                        let _ = serve(client, &upstream, &seen, rule.as_ref());
+                        let _ = serve(client, &upstream, &seen, &bodies, rule.as_ref());
                     });
                 }
             });
-            return FaultProxy { address, seen, listener: Some(listener) };
+            return FaultProxy { address, seen, bodies, listener: Some(listener) };
         }
         panic!("no free loopback address for the proxy");
     }
@@ -238,7 +242,7 @@ impl Drop for FaultProxy {
     }
 }
 
-fn serve(mut client: TcpStream, upstream: &str, seen: &Seen, rule: &(dyn Fn(&str, usize) -> Action + Send + Sync)) -> std::io::Result<()> {
+fn serve(mut client: TcpStream, upstream: &str, seen: &Seen, bodies: &Bodies, rule: &(dyn Fn(&str, usize) -> Action + Send + Sync)) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     loop {
         // Read one request: head, then a body of Content-Length bytes.
@@ -259,14 +263,20 @@ fn serve(mut client: TcpStream, upstream: &str, seen: &Seen, rule: &(dyn Fn(&str
             .lines()
             .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
             .unwrap_or(0);
-        while raw.len() < head_end + 4 + length {
+        // Uploads stream their body chunked: read up to the last (empty) chunk.
+        let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+        let complete = |raw: &[u8]| if chunked { raw.len() >= head_end + 4 + 5 && raw.ends_with(b"0\r\n\r\n") } else { raw.len() >= head_end + 4 + length };
+        while !complete(&raw) {
             let n = client.read(&mut buffer)?;
             if n == 0 {
                 return Ok(());
             }
             raw.extend_from_slice(&buffer[..n]);
         }
+        let length = raw.len() - head_end - 4;
         let line = head.lines().next().unwrap_or_default().to_owned();
+        let body = &raw[head_end + 4..];
+        bodies.lock().unwrap().push(String::from_utf8_lossy(&body[..body.len().min(1024)]).into_owned());
         let earlier = {
             let mut seen = seen.lock().unwrap();
             let earlier = seen.iter().filter(|l| **l == line).count();
