@@ -194,7 +194,7 @@ pub struct FaultProxy {
     pub address: String,
     pub seen: Seen,
     pub bodies: Bodies,
-    listener: Option<TcpListener>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FaultProxy {
@@ -206,10 +206,14 @@ impl FaultProxy {
         for _ in 0..5 {
             let address = next_address();
             let Ok(listener) = TcpListener::bind((address.as_str(), 80)) else { continue };
-            let accepting = listener.try_clone().unwrap();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stopping = stop.clone();
             let (upstream, seen_by_thread, bodies_by_thread) = (upstream.to_owned(), seen.clone(), bodies.clone());
             std::thread::spawn(move || {
-                for client in accepting.incoming() {
+                for client in listener.incoming() {
+                    if stopping.load(Ordering::SeqCst) {
+                        break;
+                    }
                     let Ok(client) = client else { break };
                     let (upstream, seen, bodies, rule) = (upstream.clone(), seen_by_thread.clone(), bodies_by_thread.clone(), rule.clone());
                     std::thread::spawn(move || {
@@ -217,7 +221,7 @@ impl FaultProxy {
                     });
                 }
             });
-            return FaultProxy { address, seen, bodies, listener: Some(listener) };
+            return FaultProxy { address, seen, bodies, stop };
         }
         panic!("no free loopback address for the proxy");
     }
@@ -234,11 +238,10 @@ impl FaultProxy {
 
 impl Drop for FaultProxy {
     fn drop(&mut self) {
-        // Unblock the accept loop: shut the listening socket down.
-        if let Some(listener) = self.listener.take() {
-            let _ = TcpStream::connect((self.address.as_str(), 80));
-            drop(listener);
-        }
+        // The accept loop checks the flag after each connection: wake it with one, and
+        // it drops the listening socket and ends.
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect((self.address.as_str(), 80));
     }
 }
 
