@@ -52,6 +52,21 @@ pub enum Loaded {
     NotUtf8,
 }
 
+impl Loaded {
+    /// The text, or the validation error that refuses it (with the empty pointer: the
+    /// whole document).
+    pub fn into_text(self) -> Result<String, br_blueprint::ValidationError> {
+        let refuse = |code, message| Err(br_blueprint::ValidationError { pointer: String::new(), code, message });
+        match self {
+            Loaded::Text(text) => Ok(text),
+            Loaded::TooLarge(seen) => {
+                refuse(br_blueprint::ErrorCode::TooLarge, format!("the blueprint is over {MAX_BLUEPRINT_BYTES} bytes (read {seen} before stopping)"))
+            }
+            Loaded::NotUtf8 => refuse(br_blueprint::ErrorCode::InvalidJson, "the blueprint is not UTF-8 text".into()),
+        }
+    }
+}
+
 pub fn read(source: &Source) -> std::io::Result<Loaded> {
     let limit = MAX_BLUEPRINT_BYTES as u64;
     let bytes = match source {

@@ -98,14 +98,10 @@ pub async fn run(flags: JobFlags, mode: Mode) -> u8 {
     let mut reporter = Reporter::new(sink);
 
     let text = match read_blueprint(&source, &flags.storage).await {
-        Ok(Loaded::Text(text)) => text,
-        Ok(Loaded::TooLarge(seen)) => {
-            let limit = br_blueprint::limits::MAX_BLUEPRINT_BYTES;
-            return fail(&mut reporter, Stage::Validate, Failure::Invalid(vec![host_error(br_blueprint::ErrorCode::TooLarge, format!("the blueprint is over {limit} bytes (read {seen} before stopping)"))]));
-        }
-        Ok(Loaded::NotUtf8) => {
-            return fail(&mut reporter, Stage::Validate, Failure::Invalid(vec![host_error(br_blueprint::ErrorCode::InvalidJson, "the blueprint is not UTF-8 text".into())]));
-        }
+        Ok(loaded) => match loaded.into_text() {
+            Ok(text) => text,
+            Err(refusal) => return fail(&mut reporter, Stage::Validate, Failure::Invalid(vec![refusal])),
+        },
         Err(message) => {
             eprintln!("error: {message}");
             return exit::USAGE;
@@ -136,10 +132,6 @@ pub async fn run(flags: JobFlags, mode: Mode) -> u8 {
             Err((stage, failure)) => fail(&mut reporter, stage, failure),
         },
     }
-}
-
-fn host_error(code: br_blueprint::ErrorCode, message: String) -> br_blueprint::ValidationError {
-    br_blueprint::ValidationError { pointer: String::new(), code, message }
 }
 
 fn fail(reporter: &mut Reporter<'_>, stage: Stage, failure: Failure) -> u8 {

@@ -1,11 +1,11 @@
 //! `blueprint-runner validate`: the sandboxed check of one blueprint.
 
-use br_blueprint::{ErrorCode, ValidationError};
+use br_blueprint::ValidationError;
 use br_sandbox::{SandboxError, Validation};
 use serde_json::json;
 
 use crate::exit;
-use crate::input::{self, Loaded, Source};
+use crate::input::{self, Source};
 
 pub struct Request {
     pub source: Source,
@@ -15,14 +15,10 @@ pub struct Request {
 /// Runs the check and prints the verdict; returns the exit code.
 pub async fn run(request: Request, sandbox: &br_sandbox::Sandbox) -> u8 {
     let text = match input::read(&request.source) {
-        Ok(Loaded::Text(text)) => text,
-        Ok(Loaded::TooLarge(seen)) => {
-            let limit = br_blueprint::limits::MAX_BLUEPRINT_BYTES;
-            return print_invalid(&[host_error(ErrorCode::TooLarge, format!("the blueprint is over {limit} bytes (read {seen} before stopping)"))], request.json);
-        }
-        Ok(Loaded::NotUtf8) => {
-            return print_invalid(&[host_error(ErrorCode::InvalidJson, "the blueprint is not UTF-8 text".into())], request.json);
-        }
+        Ok(loaded) => match loaded.into_text() {
+            Ok(text) => text,
+            Err(refusal) => return print_invalid(&[refusal], request.json),
+        },
         Err(error) => {
             eprintln!("error: cannot read the blueprint from {}: {error}", request.source.describe());
             return exit::USAGE;
@@ -61,10 +57,6 @@ pub async fn run(request: Request, sandbox: &br_sandbox::Sandbox) -> u8 {
         Ok(Validation { verdict: Err(errors), .. }) => print_invalid(&errors, request.json),
         Err(error) => print_sandbox_error(&error, request.json),
     }
-}
-
-fn host_error(code: ErrorCode, message: String) -> ValidationError {
-    ValidationError { pointer: String::new(), code, message }
 }
 
 fn print_invalid(errors: &[ValidationError], json: bool) -> u8 {
