@@ -1,5 +1,5 @@
-//! Status reports: the same fields the backend's `choreography_tasks` row receives.
-//! Without a database, each change is one JSON line on stdout.
+//! What a status change says: the same fields the backend's `choreography_tasks` row
+//! holds.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -10,6 +10,16 @@ pub enum Status {
     Running,
     Completed,
     Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,6 +35,18 @@ pub enum Stage {
 }
 
 impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Validate => "validate",
+            Stage::Fetch => "fetch",
+            Stage::Probe => "probe",
+            Stage::Plan => "plan",
+            Stage::Encode => "encode",
+            Stage::Upload => "upload",
+            Stage::Done => "done",
+        }
+    }
+
     /// Overall progress (percent) when the stage starts and when it ends.
     pub fn span(self) -> (u8, u8) {
         match self {
@@ -58,27 +80,12 @@ pub struct StatusUpdate {
     pub error: Option<String>,
 }
 
-pub trait StatusSink {
-    fn report(&mut self, update: &StatusUpdate);
-}
-
-/// One JSON object per line on stdout.
-pub struct JsonLines;
-
-impl StatusSink for JsonLines {
-    fn report(&mut self, update: &StatusUpdate) {
-        match serde_json::to_string(update) {
-            Ok(line) => println!("{line}"),
-            Err(error) => tracing::error!("cannot encode a status update: {error}"),
+impl StatusUpdate {
+    /// Cloud Logging's severity for this change.
+    pub fn severity(&self) -> &'static str {
+        match self.status {
+            Status::Failed => "ERROR",
+            Status::Running | Status::Completed => "INFO",
         }
-    }
-}
-
-/// For `plan`, whose stdout is the plan itself: status changes go to the log only.
-pub struct LogOnly;
-
-impl StatusSink for LogOnly {
-    fn report(&mut self, update: &StatusUpdate) {
-        tracing::debug!(status = ?update.status, stage = ?update.stage, progress = update.progress, "{}", update.message);
     }
 }
