@@ -13,3 +13,7 @@ pub const MEDIA: u8 = 4;
 pub const FFMPEG: u8 = 5;
 /// Reading inputs, writing the result or the work folder failed.
 pub const STORAGE: u8 = 6;
+/// The work is done but its final status could not be written to the database.
+pub const STATUS_UNRECORDED: u8 = 7;
+/// Stopped by SIGTERM or SIGINT (the status says `failed`, "cancelled: ...").
+pub const CANCELLED: u8 = 8;

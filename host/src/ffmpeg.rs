@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use br_plan::{Arg, Step, TempFormat};
 use br_policy::CheckedPlan;
+
+use crate::cancel::Cancel;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 /// Flags the host puts in front of every invocation; the policy does not let a plan
@@ -42,6 +44,8 @@ pub enum FfmpegError {
     Timeout { step: usize, label: String, limit: Duration },
     #[error("step {step}: cannot write the concat list: {message}")]
     ConcatList { step: usize, message: String },
+    #[error("step {step} ({label}) stopped: {reason}")]
+    Cancelled { step: usize, label: String, reason: String },
 }
 
 fn tail(stderr: &str) -> String {
@@ -76,7 +80,9 @@ impl Runner {
         self.step_timeout.unwrap_or_else(|| Duration::from_secs_f64((60.0 + 30.0 * media_seconds).min(6.0 * 3600.0)))
     }
 
-    pub async fn run(&self, plan: &CheckedPlan, paths: &PathTable, mut progress: impl FnMut(Progress<'_>)) -> Result<Vec<StepTiming>, FfmpegError> {
+    /// Runs every step in order. When `cancel` fires, the running FFmpeg is killed and
+    /// reaped before this returns, so nothing writes into the work folder afterwards.
+    pub async fn run(&self, plan: &CheckedPlan, paths: &PathTable, cancel: &Cancel, mut progress: impl FnMut(Progress<'_>)) -> Result<Vec<StepTiming>, FfmpegError> {
         let plan = plan.plan();
         let total: f64 = plan.steps.iter().map(|s| if let Step::Ffmpeg(i) = s { i.media_seconds } else { 0.0 }).sum::<f64>().max(1e-9);
         let mut done = 0.0;
@@ -98,7 +104,7 @@ impl Runner {
                     let args = resolve(&invocation.args, paths, &plan.temps);
                     let weight = invocation.media_seconds;
                     let label = invocation.label.as_str();
-                    self.run_one(index, label, &args, self.limit_for(weight), |seconds| {
+                    self.run_one(index, label, &args, self.limit_for(weight), cancel, |seconds| {
                         progress(Progress { fraction: ((done + seconds.min(weight)) / total).min(1.0), label });
                     })
                     .await?;
@@ -112,7 +118,7 @@ impl Runner {
         Ok(timings)
     }
 
-    async fn run_one(&self, step: usize, label: &str, args: &[std::ffi::OsString], limit: Duration, mut on_time: impl FnMut(f64)) -> Result<(), FfmpegError> {
+    async fn run_one(&self, step: usize, label: &str, args: &[std::ffi::OsString], limit: Duration, cancel: &Cancel, mut on_time: impl FnMut(f64)) -> Result<(), FfmpegError> {
         let mut child = tokio::process::Command::new(&self.ffmpeg)
             .args(HOST_FLAGS)
             .args(args)
@@ -152,11 +158,22 @@ impl Runner {
             let ((), stderr_tail) = tokio::join!(progress, errors);
             (child.wait().await, stderr_tail)
         };
-        match tokio::time::timeout(limit, work).await {
-            Err(_) => Err(FfmpegError::Timeout { step, label: label.to_owned(), limit }),
-            Ok((Err(e), _)) => Err(FfmpegError::Failed { step, label: label.to_owned(), status: format!("could not be waited for: {e}"), stderr: String::new() }),
-            Ok((Ok(status), _)) if status.success() => Ok(()),
-            Ok((Ok(status), stderr)) => Err(FfmpegError::Failed { step, label: label.to_owned(), status: status.to_string(), stderr }),
+        let finished = tokio::select! {
+            finished = tokio::time::timeout(limit, work) => finished.map_err(|_| FfmpegError::Timeout { step, label: label.to_owned(), limit }),
+            reason = cancel.cancelled() => Err(FfmpegError::Cancelled { step, label: label.to_owned(), reason }),
+        };
+        let finished = match finished {
+            Ok(finished) => finished,
+            Err(stopped) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(stopped);
+            }
+        };
+        match finished {
+            (Err(e), _) => Err(FfmpegError::Failed { step, label: label.to_owned(), status: format!("could not be waited for: {e}"), stderr: String::new() }),
+            (Ok(status), _) if status.success() => Ok(()),
+            (Ok(status), stderr) => Err(FfmpegError::Failed { step, label: label.to_owned(), status: status.to_string(), stderr }),
         }
     }
 }

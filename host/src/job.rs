@@ -13,11 +13,12 @@ use br_policy::{CheckedPlan, PolicyLimits, PolicyViolation};
 use br_sandbox::{Planning, Sandbox, SandboxError, Validation};
 use serde_json::json;
 
-use crate::exit;
+use br_status::{Stage, Status, StatusSink, StatusUpdate};
+
+use crate::cancel::Cancel;
 use crate::ffmpeg::{FfmpegError, PathTable, Runner};
-use crate::media;
-use crate::status::{Stage, Status, StatusSink, StatusUpdate};
 use crate::storage::{Storage, StorageError};
+use crate::{exit, logging, media};
 
 /// ffprobe processes at a time while inputs download.
 const PARALLEL_PROBES: usize = 2;
@@ -51,6 +52,13 @@ pub enum Failure {
     Storage { pointer: Option<String>, error: StorageError },
     #[error("work folder: {0}")]
     WorkFolder(String),
+    #[error("/task_id: the blueprint is for task '{blueprint}' but TASK_ID is '{environment}'")]
+    TaskMismatch { environment: String, blueprint: String },
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+    /// The job's own configuration, before any blueprint work.
+    #[error("{0}")]
+    Setup(String),
 }
 
 fn pointer_prefix(pointer: &Option<String>) -> String {
@@ -75,6 +83,9 @@ impl Failure {
             Failure::Plan(_) | Failure::Media { .. } => exit::MEDIA,
             Failure::Ffmpeg(_) => exit::FFMPEG,
             Failure::Storage { .. } | Failure::WorkFolder(_) => exit::STORAGE,
+            Failure::TaskMismatch { .. } => exit::INVALID_BLUEPRINT,
+            Failure::Cancelled(_) => exit::CANCELLED,
+            Failure::Setup(_) => exit::USAGE,
         }
     }
 }
@@ -102,11 +113,24 @@ pub struct Reporter<'a> {
 }
 
 impl<'a> Reporter<'a> {
-    pub fn new(sink: &'a mut dyn StatusSink) -> Self {
-        Reporter { sink, task_id: None, last_encode_update: None }
+    /// `task_id`: the one the launcher gave (TASK_ID), if any; otherwise the
+    /// blueprint's, once it is valid.
+    pub fn new(sink: &'a mut dyn StatusSink, task_id: Option<String>) -> Self {
+        if let Some(task_id) = &task_id {
+            logging::set_task_id(task_id);
+        }
+        Reporter { sink, task_id, last_encode_update: None }
+    }
+
+    fn know_task(&mut self, task_id: &str) {
+        if self.task_id.is_none() {
+            logging::set_task_id(task_id);
+            self.task_id = Some(task_id.to_owned());
+        }
     }
 
     fn send(&mut self, status: Status, stage: Stage, progress: u8, message: String, result: Option<serde_json::Value>, error: Option<String>) {
+        logging::set_stage(stage.as_str());
         let update = StatusUpdate { task_id: self.task_id.clone(), status, progress, stage, message, result, error };
         self.sink.report(&update);
     }
@@ -116,7 +140,11 @@ impl<'a> Reporter<'a> {
     }
 
     pub fn failed(&mut self, stage: Stage, failure: &Failure) {
-        self.send(Status::Failed, stage, stage.span().0, format!("failed during {stage:?}").to_lowercase(), None, Some(failure.to_string()));
+        let message = match failure {
+            Failure::Cancelled(_) => format!("cancelled during {}", stage.as_str()),
+            _ => format!("failed during {}", stage.as_str()),
+        };
+        self.send(Status::Failed, stage, stage.span().0, message, None, Some(failure.to_string()));
     }
 
     fn completed(&mut self, result: serde_json::Value) {
@@ -128,27 +156,49 @@ pub struct Job<'a> {
     pub sandbox: &'a Sandbox,
     pub storage: &'a dyn Storage,
     pub config: &'a JobConfig,
+    pub cancel: &'a Cancel,
+}
+
+/// A blueprint the guest accepted, and how long that took.
+pub struct Checked {
+    pub validated: Validated,
+    validate_seconds: f64,
 }
 
 impl Job<'_> {
-    /// Validates, fetches, probes, plans and checks the plan. On failure returns the
-    /// stage it failed in.
-    pub async fn prepare(&self, text: &str, reporter: &mut Reporter<'_>) -> Result<Prepared, (Stage, Failure)> {
+    /// Runs `work` unless the job is cancelled first.
+    async fn unless_cancelled<T>(&self, stage: Stage, work: impl std::future::Future<Output = Result<T, (Stage, Failure)>>) -> Result<T, (Stage, Failure)> {
+        tokio::select! {
+            biased;
+            reason = self.cancel.cancelled() => Err((stage, Failure::Cancelled(format!("{reason} while in stage {}", stage.as_str())))),
+            result = work => result,
+        }
+    }
+
+    /// Validates the blueprint in the sandbox.
+    pub async fn validate(&self, text: &str, reporter: &mut Reporter<'_>) -> Result<Checked, (Stage, Failure)> {
+        let started = Instant::now();
+        reporter.running(Stage::Validate, Stage::Validate.at(0.0), "validating the blueprint in the sandbox");
+        let validation = self.unless_cancelled(Stage::Validate, async { self.sandbox.validate(text).await.map_err(|e| (Stage::Validate, Failure::Sandbox(e))) }).await?;
+        let validated = match validation {
+            Validation { verdict: Ok(validated), .. } => validated,
+            Validation { verdict: Err(errors), .. } => return Err((Stage::Validate, Failure::Invalid(errors))),
+        };
+        reporter.know_task(&validated.task_id);
+        Ok(Checked { validated, validate_seconds: started.elapsed().as_secs_f64() })
+    }
+
+    /// Fetches, probes, plans and checks the plan. On failure returns the stage it
+    /// failed in.
+    pub async fn prepare(&self, checked: Checked, reporter: &mut Reporter<'_>) -> Result<Prepared, (Stage, Failure)> {
+        let Checked { validated, validate_seconds } = checked;
         let mut timings = serde_json::Map::new();
+        timings.insert("validate_seconds".into(), json!(validate_seconds));
         let mut clock = Instant::now();
         let mut lap = |name: &str, timings: &mut serde_json::Map<String, serde_json::Value>| {
             timings.insert(format!("{name}_seconds"), json!(clock.elapsed().as_secs_f64()));
             clock = Instant::now();
         };
-
-        reporter.running(Stage::Validate, Stage::Validate.at(0.0), "validating the blueprint in the sandbox");
-        let validated = match self.sandbox.validate(text).await {
-            Ok(Validation { verdict: Ok(validated), .. }) => validated,
-            Ok(Validation { verdict: Err(errors), .. }) => return Err((Stage::Validate, Failure::Invalid(errors))),
-            Err(error) => return Err((Stage::Validate, Failure::Sandbox(error))),
-        };
-        reporter.task_id = Some(validated.task_id.clone());
-        lap("validate", &mut timings);
 
         let work = make_work_folder(&self.config.work_root, &validated.task_id).map_err(|e| (Stage::Fetch, e))?;
         let keys: Vec<(String, String)> = std::iter::once((validated.audio_key.clone(), "/audio_path".to_owned()))
@@ -183,7 +233,7 @@ impl Job<'_> {
         let mut done = 0;
         // The first failure ends the job: dropping the stream cancels the transfers
         // still running, and the work folder goes with them.
-        while let Some(result) = staged.next().await {
+        while let Some(result) = self.unless_cancelled(Stage::Fetch, async { Ok(staged.next().await) }).await? {
             let (index, path, found) = result?;
             inputs[index] = path;
             facts[index] = Some(found);
@@ -197,10 +247,10 @@ impl Job<'_> {
 
         reporter.running(Stage::Plan, Stage::Plan.at(0.0), "planning in the sandbox");
         let request = PlanRequest { validated: validated.clone(), inputs: facts.clone(), strict: self.config.strict };
-        let plan = match self.sandbox.plan(&request).await {
-            Ok(Planning { verdict: Ok(plan), .. }) => plan,
-            Ok(Planning { verdict: Err(errors), .. }) => return Err((Stage::Plan, Failure::Plan(errors))),
-            Err(error) => return Err((Stage::Plan, Failure::Sandbox(error))),
+        let planning = self.unless_cancelled(Stage::Plan, async { self.sandbox.plan(&request).await.map_err(|e| (Stage::Plan, Failure::Sandbox(e))) }).await?;
+        let plan = match planning {
+            Planning { verdict: Ok(plan), .. } => plan,
+            Planning { verdict: Err(errors), .. } => return Err((Stage::Plan, Failure::Plan(errors))),
         };
         let plan = br_policy::check(&plan, inputs.len() as u32, &PolicyLimits::default()).map_err(|v| (Stage::Plan, Failure::Policy(v)))?;
         for warning in &plan.plan().warnings {
@@ -211,15 +261,15 @@ impl Job<'_> {
         Ok(Prepared { validated, plan, paths, facts, work, timings })
     }
 
-    pub async fn run(&self, text: &str, reporter: &mut Reporter<'_>) -> Result<Outcome, (Stage, Failure)> {
-        let prepared = self.prepare(text, reporter).await?;
+    pub async fn run(&self, checked: Checked, reporter: &mut Reporter<'_>) -> Result<Outcome, (Stage, Failure)> {
+        let prepared = self.prepare(checked, reporter).await?;
         let Prepared { validated, plan, paths, work, mut timings, .. } = prepared;
         let started = Instant::now();
         reporter.running(Stage::Encode, Stage::Encode.at(0.0), format!("running {} steps", plan.plan().steps.len()));
         let steps = self
             .config
             .runner
-            .run(&plan, &paths, |progress| {
+            .run(&plan, &paths, self.cancel, |progress| {
                 let now = Instant::now();
                 if reporter.last_encode_update.is_none_or(|last| now.duration_since(last).as_secs_f64() >= 1.0) {
                     reporter.last_encode_update = Some(now);
@@ -227,7 +277,10 @@ impl Job<'_> {
                 }
             })
             .await
-            .map_err(|e| (Stage::Encode, Failure::Ffmpeg(e)))?;
+            .map_err(|e| match e {
+                FfmpegError::Cancelled { step, label, reason } => (Stage::Encode, Failure::Cancelled(format!("{reason} while running step {step} ({label})"))),
+                e => (Stage::Encode, Failure::Ffmpeg(e)),
+            })?;
         timings.insert("encode_seconds".into(), json!(started.elapsed().as_secs_f64()));
 
         let output = media::probe(&self.config.ffprobe, &paths.output, &validated.output_key)
@@ -237,15 +290,19 @@ impl Job<'_> {
 
         let started = Instant::now();
         reporter.running(Stage::Upload, Stage::Upload.at(0.0), format!("storing {}", validated.output_key));
-        self.storage
-            .store(&paths.output, &validated.output_key)
-            .await
-            .map_err(|error| (Stage::Upload, Failure::Storage { pointer: Some("/output_config/output_path".into()), error }))?;
+        let upload = async {
+            self.storage
+                .store(&paths.output, &validated.output_key)
+                .await
+                .map_err(|error| (Stage::Upload, Failure::Storage { pointer: Some("/output_config/output_path".into()), error }))
+        };
+        self.unless_cancelled(Stage::Upload, upload).await?;
         timings.insert("upload_seconds".into(), json!(started.elapsed().as_secs_f64()));
         drop(work);
 
         let warnings: Vec<_> = plan.plan().warnings.iter().map(|w| json!({"pointer": w.pointer, "message": w.message})).collect();
         let result = json!({
+            "video_url": self.storage.url(&validated.output_key),
             "output_path": validated.output_key,
             "storage": self.storage.describe(),
             "duration": output.duration,

@@ -1,8 +1,20 @@
-//! Structured logs: JSON lines by
-//! default, readable text with `--log-format text`. They go to stderr so that a
-//! command's own output on stdout stays machine-readable.
+//! Structured logs. `json` (the default) writes one Cloud Logging entry per line:
+//! `severity`, `message`, `time`, and the job's `task_id` and `stage` on every line once
+//! they are known, then the event's own fields. `text` is for people.
+//!
+//! `job` logs to stdout, where Cloud Run Jobs collects them; the other commands log to
+//! stderr so that their own output on stdout stays machine-readable.
 
-use tracing_subscriber::EnvFilter;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -10,11 +22,145 @@ pub enum LogFormat {
     Text,
 }
 
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("BLUEPRINT_RUNNER_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    Stdout,
+    Stderr,
+}
+
+/// What every line of this process is about.
+struct JobContext {
+    task_id: Option<String>,
+    stage: Option<&'static str>,
+}
+
+static CONTEXT: Mutex<JobContext> = Mutex::new(JobContext { task_id: None, stage: None });
+
+pub fn set_task_id(task_id: &str) {
+    if let Ok(mut context) = CONTEXT.lock() {
+        context.task_id = Some(task_id.to_owned());
+    }
+}
+
+pub fn set_stage(stage: &'static str) {
+    if let Ok(mut context) = CONTEXT.lock() {
+        context.stage = Some(stage);
+    }
+}
+
+pub fn init(format: LogFormat, destination: Destination, default_level: &str) {
+    let filter = EnvFilter::try_from_env("BLUEPRINT_RUNNER_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
-        LogFormat::Text => builder.with_ansi(false).try_init(),
+        LogFormat::Json => tracing_subscriber::registry().with(CloudJson { destination }.with_filter(filter)).try_init(),
+        LogFormat::Text => {
+            let text = tracing_subscriber::fmt::layer().with_ansi(false);
+            match destination {
+                Destination::Stdout => tracing_subscriber::registry().with(text.with_writer(std::io::stdout).with_filter(filter)).try_init(),
+                Destination::Stderr => tracing_subscriber::registry().with(text.with_writer(std::io::stderr).with_filter(filter)).try_init(),
+            }
+        }
     };
+}
+
+struct CloudJson {
+    destination: Destination,
+}
+
+impl<S: Subscriber> Layer<S> for CloudJson {
+    fn on_event(&self, event: &Event<'_>, _context: Context<'_, S>) {
+        let mut fields = Map::new();
+        event.record(&mut Fields(&mut fields));
+        let mut line = Map::new();
+        line.insert("severity".into(), severity(*event.metadata().level()).into());
+        line.insert("message".into(), fields.remove("message").unwrap_or(Value::String(String::new())));
+        line.insert("time".into(), rfc3339(SystemTime::now()).into());
+        if let Ok(context) = CONTEXT.lock() {
+            if let Some(task_id) = &context.task_id {
+                line.insert("task_id".into(), task_id.clone().into());
+            }
+            if let Some(stage) = context.stage {
+                line.insert("stage".into(), stage.into());
+            }
+        }
+        line.insert("target".into(), event.metadata().target().into());
+        for (key, value) in fields {
+            line.entry(key).or_insert(value);
+        }
+        let Ok(mut text) = serde_json::to_string(&line) else { return };
+        text.push('\n');
+        // One write per line, so lines from different threads never interleave.
+        let _ = match self.destination {
+            Destination::Stdout => std::io::stdout().lock().write_all(text.as_bytes()),
+            Destination::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),
+        };
+    }
+}
+
+fn severity(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARNING",
+        Level::INFO => "INFO",
+        Level::DEBUG | Level::TRACE => "DEBUG",
+    }
+}
+
+struct Fields<'a>(&'a mut Map<String, Value>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().into(), format!("{value:?}").into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), serde_json::Number::from_f64(value).map(Value::Number).unwrap_or(Value::Null));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+}
+
+/// `2026-11-29T04:05:06.123456Z`.
+fn rfc3339(time: SystemTime) -> String {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = since.as_secs();
+    let (days, of_day) = ((seconds / 86_400) as i64, seconds % 86_400);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60,
+        since.subsec_micros()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_micros(951_782_400_000_001)), "2000-02-29T00:00:00.000001Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_921_506)), "2026-11-29T03:05:06.000000Z");
+    }
 }

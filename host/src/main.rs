@@ -2,6 +2,8 @@
 //! sandboxed WebAssembly guest; this binary does the I/O.
 
 mod budget;
+mod cancel;
+mod config;
 mod exit;
 mod ffmpeg;
 mod guest;
@@ -10,7 +12,6 @@ mod job;
 mod logging;
 mod media;
 mod run;
-mod status;
 mod storage;
 mod validate;
 
@@ -25,7 +26,8 @@ use clap::{Args, Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Log format (logs go to stderr).
+    /// Log format. `job` logs to stdout (Cloud Logging reads it), the other commands
+    /// to stderr.
     #[arg(long, global = true, value_enum, default_value = "json")]
     log_format: logging::LogFormat,
 }
@@ -47,6 +49,20 @@ enum Command {
     Run {
         #[command(flatten)]
         job: JobFlags,
+    },
+    /// The container's entrypoint: `run` configured from the environment (every
+    /// variable checked at start), reporting to the backend's `choreography_tasks` row
+    /// when DB_* or DATABASE_URL is set (else status lines on stdout), logs as JSON on
+    /// stdout; SIGTERM stops it cleanly.
+    Job {
+        #[command(flatten)]
+        job: JobFlags,
+        /// The backend's task id; must match the blueprint's `task_id`.
+        #[arg(long, env = "TASK_ID")]
+        task_id: Option<String>,
+        /// How long to keep trying to write the final status when the database is down, in seconds.
+        #[arg(long, env = "STATUS_FLUSH_SECS", default_value_t = 30)]
+        status_flush_secs: u64,
     },
     /// Validate, fetch, probe and plan, check the plan against the policy, and print it
     /// as JSON without running anything.
@@ -118,10 +134,10 @@ struct StorageFlags {
     #[arg(long, env = "GCS_OBJECT_PREFIX", default_value = "")]
     object_prefix: String,
     /// Objects downloaded at the same time.
-    #[arg(long, env = "DOWNLOAD_CONCURRENCY", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, env = "DOWNLOAD_CONCURRENCY", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=config::DOWNLOAD_CONCURRENCY_MAX as i64))]
     download_concurrency: u16,
     /// Attempts per object for transient GCS failures.
-    #[arg(long, env = "STORAGE_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+    #[arg(long, env = "STORAGE_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=config::STORAGE_ATTEMPTS_MAX as i64))]
     storage_attempts: u32,
     /// Time for one object, every attempt included, in seconds.
     #[arg(long, env = "STORAGE_OBJECT_DEADLINE_SECS", default_value_t = 600)]
@@ -183,8 +199,29 @@ impl SandboxFlags {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    logging::init(cli.log_format);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            if error.use_stderr() && invoked_as_job() {
+                // clap stops at the first bad variable; list them all.
+                let env = |name: &str| std::env::var(name).ok();
+                let problems = config::check_job_environment(&env, true);
+                if !problems.is_empty() {
+                    eprintln!("error: {}", config::describe(&problems));
+                    return ExitCode::from(exit::USAGE);
+                }
+            }
+            let _ = error.print();
+            // Help and version are not errors; every other parse error is a usage error
+            // (clap's own code, 2, means "invalid blueprint" here).
+            return ExitCode::from(if error.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    let (destination, level) = match cli.command {
+        Command::Job { .. } => (logging::Destination::Stdout, "info"),
+        _ => (logging::Destination::Stderr, "warn"),
+    };
+    logging::init(cli.log_format, destination, level);
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -193,6 +230,11 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(runtime.block_on(run(cli.command)))
+}
+
+/// The first word that is not an option is the subcommand.
+fn invoked_as_job() -> bool {
+    std::env::args().skip(1).find(|a| !a.starts_with('-')).is_some_and(|a| a == "job")
 }
 
 async fn run(command: Command) -> u8 {
@@ -214,6 +256,7 @@ async fn run(command: Command) -> u8 {
         Command::BenchFetch { keys, storage } => run::bench_fetch(&storage, &keys).await,
         Command::Run { job } => run::run(job, run::Mode::Run).await,
         Command::Plan { job } => run::run(job, run::Mode::PlanOnly).await,
+        Command::Job { job, task_id, status_flush_secs } => run::job(job, task_id, Duration::from_secs(status_flush_secs.max(1))).await,
         Command::BenchValidate { file, iterations, sandbox } => {
             let started = std::time::Instant::now();
             let loaded = match sandbox.load() {

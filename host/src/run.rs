@@ -1,13 +1,15 @@
-//! `blueprint-runner run` and `plan`: wiring flags to a [`job::Job`] and its outcome
-//! to status lines, stderr and the exit code.
+//! `blueprint-runner run`, `plan` and `job`: wiring flags and the environment to a
+//! [`job::Job`], and its outcome to the status, stderr and the exit code.
 
 use std::time::Duration;
 
+use br_status::{DbSettings, Delivery, JsonLines, LogOnly, PgStatus, Stage, StatusSink, TaskRow};
+
+use crate::cancel::Cancel;
 use crate::input::{self, Loaded, Source};
 use crate::job::{Failure, Job, JobConfig, Reporter};
-use crate::status::{JsonLines, LogOnly, Stage, StatusSink};
 use crate::storage::{GcsConfig, GcsStorage, LocalFolder, Storage};
-use crate::{exit, ffmpeg, JobFlags, StorageFlags};
+use crate::{config, exit, ffmpeg, JobFlags, StorageFlags};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StorageKind {
@@ -65,24 +67,117 @@ pub enum Mode {
     PlanOnly,
 }
 
+/// `run` and `plan`: status lines on stdout (`run`) or in the log (`plan`).
 pub async fn run(flags: JobFlags, mode: Mode) -> u8 {
+    let cancel = Cancel::on_signals();
+    let (mut lines, mut log_only) = (JsonLines, LogOnly);
+    let sink: &mut dyn StatusSink = if mode == Mode::Run { &mut lines } else { &mut log_only };
+    execute(&flags, mode, sink, Launch { task_id: None, database: None }, &cancel).await
+}
+
+/// `job`: the container's entrypoint. Configuration comes from the environment and is
+/// checked as a whole first; the status goes to the backend's row when a database is
+/// configured, else to stdout.
+pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duration) -> u8 {
+    let env = |name: &str| std::env::var(name).ok();
+    let problems = config::check_job_environment(&env, flags.file.is_some());
+    let database = DbSettings::from_env(&env).ok().flatten();
+    if !problems.is_empty() {
+        let failure = Failure::Setup(config::describe(&problems));
+        let task_id = task_id.filter(|id| config::task_id_problem(id).is_none());
+        return match (database, task_id) {
+            (Some(database), Some(task_id)) => {
+                let mut status = PgStatus::start(database);
+                let code = fail(&mut Reporter::new(&mut status, Some(task_id)), Stage::Validate, failure);
+                settle(status.finish(status_flush.min(CANCELLED_FLUSH)).await, code)
+            }
+            _ => fail(&mut Reporter::new(&mut LogOnly, None), Stage::Validate, failure),
+        };
+    }
+    let cancel = Cancel::on_signals();
+    let Some(database) = database else {
+        return execute(&flags, Mode::Run, &mut JsonLines, Launch { task_id, database: None }, &cancel).await;
+    };
+    tracing::info!(database = %database.describe(), "status goes to choreography_tasks");
+    let mut status = PgStatus::start(database.clone());
+    let code = execute(&flags, Mode::Run, &mut status, Launch { task_id, database: Some(&database) }, &cancel).await;
+    // Cloud Run kills the container a few seconds after SIGTERM: keep the wait short then.
+    let patience = if cancel.reason().is_some() { status_flush.min(CANCELLED_FLUSH) } else { status_flush };
+    settle(status.finish(patience).await, code)
+}
+
+/// How long a cancelled job waits for the database before it exits anyway.
+const CANCELLED_FLUSH: Duration = Duration::from_secs(5);
+/// How long the job waits at start to learn whether its task is done already.
+const ROW_CHECK_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The exit code once the last status change is written, or is not.
+fn settle(delivery: Delivery, code: u8) -> u8 {
+    match delivery {
+        Delivery::Written | Delivery::Nothing | Delivery::RowCompleted => code,
+        Delivery::RowMissing => {
+            tracing::error!("the task's row is gone from choreography_tasks: its status is not recorded");
+            if code == exit::OK { exit::STATUS_UNRECORDED } else { code }
+        }
+        Delivery::Unrecorded { update, last_error } => {
+            let update = serde_json::to_value(&*update).unwrap_or_default();
+            tracing::error!(unrecorded_status = %update, "the database stayed unreachable; this status is not recorded: {last_error}");
+            if code == exit::OK { exit::STATUS_UNRECORDED } else { code }
+        }
+    }
+}
+
+/// What the launcher said about the task.
+struct Launch<'a> {
+    /// TASK_ID, when given.
+    task_id: Option<String>,
+    database: Option<&'a DbSettings>,
+}
+
+/// Whether the job should go on, given its row.
+async fn check_row(database: &DbSettings, task_id: &str) -> Result<(), u8> {
+    match database.task_row(task_id, ROW_CHECK_PATIENCE).await {
+        Ok(TaskRow::Status(status)) if status == "completed" => {
+            tracing::info!("the task is completed already: nothing to do (its output stays as it is)");
+            Err(exit::OK)
+        }
+        Ok(TaskRow::Status(_)) => Ok(()),
+        Ok(TaskRow::Missing) => {
+            let message = format!("task '{task_id}' has no row in choreography_tasks (the backend creates it before it launches the job)");
+            tracing::error!("{message}");
+            eprintln!("error: {message}");
+            Err(exit::USAGE)
+        }
+        Err(error) => {
+            // The work goes on: the writer keeps trying, and the guard in its UPDATE
+            // keeps a completed row completed.
+            tracing::warn!("cannot check the task's row: {error}; going on");
+            Ok(())
+        }
+    }
+}
+
+async fn execute(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch: Launch<'_>, cancel: &Cancel) -> u8 {
+    let mut reporter = Reporter::new(sink, launch.task_id.clone());
+    if let (Some(database), Some(task_id)) = (launch.database, &launch.task_id) {
+        if let Err(code) = check_row(database, task_id).await {
+            return code;
+        }
+    }
     let source = match Source::choose(flags.file.as_deref()) {
         Ok(source) => source,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return exit::USAGE;
-        }
+        Err(message) => return fail(&mut reporter, Stage::Validate, Failure::Setup(message)),
     };
     let storage = match open_storage(&flags.storage).await {
         Ok(storage) => storage,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return exit::USAGE;
-        }
+        Err(message) => return fail(&mut reporter, Stage::Validate, Failure::Setup(message)),
     };
     let sandbox = match flags.sandbox.load() {
         Ok(sandbox) => sandbox,
-        Err(code) => return code,
+        Err(code) => {
+            reporter.failed(Stage::Validate, &Failure::Setup("the guest could not be loaded (see the log)".into()));
+            return code;
+        }
     };
     let (ffmpeg_binary, ffprobe) = ffmpeg::binaries();
     let config = JobConfig {
@@ -92,31 +187,42 @@ pub async fn run(flags: JobFlags, mode: Mode) -> u8 {
         ffprobe,
         runner: ffmpeg::Runner { ffmpeg: ffmpeg_binary, step_timeout: flags.step_timeout.map(Duration::from_secs) },
     };
-    let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config };
-    let (mut lines, mut log_only) = (JsonLines, LogOnly);
-    let sink: &mut dyn StatusSink = if mode == Mode::Run { &mut lines } else { &mut log_only };
-    let mut reporter = Reporter::new(sink);
+    let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config, cancel };
 
     let text = match read_blueprint(&source, &flags.storage).await {
         Ok(loaded) => match loaded.into_text() {
             Ok(text) => text,
             Err(refusal) => return fail(&mut reporter, Stage::Validate, Failure::Invalid(vec![refusal])),
         },
-        Err(message) => {
-            eprintln!("error: {message}");
-            return exit::USAGE;
-        }
+        Err(message) => return fail(&mut reporter, Stage::Validate, Failure::Setup(message)),
     };
+    let checked = match job.validate(&text, &mut reporter).await {
+        Ok(checked) => checked,
+        Err((stage, failure)) => return fail(&mut reporter, stage, failure),
+    };
+    let blueprint_task = checked.validated.task_id.clone();
+    match (&launch.task_id, launch.database) {
+        (Some(given), _) if *given != blueprint_task => {
+            let failure = Failure::TaskMismatch { environment: given.clone(), blueprint: blueprint_task };
+            return fail(&mut reporter, Stage::Validate, failure);
+        }
+        (None, Some(database)) => {
+            if let Err(code) = check_row(database, &blueprint_task).await {
+                return code;
+            }
+        }
+        _ => {}
+    }
 
     match mode {
-        Mode::Run => match job.run(&text, &mut reporter).await {
+        Mode::Run => match job.run(checked, &mut reporter).await {
             Ok(outcome) => {
-                tracing::info!(task_id = %outcome.validated.task_id, output = %outcome.validated.output_key, "job completed");
+                tracing::info!(output = %outcome.validated.output_key, "job completed");
                 exit::OK
             }
             Err((stage, failure)) => fail(&mut reporter, stage, failure),
         },
-        Mode::PlanOnly => match job.prepare(&text, &mut reporter).await {
+        Mode::PlanOnly => match job.prepare(checked, &mut reporter).await {
             Ok(prepared) => {
                 let shown = serde_json::json!({
                     "task_id": prepared.validated.task_id,
@@ -135,7 +241,7 @@ pub async fn run(flags: JobFlags, mode: Mode) -> u8 {
 }
 
 fn fail(reporter: &mut Reporter<'_>, stage: Stage, failure: Failure) -> u8 {
-    tracing::error!(stage = ?stage, "{failure}");
+    tracing::error!(stage = stage.as_str(), "{failure}");
     reporter.failed(stage, &failure);
     eprintln!("error: {failure}");
     failure.exit_code()

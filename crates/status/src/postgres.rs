@@ -218,6 +218,39 @@ impl DbSettings {
     }
 }
 
+impl DbSettings {
+    /// The task's row as it is now. `Err`: the database did not answer within `patience`.
+    pub async fn task_row(&self, task_id: &str, patience: Duration) -> Result<TaskRow, String> {
+        let attempt = async {
+            let mut backoff = FIRST_BACKOFF;
+            loop {
+                match self.read_status(task_id).await {
+                    Ok(row) => return row,
+                    Err(error) => {
+                        tracing::warn!(database = %self.describe(), "cannot read the task's row yet: {error}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(patience, attempt).await.map_err(|_| format!("the database did not answer within {} s", patience.as_secs()))
+    }
+
+    async fn read_status(&self, task_id: &str) -> Result<TaskRow, String> {
+        let client = self.connect().await?;
+        let row = tokio::time::timeout(STATEMENT_TIMEOUT, client.query_opt(STATUS_SQL, &[&task_id]))
+            .await
+            .map_err(|_| "the query timed out".to_owned())?
+            .map_err(|e| describe_error(&e))?;
+        Ok(match row {
+            None => TaskRow::Missing,
+            Some(row) => TaskRow::Status(row.try_get::<_, String>(0).map_err(|e| describe_error(&e))?),
+        })
+    }
+
+}
+
 fn describe_error(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
@@ -327,7 +360,6 @@ struct Pending {
 }
 
 pub struct PgStatus {
-    settings: DbSettings,
     sender: watch::Sender<Pending>,
     written: watch::Receiver<WriterState>,
     writer: tokio::task::JoinHandle<()>,
@@ -356,37 +388,7 @@ impl PgStatus {
         let (sender, receiver) = watch::channel(Pending { sequence: 0, update: None });
         let (state_sender, written) = watch::channel(WriterState::default());
         let writer = tokio::spawn(write_changes(settings.clone(), receiver, state_sender));
-        PgStatus { settings, sender, written, writer, sequence: 0 }
-    }
-
-    /// The task's row as it is now. `Err`: the database did not answer within `patience`.
-    pub async fn task_row(&self, task_id: &str, patience: Duration) -> Result<TaskRow, String> {
-        let attempt = async {
-            let mut backoff = FIRST_BACKOFF;
-            loop {
-                match self.read_status(task_id).await {
-                    Ok(row) => return row,
-                    Err(error) => {
-                        tracing::warn!(database = %self.settings.describe(), "cannot read the task's row yet: {error}");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
-                }
-            }
-        };
-        tokio::time::timeout(patience, attempt).await.map_err(|_| format!("the database did not answer within {} s", patience.as_secs()))
-    }
-
-    async fn read_status(&self, task_id: &str) -> Result<TaskRow, String> {
-        let client = self.settings.connect().await?;
-        let row = tokio::time::timeout(STATEMENT_TIMEOUT, client.query_opt(STATUS_SQL, &[&task_id]))
-            .await
-            .map_err(|_| "the query timed out".to_owned())?
-            .map_err(|e| describe_error(&e))?;
-        Ok(match row {
-            None => TaskRow::Missing,
-            Some(row) => TaskRow::Status(row.try_get::<_, String>(0).map_err(|e| describe_error(&e))?),
-        })
+        PgStatus { sender, written, writer, sequence: 0 }
     }
 
     /// Waits up to `patience` for the last change to be written, then stops the writer.
@@ -420,6 +422,7 @@ impl StatusSink for PgStatus {
             tracing::warn!(status = update.status.as_str(), "status not written: no task id known");
             return;
         }
+        tracing::info!(status = update.status.as_str(), progress = update.progress, "{}", update.message);
         self.sequence += 1;
         let sequence = self.sequence;
         self.sender.send_replace(Pending { sequence, update: Some(update.clone()) });

@@ -193,6 +193,10 @@ impl Storage for GcsStorage {
         self.shown()
     }
 
+    fn url(&self, key: &str) -> String {
+        format!("gs://{}/{}", self.config.bucket, self.object_name(key))
+    }
+
     fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path) -> StorageFuture<'a, u64> {
         Box::pin(async move {
             let object = self.object_name(key);

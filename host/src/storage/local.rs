@@ -9,6 +9,8 @@ use super::{partial_name, Storage, StorageError, StorageFuture};
 pub struct LocalFolder {
     root: cap_std::fs::Dir,
     shown: String,
+    /// The folder's absolute path, for URLs only (all access goes through `root`).
+    location: std::path::PathBuf,
 }
 
 impl LocalFolder {
@@ -16,7 +18,8 @@ impl LocalFolder {
         let shown = format!("folder {}", path.display());
         let root = cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())
             .map_err(|e| StorageError::Open { store: shown.clone(), message: e.to_string() })?;
-        Ok(LocalFolder { root, shown })
+        let location = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        Ok(LocalFolder { root, shown, location })
     }
 
     fn io_error(&self, key: &str, error: std::io::Error) -> StorageError {
@@ -75,6 +78,10 @@ impl Storage for LocalFolder {
         self.shown.clone()
     }
 
+    fn url(&self, key: &str) -> String {
+        format!("file://{}", self.location.join(key).display())
+    }
+
     fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path) -> StorageFuture<'a, u64> {
         Box::pin(async move {
             let (folder, key_owned, destination) = (self.try_clone(key)?, key.to_owned(), destination.to_owned());
@@ -94,7 +101,7 @@ impl LocalFolder {
     /// File copies run on the blocking pool with their own handle to the folder.
     fn try_clone(&self, key: &str) -> Result<LocalFolder, StorageError> {
         let root = self.root.try_clone().map_err(|e| self.io_error(key, e))?;
-        Ok(LocalFolder { root, shown: self.shown.clone() })
+        Ok(LocalFolder { root, shown: self.shown.clone(), location: self.location.clone() })
     }
 }
 

@@ -30,6 +30,8 @@ pub enum StorageError {
 pub trait Storage: Send + Sync {
     /// For messages: `folder data/` or `gs://bucket`.
     fn describe(&self) -> String;
+    /// Where object `key` is, for the result the backend reads (`video_url`).
+    fn url(&self, key: &str) -> String;
     /// Copies object `key` into the local file `destination` (which must not exist);
     /// returns its size in bytes. A failure leaves no file at `destination`.
     fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path) -> StorageFuture<'a, u64>;

@@ -1,0 +1,175 @@
+//! The `job` command's configuration check: every environment variable the job reads,
+//! checked at start, all problems reported in one message (a Cloud Run execution that
+//! fails on its first bad variable, then on the next, wastes a deploy per variable).
+
+use std::path::Path;
+
+use br_status::{ConfigProblem, DbSettings};
+
+use crate::budget;
+
+pub const DOWNLOAD_CONCURRENCY_MAX: u64 = 64;
+pub const STORAGE_ATTEMPTS_MAX: u64 = 10;
+/// Task ids are the backend's UUIDs (varchar(36)); other characters would only be a
+/// mistake or an attack on log and path formats.
+pub const TASK_ID_MAX: usize = 36;
+
+/// Whole numbers and their allowed ranges.
+const NUMBERS: [(&str, u64, u64); 11] = [
+    ("DOWNLOAD_CONCURRENCY", 1, DOWNLOAD_CONCURRENCY_MAX),
+    ("STORAGE_MAX_ATTEMPTS", 1, STORAGE_ATTEMPTS_MAX),
+    ("STORAGE_OBJECT_DEADLINE_SECS", 1, u64::MAX),
+    ("STORAGE_FIRST_BACKOFF_MS", 0, 60_000),
+    ("STEP_TIMEOUT_SECS", 1, u64::MAX),
+    ("GUEST_FUEL", 1, u64::MAX),
+    ("GUEST_MEMORY_MIB", 1, u64::MAX),
+    ("GUEST_DEADLINE_MS", 1, u64::MAX),
+    ("JOB_MEMORY_MIB", 1, u64::MAX),
+    ("STATUS_FLUSH_SECS", 1, 3_600),
+    ("DB_PORT", 1, 65_535),
+];
+
+pub fn task_id_problem(task_id: &str) -> Option<String> {
+    if task_id.is_empty() || task_id.len() > TASK_ID_MAX || !task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        Some(format!("must be 1 to {TASK_ID_MAX} letters, digits, '-' or '_'"))
+    } else {
+        None
+    }
+}
+
+/// Everything wrong with the job's environment. `blueprint_argument`: a blueprint
+/// file was given on the command line, so `BLUEPRINT_JSON` is not needed.
+pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_argument: bool) -> Vec<ConfigProblem> {
+    let value = |name: &str| get(name).filter(|v| !v.is_empty());
+    let mut problems = Vec::new();
+    let mut add = |variable: &str, message: String| problems.push(ConfigProblem { variable: variable.into(), message });
+
+    if !blueprint_argument {
+        match (value("BLUEPRINT_JSON"), value("BLUEPRINT_URI")) {
+            (None, None) => add("BLUEPRINT_JSON", "is missing (or set BLUEPRINT_URI to a gs:// address)".into()),
+            (Some(_), Some(_)) => add("BLUEPRINT_URI", "is set together with BLUEPRINT_JSON: use one or the other".into()),
+            (None, Some(uri)) if !uri.starts_with("gs://") => add("BLUEPRINT_URI", "must be a gs://BUCKET/KEY address".into()),
+            _ => {}
+        }
+    }
+    if let Some(task_id) = get("TASK_ID") {
+        if let Some(message) = task_id_problem(&task_id) {
+            add("TASK_ID", message);
+        }
+    }
+
+    let mut numbers = std::collections::HashMap::new();
+    for (name, min, max) in NUMBERS {
+        if let Some(text) = value(name) {
+            match text.trim().parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => {
+                    numbers.insert(name, n);
+                }
+                _ if max == u64::MAX => add(name, format!("must be a whole number of at least {min}")),
+                _ => add(name, format!("must be a whole number from {min} to {max}")),
+            }
+        }
+    }
+    let guest = numbers.get("GUEST_MEMORY_MIB").copied().unwrap_or(budget::DEFAULT_GUEST_MEMORY / budget::MIB);
+    let job = numbers.get("JOB_MEMORY_MIB").copied().unwrap_or(budget::DEFAULT_JOB_MEMORY_BUDGET / budget::MIB);
+    if let Err(error) = budget::MemoryBudget::new(job.saturating_mul(budget::MIB), guest.saturating_mul(budget::MIB)) {
+        add("GUEST_MEMORY_MIB", error.to_string());
+    }
+
+    let use_gcs = match value("USE_GCS").map(|v| v.to_ascii_lowercase()) {
+        None => false,
+        Some(v) if v == "true" || v == "1" => true,
+        Some(v) if v == "false" || v == "0" => false,
+        Some(_) => {
+            add("USE_GCS", "must be true, false, 1 or 0".into());
+            false
+        }
+    };
+    let gcs = match value("STORAGE").as_deref() {
+        None => use_gcs,
+        Some("gcs") => true,
+        Some("local") => false,
+        Some(_) => {
+            add("STORAGE", "must be local or gcs".into());
+            use_gcs
+        }
+    };
+    if gcs {
+        if value("GCS_BUCKET_NAME").is_none() {
+            add("GCS_BUCKET_NAME", "is missing (GCS storage needs a bucket)".into());
+        }
+    } else {
+        match value("DATA_DIR") {
+            None => add("DATA_DIR", "is missing (local storage needs a folder; set USE_GCS=true for GCS)".into()),
+            Some(dir) if !Path::new(&dir).is_dir() => add("DATA_DIR", format!("{dir} is not a folder")),
+            Some(_) => {}
+        }
+    }
+    if let Some(dir) = value("WORK_DIR") {
+        if !Path::new(&dir).is_dir() {
+            add("WORK_DIR", format!("{dir} is not a folder"));
+        }
+    }
+    if let Some(path) = value("GUEST_COMPONENT") {
+        if !Path::new(&path).is_file() {
+            add("GUEST_COMPONENT", format!("{path} is not a file"));
+        }
+    }
+    if let Err(db_problems) = DbSettings::from_env(get) {
+        // DB_PORT's range is checked above already.
+        problems.extend(db_problems.into_iter().filter(|p| !(p.variable == "DB_PORT" && numbers_checked_port(get))));
+    }
+    problems
+}
+
+fn numbers_checked_port(get: &dyn Fn(&str) -> Option<String>) -> bool {
+    get("DB_PORT").is_some_and(|v| !v.is_empty())
+}
+
+/// `the job's configuration has 2 problems: A: ...; B: ...`
+pub fn describe(problems: &[ConfigProblem]) -> String {
+    let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let count = if problems.len() == 1 { "1 problem".to_owned() } else { format!("{} problems", problems.len()) };
+    format!("the job's configuration has {count}: {}", listed.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn check(vars: &[(&str, &str)]) -> Vec<String> {
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        check_job_environment(&|name| vars.get(name).cloned(), false).into_iter().map(|p| p.variable).collect()
+    }
+
+    #[test]
+    fn a_complete_local_configuration_passes() {
+        let dir = std::env::temp_dir();
+        let dir = dir.to_str().unwrap();
+        assert!(check(&[("BLUEPRINT_JSON", "{}"), ("DATA_DIR", dir), ("TASK_ID", "0b8f-42"), ("DB_HOST", "/cloudsql/p:r:i"), ("DB_NAME", "n"), ("DB_USER", "u")]).is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_listed_once() {
+        let problems = check(&[
+            ("TASK_ID", "../../etc"),
+            ("USE_GCS", "yes"),
+            ("DOWNLOAD_CONCURRENCY", "0"),
+            ("GUEST_MEMORY_MIB", "4096"),
+            ("DB_PORT", "70000"),
+            ("DB_HOST", "db"),
+            ("WORK_DIR", "/nonexistent/work"),
+        ]);
+        assert_eq!(
+            problems,
+            ["BLUEPRINT_JSON", "TASK_ID", "DOWNLOAD_CONCURRENCY", "DB_PORT", "GUEST_MEMORY_MIB", "USE_GCS", "DATA_DIR", "WORK_DIR", "DB_NAME", "DB_USER"]
+        );
+    }
+
+    #[test]
+    fn gcs_needs_a_bucket_not_a_folder() {
+        assert_eq!(check(&[("BLUEPRINT_JSON", "{}"), ("USE_GCS", "true")]), ["GCS_BUCKET_NAME"]);
+        assert_eq!(check(&[("BLUEPRINT_URI", "https://x/y"), ("STORAGE", "gcs"), ("GCS_BUCKET_NAME", "b")]), ["BLUEPRINT_URI"]);
+    }
+}
