@@ -110,6 +110,8 @@ pub struct Reporter<'a> {
     sink: &'a mut dyn StatusSink,
     task_id: Option<String>,
     last_encode_update: Option<Instant>,
+    /// The highest progress sent: a failure keeps it, so progress never goes down.
+    progress: u8,
 }
 
 impl<'a> Reporter<'a> {
@@ -119,7 +121,7 @@ impl<'a> Reporter<'a> {
         if let Some(task_id) = &task_id {
             logging::set_task_id(task_id);
         }
-        Reporter { sink, task_id, last_encode_update: None }
+        Reporter { sink, task_id, last_encode_update: None, progress: 0 }
     }
 
     fn know_task(&mut self, task_id: &str) {
@@ -131,6 +133,8 @@ impl<'a> Reporter<'a> {
 
     fn send(&mut self, status: Status, stage: Stage, progress: u8, message: String, result: Option<serde_json::Value>, error: Option<String>) {
         logging::set_stage(stage.as_str());
+        let progress = progress.max(self.progress);
+        self.progress = progress;
         let update = StatusUpdate { task_id: self.task_id.clone(), status, progress, stage, message, result, error };
         self.sink.report(&update);
     }

@@ -207,8 +207,14 @@ fn main() -> ExitCode {
                 let env = |name: &str| std::env::var(name).ok();
                 let problems = config::check_job_environment(&env, true);
                 if !problems.is_empty() {
-                    eprintln!("error: {}", config::describe(&problems));
-                    return ExitCode::from(exit::USAGE);
+                    logging::init(logging::LogFormat::Json, logging::Destination::Stdout, "info");
+                    return match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                        Ok(runtime) => ExitCode::from(runtime.block_on(run::refuse_configuration(&problems, Duration::from_secs(5)))),
+                        Err(_) => {
+                            eprintln!("error: {}", config::describe(&problems));
+                            ExitCode::from(exit::USAGE)
+                        }
+                    };
                 }
             }
             let _ = error.print();
@@ -234,7 +240,15 @@ fn main() -> ExitCode {
 
 /// The first word that is not an option is the subcommand.
 fn invoked_as_job() -> bool {
-    std::env::args().skip(1).find(|a| !a.starts_with('-')).is_some_and(|a| a == "job")
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--log-format" {
+            args.next();
+        } else if !arg.starts_with('-') {
+            return arg == "job";
+        }
+    }
+    false
 }
 
 async fn run(command: Command) -> u8 {

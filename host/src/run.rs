@@ -81,19 +81,13 @@ pub async fn run(flags: JobFlags, mode: Mode) -> u8 {
 pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duration) -> u8 {
     let env = |name: &str| std::env::var(name).ok();
     let problems = config::check_job_environment(&env, flags.file.is_some());
-    let database = DbSettings::from_env(&env).ok().flatten();
     if !problems.is_empty() {
-        let failure = Failure::Setup(config::describe(&problems));
-        let task_id = task_id.filter(|id| config::task_id_problem(id).is_none());
-        return match (database, task_id) {
-            (Some(database), Some(task_id)) => {
-                let mut status = PgStatus::start(database);
-                let code = fail(&mut Reporter::new(&mut status, Some(task_id)), Stage::Validate, failure);
-                settle(status.finish(status_flush.min(CANCELLED_FLUSH)).await, code)
-            }
-            _ => fail(&mut Reporter::new(&mut LogOnly, None), Stage::Validate, failure),
-        };
+        return refuse_configuration(&problems, status_flush).await;
     }
+    if let Some(task_id) = &task_id {
+        crate::logging::set_task_id(task_id);
+    }
+    let database = DbSettings::from_env(&env).ok().flatten();
     let cancel = Cancel::on_signals();
     let Some(database) = database else {
         return execute(&flags, Mode::Run, &mut JsonLines, Launch { task_id, database: None }, &cancel).await;
@@ -104,6 +98,22 @@ pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duratio
     // Cloud Run kills the container a few seconds after SIGTERM: keep the wait short then.
     let patience = if cancel.reason().is_some() { status_flush.min(CANCELLED_FLUSH) } else { status_flush };
     settle(status.finish(patience).await, code)
+}
+
+/// Ends a job whose configuration is wrong: the message lists every problem, and the
+/// task's row records it when the database settings and TASK_ID are themselves usable.
+pub async fn refuse_configuration(problems: &[br_status::ConfigProblem], status_flush: Duration) -> u8 {
+    let env = |name: &str| std::env::var(name).ok();
+    let failure = Failure::Setup(config::describe(problems));
+    let task_id = env("TASK_ID").filter(|id| config::task_id_problem(id).is_none());
+    match (DbSettings::from_env(&env).ok().flatten(), task_id) {
+        (Some(database), Some(task_id)) => {
+            let mut status = PgStatus::start(database);
+            let code = fail(&mut Reporter::new(&mut status, Some(task_id)), Stage::Validate, failure);
+            settle(status.finish(status_flush.min(CANCELLED_FLUSH)).await, code)
+        }
+        (_, task_id) => fail(&mut Reporter::new(&mut JsonLines, task_id), Stage::Validate, failure),
+    }
 }
 
 /// How long a cancelled job waits for the database before it exits anyway.
