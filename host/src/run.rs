@@ -72,7 +72,7 @@ pub async fn run(flags: JobFlags, mode: Mode) -> u8 {
     let cancel = Cancel::on_signals();
     let (mut lines, mut log_only) = (JsonLines, LogOnly);
     let sink: &mut dyn StatusSink = if mode == Mode::Run { &mut lines } else { &mut log_only };
-    execute(&flags, mode, sink, Launch { task_id: None, database: None }, &cancel).await
+    execute(&flags, mode, sink, Launch { task_id: None, database: None, row_patience: Duration::ZERO }, &cancel).await
 }
 
 /// `job`: the container's entrypoint. Configuration comes from the environment and is
@@ -90,11 +90,11 @@ pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duratio
     let database = DbSettings::from_env(&env).ok().flatten();
     let cancel = Cancel::on_signals();
     let Some(database) = database else {
-        return execute(&flags, Mode::Run, &mut JsonLines, Launch { task_id, database: None }, &cancel).await;
+        return execute(&flags, Mode::Run, &mut JsonLines, Launch { task_id, database: None, row_patience: Duration::ZERO }, &cancel).await;
     };
     tracing::info!(database = %database.describe(), "status goes to choreography_tasks");
     let mut status = PgStatus::start(database.clone());
-    let code = execute(&flags, Mode::Run, &mut status, Launch { task_id, database: Some(&database) }, &cancel).await;
+    let code = execute(&flags, Mode::Run, &mut status, Launch { task_id, database: Some(&database), row_patience: status_flush.min(ROW_CHECK_PATIENCE) }, &cancel).await;
     // Cloud Run kills the container a few seconds after SIGTERM: keep the wait short then.
     let patience = if cancel.reason().is_some() { status_flush.min(CANCELLED_FLUSH) } else { status_flush };
     settle(status.finish(patience).await, code)
@@ -118,7 +118,7 @@ pub async fn refuse_configuration(problems: &[br_status::ConfigProblem], status_
 
 /// How long a cancelled job waits for the database before it exits anyway.
 const CANCELLED_FLUSH: Duration = Duration::from_secs(5);
-/// How long the job waits at start to learn whether its task is done already.
+/// The longest the job waits at start to learn whether its task is done already.
 const ROW_CHECK_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The exit code once the last status change is written, or is not.
@@ -142,11 +142,13 @@ struct Launch<'a> {
     /// TASK_ID, when given.
     task_id: Option<String>,
     database: Option<&'a DbSettings>,
+    /// How long to wait for the database to say whether the task is done already.
+    row_patience: Duration,
 }
 
 /// Whether the job should go on, given its row.
-async fn check_row(database: &DbSettings, task_id: &str) -> Result<(), u8> {
-    match database.task_row(task_id, ROW_CHECK_PATIENCE).await {
+async fn check_row(database: &DbSettings, task_id: &str, patience: Duration) -> Result<(), u8> {
+    match database.task_row(task_id, patience).await {
         Ok(TaskRow::Status(status)) if status == "completed" => {
             tracing::info!("the task is completed already: nothing to do (its output stays as it is)");
             Err(exit::OK)
@@ -170,7 +172,7 @@ async fn check_row(database: &DbSettings, task_id: &str) -> Result<(), u8> {
 async fn execute(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch: Launch<'_>, cancel: &Cancel) -> u8 {
     let mut reporter = Reporter::new(sink, launch.task_id.clone());
     if let (Some(database), Some(task_id)) = (launch.database, &launch.task_id) {
-        if let Err(code) = check_row(database, task_id).await {
+        if let Err(code) = check_row(database, task_id, launch.row_patience).await {
             return code;
         }
     }
@@ -217,7 +219,7 @@ async fn execute(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch
             return fail(&mut reporter, Stage::Validate, failure);
         }
         (None, Some(database)) => {
-            if let Err(code) = check_row(database, &blueprint_task).await {
+            if let Err(code) = check_row(database, &blueprint_task, launch.row_patience).await {
                 return code;
             }
         }
