@@ -3,15 +3,16 @@
 //! The job only ever `UPDATE`s an existing row (it never creates or migrates the
 //! table), so the role it connects with needs `SELECT, UPDATE` on that table and
 //! nothing else. Writes go through one writer task: the job never waits for the
-//! database, a newer change replaces one not yet written, and a database that is down
+//! database, a newer change of the same stage replaces one not yet written, and a database that is down
 //! is retried with backoff until [`PgStatus::finish`] gives up.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::Client;
 
@@ -204,17 +205,30 @@ impl DbSettings {
 
     /// One connection; its driver runs on a task of its own.
     pub async fn connect(&self) -> Result<Client, String> {
-        let tls = tls_connector(&self.tls)?;
-        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT * 2, self.config.connect(tls))
-            .await
-            .map_err(|_| "connecting timed out".to_owned())?
-            .map_err(|e| describe_error(&e))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!("database connection ended: {error}");
-            }
-        });
+        // A TLS connector is asked for a server name even when TLS is off, and a socket
+        // folder is none: without TLS there must be no connector at all.
+        if self.tls == Tls::Off {
+            let (client, connection) = self.with_timeout(self.config.connect(tokio_postgres::NoTls)).await?;
+            tokio::spawn(drive(connection));
+            return Ok(client);
+        }
+        let (client, connection) = self.with_timeout(self.config.connect(tls_connector(&self.tls)?)).await?;
+        tokio::spawn(drive(connection));
         Ok(client)
+    }
+
+    async fn with_timeout<T>(&self, connecting: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, String> {
+        tokio::time::timeout(CONNECT_TIMEOUT * 2, connecting).await.map_err(|_| "connecting timed out".to_owned())?.map_err(|e| describe_error(&e))
+    }
+}
+
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(error) = connection.await {
+        tracing::debug!("database connection ended: {error}");
     }
 }
 
@@ -251,11 +265,19 @@ impl DbSettings {
 
 }
 
+/// The server's own message and code, or the error with its causes (tokio-postgres's
+/// `Display` alone says only "error connecting to server").
 fn describe_error(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => error.to_string(),
+    if let Some(db) = error.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
     }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    text
 }
 
 fn tls_connector(tls: &Tls) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
@@ -352,18 +374,26 @@ pub enum Delivery {
     Unrecorded { update: Box<StatusUpdate>, last_error: String },
 }
 
-/// The writer's side of the channel: what is waiting and what became of it.
-#[derive(Clone)]
-struct Pending {
-    sequence: u64,
-    update: Option<StatusUpdate>,
+/// Changes not yet in the row, oldest first. A change replaces the last one waiting
+/// when both have the same status and stage (progress within a stage); a new stage or
+/// status is kept as its own write, so the row passes through every stage the job did.
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<(u64, StatusUpdate)>,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Notify,
 }
 
 pub struct PgStatus {
-    sender: watch::Sender<Pending>,
+    shared: Arc<Shared>,
     written: watch::Receiver<WriterState>,
     writer: tokio::task::JoinHandle<()>,
     sequence: u64,
+    last: Option<StatusUpdate>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -385,21 +415,23 @@ impl PgStatus {
     /// Starts the writer. Connecting happens in the writer, so a database that is down
     /// at start does not hold up the job.
     pub fn start(settings: DbSettings) -> PgStatus {
-        let (sender, receiver) = watch::channel(Pending { sequence: 0, update: None });
+        let shared = Arc::new(Shared { queue: Mutex::new(Queue::default()), wake: Notify::new() });
         let (state_sender, written) = watch::channel(WriterState::default());
-        let writer = tokio::spawn(write_changes(settings.clone(), receiver, state_sender));
-        PgStatus { sender, written, writer, sequence: 0 }
+        let writer = tokio::spawn(write_changes(settings, shared.clone(), state_sender));
+        PgStatus { shared, written, writer, sequence: 0, last: None }
     }
 
     /// Waits up to `patience` for the last change to be written, then stops the writer.
     pub async fn finish(self, patience: Duration) -> Delivery {
-        let PgStatus { sender, mut written, writer, sequence, .. } = self;
-        let last = sender.borrow().update.clone();
-        drop(sender);
-        if sequence == 0 {
+        let PgStatus { shared, mut written, writer, sequence, last } = self;
+        if let Ok(mut queue) = shared.queue.lock() {
+            queue.closed = true;
+        }
+        shared.wake.notify_one();
+        let Some(last) = last else {
             writer.abort();
             return Delivery::Nothing;
-        }
+        };
         let settled = tokio::time::timeout(patience, async { written.wait_for(|state| state.settled >= sequence).await.is_ok() }).await;
         let state = written.borrow().clone();
         writer.abort();
@@ -407,10 +439,7 @@ impl PgStatus {
             (Ok(true), Some(Settled::Written)) => Delivery::Written,
             (Ok(true), Some(Settled::RowCompleted)) => Delivery::RowCompleted,
             (Ok(true), Some(Settled::RowMissing)) => Delivery::RowMissing,
-            _ => Delivery::Unrecorded {
-                update: Box::new(last.expect("a change was sent")),
-                last_error: state.last_error.unwrap_or_else(|| "the writer stopped".into()),
-            },
+            _ => Delivery::Unrecorded { update: Box::new(last), last_error: state.last_error.unwrap_or_else(|| "the writer stopped".into()) },
         }
     }
 }
@@ -424,49 +453,67 @@ impl StatusSink for PgStatus {
         }
         tracing::info!(status = update.status.as_str(), progress = update.progress, "{}", update.message);
         self.sequence += 1;
-        let sequence = self.sequence;
-        self.sender.send_replace(Pending { sequence, update: Some(update.clone()) });
+        self.last = Some(update.clone());
+        if let Ok(mut queue) = self.shared.queue.lock() {
+            match queue.waiting.back_mut() {
+                Some((sequence, waiting)) if waiting.status == update.status && waiting.stage == update.stage => {
+                    *sequence = self.sequence;
+                    *waiting = update.clone();
+                }
+                _ => queue.waiting.push_back((self.sequence, update.clone())),
+            }
+        }
+        self.shared.wake.notify_one();
     }
 }
 
-async fn write_changes(settings: DbSettings, mut changes: watch::Receiver<Pending>, state: watch::Sender<WriterState>) {
+async fn write_changes(settings: DbSettings, shared: Arc<Shared>, state: watch::Sender<WriterState>) {
     let mut client: Option<Client> = None;
     let mut backoff = FIRST_BACKOFF;
     loop {
-        if changes.changed().await.is_err() && changes.borrow().sequence <= state.borrow().settled {
-            return;
-        }
-        let pending = changes.borrow_and_update().clone();
-        let Some(update) = pending.update else { continue };
-        let Some(task_id) = update.task_id.as_deref() else { continue };
+        let next = match shared.queue.lock() {
+            Ok(queue) => match queue.waiting.front() {
+                Some(front) => Some(front.clone()),
+                None if queue.closed => return,
+                None => None,
+            },
+            Err(_) => return,
+        };
+        let Some((sequence, update)) = next else {
+            shared.wake.notified().await;
+            continue;
+        };
+        let task_id = update.task_id.as_deref().unwrap_or_default();
         let result = async {
             if client.as_ref().is_none_or(|c| c.is_closed()) {
                 client = Some(settings.connect().await?);
             }
-            let connection = client.as_ref().expect("connected above");
-            write_one(connection, task_id, &update).await
+            write_one(client.as_ref().expect("connected above"), task_id, &update).await
         }
         .await;
         match result {
             Ok(settled) => {
                 backoff = FIRST_BACKOFF;
                 if settled != Settled::Written {
-                    tracing::warn!(task_id, status = update.status.as_str(), "status not written: {}", match settled {
-                        Settled::RowCompleted => "the task is completed already",
-                        _ => "the task has no row in choreography_tasks",
-                    });
+                    let why = if settled == Settled::RowCompleted { "the task is completed already" } else { "the task has no row in choreography_tasks" };
+                    tracing::warn!(status = update.status.as_str(), "status not written: {why}");
+                }
+                if let Ok(mut queue) = shared.queue.lock() {
+                    // A newer change of the same stage may have replaced this one meanwhile:
+                    // then it is still waiting.
+                    if queue.waiting.front().is_some_and(|(waiting, _)| *waiting == sequence) {
+                        queue.waiting.pop_front();
+                    }
                 }
                 state.send_modify(|s| {
-                    s.settled = pending.sequence;
+                    s.settled = s.settled.max(sequence);
                     s.outcome = Some(settled);
                 });
             }
             Err(error) => {
                 client = None;
-                tracing::warn!(task_id, status = update.status.as_str(), retry_in_ms = backoff.as_millis() as u64, "cannot write the status: {error}");
+                tracing::warn!(status = update.status.as_str(), stage = update.stage.as_str(), retry_in_ms = backoff.as_millis() as u64, "cannot write the status: {error}");
                 state.send_modify(|s| s.last_error = Some(error));
-                // Try this change again after the pause, or a newer one if it comes first.
-                changes.mark_changed();
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
