@@ -489,3 +489,40 @@ fn a_completed_task_run_again_changes_nothing() {
         folders.assert_work_empty(&again.describe());
     }
 }
+
+/// A crash (SIGKILL mid-encode: no cleanup, the row left `running`) then a re-run: the
+/// re-run starts from scratch and stores byte for byte the video a clean run makes.
+#[test]
+fn a_re_run_after_a_crash_gives_the_same_output() {
+    let db = PgServer::start();
+    let folders = Folders::new();
+    media::make_clip(&folders.data.join("media/big.mp4"), &CLIP_B.with_seconds(6.0));
+    media::make_song_mp3(&folders.data.join("media/song.mp3"), 30.0);
+    let moves: Vec<Value> = (0..3).map(|i| movement("media/big.mp4", f64::from(i) * 5.0, 5.0, if i == 0 { "cut" } else { "fade_black" })).collect();
+    let text = blueprint("t-crash", moves);
+    db.insert_task("t-crash", "started");
+    let mut env = db.env();
+    env.push(("TASK_ID".into(), "t-crash".into()));
+
+    let job = Running::start(job_command(&folders, &text, &env));
+    wait_until("the encode stage", Duration::from_secs(120), || db.task("t-crash").is_some_and(|r| r.stage == "encode"));
+    wait_until("an FFmpeg child", Duration::from_secs(30), || !ffmpeg_processes_in(&folders.work).is_empty());
+    Command::new("kill").args(["-KILL", &job.child.id().to_string()]).status().unwrap();
+    let crashed = job.wait();
+    assert_eq!(crashed.code, None, "{}", crashed.describe());
+    // The kernel ends FFmpeg with its parent (PR_SET_PDEATHSIG): no orphan keeps encoding.
+    wait_until("FFmpeg to die with the job", Duration::from_secs(2), || ffmpeg_processes_in(&folders.work).is_empty());
+    assert_eq!(db.task("t-crash").unwrap().status, "running");
+
+    let rerun = run_job(job_command(&folders, &text, &env));
+    assert_eq!(rerun.code, Some(0), "{}", rerun.describe());
+    assert_eq!(db.task("t-crash").unwrap().status, "completed");
+    let after_crash = std::fs::read(folders.data.join("out/t-crash.mp4")).unwrap();
+
+    // The same blueprint from a clean start, as another run of the task would do.
+    db.execute("UPDATE choreography_tasks SET status = 'started' WHERE task_id = 't-crash'");
+    let clean = run_job(job_command(&folders, &text, &env));
+    assert_eq!(clean.code, Some(0), "{}", clean.describe());
+    let from_clean = std::fs::read(folders.data.join("out/t-crash.mp4")).unwrap();
+    assert!(after_crash == from_clean, "the re-run after a crash made a different file ({} vs {} bytes)", after_crash.len(), from_clean.len());
+}

@@ -119,13 +119,12 @@ impl Runner {
     }
 
     async fn run_one(&self, step: usize, label: &str, args: &[std::ffi::OsString], limit: Duration, cancel: &Cancel, mut on_time: impl FnMut(f64)) -> Result<(), FfmpegError> {
-        let mut child = tokio::process::Command::new(&self.ffmpeg)
+        let mut child = child_command(&self.ffmpeg)
             .args(HOST_FLAGS)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| FfmpegError::Spawn { program: self.ffmpeg.display().to_string(), message: e.to_string() })?;
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -208,6 +207,26 @@ pub const INPUT_WHITELIST: [&str; 4] = [
     "-format_whitelist",
     "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mp3,wav,aac,ogg,flac,avi,mpegts",
 ];
+
+/// A command for an FFmpeg or ffprobe child: killed when its handle is dropped (a
+/// cancelled stage), and by the kernel when this process dies without cleaning up
+/// (SIGKILL, a crash), so no FFmpeg outlives the job that started it.
+pub fn child_command(program: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    command.kill_on_drop(true);
+    // SAFETY: the closure runs in the forked child before exec and only makes one
+    // async-signal-safe system call.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    command
+}
 
 /// The FFmpeg binaries: `FFMPEG` / `FFPROBE` or the ones on PATH.
 pub fn binaries() -> (PathBuf, PathBuf) {

@@ -93,6 +93,8 @@ impl Failure {
 /// What a successful job made.
 pub struct Outcome {
     pub validated: Validated,
+    /// Seconds per stage, as in the completed status's `result.timings`.
+    pub timings: serde_json::Value,
 }
 
 /// Everything up to an accepted plan; `plan` stops here, `run` goes on.
@@ -316,8 +318,9 @@ impl Job<'_> {
             "timings": timings,
             "steps": steps,
         });
+        let timings = result["timings"].clone();
         reporter.completed(result);
-        Ok(Outcome { validated })
+        Ok(Outcome { validated, timings })
     }
 }
 

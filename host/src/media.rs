@@ -20,7 +20,7 @@ pub struct MediaError {
 
 pub async fn probe(ffprobe: &Path, file: &Path, key: &str) -> Result<MediaFacts, MediaError> {
     let fail = |message: String| MediaError { message: format!("{key}: {message}") };
-    let mut child = tokio::process::Command::new(ffprobe)
+    let mut child = crate::ffmpeg::child_command(ffprobe)
         .args(["-v", "error", "-hide_banner", "-print_format", "json", "-show_format", "-show_streams"])
         .args(crate::ffmpeg::INPUT_WHITELIST)
         .arg("-i")
@@ -28,7 +28,6 @@ pub async fn probe(ffprobe: &Path, file: &Path, key: &str) -> Result<MediaFacts,
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .map_err(|e| fail(format!("cannot start ffprobe ({}): {e}", ffprobe.display())))?;
     let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));

@@ -229,7 +229,7 @@ async fn execute(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch
     match mode {
         Mode::Run => match job.run(checked, &mut reporter).await {
             Ok(outcome) => {
-                tracing::info!(output = %outcome.validated.output_key, "job completed");
+                tracing::info!(output = %outcome.validated.output_key, timings = %outcome.timings, "job completed");
                 exit::OK
             }
             Err((stage, failure)) => fail(&mut reporter, stage, failure),
