@@ -195,6 +195,18 @@ fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// A server with the row of `task_id` (`started`), folders with the small media, and
+/// the job's database variables plus TASK_ID.
+fn small_task(task_id: &str) -> (PgServer, Folders, Vec<(String, String)>) {
+    let db = PgServer::start();
+    let folders = Folders::new();
+    folders.small_media();
+    db.insert_task(task_id, "started");
+    let mut env = db.env();
+    env.push(("TASK_ID".into(), task_id.into()));
+    (db, folders, env)
+}
+
 const STAGES: [&str; 7] = ["validate", "fetch", "probe", "plan", "encode", "upload", "done"];
 
 /// Progress never goes down and stages only go forward.
@@ -273,7 +285,6 @@ fn every_failure_class_is_recorded_with_its_stage() {
     folders.small_media();
     let broken_ffmpeg = folders.root.path().join("ffmpeg-that-fails");
     std::fs::write(&broken_ffmpeg, "#!/bin/sh\necho 'simulated encoder crash' >&2\nexit 1\n").unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&broken_ffmpeg).unwrap().permissions(), 0o755);
     std::fs::set_permissions(&broken_ffmpeg, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 
     let mut invalid: Value = serde_json::from_str(&small_blueprint("t-invalid")).unwrap();
@@ -361,12 +372,7 @@ fn configuration_problems_are_listed_together_and_recorded() {
 /// working, retries, and the row ends completed.
 #[test]
 fn database_down_mid_job_then_back() {
-    let db = PgServer::start();
-    let folders = Folders::new();
-    folders.small_media();
-    db.insert_task("t-outage", "started");
-    let mut env = db.env();
-    env.push(("TASK_ID".into(), "t-outage".into()));
+    let (db, folders, env) = small_task("t-outage");
     let job = Running::start(job_command(&folders, &small_blueprint("t-outage"), &env));
     wait_until("the first status", Duration::from_secs(60), || db.history("t-outage").iter().any(|r| r.stage == "validate"));
     db.stop();
@@ -387,13 +393,9 @@ fn database_down_mid_job_then_back() {
 /// written is logged, and the exit code says so (7).
 #[test]
 fn database_that_stays_down_still_gets_the_work_done() {
-    let db = PgServer::start();
-    let folders = Folders::new();
-    folders.small_media();
-    db.insert_task("t-down", "started");
+    let (db, folders, mut env) = small_task("t-down");
     db.stop();
-    let mut env = db.env();
-    env.extend(pairs(&[("TASK_ID", "t-down"), ("STATUS_FLUSH_SECS", "2")]));
+    env.push(("STATUS_FLUSH_SECS".into(), "2".into()));
     let run = run_job(job_command(&folders, &small_blueprint("t-down"), &env));
     assert_eq!(run.code, Some(7), "{}", run.describe());
     assert!(folders.data.join("out/t-down.mp4").is_file(), "{}", run.describe());
@@ -432,6 +434,7 @@ fn sigterm_mid_encode_cancels_cleanly() {
     assert!(status.success());
     let run = job.wait();
     let exit_seconds = signalled.elapsed().as_secs_f64();
+    eprintln!("job stopped {exit_seconds:.3} s after SIGTERM");
     assert_eq!(run.code, Some(8), "{}", run.describe());
     assert!(exit_seconds < 5.0, "took {exit_seconds:.1} s to stop\n{}", run.describe());
     assert!(!ffmpeg_before.is_empty(), "no FFmpeg was running at SIGTERM: the test did not test anything\n{}", run.describe());
