@@ -173,15 +173,14 @@ struct SandboxFlags {
 }
 
 impl SandboxFlags {
-    fn load(&self) -> Result<br_sandbox::Sandbox, u8> {
+    /// The sandbox with the built-in guest or a plugin; on failure the exit code and the
+    /// message (not yet printed).
+    fn try_load(&self) -> Result<br_sandbox::Sandbox, (u8, String)> {
         let memory = budget::MemoryBudget::new(
             self.memory_budget.saturating_mul(budget::MIB),
             self.guest_memory.saturating_mul(budget::MIB),
         )
-        .map_err(|error| {
-            eprintln!("error: {error}");
-            exit::USAGE
-        })?;
+        .map_err(|error| (exit::USAGE, error.to_string()))?;
         let limits = br_sandbox::Limits {
             fuel: self.fuel,
             memory_bytes: memory.guest,
@@ -189,11 +188,19 @@ impl SandboxFlags {
         };
         let choice = guest::GuestChoice { path: self.guest.clone(), cache: guest::cache_dir(self.cache_dir.clone(), self.no_cache) };
         choice.load(limits).map_err(|error| {
-            eprintln!("error: {error}");
-            match error {
+            let code = match error {
                 guest::LoadError::Read(_) => exit::USAGE,
                 guest::LoadError::Sandbox(_) => exit::SANDBOX,
-            }
+            };
+            (code, error.to_string())
+        })
+    }
+
+    /// [`Self::try_load`], printing the error.
+    fn load(&self) -> Result<br_sandbox::Sandbox, u8> {
+        self.try_load().map_err(|(code, message)| {
+            eprintln!("error: {message}");
+            code
         })
     }
 }

@@ -184,10 +184,11 @@ async fn execute(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch
         Ok(storage) => storage,
         Err(message) => return fail(&mut reporter, Stage::Validate, Failure::Setup(message)),
     };
-    let sandbox = match flags.sandbox.load() {
+    let sandbox = match flags.sandbox.try_load() {
         Ok(sandbox) => sandbox,
-        Err(code) => {
-            reporter.failed(Stage::Validate, &Failure::Setup("the guest could not be loaded (see the log)".into()));
+        Err((code, message)) => {
+            let failure = Failure::Setup(message);
+            fail(&mut reporter, Stage::Validate, failure);
             return code;
         }
     };
