@@ -128,6 +128,8 @@ fn a_blueprint_in_the_bucket_becomes_a_video_in_the_bucket() {
     assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
     assert_eq!(run.last()["status"], "completed");
     assert_eq!(run.last()["result"]["storage"], format!("gs://{BUCKET}"));
+    // The backend's video_url names the object the key maps to, not the key.
+    assert_eq!(run.last()["result"]["video_url"], format!("gs://{BUCKET}/output/result.mp4"));
 
     // Four moves, two distinct objects: each fetched once.
     assert_eq!(media_gets(&proxy, "steps/small.mp4"), 1, "{:?}", proxy.seen.lock().unwrap());
