@@ -122,18 +122,20 @@ const CANCELLED_FLUSH: Duration = Duration::from_secs(5);
 const ROW_CHECK_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The exit code once the last status change is written, or is not.
+/// A failed job keeps its own code; a successful one says that its status is missing.
 fn settle(delivery: Delivery, code: u8) -> u8 {
     match delivery {
-        Delivery::Written | Delivery::Nothing | Delivery::RowCompleted => code,
-        Delivery::RowMissing => {
-            tracing::error!("the task's row is gone from choreography_tasks: its status is not recorded");
-            if code == exit::OK { exit::STATUS_UNRECORDED } else { code }
-        }
+        Delivery::Written | Delivery::Nothing | Delivery::RowCompleted => return code,
+        Delivery::RowMissing => tracing::error!("the task's row is gone from choreography_tasks: its status is not recorded"),
         Delivery::Unrecorded { update, last_error } => {
             let update = serde_json::to_value(&*update).unwrap_or_default();
             tracing::error!(unrecorded_status = %update, "the database stayed unreachable; this status is not recorded: {last_error}");
-            if code == exit::OK { exit::STATUS_UNRECORDED } else { code }
         }
+    }
+    if code == exit::OK {
+        exit::STATUS_UNRECORDED
+    } else {
+        code
     }
 }
 

@@ -199,10 +199,6 @@ impl DbSettings {
         format!("postgres {} database {} as {} (TLS: {:?})", hosts.join(","), self.config.get_dbname().unwrap_or("?"), self.config.get_user().unwrap_or("?"), self.tls)
     }
 
-    pub fn tls(&self) -> &Tls {
-        &self.tls
-    }
-
     /// One connection; its driver runs on a task of its own.
     pub async fn connect(&self) -> Result<Client, String> {
         // A TLS connector is asked for a server name even when TLS is off, and a socket
@@ -220,19 +216,7 @@ impl DbSettings {
     async fn with_timeout<T>(&self, connecting: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, String> {
         tokio::time::timeout(CONNECT_TIMEOUT * 2, connecting).await.map_err(|_| "connecting timed out".to_owned())?.map_err(|e| describe_error(&e))
     }
-}
 
-async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    if let Err(error) = connection.await {
-        tracing::debug!("database connection ended: {error}");
-    }
-}
-
-impl DbSettings {
     /// The task's row as it is now. `Err`: the database did not answer within `patience`.
     pub async fn task_row(&self, task_id: &str, patience: Duration) -> Result<TaskRow, String> {
         let attempt = async {
@@ -253,16 +237,28 @@ impl DbSettings {
 
     async fn read_status(&self, task_id: &str) -> Result<TaskRow, String> {
         let client = self.connect().await?;
-        let row = tokio::time::timeout(STATEMENT_TIMEOUT, client.query_opt(STATUS_SQL, &[&task_id]))
-            .await
-            .map_err(|_| "the query timed out".to_owned())?
-            .map_err(|e| describe_error(&e))?;
+        let row = within_limit(client.query_opt(STATUS_SQL, &[&task_id])).await?;
         Ok(match row {
             None => TaskRow::Missing,
             Some(row) => TaskRow::Status(row.try_get::<_, String>(0).map_err(|e| describe_error(&e))?),
         })
     }
+}
 
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(error) = connection.await {
+        tracing::debug!("database connection ended: {error}");
+    }
+}
+
+/// Runs one statement within [`STATEMENT_TIMEOUT`]: a connection that hangs counts as
+/// broken, and the writer reconnects.
+async fn within_limit<T>(statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, String> {
+    tokio::time::timeout(STATEMENT_TIMEOUT, statement).await.map_err(|_| "the statement timed out".to_owned())?.map_err(|e| describe_error(&e))
 }
 
 /// The server's own message and code, or the error with its causes (tokio-postgres's
@@ -525,17 +521,11 @@ async fn write_one(client: &Client, task_id: &str, update: &StatusUpdate) -> Res
     let progress = i32::from(update.progress);
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
         [&task_id, &update.status.as_str(), &progress, &update.stage.as_str(), &update.message, &update.result, &update.error];
-    let changed = tokio::time::timeout(STATEMENT_TIMEOUT, client.execute(UPDATE_SQL, &params))
-        .await
-        .map_err(|_| "the update timed out".to_owned())?
-        .map_err(|e| describe_error(&e))?;
+    let changed = within_limit(client.execute(UPDATE_SQL, &params)).await?;
     if changed == 1 {
         return Ok(Settled::Written);
     }
-    let row = tokio::time::timeout(STATEMENT_TIMEOUT, client.query_opt(STATUS_SQL, &[&task_id]))
-        .await
-        .map_err(|_| "the query timed out".to_owned())?
-        .map_err(|e| describe_error(&e))?;
+    let row = within_limit(client.query_opt(STATUS_SQL, &[&task_id])).await?;
     Ok(if row.is_some() { Settled::RowCompleted } else { Settled::RowMissing })
 }
 
