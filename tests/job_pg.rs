@@ -47,6 +47,12 @@ impl Folders {
         media::make_song_mp3(&self.data.join("media/song.mp3"), 6.0);
     }
 
+    /// A 1080p clip and a long song: encodes that last long enough to be interrupted.
+    fn big_media(&self) {
+        media::make_clip(&self.data.join("media/big.mp4"), &CLIP_B.with_seconds(6.0));
+        media::make_song_mp3(&self.data.join("media/song.mp3"), 30.0);
+    }
+
     fn assert_work_empty(&self, context: &str) {
         let left: Vec<_> = std::fs::read_dir(&self.work).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(left.is_empty(), "the work folder was not removed: {left:?}\n{context}");
@@ -84,6 +90,11 @@ fn blueprint(task_id: &str, moves: Vec<Value>) -> String {
         },
     })
     .to_string()
+}
+
+/// `count` moves of 5 s over the big clip, each after the first entering with `transition`.
+fn big_moves(count: u32, transition: &str) -> Vec<Value> {
+    (0..count).map(|i| movement("media/big.mp4", f64::from(i) * 5.0, 5.0, if i == 0 { "cut" } else { transition })).collect()
 }
 
 /// Two cut moves of 2 s over the small clip.
@@ -418,10 +429,8 @@ fn database_that_stays_down_still_gets_the_work_done() {
 fn sigterm_mid_encode_cancels_cleanly() {
     let db = PgServer::start();
     let folders = Folders::new();
-    // Big frames and several moves: an encode that lasts long enough to be interrupted.
-    media::make_clip(&folders.data.join("media/big.mp4"), &CLIP_B.with_seconds(6.0));
-    media::make_song_mp3(&folders.data.join("media/song.mp3"), 30.0);
-    let moves = (0..5).map(|i| movement("media/big.mp4", f64::from(i) * 5.0, 5.0, if i == 0 { "cut" } else { "crossfade" })).collect();
+    folders.big_media();
+    let moves = big_moves(5, "crossfade");
     db.insert_task("t-term", "started");
     let mut env = db.env();
     env.push(("TASK_ID".into(), "t-term".into()));
@@ -499,10 +508,8 @@ fn a_completed_task_run_again_changes_nothing() {
 fn a_re_run_after_a_crash_gives_the_same_output() {
     let db = PgServer::start();
     let folders = Folders::new();
-    media::make_clip(&folders.data.join("media/big.mp4"), &CLIP_B.with_seconds(6.0));
-    media::make_song_mp3(&folders.data.join("media/song.mp3"), 30.0);
-    let moves: Vec<Value> = (0..3).map(|i| movement("media/big.mp4", f64::from(i) * 5.0, 5.0, if i == 0 { "cut" } else { "fade_black" })).collect();
-    let text = blueprint("t-crash", moves);
+    folders.big_media();
+    let text = blueprint("t-crash", big_moves(3, "fade_black"));
     db.insert_task("t-crash", "started");
     let mut env = db.env();
     env.push(("TASK_ID".into(), "t-crash".into()));
