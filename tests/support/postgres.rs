@@ -104,16 +104,31 @@ impl PgServer {
         run(&mut initdb, "initdb");
 
         if tls {
-            let key = data.join("server.key");
-            let cert = data.join("server.crt");
-            let mut openssl = Command::new("openssl");
-            openssl
-                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout"])
-                .arg(&key)
+            // A CA of its own and a server certificate it signs (names localhost and
+            // 127.0.0.1), so that clients can verify the chain and the host name.
+            let (ca_key, ca) = (root_path.join("ca.key"), root_path.join("ca.pem"));
+            let (key, cert) = (data.join("server.key"), data.join("server.crt"));
+            let (request, extensions) = (root_path.join("server.csr"), root_path.join("server.ext"));
+            std::fs::write(&extensions, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("write server.ext");
+            let mut make_ca = Command::new("openssl");
+            make_ca.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=blueprint-runner-test-ca", "-keyout"]).arg(&ca_key).arg("-out").arg(&ca);
+            run(&mut make_ca, "openssl req (test CA)");
+            let mut make_request = Command::new("openssl");
+            make_request.args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout"]).arg(&key).arg("-out").arg(&request);
+            run(&mut make_request, "openssl req (server key and request)");
+            let mut sign = Command::new("openssl");
+            sign.args(["x509", "-req", "-days", "2", "-CAcreateserial", "-in"])
+                .arg(&request)
+                .arg("-CA")
+                .arg(&ca)
+                .arg("-CAkey")
+                .arg(&ca_key)
+                .arg("-extfile")
+                .arg(&extensions)
                 .arg("-out")
                 .arg(&cert)
                 .current_dir(&root_path);
-            run(&mut openssl, "openssl req (self-signed server certificate)");
+            run(&mut sign, "openssl x509 (sign the server certificate)");
             for file in [&key, &cert] {
                 chown(file, Some(uid), Some(gid)).unwrap_or_else(|error| panic!("chown {}: {error}", file.display()));
             }
@@ -160,6 +175,11 @@ impl PgServer {
     /// The server's log so far (for a failing test's message).
     pub fn log_tail(&self) -> String {
         tail(&self.log, 60)
+    }
+
+    /// The CA that signed the server certificate (`start_with_tls` only).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.path().join("ca.pem")
     }
 
     pub fn tls(&self) -> bool {

@@ -99,3 +99,24 @@ async fn sslmode_require_connects_over_tls() {
     }
     assert_eq!(server.task("t-plain").unwrap().status, "started");
 }
+
+/// `verify-full` checks the chain and the host name: with the server's CA it connects;
+/// with the system's roots (which do not know that CA) it refuses to.
+#[tokio::test]
+async fn sslmode_verify_full_checks_the_certificate() {
+    let server = PgServer::start_with_tls();
+    server.insert_task("t-verified", "started");
+    let ca = server.ca_cert();
+    let verified = settings(&server, &[("DB_SSLMODE", "verify-full"), ("DB_SSLROOTCERT", ca.to_str().unwrap())]);
+    let done = [update("t-verified", Status::Completed, Stage::Done, 100)];
+    assert!(matches!(write_all(&verified, &done, Duration::from_secs(10)).await, Delivery::Written));
+    assert_eq!(server.task("t-verified").unwrap().status, "completed");
+
+    server.insert_task("t-unknown-ca", "started");
+    let system_roots = settings(&server, &[("DB_SSLMODE", "verify-full")]);
+    match write_all(&system_roots, &[update("t-unknown-ca", Status::Completed, Stage::Done, 100)], Duration::from_secs(2)).await {
+        Delivery::Unrecorded { last_error, .. } => assert!(last_error.contains("certificate"), "{last_error}"),
+        other => panic!("an unknown CA was trusted: {other:?}"),
+    }
+    assert_eq!(server.task("t-unknown-ca").unwrap().status, "started");
+}
