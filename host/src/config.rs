@@ -14,8 +14,8 @@ pub const STORAGE_ATTEMPTS_MAX: u64 = 10;
 /// mistake or an attack on log and path formats.
 pub const TASK_ID_MAX: usize = 36;
 
-/// Whole numbers and their allowed ranges.
-const NUMBERS: [(&str, u64, u64); 11] = [
+/// Whole numbers and their allowed ranges (DB_PORT is the database settings' own).
+const NUMBERS: [(&str, u64, u64); 10] = [
     ("DOWNLOAD_CONCURRENCY", 1, DOWNLOAD_CONCURRENCY_MAX),
     ("STORAGE_MAX_ATTEMPTS", 1, STORAGE_ATTEMPTS_MAX),
     ("STORAGE_OBJECT_DEADLINE_SECS", 1, u64::MAX),
@@ -26,7 +26,6 @@ const NUMBERS: [(&str, u64, u64); 11] = [
     ("GUEST_DEADLINE_MS", 1, u64::MAX),
     ("JOB_MEMORY_MIB", 1, u64::MAX),
     ("STATUS_FLUSH_SECS", 1, 3_600),
-    ("DB_PORT", 1, 65_535),
 ];
 
 pub fn task_id_problem(task_id: &str) -> Option<String> {
@@ -116,14 +115,9 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
         }
     }
     if let Err(db_problems) = DbSettings::from_env(get) {
-        // DB_PORT's range is checked above already.
-        problems.extend(db_problems.into_iter().filter(|p| !(p.variable == "DB_PORT" && numbers_checked_port(get))));
+        problems.extend(db_problems);
     }
     problems
-}
-
-fn numbers_checked_port(get: &dyn Fn(&str) -> Option<String>) -> bool {
-    get("DB_PORT").is_some_and(|v| !v.is_empty())
 }
 
 /// `the job's configuration has 2 problems: A: ...; B: ...`
@@ -163,8 +157,16 @@ mod tests {
         ]);
         assert_eq!(
             problems,
-            ["BLUEPRINT_JSON", "TASK_ID", "DOWNLOAD_CONCURRENCY", "DB_PORT", "GUEST_MEMORY_MIB", "USE_GCS", "DATA_DIR", "WORK_DIR", "DB_NAME", "DB_USER"]
+            ["BLUEPRINT_JSON", "TASK_ID", "DOWNLOAD_CONCURRENCY", "GUEST_MEMORY_MIB", "USE_GCS", "DATA_DIR", "WORK_DIR", "DB_PORT", "DB_NAME", "DB_USER"]
         );
+    }
+
+    #[test]
+    fn a_port_beside_a_database_url_is_named() {
+        let dir = std::env::temp_dir();
+        let base = [("BLUEPRINT_JSON", "{}"), ("DATA_DIR", dir.to_str().unwrap()), ("DATABASE_URL", "postgres://u@h/db")];
+        assert_eq!(check(&[base[0], base[1], base[2], ("DB_PORT", "5432")]), ["DB_PORT"]);
+        assert!(check(&base).is_empty());
     }
 
     #[test]
