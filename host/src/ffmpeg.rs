@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use br_plan::{Arg, Step, TempFormat};
 use br_policy::CheckedPlan;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::cancel::Cancel;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 /// Flags the host puts in front of every invocation; the policy does not let a plan
 /// set any of them.

@@ -215,13 +215,7 @@ fn main() -> ExitCode {
                 let problems = config::check_job_environment(&env, true);
                 if !problems.is_empty() {
                     logging::init(logging::LogFormat::Json, logging::Destination::Stdout, "info");
-                    return match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                        Ok(runtime) => ExitCode::from(runtime.block_on(run::refuse_configuration(&problems, Duration::from_secs(5)))),
-                        Err(_) => {
-                            eprintln!("error: {}", config::describe(&problems));
-                            ExitCode::from(exit::USAGE)
-                        }
-                    };
+                    return block_on(run::refuse_configuration(&problems, Duration::from_secs(5)));
                 }
             }
             let _ = error.print();
@@ -235,14 +229,18 @@ fn main() -> ExitCode {
         _ => (logging::Destination::Stderr, "warn"),
     };
     logging::init(cli.log_format, destination, level);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
+    block_on(run(cli.command))
+}
+
+/// Runs a command on a single-threaded runtime (one vCPU: FFmpeg does the heavy work).
+fn block_on(command: impl std::future::Future<Output = u8>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => ExitCode::from(runtime.block_on(command)),
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(exit::USAGE);
+            ExitCode::from(exit::USAGE)
         }
-    };
-    ExitCode::from(runtime.block_on(run(cli.command)))
+    }
 }
 
 /// The first word that is not an option is the subcommand.
