@@ -3,7 +3,13 @@
 //!
 //! The nested cargo uses its own target folder: the outer cargo holds the lock on
 //! the main one for as long as this script runs.
+//!
+//! What is watched follows the guests' real dependency closure (from `cargo metadata`):
+//! a hand-written list once missed `crates/plan`, and a planner change then shipped
+//! inside a stale guest. `GUEST_WATCHED_PATHS` hands the list to a host test that
+//! checks it against `cargo tree`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -12,13 +18,20 @@ const GUESTS: [(&str, &str, &str); 2] = [
     ("blueprint-guest", "blueprint_guest.wasm", "DEFAULT_GUEST_WASM"),
     ("hostile-guest", "hostile_guest.wasm", "HOSTILE_GUEST_WASM"),
 ];
+/// Read by the guests but not cargo dependencies: the contract their bindings are
+/// generated from, the lock file and the workspace manifest (versions, profiles).
+const ALSO_WATCHED: [&str; 3] = ["wit", "Cargo.lock", "Cargo.toml"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
-    for watched in ["guest", "crates/blueprint", "wit", "tests/guests", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    let mut watched: BTreeSet<PathBuf> = ALSO_WATCHED.iter().map(|name| root.join(name)).collect();
+    watched.extend(guest_source_dirs(&root));
+    for path in &watched {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
+    let list = watched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n");
+    println!("cargo:rustc-env=GUEST_WATCHED_PATHS={}", list.replace('\n', ";"));
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
@@ -31,6 +44,50 @@ fn main() {
         std::fs::copy(&built, &copy).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
         println!("cargo:rustc-env={variable}={}", copy.display());
     }
+}
+
+/// The folders of the guests and of every path dependency they reach, transitively
+/// (normal and build dependencies; dev-dependencies do not go into a component).
+fn guest_source_dirs(root: &Path) -> BTreeSet<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(root)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .output()
+        .expect("running cargo metadata");
+    if !output.status.success() {
+        panic!("cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    let packages = metadata["packages"].as_array().expect("metadata lists packages");
+    let dir_of = |manifest: &str| Path::new(manifest).parent().expect("a manifest sits in a folder").to_path_buf();
+    let mut pending: Vec<PathBuf> = GUESTS
+        .iter()
+        .map(|(name, _, _)| {
+            let package = packages.iter().find(|p| p["name"] == *name).unwrap_or_else(|| panic!("no package {name}"));
+            dir_of(package["manifest_path"].as_str().expect("manifest_path"))
+        })
+        .collect();
+    let mut found = BTreeSet::new();
+    while let Some(dir) = pending.pop() {
+        if !found.insert(dir.clone()) {
+            continue;
+        }
+        // A path dependency outside the workspace is not in `--no-deps` metadata: its
+        // own folder is still watched, and so are its path dependencies if it is a member.
+        let Some(package) = packages.iter().find(|p| p["manifest_path"].as_str().map(dir_of).as_ref() == Some(&dir)) else {
+            continue;
+        };
+        for dependency in package["dependencies"].as_array().into_iter().flatten() {
+            if dependency["kind"] == "dev" {
+                continue;
+            }
+            if let Some(path) = dependency["path"].as_str() {
+                pending.push(PathBuf::from(path));
+            }
+        }
+    }
+    found
 }
 
 fn build_guests(root: &Path, target_dir: &Path) {

@@ -499,14 +499,23 @@ fn key_escaping_the_data_folder_is_refused() {
 }
 
 /// The hostile guest's fixed blueprint needs `media/clip.mp4` and `media/song.wav`.
-fn hostile_plan(behaviour: &str, extra: &[&str]) -> (Sandbox, Run) {
+fn hostile_media() -> Sandbox {
     let sandbox = Sandbox::new();
     media::make_clip(&sandbox.key("media/clip.mp4"), &CLIP_SMALL.with_seconds(3.0));
     media::make_song_wav(&sandbox.key("media/song.wav"), 3.0);
+    sandbox
+}
+
+fn hostile_plan(behaviour: &str, extra: &[&str]) -> (Sandbox, Run) {
+    let sandbox = hostile_media();
+    let run = run_hostile(&sandbox, behaviour, extra);
+    (sandbox, run)
+}
+
+fn run_hostile(sandbox: &Sandbox, behaviour: &str, extra: &[&str]) -> Run {
     let mut args = vec!["--guest", HOSTILE];
     args.extend_from_slice(extra);
-    let run = sandbox.run(&format!("plan:{behaviour}"), &args);
-    (sandbox, run)
+    sandbox.run(&format!("plan:{behaviour}"), &args)
 }
 
 fn hostile_plan_is_refused_by_policy(behaviour: &str) {
@@ -545,11 +554,16 @@ hostile_plan_tests! {
 
 #[test]
 fn hostile_plan_spin_stops_on_fuel() {
+    // The deadline is far above what 100 M fuel takes, so only fuel can stop the guest
+    // in time: without metering, the deadline would, after 60 s and with its own message.
+    let sandbox = hostile_media();
     let started = std::time::Instant::now();
-    let (sandbox, run) = hostile_plan("spin", &["--fuel", "100000000"]);
+    let run = run_hostile(&sandbox, "spin", &["--fuel", "100000000", "--guest-deadline-ms", "60000"]);
+    let elapsed = started.elapsed();
     let error = run.expect_failure(3);
-    println!("hostile plan spin: {error} ({:.1} s)", started.elapsed().as_secs_f64());
-    assert!(error.contains("sandbox limit"), "not a sandbox limit: {error}");
+    println!("hostile plan spin: {error} ({:.1} s)", elapsed.as_secs_f64());
+    assert!(error.contains("ran out of fuel (100000000 units)"), "not stopped by fuel: {error}");
+    assert!(elapsed < std::time::Duration::from_secs(30), "took {elapsed:?}: the deadline, not fuel, stopped it");
     assert!(!run.ran_stage("encode"), "an FFmpeg step ran\n{}", run.describe());
     assert!(!sandbox.key("out/hostile.mp4").exists(), "an output was written");
     sandbox.assert_work_empty(&run);

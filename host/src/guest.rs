@@ -47,3 +47,41 @@ pub fn cache_dir(flag: Option<PathBuf>, disabled: bool) -> CacheConfig {
         .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/blueprint-runner")));
     CacheConfig { dir }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    /// `build.rs` must rebuild the embedded guests whenever anything they are built
+    /// from changes. Checked here against `cargo tree`, independently of how the build
+    /// script finds its list: every local package in the guests' dependency tree must
+    /// lie under a watched path.
+    #[test]
+    fn every_local_crate_of_the_guests_is_watched_by_the_build_script() {
+        let watched: Vec<PathBuf> = env!("GUEST_WATCHED_PATHS").split(';').map(PathBuf::from).collect();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ sits in the workspace");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let output = std::process::Command::new(cargo)
+            .current_dir(root)
+            .args(["tree", "--offline", "--target", "wasm32-wasip2", "-e", "normal,build", "--prefix", "none"])
+            .args(["-p", "blueprint-guest", "-p", "hostile-guest"])
+            .output()
+            .expect("running cargo tree");
+        assert!(output.status.success(), "cargo tree: {}", String::from_utf8_lossy(&output.stderr));
+        let tree = String::from_utf8(output.stdout).expect("cargo tree prints UTF-8");
+        // Local packages are printed as `name vX.Y.Z (/their/folder)`.
+        let local: Vec<&str> = tree.lines().filter_map(|line| line.split_once(" (/").map(|(_, rest)| rest)).collect();
+        assert!(local.len() >= 4, "the guests and their path crates were not found in:\n{tree}");
+        for rest in local {
+            let folder = PathBuf::from(format!("/{}", rest.split(')').next().unwrap_or_default()));
+            assert!(
+                watched.iter().any(|w| folder.starts_with(w)),
+                "{} is a path dependency of a guest but build.rs does not watch it (watched: {watched:?})",
+                folder.display()
+            );
+        }
+        for always in ["wit", "Cargo.lock", "Cargo.toml"] {
+            assert!(watched.contains(&root.join(always)), "build.rs does not watch {always}");
+        }
+    }
+}

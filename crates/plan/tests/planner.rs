@@ -188,3 +188,48 @@ fn too_many_volume_changes_are_refused() {
     let errors = plan(&request(validated, 10.0)).err().expect("2,000 volume changes are refused");
     assert_eq!(errors[0].pointer, "/moves", "{errors:?}");
 }
+
+/// For each `-i Input(n)` of a step, in order: the input and the `-ss` given before it
+/// (since the previous `-i`), if any.
+fn seeks(args: &[Arg]) -> Vec<(u32, Option<String>)> {
+    let mut found = Vec::new();
+    let mut pending_seek = None;
+    for pair in args.windows(2) {
+        match pair {
+            [Arg::Literal(option), Arg::Literal(value)] if option == "-ss" => pending_seek = Some(value.clone()),
+            [Arg::Literal(option), Arg::Input(input)] if option == "-i" => found.push((*input, pending_seek.take())),
+            _ => {}
+        }
+    }
+    found
+}
+
+#[test]
+fn crossfades_are_placed_at_their_frames() {
+    let plan = plan(&request(example(), 12.0)).unwrap();
+    let graphs: Vec<String> = segments(&plan).iter().map(|a| literal_after(a, "-filter_complex").unwrap()).collect();
+    // 15 frames at 30 fps; segment 0 holds 248 frames, so the blend starts at frame 233.
+    assert!(graphs[0].contains("xfade=transition=fade:duration=0.5:offset=7.766667[blended]"), "{}", graphs[0]);
+    // Every middle segment holds 240 frames: the blend starts at frame 225.
+    for graph in &graphs[1..21] {
+        assert!(graph.contains("xfade=transition=fade:duration=0.5:offset=7.5[blended]"), "{graph}");
+    }
+    assert!(!graphs[21].contains("xfade"), "the last move blends into nothing: {}", graphs[21]);
+}
+
+#[test]
+fn trim_start_moves_the_seek_of_the_move_and_of_its_lead_in() {
+    let mut validated = example();
+    validated.moves[3].trim_start = 2.0;
+    validated.moves[4].trim_start = 1.0;
+    let own_clip = |k: usize| validated.moves[k].clip + 1;
+    let (clip_3, clip_4) = (own_clip(3), own_clip(4));
+    let plan = plan(&request(validated, 12.0)).unwrap();
+    let segments = segments(&plan);
+    // Segment 3 starts 8 frames into move 3 (the blend into it belongs to segment 2),
+    // and reads move 4's clip from 7 frames before move 4's trim_start.
+    assert_eq!(seeks(segments[3]), [(clip_3, Some("2.266667".to_owned())), (clip_4, Some("0.766667".to_owned()))]);
+    assert_eq!(seeks(segments[4])[0], (clip_4, Some("1.266667".to_owned())));
+    // Without a trim_start, the same slots read from 8 frames in.
+    assert_eq!(seeks(segments[5])[0].1.as_deref(), Some("0.266667"));
+}

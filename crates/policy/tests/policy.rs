@@ -370,6 +370,14 @@ fn things_no_allowed_filter_needs_are_refused() {
 }
 
 #[test]
+fn a_url_is_refused_by_the_url_rule() {
+    // The escaped ':' keeps the URL in one option value that does not start with '/',
+    // so only the rule against "://" can refuse it.
+    let violation = refused(&with_graph("[0:v]scale=w='http\\://x'[v]"), Rule::BadFiltergraph);
+    assert!(violation.reason.contains("contains \"://\""), "{violation}");
+}
+
+#[test]
 fn filters_are_counted() {
     let limit = PolicyLimits::default().max_filters_per_graph;
     let graph = |count: usize| format!("[0:v]{}[v]", vec!["null"; count].join(","));
@@ -558,6 +566,13 @@ fn stated_durations_are_finite_and_bounded() {
         concat_list(&mut plan, 2).parts[0].duration = seconds;
         refused(&plan, rule);
     }
+    // A one-part list of exactly the limit: only the rule on one part can refuse it
+    // (the total equals the limit, which the rule on the sum allows).
+    let mut plan = accepted_plan();
+    concat_list(&mut plan, 2).parts.truncate(1);
+    concat_list(&mut plan, 2).parts[0].duration = limits.max_media_seconds;
+    let violation = refused(&plan, Rule::TooMuchMedia);
+    assert!(violation.reason.starts_with("part 0's duration is"), "{violation}");
     // Each part below the limit, together above it.
     let mut plan = accepted_plan();
     for part in &mut concat_list(&mut plan, 2).parts {

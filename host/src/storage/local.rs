@@ -131,4 +131,42 @@ mod tests {
         assert_eq!(std::fs::read(root.join("out/sub/result.mp4")).unwrap(), b"clip");
         assert!(matches!(folder.fetch("missing.mp4", &work.path().join("m")).await, Err(StorageError::NotFound { .. })));
     }
+
+    /// Every file below `dir`, symlinks not followed.
+    fn files_below(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() && !path.is_symlink() {
+                found.extend(files_below(&path));
+            } else {
+                found.push(path);
+            }
+        }
+        found.sort();
+        found
+    }
+
+    #[tokio::test]
+    async fn stored_keys_cannot_leave_the_folder() {
+        let outside = tempfile::tempdir().unwrap();
+        let root = outside.path().join("data");
+        std::fs::create_dir(&root).unwrap();
+        let elsewhere = outside.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, root.join("linked")).unwrap();
+        let source = outside.path().join("result.mp4");
+        std::fs::write(&source, b"video").unwrap();
+        let before = files_below(outside.path());
+        let folder = LocalFolder::open(&root).unwrap();
+        let absolute = outside.path().join("absolute.mp4");
+        for key in ["../x.mp4", absolute.to_str().unwrap(), "linked/x.mp4", "linked/sub/x.mp4"] {
+            let result = folder.store(&source, key).await;
+            assert!(result.is_err(), "{key} was stored: {result:?}");
+            assert_eq!(files_below(outside.path()), before, "storing {key} left a file behind");
+        }
+        assert!(files_below(&elsewhere).is_empty());
+        folder.store(&source, "inside/x.mp4").await.unwrap();
+        assert_eq!(std::fs::read(root.join("inside/x.mp4")).unwrap(), b"video");
+    }
 }
