@@ -6,6 +6,8 @@ lavfi sources (nothing is downloaded).
     scripts/media.py bench DIR   # 22 clips 720p30 6-17 s with audio, a 3-minute song,
                                  # DIR/blueprint.json shaped like the backend's (22 x 8 s,
                                  # crossfade after the first move)
+    scripts/media.py long DIR N  # the same clips, N moves of 8 s (75: a 10-minute video) over
+                                 # a song as long, DIR/blueprint-N.json
 """
 import json
 import os
@@ -62,32 +64,56 @@ def demo(root):
         json.dump(blueprint, f, indent=2)
 
 
-def bench(root):
-    moves = []
-    for n in range(22):
+CLIPS = 22
+
+
+def library(root):
+    """The 22 clips, made once: keys in order."""
+    keys = []
+    for n in range(CLIPS):
         key = f"data/Bachata_steps/step_{n:02d}.mp4"
         seconds = 6 + (n * 5) % 12          # 6..17 s, like the real clips
         path = os.path.join(root, key)
         if not os.path.exists(path):
-            # Real clips are H.264 High 720p30 with AAC, 3-4 MB: noise keeps the bitrate realistic.
+            # Real clips are H.264 High 720p30 with AAC, 3-4 MB, a keyframe every 250 frames
+            # (x264's default): noise keeps the bitrate realistic.
             clip(path, "1280x720", "30", seconds, 48000, pattern="testsrc2",
                  x264_args=("-preset", "veryfast", "-b:v", "2500k", "-profile:v", "high"))
-        moves.append({"clip_id": f"move_{n + 1}", "video_path": key, "start_time": 8.0 * n, "duration": 8.0,
-                      "transition_type": "cut" if n == 0 else "crossfade", "original_duration": 8.0,
-                      "trim_start": 0.0, "trim_end": 0.0, "volume_adjustment": 1.0})
-    song_path = os.path.join(root, "data/songs/song.mp3")
+        keys.append(key)
+    return keys
+
+
+def backend_shaped(root, moves_count, task_id, song_seconds, output, name):
+    """`moves_count` moves of 8 s, crossfade into every move after the first, as the backend emits."""
+    keys = library(root)
+    moves = [{"clip_id": f"move_{n + 1}", "video_path": keys[n % CLIPS], "start_time": 8.0 * n, "duration": 8.0,
+              "transition_type": "cut" if n == 0 else "crossfade", "original_duration": 8.0,
+              "trim_start": 0.0, "trim_end": 0.0, "volume_adjustment": 1.0} for n in range(moves_count)]
+    song_path = os.path.join(root, f"data/songs/song-{song_seconds}.mp3")
     if not os.path.exists(song_path):
-        song(song_path, 200)
-    blueprint = {"task_id": "bench-22-moves", "audio_path": "data/songs/song.mp3", "moves": moves,
-                 "total_duration": 176.0,
-                 "output_config": {"output_path": "data/output/bench.mp4", "frame_rate": 30,
+        song(song_path, song_seconds)
+    blueprint = {"task_id": task_id, "audio_path": f"data/songs/song-{song_seconds}.mp3", "moves": moves,
+                 "total_duration": 8.0 * moves_count,
+                 "output_config": {"output_path": output, "frame_rate": 30,
                                    "video_bitrate": "2M", "audio_bitrate": "128k",
                                    "transition_duration": 0.5, "fade_duration": 0.3, "normalize_audio": False}}
-    with open(os.path.join(root, "blueprint.json"), "w") as f:
+    with open(os.path.join(root, name), "w") as f:
         json.dump(blueprint, f, indent=2)
 
 
+def bench(root):
+    backend_shaped(root, 22, "bench-22-moves", 200, "data/output/bench.mp4", "blueprint.json")
+
+
+def long(root, moves_count):
+    backend_shaped(root, moves_count, f"long-{moves_count}-moves", 8 * moves_count + 10,
+                   f"data/output/long-{moves_count}.mp4", f"blueprint-{moves_count}.json")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("demo", "bench"):
+    if len(sys.argv) == 4 and sys.argv[1] == "long":
+        long(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) == 3 and sys.argv[1] in ("demo", "bench"):
+        {"demo": demo, "bench": bench}[sys.argv[1]](sys.argv[2])
+    else:
         sys.exit(__doc__)
-    {"demo": demo, "bench": bench}[sys.argv[1]](sys.argv[2])

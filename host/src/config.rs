@@ -71,8 +71,8 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
     }
     let guest = numbers.get("GUEST_MEMORY_MIB").copied().unwrap_or(budget::DEFAULT_GUEST_MEMORY / budget::MIB);
     let job = numbers.get("JOB_MEMORY_MIB").copied().unwrap_or(budget::DEFAULT_JOB_MEMORY_BUDGET / budget::MIB);
-    if let Err(error) = budget::MemoryBudget::new(job.saturating_mul(budget::MIB), guest.saturating_mul(budget::MIB)) {
-        add("GUEST_MEMORY_MIB", error.to_string());
+    if let Err(error) = budget::JobBudget::new(job.saturating_mul(budget::MIB), guest.saturating_mul(budget::MIB)) {
+        add(error.variable(), error.to_string());
     }
 
     let use_gcs = match value("USE_GCS").map(|v| v.to_ascii_lowercase()) {

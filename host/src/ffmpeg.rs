@@ -3,7 +3,7 @@
 //! `-progress pipe:1`.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -11,11 +11,26 @@ use br_plan::{Arg, Step, TempFormat};
 use br_policy::CheckedPlan;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use crate::cancel::Cancel;
+use crate::budget::{JobBudget, MIB};
+use crate::cancel::{Cancel, Stop};
 
 /// Flags the host puts in front of every invocation; the policy does not let a plan
-/// set any of them.
-const HOST_FLAGS: [&str; 8] = ["-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-progress", "pipe:1"];
+/// set any of them. Filter graphs run on one thread: FFmpeg's default is one per core
+/// of the machine, and each holds frames, so memory would follow the host's size.
+const HOST_FLAGS: [&str; 12] = [
+    "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-progress", "pipe:1",
+    "-filter_complex_threads", "1", "-filter_threads", "1",
+];
+/// Decoder threads of every input, set by the host right before each `-i` (FFmpeg's
+/// default is one frame thread per core, each holding decoded frames).
+const DECODER_THREADS: &str = "2";
+/// A child below this much memory cannot even start FFmpeg: the step fails at once.
+const MIN_CHILD_MEMORY: u64 = 32 * crate::budget::MIB;
+/// Thread stacks count against the child's data limit in full (8 MiB each by default,
+/// nearly all untouched); glibc sizes them from `RLIMIT_STACK`. Measured: a 720p
+/// segment step peaks at about 210 MiB resident and needs a data limit of 275 MiB with
+/// 2 MiB stacks, but more than 300 MiB with 8 MiB stacks.
+const CHILD_STACK_BYTES: u64 = 2 * crate::budget::MIB;
 /// Lines of FFmpeg's stderr kept for the error message.
 const STDERR_TAIL_BYTES: usize = 4096;
 
@@ -38,14 +53,32 @@ impl PathTable {
 pub enum FfmpegError {
     #[error("cannot start {program}: {message}")]
     Spawn { program: String, message: String },
-    #[error("step {step} ({label}) failed: FFmpeg {status}{}", tail(stderr))]
-    Failed { step: usize, label: String, status: String, stderr: String },
+    #[error("step {step} ({label}) failed: FFmpeg {status}{}{}", tail(stderr), limits_note(limits))]
+    Failed { step: usize, label: String, status: String, stderr: String, limits: Option<ChildLimits> },
     #[error("step {step} ({label}) did not finish within {} s", limit.as_secs())]
     Timeout { step: usize, label: String, limit: Duration },
     #[error("step {step}: cannot write the concat list: {message}")]
     ConcatList { step: usize, message: String },
     #[error("step {step} ({label}) stopped: {reason}")]
-    Cancelled { step: usize, label: String, reason: String },
+    Cancelled { step: usize, label: String, reason: Stop },
+    #[error("step {step} ({label}) exceeded its memory limit of {} MiB (the job's budget less the work folder's files){}", limit / MIB, tail(stderr))]
+    MemoryLimit { step: usize, label: String, limit: u64, stderr: String },
+    #[error("step {step} ({label}) wrote a file larger than the {} MiB left in the job's memory budget", limit / MIB)]
+    FileLimit { step: usize, label: String, limit: u64 },
+    #[error("step {step} ({label}) used more than its {seconds} s of CPU time")]
+    CpuLimit { step: usize, label: String, seconds: u64 },
+    #[error("step {step} ({label}) cannot start: the work folder's files leave {} MiB of the job's memory budget", left / MIB)]
+    NoMemoryLeft { step: usize, label: String, left: u64 },
+}
+
+/// FFmpeg does not always say that an allocation failed (a refused allocation while a
+/// filter graph drains is only "Error marking filters as finished"), so a failure it
+/// does not explain says which limits the step had.
+fn limits_note(limits: &Option<ChildLimits>) -> String {
+    match limits {
+        Some(limits) => format!(" (the step ran with a memory limit of {} MiB)", limits.memory / MIB),
+        None => String::new(),
+    }
 }
 
 fn tail(stderr: &str) -> String {
@@ -73,6 +106,30 @@ pub struct Runner {
     pub ffmpeg: PathBuf,
     /// Fixed limit per step; by default it scales with the media the step writes.
     pub step_timeout: Option<Duration>,
+    /// Each child's memory and file-size limits come out of it.
+    pub budget: JobBudget,
+}
+
+/// Limits the kernel holds one child to (`setrlimit` before `exec`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChildLimits {
+    /// `RLIMIT_DATA`: heap, anonymous mappings and thread stacks.
+    pub memory: u64,
+    /// `RLIMIT_FSIZE`: the largest file it may write (`SIGXFSZ` is ignored, so the
+    /// write fails with `EFBIG` and FFmpeg reports it).
+    pub file_size: u64,
+    /// `RLIMIT_CPU`, a backstop behind the wall-time limit.
+    pub cpu_seconds: u64,
+}
+
+impl ChildLimits {
+    /// What is left of the budget's shared part beside the work folder's files, split
+    /// between `siblings + 1` children running at once.
+    pub fn from_budget(budget: &JobBudget, work: &Path, siblings: u64, wall: Duration) -> ChildLimits {
+        let left = budget.child_limit(crate::budget::tree::folder_bytes(work), siblings);
+        // Two busy threads for the whole wall-time limit, and some slack.
+        ChildLimits { memory: left, file_size: left, cpu_seconds: wall.as_secs().saturating_mul(2).saturating_add(30) }
+    }
 }
 
 impl Runner {
@@ -84,6 +141,7 @@ impl Runner {
     /// reaped before this returns, so nothing writes into the work folder afterwards.
     pub async fn run(&self, plan: &CheckedPlan, paths: &PathTable, cancel: &Cancel, mut progress: impl FnMut(Progress<'_>)) -> Result<Vec<StepTiming>, FfmpegError> {
         let plan = plan.plan();
+        let last_use = LastUse::of(plan);
         let total: f64 = plan.steps.iter().map(|s| if let Step::Ffmpeg(i) = s { i.media_seconds } else { 0.0 }).sum::<f64>().max(1e-9);
         let mut done = 0.0;
         let mut timings = Vec::new();
@@ -104,12 +162,13 @@ impl Runner {
                     let args = resolve(&invocation.args, paths, &plan.temps);
                     let weight = invocation.media_seconds;
                     let label = invocation.label.as_str();
-                    self.run_one(index, label, &args, self.limit_for(weight), cancel, |seconds| {
+                    self.run_one(index, label, &args, self.limit_for(weight), &paths.work, cancel, |seconds| {
                         progress(Progress { fraction: ((done + seconds.min(weight)) / total).min(1.0), label });
                     })
                     .await?;
                     done += weight;
                     progress(Progress { fraction: (done / total).min(1.0), label });
+                    last_use.release_after(index, paths, &plan.temps);
                     tracing::info!(step = index, label, seconds = started.elapsed().as_secs_f64(), "ffmpeg step done");
                     timings.push(StepTiming { label: label.to_owned(), seconds: started.elapsed().as_secs_f64() });
                 }
@@ -118,8 +177,14 @@ impl Runner {
         Ok(timings)
     }
 
-    async fn run_one(&self, step: usize, label: &str, args: &[std::ffi::OsString], limit: Duration, cancel: &Cancel, mut on_time: impl FnMut(f64)) -> Result<(), FfmpegError> {
-        let mut child = child_command(&self.ffmpeg)
+    #[allow(clippy::too_many_arguments)]
+    async fn run_one(&self, step: usize, label: &str, args: &[std::ffi::OsString], limit: Duration, work: &Path, cancel: &Cancel, mut on_time: impl FnMut(f64)) -> Result<(), FfmpegError> {
+        let limits = ChildLimits::from_budget(&self.budget, work, 0, limit);
+        if limits.memory < MIN_CHILD_MEMORY {
+            return Err(FfmpegError::NoMemoryLeft { step, label: label.to_owned(), left: limits.memory });
+        }
+        tracing::debug!(step, label, memory_limit = limits.memory, file_size_limit = limits.file_size, "starting ffmpeg");
+        let mut child = child_command(&self.ffmpeg, limits)
             .args(HOST_FLAGS)
             .args(args)
             .stdin(Stdio::null())
@@ -169,10 +234,97 @@ impl Runner {
                 return Err(stopped);
             }
         };
+        let label = label.to_owned();
         match finished {
-            (Err(e), _) => Err(FfmpegError::Failed { step, label: label.to_owned(), status: format!("could not be waited for: {e}"), stderr: String::new() }),
+            (Err(e), _) => Err(FfmpegError::Failed { step, label, status: format!("could not be waited for: {e}"), stderr: String::new(), limits: None }),
             (Ok(status), _) if status.success() => Ok(()),
-            (Ok(status), stderr) => Err(FfmpegError::Failed { step, label: label.to_owned(), status: status.to_string(), stderr }),
+            (Ok(status), stderr) => Err(match LimitHit::of(&status, &stderr) {
+                Some(LimitHit::Memory) => FfmpegError::MemoryLimit { step, label, limit: limits.memory, stderr },
+                Some(LimitHit::FileSize) => FfmpegError::FileLimit { step, label, limit: limits.file_size },
+                Some(LimitHit::Cpu) => FfmpegError::CpuLimit { step, label, seconds: limits.cpu_seconds },
+                None => FfmpegError::Failed { step, label, status: status.to_string(), stderr, limits: Some(limits) },
+            }),
+        }
+    }
+}
+
+/// Which of a child's limits made it fail, told from how it ended.
+#[derive(Debug, PartialEq)]
+enum LimitHit {
+    Memory,
+    FileSize,
+    Cpu,
+}
+
+impl LimitHit {
+    fn of(status: &std::process::ExitStatus, stderr: &str) -> Option<LimitHit> {
+        use std::os::unix::process::ExitStatusExt;
+        if status.signal() == Some(libc::SIGXCPU) {
+            return Some(LimitHit::Cpu);
+        }
+        let stderr = stderr.to_ascii_lowercase();
+        if stderr.contains("file too large") {
+            return Some(LimitHit::FileSize);
+        }
+        // What FFmpeg, x264 and glibc print when an allocation is refused.
+        const ALLOCATION_FAILED: [&str; 6] =
+            ["cannot allocate memory", "out of memory", "malloc of size", "failed to allocate", "could not allocate", "memory allocation"];
+        ALLOCATION_FAILED.iter().any(|words| stderr.contains(words)).then_some(LimitHit::Memory)
+    }
+}
+
+/// After which step each staged input and temporary is read for the last time, so the
+/// work folder keeps only what is still to be read (on Cloud Run its files are memory).
+struct LastUse {
+    inputs: Vec<(u32, usize)>,
+    temps: Vec<(u32, usize)>,
+}
+
+impl LastUse {
+    fn of(plan: &br_plan::Plan) -> LastUse {
+        let mut inputs = std::collections::BTreeMap::new();
+        let mut temps = std::collections::BTreeMap::new();
+        // The parts of each concat list are read by whoever reads the list.
+        let mut parts: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+        for step in &plan.steps {
+            if let Step::WriteConcatList(list) = step {
+                parts.entry(list.list).or_default().extend(list.parts.iter().map(|p| p.temp));
+            }
+        }
+        for (index, step) in plan.steps.iter().enumerate() {
+            let Step::Ffmpeg(invocation) = step else { continue };
+            for arg in &invocation.args {
+                match arg {
+                    Arg::Input(n) => {
+                        inputs.insert(*n, index);
+                    }
+                    Arg::Temp(t) => {
+                        temps.insert(*t, index);
+                        for part in parts.get(t).into_iter().flatten() {
+                            temps.insert(*part, index);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        LastUse { inputs: inputs.into_iter().collect(), temps: temps.into_iter().collect() }
+    }
+
+    /// Removes what step `index` was the last to read.
+    fn release_after(&self, index: usize, paths: &PathTable, formats: &[TempFormat]) {
+        let inputs = self.inputs.iter().filter(|(_, last)| *last == index).filter_map(|(n, _)| paths.inputs.get(*n as usize).cloned());
+        let temps = self
+            .temps
+            .iter()
+            .filter(|(_, last)| *last == index)
+            .filter_map(|(t, _)| formats.get(*t as usize).map(|format| paths.temp(*t, *format)));
+        for file in inputs.chain(temps) {
+            if let Err(error) = std::fs::remove_file(&file) {
+                if error.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(file = %file.display(), "cannot remove a file no step reads any more: {error}");
+                }
+            }
         }
     }
 }
@@ -185,8 +337,12 @@ fn resolve(args: &[Arg], paths: &PathTable, temps: &[TempFormat]) -> Vec<std::ff
     for (index, arg) in args.iter().enumerate() {
         match arg {
             Arg::Literal(text) => {
-                if text == "-i" && matches!(args.get(index + 1), Some(Arg::Input(_))) {
-                    resolved.extend(INPUT_WHITELIST.iter().map(Into::into));
+                if text == "-i" {
+                    // Last before `-i`, so they win over anything the plan says.
+                    resolved.extend(["-threads", DECODER_THREADS].iter().map(Into::into));
+                    if matches!(args.get(index + 1), Some(Arg::Input(_))) {
+                        resolved.extend(INPUT_WHITELIST.iter().map(Into::into));
+                    }
                 }
                 resolved.push(text.into());
             }
@@ -208,21 +364,36 @@ pub const INPUT_WHITELIST: [&str; 4] = [
     "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mp3,wav,aac,ogg,flac,avi,mpegts",
 ];
 
-/// A command for an FFmpeg or ffprobe child: killed when its handle is dropped (a
-/// cancelled stage), and by the kernel when this process dies without cleaning up
-/// (SIGKILL, a crash), so no FFmpeg outlives the job that started it.
-pub fn child_command(program: &std::path::Path) -> tokio::process::Command {
+/// A command for an FFmpeg or ffprobe child: held to `limits`, killed when its handle
+/// is dropped (a cancelled stage), and by the kernel when this process dies without
+/// cleaning up (SIGKILL, a crash), so no FFmpeg outlives the job that started it.
+pub fn child_command(program: &Path, limits: ChildLimits) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(program);
     command.kill_on_drop(true);
-    // SAFETY: the closure runs in the forked child before exec and only makes one
-    // async-signal-safe system call.
+    let limit = |resource, soft: u64, hard: u64| {
+        let value = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t };
+        // SAFETY: setrlimit reads the struct it is given; async-signal-safe.
+        if unsafe { libc::setrlimit(resource, &value) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: the closure runs in the forked child before exec and makes only
+    // async-signal-safe system calls (prctl, setrlimit, signal).
     unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
             }
+            limit(libc::RLIMIT_STACK, CHILD_STACK_BYTES, CHILD_STACK_BYTES)?;
+            limit(libc::RLIMIT_DATA, limits.memory, limits.memory)?;
+            limit(libc::RLIMIT_FSIZE, limits.file_size, limits.file_size)?;
+            limit(libc::RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds.saturating_add(5))?;
+            if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
         });
     }
     command

@@ -15,8 +15,9 @@ use serde_json::json;
 
 use br_status::{Stage, Status, StatusSink, StatusUpdate};
 
-use crate::cancel::Cancel;
-use crate::ffmpeg::{FfmpegError, PathTable, Runner};
+use crate::budget::watchdog::Watchdog;
+use crate::cancel::{Cancel, Stop};
+use crate::ffmpeg::{ChildLimits, FfmpegError, PathTable, Runner};
 use crate::storage::{Storage, StorageError};
 use crate::{exit, logging, media};
 
@@ -56,6 +57,9 @@ pub enum Failure {
     TaskMismatch { environment: String, blueprint: String },
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// The watchdog stopped the job before the container's memory limit.
+    #[error("{0}")]
+    MemoryBudget(String),
     /// The job's own configuration, before any blueprint work.
     #[error("{0}")]
     Setup(String),
@@ -81,7 +85,7 @@ impl Failure {
             Failure::Invalid(_) => exit::INVALID_BLUEPRINT,
             Failure::Sandbox(_) | Failure::Policy(_) => exit::SANDBOX,
             Failure::Plan(_) | Failure::Media { .. } => exit::MEDIA,
-            Failure::Ffmpeg(_) => exit::FFMPEG,
+            Failure::Ffmpeg(_) | Failure::MemoryBudget(_) => exit::FFMPEG,
             Failure::Storage { .. } | Failure::WorkFolder(_) => exit::STORAGE,
             Failure::TaskMismatch { .. } => exit::INVALID_BLUEPRINT,
             Failure::Cancelled(_) => exit::CANCELLED,
@@ -163,6 +167,15 @@ pub struct Job<'a> {
     pub storage: &'a dyn Storage,
     pub config: &'a JobConfig,
     pub cancel: &'a Cancel,
+    pub watchdog: &'a Watchdog,
+}
+
+/// A stop seen while in `stage`.
+fn stopped(stage: Stage, why: Stop, during: String) -> (Stage, Failure) {
+    match why {
+        Stop::Signal(_) => (stage, Failure::Cancelled(format!("{why} while {during}"))),
+        Stop::MemoryBudget(message) => (stage, Failure::MemoryBudget(message)),
+    }
 }
 
 /// A blueprint the guest accepted, and how long that took.
@@ -176,7 +189,7 @@ impl Job<'_> {
     async fn unless_cancelled<T>(&self, stage: Stage, work: impl std::future::Future<Output = Result<T, (Stage, Failure)>>) -> Result<T, (Stage, Failure)> {
         tokio::select! {
             biased;
-            reason = self.cancel.cancelled() => Err((stage, Failure::Cancelled(format!("{reason} while in stage {}", stage.as_str())))),
+            why = self.cancel.cancelled() => Err(stopped(stage, why, format!("in stage {}", stage.as_str()))),
             result = work => result,
         }
     }
@@ -207,6 +220,7 @@ impl Job<'_> {
         };
 
         let work = make_work_folder(&self.config.work_root, &validated.task_id).map_err(|e| (Stage::Fetch, e))?;
+        self.watchdog.watch_folder(work.path());
         let keys: Vec<(String, String)> = std::iter::once((validated.audio_key.clone(), "/audio_path".to_owned()))
             .chain(validated.clip_keys.iter().enumerate().map(|(clip, key)| (key.clone(), first_use(&validated, clip))))
             .collect();
@@ -221,13 +235,15 @@ impl Job<'_> {
         let staging = keys.iter().enumerate().map(|(index, (key, pointer))| {
             let destination = work.path().join(staged_name(index, key));
             let probes = &probes;
+            let work = work.path();
             async move {
                 self.storage
                     .fetch(key, &destination)
                     .await
                     .map_err(|error| (Stage::Fetch, Failure::Storage { pointer: Some(pointer.clone()), error }))?;
                 let _permit = probes.acquire().await.map_err(|e| (Stage::Probe, Failure::WorkFolder(e.to_string())))?;
-                let facts = media::probe(&self.config.ffprobe, &destination, key)
+                let limits = ChildLimits::from_budget(&self.config.runner.budget, work, PARALLEL_PROBES as u64 - 1, media::PROBE_TIMEOUT);
+                let facts = media::probe(&self.config.ffprobe, &destination, key, limits)
                     .await
                     .map_err(|e| (Stage::Probe, Failure::Media { pointer: pointer.clone(), message: e.message }))?;
                 Ok::<_, (Stage, Failure)>((index, destination, facts))
@@ -284,12 +300,13 @@ impl Job<'_> {
             })
             .await
             .map_err(|e| match e {
-                FfmpegError::Cancelled { step, label, reason } => (Stage::Encode, Failure::Cancelled(format!("{reason} while running step {step} ({label})"))),
+                FfmpegError::Cancelled { step, label, reason } => stopped(Stage::Encode, reason, format!("running step {step} ({label})")),
                 e => (Stage::Encode, Failure::Ffmpeg(e)),
             })?;
         timings.insert("encode_seconds".into(), json!(started.elapsed().as_secs_f64()));
 
-        let output = media::probe(&self.config.ffprobe, &paths.output, &validated.output_key)
+        let limits = ChildLimits::from_budget(&self.config.runner.budget, work.path(), 0, media::PROBE_TIMEOUT);
+        let output = media::probe(&self.config.ffprobe, &paths.output, &validated.output_key, limits)
             .await
             .map_err(|e| (Stage::Encode, Failure::Media { pointer: "/output_config/output_path".into(), message: format!("the result is unreadable: {}", e.message) }))?;
         let file_size = std::fs::metadata(&paths.output).map(|m| m.len()).unwrap_or(0);
@@ -317,6 +334,7 @@ impl Job<'_> {
             "warnings": warnings,
             "timings": timings,
             "steps": steps,
+            "memory": self.watchdog.peaks().to_json(&self.config.runner.budget),
         });
         let timings = result["timings"].clone();
         reporter.completed(result);

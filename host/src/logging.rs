@@ -48,6 +48,11 @@ pub fn set_stage(stage: &'static str) {
     }
 }
 
+/// The stage the job is in, for messages that are not log lines (the watchdog's).
+pub fn current_stage() -> Option<&'static str> {
+    CONTEXT.lock().ok().and_then(|context| context.stage)
+}
+
 pub fn init(format: LogFormat, destination: Destination, default_level: &str) {
     let filter = EnvFilter::try_from_env("BLUEPRINT_RUNNER_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let _ = match format {

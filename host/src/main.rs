@@ -173,14 +173,16 @@ struct SandboxFlags {
 }
 
 impl SandboxFlags {
+    /// The job's memory budget and its split; on failure the exit code and the message.
+    fn budget(&self) -> Result<budget::JobBudget, (u8, String)> {
+        budget::JobBudget::new(self.memory_budget.saturating_mul(budget::MIB), self.guest_memory.saturating_mul(budget::MIB))
+            .map_err(|error| (exit::USAGE, error.to_string()))
+    }
+
     /// The sandbox with the built-in guest or a plugin; on failure the exit code and the
     /// message (not yet printed).
     fn try_load(&self) -> Result<br_sandbox::Sandbox, (u8, String)> {
-        let memory = budget::MemoryBudget::new(
-            self.memory_budget.saturating_mul(budget::MIB),
-            self.guest_memory.saturating_mul(budget::MIB),
-        )
-        .map_err(|error| (exit::USAGE, error.to_string()))?;
+        let memory = self.budget()?;
         let limits = br_sandbox::Limits {
             fuel: self.fuel,
             memory_bytes: memory.guest,

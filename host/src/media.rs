@@ -8,9 +8,11 @@ use br_plan::{AudioFacts, MediaFacts, VideoFacts};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
+use crate::ffmpeg::ChildLimits;
+
 /// ffprobe's JSON for one file is a few KiB; more means something is wrong.
 const MAX_PROBE_OUTPUT: u64 = 1024 * 1024;
-const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -18,9 +20,9 @@ pub struct MediaError {
     pub message: String,
 }
 
-pub async fn probe(ffprobe: &Path, file: &Path, key: &str) -> Result<MediaFacts, MediaError> {
+pub async fn probe(ffprobe: &Path, file: &Path, key: &str, limits: ChildLimits) -> Result<MediaFacts, MediaError> {
     let fail = |message: String| MediaError { message: format!("{key}: {message}") };
-    let mut child = crate::ffmpeg::child_command(ffprobe)
+    let mut child = crate::ffmpeg::child_command(ffprobe, limits)
         .args(["-v", "error", "-hide_banner", "-print_format", "json", "-show_format", "-show_streams"])
         .args(crate::ffmpeg::INPUT_WHITELIST)
         .arg("-i")

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use br_status::{DbSettings, Delivery, JsonLines, LogOnly, PgStatus, Stage, StatusSink, TaskRow};
 
+use crate::budget::watchdog::Watchdog;
 use crate::cancel::Cancel;
 use crate::input::{self, Loaded, Source};
 use crate::job::{Failure, Job, JobConfig, Reporter};
@@ -186,6 +187,15 @@ async fn execute(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch
         Ok(storage) => storage,
         Err(message) => return fail(&mut reporter, Stage::Validate, Failure::Setup(message)),
     };
+    let budget = match flags.sandbox.budget() {
+        Ok(budget) => budget,
+        Err((code, message)) => {
+            fail(&mut reporter, Stage::Validate, Failure::Setup(message));
+            return code;
+        }
+    };
+    budget.log();
+    let watchdog = Watchdog::start(budget, cancel.clone());
     let sandbox = match flags.sandbox.try_load() {
         Ok(sandbox) => sandbox,
         Err((code, message)) => {
@@ -200,9 +210,9 @@ async fn execute(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch
         work_root: flags.work_dir.clone().unwrap_or_else(std::env::temp_dir),
         strict: flags.strict,
         ffprobe,
-        runner: ffmpeg::Runner { ffmpeg: ffmpeg_binary, step_timeout: flags.step_timeout.map(Duration::from_secs) },
+        runner: ffmpeg::Runner { ffmpeg: ffmpeg_binary, step_timeout: flags.step_timeout.map(Duration::from_secs), budget },
     };
-    let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config, cancel };
+    let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config, cancel, watchdog: &watchdog };
 
     let text = match read_blueprint(&source, &flags.storage).await {
         Ok(loaded) => match loaded.into_text() {

@@ -71,6 +71,9 @@ impl Guest for HostileGuest {
             steps: vec![wit::Step::Ffmpeg(wit::Invocation { args, media_seconds: 2.0, label: behaviour.clone() })],
             warnings: vec![],
         };
+        let filtered = |option: &str, graph: &str| {
+            one(vec![lit("-i"), Input(1), lit(option), lit(graph), lit("-c:v"), lit("libx264"), lit("-c:a"), lit("aac"), lit("-f"), lit("mp4"), Output])
+        };
         let plan = match behaviour.as_str() {
             // Writes a file the host never named.
             "path-literal" => one(vec![lit("-i"), Input(1), lit("-c:v"), lit("libx264"), lit("/tmp/escaped.mp4"), Output]),
@@ -83,6 +86,13 @@ impl Guest for HostileGuest {
                 steps: (0..10_000).map(|_| wit::Step::Ffmpeg(wit::Invocation { args: vec![lit("-i"), Input(1), Output], media_seconds: 1.0, label: "x".into() })).collect(),
                 warnings: vec![],
             },
+            // Values the policy does not bound (yet): only the host's limits on the child
+            // keep FFmpeg from taking gigabytes.
+            "huge-scale" => filtered("-vf", "scale=8000:8000"),
+            "huge-pad" => filtered("-vf", "pad=16000:16000"),
+            "huge-fps" => filtered("-vf", "fps=1000000000"),
+            "huge-asetnsamples" => filtered("-af", "asetnsamples=n=100000000"),
+            "huge-aresample" => filtered("-af", "aresample=2000000000"),
             "spin" => loop {
                 std::hint::black_box(());
             },

@@ -1,0 +1,128 @@
+//! Samples what the job holds (processes and work-folder files, [`tree::measure`]) a
+//! few times a second, keeps the peaks, and stops the job cleanly when the two
+//! together reach [`JobBudget::stop_at`]: the job records a failure instead of being
+//! killed by the container's OOM killer.
+//!
+//! Sampling cannot catch a child that grabs gigabytes between two samples: each child
+//! also has a hard limit of its own (`ffmpeg::ChildLimits`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::tree::{self, Usage};
+use super::{JobBudget, MIB};
+use crate::cancel::{Cancel, Stop};
+
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Peaks {
+    /// The highest processes + files seen in one sample.
+    pub total: u64,
+    pub processes: u64,
+    pub host: u64,
+    pub files: u64,
+    pub samples: u64,
+}
+
+fn mib(bytes: u64) -> f64 {
+    (bytes as f64 / MIB as f64 * 10.0).round() / 10.0
+}
+
+impl Peaks {
+    fn add(&mut self, usage: Usage) {
+        self.total = self.total.max(usage.total());
+        self.processes = self.processes.max(usage.processes);
+        self.host = self.host.max(usage.host);
+        self.files = self.files.max(usage.files);
+        self.samples += 1;
+    }
+
+    /// For the job's result, in MiB.
+    pub fn to_json(self, budget: &JobBudget) -> serde_json::Value {
+        serde_json::json!({
+            "budget_mib": budget.total / MIB,
+            "peak_total_mib": mib(self.total),
+            "peak_processes_mib": mib(self.processes),
+            "peak_host_mib": mib(self.host),
+            "peak_work_folder_mib": mib(self.files),
+            "samples": self.samples,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    work: Option<PathBuf>,
+    peaks: Peaks,
+}
+
+/// Runs until dropped; then logs the peaks it saw ("memory peaks").
+pub struct Watchdog {
+    budget: JobBudget,
+    shared: Arc<Mutex<Shared>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watchdog {
+    pub fn start(budget: JobBudget, cancel: Cancel) -> Watchdog {
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let state = shared.clone();
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(SAMPLE_EVERY);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let work = state.lock().ok().and_then(|s| s.work.clone());
+                // Reading /proc and the folder is blocking I/O: off the runtime's thread.
+                let Ok(usage) = tokio::task::spawn_blocking(move || tree::measure(work.as_deref())).await else {
+                    continue;
+                };
+                if let Ok(mut s) = state.lock() {
+                    s.peaks.add(usage);
+                }
+                if usage.total() >= budget.stop_at() {
+                    let stage = crate::logging::current_stage().unwrap_or("start");
+                    let message = format!(
+                        "memory budget exceeded at stage {stage}: {} MiB of {} (processes {} MiB, files {} MiB)",
+                        usage.total() / MIB,
+                        budget.total / MIB,
+                        usage.processes / MIB,
+                        usage.files / MIB
+                    );
+                    tracing::error!(processes = usage.processes, files = usage.files, "{message}");
+                    cancel.stop(Stop::MemoryBudget(message));
+                }
+            }
+        });
+        Watchdog { budget, shared, task }
+    }
+
+    /// Counts the files of `work` from now on.
+    pub fn watch_folder(&self, work: &Path) {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.work = Some(work.to_owned());
+        }
+    }
+
+    pub fn peaks(&self) -> Peaks {
+        self.shared.lock().map(|s| s.peaks).unwrap_or_default()
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.task.abort();
+        let peaks = self.peaks();
+        tracing::info!(
+            budget_mib = self.budget.total / MIB,
+            peak_total_mib = mib(peaks.total),
+            peak_processes_mib = mib(peaks.processes),
+            peak_host_mib = mib(peaks.host),
+            peak_work_folder_mib = mib(peaks.files),
+            samples = peaks.samples,
+            "memory peaks"
+        );
+    }
+}
