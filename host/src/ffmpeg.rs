@@ -13,6 +13,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::budget::{JobBudget, MIB};
 use crate::cancel::{Cancel, Stop};
+use crate::storage::StorageError;
+use crate::work::{Staging, UnlinkWhenOpened, Uses};
 
 /// Flags the host puts in front of every invocation; the policy does not let a plan
 /// set any of them. Filter graphs run on one thread: FFmpeg's default is one per core
@@ -51,6 +53,8 @@ impl PathTable {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FfmpegError {
+    #[error("step {step}: cannot fetch input {input} again: {error}")]
+    Staging { step: usize, input: u32, error: StorageError },
     #[error("cannot start {program}: {message}")]
     Spawn { program: String, message: String },
     #[error("step {step} ({label}) failed: FFmpeg {status}{}{}", tail(stderr), limits_note(limits))]
@@ -139,9 +143,16 @@ impl Runner {
 
     /// Runs every step in order. When `cancel` fires, the running FFmpeg is killed and
     /// reaped before this returns, so nothing writes into the work folder afterwards.
-    pub async fn run(&self, plan: &CheckedPlan, paths: &PathTable, cancel: &Cancel, mut progress: impl FnMut(Progress<'_>)) -> Result<Vec<StepTiming>, FfmpegError> {
+    pub async fn run(
+        &self,
+        plan: &CheckedPlan,
+        paths: &PathTable,
+        staging: &dyn Staging,
+        cancel: &Cancel,
+        mut progress: impl FnMut(Progress<'_>),
+    ) -> Result<Vec<StepTiming>, FfmpegError> {
         let plan = plan.plan();
-        let last_use = LastUse::of(plan);
+        let uses = Uses::of(plan);
         let total: f64 = plan.steps.iter().map(|s| if let Step::Ffmpeg(i) = s { i.media_seconds } else { 0.0 }).sum::<f64>().max(1e-9);
         let mut done = 0.0;
         let mut timings = Vec::new();
@@ -162,13 +173,26 @@ impl Runner {
                     let args = resolve(&invocation.args, paths, &plan.temps);
                     let weight = invocation.media_seconds;
                     let label = invocation.label.as_str();
-                    self.run_one(index, label, &args, self.limit_for(weight), &paths.work, cancel, |seconds| {
+                    progress(Progress { fraction: (done / total).min(1.0), label });
+                    for input in uses.inputs_of(index) {
+                        let path = &paths.inputs[input as usize];
+                        if !path.exists() {
+                            let fetch = staging.stage(input, path);
+                            let staged = tokio::select! {
+                                staged = fetch => staged,
+                                reason = cancel.cancelled() => return Err(FfmpegError::Cancelled { step: index, label: label.to_owned(), reason }),
+                            };
+                            staged.map_err(|error| FfmpegError::Staging { step: index, input, error })?;
+                        }
+                    }
+                    let step = StepRun { index, label, limit: self.limit_for(weight), work: &paths.work, consumed: uses.parts_consumed_by(index, paths) };
+                    self.run_one(step, &args, cancel, |seconds| {
                         progress(Progress { fraction: ((done + seconds.min(weight)) / total).min(1.0), label });
                     })
                     .await?;
                     done += weight;
                     progress(Progress { fraction: (done / total).min(1.0), label });
-                    last_use.release_after(index, paths, &plan.temps);
+                    uses.release_after(index, paths, &plan.temps);
                     tracing::info!(step = index, label, seconds = started.elapsed().as_secs_f64(), "ffmpeg step done");
                     timings.push(StepTiming { label: label.to_owned(), seconds: started.elapsed().as_secs_f64() });
                 }
@@ -177,13 +201,13 @@ impl Runner {
         Ok(timings)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn run_one(&self, step: usize, label: &str, args: &[std::ffi::OsString], limit: Duration, work: &Path, cancel: &Cancel, mut on_time: impl FnMut(f64)) -> Result<(), FfmpegError> {
+    async fn run_one(&self, run: StepRun<'_>, args: &[std::ffi::OsString], cancel: &Cancel, mut on_time: impl FnMut(f64)) -> Result<(), FfmpegError> {
+        let StepRun { index: step, label, limit, work, consumed } = run;
         let limits = ChildLimits::from_budget(&self.budget, work, 0, limit);
         if limits.memory < MIN_CHILD_MEMORY {
             return Err(FfmpegError::NoMemoryLeft { step, label: label.to_owned(), left: limits.memory });
         }
-        tracing::debug!(step, label, memory_limit = limits.memory, file_size_limit = limits.file_size, "starting ffmpeg");
+        tracing::debug!(step, label, memory_limit = limits.memory, file_size_limit = limits.file_size, args = ?args, "starting ffmpeg");
         let mut child = child_command(&self.ffmpeg, limits)
             .args(HOST_FLAGS)
             .args(args)
@@ -194,6 +218,14 @@ impl Runner {
             .map_err(|e| FfmpegError::Spawn { program: self.ffmpeg.display().to_string(), message: e.to_string() })?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
+        let mut unlinker = child.id().map(|pid| UnlinkWhenOpened::new(pid, consumed));
+        let unlink_as_read = async {
+            let Some(unlinker) = unlinker.as_mut() else { return };
+            while !unlinker.is_finished() {
+                unlinker.poll();
+                tokio::time::sleep(UNLINK_POLL).await;
+            }
+        };
         let work = async {
             let progress = async {
                 let mut lines = BufReader::new(stdout).lines();
@@ -222,6 +254,18 @@ impl Runner {
             let ((), stderr_tail) = tokio::join!(progress, errors);
             (child.wait().await, stderr_tail)
         };
+        // The unlinker only ever waits: it ends with the step.
+        let work = async {
+            tokio::pin!(unlink_as_read);
+            tokio::pin!(work);
+            let mut unlinking = true;
+            loop {
+                tokio::select! {
+                    finished = &mut work => return finished,
+                    () = &mut unlink_as_read, if unlinking => unlinking = false,
+                }
+            }
+        };
         let finished = tokio::select! {
             finished = tokio::time::timeout(limit, work) => finished.map_err(|_| FfmpegError::Timeout { step, label: label.to_owned(), limit }),
             reason = cancel.cancelled() => Err(FfmpegError::Cancelled { step, label: label.to_owned(), reason }),
@@ -248,6 +292,19 @@ impl Runner {
     }
 }
 
+/// One FFmpeg step as the runner starts it.
+struct StepRun<'a> {
+    index: usize,
+    label: &'a str,
+    limit: Duration,
+    work: &'a Path,
+    /// Concat parts this step reads for the last time: unlinked once it has them open.
+    consumed: Vec<PathBuf>,
+}
+
+/// How often the join's open files are looked at.
+const UNLINK_POLL: Duration = Duration::from_millis(100);
+
 /// Which of a child's limits made it fail, told from how it ended.
 #[derive(Debug, PartialEq)]
 enum LimitHit {
@@ -270,62 +327,6 @@ impl LimitHit {
         const ALLOCATION_FAILED: [&str; 6] =
             ["cannot allocate memory", "out of memory", "malloc of size", "failed to allocate", "could not allocate", "memory allocation"];
         ALLOCATION_FAILED.iter().any(|words| stderr.contains(words)).then_some(LimitHit::Memory)
-    }
-}
-
-/// After which step each staged input and temporary is read for the last time, so the
-/// work folder keeps only what is still to be read (on Cloud Run its files are memory).
-struct LastUse {
-    inputs: Vec<(u32, usize)>,
-    temps: Vec<(u32, usize)>,
-}
-
-impl LastUse {
-    fn of(plan: &br_plan::Plan) -> LastUse {
-        let mut inputs = std::collections::BTreeMap::new();
-        let mut temps = std::collections::BTreeMap::new();
-        // The parts of each concat list are read by whoever reads the list.
-        let mut parts: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
-        for step in &plan.steps {
-            if let Step::WriteConcatList(list) = step {
-                parts.entry(list.list).or_default().extend(list.parts.iter().map(|p| p.temp));
-            }
-        }
-        for (index, step) in plan.steps.iter().enumerate() {
-            let Step::Ffmpeg(invocation) = step else { continue };
-            for arg in &invocation.args {
-                match arg {
-                    Arg::Input(n) => {
-                        inputs.insert(*n, index);
-                    }
-                    Arg::Temp(t) => {
-                        temps.insert(*t, index);
-                        for part in parts.get(t).into_iter().flatten() {
-                            temps.insert(*part, index);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        LastUse { inputs: inputs.into_iter().collect(), temps: temps.into_iter().collect() }
-    }
-
-    /// Removes what step `index` was the last to read.
-    fn release_after(&self, index: usize, paths: &PathTable, formats: &[TempFormat]) {
-        let inputs = self.inputs.iter().filter(|(_, last)| *last == index).filter_map(|(n, _)| paths.inputs.get(*n as usize).cloned());
-        let temps = self
-            .temps
-            .iter()
-            .filter(|(_, last)| *last == index)
-            .filter_map(|(t, _)| formats.get(*t as usize).map(|format| paths.temp(*t, *format)));
-        for file in inputs.chain(temps) {
-            if let Err(error) = std::fs::remove_file(&file) {
-                if error.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(file = %file.display(), "cannot remove a file no step reads any more: {error}");
-                }
-            }
-        }
     }
 }
 

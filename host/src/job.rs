@@ -2,7 +2,9 @@
 //! is a [`Failure`] with a precise message, a stage and an exit code; the work folder
 //! is removed on every path (it is a `TempDir`, dropped on return or unwind).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -19,6 +21,7 @@ use crate::budget::watchdog::Watchdog;
 use crate::cancel::{Cancel, Stop};
 use crate::ffmpeg::{ChildLimits, FfmpegError, PathTable, Runner};
 use crate::storage::{Storage, StorageError};
+use crate::work::Staging;
 use crate::{exit, logging, media};
 
 /// ffprobe processes at a time while inputs download.
@@ -107,6 +110,8 @@ pub struct Prepared {
     pub plan: CheckedPlan,
     pub paths: PathTable,
     pub facts: Vec<MediaFacts>,
+    /// Per input: its key and the blueprint pointer that names it.
+    keys: Vec<(String, String)>,
     work: tempfile::TempDir,
     timings: serde_json::Map<String, serde_json::Value>,
 }
@@ -118,6 +123,9 @@ pub struct Reporter<'a> {
     last_encode_update: Option<Instant>,
     /// The highest progress sent: a failure keeps it, so progress never goes down.
     progress: u8,
+    /// Told of every change of stage, so its record has one part per stage.
+    watchdog: Option<&'a Watchdog>,
+    stage: Option<Stage>,
 }
 
 impl<'a> Reporter<'a> {
@@ -127,7 +135,11 @@ impl<'a> Reporter<'a> {
         if let Some(task_id) = &task_id {
             logging::set_task_id(task_id);
         }
-        Reporter { sink, task_id, last_encode_update: None, progress: 0 }
+        Reporter { sink, task_id, last_encode_update: None, progress: 0, watchdog: None, stage: None }
+    }
+
+    pub fn with_watchdog(self, watchdog: &'a Watchdog) -> Self {
+        Reporter { watchdog: Some(watchdog), ..self }
     }
 
     fn know_task(&mut self, task_id: &str) {
@@ -139,6 +151,12 @@ impl<'a> Reporter<'a> {
 
     fn send(&mut self, status: Status, stage: Stage, progress: u8, message: String, result: Option<serde_json::Value>, error: Option<String>) {
         logging::set_stage(stage.as_str());
+        if self.stage != Some(stage) {
+            self.stage = Some(stage);
+            if let Some(watchdog) = self.watchdog {
+                watchdog.enter(stage.as_str());
+            }
+        }
         let progress = progress.max(self.progress);
         self.progress = progress;
         let update = StatusUpdate { task_id: self.task_id.clone(), status, progress, stage, message, result, error };
@@ -199,6 +217,7 @@ impl Job<'_> {
         let started = Instant::now();
         reporter.running(Stage::Validate, Stage::Validate.at(0.0), "validating the blueprint in the sandbox");
         let validation = self.unless_cancelled(Stage::Validate, async { self.sandbox.validate(text).await.map_err(|e| (Stage::Validate, Failure::Sandbox(e))) }).await?;
+        self.watchdog.guest_call("validate", &validation.report);
         let validated = match validation {
             Validation { verdict: Ok(validated), .. } => validated,
             Validation { verdict: Err(errors), .. } => return Err((Stage::Validate, Failure::Invalid(errors))),
@@ -253,10 +272,20 @@ impl Job<'_> {
         let mut inputs = vec![PathBuf::new(); keys.len()];
         let mut facts: Vec<Option<MediaFacts>> = vec![None; keys.len()];
         let mut done = 0;
+        // Probed inputs stay while they fit in a quarter of the shared budget; the rest
+        // are fetched again before the step that reads them (see `work`).
+        let cache_bytes = self.config.runner.budget.shared / 4;
+        let mut kept_bytes = 0;
         // The first failure ends the job: dropping the stream cancels the transfers
         // still running, and the work folder goes with them.
         while let Some(result) = self.unless_cancelled(Stage::Fetch, async { Ok(staged.next().await) }).await? {
             let (index, path, found) = result?;
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if kept_bytes + size <= cache_bytes {
+                kept_bytes += size;
+            } else {
+                crate::work::remove_if_present(&path);
+            }
             inputs[index] = path;
             facts[index] = Some(found);
             done += 1;
@@ -270,6 +299,7 @@ impl Job<'_> {
         reporter.running(Stage::Plan, Stage::Plan.at(0.0), "planning in the sandbox");
         let request = PlanRequest { validated: validated.clone(), inputs: facts.clone(), strict: self.config.strict };
         let planning = self.unless_cancelled(Stage::Plan, async { self.sandbox.plan(&request).await.map_err(|e| (Stage::Plan, Failure::Sandbox(e))) }).await?;
+        self.watchdog.guest_call("plan", &planning.report);
         let plan = match planning {
             Planning { verdict: Ok(plan), .. } => plan,
             Planning { verdict: Err(errors), .. } => return Err((Stage::Plan, Failure::Plan(errors))),
@@ -280,18 +310,24 @@ impl Job<'_> {
         }
         lap("plan", &mut timings);
         let paths = PathTable { inputs, work: work.path().to_owned(), output: work.path().join("output.mp4") };
-        Ok(Prepared { validated, plan, paths, facts, work, timings })
+        Ok(Prepared { validated, plan, paths, facts, keys, work, timings })
     }
 
     pub async fn run(&self, checked: Checked, reporter: &mut Reporter<'_>) -> Result<Outcome, (Stage, Failure)> {
         let prepared = self.prepare(checked, reporter).await?;
-        let Prepared { validated, plan, paths, work, mut timings, .. } = prepared;
+        let Prepared { validated, plan, paths, keys, work, mut timings, .. } = prepared;
+        let refetch = Refetch { storage: self.storage, keys: &keys };
+        let mut current_step: Option<String> = None;
         let started = Instant::now();
         reporter.running(Stage::Encode, Stage::Encode.at(0.0), format!("running {} steps", plan.plan().steps.len()));
         let steps = self
             .config
             .runner
-            .run(&plan, &paths, self.cancel, |progress| {
+            .run(&plan, &paths, &refetch, self.cancel, |progress| {
+                if current_step.as_deref() != Some(progress.label) {
+                    current_step = Some(progress.label.to_owned());
+                    self.watchdog.enter(&format!("encode: {}", progress.label));
+                }
                 let now = Instant::now();
                 if reporter.last_encode_update.is_none_or(|last| now.duration_since(last).as_secs_f64() >= 1.0) {
                     reporter.last_encode_update = Some(now);
@@ -301,6 +337,10 @@ impl Job<'_> {
             .await
             .map_err(|e| match e {
                 FfmpegError::Cancelled { step, label, reason } => stopped(Stage::Encode, reason, format!("running step {step} ({label})")),
+                FfmpegError::Staging { input, error, .. } => {
+                    let pointer = keys.get(input as usize).map(|(_, pointer)| pointer.clone());
+                    (Stage::Encode, Failure::Storage { pointer, error })
+                }
                 e => (Stage::Encode, Failure::Ffmpeg(e)),
             })?;
         timings.insert("encode_seconds".into(), json!(started.elapsed().as_secs_f64()));
@@ -339,6 +379,28 @@ impl Job<'_> {
         let timings = result["timings"].clone();
         reporter.completed(result);
         Ok(Outcome { validated, timings })
+    }
+}
+
+/// Fetches an input again for a step that reads it after it was removed.
+struct Refetch<'a> {
+    storage: &'a dyn Storage,
+    keys: &'a [(String, String)],
+}
+
+impl Staging for Refetch<'_> {
+    fn stage<'a>(&'a self, input: u32, path: &'a Path) -> Pin<Box<dyn Future<Output = Result<u64, StorageError>> + Send + 'a>> {
+        Box::pin(async move {
+            let (key, _) = self.keys.get(input as usize).ok_or_else(|| StorageError::Io {
+                key: format!("input {input}"),
+                store: self.storage.describe(),
+                message: "no such input".into(),
+            })?;
+            let started = Instant::now();
+            let bytes = self.storage.fetch(key, path).await?;
+            tracing::info!(key = %key, bytes, seconds = started.elapsed().as_secs_f64(), "fetched again for a later step");
+            Ok(bytes)
+        })
     }
 }
 

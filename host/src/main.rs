@@ -11,9 +11,11 @@ mod input;
 mod job;
 mod logging;
 mod media;
+mod memcheck;
 mod run;
 mod storage;
 mod validate;
+mod work;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +65,19 @@ enum Command {
         /// How long to keep trying to write the final status when the database is down, in seconds.
         #[arg(long, env = "STATUS_FLUSH_SECS", default_value_t = 30)]
         status_flush_secs: u64,
+    },
+    /// Run the job and report where its memory went, per stage and FFmpeg step, as the
+    /// container's limit counts it (processes and work-folder files); with --iterations,
+    /// also whether the host grows from one job to the next. Writes JSON and prints a table.
+    Memcheck {
+        #[command(flatten)]
+        job: JobFlags,
+        /// Run the job this many times in one process (a leak check).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        iterations: u32,
+        /// Where the JSON report goes.
+        #[arg(long, default_value = "memory_usage_results.json")]
+        out: PathBuf,
     },
     /// Validate, fetch, probe and plan, check the plan against the policy, and print it
     /// as JSON without running anything.
@@ -277,6 +292,7 @@ async fn run(command: Command) -> u8 {
         Command::BenchFetch { keys, storage } => run::bench_fetch(&storage, &keys).await,
         Command::Run { job } => run::run(job, run::Mode::Run).await,
         Command::Plan { job } => run::run(job, run::Mode::PlanOnly).await,
+        Command::Memcheck { job, iterations, out } => memcheck::memcheck(job, iterations, &out).await,
         Command::Job { job, task_id, status_flush_secs } => run::job(job, task_id, Duration::from_secs(status_flush_secs.max(1))).await,
         Command::BenchValidate { file, iterations, sandbox } => {
             let started = std::time::Instant::now();

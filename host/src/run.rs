@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use br_status::{DbSettings, Delivery, JsonLines, LogOnly, PgStatus, Stage, StatusSink, TaskRow};
 
-use crate::budget::watchdog::Watchdog;
+use crate::budget::watchdog::{Record, Watchdog};
 use crate::cancel::Cancel;
 use crate::input::{self, Loaded, Source};
 use crate::job::{Failure, Job, JobConfig, Reporter};
@@ -73,7 +73,7 @@ pub async fn run(flags: JobFlags, mode: Mode) -> u8 {
     let cancel = Cancel::on_signals();
     let (mut lines, mut log_only) = (JsonLines, LogOnly);
     let sink: &mut dyn StatusSink = if mode == Mode::Run { &mut lines } else { &mut log_only };
-    execute(&flags, mode, sink, Launch { task_id: None, database: None, row_patience: Duration::ZERO }, &cancel).await
+    execute(&flags, mode, sink, Launch::standalone(), &cancel).await
 }
 
 /// `job`: the container's entrypoint. Configuration comes from the environment and is
@@ -141,12 +141,19 @@ fn settle(delivery: Delivery, code: u8) -> u8 {
 }
 
 /// What the launcher said about the task.
-struct Launch<'a> {
+pub(crate) struct Launch<'a> {
     /// TASK_ID, when given.
     task_id: Option<String>,
     database: Option<&'a DbSettings>,
     /// How long to wait for the database to say whether the task is done already.
     row_patience: Duration,
+}
+
+impl Launch<'_> {
+    /// `run`, `plan` and `memcheck`: no task id from outside, no database.
+    pub(crate) fn standalone() -> Launch<'static> {
+        Launch { task_id: None, database: None, row_patience: Duration::ZERO }
+    }
 }
 
 /// Whether the job should go on, given its row.
@@ -173,7 +180,27 @@ async fn check_row(database: &DbSettings, task_id: &str, patience: Duration) -> 
 }
 
 async fn execute(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch: Launch<'_>, cancel: &Cancel) -> u8 {
-    let mut reporter = Reporter::new(sink, launch.task_id.clone());
+    execute_recorded(flags, mode, sink, launch, cancel).await.0
+}
+
+/// [`execute`], also returning what the memory watchdog recorded (none when the
+/// budget itself is refused).
+pub(crate) async fn execute_recorded(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch: Launch<'_>, cancel: &Cancel) -> (u8, Option<Record>) {
+    let budget = match flags.sandbox.budget() {
+        Ok(budget) => budget,
+        Err((code, message)) => {
+            fail(&mut Reporter::new(sink, launch.task_id.clone()), Stage::Validate, Failure::Setup(message));
+            return (code, None);
+        }
+    };
+    budget.log();
+    let watchdog = Watchdog::start(budget, cancel.clone());
+    let code = execute_watched(flags, mode, sink, launch, cancel, &watchdog).await;
+    (code, Some(watchdog.record()))
+}
+
+async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch: Launch<'_>, cancel: &Cancel, watchdog: &Watchdog) -> u8 {
+    let mut reporter = Reporter::new(sink, launch.task_id.clone()).with_watchdog(watchdog);
     if let (Some(database), Some(task_id)) = (launch.database, &launch.task_id) {
         if let Err(code) = check_row(database, task_id, launch.row_patience).await {
             return code;
@@ -187,15 +214,6 @@ async fn execute(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch
         Ok(storage) => storage,
         Err(message) => return fail(&mut reporter, Stage::Validate, Failure::Setup(message)),
     };
-    let budget = match flags.sandbox.budget() {
-        Ok(budget) => budget,
-        Err((code, message)) => {
-            fail(&mut reporter, Stage::Validate, Failure::Setup(message));
-            return code;
-        }
-    };
-    budget.log();
-    let watchdog = Watchdog::start(budget, cancel.clone());
     let sandbox = match flags.sandbox.try_load() {
         Ok(sandbox) => sandbox,
         Err((code, message)) => {
@@ -210,9 +228,9 @@ async fn execute(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch
         work_root: flags.work_dir.clone().unwrap_or_else(std::env::temp_dir),
         strict: flags.strict,
         ffprobe,
-        runner: ffmpeg::Runner { ffmpeg: ffmpeg_binary, step_timeout: flags.step_timeout.map(Duration::from_secs), budget },
+        runner: ffmpeg::Runner { ffmpeg: ffmpeg_binary, step_timeout: flags.step_timeout.map(Duration::from_secs), budget: watchdog.budget() },
     };
-    let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config, cancel, watchdog: &watchdog };
+    let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config, cancel, watchdog };
 
     let text = match read_blueprint(&source, &flags.storage).await {
         Ok(loaded) => match loaded.into_text() {

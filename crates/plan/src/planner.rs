@@ -33,6 +33,10 @@ const ENCODER_PRESET: &str = "veryfast";
 const VOLUME_RAMP_SECONDS: f64 = 0.02;
 /// Audio is processed in frames of this many samples so volume ramps are smooth.
 const VOLUME_FRAME_SAMPLES: u32 = 64;
+/// Audio frames handed to `loudnorm` after the volume ramps (0.1 s at 48 kHz): fed with
+/// 64-sample frames it fragments the heap so badly that FFmpeg needed a data limit of
+/// 700 MiB or more for 170 MiB resident; with these, 200 MiB is enough.
+const LOUDNORM_FRAME_SAMPLES: u32 = 4_800;
 /// Volume terms per `volume` filter (each filter evaluates its expression per frame).
 const VOLUME_TERMS_PER_FILTER: usize = 200;
 /// Volume changes one song may have: the audio graph is one FFmpeg argument, which
@@ -467,6 +471,9 @@ fn final_step(validated: &Validated, timeline: &Timeline, shown: &[usize], list:
             }
         }
         if output.normalize_audio {
+            if !terms.is_empty() {
+                audio.push_str(&format!(",asetnsamples=n={LOUDNORM_FRAME_SAMPLES}"));
+            }
             audio.push_str(&format!(",{LOUDNORM},aresample={OUTPUT_SAMPLE_RATE}"));
         }
         audio.push_str(&format!(",atrim=end={}[audio]", secs(length)));

@@ -168,6 +168,8 @@ fn volume_runs_become_one_ramped_term_each() {
     assert_eq!(audio.matches("clip((t-").count(), 2, "{audio}");
     assert!(audio.contains("-0.5*clip((t-24)/0.02+0.5,0,1)*clip((48-t)/0.02+0.5,0,1)"), "{audio}");
     assert!(audio.contains("-1*clip((t-80)/0.02+0.5,0,1)"), "{audio}");
+    // The ramps need tiny frames; loudnorm is given large ones again.
+    assert!(audio.contains(":eval=frame,asetnsamples=n=4800,loudnorm="), "{audio}");
 }
 
 #[test]

@@ -111,6 +111,8 @@ pub struct Planning {
 #[derive(Debug, Clone)]
 pub struct CallReport {
     pub fuel_used: u64,
+    /// The largest size the guest's linear memories reached, in bytes.
+    pub memory_high_water: u64,
     pub elapsed: Duration,
     pub log: Vec<String>,
 }
@@ -209,7 +211,8 @@ impl Sandbox {
             Ok(Err(error)) => return Err(state.classify(error, &limits)),
             Ok(Ok(answer)) => answer,
         };
-        let report = CallReport { fuel_used, elapsed: started.elapsed(), log: state.log.lines() };
+        let memory_high_water = state.memory.high_water;
+        let report = CallReport { fuel_used, memory_high_water, elapsed: started.elapsed(), log: state.log.lines() };
         tracing::debug!(call = name, fuel_used, elapsed_ms = report.elapsed.as_millis() as u64, "guest returned");
         Ok((answer, report))
     }
@@ -337,10 +340,12 @@ fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().chars().take(500).collect()
 }
 
-/// `StoreLimits` that remembers whether it refused a memory grow.
+/// `StoreLimits` that remembers whether it refused a memory grow, and how large the
+/// memory grew.
 struct CappedMemory {
     limits: StoreLimits,
     refused_grow: bool,
+    high_water: u64,
 }
 
 impl CappedMemory {
@@ -349,7 +354,7 @@ impl CappedMemory {
             .memory_size(usize::try_from(memory_bytes).unwrap_or(usize::MAX))
             .table_elements(100_000)
             .build();
-        CappedMemory { limits, refused_grow: false }
+        CappedMemory { limits, refused_grow: false, high_water: 0 }
     }
 }
 
@@ -357,6 +362,9 @@ impl ResourceLimiter for CappedMemory {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let allowed = self.limits.memory_growing(current, desired, maximum)?;
         self.refused_grow |= !allowed;
+        if allowed {
+            self.high_water = self.high_water.max(desired as u64);
+        }
         Ok(allowed)
     }
 

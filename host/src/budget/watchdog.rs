@@ -52,10 +52,45 @@ impl Peaks {
     }
 }
 
+/// The peaks of one stage or FFmpeg step.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Part {
+    pub name: String,
+    pub peaks: Peaks,
+    /// The host's resident memory at the last sample of the part.
+    pub host_at_end: u64,
+}
+
+/// What one guest call used.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GuestCall {
+    pub call: &'static str,
+    pub fuel: u64,
+    pub memory_high_water: u64,
+}
+
+/// Everything the watchdog saw during one job.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    pub peaks: Peaks,
+    pub parts: Vec<Part>,
+    pub guest_calls: Vec<GuestCall>,
+}
+
 #[derive(Default)]
 struct Shared {
     work: Option<PathBuf>,
-    peaks: Peaks,
+    record: Record,
+}
+
+impl Shared {
+    fn add(&mut self, usage: Usage) {
+        self.record.peaks.add(usage);
+        if let Some(part) = self.record.parts.last_mut() {
+            part.peaks.add(usage);
+            part.host_at_end = usage.host;
+        }
+    }
 }
 
 /// Runs until dropped; then logs the peaks it saw ("memory peaks").
@@ -80,7 +115,7 @@ impl Watchdog {
                     continue;
                 };
                 if let Ok(mut s) = state.lock() {
-                    s.peaks.add(usage);
+                    s.add(usage);
                 }
                 if usage.total() >= budget.stop_at() {
                     let stage = crate::logging::current_stage().unwrap_or("start");
@@ -99,6 +134,10 @@ impl Watchdog {
         Watchdog { budget, shared, task }
     }
 
+    pub fn budget(&self) -> JobBudget {
+        self.budget
+    }
+
     /// Counts the files of `work` from now on.
     pub fn watch_folder(&self, work: &Path) {
         if let Ok(mut shared) = self.shared.lock() {
@@ -106,8 +145,28 @@ impl Watchdog {
         }
     }
 
+    /// Starts a new part of the record (a stage or a step), measured at its first moment
+    /// so that no part is too short to be seen.
+    pub fn enter(&self, name: &str) {
+        let Ok(mut shared) = self.shared.lock() else { return };
+        let usage = tree::measure(shared.work.as_deref());
+        shared.add(usage);
+        shared.record.parts.push(Part { name: name.to_owned(), ..Part::default() });
+        shared.add(usage);
+    }
+
+    pub fn guest_call(&self, call: &'static str, report: &br_sandbox::CallReport) {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.record.guest_calls.push(GuestCall { call, fuel: report.fuel_used, memory_high_water: report.memory_high_water });
+        }
+    }
+
     pub fn peaks(&self) -> Peaks {
-        self.shared.lock().map(|s| s.peaks).unwrap_or_default()
+        self.shared.lock().map(|s| s.record.peaks).unwrap_or_default()
+    }
+
+    pub fn record(&self) -> Record {
+        self.shared.lock().map(|s| s.record.clone()).unwrap_or_default()
     }
 }
 

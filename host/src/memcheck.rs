@@ -1,0 +1,158 @@
+//! `blueprint-runner memcheck`: runs a real job (`run`, status lines kept out of
+//! stdout) one or more times in this process and reports where the memory went, as
+//! the container's limit counts it: per stage and per FFmpeg step, the host's own
+//! resident memory, the peak of the whole process tree and of the work folder's files,
+//! the guest's linear memory and fuel per call, and, over several iterations, whether
+//! the host grows (a leak). Written as JSON, with a table on stdout.
+
+use std::path::Path;
+
+use br_status::LogOnly;
+use serde_json::{json, Value};
+
+use crate::budget::tree;
+use crate::budget::watchdog::Record;
+use crate::budget::MIB;
+use crate::cancel::Cancel;
+use crate::run::{self, Launch, Mode};
+use crate::{exit, JobFlags};
+
+/// Host growth per iteration, after the first, that still counts as flat: allocator
+/// caches and the runtime's buffers settle within about this much.
+const LEAK_TOLERANCE_MIB: f64 = 1.0;
+
+fn mib(bytes: u64) -> f64 {
+    (bytes as f64 / MIB as f64 * 10.0).round() / 10.0
+}
+
+pub async fn memcheck(flags: JobFlags, iterations: u32, out: &Path) -> u8 {
+    let cancel = Cancel::on_signals();
+    let baseline = tree::measure(None).host;
+    let mut records = Vec::new();
+    let mut host_after = Vec::new();
+    for iteration in 1..=iterations.max(1) {
+        let (code, record) = run::execute_recorded(&flags, Mode::Run, &mut LogOnly, Launch::standalone(), &cancel).await;
+        if code != exit::OK {
+            eprintln!("error: iteration {iteration} of the job failed (exit {code}); no report");
+            return code;
+        }
+        host_after.push(tree::measure(None).host);
+        records.extend(record);
+    }
+    let Some(first) = records.first() else {
+        return exit::USAGE;
+    };
+    let budget = match flags.sandbox.budget() {
+        Ok(budget) => budget,
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            return code;
+        }
+    };
+    let report = report(first, &records, baseline, &host_after, budget.total, budget.guest);
+    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    if let Err(error) = std::fs::write(out, text + "\n") {
+        eprintln!("error: cannot write {}: {error}", out.display());
+        return exit::USAGE;
+    }
+    print_table(&report);
+    println!("report written to {}", out.display());
+    exit::OK
+}
+
+fn report(first: &Record, all: &[Record], baseline: u64, host_after: &[u64], budget: u64, guest_cap: u64) -> Value {
+    let stages: Vec<Value> = first
+        .parts
+        .iter()
+        .map(|part| {
+            json!({
+                "name": part.name,
+                "host_rss_mib": mib(part.host_at_end),
+                "delta_from_baseline_mib": mib(part.host_at_end.saturating_sub(baseline)),
+                "host_peak_mib": mib(part.peaks.host),
+                "tree_peak_mib": mib(part.peaks.processes),
+                "work_folder_mib": mib(part.peaks.files),
+                "total_peak_mib": mib(part.peaks.total),
+            })
+        })
+        .collect();
+    // The worst of every iteration.
+    let peak = all.iter().fold(first.peaks, |worst, record| crate::budget::watchdog::Peaks {
+        total: worst.total.max(record.peaks.total),
+        processes: worst.processes.max(record.peaks.processes),
+        host: worst.host.max(record.peaks.host),
+        files: worst.files.max(record.peaks.files),
+        samples: worst.samples + record.peaks.samples,
+    });
+    let guest: Vec<Value> = first
+        .guest_calls
+        .iter()
+        .map(|call| json!({"call": call.call, "fuel": call.fuel, "memory_high_water_mib": mib(call.memory_high_water), "cap_mib": mib(guest_cap)}))
+        .collect();
+    let after: Vec<f64> = host_after.iter().map(|&b| mib(b)).collect();
+    // Flat after the first iteration: the first one fills caches (compiled guest, allocator).
+    let growth = match host_after {
+        [_, second, .., last] => (*last as f64 - *second as f64) / MIB as f64 / (host_after.len() - 2).max(1) as f64,
+        _ => 0.0,
+    };
+    json!({
+        "budget_mib": budget / MIB,
+        "baseline_mib": mib(baseline),
+        "utilization": (peak.total as f64 / budget as f64 * 1000.0).round() / 1000.0,
+        "headroom_mib": mib(budget.saturating_sub(peak.total)),
+        "stages": stages,
+        "peak": {
+            "tree_mib": mib(peak.processes),
+            "host_mib": mib(peak.host),
+            "work_folder_mib": mib(peak.files),
+            "total_mib": mib(peak.total),
+        },
+        "guest": {"calls": guest},
+        "iterations": host_after.len(),
+        "leak": {
+            "host_rss_after_iteration_mib": after,
+            "growth_per_iteration_mib": (growth * 100.0).round() / 100.0,
+            "tolerance_mib": LEAK_TOLERANCE_MIB,
+            "flat": host_after.len() < 3 || growth <= LEAK_TOLERANCE_MIB,
+        },
+    })
+}
+
+fn print_table(report: &Value) {
+    let number = |value: &Value| value.as_f64().unwrap_or(0.0);
+    println!("{:<44} {:>9} {:>9} {:>10} {:>11} {:>9}", "stage or step", "host MiB", "Δ base", "tree peak", "work folder", "total");
+    for stage in report["stages"].as_array().into_iter().flatten() {
+        let name: String = stage["name"].as_str().unwrap_or_default().chars().take(44).collect();
+        println!(
+            "{:<44} {:>9.1} {:>9.1} {:>10.1} {:>11.1} {:>9.1}",
+            name,
+            number(&stage["host_rss_mib"]),
+            number(&stage["delta_from_baseline_mib"]),
+            number(&stage["tree_peak_mib"]),
+            number(&stage["work_folder_mib"]),
+            number(&stage["total_peak_mib"]),
+        );
+    }
+    let peak = &report["peak"];
+    println!(
+        "peak: {:.1} MiB of {} (processes {:.1}, host {:.1}, work folder {:.1}); utilization {:.1}%, headroom {:.1} MiB",
+        number(&peak["total_mib"]),
+        report["budget_mib"],
+        number(&peak["tree_mib"]),
+        number(&peak["host_mib"]),
+        number(&peak["work_folder_mib"]),
+        number(&report["utilization"]) * 100.0,
+        number(&report["headroom_mib"]),
+    );
+    for call in report["guest"]["calls"].as_array().into_iter().flatten() {
+        println!("guest {}: {} fuel, {:.1} MiB of linear memory (cap {:.0})", call["call"].as_str().unwrap_or("?"), call["fuel"], number(&call["memory_high_water_mib"]), number(&call["cap_mib"]));
+    }
+    let leak = &report["leak"];
+    println!(
+        "host after each iteration (MiB): {}; growth {:.2} MiB per iteration after the first (tolerance {}): {}",
+        leak["host_rss_after_iteration_mib"],
+        number(&leak["growth_per_iteration_mib"]),
+        leak["tolerance_mib"],
+        if leak["flat"] == true { "flat" } else { "GROWS" }
+    );
+}

@@ -1,0 +1,219 @@
+//! The work folder's files over the run of a plan. On Cloud Run the folder lives in
+//! memory and counts against the job's budget, so it holds only what is still to be
+//! read: a staged input is removed after a step reads it unless the next step reads it
+//! too, and fetched again (through [`Staging`]) before a later step that needs it; a
+//! temporary is removed after its last reader; the segments a concat list joins are
+//! unlinked while the joining FFmpeg reads them (see [`UnlinkWhenOpened`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use br_plan::{Arg, Plan, Step, TempFormat};
+
+use crate::ffmpeg::PathTable;
+use crate::storage::StorageError;
+
+/// Puts staged input `input` (0 the song, 1 + i clip i) back at `path`.
+pub trait Staging: Sync {
+    fn stage<'a>(&'a self, input: u32, path: &'a Path) -> Pin<Box<dyn Future<Output = Result<u64, StorageError>> + Send + 'a>>;
+}
+
+/// What each step reads.
+pub struct Uses {
+    /// Per step: the staged inputs it reads.
+    inputs: Vec<BTreeSet<u32>>,
+    /// Per temp: the last step that reads it (a concat part is read by the reader of its list).
+    last_read: HashMap<u32, usize>,
+    /// Per step: the concat parts it reads through a list, in list order.
+    parts: Vec<Vec<u32>>,
+}
+
+impl Uses {
+    pub fn of(plan: &Plan) -> Uses {
+        let mut list_parts: HashMap<u32, Vec<u32>> = HashMap::new();
+        for step in &plan.steps {
+            if let Step::WriteConcatList(list) = step {
+                list_parts.entry(list.list).or_default().extend(list.parts.iter().map(|p| p.temp));
+            }
+        }
+        let mut uses = Uses { inputs: Vec::new(), last_read: HashMap::new(), parts: Vec::new() };
+        for (index, step) in plan.steps.iter().enumerate() {
+            let (mut inputs, mut parts) = (BTreeSet::new(), Vec::new());
+            if let Step::Ffmpeg(invocation) = step {
+                for arg in &invocation.args {
+                    match arg {
+                        Arg::Input(n) => {
+                            inputs.insert(*n);
+                        }
+                        Arg::Temp(t) => {
+                            uses.last_read.insert(*t, index);
+                            for part in list_parts.get(t).into_iter().flatten() {
+                                uses.last_read.insert(*part, index);
+                                parts.push(*part);
+                            }
+                        }
+                        Arg::Output | Arg::Literal(_) => {}
+                    }
+                }
+            }
+            uses.inputs.push(inputs);
+            uses.parts.push(parts);
+        }
+        uses
+    }
+
+    pub fn inputs_of(&self, step: usize) -> impl Iterator<Item = u32> + '_ {
+        self.inputs.get(step).into_iter().flatten().copied()
+    }
+
+    /// The concat parts step `step` reads for the last time, in the order it reads them.
+    pub fn parts_consumed_by(&self, step: usize, paths: &PathTable) -> Vec<PathBuf> {
+        self.parts
+            .get(step)
+            .into_iter()
+            .flatten()
+            .filter(|part| self.last_read.get(part) == Some(&step))
+            .map(|part| paths.temp(*part, TempFormat::Nut))
+            .collect()
+    }
+
+    /// Removes what step `step` read and no later step needs soon: inputs the next
+    /// FFmpeg step does not read (a later one fetches them again), temps read for the
+    /// last time.
+    pub fn release_after(&self, step: usize, paths: &PathTable, formats: &[TempFormat]) {
+        let next = (step + 1..self.inputs.len()).find(|&s| !self.inputs[s].is_empty());
+        let kept: BTreeSet<u32> = next.map(|s| self.inputs[s].clone()).unwrap_or_default();
+        let inputs = self.inputs_of(step).filter(|n| !kept.contains(n)).filter_map(|n| paths.inputs.get(n as usize).cloned());
+        let temps = self
+            .last_read
+            .iter()
+            .filter(|(_, last)| **last == step)
+            .filter_map(|(t, _)| formats.get(*t as usize).map(|format| paths.temp(*t, *format)));
+        for file in inputs.chain(temps) {
+            remove_if_present(&file);
+        }
+    }
+}
+
+pub fn remove_if_present(file: &Path) {
+    if let Err(error) = std::fs::remove_file(file) {
+        if error.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(file = %file.display(), "cannot remove a file no step reads any more: {error}");
+        }
+    }
+}
+
+/// While an FFmpeg child joins segments through a concat list, unlinks each segment
+/// (and every one before it in the list) as soon as the child has it open: FFmpeg's
+/// concat demuxer reads them in order, one at a time, and the open descriptor keeps
+/// the data readable until FFmpeg closes it, after which its memory is freed. So the
+/// join holds one segment at a time besides its output, not all of them.
+pub struct UnlinkWhenOpened {
+    pid: u32,
+    /// In the order the child reads them.
+    parts: Vec<PathBuf>,
+    /// How many of `parts` are unlinked already.
+    done: usize,
+}
+
+impl UnlinkWhenOpened {
+    pub fn new(pid: u32, parts: Vec<PathBuf>) -> UnlinkWhenOpened {
+        UnlinkWhenOpened { pid, parts, done: 0 }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.done >= self.parts.len()
+    }
+
+    /// One look at the child's open files.
+    pub fn poll(&mut self) {
+        let Ok(entries) = std::fs::read_dir(format!("/proc/{}/fd", self.pid)) else {
+            return;
+        };
+        let open: Vec<PathBuf> = entries.flatten().filter_map(|entry| std::fs::read_link(entry.path()).ok()).collect();
+        let Some(reading) = self.parts.iter().rposition(|part| open.contains(part)) else {
+            return;
+        };
+        for part in self.parts.get(self.done..=reading).into_iter().flatten() {
+            remove_if_present(part);
+        }
+        self.done = self.done.max(reading + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use br_plan::{ConcatList, ConcatPart, Invocation};
+
+    fn ffmpeg(args: Vec<Arg>) -> Step {
+        Step::Ffmpeg(Invocation { args, media_seconds: 1.0, label: "x".into() })
+    }
+
+    /// Clip 1 then clips 1 and 2 into segments, joined with the song.
+    fn plan() -> Plan {
+        let lit = |s: &str| Arg::lit(s);
+        Plan {
+            temps: vec![TempFormat::Nut, TempFormat::Nut, TempFormat::Ffconcat],
+            steps: vec![
+                ffmpeg(vec![lit("-i"), Arg::Input(1), lit("-f"), lit("nut"), Arg::Temp(0)]),
+                ffmpeg(vec![lit("-i"), Arg::Input(1), lit("-i"), Arg::Input(2), lit("-f"), lit("nut"), Arg::Temp(1)]),
+                Step::WriteConcatList(ConcatList { list: 2, parts: vec![ConcatPart { temp: 0, duration: 1.0 }, ConcatPart { temp: 1, duration: 1.0 }] }),
+                ffmpeg(vec![lit("-f"), lit("concat"), lit("-i"), Arg::Temp(2), lit("-i"), Arg::Input(0), lit("-f"), lit("mp4"), Arg::Output]),
+            ],
+            warnings: vec![],
+        }
+    }
+
+    fn table(folder: &Path) -> PathTable {
+        PathTable { inputs: (0..3).map(|n| folder.join(format!("input-{n}"))).collect(), work: folder.to_owned(), output: folder.join("out.mp4") }
+    }
+
+    #[test]
+    fn files_go_when_no_coming_step_reads_them() {
+        let folder = tempfile::tempdir().unwrap();
+        let paths = table(folder.path());
+        let plan = plan();
+        for file in paths.inputs.iter().chain([&paths.temp(0, TempFormat::Nut), &paths.temp(1, TempFormat::Nut), &paths.temp(2, TempFormat::Ffconcat)]) {
+            std::fs::write(file, b"x").unwrap();
+        }
+        let uses = Uses::of(&plan);
+        assert_eq!(uses.inputs_of(1).collect::<Vec<_>>(), [1, 2]);
+        uses.release_after(0, &paths, &plan.temps);
+        assert!(paths.inputs[1].exists(), "the next step reads clip 1 too");
+        uses.release_after(1, &paths, &plan.temps);
+        assert!(!paths.inputs[1].exists() && !paths.inputs[2].exists());
+        assert!(paths.temp(0, TempFormat::Nut).exists(), "the join still reads the segments");
+        assert_eq!(uses.parts_consumed_by(3, &paths), [paths.temp(0, TempFormat::Nut), paths.temp(1, TempFormat::Nut)]);
+        uses.release_after(3, &paths, &plan.temps);
+        let left: Vec<_> = std::fs::read_dir(folder.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn segments_are_unlinked_once_the_reader_has_opened_them() {
+        let folder = tempfile::tempdir().unwrap();
+        let parts: Vec<PathBuf> = (0..3).map(|n| folder.path().join(format!("part-{n}"))).collect();
+        for part in &parts {
+            std::fs::write(part, b"segment").unwrap();
+        }
+        // A reader that holds part 1 open.
+        let mut reader = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("exec 3< \"$0\"; echo open; sleep 30")
+            .arg(&parts[1])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(reader.stdout.as_mut().unwrap()), &mut line).unwrap();
+        let mut unlinker = UnlinkWhenOpened::new(reader.id(), parts.clone());
+        unlinker.poll();
+        reader.kill().unwrap();
+        reader.wait().unwrap();
+        assert!(!parts[0].exists() && !parts[1].exists(), "parts up to the open one are unlinked");
+        assert!(parts[2].exists() && !unlinker.is_finished());
+    }
+}
