@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use cgroup::MemoryCgroup;
-use media::CLIP_SMALL;
+use media::{StreamFacts, CLIP_SMALL};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
@@ -25,20 +25,30 @@ fn cache_dir() -> PathBuf {
 
 /// A data folder (on disk: it is the bucket) and a work-folder root on a tmpfs.
 struct Folders {
-    data: tempfile::TempDir,
+    data: PathBuf,
+    /// Removes `data` when it is the test's own.
+    _own_data: Option<tempfile::TempDir>,
     work: tempfile::TempDir,
 }
 
 impl Folders {
     fn new() -> Folders {
         let data = tempfile::Builder::new().prefix("memory-budget-data-").tempdir().expect("data folder");
-        let work = tempfile::Builder::new().prefix("memory-budget-work-").tempdir_in("/dev/shm").expect("a folder on /dev/shm");
-        Folders { data, work }
+        Folders { data: data.path().to_owned(), _own_data: Some(data), work: work_on_tmpfs() }
+    }
+
+    /// A shared media folder as the data folder.
+    fn over(data: &Path) -> Folders {
+        Folders { data: data.to_owned(), _own_data: None, work: work_on_tmpfs() }
     }
 
     fn key(&self, key: &str) -> PathBuf {
-        self.data.path().join(key)
+        self.data.join(key)
     }
+}
+
+fn work_on_tmpfs() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("memory-budget-work-").tempdir_in("/dev/shm").expect("a folder on /dev/shm")
 }
 
 /// One run inside the group.
@@ -59,7 +69,7 @@ fn run_limited(group: &MemoryCgroup, folders: &Folders, blueprint: &str, extra: 
     let mut command = group.command(Path::new(BIN));
     command
         .args(["--log-format", "text", "run", blueprint, "--data-dir"])
-        .arg(folders.data.path())
+        .arg(&folders.data)
         .arg("--work-dir")
         .arg(folders.work.path())
         .arg("--cache-dir")
@@ -113,7 +123,7 @@ fn hostile_filter_values_end_cleanly_inside_the_budget() {
     media::make_song_wav(&folders.key("media/song.wav"), 3.0);
     for behaviour in ["huge-scale", "huge-pad", "huge-fps", "huge-asetnsamples", "huge-aresample"] {
         let Some(group) = group_of(512) else { return };
-        let blueprint = folders.data.path().join("hostile.json");
+        let blueprint = folders.data.join("hostile.json");
         std::fs::write(&blueprint, format!("plan:{behaviour}")).unwrap();
         let started = std::time::Instant::now();
         let outcome = run_limited(&group, &folders, blueprint.to_str().unwrap(), &["--guest", HOSTILE, "--step-timeout", "20"]);
@@ -142,4 +152,136 @@ fn hostile_filter_values_end_cleanly_inside_the_budget() {
         let host_peak = peak_host_mib(&outcome.stderr);
         assert!(host_peak < 48.0, "{behaviour}: the host itself peaked at {host_peak} MiB");
     }
+}
+
+/// The 22 generated 720p30 clips of `scripts/media.py` and a backend-shaped blueprint of
+/// `moves` 8-second moves with a crossfade into each, made once per target folder.
+fn long_media(moves: u32) -> (PathBuf, PathBuf) {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("memory-budget-media");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/media.py");
+    let status = std::process::Command::new("python3").arg(script).arg("long").arg(&root).arg(moves.to_string()).status().expect("python3");
+    assert!(status.success(), "scripts/media.py long failed");
+    let blueprint = root.join(format!("blueprint-{moves}.json"));
+    (root, blueprint)
+}
+
+fn run_in(group: &MemoryCgroup, data: &Path, blueprint: &Path) -> Outcome {
+    run_limited(group, &Folders::over(data), blueprint.to_str().unwrap(), &[])
+}
+
+#[test]
+fn a_ten_minute_seventy_five_move_job_completes_inside_512_mib() {
+    let Some(group) = group_of(512) else { return };
+    let (media, blueprint) = long_media(75);
+    let started = std::time::Instant::now();
+    let outcome = run_in(&group, &media, &blueprint);
+    println!("10-minute job: exit {:?} in {:.0} s, cgroup peak {} MiB, result memory {}", outcome.code, started.elapsed().as_secs_f64(), outcome.usage.peak_mib, outcome.last["result"]["memory"]);
+    assert_eq!(outcome.usage.oom_kills, 0, "the OOM killer fired\n{}", outcome.stderr);
+    assert_eq!(outcome.code, Some(0), "{}\n{}", outcome.error(), outcome.stderr);
+    assert!(outcome.usage.peak_mib < 512);
+    let output = PathBuf::from(outcome.last["result"]["output_path"].as_str().unwrap());
+    let output = media.join(output);
+    let probe = media::probe(&output);
+    assert_eq!(probe.video().packets(), 18_000, "exactly 600 s at 30 fps");
+    assert!((probe.audio().duration() - 600.0).abs() < 0.05, "audio {} s", probe.audio().duration());
+    std::fs::remove_file(output).unwrap();
+}
+
+#[test]
+fn the_same_job_in_256_mib_fails_cleanly() {
+    let Some(group) = group_of(256) else { return };
+    let (media, blueprint) = long_media(75);
+    let outcome = run_in(&group, &media, &blueprint);
+    println!("256 MiB: exit {:?}, cgroup peak {} MiB: {}", outcome.code, outcome.usage.peak_mib, outcome.error());
+    assert_eq!(outcome.usage.oom_kills, 0, "the OOM killer fired\n{}", outcome.stderr);
+    if outcome.code == Some(0) {
+        return; // it fit after all
+    }
+    assert_eq!(outcome.last["status"], "failed");
+    // Refused from the frame size once the first clip is probed: 720p needs more than
+    // the 192 MiB a 256 MiB budget leaves.
+    assert_eq!(outcome.code, Some(2), "{}", outcome.error());
+    assert!(outcome.error().contains("/moves/0/video_path: a 1280x720 video needs about"), "{}", outcome.error());
+    assert!(!outcome.stderr.contains("starting ffmpeg") && !outcome.stderr.contains("ffmpeg step done"), "an FFmpeg step ran");
+}
+
+#[test]
+fn a_4k_120_fps_blueprint_is_refused_before_any_download() {
+    let Some(group) = group_of(512) else { return };
+    let folders = Folders::new();
+    let blueprint = serde_json::json!({
+        "task_id": "uhd-120",
+        "audio_path": "media/song.mp3",
+        "moves": [{"clip_id": "m0", "video_path": "media/not-fetched.mp4", "start_time": 0.0, "duration": 8.0}],
+        "total_duration": 8.0,
+        "output_config": {"output_path": "out/uhd.mp4", "width": 3840, "height": 2160, "frame_rate": 120, "video_bitrate": "50M"},
+    });
+    let file = folders.data.join("uhd.json");
+    std::fs::write(&file, blueprint.to_string()).unwrap();
+    let outcome = run_limited(&group, &folders, file.to_str().unwrap(), &[]);
+    println!("4K/120: exit {:?}: {}", outcome.code, outcome.error());
+    assert_eq!(outcome.usage.oom_kills, 0);
+    assert_eq!(outcome.code, Some(2), "{}", outcome.stderr);
+    assert_eq!(outcome.last["stage"], "validate", "refused before fetching (the clip does not even exist)");
+    assert!(outcome.error().contains("/output_config/width: a 3840x2160 video needs about"), "{}", outcome.error());
+}
+
+#[test]
+fn memcheck_reports_each_stage_and_no_growth_over_five_iterations() {
+    let folders = Folders::new();
+    // Steps of a second or so at 720p: long enough for FFmpeg to be sampled.
+    media::make_clip(&folders.key("media/a.mp4"), &media::CLIP_A.with_seconds(4.0));
+    media::make_song_mp3(&folders.key("media/song.mp3"), 7.0);
+    let moves: Vec<Value> = (0..3)
+        .map(|k| serde_json::json!({"clip_id": format!("m{k}"), "video_path": "media/a.mp4", "start_time": 2.0 * k as f64, "duration": 2.0, "transition_type": if k == 0 { "cut" } else { "crossfade" }}))
+        .collect();
+    let blueprint = serde_json::json!({
+        "task_id": "memcheck", "audio_path": "media/song.mp3", "moves": moves, "total_duration": 6.0,
+        "output_config": {"output_path": "out/memcheck.mp4", "frame_rate": 25, "transition_duration": 0.4, "normalize_audio": true},
+    });
+    let file = folders.data.join("memcheck.json");
+    std::fs::write(&file, blueprint.to_string()).unwrap();
+    let report_file = folders.data.join("report.json");
+    let output = std::process::Command::new(BIN)
+        .args(["memcheck"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&folders.data)
+        .arg("--work-dir")
+        .arg(folders.work.path())
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .args(["--iterations", "5", "--out"])
+        .arg(&report_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    for key in ["budget_mib", "baseline_mib", "utilization", "headroom_mib", "stages", "peak", "guest", "leak"] {
+        assert!(report.get(key).is_some(), "no {key} in {report:#}");
+    }
+    assert_eq!(report["budget_mib"], 512);
+    let names: Vec<&str> = report["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for stage in ["validate", "fetch", "plan", "encode: join and add the song", "upload", "done"] {
+        assert!(names.contains(&stage), "no stage {stage} in {names:?}");
+    }
+    assert!(names.iter().filter(|n| n.starts_with("encode: move")).count() >= 3, "{names:?}");
+    for stage in report["stages"].as_array().unwrap() {
+        for key in ["name", "host_rss_mib", "delta_from_baseline_mib", "tree_peak_mib", "work_folder_mib"] {
+            assert!(stage.get(key).is_some(), "no {key} in {stage}");
+        }
+    }
+    // While FFmpeg encodes, the tree holds more than the host alone.
+    let encode = report["stages"].as_array().unwrap().iter().find(|s| s["name"] == "encode: move 0 (m0)").expect("first step");
+    assert!(encode["tree_peak_mib"].as_f64() > encode["host_rss_mib"].as_f64(), "{encode}");
+    let peak = &report["peak"];
+    assert!(peak["total_mib"].as_f64().unwrap() >= peak["tree_mib"].as_f64().unwrap());
+    let calls: Vec<&str> = report["guest"]["calls"].as_array().unwrap().iter().map(|c| c["call"].as_str().unwrap()).collect();
+    assert_eq!(calls, ["validate", "plan"]);
+    assert!(report["guest"]["calls"][0]["fuel"].as_u64().unwrap() > 0);
+    assert_eq!(report["leak"]["host_rss_after_iteration_mib"].as_array().unwrap().len(), 5);
+    assert_eq!(report["leak"]["flat"], true, "the host grows: {}", report["leak"]);
+    assert!(stdout.contains("utilization"), "no table on stdout");
 }

@@ -24,8 +24,10 @@ const HOST_FLAGS: [&str; 12] = [
     "-filter_complex_threads", "1", "-filter_threads", "1",
 ];
 /// Decoder threads of every input, set by the host right before each `-i` (FFmpeg's
-/// default is one frame thread per core, each holding decoded frames).
-const DECODER_THREADS: &str = "2";
+/// default is one frame thread per core, each holding decoded frames). One: with frame
+/// threads, FFmpeg 5.1 was seen to hang, not fail, when its data limit refused an
+/// allocation (a 1080p segment at 400 MiB); with one, it fails at once.
+const DECODER_THREADS: &str = "1";
 /// A child below this much memory cannot even start FFmpeg: the step fails at once.
 const MIN_CHILD_MEMORY: u64 = 32 * crate::budget::MIB;
 /// Thread stacks count against the child's data limit in full (8 MiB each by default,

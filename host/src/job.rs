@@ -17,6 +17,7 @@ use serde_json::json;
 
 use br_status::{Stage, Status, StatusSink, StatusUpdate};
 
+use crate::budget::estimate;
 use crate::budget::watchdog::Watchdog;
 use crate::cancel::{Cancel, Stop};
 use crate::ffmpeg::{ChildLimits, FfmpegError, PathTable, Runner};
@@ -223,6 +224,7 @@ impl Job<'_> {
             Validation { verdict: Err(errors), .. } => return Err((Stage::Validate, Failure::Invalid(errors))),
         };
         reporter.know_task(&validated.task_id);
+        estimate::check_blueprint(&validated, &self.config.runner.budget).map_err(|e| (Stage::Validate, Failure::Invalid(vec![e])))?;
         Ok(Checked { validated, validate_seconds: started.elapsed().as_secs_f64() })
     }
 
@@ -296,6 +298,7 @@ impl Job<'_> {
         reporter.running(Stage::Probe, Stage::Probe.at(1.0), format!("{} inputs probed", facts.len()));
         lap("fetch_and_probe", &mut timings);
 
+        estimate::check_with_media(&validated, &facts, &self.config.runner.budget).map_err(|e| (Stage::Probe, Failure::Invalid(vec![e])))?;
         reporter.running(Stage::Plan, Stage::Plan.at(0.0), "planning in the sandbox");
         let request = PlanRequest { validated: validated.clone(), inputs: facts.clone(), strict: self.config.strict };
         let planning = self.unless_cancelled(Stage::Plan, async { self.sandbox.plan(&request).await.map_err(|e| (Stage::Plan, Failure::Sandbox(e))) }).await?;

@@ -11,7 +11,7 @@ use br_status::LogOnly;
 use serde_json::{json, Value};
 
 use crate::budget::tree;
-use crate::budget::watchdog::Record;
+use crate::budget::watchdog::{Record, MEMCHECK_SAMPLE_EVERY};
 use crate::budget::MIB;
 use crate::cancel::Cancel;
 use crate::run::{self, Launch, Mode};
@@ -31,7 +31,7 @@ pub async fn memcheck(flags: JobFlags, iterations: u32, out: &Path) -> u8 {
     let mut records = Vec::new();
     let mut host_after = Vec::new();
     for iteration in 1..=iterations.max(1) {
-        let (code, record) = run::execute_recorded(&flags, Mode::Run, &mut LogOnly, Launch::standalone(), &cancel).await;
+        let (code, record) = run::execute_recorded(&flags, Mode::Run, &mut LogOnly, Launch::standalone(), &cancel, MEMCHECK_SAMPLE_EVERY).await;
         if code != exit::OK {
             eprintln!("error: iteration {iteration} of the job failed (exit {code}); no report");
             return code;

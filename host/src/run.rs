@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use br_status::{DbSettings, Delivery, JsonLines, LogOnly, PgStatus, Stage, StatusSink, TaskRow};
 
-use crate::budget::watchdog::{Record, Watchdog};
+use crate::budget::watchdog::{self, Record, Watchdog};
 use crate::cancel::Cancel;
 use crate::input::{self, Loaded, Source};
 use crate::job::{Failure, Job, JobConfig, Reporter};
@@ -180,12 +180,19 @@ async fn check_row(database: &DbSettings, task_id: &str, patience: Duration) -> 
 }
 
 async fn execute(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch: Launch<'_>, cancel: &Cancel) -> u8 {
-    execute_recorded(flags, mode, sink, launch, cancel).await.0
+    execute_recorded(flags, mode, sink, launch, cancel, watchdog::SAMPLE_EVERY).await.0
 }
 
 /// [`execute`], also returning what the memory watchdog recorded (none when the
 /// budget itself is refused).
-pub(crate) async fn execute_recorded(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch: Launch<'_>, cancel: &Cancel) -> (u8, Option<Record>) {
+pub(crate) async fn execute_recorded(
+    flags: &JobFlags,
+    mode: Mode,
+    sink: &mut dyn StatusSink,
+    launch: Launch<'_>,
+    cancel: &Cancel,
+    sample_every: Duration,
+) -> (u8, Option<Record>) {
     let budget = match flags.sandbox.budget() {
         Ok(budget) => budget,
         Err((code, message)) => {
@@ -194,7 +201,7 @@ pub(crate) async fn execute_recorded(flags: &JobFlags, mode: Mode, sink: &mut dy
         }
     };
     budget.log();
-    let watchdog = Watchdog::start(budget, cancel.clone());
+    let watchdog = Watchdog::start(budget, cancel.clone(), sample_every);
     let code = execute_watched(flags, mode, sink, launch, cancel, &watchdog).await;
     (code, Some(watchdog.record()))
 }

@@ -7,6 +7,6 @@ mod planner;
 mod rational;
 mod types;
 
-pub use planner::plan;
+pub use planner::{output_frame, plan};
 pub use rational::FrameRate;
 pub use types::*;

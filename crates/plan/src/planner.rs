@@ -28,6 +28,10 @@ const MIN_DECODE_SECONDS: f64 = 0.5;
 /// x264/x265 keep frames per thread: a fixed count keeps FFmpeg's memory the same on
 /// any machine (auto would scale with the host's cores, not with the job's budget).
 const ENCODER_THREADS: &str = "2";
+/// Above 720p one encoder thread: measured on a 1080p segment, 2 threads needed a data
+/// limit of about 420 MiB, 1 thread about 370 MiB (720p with 2: about 275 MiB).
+const LARGE_FRAME_ENCODER_THREADS: &str = "1";
+const LARGE_FRAME_PIXELS: u64 = 1280 * 720;
 const ENCODER_PRESET: &str = "veryfast";
 /// Volume changes ramp over this long, centred on the move boundary (no clicks).
 const VOLUME_RAMP_SECONDS: f64 = 0.02;
@@ -61,7 +65,7 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     }
     let clips = clip_lengths(validated, &request.inputs, &mut errors);
     let rate = FrameRate::from_fps(validated.output.frame_rate);
-    let (width, height) = output_size(validated, &request.inputs);
+    let (width, height) = output_frame(validated, &request.inputs);
     let timeline = Timeline::new(validated, rate);
 
     let mut warnings = Vec::new();
@@ -109,7 +113,8 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
         return Err(errors);
     }
 
-    let look = Look { rate, normaliser: normaliser(rate, width, height) };
+    let encoder_threads = if u64::from(width) * u64::from(height) > LARGE_FRAME_PIXELS { LARGE_FRAME_ENCODER_THREADS } else { ENCODER_THREADS };
+    let look = Look { rate, normaliser: normaliser(rate, width, height), encoder_threads };
     let mut temps = Vec::new();
     let mut steps = Vec::new();
     let mut parts = Vec::new();
@@ -181,7 +186,9 @@ fn usable_end(span: ClipSpan, m: &MoveSlot) -> f64 {
     span.length - m.trim_end
 }
 
-fn output_size(validated: &Validated, inputs: &[MediaFacts]) -> (u32, u32) {
+/// The output's frame size: `width`×`height` when both are given, else derived from the
+/// first move's clip, always within 3840x2160 and even.
+pub fn output_frame(validated: &Validated, inputs: &[MediaFacts]) -> (u32, u32) {
     let first_clip = validated.moves.first().map(|m| clip_input(m.clip) as usize).unwrap_or(1);
     let (source_w, source_h) = inputs
         .get(first_clip)
@@ -242,6 +249,7 @@ impl Timeline {
 
 struct Look {
     rate: FrameRate,
+    encoder_threads: &'static str,
     /// The filter chain that brings any clip to the output's frame rate, size (letterboxed,
     /// square pixels), pixel format and time base: `xfade` needs identical inputs.
     normaliser: String,
@@ -416,7 +424,7 @@ impl Segment {
         }
         args.extend([
             Arg::lit("-threads"),
-            Arg::lit(ENCODER_THREADS),
+            Arg::lit(look.encoder_threads),
             Arg::lit("-b:v"),
             Arg::lit(output.video_bitrate.to_string()),
             Arg::lit("-pix_fmt"),

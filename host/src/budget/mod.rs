@@ -15,6 +15,7 @@
 //!   out of that memory). Guest calls and FFmpeg children take turns (the guest's store
 //!   is dropped before any child starts), so the guest's share comes out of `shared`.
 
+pub mod estimate;
 pub mod tree;
 pub mod watchdog;
 

@@ -14,7 +14,11 @@ use super::tree::{self, Usage};
 use super::{JobBudget, MIB};
 use crate::cancel::{Cancel, Stop};
 
+/// How often a job is sampled: often enough to stop a job that grows by tens of MiB per
+/// second, cheap enough to go unnoticed (one pass over `/proc`).
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(200);
+/// `memcheck` samples faster, so that short FFmpeg steps are seen too.
+pub const MEMCHECK_SAMPLE_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct Peaks {
@@ -101,11 +105,11 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    pub fn start(budget: JobBudget, cancel: Cancel) -> Watchdog {
+    pub fn start(budget: JobBudget, cancel: Cancel, sample_every: Duration) -> Watchdog {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let state = shared.clone();
         let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(SAMPLE_EVERY);
+            let mut ticks = tokio::time::interval(sample_every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
