@@ -157,6 +157,9 @@ fn hostile_filter_values_end_cleanly_inside_the_budget() {
 /// The 22 generated 720p30 clips of `scripts/media.py` and a backend-shaped blueprint of
 /// `moves` 8-second moves with a crossfade into each, made once per target folder.
 fn long_media(moves: u32) -> (PathBuf, PathBuf) {
+    // Tests run in parallel: one of them makes the media, the others wait for it.
+    static MADE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _made = MADE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("memory-budget-media");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/media.py");
     let status = std::process::Command::new("python3").arg(script).arg("long").arg(&root).arg(moves.to_string()).status().expect("python3");
