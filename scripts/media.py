@@ -9,6 +9,7 @@ lavfi sources (nothing is downloaded).
     scripts/media.py long DIR N  # the same clips, N moves of 8 s (75: a 10-minute video) over
                                  # a song as long, DIR/blueprint-N.json
 """
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -68,18 +69,28 @@ CLIPS = 22
 
 
 def library(root):
-    """The 22 clips, made once: keys in order."""
-    keys = []
+    """The 22 clips, made once (two at a time): keys in order."""
+    keys, missing = [], []
     for n in range(CLIPS):
         key = f"data/Bachata_steps/step_{n:02d}.mp4"
         seconds = 6 + (n * 5) % 12          # 6..17 s, like the real clips
         path = os.path.join(root, key)
         if not os.path.exists(path):
-            # Real clips are H.264 High 720p30 with AAC, 3-4 MB, a keyframe every 250 frames
-            # (x264's default): noise keeps the bitrate realistic.
-            clip(path, "1280x720", "30", seconds, 48000, pattern="testsrc2",
-                 x264_args=("-preset", "veryfast", "-b:v", "2500k", "-profile:v", "high"))
+            missing.append((path, seconds))
         keys.append(key)
+
+    def make(job):
+        path, seconds = job
+        # Real clips are H.264 High 720p30 with AAC, 3-4 MB, a keyframe every 250 frames
+        # (x264's default): noise keeps the bitrate realistic. Written under a temporary
+        # name, so an interrupted run never leaves a clip that looks made.
+        partial = path + ".partial.mp4"
+        clip(partial, "1280x720", "30", seconds, 48000, pattern="testsrc2",
+             x264_args=("-preset", "veryfast", "-b:v", "2500k", "-profile:v", "high", "-threads", "1"))
+        os.replace(partial, path)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(make, missing))
     return keys
 
 
@@ -91,7 +102,8 @@ def backend_shaped(root, moves_count, task_id, song_seconds, output, name):
               "trim_start": 0.0, "trim_end": 0.0, "volume_adjustment": 1.0} for n in range(moves_count)]
     song_path = os.path.join(root, f"data/songs/song-{song_seconds}.mp3")
     if not os.path.exists(song_path):
-        song(song_path, song_seconds)
+        song(song_path + ".partial.mp3", song_seconds)
+        os.replace(song_path + ".partial.mp3", song_path)
     blueprint = {"task_id": task_id, "audio_path": f"data/songs/song-{song_seconds}.mp3", "moves": moves,
                  "total_duration": 8.0 * moves_count,
                  "output_config": {"output_path": output, "frame_rate": 30,
