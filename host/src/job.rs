@@ -61,6 +61,9 @@ pub enum Failure {
     TaskMismatch { environment: String, blueprint: String },
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// A plan step whose frames cannot fit the memory budget.
+    #[error("plan refused: {0}")]
+    PlanTooLarge(String),
     /// The watchdog stopped the job before the container's memory limit.
     #[error("{0}")]
     MemoryBudget(String),
@@ -87,7 +90,7 @@ impl Failure {
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Invalid(_) => exit::INVALID_BLUEPRINT,
-            Failure::Sandbox(_) | Failure::Policy(_) => exit::SANDBOX,
+            Failure::Sandbox(_) | Failure::Policy(_) | Failure::PlanTooLarge(_) => exit::SANDBOX,
             Failure::Plan(_) | Failure::Media { .. } => exit::MEDIA,
             Failure::Ffmpeg(_) | Failure::MemoryBudget(_) => exit::FFMPEG,
             Failure::Storage { .. } | Failure::WorkFolder(_) => exit::STORAGE,
@@ -308,6 +311,7 @@ impl Job<'_> {
             Planning { verdict: Err(errors), .. } => return Err((Stage::Plan, Failure::Plan(errors))),
         };
         let plan = br_policy::check(&plan, inputs.len() as u32, &PolicyLimits::default()).map_err(|v| (Stage::Plan, Failure::Policy(v)))?;
+        estimate::check_plan(plan.plan(), &self.config.runner.budget).map_err(|(_, message)| (Stage::Plan, Failure::PlanTooLarge(message)))?;
         for warning in &plan.plan().warnings {
             tracing::warn!(pointer = %warning.pointer, "{}", warning.message);
         }

@@ -88,3 +88,87 @@ mod tests {
         assert!(check(640, 360, "/moves/0/video_path", &small).is_ok());
     }
 }
+
+/// The largest frame a step's literal arguments name: `-s WxH`, and `scale`/`pad`
+/// sizes written as numbers in its filter graphs (expressions are left to the child's
+/// hard limit).
+pub fn largest_frame(args: &[br_plan::Arg]) -> Option<(u32, u32)> {
+    let literals: Vec<&str> = args.iter().filter_map(|arg| if let br_plan::Arg::Literal(text) = arg { Some(text.as_str()) } else { None }).collect();
+    let mut frames = Vec::new();
+    for pair in literals.windows(2) {
+        if pair[0] == "-s" {
+            frames.extend(size_pair(pair[1], 'x'));
+        }
+    }
+    for text in &literals {
+        for (at, _) in text.match_indices("scale=").chain(text.match_indices("pad=")) {
+            let options = &text[at..];
+            let options = &options[options.find('=').map_or(0, |i| i + 1)..];
+            let options = options.split([',', ';', '[']).next().unwrap_or_default();
+            frames.extend(filter_size(options));
+        }
+    }
+    frames.into_iter().max_by_key(|&(w, h)| u64::from(w) * u64::from(h))
+}
+
+fn size_pair(text: &str, separator: char) -> Option<(u32, u32)> {
+    let (w, h) = text.split_once(separator)?;
+    Some((w.trim().parse().ok()?, h.trim().parse().ok()?))
+}
+
+/// `W:H[:...]`, `w=W:h=H`, `width=W:height=H` or `s=WxH`.
+fn filter_size(options: &str) -> Option<(u32, u32)> {
+    let (mut width, mut height) = (None, None);
+    for (index, option) in options.split(':').enumerate() {
+        let (key, value) = option.split_once('=').unwrap_or(("", option));
+        match (key, index) {
+            ("w" | "width", _) | ("", 0) => width = value.trim().parse::<u32>().ok(),
+            ("h" | "height", _) | ("", 1) => height = value.trim().parse::<u32>().ok(),
+            ("s" | "size", _) => return size_pair(value, 'x'),
+            _ => {}
+        }
+    }
+    Some((width?, height?))
+}
+
+/// A plugin's plan: every FFmpeg step whose frames cannot fit the budget is refused
+/// before anything runs. Returns the step and the reason.
+pub fn check_plan(plan: &br_plan::Plan, budget: &JobBudget) -> Result<(), (usize, String)> {
+    for (index, step) in plan.steps.iter().enumerate() {
+        let br_plan::Step::Ffmpeg(invocation) = step else { continue };
+        let Some((width, height)) = largest_frame(&invocation.args) else { continue };
+        let needed = step_bytes(width, height);
+        if needed > budget.shared {
+            return Err((
+                index,
+                format!(
+                    "step {index} ({}) works on {width}x{height} frames, which need about {} MiB; the job's memory budget of \
+                     {} MiB leaves {} MiB for FFmpeg and the work folder",
+                    invocation.label,
+                    needed / MIB,
+                    budget.total / MIB,
+                    budget.shared / MIB
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+    use br_plan::Arg;
+
+    #[test]
+    fn frame_sizes_are_read_from_literal_arguments() {
+        let args = |words: &[&str]| words.iter().map(|w| Arg::lit(*w)).collect::<Vec<_>>();
+        assert_eq!(largest_frame(&args(&["-vf", "scale=8000:8000"])), Some((8000, 8000)));
+        assert_eq!(largest_frame(&args(&["-vf", "null,pad=w=16000:h=16000:x=0"])), Some((16000, 16000)));
+        assert_eq!(largest_frame(&args(&["-s", "3840x2160"])), Some((3840, 2160)));
+        let planner = "[0:v]fps=30,scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2[v]";
+        assert_eq!(largest_frame(&args(&["-filter_complex", planner])), Some((1280, 720)));
+        assert_eq!(largest_frame(&args(&["-vf", "scale=iw*2:ih*2"])), None, "expressions are not evaluated");
+        assert_eq!(largest_frame(&args(&["-af", "volume=0.5"])), None);
+    }
+}

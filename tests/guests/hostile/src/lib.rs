@@ -90,6 +90,8 @@ impl Guest for HostileGuest {
             // keep FFmpeg from taking gigabytes.
             "huge-scale" => filtered("-vf", "scale=8000:8000"),
             "huge-pad" => filtered("-vf", "pad=16000:16000"),
+            // The same size as an expression, which no estimate reads: only the child's limit holds it.
+            "huge-scale-expression" => filtered("-vf", "scale=iw*25:ih*44"),
             "huge-fps" => filtered("-vf", "fps=1000000000"),
             "huge-asetnsamples" => filtered("-af", "asetnsamples=n=100000000"),
             "huge-aresample" => filtered("-af", "aresample=2000000000"),
