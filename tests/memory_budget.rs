@@ -209,7 +209,7 @@ fn the_same_job_in_256_mib_fails_cleanly() {
 }
 
 #[test]
-fn a_4k_120_fps_blueprint_is_refused_before_any_download() {
+fn a_4k_120_fps_or_twelve_minute_blueprint_is_refused_before_any_download() {
     let Some(group) = group_of(512) else { return };
     let folders = Folders::new();
     let blueprint = serde_json::json!({
@@ -227,6 +227,21 @@ fn a_4k_120_fps_blueprint_is_refused_before_any_download() {
     assert_eq!(outcome.code, Some(2), "{}", outcome.stderr);
     assert_eq!(outcome.last["stage"], "validate", "refused before fetching (the clip does not even exist)");
     assert!(outcome.error().contains("/output_config/width: a 3840x2160 video needs about"), "{}", outcome.error());
+
+    // A 12-minute 720p video at 2 Mb/s: its segments, then its output, outgrow the budget.
+    let moves: Vec<Value> = (0..90)
+        .map(|k| serde_json::json!({"clip_id": format!("m{k}"), "video_path": "media/not-fetched.mp4", "start_time": 8.0 * k as f64, "duration": 8.0}))
+        .collect();
+    let blueprint = serde_json::json!({
+        "task_id": "twelve-minutes", "audio_path": "media/song.mp3", "moves": moves, "total_duration": 720.0,
+        "output_config": {"output_path": "out/long.mp4", "width": 1280, "height": 720, "video_bitrate": "2M"},
+    });
+    std::fs::write(&file, blueprint.to_string()).unwrap();
+    let outcome = run_limited(&group, &folders, file.to_str().unwrap(), &[]);
+    println!("12 minutes: exit {:?}: {}", outcome.code, outcome.error());
+    assert_eq!(outcome.code, Some(2), "{}", outcome.stderr);
+    assert_eq!(outcome.last["stage"], "validate");
+    assert!(outcome.error().contains("/total_duration: a 720 s video at"), "{}", outcome.error());
 }
 
 #[test]

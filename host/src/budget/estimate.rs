@@ -28,14 +28,56 @@ pub fn step_bytes(width: u32, height: u32) -> u64 {
     ((BASE_MIB + per_megapixel * pixels / 1e6) * HEADROOM * MIB as f64) as u64
 }
 
+/// The join that adds the song: with `loudnorm` it passed at a data limit of 200 MiB
+/// (measured, 0.1 s frames), without it FFmpeg copies video and encodes AAC.
+const JOIN_WITH_LOUDNORM_MIB: f64 = 220.0;
+const JOIN_PLAIN_MIB: f64 = 120.0;
+/// Inputs staged around a step: two clips (3-4 MB each) and a song (a 10-minute MP3 at
+/// 192 kb/s is 14 MB).
+const STAGED_INPUTS_MIB: f64 = 24.0;
+
 /// The output's frame, when the blueprint alone decides it (`width` and `height`
-/// both given): checked before anything is fetched.
+/// both given), and the length that frame allows: checked before anything is fetched.
 pub fn check_blueprint(validated: &Validated, budget: &JobBudget) -> Result<(), ValidationError> {
     if validated.output.width.is_none() || validated.output.height.is_none() {
         return Ok(());
     }
     let (width, height) = br_plan::output_frame(validated, &[]);
-    check(width, height, "/output_config/width", budget)
+    check(width, height, "/output_config/width", budget)?;
+    check_length(validated, width, height, budget)
+}
+
+/// The work folder holds every segment until the join (the video's bytes) while one
+/// segment step runs, then the output (video and audio) while the join runs: both
+/// grow with the video's length, so a video too long for the budget is refused before
+/// minutes of work are spent on it.
+fn check_length(validated: &Validated, width: u32, height: u32, budget: &JobBudget) -> Result<(), ValidationError> {
+    let output = &validated.output;
+    let seconds = validated.total_duration;
+    let video = output.video_bitrate as f64 / 8.0 * seconds;
+    let audio = if output.add_audio_overlay { output.audio_bitrate as f64 / 8.0 * seconds } else { 0.0 };
+    let join = if output.normalize_audio { JOIN_WITH_LOUDNORM_MIB } else { JOIN_PLAIN_MIB } * MIB as f64;
+    let staged = STAGED_INPUTS_MIB * MIB as f64;
+    let segments_phase = video + staged + step_bytes(width, height) as f64;
+    let join_phase = video + audio + staged + join;
+    let needed = segments_phase.max(join_phase) as u64;
+    if needed <= budget.shared {
+        return Ok(());
+    }
+    Err(ValidationError {
+        pointer: "/total_duration".to_owned(),
+        code: ErrorCode::OutOfRange,
+        message: format!(
+            "a {seconds} s video at {} kb/s needs about {} MiB for its files and FFmpeg at the largest moment ({} MiB of \
+             segments or output in the work folder), but the job's memory budget of {} MiB leaves {} MiB for them \
+             (JOB_MEMORY_MIB); make it shorter, the bitrate lower or the budget larger",
+            (output.video_bitrate + output.audio_bitrate) / 1000,
+            needed / MIB,
+            ((video + audio) as u64) / MIB,
+            budget.total / MIB,
+            budget.shared / MIB
+        ),
+    })
 }
 
 /// The output's frame once the clips are probed (it follows the first move's clip when
@@ -47,7 +89,8 @@ pub fn check_with_media(validated: &Validated, inputs: &[MediaFacts], budget: &J
         (None, Some(_)) => "/output_config/height",
         (None, None) => "/moves/0/video_path",
     };
-    check(width, height, pointer, budget)
+    check(width, height, pointer, budget)?;
+    check_length(validated, width, height, budget)
 }
 
 fn check(width: u32, height: u32, pointer: &str, budget: &JobBudget) -> Result<(), ValidationError> {
@@ -86,6 +129,22 @@ mod tests {
         let small = JobBudget::new(256 * MIB, 64 * MIB).unwrap();
         assert!(check(1280, 720, "/moves/0/video_path", &small).is_err());
         assert!(check(640, 360, "/moves/0/video_path", &small).is_ok());
+    }
+
+    #[test]
+    fn the_length_a_budget_allows() {
+        let example = include_str!("../../../examples/backend-blueprint.json");
+        let mut validated = br_blueprint::validate(example).unwrap_or_else(|e| panic!("{e:?}"));
+        let default = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
+        // 720p at 2 Mb/s: the backend's 3 minutes and 10 minutes fit, 12 do not.
+        for (seconds, fits) in [(176.0, true), (600.0, true), (720.0, false)] {
+            validated.total_duration = seconds;
+            let result = check_length(&validated, 1280, 720, &default);
+            assert_eq!(result.is_ok(), fits, "{seconds} s: {result:?}");
+        }
+        let error = check_length(&validated, 1280, 720, &default).unwrap_err();
+        assert_eq!(error.pointer, "/total_duration");
+        assert!(error.message.contains("a 720 s video at 2128 kb/s"), "{}", error.message);
     }
 }
 
