@@ -553,6 +553,22 @@ hostile_plan_tests! {
 }
 
 #[test]
+fn a_plugin_cannot_choose_an_output_that_is_not_an_mp4_or_is_an_input() {
+    let sandbox = hostile_media();
+    std::fs::write(sandbox.key("precious.json"), b"{}").unwrap();
+    let clip_before = std::fs::read(sandbox.key("media/clip.mp4")).unwrap();
+    for (behaviour, reason) in [("output-json", "does not end in .mp4"), ("output-is-input", "is also an input")] {
+        let run = run_hostile(&sandbox, behaviour, &[]);
+        let error = run.expect_failure(3);
+        assert!(error.contains(reason), "{behaviour}: {error}");
+        assert!(!run.ran_stage("fetch"), "{behaviour}: work started\n{}", run.describe());
+        sandbox.assert_work_empty(&run);
+    }
+    assert_eq!(std::fs::read(sandbox.key("precious.json")).unwrap(), b"{}");
+    assert_eq!(std::fs::read(sandbox.key("media/clip.mp4")).unwrap(), clip_before);
+}
+
+#[test]
 fn hostile_plan_spin_stops_on_fuel() {
     // The deadline is far above what 100 M fuel takes, so only fuel can stop the guest
     // in time: without metering, the deadline would, after 60 s and with its own message.

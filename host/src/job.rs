@@ -227,6 +227,9 @@ impl Job<'_> {
             Validation { verdict: Err(errors), .. } => return Err((Stage::Validate, Failure::Invalid(errors))),
         };
         reporter.know_task(&validated.task_id);
+        if let Some(error) = output_overwrites_an_input(self.storage, &validated) {
+            return Err((Stage::Validate, Failure::Invalid(vec![error])));
+        }
         estimate::check_blueprint(&validated, &self.config.runner.budget).map_err(|e| (Stage::Validate, Failure::Invalid(vec![e])))?;
         Ok(Checked { validated, validate_seconds: started.elapsed().as_secs_f64() })
     }
@@ -411,6 +414,22 @@ impl Staging for Refetch<'_> {
     }
 }
 
+/// Two keys can name one object (in GCS `data/x.mp4` and `x.mp4` do): the storage's own
+/// address of each is compared, so no spelling lets the result replace an input.
+fn output_overwrites_an_input(storage: &dyn Storage, validated: &Validated) -> Option<ValidationError> {
+    let output = storage.url(&validated.output_key);
+    let input = std::iter::once(&validated.audio_key).chain(&validated.clip_keys).find(|key| storage.url(key) == output)?;
+    Some(ValidationError {
+        pointer: "/output_config/output_path".into(),
+        code: br_blueprint::ErrorCode::NotAllowed,
+        message: format!(
+            "`output_path` {:?} names the same object as the input {input:?} in {}: the video would overwrite what it is made of",
+            validated.output_key,
+            storage.describe()
+        ),
+    })
+}
+
 /// The pointer of the first move that uses clip `clip`.
 fn first_use(validated: &Validated, clip: usize) -> String {
     let index = validated.moves.iter().position(|m| m.clip as usize == clip).unwrap_or(0);
@@ -435,4 +454,42 @@ fn make_work_folder(root: &Path, task_id: &str) -> Result<tempfile::TempDir, Fai
         .prefix(&format!("blueprint-runner-{task_id}-"))
         .tempdir_in(&root)
         .map_err(|e| Failure::WorkFolder(format!("cannot create a work folder in {}: {e}", root.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StorageFuture;
+
+    /// Names objects the way the GCS backend does with its default rule (`data/` stripped).
+    struct Bucket;
+
+    impl Storage for Bucket {
+        fn describe(&self) -> String {
+            "gs://bucket".into()
+        }
+        fn url(&self, key: &str) -> String {
+            format!("gs://bucket/{}", key.strip_prefix("data/").unwrap_or(key))
+        }
+        fn fetch<'a>(&'a self, _: &'a str, _: &'a Path) -> StorageFuture<'a, u64> {
+            unreachable!("not fetched")
+        }
+        fn store<'a>(&'a self, _: &'a Path, _: &'a str) -> StorageFuture<'a, u64> {
+            unreachable!("not stored")
+        }
+    }
+
+    #[test]
+    fn an_output_naming_an_input_object_is_refused_whatever_its_spelling() {
+        let example = include_str!("../../examples/backend-blueprint.json");
+        let mut validated = br_blueprint::validate(example).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(output_overwrites_an_input(&Bucket, &validated).is_none());
+        // `data/songs/Amor.mp3` is the song; without the prefix it is the same object.
+        validated.output_key = "songs/Amor.mp3".into();
+        let error = output_overwrites_an_input(&Bucket, &validated).expect("refused");
+        assert_eq!(error.pointer, "/output_config/output_path");
+        assert!(error.message.contains("data/songs/Amor.mp3"), "{}", error.message);
+        validated.output_key = validated.clip_keys[3].trim_start_matches("data/").to_owned();
+        assert!(output_overwrites_an_input(&Bucket, &validated).is_some());
+    }
 }

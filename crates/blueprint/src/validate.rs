@@ -249,6 +249,14 @@ impl Checker {
         let timeline = self.moves(&root, output.as_ref().and_then(|(o, _)| o.as_ref()), frame_rate);
         let total_duration = self.total_duration(&root, timeline.as_ref().map(|t| t.end), frame_rate);
 
+        if let Some((_, Some(output_key))) = &output {
+            let read_too = audio_key.as_deref() == Some(output_key.as_str())
+                || timeline.as_ref().is_some_and(|t| t.clip_keys.iter().any(|clip| clip == output_key));
+            if read_too {
+                let message = format!("`output_path` {} is also an input of this blueprint: the video would overwrite what it is made of", excerpt(output_key));
+                self.report("/output_config/output_path".to_owned(), ErrorCode::NotAllowed, message);
+            }
+        }
         let (output, output_key) = output?;
         let timeline = timeline?;
         Some(Validated {

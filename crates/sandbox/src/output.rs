@@ -134,11 +134,21 @@ fn check_validated(v: wit::Validated, budget: &mut Budget) -> Result<Validated, 
     for (what, text) in [("the output format", &o.format), ("the video codec", &o.video_codec), ("the audio codec", &o.audio_codec)] {
         budget.take(what, text, 64)?;
     }
+    let audio_key = key("the audio key", v.audio_key, budget)?;
+    let output_key = key("the output key", v.output_key, budget)?;
+    // A plugin's validator may skip the blueprint's own rules on the output: the host
+    // applies them again, so the result is an MP4 that replaces none of its inputs.
+    if !output_key.ends_with(".mp4") {
+        return Err(SandboxError::BadOutput(format!("the output key {output_key:?} does not end in .mp4")));
+    }
+    if output_key == audio_key || clip_keys.contains(&output_key) {
+        return Err(SandboxError::BadOutput(format!("the output key {output_key:?} is also an input: it would overwrite it")));
+    }
     Ok(Validated {
         task_id: v.task_id,
-        audio_key: key("the audio key", v.audio_key, budget)?,
+        audio_key,
         clip_keys,
-        output_key: key("the output key", v.output_key, budget)?,
+        output_key,
         total_duration: seconds("the total duration", v.total_duration, f64::MIN_POSITIVE, MAX_TIMELINE_SECONDS)?,
         moves,
         output: OutputSettings {

@@ -31,7 +31,13 @@ impl LocalFolder {
     }
 
     fn fetch_blocking(&self, key: &str, destination: &Path) -> Result<u64, StorageError> {
-        let source = self.root.open(key).map_err(|e| self.io_error(key, e))?;
+        use cap_std::fs::OpenOptionsExt;
+        let mut options = cap_std::fs::OpenOptions::new();
+        // A FIFO named as a clip would block a plain open until some writer came (for
+        // ever, past SIGTERM); non-blocking, the open returns at once and the type check
+        // below refuses anything that is not a regular file.
+        options.read(true).custom_flags(libc::O_NONBLOCK);
+        let source = self.root.open_with(key, &options).map_err(|e| self.io_error(key, e))?;
         let metadata = source.metadata().map_err(|e| self.io_error(key, e))?;
         if !metadata.is_file() {
             return Err(StorageError::Io { key: key.to_owned(), store: self.shown.clone(), message: "is not a regular file".into() });
@@ -145,6 +151,23 @@ mod tests {
         }
         found.sort();
         found
+    }
+
+    #[tokio::test]
+    async fn a_fifo_named_as_a_clip_is_refused_at_once() {
+        let root = tempfile::tempdir().unwrap();
+        let fifo = root.path().join("clip.mp4");
+        let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path it is given.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let folder = LocalFolder::open(root.path()).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let destination = work.path().join("in");
+        let fetch = folder.fetch("clip.mp4", &destination);
+        let result = tokio::time::timeout(std::time::Duration::from_secs(5), fetch).await.expect("the fetch blocked on the FIFO");
+        let error = result.unwrap_err().to_string();
+        assert!(error.contains("is not a regular file"), "{error}");
+        assert!(std::fs::read_dir(work.path()).unwrap().next().is_none(), "something was written");
     }
 
     #[tokio::test]

@@ -111,7 +111,12 @@ fn fixed_blueprint(behaviour: &str) -> wit::Validated {
         task_id: "hostile-plan".into(),
         audio_key: "media/song.wav".into(),
         clip_keys: vec!["media/clip.mp4".into()],
-        output_key: "out/hostile.mp4".into(),
+        // A plugin's own validator may name any output: these two break the blueprint's rules.
+        output_key: match behaviour {
+            "output-json" => "precious.json".into(),
+            "output-is-input" => "media/clip.mp4".into(),
+            _ => "out/hostile.mp4".into(),
+        },
         total_duration: 2.0,
         moves: vec![wit::MoveSlot {
             clip: 0,
