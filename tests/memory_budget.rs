@@ -87,8 +87,7 @@ fn run_limited(group: &MemoryCgroup, folders: &Folders, blueprint: &str, extra: 
     let last = stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|line| line.get("status").is_some())
-        .last()
+        .rfind(|line| line.get("status").is_some())
         .unwrap_or_else(|| panic!("no status line\nstdout:\n{stdout}\nstderr:\n{stderr}"));
     let leftovers: Vec<_> = std::fs::read_dir(folders.work.path()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(leftovers.is_empty(), "the work folder was not removed: {leftovers:?}\n{stderr}");
@@ -97,7 +96,7 @@ fn run_limited(group: &MemoryCgroup, folders: &Folders, blueprint: &str, extra: 
 
 /// The host process's own peak, from the watchdog's closing log line.
 fn peak_host_mib(log: &str) -> f64 {
-    let line = log.lines().filter(|l| l.contains("memory peaks")).last().unwrap_or_else(|| panic!("no memory peaks logged\n{log}"));
+    let line = log.lines().rfind(|l| l.contains("memory peaks")).unwrap_or_else(|| panic!("no memory peaks logged\n{log}"));
     let field = line.split_whitespace().find_map(|w| w.strip_prefix("peak_host_mib=")).unwrap_or_else(|| panic!("{line}"));
     field.parse().unwrap_or_else(|_| panic!("{line}"))
 }

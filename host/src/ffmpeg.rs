@@ -176,17 +176,7 @@ impl Runner {
                     let weight = invocation.media_seconds;
                     let label = invocation.label.as_str();
                     progress(Progress { fraction: (done / total).min(1.0), label });
-                    for input in uses.inputs_of(index) {
-                        let path = &paths.inputs[input as usize];
-                        if !path.exists() {
-                            let fetch = staging.stage(input, path);
-                            let staged = tokio::select! {
-                                staged = fetch => staged,
-                                reason = cancel.cancelled() => return Err(FfmpegError::Cancelled { step: index, label: label.to_owned(), reason }),
-                            };
-                            staged.map_err(|error| FfmpegError::Staging { step: index, input, error })?;
-                        }
-                    }
+                    stage_missing_inputs(uses.inputs_of(index), index, label, paths, staging, cancel).await?;
                     let step = StepRun { index, label, limit: self.limit_for(weight), work: &paths.work, consumed: uses.parts_consumed_by(index, paths) };
                     self.run_one(step, &args, cancel, |seconds| {
                         progress(Progress { fraction: ((done + seconds.min(weight)) / total).min(1.0), label });
@@ -292,6 +282,29 @@ impl Runner {
             }),
         }
     }
+}
+
+/// Fetches again the inputs step `step` reads that an earlier step's clean-up removed.
+async fn stage_missing_inputs(
+    inputs: impl Iterator<Item = u32>,
+    step: usize,
+    label: &str,
+    paths: &PathTable,
+    staging: &dyn Staging,
+    cancel: &Cancel,
+) -> Result<(), FfmpegError> {
+    for input in inputs {
+        let path = &paths.inputs[input as usize];
+        if path.exists() {
+            continue;
+        }
+        let staged = tokio::select! {
+            staged = staging.stage(input, path) => staged,
+            reason = cancel.cancelled() => return Err(FfmpegError::Cancelled { step, label: label.to_owned(), reason }),
+        };
+        staged.map_err(|error| FfmpegError::Staging { step, input, error })?;
+    }
+    Ok(())
 }
 
 /// One FFmpeg step as the runner starts it.

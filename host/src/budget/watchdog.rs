@@ -189,3 +189,33 @@ impl Drop for Watchdog {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_tree_past_the_budget_is_stopped_with_the_reason() {
+        // A budget of 96 MiB with nothing kept free: this test process and a child that
+        // touches 128 MiB pass it.
+        let budget = JobBudget { total: 96 * MIB, host: 0, margin: 0, shared: 96 * MIB, guest: 0 };
+        let cancel = Cancel::never();
+        let watchdog = Watchdog::start(budget, cancel.clone(), Duration::from_millis(20));
+        let folder = tempfile::tempdir().unwrap();
+        watchdog.watch_folder(folder.path());
+        watchdog.enter("encode");
+        let mut child = tokio::process::Command::new("python3")
+            .args(["-c", "import time; b = bytearray(128 << 20); time.sleep(30)"])
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stop = tokio::time::timeout(Duration::from_secs(10), cancel.cancelled()).await.expect("the watchdog did not fire");
+        child.kill().await.unwrap();
+        let Stop::MemoryBudget(message) = stop else { panic!("{stop:?}") };
+        assert!(message.starts_with("memory budget exceeded at stage"), "{message}");
+        assert!(message.contains("of 96 (processes"), "{message}");
+        let record = watchdog.record();
+        assert!(record.peaks.total >= 96 * MIB, "{record:?}");
+        assert_eq!(record.parts.last().map(|p| p.name.as_str()), Some("encode"));
+    }
+}
