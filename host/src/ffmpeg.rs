@@ -63,6 +63,8 @@ pub enum FfmpegError {
     Failed { step: usize, label: String, status: String, stderr: String, limits: Option<ChildLimits> },
     #[error("step {step} ({label}) did not finish within {} s", limit.as_secs())]
     Timeout { step: usize, label: String, limit: Duration },
+    #[error("the FFmpeg steps did not finish within {} s, the limit for a {video_seconds} s video", limit.as_secs())]
+    JobTimeout { limit: Duration, video_seconds: f64 },
     #[error("step {step}: cannot write the concat list: {message}")]
     ConcatList { step: usize, message: String },
     #[error("step {step} ({label}) stopped: {reason}")]
@@ -139,8 +141,18 @@ impl ChildLimits {
 }
 
 impl Runner {
-    fn limit_for(&self, media_seconds: f64) -> Duration {
-        self.step_timeout.unwrap_or_else(|| Duration::from_secs_f64((60.0 + 30.0 * media_seconds).min(6.0 * 3600.0)))
+    /// A step's time limit. The plan states how much media a step writes, but the plan
+    /// may come from a hostile guest: no step writes more than the whole video, so the
+    /// claim is cut to the blueprint's length before it sets the limit.
+    fn limit_for(&self, media_seconds: f64, video_seconds: f64) -> Duration {
+        let claim = media_seconds.min(video_seconds + 1.0).max(0.0);
+        self.step_timeout.unwrap_or_else(|| Duration::from_secs_f64((60.0 + 30.0 * claim).min(6.0 * 3600.0)))
+    }
+
+    /// All steps together: two minutes plus one per second of video (the planner's steps
+    /// take about 0.3 s per second of 720p video on one core), whatever the plan says.
+    pub fn job_limit(video_seconds: f64) -> Duration {
+        Duration::from_secs_f64(120.0 + 60.0 * video_seconds.clamp(0.0, 4.0 * 3600.0))
     }
 
     /// Runs every step in order. When `cancel` fires, the running FFmpeg is killed and
@@ -149,6 +161,23 @@ impl Runner {
         &self,
         plan: &CheckedPlan,
         paths: &PathTable,
+        video_seconds: f64,
+        staging: &dyn Staging,
+        cancel: &Cancel,
+        progress: impl FnMut(Progress<'_>),
+    ) -> Result<Vec<StepTiming>, FfmpegError> {
+        let limit = Self::job_limit(video_seconds);
+        // On time-out the running step's future is dropped, which kills its FFmpeg.
+        tokio::time::timeout(limit, self.run_steps(plan, paths, video_seconds, staging, cancel, progress))
+            .await
+            .map_err(|_| FfmpegError::JobTimeout { limit, video_seconds })?
+    }
+
+    async fn run_steps(
+        &self,
+        plan: &CheckedPlan,
+        paths: &PathTable,
+        video_seconds: f64,
         staging: &dyn Staging,
         cancel: &Cancel,
         mut progress: impl FnMut(Progress<'_>),
@@ -177,7 +206,7 @@ impl Runner {
                     let label = invocation.label.as_str();
                     progress(Progress { fraction: (done / total).min(1.0), label });
                     stage_missing_inputs(uses.inputs_of(index), index, label, paths, staging, cancel).await?;
-                    let step = StepRun { index, label, limit: self.limit_for(weight), work: &paths.work, consumed: uses.parts_consumed_by(index, paths) };
+                    let step = StepRun { index, label, limit: self.limit_for(weight, video_seconds), work: &paths.work, consumed: uses.parts_consumed_by(index, paths) };
                     self.run_one(step, &args, cancel, |seconds| {
                         progress(Progress { fraction: ((done + seconds.min(weight)) / total).min(1.0), label });
                     })
@@ -419,4 +448,24 @@ pub fn child_command(program: &Path, limits: ChildLimits) -> tokio::process::Com
 pub fn binaries() -> (PathBuf, PathBuf) {
     let pick = |var: &str, name: &str| std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(name));
     (pick("FFMPEG", "ffmpeg"), pick("FFPROBE", "ffprobe"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_cannot_buy_itself_time() {
+        let budget = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
+        let runner = Runner { ffmpeg: PathBuf::from("ffmpeg"), step_timeout: None, budget };
+        // An honest 8 s segment of a 176 s video.
+        assert_eq!(runner.limit_for(8.0, 176.0), Duration::from_secs(300));
+        // A step claiming four hours of media in a 2 s video gets the 2 s video's limit.
+        assert_eq!(runner.limit_for(4.0 * 3600.0, 2.0), Duration::from_secs(150));
+        // NaN (which the policy refuses first) buys no more either.
+        assert_eq!(runner.limit_for(f64::NAN, 2.0), Duration::from_secs(150));
+        assert_eq!(Runner::job_limit(176.0), Duration::from_secs(120 + 60 * 176));
+        let fixed = Runner { step_timeout: Some(Duration::from_secs(20)), ..runner };
+        assert_eq!(fixed.limit_for(8.0, 176.0), Duration::from_secs(20));
+    }
 }

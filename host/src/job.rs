@@ -333,7 +333,7 @@ impl Job<'_> {
         let steps = self
             .config
             .runner
-            .run(&plan, &paths, &refetch, self.cancel, |progress| {
+            .run(&plan, &paths, validated.total_duration, &refetch, self.cancel, |progress| {
                 if current_step.as_deref() != Some(progress.label) {
                     current_step = Some(progress.label.to_owned());
                     self.watchdog.enter(&format!("encode: {}", progress.label));
