@@ -302,3 +302,22 @@ fn memcheck_reports_each_stage_and_no_growth_over_five_iterations() {
     assert_eq!(report["leak"]["flat"], true, "the host grows: {}", report["leak"]);
     assert!(stdout.contains("utilization"), "no table on stdout");
 }
+
+/// Runs beside the long tests of this file, so its minute costs the suite nothing.
+#[test]
+fn a_step_that_makes_no_progress_is_stopped_long_before_its_time_limit() {
+    let Some(group) = group_of(512) else { return };
+    let folders = Folders::new();
+    media::make_clip(&folders.key("media/clip.mp4"), &CLIP_SMALL.with_seconds(3.0));
+    media::make_song_wav(&folders.key("media/song.wav"), 3.0);
+    let blueprint = folders.data.join("stall.json");
+    std::fs::write(&blueprint, "plan:stall").unwrap();
+    let started = std::time::Instant::now();
+    // A 20-minute step limit: only the host's stall rule can end it in time.
+    let outcome = run_limited(&group, &folders, blueprint.to_str().unwrap(), &["--guest", HOSTILE, "--step-timeout", "1200"]);
+    let elapsed = started.elapsed();
+    println!("stall: exit {:?} in {:.0} s: {}", outcome.code, elapsed.as_secs_f64(), outcome.error());
+    assert_eq!(outcome.code, Some(5), "{}", outcome.stderr);
+    assert!(outcome.error().contains("made no progress for 60 s"), "{}", outcome.error());
+    assert!(elapsed < std::time::Duration::from_secs(120), "{elapsed:?}");
+}

@@ -63,6 +63,8 @@ pub enum FfmpegError {
     Failed { step: usize, label: String, status: String, stderr: String, limits: Option<ChildLimits> },
     #[error("step {step} ({label}) did not finish within {} s", limit.as_secs())]
     Timeout { step: usize, label: String, limit: Duration },
+    #[error("step {step} ({label}) made no progress for {seconds} s")]
+    Stalled { step: usize, label: String, seconds: u64 },
     #[error("the FFmpeg steps did not finish within {} s, the limit for a {video_seconds} s video", limit.as_secs())]
     JobTimeout { limit: Duration, video_seconds: f64 },
     #[error("step {step}: cannot write the concat list: {message}")]
@@ -247,12 +249,17 @@ impl Runner {
                 tokio::time::sleep(UNLINK_POLL).await;
             }
         };
+        // When FFmpeg's output time last moved forward, and to where.
+        let advanced = std::cell::Cell::new((Instant::now(), i64::MIN));
         let work = async {
             let progress = async {
                 let mut lines = BufReader::new(stdout).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     if let Some(value) = line.strip_prefix("out_time_us=") {
                         if let Ok(micros) = value.trim().parse::<i64>() {
+                            if micros > advanced.get().1 {
+                                advanced.set((Instant::now(), micros));
+                            }
                             on_time(micros.max(0) as f64 / 1e6);
                         }
                     }
@@ -287,8 +294,19 @@ impl Runner {
                 }
             }
         };
+        // A step whose output time stands still (a filter expression that never ends,
+        // an input that never comes) is stopped long before its time limit.
+        let stalled = async {
+            loop {
+                tokio::time::sleep(STALL_CHECK).await;
+                if advanced.get().0.elapsed() >= STALL_LIMIT {
+                    return;
+                }
+            }
+        };
         let finished = tokio::select! {
             finished = tokio::time::timeout(limit, work) => finished.map_err(|_| FfmpegError::Timeout { step, label: label.to_owned(), limit }),
+            () = stalled => Err(FfmpegError::Stalled { step, label: label.to_owned(), seconds: STALL_LIMIT.as_secs() }),
             reason = cancel.cancelled() => Err(FfmpegError::Cancelled { step, label: label.to_owned(), reason }),
         };
         let finished = match finished {
@@ -345,6 +363,12 @@ struct StepRun<'a> {
     /// Concat parts this step reads for the last time: unlinked once it has them open.
     consumed: Vec<PathBuf>,
 }
+
+/// A step whose output time does not move for this long is stopped: FFmpeg reports its
+/// progress twice a second while it writes anything, and no step of the planner waits
+/// longer than a few seconds for its first frame.
+const STALL_LIMIT: Duration = Duration::from_secs(60);
+const STALL_CHECK: Duration = Duration::from_secs(1);
 
 /// How often the join's open files are looked at.
 const UNLINK_POLL: Duration = Duration::from_millis(100);

@@ -93,6 +93,8 @@ impl Guest for HostileGuest {
             // The same size as an expression, which no estimate reads: only the child's limit holds it.
             "huge-scale-expression" => filtered("-vf", "scale=iw*25:ih*44"),
             "huge-fps" => filtered("-vf", "fps=1000000000"),
+            // An expression that never ends: FFmpeg's output time stands still.
+            "stall" => filtered("-vf", "setpts='while(1,1)'"),
             "huge-asetnsamples" => filtered("-af", "asetnsamples=n=100000000"),
             "huge-aresample" => filtered("-af", "aresample=2000000000"),
             "spin" => loop {
