@@ -19,7 +19,8 @@ use crate::options::{self, ValueKind};
 use crate::{excerpt, PolicyLimits, PolicyViolation, Refusal, Rule};
 
 pub(crate) fn check(plan: &Plan, input_count: u32, limits: &PolicyLimits) -> Result<(), PolicyViolation> {
-    let mut walker = Walker { plan, input_count, limits, written_by: vec![None; plan.temps.len()], output_written: false };
+    let mut walker =
+        Walker { plan, input_count, limits, written_by: vec![None; plan.temps.len()], joined: vec![false; plan.temps.len()], output_written: false };
     for (index, step) in plan.steps.iter().enumerate() {
         match step {
             Step::Ffmpeg(invocation) => walker.invocation(index, invocation)?,
@@ -65,6 +66,8 @@ struct Walker<'a> {
     limits: &'a PolicyLimits,
     /// For each temp, the step that wrote it.
     written_by: Vec<Option<usize>>,
+    /// For each temp, whether a concat list names it already.
+    joined: Vec<bool>,
     output_written: bool,
 }
 
@@ -247,6 +250,8 @@ impl Walker<'_> {
         if list.parts.is_empty() {
             return Err(Refusal::new(Rule::BadConcatList, "the concat list has no parts"));
         }
+        // A list written again is refused as such, before its parts count as joined twice.
+        self.mark_written(target, step)?;
         for (index, part) in list.parts.iter().enumerate() {
             let temp = part.temp;
             let format = self.temp_format(temp).ok_or_else(|| Refusal::new(Rule::TempOutOfRange, format!("part {index}: {}", self.temp_out_of_range(temp))))?;
@@ -257,8 +262,17 @@ impl Walker<'_> {
             if !written_earlier {
                 return Err(Refusal::new(Rule::TempUsedBeforeWritten, format!("part {index}: temp {temp} is listed before any step wrote it")));
             }
+            // FFmpeg's ffconcat `duration` does not cut a file: a temp listed again and
+            // again would be copied whole each time (a 475 KB segment listed 2,000 times,
+            // twice over, filled gigabytes).
+            if let Some(joined) = self.joined.get_mut(temp as usize) {
+                if *joined {
+                    return Err(Refusal::new(Rule::BadConcatList, format!("part {index}: temp {temp} is already a part of a concat list; each is joined once")));
+                }
+                *joined = true;
+            }
         }
-        self.mark_written(target, step)
+        Ok(())
     }
 
     fn writer_of(&self, temp: u32) -> Option<usize> {

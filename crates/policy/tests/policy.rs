@@ -435,6 +435,21 @@ fn temps_keep_their_format() {
 }
 
 #[test]
+fn a_temp_is_joined_once() {
+    // The same segment twice in one list.
+    let mut plan = accepted_plan();
+    concat_list(&mut plan, 2).parts[1].temp = 0;
+    let violation = refused(&plan, Rule::BadConcatList);
+    assert!(violation.reason.contains("part 1: temp 0 is already a part of a concat list"), "{violation}");
+    // Or in a second list.
+    let mut plan = accepted_plan();
+    plan.temps.push(TempFormat::Ffconcat);
+    plan.steps.insert(3, Step::WriteConcatList(ConcatList { list: 3, parts: vec![ConcatPart { temp: 1, duration: 8.0 }] }));
+    let violation = refused(&plan, Rule::BadConcatList);
+    assert_eq!(violation.step, Some(3), "{violation}");
+}
+
+#[test]
 fn a_concat_list_needs_parts() {
     let mut plan = accepted_plan();
     concat_list(&mut plan, 2).parts.clear();
