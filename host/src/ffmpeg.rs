@@ -166,62 +166,51 @@ impl Runner {
         video_seconds: f64,
         staging: &dyn Staging,
         cancel: &Cancel,
-        progress: impl FnMut(Progress<'_>),
-    ) -> Result<Vec<StepTiming>, FfmpegError> {
-        let limit = Self::job_limit(video_seconds);
-        // On time-out the running step's future is dropped, which kills its FFmpeg.
-        tokio::time::timeout(limit, self.run_steps(plan, paths, video_seconds, staging, cancel, progress))
-            .await
-            .map_err(|_| FfmpegError::JobTimeout { limit, video_seconds })?
-    }
-
-    async fn run_steps(
-        &self,
-        plan: &CheckedPlan,
-        paths: &PathTable,
-        video_seconds: f64,
-        staging: &dyn Staging,
-        cancel: &Cancel,
         mut progress: impl FnMut(Progress<'_>),
     ) -> Result<Vec<StepTiming>, FfmpegError> {
-        let plan = plan.plan();
-        let uses = Uses::of(plan);
-        let total: f64 = plan.steps.iter().map(|s| if let Step::Ffmpeg(i) = s { i.media_seconds } else { 0.0 }).sum::<f64>().max(1e-9);
-        let mut done = 0.0;
-        let mut timings = Vec::new();
-        for (index, step) in plan.steps.iter().enumerate() {
-            let started = Instant::now();
-            match step {
-                Step::WriteConcatList(list) => {
-                    let mut text = String::from("ffconcat version 1.0\n");
-                    for part in &list.parts {
-                        let path = paths.temp(part.temp, TempFormat::Nut);
-                        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                        text.push_str(&format!("file '{name}'\nduration {:.6}\n", part.duration));
+        let limit = Self::job_limit(video_seconds);
+        let steps = async {
+            let plan = plan.plan();
+            let uses = Uses::of(plan);
+            let total: f64 = plan.steps.iter().map(|s| if let Step::Ffmpeg(i) = s { i.media_seconds } else { 0.0 }).sum::<f64>().max(1e-9);
+            let mut done = 0.0;
+            let mut timings = Vec::new();
+            for (index, step) in plan.steps.iter().enumerate() {
+                let started = Instant::now();
+                match step {
+                    Step::WriteConcatList(list) => {
+                        let mut text = String::from("ffconcat version 1.0\n");
+                        for part in &list.parts {
+                            let path = paths.temp(part.temp, TempFormat::Nut);
+                            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                            text.push_str(&format!("file '{name}'\nduration {:.6}\n", part.duration));
+                        }
+                        std::fs::write(paths.temp(list.list, TempFormat::Ffconcat), text).map_err(|e| FfmpegError::ConcatList { step: index, message: e.to_string() })?;
+                        timings.push(StepTiming { label: "concat list".into(), seconds: started.elapsed().as_secs_f64() });
                     }
-                    std::fs::write(paths.temp(list.list, TempFormat::Ffconcat), text).map_err(|e| FfmpegError::ConcatList { step: index, message: e.to_string() })?;
-                    timings.push(StepTiming { label: "concat list".into(), seconds: started.elapsed().as_secs_f64() });
-                }
-                Step::Ffmpeg(invocation) => {
-                    let args = resolve(&invocation.args, paths, &plan.temps);
-                    let weight = invocation.media_seconds;
-                    let label = invocation.label.as_str();
-                    progress(Progress { fraction: (done / total).min(1.0), label });
-                    stage_missing_inputs(uses.inputs_of(index), index, label, paths, staging, cancel).await?;
-                    let step = StepRun { index, label, limit: self.limit_for(weight, video_seconds), work: &paths.work, consumed: uses.parts_consumed_by(index, paths) };
-                    self.run_one(step, &args, cancel, |seconds| {
-                        progress(Progress { fraction: ((done + seconds.min(weight)) / total).min(1.0), label });
-                    })
-                    .await?;
-                    done += weight;
-                    progress(Progress { fraction: (done / total).min(1.0), label });
-                    uses.release_after(index, paths, &plan.temps);
-                    tracing::info!(step = index, label, seconds = started.elapsed().as_secs_f64(), "ffmpeg step done");
-                    timings.push(StepTiming { label: label.to_owned(), seconds: started.elapsed().as_secs_f64() });
+                    Step::Ffmpeg(invocation) => {
+                        let args = resolve(&invocation.args, paths, &plan.temps);
+                        let weight = invocation.media_seconds;
+                        let label = invocation.label.as_str();
+                        progress(Progress { fraction: (done / total).min(1.0), label });
+                        stage_missing_inputs(uses.inputs_of(index), index, label, paths, staging, cancel).await?;
+                        let step = StepRun { index, label, limit: self.limit_for(weight, video_seconds), work: &paths.work, consumed: uses.parts_consumed_by(index, paths) };
+                        self.run_one(step, &args, cancel, |seconds| {
+                            progress(Progress { fraction: ((done + seconds.min(weight)) / total).min(1.0), label });
+                        })
+                        .await?;
+                        done += weight;
+                        progress(Progress { fraction: (done / total).min(1.0), label });
+                        uses.release_after(index, paths, &plan.temps);
+                        tracing::info!(step = index, label, seconds = started.elapsed().as_secs_f64(), "ffmpeg step done");
+                        timings.push(StepTiming { label: label.to_owned(), seconds: started.elapsed().as_secs_f64() });
+                    }
                 }
             }
-        }
-        Ok(timings)
+            Ok(timings)
+        };
+        // On time-out the running step's future is dropped, which kills its FFmpeg.
+        tokio::time::timeout(limit, steps).await.map_err(|_| FfmpegError::JobTimeout { limit, video_seconds })?
     }
 
     async fn run_one(&self, run: StepRun<'_>, args: &[std::ffi::OsString], cancel: &Cancel, mut on_time: impl FnMut(f64)) -> Result<(), FfmpegError> {
