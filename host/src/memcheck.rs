@@ -11,8 +11,8 @@ use br_status::LogOnly;
 use serde_json::{json, Value};
 
 use crate::budget::tree;
-use crate::budget::watchdog::{Record, MEMCHECK_SAMPLE_EVERY};
-use crate::budget::MIB;
+use crate::budget::watchdog::{Peaks, Record, MEMCHECK_SAMPLE_EVERY};
+use crate::budget::{mib, MIB};
 use crate::cancel::Cancel;
 use crate::run::{self, Launch, Mode};
 use crate::{exit, JobFlags};
@@ -20,10 +20,6 @@ use crate::{exit, JobFlags};
 /// Host growth per iteration, after the first, that still counts as flat: allocator
 /// caches and the runtime's buffers settle within about this much.
 const LEAK_TOLERANCE_MIB: f64 = 1.0;
-
-fn mib(bytes: u64) -> f64 {
-    (bytes as f64 / MIB as f64 * 10.0).round() / 10.0
-}
 
 pub async fn memcheck(flags: JobFlags, iterations: u32, out: &Path) -> u8 {
     let cancel = Cancel::on_signals();
@@ -76,14 +72,8 @@ fn report(first: &Record, all: &[Record], baseline: u64, host_after: &[u64], bud
             })
         })
         .collect();
-    // The worst of every iteration.
-    let peak = all.iter().fold(first.peaks, |worst, record| crate::budget::watchdog::Peaks {
-        total: worst.total.max(record.peaks.total),
-        processes: worst.processes.max(record.peaks.processes),
-        host: worst.host.max(record.peaks.host),
-        files: worst.files.max(record.peaks.files),
-        samples: worst.samples + record.peaks.samples,
-    });
+    // The worst of every iteration (`all` holds the first one too).
+    let peak = all.iter().fold(Peaks::default(), |worst, record| worst.merge(record.peaks));
     let guest: Vec<Value> = first
         .guest_calls
         .iter()

@@ -22,6 +22,11 @@ pub mod watchdog;
 use thiserror::Error;
 
 pub const MIB: u64 = 1024 * 1024;
+
+/// Bytes as MiB with one decimal, for reports and logs.
+pub fn mib(bytes: u64) -> f64 {
+    (bytes as f64 / MIB as f64 * 10.0).round() / 10.0
+}
 /// The container's memory limit.
 pub const DEFAULT_JOB_MEMORY_BUDGET: u64 = 512 * MIB;
 /// The host process itself. Measured: 16 MiB in a release build during a 22-move job,

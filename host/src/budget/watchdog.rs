@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::tree::{self, Usage};
-use super::{JobBudget, MIB};
+use super::{mib, JobBudget, MIB};
 use crate::cancel::{Cancel, Stop};
 
 /// How often a job is sampled: often enough to stop a job that grows by tens of MiB per
@@ -30,10 +30,6 @@ pub struct Peaks {
     pub samples: u64,
 }
 
-fn mib(bytes: u64) -> f64 {
-    (bytes as f64 / MIB as f64 * 10.0).round() / 10.0
-}
-
 impl Peaks {
     fn add(&mut self, usage: Usage) {
         self.total = self.total.max(usage.total());
@@ -41,6 +37,17 @@ impl Peaks {
         self.host = self.host.max(usage.host);
         self.files = self.files.max(usage.files);
         self.samples += 1;
+    }
+
+    /// The worst of two records (several runs of one job).
+    pub fn merge(self, other: Peaks) -> Peaks {
+        Peaks {
+            total: self.total.max(other.total),
+            processes: self.processes.max(other.processes),
+            host: self.host.max(other.host),
+            files: self.files.max(other.files),
+            samples: self.samples + other.samples,
+        }
     }
 
     /// For the job's result, in MiB.
