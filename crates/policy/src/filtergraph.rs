@@ -16,46 +16,17 @@
 //! refused anywhere in the graph: URLs (`://`), control characters, and the words
 //! `filename`, `file=` and `textfile`.
 
-use crate::{excerpt, Refusal, Rule};
-
-/// Filters that only transform the streams they are given: none of them opens a file,
-/// a device or a URL, generates input of its own, or takes commands at run time.
-const ALLOWED_FILTERS: &[&str] = &[
-    "trim",
-    "atrim",
-    "setpts",
-    "asetpts",
-    "fps",
-    "scale",
-    "pad",
-    "setsar",
-    "format",
-    "aformat",
-    "settb",
-    "tpad",
-    "apad",
-    "xfade",
-    "fade",
-    "afade",
-    "volume",
-    "loudnorm",
-    "aresample",
-    "asetnsamples",
-    "concat",
-    "split",
-    "asplit",
-    "null",
-    "anull",
-    "acrossfade",
-];
+use crate::filter_options::{self, FilterOptions};
+use crate::{excerpt, PolicyLimits, Refusal, Rule};
 
 /// Compared case-insensitively with the whole graph.
 const FORBIDDEN_SUBSTRINGS: &[&str] = &["://", "filename", "file=", "textfile"];
 
 const MAX_LINK_LABEL_BYTES: usize = 32;
 
-/// Checks one filtergraph. `max_filters` bounds the number of filters in it.
-pub(crate) fn check(graph: &str, max_filters: usize) -> Result<(), Refusal> {
+/// Checks one filtergraph: its filters, their options and their values.
+pub(crate) fn check(graph: &str, limits: &PolicyLimits) -> Result<(), Refusal> {
+    let max_filters = limits.max_filters_per_graph;
     if let Some(control) = graph.chars().find(|c| c.is_control()) {
         return Err(bad(format!("the filtergraph holds the control character {control:?}")));
     }
@@ -63,7 +34,7 @@ pub(crate) fn check(graph: &str, max_filters: usize) -> Result<(), Refusal> {
     if let Some(word) = FORBIDDEN_SUBSTRINGS.iter().find(|word| lowercase.contains(*word)) {
         return Err(bad(format!("the filtergraph contains {word:?}, which no allowed filter needs")));
     }
-    let mut parser = Parser { text: graph.as_bytes(), at: 0 };
+    let mut parser = Parser { text: graph.as_bytes(), at: 0, limits };
     parser.skip_spaces();
     if parser.at_end() {
         return Err(bad("the filtergraph is empty"));
@@ -98,6 +69,7 @@ fn bad(reason: impl Into<String>) -> Refusal {
 struct Parser<'a> {
     text: &'a [u8],
     at: usize,
+    limits: &'a PolicyLimits,
 }
 
 impl Parser<'_> {
@@ -167,13 +139,13 @@ impl Parser<'_> {
         if name.is_empty() {
             return Err(self.unexpected("where a filter name is expected"));
         }
-        if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') || !ALLOWED_FILTERS.contains(&name.as_str()) {
+        if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') || !filter_options::is_allowed_filter(&name) {
             return Err(Refusal::new(Rule::ForbiddenFilter, format!("the filter {} is not on the allow-list", excerpt(&name))));
         }
         if self.next_byte() == Some(b'=') {
             self.at += 1;
             let options = self.token(b"[],;")?;
-            check_options(&name, &options)?;
+            check_options(&name, &options, self.limits)?;
         }
         Ok(())
     }
@@ -218,24 +190,33 @@ impl Parser<'_> {
 
 /// A filter's options, after graph-level quoting is removed: `key=value` or bare values
 /// separated by `:`, with a second level of quoting and escaping (FFmpeg's
-/// `ff_filter_opt_parse` / `av_opt_get_key_value`).
-fn check_options(filter: &str, options: &[u8]) -> Result<(), Refusal> {
-    let mut parser = Parser { text: options, at: 0 };
+/// `ff_filter_opt_parse` / `av_opt_get_key_value`). Each value, fully unquoted, is
+/// checked against the filter's option table.
+fn check_options(filter: &str, options: &[u8], limits: &PolicyLimits) -> Result<(), Refusal> {
+    let mut values = FilterOptions::new(filter, limits)
+        .ok_or_else(|| Refusal::new(Rule::ForbiddenFilter, format!("the filter {} is not on the allow-list", excerpt(filter))))?;
+    let mut parser = Parser { text: options, at: 0, limits };
     while !parser.at_end() {
         let start = parser.at;
         let unquoted = parser.token(b":").map_err(|refusal| bad(format!("in the options of {filter}: {}", refusal.reason)))?;
         let raw = options.get(start..parser.at).unwrap_or_default();
-        check_option(filter, raw, &unquoted)?;
+        let (key, value) = split_option(filter, raw, &unquoted)?;
+        let value = String::from_utf8(value.to_vec()).map_err(|_| bad(format!("an option of {filter} is not UTF-8")))?;
+        values.check(key.as_deref(), &value)?;
         if parser.next_byte() == Some(b':') {
             parser.at += 1;
+            if parser.at_end() {
+                return Err(bad(format!("the options of {filter} end with ':'")));
+            }
         }
     }
     Ok(())
 }
 
 /// FFmpeg takes a key from the raw text (letters, digits and `_-./`, then `=`), so
-/// the raw text decides what is a key; a value is checked after unquoting too.
-fn check_option(filter: &str, raw: &[u8], unquoted: &[u8]) -> Result<(), Refusal> {
+/// the raw text decides what is a key; the value is what is left after unquoting.
+/// Returns the key (None for a positional value) and the value.
+fn split_option<'u>(filter: &str, raw: &[u8], unquoted: &'u [u8]) -> Result<(Option<String>, &'u [u8]), Refusal> {
     let raw = trim_leading_spaces(raw);
     let show = || excerpt(&String::from_utf8_lossy(raw));
     if raw.first() == Some(&b'/') || trim_leading_spaces(unquoted).first() == Some(&b'/') {
@@ -244,10 +225,17 @@ fn check_option(filter: &str, raw: &[u8], unquoted: &[u8]) -> Result<(), Refusal
     let key_len = raw.iter().take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/')).count();
     let after_key = trim_leading_spaces(raw.get(key_len..).unwrap_or_default());
     let key = raw.get(..key_len).unwrap_or_default();
-    if after_key.first() == Some(&b'=') && !key.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_') {
+    if after_key.first() != Some(&b'=') {
+        return Ok((None, unquoted));
+    }
+    if !key.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(bad(format!("the {filter} option {} has a name that is not a plain word", show())));
     }
-    Ok(())
+    // Key characters are never quoted or escaped, so the unquoted text starts with the
+    // same key, spaces and '='.
+    let value_at = unquoted.iter().position(|&b| b == b'=').map_or(unquoted.len(), |at| at + 1);
+    let value = unquoted.get(value_at..).unwrap_or_default();
+    Ok((Some(String::from_utf8_lossy(key).into_owned()), trim_leading_spaces(value)))
 }
 
 fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
@@ -260,7 +248,7 @@ mod tests {
     use super::*;
 
     fn rule_of(graph: &str) -> Option<Rule> {
-        check(graph, 512).err().map(|refusal| refusal.rule)
+        check(graph, &PolicyLimits::for_job(1280, 720, 60.0)).err().map(|refusal| refusal.rule)
     }
 
     #[test]
@@ -272,8 +260,6 @@ mod tests {
             "null",
             " [a] null [b] ; [b] anull , volume@gain=0.5 [c]",
             "scale =1280:720",
-            // Quoted separators stay inside the option: this is one volume filter.
-            "volume='1;movie=x'",
         ] {
             assert_eq!(rule_of(graph), None, "{graph}");
         }
@@ -288,6 +274,9 @@ mod tests {
         assert_eq!(rule_of("null,'movie'=x"), Some(Rule::BadFiltergraph));
         assert_eq!(rule_of("null,scale foo"), Some(Rule::BadFiltergraph));
         assert_eq!(rule_of("volume='1;movie=x"), Some(Rule::BadFiltergraph));
+        // Quoted separators stay inside the option: one volume filter, whose value is
+        // not an arithmetic expression.
+        assert_eq!(rule_of("volume='1;movie=x'"), Some(Rule::BadExpression));
         assert_eq!(rule_of("volume=1\\"), Some(Rule::BadFiltergraph));
         assert_eq!(rule_of("[0:v"), Some(Rule::BadFiltergraph));
         assert_eq!(rule_of("null]"), Some(Rule::BadFiltergraph));

@@ -23,6 +23,8 @@
 //! takes a `CheckedPlan`, so an unchecked plan cannot reach FFmpeg by mistake.
 
 mod bounds;
+mod expression;
+mod filter_options;
 mod filtergraph;
 mod options;
 mod steps;
@@ -34,7 +36,8 @@ use br_plan::Plan;
 pub const MAX_LABEL_BYTES: usize = 128;
 
 /// How much a plan may ask for. [`PolicyLimits::default`] fits the largest blueprint
-/// the validator accepts.
+/// the validator accepts; [`PolicyLimits::for_job`] fits one job, and is what the host
+/// uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyLimits {
     pub max_steps: usize,
@@ -47,9 +50,18 @@ pub struct PolicyLimits {
     pub max_concat_parts: usize,
     /// Filters in one filtergraph argument.
     pub max_filters_per_graph: usize,
-    /// Upper bound for a step's `media_seconds`, a concat part's duration and the sum
-    /// of one concat list's durations.
+    /// Upper bound for a step's `media_seconds`, a concat part's duration, the sum
+    /// of one concat list's durations, and every time value of an option or a filter.
     pub max_media_seconds: f64,
+    /// The largest frame a filter may scale or pad to: the job's output size.
+    pub max_frame_width: u32,
+    pub max_frame_height: u32,
+    /// For `-r`, `fps`, and (with `max_media_seconds`) every count of frames.
+    pub max_frame_rate: f64,
+    /// For `-ar`, `aresample`, `aformat`, and (with `max_media_seconds`) every count of samples.
+    pub max_sample_rate: u32,
+    /// For `-threads`: each encoder thread holds frames of its own.
+    pub max_threads: u64,
 }
 
 /// Moves in the largest blueprint the validator accepts (`br_blueprint::limits::MAX_MOVES`).
@@ -70,6 +82,17 @@ const DEFAULT_MAX_STEP_BYTES: usize = 512 * 1024;
 const DEFAULT_MAX_FILTERS_PER_GRAPH: usize = 512;
 /// The validator allows three hours of timeline; leave room for the last step's padding.
 const DEFAULT_MAX_MEDIA_SECONDS: f64 = 4.0 * 3600.0;
+/// The validator's largest output size (4K UHD).
+const DEFAULT_MAX_FRAME_WIDTH: u32 = 3840;
+const DEFAULT_MAX_FRAME_HEIGHT: u32 = 2160;
+/// The validator's highest output frame rate.
+const DEFAULT_MAX_FRAME_RATE: f64 = 120.0;
+const DEFAULT_MAX_SAMPLE_RATE: u32 = 192_000;
+/// The planner's encoders use two threads, one for large frames.
+const DEFAULT_MAX_THREADS: u64 = 2;
+/// Added to a job's longest media for the seconds a plan may name: a segment decodes
+/// a little before its first frame, and the song is padded to the video's end.
+const JOB_MEDIA_SLACK_SECONDS: f64 = 10.0;
 
 impl Default for PolicyLimits {
     fn default() -> PolicyLimits {
@@ -82,7 +105,46 @@ impl Default for PolicyLimits {
             max_concat_parts: DEFAULT_MAX_CONCAT_PARTS,
             max_filters_per_graph: DEFAULT_MAX_FILTERS_PER_GRAPH,
             max_media_seconds: DEFAULT_MAX_MEDIA_SECONDS,
+            max_frame_width: DEFAULT_MAX_FRAME_WIDTH,
+            max_frame_height: DEFAULT_MAX_FRAME_HEIGHT,
+            max_frame_rate: DEFAULT_MAX_FRAME_RATE,
+            max_sample_rate: DEFAULT_MAX_SAMPLE_RATE,
+            max_threads: DEFAULT_MAX_THREADS,
         }
+    }
+}
+
+impl PolicyLimits {
+    /// The limits of one job: frames at most `width` x `height` (the validated output
+    /// size), times at most `longest_media_seconds` (the longer of the timeline and
+    /// the longest input) plus a little slack.
+    pub fn for_job(width: u32, height: u32, longest_media_seconds: f64) -> PolicyLimits {
+        let media = if longest_media_seconds.is_finite() { longest_media_seconds.max(0.0) } else { 0.0 };
+        PolicyLimits {
+            max_frame_width: width.min(DEFAULT_MAX_FRAME_WIDTH),
+            max_frame_height: height.min(DEFAULT_MAX_FRAME_HEIGHT),
+            max_media_seconds: (media + JOB_MEDIA_SLACK_SECONDS).min(DEFAULT_MAX_MEDIA_SECONDS),
+            ..PolicyLimits::default()
+        }
+    }
+
+    /// [`PolicyLimits::for_job`] for the job a plan request describes: its output size
+    /// (as the planner derives it from the blueprint and the first clip) and the longer
+    /// of its timeline and its longest input.
+    pub fn for_request(request: &br_plan::PlanRequest) -> PolicyLimits {
+        let (width, height) = br_plan::output_frame(&request.validated, &request.inputs);
+        let longest_input = request.inputs.iter().map(|facts| facts.duration).filter(|d| d.is_finite()).fold(0.0, f64::max);
+        PolicyLimits::for_job(width, height, request.validated.total_duration.max(longest_input))
+    }
+
+    /// Frames in `max_media_seconds` at `max_frame_rate`.
+    pub fn max_frames(&self) -> u64 {
+        (self.max_media_seconds * self.max_frame_rate).ceil() as u64
+    }
+
+    /// Samples in `max_media_seconds` at `max_sample_rate`.
+    pub fn max_samples(&self) -> u64 {
+        (self.max_media_seconds * f64::from(self.max_sample_rate)).ceil() as u64
     }
 }
 
@@ -137,6 +199,15 @@ pub enum Rule {
     FileInValuePosition,
     /// A filter that is not on the allow-list.
     ForbiddenFilter,
+    /// A filter option that is not on that filter's allow-list, or a value without a
+    /// name where the option's position is not certain.
+    BadFilterOption,
+    /// A filter option's value outside its bound (a size above the output's, a rate,
+    /// a count or a duration beyond the job's) or not of its shape.
+    FilterValueOutOfBounds,
+    /// An expression with a function or variable off the allow-list (`while`, `st`,
+    /// `random`, `RTCTIME`...), a number with an exponent, or unbalanced parentheses.
+    BadExpression,
     /// A filtergraph that cannot be parsed unambiguously, or holds something no
     /// allowed filter needs (a URL, a control character, a file-loading option...).
     BadFiltergraph,

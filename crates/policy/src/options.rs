@@ -21,7 +21,13 @@ pub(crate) enum ValueKind {
     Seconds,
     /// A whole number, `min..=max`, up to 9 digits.
     Integer { min: u64, max: u64 },
-    /// `30`, `29.97` or `30000/1001`, above 0 and at most [`MAX_FRAME_RATE`].
+    /// A count of frames, at most [`PolicyLimits::max_frames`].
+    Frames,
+    /// `1..=`[`PolicyLimits::max_threads`]; never 0, which is as many as the machine has.
+    Threads,
+    /// Samples per second, 8000 to [`PolicyLimits::max_sample_rate`].
+    SampleRate,
+    /// `30`, `29.97` or `30000/1001`, above 0 and at most [`PolicyLimits::max_frame_rate`].
     FrameRate,
     /// Bits per second: digits with an optional `k` or `M`, at most [`MAX_BITRATE`].
     Bitrate,
@@ -36,7 +42,6 @@ pub(crate) struct OptionSpec {
     pub(crate) value: ValueKind,
 }
 
-const MAX_FRAME_RATE: f64 = 240.0;
 const MAX_BITRATE: u64 = 100_000_000;
 /// Longest `[label]` in `-map`.
 const MAX_MAP_LABEL_CHARS: usize = 32;
@@ -66,12 +71,12 @@ const OPTIONS: &[OptionSpec] = &[
     spec("-ss", ValueKind::Seconds),
     spec("-t", ValueKind::Seconds),
     spec("-to", ValueKind::Seconds),
-    spec("-frames:v", integer(1, 10_000_000)),
-    spec("-threads", integer(0, 16)),
+    spec("-frames:v", ValueKind::Frames),
+    spec("-threads", ValueKind::Threads),
     spec("-g", integer(1, 1000)),
     spec("-bf", integer(0, 16)),
     spec("-crf", integer(0, 51)),
-    spec("-ar", integer(8000, 192_000)),
+    spec("-ar", ValueKind::SampleRate),
     spec("-ac", integer(1, 8)),
     spec("-r", ValueKind::FrameRate),
     spec("-b:v", ValueKind::Bitrate),
@@ -106,27 +111,33 @@ pub(crate) fn lookup(name: &str) -> Option<&'static OptionSpec> {
 pub(crate) fn check_value(name: &str, kind: ValueKind, value: &str, limits: &PolicyLimits) -> Result<(), Refusal> {
     let well_formed = match kind {
         ValueKind::Flag | ValueKind::InputFile => false,
-        ValueKind::Seconds => is_decimal(value, 6, 9),
+        ValueKind::Seconds => is_decimal(value, 6, 9) && value.parse::<f64>().is_ok_and(|s| s <= limits.max_media_seconds),
         ValueKind::Integer { min, max } => parse_integer(value).is_some_and(|n| (min..=max).contains(&n)),
-        ValueKind::FrameRate => frame_rate(value).is_some_and(|fps| fps > 0.0 && fps <= MAX_FRAME_RATE),
+        ValueKind::Frames => parse_integer(value).is_some_and(|n| (1..=limits.max_frames()).contains(&n)),
+        ValueKind::Threads => parse_integer(value).is_some_and(|n| (1..=limits.max_threads).contains(&n)),
+        ValueKind::SampleRate => parse_integer(value).is_some_and(|n| (8_000..=u64::from(limits.max_sample_rate)).contains(&n)),
+        ValueKind::FrameRate => frame_rate(value).is_some_and(|fps| fps > 0.0 && fps <= limits.max_frame_rate),
         ValueKind::Bitrate => bitrate(value).is_some_and(|bits| bits <= MAX_BITRATE),
         ValueKind::OneOf(words) => words.contains(&value),
         ValueKind::StreamMap => is_map_label(value) || is_input_stream(value),
-        ValueKind::Filtergraph => return filtergraph::check(value, limits.max_filters_per_graph),
+        ValueKind::Filtergraph => return filtergraph::check(value, limits),
     };
     if well_formed {
         Ok(())
     } else {
-        Err(Refusal::new(Rule::BadOptionValue, format!("{} is not a valid value for {name}: {}", excerpt(value), describe(kind))))
+        Err(Refusal::new(Rule::BadOptionValue, format!("{} is not a valid value for {name}: {}", excerpt(value), describe(kind, limits))))
     }
 }
 
-fn describe(kind: ValueKind) -> String {
+fn describe(kind: ValueKind, limits: &PolicyLimits) -> String {
     match kind {
         ValueKind::Flag | ValueKind::InputFile => "it takes no literal value".to_owned(),
-        ValueKind::Seconds => "seconds as a plain decimal (up to 6 digits, and up to 9 after the point)".to_owned(),
+        ValueKind::Seconds => format!("seconds as a plain decimal, at most {} (the job's media)", limits.max_media_seconds),
         ValueKind::Integer { min, max } => format!("a whole number from {min} to {max}"),
-        ValueKind::FrameRate => format!("a frame rate like 30, 29.97 or 30000/1001, above 0 and at most {MAX_FRAME_RATE}"),
+        ValueKind::Frames => format!("a whole number of frames from 1 to {}", limits.max_frames()),
+        ValueKind::Threads => format!("a whole number of threads from 1 to {}", limits.max_threads),
+        ValueKind::SampleRate => format!("a sample rate from 8000 to {}", limits.max_sample_rate),
+        ValueKind::FrameRate => format!("a frame rate like 30, 29.97 or 30000/1001, above 0 and at most {}", limits.max_frame_rate),
         ValueKind::Bitrate => format!("bits per second like 2000000, 800k or 2M, at most {MAX_BITRATE}"),
         ValueKind::OneOf(words) => format!("one of {}", words.join(", ")),
         ValueKind::StreamMap => "a link label like [video] or an input stream like 0:v, 1:a:0 or 0:v?".to_owned(),
@@ -139,7 +150,7 @@ fn all_digits(text: &str, min_len: usize, max_len: usize) -> bool {
 }
 
 /// `^\d{1,int_digits}(\.\d{1,fraction_digits})?$`
-fn is_decimal(text: &str, int_digits: usize, fraction_digits: usize) -> bool {
+pub(crate) fn is_decimal(text: &str, int_digits: usize, fraction_digits: usize) -> bool {
     match text.split_once('.') {
         Some((whole, fraction)) => all_digits(whole, 1, int_digits) && all_digits(fraction, 1, fraction_digits),
         None => all_digits(text, 1, int_digits),
@@ -147,7 +158,7 @@ fn is_decimal(text: &str, int_digits: usize, fraction_digits: usize) -> bool {
 }
 
 /// Up to 9 digits, so the value always fits.
-fn parse_integer(text: &str) -> Option<u64> {
+pub(crate) fn parse_integer(text: &str) -> Option<u64> {
     if all_digits(text, 1, 9) {
         text.parse().ok()
     } else {
@@ -156,7 +167,7 @@ fn parse_integer(text: &str) -> Option<u64> {
 }
 
 /// `^\d{1,4}(\.\d{1,6})?$` or `^\d{1,6}/\d{1,6}$`, as frames per second.
-fn frame_rate(text: &str) -> Option<f64> {
+pub(crate) fn frame_rate(text: &str) -> Option<f64> {
     if let Some((num, den)) = text.split_once('/') {
         if !(all_digits(num, 1, 6) && all_digits(den, 1, 6)) {
             return None;

@@ -848,8 +848,10 @@ mod planner {
     fn assert_planner_output_passes(validated: Validated, clip_seconds: f64) {
         let inputs = inputs(&validated, clip_seconds);
         let input_count = inputs.len() as u32;
-        let plan = br_plan::plan(&PlanRequest { validated, inputs, strict: false }).unwrap_or_else(|errors| panic!("{errors:?}"));
-        if let Err(violation) = check(&plan, input_count, &PolicyLimits::default()) {
+        let request = PlanRequest { validated, inputs, strict: false };
+        let plan = br_plan::plan(&request).unwrap_or_else(|errors| panic!("{errors:?}"));
+        // The limits the host sets for this very job: sizes, rates and times bounded by it.
+        if let Err(violation) = check(&plan, input_count, &PolicyLimits::for_request(&request)) {
             panic!("{violation}");
         }
     }
@@ -932,7 +934,8 @@ mod planner {
             let clip_seconds = (50 + random.below(1000)) as f64 / 100.0;
             let inputs = inputs(&validated, clip_seconds);
             let input_count = inputs.len() as u32;
-            let plan = match br_plan::plan(&PlanRequest { validated, inputs, strict: false }) {
+            let request = PlanRequest { validated, inputs, strict: false };
+            let plan = match br_plan::plan(&request) {
                 Ok(plan) => plan,
                 Err(errors) => {
                     assert!(errors.iter().all(|e| e.pointer.starts_with("/moves/") && e.pointer.ends_with("/trim_start")), "case {case}: {errors:?}");
@@ -941,7 +944,7 @@ mod planner {
                 }
             };
             planned += 1;
-            if let Err(violation) = check(&plan, input_count, &PolicyLimits::default()) {
+            if let Err(violation) = check(&plan, input_count, &PolicyLimits::for_request(&request)) {
                 panic!("case {case}: {violation}");
             }
             let frames: u64 = plan
