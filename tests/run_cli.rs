@@ -57,6 +57,12 @@ impl Sandbox {
     /// Runs `blueprint-runner run <file> --data-dir data --work-dir work ...` with the
     /// blueprint text written to a file beside the data folder.
     fn run(&self, blueprint: &str, extra: &[&str]) -> Run {
+        let output = self.command(blueprint, extra).output().expect("run blueprint-runner");
+        Run::from_output(&output)
+    }
+
+    /// The command [`Sandbox::run`] runs, to start it some other way.
+    fn command(&self, blueprint: &str, extra: &[&str]) -> Command {
         let file = self.root.path().join("blueprint.json");
         std::fs::write(&file, blueprint).unwrap();
         let mut command = Command::new(BIN);
@@ -71,23 +77,22 @@ impl Sandbox {
             .arg(cache_dir())
             .args(extra)
             .stdin(Stdio::null());
-        for variable in
-            ["BLUEPRINT_JSON", "DATA_DIR", "WORK_DIR", "GUEST_COMPONENT", "GUEST_FUEL", "GUEST_MEMORY_MIB", "GUEST_DEADLINE_MS", "JOB_MEMORY_MIB", "STEP_TIMEOUT_SECS"]
-        {
+        for variable in [
+            "BLUEPRINT_JSON",
+            "DATA_DIR",
+            "WORK_DIR",
+            "GUEST_COMPONENT",
+            "GUEST_FUEL",
+            "GUEST_MEMORY_MIB",
+            "GUEST_DEADLINE_MS",
+            "JOB_MEMORY_MIB",
+            "STEP_TIMEOUT_SECS",
+            "JOB_DEADLINE_SECS",
+            "OUTPUT_PREFIX",
+        ] {
             command.env_remove(variable);
         }
-        let output = command.output().expect("run blueprint-runner");
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        let lines = stdout
-            .lines()
-            .filter(|line| !line.trim().is_empty())
-            .map(|line| {
-                serde_json::from_str(line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"))
-            })
-            .collect();
-        Run { code: output.status.code(), stdout, stderr, lines }
+        command
     }
 
     /// Names of whatever is left in the work-folder root.
@@ -105,6 +110,20 @@ impl Sandbox {
 }
 
 impl Run {
+    fn from_output(output: &std::process::Output) -> Run {
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let lines = stdout
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"))
+            })
+            .collect();
+        Run { code: output.status.code(), stdout, stderr, lines }
+    }
+
     fn describe(&self) -> String {
         format!("exit code {:?}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr)
     }
@@ -175,7 +194,7 @@ fn small_blueprint(task_id: &str, second_clip: &str, second_trim: f64) -> Value 
             movement("m0", "media/small.mp4", 0.0, 2.0, 0.0, "cut", 1.0),
             movement("m1", second_clip, 2.0, 2.0, second_trim, "cut", 1.0),
         ],
-        "out/result.mp4",
+        "output/result.mp4",
         25.0,
     )
 }
@@ -252,7 +271,7 @@ fn five_moves_three_formats_every_transition() {
             movement("m3", "media/a.mp4", 12.0, 4.0, 5.0, "fade_white", 0.0),
             movement("m4", "media/b.mp4", 16.0, 4.0, 3.0, "cut", 1.0),
         ],
-        "out/result.mp4",
+        "output/result.mp4",
         30.0,
     );
     assert_eq!(document["total_duration"], 20.0);
@@ -276,15 +295,15 @@ fn five_moves_three_formats_every_transition() {
         checks.check(run.ran_stage(stage), format!("a status line for stage {stage}"));
     }
     let result = &last["result"];
-    checks.check(result["output_path"] == "out/result.mp4", format!("result output_path: {}", result["output_path"]));
+    checks.check(result["output_path"] == "output/result.mp4", format!("result output_path: {}", result["output_path"]));
     checks.check(result["moves_count"] == 5, format!("result moves_count: {}", result["moves_count"]));
     checks.check(result["timings"].is_object(), "result has timings".into());
     let warnings = result["warnings"].as_array().cloned().unwrap_or_default();
     checks.check(warnings.iter().any(|w| w["pointer"] == "/moves/4" && w["message"].is_string()), format!("warning for /moves/4 (B is 3.2 s after its trim): {warnings:?}"));
     checks.check(!warnings.iter().any(|w| w["pointer"].as_str().is_some_and(|p| p.starts_with("/moves/0") || p.starts_with("/moves/1") || p.starts_with("/moves/2") || p.starts_with("/moves/3"))), format!("no warning for moves that fit: {warnings:?}"));
 
-    let output = sandbox.key("out/result.mp4");
-    assert!(output.is_file(), "no result at out/result.mp4\n{}", run.describe());
+    let output = sandbox.key("output/result.mp4");
+    assert!(output.is_file(), "no result at output/result.mp4\n{}", run.describe());
     let file_size = std::fs::metadata(&output).unwrap().len();
     checks.check(result["file_size"] == file_size, format!("result file_size {} = {file_size}", result["file_size"]));
     if let Some(duration) = result["duration"].as_f64() {
@@ -389,7 +408,7 @@ fn strict_refuses_a_clip_shorter_than_its_move() {
     println!("strict error: {error}");
     assert!(error.contains("/moves/1"), "the error names the move: {error}");
     assert!(!run.ran_stage("encode"), "an encode step ran\n{}", run.describe());
-    assert!(!sandbox.key("out/result.mp4").exists(), "an output was written");
+    assert!(!sandbox.key("output/result.mp4").exists(), "an output was written");
     sandbox.assert_work_empty(&run);
 
     // Without --strict the same blueprint runs, with the warning.
@@ -412,8 +431,76 @@ fn missing_clip_is_a_storage_error_naming_pointer_and_key() {
     assert!(error.contains("media/not-there.mp4"), "the error names the key: {error}");
     assert_eq!(run.last()["task_id"], "missing-1");
     assert!(!run.ran_stage("encode"), "an encode step ran\n{}", run.describe());
-    assert!(!sandbox.key("out/result.mp4").exists(), "an output was written");
+    assert!(!sandbox.key("output/result.mp4").exists(), "an output was written");
     sandbox.assert_work_empty(&run);
+}
+
+/// A FIFO named as a clip once blocked the fetch in `open` for ever, past SIGTERM. Now
+/// the fetch refuses it at once; should it ever block again, SIGTERM must still end the
+/// job within 2 s. Either way the data folder is left as it was.
+#[test]
+fn a_fifo_named_as_a_clip_fails_at_once_and_sigterm_still_ends_the_job() {
+    let sandbox = Sandbox::new();
+    small_media(&sandbox);
+    let fifo = sandbox.key("media/fifo.mp4");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path it is given.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let before = data_snapshot(&sandbox.data);
+    let document = small_blueprint("fifo-1", "media/fifo.mp4", 0.0);
+    let mut child = sandbox.command(&document.to_string(), &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start");
+    let started = std::time::Instant::now();
+    let mut signalled = None;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if signalled.is_none() && started.elapsed() > std::time::Duration::from_secs(5) {
+            // SAFETY: kill sends a signal to the child this test started.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            signalled = Some(std::time::Instant::now());
+        }
+        if let Some(at) = signalled {
+            if at.elapsed() > std::time::Duration::from_secs(2) {
+                let _ = child.kill();
+                panic!("the job did not end within 2 s of SIGTERM");
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let output = child.wait_with_output().unwrap();
+    let run = Run::from_output(&std::process::Output { status, ..output });
+    assert!(signalled.is_none(), "the fetch blocked until SIGTERM\n{}", run.describe());
+    let error = run.expect_failure(6);
+    assert!(error.contains("/moves/1/video_path") && error.contains("is not a regular file"), "{error}");
+    assert_eq!(data_snapshot(&sandbox.data), before, "the data folder changed");
+    sandbox.assert_work_empty(&run);
+}
+
+/// Every file below `root` with its bytes' checksum, FIFOs by type only (reading one
+/// would block).
+fn data_snapshot(root: &Path) -> Vec<(String, String)> {
+    use std::hash::{Hash, Hasher};
+    let mut found = Vec::new();
+    let mut folders = vec![root.to_owned()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            let name = entry.path().strip_prefix(root).unwrap().display().to_string();
+            if kind.is_dir() {
+                folders.push(entry.path());
+            } else if kind.is_file() {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                std::fs::read(entry.path()).unwrap().hash(&mut hasher);
+                found.push((name, format!("{:016x}", hasher.finish())));
+            } else {
+                found.push((name, "not a regular file".to_owned()));
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 #[test]
@@ -427,7 +514,7 @@ fn text_file_named_mp4_is_a_media_error() {
     println!("text file error: {error}");
     assert!(error.contains("/moves/1/video_path"), "the error names the pointer: {error}");
     assert!(!run.ran_stage("encode"), "an encode step ran\n{}", run.describe());
-    assert!(!sandbox.key("out/result.mp4").exists(), "an output was written");
+    assert!(!sandbox.key("output/result.mp4").exists(), "an output was written");
     sandbox.assert_work_empty(&run);
 }
 
@@ -461,7 +548,7 @@ fn trim_start_beyond_the_clip_is_a_media_error() {
     println!("trim error: {error}");
     assert!(error.contains("/moves/1/trim_start"), "the error names the pointer: {error}");
     assert!(!run.ran_stage("encode"), "an encode step ran\n{}", run.describe());
-    assert!(!sandbox.key("out/result.mp4").exists(), "an output was written");
+    assert!(!sandbox.key("output/result.mp4").exists(), "an output was written");
     sandbox.assert_work_empty(&run);
 }
 
@@ -492,7 +579,7 @@ fn key_escaping_the_data_folder_is_refused() {
         println!("escape {key} error: {error}");
         assert!(error.contains("/moves/1/video_path"), "the error names the pointer: {error}");
         assert!(!run.ran_stage("fetch"), "fetched anyway\n{}", run.describe());
-        assert!(!sandbox.key("out/result.mp4").exists(), "an output was written");
+        assert!(!sandbox.key("output/result.mp4").exists(), "an output was written");
         sandbox.assert_work_empty(&run);
     }
     assert_eq!(std::fs::read(&outside).unwrap(), before, "the outside file changed");
@@ -506,28 +593,26 @@ fn hostile_media() -> Sandbox {
     sandbox
 }
 
-fn hostile_plan(behaviour: &str, extra: &[&str]) -> (Sandbox, Run) {
-    let sandbox = hostile_media();
-    let run = run_hostile(&sandbox, behaviour, extra);
-    (sandbox, run)
-}
-
 fn run_hostile(sandbox: &Sandbox, behaviour: &str, extra: &[&str]) -> Run {
     let mut args = vec!["--guest", HOSTILE];
     args.extend_from_slice(extra);
     sandbox.run(&format!("plan:{behaviour}"), &args)
 }
 
-fn hostile_plan_is_refused_by_policy(behaviour: &str) {
+fn hostile_plan_is_refused_by_policy(behaviour: &str, named: &str) {
     let escaped = Path::new("/tmp/escaped.mp4");
     let existed_before = escaped.exists();
-    let (sandbox, run) = hostile_plan(behaviour, &[]);
+    let sandbox = hostile_media();
+    let before = data_snapshot(&sandbox.data);
+    let run = run_hostile(&sandbox, behaviour, &[]);
+    assert_eq!(data_snapshot(&sandbox.data), before, "{behaviour}: the data folder changed");
     let error = run.expect_failure(3);
     println!("hostile plan {behaviour}: {error}");
     assert!(error.contains("refused by policy"), "{behaviour}: not a policy refusal: {error}\n{}", run.describe());
+    assert!(error.contains(named), "{behaviour}: the refusal does not name {named:?}: {error}");
     assert_eq!(run.last()["stage"], "plan", "{behaviour}: failed at another stage\n{}", run.describe());
     assert!(!run.ran_stage("encode"), "{behaviour}: an FFmpeg step ran\n{}", run.describe());
-    assert!(!sandbox.key("out/hostile.mp4").exists(), "{behaviour}: an output was written");
+    assert!(!sandbox.key("output/hostile.mp4").exists(), "{behaviour}: an output was written");
     if !existed_before {
         assert!(!escaped.exists(), "{behaviour}: {} was created", escaped.display());
     }
@@ -535,21 +620,30 @@ fn hostile_plan_is_refused_by_policy(behaviour: &str) {
 }
 
 macro_rules! hostile_plan_tests {
-    ($($name:ident => $behaviour:literal,)*) => {$(
+    ($($name:ident => $behaviour:literal naming $named:literal,)*) => {$(
         #[test]
         fn $name() {
-            hostile_plan_is_refused_by_policy($behaviour);
+            hostile_plan_is_refused_by_policy($behaviour, $named);
         }
     )*};
 }
 
 hostile_plan_tests! {
-    hostile_plan_path_literal => "path-literal",
-    hostile_plan_url => "url",
-    hostile_plan_lavfi_movie => "lavfi-movie",
-    hostile_plan_forbidden_filter => "forbidden-filter",
-    hostile_plan_temp_before_write => "temp-before-write",
-    hostile_plan_ten_thousand_steps => "ten-thousand-steps",
+    hostile_plan_path_literal => "path-literal" naming "a literal is never a file",
+    hostile_plan_url => "url" naming "only staged inputs and temps",
+    hostile_plan_lavfi_movie => "lavfi-movie" naming "lavfi",
+    hostile_plan_forbidden_filter => "forbidden-filter" naming "movie",
+    hostile_plan_temp_before_write => "temp-before-write" naming "temp 0",
+    hostile_plan_ten_thousand_steps => "ten-thousand-steps" naming "10000 steps",
+    // Values that took FFmpeg gigabytes (or for ever) before the policy bounded them:
+    // each refusal names the step, the filter and the option.
+    hostile_plan_huge_scale => "huge-scale" naming "step 0, argument 3: the scale option w=\"8000\"",
+    hostile_plan_huge_pad => "huge-pad" naming "the pad option w=\"16000\"",
+    hostile_plan_scale_expression => "huge-scale-expression" naming "the scale option w=\"iw*25\"",
+    hostile_plan_huge_fps => "huge-fps" naming "the fps option fps=\"1000000000\"",
+    hostile_plan_huge_asetnsamples => "huge-asetnsamples" naming "the asetnsamples option nb_out_samples=\"100000000\"",
+    hostile_plan_huge_aresample => "huge-aresample" naming "the aresample option sample_rate=\"2000000000\"",
+    hostile_plan_endless_expression => "stall" naming "the setpts option expr: the function \"while\"",
 }
 
 #[test]
@@ -581,6 +675,6 @@ fn hostile_plan_spin_stops_on_fuel() {
     assert!(error.contains("ran out of fuel (100000000 units)"), "not stopped by fuel: {error}");
     assert!(elapsed < std::time::Duration::from_secs(30), "took {elapsed:?}: the deadline, not fuel, stopped it");
     assert!(!run.ran_stage("encode"), "an FFmpeg step ran\n{}", run.describe());
-    assert!(!sandbox.key("out/hostile.mp4").exists(), "an output was written");
+    assert!(!sandbox.key("output/hostile.mp4").exists(), "an output was written");
     sandbox.assert_work_empty(&run);
 }

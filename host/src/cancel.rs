@@ -34,14 +34,16 @@ impl Cancel {
     /// Fires on SIGTERM or SIGINT, or when [`Cancel::stop`] is called. Must be called
     /// inside the runtime.
     pub fn on_signals() -> Cancel {
+        use tokio::signal::unix::{signal, SignalKind};
         let cancel = Cancel::never();
+        // Registered here, not in the task: the task first runs when the caller awaits,
+        // and a SIGTERM before that would otherwise end the process uncleanly.
+        let (Ok(mut term), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot listen for SIGTERM/SIGINT: the job cannot be stopped cleanly");
+            return cancel;
+        };
         let sender = cancel.clone();
         tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-                tracing::error!("cannot listen for SIGTERM/SIGINT: the job cannot be stopped cleanly");
-                return;
-            };
             let name = tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = interrupt.recv() => "SIGINT",

@@ -15,12 +15,13 @@ pub const STORAGE_ATTEMPTS_MAX: u64 = 10;
 pub const TASK_ID_MAX: usize = 36;
 
 /// Whole numbers and their allowed ranges (DB_PORT is the database settings' own).
-const NUMBERS: [(&str, u64, u64); 10] = [
+const NUMBERS: [(&str, u64, u64); 11] = [
     ("DOWNLOAD_CONCURRENCY", 1, DOWNLOAD_CONCURRENCY_MAX),
     ("STORAGE_MAX_ATTEMPTS", 1, STORAGE_ATTEMPTS_MAX),
     ("STORAGE_OBJECT_DEADLINE_SECS", 1, u64::MAX),
     ("STORAGE_FIRST_BACKOFF_MS", 0, 60_000),
     ("STEP_TIMEOUT_SECS", 1, u64::MAX),
+    ("JOB_DEADLINE_SECS", 1, u64::MAX),
     ("GUEST_FUEL", 1, u64::MAX),
     ("GUEST_MEMORY_MIB", 1, u64::MAX),
     ("GUEST_DEADLINE_MS", 1, u64::MAX),
@@ -107,6 +108,11 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
     if let Some(dir) = value("WORK_DIR") {
         if !Path::new(&dir).is_dir() {
             add("WORK_DIR", format!("{dir} is not a folder"));
+        }
+    }
+    if let Some(prefix) = get("OUTPUT_PREFIX") {
+        if let Some(message) = crate::storage::output_prefix_shape_problem(&prefix) {
+            add("OUTPUT_PREFIX", message);
         }
     }
     if let Some(path) = value("GUEST_COMPONENT") {

@@ -118,6 +118,10 @@ pub struct Runner {
     pub step_timeout: Option<Duration>,
     /// Each child's memory and file-size limits come out of it.
     pub budget: JobBudget,
+    /// All steps together (`JOB_DEADLINE_SECS`); by default it scales with the video.
+    pub job_deadline: Option<Duration>,
+    /// A step whose output time stands still this long is stopped ([`STALL_LIMIT`]).
+    pub stall_limit: Duration,
 }
 
 /// Limits the kernel holds one child to (`setrlimit` before `exec`).
@@ -153,8 +157,13 @@ impl Runner {
 
     /// All steps together: two minutes plus one per second of video (the planner's steps
     /// take about 0.3 s per second of 720p video on one core), whatever the plan says.
-    pub fn job_limit(video_seconds: f64) -> Duration {
+    pub fn default_job_limit(video_seconds: f64) -> Duration {
         Duration::from_secs_f64(120.0 + 60.0 * video_seconds.clamp(0.0, 4.0 * 3600.0))
+    }
+
+    /// [`Runner::job_deadline`], or [`Runner::default_job_limit`].
+    pub fn job_limit(&self, video_seconds: f64) -> Duration {
+        self.job_deadline.unwrap_or_else(|| Self::default_job_limit(video_seconds))
     }
 
     /// Runs every step in order. When `cancel` fires, the running FFmpeg is killed and
@@ -168,7 +177,7 @@ impl Runner {
         cancel: &Cancel,
         mut progress: impl FnMut(Progress<'_>),
     ) -> Result<Vec<StepTiming>, FfmpegError> {
-        let limit = Self::job_limit(video_seconds);
+        let limit = self.job_limit(video_seconds);
         let steps = async {
             let plan = plan.plan();
             let uses = Uses::of(plan);
@@ -183,13 +192,15 @@ impl Runner {
                         for part in &list.parts {
                             let path = paths.temp(part.temp, TempFormat::Nut);
                             let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                            text.push_str(&format!("file '{name}'\nduration {:.6}\n", part.duration));
+                            // `duration` alone does not cut a file (FFmpeg plays it whole);
+                            // `outpoint` does, so a list plays no more than it declares.
+                            text.push_str(&format!("file '{name}'\nduration {d:.6}\noutpoint {d:.6}\n", d = part.duration));
                         }
                         std::fs::write(paths.temp(list.list, TempFormat::Ffconcat), text).map_err(|e| FfmpegError::ConcatList { step: index, message: e.to_string() })?;
                         timings.push(StepTiming { label: "concat list".into(), seconds: started.elapsed().as_secs_f64() });
                     }
                     Step::Ffmpeg(invocation) => {
-                        let args = resolve(&invocation.args, paths, &plan.temps);
+                        let args = resolve(&invocation.args, paths, &plan.temps, video_seconds + OUTPUT_SLACK_SECONDS);
                         let weight = invocation.media_seconds;
                         let label = invocation.label.as_str();
                         progress(Progress { fraction: (done / total).min(1.0), label });
@@ -288,14 +299,14 @@ impl Runner {
         let stalled = async {
             loop {
                 tokio::time::sleep(STALL_CHECK).await;
-                if advanced.get().0.elapsed() >= STALL_LIMIT {
+                if advanced.get().0.elapsed() >= self.stall_limit {
                     return;
                 }
             }
         };
         let finished = tokio::select! {
             finished = tokio::time::timeout(limit, work) => finished.map_err(|_| FfmpegError::Timeout { step, label: label.to_owned(), limit }),
-            () = stalled => Err(FfmpegError::Stalled { step, label: label.to_owned(), seconds: STALL_LIMIT.as_secs() }),
+            () = stalled => Err(FfmpegError::Stalled { step, label: label.to_owned(), seconds: self.stall_limit.as_secs() }),
             reason = cancel.cancelled() => Err(FfmpegError::Cancelled { step, label: label.to_owned(), reason }),
         };
         let finished = match finished {
@@ -355,9 +366,11 @@ struct StepRun<'a> {
 
 /// A step whose output time does not move for this long is stopped: FFmpeg reports its
 /// progress twice a second while it writes anything, and no step of the planner waits
-/// longer than a few seconds for its first frame.
-const STALL_LIMIT: Duration = Duration::from_secs(60);
-const STALL_CHECK: Duration = Duration::from_secs(1);
+/// longer than a few seconds for its first frame. The policy leaves no filter that can
+/// loop for ever; this is the backstop for what no rule foresaw (an FFmpeg that hangs,
+/// an input that never comes).
+pub const STALL_LIMIT: Duration = Duration::from_secs(60);
+const STALL_CHECK: Duration = Duration::from_millis(250);
 
 /// How often the join's open files are looked at.
 const UNLINK_POLL: Duration = Duration::from_millis(100);
@@ -390,9 +403,23 @@ impl LimitHit {
 /// Arguments with the plan's numbers replaced by the host's paths. The policy has
 /// already checked every index. Every staged input is opened with [`INPUT_WHITELIST`]:
 /// its content, not the plan, decides how FFmpeg would read it otherwise.
-fn resolve(args: &[Arg], paths: &PathTable, temps: &[TempFormat]) -> Vec<std::ffi::OsString> {
-    let mut resolved = Vec::with_capacity(args.len() + 8);
+/// No step writes more media than the whole video and this: a segment decodes a little
+/// before its first frame (the policy's slack for the plan's own times is the same).
+const OUTPUT_SLACK_SECONDS: f64 = 10.0;
+
+/// The plan's arguments with the host's paths and flags. When the plan does not bound
+/// its output's length itself (`-t`/`-to` among the output's options), the host adds
+/// `-t output_bound_seconds` before the output: a filter that pads or loops for ever
+/// then still ends (the policy already bounds the plan's own `-t`).
+fn resolve(args: &[Arg], paths: &PathTable, temps: &[TempFormat], output_bound_seconds: f64) -> Vec<std::ffi::OsString> {
+    let mut resolved = Vec::with_capacity(args.len() + 10);
+    let after_last_input = args.iter().rposition(|arg| *arg == Arg::lit("-i")).map_or(0, |at| at + 2);
+    let output_options = args.get(after_last_input..).unwrap_or_default();
+    let output_bounded = output_options.iter().any(|arg| *arg == Arg::lit("-t") || *arg == Arg::lit("-to"));
     for (index, arg) in args.iter().enumerate() {
+        if !output_bounded && index + 1 == args.len() && matches!(arg, Arg::Output | Arg::Temp(_)) {
+            resolved.extend(["-t".into(), format!("{output_bound_seconds:.6}").into()]);
+        }
         match arg {
             Arg::Literal(text) => {
                 if text == "-i" {
@@ -470,15 +497,53 @@ mod tests {
     #[test]
     fn a_plan_cannot_buy_itself_time() {
         let budget = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
-        let runner = Runner { ffmpeg: PathBuf::from("ffmpeg"), step_timeout: None, budget };
+        let runner = Runner { ffmpeg: PathBuf::from("ffmpeg"), step_timeout: None, budget, job_deadline: None, stall_limit: STALL_LIMIT };
         // An honest 8 s segment of a 176 s video.
         assert_eq!(runner.limit_for(8.0, 176.0), Duration::from_secs(300));
         // A step claiming four hours of media in a 2 s video gets the 2 s video's limit.
         assert_eq!(runner.limit_for(4.0 * 3600.0, 2.0), Duration::from_secs(150));
         // NaN (which the policy refuses first) buys no more either.
         assert_eq!(runner.limit_for(f64::NAN, 2.0), Duration::from_secs(150));
-        assert_eq!(Runner::job_limit(176.0), Duration::from_secs(120 + 60 * 176));
-        let fixed = Runner { step_timeout: Some(Duration::from_secs(20)), ..runner };
+        assert_eq!(runner.job_limit(176.0), Duration::from_secs(120 + 60 * 176));
+        let fixed = Runner { step_timeout: Some(Duration::from_secs(20)), job_deadline: Some(Duration::from_secs(90)), ..runner };
         assert_eq!(fixed.limit_for(8.0, 176.0), Duration::from_secs(20));
+        assert_eq!(fixed.job_limit(176.0), Duration::from_secs(90));
+    }
+
+    /// The backstop behind the policy: real FFmpeg waiting for ever on an input (a FIFO
+    /// no one writes) is stopped once its output time has stood still for the limit.
+    #[tokio::test]
+    async fn a_step_that_makes_no_progress_is_stopped() {
+        let work = tempfile::tempdir().unwrap();
+        let fifo = work.path().join("never.nut");
+        let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path it is given.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let budget = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
+        let (ffmpeg, _) = binaries();
+        let runner = Runner { ffmpeg, step_timeout: None, budget, job_deadline: None, stall_limit: Duration::from_secs(2) };
+        let step = StepRun { index: 0, label: "stall", limit: Duration::from_secs(600), work: work.path(), consumed: Vec::new() };
+        let args: Vec<std::ffi::OsString> = vec!["-i".into(), fifo.into_os_string(), "-f".into(), "null".into(), "-".into()];
+        let started = Instant::now();
+        let result = runner.run_one(step, &args, &Cancel::never(), |_| {}).await;
+        assert!(matches!(result, Err(FfmpegError::Stalled { seconds: 2, .. })), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    }
+
+    fn shown(args: &[std::ffi::OsString]) -> String {
+        args.iter().map(|arg| arg.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn an_output_without_its_own_length_gets_the_hosts() {
+        let paths = PathTable { inputs: vec![PathBuf::from("/w/song"), PathBuf::from("/w/clip")], work: PathBuf::from("/w"), output: PathBuf::from("/w/out.mp4") };
+        let temps = [TempFormat::Nut];
+        // An input's -t bounds what is read, not what is written.
+        let unbounded = [Arg::lit("-t"), Arg::lit("5"), Arg::lit("-i"), Arg::Input(1), Arg::lit("-vf"), Arg::lit("tpad=stop=-1"), Arg::Temp(0)];
+        let resolved = shown(&resolve(&unbounded, &paths, &temps, 18.5));
+        assert!(resolved.ends_with("-vf tpad=stop=-1 -t 18.500000 /w/temp-00000.nut"), "{resolved}");
+        let bounded = [Arg::lit("-i"), Arg::Input(1), Arg::lit("-t"), Arg::lit("3"), Arg::Output];
+        let resolved = shown(&resolve(&bounded, &paths, &temps, 18.5));
+        assert!(resolved.ends_with("-t 3 /w/out.mp4") && !resolved.contains("18.5"), "{resolved}");
     }
 }

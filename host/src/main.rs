@@ -125,6 +125,9 @@ struct JobFlags {
     /// Time limit of each FFmpeg step in seconds (default: 60 s + 30 s per second of media it writes).
     #[arg(long, env = "STEP_TIMEOUT_SECS")]
     step_timeout: Option<u64>,
+    /// Time limit of all FFmpeg steps together in seconds (default: 120 s + 60 s per second of video).
+    #[arg(long, env = "JOB_DEADLINE_SECS")]
+    job_deadline: Option<u64>,
     #[command(flatten)]
     sandbox: SandboxFlags,
 }
@@ -145,6 +148,9 @@ struct StorageFlags {
     /// Removed from the front of every key before it names a GCS object.
     #[arg(long, env = "GCS_STRIP_PREFIX", default_value = "data/")]
     strip_prefix: String,
+    /// The job's output must be under this prefix (after the strip); empty allows any key.
+    #[arg(long, env = "OUTPUT_PREFIX", default_value = "output/", value_parser = output_prefix)]
+    output_prefix: String,
     /// Put in front of every GCS object name (after the strip).
     #[arg(long, env = "GCS_OBJECT_PREFIX", default_value = "")]
     object_prefix: String,
@@ -185,6 +191,13 @@ struct SandboxFlags {
     /// Compile the guest on every start.
     #[arg(long)]
     no_cache: bool,
+}
+
+fn output_prefix(text: &str) -> Result<String, String> {
+    match storage::output_prefix_shape_problem(text) {
+        None => Ok(text.to_owned()),
+        Some(problem) => Err(problem),
+    }
 }
 
 impl SandboxFlags {

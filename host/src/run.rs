@@ -80,6 +80,8 @@ pub async fn run(flags: JobFlags, mode: Mode) -> u8 {
 /// checked as a whole first; the status goes to the backend's row when a database is
 /// configured, else to stdout.
 pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duration) -> u8 {
+    // First: a SIGTERM from here on is a clean stop, not the default death.
+    let cancel = Cancel::on_signals();
     let env = |name: &str| std::env::var(name).ok();
     let problems = config::check_job_environment(&env, flags.file.is_some());
     if !problems.is_empty() {
@@ -89,7 +91,6 @@ pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duratio
         crate::logging::set_task_id(task_id);
     }
     let database = DbSettings::from_env(&env).ok().flatten();
-    let cancel = Cancel::on_signals();
     let Some(database) = database else {
         return execute(&flags, Mode::Run, &mut JsonLines, Launch { task_id, database: None, row_patience: Duration::ZERO }, &cancel).await;
     };
@@ -235,7 +236,13 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
         work_root: flags.work_dir.clone().unwrap_or_else(std::env::temp_dir),
         strict: flags.strict,
         ffprobe,
-        runner: ffmpeg::Runner { ffmpeg: ffmpeg_binary, step_timeout: flags.step_timeout.map(Duration::from_secs), budget: watchdog.budget() },
+        runner: ffmpeg::Runner {
+            ffmpeg: ffmpeg_binary,
+            step_timeout: flags.step_timeout.map(Duration::from_secs),
+            budget: watchdog.budget(),
+            job_deadline: flags.job_deadline.map(Duration::from_secs),
+            stall_limit: ffmpeg::STALL_LIMIT,
+        },
     };
     let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config, cancel, watchdog };
 

@@ -35,8 +35,9 @@ impl LocalFolder {
         let mut options = cap_std::fs::OpenOptions::new();
         // A FIFO named as a clip would block a plain open until some writer came (for
         // ever, past SIGTERM); non-blocking, the open returns at once and the type check
-        // below refuses anything that is not a regular file.
-        options.read(true).custom_flags(libc::O_NONBLOCK);
+        // below refuses anything that is not a regular file. A symbolic link as the last
+        // part of the key is refused too (the folder's own rules refuse it in the middle).
+        options.read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
         let source = self.root.open_with(key, &options).map_err(|e| self.io_error(key, e))?;
         let metadata = source.metadata().map_err(|e| self.io_error(key, e))?;
         if !metadata.is_file() {
@@ -168,6 +169,19 @@ mod tests {
         let error = result.unwrap_err().to_string();
         assert!(error.contains("is not a regular file"), "{error}");
         assert!(std::fs::read_dir(work.path()).unwrap().next().is_none(), "something was written");
+    }
+
+    #[tokio::test]
+    async fn a_symlink_named_as_a_clip_is_refused_even_inside_the_folder() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("real.mp4"), b"video").unwrap();
+        std::os::unix::fs::symlink("real.mp4", root.path().join("clip.mp4")).unwrap();
+        let folder = LocalFolder::open(root.path()).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let result = folder.fetch("clip.mp4", &work.path().join("in")).await;
+        assert!(result.is_err(), "a symlink was fetched");
+        assert!(std::fs::read_dir(work.path()).unwrap().next().is_none(), "something was written");
+        folder.fetch("real.mp4", &work.path().join("in")).await.unwrap();
     }
 
     #[tokio::test]

@@ -39,6 +39,28 @@ pub trait Storage: Send + Sync {
     fn store<'a>(&'a self, source: &'a Path, key: &'a str) -> StorageFuture<'a, u64>;
 }
 
+/// Why `key` may not be the job's output, or None: the key, less `strip_prefix` (the
+/// backend's `data/`, which names its root), must start with `output_prefix`. Keys have
+/// passed the blueprint's path rules (no `..`, no `./`, no `//`), so comparing text is
+/// comparing places. An empty prefix allows any key.
+pub fn output_prefix_problem(key: &str, strip_prefix: &str, output_prefix: &str) -> Option<String> {
+    let name = match key.strip_prefix(strip_prefix) {
+        Some(rest) if !strip_prefix.is_empty() => rest,
+        _ => key,
+    };
+    (!name.starts_with(output_prefix)).then(|| format!("`output_path` {key:?} is outside the output prefix {output_prefix:?} (OUTPUT_PREFIX)"))
+}
+
+/// What OUTPUT_PREFIX may be: empty, or plain folder names each followed by `/`.
+pub fn output_prefix_shape_problem(prefix: &str) -> Option<String> {
+    let folders_ok = prefix.strip_suffix('/').is_some_and(|folders| {
+        folders.split('/').all(|folder| {
+            !folder.is_empty() && folder != "." && folder != ".." && folder.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+    });
+    (!prefix.is_empty() && !folders_ok).then(|| "must be empty or folder names each ending in '/', like output/".to_owned())
+}
+
 /// Downloads land under a temporary name and are renamed when complete, so a file
 /// with the final name is always whole.
 pub(crate) fn partial_name(destination: &Path) -> PathBuf {
@@ -47,3 +69,27 @@ pub(crate) fn partial_name(destination: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_output_must_be_under_the_prefix() {
+        assert_eq!(output_prefix_problem("output/user_1/a.mp4", "data/", "output/"), None);
+        assert_eq!(output_prefix_problem("data/output/a.mp4", "data/", "output/"), None);
+        assert!(output_prefix_problem("clips/a.mp4", "data/", "output/").is_some());
+        assert!(output_prefix_problem("outputs.mp4", "data/", "output/").is_some());
+        assert!(output_prefix_problem("data/clips/output/a.mp4", "data/", "output/").is_some());
+        assert_eq!(output_prefix_problem("anything.mp4", "data/", ""), None);
+    }
+
+    #[test]
+    fn the_prefix_is_folder_names() {
+        for good in ["", "output/", "out-put/user_1/"] {
+            assert_eq!(output_prefix_shape_problem(good), None, "{good}");
+        }
+        for bad in ["output", "/output/", "../output/", "output//", "a/./", "out put/"] {
+            assert!(output_prefix_shape_problem(bad).is_some(), "{bad}");
+        }
+    }
+}
