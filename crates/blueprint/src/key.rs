@@ -69,6 +69,6 @@ mod tests {
             assert!(key_problem(key).is_some(), "{key:?} should be refused");
         }
         assert!(key_problem(&"a".repeat(1025)).is_some());
-        assert!(key_problem(&"a/".repeat(40).trim_end_matches('/').to_string()).is_some());
+        assert!(key_problem("a/".repeat(40).trim_end_matches('/')).is_some());
     }
 }

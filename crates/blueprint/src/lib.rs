@@ -8,7 +8,7 @@ pub mod key;
 pub mod limits;
 mod validate;
 
-pub use validate::validate;
+pub use validate::{validate, validate_with_task_id};
 
 /// Stable machine-readable reason for a validation error (mirrors the WIT `error-code`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,6 +120,24 @@ pub struct Validated {
     pub total_duration: f64,
     pub moves: Vec<MoveSlot>,
     pub output: OutputSettings,
+}
+
+/// Why a blueprint was refused: every problem, and the task it was for when its
+/// `task_id` itself was valid (so the failure can be recorded against that task).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub task_id: Option<String>,
+    pub errors: Vec<ValidationError>,
+}
+
+/// The rule for a task id (`varchar(36)` in the backend's table, safe in a file name
+/// and a log line): 1 to [`limits::MAX_TASK_ID_BYTES`] ASCII letters, digits, `-` or
+/// `_`. Shared by the validator and by the host, which applies it again to whatever
+/// task id a guest returns.
+pub fn is_task_id(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= limits::MAX_TASK_ID_BYTES
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Escapes one reference token of a JSON pointer (RFC 6901).

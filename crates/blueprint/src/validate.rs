@@ -2,7 +2,7 @@ use serde_json::{Map, Value};
 
 use crate::key::key_problem;
 use crate::limits::*;
-use crate::{ErrorCode, MoveSlot, OutputSettings, Transition, Validated, ValidationError};
+use crate::{ErrorCode, MoveSlot, OutputSettings, Refusal, Transition, Validated, ValidationError};
 
 const VIDEO_CODECS: [&str; 2] = ["libx264", "libx265"];
 const AUDIO_CODECS: [&str; 1] = ["aac"];
@@ -20,6 +20,27 @@ const DEFAULT_FADE_SECONDS: f64 = 0.3;
 /// Validates an untrusted blueprint. Returns every problem found (up to
 /// [`MAX_REPORTED_ERRORS`]), never panics on any input.
 pub fn validate(text: &str) -> Result<Validated, Vec<ValidationError>> {
+    validate_with_task_id(text).map_err(|refusal| refusal.errors)
+}
+
+/// As [`validate`]; a refusal also names the blueprint's task when `/task_id` itself
+/// passed its rule, whatever else failed.
+pub fn validate_with_task_id(text: &str) -> Result<Validated, Refusal> {
+    let unknown_task = |errors| Refusal { task_id: None, errors };
+    let document = parse(text).map_err(unknown_task)?;
+    let mut checker = Checker::default();
+    let validated = checker.blueprint(&document);
+    match validated {
+        Some(validated) if checker.errors.is_empty() => Ok(validated),
+        _ => {
+            let task_id = checker.task_id.take();
+            Err(Refusal { task_id, errors: checker.finish() })
+        }
+    }
+}
+
+/// The document, within the size and nesting limits.
+fn parse(text: &str) -> Result<Value, Vec<ValidationError>> {
     if text.len() > MAX_BLUEPRINT_BYTES {
         return Err(vec![ValidationError {
             pointer: String::new(),
@@ -39,22 +60,13 @@ pub fn validate(text: &str) -> Result<Validated, Vec<ValidationError>> {
             message: format!("JSON is nested more than {MAX_NESTING_DEPTH} levels deep (at least {depth})"),
         }]);
     }
-    let document: Value = match serde_json::from_str(text) {
-        Ok(document) => document,
-        Err(error) => {
-            return Err(vec![ValidationError {
-                pointer: String::new(),
-                code: ErrorCode::InvalidJson,
-                message: format!("not valid JSON: {error}"),
-            }])
-        }
-    };
-    let mut checker = Checker::default();
-    let validated = checker.blueprint(&document);
-    match validated {
-        Some(validated) if checker.errors.is_empty() => Ok(validated),
-        _ => Err(checker.finish()),
-    }
+    serde_json::from_str(text).map_err(|error| {
+        vec![ValidationError {
+            pointer: String::new(),
+            code: ErrorCode::InvalidJson,
+            message: format!("not valid JSON: {error}"),
+        }]
+    })
 }
 
 /// Depth of `[`/`{` nesting outside strings, if it goes beyond `limit`.
@@ -111,6 +123,8 @@ fn excerpt(text: &str) -> String {
 struct Checker {
     errors: Vec<ValidationError>,
     overflowed: usize,
+    /// `/task_id`, once it passed its rule: a refusal names it.
+    task_id: Option<String>,
 }
 
 /// A JSON object being read, with its pointer.
@@ -272,10 +286,7 @@ impl Checker {
 
     fn task_id(&mut self, root: &Fields) -> Option<String> {
         let id = self.string(root, "task_id", true)?;
-        let well_formed = !id.is_empty()
-            && id.len() <= MAX_TASK_ID_BYTES
-            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !well_formed {
+        if !crate::is_task_id(id) {
             self.report(
                 root.at("task_id"),
                 ErrorCode::OutOfRange,
@@ -283,6 +294,7 @@ impl Checker {
             );
             return None;
         }
+        self.task_id = Some(id.to_owned());
         Some(id.to_owned())
     }
 

@@ -3,7 +3,7 @@
 #[path = "../../../tests/support/variants.rs"]
 mod variants;
 
-use br_blueprint::{validate, ErrorCode, Transition};
+use br_blueprint::{validate, validate_with_task_id, ErrorCode, Transition};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -105,6 +105,30 @@ fn error_list_is_bounded() {
     assert!(errors.last().unwrap().message.contains("more problems"));
 }
 
+/// A refusal names the task when `/task_id` itself is valid, whatever else fails, so
+/// the job can record the failure against that task; otherwise it names none.
+#[test]
+fn a_refusal_names_the_task_only_when_its_id_is_valid() {
+    let mut doc: Value = serde_json::from_str(&variants::backend_blueprint()).unwrap();
+    doc["moves"][3]["duration"] = serde_json::json!(-1);
+    let refusal = validate_with_task_id(&doc.to_string()).unwrap_err();
+    assert_eq!(refusal.task_id.as_deref(), Some("5b0d9f2e-6c1a-4f0e-9a57-3f7e2d1c8b44"));
+    assert!(refusal.errors.iter().any(|e| e.pointer == "/moves/3/duration"), "{:?}", refusal.errors);
+
+    use serde_json::json;
+    for bad in [json!("a b"), json!(""), json!("x".repeat(37)), json!(7)] {
+        doc["task_id"] = bad.clone();
+        let refusal = validate_with_task_id(&doc.to_string()).unwrap_err();
+        assert_eq!(refusal.task_id, None, "task id {bad}");
+        assert!(refusal.errors.iter().any(|e| e.pointer == "/task_id"), "{bad}: {:?}", refusal.errors);
+    }
+    for text in ["{\"task_id\": \"t-1\", ", "[{\"task_id\": \"t-1\"}]", "null"] {
+        assert_eq!(validate_with_task_id(text).unwrap_err().task_id, None, "{text}");
+    }
+    assert_eq!(validate_with_task_id("{\"task_id\": \"t-1\"}").unwrap_err().task_id.as_deref(), Some("t-1"));
+    assert!(validate_with_task_id(&variants::backend_blueprint()).is_ok());
+}
+
 /// Any JSON value, biased towards blueprint-like shapes.
 fn arbitrary_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -162,6 +186,14 @@ proptest! {
     #[test]
     fn mutated_blueprints_never_panic_and_pointers_resolve(doc in mutated_blueprint()) {
         assert_pointers_resolve(&doc, &doc.to_string());
+    }
+
+    #[test]
+    fn a_refusal_names_exactly_a_valid_task_id(doc in mutated_blueprint()) {
+        if let Err(refusal) = validate_with_task_id(&doc.to_string()) {
+            let expected = doc["task_id"].as_str().filter(|id| br_blueprint::is_task_id(id));
+            prop_assert_eq!(refusal.task_id.as_deref(), expected);
+        }
     }
 
     #[test]
