@@ -352,6 +352,66 @@ fn every_failure_class_is_recorded_with_its_stage() {
     }
 }
 
+/// Launched without TASK_ID (the backend may do that), an invalid blueprint is still
+/// recorded on its task's row: the guest returns the task id it could validate with the
+/// errors, and the host never reads the untrusted JSON itself. A task id the guest could
+/// not validate names no row; with TASK_ID, the refusal goes to that task's row as before.
+#[test]
+fn an_invalid_blueprint_without_task_id_is_recorded_on_its_row() {
+    let db = PgServer::start();
+    let folders = Folders::new();
+    let invalid = |task_id: &str| {
+        let moves = (0..4).map(|i| movement("media/small.mp4", f64::from(i) * 2.0, 2.0, "cut")).collect();
+        let mut doc: Value = serde_json::from_str(&blueprint(task_id, moves)).unwrap();
+        doc["moves"][3]["duration"] = json!(-1);
+        doc
+    };
+    for task in ["t-lost", "t-given", "t-named-in-blueprint"] {
+        db.insert_task(task, "started");
+    }
+
+    let run = run_job(job_command(&folders, &invalid("t-lost").to_string(), &db.env()));
+    assert_eq!(run.code, Some(2), "{}", run.describe());
+    let row = db.task("t-lost").expect("row");
+    assert_eq!((row.status.as_str(), row.stage.as_str()), ("failed", "validate"), "{}
+{row:#?}", run.describe());
+    let error = row.error.clone().unwrap_or_default();
+    assert!(error.contains("/moves/3/duration"), "error: {error}
+{}", run.describe());
+    assert_eq!(error, run.cli_error(), "the row and the CLI say different things
+{}", run.describe());
+    assert_eq!(row.result, None);
+    assert_monotonic(&db.history("t-lost"));
+    // Only the first `running` change, sent before the guest answered, has no task yet.
+    let unwritten = |l: &Value| l["message"] == "status not written: no task id known" && l["status"] == "failed";
+    assert!(!run.lines.iter().any(unwritten), "{}", run.describe());
+    assert!(run.lines.iter().any(|l| l["severity"] == "ERROR" && l["task_id"] == "t-lost"), "{}", run.describe());
+    let lost_history = db.history("t-lost").len();
+
+    // A malformed task id is no row's: nothing is written, and nothing else is touched.
+    let mut malformed = invalid("t-lost");
+    malformed["task_id"] = json!("t-given'; --");
+    let run = run_job(job_command(&folders, &malformed.to_string(), &db.env()));
+    assert_eq!(run.code, Some(2), "{}", run.describe());
+    assert!(run.cli_error().contains("/task_id"), "{}", run.describe());
+    assert_eq!(db.task("t-given").expect("row").status, "started", "{}", run.describe());
+    assert_eq!(db.history("t-lost").len(), lost_history, "t-lost was written again\n{}", run.describe());
+
+    // With TASK_ID, a refused blueprint naming another task fails TASK_ID's row.
+    let mut env = db.env();
+    env.push(("TASK_ID".into(), "t-given".into()));
+    let run = run_job(job_command(&folders, &invalid("t-named-in-blueprint").to_string(), &env));
+    assert_eq!(run.code, Some(2), "{}", run.describe());
+    let given = db.task("t-given").expect("row");
+    assert_eq!(given.status, "failed", "{}
+{given:#?}", run.describe());
+    assert!(given.error.unwrap_or_default().contains("/moves/3/duration"), "{}", run.describe());
+    assert_monotonic(&db.history("t-given"));
+    assert_eq!(db.task("t-named-in-blueprint").expect("row").status, "started", "{}", run.describe());
+    assert_eq!(db.history("t-lost").len(), lost_history, "t-lost was written again\n{}", run.describe());
+    folders.assert_work_empty(&run.describe());
+}
+
 /// Bad configuration: every problem in one message, and the row says so.
 #[test]
 fn configuration_problems_are_listed_together_and_recorded() {

@@ -120,6 +120,34 @@ fn hostile_documents_are_explained() {
     assert_eq!(stdout_json(&output)["errors"][0]["code"], "too-large");
 }
 
+/// Contract 0.3.0: the default guest's refusal names the blueprint's task when
+/// `/task_id` itself is valid, and only then.
+#[test]
+fn a_refusal_names_the_task_when_its_id_is_valid() {
+    let mut doc: Value = serde_json::from_str(&variants::backend_blueprint()).unwrap();
+    doc["moves"][3]["duration"] = serde_json::json!(-1);
+    let output = validate(&doc.to_string(), &[]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let verdict = stdout_json(&output);
+    assert_eq!(verdict["task_id"], "5b0d9f2e-6c1a-4f0e-9a57-3f7e2d1c8b44", "{verdict}");
+    assert_eq!(verdict["errors"][0]["pointer"], "/moves/3/duration", "{verdict}");
+
+    doc["task_id"] = serde_json::json!("not a task id");
+    let verdict = stdout_json(&validate(&doc.to_string(), &[]));
+    assert_eq!(verdict["task_id"], Value::Null, "{verdict}");
+    assert!(verdict["errors"].as_array().unwrap().iter().any(|e| e["pointer"] == "/task_id"), "{verdict}");
+}
+
+/// The hostile guest is built against contract 0.2.0: it still loads, and its refusal,
+/// which cannot carry a task id, names none.
+#[test]
+fn a_guest_of_contract_0_2_0_still_loads_and_its_refusal_names_no_task() {
+    let (code, verdict) = hostile("anything else", &[]);
+    assert_eq!(code, Some(2), "{verdict}");
+    assert_eq!(verdict["task_id"], Value::Null, "{verdict}");
+    assert!(verdict["errors"][0]["message"].as_str().unwrap().contains("unknown misbehaviour"), "{verdict}");
+}
+
 fn hostile(behaviour: &str, extra: &[&str]) -> (Option<i32>, Value) {
     let mut args = vec!["--guest", HOSTILE];
     args.extend_from_slice(extra);

@@ -10,15 +10,18 @@ use blueprint::runner::types as wit;
 struct DefaultGuest;
 
 impl Guest for DefaultGuest {
-    fn validate(blueprint: String) -> Result<wit::Validated, Vec<wit::ValidationError>> {
-        match br_blueprint::validate(&blueprint) {
+    fn validate(blueprint: String) -> Result<wit::Validated, wit::Refusal> {
+        match br_blueprint::validate_with_task_id(&blueprint) {
             Ok(validated) => {
                 log(LogLevel::Debug, &format!("blueprint valid: {} moves", validated.moves.len()));
                 Ok(to_wit(validated))
             }
-            Err(errors) => {
-                log(LogLevel::Info, &format!("blueprint refused: {} problems", errors.len()));
-                Err(errors.into_iter().map(error_to_wit).collect())
+            Err(refusal) => {
+                log(LogLevel::Info, &format!("blueprint refused: {} problems", refusal.errors.len()));
+                // The task id goes back with the errors (contract 0.3.0), so that a job
+                // launched without TASK_ID can still record the failure on its row.
+                let errors = refusal.errors.into_iter().map(error_to_wit).collect();
+                Err(wit::Refusal { task_id: refusal.task_id, errors })
             }
         }
     }

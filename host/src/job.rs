@@ -224,7 +224,16 @@ impl Job<'_> {
         self.watchdog.guest_call("validate", &validation.report);
         let validated = match validation {
             Validation { verdict: Ok(validated), .. } => validated,
-            Validation { verdict: Err(errors), .. } => return Err((Stage::Validate, Failure::Invalid(errors))),
+            Validation { verdict: Err(refusal), .. } => {
+                // Launched without TASK_ID, the job learns its task from the guest (it does
+                // not read the untrusted JSON itself; the sandbox re-checked the id), so the
+                // failure still reaches the task's row. With TASK_ID, that one is kept, as
+                // for a valid blueprint's mismatch the refusal is recorded against it.
+                if let Some(task_id) = &refusal.task_id {
+                    reporter.know_task(task_id);
+                }
+                return Err((Stage::Validate, Failure::Invalid(refusal.errors)));
+            }
         };
         reporter.know_task(&validated.task_id);
         if let Some(error) = output_overwrites_an_input(self.storage, &validated) {

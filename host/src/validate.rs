@@ -1,6 +1,6 @@
 //! `blueprint-runner validate`: the sandboxed check of one blueprint.
 
-use br_blueprint::ValidationError;
+use br_blueprint::{Refusal, ValidationError};
 use br_sandbox::{SandboxError, Validation};
 use serde_json::json;
 
@@ -54,21 +54,29 @@ pub async fn run(request: Request, sandbox: &br_sandbox::Sandbox) -> u8 {
             }
             exit::OK
         }
-        Ok(Validation { verdict: Err(errors), .. }) => print_invalid(&errors, request.json),
+        Ok(Validation { verdict: Err(refusal), .. }) => print_refusal(&refusal, request.json),
         Err(error) => print_sandbox_error(&error, request.json),
     }
 }
 
 fn print_invalid(errors: &[ValidationError], json: bool) -> u8 {
+    print_refusal(&Refusal { task_id: None, errors: errors.to_vec() }, json)
+}
+
+/// The problems, and the task they are for when the guest could tell (`task_id` is
+/// null in JSON otherwise).
+fn print_refusal(refusal: &Refusal, json: bool) -> u8 {
+    let Refusal { task_id, errors } = refusal;
     if json {
         let errors: Vec<_> = errors
             .iter()
             .map(|e| json!({"pointer": e.pointer, "code": e.code.as_str(), "message": e.message}))
             .collect();
-        println!("{}", json!({"valid": false, "errors": errors}));
+        println!("{}", json!({"valid": false, "task_id": task_id, "errors": errors}));
     } else {
         let plural = if errors.len() == 1 { "" } else { "s" };
-        println!("invalid blueprint: {} problem{plural}", errors.len());
+        let task = task_id.as_ref().map(|id| format!(" for task {id}")).unwrap_or_default();
+        println!("invalid blueprint{task}: {} problem{plural}", errors.len());
         for error in errors {
             let pointer = if error.pointer.is_empty() { "(document)" } else { &error.pointer };
             println!("  {pointer}: {} [{}]", error.message, error.code.as_str());

@@ -6,6 +6,9 @@
 //! fuel (instructions), memory (linear memory bytes) and a wall-time deadline. Every
 //! way a call can end maps to a distinct [`SandboxError`]. What the guest returns is
 //! treated as untrusted and re-checked ([`output`]).
+//!
+//! Guests of contract 0.3.0 (`wit/blueprint-runner.wit`) and of 0.2.0 (`wit/v0.2.0/`)
+//! load; which one a component implements is found from the type of its `validate`.
 
 mod cache;
 mod engine;
@@ -26,13 +29,37 @@ pub use cache::LoadSource;
 pub use guest_log::GuestLog;
 pub use output::limits as output_limits;
 
+/// The contract versions this host loads, newest first.
+pub const CONTRACT_VERSIONS: [&str; 2] = ["0.3.0", "0.2.0"];
+
 mod bindings {
-    wasmtime::component::bindgen!({
-        world: "guest",
-        path: "../../wit",
-        exports: { default: async },
-    });
+    /// The current contract, 0.3.0.
+    pub mod v3 {
+        wasmtime::component::bindgen!({
+            world: "guest",
+            path: "../../wit",
+            exports: { default: async },
+        });
+    }
+
+    /// The previous contract, 0.2.0, for guests built against it. 0.3.0 only added the
+    /// `refusal` record, so 0.2.0's types are 0.3.0's and are not generated twice: one
+    /// conversion serves both (wasmtime checks a record by its fields when the guest is
+    /// loaded, not by the interface that declared it). `host` is generated again: the
+    /// guest imports it under its own version, and the linker offers both.
+    pub mod v2 {
+        wasmtime::component::bindgen!({
+            world: "guest",
+            path: "../../wit/v0.2.0",
+            exports: { default: async },
+            with: { "blueprint:runner/types": crate::bindings::v3::blueprint::runner::types },
+        });
+    }
+
+    pub use v3::blueprint::runner::types as wit;
 }
+
+use bindings::wit;
 
 /// The limits of one guest call.
 #[derive(Debug, Clone)]
@@ -56,7 +83,7 @@ impl Default for Limits {
 pub enum SandboxError {
     #[error("could not load the guest component: {0}")]
     Load(String),
-    #[error("the guest component does not fit the contract (blueprint:runner@0.2.0): {0}")]
+    #[error("the guest component does not fit the contract (blueprint:runner@0.3.0 or @0.2.0): {0}")]
     Incompatible(String),
     #[error("sandbox limit: the guest ran out of fuel ({limit} units)")]
     OutOfFuel { limit: u64 },
@@ -93,10 +120,12 @@ fn format_last_lines(lines: &[String]) -> String {
     }
 }
 
-/// Result of a successful `validate` call: the guest's verdict plus what it cost.
+/// Result of a successful `validate` call: the guest's verdict plus what it cost. A
+/// refusal's task id has passed the host's own task-id rule (a guest of contract 0.2.0
+/// never gives one).
 #[derive(Debug)]
 pub struct Validation {
-    pub verdict: Result<br_blueprint::Validated, Vec<br_blueprint::ValidationError>>,
+    pub verdict: Result<br_blueprint::Validated, br_blueprint::Refusal>,
     pub report: CallReport,
 }
 
@@ -120,9 +149,15 @@ pub struct CallReport {
 /// A loaded guest, ready for any number of calls.
 pub struct Sandbox {
     engine: Arc<engine::SandboxEngine>,
-    pre: bindings::GuestPre<CallState>,
+    pre: GuestPre,
     limits: Limits,
     load_source: LoadSource,
+}
+
+/// The linked guest, by the contract version it implements.
+enum GuestPre {
+    V3(bindings::v3::GuestPre<CallState>),
+    V2(bindings::v2::GuestPre<CallState>),
 }
 
 /// Where compiled guests are cached; `None` compiles on every start.
@@ -154,16 +189,29 @@ impl Sandbox {
     ) -> Result<Sandbox, SandboxError> {
         let mut linker: Linker<CallState> = Linker::new(&engine.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
-        bindings::blueprint::runner::host::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
-            &mut linker,
-            |state| state,
-        )
-        .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        // Both versions of `host`: each guest imports the one of its own contract.
+        type Data = wasmtime::component::HasSelf<CallState>;
+        bindings::v3::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
+            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        bindings::v2::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
+            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| SandboxError::Incompatible(format!("{e:#}")))?;
-        let pre = bindings::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("{e:#}")))?;
-        Ok(Sandbox { engine, pre, limits, load_source })
+        // Both contracts export `validate` and `plan` under the same names: the types of
+        // the exports tell them apart, and each `GuestPre::new` checks them.
+        let pre = match bindings::v3::GuestPre::new(instance_pre.clone()) {
+            Ok(pre) => GuestPre::V3(pre),
+            Err(as_v3) => match bindings::v2::GuestPre::new(instance_pre) {
+                Ok(pre) => GuestPre::V2(pre),
+                Err(as_v2) => {
+                    return Err(SandboxError::Incompatible(format!("as 0.3.0: {as_v3:#}; as 0.2.0: {as_v2:#}")));
+                }
+            },
+        };
+        let sandbox = Sandbox { engine, pre, limits, load_source };
+        tracing::debug!(contract = sandbox.contract_version(), "guest linked");
+        Ok(sandbox)
     }
 
     pub fn limits(&self) -> &Limits {
@@ -173,6 +221,14 @@ impl Sandbox {
     /// Whether the compiled guest came from the cache.
     pub fn load_source(&self) -> LoadSource {
         self.load_source
+    }
+
+    /// The contract version the guest implements, e.g. `0.3.0`.
+    pub fn contract_version(&self) -> &'static str {
+        match self.pre {
+            GuestPre::V3(_) => CONTRACT_VERSIONS[0],
+            GuestPre::V2(_) => CONTRACT_VERSIONS[1],
+        }
     }
 
     /// Runs the guest's `validate` on untrusted blueprint text.
@@ -193,14 +249,30 @@ impl Sandbox {
     /// One export call in a fresh store, under the three caps.
     async fn call(&self, call: Call<'_>) -> Result<(Answer, CallReport), SandboxError> {
         let started = Instant::now();
-        let mut store = self.new_store(started);
+        let mut store = new_store(&self.engine.engine, &self.limits, started);
         let limits = self.limits.clone();
         let name = call.name();
         let run = async {
-            let guest = self.pre.instantiate_async(&mut store).await?;
-            match call {
-                Call::Validate(blueprint) => guest.call_validate(&mut store, blueprint).await.map(Answer::Validate),
-                Call::Plan(request) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+            match &self.pre {
+                GuestPre::V3(pre) => {
+                    let guest = pre.instantiate_async(&mut store).await?;
+                    match call {
+                        Call::Validate(text) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
+                        Call::Plan(request) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                    }
+                }
+                GuestPre::V2(pre) => {
+                    let guest = pre.instantiate_async(&mut store).await?;
+                    match call {
+                        Call::Validate(text) => {
+                            let answer = guest.call_validate(&mut store, text).await?;
+                            // A 0.2.0 refusal is only the errors: it names no task.
+                            let no_task = |errors| wit::Refusal { task_id: None, errors };
+                            Ok(Answer::Validate(answer.map_err(no_task)))
+                        }
+                        Call::Plan(request) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                    }
+                }
             }
         };
         let outcome = tokio::time::timeout(limits.deadline, run).await;
@@ -216,49 +288,49 @@ impl Sandbox {
         tracing::debug!(call = name, fuel_used, elapsed_ms = report.elapsed.as_millis() as u64, "guest returned");
         Ok((answer, report))
     }
+}
 
-    fn new_store(&self, started: Instant) -> Store<CallState> {
-        let stdout = MemoryOutputPipe::new(guest_log::STDIO_CAPACITY);
-        let stderr = MemoryOutputPipe::new(guest_log::STDIO_CAPACITY);
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .wall_clock(engine::FrozenClock)
-            .monotonic_clock(engine::FrozenClock)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        let state = CallState {
-            wasi,
-            table: ResourceTable::new(),
-            memory: CappedMemory::new(self.limits.memory_bytes),
-            log: GuestLog::default(),
-            stdout,
-            stderr,
-        };
-        let mut store = Store::new(&self.engine.engine, state);
-        store.limiter(|state| &mut state.memory);
-        // Fuel cannot fail to be set on an engine configured to consume it.
-        let _ = store.set_fuel(self.limits.fuel);
-        // The ticker advances the epoch every few milliseconds: check the clock on each
-        // tick, and yield so that the outer timeout can also fire.
-        let deadline = started + self.limits.deadline;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        store
-    }
+fn new_store(wasm_engine: &wasmtime::Engine, limits: &Limits, started: Instant) -> Store<CallState> {
+    let stdout = MemoryOutputPipe::new(guest_log::STDIO_CAPACITY);
+    let stderr = MemoryOutputPipe::new(guest_log::STDIO_CAPACITY);
+    let wasi = WasiCtxBuilder::new()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .wall_clock(engine::FrozenClock)
+        .monotonic_clock(engine::FrozenClock)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let state = CallState {
+        wasi,
+        table: ResourceTable::new(),
+        memory: CappedMemory::new(limits.memory_bytes),
+        log: GuestLog::default(),
+        stdout,
+        stderr,
+    };
+    let mut store = Store::new(wasm_engine, state);
+    store.limiter(|state| &mut state.memory);
+    // Fuel cannot fail to be set on an engine configured to consume it.
+    let _ = store.set_fuel(limits.fuel);
+    // The ticker advances the epoch every few milliseconds: check the clock on each
+    // tick, and yield so that the outer timeout can also fire.
+    let deadline = started + limits.deadline;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store
 }
 
 enum Call<'a> {
     Validate(&'a str),
-    Plan(&'a bindings::blueprint::runner::types::PlanRequest),
+    Plan(&'a wit::PlanRequest),
 }
 
 impl Call<'_> {
@@ -271,8 +343,8 @@ impl Call<'_> {
 }
 
 enum Answer {
-    Validate(Result<bindings::blueprint::runner::types::Validated, Vec<bindings::blueprint::runner::types::ValidationError>>),
-    Plan(Result<bindings::blueprint::runner::types::Plan, Vec<bindings::blueprint::runner::types::PlanError>>),
+    Validate(Result<wit::Validated, wit::Refusal>),
+    Plan(Result<wit::Plan, Vec<wit::PlanError>>),
 }
 
 /// Per-call store data.
@@ -291,9 +363,22 @@ impl WasiView for CallState {
     }
 }
 
-impl bindings::blueprint::runner::host::Host for CallState {
-    fn log(&mut self, level: bindings::blueprint::runner::host::LogLevel, message: String) {
-        use bindings::blueprint::runner::host::LogLevel;
+impl bindings::v3::blueprint::runner::host::Host for CallState {
+    fn log(&mut self, level: bindings::v3::blueprint::runner::host::LogLevel, message: String) {
+        use bindings::v3::blueprint::runner::host::LogLevel;
+        let level = match level {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        };
+        self.log.record(level, &message);
+    }
+}
+
+impl bindings::v2::blueprint::runner::host::Host for CallState {
+    fn log(&mut self, level: bindings::v2::blueprint::runner::host::LogLevel, message: String) {
+        use bindings::v2::blueprint::runner::host::LogLevel;
         let level = match level {
             LogLevel::Debug => "debug",
             LogLevel::Info => "info",

@@ -2,9 +2,9 @@
 //! act on (object keys, indexes, numbers) before anything else sees it.
 
 use br_blueprint::key::key_problem;
-use br_blueprint::{ErrorCode, MoveSlot, OutputSettings, Transition, Validated, ValidationError};
+use br_blueprint::{ErrorCode, MoveSlot, OutputSettings, Refusal, Transition, Validated, ValidationError};
 
-use crate::bindings::blueprint::runner::types as wit;
+use crate::wit;
 use crate::SandboxError;
 
 pub mod limits {
@@ -35,12 +35,13 @@ impl Budget {
 }
 
 pub fn check_validation(
-    answer: Result<wit::Validated, Vec<wit::ValidationError>>,
-) -> Result<Result<Validated, Vec<ValidationError>>, SandboxError> {
+    answer: Result<wit::Validated, wit::Refusal>,
+) -> Result<Result<Validated, Refusal>, SandboxError> {
     let mut budget = Budget { used: 0 };
     match answer {
         Ok(validated) => Ok(Ok(check_validated(validated, &mut budget)?)),
-        Err(errors) => {
+        Err(wit::Refusal { task_id, errors }) => {
+            let task_id = refused_task(task_id);
             if errors.is_empty() {
                 return Err(SandboxError::BadOutput("the guest refused the blueprint without saying why".into()));
             }
@@ -58,8 +59,23 @@ pub fn check_validation(
                     Ok(ValidationError { pointer: error.pointer, code: code(error.code), message: error.message })
                 })
                 .collect::<Result<Vec<_>, _>>()
-                .map(Err)
+                .map(|errors| Err(Refusal { task_id, errors }))
         }
+    }
+}
+
+/// The task id a refusal names, if it passes the blueprint's own rule. The job writes the
+/// failure to that task's row, so a guest must not choose an arbitrary one; one that
+/// fails the rule is dropped (the refusal itself still stands) rather than trusted.
+fn refused_task(task_id: Option<String>) -> Option<String> {
+    let task_id = task_id?;
+    if br_blueprint::is_task_id(&task_id) {
+        Some(task_id)
+    } else {
+        let shown: String = task_id.chars().take(64).collect();
+        let bytes = task_id.len();
+        tracing::warn!(task_id = ?shown, bytes, "the guest's refusal names a malformed task id; ignored");
+        None
     }
 }
 
@@ -95,7 +111,7 @@ fn seconds(what: &str, value: f64, min: f64, max: f64) -> Result<f64, SandboxErr
 fn check_validated(v: wit::Validated, budget: &mut Budget) -> Result<Validated, SandboxError> {
     use br_blueprint::limits::{MAX_MOVES, MAX_TASK_ID_BYTES, MAX_TIMELINE_SECONDS};
     budget.take("the task id", &v.task_id, MAX_TASK_ID_BYTES)?;
-    if v.task_id.is_empty() || !v.task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if !br_blueprint::is_task_id(&v.task_id) {
         return Err(SandboxError::BadOutput(format!("task id {:?} is not well formed", v.task_id)));
     }
     if v.moves.len() > MAX_MOVES || v.clip_keys.len() > MAX_MOVES {
@@ -273,5 +289,50 @@ impl Budget {
             return Err(SandboxError::OutputTooLarge { what: "the plan".into(), size: self.used, limit: total });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(task_id: Option<&str>) -> wit::Refusal {
+        let pointer = "/moves/3/duration".into();
+        let error = wit::ValidationError { pointer, code: wit::ErrorCode::OutOfRange, message: "no".into() };
+        wit::Refusal { task_id: task_id.map(str::to_owned), errors: vec![error] }
+    }
+
+    fn refused_task_of(answer: wit::Refusal) -> Option<String> {
+        match check_validation(Err(answer)) {
+            Ok(Err(refusal)) => {
+                assert_eq!(refusal.errors[0].pointer, "/moves/3/duration");
+                refusal.task_id
+            }
+            other => panic!("not a refusal: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refusal_keeps_a_well_formed_task_id() {
+        assert_eq!(refused_task_of(refusal(Some("t-1_A"))).as_deref(), Some("t-1_A"));
+        assert_eq!(refused_task_of(refusal(None)), None);
+    }
+
+    /// A guest may return anything as the task id: the job would write the failure to
+    /// that row, so only one that passes the blueprint's rule is kept.
+    #[test]
+    fn a_refusal_drops_a_malformed_task_id_but_stands() {
+        let long = "a".repeat(37);
+        let huge = "b".repeat(5 * 1024 * 1024);
+        let sql = "t'; DROP TABLE choreography_tasks; --";
+        for bad in ["", "a b", "../x", sql, "é", "t\n", long.as_str(), huge.as_str()] {
+            assert_eq!(refused_task_of(refusal(Some(bad))), None, "{:?}", &bad[..bad.len().min(40)]);
+        }
+    }
+
+    #[test]
+    fn a_refusal_without_errors_is_refused_whatever_its_task_id() {
+        let answer = wit::Refusal { task_id: Some("t-1".into()), errors: vec![] };
+        assert!(matches!(check_validation(Err(answer)), Err(SandboxError::BadOutput(_))));
     }
 }

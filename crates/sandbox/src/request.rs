@@ -3,7 +3,7 @@
 use br_blueprint::{Transition, Validated};
 use br_plan::{MediaFacts, PlanRequest};
 
-use crate::bindings::blueprint::runner::types as wit;
+use crate::wit;
 
 pub fn to_wit(request: &PlanRequest) -> wit::PlanRequest {
     wit::PlanRequest { validated: validated(&request.validated), inputs: request.inputs.iter().map(facts).collect(), strict: request.strict }

@@ -4,7 +4,10 @@
 //! hostile plan `<name>`; anything else is refused politely.
 #![cfg(target_arch = "wasm32")]
 
-wit_bindgen::generate!({ world: "guest", path: "../../../wit" });
+// Built against contract 0.2.0 on purpose (the text kept in `wit/v0.2.0/`), not the
+// current one: the tests that run it also prove that the host still loads a guest of the
+// previous contract version (its refusals carry no task id).
+wit_bindgen::generate!({ world: "guest", path: "../../../wit/v0.2.0" });
 
 use blueprint::runner::host::{log, LogLevel};
 use blueprint::runner::types as wit;
