@@ -93,6 +93,14 @@ pub enum SandboxError {
     Deadline { limit: Duration },
     #[error("sandbox limit: guest output too large: {what} is {size} (limit {limit})")]
     OutputTooLarge { what: String, size: usize, limit: usize },
+    /// wasmtime's hostcall fuel ran out: one answer or one log call would have made the
+    /// host allocate more than the guest's memory cap (see [`hostcall_fuel`]).
+    #[error(
+        "sandbox limit: guest output too large: copying it to the host would take more than the guest's memory cap \
+         of {} MiB",
+        limit_bytes / (1024 * 1024)
+    )]
+    CopyTooLarge { limit_bytes: u64 },
     #[error("the guest trapped: {reason}{}", format_last_lines(last_log))]
     GuestTrap { reason: String, last_log: Vec<String> },
     #[error("the guest returned an answer the host refuses: {0}")]
@@ -106,7 +114,7 @@ impl SandboxError {
             SandboxError::OutOfFuel { .. } => Some("fuel"),
             SandboxError::MemoryCap { .. } => Some("memory"),
             SandboxError::Deadline { .. } => Some("deadline"),
-            SandboxError::OutputTooLarge { .. } => Some("output-size"),
+            SandboxError::OutputTooLarge { .. } | SandboxError::CopyTooLarge { .. } => Some("output-size"),
             _ => None,
         }
     }
@@ -290,6 +298,17 @@ impl Sandbox {
     }
 }
 
+/// Bytes the host may allocate for what the guest hands it in one go: the `validate` or
+/// `plan` answer, or the arguments of one `log` call. wasmtime counts this "hostcall
+/// fuel" while it copies strings (their bytes) and lists (length × the host's element
+/// size) out of the guest's memory, and fails the call past it. Its default, 128 MiB,
+/// does not depend on the guest: equal to the memory cap, a call holds at most the cap
+/// in the guest plus the cap in the host's copy, which is what the job's memory budget
+/// counts.
+pub fn hostcall_fuel(limits: &Limits) -> usize {
+    usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX)
+}
+
 fn new_store(wasm_engine: &wasmtime::Engine, limits: &Limits, started: Instant) -> Store<CallState> {
     let stdout = MemoryOutputPipe::new(guest_log::STDIO_CAPACITY);
     let stderr = MemoryOutputPipe::new(guest_log::STDIO_CAPACITY);
@@ -314,6 +333,7 @@ fn new_store(wasm_engine: &wasmtime::Engine, limits: &Limits, started: Instant) 
     store.limiter(|state| &mut state.memory);
     // Fuel cannot fail to be set on an engine configured to consume it.
     let _ = store.set_fuel(limits.fuel);
+    store.set_hostcall_fuel(hostcall_fuel(limits));
     // The ticker advances the epoch every few milliseconds: check the clock on each
     // tick, and yield so that the outer timeout can also fire.
     let deadline = started + limits.deadline;
@@ -397,6 +417,9 @@ impl CallState {
         if self.memory.refused_grow {
             return SandboxError::MemoryCap { limit_bytes: limits.memory_bytes };
         }
+        if is_hostcall_fuel_exhausted(&error) {
+            return SandboxError::CopyTooLarge { limit_bytes: limits.memory_bytes };
+        }
         match error.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => SandboxError::OutOfFuel { limit: limits.fuel },
             Some(Trap::Interrupt) => SandboxError::Deadline { limit: limits.deadline },
@@ -419,6 +442,12 @@ impl CallState {
 fn is_link_error(error: &wasmtime::Error) -> bool {
     let text = format!("{error:#}");
     text.contains("import") && text.contains("not found") || text.contains("type mismatch")
+}
+
+/// wasmtime's error for exhausted hostcall fuel is a private type: its message is what
+/// identifies it ("... fuel allocated for hostcalls has been exhausted" in 48.0.8).
+fn is_hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
+    format!("{error:#}").contains("fuel allocated for hostcalls has been exhausted")
 }
 
 fn first_line(text: &str) -> String {
@@ -455,5 +484,22 @@ impl ResourceLimiter for CappedMemory {
 
     fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         self.limits.table_growing(current, desired, maximum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every store copies at most the guest's memory cap out of it per call, whatever
+    /// wasmtime's default (128 MiB) is.
+    #[test]
+    fn each_store_gets_hostcall_fuel_equal_to_the_memory_cap() {
+        let engine = engine::SandboxEngine::shared().expect("engine");
+        for mib in [16u64, 64, 224] {
+            let limits = Limits { memory_bytes: mib * 1024 * 1024, ..Limits::default() };
+            let store = new_store(&engine.engine, &limits, Instant::now());
+            assert_eq!(store.hostcall_fuel() as u64, mib * 1024 * 1024);
+        }
     }
 }

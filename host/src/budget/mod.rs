@@ -12,8 +12,9 @@
 //!   ([`watchdog`]) stops the job cleanly when processes and files together come near
 //!   the total, so the container is never OOM-killed;
 //! - the guest: its linear memory cap, counted twice during a call (its answer is copied
-//!   out of that memory). Guest calls and FFmpeg children take turns (the guest's store
-//!   is dropped before any child starts), so the guest's share comes out of `shared`.
+//!   out of that memory, and the sandbox caps that copy at the cap too:
+//!   `br_sandbox::hostcall_fuel`). Guest calls and FFmpeg children take turns (the guest's
+//!   store is dropped before any child starts), so the guest's share comes out of `shared`.
 
 pub mod estimate;
 pub mod tree;
