@@ -80,7 +80,7 @@ fn blueprint(task_id: &str, moves: Vec<Value>) -> String {
         "moves": moves,
         "total_duration": total,
         "output_config": {
-            "output_path": format!("out/{task_id}.mp4"),
+            "output_path": format!("output/{task_id}.mp4"),
             "frame_rate": 25.0,
             "transition_duration": 1.0,
             "fade_duration": 0.5,
@@ -257,8 +257,8 @@ fn successful_job_writes_a_monotonic_history_and_the_result() {
     assert_eq!((row.status.as_str(), row.progress, row.stage.as_str()), ("completed", 100, "done"), "{row:#?}");
     assert_eq!(row.error, None);
     let result = row.result.clone().expect("result");
-    let output = folders.data.join("out/task-ok.mp4");
-    assert_eq!(result["output_path"], "out/task-ok.mp4");
+    let output = folders.data.join("output/task-ok.mp4");
+    assert_eq!(result["output_path"], "output/task-ok.mp4");
     assert_eq!(result["video_url"], format!("file://{}", std::fs::canonicalize(&output).unwrap().display()));
     assert_eq!(result["moves_count"], 2);
     assert_eq!(result["file_size"], std::fs::metadata(&output).unwrap().len());
@@ -469,7 +469,7 @@ fn database_that_stays_down_still_gets_the_work_done() {
     env.push(("STATUS_FLUSH_SECS".into(), "2".into()));
     let run = run_job(job_command(&folders, &small_blueprint("t-down"), &env));
     assert_eq!(run.code, Some(7), "{}", run.describe());
-    assert!(folders.data.join("out/t-down.mp4").is_file(), "{}", run.describe());
+    assert!(folders.data.join("output/t-down.mp4").is_file(), "{}", run.describe());
     let unrecorded = run
         .lines
         .iter()
@@ -514,7 +514,7 @@ fn sigterm_mid_encode_cancels_cleanly() {
     assert!(error.starts_with("cancelled: SIGTERM received"), "{error}");
     assert_eq!(error, run.cli_error());
     folders.assert_work_empty(&run.describe());
-    assert!(!folders.data.join("out/t-term.mp4").exists(), "a partial output was stored");
+    assert!(!folders.data.join("output/t-term.mp4").exists(), "a partial output was stored");
 }
 
 /// PIDs of FFmpeg processes whose command line names a path under `folder`.
@@ -543,7 +543,7 @@ fn a_completed_task_run_again_changes_nothing() {
     let env = vec![("DATABASE_URL".to_owned(), db.database_url()), ("TASK_ID".to_owned(), "t-again".to_owned())];
     let first = run_job(job_command(&folders, &small_blueprint("t-again"), &env));
     assert_eq!(first.code, Some(0), "{}", first.describe());
-    let output = folders.data.join("out/t-again.mp4");
+    let output = folders.data.join("output/t-again.mp4");
     let (row, history, bytes) = (db.task("t-again").unwrap(), db.history("t-again"), std::fs::read(&output).unwrap());
     let modified = std::fs::metadata(&output).unwrap().modified().unwrap();
     assert_eq!(row.status, "completed");
@@ -587,12 +587,12 @@ fn a_re_run_after_a_crash_gives_the_same_output() {
     let rerun = run_job(job_command(&folders, &text, &env));
     assert_eq!(rerun.code, Some(0), "{}", rerun.describe());
     assert_eq!(db.task("t-crash").unwrap().status, "completed");
-    let after_crash = std::fs::read(folders.data.join("out/t-crash.mp4")).unwrap();
+    let after_crash = std::fs::read(folders.data.join("output/t-crash.mp4")).unwrap();
 
     // The same blueprint from a clean start, as another run of the task would do.
     db.execute("UPDATE choreography_tasks SET status = 'started' WHERE task_id = 't-crash'");
     let clean = run_job(job_command(&folders, &text, &env));
     assert_eq!(clean.code, Some(0), "{}", clean.describe());
-    let from_clean = std::fs::read(folders.data.join("out/t-crash.mp4")).unwrap();
+    let from_clean = std::fs::read(folders.data.join("output/t-crash.mp4")).unwrap();
     assert!(after_crash == from_clean, "the re-run after a crash made a different file ({} vs {} bytes)", after_crash.len(), from_clean.len());
 }

@@ -112,9 +112,9 @@ fn group_of(limit_mib: u64) -> Option<MemoryCgroup> {
     }
 }
 
-/// Plugin plans whose filter values the policy does not bound: FFmpeg would take
-/// gigabytes (or, for `fps`, spin for ever). Each must end as a refusal or a clean step
-/// failure naming the limit it reached.
+/// Plugin plans whose filter values once took FFmpeg gigabytes (or, for `fps`, for ever).
+/// The policy now refuses them all before FFmpeg starts; should one pass, it must still
+/// end as a clean step failure naming the limit it reached.
 #[test]
 fn hostile_filter_values_end_cleanly_inside_the_budget() {
     let folders = Folders::new();
@@ -301,4 +301,26 @@ fn memcheck_reports_each_stage_and_no_growth_over_five_iterations() {
     assert_eq!(report["leak"]["host_rss_after_iteration_mib"].as_array().unwrap().len(), 5);
     assert_eq!(report["leak"]["flat"], true, "the host grows: {}", report["leak"]);
     assert!(stdout.contains("utilization"), "no table on stdout");
+}
+
+/// A plan whose every value is within the policy's bounds and that still wants
+/// gigabytes: `split` queues each decoded 720p60 frame while `concat` plays the other
+/// branch. The policy cannot see this; the child's memory limit (or the watchdog) ends
+/// it as a recorded failure, never the OOM killer.
+#[test]
+fn a_plan_within_the_policy_that_buffers_a_clip_is_held_by_the_childs_limit() {
+    let Some(group) = group_of(512) else { return };
+    let folders = Folders::new();
+    media::make_clip(&folders.key("media/clip.mp4"), &media::ClipSpec { rate: "60", ..media::CLIP_A.with_seconds(20.0) });
+    media::make_song_wav(&folders.key("media/song.wav"), 3.0);
+    let blueprint = folders.data.join("buffer.json");
+    std::fs::write(&blueprint, "plan:buffer-whole-clip").unwrap();
+    let outcome = run_limited(&group, &folders, blueprint.to_str().unwrap(), &["--guest", HOSTILE]);
+    println!("buffer-whole-clip: exit {:?}, cgroup peak {} MiB: {}", outcome.code, outcome.usage.peak_mib, outcome.error());
+    assert_eq!(outcome.usage.oom_kills, 0, "the OOM killer fired\n{}", outcome.stderr);
+    assert_eq!(outcome.code, Some(5), "{}", outcome.stderr);
+    assert_eq!(outcome.last["status"], "failed");
+    let error = outcome.error();
+    assert!(error.contains("exceeded its memory limit of") || error.contains("memory budget exceeded"), "{error}");
+    assert!(!folders.key("output/hostile.mp4").exists(), "an output was written");
 }

@@ -647,19 +647,24 @@ hostile_plan_tests! {
 }
 
 #[test]
-fn a_plugin_cannot_choose_an_output_that_is_not_an_mp4_or_is_an_input() {
+fn a_plugin_cannot_choose_an_output_that_is_not_an_mp4_or_is_an_input_or_elsewhere() {
     let sandbox = hostile_media();
     std::fs::write(sandbox.key("precious.json"), b"{}").unwrap();
     let clip_before = std::fs::read(sandbox.key("media/clip.mp4")).unwrap();
-    for (behaviour, reason) in [("output-json", "does not end in .mp4"), ("output-is-input", "is also an input")] {
+    for (behaviour, code, reason) in [
+        ("output-json", 3, "does not end in .mp4"),
+        ("output-is-input", 3, "is also an input"),
+        ("output-elsewhere", 2, "/output_config/output_path: `output_path` \"clips/hostile.mp4\" is outside the output prefix \"output/\""),
+    ] {
         let run = run_hostile(&sandbox, behaviour, &[]);
-        let error = run.expect_failure(3);
+        let error = run.expect_failure(code);
         assert!(error.contains(reason), "{behaviour}: {error}");
         assert!(!run.ran_stage("fetch"), "{behaviour}: work started\n{}", run.describe());
         sandbox.assert_work_empty(&run);
     }
     assert_eq!(std::fs::read(sandbox.key("precious.json")).unwrap(), b"{}");
     assert_eq!(std::fs::read(sandbox.key("media/clip.mp4")).unwrap(), clip_before);
+    assert!(!sandbox.key("clips/hostile.mp4").exists(), "written outside the output prefix");
 }
 
 #[test]

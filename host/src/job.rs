@@ -21,7 +21,7 @@ use crate::budget::estimate;
 use crate::budget::watchdog::Watchdog;
 use crate::cancel::{Cancel, Stop};
 use crate::ffmpeg::{ChildLimits, FfmpegError, PathTable, Runner};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{output_prefix_problem, Storage, StorageError};
 use crate::work::Staging;
 use crate::{exit, logging, media};
 
@@ -37,6 +37,10 @@ pub struct JobConfig {
     pub strict: bool,
     pub ffprobe: PathBuf,
     pub runner: Runner,
+    /// The output key, less `strip_prefix`, must start with it (`OUTPUT_PREFIX`).
+    pub output_prefix: String,
+    /// The backend's `data/` (`GCS_STRIP_PREFIX`), which names the storage's root.
+    pub strip_prefix: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +243,11 @@ impl Job<'_> {
         if let Some(error) = output_overwrites_an_input(self.storage, &validated) {
             return Err((Stage::Validate, Failure::Invalid(vec![error])));
         }
+        // A plugin's validator chooses the output key: the host's rule, not the guest's.
+        if let Some(message) = output_prefix_problem(&validated.output_key, &self.config.strip_prefix, &self.config.output_prefix) {
+            let error = ValidationError { pointer: "/output_config/output_path".into(), code: br_blueprint::ErrorCode::NotAllowed, message };
+            return Err((Stage::Validate, Failure::Invalid(vec![error])));
+        }
         estimate::check_blueprint(&validated, &self.config.runner.budget).map_err(|e| (Stage::Validate, Failure::Invalid(vec![e])))?;
         Ok(Checked { validated, validate_seconds: started.elapsed().as_secs_f64() })
     }
@@ -322,7 +331,7 @@ impl Job<'_> {
             Planning { verdict: Ok(plan), .. } => plan,
             Planning { verdict: Err(errors), .. } => return Err((Stage::Plan, Failure::Plan(errors))),
         };
-        let plan = br_policy::check(&plan, inputs.len() as u32, &PolicyLimits::default()).map_err(|v| (Stage::Plan, Failure::Policy(v)))?;
+        let plan = br_policy::check(&plan, inputs.len() as u32, &PolicyLimits::for_request(&request)).map_err(|v| (Stage::Plan, Failure::Policy(v)))?;
         estimate::check_plan(plan.plan(), &self.config.runner.budget).map_err(|(_, message)| (Stage::Plan, Failure::PlanTooLarge(message)))?;
         for warning in &plan.plan().warnings {
             tracing::warn!(pointer = %warning.pointer, "{}", warning.message);

@@ -243,6 +243,8 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
             job_deadline: flags.job_deadline.map(Duration::from_secs),
             stall_limit: ffmpeg::STALL_LIMIT,
         },
+        output_prefix: flags.storage.output_prefix.clone(),
+        strip_prefix: flags.storage.strip_prefix.clone(),
     };
     let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config, cancel, watchdog };
 

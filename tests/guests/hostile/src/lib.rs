@@ -89,15 +89,32 @@ impl Guest for HostileGuest {
                 steps: (0..10_000).map(|_| wit::Step::Ffmpeg(wit::Invocation { args: vec![lit("-i"), Input(1), Output], media_seconds: 1.0, label: "x".into() })).collect(),
                 warnings: vec![],
             },
-            // Values the policy does not bound (yet): only the host's limits on the child
-            // keep FFmpeg from taking gigabytes.
+            // Values that took FFmpeg gigabytes before the policy bounded filter values.
             "huge-scale" => filtered("-vf", "scale=8000:8000"),
             "huge-pad" => filtered("-vf", "pad=16000:16000"),
-            // The same size as an expression, which no estimate reads: only the child's limit holds it.
+            // The same size as an expression: sizes are literal pixels or nothing.
             "huge-scale-expression" => filtered("-vf", "scale=iw*25:ih*44"),
             "huge-fps" => filtered("-vf", "fps=1000000000"),
-            // An expression that never ends: FFmpeg's output time stands still.
+            // An expression that never ends: FFmpeg's output time would stand still.
             "stall" => filtered("-vf", "setpts='while(1,1)'"),
+            // Every value within its bound, and still a memory hog: `concat` plays the first
+            // branch to its end while `split` queues every decoded frame for the second. Only
+            // the host's limit on the child (and its watchdog) holds this one.
+            "buffer-whole-clip" => one(vec![
+                lit("-i"),
+                Input(1),
+                lit("-filter_complex"),
+                lit("[0:v]split=2[first][second];[first][second]concat=n=2:v=1:a=0[v]"),
+                lit("-map"),
+                lit("[v]"),
+                lit("-c:v"),
+                lit("libx264"),
+                lit("-preset"),
+                lit("ultrafast"),
+                lit("-f"),
+                lit("mp4"),
+                Output,
+            ]),
             "huge-asetnsamples" => filtered("-af", "asetnsamples=n=100000000"),
             "huge-aresample" => filtered("-af", "aresample=2000000000"),
             "spin" => loop {
@@ -110,7 +127,7 @@ impl Guest for HostileGuest {
 }
 
 /// One 2-second move of `media/clip.mp4` over `media/song.wav`, written to
-/// `out/hostile.mp4`; the move's `clip-id` carries the plan misbehaviour.
+/// `output/hostile.mp4`; the move's `clip-id` carries the plan misbehaviour.
 fn fixed_blueprint(behaviour: &str) -> wit::Validated {
     wit::Validated {
         task_id: "hostile-plan".into(),
@@ -120,7 +137,9 @@ fn fixed_blueprint(behaviour: &str) -> wit::Validated {
         output_key: match behaviour {
             "output-json" => "precious.json".into(),
             "output-is-input" => "media/clip.mp4".into(),
-            _ => "out/hostile.mp4".into(),
+            // Outside the host's OUTPUT_PREFIX (`output/`).
+            "output-elsewhere" => "clips/hostile.mp4".into(),
+            _ => "output/hostile.mp4".into(),
         },
         total_duration: 2.0,
         moves: vec![wit::MoveSlot {
