@@ -644,6 +644,10 @@ hostile_plan_tests! {
     hostile_plan_huge_asetnsamples => "huge-asetnsamples" naming "the asetnsamples option nb_out_samples=\"100000000\"",
     hostile_plan_huge_aresample => "huge-aresample" naming "the aresample option sample_rate=\"2000000000\"",
     hostile_plan_endless_expression => "stall" naming "the setpts option expr: the function \"while\"",
+    hostile_plan_many_threads => "many-threads" naming "-threads: a whole number of threads from 1 to 2",
+    hostile_plan_huge_frame_count => "huge-frames" naming "not a valid value for -r",
+    hostile_plan_expression_with_state => "volume-state" naming "the volume option volume: the function \"st\"",
+    hostile_plan_concat_amplification => "concat-amplification" naming "step 1: part 1: temp 0 is already a part of a concat list",
 }
 
 #[test]

@@ -251,6 +251,9 @@ impl Runner {
         };
         // When FFmpeg's output time last moved forward, and to where.
         let advanced = std::cell::Cell::new((Instant::now(), i64::MIN));
+        // The child's data segment, as last seen.
+        let data_seen = std::cell::Cell::new(0u64);
+        let pid = child.id();
         let work = async {
             let progress = async {
                 let mut lines = BufReader::new(stdout).lines();
@@ -299,6 +302,9 @@ impl Runner {
         let stalled = async {
             loop {
                 tokio::time::sleep(STALL_CHECK).await;
+                if let Some(bytes) = pid.and_then(data_bytes) {
+                    data_seen.set(bytes);
+                }
                 if advanced.get().0.elapsed() >= self.stall_limit {
                     return;
                 }
@@ -321,7 +327,7 @@ impl Runner {
         match finished {
             (Err(e), _) => Err(FfmpegError::Failed { step, label, status: format!("could not be waited for: {e}"), stderr: String::new(), limits: None }),
             (Ok(status), _) if status.success() => Ok(()),
-            (Ok(status), stderr) => Err(match LimitHit::of(&status, &stderr) {
+            (Ok(status), stderr) => Err(match LimitHit::of(&status, &stderr, near_data_limit(data_seen.get(), limits.memory)) {
                 Some(LimitHit::Memory) => FfmpegError::MemoryLimit { step, label, limit: limits.memory, stderr },
                 Some(LimitHit::FileSize) => FfmpegError::FileLimit { step, label, limit: limits.file_size },
                 Some(LimitHit::Cpu) => FfmpegError::CpuLimit { step, label, seconds: limits.cpu_seconds },
@@ -370,7 +376,8 @@ struct StepRun<'a> {
 /// loop for ever; this is the backstop for what no rule foresaw (an FFmpeg that hangs,
 /// an input that never comes).
 pub const STALL_LIMIT: Duration = Duration::from_secs(60);
-const STALL_CHECK: Duration = Duration::from_millis(250);
+/// Also how often the child's data segment is looked at.
+const STALL_CHECK: Duration = Duration::from_millis(100);
 
 /// How often the join's open files are looked at.
 const UNLINK_POLL: Duration = Duration::from_millis(100);
@@ -384,7 +391,11 @@ enum LimitHit {
 }
 
 impl LimitHit {
-    fn of(status: &std::process::ExitStatus, stderr: &str) -> Option<LimitHit> {
+    /// `data_near_limit`: the child's data segment was last seen close to its
+    /// `RLIMIT_DATA`. A refused allocation is not always reported as one (a decoder
+    /// whose buffer allocation fails says "Invalid data found"), so a failure there is
+    /// counted as the memory limit whatever the message.
+    fn of(status: &std::process::ExitStatus, stderr: &str, data_near_limit: bool) -> Option<LimitHit> {
         use std::os::unix::process::ExitStatusExt;
         if status.signal() == Some(libc::SIGXCPU) {
             return Some(LimitHit::Cpu);
@@ -396,21 +407,35 @@ impl LimitHit {
         // What FFmpeg, x264 and glibc print when an allocation is refused.
         const ALLOCATION_FAILED: [&str; 6] =
             ["cannot allocate memory", "out of memory", "malloc of size", "failed to allocate", "could not allocate", "memory allocation"];
-        ALLOCATION_FAILED.iter().any(|words| stderr.contains(words)).then_some(LimitHit::Memory)
+        (data_near_limit || ALLOCATION_FAILED.iter().any(|words| stderr.contains(words))).then_some(LimitHit::Memory)
     }
 }
 
-/// Arguments with the plan's numbers replaced by the host's paths. The policy has
-/// already checked every index. Every staged input is opened with [`INPUT_WHITELIST`]:
-/// its content, not the plan, decides how FFmpeg would read it otherwise.
+/// `VmData` of process `pid` in bytes: what `RLIMIT_DATA` is compared with.
+fn data_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmData:"))?;
+    let kib: u64 = line.trim_start_matches("VmData:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Within this share of its `RLIMIT_DATA`, a failing child is taken to have hit it.
+const NEAR_DATA_LIMIT: f64 = 0.85;
+
+fn near_data_limit(seen: u64, limit: u64) -> bool {
+    seen as f64 >= NEAR_DATA_LIMIT * limit as f64
+}
+
 /// No step writes more media than the whole video and this: a segment decodes a little
 /// before its first frame (the policy's slack for the plan's own times is the same).
 const OUTPUT_SLACK_SECONDS: f64 = 10.0;
 
-/// The plan's arguments with the host's paths and flags. When the plan does not bound
-/// its output's length itself (`-t`/`-to` among the output's options), the host adds
-/// `-t output_bound_seconds` before the output: a filter that pads or loops for ever
-/// then still ends (the policy already bounds the plan's own `-t`).
+/// Arguments with the plan's numbers replaced by the host's paths. The policy has
+/// already checked every index. Every staged input is opened with [`INPUT_WHITELIST`]:
+/// its content, not the plan, decides how FFmpeg would read it otherwise. When the plan
+/// does not bound its output's length itself (`-t`/`-to` among the output's options),
+/// the host adds `-t output_bound_seconds` before the output: a filter that pads or
+/// loops for ever then still ends (the policy already bounds the plan's own `-t`).
 fn resolve(args: &[Arg], paths: &PathTable, temps: &[TempFormat], output_bound_seconds: f64) -> Vec<std::ffi::OsString> {
     let mut resolved = Vec::with_capacity(args.len() + 10);
     let after_last_input = args.iter().rposition(|arg| *arg == Arg::lit("-i")).map_or(0, |at| at + 2);
@@ -528,6 +553,17 @@ mod tests {
         let result = runner.run_one(step, &args, &Cancel::never(), |_| {}).await;
         assert!(matches!(result, Err(FfmpegError::Stalled { seconds: 2, .. })), "{result:?}");
         assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_failure_near_the_data_limit_is_the_memory_limit_whatever_ffmpeg_says() {
+        use std::os::unix::process::ExitStatusExt;
+        let exit_1 = std::process::ExitStatus::from_raw(1 << 8);
+        let message = "Error while decoding stream #0:0: Invalid data found when processing input";
+        assert_eq!(LimitHit::of(&exit_1, message, true), Some(LimitHit::Memory));
+        assert_eq!(LimitHit::of(&exit_1, message, false), None);
+        assert_eq!(LimitHit::of(&exit_1, "x264 [error]: malloc of size 1234 failed", false), Some(LimitHit::Memory));
+        assert!(near_data_limit(90 * MIB, 100 * MIB) && !near_data_limit(50 * MIB, 100 * MIB));
     }
 
     fn shown(args: &[std::ffi::OsString]) -> String {

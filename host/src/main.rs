@@ -265,7 +265,13 @@ fn main() -> ExitCode {
 /// Runs a command on a single-threaded runtime (one vCPU: FFmpeg does the heavy work).
 fn block_on(command: impl std::future::Future<Output = u8>) -> ExitCode {
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => ExitCode::from(runtime.block_on(command)),
+        Ok(runtime) => {
+            let code = runtime.block_on(command);
+            // A blocking task still copying a file (a slow disk) must not hold the exit,
+            // after SIGTERM least of all: Cloud Run kills the container seconds later.
+            runtime.shutdown_timeout(Duration::from_secs(2));
+            ExitCode::from(code)
+        }
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
             ExitCode::from(exit::USAGE)

@@ -111,7 +111,7 @@ fn a_clip_shorter_than_its_move_is_held_with_a_warning_or_refused_when_strict() 
     assert!(graph.contains("tpad=stop_mode=clone"), "the last frame is held: {graph}");
 
     request.strict = true;
-    let errors = br_plan::plan(&request).err().expect("strict refuses");
+    let errors = br_plan::plan(&request).expect_err("strict refuses");
     assert_eq!(errors.len(), 2);
     assert_eq!(errors[0].pointer, "/moves/2");
 }
@@ -122,7 +122,7 @@ fn media_that_cannot_serve_the_blueprint_is_refused_with_pointers() {
     bad.validated.moves[4].trim_start = 10.0;
     bad.inputs[0].audio = None;
     bad.inputs[8].video = None;
-    let errors = plan(&bad).err().expect("refused");
+    let errors = plan(&bad).expect_err("refused");
     let pointers: Vec<_> = errors.iter().map(|e| e.pointer.as_str()).collect();
     assert!(pointers.contains(&"/audio_path"), "{errors:?}");
     assert!(pointers.contains(&"/moves/4/trim_start"), "{errors:?}");
@@ -131,7 +131,7 @@ fn media_that_cannot_serve_the_blueprint_is_refused_with_pointers() {
 
     let mut trimmed_away = request(example(), 10.0);
     trimmed_away.validated.moves[3].trim_end = 10.0;
-    assert_eq!(plan(&trimmed_away).err().expect("refused")[0].pointer, "/moves/3/trim_end");
+    assert_eq!(plan(&trimmed_away).expect_err("refused")[0].pointer, "/moves/3/trim_end");
 
     let mut wrong_count = request(example(), 10.0);
     wrong_count.inputs.pop();
@@ -187,7 +187,7 @@ fn too_many_volume_changes_are_refused() {
         })
         .collect();
     validated.total_duration = 2_000.0;
-    let errors = plan(&request(validated, 10.0)).err().expect("2,000 volume changes are refused");
+    let errors = plan(&request(validated, 10.0)).expect_err("2,000 volume changes are refused");
     assert_eq!(errors[0].pointer, "/moves", "{errors:?}");
 }
 

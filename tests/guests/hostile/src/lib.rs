@@ -115,6 +115,31 @@ impl Guest for HostileGuest {
                 lit("mp4"),
                 Output,
             ]),
+            "many-threads" => filtered("-threads", "16"),
+            "huge-frames" => one(vec![lit("-i"), Input(1), lit("-r"), lit("240"), lit("-frames:v"), lit("10000000"), lit("-f"), lit("mp4"), Output]),
+            "volume-state" => filtered("-af", "volume='st(0,ld(0)+1)':eval=frame"),
+            // One 475 KB segment listed 2,000 times at 1 µs each: FFmpeg copies it whole
+            // every time (gigabytes), whatever the declared durations say.
+            "concat-amplification" => wit::Plan {
+                temps: vec![wit::TempFormat::Nut, wit::TempFormat::Ffconcat],
+                steps: vec![
+                    wit::Step::Ffmpeg(wit::Invocation {
+                        args: vec![lit("-i"), Input(1), lit("-c:v"), lit("libx264"), lit("-f"), lit("nut"), Temp(0)],
+                        media_seconds: 2.0,
+                        label: "segment".into(),
+                    }),
+                    wit::Step::WriteConcatList(wit::ConcatList {
+                        list: 1,
+                        parts: (0..2_000).map(|_| wit::ConcatPart { temp: 0, duration: 0.000_001 }).collect(),
+                    }),
+                    wit::Step::Ffmpeg(wit::Invocation {
+                        args: vec![lit("-f"), lit("concat"), lit("-i"), Temp(1), lit("-c:v"), lit("copy"), lit("-f"), lit("mp4"), Output],
+                        media_seconds: 2.0,
+                        label: "join".into(),
+                    }),
+                ],
+                warnings: vec![],
+            },
             "huge-asetnsamples" => filtered("-af", "asetnsamples=n=100000000"),
             "huge-aresample" => filtered("-af", "aresample=2000000000"),
             "spin" => loop {
