@@ -263,3 +263,59 @@ fn configuration_mistakes_are_usage_errors() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("GCS_BUCKET_NAME"));
 }
+
+/// `prepare` against the bucket: the blueprint's two clips prepared under
+/// `prepared/<profile>/`, each with its manifest; a second run recognises them by their
+/// source's generation and downloads no clip; a replaced source is prepared again.
+#[test]
+fn prepare_stores_prepared_clips_and_skips_them_by_generation() {
+    let emulator = stocked_emulator();
+    emulator.put(BUCKET, "steps/other.mp4", &media_file("small.mp4"));
+    let document = blueprint("data/steps/other.mp4");
+    let prepare = |host: &str| {
+        let work = tempfile::tempdir().unwrap();
+        let output = Command::new(BIN)
+            .args(["--log-format", "text", "prepare", "--storage", "gcs", "--bucket", BUCKET, "--work-dir"])
+            .arg(work.path())
+            .arg("--cache-dir")
+            .arg(cache_dir())
+            .env("STORAGE_EMULATOR_HOST", host)
+            .env("BLUEPRINT_JSON", document.to_string())
+            .env_remove("BLUEPRINT_URI")
+            .env_remove("DATA_DIR")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        let summary: Value = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or_else(|| {
+            panic!("no summary; stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+        });
+        (output.status.code(), summary)
+    };
+    let (code, summary) = prepare(&emulator.host());
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(summary["prepared"], 2, "{summary}");
+    // The small clip is 320x180 and the blueprint gives no size: the profile is the first clip's.
+    let profile = summary["profile_id"].as_str().unwrap().to_owned();
+    assert!(profile.starts_with("h264-320x180-25fps-"), "{profile}");
+    for clip in ["steps/small.mp4", "steps/other.mp4"] {
+        let prepared = emulator.get(BUCKET, &format!("prepared/{profile}/data/{clip}"));
+        let prepared = prepared.unwrap_or_else(|| panic!("{clip} not prepared: {:?}", emulator.list(BUCKET)));
+        let local = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(local.path(), &prepared).unwrap();
+        assert_eq!(media::probe(local.path()).video().packets(), 150, "6 s at 25 fps");
+        let manifest = emulator.get(BUCKET, &format!("prepared/{profile}/data/{clip}.json")).expect("manifest");
+        let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+        assert!(manifest["source_identity"].as_str().unwrap().starts_with("generation "), "{manifest}");
+    }
+
+    let proxy = FaultProxy::start(&emulator.address, |_, _| Action::Forward);
+    let (code, summary) = prepare(&proxy.host());
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!((summary["prepared"].as_u64(), summary["up_to_date"].as_u64()), (Some(0), Some(2)), "{summary}");
+    assert_eq!(media_gets(&proxy, "steps/other.mp4"), 1, "only the one-byte look-ups: {:?}", proxy.seen.lock().unwrap());
+
+    emulator.put(BUCKET, "steps/other.mp4", &media_file("small.mp4"));
+    let (code, summary) = prepare(&emulator.host());
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!((summary["prepared"].as_u64(), summary["up_to_date"].as_u64()), (Some(1), Some(1)), "{summary}");
+}

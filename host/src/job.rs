@@ -483,6 +483,9 @@ mod tests {
     struct Bucket;
 
     impl Storage for Bucket {
+        fn identity<'a>(&'a self, _key: &'a str) -> StorageFuture<'a, String> {
+            Box::pin(async { Ok("generation 1".to_owned()) })
+        }
         fn describe(&self) -> String {
             "gs://bucket".into()
         }

@@ -12,6 +12,7 @@ mod job;
 mod logging;
 mod media;
 mod memcheck;
+mod prepare;
 mod run;
 mod storage;
 mod validate;
@@ -79,6 +80,16 @@ enum Command {
         #[arg(long, default_value = "memory_usage_results.json")]
         out: PathBuf,
     },
+    /// Re-encode clips once at an output profile (short closed GOPs) into
+    /// `prepared/<profile>/<key>` with a manifest: a blueprint's clips (FILE or
+    /// BLUEPRINT_JSON), or with --all every .mp4 under a prefix of the local folder.
+    /// Skips clips already prepared from the same source; prints a JSON summary.
+    Prepare {
+        #[command(flatten)]
+        job: JobFlags,
+        #[command(flatten)]
+        prepare: PrepareFlags,
+    },
     /// Validate, fetch, probe and plan, check the plan against the policy, and print it
     /// as JSON without running anything.
     Plan {
@@ -130,6 +141,25 @@ struct JobFlags {
     job_deadline: Option<u64>,
     #[command(flatten)]
     sandbox: SandboxFlags,
+}
+
+#[derive(Args, Clone)]
+struct PrepareFlags {
+    /// Prepare every .mp4 under this key prefix (local storage only), not a blueprint's clips.
+    #[arg(long)]
+    all: Option<String>,
+    /// This process's share of the clips, I/N (default: CLOUD_RUN_TASK_INDEX/CLOUD_RUN_TASK_COUNT, else all).
+    #[arg(long, value_parser = prepare::Shard::parse)]
+    shard: Option<prepare::Shard>,
+    /// With --all: the profile's frame size, rate and video bitrate (bits per second).
+    #[arg(long, default_value_t = 1280, value_parser = clap::value_parser!(u32).range(16..=3840))]
+    width: u32,
+    #[arg(long, default_value_t = 720, value_parser = clap::value_parser!(u32).range(16..=2160))]
+    height: u32,
+    #[arg(long, default_value_t = 30.0)]
+    frame_rate: f64,
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(100_000..=50_000_000))]
+    video_bitrate: u64,
 }
 
 #[derive(Args, Clone)]
@@ -311,6 +341,7 @@ async fn run(command: Command) -> u8 {
         Command::BenchFetch { keys, storage } => run::bench_fetch(&storage, &keys).await,
         Command::Run { job } => run::run(job, run::Mode::Run).await,
         Command::Plan { job } => run::run(job, run::Mode::PlanOnly).await,
+        Command::Prepare { job, prepare } => run::prepare(job, prepare).await,
         Command::Memcheck { job, iterations, out } => memcheck::memcheck(job, iterations, &out).await,
         Command::Job { job, task_id, status_flush_secs } => run::job(job, task_id, Duration::from_secs(status_flush_secs.max(1))).await,
         Command::BenchValidate { file, iterations, sandbox } => {

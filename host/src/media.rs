@@ -20,6 +20,27 @@ pub struct MediaError {
     pub message: String,
 }
 
+/// How many frames the first video stream of `file` has (its packets, counted by
+/// reading the container: no decoding).
+pub async fn count_video_frames(ffprobe: &Path, file: &Path, limits: ChildLimits) -> Result<u64, MediaError> {
+    let fail = |message: String| MediaError { message: format!("{}: {message}", file.display()) };
+    let output = crate::ffmpeg::child_command(ffprobe, limits)
+        .args(["-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(file)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(PROBE_TIMEOUT, output)
+        .await
+        .map_err(|_| fail(format!("ffprobe did not finish within {} s", PROBE_TIMEOUT.as_secs())))?
+        .map_err(|e| fail(format!("cannot run ffprobe: {e}")))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    match text.trim().trim_end_matches(',').parse() {
+        Ok(frames) if output.status.success() => Ok(frames),
+        _ => Err(fail(format!("cannot count its frames: {}", String::from_utf8_lossy(&output.stderr).trim()))),
+    }
+}
+
 pub async fn probe(ffprobe: &Path, file: &Path, key: &str, limits: ChildLimits) -> Result<MediaFacts, MediaError> {
     let fail = |message: String| MediaError { message: format!("{key}: {message}") };
     let mut child = crate::ffmpeg::child_command(ffprobe, limits)

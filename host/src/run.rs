@@ -363,3 +363,93 @@ fn peak_rss_kib() -> u64 {
         .and_then(|status| status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
         .unwrap_or(0)
 }
+
+/// `prepare`: a blueprint's clips (or every clip under `--all PREFIX`) prepared at the
+/// blueprint's (or the flags') output profile. The blueprint is validated in the guest
+/// like any other; the clips are re-encoded by the host under the same policy and
+/// limits as a job's steps.
+pub async fn prepare(flags: JobFlags, options: crate::PrepareFlags) -> u8 {
+    let cancel = Cancel::on_signals();
+    let fail = |code: u8, message: String| {
+        tracing::error!("{message}");
+        eprintln!("error: {message}");
+        code
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let shard = match (options.shard, crate::prepare::Shard::from_cloud_run(&env)) {
+        (Some(shard), _) => shard,
+        (None, Ok(Some(shard))) => shard,
+        (None, Ok(None)) => crate::prepare::Shard::WHOLE,
+        (None, Err(message)) => return fail(exit::USAGE, format!("CLOUD_RUN_TASK_INDEX/COUNT: {message}")),
+    };
+    let budget = match flags.sandbox.budget() {
+        Ok(budget) => budget,
+        Err((code, message)) => return fail(code, message),
+    };
+    let storage = match open_storage(&flags.storage).await {
+        Ok(storage) => storage,
+        Err(message) => return fail(exit::USAGE, message),
+    };
+    let work_root = flags.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let (ffmpeg_binary, ffprobe) = ffmpeg::binaries();
+    let runner = ffmpeg::Runner {
+        ffmpeg: ffmpeg_binary,
+        step_timeout: flags.step_timeout.map(Duration::from_secs),
+        budget,
+        job_deadline: flags.job_deadline.map(Duration::from_secs),
+        stall_limit: ffmpeg::STALL_LIMIT,
+    };
+    let preparer = crate::prepare::Preparer { storage: storage.as_ref(), runner: &runner, ffprobe: &ffprobe, work_root: &work_root, cancel: &cancel };
+    let (profile, keys) = match &options.all {
+        Some(prefix) => {
+            let Some(root) = flags.storage.data_dir.as_deref().filter(|_| flags.storage.kind != Some(StorageKind::Gcs)) else {
+                return fail(exit::USAGE, "--all lists a local folder (--data-dir); for GCS, prepare the clips of blueprints".into());
+            };
+            let keys = match crate::prepare::local_clips(root, prefix) {
+                Ok(keys) => keys,
+                Err(message) => return fail(exit::STORAGE, message),
+            };
+            let rate = br_plan::FrameRate::from_fps(options.frame_rate.clamp(1.0, 120.0));
+            (br_plan::prepare::Profile { width: options.width, height: options.height, rate, video_bitrate: options.video_bitrate }, keys)
+        }
+        None => match blueprint_profile(&flags, &preparer, &work_root).await {
+            Ok(found) => found,
+            Err((code, message)) => return fail(code, message),
+        },
+    };
+    preparer.prepare_all(&profile, &keys, shard).await
+}
+
+/// The profile and clips of the blueprint `prepare` was given, validated in the guest;
+/// the first clip is probed when the blueprint does not give the output's size.
+async fn blueprint_profile(
+    flags: &JobFlags,
+    preparer: &crate::prepare::Preparer<'_>,
+    work_root: &std::path::Path,
+) -> Result<(br_plan::prepare::Profile, Vec<String>), (u8, String)> {
+    let source = Source::choose(flags.file.as_deref()).map_err(|message| (exit::USAGE, message))?;
+    let text = read_blueprint(&source, &flags.storage).await.map_err(|message| (exit::USAGE, message))?;
+    let text = text.into_text().map_err(|refusal| (exit::INVALID_BLUEPRINT, format!("{}: {}", refusal.pointer, refusal.message)))?;
+    let sandbox = flags.sandbox.try_load()?;
+    let validation = sandbox.validate(&text).await.map_err(|error| (exit::SANDBOX, error.to_string()))?;
+    let validated = validation.verdict.map_err(|refusal| {
+        let listed: Vec<String> = refusal.errors.iter().map(|e| format!("{}: {}", e.pointer, e.message)).collect();
+        (exit::INVALID_BLUEPRINT, format!("invalid blueprint: {}", listed.join("; ")))
+    })?;
+    let mut inputs = vec![br_plan::MediaFacts { key: validated.audio_key.clone(), duration: 0.0, video: None, audio: None }];
+    inputs.extend(validated.clip_keys.iter().map(|key| br_plan::MediaFacts { key: key.clone(), duration: 0.0, video: None, audio: None }));
+    if validated.output.width.is_none() || validated.output.height.is_none() {
+        if let Some(first) = validated.moves.first().map(|m| m.clip as usize) {
+            let key = &validated.clip_keys[first.min(validated.clip_keys.len().saturating_sub(1))];
+            let folder = tempfile::Builder::new().prefix("blueprint-runner-prepare-").tempdir_in(work_root).map_err(|e| (exit::STORAGE, format!("work folder: {e}")))?;
+            let file = folder.path().join("first-clip");
+            preparer.storage.fetch(key, &file).await.map_err(|e| (exit::STORAGE, e.to_string()))?;
+            let limits = ffmpeg::ChildLimits::from_budget(&preparer.runner.budget, folder.path(), 0, crate::media::PROBE_TIMEOUT);
+            let facts = crate::media::probe(preparer.ffprobe, &file, key, limits).await.map_err(|e| (exit::MEDIA, e.to_string()))?;
+            inputs[1 + first] = facts;
+        }
+    }
+    let profile = br_plan::prepare::Profile::of(&validated, &inputs)
+        .ok_or_else(|| (exit::USAGE, format!("only libx264 outputs have prepared clips; this blueprint asks for {}", validated.output.video_codec)))?;
+    Ok((profile, validated.clip_keys.clone()))
+}

@@ -4,6 +4,7 @@
 //! inputs, temporaries and the output by number (see `wit/`).
 
 mod planner;
+pub mod prepare;
 mod rational;
 mod types;
 

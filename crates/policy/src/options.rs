@@ -74,6 +74,8 @@ const OPTIONS: &[OptionSpec] = &[
     spec("-frames:v", ValueKind::Frames),
     spec("-threads", ValueKind::Threads),
     spec("-g", integer(1, 1000)),
+    spec("-keyint_min", integer(1, 1000)),
+    spec("-sc_threshold", integer(0, 100)),
     spec("-bf", integer(0, 16)),
     spec("-crf", integer(0, 51)),
     spec("-ar", ValueKind::SampleRate),

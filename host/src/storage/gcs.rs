@@ -189,6 +189,29 @@ impl GcsStorage {
 }
 
 impl Storage for GcsStorage {
+    fn identity<'a>(&'a self, key: &'a str) -> StorageFuture<'a, String> {
+        Box::pin(async move {
+            let object = self.object_name(key);
+            self.with_retries(key, "look up", || async {
+                // One byte read: the response's headers carry the generation (the
+                // metadata API is gRPC-only in this client).
+                let mut response = self
+                    .client
+                    .read_object(&self.bucket_path, &object)
+                    .set_read_range(google_cloud_storage::model_ext::ReadRange::head(1))
+                    .send()
+                    .await
+                    .map_err(|e| classify(&e))?;
+                let generation = response.object().generation;
+                while let Some(chunk) = response.next().await {
+                    chunk.map_err(|e| classify(&e))?;
+                }
+                Ok(format!("generation {generation}"))
+            })
+            .await
+        })
+    }
+
     fn describe(&self) -> String {
         self.shown()
     }

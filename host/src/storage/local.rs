@@ -81,6 +81,18 @@ impl LocalFolder {
 }
 
 impl Storage for LocalFolder {
+    fn identity<'a>(&'a self, key: &'a str) -> StorageFuture<'a, String> {
+        Box::pin(async move {
+            let metadata = self.root.symlink_metadata(key).map_err(|e| self.io_error(key, e))?;
+            if !metadata.is_file() {
+                return Err(StorageError::Io { key: key.to_owned(), store: self.shown.clone(), message: "is not a regular file".into() });
+            }
+            let modified = metadata.modified().map_err(|e| self.io_error(key, e))?.into_std();
+            let nanos = modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            Ok(format!("size {} modified {nanos}", metadata.len()))
+        })
+    }
+
     fn describe(&self) -> String {
         self.shown.clone()
     }

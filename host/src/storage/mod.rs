@@ -37,6 +37,9 @@ pub trait Storage: Send + Sync {
     fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path) -> StorageFuture<'a, u64>;
     /// Stores the local file `source` as object `key`, replacing it atomically.
     fn store<'a>(&'a self, source: &'a Path, key: &'a str) -> StorageFuture<'a, u64>;
+    /// Text that changes whenever object `key`'s content may have (a local file's size
+    /// and modification time, a GCS object's generation), without reading the content.
+    fn identity<'a>(&'a self, key: &'a str) -> StorageFuture<'a, String>;
 }
 
 /// Why `key` may not be the job's output, or None: the key, less `strip_prefix` (the

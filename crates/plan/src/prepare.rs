@@ -1,0 +1,127 @@
+//! Prepared clips: a library clip re-encoded once at a job's output settings, with short
+//! closed GOPs and no B-frames, so later jobs can copy whole GOPs of it instead of
+//! decoding and encoding every frame.
+//!
+//! Why these settings: a copied GOP joins the bitstream of the frames encoded around it,
+//! so both must come from the same encoder settings (size, rate, pixel format, profile);
+//! short GOPs (half a second) leave little to re-encode at a cut off the grid; without
+//! B-frames, FFmpeg's concat demuxer, which cuts at `outpoint` by decode timestamp, cuts
+//! at the exact frame.
+
+use br_blueprint::Validated;
+
+use crate::{Arg, FrameRate, Invocation, MediaFacts};
+
+/// Bumped whenever the recipe below changes, so older prepared clips are not mixed in.
+pub const RECIPE_VERSION: u32 = 1;
+/// Frames per GOP: half a second at 30 fps.
+pub const GOP_FRAMES: u32 = 15;
+const PRESET: &str = "veryfast";
+
+/// What a prepared clip is encoded to. Two jobs with the same profile can share
+/// prepared clips.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub width: u32,
+    pub height: u32,
+    pub rate: FrameRate,
+    /// Bits per second.
+    pub video_bitrate: u64,
+}
+
+impl Profile {
+    /// The profile of a blueprint's output: its size (or its first clip's), rate and
+    /// bitrate. None when its video codec is not H.264, the only codec prepared.
+    pub fn of(validated: &Validated, inputs: &[MediaFacts]) -> Option<Profile> {
+        if validated.output.video_codec != "libx264" {
+            return None;
+        }
+        let (width, height) = crate::output_frame(validated, inputs);
+        Some(Profile { width, height, rate: FrameRate::from_fps(validated.output.frame_rate), video_bitrate: validated.output.video_bitrate })
+    }
+
+    /// A readable name, also a folder name: `h264-1280x720-30fps-2000k-g15-r1`.
+    pub fn id(&self) -> String {
+        let rate = if self.rate.den == 1 { self.rate.num.to_string() } else { format!("{}_{}", self.rate.num, self.rate.den) };
+        format!("h264-{}x{}-{rate}fps-{}k-g{GOP_FRAMES}-r{RECIPE_VERSION}", self.width, self.height, self.video_bitrate / 1000)
+    }
+
+    /// The encoder's settings as the manifest records them.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("codec", "libx264".into()),
+            ("preset", PRESET.into()),
+            ("size", format!("{}x{}", self.width, self.height)),
+            ("frame_rate", self.rate.as_ffmpeg()),
+            ("bitrate", self.video_bitrate.to_string()),
+            ("pixel_format", "yuv420p".into()),
+            ("gop", GOP_FRAMES.to_string()),
+            ("b_frames", "0".into()),
+            ("recipe", RECIPE_VERSION.to_string()),
+        ]
+    }
+
+    /// One FFmpeg run that prepares input 0 into the output: every frame brought to the
+    /// profile's grid exactly as the planner's segments bring them (same rate, scaling,
+    /// letterboxing, pixel format), video only.
+    pub fn invocation(&self, label: &str, media_seconds: f64) -> Invocation {
+        let (w, h) = (self.width, self.height);
+        let graph = format!(
+            "[0:v]fps={fps},scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[video]",
+            fps = self.rate.as_ffmpeg()
+        );
+        let threads = if u64::from(w) * u64::from(h) > 1280 * 720 { "1" } else { "2" };
+        let gop = GOP_FRAMES.to_string();
+        let mut args = vec![Arg::lit("-i"), Arg::Input(0), Arg::lit("-filter_complex"), Arg::Literal(graph), Arg::lit("-map"), Arg::lit("[video]")];
+        for (option, value) in [
+            ("-c:v", "libx264"),
+            ("-preset", PRESET),
+            ("-threads", threads),
+            ("-b:v", &self.video_bitrate.to_string()),
+            ("-pix_fmt", "yuv420p"),
+            ("-g", &gop),
+            ("-keyint_min", &gop),
+            ("-sc_threshold", "0"),
+            ("-bf", "0"),
+            ("-r", &self.rate.as_ffmpeg()),
+            ("-movflags", "+faststart"),
+            ("-f", "mp4"),
+        ] {
+            args.extend([Arg::lit(option), Arg::lit(value)]);
+        }
+        args.extend([Arg::lit("-an"), Arg::Output]);
+        Invocation { args, media_seconds, label: label.to_owned() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_id_names_every_setting_that_matters() {
+        let profile = Profile { width: 1280, height: 720, rate: FrameRate { num: 30, den: 1 }, video_bitrate: 2_000_000 };
+        assert_eq!(profile.id(), "h264-1280x720-30fps-2000k-g15-r1");
+        let ntsc = Profile { rate: FrameRate { num: 30_000, den: 1001 }, ..profile.clone() };
+        assert_eq!(ntsc.id(), "h264-1280x720-30000_1001fps-2000k-g15-r1");
+        assert_ne!(Profile { video_bitrate: 2_500_000, ..profile.clone() }.id(), profile.id());
+    }
+
+    #[test]
+    fn the_recipe_has_closed_short_gops_without_b_frames() {
+        let profile = Profile { width: 1280, height: 720, rate: FrameRate { num: 30, den: 1 }, video_bitrate: 2_000_000 };
+        let args: Vec<String> = profile
+            .invocation("prepare", 8.0)
+            .args
+            .iter()
+            .map(|arg| match arg {
+                Arg::Literal(text) => text.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        let text = args.join(" ");
+        for expected in ["-g 15", "-keyint_min 15", "-sc_threshold 0", "-bf 0", "-b:v 2000000", "-r 30", "-an Output"] {
+            assert!(text.contains(expected), "{expected} missing from {text}");
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! `prepare`: re-encodes library clips once at an output profile (`br_plan::prepare`),
+//! so later jobs can copy whole GOPs of them. Each prepared clip is stored as
+//! `prepared/<profile-id>/<key>` with a manifest beside it (`<key>.json`).
+//!
+//! Why it is safe to run twice at once, to interrupt and to run again: every clip is
+//! independent; the prepared clip is stored first and its manifest last, each
+//! atomically, so a manifest always describes a whole clip; a clip whose manifest names
+//! the source's current identity and this profile is skipped. Two runs preparing the
+//! same clip write the same bytes. A manifest also records the prepared clip's own
+//! identity, so a reader can tell a clip replaced after its manifest was written.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use br_plan::prepare::Profile;
+use br_plan::{Plan, Step};
+use br_policy::PolicyLimits;
+use serde_json::{json, Value};
+
+use crate::cancel::Cancel;
+use crate::ffmpeg::{ChildLimits, PathTable, Runner};
+use crate::storage::{Storage, StorageError};
+use crate::work::Staging;
+use crate::{exit, media};
+
+/// Which share of the clips this process prepares: clip `i` (in key order) when
+/// `i % count == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// `I/N`, with `0 <= I < N <= 10000` (Cloud Run's largest task array).
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let parsed = text.split_once('/').and_then(|(index, count)| Some((index.trim().parse().ok()?, count.trim().parse().ok()?)));
+        match parsed {
+            Some((index, count)) if index < count && count <= 10_000 => Ok(Shard { index, count }),
+            _ => Err(format!("{text:?} is not a shard I/N with 0 <= I < N <= 10000")),
+        }
+    }
+
+    /// `CLOUD_RUN_TASK_INDEX` / `CLOUD_RUN_TASK_COUNT`, when both are set.
+    pub fn from_cloud_run(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Shard>, String> {
+        match (get("CLOUD_RUN_TASK_INDEX"), get("CLOUD_RUN_TASK_COUNT")) {
+            (Some(index), Some(count)) => Shard::parse(&format!("{index}/{count}")).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn takes(self, position: usize) -> bool {
+        position % self.count as usize == self.index as usize
+    }
+}
+
+/// Where a clip's prepared version and its manifest live.
+pub fn prepared_key(profile: &Profile, key: &str) -> String {
+    format!("prepared/{}/{key}", profile.id())
+}
+
+pub fn manifest_key(profile: &Profile, key: &str) -> String {
+    format!("{}.json", prepared_key(profile, key))
+}
+
+/// What happened to one clip.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Prepared { frames: u64, seconds: f64 },
+    UpToDate,
+    Failed(String),
+}
+
+pub struct Preparer<'a> {
+    pub storage: &'a dyn Storage,
+    pub runner: &'a Runner,
+    pub ffprobe: &'a Path,
+    pub work_root: &'a Path,
+    pub cancel: &'a Cancel,
+}
+
+impl Preparer<'_> {
+    /// Prepares this shard's share of `keys` (sorted and deduplicated first, so every
+    /// task of an array agrees on the order), one clip after another. Prints a JSON
+    /// summary on stdout; the exit code says whether every clip is prepared.
+    pub async fn prepare_all(&self, profile: &Profile, keys: &[String], shard: Shard) -> u8 {
+        let started = Instant::now();
+        let mut keys: Vec<&String> = keys.iter().filter(|key| !key.starts_with("prepared/")).collect();
+        keys.sort();
+        keys.dedup();
+        let mine: Vec<&String> = keys.iter().enumerate().filter(|(position, _)| shard.takes(*position)).map(|(_, key)| *key).collect();
+        tracing::info!(profile = %profile.id(), clips = keys.len(), this_shard = mine.len(), shard = %format!("{}/{}", shard.index, shard.count), "preparing");
+        let (mut prepared, mut up_to_date, mut failed) = (0usize, 0usize, Vec::new());
+        for (done, key) in mine.iter().enumerate() {
+            if let Some(reason) = self.cancel.reason() {
+                failed.push(json!({"key": key, "error": format!("cancelled: {reason}")}));
+                break;
+            }
+            let outcome = self.prepare_one(profile, key).await;
+            match &outcome {
+                Outcome::Prepared { frames, seconds } => {
+                    prepared += 1;
+                    tracing::info!(key = %key, frames, seconds, progress = format!("{}/{}", done + 1, mine.len()), "prepared");
+                }
+                Outcome::UpToDate => {
+                    up_to_date += 1;
+                    tracing::info!(key = %key, progress = format!("{}/{}", done + 1, mine.len()), "already prepared");
+                }
+                Outcome::Failed(error) => {
+                    tracing::error!(key = %key, "cannot prepare: {error}");
+                    failed.push(json!({"key": key, "error": error}));
+                }
+            }
+        }
+        let summary = json!({
+            "profile_id": profile.id(),
+            "shard": format!("{}/{}", shard.index, shard.count),
+            "clips": mine.len(),
+            "prepared": prepared,
+            "up_to_date": up_to_date,
+            "failed": failed,
+            "seconds": started.elapsed().as_secs_f64(),
+        });
+        println!("{summary}");
+        match (self.cancel.reason(), failed.is_empty()) {
+            (Some(_), _) => exit::CANCELLED,
+            (None, true) => exit::OK,
+            (None, false) => exit::MEDIA,
+        }
+    }
+
+    pub async fn prepare_one(&self, profile: &Profile, key: &str) -> Outcome {
+        match self.try_prepare(profile, key).await {
+            Ok(outcome) => outcome,
+            Err(error) => Outcome::Failed(error),
+        }
+    }
+
+    async fn try_prepare(&self, profile: &Profile, key: &str) -> Result<Outcome, String> {
+        let started = Instant::now();
+        let source = self.storage.identity(key).await.map_err(|e| e.to_string())?;
+        let manifest_key = manifest_key(profile, key);
+        let work = tempfile::Builder::new().prefix("blueprint-runner-prepare-").tempdir_in(self.work_root).map_err(|e| format!("work folder: {e}"))?;
+        if let Some(manifest) = self.read_manifest(&manifest_key, work.path()).await? {
+            if manifest["source_identity"] == source.as_str() && manifest["profile_id"] == profile.id().as_str() {
+                return Ok(Outcome::UpToDate);
+            }
+        }
+        let input = work.path().join("source");
+        self.storage.fetch(key, &input).await.map_err(|e| e.to_string())?;
+        let limits = ChildLimits::from_budget(&self.runner.budget, work.path(), 0, media::PROBE_TIMEOUT);
+        let facts = media::probe(self.ffprobe, &input, key, limits).await.map_err(|e| e.to_string())?;
+        let Some(video) = &facts.video else {
+            return Err(format!("{key} has no video stream"));
+        };
+        let seconds = if video.duration > 0.0 { video.duration } else { facts.duration };
+        let plan = Plan { temps: Vec::new(), steps: vec![Step::Ffmpeg(profile.invocation(&format!("prepare {key}"), seconds))], warnings: Vec::new() };
+        let limits = PolicyLimits::for_job(profile.width, profile.height, seconds);
+        let checked = br_policy::check(&plan, 1, &limits).map_err(|v| v.to_string())?;
+        let output = work.path().join("prepared.mp4");
+        let paths = PathTable { inputs: vec![input], work: work.path().to_owned(), output: output.clone() };
+        self.runner.run(&checked, &paths, seconds, &NoRefetch, self.cancel, |_| {}).await.map_err(|e| e.to_string())?;
+        let limits = ChildLimits::from_budget(&self.runner.budget, work.path(), 0, media::PROBE_TIMEOUT);
+        let frames = media::count_video_frames(self.ffprobe, &output, limits).await.map_err(|e| e.to_string())?;
+        let prepared_key = prepared_key(profile, key);
+        self.storage.store(&output, &prepared_key).await.map_err(|e| e.to_string())?;
+        let prepared_identity = self.storage.identity(&prepared_key).await.map_err(|e| e.to_string())?;
+        let settings: serde_json::Map<String, Value> = profile.settings().into_iter().map(|(name, value)| (name.to_owned(), json!(value))).collect();
+        let manifest = json!({
+            "manifest_version": 1,
+            "source_key": key,
+            "source_identity": source,
+            "prepared_key": prepared_key,
+            "prepared_identity": prepared_identity,
+            "profile_id": profile.id(),
+            "settings": settings,
+            "frames": frames,
+            "gop_frames": br_plan::prepare::GOP_FRAMES,
+            "source_seconds": seconds,
+        });
+        let manifest_file = work.path().join("manifest.json");
+        std::fs::write(&manifest_file, manifest.to_string()).map_err(|e| format!("writing the manifest: {e}"))?;
+        self.storage.store(&manifest_file, &manifest_key).await.map_err(|e| e.to_string())?;
+        Ok(Outcome::Prepared { frames, seconds: started.elapsed().as_secs_f64() })
+    }
+
+    /// The manifest, when there is one and it is JSON (a broken one counts as none).
+    async fn read_manifest(&self, key: &str, work: &Path) -> Result<Option<Value>, String> {
+        let file = work.join("manifest-found.json");
+        match self.storage.fetch(key, &file).await {
+            Ok(bytes) if bytes <= MAX_MANIFEST_BYTES => {}
+            Ok(_) => return Ok(None),
+            Err(StorageError::NotFound { .. }) => return Ok(None),
+            Err(error) => return Err(error.to_string()),
+        }
+        let text = std::fs::read(&file).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&file);
+        Ok(serde_json::from_slice(&text).ok())
+    }
+}
+
+const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
+
+/// A one-step plan reads its input once: nothing is ever fetched again.
+struct NoRefetch;
+
+impl Staging for NoRefetch {
+    fn stage<'a>(&'a self, input: u32, _: &'a Path) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, StorageError>> + Send + 'a>> {
+        Box::pin(async move { Err(StorageError::Io { key: format!("input {input}"), store: "prepare".into(), message: "not staged".into() }) })
+    }
+}
+
+/// Every `.mp4` below `prefix` in a local folder, as keys (`prepared/` left out).
+pub fn local_clips(root: &Path, prefix: &str) -> Result<Vec<String>, String> {
+    let mut found = Vec::new();
+    let mut folders: Vec<PathBuf> = vec![root.join(prefix)];
+    while let Some(folder) = folders.pop() {
+        let entries = std::fs::read_dir(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let kind = entry.file_type().map_err(|e| e.to_string())?;
+            let path = entry.path();
+            // Symbolic links are not followed: a library is plain files and folders.
+            if kind.is_dir() {
+                folders.push(path);
+            } else if kind.is_file() && path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("mp4")) {
+                if let Ok(relative) = path.strip_prefix(root) {
+                    found.push(relative.to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    found.retain(|key| !key.starts_with("prepared/"));
+    found.sort();
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_the_clips_without_overlap() {
+        assert_eq!(Shard::parse("1/3"), Ok(Shard { index: 1, count: 3 }));
+        for bad in ["3/3", "0/0", "1", "-1/2", "a/b", "0/10001"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        let shards: Vec<Shard> = (0..3).map(|index| Shard { index, count: 3 }).collect();
+        for position in 0..20 {
+            assert_eq!(shards.iter().filter(|shard| shard.takes(position)).count(), 1);
+        }
+        let env = |name: &str| match name {
+            "CLOUD_RUN_TASK_INDEX" => Some("2".to_owned()),
+            "CLOUD_RUN_TASK_COUNT" => Some("4".to_owned()),
+            _ => None,
+        };
+        assert_eq!(Shard::from_cloud_run(&env), Ok(Some(Shard { index: 2, count: 4 })));
+    }
+}

@@ -1,0 +1,255 @@
+//! `blueprint-runner prepare` end to end: real FFmpeg on generated clips in a local
+//! folder. A prepared clip is at the profile's size and rate, H.264 without B-frames,
+//! a keyframe every 15 frames, every frame of its source; running again skips it; two
+//! runs at once, an interrupted run resumed, and shards all leave every clip whole.
+
+#[path = "support/media.rs"]
+mod media;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use media::{CLIP_A, CLIP_B, CLIP_C};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
+const PROFILE: &str = "h264-1280x720-30fps-2000k-g15-r1";
+const CLIPS: [&str; 3] = ["media/a.mp4", "media/b.mp4", "media/c.mp4"];
+
+fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("prepare-cli-guest-cache")
+}
+
+struct Library {
+    root: tempfile::TempDir,
+    data: PathBuf,
+    work: PathBuf,
+}
+
+impl Library {
+    /// Three clips of different sizes and rates (6 s each) and a blueprint that uses them.
+    fn new() -> Library {
+        let root = tempfile::Builder::new().prefix("prepare-cli-").tempdir().unwrap();
+        let data = root.path().join("data");
+        let work = root.path().join("work");
+        std::fs::create_dir_all(data.join("media")).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        let library = Library { root, data, work };
+        let specs = [CLIP_A.with_seconds(6.0), CLIP_B, CLIP_C.with_seconds(6.0)];
+        std::thread::scope(|scope| {
+            for (key, spec) in CLIPS.iter().zip(specs) {
+                let path = library.data.join(key);
+                scope.spawn(move || media::make_clip(&path, &spec));
+            }
+        });
+        media::make_song_wav(&library.data.join("media/song.wav"), 18.0);
+        let moves: Vec<Value> = CLIPS
+            .iter()
+            .enumerate()
+            .map(|(index, clip)| {
+                json!({"clip_id": format!("m{index}"), "video_path": clip, "start_time": index as f64 * 6.0, "duration": 6.0,
+                       "trim_start": 0.0, "trim_end": 0.0, "transition_type": "cut", "volume_adjustment": 1.0})
+            })
+            .collect();
+        let blueprint = json!({
+            "task_id": "prepare-1", "audio_path": "media/song.wav", "moves": moves, "total_duration": 18.0,
+            "output_config": {"output_path": "output/x.mp4", "width": 1280, "height": 720, "frame_rate": 30, "video_bitrate": "2M"},
+        });
+        std::fs::write(library.blueprint(), blueprint.to_string()).unwrap();
+        library
+    }
+
+    fn blueprint(&self) -> PathBuf {
+        self.root.path().join("blueprint.json")
+    }
+
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(["--log-format", "text", "prepare"])
+            .arg(self.blueprint())
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--work-dir")
+            .arg(&self.work)
+            .arg("--cache-dir")
+            .arg(cache_dir())
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for variable in ["BLUEPRINT_JSON", "DATA_DIR", "WORK_DIR", "CLOUD_RUN_TASK_INDEX", "CLOUD_RUN_TASK_COUNT", "GUEST_COMPONENT"] {
+            command.env_remove(variable);
+        }
+        command
+    }
+
+    /// Runs `prepare`; returns the exit code and the JSON summary.
+    fn prepare(&self, extra: &[&str]) -> (Option<i32>, Value) {
+        summarise(self.command(extra).output().unwrap())
+    }
+
+    fn prepared(&self, key: &str) -> PathBuf {
+        self.data.join("prepared").join(PROFILE).join(key)
+    }
+
+    fn manifest(&self, key: &str) -> Value {
+        let text = std::fs::read(self.data.join("prepared").join(PROFILE).join(format!("{key}.json"))).unwrap();
+        serde_json::from_slice(&text).unwrap()
+    }
+
+    /// No `.partial` file anywhere, and the work folder empty.
+    fn assert_nothing_half_written(&self) {
+        let mut folders = vec![self.data.clone()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(folder).unwrap() {
+                let path = entry.unwrap().path();
+                assert!(!path.to_string_lossy().contains(".partial"), "left behind: {}", path.display());
+                if path.is_dir() {
+                    folders.push(path);
+                }
+            }
+        }
+        let left: Vec<_> = std::fs::read_dir(&self.work).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "the work folder holds {left:?}");
+    }
+
+    /// Each clip's prepared version is whole and as the profile says.
+    fn assert_all_prepared(&self) {
+        for key in CLIPS {
+            assert_prepared_clip(&self.prepared(key), &self.data.join(key));
+            let manifest = self.manifest(key);
+            assert_eq!(manifest["profile_id"], PROFILE);
+            assert_eq!(manifest["source_key"], key);
+            assert_eq!(manifest["gop_frames"], 15);
+            assert_eq!(manifest["frames"].as_u64(), Some(packet_flags(&self.prepared(key)).len() as u64));
+        }
+        self.assert_nothing_half_written();
+    }
+}
+
+fn summarise(output: std::process::Output) -> (Option<i32>, Value) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line.get("profile_id").is_some())
+        .unwrap_or_else(|| panic!("no summary\nstdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code(), summary)
+}
+
+/// The key-frame flag of every video packet, in order.
+fn packet_flags(path: &Path) -> Vec<bool> {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=flags", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).lines().map(|line| line.starts_with('K')).collect()
+}
+
+fn assert_prepared_clip(prepared: &Path, source: &Path) {
+    let stream = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name,width,height,r_frame_rate,has_b_frames,pix_fmt", "-of", "json"])
+        .arg(prepared)
+        .output()
+        .unwrap();
+    let stream: Value = serde_json::from_slice(&stream.stdout).unwrap();
+    let stream = &stream["streams"][0];
+    assert_eq!((stream["codec_name"].as_str(), stream["width"].as_u64(), stream["height"].as_u64()), (Some("h264"), Some(1280), Some(720)), "{stream}");
+    assert_eq!((stream["r_frame_rate"].as_str(), stream["pix_fmt"].as_str()), (Some("30/1"), Some("yuv420p")), "{stream}");
+    assert_eq!(stream["has_b_frames"], 0, "B-frames would make copied GOPs inexact: {stream}");
+    let flags = packet_flags(prepared);
+    let keyframes: Vec<usize> = flags.iter().enumerate().filter(|(_, key)| **key).map(|(at, _)| at).collect();
+    assert!(!keyframes.is_empty() && keyframes.iter().all(|at| at % 15 == 0), "keyframes at {keyframes:?}");
+    assert_eq!(keyframes.len(), flags.len().div_ceil(15), "a keyframe every 15 frames: {keyframes:?}");
+    // Every source second is there: 6 s (6.2 s for the 29.97 fps clip) at 30 fps.
+    let probe = media::probe(source);
+    let source_seconds: f64 = probe.json["format"]["duration"].as_str().and_then(|d| d.parse().ok()).expect("source duration");
+    let expected = (source_seconds * 30.0).round() as i64;
+    assert!((flags.len() as i64 - expected).abs() <= 1, "{} frames for {source_seconds} s", flags.len());
+}
+
+#[test]
+fn a_blueprints_clips_are_prepared_once() {
+    let library = Library::new();
+    let (code, summary) = library.prepare(&[]);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!((summary["prepared"].as_u64(), summary["up_to_date"].as_u64()), (Some(3), Some(0)), "{summary}");
+    assert_eq!(summary["profile_id"], PROFILE);
+    library.assert_all_prepared();
+
+    // Again: nothing to do, nothing rewritten.
+    let before: Vec<_> = CLIPS.iter().map(|key| std::fs::metadata(library.prepared(key)).unwrap().modified().unwrap()).collect();
+    let (code, summary) = library.prepare(&[]);
+    assert_eq!(code, Some(0));
+    assert_eq!((summary["prepared"].as_u64(), summary["up_to_date"].as_u64()), (Some(0), Some(3)), "{summary}");
+    let after: Vec<_> = CLIPS.iter().map(|key| std::fs::metadata(library.prepared(key)).unwrap().modified().unwrap()).collect();
+    assert_eq!(before, after);
+
+    // A source that changes is prepared again; the others are not.
+    media::make_clip(&library.data.join("media/c.mp4"), &CLIP_C.with_seconds(4.0));
+    let (code, summary) = library.prepare(&[]);
+    assert_eq!(code, Some(0));
+    assert_eq!((summary["prepared"].as_u64(), summary["up_to_date"].as_u64()), (Some(1), Some(2)), "{summary}");
+    library.assert_all_prepared();
+}
+
+#[test]
+fn two_runs_at_once_and_an_interrupted_run_leave_every_clip_whole() {
+    let library = Library::new();
+    let first = library.command(&[]).spawn().unwrap();
+    let second = library.command(&[]).spawn().unwrap();
+    let (code_1, summary_1) = summarise(first.wait_with_output().unwrap());
+    let (code_2, summary_2) = summarise(second.wait_with_output().unwrap());
+    assert_eq!((code_1, code_2), (Some(0), Some(0)), "{summary_1}\n{summary_2}");
+    for summary in [&summary_1, &summary_2] {
+        assert_eq!(summary["prepared"].as_u64().unwrap() + summary["up_to_date"].as_u64().unwrap(), 3, "{summary}");
+    }
+    library.assert_all_prepared();
+
+    // Interrupted in the middle of the second clip, then run again.
+    std::fs::remove_dir_all(library.data.join("prepared")).unwrap();
+    let child = library.command(&[]).spawn().unwrap();
+    let manifest = library.data.join("prepared").join(PROFILE).join("media/a.mp4.json");
+    let started = std::time::Instant::now();
+    while !manifest.exists() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "the first clip was never prepared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: kill sends a signal to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let (code, summary) = summarise(child.wait_with_output().unwrap());
+    assert_eq!(code, Some(8), "{summary}");
+    library.assert_nothing_half_written();
+    let (code, summary) = library.prepare(&[]);
+    assert_eq!(code, Some(0), "{summary}");
+    assert!(summary["up_to_date"].as_u64().unwrap() >= 1, "{summary}");
+    library.assert_all_prepared();
+}
+
+#[test]
+fn shards_share_the_library_without_overlap() {
+    let library = Library::new();
+    let children: Vec<_> = (0..3).map(|index| library.command(&["--shard", &format!("{index}/3")]).spawn().unwrap()).collect();
+    let summaries: Vec<Value> = children.into_iter().map(|child| summarise(child.wait_with_output().unwrap()).1).collect();
+    for summary in &summaries {
+        assert_eq!((summary["clips"].as_u64(), summary["prepared"].as_u64()), (Some(1), Some(1)), "{summary}");
+    }
+    library.assert_all_prepared();
+    // `--all` finds the same three clips and leaves the prepared ones out.
+    let mut command = Command::new(BIN);
+    command
+        .args(["--log-format", "text", "prepare", "--all", "media/", "--data-dir"])
+        .arg(&library.data)
+        .arg("--work-dir")
+        .arg(&library.work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (code, summary) = summarise(command.output().unwrap());
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!((summary["clips"].as_u64(), summary["up_to_date"].as_u64()), (Some(3), Some(3)), "{summary}");
+}
