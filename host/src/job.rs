@@ -41,6 +41,10 @@ pub struct JobConfig {
     pub output_prefix: String,
     /// The backend's `data/` (`GCS_STRIP_PREFIX`), which names the storage's root.
     pub strip_prefix: String,
+    /// Stage a clip's prepared version (`prepare`) when a fresh one exists for the
+    /// job's profile. Only the built-in guest is given prepared inputs: a plugin's
+    /// contract says input 1 + i is clip i itself.
+    pub use_prepared: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +256,57 @@ impl Job<'_> {
         Ok(Checked { validated, validate_seconds: started.elapsed().as_secs_f64() })
     }
 
+    /// For each clip, its prepared version's key when one exists for this job's profile
+    /// and is fresh: its manifest names the source's current identity and the prepared
+    /// object's own. Anything missing, stale or unreadable means the original is used.
+    async fn fresh_prepared_clips(&self, validated: &Validated, work: &Path) -> Vec<Option<String>> {
+        let Some(profile) = self.job_profile(validated, work).await else {
+            return vec![None; validated.clip_keys.len()];
+        };
+        let lookups = validated.clip_keys.iter().enumerate().map(|(index, key)| {
+            let profile = &profile;
+            async move {
+                let manifest_key = crate::prepare::manifest_key(profile, key);
+                let prepared_key = crate::prepare::prepared_key(profile, key);
+                let file = work.join(format!("manifest-{index:04}.json"));
+                let manifest: Option<serde_json::Value> = match self.storage.fetch(&manifest_key, &file).await {
+                    Ok(bytes) if bytes <= 64 * 1024 => std::fs::read(&file).ok().and_then(|text| serde_json::from_slice(&text).ok()),
+                    _ => None,
+                };
+                let _ = std::fs::remove_file(&file);
+                let manifest = manifest?;
+                let source = self.storage.identity(key).await.ok()?;
+                let prepared = self.storage.identity(&prepared_key).await.ok()?;
+                let fresh = manifest["profile_id"] == profile.id().as_str()
+                    && manifest["source_identity"] == source.as_str()
+                    && manifest["prepared_identity"] == prepared.as_str();
+                if !fresh {
+                    tracing::info!(key = %key, "its prepared clip is stale: the original is used");
+                }
+                fresh.then_some(prepared_key)
+            }
+        });
+        futures::stream::iter(lookups).buffered(self.config.download_concurrency.max(1)).collect().await
+    }
+
+    /// The profile prepared clips must have: the output's size (the first clip's when the
+    /// blueprint gives none, which costs probing that clip), rate and bitrate.
+    async fn job_profile(&self, validated: &Validated, work: &Path) -> Option<br_plan::prepare::Profile> {
+        let placeholder = |key: &String| MediaFacts { key: key.clone(), duration: 0.0, video: None, audio: None };
+        let mut inputs: Vec<MediaFacts> = std::iter::once(&validated.audio_key).chain(&validated.clip_keys).map(placeholder).collect();
+        if validated.output.width.is_none() || validated.output.height.is_none() {
+            let first = validated.moves.first()?.clip as usize;
+            let key = validated.clip_keys.get(first)?;
+            let file = work.join("first-clip-probe");
+            self.storage.fetch(key, &file).await.ok()?;
+            let limits = ChildLimits::from_budget(&self.config.runner.budget, work, 0, media::PROBE_TIMEOUT);
+            let facts = media::probe(&self.config.ffprobe, &file, key, limits).await.ok();
+            let _ = std::fs::remove_file(&file);
+            *inputs.get_mut(1 + first)? = facts?;
+        }
+        br_plan::prepare::Profile::of(validated, &inputs)
+    }
+
     /// Fetches, probes, plans and checks the plan. On failure returns the stage it
     /// failed in.
     pub async fn prepare(&self, checked: Checked, reporter: &mut Reporter<'_>) -> Result<Prepared, (Stage, Failure)> {
@@ -266,9 +321,18 @@ impl Job<'_> {
 
         let work = make_work_folder(&self.config.work_root, &validated.task_id).map_err(|e| (Stage::Fetch, e))?;
         self.watchdog.watch_folder(work.path());
+        let prepared = if self.config.use_prepared { self.fresh_prepared_clips(&validated, work.path()).await } else { Vec::new() };
         let keys: Vec<(String, String)> = std::iter::once((validated.audio_key.clone(), "/audio_path".to_owned()))
-            .chain(validated.clip_keys.iter().enumerate().map(|(clip, key)| (key.clone(), first_use(&validated, clip))))
+            .chain(validated.clip_keys.iter().enumerate().map(|(clip, key)| {
+                let staged = prepared.get(clip).cloned().flatten().unwrap_or_else(|| key.clone());
+                (staged, first_use(&validated, clip))
+            }))
             .collect();
+        let prepared_count = prepared.iter().flatten().count();
+        if self.config.use_prepared {
+            tracing::info!(prepared = prepared_count, clips = validated.clip_keys.len(), "prepared clips found fresh");
+        }
+        timings.insert("prepared_clips".into(), json!(prepared_count));
         reporter.running(
             Stage::Fetch,
             Stage::Fetch.at(0.0),

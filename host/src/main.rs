@@ -139,8 +139,19 @@ struct JobFlags {
     /// Time limit of all FFmpeg steps together in seconds (default: 120 s + 60 s per second of video).
     #[arg(long, env = "JOB_DEADLINE_SECS")]
     job_deadline: Option<u64>,
+    /// Use clips prepared by `prepare` (copied by whole GOPs) when fresh ones exist.
+    #[arg(long, env = "PREPARED", value_enum, default_value = "auto")]
+    prepared: Prepared,
     #[command(flatten)]
     sandbox: SandboxFlags,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Prepared {
+    /// The built-in guest copies from fresh prepared clips; plugins get the originals.
+    Auto,
+    /// Always the original clips, every frame rendered.
+    Off,
 }
 
 #[derive(Args, Clone)]

@@ -114,7 +114,9 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     }
 
     let encoder_threads = if u64::from(width) * u64::from(height) > LARGE_FRAME_PIXELS { LARGE_FRAME_ENCODER_THREADS } else { ENCODER_THREADS };
-    let look = Look { rate, normaliser: normaliser(rate, width, height), encoder_threads };
+    let prepared = prepared_clips(validated, &request.inputs, rate);
+    let prepared_gop = prepared.iter().any(Option::is_some).then_some(crate::prepare::GOP_FRAMES);
+    let look = Look { rate, normaliser: normaliser(rate, width, height), encoder_threads, prepared_gop };
     let mut temps = Vec::new();
     let mut steps = Vec::new();
     let mut parts = Vec::new();
@@ -131,10 +133,32 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
         if end == first {
             continue;
         }
-        let temp = temps.len() as u32;
-        temps.push(TempFormat::Nut);
-        steps.push(Step::Ffmpeg(segment.invocation(validated, &clips, &timeline, &look, temp)));
-        parts.push(ConcatPart { temp, duration: rate.seconds(end - first) });
+        let frames = end - first;
+        let own_clip = validated.moves[index].clip;
+        let copied = prepared[own_clip as usize].and_then(|available| segment.copyable(validated, &clips, &timeline, &look, available));
+        let mut pieces = Vec::new();
+        match copied {
+            Some(copy) => {
+                if copy.from > 0 {
+                    pieces.push(Piece::Render { from: 0, to: copy.from });
+                }
+                pieces.push(Piece::Copy(copy));
+                if copy.to < frames {
+                    pieces.push(Piece::Render { from: copy.to, to: frames });
+                }
+            }
+            None => pieces.push(Piece::Render { from: 0, to: frames }),
+        }
+        for piece in pieces {
+            let temp = temps.len() as u32;
+            temps.push(TempFormat::Nut);
+            let (invocation, count) = match piece {
+                Piece::Render { from, to } => (segment.invocation(validated, &clips, &timeline, &look, temp, from, to), to - from),
+                Piece::Copy(copy) => (copy.invocation(clip_input(own_clip), rate, temp, &segment, validated), copy.to - copy.from),
+            };
+            steps.push(Step::Ffmpeg(invocation));
+            parts.push(ConcatPart { temp, duration: rate.seconds(count) });
+        }
     }
     let list = temps.len() as u32;
     temps.push(TempFormat::Ffconcat);
@@ -250,6 +274,9 @@ impl Timeline {
 struct Look {
     rate: FrameRate,
     encoder_threads: &'static str,
+    /// With prepared clips, every encoded part uses their GOP and no B-frames, so the
+    /// parts and the copied GOPs join into one valid bitstream.
+    prepared_gop: Option<u32>,
     /// The filter chain that brings any clip to the output's frame rate, size (letterboxed,
     /// square pixels), pixel format and time base: `xfade` needs identical inputs.
     normaliser: String,
@@ -364,55 +391,73 @@ impl Segment {
         (start, end.max(start))
     }
 
-    fn invocation(&self, validated: &Validated, clips: &[ClipSpan], timeline: &Timeline, look: &Look, temp: u32) -> Invocation {
+    /// Seconds of the fade in at the segment's start, and of the fade out at its end.
+    fn fades(&self, validated: &Validated, timeline: &Timeline, rate: FrameRate) -> (f64, f64) {
+        let moves = &validated.moves;
+        let output = &validated.output;
+        let this = &moves[self.index];
+        let slot = rate.seconds(timeline.frames(self.index));
+        let fade_seconds = output.fade_duration.min(slot);
+        let fade_in = match this.transition {
+            Transition::FadeBlack | Transition::FadeWhite => fade_seconds,
+            // The first move has nothing to blend with: it blends in from black over the
+            // half of the transition that falls inside the video.
+            Transition::Crossfade if self.is_first => (output.transition_duration / 2.0).min(slot),
+            _ => 0.0,
+        };
+        let fade_out = match self.next.map(|next| moves[next].transition) {
+            Some(Transition::FadeBlack | Transition::FadeWhite) => fade_seconds,
+            _ => 0.0,
+        };
+        (fade_in, fade_out)
+    }
+
+    /// Renders frames `from..to` of this segment (all of them: `0..frames`). A part
+    /// that starts later reads its clip from there on; only the part that reaches the
+    /// segment's end blends into the next move or fades out.
+    #[allow(clippy::too_many_arguments)]
+    fn invocation(&self, validated: &Validated, clips: &[ClipSpan], timeline: &Timeline, look: &Look, temp: u32, from: u64, to: u64) -> Invocation {
         let moves = &validated.moves;
         let output = &validated.output;
         let rate = look.rate;
         let this = &moves[self.index];
         let (first, end) = self.frame_range(timeline);
         let frames = end - first;
-        let length = rate.seconds(frames);
+        let to = to.min(frames);
+        let from = from.min(to);
+        let length = rate.seconds(to - from);
 
         let mut args = Vec::new();
         let mut graph = Vec::new();
-        // This move's clip from where the blend into it ended, running on past the
-        // move's end through the blend out of it.
-        let own = Window::new(this.trim_start + rate.seconds(self.blend_in.right), length, usable_end(clips[this.clip as usize], this));
+        // This move's clip from where the blend into it ended (and `from` frames on),
+        // running on past the move's end through the blend out of it.
+        let own = Window::new(this.trim_start + rate.seconds(self.blend_in.right + from), length, usable_end(clips[this.clip as usize], this));
         own.input_args(clip_input(this.clip), &mut args);
         graph.push(own.chain(0, look, "own"));
         let mut current = "own";
-        if let Some(next) = self.next.filter(|_| self.blend_out.frames() > 0) {
+        let blend_starts = frames - self.blend_out.frames();
+        if let Some(next) = self.next.filter(|_| self.blend_out.frames() > 0 && to > blend_starts) {
             let after = &moves[next];
             let blend = rate.seconds(self.blend_out.frames());
             // The incoming clip starts early by the blend's left half.
             let lead_in = Window::new(after.trim_start - rate.seconds(self.blend_out.left), blend, usable_end(clips[after.clip as usize], after));
             lead_in.input_args(clip_input(after.clip), &mut args);
             graph.push(lead_in.chain(1, look, "next"));
-            let offset = rate.seconds(frames - self.blend_out.frames());
+            let offset = rate.seconds(blend_starts.saturating_sub(from));
             graph.push(format!("[own][next]xfade=transition=fade:duration={}:offset={}[blended]", secs(blend), secs(offset)));
             current = "blended";
         }
 
         let mut tail = format!("[{current}]setpts=PTS-STARTPTS");
-        let slot = rate.seconds(timeline.frames(self.index));
-        let fade_seconds = output.fade_duration.min(slot);
-        match this.transition {
-            Transition::FadeBlack | Transition::FadeWhite => {
-                tail.push_str(&format!(",fade=t=in:st=0:d={}:color={}", secs(fade_seconds), fade_colour(this.transition)));
-            }
-            // The first move has nothing to blend with: it blends in from black over the
-            // half of the transition that falls inside the video.
-            Transition::Crossfade if self.is_first => {
-                tail.push_str(&format!(",fade=t=in:st=0:d={}:color=black", secs((output.transition_duration / 2.0).min(slot))));
-            }
-            _ => {}
+        let (fade_in, fade_out) = self.fades(validated, timeline, rate);
+        if fade_in > 0.0 && from == 0 {
+            let colour = if this.transition == Transition::FadeWhite { "white" } else { "black" };
+            tail.push_str(&format!(",fade=t=in:st=0:d={}:color={colour}", secs(fade_in)));
         }
-        if let Some(next) = self.next {
-            let entering = moves[next].transition;
-            if matches!(entering, Transition::FadeBlack | Transition::FadeWhite) {
-                // No blend out here, so the segment ends exactly where the move does.
-                tail.push_str(&format!(",fade=t=out:st={}:d={}:color={}", secs(length - fade_seconds), secs(fade_seconds), fade_colour(entering)));
-            }
+        if let Some(next) = self.next.filter(|_| fade_out > 0.0 && to == frames) {
+            // No blend out here, so the segment ends exactly where the move does.
+            let colour = fade_colour(moves[next].transition);
+            tail.push_str(&format!(",fade=t=out:st={}:d={}:color={colour}", secs(length - fade_out), secs(fade_out)));
         }
         tail.push_str("[video]");
         graph.push(tail);
@@ -429,14 +474,102 @@ impl Segment {
             Arg::lit(output.video_bitrate.to_string()),
             Arg::lit("-pix_fmt"),
             Arg::lit("yuv420p"),
+        ]);
+        if let Some(gop) = look.prepared_gop {
+            let gop = gop.to_string();
+            for (option, value) in [("-g", gop.as_str()), ("-keyint_min", gop.as_str()), ("-sc_threshold", "0"), ("-bf", "0")] {
+                args.extend([Arg::lit(option), Arg::lit(value)]);
+            }
+        }
+        args.extend([Arg::lit("-frames:v"), Arg::lit((to - from).to_string()), Arg::lit("-f"), Arg::lit("nut"), Arg::Temp(temp)]);
+        let label = if (from, to) == (0, frames) { label(self.index, &this.clip_id) } else { format!("{} frames {from}-{to}", label(self.index, &this.clip_id)) };
+        Invocation { args, media_seconds: length, label }
+    }
+
+    /// The whole GOPs of this move's prepared clip the segment shows unchanged (no
+    /// fade, no blend, no held frame), in segment frames; None when not one GOP fits.
+    fn copyable(&self, validated: &Validated, clips: &[ClipSpan], timeline: &Timeline, look: &Look, prepared_frames: u64) -> Option<Copy> {
+        let gop = u64::from(look.prepared_gop?);
+        let rate = look.rate;
+        let this = &validated.moves[self.index];
+        let (first, end) = self.frame_range(timeline);
+        let frames = end - first;
+        // The first frame a window from `start` shows is the first at or after it.
+        let start = this.trim_start + rate.seconds(self.blend_in.right);
+        let source_first = (start * rate.fps() - 1e-6).ceil().max(0.0) as u64;
+        let usable_frames = ((usable_end(clips[this.clip as usize], this) * rate.fps()) + 1e-6).floor() as u64;
+        let available = usable_frames.min(prepared_frames).saturating_sub(source_first);
+        let (fade_in, fade_out) = self.fades(validated, timeline, rate);
+        let low = if fade_in > 0.0 { rate.frame_at(fade_in) + 1 } else { 0 };
+        let high = (frames - self.blend_out.frames()).saturating_sub(rate.frame_at(fade_out) + u64::from(fade_out > 0.0)).min(available);
+        if high <= low {
+            return None;
+        }
+        let from = low + (gop - (source_first + low) % gop) % gop;
+        let to = high - (source_first + high) % gop;
+        (to > from).then_some(Copy { from, to, source_frame: source_first + from })
+    }
+}
+
+/// Part of a segment: rendered (decoded, filtered, encoded) or copied.
+enum Piece {
+    Render { from: u64, to: u64 },
+    Copy(Copy),
+}
+
+/// Segment frames `from..to`, copied from the prepared clip's frames from `source_frame`
+/// on (a GOP boundary).
+#[derive(Debug, Clone, Copy)]
+struct Copy {
+    from: u64,
+    to: u64,
+    source_frame: u64,
+}
+
+impl Copy {
+    fn invocation(&self, input: u32, rate: FrameRate, temp: u32, segment: &Segment, validated: &Validated) -> Invocation {
+        let count = self.to - self.from;
+        let args = vec![
+            Arg::lit("-ss"),
+            Arg::lit(secs(rate.seconds(self.source_frame))),
+            Arg::lit("-i"),
+            Arg::Input(input),
+            Arg::lit("-map"),
+            Arg::lit("0:v:0"),
+            Arg::lit("-c:v"),
+            Arg::lit("copy"),
+            // The MP4's length-prefixed H.264 as start codes, like the encoded parts in NUT.
+            Arg::lit("-bsf:v"),
+            Arg::lit("h264_mp4toannexb"),
+            Arg::lit("-an"),
             Arg::lit("-frames:v"),
-            Arg::lit(frames.to_string()),
+            Arg::lit(count.to_string()),
             Arg::lit("-f"),
             Arg::lit("nut"),
             Arg::Temp(temp),
-        ]);
-        Invocation { args, media_seconds: length, label: label(self.index, &this.clip_id) }
+        ];
+        let this = &validated.moves[segment.index];
+        Invocation { args, media_seconds: rate.seconds(count), label: format!("{} copy {}-{}", label(segment.index, &this.clip_id), self.from, self.to) }
     }
+}
+
+/// For each clip, when its input is its prepared version for this job's profile (the
+/// host names it `prepared/<profile-id>/<key>`), how many frames it has.
+fn prepared_clips(validated: &Validated, inputs: &[MediaFacts], rate: FrameRate) -> Vec<Option<u64>> {
+    let prefix = crate::prepare::Profile::of(validated, inputs).map(|profile| format!("prepared/{}/", profile.id()));
+    validated
+        .clip_keys
+        .iter()
+        .enumerate()
+        .map(|(clip, key)| {
+            let facts = inputs.get(clip_input(clip as u32) as usize)?;
+            let prefix = prefix.as_deref()?;
+            let video = facts.video.as_ref()?;
+            let named = facts.key.strip_prefix(prefix) == Some(key.as_str());
+            let on_grid = video.codec == "h264" && FrameRate::from_fps(video.frame_rate) == rate;
+            (named && on_grid).then(|| (video.duration.max(facts.duration) * rate.fps() + 1e-6).floor() as u64)
+        })
+        .collect()
 }
 
 /// `move 3 (basic_step)`, short enough for any log line.

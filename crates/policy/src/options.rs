@@ -99,6 +99,8 @@ const OPTIONS: &[OptionSpec] = &[
     spec("-fps_mode", ValueKind::OneOf(&["cfr", "passthrough"])),
     spec("-profile:v", ValueKind::OneOf(&["baseline", "main", "high"])),
     spec("-map", ValueKind::StreamMap),
+    // Copied H.264 from MP4 joins the encoded parts (start codes in NUT).
+    spec("-bsf:v", ValueKind::OneOf(&["h264_mp4toannexb"])),
     spec("-filter_complex", ValueKind::Filtergraph),
     spec("-vf", ValueKind::Filtergraph),
     spec("-af", ValueKind::Filtergraph),

@@ -882,6 +882,56 @@ mod planner {
         assert_planner_output_passes(validated, 12.0);
     }
 
+    /// Every clip prepared for the job's profile (as the host stages them): the plan
+    /// copies whole GOPs and renders the rest, every frame exactly once, and the policy
+    /// accepts it.
+    #[test]
+    fn prepared_clips_are_copied_by_whole_gops() {
+        use br_plan::{Arg, Step};
+        let mut validated = example();
+        validated.output.width = Some(1280);
+        validated.output.height = Some(720);
+        let profile = br_plan::prepare::Profile::of(&validated, &inputs(&validated, 12.0)).unwrap();
+        let mut inputs = inputs(&validated, 12.0);
+        for facts in inputs.iter_mut().skip(1) {
+            facts.key = format!("prepared/{}/{}", profile.id(), facts.key);
+            let video = facts.video.as_mut().unwrap();
+            (video.width, video.height, video.frame_rate) = (1280, 720, 30.0);
+        }
+        let input_count = inputs.len() as u32;
+        let request = PlanRequest { validated: validated.clone(), inputs, strict: false };
+        let plan = br_plan::plan(&request).unwrap_or_else(|errors| panic!("{errors:?}"));
+        if let Err(violation) = check(&plan, input_count, &PolicyLimits::for_request(&request)) {
+            panic!("{violation}");
+        }
+        let value_of = |args: &[Arg], name: &str| {
+            args.windows(2).find_map(|pair| match pair {
+                [Arg::Literal(option), Arg::Literal(value)] if option == name => Some(value.clone()),
+                _ => None,
+            })
+        };
+        let (mut frames, mut copied) = (0u64, 0u64);
+        for step in &plan.steps {
+            let Step::Ffmpeg(invocation) = step else { continue };
+            let Some(count) = value_of(&invocation.args, "-frames:v") else { continue };
+            let count: u64 = count.parse().unwrap();
+            frames += count;
+            if value_of(&invocation.args, "-c:v").as_deref() == Some("copy") && value_of(&invocation.args, "-bsf:v").is_some() {
+                copied += count;
+                assert_eq!(count % 15, 0, "{}: copies whole GOPs", invocation.label);
+                let start: f64 = value_of(&invocation.args, "-ss").unwrap().parse().unwrap();
+                assert!((start * 30.0 / 15.0 - (start * 2.0).round()).abs() < 1e-6, "{}: starts at a GOP ({start})", invocation.label);
+            } else {
+                // Rendered parts share the prepared clips' GOP and have no B-frames.
+                assert_eq!(value_of(&invocation.args, "-bf").as_deref(), Some("0"), "{}", invocation.label);
+                assert_eq!(value_of(&invocation.args, "-g").as_deref(), Some("15"), "{}", invocation.label);
+            }
+        }
+        let rate = br_plan::FrameRate::from_fps(validated.output.frame_rate);
+        assert_eq!(frames, rate.frame_at(validated.total_duration), "every frame once");
+        assert!(copied * 10 >= frames * 6, "most frames are copied: {copied} of {frames}");
+    }
+
     /// The most moves a blueprint may have, all crossfades, the volume unchanged.
     #[test]
     fn the_largest_blueprint_passes() {
