@@ -308,6 +308,16 @@ fn prepare_stores_prepared_clips_and_skips_them_by_generation() {
         assert!(manifest["source_identity"].as_str().unwrap().starts_with("generation "), "{manifest}");
     }
 
+    // A job of the same blueprint stages the prepared clips (its profile comes from the
+    // first clip, probed because its marker says it was prepared) and makes the video.
+    let job = run(&emulator.host(), None, Some(&document), &[]);
+    assert_eq!(job.code, Some(0), "stderr:\n{}", job.stderr);
+    assert_eq!(job.last()["result"]["timings"]["prepared_clips"], 2, "{}", job.last());
+    let video = emulator.get(BUCKET, "output/result.mp4").expect("the result");
+    let local = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(local.path(), &video).unwrap();
+    assert_eq!(media::probe(local.path()).video().packets(), 150);
+
     let proxy = FaultProxy::start(&emulator.address, |_, _| Action::Forward);
     let (code, summary) = prepare(&proxy.host());
     assert_eq!(code, Some(0), "{summary}");

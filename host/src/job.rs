@@ -298,6 +298,12 @@ impl Job<'_> {
             let first = validated.moves.first()?.clip as usize;
             let key = validated.clip_keys.get(first)?;
             let file = work.join("first-clip-probe");
+            // Never prepared: not worth downloading the clip twice.
+            let marked = self.storage.fetch(&crate::prepare::source_marker_key(key), &file).await.is_ok();
+            let _ = std::fs::remove_file(&file);
+            if !marked {
+                return None;
+            }
             self.storage.fetch(key, &file).await.ok()?;
             let limits = ChildLimits::from_budget(&self.config.runner.budget, work, 0, media::PROBE_TIMEOUT);
             let facts = media::probe(&self.config.ffprobe, &file, key, limits).await.ok();

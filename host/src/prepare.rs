@@ -65,6 +65,13 @@ pub fn manifest_key(profile: &Profile, key: &str) -> String {
     format!("{}.json", prepared_key(profile, key))
 }
 
+/// Says that `key` was prepared for some profile: a job that must probe its first clip
+/// to know its profile looks here first, so jobs over a library never prepared cost one
+/// small request, not a download.
+pub fn source_marker_key(key: &str) -> String {
+    format!("prepared/sources/{key}.prepared")
+}
+
 /// What happened to one clip.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -183,6 +190,8 @@ impl Preparer<'_> {
         let manifest_file = work.path().join("manifest.json");
         std::fs::write(&manifest_file, manifest.to_string()).map_err(|e| format!("writing the manifest: {e}"))?;
         self.storage.store(&manifest_file, &manifest_key).await.map_err(|e| e.to_string())?;
+        std::fs::write(&manifest_file, profile.id()).map_err(|e| format!("writing the marker: {e}"))?;
+        self.storage.store(&manifest_file, &source_marker_key(key)).await.map_err(|e| e.to_string())?;
         Ok(Outcome::Prepared { frames, seconds: started.elapsed().as_secs_f64() })
     }
 
