@@ -337,6 +337,8 @@ fn a_job_with_prepared_clips_makes_the_same_video() {
     let steps = smart["result"]["steps"].as_array().unwrap();
     let copies = steps.iter().filter(|step| step["label"].as_str().unwrap_or_default().contains(" copy ")).count();
     assert_eq!(copies, 4, "one copied run of GOPs per move: {steps:?}");
+    let shared = steps.iter().filter(|step| step["label"].as_str().unwrap_or_default().contains(" + ")).count();
+    assert!(shared >= 1, "the bridges out of a move and into the next share a step: {steps:?}");
     let full_file = library.data.join("output/full.mp4");
     assert_same_video(&full_file, &library.data.join("output/smart.mp4"));
 

@@ -121,6 +121,8 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     let mut steps = Vec::new();
     let mut parts = Vec::new();
     let blends = blends(validated, &timeline, &shown, rate);
+    // A bridge at a segment's end, waiting to share its step with the next one's.
+    let mut pending: Option<Vec<Rendered>> = None;
     for (position, &index) in shown.iter().enumerate() {
         let segment = Segment {
             index,
@@ -150,15 +152,42 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
             None => pieces.push(Piece::Render { from: 0, to: frames }),
         }
         for piece in pieces {
-            let temp = temps.len() as u32;
-            temps.push(TempFormat::Nut);
-            let (invocation, count) = match piece {
-                Piece::Render { from, to } => (segment.invocation(validated, &clips, &timeline, &look, temp, from, to), to - from),
-                Piece::Copy(copy) => (copy.invocation(clip_input(own_clip), rate, temp, &segment, validated), copy.to - copy.from),
-            };
-            steps.push(Step::Ffmpeg(invocation));
-            parts.push(ConcatPart { temp, duration: rate.seconds(count) });
+            match piece {
+                Piece::Render { from, to } => {
+                    let bridge = copied.is_some() && to - from <= MERGED_BRIDGE_FRAMES;
+                    // A bridge into this move joins the bridge out of the previous one.
+                    if bridge && pending.as_ref().is_some_and(|waiting: &Vec<Rendered>| waiting.len() == 1) {
+                        let mut waiting = pending.take().unwrap_or_default();
+                        let first_input = waiting.iter().map(Rendered::input_count).sum();
+                        waiting.push(segment.render(validated, &clips, &timeline, &look, from, to, first_input, waiting.len()));
+                        flush(&mut waiting, &mut temps, &mut steps, &mut parts, validated, &look);
+                        continue;
+                    }
+                    if let Some(mut waiting) = pending.take() {
+                        flush(&mut waiting, &mut temps, &mut steps, &mut parts, validated, &look);
+                    }
+                    let mut rendered = vec![segment.render(validated, &clips, &timeline, &look, from, to, 0, 0)];
+                    // Only a bridge at a segment's end waits for the next move's.
+                    if bridge && to == frames {
+                        pending = Some(rendered);
+                    } else {
+                        flush(&mut rendered, &mut temps, &mut steps, &mut parts, validated, &look);
+                    }
+                }
+                Piece::Copy(copy) => {
+                    if let Some(mut waiting) = pending.take() {
+                        flush(&mut waiting, &mut temps, &mut steps, &mut parts, validated, &look);
+                    }
+                    let temp = temps.len() as u32;
+                    temps.push(TempFormat::Nut);
+                    steps.push(Step::Ffmpeg(copy.invocation(clip_input(own_clip), rate, temp, &segment, validated)));
+                    parts.push(ConcatPart { temp, duration: rate.seconds(copy.to - copy.from) });
+                }
+            }
         }
+    }
+    if let Some(mut waiting) = pending.take() {
+        flush(&mut waiting, &mut temps, &mut steps, &mut parts, validated, &look);
     }
     let list = temps.len() as u32;
     temps.push(TempFormat::Ffconcat);
@@ -412,13 +441,14 @@ impl Segment {
         (fade_in, fade_out)
     }
 
-    /// Renders frames `from..to` of this segment (all of them: `0..frames`). A part
-    /// that starts later reads its clip from there on; only the part that reaches the
-    /// segment's end blends into the next move or fades out.
+    /// The inputs and filter graph that render frames `from..to` of this segment (all of
+    /// them: `0..frames`) to `[video]` (`[video1]` for `tag` 1...), reading FFmpeg inputs
+    /// from `first_input` on.
+    /// A part that starts later reads its clip from there on; only the part that reaches
+    /// the segment's end blends into the next move or fades out.
     #[allow(clippy::too_many_arguments)]
-    fn invocation(&self, validated: &Validated, clips: &[ClipSpan], timeline: &Timeline, look: &Look, temp: u32, from: u64, to: u64) -> Invocation {
+    fn render(&self, validated: &Validated, clips: &[ClipSpan], timeline: &Timeline, look: &Look, from: u64, to: u64, first_input: usize, tag: usize) -> Rendered {
         let moves = &validated.moves;
-        let output = &validated.output;
         let rate = look.rate;
         let this = &moves[self.index];
         let (first, end) = self.frame_range(timeline);
@@ -427,25 +457,28 @@ impl Segment {
         let from = from.min(to);
         let length = rate.seconds(to - from);
 
-        let mut args = Vec::new();
+        let mut inputs = Vec::new();
         let mut graph = Vec::new();
+        // The first part keeps plain names; a second one in the same step is numbered.
+        let tag = if tag == 0 { String::new() } else { tag.to_string() };
+        let (own_label, next_label, blended_label) = (format!("own{tag}"), format!("next{tag}"), format!("blended{tag}"));
         // This move's clip from where the blend into it ended (and `from` frames on),
         // running on past the move's end through the blend out of it.
         let own = Window::new(this.trim_start + rate.seconds(self.blend_in.right + from), length, usable_end(clips[this.clip as usize], this));
-        own.input_args(clip_input(this.clip), &mut args);
-        graph.push(own.chain(0, look, "own"));
-        let mut current = "own";
+        own.input_args(clip_input(this.clip), &mut inputs);
+        graph.push(own.chain(first_input, look, &own_label));
+        let mut current = own_label.clone();
         let blend_starts = frames - self.blend_out.frames();
         if let Some(next) = self.next.filter(|_| self.blend_out.frames() > 0 && to > blend_starts) {
             let after = &moves[next];
             let blend = rate.seconds(self.blend_out.frames());
             // The incoming clip starts early by the blend's left half.
             let lead_in = Window::new(after.trim_start - rate.seconds(self.blend_out.left), blend, usable_end(clips[after.clip as usize], after));
-            lead_in.input_args(clip_input(after.clip), &mut args);
-            graph.push(lead_in.chain(1, look, "next"));
+            lead_in.input_args(clip_input(after.clip), &mut inputs);
+            graph.push(lead_in.chain(first_input + 1, look, &next_label));
             let offset = rate.seconds(blend_starts.saturating_sub(from));
-            graph.push(format!("[own][next]xfade=transition=fade:duration={}:offset={}[blended]", secs(blend), secs(offset)));
-            current = "blended";
+            graph.push(format!("[{own_label}][{next_label}]xfade=transition=fade:duration={}:offset={}[{blended_label}]", secs(blend), secs(offset)));
+            current = blended_label;
         }
 
         let mut tail = format!("[{current}]setpts=PTS-STARTPTS");
@@ -459,31 +492,10 @@ impl Segment {
             let colour = fade_colour(moves[next].transition);
             tail.push_str(&format!(",fade=t=out:st={}:d={}:color={colour}", secs(length - fade_out), secs(fade_out)));
         }
-        tail.push_str("[video]");
+        tail.push_str(&format!("[video{tag}]"));
         graph.push(tail);
-
-        args.extend([Arg::lit("-filter_complex"), Arg::Literal(graph.join(";")), Arg::lit("-map"), Arg::lit("[video]"), Arg::lit("-an")]);
-        args.extend([Arg::lit("-c:v"), Arg::lit(output.video_codec.clone())]);
-        if matches!(output.video_codec.as_str(), "libx264" | "libx265") {
-            args.extend([Arg::lit("-preset"), Arg::lit(ENCODER_PRESET)]);
-        }
-        args.extend([
-            Arg::lit("-threads"),
-            Arg::lit(look.encoder_threads),
-            Arg::lit("-b:v"),
-            Arg::lit(output.video_bitrate.to_string()),
-            Arg::lit("-pix_fmt"),
-            Arg::lit("yuv420p"),
-        ]);
-        if let Some(gop) = look.prepared_gop {
-            let gop = gop.to_string();
-            for (option, value) in [("-g", gop.as_str()), ("-keyint_min", gop.as_str()), ("-sc_threshold", "0"), ("-bf", "0")] {
-                args.extend([Arg::lit(option), Arg::lit(value)]);
-            }
-        }
-        args.extend([Arg::lit("-frames:v"), Arg::lit((to - from).to_string()), Arg::lit("-f"), Arg::lit("nut"), Arg::Temp(temp)]);
         let label = if (from, to) == (0, frames) { label(self.index, &this.clip_id) } else { format!("{} frames {from}-{to}", label(self.index, &this.clip_id)) };
-        Invocation { args, media_seconds: length, label }
+        Rendered { inputs, graph, frames: to - from, label }
     }
 
     /// The whole GOPs of this move's prepared clip the segment shows unchanged (no
@@ -510,6 +522,78 @@ impl Segment {
         (to > from).then_some(Copy { from, to, source_frame: source_first + from })
     }
 }
+
+/// One rendered part's share of an FFmpeg step.
+struct Rendered {
+    /// `-ss`/`-t`/`-i` of the clips it reads.
+    inputs: Vec<Arg>,
+    /// Filter chains ending in `[video]` (or `[video1]`...).
+    graph: Vec<String>,
+    frames: u64,
+    label: String,
+}
+
+impl Rendered {
+    fn input_count(&self) -> usize {
+        self.inputs.iter().filter(|arg| **arg == Arg::lit("-i")).count()
+    }
+}
+
+/// One FFmpeg step encoding `parts` one after the other (a bridge out of a move and the
+/// bridge into the next share a step: one process start instead of two).
+fn encode(parts: &[Rendered], validated: &Validated, look: &Look, temp: u32) -> Invocation {
+    let output = &validated.output;
+    let mut args: Vec<Arg> = parts.iter().flat_map(|part| part.inputs.iter().cloned()).collect();
+    let mut graph: Vec<String> = parts.iter().flat_map(|part| part.graph.iter().cloned()).collect();
+    let mapped = if parts.len() == 1 {
+        "[video]".to_owned()
+    } else {
+        let labels: String = (0..parts.len()).map(|tag| if tag == 0 { "[video]".to_owned() } else { format!("[video{tag}]") }).collect();
+        graph.push(format!("{labels}concat=n={}:v=1:a=0[joined]", parts.len()));
+        "[joined]".to_owned()
+    };
+    args.extend([Arg::lit("-filter_complex"), Arg::Literal(graph.join(";")), Arg::lit("-map"), Arg::Literal(mapped), Arg::lit("-an")]);
+    args.extend([Arg::lit("-c:v"), Arg::lit(output.video_codec.clone())]);
+    if matches!(output.video_codec.as_str(), "libx264" | "libx265") {
+        args.extend([Arg::lit("-preset"), Arg::lit(ENCODER_PRESET)]);
+    }
+    args.extend([
+        Arg::lit("-threads"),
+        Arg::lit(look.encoder_threads),
+        Arg::lit("-b:v"),
+        Arg::lit(output.video_bitrate.to_string()),
+        Arg::lit("-pix_fmt"),
+        Arg::lit("yuv420p"),
+    ]);
+    if let Some(gop) = look.prepared_gop {
+        let gop = gop.to_string();
+        for (option, value) in [("-g", gop.as_str()), ("-keyint_min", gop.as_str()), ("-sc_threshold", "0"), ("-bf", "0")] {
+            args.extend([Arg::lit(option), Arg::lit(value)]);
+        }
+    }
+    let frames: u64 = parts.iter().map(|part| part.frames).sum();
+    args.extend([Arg::lit("-frames:v"), Arg::lit(frames.to_string()), Arg::lit("-f"), Arg::lit("nut"), Arg::Temp(temp)]);
+    let label = parts.iter().map(|part| part.label.as_str()).collect::<Vec<_>>().join(" + ");
+    Invocation { args, media_seconds: look.rate.seconds(frames), label }
+}
+
+/// Encodes the rendered parts waiting in `waiting` into one step and one concat part.
+fn flush(waiting: &mut Vec<Rendered>, temps: &mut Vec<TempFormat>, steps: &mut Vec<Step>, parts: &mut Vec<ConcatPart>, validated: &Validated, look: &Look) {
+    if waiting.is_empty() {
+        return;
+    }
+    let temp = temps.len() as u32;
+    temps.push(TempFormat::Nut);
+    let invocation = encode(waiting, validated, look, temp);
+    let frames: u64 = waiting.iter().map(|part| part.frames).sum();
+    steps.push(Step::Ffmpeg(invocation));
+    parts.push(ConcatPart { temp, duration: look.rate.seconds(frames) });
+    waiting.clear();
+}
+
+/// Bridges at most this long share a step with the next one (a rendered part's inputs
+/// are all open while the step runs; short ones keep that cheap).
+const MERGED_BRIDGE_FRAMES: u64 = 120;
 
 /// Part of a segment: rendered (decoded, filtered, encoded) or copied.
 enum Piece {
