@@ -82,7 +82,7 @@ fn request_from_wit(request: wit::PlanRequest) -> br_plan::PlanRequest {
             add_audio_overlay: o.add_audio_overlay,
         },
     };
-    let inputs = request
+    let inputs: Vec<br_plan::MediaFacts> = request
         .inputs
         .into_iter()
         .map(|f| br_plan::MediaFacts {
@@ -99,7 +99,17 @@ fn request_from_wit(request: wit::PlanRequest) -> br_plan::PlanRequest {
             audio: f.audio.map(|a| br_plan::AudioFacts { codec: a.codec, sample_rate: a.sample_rate, channels: a.channels, duration: a.duration }),
         })
         .collect();
-    br_plan::PlanRequest { validated, inputs, strict: request.strict }
+    // Which clips the host staged as prepared versions (contract 0.4.0).
+    let prepared = (0..inputs.len() as u32)
+        .map(|input| {
+            blueprint::runner::host::prepared(input).map(|clip| br_plan::PreparedClip {
+                profile_id: clip.profile_id,
+                gop_frames: clip.gop_frames,
+                frames: clip.frames,
+            })
+        })
+        .collect();
+    br_plan::PlanRequest { validated, inputs, strict: request.strict, prepared }
 }
 
 fn plan_to_wit(plan: br_plan::Plan) -> wit::Plan {

@@ -52,6 +52,19 @@ pub fn cache_dir(flag: Option<PathBuf>, disabled: bool) -> CacheConfig {
 mod tests {
     use std::path::{Path, PathBuf};
 
+    /// Prepared clips go only to guests whose contract can be told about them: the
+    /// built-in guest (0.4.0) yes, the hostile test guest (built against 0.2.0) no.
+    #[test]
+    fn only_guests_of_contract_0_4_are_given_prepared_clips() {
+        let uncached = br_sandbox::CacheConfig { dir: None };
+        let limits = br_sandbox::Limits::default();
+        let builtin = br_sandbox::Sandbox::load(super::DEFAULT_GUEST, limits.clone(), &uncached).unwrap();
+        assert_eq!((builtin.contract_version(), builtin.takes_prepared_clips()), ("0.4.0", true));
+        let hostile = std::fs::read(env!("HOSTILE_GUEST_WASM")).unwrap();
+        let hostile = br_sandbox::Sandbox::load(&hostile, limits, &uncached).unwrap();
+        assert_eq!((hostile.contract_version(), hostile.takes_prepared_clips()), ("0.2.0", false));
+    }
+
     /// `build.rs` must rebuild the embedded guests whenever anything they are built
     /// from changes. Checked here against `cargo tree`, independently of how the build
     /// script finds its list: every local package in the guests' dependency tree must

@@ -42,8 +42,8 @@ pub struct JobConfig {
     /// The backend's `data/` (`GCS_STRIP_PREFIX`), which names the storage's root.
     pub strip_prefix: String,
     /// Stage a clip's prepared version (`prepare`) when a fresh one exists for the
-    /// job's profile. Only the built-in guest is given prepared inputs: a plugin's
-    /// contract says input 1 + i is clip i itself.
+    /// job's profile and the guest's contract (0.4.0 on) lets it be told so; older
+    /// guests' contract says input 1 + i is clip i itself.
     pub use_prepared: bool,
 }
 
@@ -259,7 +259,7 @@ impl Job<'_> {
     /// For each clip, its prepared version's key when one exists for this job's profile
     /// and is fresh: its manifest names the source's current identity and the prepared
     /// object's own. Anything missing, stale or unreadable means the original is used.
-    async fn fresh_prepared_clips(&self, validated: &Validated, work: &Path) -> Vec<Option<String>> {
+    async fn fresh_prepared_clips(&self, validated: &Validated, work: &Path) -> Vec<Option<(String, br_plan::PreparedClip)>> {
         let Some(profile) = self.job_profile(validated, work).await else {
             return vec![None; validated.clip_keys.len()];
         };
@@ -282,8 +282,13 @@ impl Job<'_> {
                     && manifest["prepared_identity"] == prepared.as_str();
                 if !fresh {
                     tracing::info!(key = %key, "its prepared clip is stale: the original is used");
+                    return None;
                 }
-                fresh.then_some(prepared_key)
+                // The manifest is the host's own record; the guest still only copies whole
+                // GOPs the policy lets it, and every frame count is checked there.
+                let gop_frames = u32::try_from(manifest["gop_frames"].as_u64()?).ok()?;
+                let facts = br_plan::PreparedClip { profile_id: profile.id(), gop_frames, frames: manifest["frames"].as_u64()? };
+                Some((prepared_key, facts))
             }
         });
         futures::stream::iter(lookups).buffered(self.config.download_concurrency.max(1)).collect().await
@@ -327,15 +332,19 @@ impl Job<'_> {
 
         let work = make_work_folder(&self.config.work_root, &validated.task_id).map_err(|e| (Stage::Fetch, e))?;
         self.watchdog.watch_folder(work.path());
-        let prepared = if self.config.use_prepared { self.fresh_prepared_clips(&validated, work.path()).await } else { Vec::new() };
+        let use_prepared = self.config.use_prepared && self.sandbox.takes_prepared_clips();
+        let found = if use_prepared { self.fresh_prepared_clips(&validated, work.path()).await } else { Vec::new() };
         let keys: Vec<(String, String)> = std::iter::once((validated.audio_key.clone(), "/audio_path".to_owned()))
             .chain(validated.clip_keys.iter().enumerate().map(|(clip, key)| {
-                let staged = prepared.get(clip).cloned().flatten().unwrap_or_else(|| key.clone());
+                let staged = found.get(clip).cloned().flatten().map_or_else(|| key.clone(), |(prepared_key, _)| prepared_key);
                 (staged, first_use(&validated, clip))
             }))
             .collect();
-        let prepared_count = prepared.iter().flatten().count();
-        if self.config.use_prepared {
+        // Per input, as the plan request has them: the song is never prepared.
+        let prepared: Vec<Option<br_plan::PreparedClip>> =
+            std::iter::once(None).chain(found.iter().map(|clip| clip.clone().map(|(_, facts)| facts))).collect();
+        let prepared_count = found.iter().flatten().count();
+        if use_prepared {
             tracing::info!(prepared = prepared_count, clips = validated.clip_keys.len(), "prepared clips found fresh");
         }
         timings.insert("prepared_clips".into(), json!(prepared_count));
@@ -394,7 +403,7 @@ impl Job<'_> {
 
         estimate::check_with_media(&validated, &facts, &self.config.runner.budget).map_err(|e| (Stage::Probe, Failure::Invalid(vec![e])))?;
         reporter.running(Stage::Plan, Stage::Plan.at(0.0), "planning in the sandbox");
-        let request = PlanRequest { validated: validated.clone(), inputs: facts.clone(), strict: self.config.strict };
+        let request = PlanRequest { validated: validated.clone(), inputs: facts.clone(), strict: self.config.strict, prepared };
         let planning = self.unless_cancelled(Stage::Plan, async { self.sandbox.plan(&request).await.map_err(|e| (Stage::Plan, Failure::Sandbox(e))) }).await?;
         self.watchdog.guest_call("plan", &planning.report);
         let plan = match planning {

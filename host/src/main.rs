@@ -148,7 +148,7 @@ struct JobFlags {
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Prepared {
-    /// The built-in guest copies from fresh prepared clips; plugins get the originals.
+    /// Guests of contract 0.4.0 on get fresh prepared clips; older ones the originals.
     Auto,
     /// Always the original clips, every frame rendered.
     Off,

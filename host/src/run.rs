@@ -245,7 +245,7 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
         },
         output_prefix: flags.storage.output_prefix.clone(),
         strip_prefix: flags.storage.strip_prefix.clone(),
-        use_prepared: flags.prepared == crate::Prepared::Auto && flags.sandbox.guest.is_none(),
+        use_prepared: flags.prepared == crate::Prepared::Auto,
     };
     let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config, cancel, watchdog };
 

@@ -114,8 +114,9 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     }
 
     let encoder_threads = if u64::from(width) * u64::from(height) > LARGE_FRAME_PIXELS { LARGE_FRAME_ENCODER_THREADS } else { ENCODER_THREADS };
-    let prepared = prepared_clips(validated, &request.inputs, rate);
-    let prepared_gop = prepared.iter().any(Option::is_some).then_some(crate::prepare::GOP_FRAMES);
+    let prepared = prepared_clips(request, rate);
+    // Every prepared clip of one profile has the profile's GOP.
+    let prepared_gop = prepared.iter().flatten().map(|&(_, gop)| gop).next();
     let look = Look { rate, normaliser: normaliser(rate, width, height), encoder_threads, prepared_gop };
     let mut temps = Vec::new();
     let mut steps = Vec::new();
@@ -137,7 +138,7 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
         }
         let frames = end - first;
         let own_clip = validated.moves[index].clip;
-        let copied = prepared[own_clip as usize].and_then(|available| segment.copyable(validated, &clips, &timeline, &look, available));
+        let copied = prepared[own_clip as usize].and_then(|(available, _)| segment.copyable(validated, &clips, &timeline, &look, available));
         let mut pieces = Vec::new();
         match copied {
             Some(copy) => {
@@ -637,21 +638,22 @@ impl Copy {
     }
 }
 
-/// For each clip, when its input is its prepared version for this job's profile (the
-/// host names it `prepared/<profile-id>/<key>`), how many frames it has.
-fn prepared_clips(validated: &Validated, inputs: &[MediaFacts], rate: FrameRate) -> Vec<Option<u64>> {
-    let prefix = crate::prepare::Profile::of(validated, inputs).map(|profile| format!("prepared/{}/", profile.id()));
-    validated
-        .clip_keys
-        .iter()
-        .enumerate()
-        .map(|(clip, key)| {
-            let facts = inputs.get(clip_input(clip as u32) as usize)?;
-            let prefix = prefix.as_deref()?;
-            let video = facts.video.as_ref()?;
-            let named = facts.key.strip_prefix(prefix) == Some(key.as_str());
-            let on_grid = video.codec == "h264" && FrameRate::from_fps(video.frame_rate) == rate;
-            (named && on_grid).then(|| (video.duration.max(facts.duration) * rate.fps() + 1e-6).floor() as u64)
+/// For each clip, when its input is its prepared version for this job's profile, how
+/// many frames it has. A prepared clip of another profile (other settings) cannot be
+/// joined with this job's encoded parts, so it counts as an ordinary clip.
+fn prepared_clips(request: &PlanRequest, rate: FrameRate) -> Vec<Option<(u64, u32)>> {
+    let validated = &request.validated;
+    let profile = crate::prepare::Profile::of(validated, &request.inputs).map(|profile| profile.id());
+    (0..validated.clip_keys.len())
+        .map(|clip| {
+            let input = clip_input(clip as u32) as usize;
+            let prepared = request.prepared.get(input).cloned().flatten()?;
+            let video = request.inputs.get(input)?.video.as_ref()?;
+            let fits = Some(&prepared.profile_id) == profile.as_ref()
+                && prepared.gop_frames > 0
+                && video.codec == "h264"
+                && FrameRate::from_fps(video.frame_rate) == rate;
+            fits.then_some((prepared.frames, prepared.gop_frames))
         })
         .collect()
 }

@@ -32,12 +32,24 @@ pub struct AudioFacts {
     pub duration: f64,
 }
 
-/// Index 0 of `inputs` is the song; index 1 + i is `validated.clip_keys[i]`.
+/// Index 0 of `inputs` is the song; index 1 + i is `validated.clip_keys[i]` (or its
+/// prepared version, which `prepared` then describes).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanRequest {
     pub validated: Validated,
     pub inputs: Vec<MediaFacts>,
     pub strict: bool,
+    /// Per input, when it is a prepared clip: how it was prepared. Empty means none.
+    pub prepared: Vec<Option<PreparedClip>>,
+}
+
+/// A clip input that is a prepared version (`blueprint-runner prepare`): re-encoded at
+/// the job's output settings in closed GOPs of `gop_frames` without B-frames.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedClip {
+    pub profile_id: String,
+    pub gop_frames: u32,
+    pub frames: u64,
 }
 
 /// Input index of the song in [`PlanRequest::inputs`].

@@ -23,7 +23,7 @@ fn song(seconds: f64) -> MediaFacts {
 
 fn request(validated: Validated, clip_seconds: f64) -> PlanRequest {
     let inputs = std::iter::once(song(validated.total_duration + 10.0)).chain(validated.clip_keys.iter().map(|k| clip(k, clip_seconds))).collect();
-    PlanRequest { validated, inputs, strict: false }
+    PlanRequest { validated, inputs, strict: false, prepared: Vec::new() }
 }
 
 fn literal_after(args: &[Arg], option: &str) -> Option<String> {

@@ -848,7 +848,7 @@ mod planner {
     fn assert_planner_output_passes(validated: Validated, clip_seconds: f64) {
         let inputs = inputs(&validated, clip_seconds);
         let input_count = inputs.len() as u32;
-        let request = PlanRequest { validated, inputs, strict: false };
+        let request = PlanRequest { validated, inputs, strict: false, prepared: Vec::new() };
         let plan = br_plan::plan(&request).unwrap_or_else(|errors| panic!("{errors:?}"));
         // The limits the host sets for this very job: sizes, rates and times bounded by it.
         if let Err(violation) = check(&plan, input_count, &PolicyLimits::for_request(&request)) {
@@ -899,7 +899,10 @@ mod planner {
             (video.width, video.height, video.frame_rate) = (1280, 720, 30.0);
         }
         let input_count = inputs.len() as u32;
-        let request = PlanRequest { validated: validated.clone(), inputs, strict: false };
+        let prepared = (0..inputs.len())
+            .map(|input| (input > 0).then(|| br_plan::PreparedClip { profile_id: profile.id(), gop_frames: 15, frames: 360 }))
+            .collect();
+        let request = PlanRequest { validated: validated.clone(), inputs, strict: false, prepared };
         let plan = br_plan::plan(&request).unwrap_or_else(|errors| panic!("{errors:?}"));
         if let Err(violation) = check(&plan, input_count, &PolicyLimits::for_request(&request)) {
             panic!("{violation}");
@@ -984,7 +987,7 @@ mod planner {
             let clip_seconds = (50 + random.below(1000)) as f64 / 100.0;
             let inputs = inputs(&validated, clip_seconds);
             let input_count = inputs.len() as u32;
-            let request = PlanRequest { validated, inputs, strict: false };
+            let request = PlanRequest { validated, inputs, strict: false, prepared: Vec::new() };
             let plan = match br_plan::plan(&request) {
                 Ok(plan) => plan,
                 Err(errors) => {

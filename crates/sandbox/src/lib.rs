@@ -7,8 +7,9 @@
 //! way a call can end maps to a distinct [`SandboxError`]. What the guest returns is
 //! treated as untrusted and re-checked ([`output`]).
 //!
-//! Guests of contract 0.3.0 (`wit/blueprint-runner.wit`) and of 0.2.0 (`wit/v0.2.0/`)
-//! load; which one a component implements is found from the type of its `validate`.
+//! Guests of contract 0.4.0 (`wit/blueprint-runner.wit`), 0.3.0 (`wit/v0.3.0/`) and
+//! 0.2.0 (`wit/v0.2.0/`) load; which one a component implements is found from the
+//! `host` version it imports (0.4.0) and the type of its `validate` (0.3.0 or 0.2.0).
 
 mod cache;
 mod engine;
@@ -30,11 +31,11 @@ pub use guest_log::GuestLog;
 pub use output::limits as output_limits;
 
 /// The contract versions this host loads, newest first.
-pub const CONTRACT_VERSIONS: [&str; 2] = ["0.3.0", "0.2.0"];
+pub const CONTRACT_VERSIONS: [&str; 3] = ["0.4.0", "0.3.0", "0.2.0"];
 
 mod bindings {
-    /// The current contract, 0.3.0.
-    pub mod v3 {
+    /// The current contract, 0.4.0.
+    pub mod v4 {
         wasmtime::component::bindgen!({
             world: "guest",
             path: "../../wit",
@@ -42,21 +43,33 @@ mod bindings {
         });
     }
 
-    /// The previous contract, 0.2.0, for guests built against it. 0.3.0 only added the
-    /// `refusal` record, so 0.2.0's types are 0.3.0's and are not generated twice: one
-    /// conversion serves both (wasmtime checks a record by its fields when the guest is
-    /// loaded, not by the interface that declared it). `host` is generated again: the
-    /// guest imports it under its own version, and the linker offers both.
+    /// Contract 0.3.0, for guests built against it. 0.4.0 only added the
+    /// `prepared-clip` record and the `host.prepared` function, so 0.3.0's types are
+    /// 0.4.0's and are not generated twice: one conversion serves every version
+    /// (wasmtime checks a record by its fields when the guest is loaded, not by the
+    /// interface that declared it). `host` is generated again: the guest imports it
+    /// under its own version, and the linker offers each.
+    pub mod v3 {
+        wasmtime::component::bindgen!({
+            world: "guest",
+            path: "../../wit/v0.3.0",
+            exports: { default: async },
+            with: { "blueprint:runner/types": crate::bindings::v4::blueprint::runner::types },
+        });
+    }
+
+    /// Contract 0.2.0: as 0.3.0, without the `refusal` record (`validate` refuses with
+    /// the errors alone).
     pub mod v2 {
         wasmtime::component::bindgen!({
             world: "guest",
             path: "../../wit/v0.2.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v3::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v4::blueprint::runner::types },
         });
     }
 
-    pub use v3::blueprint::runner::types as wit;
+    pub use v4::blueprint::runner::types as wit;
 }
 
 use bindings::wit;
@@ -83,7 +96,7 @@ impl Default for Limits {
 pub enum SandboxError {
     #[error("could not load the guest component: {0}")]
     Load(String),
-    #[error("the guest component does not fit the contract (blueprint:runner@0.3.0 or @0.2.0): {0}")]
+    #[error("the guest component does not fit the contract (blueprint:runner@0.4.0, @0.3.0 or @0.2.0): {0}")]
     Incompatible(String),
     #[error("sandbox limit: the guest ran out of fuel ({limit} units)")]
     OutOfFuel { limit: u64 },
@@ -164,6 +177,7 @@ pub struct Sandbox {
 
 /// The linked guest, by the contract version it implements.
 enum GuestPre {
+    V4(bindings::v4::GuestPre<CallState>),
     V3(bindings::v3::GuestPre<CallState>),
     V2(bindings::v2::GuestPre<CallState>),
 }
@@ -197,8 +211,10 @@ impl Sandbox {
     ) -> Result<Sandbox, SandboxError> {
         let mut linker: Linker<CallState> = Linker::new(&engine.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
-        // Both versions of `host`: each guest imports the one of its own contract.
+        // Every version of `host`: each guest imports the one of its own contract.
         type Data = wasmtime::component::HasSelf<CallState>;
+        bindings::v4::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
+            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         bindings::v3::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
             .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         bindings::v2::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
@@ -206,16 +222,22 @@ impl Sandbox {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| SandboxError::Incompatible(format!("{e:#}")))?;
-        // Both contracts export `validate` and `plan` under the same names: the types of
-        // the exports tell them apart, and each `GuestPre::new` checks them.
-        let pre = match bindings::v3::GuestPre::new(instance_pre.clone()) {
-            Ok(pre) => GuestPre::V3(pre),
-            Err(as_v3) => match bindings::v2::GuestPre::new(instance_pre) {
-                Ok(pre) => GuestPre::V2(pre),
-                Err(as_v2) => {
-                    return Err(SandboxError::Incompatible(format!("as 0.3.0: {as_v3:#}; as 0.2.0: {as_v2:#}")));
-                }
-            },
+        // 0.4.0 and 0.3.0 export the same functions: the `host` version a guest imports
+        // tells them apart. 0.3.0 and 0.2.0 differ in `validate`'s type, which each
+        // `GuestPre::new` checks.
+        let imports_v4 = component.component_type().imports(&engine.engine).any(|(name, _)| name == "blueprint:runner/host@0.4.0");
+        let pre = if imports_v4 {
+            GuestPre::V4(bindings::v4::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.4.0: {e:#}")))?)
+        } else {
+            match bindings::v3::GuestPre::new(instance_pre.clone()) {
+                Ok(pre) => GuestPre::V3(pre),
+                Err(as_v3) => match bindings::v2::GuestPre::new(instance_pre) {
+                    Ok(pre) => GuestPre::V2(pre),
+                    Err(as_v2) => {
+                        return Err(SandboxError::Incompatible(format!("as 0.3.0: {as_v3:#}; as 0.2.0: {as_v2:#}")));
+                    }
+                },
+            }
         };
         let sandbox = Sandbox { engine, pre, limits, load_source };
         tracing::debug!(contract = sandbox.contract_version(), "guest linked");
@@ -234,9 +256,15 @@ impl Sandbox {
     /// The contract version the guest implements, e.g. `0.3.0`.
     pub fn contract_version(&self) -> &'static str {
         match self.pre {
-            GuestPre::V3(_) => CONTRACT_VERSIONS[0],
-            GuestPre::V2(_) => CONTRACT_VERSIONS[1],
+            GuestPre::V4(_) => CONTRACT_VERSIONS[0],
+            GuestPre::V3(_) => CONTRACT_VERSIONS[1],
+            GuestPre::V2(_) => CONTRACT_VERSIONS[2],
         }
+    }
+
+    /// Whether the guest may be given prepared clips (contract 0.4.0 and later).
+    pub fn takes_prepared_clips(&self) -> bool {
+        matches!(self.pre, GuestPre::V4(_))
     }
 
     /// Runs the guest's `validate` on untrusted blueprint text.
@@ -248,8 +276,9 @@ impl Sandbox {
 
     /// Runs the guest's `plan` on a validated blueprint and the probed media facts.
     pub async fn plan(&self, request: &br_plan::PlanRequest) -> Result<Planning, SandboxError> {
+        let prepared = request::prepared_to_wit(request);
         let request = request::to_wit(request);
-        let (answer, report) = self.call(Call::Plan(&request)).await?;
+        let (answer, report) = self.call(Call::Plan(&request, prepared)).await?;
         let Answer::Plan(answer) = answer else { unreachable!("plan answers plan") };
         Ok(Planning { verdict: output::check_planning(answer)?, report })
     }
@@ -260,13 +289,23 @@ impl Sandbox {
         let mut store = new_store(&self.engine.engine, &self.limits, started);
         let limits = self.limits.clone();
         let name = call.name();
+        if let Call::Plan(_, prepared) = &call {
+            store.data_mut().prepared = prepared.clone();
+        }
         let run = async {
             match &self.pre {
+                GuestPre::V4(pre) => {
+                    let guest = pre.instantiate_async(&mut store).await?;
+                    match call {
+                        Call::Validate(text) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
+                        Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                    }
+                }
                 GuestPre::V3(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
                         Call::Validate(text) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
-                        Call::Plan(request) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                        Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
                     }
                 }
                 GuestPre::V2(pre) => {
@@ -278,7 +317,7 @@ impl Sandbox {
                             let no_task = |errors| wit::Refusal { task_id: None, errors };
                             Ok(Answer::Validate(answer.map_err(no_task)))
                         }
-                        Call::Plan(request) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                        Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
                     }
                 }
             }
@@ -322,6 +361,7 @@ fn new_store(wasm_engine: &wasmtime::Engine, limits: &Limits, started: Instant) 
         .allow_ip_name_lookup(false)
         .build();
     let state = CallState {
+        prepared: Vec::new(),
         wasi,
         table: ResourceTable::new(),
         memory: CappedMemory::new(limits.memory_bytes),
@@ -350,14 +390,15 @@ fn new_store(wasm_engine: &wasmtime::Engine, limits: &Limits, started: Instant) 
 
 enum Call<'a> {
     Validate(&'a str),
-    Plan(&'a wit::PlanRequest),
+    /// The request, and which of its inputs are prepared clips (`host.prepared`).
+    Plan(&'a wit::PlanRequest, Vec<Option<wit::PreparedClip>>),
 }
 
 impl Call<'_> {
     fn name(&self) -> &'static str {
         match self {
             Call::Validate(_) => "validate",
-            Call::Plan(_) => "plan",
+            Call::Plan(..) => "plan",
         }
     }
 }
@@ -369,6 +410,8 @@ enum Answer {
 
 /// Per-call store data.
 struct CallState {
+    /// For `host.prepared`: which inputs of the `plan` call are prepared clips.
+    prepared: Vec<Option<wit::PreparedClip>>,
     wasi: WasiCtx,
     table: ResourceTable,
     memory: CappedMemory,
@@ -380,6 +423,23 @@ struct CallState {
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl bindings::v4::blueprint::runner::host::Host for CallState {
+    fn log(&mut self, level: bindings::v4::blueprint::runner::host::LogLevel, message: String) {
+        use bindings::v4::blueprint::runner::host::LogLevel;
+        let level = match level {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        };
+        self.log.record(level, &message);
+    }
+
+    fn prepared(&mut self, input: u32) -> Option<wit::PreparedClip> {
+        self.prepared.get(input as usize).cloned().flatten()
     }
 }
 

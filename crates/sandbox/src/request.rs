@@ -5,6 +5,19 @@ use br_plan::{MediaFacts, PlanRequest};
 
 use crate::wit;
 
+/// Per input, whether it is a prepared clip (for `host.prepared`).
+pub fn prepared_to_wit(request: &PlanRequest) -> Vec<Option<wit::PreparedClip>> {
+    (0..request.inputs.len())
+        .map(|input| {
+            request.prepared.get(input).cloned().flatten().map(|clip| wit::PreparedClip {
+                profile_id: clip.profile_id,
+                gop_frames: clip.gop_frames,
+                frames: clip.frames,
+            })
+        })
+        .collect()
+}
+
 pub fn to_wit(request: &PlanRequest) -> wit::PlanRequest {
     wit::PlanRequest { validated: validated(&request.validated), inputs: request.inputs.iter().map(facts).collect(), strict: request.strict }
 }
