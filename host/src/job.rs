@@ -124,7 +124,7 @@ pub struct Prepared {
     pub facts: Vec<MediaFacts>,
     /// Per input: its key and the blueprint pointer that names it.
     keys: Vec<(String, String)>,
-    work: tempfile::TempDir,
+    work: crate::work::WorkFolder,
     timings: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -545,11 +545,12 @@ fn staged_name(index: usize, key: &str) -> String {
     format!("input-{index:04}{extension}")
 }
 
-fn make_work_folder(root: &Path, task_id: &str) -> Result<tempfile::TempDir, Failure> {
+fn make_work_folder(root: &Path, task_id: &str) -> Result<crate::work::WorkFolder, Failure> {
     let root = std::fs::canonicalize(root).map_err(|e| Failure::WorkFolder(format!("{}: {e}", root.display())))?;
     tempfile::Builder::new()
         .prefix(&format!("blueprint-runner-{task_id}-"))
         .tempdir_in(&root)
+        .map(crate::work::WorkFolder::new)
         .map_err(|e| Failure::WorkFolder(format!("cannot create a work folder in {}: {e}", root.display())))
 }
 

@@ -143,6 +143,46 @@ impl UnlinkWhenOpened {
     }
 }
 
+/// The job's work folder, removed when dropped, on every path. A copy still running on
+/// the blocking pool when a job fails (a sibling download) may write one more chunk
+/// while the folder is removed; so the removal is retried briefly (the copy sees that it
+/// was abandoned and deletes its file within one chunk) rather than leaving a folder.
+pub struct WorkFolder {
+    dir: Option<tempfile::TempDir>,
+}
+
+/// How long the removal keeps trying.
+const REMOVAL_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl WorkFolder {
+    pub fn new(dir: tempfile::TempDir) -> WorkFolder {
+        WorkFolder { dir: Some(dir) }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.as_ref().map_or(Path::new(""), tempfile::TempDir::path)
+    }
+}
+
+impl Drop for WorkFolder {
+    fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else { return };
+        let path = dir.keep();
+        let started = std::time::Instant::now();
+        loop {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => return,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
+                Err(error) if started.elapsed() >= REMOVAL_PATIENCE => {
+                    tracing::error!(folder = %path.display(), "cannot remove the work folder: {error}");
+                    return;
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

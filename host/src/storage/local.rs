@@ -1,8 +1,22 @@
 //! The embedded default backend: a local folder, opened with `cap-std`.
 
+use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::{partial_name, Storage, StorageError, StorageFuture};
+
+const COPY_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Sets its flag when dropped.
+struct AbandonOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
 
 /// A local folder opened with `cap-std`: keys resolve strictly beneath it (no `..`,
 /// no absolute paths, no symlink leading out), whatever the key says.
@@ -30,7 +44,9 @@ impl LocalFolder {
         }
     }
 
-    fn fetch_blocking(&self, key: &str, destination: &Path) -> Result<u64, StorageError> {
+    /// Copies `key` to `destination`; stops and removes its partial file as soon as
+    /// `abandoned` is set (the job dropped the fetch and is removing its work folder).
+    fn fetch_blocking(&self, key: &str, destination: &Path, abandoned: &AtomicBool) -> Result<u64, StorageError> {
         use cap_std::fs::OpenOptionsExt;
         let mut options = cap_std::fs::OpenOptions::new();
         // A FIFO named as a clip would block a plain open until some writer came (for
@@ -46,8 +62,26 @@ impl LocalFolder {
         let mut source = source.into_std();
         let partial = partial_name(destination);
         let copied = (|| {
+            let abandoned_error = || std::io::Error::other("the fetch was abandoned");
+            if abandoned.load(Ordering::Acquire) {
+                return Err(abandoned_error());
+            }
             let mut target = std::fs::OpenOptions::new().write(true).create_new(true).open(&partial)?;
-            let bytes = std::io::copy(&mut source, &mut target)?;
+            // In chunks, so an abandoned copy stops within one chunk instead of writing
+            // into a folder that is being removed.
+            let mut chunk = vec![0u8; COPY_CHUNK_BYTES];
+            let mut bytes = 0u64;
+            loop {
+                if abandoned.load(Ordering::Acquire) {
+                    return Err(abandoned_error());
+                }
+                let read = source.read(&mut chunk)?;
+                if read == 0 {
+                    break;
+                }
+                target.write_all(chunk.get(..read).unwrap_or_default())?;
+                bytes += read as u64;
+            }
             target.sync_all()?;
             std::fs::rename(&partial, destination)?;
             Ok(bytes)
@@ -104,7 +138,13 @@ impl Storage for LocalFolder {
     fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path) -> StorageFuture<'a, u64> {
         Box::pin(async move {
             let (folder, key_owned, destination) = (self.try_clone(key)?, key.to_owned(), destination.to_owned());
-            tokio::task::spawn_blocking(move || folder.fetch_blocking(&key_owned, &destination)).await.map_err(|e| self.io_error(key, std::io::Error::other(e)))?
+            // Dropping this future (a failed sibling fetch, a signal) sets the flag; the
+            // copy on the blocking pool cannot be dropped, so it watches the flag.
+            let abandoned = Arc::new(AtomicBool::new(false));
+            let _abandon_on_drop = AbandonOnDrop(abandoned.clone());
+            tokio::task::spawn_blocking(move || folder.fetch_blocking(&key_owned, &destination, &abandoned))
+                .await
+                .map_err(|e| self.io_error(key, std::io::Error::other(e)))?
         })
     }
 
@@ -181,6 +221,21 @@ mod tests {
         let error = result.unwrap_err().to_string();
         assert!(error.contains("is not a regular file"), "{error}");
         assert!(std::fs::read_dir(work.path()).unwrap().next().is_none(), "something was written");
+    }
+
+    /// A fetch the job dropped leaves nothing in the work folder it is removing.
+    #[test]
+    fn an_abandoned_fetch_stops_and_leaves_no_file() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("clip.mp4"), vec![7u8; 3 * COPY_CHUNK_BYTES]).unwrap();
+        let folder = LocalFolder::open(root.path()).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let abandoned = AtomicBool::new(true);
+        let result = folder.fetch_blocking("clip.mp4", &work.path().join("in"), &abandoned);
+        assert!(result.is_err());
+        assert!(std::fs::read_dir(work.path()).unwrap().next().is_none(), "something was written");
+        let kept = AtomicBool::new(false);
+        assert_eq!(folder.fetch_blocking("clip.mp4", &work.path().join("in"), &kept).unwrap(), 3 * COPY_CHUNK_BYTES as u64);
     }
 
     #[tokio::test]
