@@ -1,6 +1,6 @@
 //! One job: blueprint text in, finished video in storage out. Every way it can end
 //! is a [`Failure`] with a precise message, a stage and an exit code; the work folder
-//! is removed on every path (it is a `TempDir`, dropped on return or unwind).
+//! is removed on every path (it is a `WorkFolder`, dropped on return or unwind).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
