@@ -98,7 +98,8 @@ impl Preparer<'_> {
         keys.sort();
         keys.dedup();
         let mine: Vec<&String> = keys.iter().enumerate().filter(|(position, _)| shard.takes(*position)).map(|(_, key)| *key).collect();
-        tracing::info!(profile = %profile.id(), clips = keys.len(), this_shard = mine.len(), shard = %format!("{}/{}", shard.index, shard.count), "preparing");
+        let shard_text = format!("{}/{}", shard.index, shard.count);
+        tracing::info!(profile = %profile.id(), clips = keys.len(), this_shard = mine.len(), shard = %shard_text, "preparing");
         let (mut prepared, mut up_to_date, mut failed) = (0usize, 0usize, Vec::new());
         for (done, key) in mine.iter().enumerate() {
             if let Some(reason) = self.cancel.reason() {
@@ -149,7 +150,10 @@ impl Preparer<'_> {
         let started = Instant::now();
         let source = self.storage.identity(key).await.map_err(|e| e.to_string())?;
         let manifest_key = manifest_key(profile, key);
-        let work = tempfile::Builder::new().prefix("blueprint-runner-prepare-").tempdir_in(self.work_root).map_err(|e| format!("work folder: {e}"))?;
+        let work = tempfile::Builder::new()
+            .prefix("blueprint-runner-prepare-")
+            .tempdir_in(self.work_root)
+            .map_err(|e| format!("work folder: {e}"))?;
         if let Some(manifest) = self.read_manifest(&manifest_key, work.path()).await? {
             if manifest["source_identity"] == source.as_str() && manifest["profile_id"] == profile.id().as_str() {
                 return Ok(Outcome::UpToDate);
@@ -163,7 +167,8 @@ impl Preparer<'_> {
             return Err(format!("{key} has no video stream"));
         };
         let seconds = if video.duration > 0.0 { video.duration } else { facts.duration };
-        let plan = Plan { temps: Vec::new(), steps: vec![Step::Ffmpeg(profile.invocation(&format!("prepare {key}"), seconds))], warnings: Vec::new() };
+        let step = Step::Ffmpeg(profile.invocation(&format!("prepare {key}"), seconds));
+        let plan = Plan { temps: Vec::new(), steps: vec![step], warnings: Vec::new() };
         let limits = PolicyLimits::for_job(profile.width, profile.height, seconds);
         let checked = br_policy::check(&plan, 1, &limits).map_err(|v| v.to_string())?;
         let output = work.path().join("prepared.mp4");
@@ -174,7 +179,8 @@ impl Preparer<'_> {
         let prepared_key = prepared_key(profile, key);
         self.storage.store(&output, &prepared_key).await.map_err(|e| e.to_string())?;
         let prepared_identity = self.storage.identity(&prepared_key).await.map_err(|e| e.to_string())?;
-        let settings: serde_json::Map<String, Value> = profile.settings().into_iter().map(|(name, value)| (name.to_owned(), json!(value))).collect();
+        let settings: serde_json::Map<String, Value> =
+            profile.settings().into_iter().map(|(name, value)| (name.to_owned(), json!(value))).collect();
         let manifest = json!({
             "manifest_version": 1,
             "source_key": key,
@@ -212,12 +218,15 @@ impl Preparer<'_> {
 
 const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
 
+type StagingFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, StorageError>> + Send + 'a>>;
+
 /// A one-step plan reads its input once: nothing is ever fetched again.
 struct NoRefetch;
 
 impl Staging for NoRefetch {
-    fn stage<'a>(&'a self, input: u32, _: &'a Path) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, StorageError>> + Send + 'a>> {
-        Box::pin(async move { Err(StorageError::Io { key: format!("input {input}"), store: "prepare".into(), message: "not staged".into() }) })
+    fn stage<'a>(&'a self, input: u32, _: &'a Path) -> StagingFuture<'a> {
+        let error = StorageError::Io { key: format!("input {input}"), store: "prepare".into(), message: "not staged".into() };
+        Box::pin(async move { Err(error) })
     }
 }
 
