@@ -887,16 +887,22 @@ mod planner {
     /// accepts it.
     #[test]
     fn prepared_clips_are_copied_by_whole_gops() {
+        prepared_clips_are_copied_at(1280, 720, "2");
+        // Above 720p, bridges encode with one thread, as the prepared clips did.
+        prepared_clips_are_copied_at(1920, 1080, "1");
+    }
+
+    fn prepared_clips_are_copied_at(width: u32, height: u32, threads: &str) {
         use br_plan::{Arg, Step};
         let mut validated = example();
-        validated.output.width = Some(1280);
-        validated.output.height = Some(720);
+        validated.output.width = Some(width);
+        validated.output.height = Some(height);
         let profile = br_plan::prepare::Profile::of(&validated, &inputs(&validated, 12.0)).unwrap();
         let mut inputs = inputs(&validated, 12.0);
         for facts in inputs.iter_mut().skip(1) {
             facts.key = format!("prepared/{}/{}", profile.id(), facts.key);
             let video = facts.video.as_mut().unwrap();
-            (video.width, video.height, video.frame_rate) = (1280, 720, 30.0);
+            (video.width, video.height, video.frame_rate) = (width, height, 30.0);
         }
         let input_count = inputs.len() as u32;
         let prepared = (0..inputs.len())
@@ -928,6 +934,7 @@ mod planner {
                 // Rendered parts share the prepared clips' GOP and have no B-frames.
                 assert_eq!(value_of(&invocation.args, "-bf").as_deref(), Some("0"), "{}", invocation.label);
                 assert_eq!(value_of(&invocation.args, "-g").as_deref(), Some("15"), "{}", invocation.label);
+                assert_eq!(value_of(&invocation.args, "-threads").as_deref(), Some(threads), "{}", invocation.label);
             }
         }
         let rate = br_plan::FrameRate::from_fps(validated.output.frame_rate);
