@@ -329,3 +329,67 @@ fn prepare_stores_prepared_clips_and_skips_them_by_generation() {
     assert_eq!(code, Some(0), "{summary}");
     assert_eq!((summary["prepared"].as_u64(), summary["up_to_date"].as_u64()), (Some(1), Some(1)), "{summary}");
 }
+
+/// A Cloud Run task array of three prepares one library in the bucket: each task takes
+/// its share (`CLOUD_RUN_TASK_INDEX`/`COUNT`), all six clips end up prepared, and no clip
+/// is downloaded twice across the tasks.
+#[test]
+fn a_task_array_prepares_a_library_without_doing_a_clip_twice() {
+    let emulator = stocked_emulator();
+    let clips: Vec<String> = (0..6).map(|index| format!("steps/clip{index}.mp4")).collect();
+    for clip in &clips {
+        emulator.put(BUCKET, clip, &media_file("small.mp4"));
+    }
+    // A blueprint naming all six clips, one 1-second move each.
+    let moves: Vec<Value> = clips
+        .iter()
+        .enumerate()
+        .map(|(k, clip)| {
+            json!({"clip_id": format!("m{k}"), "video_path": format!("data/{clip}"), "start_time": k as f64, "duration": 1.0,
+                   "transition_type": "cut", "volume_adjustment": 1.0})
+        })
+        .collect();
+    let document = json!({"task_id": "array-1", "audio_path": "data/songs/song.mp3", "moves": moves, "total_duration": 6.0,
+                          "output_config": {"output_path": "data/output/array.mp4", "frame_rate": 25}});
+    let proxy = FaultProxy::start(&emulator.address, |_, _| Action::Forward);
+    let tasks: Vec<_> = (0..3)
+        .map(|index| {
+            let work = tempfile::tempdir().unwrap();
+            let child = Command::new(BIN)
+                .args(["--log-format", "text", "prepare", "--storage", "gcs", "--bucket", BUCKET, "--work-dir"])
+                .arg(work.path())
+                .arg("--cache-dir")
+                .arg(cache_dir())
+                .env("STORAGE_EMULATOR_HOST", proxy.host())
+                .env("BLUEPRINT_JSON", document.to_string())
+                .env("CLOUD_RUN_TASK_INDEX", index.to_string())
+                .env("CLOUD_RUN_TASK_COUNT", "3")
+                .env_remove("BLUEPRINT_URI")
+                .env_remove("DATA_DIR")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (work, child)
+        })
+        .collect();
+    for (_work, child) in tasks {
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let summary: Value = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or_else(|| {
+            panic!("no summary; stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+        });
+        assert_eq!(output.status.code(), Some(0), "{summary}");
+        assert_eq!((summary["clips"].as_u64(), summary["prepared"].as_u64()), (Some(2), Some(2)), "{summary}");
+    }
+    let profile = "h264-320x180-25fps-2000k-g15-r1";
+    for clip in &clips {
+        assert!(emulator.get(BUCKET, &format!("prepared/{profile}/data/{clip}")).is_some(), "{clip} not prepared");
+        assert!(emulator.get(BUCKET, &format!("prepared/{profile}/data/{clip}.json")).is_some(), "{clip} has no manifest");
+    }
+    // No clip prepared twice: each prepared object was uploaded once, by one task.
+    for clip in &clips {
+        let name = format!("prepared/{profile}/data/{clip}").replace('/', "%2F");
+        assert_eq!(proxy.count(&format!("name={name} HTTP")), 1, "{clip}: {:?}", proxy.seen.lock().unwrap());
+    }
+}
