@@ -69,6 +69,15 @@ fn blueprint_json_env_is_read() {
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("valid: task 5b0d9f2e-"));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("Cloud Run's limit"), "{output:?}");
+
+    // The same blueprint padded to 29 KiB still validates, with a warning that Cloud Run
+    // will soon refuse to pass it as an environment variable.
+    let padded = format!("{}{}", variants::backend_blueprint(), " ".repeat(29 * 1024));
+    let output = Command::new(BIN).args(["validate", "--cache-dir", cache_dir()]).env("BLUEPRINT_JSON", padded).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("close to Cloud Run's limit of 32768 bytes") && stderr.contains("BLUEPRINT_URI"), "{stderr}");
 }
 
 #[test]

@@ -7,6 +7,11 @@ use std::path::PathBuf;
 use br_blueprint::limits::MAX_BLUEPRINT_BYTES;
 
 pub const BLUEPRINT_ENV: &str = "BLUEPRINT_JSON";
+/// Cloud Run refuses an environment variable longer than this; a blueprint over it
+/// cannot be passed as `BLUEPRINT_JSON` at all (about 95 moves of the backend's shape).
+const CLOUD_RUN_ENV_LIMIT_BYTES: usize = 32_768;
+/// Warn from here on, so a growing blueprint is moved to `BLUEPRINT_URI` before it fails.
+const CLOUD_RUN_ENV_WARNING_BYTES: usize = 28 * 1024;
 /// A `gs://bucket/key` address of the blueprint (Cloud Run limits the size of env vars).
 pub const BLUEPRINT_URI_ENV: &str = "BLUEPRINT_URI";
 
@@ -70,7 +75,16 @@ impl Loaded {
 pub fn read(source: &Source) -> std::io::Result<Loaded> {
     let limit = MAX_BLUEPRINT_BYTES as u64;
     let bytes = match source {
-        Source::Env => std::env::var_os(BLUEPRINT_ENV).unwrap_or_default().into_encoded_bytes(),
+        Source::Env => {
+            let bytes = std::env::var_os(BLUEPRINT_ENV).unwrap_or_default().into_encoded_bytes();
+            if bytes.len() >= CLOUD_RUN_ENV_WARNING_BYTES {
+                tracing::warn!(
+                    bytes = bytes.len(),
+                    "BLUEPRINT_JSON is close to Cloud Run's limit of {CLOUD_RUN_ENV_LIMIT_BYTES} bytes per variable: pass larger blueprints as BLUEPRINT_URI"
+                );
+            }
+            bytes
+        }
         Source::Stdin => read_bounded(std::io::stdin().lock(), limit)?,
         Source::File(path) => read_bounded(std::fs::File::open(path)?, limit)?,
         Source::Uri(uri) => return Err(std::io::Error::other(format!("{uri} must be read through the GCS backend"))),
