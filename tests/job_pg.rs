@@ -596,3 +596,47 @@ fn a_re_run_after_a_crash_gives_the_same_output() {
     let from_clean = std::fs::read(folders.data.join("output/t-crash.mp4")).unwrap();
     assert!(after_crash == from_clean, "the re-run after a crash made a different file ({} vs {} bytes)", after_crash.len(), from_clean.len());
 }
+
+/// Cloud Run retries every non-zero exit. A retry of a failure that would only happen
+/// again (here: a "clip" that is a text file, exit 4) ends at once with the same code,
+/// touching neither the storage nor the row; a failure that may pass (a missing object,
+/// exit 6: it may have been uploaded since) is retried in full.
+#[test]
+fn a_retry_does_not_repeat_a_deterministic_failure() {
+    let db = PgServer::start();
+    let folders = Folders::new();
+    folders.small_media();
+    std::fs::write(folders.data.join("media/text.mp4"), "not a video").unwrap();
+    let cases = [
+        ("t-media", blueprint("t-media", vec![movement("media/small.mp4", 0.0, 2.0, "cut"), movement("media/text.mp4", 2.0, 2.0, "cut")]), 4, false),
+        ("t-later", blueprint("t-later", vec![movement("media/small.mp4", 0.0, 2.0, "cut"), movement("media/later.mp4", 2.0, 2.0, "cut")]), 6, true),
+    ];
+    for (task, document, code, retried) in cases {
+        db.insert_task(task, "started");
+        let mut env = db.env();
+        env.push(("TASK_ID".into(), task.into()));
+        env.push(("CLOUD_RUN_TASK_ATTEMPT".into(), "0".into()));
+        let first = run_job(job_command(&folders, &document, &env));
+        assert_eq!(first.code, Some(code), "{}", first.describe());
+        let failed = db.task(task).unwrap();
+        assert_eq!(failed.status, "failed");
+        assert!(failed.message.ends_with(&format!("(exit {code})")), "{failed:?}");
+        let written = db.history(task).len();
+
+        env.retain(|(name, _)| name != "CLOUD_RUN_TASK_ATTEMPT");
+        env.push(("CLOUD_RUN_TASK_ATTEMPT".into(), "1".into()));
+        let started = std::time::Instant::now();
+        let again = run_job(job_command(&folders, &document, &env));
+        let seconds = started.elapsed().as_secs_f64();
+        assert_eq!(again.code, Some(code), "{}", again.describe());
+        if retried {
+            assert!(db.history(task).len() > written, "{task}: not retried\n{}", again.describe());
+        } else {
+            assert!(seconds < 2.0, "{task}: took {seconds} s");
+            assert_eq!(db.history(task).len(), written, "{task}: the retry wrote the row\n{}", again.describe());
+            assert!(again.logged("WARNING", "not retried"), "{}", again.describe());
+            assert!(!again.stdout.contains("\"stage\":\"fetch\""), "{task}: the retry fetched\n{}", again.describe());
+        }
+        folders.assert_work_empty(task);
+    }
+}

@@ -15,7 +15,7 @@ pub const STORAGE_ATTEMPTS_MAX: u64 = 10;
 pub const TASK_ID_MAX: usize = 36;
 
 /// Whole numbers and their allowed ranges (DB_PORT is the database settings' own).
-const NUMBERS: [(&str, u64, u64); 11] = [
+const NUMBERS: [(&str, u64, u64); 12] = [
     ("DOWNLOAD_CONCURRENCY", 1, DOWNLOAD_CONCURRENCY_MAX),
     ("STORAGE_MAX_ATTEMPTS", 1, STORAGE_ATTEMPTS_MAX),
     ("STORAGE_OBJECT_DEADLINE_SECS", 1, u64::MAX),
@@ -27,6 +27,8 @@ const NUMBERS: [(&str, u64, u64); 11] = [
     ("GUEST_DEADLINE_MS", 1, u64::MAX),
     ("JOB_MEMORY_MIB", 1, u64::MAX),
     ("STATUS_FLUSH_SECS", 1, 3_600),
+    // Cloud Run sets it: 0 for a task's first attempt, then 1, 2... up to maxRetries (10 at most).
+    ("CLOUD_RUN_TASK_ATTEMPT", 0, 10),
 ];
 
 pub fn task_id_problem(task_id: &str) -> Option<String> {

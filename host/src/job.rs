@@ -180,9 +180,11 @@ impl<'a> Reporter<'a> {
     }
 
     pub fn failed(&mut self, stage: Stage, failure: &Failure) {
+        // The exit code in the message is read back by a retried attempt (`run`'s
+        // `check_row`): a failure that would only happen again is not repeated.
         let message = match failure {
-            Failure::Cancelled(_) => format!("cancelled during {}", stage.as_str()),
-            _ => format!("failed during {}", stage.as_str()),
+            Failure::Cancelled(_) => format!("cancelled during {} (exit {})", stage.as_str(), failure.exit_code()),
+            _ => format!("failed during {} (exit {})", stage.as_str(), failure.exit_code()),
         };
         self.send(Status::Failed, stage, stage.span().0, message, None, Some(failure.to_string()));
     }

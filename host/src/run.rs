@@ -91,12 +91,15 @@ pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duratio
         crate::logging::set_task_id(task_id);
     }
     let database = DbSettings::from_env(&env).ok().flatten();
+    // Checked with the rest of the environment above.
+    let attempt = env("CLOUD_RUN_TASK_ATTEMPT").and_then(|value| value.trim().parse().ok()).unwrap_or(0);
     let Some(database) = database else {
-        return execute(&flags, Mode::Run, &mut JsonLines, Launch { task_id, database: None, row_patience: Duration::ZERO }, &cancel).await;
+        return execute(&flags, Mode::Run, &mut JsonLines, Launch { task_id, database: None, row_patience: Duration::ZERO, attempt }, &cancel).await;
     };
     tracing::info!(database = %database.describe(), "status goes to choreography_tasks");
     let mut status = PgStatus::start(database.clone());
-    let code = execute(&flags, Mode::Run, &mut status, Launch { task_id, database: Some(&database), row_patience: status_flush.min(ROW_CHECK_PATIENCE) }, &cancel).await;
+    let launch = Launch { task_id, database: Some(&database), row_patience: status_flush.min(ROW_CHECK_PATIENCE), attempt };
+    let code = execute(&flags, Mode::Run, &mut status, launch, &cancel).await;
     // Cloud Run kills the container a few seconds after SIGTERM: keep the wait short then.
     let patience = if cancel.reason().is_some() { status_flush.min(CANCELLED_FLUSH) } else { status_flush };
     settle(status.finish(patience).await, code)
@@ -148,23 +151,46 @@ pub(crate) struct Launch<'a> {
     database: Option<&'a DbSettings>,
     /// How long to wait for the database to say whether the task is done already.
     row_patience: Duration,
+    /// Cloud Run's `CLOUD_RUN_TASK_ATTEMPT`: 0 for the first attempt.
+    attempt: u32,
 }
 
 impl Launch<'_> {
     /// `run`, `plan` and `memcheck`: no task id from outside, no database.
     pub(crate) fn standalone() -> Launch<'static> {
-        Launch { task_id: None, database: None, row_patience: Duration::ZERO }
+        Launch { task_id: None, database: None, row_patience: Duration::ZERO, attempt: 0 }
     }
 }
 
-/// Whether the job should go on, given its row.
-async fn check_row(database: &DbSettings, task_id: &str, patience: Duration) -> Result<(), u8> {
+/// Exit codes of failures that an attempt of the same task would only repeat: an invalid
+/// blueprint, a guest or policy refusal, media that cannot serve the blueprint. Storage,
+/// FFmpeg (a limit may be transient), the database and signals are retried.
+const DETERMINISTIC_EXITS: [u8; 3] = [exit::INVALID_BLUEPRINT, exit::SANDBOX, exit::MEDIA];
+
+/// The exit code a failed row's message records (`failed during fetch (exit 6)`).
+fn recorded_exit(message: &str) -> Option<u8> {
+    let (_, code) = message.rsplit_once("(exit ")?;
+    code.strip_suffix(')')?.parse().ok()
+}
+
+/// Whether the job should go on, given its row. `attempt` is Cloud Run's
+/// `CLOUD_RUN_TASK_ATTEMPT` (0 for the first).
+async fn check_row(database: &DbSettings, task_id: &str, patience: Duration, attempt: u32) -> Result<(), u8> {
     match database.task_row(task_id, patience).await {
-        Ok(TaskRow::Status(status)) if status == "completed" => {
+        Ok(TaskRow::Found { status, .. }) if status == "completed" => {
             tracing::info!("the task is completed already: nothing to do (its output stays as it is)");
             Err(exit::OK)
         }
-        Ok(TaskRow::Status(_)) => Ok(()),
+        Ok(TaskRow::Found { status, message }) if attempt > 0 && status == "failed" => {
+            match recorded_exit(&message).filter(|code| DETERMINISTIC_EXITS.contains(code)) {
+                Some(code) => {
+                    tracing::warn!(attempt, exit_code = code, "an earlier attempt failed in a way this one would repeat ({message}): not retried");
+                    Err(code)
+                }
+                None => Ok(()),
+            }
+        }
+        Ok(TaskRow::Found { .. }) => Ok(()),
         Ok(TaskRow::Missing) => {
             let message = format!("task '{task_id}' has no row in choreography_tasks (the backend creates it before it launches the job)");
             tracing::error!("{message}");
@@ -210,7 +236,7 @@ pub(crate) async fn execute_recorded(
 async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch: Launch<'_>, cancel: &Cancel, watchdog: &Watchdog) -> u8 {
     let mut reporter = Reporter::new(sink, launch.task_id.clone()).with_watchdog(watchdog);
     if let (Some(database), Some(task_id)) = (launch.database, &launch.task_id) {
-        if let Err(code) = check_row(database, task_id, launch.row_patience).await {
+        if let Err(code) = check_row(database, task_id, launch.row_patience, launch.attempt).await {
             return code;
         }
     }
@@ -267,7 +293,7 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
             return fail(&mut reporter, Stage::Validate, failure);
         }
         (None, Some(database)) => {
-            if let Err(code) = check_row(database, &blueprint_task, launch.row_patience).await {
+            if let Err(code) = check_row(database, &blueprint_task, launch.row_patience, launch.attempt).await {
                 return code;
             }
         }
@@ -454,3 +480,19 @@ async fn blueprint_profile(
         .ok_or_else(|| (exit::USAGE, format!("only libx264 outputs have prepared clips; this blueprint asks for {}", validated.output.video_codec)))?;
     Ok((profile, validated.clip_keys.clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_rows_exit_code_is_read_back() {
+        assert_eq!(recorded_exit("failed during probe (exit 4)"), Some(4));
+        assert_eq!(recorded_exit("cancelled during encode (exit 8)"), Some(8));
+        assert_eq!(recorded_exit("failed during fetch"), None);
+        assert_eq!(recorded_exit("queued"), None);
+        assert_eq!(recorded_exit("failed during x (exit 999)"), None);
+        assert!(DETERMINISTIC_EXITS.iter().all(|code| ![exit::STORAGE, exit::FFMPEG, exit::CANCELLED].contains(code)));
+    }
+}
+

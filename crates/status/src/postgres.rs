@@ -25,7 +25,7 @@ use crate::update::StatusUpdate;
 const UPDATE_SQL: &str = "UPDATE choreography_tasks \
      SET status = $2, progress = $3, stage = $4, message = $5, result = $6, error = $7, updated_at = now() \
      WHERE task_id = $1 AND status <> 'completed'";
-const STATUS_SQL: &str = "SELECT status FROM choreography_tasks WHERE task_id = $1";
+const STATUS_SQL: &str = "SELECT status, COALESCE(message, '') FROM choreography_tasks WHERE task_id = $1";
 
 /// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -240,7 +240,10 @@ impl DbSettings {
         let row = within_limit(client.query_opt(STATUS_SQL, &[&task_id])).await?;
         Ok(match row {
             None => TaskRow::Missing,
-            Some(row) => TaskRow::Status(row.try_get::<_, String>(0).map_err(|e| describe_error(&e))?),
+            Some(row) => TaskRow::Found {
+                status: row.try_get::<_, String>(0).map_err(|e| describe_error(&e))?,
+                message: row.try_get::<_, String>(1).map_err(|e| describe_error(&e))?,
+            },
         })
     }
 }
@@ -352,7 +355,8 @@ impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskRow {
     Missing,
-    Status(String),
+    /// Its `status` and `message` (a failed job's message names its exit code).
+    Found { status: String, message: String },
 }
 
 /// How the job's last change fared.

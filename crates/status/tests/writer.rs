@@ -42,7 +42,7 @@ async fn a_completed_row_is_never_moved_back() {
     let server = PgServer::start();
     server.insert_task("t-guard", "started");
     let db = settings(&server, &[]);
-    assert_eq!(db.task_row("t-guard", Duration::from_secs(5)).await, Ok(TaskRow::Status("started".into())));
+    assert_eq!(db.task_row("t-guard", Duration::from_secs(5)).await, Ok(TaskRow::Found { status: "started".into(), message: "queued".into() }));
     let first = [update("t-guard", Status::Running, Stage::Encode, 50), update("t-guard", Status::Completed, Stage::Done, 100)];
     assert!(matches!(write_all(&db, &first, Duration::from_secs(10)).await, Delivery::Written));
     let done = server.task("t-guard").unwrap();
