@@ -426,17 +426,25 @@ impl WasiView for CallState {
     }
 }
 
+/// `host.log` is the same in every contract version; each version has its own
+/// `LogLevel` type, so the body is written once here and expanded per version.
+macro_rules! host_log {
+    ($version:ident) => {
+        fn log(&mut self, level: bindings::$version::blueprint::runner::host::LogLevel, message: String) {
+            use bindings::$version::blueprint::runner::host::LogLevel;
+            let level = match level {
+                LogLevel::Debug => "debug",
+                LogLevel::Info => "info",
+                LogLevel::Warn => "warn",
+                LogLevel::Error => "error",
+            };
+            self.log.record(level, &message);
+        }
+    };
+}
+
 impl bindings::v4::blueprint::runner::host::Host for CallState {
-    fn log(&mut self, level: bindings::v4::blueprint::runner::host::LogLevel, message: String) {
-        use bindings::v4::blueprint::runner::host::LogLevel;
-        let level = match level {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        };
-        self.log.record(level, &message);
-    }
+    host_log!(v4);
 
     fn prepared(&mut self, input: u32) -> Option<wit::PreparedClip> {
         self.prepared.get(input as usize).cloned().flatten()
@@ -444,29 +452,11 @@ impl bindings::v4::blueprint::runner::host::Host for CallState {
 }
 
 impl bindings::v3::blueprint::runner::host::Host for CallState {
-    fn log(&mut self, level: bindings::v3::blueprint::runner::host::LogLevel, message: String) {
-        use bindings::v3::blueprint::runner::host::LogLevel;
-        let level = match level {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        };
-        self.log.record(level, &message);
-    }
+    host_log!(v3);
 }
 
 impl bindings::v2::blueprint::runner::host::Host for CallState {
-    fn log(&mut self, level: bindings::v2::blueprint::runner::host::LogLevel, message: String) {
-        use bindings::v2::blueprint::runner::host::LogLevel;
-        let level = match level {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        };
-        self.log.record(level, &message);
-    }
+    host_log!(v2);
 }
 
 impl CallState {
