@@ -271,12 +271,8 @@ impl Job<'_> {
                 let manifest_key = crate::prepare::manifest_key(profile, key);
                 let prepared_key = crate::prepare::prepared_key(profile, key);
                 let file = work.join(format!("manifest-{index:04}.json"));
-                let manifest: Option<serde_json::Value> = match self.storage.fetch(&manifest_key, &file).await {
-                    Ok(bytes) if bytes <= 64 * 1024 => std::fs::read(&file).ok().and_then(|text| serde_json::from_slice(&text).ok()),
-                    _ => None,
-                };
-                let _ = std::fs::remove_file(&file);
-                let manifest = manifest?;
+                // Unreadable means the original is used, like a missing manifest.
+                let manifest = crate::prepare::read_manifest(self.storage, &manifest_key, &file).await.ok().flatten()?;
                 let source = self.storage.identity(key).await.ok()?;
                 let prepared = self.storage.identity(&prepared_key).await.ok()?;
                 let fresh = manifest["profile_id"] == profile.id().as_str()

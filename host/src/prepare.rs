@@ -154,7 +154,8 @@ impl Preparer<'_> {
             .prefix("blueprint-runner-prepare-")
             .tempdir_in(self.work_root)
             .map_err(|e| format!("work folder: {e}"))?;
-        if let Some(manifest) = self.read_manifest(&manifest_key, work.path()).await? {
+        let found = read_manifest(self.storage, &manifest_key, &work.path().join("manifest-found.json")).await.map_err(|e| e.to_string())?;
+        if let Some(manifest) = found {
             if manifest["source_identity"] == source.as_str() && manifest["profile_id"] == profile.id().as_str() {
                 return Ok(Outcome::UpToDate);
             }
@@ -200,23 +201,26 @@ impl Preparer<'_> {
         self.storage.store(&manifest_file, &source_marker_key(key)).await.map_err(|e| e.to_string())?;
         Ok(Outcome::Prepared { frames, seconds: started.elapsed().as_secs_f64() })
     }
-
-    /// The manifest, when there is one and it is JSON (a broken one counts as none).
-    async fn read_manifest(&self, key: &str, work: &Path) -> Result<Option<Value>, String> {
-        let file = work.join("manifest-found.json");
-        match self.storage.fetch(key, &file).await {
-            Ok(bytes) if bytes <= MAX_MANIFEST_BYTES => {}
-            Ok(_) => return Ok(None),
-            Err(StorageError::NotFound { .. }) => return Ok(None),
-            Err(error) => return Err(error.to_string()),
-        }
-        let text = std::fs::read(&file).map_err(|e| e.to_string())?;
-        let _ = std::fs::remove_file(&file);
-        Ok(serde_json::from_slice(&text).ok())
-    }
 }
 
 const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
+
+/// The manifest at `key`, fetched through `file` (removed after), when there is one and
+/// it is JSON of a sane size; a broken or oversized one counts as none. Errors other
+/// than "not found" are the storage's.
+pub async fn read_manifest(storage: &dyn Storage, key: &str, file: &Path) -> Result<Option<Value>, StorageError> {
+    let fetched = storage.fetch(key, file).await;
+    let manifest = match fetched {
+        Ok(bytes) if bytes <= MAX_MANIFEST_BYTES => std::fs::read(file).ok().and_then(|text| serde_json::from_slice(&text).ok()),
+        Ok(_) | Err(StorageError::NotFound { .. }) => None,
+        Err(error) => {
+            let _ = std::fs::remove_file(file);
+            return Err(error);
+        }
+    };
+    let _ = std::fs::remove_file(file);
+    Ok(manifest)
+}
 
 type StagingFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, StorageError>> + Send + 'a>>;
 
