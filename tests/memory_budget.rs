@@ -281,7 +281,7 @@ fn memcheck_reports_each_stage_and_no_growth_over_five_iterations() {
     }
     assert_eq!(report["budget_mib"], 512);
     let names: Vec<&str> = report["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    for stage in ["validate", "fetch", "plan", "encode: join and add the song", "upload", "done"] {
+    for stage in ["validate", "fetch", "plan", "encode: join the video and the song", "upload", "done"] {
         assert!(names.contains(&stage), "no stage {stage} in {names:?}");
     }
     assert!(names.iter().filter(|n| n.starts_with("encode: move")).count() >= 3, "{names:?}");

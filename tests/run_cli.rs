@@ -397,6 +397,40 @@ fn five_moves_three_formats_every_transition() {
 }
 
 /// `--strict` turns the short-clip warning into a failure before anything is encoded.
+/// The song is made in its own step (beside the video where there are two cores) and
+/// copied into the output: it must still start on the sample the blueprint puts it,
+/// not 1,024 AAC priming samples (21 ms) late, and last exactly as long as the video.
+#[test]
+fn the_song_starts_on_its_sample_and_runs_beside_the_video() {
+    let sandbox = Sandbox::new();
+    media::make_clip(&sandbox.key("media/small.mp4"), &CLIP_SMALL);
+    media::make_song_with_onset(&sandbox.key("media/song.wav"), 1.0, 6.0);
+    let mut document = small_blueprint("run-song-onset", "media/small.mp4", 1.0);
+    document["audio_path"] = json!("media/song.wav");
+    let run = sandbox.run(&document.to_string(), &[]);
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    let output = sandbox.key("output/result.mp4");
+    // 4 s is 187.5 AAC frames: the last one must count for half.
+    let probe = media::probe(&output);
+    let (video, audio) = (probe.video().duration(), probe.audio().duration());
+    assert!((audio - 4.0).abs() < 1e-6 && (video - 4.0).abs() < 1e-6, "video {video} s, audio {audio} s: both must be 4 s");
+    assert!((probe.format_duration() - 4.0).abs() < 1e-6, "the file lasts {} s", probe.format_duration());
+    let samples = media::audio_samples(&output, 48_000);
+    // Half the sine's amplitude: AAC's pre-echo before a sharp onset stays well below it.
+    let onset = samples.iter().position(|s| s.abs() > 0.125).expect("the tone is there");
+    assert!((48_000 - 96..=48_000 + 96).contains(&onset), "the tone starts at sample {onset}, not 48000 (±2 ms)");
+    let steps = run.last()["result"]["steps"].as_array().expect("step timings").clone();
+    assert_eq!(steps[0]["label"], "the song", "{steps:?}");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores >= 2 {
+        let song_ends = steps[0]["started"].as_f64().unwrap() + steps[0]["seconds"].as_f64().unwrap();
+        assert!(steps[1]["started"].as_f64().unwrap() < song_ends, "the first segment started beside the song: {steps:?}");
+    } else {
+        println!("one core: the steps run one at a time, overlap not checked");
+    }
+    sandbox.assert_work_empty(&run);
+}
+
 #[test]
 fn strict_refuses_a_clip_shorter_than_its_move() {
     let sandbox = Sandbox::new();

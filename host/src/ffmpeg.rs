@@ -2,7 +2,7 @@
 //! paths from the host's own table, a time limit per step and progress parsed from
 //! `-progress pipe:1`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use crate::budget::{JobBudget, MIB};
 use crate::cancel::{Cancel, Stop};
 use crate::storage::StorageError;
+use crate::schedule::Schedule;
 use crate::work::{Staging, UnlinkWhenOpened, Uses};
 
 /// Flags the host puts in front of every invocation; the policy does not let a plan
@@ -109,6 +110,8 @@ pub struct Progress<'a> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StepTiming {
     pub label: String,
+    /// When it started, in seconds after the first step did (steps may overlap).
+    pub started: f64,
     pub seconds: f64,
 }
 
@@ -122,6 +125,8 @@ pub struct Runner {
     pub job_deadline: Option<Duration>,
     /// A step whose output time stands still this long is stopped ([`STALL_LIMIT`]).
     pub stall_limit: Duration,
+    /// Steps that may run at once ([`crate::schedule::default_parallelism`]).
+    pub parallel_steps: usize,
 }
 
 /// Limits the kernel holds one child to (`setrlimit` before `exec`).
@@ -166,67 +171,157 @@ impl Runner {
         self.job_deadline.unwrap_or_else(|| Self::default_job_limit(video_seconds))
     }
 
-    /// Runs every step in order. When `cancel` fires, the running FFmpeg is killed and
-    /// reaped before this returns, so nothing writes into the work folder afterwards.
+    /// Runs every step, two at a time where [`Schedule`] allows it. When `cancel` fires
+    /// or a step fails, every running FFmpeg is killed and reaped before this returns,
+    /// so nothing writes into the work folder afterwards. `frame` is the output's.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         &self,
         plan: &CheckedPlan,
         paths: &PathTable,
         video_seconds: f64,
+        frame: (u32, u32),
         staging: &dyn Staging,
         cancel: &Cancel,
         mut progress: impl FnMut(Progress<'_>),
     ) -> Result<Vec<StepTiming>, FfmpegError> {
         let limit = self.job_limit(video_seconds);
-        let steps = async {
-            let plan = plan.plan();
-            let uses = Uses::of(plan);
-            let total: f64 = plan.steps.iter().map(|s| if let Step::Ffmpeg(i) = s { i.media_seconds } else { 0.0 }).sum::<f64>().max(1e-9);
-            let mut done = 0.0;
-            let mut timings = Vec::new();
-            for (index, step) in plan.steps.iter().enumerate() {
+        let plan = plan.plan();
+        let uses = Uses::of(plan);
+        let total: f64 = plan.steps.iter().map(|s| if let Step::Ffmpeg(i) = s { i.media_seconds } else { 0.0 }).sum::<f64>().max(1e-9);
+        let mut schedule = Schedule::new(plan, frame, self.parallel_steps);
+        // Media seconds written by the running steps, as their FFmpeg last reported.
+        let partial = std::cell::RefCell::new(vec![0.0f64; plan.steps.len()]);
+        // Stops the other running steps when one fails.
+        let siblings = Cancel::never();
+        let mut done = 0.0;
+        let mut label = "";
+        let mut timings: Vec<Option<StepTiming>> = vec![None; plan.steps.len()];
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut failure: Option<FfmpegError> = None;
+        let first_started = Instant::now();
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
+        let report = |done: f64, label: &str, progress: &mut dyn FnMut(Progress<'_>)| {
+            let fraction = (done + partial.borrow().iter().sum::<f64>()) / total;
+            progress(Progress { fraction: fraction.min(1.0), label });
+        };
+        loop {
+            // Start what may start.
+            while failure.is_none() {
+                let available = self.budget.shared.saturating_sub(crate::budget::tree::folder_bytes(&paths.work));
+                let Some(start) = schedule.next(available) else { break };
+                let index = start.step;
                 let started = Instant::now();
-                match step {
+                match &plan.steps[index] {
                     Step::WriteConcatList(list) => {
-                        let mut text = String::from("ffconcat version 1.0\n");
-                        for part in &list.parts {
-                            let path = paths.temp(part.temp, TempFormat::Nut);
-                            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                            // `duration` alone does not cut a file (FFmpeg plays it whole);
-                            // `outpoint` does, so a list plays no more than it declares.
-                            text.push_str(&format!("file '{name}'\nduration {d:.6}\noutpoint {d:.6}\n", d = part.duration));
+                        schedule.started(start);
+                        if let Err(e) = write_concat_list(index, list, paths) {
+                            failure = Some(e);
+                            siblings.stop(Stop::Signal("another step failed"));
+                            break;
                         }
-                        std::fs::write(paths.temp(list.list, TempFormat::Ffconcat), text).map_err(|e| FfmpegError::ConcatList { step: index, message: e.to_string() })?;
-                        timings.push(StepTiming { label: "concat list".into(), seconds: started.elapsed().as_secs_f64() });
+                        schedule.finished(index);
+                        let seconds = started.elapsed().as_secs_f64();
+                        let started = started.duration_since(first_started).as_secs_f64();
+                        timings[index] = Some(StepTiming { label: "concat list".into(), started, seconds });
                     }
                     Step::Ffmpeg(invocation) => {
+                        schedule.started(start);
+                        label = invocation.label.as_str();
+                        report(done, label, &mut progress);
+                        if let Err(e) = stage_missing_inputs(uses.inputs_of(index), index, label, paths, staging, cancel).await {
+                            schedule.finished(index);
+                            failure = Some(e);
+                            siblings.stop(Stop::Signal("another step failed"));
+                            break;
+                        }
                         let args = resolve(&invocation.args, paths, &plan.temps, video_seconds + OUTPUT_SLACK_SECONDS);
                         let weight = invocation.media_seconds;
-                        let label = invocation.label.as_str();
-                        progress(Progress { fraction: (done / total).min(1.0), label });
-                        stage_missing_inputs(uses.inputs_of(index), index, label, paths, staging, cancel).await?;
-                        let step = StepRun { index, label, limit: self.limit_for(weight, video_seconds), work: &paths.work, consumed: uses.parts_consumed_by(index, paths) };
-                        self.run_one(step, &args, cancel, |seconds| {
-                            progress(Progress { fraction: ((done + seconds.min(weight)) / total).min(1.0), label });
-                        })
-                        .await?;
-                        done += weight;
-                        progress(Progress { fraction: (done / total).min(1.0), label });
-                        uses.release_after(index, paths, &plan.temps);
-                        tracing::info!(step = index, label, seconds = started.elapsed().as_secs_f64(), "ffmpeg step done");
-                        timings.push(StepTiming { label: label.to_owned(), seconds: started.elapsed().as_secs_f64() });
+                        let step = StepRun {
+                            index,
+                            label: invocation.label.as_str(),
+                            limit: self.limit_for(weight, video_seconds),
+                            work: &paths.work,
+                            consumed: uses.parts_consumed_by(index, paths),
+                            memory: start.memory,
+                        };
+                        tracing::debug!(step = index, label, memory_limit = start.memory, "starting step");
+                        let partial = &partial;
+                        let siblings = &siblings;
+                        running.push(async move {
+                            let result = self
+                                .run_one(step, &args, cancel, siblings, |seconds| partial.borrow_mut()[index] = seconds.min(weight).max(0.0))
+                                .await;
+                            (index, started, result)
+                        });
                     }
                 }
             }
-            Ok(timings)
-        };
-        // On time-out the running step's future is dropped, which kills its FFmpeg.
-        tokio::time::timeout(limit, steps).await.map_err(|_| FfmpegError::JobTimeout { limit, video_seconds })?
+            if schedule.all_done() || (running.is_empty() && failure.is_some()) {
+                break;
+            }
+            if running.is_empty() {
+                // Nothing runs and nothing may start: unreachable for a checked plan
+                // (every temp is written by an earlier step), refused rather than spun on.
+                failure = Some(FfmpegError::ConcatList { step: 0, message: "no step can start".into() });
+                break;
+            }
+            let (index, started, result) = tokio::select! {
+                finished = futures::StreamExt::next(&mut running) => match finished {
+                    Some(finished) => finished,
+                    None => continue,
+                },
+                () = &mut deadline, if failure.is_none() => {
+                    failure = Some(FfmpegError::JobTimeout { limit, video_seconds });
+                    siblings.stop(Stop::Signal("the job's time limit"));
+                    continue;
+                }
+            };
+            schedule.finished(index);
+            partial.borrow_mut()[index] = 0.0;
+            match result {
+                Ok(()) => {
+                    let Step::Ffmpeg(invocation) = &plan.steps[index] else { continue };
+                    done += invocation.media_seconds;
+                    report(done, label, &mut progress);
+                    let busy: BTreeSet<u32> = (0..plan.steps.len()).filter(|&s| schedule.is_running(s)).flat_map(|s| uses.inputs_of(s)).collect();
+                    uses.release_after(index, paths, &plan.temps, &busy);
+                    let seconds = started.elapsed().as_secs_f64();
+                    tracing::info!(step = index, label = invocation.label.as_str(), seconds, "ffmpeg step done");
+                    let started = started.duration_since(first_started).as_secs_f64();
+                    timings[index] = Some(StepTiming { label: invocation.label.clone(), started, seconds });
+                }
+                Err(error) => {
+                    // The first failure is the job's; the others are stopped because of it.
+                    if failure.is_none() {
+                        failure = Some(error);
+                    }
+                    siblings.stop(Stop::Signal("another step failed"));
+                }
+            }
+            if failure.is_some() && running.is_empty() {
+                break;
+            }
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(timings.into_iter().flatten().collect()),
+        }
     }
 
-    async fn run_one(&self, run: StepRun<'_>, args: &[std::ffi::OsString], cancel: &Cancel, mut on_time: impl FnMut(f64)) -> Result<(), FfmpegError> {
-        let StepRun { index: step, label, limit, work, consumed } = run;
-        let limits = ChildLimits::from_budget(&self.budget, work, 0, limit);
+    /// Runs one FFmpeg child until it ends, fails a limit, or `cancel` (the job) or
+    /// `siblings` (another step failed) fires.
+    async fn run_one(
+        &self,
+        run: StepRun<'_>,
+        args: &[std::ffi::OsString],
+        cancel: &Cancel,
+        siblings: &Cancel,
+        mut on_time: impl FnMut(f64),
+    ) -> Result<(), FfmpegError> {
+        let StepRun { index: step, label, limit, work, consumed, memory } = run;
+        let limits = ChildLimits { memory, ..ChildLimits::from_budget(&self.budget, work, 0, limit) };
         if limits.memory < MIN_CHILD_MEMORY {
             return Err(FfmpegError::NoMemoryLeft { step, label: label.to_owned(), left: limits.memory });
         }
@@ -314,6 +409,7 @@ impl Runner {
             finished = tokio::time::timeout(limit, work) => finished.map_err(|_| FfmpegError::Timeout { step, label: label.to_owned(), limit }),
             () = stalled => Err(FfmpegError::Stalled { step, label: label.to_owned(), seconds: self.stall_limit.as_secs() }),
             reason = cancel.cancelled() => Err(FfmpegError::Cancelled { step, label: label.to_owned(), reason }),
+            reason = siblings.cancelled() => Err(FfmpegError::Cancelled { step, label: label.to_owned(), reason }),
         };
         let finished = match finished {
             Ok(finished) => finished,
@@ -335,6 +431,20 @@ impl Runner {
             }),
         }
     }
+}
+
+/// Writes a concat list for FFmpeg's concat demuxer, naming the parts by file name
+/// (the list lives beside them).
+fn write_concat_list(step: usize, list: &br_plan::ConcatList, paths: &PathTable) -> Result<(), FfmpegError> {
+    let mut text = String::from("ffconcat version 1.0\n");
+    for part in &list.parts {
+        let path = paths.temp(part.temp, TempFormat::Nut);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        // `duration` alone does not cut a file (FFmpeg plays it whole);
+        // `outpoint` does, so a list plays no more than it declares.
+        text.push_str(&format!("file '{name}'\nduration {d:.6}\noutpoint {d:.6}\n", d = part.duration));
+    }
+    std::fs::write(paths.temp(list.list, TempFormat::Ffconcat), text).map_err(|e| FfmpegError::ConcatList { step, message: e.to_string() })
 }
 
 /// Fetches again the inputs step `step` reads that an earlier step's clean-up removed.
@@ -368,6 +478,8 @@ struct StepRun<'a> {
     work: &'a Path,
     /// Concat parts this step reads for the last time: unlinked once it has them open.
     consumed: Vec<PathBuf>,
+    /// Its `RLIMIT_DATA`: its share of the budget ([`Schedule`]).
+    memory: u64,
 }
 
 /// A step whose output time does not move for this long is stopped: FFmpeg reports its
@@ -522,7 +634,7 @@ mod tests {
     #[test]
     fn a_plan_cannot_buy_itself_time() {
         let budget = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
-        let runner = Runner { ffmpeg: PathBuf::from("ffmpeg"), step_timeout: None, budget, job_deadline: None, stall_limit: STALL_LIMIT };
+        let runner = Runner { ffmpeg: PathBuf::from("ffmpeg"), step_timeout: None, budget, job_deadline: None, stall_limit: STALL_LIMIT, parallel_steps: 1 };
         // An honest 8 s segment of a 176 s video.
         assert_eq!(runner.limit_for(8.0, 176.0), Duration::from_secs(300));
         // A step claiming four hours of media in a 2 s video gets the 2 s video's limit.
@@ -546,11 +658,11 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
         let budget = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
         let (ffmpeg, _) = binaries();
-        let runner = Runner { ffmpeg, step_timeout: None, budget, job_deadline: None, stall_limit: Duration::from_secs(2) };
-        let step = StepRun { index: 0, label: "stall", limit: Duration::from_secs(600), work: work.path(), consumed: Vec::new() };
+        let runner = Runner { ffmpeg, step_timeout: None, budget, job_deadline: None, stall_limit: Duration::from_secs(2), parallel_steps: 1 };
+        let step = StepRun { index: 0, label: "stall", limit: Duration::from_secs(600), work: work.path(), consumed: Vec::new(), memory: 256 * MIB };
         let args: Vec<std::ffi::OsString> = vec!["-i".into(), fifo.into_os_string(), "-f".into(), "null".into(), "-".into()];
         let started = Instant::now();
-        let result = runner.run_one(step, &args, &Cancel::never(), |_| {}).await;
+        let result = runner.run_one(step, &args, &Cancel::never(), &Cancel::never(), |_| {}).await;
         assert!(matches!(result, Err(FfmpegError::Stalled { seconds: 2, .. })), "{result:?}");
         assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     }

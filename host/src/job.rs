@@ -420,7 +420,8 @@ impl Job<'_> {
 
     pub async fn run(&self, checked: Checked, reporter: &mut Reporter<'_>) -> Result<Outcome, (Stage, Failure)> {
         let prepared = self.prepare(checked, reporter).await?;
-        let Prepared { validated, plan, paths, keys, work, mut timings, .. } = prepared;
+        let Prepared { validated, plan, paths, keys, work, mut timings, facts } = prepared;
+        let frame = br_plan::output_frame(&validated, &facts);
         let refetch = Refetch { storage: self.storage, keys: &keys };
         let mut current_step: Option<String> = None;
         let started = Instant::now();
@@ -428,7 +429,7 @@ impl Job<'_> {
         let steps = self
             .config
             .runner
-            .run(&plan, &paths, validated.total_duration, &refetch, self.cancel, |progress| {
+            .run(&plan, &paths, validated.total_duration, frame, &refetch, self.cancel, |progress| {
                 if current_step.as_deref() != Some(progress.label) {
                     current_step = Some(progress.label.to_owned());
                     self.watchdog.enter(&format!("encode: {}", progress.label));

@@ -14,6 +14,7 @@ mod media;
 mod memcheck;
 mod prepare;
 mod run;
+mod schedule;
 mod storage;
 mod validate;
 mod work;

@@ -268,6 +268,7 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
             budget: watchdog.budget(),
             job_deadline: flags.job_deadline.map(Duration::from_secs),
             stall_limit: ffmpeg::STALL_LIMIT,
+            parallel_steps: crate::schedule::default_parallelism(),
         },
         output_prefix: flags.storage.output_prefix.clone(),
         strip_prefix: flags.storage.strip_prefix.clone(),
@@ -425,6 +426,7 @@ pub async fn prepare(flags: JobFlags, options: crate::PrepareFlags) -> u8 {
         budget,
         job_deadline: flags.job_deadline.map(Duration::from_secs),
         stall_limit: ffmpeg::STALL_LIMIT,
+        parallel_steps: crate::schedule::default_parallelism(),
     };
     let preparer = crate::prepare::Preparer { storage: storage.as_ref(), runner: &runner, ffprobe: &ffprobe, work_root: &work_root, cancel: &cancel };
     let (profile, keys) = match &options.all {

@@ -79,12 +79,13 @@ impl Uses {
             .collect()
     }
 
-    /// Removes what step `step` read and no later step needs soon: inputs the next
-    /// FFmpeg step does not read (a later one fetches them again), temps read for the
-    /// last time.
-    pub fn release_after(&self, step: usize, paths: &PathTable, formats: &[TempFormat]) {
+    /// Removes what step `step` read and no other step needs soon: inputs that neither
+    /// the next FFmpeg step nor a step still running (`busy`) reads (a later one fetches
+    /// them again), temps read for the last time.
+    pub fn release_after(&self, step: usize, paths: &PathTable, formats: &[TempFormat], busy: &BTreeSet<u32>) {
         let next = (step + 1..self.inputs.len()).find(|&s| !self.inputs[s].is_empty());
-        let kept: BTreeSet<u32> = next.map(|s| self.inputs[s].clone()).unwrap_or_default();
+        let mut kept: BTreeSet<u32> = next.map(|s| self.inputs[s].clone()).unwrap_or_default();
+        kept.extend(busy);
         let inputs = self.inputs_of(step).filter(|n| !kept.contains(n)).filter_map(|n| paths.inputs.get(n as usize).cloned());
         let temps = self
             .last_read
@@ -221,13 +222,16 @@ mod tests {
         }
         let uses = Uses::of(&plan);
         assert_eq!(uses.inputs_of(1).collect::<Vec<_>>(), [1, 2]);
-        uses.release_after(0, &paths, &plan.temps);
+        let none = BTreeSet::new();
+        uses.release_after(0, &paths, &plan.temps, &none);
         assert!(paths.inputs[1].exists(), "the next step reads clip 1 too");
-        uses.release_after(1, &paths, &plan.temps);
+        uses.release_after(1, &paths, &plan.temps, &BTreeSet::from([2]));
+        assert!(!paths.inputs[1].exists() && paths.inputs[2].exists(), "a running step still reads clip 2");
+        uses.release_after(1, &paths, &plan.temps, &none);
         assert!(!paths.inputs[1].exists() && !paths.inputs[2].exists());
         assert!(paths.temp(0, TempFormat::Nut).exists(), "the join still reads the segments");
         assert_eq!(uses.parts_consumed_by(3, &paths), [paths.temp(0, TempFormat::Nut), paths.temp(1, TempFormat::Nut)]);
-        uses.release_after(3, &paths, &plan.temps);
+        uses.release_after(3, &paths, &plan.temps, &none);
         let left: Vec<_> = std::fs::read_dir(folder.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert!(left.is_empty(), "{left:?}");
     }

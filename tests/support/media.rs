@@ -200,6 +200,22 @@ pub fn make_song_wav(path: &Path, seconds: f64) {
     ]);
 }
 
+/// A 48 kHz WAV song that is silent until `onset` seconds, then a 1 kHz sine of
+/// amplitude 1/4 until `seconds`: where the result's audio starts is measurable to
+/// the sample.
+pub fn make_song_with_onset(path: &Path, onset: f64, seconds: f64) {
+    make_parent(path);
+    ffmpeg(&[
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("aevalsrc='if(gte(t,{onset}),0.25*sin(2*PI*1000*t),0)':s=48000:d={seconds}"),
+        "-c:a".into(),
+        "pcm_s16le".into(),
+        path_arg(path),
+    ]);
+}
+
 /// One sampled colour.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Yuv {

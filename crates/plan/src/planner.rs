@@ -4,7 +4,9 @@
 //! timeline (exactly its frames, on the output frame grid) into a NUT segment, reading
 //! at most three clips (its own, and the neighbours it blends with), so memory does not
 //! grow with the number of moves; a concat list joins the segments; a last step copies
-//! the joined video (each frame is encoded once, in its segment) and adds the song.
+//! the joined video (each frame is encoded once, in its segment) and adds the song,
+//! which the plan's first step has already made (trimmed, padded, volume, loudness,
+//! AAC): it depends on no segment, so the host can run it beside them.
 //!
 //! Timing rules (the backend syncs moves to beats, so they are exact):
 //! - move k occupies frames `[round(start_k * fps), round(start_k+1 * fps))`; the video
@@ -39,7 +41,8 @@ const VOLUME_RAMP_SECONDS: f64 = 0.02;
 const VOLUME_FRAME_SAMPLES: u32 = 64;
 /// Audio frames handed to `loudnorm` after the volume ramps (0.1 s at 48 kHz): fed with
 /// 64-sample frames it fragments the heap so badly that FFmpeg needed a data limit of
-/// 700 MiB or more for 170 MiB resident; with these, 200 MiB is enough.
+/// 700 MiB or more for 170 MiB resident; with these, 200 MiB is enough. Without volume
+/// ramps they help too: a 3-minute song needed 170 MiB fed as decoded, 120 MiB with these.
 const LOUDNORM_FRAME_SAMPLES: u32 = 4_800;
 /// Volume terms per `volume` filter (each filter evaluates its expression per frame).
 const VOLUME_TERMS_PER_FILTER: usize = 200;
@@ -121,6 +124,11 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     let mut temps = Vec::new();
     let mut steps = Vec::new();
     let mut parts = Vec::new();
+    let song = validated.output.add_audio_overlay.then(|| {
+        temps.push(TempFormat::Nut);
+        steps.push(Step::Ffmpeg(song_step(validated, &timeline, &shown, 0)));
+        0
+    });
     let blends = blends(validated, &timeline, &shown, rate);
     // A bridge at a segment's end, waiting to share its step with the next one's.
     let mut pending: Option<Vec<Rendered>> = None;
@@ -193,7 +201,7 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     let list = temps.len() as u32;
     temps.push(TempFormat::Ffconcat);
     steps.push(Step::WriteConcatList(ConcatList { list, parts }));
-    steps.push(Step::Ffmpeg(final_step(validated, &timeline, &shown, list)));
+    steps.push(Step::Ffmpeg(final_step(&timeline, list, song)));
     Ok(Plan { temps, steps, warnings })
 }
 
@@ -679,39 +687,58 @@ fn fade_colour(transition: Transition) -> &'static str {
     }
 }
 
-/// Joins the segments (stream copy: they are already encoded) and adds the song.
-fn final_step(validated: &Validated, timeline: &Timeline, shown: &[usize], list: u32) -> Invocation {
+/// The song as the video needs it, encoded once: cut or padded to the video's exact
+/// length, volume runs, loudness, AAC at 48 kHz stereo, into a NUT temp the join copies.
+fn song_step(validated: &Validated, timeline: &Timeline, shown: &[usize], temp: u32) -> Invocation {
     let output = &validated.output;
     let length = timeline.total_seconds();
+    let mut audio = format!(
+        "[0:a]atrim=end={l},asetpts=PTS-STARTPTS,aresample={OUTPUT_SAMPLE_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo,apad=whole_dur={l}",
+        l = secs(length)
+    );
+    let terms = volume_terms(validated, timeline, shown);
+    if !terms.is_empty() {
+        audio.push_str(&format!(",asetnsamples=n={VOLUME_FRAME_SAMPLES}"));
+        for chunk in terms.chunks(VOLUME_TERMS_PER_FILTER) {
+            audio.push_str(&format!(",volume='1{}':eval=frame", chunk.concat()));
+        }
+    }
+    if output.normalize_audio {
+        audio.push_str(&format!(",asetnsamples=n={LOUDNORM_FRAME_SAMPLES},{LOUDNORM},aresample={OUTPUT_SAMPLE_RATE}"));
+    }
+    audio.push_str(&format!(",atrim=end={}[audio]", secs(length)));
+    let mut args = vec![Arg::lit("-i"), Arg::Input(SONG_INPUT), Arg::lit("-filter_complex"), Arg::Literal(audio), Arg::lit("-map"), Arg::lit("[audio]")];
+    args.extend([Arg::lit("-vn"), Arg::lit("-c:a"), Arg::lit(output.audio_codec.clone()), Arg::lit("-b:a"), Arg::lit(output.audio_bitrate.to_string())]);
+    args.extend([Arg::lit("-ar"), Arg::lit(OUTPUT_SAMPLE_RATE), Arg::lit("-ac"), Arg::lit("2"), Arg::lit("-t"), Arg::lit(secs(length))]);
+    args.extend([Arg::lit("-f"), Arg::lit("nut"), Arg::Temp(temp)]);
+    Invocation { args, media_seconds: length, label: "the song".to_owned() }
+}
+
+/// FFmpeg's AAC encoder puts 1,024 priming samples (at the output's 48 kHz) in front of the audio. MP4
+/// records them in an edit list so players skip them, but a NUT temp cannot: its
+/// timestamps start at 0 with the priming, and copied as they are, the song would play
+/// 21 ms late. Reading the temp shifted back by the priming gives the MP4 muxer the
+/// encoder's own negative start; NUT does not keep the last frame's shorter length
+/// either, so the join gives it back (`setts`). The output then has the same edit list
+/// and samples as an encode straight into MP4 (checked by decoding both).
+const AAC_PRIMING_SECONDS: f64 = 1024.0 / 48_000.0;
+
+/// Joins the segments and the song, both already encoded: stream copy only.
+fn final_step(timeline: &Timeline, list: u32, song: Option<u32>) -> Invocation {
+    let length = timeline.total_seconds();
     let mut args = vec![Arg::lit("-f"), Arg::lit("concat"), Arg::lit("-i"), Arg::Temp(list)];
-    if output.add_audio_overlay {
-        args.extend([Arg::lit("-i"), Arg::Input(SONG_INPUT)]);
-        let mut audio = format!(
-            "[1:a]atrim=end={l},asetpts=PTS-STARTPTS,aresample={OUTPUT_SAMPLE_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo,apad=whole_dur={l}",
-            l = secs(length)
-        );
-        let terms = volume_terms(validated, timeline, shown);
-        if !terms.is_empty() {
-            audio.push_str(&format!(",asetnsamples=n={VOLUME_FRAME_SAMPLES}"));
-            for chunk in terms.chunks(VOLUME_TERMS_PER_FILTER) {
-                audio.push_str(&format!(",volume='1{}':eval=frame", chunk.concat()));
-            }
+    match song {
+        Some(song) => {
+            args.extend([Arg::lit("-itsoffset"), Arg::Literal(format!("-{}", secs(AAC_PRIMING_SECONDS))), Arg::lit("-i"), Arg::Temp(song)]);
+            args.extend([Arg::lit("-map"), Arg::lit("0:v"), Arg::lit("-map"), Arg::lit("1:a"), Arg::lit("-c:v"), Arg::lit("copy"), Arg::lit("-c:a"), Arg::lit("copy")]);
+            // The last AAC frame is whole in NUT; its real length is what ends at the video's end.
+            args.extend([Arg::lit("-bsf:a"), Arg::Literal(format!("setts=duration='min(DURATION,{}/TB-PTS)'", secs(length)))]);
         }
-        if output.normalize_audio {
-            if !terms.is_empty() {
-                audio.push_str(&format!(",asetnsamples=n={LOUDNORM_FRAME_SAMPLES}"));
-            }
-            audio.push_str(&format!(",{LOUDNORM},aresample={OUTPUT_SAMPLE_RATE}"));
-        }
-        audio.push_str(&format!(",atrim=end={}[audio]", secs(length)));
-        args.extend([Arg::lit("-filter_complex"), Arg::Literal(audio), Arg::lit("-map"), Arg::lit("0:v"), Arg::lit("-map"), Arg::lit("[audio]")]);
-        args.extend([Arg::lit("-c:v"), Arg::lit("copy"), Arg::lit("-c:a"), Arg::lit(output.audio_codec.clone())]);
-        args.extend([Arg::lit("-b:a"), Arg::lit(output.audio_bitrate.to_string()), Arg::lit("-ar"), Arg::lit(OUTPUT_SAMPLE_RATE), Arg::lit("-ac"), Arg::lit("2")]);
-    } else {
-        args.extend([Arg::lit("-map"), Arg::lit("0:v"), Arg::lit("-c:v"), Arg::lit("copy"), Arg::lit("-an")]);
+        None => args.extend([Arg::lit("-map"), Arg::lit("0:v"), Arg::lit("-c:v"), Arg::lit("copy"), Arg::lit("-an")]),
     }
     args.extend([Arg::lit("-movflags"), Arg::lit("+faststart"), Arg::lit("-t"), Arg::lit(secs(length)), Arg::lit("-f"), Arg::lit("mp4"), Arg::Output]);
-    Invocation { args, media_seconds: length, label: "join and add the song".to_owned() }
+    let label = if song.is_some() { "join the video and the song" } else { "join the video" };
+    Invocation { args, media_seconds: length, label: label.to_owned() }
 }
 
 /// One term per run of consecutive moves sharing a volume other than 1: `(v-1) * w(t)`,

@@ -37,10 +37,24 @@ fn segments(plan: &Plan) -> Vec<&[Arg]> {
     plan.steps
         .iter()
         .filter_map(|step| match step {
-            Step::Ffmpeg(invocation) if invocation.args.iter().any(|a| matches!(a, Arg::Temp(_))) && !invocation.args.contains(&Arg::Output) => Some(invocation.args.as_slice()),
+            Step::Ffmpeg(invocation)
+                if invocation.args.iter().any(|a| matches!(a, Arg::Temp(_)))
+                    && !invocation.args.contains(&Arg::Output)
+                    && !invocation.args.contains(&Arg::lit("-vn")) =>
+            {
+                Some(invocation.args.as_slice())
+            }
             _ => None,
         })
         .collect()
+}
+
+/// The step that makes the song: the plan's first.
+fn song_args(plan: &Plan) -> &[Arg] {
+    match plan.steps.first() {
+        Some(Step::Ffmpeg(invocation)) if invocation.args.contains(&Arg::lit("-vn")) => invocation.args.as_slice(),
+        other => panic!("the first step is not the song's: {other:?}"),
+    }
 }
 
 fn segment_frames(plan: &Plan) -> Vec<u64> {
@@ -82,6 +96,29 @@ fn the_backend_blueprint_fills_exactly_its_timeline() {
     assert_eq!(literal_after(&last.args, "-c:v").as_deref(), Some("copy"), "frames are encoded once, in their segment");
     assert_eq!(literal_after(&last.args, "-movflags").as_deref(), Some("+faststart"));
     assert_eq!(literal_after(&last.args, "-t").as_deref(), Some("176"));
+    // The song is made first, from the song alone (so it can run beside the segments),
+    // and the join copies it, shifted back by the AAC encoder's 1,024 priming samples.
+    let song = song_args(&plan);
+    assert_eq!(song.iter().filter(|a| matches!(a, Arg::Input(_))).collect::<Vec<_>>(), [&Arg::Input(0)]);
+    assert_eq!(song.last(), Some(&Arg::Temp(0)));
+    assert_eq!(literal_after(song, "-t").as_deref(), Some("176"));
+    assert!(literal_after(song, "-filter_complex").unwrap().contains("asetnsamples=n=4800,loudnorm="), "loudnorm gets large frames");
+    assert_eq!(literal_after(&last.args, "-c:a").as_deref(), Some("copy"), "the song is encoded once, in its own step");
+    assert_eq!(literal_after(&last.args, "-itsoffset").as_deref(), Some("-0.021333"));
+    assert_eq!(literal_after(&last.args, "-bsf:a").as_deref(), Some("setts=duration='min(DURATION,176/TB-PTS)'"));
+    assert!(!last.args.iter().any(|a| matches!(a, Arg::Input(_))), "the join reads only temps: {:?}", last.args);
+    assert!(last.args.windows(2).any(|pair| pair == [Arg::lit("-i"), Arg::Temp(0)]));
+}
+
+#[test]
+fn without_the_song_the_join_only_copies_the_video() {
+    let mut validated = example();
+    validated.output.add_audio_overlay = false;
+    let plan = plan(&request(validated, 10.0)).unwrap();
+    assert!(plan.steps.iter().all(|step| !matches!(step, Step::Ffmpeg(i) if i.args.contains(&Arg::Input(0)))), "the song is not read");
+    let Some(Step::Ffmpeg(last)) = plan.steps.last() else { panic!() };
+    assert!(last.args.contains(&Arg::lit("-an")) && !last.args.contains(&Arg::lit("-itsoffset")), "{:?}", last.args);
+    assert_eq!(segment_frames(&plan).iter().sum::<u64>(), 176 * 30);
 }
 
 #[test]
@@ -163,8 +200,7 @@ fn volume_runs_become_one_ramped_term_each() {
     }
     validated.moves[10].volume = 0.0;
     let plan = plan(&request(validated, 10.0)).unwrap();
-    let Some(Step::Ffmpeg(last)) = plan.steps.last() else { panic!() };
-    let audio = literal_after(&last.args, "-filter_complex").unwrap();
+    let audio = literal_after(song_args(&plan), "-filter_complex").unwrap();
     assert_eq!(audio.matches("clip((t-").count(), 2, "{audio}");
     assert!(audio.contains("-0.5*clip((t-24)/0.02+0.5,0,1)*clip((48-t)/0.02+0.5,0,1)"), "{audio}");
     assert!(audio.contains("-1*clip((t-80)/0.02+0.5,0,1)"), "{audio}");

@@ -17,14 +17,15 @@ const FUNCTIONS: &[&str] = &[
     "lte", "max", "min", "mod", "not", "pow", "round", "sin", "sqrt", "trunc",
 ];
 
-/// Variables of the allowed filters (`setpts`, `asetpts`, `volume`, `pad`) and eval's
+/// Variables of the allowed filters (`setpts`, `asetpts`, `volume`, `pad`, `setts`) and eval's
 /// constants. Not `RTCTIME`/`RTCSTART` (the wall clock) nor `POS` (a byte offset).
 const VARIABLES: &[&str] = &[
     // setpts, asetpts
     "PTS", "STARTPTS", "N", "T", "TB", "STARTT", "FR", "SR", "S", "PREV_INPTS", "PREV_INT", "PREV_OUTPTS", "PREV_OUTT",
     "NB_CONSUMED_SAMPLES", "NB_SAMPLES", "INTERLACED", // volume
     "t", "n", "pts", "tb", "startpts", "startt", "sample_rate", "nb_channels", "nb_samples", "nb_consumed_samples",
-    "volume", // pad
+    "volume", // setts (the audio bitstream filter that trims the last packet)
+    "DURATION", // pad
     "in_w", "iw", "in_h", "ih", "out_w", "ow", "out_h", "oh", "x", "y", "a", "sar", "dar", "hsub", "vsub",
     // eval's constants
     "PI", "E", "PHI",

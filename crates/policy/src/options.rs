@@ -19,6 +19,10 @@ pub(crate) enum ValueKind {
     InputFile,
     /// Seconds as a plain decimal: up to 6 integer and 9 fraction digits.
     Seconds,
+    /// `-itsoffset`: seconds, optionally negative, at most [`MAX_INPUT_OFFSET_SECONDS`]
+    /// either way (enough to take an encoder's priming samples back out of a copied
+    /// stream; a larger shift would only make gaps the output then pads).
+    InputOffset,
     /// A whole number, `min..=max`, up to 9 digits.
     Integer { min: u64, max: u64 },
     /// A count of frames, at most [`PolicyLimits::max_frames`].
@@ -34,6 +38,10 @@ pub(crate) enum ValueKind {
     OneOf(&'static [&'static str]),
     /// `-map`: a filtergraph link label or an input stream.
     StreamMap,
+    /// `-bsf:a`: only `setts=duration='EXPR'`, which lets a copied audio stream end on
+    /// its exact sample (a copied AAC stream otherwise ends with its last whole frame,
+    /// up to 21 ms late); the expression is checked like a filter's.
+    AudioPacketDuration,
     Filtergraph,
 }
 
@@ -43,6 +51,7 @@ pub(crate) struct OptionSpec {
 }
 
 const MAX_BITRATE: u64 = 100_000_000;
+pub(crate) const MAX_INPUT_OFFSET_SECONDS: f64 = 1.0;
 /// Longest `[label]` in `-map`.
 const MAX_MAP_LABEL_CHARS: usize = 32;
 
@@ -71,6 +80,7 @@ const OPTIONS: &[OptionSpec] = &[
     spec("-ss", ValueKind::Seconds),
     spec("-t", ValueKind::Seconds),
     spec("-to", ValueKind::Seconds),
+    spec("-itsoffset", ValueKind::InputOffset),
     spec("-frames:v", ValueKind::Frames),
     spec("-threads", ValueKind::Threads),
     spec("-g", integer(1, 1000)),
@@ -101,6 +111,7 @@ const OPTIONS: &[OptionSpec] = &[
     spec("-map", ValueKind::StreamMap),
     // Copied H.264 from MP4 joins the encoded parts (start codes in NUT).
     spec("-bsf:v", ValueKind::OneOf(&["h264_mp4toannexb"])),
+    spec("-bsf:a", ValueKind::AudioPacketDuration),
     spec("-filter_complex", ValueKind::Filtergraph),
     spec("-vf", ValueKind::Filtergraph),
     spec("-af", ValueKind::Filtergraph),
@@ -116,6 +127,10 @@ pub(crate) fn check_value(name: &str, kind: ValueKind, value: &str, limits: &Pol
     let well_formed = match kind {
         ValueKind::Flag | ValueKind::InputFile => false,
         ValueKind::Seconds => is_decimal(value, 6, 9) && value.parse::<f64>().is_ok_and(|s| s <= limits.max_media_seconds),
+        ValueKind::InputOffset => {
+            let magnitude = value.strip_prefix('-').unwrap_or(value);
+            is_decimal(magnitude, 1, 9) && magnitude.parse::<f64>().is_ok_and(|s| s <= MAX_INPUT_OFFSET_SECONDS)
+        }
         ValueKind::Integer { min, max } => parse_integer(value).is_some_and(|n| (min..=max).contains(&n)),
         ValueKind::Frames => parse_integer(value).is_some_and(|n| (1..=limits.max_frames()).contains(&n)),
         ValueKind::Threads => parse_integer(value).is_some_and(|n| (1..=limits.max_threads).contains(&n)),
@@ -125,6 +140,15 @@ pub(crate) fn check_value(name: &str, kind: ValueKind, value: &str, limits: &Pol
         ValueKind::OneOf(words) => words.contains(&value),
         ValueKind::StreamMap => is_map_label(value) || is_input_stream(value),
         ValueKind::Filtergraph => return filtergraph::check(value, limits),
+        ValueKind::AudioPacketDuration => {
+            let expression = value.strip_prefix("setts=duration='").and_then(|rest| rest.strip_suffix('\''));
+            match expression {
+                Some(expression) if !expression.contains('\'') && !expression.contains('\\') => {
+                    return crate::expression::check("setts", "duration", expression);
+                }
+                _ => false,
+            }
+        }
     };
     if well_formed {
         Ok(())
@@ -137,6 +161,7 @@ fn describe(kind: ValueKind, limits: &PolicyLimits) -> String {
     match kind {
         ValueKind::Flag | ValueKind::InputFile => "it takes no literal value".to_owned(),
         ValueKind::Seconds => format!("seconds as a plain decimal, at most {} (the job's media)", limits.max_media_seconds),
+        ValueKind::InputOffset => format!("seconds as a plain decimal, optionally negative, at most {MAX_INPUT_OFFSET_SECONDS} either way"),
         ValueKind::Integer { min, max } => format!("a whole number from {min} to {max}"),
         ValueKind::Frames => format!("a whole number of frames from 1 to {}", limits.max_frames()),
         ValueKind::Threads => format!("a whole number of threads from 1 to {}", limits.max_threads),
@@ -146,6 +171,7 @@ fn describe(kind: ValueKind, limits: &PolicyLimits) -> String {
         ValueKind::OneOf(words) => format!("one of {}", words.join(", ")),
         ValueKind::StreamMap => "a link label like [video] or an input stream like 0:v, 1:a:0 or 0:v?".to_owned(),
         ValueKind::Filtergraph => "a filtergraph".to_owned(),
+        ValueKind::AudioPacketDuration => "setts=duration='EXPRESSION' (arithmetic on DURATION, PTS and TB)".to_owned(),
     }
 }
 

@@ -260,6 +260,26 @@ fn options_outside_the_table_are_refused() {
 }
 
 #[test]
+fn a_copied_audio_stream_may_only_have_its_packet_durations_set_by_arithmetic() {
+    let plan = with_args(1, "-i Input(2) -c:a copy -bsf:a setts=duration='min(DURATION,4/TB-PTS)' -f nut Temp(1)", "");
+    let checked = check(&plan, INPUTS, &PolicyLimits::default());
+    assert!(checked.is_ok(), "{:?}", checked.err());
+    for expression in ["while(1,1)", "st(0,1)", "RTCTIME", "1e9"] {
+        let plan = with_args(1, &format!("-i Input(2) -c:a copy -bsf:a setts=duration='{expression}' -f nut Temp(1)"), "");
+        refused(&plan, Rule::BadExpression);
+    }
+}
+
+#[test]
+fn an_input_may_be_shifted_by_at_most_a_second() {
+    for value in ["-0.021333", "0.5", "-1", "1"] {
+        let plan = with_args(1, &format!("-itsoffset {value} -i Input(2) -f nut Temp(1)"), "");
+        let checked = check(&plan, INPUTS, &PolicyLimits::default());
+        assert!(checked.is_ok(), "{value}: {:?}", checked.err());
+    }
+}
+
+#[test]
 fn option_values_must_have_their_shape() {
     for (option, value) in [
         ("-ss", "-5"),
@@ -269,6 +289,14 @@ fn option_values_must_have_their_shape() {
         ("-t", "1234567"),
         ("-t", "00:00:01"),
         ("-to", ""),
+        ("-itsoffset", "-1.5"),
+        ("-itsoffset", "2"),
+        ("-itsoffset", "--0.1"),
+        ("-itsoffset", "-1e-3"),
+        ("-bsf:a", "setts=pts='0'"),
+        ("-bsf:a", "aac_adtstoasc"),
+        ("-bsf:a", "setts=duration=DURATION"),
+        ("-bsf:a", "setts=duration='DURATION',setts=pts='0'"),
         ("-threads", "17"),
         ("-threads", "-1"),
         ("-crf", "52"),

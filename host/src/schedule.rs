@@ -1,0 +1,324 @@
+//! Which steps of a plan may run at the same time, and with how much memory each.
+//!
+//! The planner's first step makes the song and reads nothing the segments write, so on
+//! a machine with two cores it can run beside them (the song's AAC takes about a third
+//! of a job's CPU). Two things decide what starts:
+//! - order: a step starts once every step that writes a temp it reads has finished
+//!   (the policy has checked that temps are written before they are read), and the
+//!   step that writes the output waits for all others;
+//! - memory: every child's `RLIMIT_DATA` comes out of the same budget. A step that
+//!   encodes video is *heavy*: it needs the estimate for its frames
+//!   ([`estimate::step_bytes`]) and, once started, takes all that is left but room for
+//!   one light step, so two never run together (at 720p two do not fit in 512 MiB).
+//!   Copying streams or making audio is *light*: it gets a fixed, measured limit when
+//!   another step could start beside it. The classification reads
+//!   the plan's own arguments, so a hostile plan can only lie its way into a smaller
+//!   limit, which then fails its step cleanly.
+
+use br_plan::{Arg, Plan, Step};
+
+use crate::budget::{estimate, MIB};
+
+/// A copy step (`-c copy` of one part, and the join of many): passed at a data limit of
+/// 40 MiB, FFmpeg 5.1.
+const COPY_NEED: u64 = 64 * MIB;
+/// The song without `loudnorm` (decode, resample, volume, AAC): passed at 40 MiB.
+const AUDIO_NEED: u64 = 64 * MIB;
+/// The song with `loudnorm` (fed 0.1 s frames): passed at 120 MiB for a 3-minute song
+/// and at 160 MiB for a 10-minute one.
+const LOUDNORM_NEED: u64 = 176 * MIB;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Weight {
+    /// Writes a concat list: no child.
+    List,
+    Light(u64),
+    Heavy(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    Waiting,
+    Running { limit: u64 },
+    Done,
+}
+
+pub struct Schedule {
+    /// For each step, the steps it waits for.
+    after: Vec<Vec<usize>>,
+    weights: Vec<Weight>,
+    states: Vec<State>,
+    max_running: usize,
+}
+
+/// What to start next: a step and its child's memory limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Start {
+    pub step: usize,
+    pub memory: u64,
+}
+
+impl Schedule {
+    /// `frame`: the output's frame, for heavy steps whose arguments name no larger one.
+    pub fn new(plan: &Plan, frame: (u32, u32), max_running: usize) -> Schedule {
+        let weights = plan.steps.iter().map(|step| weight(step, frame)).collect();
+        Schedule { after: dependencies(plan), weights, states: vec![State::Waiting; plan.steps.len()], max_running: max_running.max(1) }
+    }
+
+    #[cfg(test)]
+    pub fn weight(&self, step: usize) -> Weight {
+        self.weights[step]
+    }
+
+    /// The next step that may start now, when `available` bytes of the budget are left
+    /// beside the work folder's files (before the running children's limits).
+    pub fn next(&self, available: u64) -> Option<Start> {
+        let running = self.states.iter().filter(|s| matches!(s, State::Running { .. })).count();
+        if running >= self.max_running {
+            return None;
+        }
+        let held: u64 = self.states.iter().map(|s| if let State::Running { limit } = s { *limit } else { 0 }).sum();
+        let free = available.saturating_sub(held);
+        let ready = |step: usize| self.states[step] == State::Waiting && self.after[step].iter().all(|&s| self.states[s] == State::Done);
+        for step in (0..self.states.len()).filter(|&s| ready(s)) {
+            let alone = running == 0;
+            let memory = match self.weights[step] {
+                Weight::List => 0,
+                Weight::Light(need) if alone => {
+                    // Alone, a light step keeps to its share only when a step is ready to start beside it.
+                    let other_ready = self.max_running > 1 && (0..self.states.len()).any(|s| s != step && ready(s));
+                    if other_ready && free > need {
+                        need
+                    } else {
+                        free
+                    }
+                }
+                Weight::Light(need) if free >= need => need,
+                Weight::Heavy(need) if alone || free >= need => {
+                    // Room is left for one light step beside it when the estimate allows.
+                    let reserve = (0..self.states.len())
+                        .filter(|&s| s != step && ready(s))
+                        .filter_map(|s| if let Weight::Light(light) = self.weights[s] { Some(light) } else { None })
+                        .max()
+                        .filter(|_| self.max_running > 1)
+                        .unwrap_or(0);
+                    if free >= need.saturating_add(reserve) {
+                        free - reserve
+                    } else {
+                        free
+                    }
+                }
+                Weight::Light(_) | Weight::Heavy(_) => continue,
+            };
+            return Some(Start { step, memory });
+        }
+        None
+    }
+
+    pub fn started(&mut self, start: Start) {
+        self.states[start.step] = State::Running { limit: start.memory };
+    }
+
+    pub fn finished(&mut self, step: usize) {
+        self.states[step] = State::Done;
+    }
+
+    pub fn is_running(&self, step: usize) -> bool {
+        matches!(self.states[step], State::Running { .. })
+    }
+
+    pub fn all_done(&self) -> bool {
+        self.states.iter().all(|s| *s == State::Done)
+    }
+}
+
+/// How many steps may run at once: two where the job has two cores (more would only
+/// share them and the memory), one where it has one (Cloud Run's default job).
+pub fn default_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
+}
+
+/// A step of a checked plan writes exactly one file, its last argument; every other
+/// temp it names is read. A concat list reads its parts.
+fn dependencies(plan: &Plan) -> Vec<Vec<usize>> {
+    let mut writer = std::collections::HashMap::new();
+    for (index, step) in plan.steps.iter().enumerate() {
+        match step {
+            Step::Ffmpeg(invocation) => {
+                if let Some(Arg::Temp(temp)) = invocation.args.last() {
+                    writer.entry(*temp).or_insert(index);
+                }
+            }
+            Step::WriteConcatList(list) => {
+                writer.entry(list.list).or_insert(index);
+            }
+        }
+    }
+    let last = plan.steps.len().saturating_sub(1);
+    plan.steps
+        .iter()
+        .enumerate()
+        .map(|(index, step)| {
+            if index == last {
+                return (0..index).collect();
+            }
+            let read: Vec<u32> = match step {
+                Step::Ffmpeg(invocation) => {
+                    let body = &invocation.args[..invocation.args.len().saturating_sub(1)];
+                    body.iter().filter_map(|arg| if let Arg::Temp(t) = arg { Some(*t) } else { None }).collect()
+                }
+                Step::WriteConcatList(list) => list.parts.iter().map(|part| part.temp).collect(),
+            };
+            let mut after: Vec<usize> = read.iter().filter_map(|t| writer.get(t).copied()).filter(|&w| w < index).collect();
+            after.sort_unstable();
+            after.dedup();
+            after
+        })
+        .collect()
+}
+
+fn weight(step: &Step, frame: (u32, u32)) -> Weight {
+    let Step::Ffmpeg(invocation) = step else { return Weight::List };
+    let literals: Vec<&str> = invocation.args.iter().filter_map(|a| if let Arg::Literal(text) = a { Some(text.as_str()) } else { None }).collect();
+    let has = |word: &str| literals.contains(&word);
+    let value_is = |options: &[&str], value: &str| literals.windows(2).any(|pair| options.contains(&pair[0]) && pair[1] == value);
+    let filters = has("-filter_complex") || has("-vf") || has("-af");
+    let video_copied = has("-vn") || value_is(&["-c:v", "-codec:v", "-vcodec"], "copy");
+    let audio_copied = has("-an") || value_is(&["-c:a", "-codec:a", "-acodec"], "copy");
+    if video_copied && audio_copied && !filters {
+        return Weight::Light(COPY_NEED);
+    }
+    if has("-vn") {
+        let loudnorm = literals.iter().any(|text| text.contains("loudnorm"));
+        return Weight::Light(if loudnorm { LOUDNORM_NEED } else { AUDIO_NEED });
+    }
+    let (width, height) = estimate::largest_frame(&invocation.args)
+        .filter(|&(w, h)| u64::from(w) * u64::from(h) > u64::from(frame.0) * u64::from(frame.1))
+        .unwrap_or(frame);
+    Weight::Heavy(estimate::step_bytes(width, height))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use br_plan::{ConcatList, ConcatPart, Invocation, TempFormat};
+
+    fn step(words: &str, last: Arg) -> Step {
+        let mut args: Vec<Arg> = words
+            .split_whitespace()
+            .map(|w| match w {
+                "SONG" => Arg::Input(0),
+                "CLIP" => Arg::Input(1),
+                w if w.starts_with('T') => Arg::Temp(w[1..].parse().unwrap()),
+                w => Arg::lit(w),
+            })
+            .collect();
+        args.push(last);
+        Step::Ffmpeg(Invocation { args, media_seconds: 1.0, label: words.to_owned() })
+    }
+
+    /// The planner's shape: the song, two segments, the list, the join.
+    fn planner_shaped(loudnorm: bool) -> Plan {
+        let song_graph = if loudnorm { "[0:a]loudnorm[audio]" } else { "[0:a]volume=1[audio]" };
+        Plan {
+            temps: vec![TempFormat::Nut, TempFormat::Nut, TempFormat::Nut, TempFormat::Ffconcat],
+            steps: vec![
+                step(&format!("-i SONG -filter_complex {song_graph} -map [audio] -vn -c:a aac -f nut"), Arg::Temp(0)),
+                step("-i CLIP -filter_complex [0:v]scale=1280:720[v] -map [v] -an -c:v libx264 -f nut", Arg::Temp(1)),
+                step("-i CLIP -map 0:v -c:v copy -an -f nut", Arg::Temp(2)),
+                Step::WriteConcatList(ConcatList {
+                    list: 3,
+                    parts: vec![ConcatPart { temp: 1, duration: 1.0 }, ConcatPart { temp: 2, duration: 1.0 }],
+                }),
+                step("-f concat -i T3 -i T0 -map 0:v -map 1:a -c:v copy -c:a copy -f mp4", Arg::Output),
+            ],
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn steps_wait_for_the_temps_they_read_and_the_output_for_everything() {
+        let plan = planner_shaped(false);
+        assert_eq!(dependencies(&plan), vec![vec![], vec![], vec![], vec![1, 2], vec![0, 1, 2, 3]]);
+    }
+
+    #[test]
+    fn steps_are_weighed_by_what_their_arguments_make_them_do() {
+        let plan = planner_shaped(true);
+        let weights: Vec<Weight> = plan.steps.iter().map(|s| weight(s, (1280, 720))).collect();
+        assert_eq!(weights[0], Weight::Light(LOUDNORM_NEED));
+        assert_eq!(weights[1], Weight::Heavy(estimate::step_bytes(1280, 720)));
+        assert_eq!(weights[2], Weight::Light(COPY_NEED));
+        assert_eq!(weights[3], Weight::List);
+        assert_eq!(weights[4], Weight::Light(COPY_NEED));
+        assert_eq!(weight(&planner_shaped(false).steps[0], (1280, 720)), Weight::Light(AUDIO_NEED));
+        // A literal frame larger than the output's is what a step is weighed by.
+        let huge = step("-i CLIP -vf scale=3840:2160 -f nut", Arg::Temp(1));
+        assert_eq!(weight(&huge, (1280, 720)), Weight::Heavy(estimate::step_bytes(3840, 2160)));
+        // Encoding audio with the video copied is not a copy.
+        let encodes_audio = step("-i CLIP -c:v copy -c:a aac -f nut", Arg::Temp(1));
+        assert!(matches!(weight(&encodes_audio, (1280, 720)), Weight::Heavy(_)));
+    }
+
+    #[test]
+    fn the_song_runs_beside_the_video_when_the_budget_has_room() {
+        let plan = planner_shaped(false);
+        let mut schedule = Schedule::new(&plan, (1280, 720), 2);
+        let available = 420 * MIB;
+        // The song starts with its own share, because the first segment is ready too.
+        let song = schedule.next(available).unwrap();
+        assert_eq!(song, Start { step: 0, memory: AUDIO_NEED });
+        schedule.started(song);
+        // The segment takes what is left but room for the copy, which must wait: two run.
+        let segment = schedule.next(available).unwrap();
+        assert_eq!(segment, Start { step: 1, memory: available - AUDIO_NEED - COPY_NEED });
+        schedule.started(segment);
+        assert_eq!(schedule.next(available), None);
+        // Once the song is done, the copy runs beside the segment in the room left for it.
+        schedule.finished(0);
+        let copy = schedule.next(available).unwrap();
+        assert_eq!(copy, Start { step: 2, memory: COPY_NEED });
+        schedule.started(copy);
+        assert_eq!(schedule.next(available), None, "two running");
+        schedule.finished(2);
+        assert_eq!(schedule.next(available), None, "the list waits for the segment");
+        schedule.finished(1);
+        assert_eq!(schedule.next(available), Some(Start { step: 3, memory: 0 }));
+        schedule.started(Start { step: 3, memory: 0 });
+        schedule.finished(3);
+        assert_eq!(schedule.next(available), Some(Start { step: 4, memory: available }), "alone, the join gets everything");
+    }
+
+    #[test]
+    fn a_video_step_that_cannot_fit_beside_the_song_waits_for_it() {
+        let plan = planner_shaped(true);
+        let mut schedule = Schedule::new(&plan, (1280, 720), 2);
+        let available = 380 * MIB;
+        let song = schedule.next(available).unwrap();
+        assert_eq!(song.memory, LOUDNORM_NEED);
+        schedule.started(song);
+        // 380 - 176 is less than a 720p segment's estimate: the copy goes first instead.
+        assert!(available - LOUDNORM_NEED < estimate::step_bytes(1280, 720));
+        assert_eq!(schedule.next(available).map(|s| s.step), Some(2));
+        schedule.finished(0);
+        // Alone, it keeps room for the copy that is still ready.
+        assert_eq!(schedule.next(available), Some(Start { step: 1, memory: available - COPY_NEED }));
+    }
+
+    #[test]
+    fn one_at_a_time_is_todays_order_with_all_the_memory() {
+        let plan = planner_shaped(true);
+        let mut schedule = Schedule::new(&plan, (1280, 720), 1);
+        for expected in 0..plan.steps.len() {
+            let start = schedule.next(300 * MIB).unwrap();
+            assert_eq!(start.step, expected);
+            if schedule.weight(expected) != Weight::List {
+                assert_eq!(start.memory, 300 * MIB);
+            }
+            schedule.started(start);
+            assert_eq!(schedule.next(300 * MIB), None);
+            schedule.finished(expected);
+        }
+        assert!(schedule.all_done());
+    }
+}
