@@ -9,7 +9,7 @@ mod media;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use media::{StreamFacts, CLIP_A, CLIP_B, CLIP_C};
+use media::{ClipSpec, StreamFacts, CLIP_A, CLIP_B, CLIP_C};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
@@ -24,20 +24,34 @@ struct Library {
     root: tempfile::TempDir,
     data: PathBuf,
     work: PathBuf,
+    /// The prepared clips' folder name, from the blueprint's output.
+    profile: String,
 }
 
 impl Library {
-    /// Three clips of different sizes and rates (6 s each) and a blueprint that uses them.
+    /// Three clips of different sizes and rates (6 s each) and a 720p30 blueprint that uses them.
     fn new() -> Library {
+        Library::with_output(1280, 720, "30", PROFILE)
+    }
+
+    /// The same, with the blueprint's output (and the clips) at `width`x`height` and
+    /// `rate`, whose clips are prepared under `profile`.
+    fn with_output(width: u32, height: u32, rate: &'static str, profile: &str) -> Library {
         let root = tempfile::Builder::new().prefix("prepare-cli-").tempdir().unwrap();
         let data = root.path().join("data");
         let work = root.path().join("work");
         std::fs::create_dir_all(data.join("media")).unwrap();
         std::fs::create_dir_all(&work).unwrap();
-        let library = Library { root, data, work };
+        let library = Library { root, data, work, profile: profile.to_owned() };
         // Moving test patterns (every frame differs from the next), shaped like the
-        // library: H.264 High, a keyframe every 250 frames; three sizes and two rates.
-        let specs = [CLIP_A.with_seconds(6.0), CLIP_B, CLIP_C.with_seconds(6.0)];
+        // library: H.264 High, a keyframe every 250 frames, at the output's rate (the
+        // backend's library is all 30 fps); three sizes.
+        let specs = [CLIP_A.with_seconds(6.0), CLIP_B, CLIP_C.with_seconds(6.0)].map(|spec| ClipSpec { rate, ..spec });
+        let fps: f64 = match rate.split_once('/') {
+            Some((num, den)) => num.parse::<f64>().unwrap() / den.parse::<f64>().unwrap(),
+            None => rate.parse().unwrap(),
+        };
+        let fps = (fps * 100.0).round() / 100.0;
         std::thread::scope(|scope| {
             for (key, spec) in CLIPS.iter().zip(specs) {
                 let path = library.data.join(key);
@@ -64,7 +78,7 @@ impl Library {
             .collect();
         let blueprint = json!({
             "task_id": "prepare-1", "audio_path": "media/song.wav", "moves": moves, "total_duration": 20.0,
-            "output_config": {"output_path": "output/x.mp4", "width": 1280, "height": 720, "frame_rate": 30, "video_bitrate": "2M",
+            "output_config": {"output_path": "output/x.mp4", "width": width, "height": height, "frame_rate": fps, "video_bitrate": "2M",
                               "transition_duration": 0.5, "fade_duration": 0.3},
         });
         std::fs::write(library.blueprint(), blueprint.to_string()).unwrap();
@@ -102,11 +116,11 @@ impl Library {
     }
 
     fn prepared(&self, key: &str) -> PathBuf {
-        self.data.join("prepared").join(PROFILE).join(key)
+        self.data.join("prepared").join(&self.profile).join(key)
     }
 
     fn manifest(&self, key: &str) -> Value {
-        let text = std::fs::read(self.data.join("prepared").join(PROFILE).join(format!("{key}.json"))).unwrap();
+        let text = std::fs::read(self.data.join("prepared").join(&self.profile).join(format!("{key}.json"))).unwrap();
         serde_json::from_slice(&text).unwrap()
     }
 
@@ -212,7 +226,7 @@ fn a_blueprints_clips_are_prepared_once() {
     assert_eq!(before, after);
 
     // A source that changes is prepared again; the others are not.
-    media::make_clip(&library.data.join("media/c.mp4"), &CLIP_C.with_seconds(4.0));
+    media::make_clip(&library.data.join("media/c.mp4"), &ClipSpec { rate: "30", ..CLIP_C.with_seconds(4.0) });
     let (code, summary) = library.prepare(&[]);
     assert_eq!(code, Some(0));
     assert_eq!((summary["prepared"].as_u64(), summary["up_to_date"].as_u64()), (Some(1), Some(2)), "{summary}");
@@ -340,30 +354,71 @@ fn a_job_with_prepared_clips_makes_the_same_video() {
     let shared = steps.iter().filter(|step| step["label"].as_str().unwrap_or_default().contains(" + ")).count();
     assert!(shared >= 1, "the bridges out of a move and into the next share a step: {steps:?}");
     let full_file = library.data.join("output/full.mp4");
-    assert_same_video(&full_file, &library.data.join("output/smart.mp4"));
+    assert_same_video(&full_file, &library.data.join("output/smart.mp4"), 600);
 
     // A source replaced after it was prepared (same pattern, new file): its prepared
     // clip is stale and not used, the others are; the video is still the same.
-    make_textured_clip(&library.data.join(CLIPS[2]), &CLIP_C.with_seconds(6.0));
+    make_textured_clip(&library.data.join(CLIPS[2]), &ClipSpec { rate: "30", ..CLIP_C.with_seconds(6.0) });
     let (code, mixed) = render(&library, "output/mixed.mp4", &[]);
     assert_eq!(code, Some(0), "{mixed}");
     assert_eq!(mixed["result"]["timings"]["prepared_clips"], 2, "{mixed}");
-    assert_same_video(&full_file, &library.data.join("output/mixed.mp4"));
+    assert_same_video(&full_file, &library.data.join("output/mixed.mp4"), 600);
+
+    // A clip at another rate (25 fps) is not prepared: its copied frames would fall a
+    // fraction of a frame off the ones its move shows. The job renders it in full.
+    make_textured_clip(&library.data.join(CLIPS[2]), &CLIP_C.with_seconds(6.0));
+    let (code, summary) = library.prepare(&[]);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(summary["not_preparable"][0]["key"], CLIPS[2], "{summary}");
+    assert!(summary["not_preparable"][0]["reason"].as_str().unwrap().contains("(25)"), "{summary}");
+    let (code, full) = render(&library, "output/full-25.mp4", &["--prepared", "off"]);
+    assert_eq!(code, Some(0), "{full}");
+    let (code, mixed) = render(&library, "output/mixed-25.mp4", &[]);
+    assert_eq!(code, Some(0), "{mixed}");
+    assert_eq!(mixed["result"]["timings"]["prepared_clips"], 2, "{mixed}");
+    assert_same_video(&library.data.join("output/full-25.mp4"), &library.data.join("output/mixed-25.mp4"), 600);
 }
 
-/// `smart` is `full` up to encoder noise: the same 600 frames, each in its place.
-fn assert_same_video(full: &Path, smart: &Path) {
+/// The same at a 1080p profile and NTSC's 29.97 fps: 20 s is 599.4 frames, so the video
+/// has 599, every move on its frame, the copied GOPs and the bridges joined exactly.
+#[test]
+fn a_1080p_ntsc_profile_makes_the_same_video_too() {
+    let library = Library::with_output(1920, 1080, "30000/1001", "h264-1920x1080-30000_1001fps-2000k-g15-r1");
+    let (code, full) = render(&library, "output/full.mp4", &["--prepared", "off"]);
+    assert_eq!(code, Some(0), "{full}");
+    let (code, summary) = library.prepare(&[]);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(summary["profile_id"], library.profile, "{summary}");
+    let (code, smart) = render(&library, "output/smart.mp4", &[]);
+    assert_eq!(code, Some(0), "{smart}");
+    assert_eq!(smart["result"]["timings"]["prepared_clips"], 3, "{smart}");
+    let prepared = media::probe(&library.prepared(CLIPS[0]));
+    assert_eq!((prepared.video().int("width"), prepared.video().int("height")), (1920, 1080));
+    assert_eq!(prepared.video().text("r_frame_rate"), "30000/1001");
+    assert_same_video(&library.data.join("output/full.mp4"), &library.data.join("output/smart.mp4"), 599);
+}
+
+/// `smart` is `full` up to encoder noise: the same `frames` frames of a 20 s
+/// blueprint, each in its place.
+fn assert_same_video(full: &Path, smart: &Path, frames: u64) {
     let (full_probe, smart_probe) = (media::probe(full), media::probe(smart));
-    assert_eq!(full_probe.video().packets(), 600);
-    assert_eq!(smart_probe.video().packets(), 600);
+    assert_eq!(full_probe.video().packets(), frames);
+    assert_eq!(smart_probe.video().packets(), frames);
     let video_seconds = smart_probe.video().duration();
     let audio_seconds = smart_probe.audio().duration();
-    assert!((video_seconds - 20.0).abs() < 0.001 && (audio_seconds - video_seconds).abs() <= 1024.0 / 48_000.0, "{video_seconds} {audio_seconds}");
+    let frame_rate: f64 = {
+        let rate = smart_probe.video().text("r_frame_rate").to_owned();
+        let (num, den) = rate.split_once('/').unwrap_or((rate.as_str(), "1"));
+        num.parse::<f64>().unwrap() / den.parse::<f64>().unwrap()
+    };
+    let expected_seconds = frames as f64 / frame_rate;
+    assert!((video_seconds - expected_seconds).abs() < 0.001, "video {video_seconds} s, expected {expected_seconds}");
+    assert!((audio_seconds - video_seconds).abs() < 0.001, "audio {audio_seconds} s, video {video_seconds} s");
     let decode = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(smart).args(["-f", "null", "-"]).output().unwrap();
     assert!(decode.status.success() && decode.stderr.is_empty(), "decoding says: {}", String::from_utf8_lossy(&decode.stderr));
 
     let ssim = ssim_per_frame(full, smart);
-    assert_eq!(ssim.len(), 600);
+    assert_eq!(ssim.len() as u64, frames);
     let (at, worst) = ssim.iter().enumerate().fold((0, 1.0), |(at, low), (i, &v)| if v < low { (i, v) } else { (at, low) });
     println!("SSIM of {} against the full render: worst {worst:.4} at frame {at}", smart.display());
     // Two generations of encoding score about 0.99 here; the same pattern one frame off

@@ -77,7 +77,27 @@ pub fn source_marker_key(key: &str) -> String {
 pub enum Outcome {
     Prepared { frames: u64, seconds: f64 },
     UpToDate,
+    /// A clip whose prepared frames could not be the ones a job shows (see
+    /// [`rate_mismatch`]): jobs render it in full.
+    NotPreparable(String),
     Failed(String),
+}
+
+/// Why a clip at `source_fps` cannot be prepared for `profile`, if it cannot. A move
+/// renders its clip on a grid that starts at the first source frame of its window; a
+/// prepared clip's grid starts at the clip's start. At the profile's own rate both
+/// grids fall on the source's frames and agree; at another rate they are offset by a
+/// fraction of a frame, and a copied GOP would show a neighbouring source frame now
+/// and then (measured: 25 fps into 29.97, one frame in a hundred).
+fn rate_mismatch(source_fps: f64, profile: &Profile) -> Option<String> {
+    let source = br_plan::FrameRate::from_fps(source_fps);
+    (source != profile.rate).then(|| {
+        format!(
+            "its frame rate ({}) is not the profile's ({}); a job renders its frames in full",
+            source.as_ffmpeg(),
+            profile.rate.as_ffmpeg()
+        )
+    })
 }
 
 pub struct Preparer<'a> {
@@ -100,7 +120,7 @@ impl Preparer<'_> {
         let mine: Vec<&String> = keys.iter().enumerate().filter(|(position, _)| shard.takes(*position)).map(|(_, key)| *key).collect();
         let shard_text = format!("{}/{}", shard.index, shard.count);
         tracing::info!(profile = %profile.id(), clips = keys.len(), this_shard = mine.len(), shard = %shard_text, "preparing");
-        let (mut prepared, mut up_to_date, mut failed) = (0usize, 0usize, Vec::new());
+        let (mut prepared, mut up_to_date, mut failed, mut not_preparable) = (0usize, 0usize, Vec::new(), Vec::new());
         for (done, key) in mine.iter().enumerate() {
             if let Some(reason) = self.cancel.reason() {
                 failed.push(json!({"key": key, "error": format!("cancelled: {reason}")}));
@@ -116,6 +136,10 @@ impl Preparer<'_> {
                     up_to_date += 1;
                     tracing::info!(key = %key, progress = format!("{}/{}", done + 1, mine.len()), "already prepared");
                 }
+                Outcome::NotPreparable(reason) => {
+                    tracing::warn!(key = %key, "not prepared: {reason}");
+                    not_preparable.push(json!({"key": key, "reason": reason}));
+                }
                 Outcome::Failed(error) => {
                     tracing::error!(key = %key, "cannot prepare: {error}");
                     failed.push(json!({"key": key, "error": error}));
@@ -128,6 +152,7 @@ impl Preparer<'_> {
             "clips": mine.len(),
             "prepared": prepared,
             "up_to_date": up_to_date,
+            "not_preparable": not_preparable,
             "failed": failed,
             "seconds": started.elapsed().as_secs_f64(),
         });
@@ -167,6 +192,9 @@ impl Preparer<'_> {
         let Some(video) = &facts.video else {
             return Err(format!("{key} has no video stream"));
         };
+        if let Some(reason) = rate_mismatch(video.frame_rate, profile) {
+            return Ok(Outcome::NotPreparable(reason));
+        }
         let seconds = if video.duration > 0.0 { video.duration } else { facts.duration };
         let step = Step::Ffmpeg(profile.invocation(&format!("prepare {key}"), seconds));
         let plan = Plan { temps: Vec::new(), steps: vec![step], warnings: Vec::new() };
