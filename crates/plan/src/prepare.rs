@@ -13,7 +13,9 @@ use br_blueprint::Validated;
 use crate::{Arg, FrameRate, Invocation, MediaFacts};
 
 /// Bumped whenever the recipe below changes, so older prepared clips are not mixed in.
-pub const RECIPE_VERSION: u32 = 1;
+/// 2: clips at another frame rate than the profile's are no longer prepared (version 1
+/// prepared them, and their copied GOPs could show a neighbouring source frame).
+pub const RECIPE_VERSION: u32 = 2;
 /// Frames per GOP: half a second at 30 fps.
 pub const GOP_FRAMES: u32 = 15;
 const PRESET: &str = "veryfast";
@@ -40,7 +42,7 @@ impl Profile {
         Some(Profile { width, height, rate: FrameRate::from_fps(validated.output.frame_rate), video_bitrate: validated.output.video_bitrate })
     }
 
-    /// A readable name, also a folder name: `h264-1280x720-30fps-2000k-g15-r1`.
+    /// A readable name, also a folder name: `h264-1280x720-30fps-2000k-g15-r2`.
     pub fn id(&self) -> String {
         let rate = if self.rate.den == 1 { self.rate.num.to_string() } else { format!("{}_{}", self.rate.num, self.rate.den) };
         format!("h264-{}x{}-{rate}fps-{}k-g{GOP_FRAMES}-r{RECIPE_VERSION}", self.width, self.height, self.video_bitrate / 1000)
@@ -101,9 +103,9 @@ mod tests {
     #[test]
     fn the_id_names_every_setting_that_matters() {
         let profile = Profile { width: 1280, height: 720, rate: FrameRate { num: 30, den: 1 }, video_bitrate: 2_000_000 };
-        assert_eq!(profile.id(), "h264-1280x720-30fps-2000k-g15-r1");
+        assert_eq!(profile.id(), "h264-1280x720-30fps-2000k-g15-r2");
         let ntsc = Profile { rate: FrameRate { num: 30_000, den: 1001 }, ..profile.clone() };
-        assert_eq!(ntsc.id(), "h264-1280x720-30000_1001fps-2000k-g15-r1");
+        assert_eq!(ntsc.id(), "h264-1280x720-30000_1001fps-2000k-g15-r2");
         assert_ne!(Profile { video_bitrate: 2_500_000, ..profile.clone() }.id(), profile.id());
     }
 
