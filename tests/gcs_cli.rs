@@ -392,4 +392,33 @@ fn a_task_array_prepares_a_library_without_doing_a_clip_twice() {
         let name = format!("prepared/{profile}/data/{clip}").replace('/', "%2F");
         assert_eq!(proxy.count(&format!("name={name} HTTP")), 1, "{clip}: {:?}", proxy.seen.lock().unwrap());
     }
+
+    // `--all` lists the bucket (the JSON API, page by page): the six clips are up to
+    // date, the seventh (the stocked small clip) is new; the song, the manifests and the
+    // prepared objects themselves are not clips. 1,000 notes sort between the clips and
+    // the small clip, so the small clip is on the listing's second page.
+    for note in 0..1_000 {
+        emulator.put(BUCKET, &format!("steps/notes/{note:04}.txt"), b"x");
+    }
+    let work = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["--log-format", "text", "prepare", "--all", "data/steps/", "--width", "320", "--height", "180", "--frame-rate", "25"])
+        .args(["--storage", "gcs", "--bucket", BUCKET, "--work-dir"])
+        .arg(work.path())
+        .env("STORAGE_EMULATOR_HOST", emulator.host())
+        .env_remove("BLUEPRINT_JSON")
+        .env_remove("DATA_DIR")
+        .env_remove("CLOUD_RUN_TASK_INDEX")
+        .env_remove("CLOUD_RUN_TASK_COUNT")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary: Value = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or_else(|| {
+        panic!("no summary; stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+    });
+    assert_eq!(output.status.code(), Some(0), "{summary}");
+    assert_eq!(summary["profile_id"], profile, "{summary}");
+    let counts = (summary["clips"].as_u64(), summary["up_to_date"].as_u64(), summary["prepared"].as_u64());
+    assert_eq!(counts, (Some(7), Some(6), Some(1)), "{summary}");
+    assert!(emulator.get(BUCKET, &format!("prepared/{profile}/data/steps/small.mp4")).is_some());
 }

@@ -113,7 +113,7 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
         }
     }
     if let Some(prefix) = get("OUTPUT_PREFIX") {
-        if let Some(message) = crate::storage::output_prefix_shape_problem(&prefix) {
+        if let Some(message) = crate::storage::folder_prefix_problem(&prefix) {
             add("OUTPUT_PREFIX", message);
         }
     }

@@ -577,6 +577,9 @@ mod tests {
         fn store<'a>(&'a self, _: &'a Path, _: &'a str) -> StorageFuture<'a, u64> {
             unreachable!("not stored")
         }
+        fn list<'a>(&'a self, _: &'a str) -> StorageFuture<'a, Vec<String>> {
+            unreachable!("not listed")
+        }
     }
 
     #[test]

@@ -157,7 +157,7 @@ enum Prepared {
 
 #[derive(Args, Clone)]
 struct PrepareFlags {
-    /// Prepare every .mp4 under this key prefix (local storage only), not a blueprint's clips.
+    /// Prepare every .mp4 under this key prefix (folder names ending in /), not a blueprint's clips.
     #[arg(long)]
     all: Option<String>,
     /// This process's share of the clips, I/N (default: CLOUD_RUN_TASK_INDEX/CLOUD_RUN_TASK_COUNT, else all).
@@ -236,7 +236,7 @@ struct SandboxFlags {
 }
 
 fn output_prefix(text: &str) -> Result<String, String> {
-    match storage::output_prefix_shape_problem(text) {
+    match storage::folder_prefix_problem(text) {
         None => Ok(text.to_owned()),
         Some(problem) => Err(problem),
     }

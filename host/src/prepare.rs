@@ -9,7 +9,7 @@
 //! same clip write the same bytes. A manifest also records the prepared clip's own
 //! identity, so a reader can tell a clip replaced after its manifest was written.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use br_plan::prepare::Profile;
@@ -262,34 +262,28 @@ impl Staging for NoRefetch {
     }
 }
 
-/// Every `.mp4` below `prefix` in a local folder, as keys (`prepared/` left out).
-pub fn local_clips(root: &Path, prefix: &str) -> Result<Vec<String>, String> {
-    let mut found = Vec::new();
-    let mut folders: Vec<PathBuf> = vec![root.join(prefix)];
-    while let Some(folder) = folders.pop() {
-        let entries = std::fs::read_dir(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| e.to_string())?;
-            let kind = entry.file_type().map_err(|e| e.to_string())?;
-            let path = entry.path();
-            // Symbolic links are not followed: a library is plain files and folders.
-            if kind.is_dir() {
-                folders.push(path);
-            } else if kind.is_file() && path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("mp4")) {
-                if let Ok(relative) = path.strip_prefix(root) {
-                    found.push(relative.to_string_lossy().into_owned());
-                }
-            }
-        }
-    }
-    found.retain(|key| !key.starts_with("prepared/"));
-    found.sort();
-    Ok(found)
+/// The clips among listed `keys`: `.mp4` objects, not the prepared versions themselves
+/// (`prepared/...` once `strip_prefix`, the backend's `data/`, is taken off).
+pub fn clips_among(keys: Vec<String>, strip_prefix: &str) -> Vec<String> {
+    keys.into_iter()
+        .filter(|key| {
+            let name = if strip_prefix.is_empty() { key.as_str() } else { key.strip_prefix(strip_prefix).unwrap_or(key) };
+            let is_mp4 = std::path::Path::new(key).extension().is_some_and(|ext| ext.eq_ignore_ascii_case("mp4"));
+            is_mp4 && !name.starts_with("prepared/") && !key.starts_with("prepared/")
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_keeps_clips_and_leaves_prepared_ones_out() {
+        let keys = ["data/a.mp4", "data/b.MP4", "data/song.mp3", "data/prepared/p/data/a.mp4", "prepared/p/a.mp4", "data/x.mp4.json"];
+        let keys = keys.iter().map(|k| k.to_string()).collect();
+        assert_eq!(clips_among(keys, "data/"), ["data/a.mp4", "data/b.MP4"]);
+    }
 
     #[test]
     fn shards_split_the_clips_without_overlap() {

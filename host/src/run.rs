@@ -431,12 +431,12 @@ pub async fn prepare(flags: JobFlags, options: crate::PrepareFlags) -> u8 {
     let preparer = crate::prepare::Preparer { storage: storage.as_ref(), runner: &runner, ffprobe: &ffprobe, work_root: &work_root, cancel: &cancel };
     let (profile, keys) = match &options.all {
         Some(prefix) => {
-            let Some(root) = flags.storage.data_dir.as_deref().filter(|_| flags.storage.kind != Some(StorageKind::Gcs)) else {
-                return fail(exit::USAGE, "--all lists a local folder (--data-dir); for GCS, prepare the clips of blueprints".into());
-            };
-            let keys = match crate::prepare::local_clips(root, prefix) {
-                Ok(keys) => keys,
-                Err(message) => return fail(exit::STORAGE, message),
+            if let Some(problem) = crate::storage::folder_prefix_problem(prefix) {
+                return fail(exit::USAGE, format!("--all {prefix:?}: {problem}"));
+            }
+            let keys = match storage.list(prefix).await {
+                Ok(keys) => crate::prepare::clips_among(keys, &flags.storage.strip_prefix),
+                Err(error) => return fail(exit::STORAGE, format!("cannot list {prefix:?}: {error}")),
             };
             let rate = br_plan::FrameRate::from_fps(options.frame_rate.clamp(1.0, 120.0));
             (br_plan::prepare::Profile { width: options.width, height: options.height, rate, video_bitrate: options.video_bitrate }, keys)

@@ -58,7 +58,21 @@ pub struct GcsStorage {
     client: Client,
     config: GcsConfig,
     bucket_path: String,
+    /// Lists objects through the JSON API: the crate lists only over gRPC
+    /// (`StorageControl`), which the emulator the tests run does not speak.
+    lister: Lister,
 }
+
+struct Lister {
+    http: reqwest::Client,
+    /// `https://storage.googleapis.com`, or the emulator's address.
+    endpoint: String,
+    /// None for the emulator (anonymous).
+    credentials: Option<google_cloud_auth::credentials::Credentials>,
+}
+
+/// Objects per page of a listing (the JSON API's own maximum is 1,000).
+const LIST_PAGE: &str = "1000";
 
 /// How one attempt ended, when it did not succeed.
 enum Failure {
@@ -87,13 +101,59 @@ impl GcsStorage {
         let mut builder = Client::builder()
             .with_retry_policy(google_cloud_gax::retry_policy::NeverRetry)
             .with_read_resume_policy(google_cloud_storage::read_resume_policy::NeverResume);
-        if let Some(host) = &config.emulator_host {
-            let endpoint = if host.contains("://") { host.clone() } else { format!("http://{host}") };
-            builder = builder.with_endpoint(endpoint).with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
-        }
+        let lister = match &config.emulator_host {
+            Some(host) => {
+                let endpoint = if host.contains("://") { host.clone() } else { format!("http://{host}") };
+                builder = builder.with_endpoint(endpoint.clone()).with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
+                Lister { http: reqwest::Client::new(), endpoint, credentials: None }
+            }
+            None => {
+                // Application Default Credentials, as the crate's own client finds them
+                // (on Cloud Run: the job's service account, from the metadata server).
+                let credentials = google_cloud_auth::credentials::Builder::default()
+                    .build()
+                    .map_err(|e| StorageError::Open { store: shown.clone(), message: e.to_string() })?;
+                Lister { http: reqwest::Client::new(), endpoint: "https://storage.googleapis.com".into(), credentials: Some(credentials) }
+            }
+        };
         let client = builder.build().await.map_err(|e| StorageError::Open { store: shown, message: e.to_string() })?;
         let bucket_path = format!("projects/_/buckets/{}", config.bucket);
-        Ok(GcsStorage { client, config, bucket_path })
+        Ok(GcsStorage { client, config, bucket_path, lister })
+    }
+
+    /// One page of object names under `object_prefix`, and the next page's token.
+    async fn list_page(&self, object_prefix: &str, page: Option<&str>) -> Result<(Vec<String>, Option<String>), Failure> {
+        let url = format!("{}/storage/v1/b/{}/o", self.lister.endpoint, self.config.bucket);
+        let mut query = vec![("prefix", object_prefix), ("maxResults", LIST_PAGE), ("fields", "items(name),nextPageToken")];
+        if let Some(token) = page {
+            query.push(("pageToken", token));
+        }
+        let mut request = self.lister.http.get(url).query(&query);
+        if let Some(credentials) = &self.lister.credentials {
+            let headers = credentials.headers(Default::default()).await.map_err(|e| Failure::Permanent(format!("credentials: {e}")))?;
+            if let google_cloud_auth::credentials::CacheableResource::New { data, .. } = headers {
+                request = request.headers(data);
+            }
+        }
+        let response = request.send().await.map_err(|e| Failure::Transient(e.to_string()))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let message = format!("listing answered HTTP {status}");
+            return Err(if matches!(status, 408 | 429 | 500..=599) { Failure::Transient(message) } else { Failure::Permanent(message) });
+        }
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            items: Vec<Item>,
+            #[serde(rename = "nextPageToken")]
+            next_page_token: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Item {
+            name: String,
+        }
+        let page: Page = response.json().await.map_err(|e| Failure::Transient(e.to_string()))?;
+        Ok((page.items.into_iter().map(|item| item.name).collect(), page.next_page_token))
     }
 
     pub fn object_name(&self, key: &str) -> String {
@@ -189,6 +249,32 @@ impl GcsStorage {
 }
 
 impl Storage for GcsStorage {
+    fn list<'a>(&'a self, prefix: &'a str) -> StorageFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            // Names map back to keys in the backend's spelling (with `strip_prefix`), the
+            // one blueprints use, so jobs find what `prepare` made of them.
+            let object_prefix = self.object_name(prefix);
+            let mut keys = Vec::new();
+            let mut page: Option<String> = None;
+            loop {
+                let (names, next) = self.with_retries(prefix, "list", || self.list_page(&object_prefix, page.as_deref())).await?;
+                for name in names {
+                    let Some(rest) = name.strip_prefix(self.config.object_prefix.as_str()) else { continue };
+                    if keys.len() == super::MAX_LISTED {
+                        return Err(super::too_many(self.shown(), prefix));
+                    }
+                    keys.push(format!("{}{rest}", self.config.strip_prefix));
+                }
+                match next {
+                    Some(token) => page = Some(token),
+                    None => break,
+                }
+            }
+            keys.sort();
+            Ok(keys)
+        })
+    }
+
     fn identity<'a>(&'a self, key: &'a str) -> StorageFuture<'a, String> {
         Box::pin(async move {
             let object = self.object_name(key);

@@ -154,6 +154,42 @@ impl Storage for LocalFolder {
             tokio::task::spawn_blocking(move || folder.store_blocking(&source, &key_owned)).await.map_err(|e| self.io_error(key, std::io::Error::other(e)))?
         })
     }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> StorageFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            let (folder, prefix_owned) = (self.try_clone(prefix)?, prefix.to_owned());
+            tokio::task::spawn_blocking(move || folder.list_blocking(&prefix_owned)).await.map_err(|e| self.io_error(prefix, std::io::Error::other(e)))?
+        })
+    }
+}
+
+impl LocalFolder {
+    /// Walks the folders under `prefix` inside the root (cap-std: nothing outside it);
+    /// symbolic links are neither followed nor listed: a library is plain files.
+    fn list_blocking(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut found = Vec::new();
+        let mut folders = vec![prefix.to_owned()];
+        while let Some(folder) = folders.pop() {
+            let dir = if folder.is_empty() { self.root.try_clone() } else { self.root.open_dir(folder.trim_end_matches('/')) };
+            let dir = dir.map_err(|e| self.io_error(&folder, e))?;
+            for entry in dir.entries().map_err(|e| self.io_error(&folder, e))? {
+                let entry = entry.map_err(|e| self.io_error(&folder, e))?;
+                let kind = entry.file_type().map_err(|e| self.io_error(&folder, e))?;
+                let Ok(name) = entry.file_name().into_string() else { continue };
+                let key = format!("{folder}{name}");
+                if kind.is_dir() {
+                    folders.push(format!("{key}/"));
+                } else if kind.is_file() {
+                    if found.len() == super::MAX_LISTED {
+                        return Err(super::too_many(self.shown.clone(), prefix));
+                    }
+                    found.push(key);
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
 }
 
 impl LocalFolder {

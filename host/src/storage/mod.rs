@@ -40,6 +40,17 @@ pub trait Storage: Send + Sync {
     /// Text that changes whenever object `key`'s content may have (a local file's size
     /// and modification time, a GCS object's generation), without reading the content.
     fn identity<'a>(&'a self, key: &'a str) -> StorageFuture<'a, String>;
+    /// The keys of every object whose key starts with `prefix` (empty, or folder names
+    /// each ending in `/`: see [`folder_prefix_problem`]), sorted; at most [`MAX_LISTED`].
+    fn list<'a>(&'a self, prefix: &'a str) -> StorageFuture<'a, Vec<String>>;
+}
+
+/// More objects than a clip library has: a listing stops with an error past it, rather
+/// than holding an unbounded list.
+pub const MAX_LISTED: usize = 100_000;
+
+fn too_many(store: String, prefix: &str) -> StorageError {
+    StorageError::Io { key: prefix.to_owned(), store, message: format!("more than {MAX_LISTED} objects under this prefix") }
 }
 
 /// Why `key` may not be the job's output, or None: the key, less `strip_prefix` (the
@@ -54,14 +65,15 @@ pub fn output_prefix_problem(key: &str, strip_prefix: &str, output_prefix: &str)
     (!name.starts_with(output_prefix)).then(|| format!("`output_path` {key:?} is outside the output prefix {output_prefix:?} (OUTPUT_PREFIX)"))
 }
 
-/// What OUTPUT_PREFIX may be: empty, or plain folder names each followed by `/`.
-pub fn output_prefix_shape_problem(prefix: &str) -> Option<String> {
+/// What a key prefix (OUTPUT_PREFIX, `prepare --all`) may be: empty, or plain folder
+/// names each followed by `/`.
+pub fn folder_prefix_problem(prefix: &str) -> Option<String> {
     let folders_ok = prefix.strip_suffix('/').is_some_and(|folders| {
         folders.split('/').all(|folder| {
             !folder.is_empty() && folder != "." && folder != ".." && folder.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         })
     });
-    (!prefix.is_empty() && !folders_ok).then(|| "must be empty or folder names each ending in '/', like output/".to_owned())
+    (!prefix.is_empty() && !folders_ok).then(|| "must be empty or folder names each ending in '/', like output/ or data/clips/".to_owned())
 }
 
 /// Downloads land under a temporary name and are renamed when complete, so a file
@@ -89,10 +101,10 @@ mod tests {
     #[test]
     fn the_prefix_is_folder_names() {
         for good in ["", "output/", "out-put/user_1/"] {
-            assert_eq!(output_prefix_shape_problem(good), None, "{good}");
+            assert_eq!(folder_prefix_problem(good), None, "{good}");
         }
         for bad in ["output", "/output/", "../output/", "output//", "a/./", "out put/"] {
-            assert!(output_prefix_shape_problem(bad).is_some(), "{bad}");
+            assert!(folder_prefix_problem(bad).is_some(), "{bad}");
         }
     }
 }
