@@ -46,7 +46,24 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
     let mut problems = Vec::new();
     let mut add = |variable: &str, message: String| problems.push(ConfigProblem { variable: variable.into(), message });
 
-    if !blueprint_argument {
+    let manifest = value(crate::batch::MANIFEST_ENV);
+    if let Some(manifest) = &manifest {
+        // A task array: each entry names its task and blueprint.
+        for single in ["BLUEPRINT_JSON", "BLUEPRINT_URI", "TASK_ID"] {
+            if value(single).is_some() {
+                add(single, format!("is set together with {}: a task array takes each entry's", crate::batch::MANIFEST_ENV));
+            }
+        }
+        if blueprint_argument {
+            add(crate::batch::MANIFEST_ENV, "is set together with a blueprint FILE argument".into());
+        }
+        if !manifest.starts_with("gs://") && !Path::new(manifest).is_file() {
+            add(crate::batch::MANIFEST_ENV, "must be a gs://BUCKET/KEY address or a file".into());
+        }
+        if let Err(message) = crate::prepare::Shard::from_cloud_run(get) {
+            add("CLOUD_RUN_TASK_INDEX", message);
+        }
+    } else if !blueprint_argument {
         match (value("BLUEPRINT_JSON"), value("BLUEPRINT_URI")) {
             (None, None) => add("BLUEPRINT_JSON", "is missing (or set BLUEPRINT_URI to a gs:// address)".into()),
             (Some(_), Some(_)) => add("BLUEPRINT_URI", "is set together with BLUEPRINT_JSON: use one or the other".into()),
@@ -175,6 +192,16 @@ mod tests {
         let base = [("BLUEPRINT_JSON", "{}"), ("DATA_DIR", dir.to_str().unwrap()), ("DATABASE_URL", "postgres://u@h/db")];
         assert_eq!(check(&[base[0], base[1], base[2], ("DB_PORT", "5432")]), ["DB_PORT"]);
         assert!(check(&base).is_empty());
+    }
+
+    #[test]
+    fn a_task_array_takes_tasks_and_blueprints_from_its_manifest() {
+        let base = [("BLUEPRINT_MANIFEST_URI", "gs://b/manifest.json"), ("STORAGE", "gcs"), ("GCS_BUCKET_NAME", "b")];
+        assert!(check(&base).is_empty(), "{:?}", check(&base));
+        assert_eq!(check(&[base[0], base[1], base[2], ("TASK_ID", "t-1"), ("BLUEPRINT_JSON", "{}")]), ["BLUEPRINT_JSON", "TASK_ID"]);
+        let bad_index = [base[0], base[1], base[2], ("CLOUD_RUN_TASK_INDEX", "2"), ("CLOUD_RUN_TASK_COUNT", "2")];
+        assert_eq!(check(&bad_index), ["CLOUD_RUN_TASK_INDEX"]);
+        assert_eq!(check(&[("BLUEPRINT_MANIFEST_URI", "/nonexistent/m.json"), base[1], base[2]]), ["BLUEPRINT_MANIFEST_URI"]);
     }
 
     #[test]

@@ -65,8 +65,11 @@ pub enum Failure {
     Storage { pointer: Option<String>, error: StorageError },
     #[error("work folder: {0}")]
     WorkFolder(String),
-    #[error("/task_id: the blueprint is for task '{blueprint}' but TASK_ID is '{environment}'")]
-    TaskMismatch { environment: String, blueprint: String },
+    #[error("{pointer}: the blueprint is for task '{blueprint}' but {named_by} is '{environment}'")]
+    TaskMismatch { pointer: String, named_by: &'static str, environment: String, blueprint: String },
+    /// An entry of a task array's manifest that cannot run.
+    #[error("manifest {pointer}: {message}")]
+    ManifestEntry { pointer: String, message: String },
     #[error("cancelled: {0}")]
     Cancelled(String),
     /// A plan step whose frames cannot fit the memory budget.
@@ -102,7 +105,7 @@ impl Failure {
             Failure::Plan(_) | Failure::Media { .. } => exit::MEDIA,
             Failure::Ffmpeg(_) | Failure::MemoryBudget(_) => exit::FFMPEG,
             Failure::Storage { .. } | Failure::WorkFolder(_) => exit::STORAGE,
-            Failure::TaskMismatch { .. } => exit::INVALID_BLUEPRINT,
+            Failure::TaskMismatch { .. } | Failure::ManifestEntry { .. } => exit::INVALID_BLUEPRINT,
             Failure::Cancelled(_) => exit::CANCELLED,
             Failure::Setup(_) => exit::USAGE,
         }
@@ -482,6 +485,10 @@ impl Job<'_> {
             "steps": steps,
             "memory": self.watchdog.peaks().to_json(&self.config.runner.budget),
         });
+        let mut result = result;
+        if let Some(fields) = result.as_object_mut() {
+            fields.extend(crate::logging::cloud_run_fields().clone());
+        }
         let timings = result["timings"].clone();
         reporter.completed(result);
         Ok(Outcome { validated, timings })

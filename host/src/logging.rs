@@ -48,6 +48,28 @@ pub fn set_stage(stage: &'static str) {
     }
 }
 
+/// Which Cloud Run task and execution this process is, from the variables Cloud Run
+/// sets (`task_index`, `task_attempt`, `execution`), for every log line and the result:
+/// the backend finds a task's lines across the executions of a task array by them.
+pub fn cloud_run_fields() -> &'static Map<String, Value> {
+    static FIELDS: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    FIELDS.get_or_init(|| {
+        let mut fields = Map::new();
+        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(index) = number("CLOUD_RUN_TASK_INDEX") {
+            fields.insert("task_index".into(), index.into());
+        }
+        if let Some(attempt) = number("CLOUD_RUN_TASK_ATTEMPT") {
+            fields.insert("task_attempt".into(), attempt.into());
+        }
+        if let Ok(execution) = std::env::var("CLOUD_RUN_EXECUTION") {
+            // Cloud Run's own name; bounded so a stray value cannot bloat every line.
+            fields.insert("execution".into(), execution.chars().take(128).collect::<String>().into());
+        }
+        fields
+    })
+}
+
 /// The stage the job is in, for messages that are not log lines (the watchdog's).
 pub fn current_stage() -> Option<&'static str> {
     CONTEXT.lock().ok().and_then(|context| context.stage)
@@ -82,10 +104,15 @@ impl<S: Subscriber> Layer<S> for CloudJson {
         if let Ok(context) = CONTEXT.lock() {
             if let Some(task_id) = &context.task_id {
                 line.insert("task_id".into(), task_id.clone().into());
+                // Cloud Logging indexes labels: filter with labels.task_id="...".
+                line.insert("logging.googleapis.com/labels".into(), serde_json::json!({ "task_id": task_id }));
             }
             if let Some(stage) = context.stage {
                 line.insert("stage".into(), stage.into());
             }
+        }
+        for (key, value) in cloud_run_fields() {
+            line.insert(key.clone(), value.clone());
         }
         line.insert("target".into(), event.metadata().target().into());
         for (key, value) in fields {

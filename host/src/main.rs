@@ -1,6 +1,7 @@
 //! `blueprint-runner`: turns one video blueprint into a video. The decisions run in a
 //! sandboxed WebAssembly guest; this binary does the I/O.
 
+mod batch;
 mod budget;
 mod cancel;
 mod config;

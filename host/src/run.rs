@@ -87,6 +87,9 @@ pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duratio
     if !problems.is_empty() {
         return refuse_configuration(&problems, status_flush).await;
     }
+    if let Some(manifest) = env(crate::batch::MANIFEST_ENV).filter(|uri| !uri.is_empty()) {
+        return task_array(&flags, &manifest, status_flush, &cancel).await;
+    }
     if let Some(task_id) = &task_id {
         crate::logging::set_task_id(task_id);
     }
@@ -94,15 +97,109 @@ pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duratio
     // Checked with the rest of the environment above.
     let attempt = env("CLOUD_RUN_TASK_ATTEMPT").and_then(|value| value.trim().parse().ok()).unwrap_or(0);
     let Some(database) = database else {
-        return execute(&flags, Mode::Run, &mut JsonLines, Launch { task_id, database: None, row_patience: Duration::ZERO, attempt }, &cancel).await;
+        let launch = Launch { task_id, database: None, row_patience: Duration::ZERO, attempt, manifest_position: None };
+        return execute(&flags, Mode::Run, &mut JsonLines, launch, &cancel).await;
     };
     tracing::info!(database = %database.describe(), "status goes to choreography_tasks");
     let mut status = PgStatus::start(database.clone());
-    let launch = Launch { task_id, database: Some(&database), row_patience: status_flush.min(ROW_CHECK_PATIENCE), attempt };
+    let launch = Launch { task_id, database: Some(&database), row_patience: status_flush.min(ROW_CHECK_PATIENCE), attempt, manifest_position: None };
     let code = execute(&flags, Mode::Run, &mut status, launch, &cancel).await;
     // Cloud Run kills the container a few seconds after SIGTERM: keep the wait short then.
     let patience = if cancel.reason().is_some() { status_flush.min(CANCELLED_FLUSH) } else { status_flush };
     settle(status.finish(patience).await, code)
+}
+
+/// `job` over a manifest: this task's share of its entries, one after another, each as
+/// a single `job` with the entry's task id and blueprint (see [`crate::batch`]).
+async fn task_array(flags: &JobFlags, manifest_uri: &str, status_flush: Duration, cancel: &Cancel) -> u8 {
+    let env = |name: &str| std::env::var(name).ok();
+    let shard = match crate::prepare::Shard::from_cloud_run(&env) {
+        Ok(shard) => shard.unwrap_or(crate::prepare::Shard::WHOLE),
+        // Checked with the rest of the environment already.
+        Err(_) => crate::prepare::Shard::WHOLE,
+    };
+    let entries = match read_manifest(manifest_uri, &flags.storage).await.and_then(|text| crate::batch::parse(&text).map_err(|e| e.to_string())) {
+        Ok(entries) => entries,
+        Err(message) => {
+            tracing::error!(manifest = manifest_uri, "the manifest is unusable, no entry runs: {message}");
+            eprintln!("error: {manifest_uri}: {message}");
+            return exit::INVALID_BLUEPRINT;
+        }
+    };
+    let mine = crate::batch::share(&entries, shard.index as usize, shard.count as usize);
+    tracing::info!(manifest = manifest_uri, entries = entries.len(), this_task = mine.len(), "running this task's entries of the manifest");
+    let database = DbSettings::from_env(&env).ok().flatten();
+    let attempt = env("CLOUD_RUN_TASK_ATTEMPT").and_then(|value| value.trim().parse().ok()).unwrap_or(0);
+    let mut codes = Vec::with_capacity(mine.len());
+    for entry in mine {
+        if let Some(reason) = cancel.reason() {
+            tracing::warn!("stopped before entry {} ({reason})", entry.position);
+            codes.push(exit::CANCELLED);
+            break;
+        }
+        crate::logging::set_task_id(&entry.task_id);
+        let mut entry_flags = flags.clone();
+        entry_flags.file = Some(entry.blueprint_uri.clone());
+        let launch = |database| Launch {
+            task_id: Some(entry.task_id.clone()),
+            database,
+            row_patience: status_flush.min(ROW_CHECK_PATIENCE),
+            attempt,
+            manifest_position: Some(entry.position),
+        };
+        let code = match &database {
+            Some(database) => {
+                let mut status = PgStatus::start(database.clone());
+                let code = run_entry(entry, &entry_flags, &mut status, launch(Some(database)), cancel).await;
+                let patience = if cancel.reason().is_some() { status_flush.min(CANCELLED_FLUSH) } else { status_flush };
+                settle(status.finish(patience).await, code)
+            }
+            None => run_entry(entry, &entry_flags, &mut JsonLines, launch(None), cancel).await,
+        };
+        tracing::info!(entry = entry.position, exit_code = code, "manifest entry done");
+        codes.push(code);
+    }
+    let code = crate::batch::task_exit(&codes);
+    let failed = codes.iter().filter(|&&c| c != exit::OK).count();
+    tracing::info!(entries = codes.len(), failed, exit_code = code, "this task's entries are done");
+    code
+}
+
+/// One entry of a manifest, as a single `job`; an entry with a problem fails without
+/// running (its row says why, when its task id is usable).
+async fn run_entry(entry: &crate::batch::Entry, flags: &JobFlags, sink: &mut dyn StatusSink, launch: Launch<'_>, cancel: &Cancel) -> u8 {
+    match &entry.problem {
+        Some((pointer, message)) => {
+            let failure = Failure::ManifestEntry { pointer: pointer.clone(), message: message.clone() };
+            let task_id = launch.task_id.filter(|id| crate::config::task_id_problem(id).is_none());
+            fail(&mut Reporter::new(sink, task_id), Stage::Validate, failure)
+        }
+        None => execute(flags, Mode::Run, sink, launch, cancel).await,
+    }
+}
+
+/// The manifest's text: a `gs://` object or a local file, at most
+/// [`crate::batch::MAX_MANIFEST_BYTES`].
+async fn read_manifest(uri: &str, flags: &StorageFlags) -> Result<String, String> {
+    let limit = crate::batch::MAX_MANIFEST_BYTES;
+    let bytes = match crate::storage::parse_gs_uri(uri) {
+        Some((bucket, key)) => {
+            let config = GcsConfig { strip_prefix: String::new(), object_prefix: String::new(), ..gcs_config(flags, bucket.to_owned()) };
+            let store = GcsStorage::connect(config).await.map_err(|e| e.to_string())?;
+            store.read_small(key, limit).await.map_err(|e| e.to_string())?.ok_or(format!("larger than {limit} bytes"))?
+        }
+        None => {
+            use std::io::Read;
+            let file = std::fs::File::open(uri).map_err(|e| e.to_string())?;
+            let mut bytes = Vec::new();
+            file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+            if bytes.len() > limit {
+                return Err(format!("larger than {limit} bytes"));
+            }
+            bytes
+        }
+    };
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }
 
 /// Ends a job whose configuration is wrong: the message lists every problem, and the
@@ -153,19 +250,21 @@ pub(crate) struct Launch<'a> {
     row_patience: Duration,
     /// Cloud Run's `CLOUD_RUN_TASK_ATTEMPT`: 0 for the first attempt.
     attempt: u32,
+    /// The entry of a task array's manifest this job is, when it is one.
+    manifest_position: Option<usize>,
 }
 
 impl Launch<'_> {
     /// `run`, `plan` and `memcheck`: no task id from outside, no database.
     pub(crate) fn standalone() -> Launch<'static> {
-        Launch { task_id: None, database: None, row_patience: Duration::ZERO, attempt: 0 }
+        Launch { task_id: None, database: None, row_patience: Duration::ZERO, attempt: 0, manifest_position: None }
     }
 }
 
 /// Exit codes of failures that an attempt of the same task would only repeat: an invalid
 /// blueprint, a guest or policy refusal, media that cannot serve the blueprint. Storage,
 /// FFmpeg (a limit may be transient), the database and signals are retried.
-const DETERMINISTIC_EXITS: [u8; 3] = [exit::INVALID_BLUEPRINT, exit::SANDBOX, exit::MEDIA];
+pub(crate) const DETERMINISTIC_EXITS: [u8; 3] = [exit::INVALID_BLUEPRINT, exit::SANDBOX, exit::MEDIA];
 
 /// The exit code a failed row's message records (`failed during fetch (exit 6)`).
 fn recorded_exit(message: &str) -> Option<u8> {
@@ -290,7 +389,11 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
     let blueprint_task = checked.validated.task_id.clone();
     match (&launch.task_id, launch.database) {
         (Some(given), _) if *given != blueprint_task => {
-            let failure = Failure::TaskMismatch { environment: given.clone(), blueprint: blueprint_task };
+            let (pointer, named_by) = match launch.manifest_position {
+                Some(position) => (format!("/{position}/task_id"), "the manifest entry"),
+                None => ("/task_id".to_owned(), "TASK_ID"),
+            };
+            let failure = Failure::TaskMismatch { pointer, named_by, environment: given.clone(), blueprint: blueprint_task };
             return fail(&mut reporter, Stage::Validate, failure);
         }
         (None, Some(database)) => {

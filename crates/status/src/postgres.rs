@@ -375,7 +375,8 @@ pub enum Delivery {
 }
 
 /// Changes not yet in the row, oldest first. A change replaces the last one waiting
-/// when both have the same status and stage (progress within a stage); a new stage or
+/// when both are for the same task with the same status and stage (progress within a
+/// stage); a new stage or
 /// status is kept as its own write, so the row passes through every stage the job did.
 #[derive(Default)]
 struct Queue {
@@ -456,7 +457,7 @@ impl StatusSink for PgStatus {
         self.last = Some(update.clone());
         if let Ok(mut queue) = self.shared.queue.lock() {
             match queue.waiting.back_mut() {
-                Some((sequence, waiting)) if waiting.status == update.status && waiting.stage == update.stage => {
+                Some((sequence, waiting)) if waiting.status == update.status && waiting.stage == update.stage && waiting.task_id == update.task_id => {
                     *sequence = self.sequence;
                     *waiting = update.clone();
                 }
