@@ -376,8 +376,8 @@ pub enum Delivery {
 
 /// Changes not yet in the row, oldest first. A change replaces the last one waiting
 /// when both are for the same task with the same status and stage (progress within a
-/// stage); a new stage or
-/// status is kept as its own write, so the row passes through every stage the job did.
+/// stage); a new stage or status is kept as its own write, so the row passes through
+/// every stage the job did.
 #[derive(Default)]
 struct Queue {
     waiting: VecDeque<(u64, StatusUpdate)>,
