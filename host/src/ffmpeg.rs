@@ -590,28 +590,21 @@ pub const INPUT_WHITELIST: [&str; 4] = [
 /// is dropped (a cancelled stage), and by the kernel when this process dies without
 /// cleaning up (SIGKILL, a crash), so no FFmpeg outlives the job that started it.
 pub fn child_command(program: &Path, limits: ChildLimits) -> tokio::process::Command {
+    use rustix::process::{set_parent_process_death_signal, setrlimit, Resource, Rlimit};
     let mut command = tokio::process::Command::new(program);
     command.kill_on_drop(true);
-    let limit = |resource, soft: u64, hard: u64| {
-        let value = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t };
-        // SAFETY: setrlimit reads the struct it is given; async-signal-safe.
-        if unsafe { libc::setrlimit(resource, &value) } == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
-        }
-    };
+    let limit = |resource, soft: u64, hard: u64| setrlimit(resource, Rlimit { current: Some(soft), maximum: Some(hard) });
     // SAFETY: the closure runs in the forked child before exec and makes only
     // async-signal-safe system calls (prctl, setrlimit, signal).
     unsafe {
         command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            limit(libc::RLIMIT_STACK, CHILD_STACK_BYTES, CHILD_STACK_BYTES)?;
-            limit(libc::RLIMIT_DATA, limits.memory, limits.memory)?;
-            limit(libc::RLIMIT_FSIZE, limits.file_size, limits.file_size)?;
-            limit(libc::RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds.saturating_add(5))?;
+            set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            limit(Resource::Stack, CHILD_STACK_BYTES, CHILD_STACK_BYTES)?;
+            limit(Resource::Data, limits.memory, limits.memory)?;
+            limit(Resource::Fsize, limits.file_size, limits.file_size)?;
+            limit(Resource::Cpu, limits.cpu_seconds, limits.cpu_seconds.saturating_add(5))?;
+            // rustix has no safe call to set a signal's disposition (it leaves signal
+            // handling to the runtime), so this one stays with libc.
             if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
                 return Err(std::io::Error::last_os_error());
             }

@@ -15,7 +15,8 @@ use crate::budget::watchdog::{Peaks, Record, MEMCHECK_SAMPLE_EVERY};
 use crate::budget::{mib, MIB};
 use crate::cancel::Cancel;
 use crate::run::{self, Launch, Mode};
-use crate::{exit, JobFlags};
+use crate::cli::JobFlags;
+use crate::exit;
 
 /// Host growth per iteration, after the first, that still counts as flat: allocator
 /// caches and the runtime's buffers settle within about this much.

@@ -10,7 +10,8 @@ use crate::cancel::Cancel;
 use crate::input::{self, Loaded, Source};
 use crate::job::{Failure, Job, JobConfig, Reporter};
 use crate::storage::{GcsConfig, GcsStorage, LocalFolder, Storage};
-use crate::{config, exit, ffmpeg, JobFlags, StorageFlags};
+use crate::cli::{JobFlags, StorageFlags};
+use crate::{config, exit, ffmpeg};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StorageKind {
@@ -371,7 +372,7 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
         },
         output_prefix: flags.storage.output_prefix.clone(),
         strip_prefix: flags.storage.strip_prefix.clone(),
-        use_prepared: flags.prepared == crate::Prepared::Auto,
+        use_prepared: flags.prepared == crate::cli::Prepared::Auto,
     };
     let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config, cancel, watchdog };
 
@@ -499,7 +500,7 @@ fn peak_rss_kib() -> u64 {
 /// blueprint's (or the flags') output profile. The blueprint is validated in the guest
 /// like any other; the clips are re-encoded by the host under the same policy and
 /// limits as a job's steps.
-pub async fn prepare(flags: JobFlags, options: crate::PrepareFlags) -> u8 {
+pub async fn prepare(flags: JobFlags, options: crate::cli::PrepareFlags) -> u8 {
     let cancel = Cancel::on_signals();
     let fail = |code: u8, message: String| {
         tracing::error!("{message}");

@@ -1,0 +1,262 @@
+//! The command line: every subcommand, flag and environment variable clap reads, and
+//! the checks of their shapes. `main` parses and dispatches; the commands live in `run`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{budget, config, exit, guest, logging, prepare, run, storage};
+
+#[derive(Parser)]
+#[command(name = "blueprint-runner", version, about = "Turns a video blueprint into a video, deciding inside a WebAssembly sandbox")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format. `job` logs to stdout (Cloud Logging reads it), the other commands
+    /// to stderr.
+    #[arg(long, global = true, value_enum, default_value = "json")]
+    pub log_format: logging::LogFormat,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check a blueprint in the sandbox and explain every problem.
+    Validate {
+        /// Blueprint file, or '-' for stdin; without it, BLUEPRINT_JSON.
+        file: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        sandbox: SandboxFlags,
+    },
+    /// Make the video a blueprint describes: validate, fetch, probe, plan, encode, store.
+    /// Prints one JSON status line per change on stdout.
+    Run {
+        #[command(flatten)]
+        job: JobFlags,
+    },
+    /// The container's entrypoint: `run` configured from the environment (every
+    /// variable checked at start), reporting to the backend's `choreography_tasks` row
+    /// when DB_* or DATABASE_URL is set (else status lines on stdout), logs as JSON on
+    /// stdout; SIGTERM stops it cleanly.
+    Job {
+        #[command(flatten)]
+        job: JobFlags,
+        /// The backend's task id; must match the blueprint's `task_id`.
+        #[arg(long, env = "TASK_ID")]
+        task_id: Option<String>,
+        /// How long to keep trying to write the final status when the database is down, in seconds.
+        #[arg(long, env = "STATUS_FLUSH_SECS", default_value_t = 30)]
+        status_flush_secs: u64,
+    },
+    /// Run the job and report where its memory went, per stage and FFmpeg step, as the
+    /// container's limit counts it (processes and work-folder files); with --iterations,
+    /// also whether the host grows from one job to the next. Writes JSON and prints a table.
+    Memcheck {
+        #[command(flatten)]
+        job: JobFlags,
+        /// Run the job this many times in one process (a leak check).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        iterations: u32,
+        /// Where the JSON report goes.
+        #[arg(long, default_value = "memory_usage_results.json")]
+        out: PathBuf,
+    },
+    /// Re-encode clips once at an output profile (short closed GOPs) into
+    /// `prepared/<profile>/<key>` with a manifest: a blueprint's clips (FILE or
+    /// BLUEPRINT_JSON), or with --all every .mp4 under a prefix of the local folder.
+    /// Skips clips already prepared from the same source; prints a JSON summary.
+    Prepare {
+        #[command(flatten)]
+        job: JobFlags,
+        #[command(flatten)]
+        prepare: PrepareFlags,
+    },
+    /// Validate, fetch, probe and plan, check the plan against the policy, and print it
+    /// as JSON without running anything.
+    Plan {
+        #[command(flatten)]
+        job: JobFlags,
+    },
+    /// Measure the sandbox: guest load time, then repeated validations of one blueprint
+    /// (prints JSON; used by `scripts/bench`).
+    #[command(hide = true)]
+    BenchValidate {
+        file: String,
+        #[arg(long, default_value_t = 200)]
+        iterations: u32,
+        #[command(flatten)]
+        sandbox: SandboxFlags,
+    },
+    /// Download objects with the job's storage settings and print timings (JSON; used
+    /// by `scripts/bench`).
+    #[command(hide = true)]
+    BenchFetch {
+        keys: Vec<String>,
+        #[command(flatten)]
+        storage: StorageFlags,
+    },
+    /// Compile the guest ahead of time into the cache (for container images).
+    Precompile {
+        #[command(flatten)]
+        sandbox: SandboxFlags,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct JobFlags {
+    /// Blueprint file, or '-' for stdin; without it, BLUEPRINT_JSON.
+    pub file: Option<String>,
+    #[command(flatten)]
+    pub storage: StorageFlags,
+    /// Where the per-job work folder is made (default: the system's temp folder).
+    #[arg(long, env = "WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Treat plan warnings (a clip shorter than its move...) as errors.
+    #[arg(long)]
+    pub strict: bool,
+    /// Time limit of each FFmpeg step in seconds (default: 60 s + 30 s per second of media it writes).
+    #[arg(long, env = "STEP_TIMEOUT_SECS")]
+    pub step_timeout: Option<u64>,
+    /// Time limit of all FFmpeg steps together in seconds (default: 120 s + 60 s per second of video).
+    #[arg(long, env = "JOB_DEADLINE_SECS")]
+    pub job_deadline: Option<u64>,
+    /// Use clips prepared by `prepare` (copied by whole GOPs) when fresh ones exist.
+    #[arg(long, env = "PREPARED", value_enum, default_value = "auto")]
+    pub prepared: Prepared,
+    #[command(flatten)]
+    pub sandbox: SandboxFlags,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Prepared {
+    /// Guests of contract 0.4.0 on get fresh prepared clips; older ones the originals.
+    Auto,
+    /// Always the original clips, every frame rendered.
+    Off,
+}
+
+#[derive(Args, Clone)]
+pub struct PrepareFlags {
+    /// Prepare every .mp4 under this key prefix (folder names ending in /), not a blueprint's clips.
+    #[arg(long)]
+    pub all: Option<String>,
+    /// This process's share of the clips, I/N (default: CLOUD_RUN_TASK_INDEX/CLOUD_RUN_TASK_COUNT, else all).
+    #[arg(long, value_parser = prepare::Shard::parse)]
+    pub shard: Option<prepare::Shard>,
+    /// With --all: the profile's frame size, rate and video bitrate (bits per second).
+    #[arg(long, default_value_t = 1280, value_parser = clap::value_parser!(u32).range(16..=3840))]
+    pub width: u32,
+    #[arg(long, default_value_t = 720, value_parser = clap::value_parser!(u32).range(16..=2160))]
+    pub height: u32,
+    #[arg(long, default_value_t = 30.0)]
+    pub frame_rate: f64,
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(100_000..=50_000_000))]
+    pub video_bitrate: u64,
+}
+
+#[derive(Args, Clone)]
+pub struct StorageFlags {
+    /// Where objects live: `local` (a folder, --data-dir) or `gcs` (--bucket).
+    /// USE_GCS=true also selects gcs.
+    #[arg(long = "storage", env = "STORAGE", value_enum)]
+    pub kind: Option<run::StorageKind>,
+    /// Folder holding the blueprint's objects (keys resolve beneath it); the result is
+    /// written there under `output_path`.
+    #[arg(long, env = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The bucket for `--storage gcs`.
+    #[arg(long, env = "GCS_BUCKET_NAME")]
+    pub bucket: Option<String>,
+    /// Removed from the front of every key before it names a GCS object.
+    #[arg(long, env = "GCS_STRIP_PREFIX", default_value = "data/")]
+    pub strip_prefix: String,
+    /// The job's output must be under this prefix (after the strip); empty allows any key.
+    #[arg(long, env = "OUTPUT_PREFIX", default_value = "output/", value_parser = output_prefix)]
+    pub output_prefix: String,
+    /// Put in front of every GCS object name (after the strip).
+    #[arg(long, env = "GCS_OBJECT_PREFIX", default_value = "")]
+    pub object_prefix: String,
+    /// Objects downloaded at the same time.
+    #[arg(long, env = "DOWNLOAD_CONCURRENCY", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=config::DOWNLOAD_CONCURRENCY_MAX as i64))]
+    pub download_concurrency: u16,
+    /// Attempts per object for transient GCS failures.
+    #[arg(long, env = "STORAGE_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=config::STORAGE_ATTEMPTS_MAX as i64))]
+    pub storage_attempts: u32,
+    /// Time for one object, every attempt included, in seconds.
+    #[arg(long, env = "STORAGE_OBJECT_DEADLINE_SECS", default_value_t = 600)]
+    pub storage_deadline: u64,
+    /// Pause before the first retry, in milliseconds (doubles each time, with jitter).
+    #[arg(long, env = "STORAGE_FIRST_BACKOFF_MS", default_value_t = 250)]
+    pub storage_backoff_ms: u64,
+}
+
+#[derive(Args, Clone)]
+pub struct SandboxFlags {
+    /// Fuel (about one unit per wasm instruction) for one guest call.
+    #[arg(long, env = "GUEST_FUEL", default_value_t = br_sandbox::Limits::default().fuel)]
+    pub fuel: u64,
+    /// Guest memory cap in MiB; must fit the job's memory budget.
+    #[arg(long, env = "GUEST_MEMORY_MIB", default_value_t = budget::DEFAULT_GUEST_MEMORY / budget::MIB)]
+    pub guest_memory: u64,
+    /// Wall-time limit of one guest call, in milliseconds.
+    #[arg(long, env = "GUEST_DEADLINE_MS", default_value_t = 10_000)]
+    pub guest_deadline_ms: u64,
+    /// The job's whole memory budget in MiB (the container's limit).
+    #[arg(long, env = "JOB_MEMORY_MIB", default_value_t = budget::DEFAULT_JOB_MEMORY_BUDGET / budget::MIB)]
+    pub memory_budget: u64,
+    /// Load this guest component instead of the built-in one.
+    #[arg(long, env = "GUEST_COMPONENT")]
+    pub guest: Option<PathBuf>,
+    /// Folder for compiled guests (default: BLUEPRINT_RUNNER_CACHE_DIR, else the user's cache).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile the guest on every start.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+pub fn output_prefix(text: &str) -> Result<String, String> {
+    match storage::folder_prefix_problem(text) {
+        None => Ok(text.to_owned()),
+        Some(problem) => Err(problem),
+    }
+}
+
+impl SandboxFlags {
+    /// The job's memory budget and its split; on failure the exit code and the message.
+    pub fn budget(&self) -> Result<budget::JobBudget, (u8, String)> {
+        budget::JobBudget::new(self.memory_budget.saturating_mul(budget::MIB), self.guest_memory.saturating_mul(budget::MIB))
+            .map_err(|error| (exit::USAGE, error.to_string()))
+    }
+
+    /// The sandbox with the built-in guest or a plugin; on failure the exit code and the
+    /// message (not yet printed).
+    pub fn try_load(&self) -> Result<br_sandbox::Sandbox, (u8, String)> {
+        let memory = self.budget()?;
+        let limits = br_sandbox::Limits {
+            fuel: self.fuel,
+            memory_bytes: memory.guest,
+            deadline: Duration::from_millis(self.guest_deadline_ms),
+        };
+        let choice = guest::GuestChoice { path: self.guest.clone(), cache: guest::cache_dir(self.cache_dir.clone(), self.no_cache) };
+        choice.load(limits).map_err(|error| {
+            let code = match error {
+                guest::LoadError::Read(_) => exit::USAGE,
+                guest::LoadError::Sandbox(_) => exit::SANDBOX,
+            };
+            (code, error.to_string())
+        })
+    }
+
+    /// [`Self::try_load`], printing the error.
+    pub fn load(&self) -> Result<br_sandbox::Sandbox, u8> {
+        self.try_load().map_err(|(code, message)| {
+            eprintln!("error: {message}");
+            code
+        })
+    }
+}
+
