@@ -1,6 +1,7 @@
-//! Many videos in one Cloud Run execution: `blueprint-runner job` over a manifest, as a
-//! task array of two tasks started at once, against a real fake-gcs-server (behind a
-//! proxy that counts requests) and a real PostgreSQL with the backend's table.
+//! Many videos in one Cloud Run execution: `blueprint-runner job` over a manifest (checked
+//! in the guest, `validate-manifest`), as a task array of two tasks started at once,
+//! against a real fake-gcs-server (behind a proxy that counts requests) and a real
+//! PostgreSQL with the backend's table.
 
 #[path = "support/gcs.rs"]
 mod gcs;
@@ -41,7 +42,8 @@ fn task_id(entry: usize) -> String {
     format!("array-{entry}")
 }
 
-/// Six entries: four good; entry 3's blueprint is invalid (a negative trim); entry 5's
+/// Seven entries: five good (entry 6 names its blueprint by a key in the job's bucket,
+/// not a gs:// address); entry 3's blueprint is invalid (a negative trim); entry 5's
 /// blueprint is for another task than its entry says.
 fn stock(emulator: &Emulator) {
     let folder = tempfile::tempdir().unwrap();
@@ -51,7 +53,7 @@ fn stock(emulator: &Emulator) {
     emulator.put(BUCKET, "steps/small.mp4", &std::fs::read(folder.path().join("small.mp4")).unwrap());
     emulator.put(BUCKET, "songs/song.mp3", &std::fs::read(folder.path().join("song.mp3")).unwrap());
     let mut entries = Vec::new();
-    for entry in 0..6 {
+    for entry in 0..7 {
         let id = task_id(entry);
         let mut document = blueprint(&id, &format!("data/output/{id}.mp4"));
         if entry == 3 {
@@ -61,7 +63,8 @@ fn stock(emulator: &Emulator) {
             document["task_id"] = json!("someone-else");
         }
         emulator.put(BUCKET, &format!("blueprints/{id}.json"), document.to_string().as_bytes());
-        entries.push(json!({"task_id": id, "blueprint_uri": format!("gs://{BUCKET}/blueprints/{id}.json")}));
+        let uri = if entry == 6 { format!("data/blueprints/{id}.json") } else { format!("gs://{BUCKET}/blueprints/{id}.json") };
+        entries.push(json!({"task_id": id, "blueprint_uri": uri}));
     }
     emulator.put(BUCKET, MANIFEST, Value::Array(entries).to_string().as_bytes());
 }
@@ -94,7 +97,7 @@ fn two_tasks_share_a_manifest_and_each_entry_is_its_own_job() {
     let emulator = Emulator::start();
     stock(&emulator);
     let db = PgServer::start();
-    for entry in 0..6 {
+    for entry in 0..7 {
         db.insert_task(&task_id(entry), "started");
     }
     let proxy = FaultProxy::start(&emulator.address, |_, _| Action::Forward);
@@ -104,11 +107,11 @@ fn two_tasks_share_a_manifest_and_each_entry_is_its_own_job() {
     let describe = |index: usize| {
         format!("task {index}: {:?}\nstdout:\n{}\nstderr:\n{}", outputs[index].status, String::from_utf8_lossy(&outputs[index].stdout), String::from_utf8_lossy(&outputs[index].stderr))
     };
-    // Task 0 runs entries 0, 2 and 4, all good; task 1 runs 1, 3 and 5, two of them refused.
+    // Task 0 runs entries 0, 2, 4 and 6, all good; task 1 runs 1, 3 and 5, two of them refused.
     assert_eq!(outputs[0].status.code(), Some(0), "{}", describe(0));
     assert_eq!(outputs[1].status.code(), Some(2), "{}", describe(1));
 
-    for entry in [0, 1, 2, 4] {
+    for entry in [0, 1, 2, 4, 6] {
         let id = task_id(entry);
         let row = db.task(&id).unwrap();
         assert_eq!((row.status.as_str(), row.progress), ("completed", 100), "{id}: {row:?}\n{}", describe(entry % 2));
@@ -130,11 +133,11 @@ fn two_tasks_share_a_manifest_and_each_entry_is_its_own_job() {
     assert!(emulator.get(BUCKET, "output/array-3.mp4").is_none() && emulator.get(BUCKET, "output/array-5.mp4").is_none());
 
     // No entry was done twice: each blueprint was read once, each video stored once.
-    for entry in 0..6 {
+    for entry in 0..7 {
         let blueprint = format!("blueprints/{}.json", task_id(entry)).replace('/', "%2F");
         assert_eq!(proxy.count(&format!("/o/{blueprint}?alt=media")), 1, "entry {entry}: {:?}", proxy.seen.lock().unwrap());
     }
-    for entry in [0, 1, 2, 4] {
+    for entry in [0, 1, 2, 4, 6] {
         let output = format!("output/{}.mp4", task_id(entry)).replace('/', "%2F");
         assert_eq!(proxy.count(&format!("name={output}")), 1, "entry {entry}: {:?}", proxy.seen.lock().unwrap());
     }

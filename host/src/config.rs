@@ -12,7 +12,7 @@ pub const DOWNLOAD_CONCURRENCY_MAX: u64 = 64;
 pub const STORAGE_ATTEMPTS_MAX: u64 = 10;
 /// Task ids are the backend's UUIDs (varchar(36)); other characters would only be a
 /// mistake or an attack on log and path formats.
-pub const TASK_ID_MAX: usize = 36;
+pub const TASK_ID_MAX: usize = br_blueprint::limits::MAX_TASK_ID_BYTES;
 
 /// Whole numbers and their allowed ranges (DB_PORT is the database settings' own).
 const NUMBERS: [(&str, u64, u64); 12] = [
@@ -31,8 +31,9 @@ const NUMBERS: [(&str, u64, u64); 12] = [
     ("CLOUD_RUN_TASK_ATTEMPT", 0, 10),
 ];
 
+/// The blueprint's own rule for task ids (one rule for TASK_ID, blueprints and manifests).
 pub fn task_id_problem(task_id: &str) -> Option<String> {
-    if task_id.is_empty() || task_id.len() > TASK_ID_MAX || !task_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if !br_blueprint::is_task_id(task_id) {
         Some(format!("must be 1 to {TASK_ID_MAX} letters, digits, '-' or '_'"))
     } else {
         None

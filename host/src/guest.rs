@@ -52,17 +52,42 @@ pub fn cache_dir(flag: Option<PathBuf>, disabled: bool) -> CacheConfig {
 mod tests {
     use std::path::{Path, PathBuf};
 
-    /// Prepared clips go only to guests whose contract can be told about them: the
-    /// built-in guest (0.4.0) yes, the hostile test guest (built against 0.2.0) no.
+    /// Prepared clips go only to guests whose contract can be told about them, and
+    /// manifests only to guests that export `validate-manifest`: the built-in guest
+    /// (0.5.0) takes both, the same decisions built against 0.4.0 take prepared clips
+    /// only, the hostile test guest (0.2.0) neither.
     #[test]
-    fn only_guests_of_contract_0_4_are_given_prepared_clips() {
+    fn each_contract_version_gets_what_it_can_be_told() {
         let uncached = br_sandbox::CacheConfig { dir: None };
         let limits = br_sandbox::Limits::default();
-        let builtin = br_sandbox::Sandbox::load(super::DEFAULT_GUEST, limits.clone(), &uncached).unwrap();
-        assert_eq!((builtin.contract_version(), builtin.takes_prepared_clips()), ("0.4.0", true));
-        let hostile = std::fs::read(env!("HOSTILE_GUEST_WASM")).unwrap();
-        let hostile = br_sandbox::Sandbox::load(&hostile, limits, &uncached).unwrap();
-        assert_eq!((hostile.contract_version(), hostile.takes_prepared_clips()), ("0.2.0", false));
+        let load = |wasm: &[u8]| br_sandbox::Sandbox::load(wasm, limits.clone(), &uncached).unwrap();
+        let builtin = load(super::DEFAULT_GUEST);
+        assert_eq!((builtin.contract_version(), builtin.takes_prepared_clips(), builtin.checks_manifests()), ("0.5.0", true, true));
+        let older = load(&std::fs::read(env!("CONTRACT_0_4_GUEST_WASM")).unwrap());
+        assert_eq!((older.contract_version(), older.takes_prepared_clips(), older.checks_manifests()), ("0.4.0", true, false));
+        let hostile = load(&std::fs::read(env!("HOSTILE_GUEST_WASM")).unwrap());
+        assert_eq!((hostile.contract_version(), hostile.takes_prepared_clips(), hostile.checks_manifests()), ("0.2.0", false, false));
+    }
+
+    /// A guest of contract 0.4.0 still validates and plans through the host, and is
+    /// told it cannot check a manifest; the built-in guest checks one entry by entry.
+    #[tokio::test]
+    async fn a_contract_0_4_guest_keeps_working_and_manifests_go_to_0_5() {
+        let uncached = br_sandbox::CacheConfig { dir: None };
+        let limits = br_sandbox::Limits::default();
+        let older = br_sandbox::Sandbox::load(&std::fs::read(env!("CONTRACT_0_4_GUEST_WASM")).unwrap(), limits.clone(), &uncached).unwrap();
+        let example = include_str!("../../examples/backend-blueprint.json");
+        let validation = older.validate(example).await.unwrap();
+        assert_eq!(validation.verdict.unwrap().moves.len(), 22);
+        let manifest = r#"[{"task_id": "a-1", "blueprint_uri": "gs://bucket/a.json"}, {"task_id": "b 2", "blueprint_uri": "gs://bucket/b.json"}]"#;
+        assert!(matches!(older.validate_manifest(manifest).await, Err(br_sandbox::SandboxError::Incompatible(_))));
+        let builtin = br_sandbox::Sandbox::load(super::DEFAULT_GUEST, limits, &uncached).unwrap();
+        let entries = builtin.validate_manifest(manifest).await.unwrap().verdict.unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(entries[0].problem.is_none());
+        assert_eq!(entries[1].problem.as_ref().map(|p| p.pointer.as_str()), Some("/1/task_id"));
+        let refused = builtin.validate_manifest("{}").await.unwrap().verdict.unwrap_err();
+        assert_eq!(refused[0].pointer, "");
     }
 
     /// `build.rs` must rebuild the embedded guests whenever anything they are built

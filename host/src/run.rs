@@ -19,11 +19,15 @@ pub enum StorageKind {
     Gcs,
 }
 
+/// The storage backend's kind: `--storage`, else `USE_GCS`, else local.
+fn storage_kind(flags: &StorageFlags) -> StorageKind {
+    let use_gcs = std::env::var("USE_GCS").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    flags.kind.unwrap_or(if use_gcs { StorageKind::Gcs } else { StorageKind::Local })
+}
+
 /// The storage backend the flags and environment ask for.
 pub async fn open_storage(flags: &StorageFlags) -> Result<Box<dyn Storage>, String> {
-    let use_gcs = std::env::var("USE_GCS").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
-    let kind = flags.kind.unwrap_or(if use_gcs { StorageKind::Gcs } else { StorageKind::Local });
-    match kind {
+    match storage_kind(flags) {
         StorageKind::Local => {
             let dir = flags.data_dir.as_ref().ok_or("local storage needs --data-dir (or DATA_DIR)")?;
             Ok(Box::new(LocalFolder::open(dir).map_err(|e| e.to_string())?))
@@ -119,12 +123,12 @@ async fn task_array(flags: &JobFlags, manifest_uri: &str, status_flush: Duration
         // Checked with the rest of the environment already.
         Err(_) => crate::prepare::Shard::WHOLE,
     };
-    let entries = match read_manifest(manifest_uri, &flags.storage).await.and_then(|text| crate::batch::parse(&text).map_err(|e| e.to_string())) {
+    let entries = match check_manifest(flags, manifest_uri).await {
         Ok(entries) => entries,
-        Err(message) => {
+        Err((code, message)) => {
             tracing::error!(manifest = manifest_uri, "the manifest is unusable, no entry runs: {message}");
             eprintln!("error: {manifest_uri}: {message}");
-            return exit::INVALID_BLUEPRINT;
+            return code;
         }
     };
     let mine = crate::batch::share(&entries, shard.index as usize, shard.count as usize);
@@ -140,7 +144,7 @@ async fn task_array(flags: &JobFlags, manifest_uri: &str, status_flush: Duration
         }
         crate::logging::set_task_id(&entry.task_id);
         let mut entry_flags = flags.clone();
-        entry_flags.file = Some(entry.blueprint_uri.clone());
+        entry_flags.file = Some(blueprint_source(&entry.blueprint_uri, &flags.storage));
         let launch = |database| Launch {
             task_id: Some(entry.task_id.clone()),
             database,
@@ -179,10 +183,46 @@ async fn run_entry(entry: &crate::batch::Entry, flags: &JobFlags, sink: &mut dyn
     }
 }
 
+/// The manifest's entries, checked in the guest: the configured one when its contract
+/// has `validate-manifest` (0.5.0), else the built-in one. On failure the exit code and
+/// the message.
+async fn check_manifest(flags: &JobFlags, manifest_uri: &str) -> Result<Vec<crate::batch::Entry>, (u8, String)> {
+    let text = read_manifest(manifest_uri, &flags.storage).await.map_err(|message| (exit::INVALID_BLUEPRINT, message))?;
+    let mut sandbox = flags.sandbox.try_load()?;
+    if !sandbox.checks_manifests() {
+        tracing::info!(contract = sandbox.contract_version(), "the plugin predates manifests: the built-in guest checks this one");
+        sandbox = crate::cli::SandboxFlags { guest: None, ..flags.sandbox.clone() }.try_load()?;
+    }
+    let check = sandbox.validate_manifest(&text).await.map_err(|error| (exit::SANDBOX, error.to_string()))?;
+    match check.verdict {
+        Ok(checked) => Ok(crate::batch::entries(checked)),
+        Err(errors) => {
+            let listed: Vec<String> = errors.iter().map(|e| if e.pointer.is_empty() { e.message.clone() } else { format!("{}: {}", e.pointer, e.message) }).collect();
+            Err((exit::INVALID_BLUEPRINT, listed.join("; ")))
+        }
+    }
+}
+
+/// Where an entry's blueprint is read from: a `gs://` address as it is; a key in the
+/// job's own storage as the backend names it (`data/...`), through the same mapping as
+/// every other key (a path under the data folder, or the bucket's object).
+fn blueprint_source(uri: &str, flags: &StorageFlags) -> String {
+    if uri.starts_with("gs://") {
+        return uri.to_owned();
+    }
+    match (storage_kind(flags), &flags.bucket, &flags.data_dir) {
+        (StorageKind::Gcs, Some(bucket), _) => format!("gs://{bucket}/{}", gcs_config(flags, bucket.clone()).object_name(uri)),
+        (_, _, Some(dir)) => dir.join(uri).display().to_string(),
+        // The configuration check requires one or the other; the read fails and says so.
+        _ => uri.to_owned(),
+    }
+}
+
 /// The manifest's text: a `gs://` object or a local file, at most
-/// [`crate::batch::MAX_MANIFEST_BYTES`].
+/// [`br_blueprint::manifest::MAX_MANIFEST_BYTES`] (a larger one is read only that far,
+/// and the guest refuses it).
 async fn read_manifest(uri: &str, flags: &StorageFlags) -> Result<String, String> {
-    let limit = crate::batch::MAX_MANIFEST_BYTES;
+    let limit = br_blueprint::manifest::MAX_MANIFEST_BYTES;
     let bytes = match crate::storage::parse_gs_uri(uri) {
         Some((bucket, key)) => {
             let config = GcsConfig { strip_prefix: String::new(), object_prefix: String::new(), ..gcs_config(flags, bucket.to_owned()) };

@@ -6,6 +6,7 @@
 
 pub mod key;
 pub mod limits;
+pub mod manifest;
 mod validate;
 
 pub use validate::{validate, validate_with_task_id};

@@ -31,11 +31,11 @@ pub use guest_log::GuestLog;
 pub use output::limits as output_limits;
 
 /// The contract versions this host loads, newest first.
-pub const CONTRACT_VERSIONS: [&str; 3] = ["0.4.0", "0.3.0", "0.2.0"];
+pub const CONTRACT_VERSIONS: [&str; 4] = ["0.5.0", "0.4.0", "0.3.0", "0.2.0"];
 
 mod bindings {
-    /// The current contract, 0.4.0.
-    pub mod v4 {
+    /// The current contract, 0.5.0.
+    pub mod v5 {
         wasmtime::component::bindgen!({
             world: "guest",
             path: "../../wit",
@@ -43,18 +43,28 @@ mod bindings {
         });
     }
 
-    /// Contract 0.3.0, for guests built against it. 0.4.0 only added the
-    /// `prepared-clip` record and the `host.prepared` function, so 0.3.0's types are
-    /// 0.4.0's and are not generated twice: one conversion serves every version
+    /// Contract 0.4.0, for guests built against it. 0.5.0 only added the
+    /// `manifest-entry` record and the `validate-manifest` export, so 0.4.0's types are
+    /// 0.5.0's and are not generated twice: one conversion serves every version
     /// (wasmtime checks a record by its fields when the guest is loaded, not by the
     /// interface that declared it). `host` is generated again: the guest imports it
     /// under its own version, and the linker offers each.
+    pub mod v4 {
+        wasmtime::component::bindgen!({
+            world: "guest",
+            path: "../../wit/v0.4.0",
+            exports: { default: async },
+            with: { "blueprint:runner/types": crate::bindings::v5::blueprint::runner::types },
+        });
+    }
+
+    /// Contract 0.3.0: as 0.4.0, without `host.prepared`.
     pub mod v3 {
         wasmtime::component::bindgen!({
             world: "guest",
             path: "../../wit/v0.3.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v4::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v5::blueprint::runner::types },
         });
     }
 
@@ -65,11 +75,11 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.2.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v4::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v5::blueprint::runner::types },
         });
     }
 
-    pub use v4::blueprint::runner::types as wit;
+    pub use v5::blueprint::runner::types as wit;
 }
 
 use bindings::wit;
@@ -96,7 +106,7 @@ impl Default for Limits {
 pub enum SandboxError {
     #[error("could not load the guest component: {0}")]
     Load(String),
-    #[error("the guest component does not fit the contract (blueprint:runner@0.4.0, @0.3.0 or @0.2.0): {0}")]
+    #[error("the guest component does not fit the contract (blueprint:runner@0.5.0, @0.4.0, @0.3.0 or @0.2.0): {0}")]
     Incompatible(String),
     #[error("sandbox limit: the guest ran out of fuel ({limit} units)")]
     OutOfFuel { limit: u64 },
@@ -150,6 +160,14 @@ pub struct Validation {
     pub report: CallReport,
 }
 
+/// Result of a successful `validate-manifest` call: the entries (each with its problem,
+/// if it has one), or why the whole manifest is refused.
+#[derive(Debug)]
+pub struct ManifestCheck {
+    pub verdict: Result<Vec<br_blueprint::manifest::ManifestEntry>, Vec<br_blueprint::ValidationError>>,
+    pub report: CallReport,
+}
+
 /// Result of a successful `plan` call: a plan (not yet checked against the host's
 /// policy) or the guest's reasons for making none.
 #[derive(Debug)]
@@ -177,6 +195,7 @@ pub struct Sandbox {
 
 /// The linked guest, by the contract version it implements.
 enum GuestPre {
+    V5(bindings::v5::GuestPre<CallState>),
     V4(bindings::v4::GuestPre<CallState>),
     V3(bindings::v3::GuestPre<CallState>),
     V2(bindings::v2::GuestPre<CallState>),
@@ -213,6 +232,8 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         // Every version of `host`: each guest imports the one of its own contract.
         type Data = wasmtime::component::HasSelf<CallState>;
+        bindings::v5::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
+            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         bindings::v4::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
             .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         bindings::v3::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
@@ -222,11 +243,16 @@ impl Sandbox {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| SandboxError::Incompatible(format!("{e:#}")))?;
-        // 0.4.0 and 0.3.0 export the same functions: the `host` version a guest imports
-        // tells them apart. 0.3.0 and 0.2.0 differ in `validate`'s type, which each
-        // `GuestPre::new` checks.
-        let imports_v4 = component.component_type().imports(&engine.engine).any(|(name, _)| name == "blueprint:runner/host@0.4.0");
-        let pre = if imports_v4 {
+        // 0.5.0, 0.4.0 and 0.3.0 guests are told apart by the `host` version they
+        // import (and each `GuestPre::new` checks the exports). 0.3.0 and 0.2.0 differ
+        // in `validate`'s type, which each `GuestPre::new` checks.
+        let imports = |version: &str| {
+            let name = format!("blueprint:runner/host@{version}");
+            component.component_type().imports(&engine.engine).any(|(import, _)| import == name)
+        };
+        let pre = if imports("0.5.0") {
+            GuestPre::V5(bindings::v5::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.5.0: {e:#}")))?)
+        } else if imports("0.4.0") {
             GuestPre::V4(bindings::v4::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.4.0: {e:#}")))?)
         } else {
             match bindings::v3::GuestPre::new(instance_pre.clone()) {
@@ -256,15 +282,33 @@ impl Sandbox {
     /// The contract version the guest implements, e.g. `0.3.0`.
     pub fn contract_version(&self) -> &'static str {
         match self.pre {
-            GuestPre::V4(_) => CONTRACT_VERSIONS[0],
-            GuestPre::V3(_) => CONTRACT_VERSIONS[1],
-            GuestPre::V2(_) => CONTRACT_VERSIONS[2],
+            GuestPre::V5(_) => CONTRACT_VERSIONS[0],
+            GuestPre::V4(_) => CONTRACT_VERSIONS[1],
+            GuestPre::V3(_) => CONTRACT_VERSIONS[2],
+            GuestPre::V2(_) => CONTRACT_VERSIONS[3],
         }
     }
 
     /// Whether the guest may be given prepared clips (contract 0.4.0 and later).
     pub fn takes_prepared_clips(&self) -> bool {
-        matches!(self.pre, GuestPre::V4(_))
+        matches!(self.pre, GuestPre::V5(_) | GuestPre::V4(_))
+    }
+
+    /// Whether the guest checks task-array manifests (contract 0.5.0 and later).
+    pub fn checks_manifests(&self) -> bool {
+        matches!(self.pre, GuestPre::V5(_))
+    }
+
+    /// Runs the guest's `validate-manifest` on an untrusted task-array manifest. A guest
+    /// older than 0.5.0 has none ([`SandboxError::Incompatible`]).
+    pub async fn validate_manifest(&self, manifest: &str) -> Result<ManifestCheck, SandboxError> {
+        if !self.checks_manifests() {
+            let version = self.contract_version();
+            return Err(SandboxError::Incompatible(format!("contract {version} has no validate-manifest (0.5.0 and later)")));
+        }
+        let (answer, report) = self.call(Call::ValidateManifest(manifest)).await?;
+        let Answer::ValidateManifest(answer) = answer else { unreachable!("validate-manifest answers validate-manifest") };
+        Ok(ManifestCheck { verdict: output::check_manifest(answer)?, report })
     }
 
     /// Runs the guest's `validate` on untrusted blueprint text.
@@ -294,11 +338,20 @@ impl Sandbox {
         }
         let run = async {
             match &self.pre {
+                GuestPre::V5(pre) => {
+                    let guest = pre.instantiate_async(&mut store).await?;
+                    match call {
+                        Call::Validate(text) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
+                        Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                        Call::ValidateManifest(text) => guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest),
+                    }
+                }
                 GuestPre::V4(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
                         Call::Validate(text) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
                         Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                        Call::ValidateManifest(_) => unreachable!("checked by validate_manifest"),
                     }
                 }
                 GuestPre::V3(pre) => {
@@ -306,6 +359,7 @@ impl Sandbox {
                     match call {
                         Call::Validate(text) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
                         Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                        Call::ValidateManifest(_) => unreachable!("checked by validate_manifest"),
                     }
                 }
                 GuestPre::V2(pre) => {
@@ -318,6 +372,7 @@ impl Sandbox {
                             Ok(Answer::Validate(answer.map_err(no_task)))
                         }
                         Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                        Call::ValidateManifest(_) => unreachable!("checked by validate_manifest"),
                     }
                 }
             }
@@ -390,6 +445,7 @@ fn new_store(wasm_engine: &wasmtime::Engine, limits: &Limits, started: Instant) 
 
 enum Call<'a> {
     Validate(&'a str),
+    ValidateManifest(&'a str),
     /// The request, and which of its inputs are prepared clips (`host.prepared`).
     Plan(&'a wit::PlanRequest, Vec<Option<wit::PreparedClip>>),
 }
@@ -398,6 +454,7 @@ impl Call<'_> {
     fn name(&self) -> &'static str {
         match self {
             Call::Validate(_) => "validate",
+            Call::ValidateManifest(_) => "validate-manifest",
             Call::Plan(..) => "plan",
         }
     }
@@ -405,6 +462,7 @@ impl Call<'_> {
 
 enum Answer {
     Validate(Result<wit::Validated, wit::Refusal>),
+    ValidateManifest(Result<Vec<wit::ManifestEntry>, Vec<wit::ValidationError>>),
     Plan(Result<wit::Plan, Vec<wit::PlanError>>),
 }
 
@@ -441,6 +499,14 @@ macro_rules! host_log {
             self.log.record(level, &message);
         }
     };
+}
+
+impl bindings::v5::blueprint::runner::host::Host for CallState {
+    host_log!(v5);
+
+    fn prepared(&mut self, input: u32) -> Option<wit::PreparedClip> {
+        self.prepared.get(input as usize).cloned().flatten()
+    }
 }
 
 impl bindings::v4::blueprint::runner::host::Host for CallState {

@@ -64,6 +64,58 @@ pub fn check_validation(
     }
 }
 
+/// A `validate-manifest` answer: bounded, and every entry the guest lets run re-checked
+/// with the same rules (a guest that waved a bad entry through would otherwise make the
+/// host fetch anything); a refusal is a list of errors with JSON pointers.
+pub fn check_manifest(
+    answer: Result<Vec<wit::ManifestEntry>, Vec<wit::ValidationError>>,
+) -> Result<Result<Vec<br_blueprint::manifest::ManifestEntry>, Vec<ValidationError>>, SandboxError> {
+    use br_blueprint::manifest::{entry_shape_problem, ManifestEntry, MAX_ENTRIES, MAX_URI_BYTES};
+    let mut budget = Budget { used: 0 };
+    let error = |what: &str, e: wit::ValidationError, budget: &mut Budget| -> Result<ValidationError, SandboxError> {
+        budget.take(&format!("{what}'s pointer"), &e.pointer, MAX_STRING_BYTES)?;
+        budget.take(&format!("{what}'s message"), &e.message, MAX_STRING_BYTES)?;
+        if !(e.pointer.is_empty() || e.pointer.starts_with('/')) {
+            return Err(SandboxError::BadOutput(format!("{:?} is not a JSON pointer", e.pointer)));
+        }
+        Ok(ValidationError { pointer: e.pointer, code: code(e.code), message: e.message })
+    };
+    match answer {
+        Err(errors) => {
+            if errors.is_empty() || errors.len() > MAX_ERRORS {
+                return Err(SandboxError::BadOutput(format!("a manifest refused with {} errors", errors.len())));
+            }
+            let errors = errors.into_iter().map(|e| error("a manifest error", e, &mut budget)).collect::<Result<Vec<_>, _>>()?;
+            Ok(Err(errors))
+        }
+        Ok(entries) => {
+            if entries.is_empty() || entries.len() > MAX_ENTRIES {
+                return Err(SandboxError::OutputTooLarge { what: "the manifest's entries".into(), size: entries.len(), limit: MAX_ENTRIES });
+            }
+            let mut seen = std::collections::HashSet::new();
+            let mut checked = Vec::with_capacity(entries.len());
+            for entry in entries {
+                budget.take("an entry's task id", &entry.task_id, MAX_STRING_BYTES)?;
+                budget.take("an entry's blueprint_uri", &entry.blueprint_uri, MAX_URI_BYTES)?;
+                let problem = match entry.problem {
+                    Some(problem) => Some(error("an entry's problem", problem, &mut budget)?),
+                    None => {
+                        if let Some(why) = entry_shape_problem(&entry.task_id, &entry.blueprint_uri) {
+                            return Err(SandboxError::BadOutput(format!("the guest let an entry run whose {why}")));
+                        }
+                        if !seen.insert(entry.task_id.clone()) {
+                            return Err(SandboxError::BadOutput(format!("the guest let task {:?} run twice", entry.task_id)));
+                        }
+                        None
+                    }
+                };
+                checked.push(ManifestEntry { task_id: entry.task_id, blueprint_uri: entry.blueprint_uri, problem });
+            }
+            Ok(Ok(checked))
+        }
+    }
+}
+
 /// The task id a refusal names, if it passes the blueprint's own rule. The job writes the
 /// failure to that task's row, so a guest must not choose an arbitrary one; one that
 /// fails the rule is dropped (the refusal itself still stands) rather than trusted.

@@ -1,0 +1,157 @@
+//! A task array's manifest: the JSON list of `{"task_id", "blueprint_uri"}` entries a
+//! Cloud Run execution of many tasks shares out. Checked like a blueprint (bounded, every
+//! problem with its pointer), in the guest.
+//!
+//! A problem with the document as a whole refuses it; a problem with one entry is kept
+//! with that entry, so the other entries still run and the entry's own row (when its
+//! task id is usable) can say why it did not.
+
+use serde_json::Value;
+
+use crate::{is_task_id, ErrorCode, ValidationError};
+
+/// 10,000 entries (Cloud Run's most tasks per execution) of about 150 bytes, and room.
+pub const MAX_MANIFEST_BYTES: usize = 2 * 1024 * 1024;
+pub const MAX_ENTRIES: usize = 10_000;
+/// `gs://` + a bucket name (at most 222 bytes) + `/` + an object key.
+pub const MAX_URI_BYTES: usize = 1_300;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifestEntry {
+    /// As written; empty when it is not a string.
+    pub task_id: String,
+    /// `gs://BUCKET/KEY`, or a key in the job's own storage.
+    pub blueprint_uri: String,
+    /// Why this entry cannot run, when it cannot.
+    pub problem: Option<ValidationError>,
+}
+
+fn error(pointer: String, code: ErrorCode, message: impl Into<String>) -> ValidationError {
+    ValidationError { pointer, code, message: message.into() }
+}
+
+/// The entries, each with its problem if it has one; or why the whole document is
+/// refused.
+pub fn validate_manifest(text: &str) -> Result<Vec<ManifestEntry>, Vec<ValidationError>> {
+    let whole = |code, message: String| vec![error(String::new(), code, message)];
+    if text.len() > MAX_MANIFEST_BYTES {
+        return Err(whole(ErrorCode::TooLarge, format!("the manifest is {} bytes; at most {MAX_MANIFEST_BYTES}", text.len())));
+    }
+    let document: Value = serde_json::from_str(text).map_err(|e| whole(ErrorCode::InvalidJson, format!("not JSON: {e}")))?;
+    let Value::Array(items) = document else {
+        return Err(whole(ErrorCode::WrongType, "must be a JSON list of {\"task_id\", \"blueprint_uri\"} objects".into()));
+    };
+    if items.is_empty() || items.len() > MAX_ENTRIES {
+        return Err(whole(ErrorCode::OutOfRange, format!("has {} entries; 1 to {MAX_ENTRIES}", items.len())));
+    }
+    let mut seen = std::collections::HashSet::new();
+    Ok(items
+        .iter()
+        .enumerate()
+        .map(|(position, item)| {
+            let text = |field: &str| item.get(field).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let (task_id, blueprint_uri) = (text("task_id"), text("blueprint_uri"));
+            let mut problem = entry_problem(position, item, &task_id, &blueprint_uri);
+            // A second entry for the same task would run it twice at once.
+            if problem.is_none() && !seen.insert(task_id.clone()) {
+                problem = Some(error(format!("/{position}/task_id"), ErrorCode::NotAllowed, format!("task '{task_id}' has an earlier entry")));
+            }
+            ManifestEntry { task_id, blueprint_uri, problem }
+        })
+        .collect())
+}
+
+fn entry_problem(position: usize, item: &Value, task_id: &str, blueprint_uri: &str) -> Option<ValidationError> {
+    let at = |field: &str| if field.is_empty() { format!("/{position}") } else { format!("/{position}/{field}") };
+    let Value::Object(fields) = item else {
+        return Some(error(at(""), ErrorCode::WrongType, "must be an object with task_id and blueprint_uri"));
+    };
+    if let Some(unknown) = fields.keys().find(|key| !["task_id", "blueprint_uri"].contains(&key.as_str())) {
+        return Some(error(at(unknown), ErrorCode::NotAllowed, format!("unknown field {unknown:?}; an entry has task_id and blueprint_uri")));
+    }
+    match fields.get("task_id") {
+        None => return Some(error(at("task_id"), ErrorCode::MissingField, "is missing")),
+        Some(Value::String(_)) if is_task_id(task_id) => {}
+        Some(Value::String(_)) => {
+            return Some(error(at("task_id"), ErrorCode::OutOfRange, "must be 1 to 36 ASCII letters, digits, '-' or '_'"));
+        }
+        Some(_) => return Some(error(at("task_id"), ErrorCode::WrongType, "must be a string")),
+    }
+    match fields.get("blueprint_uri") {
+        None => Some(error(at("blueprint_uri"), ErrorCode::MissingField, "is missing")),
+        Some(Value::String(_)) => uri_problem(blueprint_uri).map(|why| error(at("blueprint_uri"), ErrorCode::UnsafePath, why)),
+        Some(_) => Some(error(at("blueprint_uri"), ErrorCode::WrongType, "must be a string")),
+    }
+}
+
+/// What is wrong with an entry's task id or blueprint address, for a host that
+/// re-checks a guest's answer: the same rules as [`validate_manifest`]'s.
+pub fn entry_shape_problem(task_id: &str, blueprint_uri: &str) -> Option<String> {
+    if !is_task_id(task_id) {
+        return Some(format!("task id {task_id:?} is not 1 to 36 ASCII letters, digits, '-' or '_'"));
+    }
+    uri_problem(blueprint_uri).map(|why| format!("blueprint_uri {why}"))
+}
+
+/// `gs://BUCKET/KEY` with a bucket name of GCS's shape and a key the blueprint's key
+/// rules allow, or such a key alone (in the job's own storage).
+fn uri_problem(uri: &str) -> Option<String> {
+    if uri.len() > MAX_URI_BYTES {
+        return Some(format!("is {} bytes long; at most {MAX_URI_BYTES}", uri.len()));
+    }
+    let key = match uri.strip_prefix("gs://") {
+        Some(rest) => {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            let bucket_ok = (3..=222).contains(&bucket.len())
+                && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+            if !bucket_ok {
+                return Some(format!("{uri:?} does not name a bucket (3 to 222 lower-case letters, digits, '-', '_', '.')"));
+            }
+            key
+        }
+        None => uri,
+    };
+    crate::key::key_problem(key).map(|why| format!("the blueprint's key {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(task: &str, uri: &str) -> String {
+        format!(r#"{{"task_id": "{task}", "blueprint_uri": "{uri}"}}"#)
+    }
+
+    #[test]
+    fn every_entry_is_checked_and_kept_with_its_problem() {
+        let text = format!(
+            "[{}, {}, {}, {}, {}, {}, {}, {}]",
+            entry("a-1", "gs://bucket/blueprints/a.json"),
+            entry("b 2", "gs://bucket/x.json"),
+            entry("c-3", "https://evil.example/x.json"),
+            entry("d-4", "gs://bucket/../x.json"),
+            entry("a-1", "gs://bucket/again.json"),
+            r#"{"task_id": "e-5", "blueprint_uri": "gs://bucket/e.json", "extra": 1}"#,
+            entry("f-6", "blueprints/f.json"),
+            r#"{"task_id": 7, "blueprint_uri": "gs://bucket/g.json"}"#
+        );
+        let entries = validate_manifest(&text).unwrap();
+        let pointers: Vec<Option<&str>> = entries.iter().map(|e| e.problem.as_ref().map(|p| p.pointer.as_str())).collect();
+        assert_eq!(
+            pointers,
+            [None, Some("/1/task_id"), Some("/2/blueprint_uri"), Some("/3/blueprint_uri"), Some("/4/task_id"), Some("/5/extra"), None, Some("/7/task_id")]
+        );
+        assert_eq!((entries[0].task_id.as_str(), entries[6].blueprint_uri.as_str()), ("a-1", "blueprints/f.json"));
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_list_of_entries_is_refused_whole() {
+        for bad in ["", "{}", "[]", "nonsense", "\"x\""] {
+            let errors = validate_manifest(bad).unwrap_err();
+            assert_eq!(errors[0].pointer, "", "{bad:?}");
+        }
+        let many = format!("[{}]", vec![entry("a", "gs://bucket/k.json"); MAX_ENTRIES + 1].join(","));
+        assert_eq!(validate_manifest(&many).unwrap_err()[0].code, ErrorCode::OutOfRange);
+        assert_eq!(validate_manifest(&" ".repeat(MAX_MANIFEST_BYTES + 1)).unwrap_err()[0].code, ErrorCode::TooLarge);
+    }
+}

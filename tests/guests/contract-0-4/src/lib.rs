@@ -1,0 +1,24 @@
+//! The built-in guest's validator and planner, exported through contract 0.4.0 (no
+//! `validate-manifest`): what a plugin written before 0.5.0 looks like to the host.
+#![cfg(target_arch = "wasm32")]
+
+wit_bindgen::generate!({ world: "guest", path: "../../../wit/v0.4.0" });
+
+#[path = "../../../../guest/src/decisions.rs"]
+mod decisions;
+
+use blueprint::runner::types as wit;
+
+struct Contract04Guest;
+
+impl Guest for Contract04Guest {
+    fn validate(blueprint: String) -> Result<wit::Validated, wit::Refusal> {
+        decisions::validate(blueprint)
+    }
+
+    fn plan(request: wit::PlanRequest) -> Result<wit::Plan, Vec<wit::PlanError>> {
+        decisions::plan(request)
+    }
+}
+
+export!(Contract04Guest);
