@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{budget, config, exit, guest, logging, prepare, run, storage};
+use crate::{budget, exit, guest, logging, prepare, run, storage};
 
 #[derive(Parser)]
 #[command(name = "blueprint-runner", version, about = "Turns a video blueprint into a video, deciding inside a WebAssembly sandbox")]
@@ -48,7 +48,7 @@ pub enum Command {
         #[arg(long, env = "TASK_ID")]
         task_id: Option<String>,
         /// How long to keep trying to write the final status when the database is down, in seconds.
-        #[arg(long, env = "STATUS_FLUSH_SECS", default_value_t = 30)]
+        #[arg(long, env = "STATUS_FLUSH_SECS", default_value_t = 30, value_parser = crate::number_setting!(u64, "STATUS_FLUSH_SECS"))]
         status_flush_secs: u64,
     },
     /// Run the job and report where its memory went, per stage and FFmpeg step, as the
@@ -118,10 +118,10 @@ pub struct JobFlags {
     #[arg(long)]
     pub strict: bool,
     /// Time limit of each FFmpeg step in seconds (default: 60 s + 30 s per second of media it writes).
-    #[arg(long, env = "STEP_TIMEOUT_SECS")]
+    #[arg(long, env = "STEP_TIMEOUT_SECS", value_parser = crate::number_setting!(u64, "STEP_TIMEOUT_SECS"))]
     pub step_timeout: Option<u64>,
     /// Time limit of all FFmpeg steps together in seconds (default: 120 s + 60 s per second of video).
-    #[arg(long, env = "JOB_DEADLINE_SECS")]
+    #[arg(long, env = "JOB_DEADLINE_SECS", value_parser = crate::number_setting!(u64, "JOB_DEADLINE_SECS"))]
     pub job_deadline: Option<u64>,
     /// Use clips prepared by `prepare` (copied by whole GOPs) when fresh ones exist.
     #[arg(long, env = "PREPARED", value_enum, default_value = "auto")]
@@ -180,32 +180,32 @@ pub struct StorageFlags {
     #[arg(long, env = "GCS_OBJECT_PREFIX", default_value = "")]
     pub object_prefix: String,
     /// Objects downloaded at the same time.
-    #[arg(long, env = "DOWNLOAD_CONCURRENCY", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=config::DOWNLOAD_CONCURRENCY_MAX as i64))]
+    #[arg(long, env = "DOWNLOAD_CONCURRENCY", default_value_t = 10, value_parser = crate::number_setting!(u16, "DOWNLOAD_CONCURRENCY"))]
     pub download_concurrency: u16,
     /// Attempts per object for transient GCS failures.
-    #[arg(long, env = "STORAGE_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=config::STORAGE_ATTEMPTS_MAX as i64))]
+    #[arg(long, env = "STORAGE_MAX_ATTEMPTS", default_value_t = 3, value_parser = crate::number_setting!(u32, "STORAGE_MAX_ATTEMPTS"))]
     pub storage_attempts: u32,
     /// Time for one object, every attempt included, in seconds.
-    #[arg(long, env = "STORAGE_OBJECT_DEADLINE_SECS", default_value_t = 600)]
+    #[arg(long, env = "STORAGE_OBJECT_DEADLINE_SECS", default_value_t = 600, value_parser = crate::number_setting!(u64, "STORAGE_OBJECT_DEADLINE_SECS"))]
     pub storage_deadline: u64,
     /// Pause before the first retry, in milliseconds (doubles each time, with jitter).
-    #[arg(long, env = "STORAGE_FIRST_BACKOFF_MS", default_value_t = 250)]
+    #[arg(long, env = "STORAGE_FIRST_BACKOFF_MS", default_value_t = 250, value_parser = crate::number_setting!(u64, "STORAGE_FIRST_BACKOFF_MS"))]
     pub storage_backoff_ms: u64,
 }
 
 #[derive(Args, Clone)]
 pub struct SandboxFlags {
     /// Fuel (about one unit per wasm instruction) for one guest call.
-    #[arg(long, env = "GUEST_FUEL", default_value_t = br_sandbox::Limits::default().fuel)]
+    #[arg(long, env = "GUEST_FUEL", default_value_t = br_sandbox::Limits::default().fuel, value_parser = crate::number_setting!(u64, "GUEST_FUEL"))]
     pub fuel: u64,
     /// Guest memory cap in MiB; must fit the job's memory budget.
-    #[arg(long, env = "GUEST_MEMORY_MIB", default_value_t = budget::DEFAULT_GUEST_MEMORY / budget::MIB)]
+    #[arg(long, env = "GUEST_MEMORY_MIB", default_value_t = budget::DEFAULT_GUEST_MEMORY / budget::MIB, value_parser = crate::number_setting!(u64, "GUEST_MEMORY_MIB"))]
     pub guest_memory: u64,
     /// Wall-time limit of one guest call, in milliseconds.
-    #[arg(long, env = "GUEST_DEADLINE_MS", default_value_t = 10_000)]
+    #[arg(long, env = "GUEST_DEADLINE_MS", default_value_t = 10_000, value_parser = crate::number_setting!(u64, "GUEST_DEADLINE_MS"))]
     pub guest_deadline_ms: u64,
     /// The job's whole memory budget in MiB (the container's limit).
-    #[arg(long, env = "JOB_MEMORY_MIB", default_value_t = budget::DEFAULT_JOB_MEMORY_BUDGET / budget::MIB)]
+    #[arg(long, env = "JOB_MEMORY_MIB", default_value_t = budget::DEFAULT_JOB_MEMORY_BUDGET / budget::MIB, value_parser = crate::number_setting!(u64, "JOB_MEMORY_MIB"))]
     pub memory_budget: u64,
     /// Load this guest component instead of the built-in one.
     #[arg(long, env = "GUEST_COMPONENT")]

@@ -14,7 +14,8 @@ pub const STORAGE_ATTEMPTS_MAX: u64 = 10;
 /// mistake or an attack on log and path formats.
 pub const TASK_ID_MAX: usize = br_blueprint::limits::MAX_TASK_ID_BYTES;
 
-/// Whole numbers and their allowed ranges (DB_PORT is the database settings' own).
+/// Whole numbers and their allowed ranges (DB_PORT is the database settings' own). The
+/// one table of them: `job`'s check at start and clap's parsers ([`number`]) both read it.
 const NUMBERS: [(&str, u64, u64); 12] = [
     ("DOWNLOAD_CONCURRENCY", 1, DOWNLOAD_CONCURRENCY_MAX),
     ("STORAGE_MAX_ATTEMPTS", 1, STORAGE_ATTEMPTS_MAX),
@@ -38,6 +39,29 @@ pub fn task_id_problem(task_id: &str) -> Option<String> {
     } else {
         None
     }
+}
+
+/// `text` as the whole number setting `name` (a name of [`NUMBERS`]) allows.
+pub fn number(name: &str, text: &str) -> Result<u64, String> {
+    let Some(&(_, min, max)) = NUMBERS.iter().find(|(known, _, _)| *known == name) else {
+        return Err(format!("{name} is not a number setting"));
+    };
+    match text.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ if max == u64::MAX => Err(format!("must be a whole number of at least {min}")),
+        _ => Err(format!("must be a whole number from {min} to {max}")),
+    }
+}
+
+/// A clap value parser for the number setting `name`, as type `$ty`.
+#[macro_export]
+macro_rules! number_setting {
+    ($ty:ty, $name:literal) => {
+        |text: &str| -> Result<$ty, String> {
+            let value = $crate::config::number($name, text)?;
+            <$ty>::try_from(value).map_err(|_| format!("{value} is too large"))
+        }
+    };
 }
 
 /// Everything wrong with the job's environment. `blueprint_argument`: a blueprint
@@ -79,14 +103,13 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
     }
 
     let mut numbers = std::collections::HashMap::new();
-    for (name, min, max) in NUMBERS {
+    for (name, _, _) in NUMBERS {
         if let Some(text) = value(name) {
-            match text.trim().parse::<u64>() {
-                Ok(n) if (min..=max).contains(&n) => {
+            match number(name, &text) {
+                Ok(n) => {
                     numbers.insert(name, n);
                 }
-                _ if max == u64::MAX => add(name, format!("must be a whole number of at least {min}")),
-                _ => add(name, format!("must be a whole number from {min} to {max}")),
+                Err(message) => add(name, message),
             }
         }
     }
@@ -193,6 +216,23 @@ mod tests {
         let base = [("BLUEPRINT_JSON", "{}"), ("DATA_DIR", dir.to_str().unwrap()), ("DATABASE_URL", "postgres://u@h/db")];
         assert_eq!(check(&[base[0], base[1], base[2], ("DB_PORT", "5432")]), ["DB_PORT"]);
         assert!(check(&base).is_empty());
+    }
+
+    /// The flags and the job's check read the same ranges: a value clap accepts for a
+    /// flag is one the job accepts from the environment, and the other way round.
+    #[test]
+    fn flags_and_the_environment_share_one_table_of_ranges() {
+        use clap::Parser;
+        assert_eq!(number("DOWNLOAD_CONCURRENCY", "64"), Ok(64));
+        assert!(number("DOWNLOAD_CONCURRENCY", "65").unwrap_err().contains("from 1 to 64"));
+        assert!(number("STORAGE_FIRST_BACKOFF_MS", "60001").is_err());
+        assert!(number("NOT_A_SETTING", "1").is_err());
+        let parse = |args: &[&str]| crate::cli::Cli::try_parse_from(["blueprint-runner", "run", "--data-dir", "."].iter().chain(args));
+        assert!(parse(&["--download-concurrency", "64"]).is_ok());
+        let refused = parse(&["--download-concurrency", "65"]).err().expect("65 is refused");
+        assert!(refused.to_string().contains("from 1 to 64"), "{refused}");
+        assert!(parse(&["--storage-backoff-ms", "60001"]).is_err());
+        assert!(parse(&["--step-timeout", "0"]).is_err());
     }
 
     #[test]

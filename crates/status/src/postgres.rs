@@ -34,6 +34,11 @@ const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// 250 ms doubling to 5 s, for as long as the caller's own deadline allows.
+fn retry_schedule() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default().with_min_delay(FIRST_BACKOFF).with_max_delay(MAX_BACKOFF).without_max_times()
+}
+
 /// A variable that is missing or wrong, for the one start-up message that lists them all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
@@ -219,20 +224,12 @@ impl DbSettings {
 
     /// The task's row as it is now. `Err`: the database did not answer within `patience`.
     pub async fn task_row(&self, task_id: &str, patience: Duration) -> Result<TaskRow, String> {
-        let attempt = async {
-            let mut backoff = FIRST_BACKOFF;
-            loop {
-                match self.read_status(task_id).await {
-                    Ok(row) => return row,
-                    Err(error) => {
-                        tracing::warn!(database = %self.describe(), "cannot read the task's row yet: {error}");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
-                }
-            }
-        };
-        tokio::time::timeout(patience, attempt).await.map_err(|_| format!("the database did not answer within {} s", patience.as_secs()))
+        use backon::Retryable;
+        let attempt = (|| self.read_status(task_id))
+            .retry(retry_schedule())
+            .sleep(tokio::time::sleep)
+            .notify(|error, _| tracing::warn!(database = %self.describe(), "cannot read the task's row yet: {error}"));
+        tokio::time::timeout(patience, attempt).await.map_err(|_| format!("the database did not answer within {} s", patience.as_secs()))?
     }
 
     async fn read_status(&self, task_id: &str) -> Result<TaskRow, String> {
@@ -469,8 +466,10 @@ impl StatusSink for PgStatus {
 }
 
 async fn write_changes(settings: DbSettings, shared: Arc<Shared>, state: watch::Sender<WriterState>) {
+    use backon::BackoffBuilder;
     let mut client: Option<Client> = None;
-    let mut backoff = FIRST_BACKOFF;
+    // Restarts at the first delay after every write that reaches the database.
+    let mut delays = retry_schedule().build();
     loop {
         let next = match shared.queue.lock() {
             Ok(queue) => match queue.waiting.front() {
@@ -494,7 +493,7 @@ async fn write_changes(settings: DbSettings, shared: Arc<Shared>, state: watch::
         .await;
         match result {
             Ok(settled) => {
-                backoff = FIRST_BACKOFF;
+                delays = retry_schedule().build();
                 if settled != Settled::Written {
                     let why = if settled == Settled::RowCompleted { "the task is completed already" } else { "the task has no row in choreography_tasks" };
                     tracing::warn!(status = update.status.as_str(), "status not written: {why}");
@@ -513,10 +512,10 @@ async fn write_changes(settings: DbSettings, shared: Arc<Shared>, state: watch::
             }
             Err(error) => {
                 client = None;
-                tracing::warn!(status = update.status.as_str(), stage = update.stage.as_str(), retry_in_ms = backoff.as_millis() as u64, "cannot write the status: {error}");
+                let delay = delays.next().unwrap_or(MAX_BACKOFF);
+                tracing::warn!(status = update.status.as_str(), stage = update.stage.as_str(), retry_in_ms = delay.as_millis() as u64, "cannot write the status: {error}");
                 state.send_modify(|s| s.last_error = Some(error));
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(delay).await;
             }
         }
     }
