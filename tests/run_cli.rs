@@ -705,6 +705,19 @@ fn a_plugin_cannot_choose_an_output_that_is_not_an_mp4_or_is_an_input_or_elsewhe
     assert!(!sandbox.key("clips/hostile.mp4").exists(), "written outside the output prefix");
 }
 
+/// A plan that keeps every rule of the policy and still makes the wrong video (the
+/// whole 3 s clip where the blueprint asks for 2 s) is caught after its last step: exit
+/// 5 with what differs, and nothing stored.
+#[test]
+fn a_plugin_cannot_deliver_a_wrong_video_silently() {
+    let sandbox = hostile_media();
+    let run = run_hostile(&sandbox, "whole-clip", &[]);
+    let error = run.expect_failure(5);
+    assert!(error.contains("does not match the blueprint") && error.contains("75 video frames") && error.contains("has 50"), "{error}");
+    assert!(!sandbox.key("output/hostile.mp4").exists(), "the wrong video was stored");
+    sandbox.assert_work_empty(&run);
+}
+
 #[test]
 fn hostile_plan_spin_stops_on_fuel() {
     // The deadline is far above what 100 M fuel takes, so only fuel can stop the guest

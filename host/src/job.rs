@@ -67,6 +67,9 @@ pub enum Failure {
     WorkFolder(String),
     #[error("{pointer}: the blueprint is for task '{blueprint}' but {named_by} is '{environment}'")]
     TaskMismatch { pointer: String, named_by: &'static str, environment: String, blueprint: String },
+    /// The plan ran, but its output is not the video the blueprint describes.
+    #[error("the output does not match the blueprint: {0}")]
+    Nonconforming(String),
     /// An entry of a task array's manifest that cannot run.
     #[error("manifest {pointer}: {message}")]
     ManifestEntry { pointer: String, message: String },
@@ -103,7 +106,7 @@ impl Failure {
             Failure::Invalid(_) => exit::INVALID_BLUEPRINT,
             Failure::Sandbox(_) | Failure::Policy(_) | Failure::PlanTooLarge(_) => exit::SANDBOX,
             Failure::Plan(_) | Failure::Media { .. } => exit::MEDIA,
-            Failure::Ffmpeg(_) | Failure::MemoryBudget(_) => exit::FFMPEG,
+            Failure::Ffmpeg(_) | Failure::MemoryBudget(_) | Failure::Nonconforming(_) => exit::FFMPEG,
             Failure::Storage { .. } | Failure::WorkFolder(_) => exit::STORAGE,
             Failure::TaskMismatch { .. } | Failure::ManifestEntry { .. } => exit::INVALID_BLUEPRINT,
             Failure::Cancelled(_) => exit::CANCELLED,
@@ -458,6 +461,12 @@ impl Job<'_> {
         let output = media::probe(&self.config.ffprobe, &paths.output, &validated.output_key, limits)
             .await
             .map_err(|e| (Stage::Encode, Failure::Media { pointer: "/output_config/output_path".into(), message: format!("the result is unreadable: {}", e.message) }))?;
+        let frames = media::count_video_frames(&self.config.ffprobe, &paths.output, limits)
+            .await
+            .map_err(|e| (Stage::Encode, Failure::Media { pointer: "/output_config/output_path".into(), message: format!("the result is unreadable: {}", e.message) }))?;
+        if let Some(problem) = nonconformity(&validated, &output, frames) {
+            return Err((Stage::Encode, Failure::Nonconforming(problem)));
+        }
         let file_size = std::fs::metadata(&paths.output).map(|m| m.len()).unwrap_or(0);
 
         let started = Instant::now();
@@ -493,6 +502,34 @@ impl Job<'_> {
         reporter.completed(result);
         Ok(Outcome { validated, timings })
     }
+}
+
+/// How the output differs from the video the blueprint describes, whoever planned it:
+/// `round(total_duration × frame_rate)` frames, and (with the song) audio as long as the
+/// video within one AAC frame. A plugin's plan passes the policy on its form alone; this
+/// is where a wrong video is caught before it is stored.
+fn nonconformity(validated: &Validated, output: &br_plan::MediaFacts, frames: u64) -> Option<String> {
+    let rate = br_plan::FrameRate::from_fps(validated.output.frame_rate);
+    let expected = rate.frame_at(validated.total_duration).max(1);
+    if frames != expected {
+        return Some(format!(
+            "it has {frames} video frames; the timeline has {expected} ({} s at {} fps)",
+            validated.total_duration,
+            rate.as_ffmpeg()
+        ));
+    }
+    if validated.output.add_audio_overlay {
+        let video = rate.seconds(frames);
+        let Some(audio) = &output.audio else {
+            return Some("it has no audio stream; the blueprint adds the song".into());
+        };
+        // One AAC frame at 48 kHz, and rounding.
+        const ONE_AUDIO_FRAME: f64 = 1024.0 / 48_000.0 + 0.001;
+        if (audio.duration - video).abs() > ONE_AUDIO_FRAME {
+            return Some(format!("its audio lasts {:.3} s, its video {video:.3} s", audio.duration));
+        }
+    }
+    None
 }
 
 /// Fetches an input again for a step that reads it after it was removed.
@@ -587,6 +624,23 @@ mod tests {
         fn list<'a>(&'a self, _: &'a str) -> StorageFuture<'a, Vec<String>> {
             unreachable!("not listed")
         }
+    }
+
+    #[test]
+    fn an_output_must_have_the_timelines_frames_and_audio_as_long() {
+        let example = include_str!("../../examples/backend-blueprint.json");
+        let validated = br_blueprint::validate(example).unwrap_or_else(|e| panic!("{e:?}"));
+        let output = |audio_seconds: Option<f64>| br_plan::MediaFacts {
+            key: "out.mp4".into(),
+            duration: 176.0,
+            video: None,
+            audio: audio_seconds.map(|duration| br_plan::AudioFacts { codec: "aac".into(), sample_rate: 48_000, channels: 2, duration }),
+        };
+        assert_eq!(nonconformity(&validated, &output(Some(176.0)), 5_280), None);
+        assert_eq!(nonconformity(&validated, &output(Some(176.02)), 5_280), None, "within one AAC frame");
+        assert!(nonconformity(&validated, &output(Some(176.0)), 5_281).unwrap().contains("5281 video frames; the timeline has 5280"));
+        assert!(nonconformity(&validated, &output(Some(175.9)), 5_280).unwrap().contains("audio lasts 175.900 s"));
+        assert!(nonconformity(&validated, &output(None), 5_280).unwrap().contains("no audio stream"));
     }
 
     #[test]

@@ -140,6 +140,8 @@ impl Guest for HostileGuest {
                 ],
                 warnings: vec![],
             },
+            // Every rule kept, and the wrong video: the whole 3 s clip for a 2 s blueprint.
+            "whole-clip" => one(vec![lit("-i"), Input(1), lit("-c:v"), lit("libx264"), lit("-c:a"), lit("aac"), lit("-f"), lit("mp4"), Output]),
             "huge-asetnsamples" => filtered("-af", "asetnsamples=n=100000000"),
             "huge-aresample" => filtered("-af", "aresample=2000000000"),
             "spin" => loop {
