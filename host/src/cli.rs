@@ -20,7 +20,53 @@ pub struct Cli {
 }
 
 #[derive(Subcommand)]
+pub enum PolicyCommand {
+    /// Print every option a plan may use and every filter with its options, and what
+    /// each value must be, as a job of this size bounds them.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// As README's Markdown table.
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
+        #[command(flatten)]
+        job: PolicyJob,
+    },
+    /// Check a plan (the JSON `plan` prints, or its `plan` part alone) against the
+    /// policy, without running anything. Exit 0 when it passes, 3 with the reason when not.
+    Check {
+        /// The plan's JSON file.
+        plan: PathBuf,
+        /// How many staged inputs the job has (the song and each distinct clip); taken
+        /// from the file when it is `plan`'s whole output.
+        #[arg(long)]
+        inputs: Option<u32>,
+        #[command(flatten)]
+        job: PolicyJob,
+    },
+}
+
+/// The job the policy's bounds are taken from.
+#[derive(Args, Clone)]
+pub struct PolicyJob {
+    /// The output's frame size.
+    #[arg(long, default_value_t = 1280, value_parser = clap::value_parser!(u32).range(16..=3840))]
+    pub width: u32,
+    #[arg(long, default_value_t = 720, value_parser = clap::value_parser!(u32).range(16..=2160))]
+    pub height: u32,
+    /// The longer of the video and its longest input, in seconds.
+    #[arg(long, default_value_t = 600.0)]
+    pub seconds: f64,
+}
+
+#[derive(Subcommand)]
 pub enum Command {
+    /// The plan policy's allow-lists, and checking a plan against them offline.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyCommand,
+    },
     /// Check a blueprint in the sandbox and explain every problem.
     Validate {
         /// Blueprint file, or '-' for stdin; without it, BLUEPRINT_JSON.

@@ -14,6 +14,7 @@ mod job;
 mod logging;
 mod media;
 mod memcheck;
+mod policy;
 mod prepare;
 mod run;
 mod schedule;
@@ -100,6 +101,7 @@ async fn run(command: Command) -> u8 {
             };
             validate::run(validate::Request { source, json }, &sandbox).await
         }
+        Command::Policy { action } => policy::run(action),
         Command::BenchFetch { keys, storage } => run::bench_fetch(&storage, &keys).await,
         Command::Run { job } => run::run(job, run::Mode::Run).await,
         Command::Plan { job } => run::run(job, run::Mode::PlanOnly).await,

@@ -1,10 +1,10 @@
 //! The plan and its inputs, mirroring the WIT `types` of contract 0.2.0.
 
 use br_blueprint::Validated;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the host measured about one staged input file.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MediaFacts {
     pub key: String,
     /// Container duration in seconds; 0 when unknown.
@@ -13,7 +13,7 @@ pub struct MediaFacts {
     pub audio: Option<AudioFacts>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VideoFacts {
     pub codec: String,
     pub width: u32,
@@ -24,7 +24,7 @@ pub struct VideoFacts {
     pub duration: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AudioFacts {
     pub codec: String,
     pub sample_rate: u32,
@@ -60,7 +60,7 @@ pub fn clip_input(clip: u32) -> u32 {
     clip + 1
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
 pub enum Arg {
     Literal(String),
@@ -69,7 +69,7 @@ pub enum Arg {
     Output,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TempFormat {
     Nut,
@@ -85,26 +85,26 @@ impl TempFormat {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Invocation {
     pub args: Vec<Arg>,
     pub media_seconds: f64,
     pub label: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConcatPart {
     pub temp: u32,
     pub duration: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConcatList {
     pub list: u32,
     pub parts: Vec<ConcatPart>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Step {
     Ffmpeg(Invocation),
@@ -112,7 +112,7 @@ pub enum Step {
 }
 
 /// Used for both warnings and errors: a JSON pointer into the blueprint and a sentence.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanNote {
     pub pointer: String,
     pub message: String,
@@ -121,7 +121,7 @@ pub struct PlanNote {
 pub type PlanWarning = PlanNote;
 pub type PlanError = PlanNote;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub temps: Vec<TempFormat>,
     pub steps: Vec<Step>,

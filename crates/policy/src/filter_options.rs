@@ -353,6 +353,18 @@ fn check_value(filter: &str, option: &str, kind: Value, value: &str, limits: &Po
 const MIN_SAMPLE_RATE: u64 = 8_000;
 const MAX_RATIO: f64 = 100.0;
 
+/// Every allowed filter with its options (aliases joined by `|`), how many may be
+/// given by position, and what each value must be.
+pub(crate) fn table(limits: &PolicyLimits) -> Vec<(&'static str, usize, Vec<(String, String)>)> {
+    FILTERS
+        .iter()
+        .map(|filter| {
+            let options = filter.options.iter().map(|option| (option.names.join("|"), describe(option.value, limits))).collect();
+            (filter.name, filter.positional, options)
+        })
+        .collect()
+}
+
 fn describe(kind: Value, limits: &PolicyLimits) -> String {
     match kind {
         Value::Seconds => format!("seconds as a plain decimal, at most {}", limits.max_media_seconds),

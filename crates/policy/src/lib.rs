@@ -277,6 +277,41 @@ impl Refusal {
 
 /// Checks `plan` for a job with `input_count` staged inputs (input 0 is the song,
 /// input 1 + i clip i). Returns the first broken rule found.
+/// The policy's allow-lists as a plugin author reads them: every option a plan may use
+/// and every filter with its options, each with what its value must be under `limits`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Table {
+    pub options: Vec<TableOption>,
+    pub filters: Vec<TableFilter>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TableOption {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TableFilter {
+    pub name: String,
+    /// How many options, from the first, may be given without their name.
+    pub positional: usize,
+    pub options: Vec<TableOption>,
+}
+
+pub fn table(limits: &PolicyLimits) -> Table {
+    let options = options::table(limits).into_iter().map(|(name, value)| TableOption { name: name.to_owned(), value }).collect();
+    let filters = filter_options::table(limits)
+        .into_iter()
+        .map(|(name, positional, options)| TableFilter {
+            name: name.to_owned(),
+            positional,
+            options: options.into_iter().map(|(name, value)| TableOption { name, value }).collect(),
+        })
+        .collect();
+    Table { options, filters }
+}
+
 pub fn check(plan: &Plan, input_count: u32, limits: &PolicyLimits) -> Result<CheckedPlan, PolicyViolation> {
     bounds::check(plan, limits)?;
     steps::check(plan, input_count, limits)?;

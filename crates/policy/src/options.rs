@@ -117,6 +117,16 @@ const OPTIONS: &[OptionSpec] = &[
     spec("-af", ValueKind::Filtergraph),
 ];
 
+/// Every allowed option and what its value must be, as the job's `limits` bound it.
+pub(crate) fn table(limits: &PolicyLimits) -> Vec<(&'static str, String)> {
+    let value = |kind| match kind {
+        ValueKind::Flag => "a flag: no value".to_owned(),
+        ValueKind::InputFile => "an input: `input(n)`, or a temp an earlier step wrote (an ffconcat temp right after `-f concat`)".to_owned(),
+        kind => describe(kind, limits),
+    };
+    OPTIONS.iter().map(|spec| (spec.name, value(spec.value))).collect()
+}
+
 pub(crate) fn lookup(name: &str) -> Option<&'static OptionSpec> {
     OPTIONS.iter().find(|spec| spec.name == name)
 }
