@@ -262,3 +262,44 @@ proptest! {
         }
     }
 }
+
+/// `plan --facts`: a plugin author's offline loop. Made-up facts for the backend's
+/// blueprint (no media, no storage, no FFmpeg) give the built-in guest's checked plan;
+/// facts that do not match the blueprint's inputs are refused with the expected order.
+#[test]
+fn a_plan_is_made_from_given_facts_without_media() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/backend-blueprint.json");
+    let blueprint: Value = serde_json::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
+    let mut keys = vec![blueprint["audio_path"].as_str().unwrap().to_owned()];
+    for step in blueprint["moves"].as_array().unwrap() {
+        let key = step["video_path"].as_str().unwrap().to_owned();
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let facts: Vec<Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(index, key)| {
+            let video = (index > 0).then(|| serde_json::json!({"codec": "h264", "width": 1280, "height": 720, "frame_rate": 30.0, "pixel_format": "yuv420p", "duration": 10.0}));
+            let duration = if index == 0 { 200.0 } else { 10.0 };
+            serde_json::json!({"key": key, "duration": duration, "video": video, "audio": {"codec": "aac", "sample_rate": 48000, "channels": 2, "duration": duration}})
+        })
+        .collect();
+    let folder = tempfile::tempdir().unwrap();
+    let plan = |facts: &[Value]| {
+        let file = folder.path().join("facts.json");
+        std::fs::write(&file, Value::Array(facts.to_vec()).to_string()).unwrap();
+        Command::new(BIN).args(["plan", example, "--cache-dir", cache_dir(), "--facts"]).arg(&file).env_remove("BLUEPRINT_JSON").output().unwrap()
+    };
+    let output = plan(&facts);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let steps = printed["plan"]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1 + 22 + 2, "the song, a segment per move, the list and the join");
+    assert_eq!(printed["inputs"].as_array().unwrap().len(), keys.len());
+    let output = plan(&facts[..3]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("the blueprint has {} inputs, in this order: {}", keys.len(), keys[0])), "{stderr}");
+}

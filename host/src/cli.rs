@@ -125,6 +125,11 @@ pub enum Command {
     Plan {
         #[command(flatten)]
         job: JobFlags,
+        /// Plan from these media facts (JSON: the `inputs` list `plan` prints, the song
+        /// first, then each distinct clip) instead of fetching and probing the media:
+        /// for trying a plugin without media.
+        #[arg(long)]
+        facts: Option<PathBuf>,
     },
     /// Measure the sandbox: guest load time, then repeated validations of one blueprint
     /// (prints JSON; used by `scripts/bench`).

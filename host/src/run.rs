@@ -81,6 +81,77 @@ pub async fn run(flags: JobFlags, mode: Mode) -> u8 {
     execute(&flags, mode, sink, Launch::standalone(), &cancel).await
 }
 
+/// `plan --facts`: validate and plan from media facts given in a file, with no storage,
+/// media or FFmpeg; the plan is checked against the policy and printed as `plan` prints
+/// it. Exit codes as for `plan`: 2 invalid blueprint, 3 sandbox or policy, 4 no plan.
+pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path) -> u8 {
+    let stop = |code: u8, message: String| {
+        eprintln!("error: {message}");
+        code
+    };
+    let text = match Source::choose(flags.file.as_deref()) {
+        Ok(source) => match read_blueprint(&source, &flags.storage).await.map(Loaded::into_text) {
+            Ok(Ok(text)) => text,
+            Ok(Err(refusal)) => return stop(exit::INVALID_BLUEPRINT, format!("{}: {}", refusal.pointer, refusal.message)),
+            Err(message) => return stop(exit::USAGE, message),
+        },
+        Err(message) => return stop(exit::USAGE, message),
+    };
+    let sandbox = match flags.sandbox.try_load() {
+        Ok(sandbox) => sandbox,
+        Err((code, message)) => return stop(code, message),
+    };
+    let validated = match sandbox.validate(&text).await.map(|validation| validation.verdict) {
+        Ok(Ok(validated)) => validated,
+        Ok(Err(refusal)) => {
+            let listed: Vec<String> = refusal.errors.iter().map(|e| format!("{}: {}", e.pointer, e.message)).collect();
+            return stop(exit::INVALID_BLUEPRINT, format!("invalid blueprint: {}", listed.join("; ")));
+        }
+        Err(error) => return stop(exit::SANDBOX, error.to_string()),
+    };
+    let facts: Vec<br_plan::MediaFacts> = match read_facts(facts_path) {
+        Ok(facts) => facts,
+        Err(message) => return stop(exit::USAGE, format!("{}: {message}", facts_path.display())),
+    };
+    let expected: Vec<&str> = std::iter::once(validated.audio_key.as_str()).chain(validated.clip_keys.iter().map(String::as_str)).collect();
+    if facts.len() != expected.len() {
+        return stop(exit::USAGE, format!("{} facts given; the blueprint has {} inputs, in this order: {}", facts.len(), expected.len(), expected.join(", ")));
+    }
+    let request = br_plan::PlanRequest { validated, inputs: facts, strict: flags.strict, prepared: Vec::new() };
+    let plan = match sandbox.plan(&request).await.map(|planning| planning.verdict) {
+        Ok(Ok(plan)) => plan,
+        Ok(Err(errors)) => {
+            let listed: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.pointer, e.message)).collect();
+            return stop(exit::MEDIA, format!("no plan: {}", listed.join("; ")));
+        }
+        Err(error) => return stop(exit::SANDBOX, error.to_string()),
+    };
+    let checked = match br_policy::check(&plan, request.inputs.len() as u32, &br_policy::PolicyLimits::for_request(&request)) {
+        Ok(checked) => checked,
+        Err(violation) => return stop(exit::SANDBOX, violation.to_string()),
+    };
+    let shown = serde_json::json!({ "task_id": request.validated.task_id, "inputs": request.inputs, "plan": checked.plan() });
+    match serde_json::to_string_pretty(&shown) {
+        Ok(text) => {
+            println!("{text}");
+            exit::OK
+        }
+        Err(error) => stop(exit::USAGE, error.to_string()),
+    }
+}
+
+/// Media facts from a file, at most 1 MiB: a JSON list of `plan`'s `inputs` entries.
+fn read_facts(path: &std::path::Path) -> Result<Vec<br_plan::MediaFacts>, String> {
+    use std::io::Read;
+    const LIMIT: u64 = 1024 * 1024;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).and_then(|file| file.take(LIMIT + 1).read_to_end(&mut bytes)).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > LIMIT {
+        return Err(format!("larger than {LIMIT} bytes"));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("not a list of media facts: {e}"))
+}
+
 /// `job`: the container's entrypoint. Configuration comes from the environment and is
 /// checked as a whole first; the status goes to the backend's row when a database is
 /// configured, else to stdout.
