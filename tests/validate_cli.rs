@@ -303,3 +303,28 @@ fn a_plan_is_made_from_given_facts_without_media() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&format!("the blueprint has {} inputs, in this order: {}", keys.len(), keys[0])), "{stderr}");
 }
+
+/// `plugin check`: the built-in guest has no problem on any built-in case; the hostile
+/// test guest (contract 0.2.0) is reported, case by case, with exit 3.
+#[test]
+fn plugin_check_tells_a_sound_plugin_from_a_hostile_one() {
+    let check = |plugin: &str| Command::new(BIN).args(["plugin", "check", "--json", "--cache-dir", cache_dir(), plugin]).output().unwrap();
+    let sound = check(env!("DEFAULT_GUEST_WASM"));
+    assert_eq!(sound.status.code(), Some(0), "{}", String::from_utf8_lossy(&sound.stdout));
+    let report = stdout_json(&sound);
+    assert_eq!(report["contract"], "0.5.0");
+    assert_eq!(report["problems"].as_array().unwrap().len(), 0, "{report:#}");
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for case in cases {
+        assert_eq!((case["policy"].as_str(), case["output"].as_str()), (Some("passes"), Some("matches the timeline")), "{case}");
+        assert!(case["plan"]["fuel"].as_u64().unwrap() > 0 && case["plan"]["memory_share"].as_f64().unwrap() < 0.5, "{case}");
+    }
+    let hostile = check(HOSTILE);
+    assert_eq!(hostile.status.code(), Some(3), "{}", String::from_utf8_lossy(&hostile.stdout));
+    let report = stdout_json(&hostile);
+    assert_eq!(report["contract"], "0.2.0");
+    let problems: Vec<&str> = report["problems"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(problems.len(), 3, "one per case: {problems:?}");
+    assert!(problems.iter().all(|p| p.contains("validate")), "{problems:?}");
+}

@@ -20,6 +20,23 @@ pub struct Cli {
 }
 
 #[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Load a plugin as a job would and try it on built-in blueprints over made-up media
+    /// facts: its contract and imports, fuel and memory per call against the limits, the
+    /// policy's verdict on each plan, and whether each plan's output matches the
+    /// timeline. Exit 0 when nothing is wrong, 3 with the problems listed.
+    Check {
+        /// The plugin component (.wasm).
+        plugin: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        sandbox: SandboxFlags,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum PolicyCommand {
     /// Print every option a plan may use and every filter with its options, and what
     /// each value must be, as a job of this size bounds them.
@@ -62,6 +79,11 @@ pub struct PolicyJob {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Tools for plugin authors.
+    Plugin {
+        #[command(subcommand)]
+        action: PluginCommand,
+    },
     /// The plan policy's allow-lists, and checking a plan against them offline.
     Policy {
         #[command(subcommand)]

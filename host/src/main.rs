@@ -14,6 +14,7 @@ mod job;
 mod logging;
 mod media;
 mod memcheck;
+mod plugin;
 mod policy;
 mod prepare;
 mod run;
@@ -102,6 +103,7 @@ async fn run(command: Command) -> u8 {
             validate::run(validate::Request { source, json }, &sandbox).await
         }
         Command::Policy { action } => policy::run(action),
+        Command::Plugin { action: cli::PluginCommand::Check { plugin, json, sandbox } } => plugin::check(&plugin, json, &sandbox).await,
         Command::BenchFetch { keys, storage } => run::bench_fetch(&storage, &keys).await,
         Command::Run { job } => run::run(job, run::Mode::Run).await,
         Command::Plan { job, facts: None } => run::run(job, run::Mode::PlanOnly).await,

@@ -191,6 +191,8 @@ pub struct Sandbox {
     pre: GuestPre,
     limits: Limits,
     load_source: LoadSource,
+    /// What the component imports (interface names), for `plugin check`.
+    imports: Vec<String>,
 }
 
 /// The linked guest, by the contract version it implements.
@@ -265,7 +267,8 @@ impl Sandbox {
                 },
             }
         };
-        let sandbox = Sandbox { engine, pre, limits, load_source };
+        let imports = component.component_type().imports(&engine.engine).map(|(name, _)| name.to_owned()).collect();
+        let sandbox = Sandbox { engine, pre, limits, load_source, imports };
         tracing::debug!(contract = sandbox.contract_version(), "guest linked");
         Ok(sandbox)
     }
@@ -292,6 +295,11 @@ impl Sandbox {
     /// Whether the guest may be given prepared clips (contract 0.4.0 and later).
     pub fn takes_prepared_clips(&self) -> bool {
         matches!(self.pre, GuestPre::V5(_) | GuestPre::V4(_))
+    }
+
+    /// The interfaces the component imports (`blueprint:runner/host@0.5.0`, WASI's...).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
     }
 
     /// Whether the guest checks task-array manifests (contract 0.5.0 and later).
