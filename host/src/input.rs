@@ -100,3 +100,13 @@ fn read_bounded(reader: impl Read, limit: u64) -> std::io::Result<Vec<u8>> {
     reader.take(limit + 1).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
+
+/// A whole small file (a manifest, media facts), refused past `limit` bytes without
+/// reading more than one byte beyond it.
+pub fn read_small_file(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::File::open(path).and_then(|file| read_bounded(file, limit)).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("larger than {limit} bytes"));
+    }
+    Ok(bytes)
+}

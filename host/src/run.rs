@@ -142,13 +142,7 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path) -> u8 {
 
 /// Media facts from a file, at most 1 MiB: a JSON list of `plan`'s `inputs` entries.
 fn read_facts(path: &std::path::Path) -> Result<Vec<br_plan::MediaFacts>, String> {
-    use std::io::Read;
-    const LIMIT: u64 = 1024 * 1024;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path).and_then(|file| file.take(LIMIT + 1).read_to_end(&mut bytes)).map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > LIMIT {
-        return Err(format!("larger than {LIMIT} bytes"));
-    }
+    let bytes = input::read_small_file(path, 1024 * 1024)?;
     serde_json::from_slice(&bytes).map_err(|e| format!("not a list of media facts: {e}"))
 }
 
@@ -300,16 +294,7 @@ async fn read_manifest(uri: &str, flags: &StorageFlags) -> Result<String, String
             let store = GcsStorage::connect(config).await.map_err(|e| e.to_string())?;
             store.read_small(key, limit).await.map_err(|e| e.to_string())?.ok_or(format!("larger than {limit} bytes"))?
         }
-        None => {
-            use std::io::Read;
-            let file = std::fs::File::open(uri).map_err(|e| e.to_string())?;
-            let mut bytes = Vec::new();
-            file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-            if bytes.len() > limit {
-                return Err(format!("larger than {limit} bytes"));
-            }
-            bytes
-        }
+        None => input::read_small_file(std::path::Path::new(uri), limit as u64)?,
     };
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }
