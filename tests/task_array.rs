@@ -175,3 +175,44 @@ fn an_unusable_manifest_fails_the_task_and_touches_no_row() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("must be a JSON list"), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(db.task("array-0").unwrap().status, "started");
 }
+
+/// A manifest in a local file over a local data folder, without a database: entries
+/// name their blueprints by key, each runs as its own job (status lines on stdout).
+#[test]
+fn a_local_manifest_runs_its_entries_over_a_data_folder() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let work = root.path().join("work");
+    std::fs::create_dir_all(data.join("data/steps")).unwrap();
+    std::fs::create_dir_all(data.join("data/songs")).unwrap();
+    std::fs::create_dir_all(data.join("blueprints")).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    media::make_clip(&data.join("data/steps/small.mp4"), &media::CLIP_SMALL);
+    media::make_song_mp3(&data.join("data/songs/song.mp3"), 5.0);
+    let mut entries = Vec::new();
+    for entry in 0..2 {
+        let id = task_id(entry);
+        std::fs::write(data.join(format!("blueprints/{id}.json")), blueprint(&id, &format!("output/{id}.mp4")).to_string()).unwrap();
+        entries.push(json!({"task_id": id, "blueprint_uri": format!("blueprints/{id}.json")}));
+    }
+    let manifest = root.path().join("manifest.json");
+    std::fs::write(&manifest, Value::Array(entries).to_string()).unwrap();
+    let output = Command::new(BIN)
+        .arg("job")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("BLUEPRINT_MANIFEST_URI", &manifest)
+        .env("DATA_DIR", &data)
+        .env("WORK_DIR", &work)
+        .env("BLUEPRINT_RUNNER_CACHE_DIR", cache_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let completed: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|l| l["status"] == "completed").collect();
+    assert_eq!(completed.len(), 2, "{stdout}");
+    for entry in 0..2 {
+        let video = data.join(format!("output/{}.mp4", task_id(entry)));
+        assert_eq!(media::probe(&video).video().packets(), 75, "{}", video.display());
+    }
+}
