@@ -214,5 +214,25 @@ fn a_local_manifest_runs_its_entries_over_a_data_folder() {
     for entry in 0..2 {
         let video = data.join(format!("output/{}.mp4", task_id(entry)));
         assert_eq!(media::probe(&video).video().packets(), 75, "{}", video.display());
+        std::fs::remove_file(video).unwrap();
+    }
+
+    // `run --manifest` does the same from the command line.
+    let output = Command::new(BIN)
+        .args(["run", "--data-dir"])
+        .arg(&data)
+        .arg("--work-dir")
+        .arg(&work)
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .arg("--manifest")
+        .arg(&manifest)
+        .env_remove("BLUEPRINT_MANIFEST_URI")
+        .env_remove("BLUEPRINT_JSON")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    for entry in 0..2 {
+        assert!(data.join(format!("output/{}.mp4", task_id(entry))).exists());
     }
 }

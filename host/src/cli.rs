@@ -104,6 +104,11 @@ pub enum Command {
     Run {
         #[command(flatten)]
         job: JobFlags,
+        /// Make every video of a task-array manifest (a file or gs:// address) instead of
+        /// one blueprint: this task's share (CLOUD_RUN_TASK_INDEX/COUNT, else all), each
+        /// entry as its own run.
+        #[arg(long, env = "BLUEPRINT_MANIFEST_URI", conflicts_with = "file")]
+        manifest: Option<String>,
     },
     /// The container's entrypoint: `run` configured from the environment (every
     /// variable checked at start), reporting to the backend's `choreography_tasks` row

@@ -81,6 +81,15 @@ pub async fn run(flags: JobFlags, mode: Mode) -> u8 {
     execute(&flags, mode, sink, Launch::standalone(), &cancel).await
 }
 
+/// `run --manifest`: a task array's share of a manifest, status lines on stdout.
+pub async fn run_manifest(flags: JobFlags, manifest: &str) -> u8 {
+    let cancel = Cancel::on_signals();
+    task_array(&flags, manifest, STATUS_FLUSH_FOR_RUN, &cancel, false).await
+}
+
+/// `run` has no database: nothing to wait for at the end of an entry.
+const STATUS_FLUSH_FOR_RUN: Duration = Duration::from_secs(1);
+
 /// `plan --facts`: validate and plan from media facts given in a file, with no storage,
 /// media or FFmpeg; the plan is checked against the policy and printed as `plan` prints
 /// it. Exit codes as for `plan`: 2 invalid blueprint, 3 sandbox or policy, 4 no plan.
@@ -158,7 +167,7 @@ pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duratio
         return refuse_configuration(&problems, status_flush).await;
     }
     if let Some(manifest) = env(crate::batch::MANIFEST_ENV).filter(|uri| !uri.is_empty()) {
-        return task_array(&flags, &manifest, status_flush, &cancel).await;
+        return task_array(&flags, &manifest, status_flush, &cancel, true).await;
     }
     if let Some(task_id) = &task_id {
         crate::logging::set_task_id(task_id);
@@ -181,7 +190,8 @@ pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duratio
 
 /// `job` over a manifest: this task's share of its entries, one after another, each as
 /// a single `job` with the entry's task id and blueprint (see [`crate::batch`]).
-async fn task_array(flags: &JobFlags, manifest_uri: &str, status_flush: Duration, cancel: &Cancel) -> u8 {
+/// `database`: whether entries report to the task rows (`job`) or on stdout (`run`).
+async fn task_array(flags: &JobFlags, manifest_uri: &str, status_flush: Duration, cancel: &Cancel, database: bool) -> u8 {
     let env = |name: &str| std::env::var(name).ok();
     let shard = match crate::prepare::Shard::from_cloud_run(&env) {
         Ok(shard) => shard.unwrap_or(crate::prepare::Shard::WHOLE),
@@ -198,7 +208,7 @@ async fn task_array(flags: &JobFlags, manifest_uri: &str, status_flush: Duration
     };
     let mine = crate::batch::share(&entries, shard.index as usize, shard.count as usize);
     tracing::info!(manifest = manifest_uri, entries = entries.len(), this_task = mine.len(), "running this task's entries of the manifest");
-    let database = DbSettings::from_env(&env).ok().flatten();
+    let database = DbSettings::from_env(&env).ok().flatten().filter(|_| database);
     let attempt = env("CLOUD_RUN_TASK_ATTEMPT").and_then(|value| value.trim().parse().ok()).unwrap_or(0);
     let mut codes = Vec::with_capacity(mine.len());
     for entry in mine {
