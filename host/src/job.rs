@@ -91,7 +91,7 @@ fn pointer_prefix(pointer: &Option<String>) -> String {
 }
 
 /// `"/a: x; /b: y"`, at most 20 entries.
-fn list<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+pub(crate) fn list<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     let items: Vec<_> = items.collect();
     let mut shown: Vec<String> = items.iter().take(20).map(|(p, m)| if p.is_empty() { m.to_string() } else { format!("{p}: {m}") }).collect();
     if items.len() > 20 {

@@ -113,8 +113,8 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path) -> u8 {
     let validated = match sandbox.validate(&text).await.map(|validation| validation.verdict) {
         Ok(Ok(validated)) => validated,
         Ok(Err(refusal)) => {
-            let listed: Vec<String> = refusal.errors.iter().map(|e| format!("{}: {}", e.pointer, e.message)).collect();
-            return stop(exit::INVALID_BLUEPRINT, format!("invalid blueprint: {}", listed.join("; ")));
+            let listed = crate::job::list(refusal.errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())));
+            return stop(exit::INVALID_BLUEPRINT, format!("invalid blueprint: {listed}"));
         }
         Err(error) => return stop(exit::SANDBOX, error.to_string()),
     };
@@ -130,8 +130,8 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path) -> u8 {
     let plan = match sandbox.plan(&request).await.map(|planning| planning.verdict) {
         Ok(Ok(plan)) => plan,
         Ok(Err(errors)) => {
-            let listed: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.pointer, e.message)).collect();
-            return stop(exit::MEDIA, format!("no plan: {}", listed.join("; ")));
+            let listed = crate::job::list(errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())));
+            return stop(exit::MEDIA, format!("no plan: {listed}"));
         }
         Err(error) => return stop(exit::SANDBOX, error.to_string()),
     };
@@ -272,8 +272,7 @@ async fn check_manifest(flags: &JobFlags, manifest_uri: &str) -> Result<Vec<crat
     match check.verdict {
         Ok(checked) => Ok(crate::batch::entries(checked)),
         Err(errors) => {
-            let listed: Vec<String> = errors.iter().map(|e| if e.pointer.is_empty() { e.message.clone() } else { format!("{}: {}", e.pointer, e.message) }).collect();
-            Err((exit::INVALID_BLUEPRINT, listed.join("; ")))
+            Err((exit::INVALID_BLUEPRINT, crate::job::list(errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())))))
         }
     }
 }
@@ -672,8 +671,8 @@ async fn blueprint_profile(
     let sandbox = flags.sandbox.try_load()?;
     let validation = sandbox.validate(&text).await.map_err(|error| (exit::SANDBOX, error.to_string()))?;
     let validated = validation.verdict.map_err(|refusal| {
-        let listed: Vec<String> = refusal.errors.iter().map(|e| format!("{}: {}", e.pointer, e.message)).collect();
-        (exit::INVALID_BLUEPRINT, format!("invalid blueprint: {}", listed.join("; ")))
+        let listed = crate::job::list(refusal.errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())));
+        (exit::INVALID_BLUEPRINT, format!("invalid blueprint: {listed}"))
     })?;
     let mut inputs = vec![br_plan::MediaFacts { key: validated.audio_key.clone(), duration: 0.0, video: None, audio: None }];
     inputs.extend(validated.clip_keys.iter().map(|key| br_plan::MediaFacts { key: key.clone(), duration: 0.0, video: None, audio: None }));
