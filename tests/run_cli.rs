@@ -734,3 +734,91 @@ fn hostile_plan_spin_stops_on_fuel() {
     assert!(!sandbox.key("output/hostile.mp4").exists(), "an output was written");
     sandbox.assert_work_empty(&run);
 }
+
+/// The default guest as built at contract 0.2.0, before 0.3.0 and later changed the
+/// contract: a frozen binary (never rebuilt, see its README), so this proves that what
+/// a plugin author shipped then still loads and makes its video, not merely that
+/// today's tools can still target the old contract.
+const GUEST_0_2_0: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/guests/default-guest-0.2.0.wasm");
+
+#[test]
+fn a_guest_built_at_contract_0_2_0_before_later_contracts_still_makes_its_video() {
+    let sandbox = Sandbox::new();
+    // A second small clip, told apart by its chroma (clip C's, known to stay in gamut).
+    let other = media::ClipSpec { chroma: CLIP_C.chroma, ..CLIP_SMALL };
+    media::make_clip(&sandbox.key("media/small.mp4"), &CLIP_SMALL);
+    media::make_clip(&sandbox.key("media/other.mp4"), &other);
+    media::make_song_mp3(&sandbox.key("media/song.mp3"), 8.0);
+    // 5.6 s at 25 fps: a whole number of frames (140) but not of AAC frames, so the
+    // song's last frame must be cut to the video's length.
+    let document = blueprint(
+        "run-guest-0-2-0",
+        "media/song.mp3",
+        vec![
+            movement("m0", "media/small.mp4", 0.0, 2.0, 0.0, "cut", 1.0),
+            movement("m1", "media/other.mp4", 2.0, 2.0, 1.0, "crossfade", 1.0),
+            movement("m2", "media/small.mp4", 4.0, 1.6, 3.0, "cut", 1.0),
+        ],
+        "output/result.mp4",
+        25.0,
+    );
+    let total = document["total_duration"].as_f64().unwrap();
+    // The contract is logged only at debug, when the guest is linked.
+    let output = sandbox
+        .command(&document.to_string(), &["--guest", GUEST_0_2_0])
+        .env("BLUEPRINT_RUNNER_LOG", "warn,br_sandbox=debug")
+        .output()
+        .expect("run blueprint-runner");
+    let run = Run::from_output(&output);
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    let linked = run.stderr.lines().find(|line| line.contains("guest linked"));
+    let linked = linked.unwrap_or_else(|| panic!("no 'guest linked' log\n{}", run.describe()));
+    assert!(linked.contains("contract=\"0.2.0\""), "not linked as contract 0.2.0: {linked}");
+    assert_eq!(run.last()["status"], "completed", "{}", run.describe());
+    assert_eq!(run.last()["result"]["moves_count"], 3, "{}", run.describe());
+    sandbox.assert_work_empty(&run);
+
+    let result = sandbox.key("output/result.mp4");
+    assert!(result.is_file(), "no output/result.mp4\n{}", run.describe());
+    let probe = media::probe(&result);
+    let (video, audio) = (probe.video(), probe.audio());
+    let frames = (total * 25.0).round() as u64;
+    assert_eq!(video.packets(), frames, "video frames, expected round({total} s x 25 fps)");
+    let aac_frame = 1024.0 / audio.int("sample_rate") as f64;
+    let (video_seconds, audio_seconds) = (video.duration(), audio.duration());
+    assert!(
+        (audio_seconds - video_seconds).abs() <= aac_frame + 1e-6,
+        "audio {audio_seconds} s, video {video_seconds} s: more than one AAC frame apart"
+    );
+    // The crossfade was rendered: half way through it the picture is neither clip.
+    let blend = media::frame_at(&result, 2.0).u as i32;
+    println!("{linked}\n{frames} frames, video {video_seconds:.6} s, audio {audio_seconds:.6} s, U at 2 s {blend}");
+    let (from, to) = (CLIP_SMALL.chroma.0 as i32, other.chroma.0 as i32);
+    assert!(blend < from - 10 && blend > to + 10, "t=2.0: U {blend} is not between {to} and {from}: no crossfade");
+
+    // Its refusal of an invalid blueprint still points at the problem, and, as 0.2.0
+    // cannot carry a task id, names no task.
+    let mut invalid = document.clone();
+    invalid["moves"][1]["duration"] = json!(-1);
+    let output = Command::new(BIN)
+        .args(["validate", "--json", "--guest", GUEST_0_2_0, "--cache-dir"])
+        .arg(cache_dir())
+        .arg("-")
+        .env_remove("BLUEPRINT_JSON")
+        .env_remove("GUEST_COMPONENT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(invalid.to_string().as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("run blueprint-runner validate");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let verdict: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"));
+    assert_eq!(verdict["task_id"], Value::Null, "{verdict}");
+    let errors = verdict["errors"].as_array().unwrap_or_else(|| panic!("no errors: {verdict}"));
+    assert!(errors.iter().any(|e| e["pointer"] == "/moves/1/duration"), "no error at /moves/1/duration: {verdict}");
+}
