@@ -2,8 +2,9 @@
 //! shipping a guest, without media or FFmpeg. It loads the component as a job would (the
 //! contract it fits, what it imports), then runs its `validate` and `plan` on a built-in
 //! set of blueprints over made-up media facts and reports, for each: the fuel and memory
-//! each call used against the job's limits, the policy's verdict on the plan, and whether
-//! the output the plan declares matches the validated timeline.
+//! each call used against the job's limits, the policy's verdict on the plan (each
+//! violation a problem of its own), and whether the output the plan declares matches the
+//! validated timeline.
 
 use std::path::Path;
 
@@ -100,6 +101,25 @@ fn declared_output_problem(plan: &Plan, validated: &Validated) -> Option<String>
     None
 }
 
+/// Each violation of a plan as a problem of its own, so that a plugin author sees them
+/// all at once; then how many the policy found beyond those it lists.
+fn policy_problems(violations: &br_policy::Violations) -> Vec<String> {
+    let mut listed: Vec<String> = violations.listed().iter().map(ToString::to_string).collect();
+    if violations.unlisted() > 0 {
+        listed.push(format!("plan refused by policy: and {} more violations", violations.unlisted()));
+    }
+    listed
+}
+
+/// A case's "policy" field for the text report: "passes", or how many problems it lists.
+fn policy_verdict(policy: &Value) -> String {
+    match policy {
+        Value::String(verdict) => verdict.clone(),
+        Value::Array(problems) => format!("refused ({} problems below)", problems.len()),
+        _ => "-".to_owned(),
+    }
+}
+
 pub async fn check(path: &Path, json_output: bool, sandbox_flags: &SandboxFlags) -> u8 {
     let flags = SandboxFlags { guest: Some(path.to_owned()), ..sandbox_flags.clone() };
     let sandbox = match flags.try_load() {
@@ -167,11 +187,13 @@ pub async fn check(path: &Path, json_output: bool, sandbox_flags: &SandboxFlags)
             }
         };
         result["steps"] = json!(plan.steps.len());
-        match br_policy::check(&plan, request.inputs.len() as u32, &br_policy::PolicyLimits::for_request(&request)) {
+        let policy_limits = br_policy::PolicyLimits::for_request(&request);
+        match br_policy::check_all(&plan, request.inputs.len() as u32, &policy_limits) {
             Ok(_) => result["policy"] = json!("passes"),
-            Err(violation) => {
-                problems.push(format!("{name}: {violation}"));
-                result["policy"] = json!(violation.to_string());
+            Err(violations) => {
+                let listed = policy_problems(&violations);
+                problems.extend(listed.iter().map(|violation| format!("{name}: {violation}")));
+                result["policy"] = json!(listed);
             }
         }
         if let Some(problem) = declared_output_problem(&plan, &request.validated) {
@@ -203,7 +225,7 @@ pub async fn check(path: &Path, json_output: bool, sandbox_flags: &SandboxFlags)
                 share("validate", "memory_share"),
                 share("plan", "fuel_share"),
                 share("plan", "memory_share"),
-                case["policy"].as_str().unwrap_or("-"),
+                policy_verdict(&case["policy"]),
                 case["output"].as_str().unwrap_or("-"),
             );
         }
@@ -218,5 +240,47 @@ pub async fn check(path: &Path, json_output: bool, sandbox_flags: &SandboxFlags)
         exit::OK
     } else {
         exit::SANDBOX
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use br_plan::{Arg, Invocation, Plan, Step};
+    use serde_json::json;
+
+    /// One FFmpeg step that reads input 0 and writes the job's output after `args`.
+    fn plan_with(args: Vec<Arg>, label: &str) -> Plan {
+        let mut args = args;
+        args.extend([Arg::lit("-i"), Arg::Input(0), Arg::Output]);
+        let step = Step::Ffmpeg(Invocation { args, media_seconds: 1.0, label: label.to_owned() });
+        Plan { temps: Vec::new(), steps: vec![step], warnings: Vec::new() }
+    }
+
+    fn violations(plan: &Plan) -> br_policy::Violations {
+        match br_policy::check_all(plan, 1, &br_policy::PolicyLimits::default()) {
+            Ok(_) => panic!("the plan passed"),
+            Err(violations) => violations,
+        }
+    }
+
+    #[test]
+    fn each_policy_violation_is_a_problem_of_its_own() {
+        let plan = plan_with(vec![Arg::lit("-crf"), Arg::lit("99"), Arg::lit("-ac"), Arg::lit("9")], "bad\nlabel");
+        let problems = super::policy_problems(&violations(&plan));
+        assert_eq!(problems.len(), 3, "{problems:#?}");
+        assert!(problems[0].starts_with("plan refused by policy: step 0: the label"), "{problems:#?}");
+        assert!(problems[1].starts_with("plan refused by policy: step 0, argument 1: \"99\""), "{problems:#?}");
+        assert!(problems[2].starts_with("plan refused by policy: step 0, argument 3: \"9\""), "{problems:#?}");
+        assert_eq!(super::policy_verdict(&json!(problems)), "refused (3 problems below)");
+        assert_eq!(super::policy_verdict(&json!("passes")), "passes");
+    }
+
+    #[test]
+    fn violations_beyond_the_policys_list_are_counted_in_one_problem() {
+        let over = 20;
+        let bad_values = (0..br_policy::MAX_LISTED_VIOLATIONS + over).flat_map(|_| [Arg::lit("-crf"), Arg::lit("99")]);
+        let problems = super::policy_problems(&violations(&plan_with(bad_values.collect(), "x")));
+        assert_eq!(problems.len(), br_policy::MAX_LISTED_VIOLATIONS + 1);
+        assert_eq!(problems.last().map(String::as_str), Some("plan refused by policy: and 20 more violations"));
     }
 }

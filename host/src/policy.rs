@@ -1,6 +1,7 @@
 //! `blueprint-runner policy`: the plan policy for plugin authors, offline. `list` prints
 //! the allow-lists exactly as the host applies them (generated from the policy's own
-//! tables, so it cannot drift); `check` runs the policy on a plan file.
+//! tables, so it cannot drift); `check` runs the policy on a plan file and prints every
+//! violation, not only the first.
 
 use br_policy::PolicyLimits;
 use serde_json::Value;
@@ -64,39 +65,54 @@ pub fn as_text(table: &br_policy::Table) -> String {
 }
 
 fn check(path: &std::path::Path, inputs: Option<u32>, job: &PolicyJob) -> u8 {
-    let document: Value = match std::fs::read(path).map_err(|e| e.to_string()).and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string())) {
-        Ok(document) => document,
-        Err(error) => {
-            eprintln!("error: {}: {error}", path.display());
-            return exit::USAGE;
+    match verdict(path, inputs, job) {
+        Ok((code, printed)) => {
+            print!("{printed}");
+            code
         }
-    };
+        Err(message) => {
+            eprintln!("error: {message}");
+            exit::USAGE
+        }
+    }
+}
+
+/// What `policy check` prints on stdout and its exit code: every violation, one a line,
+/// so that a plugin author fixes a plan in one go. Err when the file is not a plan.
+fn verdict(path: &std::path::Path, inputs: Option<u32>, job: &PolicyJob) -> Result<(u8, String), String> {
+    let read = std::fs::read(path).map_err(|e| e.to_string());
+    let document: Value = read
+        .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string()))
+        .map_err(|error| format!("{}: {error}", path.display()))?;
     // `plan`'s whole output carries the inputs; a bare plan needs --inputs.
     let (plan, counted) = match document.get("plan") {
         Some(plan) => (plan.clone(), document.get("inputs").and_then(Value::as_array).map(|inputs| inputs.len() as u32)),
         None => (document, None),
     };
-    let Some(input_count) = inputs.or(counted) else {
-        eprintln!("error: give --inputs N (the song and each distinct clip): the file is a bare plan");
-        return exit::USAGE;
-    };
-    let plan: br_plan::Plan = match serde_json::from_value(plan) {
-        Ok(plan) => plan,
-        Err(error) => {
-            eprintln!("error: {} is not a plan: {error}", path.display());
-            return exit::USAGE;
-        }
-    };
-    match br_policy::check(&plan, input_count, &limits(job)) {
+    let input_count = inputs
+        .or(counted)
+        .ok_or_else(|| "give --inputs N (the song and each distinct clip): the file is a bare plan".to_owned())?;
+    let plan: br_plan::Plan =
+        serde_json::from_value(plan).map_err(|error| format!("{} is not a plan: {error}", path.display()))?;
+    match br_policy::check_all(&plan, input_count, &limits(job)) {
         Ok(checked) => {
-            println!("the plan passes the policy: {} steps, {} temps", checked.plan().steps.len(), checked.plan().temps.len());
-            exit::OK
+            let (steps, temps) = (checked.plan().steps.len(), checked.plan().temps.len());
+            Ok((exit::OK, format!("the plan passes the policy: {steps} steps, {temps} temps\n")))
         }
-        Err(violation) => {
-            println!("refused by policy: {violation}");
-            exit::SANDBOX
-        }
+        Err(violations) => Ok((exit::SANDBOX, violation_lines(&violations).join("\n") + "\n")),
     }
+}
+
+/// A count, then each violation on a line of its own, then how many were not listed.
+fn violation_lines(violations: &br_policy::Violations) -> Vec<String> {
+    let total = violations.total();
+    let noun = if total == 1 { "violation" } else { "violations" };
+    let mut lines = vec![format!("refused by policy: {total} {noun}")];
+    lines.extend(violations.listed().iter().map(br_policy::PolicyViolation::located_reason));
+    if violations.unlisted() > 0 {
+        lines.push(format!("and {} more", violations.unlisted()));
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -136,6 +152,28 @@ mod tests {
         printed["plan"]["steps"][1]["args"].as_array_mut().unwrap().insert(0, serde_json::json!({"kind": "literal", "value": "-metadata"}));
         std::fs::write(&file, printed.to_string()).unwrap();
         assert_eq!(super::check(&file, None, &job), crate::exit::SANDBOX);
+    }
+
+    #[test]
+    fn every_violation_of_a_plan_file_is_printed_on_its_own_line() {
+        let job = PolicyJob { width: 1280, height: 720, seconds: 200.0 };
+        let folder = tempfile::tempdir().unwrap();
+        let file = folder.path().join("plan.json");
+        let mut printed = printed_plan();
+        // An option outside the table in step 1, an input that does not exist in step 2.
+        let metadata = serde_json::json!({"kind": "literal", "value": "-metadata"});
+        printed["plan"]["steps"][1]["args"].as_array_mut().unwrap().insert(0, metadata);
+        let args = printed["plan"]["steps"][2]["args"].as_array_mut().unwrap();
+        let input_at = args.iter().position(|arg| arg["kind"] == "input").expect("step 2 reads an input");
+        args[input_at] = serde_json::json!({"kind": "input", "value": 99});
+        std::fs::write(&file, printed.to_string()).unwrap();
+        let (code, output) = super::verdict(&file, None, &job).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(code, crate::exit::SANDBOX);
+        let lines: Vec<&str> = output.lines().collect();
+        assert_eq!(lines.len(), 3, "{output}");
+        assert_eq!(lines[0], "refused by policy: 2 violations");
+        assert_eq!(lines[1], "step 1, argument 0: the option \"-metadata\" is not allowed");
+        assert!(lines[2].starts_with(&format!("step 2, argument {input_at}: input 99 does not exist")), "{output}");
     }
 
     /// README's option and filter table is this command's output for a 720p job of ten

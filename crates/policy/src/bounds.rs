@@ -6,76 +6,121 @@
 
 use br_plan::{Arg, ConcatList, Invocation, Plan, Step};
 
-use crate::{excerpt, PolicyLimits, PolicyViolation, Refusal, Rule, MAX_LABEL_BYTES};
+use crate::{excerpt, Findings, PolicyLimits, PolicyViolation, Refusal, Rule, Stop, MAX_LABEL_BYTES};
 
-pub(crate) fn check(plan: &Plan, limits: &PolicyLimits) -> Result<(), PolicyViolation> {
+/// What the step walk may parse.
+pub(crate) enum Walkable {
+    /// Nothing: the plan is empty, or too large to walk.
+    Nothing,
+    /// For each step in order, whether to walk it: not one whose arguments are too many
+    /// or too large, nor a concat list with too many parts.
+    Steps(Vec<bool>),
+}
+
+pub(crate) fn check(plan: &Plan, limits: &PolicyLimits, findings: &mut Findings) -> Result<Walkable, Stop> {
     if plan.steps.is_empty() {
-        return Err(whole_plan(Rule::EmptyPlan, "the plan has no step".to_owned()));
+        findings.add(whole_plan(Rule::EmptyPlan, "the plan has no step".to_owned()))?;
+        return Ok(Walkable::Nothing);
     }
     if plan.steps.len() > limits.max_steps {
-        return Err(whole_plan(Rule::TooManySteps, format!("{} steps; the limit is {}", plan.steps.len(), limits.max_steps)));
+        let reason = format!("{} steps; the limit is {}", plan.steps.len(), limits.max_steps);
+        findings.add(whole_plan(Rule::TooManySteps, reason))?;
+        return Ok(Walkable::Nothing);
     }
     if plan.temps.len() > limits.max_temps {
-        return Err(whole_plan(Rule::TooManyTemps, format!("{} temporaries; the limit is {}", plan.temps.len(), limits.max_temps)));
+        let reason = format!("{} temporaries; the limit is {}", plan.temps.len(), limits.max_temps);
+        findings.add(whole_plan(Rule::TooManyTemps, reason))?;
+        return Ok(Walkable::Nothing);
     }
+    let mut walkable = Vec::with_capacity(plan.steps.len());
     for (index, step) in plan.steps.iter().enumerate() {
-        match step {
-            Step::Ffmpeg(invocation) => check_invocation(invocation, limits).map_err(|(refusal, arg)| refusal.at(index, arg))?,
-            Step::WriteConcatList(list) => check_concat_list(list, limits).map_err(|refusal| refusal.at(index, None))?,
-        }
+        let mut report = |refusal: Refusal, arg: Option<usize>| findings.add(refusal.at(index, arg));
+        walkable.push(match step {
+            Step::Ffmpeg(invocation) => check_invocation(invocation, limits, &mut report)?,
+            Step::WriteConcatList(list) => check_concat_list(list, limits, &mut |refusal| report(refusal, None))?,
+        });
     }
-    Ok(())
+    Ok(Walkable::Steps(walkable))
 }
 
 fn whole_plan(rule: Rule, reason: String) -> PolicyViolation {
     PolicyViolation { step: None, arg: None, rule, reason }
 }
 
-/// On failure, also says which argument (if the rule is about one).
-fn check_invocation(invocation: &Invocation, limits: &PolicyLimits) -> Result<(), (Refusal, Option<usize>)> {
+/// Reports each broken rule, with the argument it is about if any; returns whether the
+/// arguments are few and small enough to parse.
+fn check_invocation(
+    invocation: &Invocation,
+    limits: &PolicyLimits,
+    report: &mut dyn FnMut(Refusal, Option<usize>) -> Result<(), Stop>,
+) -> Result<bool, Stop> {
     let args = &invocation.args;
+    let mut walkable = true;
     if args.len() > limits.max_args_per_step {
-        return Err((Refusal::new(Rule::TooManyArguments, format!("{} arguments; the limit is {}", args.len(), limits.max_args_per_step)), None));
-    }
-    let mut step_bytes: usize = 0;
-    for (index, arg) in args.iter().enumerate() {
-        // Files count as nothing here: the host chooses their paths.
-        let bytes = match arg {
-            Arg::Literal(text) => text.len(),
-            Arg::Input(_) | Arg::Temp(_) | Arg::Output => 0,
-        };
-        if bytes > limits.max_arg_bytes {
-            let reason = format!("the argument is {bytes} bytes; the limit is {}", limits.max_arg_bytes);
-            return Err((Refusal::new(Rule::ArgumentTooLarge, reason), Some(index)));
+        let reason = format!("{} arguments; the limit is {}", args.len(), limits.max_args_per_step);
+        report(Refusal::new(Rule::TooManyArguments, reason), None)?;
+        // Their sizes are not added up: the count alone refuses the step.
+        walkable = false;
+    } else {
+        let mut step_bytes: usize = 0;
+        for (index, arg) in args.iter().enumerate() {
+            // Files count as nothing here: the host chooses their paths.
+            let bytes = match arg {
+                Arg::Literal(text) => text.len(),
+                Arg::Input(_) | Arg::Temp(_) | Arg::Output => 0,
+            };
+            if bytes > limits.max_arg_bytes {
+                let reason = format!("the argument is {bytes} bytes; the limit is {}", limits.max_arg_bytes);
+                report(Refusal::new(Rule::ArgumentTooLarge, reason), Some(index))?;
+                walkable = false;
+            }
+            step_bytes = step_bytes.saturating_add(bytes);
         }
-        step_bytes = step_bytes.saturating_add(bytes);
+        // A step whose arguments are each too large is not also reported as too large in all.
+        if walkable && step_bytes > limits.max_step_bytes {
+            let reason = format!("the arguments add up to {step_bytes} bytes; the limit is {}", limits.max_step_bytes);
+            report(Refusal::new(Rule::StepTooLarge, reason), None)?;
+            walkable = false;
+        }
     }
-    if step_bytes > limits.max_step_bytes {
-        let reason = format!("the arguments add up to {step_bytes} bytes; the limit is {}", limits.max_step_bytes);
-        return Err((Refusal::new(Rule::StepTooLarge, reason), None));
+    if let Err(refusal) = check_seconds("media_seconds", invocation.media_seconds, limits, StatedSeconds::StepMedia) {
+        report(refusal, None)?;
     }
-    check_seconds("media_seconds", invocation.media_seconds, limits, StatedSeconds::StepMedia).map_err(|refusal| (refusal, None))?;
     let label = &invocation.label;
     if label.len() > MAX_LABEL_BYTES || label.chars().any(char::is_control) {
         let reason = format!("the label {} must be at most {MAX_LABEL_BYTES} bytes with no control characters", excerpt(label));
-        return Err((Refusal::new(Rule::BadLabel, reason), None));
+        report(Refusal::new(Rule::BadLabel, reason), None)?;
     }
-    Ok(())
+    Ok(walkable)
 }
 
-fn check_concat_list(list: &ConcatList, limits: &PolicyLimits) -> Result<(), Refusal> {
+/// Reports each broken rule; returns whether the list is short enough to walk.
+fn check_concat_list(
+    list: &ConcatList,
+    limits: &PolicyLimits,
+    report: &mut dyn FnMut(Refusal) -> Result<(), Stop>,
+) -> Result<bool, Stop> {
     if list.parts.len() > limits.max_concat_parts {
-        return Err(Refusal::new(Rule::TooManyConcatParts, format!("{} concat parts; the limit is {}", list.parts.len(), limits.max_concat_parts)));
+        let reason = format!("{} concat parts; the limit is {}", list.parts.len(), limits.max_concat_parts);
+        report(Refusal::new(Rule::TooManyConcatParts, reason))?;
+        return Ok(false);
     }
     let mut total = 0.0;
+    let mut parts_sound = true;
     for (index, part) in list.parts.iter().enumerate() {
-        check_seconds(&format!("part {index}'s duration"), part.duration, limits, StatedSeconds::ConcatPart)?;
+        let what = format!("part {index}'s duration");
+        if let Err(refusal) = check_seconds(&what, part.duration, limits, StatedSeconds::ConcatPart) {
+            report(refusal)?;
+            parts_sound = false;
+        }
         total += part.duration;
     }
-    if !within_media_limit(total, limits) {
-        return Err(Refusal::new(Rule::TooMuchMedia, format!("the parts last {total} s together; the limit is {} s", limits.max_media_seconds)));
+    // A broken part (NaN, too long) makes the sum broken too: that is the same mistake.
+    if parts_sound && !within_media_limit(total, limits) {
+        let reason = format!("the parts last {total} s together; the limit is {} s", limits.max_media_seconds);
+        report(Refusal::new(Rule::TooMuchMedia, reason))?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The two kinds of durations a plan states itself.

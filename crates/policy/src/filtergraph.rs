@@ -17,48 +17,91 @@
 //! `filename`, `file=` and `textfile`.
 
 use crate::filter_options::{self, FilterOptions};
-use crate::{excerpt, PolicyLimits, Refusal, Rule};
+use crate::{excerpt, PolicyLimits, Refusal, Report, Rule, Stop};
 
 /// Compared case-insensitively with the whole graph.
 const FORBIDDEN_SUBSTRINGS: &[&str] = &["://", "filename", "file=", "textfile"];
 
 const MAX_LINK_LABEL_BYTES: usize = 32;
 
-/// Checks one filtergraph: its filters, their options and their values.
-pub(crate) fn check(graph: &str, limits: &PolicyLimits) -> Result<(), Refusal> {
+/// How much of a filter's name a reason quotes.
+const SHOWN_NAME_CHARS: usize = 40;
+
+/// Checks one filtergraph: its filters, their options and their values, and reports
+/// each broken rule. A refusal of a filter's name, of one of its options or of a value
+/// leaves the rest readable, so the check goes on with the next option or filter; a
+/// syntax error does not (FFmpeg would read what follows differently), so it stops there.
+pub(crate) fn check(graph: &str, limits: &PolicyLimits, report: &mut Report) -> Result<(), Stop> {
     let max_filters = limits.max_filters_per_graph;
     if let Some(control) = graph.chars().find(|c| c.is_control()) {
-        return Err(bad(format!("the filtergraph holds the control character {control:?}")));
+        return report(bad(format!("the filtergraph holds the control character {control:?}")));
     }
     let lowercase = graph.to_ascii_lowercase();
     if let Some(word) = FORBIDDEN_SUBSTRINGS.iter().find(|word| lowercase.contains(*word)) {
-        return Err(bad(format!("the filtergraph contains {word:?}, which no allowed filter needs")));
+        return report(bad(format!("the filtergraph contains {word:?}, which no allowed filter needs")));
     }
     let mut parser = Parser { text: graph.as_bytes(), at: 0, limits };
     parser.skip_spaces();
     if parser.at_end() {
-        return Err(bad("the filtergraph is empty"));
+        return report(bad("the filtergraph is empty"));
     }
     let mut filters = 0usize;
     loop {
-        parser.link_labels()?;
-        parser.filter()?;
+        if let Err(refusal) = parser.link_labels() {
+            return report(refusal);
+        }
+        if !parser.filter(filters, report)? {
+            return Ok(());
+        }
         filters += 1;
         if filters > max_filters {
-            return Err(Refusal::new(Rule::TooManyFilters, format!("more than {max_filters} filters in one filtergraph")));
+            let reason = format!("more than {max_filters} filters in one filtergraph");
+            return report(Refusal::new(Rule::TooManyFilters, reason));
         }
-        parser.link_labels()?;
+        if let Err(refusal) = parser.link_labels() {
+            return report(refusal);
+        }
         match parser.next_byte() {
             None => return Ok(()),
             Some(b',' | b';') => {
                 parser.at += 1;
                 parser.skip_spaces();
                 if parser.at_end() {
-                    return Err(bad("the filtergraph ends with a separator"));
+                    return report(bad("the filtergraph ends with a separator"));
                 }
             }
-            Some(_) => return Err(parser.unexpected("after a filter")),
+            Some(_) => return report(parser.unexpected("after a filter")),
         }
+    }
+}
+
+/// Which filter of the graph a reason is about: its index, counted from 0 like steps
+/// and arguments, its name once read, and the byte where it starts, so that one filter
+/// of a graph of kilobytes can be found.
+struct FilterAt<'n> {
+    index: usize,
+    name: &'n str,
+    byte: usize,
+}
+
+impl FilterAt<'_> {
+    /// `filter 3 (`scale`, byte 412)`, or `filter 3 (byte 412)` before the name is read.
+    /// Made only for a refusal, so an accepted graph costs no formatting.
+    fn label(&self) -> String {
+        let FilterAt { index, name, byte } = self;
+        if name.is_empty() {
+            return format!("filter {index} (byte {byte})");
+        }
+        let mut shown: String = name.chars().take(SHOWN_NAME_CHARS).collect();
+        if shown.len() < name.len() {
+            shown.push_str("...");
+        }
+        format!("filter {index} (`{shown}`, byte {byte})")
+    }
+
+    /// `refusal`, its reason led by this filter's label.
+    fn about(&self, refusal: Refusal) -> Refusal {
+        Refusal { rule: refusal.rule, reason: format!("{}: {}", self.label(), refusal.reason) }
     }
 }
 
@@ -121,33 +164,52 @@ impl Parser<'_> {
         Ok(())
     }
 
-    /// `name[@instance][=options]`.
-    fn filter(&mut self) -> Result<(), Refusal> {
+    /// `name[@instance][=options]`, the filter `index` of the graph. Returns false after
+    /// reporting a syntax error, past which the graph cannot be read.
+    fn filter(&mut self, index: usize, report: &mut Report) -> Result<bool, Stop> {
+        let start = self.at;
+        // Only letters, digits and '_': safe to quote in a reason as it is.
         let name = String::from_utf8_lossy(self.take_while(|b| b.is_ascii_alphanumeric() || b == b'_')).into_owned();
+        let unnamed = FilterAt { index, name: "", byte: start };
         if self.next_byte() == Some(b'@') {
             self.at += 1;
             if self.take_while(|b| b.is_ascii_alphanumeric() || b == b'_').is_empty() {
-                return Err(self.unexpected("in a filter's instance name"));
+                report(unnamed.about(self.unexpected("in a filter's instance name")))?;
+                return Ok(false);
             }
         }
         // FFmpeg reads the name up to one of `=,;[` and trims spaces; anything else
         // (quotes, escapes, spaces inside the name) is not a plain name.
         self.skip_spaces();
         if !matches!(self.next_byte(), None | Some(b'=' | b',' | b';' | b'[')) {
-            return Err(self.unexpected("in a filter name"));
+            report(unnamed.about(self.unexpected("in a filter name")))?;
+            return Ok(false);
         }
         if name.is_empty() {
-            return Err(self.unexpected("where a filter name is expected"));
+            report(unnamed.about(self.unexpected("where a filter name is expected")))?;
+            return Ok(false);
         }
-        if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') || !filter_options::is_allowed_filter(&name) {
-            return Err(Refusal::new(Rule::ForbiddenFilter, format!("the filter {} is not on the allow-list", excerpt(&name))));
+        let filter = FilterAt { index, name: &name, byte: start };
+        let allowed = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && filter_options::is_allowed_filter(&name);
+        if !allowed {
+            report(Refusal::new(Rule::ForbiddenFilter, format!("{} is not on the allow-list", filter.label())))?;
         }
         if self.next_byte() == Some(b'=') {
             self.at += 1;
-            let options = self.token(b"[],;")?;
-            check_options(&name, &options, self.limits)?;
+            // Read even for a refused filter: the next filter starts after its options.
+            let options = match self.token(b"[],;") {
+                Ok(options) => options,
+                Err(refusal) => {
+                    report(filter.about(refusal))?;
+                    return Ok(false);
+                }
+            };
+            if allowed {
+                check_options(&filter, &options, self.limits, report)?;
+            }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// FFmpeg's `av_get_token`: text up to an unquoted, unescaped byte of
@@ -191,22 +253,39 @@ impl Parser<'_> {
 /// A filter's options, after graph-level quoting is removed: `key=value` or bare values
 /// separated by `:`, with a second level of quoting and escaping (FFmpeg's
 /// `ff_filter_opt_parse` / `av_opt_get_key_value`). Each value, fully unquoted, is
-/// checked against the filter's option table.
-fn check_options(filter: &str, options: &[u8], limits: &PolicyLimits) -> Result<(), Refusal> {
-    let mut values = FilterOptions::new(filter, limits)
-        .ok_or_else(|| Refusal::new(Rule::ForbiddenFilter, format!("the filter {} is not on the allow-list", excerpt(filter))))?;
+/// checked against the filter's option table. Once an option's text is read, a refusal
+/// of it leaves the next option readable; an option whose text cannot be read ends the
+/// filter's options, though not the graph, which has already found where they end.
+fn check_options(at: &FilterAt, options: &[u8], limits: &PolicyLimits, report: &mut Report) -> Result<(), Stop> {
+    let filter = at.name;
+    let mut refuse = |refusal: Refusal| report(at.about(refusal));
+    let Some(mut values) = FilterOptions::new(filter, limits) else {
+        let reason = format!("the filter {} is not on the allow-list", excerpt(filter));
+        return refuse(Refusal::new(Rule::ForbiddenFilter, reason));
+    };
     let mut parser = Parser { text: options, at: 0, limits };
     while !parser.at_end() {
         let start = parser.at;
-        let unquoted = parser.token(b":").map_err(|refusal| bad(format!("in the options of {filter}: {}", refusal.reason)))?;
+        let unquoted = match parser.token(b":") {
+            Ok(unquoted) => unquoted,
+            Err(refusal) => return refuse(bad(format!("in the options of {filter}: {}", refusal.reason))),
+        };
         let raw = options.get(start..parser.at).unwrap_or_default();
-        let (key, value) = split_option(filter, raw, &unquoted)?;
-        let value = String::from_utf8(value.to_vec()).map_err(|_| bad(format!("an option of {filter} is not UTF-8")))?;
-        values.check(key.as_deref(), &value)?;
+        match split_option(filter, raw, &unquoted) {
+            Err(refusal) => refuse(refusal)?,
+            Ok((key, value)) => match String::from_utf8(value.to_vec()) {
+                Err(_) => refuse(bad(format!("an option of {filter} is not UTF-8")))?,
+                Ok(value) => {
+                    if let Err(refusal) = values.check(key.as_deref(), &value) {
+                        refuse(refusal)?;
+                    }
+                }
+            },
+        }
         if parser.next_byte() == Some(b':') {
             parser.at += 1;
             if parser.at_end() {
-                return Err(bad(format!("the options of {filter} end with ':'")));
+                return refuse(bad(format!("the options of {filter} end with ':'")));
             }
         }
     }
@@ -247,8 +326,27 @@ fn trim_leading_spaces(bytes: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
+    /// Every refusal of `graph`, in order.
+    fn refusals(graph: &str) -> Vec<Refusal> {
+        let mut found = Vec::new();
+        let _ended = check(graph, &PolicyLimits::for_job(1280, 720, 60.0), &mut |refusal| {
+            found.push(refusal);
+            Ok(())
+        });
+        found
+    }
+
+    /// The rule of the first refusal, the one `br_policy::check` reports.
     fn rule_of(graph: &str) -> Option<Rule> {
-        check(graph, &PolicyLimits::for_job(1280, 720, 60.0)).err().map(|refusal| refusal.rule)
+        refusals(graph).first().map(|refusal| refusal.rule)
+    }
+
+    fn rules_and_reasons(graph: &str) -> Vec<(Rule, String)> {
+        refusals(graph).into_iter().map(|refusal| (refusal.rule, refusal.reason)).collect()
+    }
+
+    fn rules(found: &[(Rule, String)]) -> Vec<Rule> {
+        found.iter().map(|(rule, _)| *rule).collect()
     }
 
     #[test]
@@ -300,5 +398,46 @@ mod tests {
         ] {
             assert_eq!(rule_of(graph), Some(Rule::BadFiltergraph), "{graph}");
         }
+    }
+
+    #[test]
+    fn every_bad_filter_is_reported_with_its_place() {
+        let found = rules_and_reasons("[0:v]null,movie=x,scale=9999:720,fps=30[v]");
+        let expected = [
+            (Rule::ForbiddenFilter, "filter 1 (`movie`, byte 10) is not on the allow-list".to_owned()),
+            (Rule::FilterValueOutOfBounds, "filter 2 (`scale`, byte 18): ".to_owned()),
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:?}");
+        for ((rule, reason), (expected_rule, expected_start)) in found.iter().zip(expected) {
+            assert_eq!(*rule, expected_rule, "{reason}");
+            assert!(reason.starts_with(&expected_start), "{reason}");
+        }
+    }
+
+    #[test]
+    fn every_bad_option_of_a_filter_is_reported() {
+        let found = rules_and_reasons("fade=t=sideways:st=0:d=999:c=white");
+        assert_eq!(rules(&found), [Rule::FilterValueOutOfBounds, Rule::FilterValueOutOfBounds], "{found:?}");
+        assert!(found.iter().all(|(_, reason)| reason.starts_with("filter 0 (`fade`, byte 0): ")), "{found:?}");
+    }
+
+    #[test]
+    fn a_syntax_error_ends_the_graph_but_an_unreadable_option_only_its_filter() {
+        // After the stray quote nothing can be read as FFmpeg would: one refusal.
+        assert_eq!(rules_and_reasons("null'[v],movie=x,movie=y").len(), 1);
+        let found = rules_and_reasons("movie=x,null,mo\\vie,movie=y");
+        assert_eq!(rules(&found), [Rule::ForbiddenFilter, Rule::BadFiltergraph]);
+        assert!(found[1].1.starts_with("filter 2 (byte 13): cannot parse"), "{found:?}");
+        // The graph knows where volume's options end, so the filter after them is read.
+        let found = rules_and_reasons("volume='1\\',movie=x");
+        assert_eq!(rules(&found), [Rule::BadFiltergraph, Rule::ForbiddenFilter], "{found:?}");
+    }
+
+    #[test]
+    fn a_long_forbidden_name_is_shortened() {
+        let name = "x".repeat(500);
+        let found = rules_and_reasons(&name);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].1, format!("filter 0 (`{}...`, byte 0) is not on the allow-list", "x".repeat(40)));
     }
 }

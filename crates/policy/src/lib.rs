@@ -19,8 +19,11 @@
 //! costs one pass over its lengths. Then the steps are walked in order, which is what
 //! lets the policy see that every temporary is written once and read only afterwards.
 //!
-//! The result is a [`CheckedPlan`], which only [`check`] can make: the host's runner
-//! takes a `CheckedPlan`, so an unchecked plan cannot reach FFmpeg by mistake.
+//! [`check`] stops at the first broken rule; [`check_all`] goes on and lists them all,
+//! for a plugin author who would rather fix a plan once than once per rule.
+//!
+//! The result is a [`CheckedPlan`], which only [`check`] and [`check_all`] can make: the
+//! host's runner takes a `CheckedPlan`, so an unchecked plan cannot reach FFmpeg by mistake.
 
 mod bounds;
 mod expression;
@@ -148,8 +151,8 @@ impl PolicyLimits {
     }
 }
 
-/// A plan the policy accepted. Only [`check`] makes one, so a function that takes a
-/// `CheckedPlan` cannot be handed an unchecked plan.
+/// A plan the policy accepted. Only [`check`] and [`check_all`] make one, so a function
+/// that takes a `CheckedPlan` cannot be handed an unchecked plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedPlan(Plan);
 
@@ -248,6 +251,13 @@ pub struct PolicyViolation {
     pub reason: String,
 }
 
+impl PolicyViolation {
+    /// Where and why, without the leading "plan refused by policy": one line of a list.
+    pub fn located_reason(&self) -> String {
+        format!("{}{}", location(&self.step, &self.arg), self.reason)
+    }
+}
+
 fn location(step: &Option<usize>, arg: &Option<usize>) -> String {
     match (step, arg) {
         (Some(step), Some(arg)) => format!("step {step}, argument {arg}: "),
@@ -275,8 +285,6 @@ impl Refusal {
     }
 }
 
-/// Checks `plan` for a job with `input_count` staged inputs (input 0 is the song,
-/// input 1 + i clip i). Returns the first broken rule found.
 /// The policy's allow-lists as a plugin author reads them: every option a plan may use
 /// and every filter with its options, each with what its value must be under `limits`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -312,11 +320,131 @@ pub fn table(limits: &PolicyLimits) -> Table {
     Table { options, filters }
 }
 
+/// Checks `plan` for a job with `input_count` staged inputs (input 0 is the song,
+/// input 1 + i clip i). Returns the first broken rule found, which is the first that
+/// [`check_all`] would list; it stops there, so a refused plan costs no more than it must.
 pub fn check(plan: &Plan, input_count: u32, limits: &PolicyLimits) -> Result<CheckedPlan, PolicyViolation> {
-    bounds::check(plan, limits)?;
-    steps::check(plan, input_count, limits)?;
-    Ok(CheckedPlan(plan.clone()))
+    let mut findings = Findings::first_only();
+    walk(plan, input_count, limits, &mut findings);
+    match findings.kept.into_iter().next() {
+        Some(violation) => Err(violation),
+        None => Ok(CheckedPlan(plan.clone())),
+    }
 }
+
+/// [`check`], but goes on after a violation and lists them all, for plugin authors.
+///
+/// The order is [`check`]'s: counts and sizes first (when the plan itself has too many
+/// steps or temps, or none, that is all it lists: such a plan is not walked), then the
+/// steps in order. After a violation the walk goes on with the next filter, argument or
+/// step wherever it still knows how to read what follows, and it counts a refused step's
+/// output as written, so that one mistake is reported once rather than again by every
+/// later step that reads its temp.
+pub fn check_all(plan: &Plan, input_count: u32, limits: &PolicyLimits) -> Result<CheckedPlan, Violations> {
+    let mut findings = Findings::all(MAX_LISTED_VIOLATIONS);
+    walk(plan, input_count, limits, &mut findings);
+    if findings.kept.is_empty() {
+        Ok(CheckedPlan(plan.clone()))
+    } else {
+        Err(Violations { listed: findings.kept, unlisted: findings.unkept })
+    }
+}
+
+fn walk(plan: &Plan, input_count: u32, limits: &PolicyLimits, findings: &mut Findings) {
+    // `Stop` only says that `findings` wants no more; what it holds is the answer.
+    let _stopped: Result<(), Stop> = bounds::check(plan, limits, findings)
+        .and_then(|walkable| steps::check(plan, input_count, limits, &walkable, findings));
+}
+
+/// How many violations [`check_all`] lists; it counts the others.
+pub const MAX_LISTED_VIOLATIONS: usize = 100;
+
+/// How many violations [`Violations`]' message shows before "and N more".
+const SHOWN_IN_MESSAGE: usize = 3;
+
+/// Every rule a plan broke, as [`check_all`] found them: at most
+/// [`MAX_LISTED_VIOLATIONS`], in order, and how many more there were.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", self.summary())]
+pub struct Violations {
+    /// Never empty: [`check_all`] makes a `Violations` only when it found one.
+    listed: Vec<PolicyViolation>,
+    unlisted: usize,
+}
+
+impl Violations {
+    /// The violations found first, in order, at most [`MAX_LISTED_VIOLATIONS`].
+    pub fn listed(&self) -> &[PolicyViolation] {
+        &self.listed
+    }
+
+    /// How many more were found beyond [`Violations::listed`].
+    pub fn unlisted(&self) -> usize {
+        self.unlisted
+    }
+
+    pub fn total(&self) -> usize {
+        self.listed.len().saturating_add(self.unlisted)
+    }
+
+    /// The one [`check`] reports.
+    pub fn first(&self) -> Option<&PolicyViolation> {
+        self.listed.first()
+    }
+
+    fn summary(&self) -> String {
+        let total = self.total();
+        let noun = if total == 1 { "violation" } else { "violations" };
+        let shown: Vec<String> =
+            self.listed.iter().take(SHOWN_IN_MESSAGE).map(PolicyViolation::located_reason).collect();
+        let mut text = format!("plan refused by policy: {total} {noun}: {}", shown.join("; "));
+        let more = total.saturating_sub(shown.len());
+        if more > 0 {
+            text.push_str(&format!("; and {more} more"));
+        }
+        text
+    }
+}
+
+/// Where [`walk`] puts what it finds. [`check`] keeps the first violation and stops;
+/// [`check_all`] keeps a bounded list and counts the rest.
+pub(crate) struct Findings {
+    keep: usize,
+    stop_when_full: bool,
+    kept: Vec<PolicyViolation>,
+    unkept: usize,
+}
+
+/// The walk is to stop: [`Findings`] holds all it wants.
+#[derive(Debug)]
+pub(crate) struct Stop;
+
+impl Findings {
+    fn first_only() -> Findings {
+        Findings { keep: 1, stop_when_full: true, kept: Vec::new(), unkept: 0 }
+    }
+
+    fn all(keep: usize) -> Findings {
+        Findings { keep, stop_when_full: false, kept: Vec::new(), unkept: 0 }
+    }
+
+    pub(crate) fn add(&mut self, violation: PolicyViolation) -> Result<(), Stop> {
+        if self.kept.len() < self.keep {
+            self.kept.push(violation);
+        } else {
+            self.unkept = self.unkept.saturating_add(1);
+        }
+        if self.stop_when_full && self.kept.len() >= self.keep {
+            Err(Stop)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Takes each refusal of one argument (a filtergraph can break several rules) and says
+/// whether to go on.
+pub(crate) type Report<'a> = dyn FnMut(Refusal) -> Result<(), Stop> + 'a;
 
 /// A short, quoted, single-line excerpt of untrusted text for a reason message.
 pub(crate) fn excerpt(text: &str) -> String {

@@ -8,7 +8,7 @@
 //! word from a short list...) because a value that is just a number or a known word
 //! cannot smuggle a path or a URL into FFmpeg.
 
-use crate::{excerpt, filtergraph, PolicyLimits, Refusal, Rule};
+use crate::{excerpt, filtergraph, PolicyLimits, Refusal, Report, Rule, Stop};
 
 /// What follows an option name.
 #[derive(Debug, Clone, Copy)]
@@ -132,8 +132,29 @@ pub(crate) fn lookup(name: &str) -> Option<&'static OptionSpec> {
 }
 
 /// Checks `value` for the option `name` of kind `kind` (not [`ValueKind::Flag`] or
-/// [`ValueKind::InputFile`], which have no literal value).
-pub(crate) fn check_value(name: &str, kind: ValueKind, value: &str, limits: &PolicyLimits) -> Result<(), Refusal> {
+/// [`ValueKind::InputFile`], which have no literal value) and reports each broken rule:
+/// one at most, but a filtergraph can break several.
+pub(crate) fn check_value(
+    name: &str,
+    kind: ValueKind,
+    value: &str,
+    limits: &PolicyLimits,
+    report: &mut Report,
+) -> Result<(), Stop> {
+    match value_refusal(name, kind, value, limits, report)? {
+        Some(refusal) => report(refusal),
+        None => Ok(()),
+    }
+}
+
+/// The refusal of a value that breaks one rule; a filtergraph is reported as it is read.
+fn value_refusal(
+    name: &str,
+    kind: ValueKind,
+    value: &str,
+    limits: &PolicyLimits,
+    report: &mut Report,
+) -> Result<Option<Refusal>, Stop> {
     let well_formed = match kind {
         ValueKind::Flag | ValueKind::InputFile => false,
         ValueKind::Seconds => is_decimal(value, 6, 9) && value.parse::<f64>().is_ok_and(|s| s <= limits.max_media_seconds),
@@ -149,21 +170,25 @@ pub(crate) fn check_value(name: &str, kind: ValueKind, value: &str, limits: &Pol
         ValueKind::Bitrate => bitrate(value).is_some_and(|bits| bits <= MAX_BITRATE),
         ValueKind::OneOf(words) => words.contains(&value),
         ValueKind::StreamMap => is_map_label(value) || is_input_stream(value),
-        ValueKind::Filtergraph => return filtergraph::check(value, limits),
+        ValueKind::Filtergraph => {
+            filtergraph::check(value, limits, report)?;
+            return Ok(None);
+        }
         ValueKind::AudioPacketDuration => {
             let expression = value.strip_prefix("setts=duration='").and_then(|rest| rest.strip_suffix('\''));
             match expression {
                 Some(expression) if !expression.contains('\'') && !expression.contains('\\') => {
-                    return crate::expression::check("setts", "duration", expression);
+                    return Ok(crate::expression::check("setts", "duration", expression).err());
                 }
                 _ => false,
             }
         }
     };
     if well_formed {
-        Ok(())
+        Ok(None)
     } else {
-        Err(Refusal::new(Rule::BadOptionValue, format!("{} is not a valid value for {name}: {}", excerpt(value), describe(kind, limits))))
+        let reason = format!("{} is not a valid value for {name}: {}", excerpt(value), describe(kind, limits));
+        Ok(Some(Refusal::new(Rule::BadOptionValue, reason)))
     }
 }
 

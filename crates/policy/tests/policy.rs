@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use br_plan::{Arg, ConcatList, ConcatPart, Invocation, Plan, Step, TempFormat};
-use br_policy::{check, PolicyLimits, PolicyViolation, Rule};
+use br_policy::{check, check_all, PolicyLimits, PolicyViolation, Rule, Violations, MAX_LISTED_VIOLATIONS};
 
 /// The song and two clips.
 const INPUTS: u32 = 3;
@@ -636,6 +636,168 @@ fn labels_are_short_and_printable() {
     assert!(check(&plan, INPUTS, &PolicyLimits::default()).is_ok());
 }
 
+// ---- Every violation (check_all) ------------------------------------------------------
+
+#[track_caller]
+fn all_refused(plan: &Plan) -> Violations {
+    match check_all(plan, INPUTS, &PolicyLimits::default()) {
+        Ok(_) => panic!("the plan was accepted; expected violations"),
+        Err(violations) => violations,
+    }
+}
+
+/// Each violation as (step, argument, rule).
+fn places(violations: &Violations) -> Vec<(Option<usize>, Option<usize>, Rule)> {
+    violations.listed().iter().map(|violation| (violation.step, violation.arg, violation.rule)).collect()
+}
+
+#[test]
+fn check_all_accepts_what_check_accepts() {
+    let plan = accepted_plan();
+    let checked = check_all(&plan, INPUTS, &PolicyLimits::default());
+    let checked = checked.unwrap_or_else(|violations| panic!("{violations}"));
+    assert_eq!(checked.into_inner(), plan);
+}
+
+#[test]
+fn three_violations_in_three_steps_are_all_listed_in_order() {
+    let mut plan = with_graph("[0:v]null,movie=x[v]");
+    invocation(&mut plan, 1).args.splice(0..0, [Arg::lit("-metadata"), Arg::lit("title=x")]);
+    let channels = position(&mut plan, 3, "-ac") + 1;
+    invocation(&mut plan, 3).args[channels] = Arg::lit("9");
+    let violations = all_refused(&plan);
+    assert_eq!(
+        places(&violations),
+        [
+            (Some(0), Some(graph_at()), Rule::ForbiddenFilter),
+            (Some(1), Some(0), Rule::UnknownOption),
+            (Some(3), Some(channels), Rule::BadOptionValue),
+        ],
+        "{violations:#?}"
+    );
+    assert_eq!((violations.total(), violations.unlisted()), (3, 0));
+    // `check` reports the first of them.
+    assert_eq!(check(&plan, INPUTS, &PolicyLimits::default()).err().as_ref(), violations.first());
+    let text = violations.to_string();
+    assert!(text.starts_with("plan refused by policy: 3 violations: step 0, argument "), "{text}");
+    let second_and_third = "; step 1, argument 0: the option \"-metadata\" is not allowed; step 3, argument ";
+    assert!(text.contains(second_and_third), "{text}");
+    assert!(!text.contains("more"), "{text}");
+}
+
+#[test]
+fn two_bad_filters_in_one_graph_are_both_listed_by_name_and_place() {
+    let graph = "[0:v]scale=1280:9999,null,sendcmd=c=x,fps=30[v]";
+    let violations = all_refused(&with_graph(graph));
+    assert_eq!(
+        places(&violations),
+        [(Some(0), Some(graph_at()), Rule::FilterValueOutOfBounds), (Some(0), Some(graph_at()), Rule::ForbiddenFilter)],
+        "{violations:#?}"
+    );
+    let reasons: Vec<&str> = violations.listed().iter().map(|violation| violation.reason.as_str()).collect();
+    assert!(reasons[0].starts_with("filter 0 (`scale`, byte 5): "), "{reasons:?}");
+    assert_eq!(reasons[1], "filter 2 (`sendcmd`, byte 26) is not on the allow-list");
+}
+
+#[test]
+fn a_refused_step_still_counts_as_writing_its_temp() {
+    // Step 1 is left at its first argument; step 2 lists its temp 1 all the same.
+    let mut unreadable = accepted_plan();
+    invocation(&mut unreadable, 1).args.insert(0, Arg::lit("-protocol_whitelist"));
+    // Step 0 writes temp 0 with the wrong -f: refused, but written.
+    let wrong_format = with_args(0, "-i Input(1) -f mp4 Temp(0)", "");
+    // Step 1 is too large to parse at all.
+    let mut too_large = accepted_plan();
+    invocation(&mut too_large, 1).args.splice(0..0, vec![Arg::lit("-an"); 257]);
+    // The concat list names a temp no step wrote: still, the list itself is written.
+    let mut bad_part = accepted_plan();
+    bad_part.temps.push(TempFormat::Nut);
+    concat_list(&mut bad_part, 2).parts.push(ConcatPart { temp: 3, duration: 1.0 });
+    for (plan, expected) in [
+        (unreadable, (Some(1), Some(0), Rule::UnknownOption)),
+        (wrong_format, (Some(0), Some(3), Rule::TempFormatMismatch)),
+        (too_large, (Some(1), None, Rule::TooManyArguments)),
+        (bad_part, (Some(2), None, Rule::TempUsedBeforeWritten)),
+    ] {
+        let violations = all_refused(&plan);
+        assert_eq!(places(&violations), [expected], "{violations:#?}");
+    }
+}
+
+#[test]
+fn a_value_left_out_is_reported_once() {
+    // The option name or the output where a value is expected: the option lacks its
+    // value, and the step is read on as if it were not there.
+    for (text, expected) in [
+        ("-ss -i Input(2) -f nut Temp(1)", (Some(1), Some(1), Rule::BadOptionValue)),
+        ("-i Input(2) -f Temp(1)", (Some(1), Some(3), Rule::FileInValuePosition)),
+        ("-i -f nut Temp(1)", (Some(1), Some(1), Rule::PathLikeLiteral)),
+        ("-f concat -ss 1 -i Temp(2) -f mp4 Output", (Some(3), Some(2), Rule::BadConcatInput)),
+    ] {
+        let step = expected.0.unwrap_or_default();
+        let violations = all_refused(&with_args(step, text, ""));
+        assert_eq!(places(&violations), [expected], "{text}: {violations:#?}");
+    }
+}
+
+#[test]
+fn independent_mistakes_in_one_step_are_all_listed() {
+    let violations = all_refused(&with_args(1, "-crf 99 -i Input(7) -ac 9 -f nut Temp(1) -an", ""));
+    assert_eq!(
+        places(&violations),
+        [
+            (Some(1), Some(1), Rule::BadOptionValue),
+            (Some(1), Some(3), Rule::InputOutOfRange),
+            (Some(1), Some(5), Rule::BadOptionValue),
+            (Some(1), Some(8), Rule::OutputNotLast),
+        ],
+        "{violations:#?}"
+    );
+}
+
+#[test]
+fn a_plan_that_cannot_be_walked_lists_only_why() {
+    let plan = accepted_plan();
+    let bad_step = ffmpeg("-protocol_whitelist http -i Input(99) Output", "", 1.0, "x");
+    let mut steps = vec![bad_step; 10_000];
+    steps.extend(plan.steps);
+    let huge = Plan { temps: plan.temps, steps, warnings: Vec::new() };
+    let started = Instant::now();
+    let violations = all_refused(&huge);
+    assert!(started.elapsed() < Duration::from_millis(100), "took {:?}", started.elapsed());
+    assert_eq!(places(&violations), [(None, None, Rule::TooManySteps)]);
+    // Nor does an empty plan also lack its output.
+    let violations = all_refused(&Plan { temps: Vec::new(), steps: Vec::new(), warnings: Vec::new() });
+    assert_eq!(places(&violations), [(None, None, Rule::EmptyPlan)]);
+}
+
+#[test]
+fn sizes_are_listed_before_the_steps_are_walked() {
+    // As `check` sees them: the oversized argument of step 3 before step 0's filter.
+    let mut plan = with_graph("movie=x");
+    invocation(&mut plan, 3).args.insert(0, Arg::lit("x".repeat(97 * 1024)));
+    let violations = all_refused(&plan);
+    assert_eq!(
+        places(&violations),
+        [(Some(3), Some(0), Rule::ArgumentTooLarge), (Some(0), Some(graph_at()), Rule::ForbiddenFilter)]
+    );
+}
+
+#[test]
+fn the_list_stops_at_its_cap_and_counts_the_rest() {
+    let over = 20;
+    let bad_values = vec!["-crf 99"; MAX_LISTED_VIOLATIONS + over].join(" ");
+    let violations = all_refused(&with_args(1, &format!("{bad_values} -i Input(2) -f nut Temp(1)"), ""));
+    assert_eq!(violations.listed().len(), MAX_LISTED_VIOLATIONS);
+    assert_eq!((violations.unlisted(), violations.total()), (over, MAX_LISTED_VIOLATIONS + over));
+    let expected: Vec<_> =
+        (0..MAX_LISTED_VIOLATIONS).map(|k| (Some(1), Some(2 * k + 1), Rule::BadOptionValue)).collect();
+    assert_eq!(places(&violations), expected);
+    let text = violations.to_string();
+    assert!(text.starts_with("plan refused by policy: 120 violations: step 1, argument 1: \"99\""), "{text}");
+    assert!(text.ends_with(&format!("; and {} more", MAX_LISTED_VIOLATIONS + over - 3)), "{text}");
+}
+
 // ---- Random mutations -----------------------------------------------------------------
 
 /// xorshift64*: deterministic, so a failure can be replayed from the printed seed.
@@ -804,6 +966,31 @@ fn random_mutations_never_panic() {
     // Some mutations are harmless (a swapped flag, a changed digit): both outcomes occur.
     eprintln!("seed {seed:#x}: accepted {accepted}, refused {rejected}");
     assert!(accepted > 0 && rejected > 0, "accepted {accepted}, refused {rejected}");
+}
+
+#[test]
+fn check_reports_the_first_violation_check_all_lists() {
+    let seed = fuzz_seed();
+    let mut random = Random(seed);
+    let limits = PolicyLimits::default();
+    let mut several = 0;
+    for _ in 0..fuzz_iterations() {
+        let mut plan = accepted_plan();
+        for _ in 0..1 + random.below(4) {
+            mutate(&mut plan, &mut random);
+        }
+        match (check(&plan, INPUTS, &limits), check_all(&plan, INPUTS, &limits)) {
+            (Ok(one), Ok(all)) => assert_eq!(one, all),
+            (Err(first), Err(all)) => {
+                assert_eq!(Some(&first), all.first(), "seed {seed:#x}: {all:#?}");
+                let inside = |violation: &PolicyViolation| violation.step.is_none_or(|step| step < plan.steps.len());
+                assert!(all.listed().iter().all(inside), "seed {seed:#x}: {all:#?}");
+                several += usize::from(all.total() > 1);
+            }
+            (one, all) => panic!("seed {seed:#x}: check says {one:?}, check_all {all:?}"),
+        }
+    }
+    assert!(several > 0, "no mutated plan broke more than one rule");
 }
 
 /// `POLICY_FUZZ_ITERATIONS` when set, to explore further than the default run.
