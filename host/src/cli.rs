@@ -34,6 +34,25 @@ pub enum PluginCommand {
         #[command(flatten)]
         sandbox: SandboxFlags,
     },
+    /// Write a plugin crate into DIR that builds on the guest SDK and, unchanged, decides
+    /// exactly as the built-in guest does (`cargo build --release --target wasm32-wasip2`).
+    New {
+        /// The folder to create (it must not exist or be empty).
+        dir: PathBuf,
+        /// The crate's name (default: the folder's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The SDK crate's folder (`crates/guest-sdk` of a checkout); default: the source
+        /// tree this binary was built from.
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+        /// Take the SDK from this git repository instead.
+        #[arg(long, value_name = "URL")]
+        sdk_git: Option<String>,
+        /// The git revision of --sdk-git.
+        #[arg(long, value_name = "REV", requires = "sdk_git")]
+        sdk_rev: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -288,12 +307,19 @@ pub struct SandboxFlags {
     /// Load this guest component instead of the built-in one.
     #[arg(long, env = "GUEST_COMPONENT")]
     pub guest: Option<PathBuf>,
+    /// The plugin's settings, a JSON object of at most 16 KiB (contract 0.6.0 and later).
+    #[arg(long, env = "GUEST_SETTINGS", value_parser = guest_settings)]
+    pub guest_settings: Option<br_sandbox::GuestSettings>,
     /// Folder for compiled guests (default: BLUEPRINT_RUNNER_CACHE_DIR, else the user's cache).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
     /// Compile the guest on every start.
     #[arg(long)]
     pub no_cache: bool,
+}
+
+pub fn guest_settings(text: &str) -> Result<br_sandbox::GuestSettings, String> {
+    br_sandbox::GuestSettings::parse(text).map_err(|error| error.to_string())
 }
 
 pub fn output_prefix(text: &str) -> Result<String, String> {
@@ -320,13 +346,15 @@ impl SandboxFlags {
             deadline: Duration::from_millis(self.guest_deadline_ms),
         };
         let choice = guest::GuestChoice { path: self.guest.clone(), cache: guest::cache_dir(self.cache_dir.clone(), self.no_cache) };
-        choice.load(limits).map_err(|error| {
+        let sandbox = choice.load(limits).map_err(|error| {
             let code = match error {
                 guest::LoadError::Read(_) => exit::USAGE,
                 guest::LoadError::Sandbox(_) => exit::SANDBOX,
             };
             (code, error.to_string())
-        })
+        })?;
+        // Settings for a guest that cannot take them are the operator's mistake: a usage error.
+        sandbox.with_settings(self.guest_settings.clone()).map_err(|error| (exit::USAGE, error.to_string()))
     }
 
     /// [`Self::try_load`], printing the error.

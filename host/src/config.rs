@@ -158,6 +158,11 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
             add("OUTPUT_PREFIX", message);
         }
     }
+    if let Some(settings) = value("GUEST_SETTINGS") {
+        if let Err(error) = br_sandbox::GuestSettings::parse(&settings) {
+            add("GUEST_SETTINGS", error.to_string());
+        }
+    }
     if let Some(path) = value("GUEST_COMPONENT") {
         if !Path::new(&path).is_file() {
             add("GUEST_COMPONENT", format!("{path} is not a file"));
@@ -203,10 +208,14 @@ mod tests {
             ("DB_PORT", "70000"),
             ("DB_HOST", "db"),
             ("WORK_DIR", "/nonexistent/work"),
+            ("GUEST_SETTINGS", "[\"not an object\"]"),
         ]);
         assert_eq!(
             problems,
-            ["BLUEPRINT_JSON", "TASK_ID", "DOWNLOAD_CONCURRENCY", "GUEST_MEMORY_MIB", "USE_GCS", "DATA_DIR", "WORK_DIR", "DB_PORT", "DB_NAME", "DB_USER"]
+            [
+                "BLUEPRINT_JSON", "TASK_ID", "DOWNLOAD_CONCURRENCY", "GUEST_MEMORY_MIB", "USE_GCS", "DATA_DIR", "WORK_DIR",
+                "GUEST_SETTINGS", "DB_PORT", "DB_NAME", "DB_USER"
+            ]
         );
     }
 

@@ -52,21 +52,29 @@ pub fn cache_dir(flag: Option<PathBuf>, disabled: bool) -> CacheConfig {
 mod tests {
     use std::path::{Path, PathBuf};
 
-    /// Prepared clips go only to guests whose contract can be told about them, and
-    /// manifests only to guests that export `validate-manifest`: the built-in guest
-    /// (0.5.0) takes both, the same decisions built against 0.4.0 take prepared clips
-    /// only, the hostile test guest (0.2.0) neither.
+    /// Prepared clips go only to guests whose contract can be told about them, manifests
+    /// only to guests that export `validate-manifest`, settings only to guests that import
+    /// `host.settings`: the built-in guest (0.6.0) takes all three, the same decisions
+    /// built against 0.4.0 take prepared clips only, the hostile test guest (0.2.0) none.
     #[test]
     fn each_contract_version_gets_what_it_can_be_told() {
         let uncached = br_sandbox::CacheConfig { dir: None };
         let limits = br_sandbox::Limits::default();
         let load = |wasm: &[u8]| br_sandbox::Sandbox::load(wasm, limits.clone(), &uncached).unwrap();
+        let told = |sandbox: &br_sandbox::Sandbox| {
+            (sandbox.contract_version(), sandbox.takes_prepared_clips(), sandbox.checks_manifests(), sandbox.takes_settings())
+        };
         let builtin = load(super::DEFAULT_GUEST);
-        assert_eq!((builtin.contract_version(), builtin.takes_prepared_clips(), builtin.checks_manifests()), ("0.5.0", true, true));
+        assert_eq!(told(&builtin), ("0.6.0", true, true, true));
         let older = load(&std::fs::read(env!("CONTRACT_0_4_GUEST_WASM")).unwrap());
-        assert_eq!((older.contract_version(), older.takes_prepared_clips(), older.checks_manifests()), ("0.4.0", true, false));
+        assert_eq!(told(&older), ("0.4.0", true, false, false));
         let hostile = load(&std::fs::read(env!("HOSTILE_GUEST_WASM")).unwrap());
-        assert_eq!((hostile.contract_version(), hostile.takes_prepared_clips(), hostile.checks_manifests()), ("0.2.0", false, false));
+        assert_eq!(told(&hostile), ("0.2.0", false, false, false));
+        // Settings for a guest that cannot be told them are refused, not dropped.
+        let settings = br_sandbox::GuestSettings::parse(r#"{"max_moves": 10}"#).unwrap();
+        let refused = older.with_settings(Some(settings.clone())).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(refused.contains("contract 0.4.0 has no settings"), "{refused}");
+        assert!(builtin.with_settings(Some(settings)).is_ok());
     }
 
     /// A guest of contract 0.4.0 still validates and plans through the host, and is

@@ -18,6 +18,7 @@ mod plugin;
 mod policy;
 mod prepare;
 mod run;
+mod scaffold;
 mod schedule;
 mod storage;
 mod validate;
@@ -104,6 +105,9 @@ async fn run(command: Command) -> u8 {
         }
         Command::Policy { action } => policy::run(action),
         Command::Plugin { action: cli::PluginCommand::Check { plugin, json, sandbox } } => plugin::check(&plugin, json, &sandbox).await,
+        Command::Plugin { action: cli::PluginCommand::New { dir, name, sdk, sdk_git, sdk_rev } } => {
+            scaffold::run(&dir, name, sdk, sdk_git, sdk_rev)
+        }
         Command::BenchFetch { keys, storage } => run::bench_fetch(&storage, &keys).await,
         Command::Run { job, manifest: None } => run::run(job, run::Mode::Run).await,
         Command::Run { job, manifest: Some(manifest) } => run::run_manifest(job, &manifest).await,

@@ -7,15 +7,17 @@
 //! way a call can end maps to a distinct [`SandboxError`]. What the guest returns is
 //! treated as untrusted and re-checked ([`output`]).
 //!
-//! Guests of contract 0.4.0 (`wit/blueprint-runner.wit`), 0.3.0 (`wit/v0.3.0/`) and
-//! 0.2.0 (`wit/v0.2.0/`) load; which one a component implements is found from the
-//! `host` version it imports (0.4.0) and the type of its `validate` (0.3.0 or 0.2.0).
+//! Guests of contract 0.6.0 (`wit/blueprint-runner.wit`) and of every older version kept
+//! in `wit/v*/` back to 0.2.0 load; which one a component implements is found from the
+//! `host` version it imports (0.4.0 and later) and the type of its `validate` (0.3.0 or
+//! 0.2.0).
 
 mod cache;
 mod engine;
 mod guest_log;
 mod output;
 mod request;
+mod settings;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,13 +31,14 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 pub use cache::LoadSource;
 pub use guest_log::GuestLog;
 pub use output::limits as output_limits;
+pub use settings::{GuestSettings, SettingsError};
 
 /// The contract versions this host loads, newest first.
-pub const CONTRACT_VERSIONS: [&str; 4] = ["0.5.0", "0.4.0", "0.3.0", "0.2.0"];
+pub const CONTRACT_VERSIONS: [&str; 5] = ["0.6.0", "0.5.0", "0.4.0", "0.3.0", "0.2.0"];
 
 mod bindings {
-    /// The current contract, 0.5.0.
-    pub mod v5 {
+    /// The current contract, 0.6.0.
+    pub mod v6 {
         wasmtime::component::bindgen!({
             world: "guest",
             path: "../../wit",
@@ -43,18 +46,28 @@ mod bindings {
         });
     }
 
-    /// Contract 0.4.0, for guests built against it. 0.5.0 only added the
-    /// `manifest-entry` record and the `validate-manifest` export, so 0.4.0's types are
-    /// 0.5.0's and are not generated twice: one conversion serves every version
-    /// (wasmtime checks a record by its fields when the guest is loaded, not by the
-    /// interface that declared it). `host` is generated again: the guest imports it
-    /// under its own version, and the linker offers each.
+    /// Contract 0.5.0: as 0.6.0, without `host.settings`. Its types are 0.6.0's, which
+    /// are not generated twice: one conversion serves every version (wasmtime checks a
+    /// record by its fields when the guest is loaded, not by the interface that declared
+    /// it). `host` is generated again: the guest imports it under its own version, and
+    /// the linker offers each.
+    pub mod v5 {
+        wasmtime::component::bindgen!({
+            world: "guest",
+            path: "../../wit/v0.5.0",
+            exports: { default: async },
+            with: { "blueprint:runner/types": crate::bindings::v6::blueprint::runner::types },
+        });
+    }
+
+    /// Contract 0.4.0: as 0.5.0, without the `manifest-entry` record and the
+    /// `validate-manifest` export.
     pub mod v4 {
         wasmtime::component::bindgen!({
             world: "guest",
             path: "../../wit/v0.4.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v5::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v6::blueprint::runner::types },
         });
     }
 
@@ -64,7 +77,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.3.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v5::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v6::blueprint::runner::types },
         });
     }
 
@@ -75,11 +88,11 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.2.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v5::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v6::blueprint::runner::types },
         });
     }
 
-    pub use v5::blueprint::runner::types as wit;
+    pub use v6::blueprint::runner::types as wit;
 }
 
 use bindings::wit;
@@ -106,7 +119,7 @@ impl Default for Limits {
 pub enum SandboxError {
     #[error("could not load the guest component: {0}")]
     Load(String),
-    #[error("the guest component does not fit the contract (blueprint:runner@0.5.0, @0.4.0, @0.3.0 or @0.2.0): {0}")]
+    #[error("the guest component does not fit the contract (blueprint:runner@0.6.0, @0.5.0, @0.4.0, @0.3.0 or @0.2.0): {0}")]
     Incompatible(String),
     #[error("sandbox limit: the guest ran out of fuel ({limit} units)")]
     OutOfFuel { limit: u64 },
@@ -193,10 +206,13 @@ pub struct Sandbox {
     load_source: LoadSource,
     /// What the component imports (interface names), for `plugin check`.
     imports: Vec<String>,
+    /// The operator's settings, given to 0.6.0 guests through `host.settings`.
+    settings: Option<GuestSettings>,
 }
 
 /// The linked guest, by the contract version it implements.
 enum GuestPre {
+    V6(bindings::v6::GuestPre<CallState>),
     V5(bindings::v5::GuestPre<CallState>),
     V4(bindings::v4::GuestPre<CallState>),
     V3(bindings::v3::GuestPre<CallState>),
@@ -234,6 +250,8 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         // Every version of `host`: each guest imports the one of its own contract.
         type Data = wasmtime::component::HasSelf<CallState>;
+        bindings::v6::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
+            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         bindings::v5::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
             .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         bindings::v4::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
@@ -245,14 +263,16 @@ impl Sandbox {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| SandboxError::Incompatible(format!("{e:#}")))?;
-        // 0.5.0, 0.4.0 and 0.3.0 guests are told apart by the `host` version they
+        // 0.6.0, 0.5.0, 0.4.0 and 0.3.0 guests are told apart by the `host` version they
         // import (and each `GuestPre::new` checks the exports). 0.3.0 and 0.2.0 differ
         // in `validate`'s type, which each `GuestPre::new` checks.
         let imports = |version: &str| {
             let name = format!("blueprint:runner/host@{version}");
             component.component_type().imports(&engine.engine).any(|(import, _)| import == name)
         };
-        let pre = if imports("0.5.0") {
+        let pre = if imports("0.6.0") {
+            GuestPre::V6(bindings::v6::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.6.0: {e:#}")))?)
+        } else if imports("0.5.0") {
             GuestPre::V5(bindings::v5::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.5.0: {e:#}")))?)
         } else if imports("0.4.0") {
             GuestPre::V4(bindings::v4::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.4.0: {e:#}")))?)
@@ -268,13 +288,31 @@ impl Sandbox {
             }
         };
         let imports = component.component_type().imports(&engine.engine).map(|(name, _)| name.to_owned()).collect();
-        let sandbox = Sandbox { engine, pre, limits, load_source, imports };
+        let sandbox = Sandbox { engine, pre, limits, load_source, imports, settings: None };
         tracing::debug!(contract = sandbox.contract_version(), "guest linked");
         Ok(sandbox)
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Gives the guest the operator's settings (`host.settings`). A guest older than
+    /// 0.6.0 cannot be told them: refused, so that a setting is never silently ignored.
+    pub fn with_settings(mut self, settings: Option<GuestSettings>) -> Result<Sandbox, SandboxError> {
+        if settings.is_some() && !self.takes_settings() {
+            let version = self.contract_version();
+            return Err(SandboxError::Incompatible(format!(
+                "GUEST_SETTINGS is set but the guest's contract {version} has no settings (0.6.0 and later)"
+            )));
+        }
+        self.settings = settings;
+        Ok(self)
+    }
+
+    /// Whether the guest can be given settings (contract 0.6.0 and later).
+    pub fn takes_settings(&self) -> bool {
+        matches!(self.pre, GuestPre::V6(_))
     }
 
     /// Whether the compiled guest came from the cache.
@@ -285,16 +323,17 @@ impl Sandbox {
     /// The contract version the guest implements, e.g. `0.3.0`.
     pub fn contract_version(&self) -> &'static str {
         match self.pre {
-            GuestPre::V5(_) => CONTRACT_VERSIONS[0],
-            GuestPre::V4(_) => CONTRACT_VERSIONS[1],
-            GuestPre::V3(_) => CONTRACT_VERSIONS[2],
-            GuestPre::V2(_) => CONTRACT_VERSIONS[3],
+            GuestPre::V6(_) => CONTRACT_VERSIONS[0],
+            GuestPre::V5(_) => CONTRACT_VERSIONS[1],
+            GuestPre::V4(_) => CONTRACT_VERSIONS[2],
+            GuestPre::V3(_) => CONTRACT_VERSIONS[3],
+            GuestPre::V2(_) => CONTRACT_VERSIONS[4],
         }
     }
 
     /// Whether the guest may be given prepared clips (contract 0.4.0 and later).
     pub fn takes_prepared_clips(&self) -> bool {
-        matches!(self.pre, GuestPre::V5(_) | GuestPre::V4(_))
+        matches!(self.pre, GuestPre::V6(_) | GuestPre::V5(_) | GuestPre::V4(_))
     }
 
     /// The interfaces the component imports (`blueprint:runner/host@0.5.0`, WASI's...).
@@ -304,7 +343,7 @@ impl Sandbox {
 
     /// Whether the guest checks task-array manifests (contract 0.5.0 and later).
     pub fn checks_manifests(&self) -> bool {
-        matches!(self.pre, GuestPre::V5(_))
+        matches!(self.pre, GuestPre::V6(_) | GuestPre::V5(_))
     }
 
     /// Runs the guest's `validate-manifest` on an untrusted task-array manifest. A guest
@@ -344,8 +383,17 @@ impl Sandbox {
         if let Call::Plan(_, prepared) = &call {
             store.data_mut().prepared = prepared.clone();
         }
+        store.data_mut().settings = self.settings.as_ref().map(|settings| settings.as_str().to_owned());
         let run = async {
             match &self.pre {
+                GuestPre::V6(pre) => {
+                    let guest = pre.instantiate_async(&mut store).await?;
+                    match call {
+                        Call::Validate(text) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
+                        Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                        Call::ValidateManifest(text) => guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest),
+                    }
+                }
                 GuestPre::V5(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
@@ -425,6 +473,7 @@ fn new_store(wasm_engine: &wasmtime::Engine, limits: &Limits, started: Instant) 
         .build();
     let state = CallState {
         prepared: Vec::new(),
+        settings: None,
         wasi,
         table: ResourceTable::new(),
         memory: CappedMemory::new(limits.memory_bytes),
@@ -478,6 +527,8 @@ enum Answer {
 struct CallState {
     /// For `host.prepared`: which inputs of the `plan` call are prepared clips.
     prepared: Vec<Option<wit::PreparedClip>>,
+    /// For `host.settings`.
+    settings: Option<String>,
     wasi: WasiCtx,
     table: ResourceTable,
     memory: CappedMemory,
@@ -507,6 +558,18 @@ macro_rules! host_log {
             self.log.record(level, &message);
         }
     };
+}
+
+impl bindings::v6::blueprint::runner::host::Host for CallState {
+    host_log!(v6);
+
+    fn prepared(&mut self, input: u32) -> Option<wit::PreparedClip> {
+        self.prepared.get(input as usize).cloned().flatten()
+    }
+
+    fn settings(&mut self) -> Option<String> {
+        self.settings.clone()
+    }
 }
 
 impl bindings::v5::blueprint::runner::host::Host for CallState {

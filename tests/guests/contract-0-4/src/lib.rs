@@ -4,7 +4,9 @@
 
 wit_bindgen::generate!({ world: "guest", path: "../../../wit/v0.4.0" });
 
-#[path = "../../../../guest/src/decisions.rs"]
+// The SDK's conversions and built-in decisions, compiled against this contract's bindings.
+#[path = "../../../../crates/guest-sdk/src/convert.rs"]
+#[allow(dead_code)]
 mod decisions;
 
 use blueprint::runner::types as wit;

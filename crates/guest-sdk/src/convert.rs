@@ -1,25 +1,31 @@
-//! The built-in guest's decisions over the contract's types: shared by the guest
-//! itself and by the test guest built against contract 0.4.0 (`tests/guests/contract-0-4`),
-//! which includes this file so that the older contract is proved to work end to end.
-//! It names types through `crate::blueprint::runner`, which both crates' bindings provide.
+//! Between the contract's types and the crates' own (`br-blueprint`, `br-plan`), both ways,
+//! and the built-in decisions over the contract's types.
+//!
+//! Shared by the SDK and by the test guest built against contract 0.4.0
+//! (`tests/guests/contract-0-4`), which includes this file so that the older contract is
+//! proved to work end to end with the same code. It names the bindings through `super::`,
+//! the module where each crate generates them.
 
-use crate::blueprint::runner::host::{log, LogLevel};
-use crate::blueprint::runner::types as wit;
+use super::blueprint::runner::host::{log, LogLevel};
+use super::blueprint::runner::types as wit;
 
 pub fn validate(blueprint: String) -> Result<wit::Validated, wit::Refusal> {
     match br_blueprint::validate_with_task_id(&blueprint) {
         Ok(validated) => {
             log(LogLevel::Debug, &format!("blueprint valid: {} moves", validated.moves.len()));
-            Ok(to_wit(validated))
+            Ok(validated_to_wit(validated))
         }
         Err(refusal) => {
             log(LogLevel::Info, &format!("blueprint refused: {} problems", refusal.errors.len()));
-            // The task id goes back with the errors (contract 0.3.0), so that a job
-            // launched without TASK_ID can still record the failure on its row.
-            let errors = refusal.errors.into_iter().map(error_to_wit).collect();
-            Err(wit::Refusal { task_id: refusal.task_id, errors })
+            Err(refusal_to_wit(refusal))
         }
     }
+}
+
+/// The task id goes back with the errors (contract 0.3.0), so that a job launched without
+/// TASK_ID can still record the failure on its row.
+pub fn refusal_to_wit(refusal: br_blueprint::Refusal) -> wit::Refusal {
+    wit::Refusal { task_id: refusal.task_id, errors: refusal.errors.into_iter().map(error_to_wit).collect() }
 }
 
 pub fn plan(request: wit::PlanRequest) -> Result<wit::Plan, Vec<wit::PlanError>> {
@@ -29,11 +35,15 @@ pub fn plan(request: wit::PlanRequest) -> Result<wit::Plan, Vec<wit::PlanError>>
             log(LogLevel::Debug, &format!("plan: {} steps, {} warnings", plan.steps.len(), plan.warnings.len()));
             Ok(plan_to_wit(plan))
         }
-        Err(errors) => Err(errors.into_iter().map(|e| wit::PlanError { pointer: e.pointer, message: e.message }).collect()),
+        Err(errors) => Err(plan_errors_to_wit(errors)),
     }
 }
 
-fn request_from_wit(request: wit::PlanRequest) -> br_plan::PlanRequest {
+pub fn plan_errors_to_wit(errors: Vec<br_plan::PlanError>) -> Vec<wit::PlanError> {
+    errors.into_iter().map(|e| wit::PlanError { pointer: e.pointer, message: e.message }).collect()
+}
+
+pub fn request_from_wit(request: wit::PlanRequest) -> br_plan::PlanRequest {
     use br_blueprint::Transition as T;
     let v = request.validated;
     let o = v.output;
@@ -97,7 +107,7 @@ fn request_from_wit(request: wit::PlanRequest) -> br_plan::PlanRequest {
     // Which clips the host staged as prepared versions (contract 0.4.0).
     let prepared = (0..inputs.len() as u32)
         .map(|input| {
-            crate::blueprint::runner::host::prepared(input).map(|clip| br_plan::PreparedClip {
+            super::blueprint::runner::host::prepared(input).map(|clip| br_plan::PreparedClip {
                 profile_id: clip.profile_id,
                 gop_frames: clip.gop_frames,
                 frames: clip.frames,
@@ -107,7 +117,7 @@ fn request_from_wit(request: wit::PlanRequest) -> br_plan::PlanRequest {
     br_plan::PlanRequest { validated, inputs, strict: request.strict, prepared }
 }
 
-fn plan_to_wit(plan: br_plan::Plan) -> wit::Plan {
+pub fn plan_to_wit(plan: br_plan::Plan) -> wit::Plan {
     let arg = |a: br_plan::Arg| match a {
         br_plan::Arg::Literal(text) => wit::Arg::Literal(text),
         br_plan::Arg::Input(n) => wit::Arg::Input(n),
@@ -153,7 +163,7 @@ pub fn error_to_wit(error: br_blueprint::ValidationError) -> wit::ValidationErro
     wit::ValidationError { pointer: error.pointer, code, message: error.message }
 }
 
-fn to_wit(v: br_blueprint::Validated) -> wit::Validated {
+pub fn validated_to_wit(v: br_blueprint::Validated) -> wit::Validated {
     use br_blueprint::Transition as T;
     let moves = v
         .moves

@@ -1,0 +1,24 @@
+//! The built-in guest's decisions, as ordinary functions: call one from a [`Plugin`]
+//! method and change its answer, or leave the method out and get it unchanged.
+//!
+//! [`Plugin`]: crate::Plugin
+
+use br_blueprint::manifest::ManifestEntry;
+use br_blueprint::{Refusal, Validated, ValidationError};
+use br_plan::{Plan, PlanError, PlanRequest};
+
+/// The built-in validation: every rule of README's blueprint table, every problem found.
+pub fn validate(blueprint: &str) -> Result<Validated, Refusal> {
+    br_blueprint::validate_with_task_id(blueprint)
+}
+
+/// The built-in planner: the video README's *Video semantics* describe, copying GOPs of
+/// prepared clips where the host staged them.
+pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
+    br_plan::plan(request)
+}
+
+/// The built-in manifest check.
+pub fn validate_manifest(manifest: &str) -> Result<Vec<ManifestEntry>, Vec<ValidationError>> {
+    br_blueprint::manifest::validate_manifest(manifest)
+}

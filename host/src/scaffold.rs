@@ -1,0 +1,189 @@
+//! `blueprint-runner plugin new DIR`: a plugin crate that builds on the guest SDK and,
+//! unchanged, decides exactly as the built-in guest does.
+
+use std::path::{Path, PathBuf};
+
+use crate::exit;
+
+const CARGO_TOML: &str = include_str!("../templates/plugin/Cargo.toml.in");
+const LIB_RS: &str = include_str!("../templates/plugin/src/lib.rs");
+const README: &str = include_str!("../templates/plugin/README.md");
+const GITIGNORE: &str = include_str!("../templates/plugin/gitignore");
+/// The versions this project builds and tests its own guests with (wit-bindgen and the
+/// rest): the plugin starts from them, and cargo drops what it does not use.
+const TESTED_LOCK: &str = include_str!("../../Cargo.lock");
+
+/// The SDK in the source tree this binary was built from: the default when it is still
+/// there (a developer's checkout); a binary elsewhere (the image) must be told.
+const BUILT_FROM_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/guest-sdk");
+
+/// Where the plugin takes the SDK from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SdkSource {
+    Path(PathBuf),
+    Git { url: String, rev: Option<String> },
+}
+
+impl SdkSource {
+    /// `--sdk PATH`, else `--sdk-git URL [--sdk-rev REV]`, else the source tree this binary
+    /// was built from.
+    pub fn choose(path: Option<PathBuf>, git: Option<String>, rev: Option<String>) -> Result<SdkSource, String> {
+        match (path, git) {
+            (Some(_), Some(_)) => Err("give --sdk or --sdk-git, not both".into()),
+            (Some(path), None) => Ok(SdkSource::Path(path)),
+            (None, Some(url)) => Ok(SdkSource::Git { url, rev }),
+            (None, None) if Path::new(BUILT_FROM_SDK).join("Cargo.toml").is_file() => {
+                Ok(SdkSource::Path(PathBuf::from(BUILT_FROM_SDK)))
+            }
+            (None, None) => Err("this binary was not built from a source tree here: give --sdk PATH (the \
+                                 crates/guest-sdk folder of a checkout) or --sdk-git URL"
+                .into()),
+        }
+    }
+
+    /// The dependency's value in `Cargo.toml`.
+    fn dependency(&self) -> Result<String, String> {
+        match self {
+            SdkSource::Path(path) => {
+                let path = path.canonicalize().map_err(|e| format!("the SDK folder {}: {e}", path.display()))?;
+                if !path.join("Cargo.toml").is_file() {
+                    return Err(format!("{} has no Cargo.toml: it is not the SDK crate", path.display()));
+                }
+                let text = path.to_str().ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
+                Ok(format!("{{ path = {} }}", toml_string(text)))
+            }
+            SdkSource::Git { url, rev: Some(rev) } => Ok(format!("{{ git = {}, rev = {} }}", toml_string(url), toml_string(rev))),
+            SdkSource::Git { url, rev: None } => Ok(format!("{{ git = {} }}", toml_string(url))),
+        }
+    }
+}
+
+/// A TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut quoted = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", c as u32)),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// A package name cargo accepts and a crate name Rust accepts: lower-case letters,
+/// digits, `-` and `_`, starting with a letter.
+fn name_problem(name: &str) -> Option<String> {
+    let well_formed = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    (!well_formed).then(|| {
+        format!("{name:?} is not a plugin name: lower-case letters, digits, - and _, starting with a letter, at most 64")
+    })
+}
+
+/// Writes the plugin crate into `dir`, which must not exist or be empty.
+pub fn new_plugin(dir: &Path, name: Option<String>, sdk: &SdkSource) -> Result<Vec<PathBuf>, String> {
+    let name = match name {
+        Some(name) => name,
+        None => dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{}: give --name (the folder has no usable name)", dir.display()))?,
+    };
+    if let Some(problem) = name_problem(&name) {
+        return Err(problem);
+    }
+    if let Ok(mut entries) = std::fs::read_dir(dir) {
+        if entries.next().is_some() {
+            return Err(format!("{} exists and is not empty: nothing was written", dir.display()));
+        }
+    }
+    let crate_name = name.replace('-', "_");
+    let fill = |template: &str| -> Result<String, String> {
+        let sdk = if template.contains("@SDK@") { sdk.dependency()? } else { String::new() };
+        Ok(template.replace("@NAME@", &name).replace("@CRATE@", &crate_name).replace("@SDK@", &sdk))
+    };
+    let files = [
+        ("Cargo.toml", fill(CARGO_TOML)?),
+        ("src/lib.rs", fill(LIB_RS)?),
+        ("README.md", fill(README)?),
+        (".gitignore", GITIGNORE.to_owned()),
+        ("Cargo.lock", TESTED_LOCK.to_owned()),
+    ];
+    let mut written = Vec::new();
+    for (relative, text) in files {
+        let path = dir.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The command: prints what it wrote and the next steps.
+pub fn run(dir: &Path, name: Option<String>, sdk: Option<PathBuf>, sdk_git: Option<String>, sdk_rev: Option<String>) -> u8 {
+    let created = SdkSource::choose(sdk, sdk_git, sdk_rev).and_then(|sdk| new_plugin(dir, name, &sdk));
+    match created {
+        Ok(files) => {
+            for file in files {
+                println!("wrote {}", file.display());
+            }
+            println!(
+                "next: cd {} && cargo test && cargo build --release --target wasm32-wasip2",
+                dir.display()
+            );
+            exit::OK
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            exit::USAGE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scaffold_names_the_sdk_and_the_crate() {
+        let folder = tempfile::tempdir().unwrap();
+        let dir = folder.path().join("my-plugin");
+        let sdk = SdkSource::Git { url: "https://example.com/blueprint-runner.git".into(), rev: Some("abc123".into()) };
+        new_plugin(&dir, None, &sdk).unwrap();
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("name = \"my-plugin\""), "{manifest}");
+        assert!(manifest.contains(r#"br-guest-sdk = { git = "https://example.com/blueprint-runner.git", rev = "abc123" }"#), "{manifest}");
+        let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+        assert!(lib.contains("release/my_plugin.wasm") && !lib.contains('@'), "{lib}");
+    }
+
+    #[test]
+    fn a_folder_with_files_is_never_overwritten() {
+        let folder = tempfile::tempdir().unwrap();
+        std::fs::write(folder.path().join("keep.txt"), "mine").unwrap();
+        let sdk = SdkSource::Git { url: "u".into(), rev: None };
+        let refused = new_plugin(folder.path(), Some("ok".into()), &sdk).unwrap_err();
+        assert!(refused.contains("not empty"), "{refused}");
+        assert_eq!(std::fs::read_dir(folder.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn names_cargo_would_refuse_are_refused() {
+        for bad in ["My-Plugin", "1st", "a b", "a/../b", ""] {
+            assert!(name_problem(bad).is_some(), "{bad:?}");
+        }
+        assert!(name_problem("beat-cuts_2").is_none());
+    }
+
+    #[test]
+    fn toml_strings_are_escaped() {
+        assert_eq!(toml_string(r#"a"b\c"#), r#""a\"b\\c""#);
+    }
+}
