@@ -5,7 +5,7 @@
 //! its default, so a plugin overrides only what it changes, and may call the default
 //! ([`defaults`]) and adjust its answer:
 //!
-//! ```ignore
+//! ```
 //! use br_guest_sdk::{defaults, plan::{Plan, PlanError, PlanRequest}, Plugin};
 //!
 //! struct HardCuts;
@@ -37,7 +37,7 @@ pub use serde_json;
 
 pub mod defaults;
 pub mod graph;
-mod settings;
+pub mod settings;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod check;
