@@ -671,7 +671,7 @@ hostile_plan_tests! {
     hostile_plan_ten_thousand_steps => "ten-thousand-steps" naming "10000 steps",
     // Values that took FFmpeg gigabytes (or for ever) before the policy bounded them:
     // each refusal names the step, the filter and the option.
-    hostile_plan_huge_scale => "huge-scale" naming "step 0, argument 3: the scale option w=\"8000\"",
+    hostile_plan_huge_scale => "huge-scale" naming "step 0, argument 3: filter 0 (`scale`, byte 0): the scale option w=\"8000\"",
     hostile_plan_huge_pad => "huge-pad" naming "the pad option w=\"16000\"",
     hostile_plan_scale_expression => "huge-scale-expression" naming "the scale option w=\"iw*25\"",
     hostile_plan_huge_fps => "huge-fps" naming "the fps option fps=\"1000000000\"",

@@ -70,7 +70,7 @@ pub enum PolicyCommand {
         job: PolicyJob,
     },
     /// Check a plan (the JSON `plan` prints, or its `plan` part alone) against the
-    /// policy, without running anything. Exit 0 when it passes, 3 with the reason when not.
+    /// policy, without running anything. Exit 0 when it passes, 3 with every violation when not.
     Check {
         /// The plan's JSON file.
         plan: PathBuf,
