@@ -80,7 +80,7 @@ fn describe(output: &Output) -> String {
 
 /// The MD5 of the decoded frame at `t` seconds.
 fn frame_md5(video: &Path, t: f64) -> String {
-    let output = Command::new("ffmpeg")
+    let output = Command::new(media::ffmpeg_binary())
         .args(["-v", "error", "-ss", &format!("{t:.4}"), "-i"])
         .arg(video)
         .args(["-frames:v", "1", "-f", "md5", "-"])

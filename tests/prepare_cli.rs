@@ -156,7 +156,7 @@ impl Library {
 
 fn make_textured_clip(path: &Path, spec: &media::ClipSpec) {
     let source = format!("testsrc2=size={}x{}:rate={}:duration={}", spec.width, spec.height, spec.rate, spec.seconds);
-    let output = Command::new("ffmpeg")
+    let output = Command::new(media::ffmpeg_binary())
         .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source, "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high"])
         .args(["-pix_fmt", "yuv420p", "-g", "250", "-b:v", "2M"])
         .arg(path)
@@ -177,7 +177,7 @@ fn summarise(output: std::process::Output) -> (Option<i32>, Value) {
 
 /// The key-frame flag of every video packet, in order.
 fn packet_flags(path: &Path) -> Vec<bool> {
-    let output = Command::new("ffprobe")
+    let output = Command::new(media::ffprobe_binary())
         .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=flags", "-of", "csv=p=0"])
         .arg(path)
         .output()
@@ -187,7 +187,7 @@ fn packet_flags(path: &Path) -> Vec<bool> {
 }
 
 fn assert_prepared_clip(prepared: &Path, source: &Path) {
-    let stream = Command::new("ffprobe")
+    let stream = Command::new(media::ffprobe_binary())
         .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name,width,height,r_frame_rate,has_b_frames,pix_fmt", "-of", "json"])
         .arg(prepared)
         .output()
@@ -319,7 +319,7 @@ fn render(library: &Library, output: &str, extra: &[&str]) -> (Option<i32>, Valu
 /// SSIM of each frame of `b` against the same frame of `a`.
 fn ssim_per_frame(a: &Path, b: &Path) -> Vec<f64> {
     let stats = tempfile::NamedTempFile::new().unwrap();
-    let output = Command::new("ffmpeg")
+    let output = Command::new(media::ffmpeg_binary())
         .args(["-v", "error", "-i"])
         .arg(a)
         .arg("-i")
@@ -414,7 +414,7 @@ fn assert_same_video(full: &Path, smart: &Path, frames: u64) {
     let expected_seconds = frames as f64 / frame_rate;
     assert!((video_seconds - expected_seconds).abs() < 0.001, "video {video_seconds} s, expected {expected_seconds}");
     assert!((audio_seconds - video_seconds).abs() < 0.001, "audio {audio_seconds} s, video {video_seconds} s");
-    let decode = Command::new("ffmpeg").args(["-v", "error", "-i"]).arg(smart).args(["-f", "null", "-"]).output().unwrap();
+    let decode = Command::new(media::ffmpeg_binary()).args(["-v", "error", "-i"]).arg(smart).args(["-f", "null", "-"]).output().unwrap();
     assert!(decode.status.success() && decode.stderr.is_empty(), "decoding says: {}", String::from_utf8_lossy(&decode.stderr));
 
     let ssim = ssim_per_frame(full, smart);

@@ -1,5 +1,9 @@
 //! Generated test media and measurements of the results, all through the installed
-//! FFmpeg (`FFMPEG` / `FFPROBE` override the binaries, as for the host).
+//! FFmpeg: `TEST_MEDIA_FFMPEG` / `TEST_MEDIA_FFPROBE` override these tools, else `ffmpeg`
+//! and `ffprobe` on PATH. `FFMPEG` / `FFPROBE` name only the binaries the host runs
+//! (inherited by the host the tests start): a minimal build (scripts/build-ffmpeg) has no
+//! lavfi sources, `geq`, MP3 or raw encoders, `ssim` or `null` output to make or measure
+//! media with, and a test must not judge the host's FFmpeg with that same FFmpeg.
 //!
 //! The clips are synthetic and self-describing: the CHROMA (U, V) of every pixel is a
 //! constant that names the clip, and the LUMA encodes the source time,
@@ -12,12 +16,14 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-fn ffmpeg_binary() -> PathBuf {
-    std::env::var_os("FFMPEG").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("ffmpeg"))
+/// The FFmpeg that makes and measures test media (not necessarily the host's).
+pub fn ffmpeg_binary() -> PathBuf {
+    std::env::var_os("TEST_MEDIA_FFMPEG").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("ffmpeg"))
 }
 
-fn ffprobe_binary() -> PathBuf {
-    std::env::var_os("FFPROBE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("ffprobe"))
+/// The ffprobe that measures test media (not necessarily the host's).
+pub fn ffprobe_binary() -> PathBuf {
+    std::env::var_os("TEST_MEDIA_FFPROBE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("ffprobe"))
 }
 
 /// Runs a tool; panics with its command line and stderr when it fails.
