@@ -543,8 +543,9 @@ fn near_data_limit(seen: u64, limit: u64) -> bool {
 const OUTPUT_SLACK_SECONDS: f64 = 10.0;
 
 /// Arguments with the plan's numbers replaced by the host's paths. The policy has
-/// already checked every index. Every staged input is opened with [`INPUT_WHITELIST`]:
-/// its content, not the plan, decides how FFmpeg would read it otherwise. When the plan
+/// already checked every index. Every staged input is opened with
+/// [`crate::formats::input_whitelist`]: its content, not the plan, decides how FFmpeg
+/// would read it otherwise. When the plan
 /// does not bound its output's length itself (`-t`/`-to` among the output's options),
 /// the host adds `-t output_bound_seconds` before the output: a filter that pads or
 /// loops for ever then still ends (the policy already bounds the plan's own `-t`).
@@ -563,7 +564,7 @@ fn resolve(args: &[Arg], paths: &PathTable, temps: &[TempFormat], output_bound_s
                     // Last before `-i`, so they win over anything the plan says.
                     resolved.extend(["-threads", DECODER_THREADS].iter().map(Into::into));
                     if matches!(args.get(index + 1), Some(Arg::Input(_))) {
-                        resolved.extend(INPUT_WHITELIST.iter().map(Into::into));
+                        resolved.extend(crate::formats::input_whitelist().iter().map(Into::into));
                     }
                 }
                 resolved.push(text.into());
@@ -576,15 +577,6 @@ fn resolve(args: &[Arg], paths: &PathTable, temps: &[TempFormat], output_bound_s
     resolved
 }
 
-/// Staged inputs are files of the usual audio/video containers, nothing else. Without
-/// this, a "clip" that is really an HLS playlist or a concat list would make FFmpeg
-/// open other files or URLs named inside it.
-pub const INPUT_WHITELIST: [&str; 4] = [
-    "-protocol_whitelist",
-    "file",
-    "-format_whitelist",
-    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mp3,wav,aac,ogg,flac,avi,mpegts",
-];
 
 /// A command for an FFmpeg or ffprobe child: held to `limits`, killed when its handle
 /// is dropped (a cancelled stage), and by the kernel when this process dies without

@@ -21,6 +21,7 @@ use crate::budget::estimate;
 use crate::budget::watchdog::Watchdog;
 use crate::cancel::{Cancel, Stop};
 use crate::ffmpeg::{ChildLimits, FfmpegError, PathTable, Runner};
+use crate::formats;
 use crate::storage::{output_prefix_problem, Storage, StorageError};
 use crate::work::Staging;
 use crate::{exit, logging, media};
@@ -374,6 +375,11 @@ impl Job<'_> {
                 let facts = media::probe(&self.config.ffprobe, &destination, key, limits)
                     .await
                     .map_err(|e| (Stage::Probe, Failure::Media { pointer: pointer.clone(), message: e.message }))?;
+                // Input 0 is the song; the others are clips.
+                let role = if index == 0 { formats::Role::Song } else { formats::Role::Clip };
+                if let Some(reason) = formats::undecodable(&facts, role) {
+                    return Err((Stage::Probe, Failure::Media { pointer: pointer.clone(), message: format!("{key}: {reason}") }));
+                }
                 Ok::<_, (Stage, Failure)>((index, destination, facts))
             }
         });

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod exit;
 mod ffmpeg;
+mod formats;
 mod guest;
 mod input;
 mod job;

@@ -45,7 +45,7 @@ pub async fn probe(ffprobe: &Path, file: &Path, key: &str, limits: ChildLimits) 
     let fail = |message: String| MediaError { message: format!("{key}: {message}") };
     let mut child = crate::ffmpeg::child_command(ffprobe, limits)
         .args(["-v", "error", "-hide_banner", "-print_format", "json", "-show_format", "-show_streams"])
-        .args(crate::ffmpeg::INPUT_WHITELIST)
+        .args(crate::formats::input_whitelist())
         .arg("-i")
         .arg(file)
         .stdin(std::process::Stdio::null())
@@ -70,7 +70,7 @@ pub async fn probe(ffprobe: &Path, file: &Path, key: &str, limits: ChildLimits) 
     if !status.success() {
         let stderr = String::from_utf8_lossy(&err).replace(&file.display().to_string(), key);
         if stderr.contains("not on whitelist") {
-            return Err(fail("is not in an accepted container format (MP4/MOV, Matroska/WebM, MP3, WAV, AAC, Ogg, FLAC, AVI, MPEG-TS)".into()));
+            return Err(fail(format!("is not in an accepted container format ({})", crate::formats::CONTAINER_NAMES)));
         }
         let reason = stderr.lines().last().unwrap_or("").trim().to_owned();
         return Err(fail(format!("not a readable media file ({})", if reason.is_empty() { status.to_string() } else { reason })));

@@ -192,6 +192,9 @@ impl Preparer<'_> {
         let Some(video) = &facts.video else {
             return Err(format!("{key} has no video stream"));
         };
+        if let Some(reason) = crate::formats::undecodable(&facts, crate::formats::Role::Clip) {
+            return Err(format!("{key}: {reason}"));
+        }
         if let Some(reason) = rate_mismatch(video.frame_rate, profile) {
             return Ok(Outcome::NotPreparable(reason));
         }

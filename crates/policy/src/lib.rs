@@ -307,6 +307,26 @@ pub struct TableFilter {
     pub options: Vec<TableOption>,
 }
 
+/// The FFmpeg components a plan the policy accepts can ask for: what a minimal FFmpeg
+/// must be built with to run every such plan (the image's build is checked against it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Components {
+    pub filters: Vec<String>,
+    /// `-f` values: containers a plan reads (concat) or writes.
+    pub formats: Vec<&'static str>,
+    /// `-c:v` and `-c:a` values, less `copy`.
+    pub encoders: Vec<&'static str>,
+    pub bitstream_filters: Vec<&'static str>,
+}
+
+pub fn components() -> Components {
+    let filters = table(&PolicyLimits::default()).filters.into_iter().map(|filter| filter.name).collect();
+    let encoders = options::VIDEO_CODECS.iter().chain(options::AUDIO_CODECS).copied().filter(|c| *c != "copy").collect();
+    let mut bitstream_filters = options::VIDEO_BITSTREAM_FILTERS.to_vec();
+    bitstream_filters.push(options::AUDIO_BITSTREAM_FILTER);
+    Components { filters, formats: options::FORMATS.to_vec(), encoders, bitstream_filters }
+}
+
 pub fn table(limits: &PolicyLimits) -> Table {
     let options = options::table(limits).into_iter().map(|(name, value)| TableOption { name: name.to_owned(), value }).collect();
     let filters = filter_options::table(limits)

@@ -55,8 +55,12 @@ pub(crate) const MAX_INPUT_OFFSET_SECONDS: f64 = 1.0;
 /// Longest `[label]` in `-map`.
 const MAX_MAP_LABEL_CHARS: usize = 32;
 
-const VIDEO_CODECS: &[&str] = &["libx264", "libx265", "copy"];
-const AUDIO_CODECS: &[&str] = &["aac", "copy"];
+pub(crate) const VIDEO_CODECS: &[&str] = &["libx264", "libx265", "copy"];
+pub(crate) const AUDIO_CODECS: &[&str] = &["aac", "copy"];
+/// `-bsf:v`: copied H.264 from MP4 joins the encoded parts (start codes in NUT).
+pub(crate) const VIDEO_BITSTREAM_FILTERS: &[&str] = &["h264_mp4toannexb"];
+/// `-bsf:a` takes only `setts=duration='...'` ([`ValueKind::AudioPacketDuration`]).
+pub(crate) const AUDIO_BITSTREAM_FILTER: &str = "setts";
 /// The containers a plan may force with `-f`: the concat list demuxer, the NUT
 /// temporaries and the MP4 output. The walker also checks which file each applies to.
 pub(crate) const FORMATS: &[&str] = &["concat", "nut", "mp4"];
@@ -109,8 +113,7 @@ const OPTIONS: &[OptionSpec] = &[
     spec("-fps_mode", ValueKind::OneOf(&["cfr", "passthrough"])),
     spec("-profile:v", ValueKind::OneOf(&["baseline", "main", "high"])),
     spec("-map", ValueKind::StreamMap),
-    // Copied H.264 from MP4 joins the encoded parts (start codes in NUT).
-    spec("-bsf:v", ValueKind::OneOf(&["h264_mp4toannexb"])),
+    spec("-bsf:v", ValueKind::OneOf(VIDEO_BITSTREAM_FILTERS)),
     spec("-bsf:a", ValueKind::AudioPacketDuration),
     spec("-filter_complex", ValueKind::Filtergraph),
     spec("-vf", ValueKind::Filtergraph),
@@ -175,7 +178,8 @@ fn value_refusal(
             return Ok(None);
         }
         ValueKind::AudioPacketDuration => {
-            let expression = value.strip_prefix("setts=duration='").and_then(|rest| rest.strip_suffix('\''));
+            let prefix = format!("{AUDIO_BITSTREAM_FILTER}=duration='");
+            let expression = value.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix('\''));
             match expression {
                 Some(expression) if !expression.contains('\'') && !expression.contains('\\') => {
                     return Ok(crate::expression::check("setts", "duration", expression).err());

@@ -1,0 +1,167 @@
+//! The media a job accepts: the containers it opens and the codecs it decodes. One table
+//! serves the host's own checks (the probe's `-format_whitelist`, the codec check after
+//! it) and the minimal FFmpeg the image is built with (`scripts/build-ffmpeg`): a test
+//! fails when the build's lists and these tables differ, so a clip is accepted or refused
+//! the same way whichever FFmpeg runs.
+
+use br_plan::MediaFacts;
+
+/// Input containers: FFmpeg's demuxer, and the names `-format_whitelist` matches it by
+/// (a demuxer's names, comma-separated, as FFmpeg spells them).
+pub const CONTAINERS: [(&str, &str); 9] = [
+    ("mov", "mov,mp4,m4a,3gp,3g2,mj2"),
+    ("matroska", "matroska,webm"),
+    ("mp3", "mp3"),
+    ("wav", "wav"),
+    ("aac", "aac"),
+    ("ogg", "ogg"),
+    ("flac", "flac"),
+    ("avi", "avi"),
+    ("mpegts", "mpegts"),
+];
+
+static FORMAT_WHITELIST: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| CONTAINERS.map(|(_, names)| names).join(","));
+
+/// How every staged input is opened: files of the accepted containers, nothing else.
+/// Without this, a "clip" that is really an HLS playlist or a concat list would make
+/// FFmpeg open other files or URLs named inside it.
+pub fn input_whitelist() -> [&'static str; 4] {
+    ["-protocol_whitelist", "file", "-format_whitelist", FORMAT_WHITELIST.as_str()]
+}
+
+/// For README's messages.
+pub const CONTAINER_NAMES: &str = "MP4/MOV, Matroska/WebM, MP3, WAV, AAC, Ogg, FLAC, AVI, MPEG-TS";
+
+/// Video codecs a clip may be in: ffprobe's `codec_name`, and FFmpeg's decoder for it.
+pub const VIDEO_CODECS: [(&str, &str); 8] = [
+    ("h264", "h264"),
+    ("hevc", "hevc"),
+    ("vp8", "vp8"),
+    ("vp9", "vp9"),
+    // FFmpeg 5.1's own av1 decoder only drives hardware decoders.
+    ("av1", "libdav1d"),
+    ("mpeg4", "mpeg4"),
+    ("mpeg2video", "mpeg2video"),
+    ("mjpeg", "mjpeg"),
+];
+
+/// Audio codecs a song may be in (and a clip's audio, which a plugin may use).
+pub const AUDIO_CODECS: [(&str, &str); 14] = [
+    ("aac", "aac"),
+    ("mp3", "mp3float"),
+    ("alac", "alac"),
+    ("flac", "flac"),
+    ("vorbis", "vorbis"),
+    ("opus", "opus"),
+    ("pcm_s16le", "pcm_s16le"),
+    ("pcm_s24le", "pcm_s24le"),
+    ("pcm_s32le", "pcm_s32le"),
+    ("pcm_f32le", "pcm_f32le"),
+    ("pcm_f64le", "pcm_f64le"),
+    ("pcm_u8", "pcm_u8"),
+    ("pcm_s16be", "pcm_s16be"),
+    ("pcm_s24be", "pcm_s24be"),
+];
+
+/// What an input is for: which of its streams the job decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Its audio: the song.
+    Song,
+    /// Its video: a clip (its own audio is never decoded by the built-in planner).
+    Clip,
+}
+
+/// Why the job cannot decode what it needs from `facts`, if it cannot.
+pub fn undecodable(facts: &MediaFacts, role: Role) -> Option<String> {
+    let listed = |table: &[(&str, &str)]| table.iter().map(|(codec, _)| *codec).collect::<Vec<_>>().join(", ");
+    match role {
+        Role::Clip => {
+            let codec = &facts.video.as_ref()?.codec;
+            (!VIDEO_CODECS.iter().any(|(name, _)| name == codec))
+                .then(|| format!("its video is {codec}, which this job does not decode (it decodes {})", listed(&VIDEO_CODECS)))
+        }
+        Role::Song => {
+            let codec = &facts.audio.as_ref()?.codec;
+            (!AUDIO_CODECS.iter().any(|(name, _)| name == codec))
+                .then(|| format!("its audio is {codec}, which this job does not decode (it decodes {})", listed(&AUDIO_CODECS)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// FFmpeg adds these filters itself (never a plan): autorotation of phone clips that
+    /// carry a display matrix, by quarter turns or by any angle.
+    const AUTOROTATE_FILTERS: [&str; 4] = ["transpose", "hflip", "vflip", "rotate"];
+
+    /// A bash array of `scripts/build-ffmpeg`: its words, comments left out.
+    fn build_list(name: &str) -> BTreeSet<String> {
+        let script = include_str!("../../scripts/build-ffmpeg");
+        let start = script.find(&format!("\n{name}=(")).unwrap_or_else(|| panic!("no {name}=( in scripts/build-ffmpeg"));
+        let body = &script[start + name.len() + 3..];
+        let end = body.find("\n)").unwrap_or_else(|| panic!("{name} is not closed"));
+        body[..end].lines().flat_map(|line| line.split('#').next().unwrap_or("").split_whitespace()).map(str::to_owned).collect()
+    }
+
+    fn set<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+        names.into_iter().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_whitelist_names_every_container_once() {
+        assert_eq!(input_whitelist()[3], "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mp3,wav,aac,ogg,flac,avi,mpegts");
+    }
+
+    /// The image's FFmpeg opens the accepted containers and the plans' own (the concat
+    /// list, NUT temporaries), and writes what a plan may write.
+    #[test]
+    fn the_build_has_exactly_the_containers_the_host_accepts_and_the_plans_use() {
+        let policy = br_policy::components();
+        let read_by_plans = policy.formats.iter().copied().filter(|f| *f != "mp4");
+        assert_eq!(build_list("DEMUXERS"), set(CONTAINERS.map(|(demuxer, _)| demuxer).into_iter().chain(read_by_plans)));
+        assert_eq!(build_list("MUXERS"), set(policy.formats.iter().copied().filter(|f| *f != "concat")));
+    }
+
+    #[test]
+    fn the_build_decodes_exactly_the_codecs_the_host_accepts() {
+        assert_eq!(build_list("DECODERS"), set(VIDEO_CODECS.iter().chain(&AUDIO_CODECS).map(|(_, decoder)| *decoder)));
+    }
+
+    #[test]
+    fn the_build_has_exactly_the_filters_encoders_and_bitstream_filters_of_the_policy() {
+        let policy = br_policy::components();
+        let filters = policy.filters.iter().map(String::as_str).chain(AUTOROTATE_FILTERS);
+        assert_eq!(build_list("FILTERS"), set(filters));
+        assert_eq!(build_list("ENCODERS"), set(policy.encoders.iter().copied()));
+        // The MP4 muxer inserts two more by itself when a stream is copied into it.
+        let inserted = ["aac_adtstoasc", "vp9_superframe"];
+        assert_eq!(build_list("BSFS"), set(policy.bitstream_filters.iter().copied().chain(inserted)));
+    }
+
+    #[test]
+    fn a_clip_in_a_codec_outside_the_table_is_named() {
+        let facts = |video: &str, audio: &str| MediaFacts {
+            key: "k".into(),
+            duration: 1.0,
+            video: Some(br_plan::VideoFacts {
+                codec: video.into(),
+                width: 2,
+                height: 2,
+                frame_rate: 30.0,
+                pixel_format: "yuv420p".into(),
+                duration: 1.0,
+            }),
+            audio: Some(br_plan::AudioFacts { codec: audio.into(), sample_rate: 48_000, channels: 2, duration: 1.0 }),
+        };
+        assert_eq!(undecodable(&facts("h264", "ac3"), Role::Clip), None);
+        let refused = undecodable(&facts("prores", "aac"), Role::Clip).unwrap_or_default();
+        assert!(refused.starts_with("its video is prores, which this job does not decode"), "{refused}");
+        assert_eq!(undecodable(&facts("prores", "mp3"), Role::Song), None);
+        assert!(undecodable(&facts("h264", "ac3"), Role::Song).is_some());
+    }
+}
