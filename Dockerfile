@@ -8,25 +8,20 @@
 # scripts/container-layout reproduces the runtime stage without Docker (same user, cache,
 # WORK_DIR and entrypoint) so CI can check it.
 #
-# Expected image size: about 540-570 MB unpacked, about 200 MB compressed (what a pull
-# downloads). How it was computed, on Debian 12 (bookworm) with its apt lists, ffmpeg
-# 7:5.1.9-0+deb12u1:
-#   - debian:bookworm-slim: ~75 MB (its published size).
-#   - `apt-get install --no-install-recommends ffmpeg ca-certificates` on top of it: 202
-#     packages (resolved with `apt-get -s` against a dpkg status holding only the slim
-#     image's packages: Priority required + apt). Sum of their Installed-Size: 472,763 KiB
-#     = 462 MiB; their files as installed (measured on a machine with the same packages):
-#     454 MiB, 432 MiB without /usr/share/{doc,man,info,locale}, which the slim image's
-#     dpkg config leaves out; gzip -6 of those files: 161 MiB. Most of it is not FFmpeg
-#     itself but what Debian's libavdevice/libavfilter pull in: libllvm15 112 MiB (via
-#     Mesa's libgl1-mesa-dri), libicu72 35, libmfx1 27, libflite1 26, libgl1-mesa-dri
-#     25, libz3-4 22, libcodec2 16, libx265 16, libavcodec59 14, libavfilter8 12 MiB.
-#     A static FFmpeg build would be ~80 MB instead, at the cost of a binary Debian does
-#     not patch.
-#   - /usr/local/bin/blueprint-runner: 36 MB (the release build measured: thin LTO,
-#     symbols kept, profile.release strip = "debuginfo"; wasmtime with cranelift, the
-#     GCS client and its TLS stack, tokio-postgres).
-#   - /opt/blueprint-runner/cache: 1.0 MiB (one .cwasm, 1,049,304 bytes, measured).
+# FFmpeg is built here, small: scripts/build-ffmpeg configures FFmpeg 5.1.9 (Debian 12's,
+# from the Debian archive, sha256-checked) with everything disabled except the containers,
+# codecs, filters and bitstream filters the host accepts and its plan policy allows
+# (host/src/formats.rs and crates/policy; a test keeps the script's lists equal to them).
+# A hostile clip meets a few dozen demuxers and decoders instead of Debian's hundreds, and
+# the runtime stage needs three small codec libraries instead of Debian's FFmpeg with its
+# 200 packages (LLVM, Mesa, ICU...).
+
+# ---------------------------------------------------------------------------------------
+# FFmpeg stage: ffmpeg and ffprobe into /opt/ffmpeg/bin (the script installs its own
+# build dependencies with apt).
+FROM debian:bookworm-slim AS ffmpeg
+COPY scripts/build-ffmpeg /usr/local/bin/build-ffmpeg
+RUN build-ffmpeg /opt/ffmpeg
 
 # ---------------------------------------------------------------------------------------
 # Build stage. rustc 1.95 is required (wasmtime 48.0.8, rust-version in Cargo.toml).
@@ -61,12 +56,17 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 # Runtime stage.
 FROM debian:bookworm-slim
 
-# ffmpeg and ffprobe run as child processes. ca-certificates: the TLS roots for Google
-# Cloud Storage and Google's auth endpoints, and for DB_SSLMODE=verify-full.
-# No recommends: they would add X11/desktop packages a job never uses.
+# The encoders' and the AV1 decoder's shared libraries (Debian's, patched by Debian) for
+# the minimal ffmpeg and ffprobe; ca-certificates: the TLS roots for Google Cloud Storage
+# and Google's auth endpoints, and for DB_SSLMODE=verify-full.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libx264-164 libx265-199 libdav1d6 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
+
+COPY --from=ffmpeg /opt/ffmpeg/bin/ffmpeg /opt/ffmpeg/bin/ffprobe /usr/local/bin/
+# Fails the build if a shared library the two need is missing.
+RUN ffmpeg -hide_banner -version | head -1 && ffprobe -hide_banner -version | head -1
 
 # A system user with a fixed uid (stable file ownership across image versions), no
 # home and no login shell. /opt/blueprint-runner belongs to it so that the binary itself
