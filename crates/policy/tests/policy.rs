@@ -525,15 +525,20 @@ fn every_ffmpeg_step_reads_an_input() {
 
 // ---- Counts and sizes ---------------------------------------------------------------
 
-#[test]
-fn ten_thousand_steps_are_refused_before_anything_else() {
+/// The accepted plan behind 10,000 steps that each also break other rules (an unknown
+/// option, the output everywhere): the count must be what is reported, without looking
+/// at any argument.
+fn ten_thousand_bad_steps() -> Plan {
     let plan = accepted_plan();
-    // Every step also breaks other rules (an unknown option, the output everywhere):
-    // the count must be what is reported, without looking at any argument.
     let bad_step = ffmpeg("-protocol_whitelist http -i Input(99) Output", "", 1.0, "x");
     let mut steps = vec![bad_step; 10_000];
     steps.extend(plan.steps);
-    let huge = Plan { temps: plan.temps, steps, warnings: Vec::new() };
+    Plan { temps: plan.temps, steps, warnings: Vec::new() }
+}
+
+#[test]
+fn ten_thousand_steps_are_refused_before_anything_else() {
+    let huge = ten_thousand_bad_steps();
     let started = Instant::now();
     let violation = refused(&huge, Rule::TooManySteps);
     assert!(started.elapsed() < Duration::from_millis(100), "took {:?}", started.elapsed());
@@ -757,11 +762,7 @@ fn independent_mistakes_in_one_step_are_all_listed() {
 
 #[test]
 fn a_plan_that_cannot_be_walked_lists_only_why() {
-    let plan = accepted_plan();
-    let bad_step = ffmpeg("-protocol_whitelist http -i Input(99) Output", "", 1.0, "x");
-    let mut steps = vec![bad_step; 10_000];
-    steps.extend(plan.steps);
-    let huge = Plan { temps: plan.temps, steps, warnings: Vec::new() };
+    let huge = ten_thousand_bad_steps();
     let started = Instant::now();
     let violations = all_refused(&huge);
     assert!(started.elapsed() < Duration::from_millis(100), "took {:?}", started.elapsed());
