@@ -27,7 +27,12 @@ static FORMAT_WHITELIST: std::sync::LazyLock<String> =
 /// Without this, a "clip" that is really an HLS playlist or a concat list would make
 /// FFmpeg open other files or URLs named inside it.
 pub fn input_whitelist() -> [&'static str; 4] {
-    ["-protocol_whitelist", "file", "-format_whitelist", FORMAT_WHITELIST.as_str()]
+    [
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        FORMAT_WHITELIST.as_str(),
+    ]
 }
 
 /// For README's messages.
@@ -79,13 +84,21 @@ pub fn undecodable(facts: &MediaFacts, role: Role) -> Option<String> {
     match role {
         Role::Clip => {
             let codec = &facts.video.as_ref()?.codec;
-            (!VIDEO_CODECS.iter().any(|(name, _)| name == codec))
-                .then(|| format!("its video is {codec}, which this job does not decode (it decodes {})", listed(&VIDEO_CODECS)))
+            (!VIDEO_CODECS.iter().any(|(name, _)| name == codec)).then(|| {
+                format!(
+                    "its video is {codec}, which this job does not decode (it decodes {})",
+                    listed(&VIDEO_CODECS)
+                )
+            })
         }
         Role::Song => {
             let codec = &facts.audio.as_ref()?.codec;
-            (!AUDIO_CODECS.iter().any(|(name, _)| name == codec))
-                .then(|| format!("its audio is {codec}, which this job does not decode (it decodes {})", listed(&AUDIO_CODECS)))
+            (!AUDIO_CODECS.iter().any(|(name, _)| name == codec)).then(|| {
+                format!(
+                    "its audio is {codec}, which this job does not decode (it decodes {})",
+                    listed(&AUDIO_CODECS)
+                )
+            })
         }
     }
 }
@@ -102,10 +115,16 @@ mod tests {
     /// A bash array of `scripts/build-ffmpeg`: its words, comments left out.
     fn build_list(name: &str) -> BTreeSet<String> {
         let script = include_str!("../../scripts/build-ffmpeg");
-        let start = script.find(&format!("\n{name}=(")).unwrap_or_else(|| panic!("no {name}=( in scripts/build-ffmpeg"));
+        let start = script
+            .find(&format!("\n{name}=("))
+            .unwrap_or_else(|| panic!("no {name}=( in scripts/build-ffmpeg"));
         let body = &script[start + name.len() + 3..];
         let end = body.find("\n)").unwrap_or_else(|| panic!("{name} is not closed"));
-        body[..end].lines().flat_map(|line| line.split('#').next().unwrap_or("").split_whitespace()).map(str::to_owned).collect()
+        body[..end]
+            .lines()
+            .flat_map(|line| line.split('#').next().unwrap_or("").split_whitespace())
+            .map(str::to_owned)
+            .collect()
     }
 
     fn set<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
@@ -114,7 +133,10 @@ mod tests {
 
     #[test]
     fn the_whitelist_names_every_container_once() {
-        assert_eq!(input_whitelist()[3], "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mp3,wav,aac,ogg,flac,avi,mpegts");
+        assert_eq!(
+            input_whitelist()[3],
+            "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mp3,wav,aac,ogg,flac,avi,mpegts"
+        );
     }
 
     /// The image's FFmpeg opens the accepted containers and the plans' own (the concat
@@ -123,13 +145,22 @@ mod tests {
     fn the_build_has_exactly_the_containers_the_host_accepts_and_the_plans_use() {
         let policy = br_policy::components();
         let read_by_plans = policy.formats.iter().copied().filter(|f| *f != "mp4");
-        assert_eq!(build_list("DEMUXERS"), set(CONTAINERS.map(|(demuxer, _)| demuxer).into_iter().chain(read_by_plans)));
-        assert_eq!(build_list("MUXERS"), set(policy.formats.iter().copied().filter(|f| *f != "concat")));
+        assert_eq!(
+            build_list("DEMUXERS"),
+            set(CONTAINERS.map(|(demuxer, _)| demuxer).into_iter().chain(read_by_plans))
+        );
+        assert_eq!(
+            build_list("MUXERS"),
+            set(policy.formats.iter().copied().filter(|f| *f != "concat"))
+        );
     }
 
     #[test]
     fn the_build_decodes_exactly_the_codecs_the_host_accepts() {
-        assert_eq!(build_list("DECODERS"), set(VIDEO_CODECS.iter().chain(&AUDIO_CODECS).map(|(_, decoder)| *decoder)));
+        assert_eq!(
+            build_list("DECODERS"),
+            set(VIDEO_CODECS.iter().chain(&AUDIO_CODECS).map(|(_, decoder)| *decoder))
+        );
     }
 
     #[test]
@@ -140,7 +171,10 @@ mod tests {
         assert_eq!(build_list("ENCODERS"), set(policy.encoders.iter().copied()));
         // The MP4 muxer inserts two more by itself when a stream is copied into it.
         let inserted = ["aac_adtstoasc", "vp9_superframe"];
-        assert_eq!(build_list("BSFS"), set(policy.bitstream_filters.iter().copied().chain(inserted)));
+        assert_eq!(
+            build_list("BSFS"),
+            set(policy.bitstream_filters.iter().copied().chain(inserted))
+        );
     }
 
     #[test]
@@ -156,11 +190,19 @@ mod tests {
                 pixel_format: "yuv420p".into(),
                 duration: 1.0,
             }),
-            audio: Some(br_plan::AudioFacts { codec: audio.into(), sample_rate: 48_000, channels: 2, duration: 1.0 }),
+            audio: Some(br_plan::AudioFacts {
+                codec: audio.into(),
+                sample_rate: 48_000,
+                channels: 2,
+                duration: 1.0,
+            }),
         };
         assert_eq!(undecodable(&facts("h264", "ac3"), Role::Clip), None);
         let refused = undecodable(&facts("prores", "aac"), Role::Clip).unwrap_or_default();
-        assert!(refused.starts_with("its video is prores, which this job does not decode"), "{refused}");
+        assert!(
+            refused.starts_with("its video is prores, which this job does not decode"),
+            "{refused}"
+        );
         assert_eq!(undecodable(&facts("prores", "mp3"), Role::Song), None);
         assert!(undecodable(&facts("h264", "ac3"), Role::Song).is_some());
     }

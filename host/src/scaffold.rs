@@ -35,9 +35,11 @@ impl SdkSource {
             (None, None) if Path::new(BUILT_FROM_SDK).join("Cargo.toml").is_file() => {
                 Ok(SdkSource::Path(PathBuf::from(BUILT_FROM_SDK)))
             }
-            (None, None) => Err("this binary was not built from a source tree here: give --sdk PATH (the \
+            (None, None) => Err(
+                "this binary was not built from a source tree here: give --sdk PATH (the \
                                  crates/guest-sdk folder of a checkout) or --sdk-git URL"
-                .into()),
+                    .into(),
+            ),
         }
     }
 
@@ -45,14 +47,20 @@ impl SdkSource {
     fn dependency(&self) -> Result<String, String> {
         match self {
             SdkSource::Path(path) => {
-                let path = path.canonicalize().map_err(|e| format!("the SDK folder {}: {e}", path.display()))?;
+                let path = path
+                    .canonicalize()
+                    .map_err(|e| format!("the SDK folder {}: {e}", path.display()))?;
                 if !path.join("Cargo.toml").is_file() {
                     return Err(format!("{} has no Cargo.toml: it is not the SDK crate", path.display()));
                 }
-                let text = path.to_str().ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
+                let text = path
+                    .to_str()
+                    .ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
                 Ok(format!("{{ path = {} }}", toml_string(text)))
             }
-            SdkSource::Git { url, rev: Some(rev) } => Ok(format!("{{ git = {}, rev = {} }}", toml_string(url), toml_string(rev))),
+            SdkSource::Git { url, rev: Some(rev) } => {
+                Ok(format!("{{ git = {}, rev = {} }}", toml_string(url), toml_string(rev)))
+            }
             SdkSource::Git { url, rev: None } => Ok(format!("{{ git = {} }}", toml_string(url))),
         }
     }
@@ -78,9 +86,13 @@ fn toml_string(text: &str) -> String {
 fn name_problem(name: &str) -> Option<String> {
     let well_formed = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     (!well_formed).then(|| {
-        format!("{name:?} is not a plugin name: lower-case letters, digits, - and _, starting with a letter, at most 64")
+        format!(
+            "{name:?} is not a plugin name: lower-case letters, digits, - and _, starting with a letter, at most 64"
+        )
     })
 }
 
@@ -99,13 +111,23 @@ pub fn new_plugin(dir: &Path, name: Option<String>, sdk: &SdkSource) -> Result<V
     }
     if let Ok(mut entries) = std::fs::read_dir(dir) {
         if entries.next().is_some() {
-            return Err(format!("{} exists and is not empty: nothing was written", dir.display()));
+            return Err(format!(
+                "{} exists and is not empty: nothing was written",
+                dir.display()
+            ));
         }
     }
     let crate_name = name.replace('-', "_");
     let fill = |template: &str| -> Result<String, String> {
-        let sdk = if template.contains("@SDK@") { sdk.dependency()? } else { String::new() };
-        Ok(template.replace("@NAME@", &name).replace("@CRATE@", &crate_name).replace("@SDK@", &sdk))
+        let sdk = if template.contains("@SDK@") {
+            sdk.dependency()?
+        } else {
+            String::new()
+        };
+        Ok(template
+            .replace("@NAME@", &name)
+            .replace("@CRATE@", &crate_name)
+            .replace("@SDK@", &sdk))
     };
     let files = [
         ("Cargo.toml", fill(CARGO_TOML)?),
@@ -127,7 +149,13 @@ pub fn new_plugin(dir: &Path, name: Option<String>, sdk: &SdkSource) -> Result<V
 }
 
 /// The command: prints what it wrote and the next steps.
-pub fn run(dir: &Path, name: Option<String>, sdk: Option<PathBuf>, sdk_git: Option<String>, sdk_rev: Option<String>) -> u8 {
+pub fn run(
+    dir: &Path,
+    name: Option<String>,
+    sdk: Option<PathBuf>,
+    sdk_git: Option<String>,
+    sdk_rev: Option<String>,
+) -> u8 {
     let created = SdkSource::choose(sdk, sdk_git, sdk_rev).and_then(|sdk| new_plugin(dir, name, &sdk));
     match created {
         Ok(files) => {
@@ -155,11 +183,17 @@ mod tests {
     fn the_scaffold_names_the_sdk_and_the_crate() {
         let folder = tempfile::tempdir().unwrap();
         let dir = folder.path().join("my-plugin");
-        let sdk = SdkSource::Git { url: "https://example.com/blueprint-runner.git".into(), rev: Some("abc123".into()) };
+        let sdk = SdkSource::Git {
+            url: "https://example.com/blueprint-runner.git".into(),
+            rev: Some("abc123".into()),
+        };
         new_plugin(&dir, None, &sdk).unwrap();
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
         assert!(manifest.contains("name = \"my-plugin\""), "{manifest}");
-        assert!(manifest.contains(r#"br-guest-sdk = { git = "https://example.com/blueprint-runner.git", rev = "abc123" }"#), "{manifest}");
+        assert!(
+            manifest.contains(r#"br-guest-sdk = { git = "https://example.com/blueprint-runner.git", rev = "abc123" }"#),
+            "{manifest}"
+        );
         let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("release/my_plugin.wasm") && !lib.contains('@'), "{lib}");
     }
@@ -168,7 +202,10 @@ mod tests {
     fn a_folder_with_files_is_never_overwritten() {
         let folder = tempfile::tempdir().unwrap();
         std::fs::write(folder.path().join("keep.txt"), "mine").unwrap();
-        let sdk = SdkSource::Git { url: "u".into(), rev: None };
+        let sdk = SdkSource::Git {
+            url: "u".into(),
+            rev: None,
+        };
         let refused = new_plugin(folder.path(), Some("ok".into()), &sdk).unwrap_err();
         assert!(refused.contains("not empty"), "{refused}");
         assert_eq!(std::fs::read_dir(folder.path()).unwrap().count(), 1);

@@ -12,10 +12,19 @@ pub const BACKEND_BLUEPRINT: &str = include_str!("../../../examples/backend-blue
 /// long as the timeline.
 pub fn request_over_made_up_media(blueprint: &str, clip_seconds: f64) -> Result<PlanRequest, String> {
     let validated = br_blueprint::validate(blueprint).map_err(|errors| {
-        errors.iter().map(|e| format!("{}: {}", e.pointer, e.message)).collect::<Vec<_>>().join("; ")
+        errors
+            .iter()
+            .map(|e| format!("{}: {}", e.pointer, e.message))
+            .collect::<Vec<_>>()
+            .join("; ")
     })?;
     let song_seconds = validated.total_duration;
-    let audio = |codec: &str, seconds: f64| AudioFacts { codec: codec.into(), sample_rate: 48_000, channels: 2, duration: seconds };
+    let audio = |codec: &str, seconds: f64| AudioFacts {
+        codec: codec.into(),
+        sample_rate: 48_000,
+        channels: 2,
+        duration: seconds,
+    };
     let mut inputs = vec![MediaFacts {
         key: validated.audio_key.clone(),
         duration: song_seconds,
@@ -35,20 +44,27 @@ pub fn request_over_made_up_media(blueprint: &str, clip_seconds: f64) -> Result<
         }),
         audio: Some(audio("aac", clip_seconds)),
     }));
-    Ok(PlanRequest { validated, inputs, strict: false, prepared: Vec::new() })
+    Ok(PlanRequest {
+        validated,
+        inputs,
+        strict: false,
+        prepared: Vec::new(),
+    })
 }
 
 /// Whether the host's policy lets `plan` run for `request`; otherwise every violation
 /// (`step S, argument A: reason`, up to the policy's cap, then how many more).
 pub fn plan_passes(request: &PlanRequest, plan: &Plan) -> Result<(), Vec<String>> {
     let limits = br_policy::PolicyLimits::for_request(request);
-    br_policy::check_all(plan, request.inputs.len() as u32, &limits).map(|_| ()).map_err(|violations| {
-        let mut listed: Vec<String> = violations.listed().iter().map(|v| v.located_reason()).collect();
-        if violations.unlisted() > 0 {
-            listed.push(format!("and {} more", violations.unlisted()));
-        }
-        listed
-    })
+    br_policy::check_all(plan, request.inputs.len() as u32, &limits)
+        .map(|_| ())
+        .map_err(|violations| {
+            let mut listed: Vec<String> = violations.listed().iter().map(|v| v.located_reason()).collect();
+            if violations.unlisted() > 0 {
+                listed.push(format!("and {} more", violations.unlisted()));
+            }
+            listed
+        })
 }
 
 #[cfg(test)]
@@ -88,7 +104,13 @@ mod tests {
             warnings: Vec::new(),
         };
         let mut graph = Filtergraph::new();
-        graph.chain(&["0:a"], [Filter::new("volume").option("volume", "if(lt(t,2),0.5,1)").option("eval", "frame")], &["a"]);
+        graph.chain(
+            &["0:a"],
+            [Filter::new("volume")
+                .option("volume", "if(lt(t,2),0.5,1)")
+                .option("eval", "frame")],
+            &["a"],
+        );
         assert_eq!(plan_passes(&request, &step(&graph)), Ok(()));
         let mut forbidden = Filtergraph::new();
         forbidden.chain(&["0:a"], [Filter::new("amovie").option("f", "x")], &["a"]);

@@ -18,7 +18,10 @@ pub struct Filter {
 
 impl Filter {
     pub fn new(name: &str) -> Filter {
-        Filter { name: name.to_owned(), options: Vec::new() }
+        Filter {
+            name: name.to_owned(),
+            options: Vec::new(),
+        }
     }
 
     /// Adds `name=value`; options are written in the order they are added.
@@ -55,7 +58,8 @@ impl Filtergraph {
     pub fn chain(&mut self, inputs: &[&str], filters: impl IntoIterator<Item = Filter>, outputs: &[&str]) -> &mut Self {
         let labels = |names: &[&str]| names.iter().map(|name| format!("[{name}]")).collect::<String>();
         let filters: Vec<String> = filters.into_iter().map(|filter| filter.to_string()).collect();
-        self.chains.push(format!("{}{}{}", labels(inputs), filters.join(","), labels(outputs)));
+        self.chains
+            .push(format!("{}{}{}", labels(inputs), filters.join(","), labels(outputs)));
         self
     }
 
@@ -89,8 +93,22 @@ mod tests {
     fn a_graph_is_written_with_labels_and_quoted_values() {
         let mut graph = Filtergraph::new();
         graph
-            .chain(&["1:v"], [Filter::new("trim").option("start", 1.5).option("duration", 2), Filter::new("setpts").option("expr", "PTS-STARTPTS")], &["a"])
-            .chain(&["a", "b"], [Filter::new("xfade").option("transition", "fade").option("duration", 0.5).option("offset", 1.5)], &["v"]);
+            .chain(
+                &["1:v"],
+                [
+                    Filter::new("trim").option("start", 1.5).option("duration", 2),
+                    Filter::new("setpts").option("expr", "PTS-STARTPTS"),
+                ],
+                &["a"],
+            )
+            .chain(
+                &["a", "b"],
+                [Filter::new("xfade")
+                    .option("transition", "fade")
+                    .option("duration", 0.5)
+                    .option("offset", 1.5)],
+                &["v"],
+            );
         assert_eq!(
             graph.to_string(),
             "[1:v]trim=start=1.5:duration=2,setpts=expr=PTS-STARTPTS[a];[a][b]xfade=transition=fade:duration=0.5:offset=1.5[v]"
@@ -99,7 +117,9 @@ mod tests {
 
     #[test]
     fn values_with_separators_are_quoted() {
-        let filter = Filter::new("volume").option("volume", "if(lt(t,2),0.5,1)").option("eval", "frame");
+        let filter = Filter::new("volume")
+            .option("volume", "if(lt(t,2),0.5,1)")
+            .option("eval", "frame");
         assert_eq!(filter.to_string(), "volume=volume='if(lt(t,2),0.5,1)':eval=frame");
         assert_eq!(quoted("it's"), r"'it'\''s'");
         assert_eq!(quoted(""), "''");

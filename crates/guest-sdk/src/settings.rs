@@ -28,12 +28,18 @@ impl std::error::Error for SettingsError {}
 
 impl SettingsError {
     fn new(name: &str, message: impl Into<String>) -> SettingsError {
-        SettingsError { pointer: format!("GUEST_SETTINGS/{name}"), message: message.into() }
+        SettingsError {
+            pointer: format!("GUEST_SETTINGS/{name}"),
+            message: message.into(),
+        }
     }
 
     /// As a plan error, for a plugin that refuses to plan with a wrong setting.
     pub fn into_plan_error(self) -> br_plan::PlanError {
-        br_plan::PlanError { pointer: self.pointer, message: self.message }
+        br_plan::PlanError {
+            pointer: self.pointer,
+            message: self.message,
+        }
     }
 }
 
@@ -54,10 +60,15 @@ impl Settings {
     /// A number within `range`, when set.
     pub fn number(&self, name: &str, range: RangeInclusive<f64>) -> Result<Option<f64>, SettingsError> {
         let Some(value) = self.0.get(name) else { return Ok(None) };
-        let number = value.as_f64().ok_or_else(|| SettingsError::new(name, format!("must be a number, not {value}")))?;
+        let number = value
+            .as_f64()
+            .ok_or_else(|| SettingsError::new(name, format!("must be a number, not {value}")))?;
         if !range.contains(&number) {
             let (low, high) = (range.start(), range.end());
-            return Err(SettingsError::new(name, format!("is {number}; it must be from {low} to {high}")));
+            return Err(SettingsError::new(
+                name,
+                format!("is {number}; it must be from {low} to {high}"),
+            ));
         }
         Ok(Some(number))
     }
@@ -65,22 +76,33 @@ impl Settings {
     /// A whole number within `range`, when set.
     pub fn integer(&self, name: &str, range: RangeInclusive<u64>) -> Result<Option<u64>, SettingsError> {
         let Some(value) = self.0.get(name) else { return Ok(None) };
-        let number = value.as_u64().ok_or_else(|| SettingsError::new(name, format!("must be a whole number, not {value}")))?;
+        let number = value
+            .as_u64()
+            .ok_or_else(|| SettingsError::new(name, format!("must be a whole number, not {value}")))?;
         if !range.contains(&number) {
             let (low, high) = (range.start(), range.end());
-            return Err(SettingsError::new(name, format!("is {number}; it must be from {low} to {high}")));
+            return Err(SettingsError::new(
+                name,
+                format!("is {number}; it must be from {low} to {high}"),
+            ));
         }
         Ok(Some(number))
     }
 
     pub fn text(&self, name: &str) -> Result<Option<&str>, SettingsError> {
         let Some(value) = self.0.get(name) else { return Ok(None) };
-        value.as_str().map(Some).ok_or_else(|| SettingsError::new(name, format!("must be a string, not {value}")))
+        value
+            .as_str()
+            .map(Some)
+            .ok_or_else(|| SettingsError::new(name, format!("must be a string, not {value}")))
     }
 
     pub fn flag(&self, name: &str) -> Result<Option<bool>, SettingsError> {
         let Some(value) = self.0.get(name) else { return Ok(None) };
-        value.as_bool().map(Some).ok_or_else(|| SettingsError::new(name, format!("must be true or false, not {value}")))
+        value
+            .as_bool()
+            .map(Some)
+            .ok_or_else(|| SettingsError::new(name, format!("must be true or false, not {value}")))
     }
 }
 
@@ -123,8 +145,14 @@ mod tests {
         assert_eq!(settings.text("title"), Ok(Some("x")));
         assert_eq!(settings.flag("on"), Ok(Some(true)));
         let too_long = settings.number("fade", 0.0..=0.25).unwrap_err();
-        assert_eq!(too_long.to_string(), "GUEST_SETTINGS/fade: is 0.5; it must be from 0 to 0.25");
-        assert_eq!(settings.integer("fade", 0..=9).unwrap_err().pointer, "GUEST_SETTINGS/fade");
+        assert_eq!(
+            too_long.to_string(),
+            "GUEST_SETTINGS/fade: is 0.5; it must be from 0 to 0.25"
+        );
+        assert_eq!(
+            settings.integer("fade", 0..=9).unwrap_err().pointer,
+            "GUEST_SETTINGS/fade"
+        );
         assert!(settings.text("moves").is_err());
         assert!(settings.flag("title").is_err());
         assert!(Settings::from_json("[1]").is_err());

@@ -16,7 +16,10 @@ fn tempo() -> Result<Tempo, SettingsError> {
     let settings = settings()?;
     let bpm = settings.number("bpm", 40.0..=240.0)?.unwrap_or(120.0);
     let offset_seconds = settings.number("offset_seconds", 0.0..=10.0)?.unwrap_or(0.0);
-    Ok(Tempo { beat_seconds: 60.0 / bpm, offset_seconds })
+    Ok(Tempo {
+        beat_seconds: 60.0 / bpm,
+        offset_seconds,
+    })
 }
 
 impl Plugin for BeatCuts {
@@ -31,7 +34,10 @@ impl Plugin for BeatCuts {
             .map_err(|e| refuse(e.pointer, ErrorCode::NotAllowed, e.message))?;
         if let Some(limit) = limit {
             if validated.moves.len() as u64 > limit {
-                let message = format!("{} moves; this job allows at most {limit} (max_moves)", validated.moves.len());
+                let message = format!(
+                    "{} moves; this job allows at most {limit} (max_moves)",
+                    validated.moves.len()
+                );
                 return Err(refuse("/moves".into(), ErrorCode::TooLarge, message));
             }
         }
@@ -42,7 +48,10 @@ impl Plugin for BeatCuts {
         let tempo = tempo().map_err(|e| vec![e.into_plan_error()])?;
         let rate = FrameRate::from_fps(request.validated.output.frame_rate);
         snap_to_beats(&mut request.validated, &tempo, rate);
-        br_guest_sdk::log(LogLevel::Debug, &format!("cuts on a beat of {:.3} s", tempo.beat_seconds));
+        br_guest_sdk::log(
+            LogLevel::Debug,
+            &format!("cuts on a beat of {:.3} s", tempo.beat_seconds),
+        );
         defaults::plan(&request)
     }
 }
@@ -84,7 +93,10 @@ mod tests {
     #[test]
     fn boundaries_land_on_the_nearest_beat_and_become_cuts() {
         let mut request = request_over_made_up_media(BACKEND_BLUEPRINT, 12.0).unwrap();
-        let tempo = Tempo { beat_seconds: 0.6, offset_seconds: 0.3 };
+        let tempo = Tempo {
+            beat_seconds: 0.6,
+            offset_seconds: 0.3,
+        };
         snap_to_beats(&mut request.validated, &tempo, FrameRate::from_fps(30.0));
         let moves = &request.validated.moves;
         // The backend's moves start every 8 s: 8.0 is nearest 8.1 (0.3 + 13 * 0.6), and
