@@ -80,27 +80,15 @@ pub enum Role {
 
 /// Why the job cannot decode what it needs from `facts`, if it cannot.
 pub fn undecodable(facts: &MediaFacts, role: Role) -> Option<String> {
-    let listed = |table: &[(&str, &str)]| table.iter().map(|(codec, _)| *codec).collect::<Vec<_>>().join(", ");
-    match role {
-        Role::Clip => {
-            let codec = &facts.video.as_ref()?.codec;
-            (!VIDEO_CODECS.iter().any(|(name, _)| name == codec)).then(|| {
-                format!(
-                    "its video is {codec}, which this job does not decode (it decodes {})",
-                    listed(&VIDEO_CODECS)
-                )
-            })
-        }
-        Role::Song => {
-            let codec = &facts.audio.as_ref()?.codec;
-            (!AUDIO_CODECS.iter().any(|(name, _)| name == codec)).then(|| {
-                format!(
-                    "its audio is {codec}, which this job does not decode (it decodes {})",
-                    listed(&AUDIO_CODECS)
-                )
-            })
-        }
+    let (stream, codec, table): (_, &str, &[(&str, &str)]) = match role {
+        Role::Clip => ("video", &facts.video.as_ref()?.codec, &VIDEO_CODECS),
+        Role::Song => ("audio", &facts.audio.as_ref()?.codec, &AUDIO_CODECS),
+    };
+    if table.iter().any(|(name, _)| *name == codec) {
+        return None;
     }
+    let decoded = table.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ");
+    Some(format!("its {stream} is {codec}, which this job does not decode (it decodes {decoded})"))
 }
 
 #[cfg(test)]

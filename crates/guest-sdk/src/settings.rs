@@ -63,14 +63,7 @@ impl Settings {
         let number = value
             .as_f64()
             .ok_or_else(|| SettingsError::new(name, format!("must be a number, not {value}")))?;
-        if !range.contains(&number) {
-            let (low, high) = (range.start(), range.end());
-            return Err(SettingsError::new(
-                name,
-                format!("is {number}; it must be from {low} to {high}"),
-            ));
-        }
-        Ok(Some(number))
+        within(name, number, &range).map(Some)
     }
 
     /// A whole number within `range`, when set.
@@ -79,14 +72,7 @@ impl Settings {
         let number = value
             .as_u64()
             .ok_or_else(|| SettingsError::new(name, format!("must be a whole number, not {value}")))?;
-        if !range.contains(&number) {
-            let (low, high) = (range.start(), range.end());
-            return Err(SettingsError::new(
-                name,
-                format!("is {number}; it must be from {low} to {high}"),
-            ));
-        }
-        Ok(Some(number))
+        within(name, number, &range).map(Some)
     }
 
     pub fn text(&self, name: &str) -> Result<Option<&str>, SettingsError> {
@@ -104,6 +90,18 @@ impl Settings {
             .map(Some)
             .ok_or_else(|| SettingsError::new(name, format!("must be true or false, not {value}")))
     }
+}
+
+/// `number` when it lies in `range`; else an error naming the setting and the range.
+fn within<T>(name: &str, number: T, range: &RangeInclusive<T>) -> Result<T, SettingsError>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if range.contains(&number) {
+        return Ok(number);
+    }
+    let (low, high) = (range.start(), range.end());
+    Err(SettingsError::new(name, format!("is {number}; it must be from {low} to {high}")))
 }
 
 /// The operator's settings for this job (`host.settings`); empty when none are set.
