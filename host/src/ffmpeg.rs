@@ -173,7 +173,8 @@ impl Runner {
 
     /// Runs every step, two at a time where [`Schedule`] allows it. When `cancel` fires
     /// or a step fails, every running FFmpeg is killed and reaped before this returns,
-    /// so nothing writes into the work folder afterwards. `frame` is the output's.
+    /// so nothing writes into the work folder afterwards. `frame` is the output's;
+    /// `prepared_inputs[i]` says input `i` is a prepared clip ([`Schedule::new`]).
     #[allow(clippy::too_many_arguments)]
     pub async fn run(
         &self,
@@ -181,6 +182,7 @@ impl Runner {
         paths: &PathTable,
         video_seconds: f64,
         frame: (u32, u32),
+        prepared_inputs: &[bool],
         staging: &dyn Staging,
         cancel: &Cancel,
         mut progress: impl FnMut(Progress<'_>),
@@ -189,7 +191,7 @@ impl Runner {
         let plan = plan.plan();
         let uses = Uses::of(plan);
         let total: f64 = plan.steps.iter().map(|s| if let Step::Ffmpeg(i) = s { i.media_seconds } else { 0.0 }).sum::<f64>().max(1e-9);
-        let mut schedule = Schedule::new(plan, frame, self.parallel_steps);
+        let mut schedule = Schedule::new(plan, frame, prepared_inputs, self.parallel_steps);
         // Media seconds written by the running steps, as their FFmpeg last reported.
         let partial = std::cell::RefCell::new(vec![0.0f64; plan.steps.len()]);
         // Stops the other running steps when one fails.

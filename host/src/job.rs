@@ -129,6 +129,8 @@ pub struct Prepared {
     pub plan: CheckedPlan,
     pub paths: PathTable,
     pub facts: Vec<MediaFacts>,
+    /// Per input: staged from a prepared clip (the schedule weighs such steps lighter).
+    pub prepared_inputs: Vec<bool>,
     /// Per input: its key and the blueprint pointer that names it.
     keys: Vec<(String, String)>,
     work: crate::work::WorkFolder,
@@ -349,6 +351,7 @@ impl Job<'_> {
         let prepared: Vec<Option<br_plan::PreparedClip>> =
             std::iter::once(None).chain(found.iter().map(|clip| clip.clone().map(|(_, facts)| facts))).collect();
         let prepared_count = found.iter().flatten().count();
+        let prepared_inputs: Vec<bool> = prepared.iter().map(Option::is_some).collect();
         if use_prepared {
             tracing::info!(prepared = prepared_count, clips = validated.clip_keys.len(), "prepared clips found fresh");
         }
@@ -427,12 +430,12 @@ impl Job<'_> {
         }
         lap("plan", &mut timings);
         let paths = PathTable { inputs, work: work.path().to_owned(), output: work.path().join("output.mp4") };
-        Ok(Prepared { validated, plan, paths, facts, keys, work, timings })
+        Ok(Prepared { validated, plan, paths, facts, prepared_inputs, keys, work, timings })
     }
 
     pub async fn run(&self, checked: Checked, reporter: &mut Reporter<'_>) -> Result<Outcome, (Stage, Failure)> {
         let prepared = self.prepare(checked, reporter).await?;
-        let Prepared { validated, plan, paths, keys, work, mut timings, facts } = prepared;
+        let Prepared { validated, plan, paths, keys, work, mut timings, facts, prepared_inputs } = prepared;
         let frame = br_plan::output_frame(&validated, &facts);
         let refetch = Refetch { storage: self.storage, keys: &keys };
         let mut current_step: Option<String> = None;
@@ -441,7 +444,7 @@ impl Job<'_> {
         let steps = self
             .config
             .runner
-            .run(&plan, &paths, validated.total_duration, frame, &refetch, self.cancel, |progress| {
+            .run(&plan, &paths, validated.total_duration, frame, &prepared_inputs, &refetch, self.cancel, |progress| {
                 if current_step.as_deref() != Some(progress.label) {
                     current_step = Some(progress.label.to_owned());
                     self.watchdog.enter(&format!("encode: {}", progress.label));

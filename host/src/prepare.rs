@@ -205,7 +205,7 @@ impl Preparer<'_> {
         let checked = br_policy::check(&plan, 1, &limits).map_err(|v| v.to_string())?;
         let output = work.path().join("prepared.mp4");
         let paths = PathTable { inputs: vec![input], work: work.path().to_owned(), output: output.clone() };
-        self.runner.run(&checked, &paths, seconds, (profile.width, profile.height), &NoRefetch, self.cancel, |_| {}).await.map_err(|e| e.to_string())?;
+        self.runner.run(&checked, &paths, seconds, (profile.width, profile.height), &[], &NoRefetch, self.cancel, |_| {}).await.map_err(|e| e.to_string())?;
         let limits = ChildLimits::from_budget(&self.runner.budget, work.path(), 0, media::PROBE_TIMEOUT);
         let frames = media::count_video_frames(self.ffprobe, &output, limits).await.map_err(|e| e.to_string())?;
         let prepared_key = prepared_key(profile, key);

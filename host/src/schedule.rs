@@ -10,6 +10,8 @@
 //!   encodes video is *heavy*: it needs the estimate for its frames
 //!   ([`estimate::step_bytes`]) and, once started, takes all that is left but room for
 //!   one light step, so two never run together (at 720p two do not fit in 512 MiB).
+//!   A step whose clips are all prepared clips (a bridge) is weighed by their smaller
+//!   estimate ([`estimate::prepared_step_bytes`]), so it may start beside the song.
 //!   Copying streams or making audio is *light*: it gets a fixed, measured limit when
 //!   another step could start beside it. The classification reads
 //!   the plan's own arguments, so a hostile plan can only lie its way into a smaller
@@ -60,8 +62,9 @@ pub struct Start {
 
 impl Schedule {
     /// `frame`: the output's frame, for heavy steps whose arguments name no larger one.
-    pub fn new(plan: &Plan, frame: (u32, u32), max_running: usize) -> Schedule {
-        let weights = plan.steps.iter().map(|step| weight(step, frame)).collect();
+    /// `prepared_inputs[i]`: input `i` was staged from a prepared clip of this job's profile.
+    pub fn new(plan: &Plan, frame: (u32, u32), prepared_inputs: &[bool], max_running: usize) -> Schedule {
+        let weights = plan.steps.iter().map(|step| weight(step, frame, prepared_inputs)).collect();
         Schedule { after: dependencies(plan), weights, states: vec![State::Waiting; plan.steps.len()], max_running: max_running.max(1) }
     }
 
@@ -177,7 +180,7 @@ fn dependencies(plan: &Plan) -> Vec<Vec<usize>> {
         .collect()
 }
 
-fn weight(step: &Step, frame: (u32, u32)) -> Weight {
+fn weight(step: &Step, frame: (u32, u32), prepared_inputs: &[bool]) -> Weight {
     let Step::Ffmpeg(invocation) = step else { return Weight::List };
     let literals: Vec<&str> = invocation.args.iter().filter_map(|a| if let Arg::Literal(text) = a { Some(text.as_str()) } else { None }).collect();
     let has = |word: &str| literals.contains(&word);
@@ -195,7 +198,9 @@ fn weight(step: &Step, frame: (u32, u32)) -> Weight {
     let (width, height) = estimate::largest_frame(&invocation.args)
         .filter(|&(w, h)| u64::from(w) * u64::from(h) > u64::from(frame.0) * u64::from(frame.1))
         .unwrap_or(frame);
-    Weight::Heavy(estimate::step_bytes(width, height))
+    let mut inputs = invocation.args.iter().filter_map(|arg| if let Arg::Input(i) = arg { Some(*i as usize) } else { None }).peekable();
+    let only_prepared = inputs.peek().is_some() && inputs.all(|i| prepared_inputs.get(i).copied().unwrap_or(false));
+    Weight::Heavy(if only_prepared { estimate::prepared_step_bytes(width, height) } else { estimate::step_bytes(width, height) })
 }
 
 #[cfg(test)]
@@ -245,25 +250,25 @@ mod tests {
     #[test]
     fn steps_are_weighed_by_what_their_arguments_make_them_do() {
         let plan = planner_shaped(true);
-        let weights: Vec<Weight> = plan.steps.iter().map(|s| weight(s, (1280, 720))).collect();
+        let weights: Vec<Weight> = plan.steps.iter().map(|s| weight(s, (1280, 720), &[])).collect();
         assert_eq!(weights[0], Weight::Light(LOUDNORM_NEED));
         assert_eq!(weights[1], Weight::Heavy(estimate::step_bytes(1280, 720)));
         assert_eq!(weights[2], Weight::Light(COPY_NEED));
         assert_eq!(weights[3], Weight::List);
         assert_eq!(weights[4], Weight::Light(COPY_NEED));
-        assert_eq!(weight(&planner_shaped(false).steps[0], (1280, 720)), Weight::Light(AUDIO_NEED));
+        assert_eq!(weight(&planner_shaped(false).steps[0], (1280, 720), &[]), Weight::Light(AUDIO_NEED));
         // A literal frame larger than the output's is what a step is weighed by.
         let huge = step("-i CLIP -vf scale=3840:2160 -f nut", Arg::Temp(1));
-        assert_eq!(weight(&huge, (1280, 720)), Weight::Heavy(estimate::step_bytes(3840, 2160)));
+        assert_eq!(weight(&huge, (1280, 720), &[]), Weight::Heavy(estimate::step_bytes(3840, 2160)));
         // Encoding audio with the video copied is not a copy.
         let encodes_audio = step("-i CLIP -c:v copy -c:a aac -f nut", Arg::Temp(1));
-        assert!(matches!(weight(&encodes_audio, (1280, 720)), Weight::Heavy(_)));
+        assert!(matches!(weight(&encodes_audio, (1280, 720), &[]), Weight::Heavy(_)));
     }
 
     #[test]
     fn the_song_runs_beside_the_video_when_the_budget_has_room() {
         let plan = planner_shaped(false);
-        let mut schedule = Schedule::new(&plan, (1280, 720), 2);
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[], 2);
         let available = 420 * MIB;
         // The song starts with its own share, because the first segment is ready too.
         let song = schedule.next(available).unwrap();
@@ -292,7 +297,7 @@ mod tests {
     #[test]
     fn a_video_step_that_cannot_fit_beside_the_song_waits_for_it() {
         let plan = planner_shaped(true);
-        let mut schedule = Schedule::new(&plan, (1280, 720), 2);
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[], 2);
         let available = 380 * MIB;
         let song = schedule.next(available).unwrap();
         assert_eq!(song.memory, LOUDNORM_NEED);
@@ -306,9 +311,30 @@ mod tests {
     }
 
     #[test]
+    fn a_bridge_of_prepared_clips_starts_beside_the_song_with_loudnorm() {
+        let plan = planner_shaped(true);
+        let available = 448 * MIB;
+        // Input 1 (the segment's clip) prepared: the segment is weighed as a bridge.
+        let prepared = [false, true];
+        assert_eq!(weight(&plan.steps[1], (1280, 720), &prepared), Weight::Heavy(estimate::prepared_step_bytes(1280, 720)));
+        assert_eq!(weight(&plan.steps[0], (1280, 720), &prepared), Weight::Light(LOUDNORM_NEED), "the song is never prepared");
+        let mut schedule = Schedule::new(&plan, (1280, 720), &prepared, 2);
+        let song = schedule.next(available).unwrap();
+        assert_eq!(song, Start { step: 0, memory: LOUDNORM_NEED });
+        schedule.started(song);
+        let bridge = schedule.next(available).unwrap();
+        assert_eq!(bridge.step, 1, "the bridge starts beside the song");
+        assert_eq!(bridge.memory, available - LOUDNORM_NEED, "with all that is left");
+        // Not prepared, the same step waits: a segment of original clips does not fit.
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[false, false], 2);
+        schedule.started(schedule.next(available).unwrap());
+        assert_eq!(schedule.next(available).map(|start| start.step), Some(2), "the copy goes first");
+    }
+
+    #[test]
     fn one_at_a_time_is_todays_order_with_all_the_memory() {
         let plan = planner_shaped(true);
-        let mut schedule = Schedule::new(&plan, (1280, 720), 1);
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[], 1);
         for expected in 0..plan.steps.len() {
             let start = schedule.next(300 * MIB).unwrap();
             assert_eq!(start.step, expected);

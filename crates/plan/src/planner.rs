@@ -507,8 +507,12 @@ impl Segment {
         Rendered { inputs, graph, frames: to - from, label }
     }
 
-    /// The whole GOPs of this move's prepared clip the segment shows unchanged (no
-    /// fade, no blend, no held frame), in segment frames; None when not one GOP fits.
+    /// The frames of this move's prepared clip the segment shows unchanged (no fade, no
+    /// blend, no held frame), in segment frames, starting on a keyframe; None when not
+    /// one GOP fits. The run may end inside a GOP: prepared clips have no B-frames, so
+    /// every frame refers only to frames before it and the frames up to any point decode
+    /// on their own. Only what follows, the blend, is encoded (about 15 frames per
+    /// boundary rather than 30 when the run had to end on the grid).
     fn copyable(&self, validated: &Validated, clips: &[ClipSpan], timeline: &Timeline, look: &Look, prepared_frames: u64) -> Option<Copy> {
         let gop = u64::from(look.prepared_gop?);
         let rate = look.rate;
@@ -527,8 +531,7 @@ impl Segment {
             return None;
         }
         let from = low + (gop - (source_first + low) % gop) % gop;
-        let to = high - (source_first + high) % gop;
-        (to > from).then_some(Copy { from, to, source_frame: source_first + from })
+        (high >= from + gop).then_some(Copy { from, to: high, source_frame: source_first + from })
     }
 }
 
