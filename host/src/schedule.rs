@@ -10,8 +10,9 @@
 //!   encodes video is *heavy*: it needs the estimate for its frames
 //!   ([`estimate::step_bytes`]) and, once started, takes all that is left but room for
 //!   one light step, so two never run together (at 720p two do not fit in 512 MiB).
-//!   A step whose clips are all prepared clips (a bridge) is weighed by their smaller
-//!   estimate ([`estimate::prepared_step_bytes`]), so it may start beside the song.
+//!   A step whose clips are all prepared clips (a bridge) is weighed by their smaller,
+//!   measured need ([`estimate::prepared_step_bytes`]): it may start beside the song,
+//!   and two bridges run together when both needs fit.
 //!   Copying streams or making audio is *light*: it gets a fixed, measured limit when
 //!   another step could start beside it. The classification reads
 //!   the plan's own arguments, so a hostile plan can only lie its way into a smaller
@@ -36,6 +37,8 @@ pub enum Weight {
     List,
     Light(u64),
     Heavy(u64),
+    /// Encodes video from prepared clips only: heavy, but two may share the budget.
+    Bridge(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -97,21 +100,22 @@ impl Schedule {
                     }
                 }
                 Weight::Light(need) if free >= need => need,
-                Weight::Heavy(need) if alone || free >= need => {
-                    // Room is left for one light step beside it when the estimate allows.
-                    let reserve = (0..self.states.len())
+                Weight::Heavy(need) | Weight::Bridge(need) if alone || free >= need => {
+                    // Room is left for the largest step that is ready to run beside it and
+                    // fits: a light one, or, beside a bridge, another bridge.
+                    let is_bridge = matches!(self.weights[step], Weight::Bridge(_));
+                    (0..self.states.len())
                         .filter(|&s| s != step && ready(s))
-                        .filter_map(|s| if let Weight::Light(light) = self.weights[s] { Some(light) } else { None })
+                        .filter_map(|s| match self.weights[s] {
+                            Weight::Light(other) => Some(other),
+                            Weight::Bridge(other) if is_bridge => Some(other),
+                            _ => None,
+                        })
+                        .filter(|&other| self.max_running > 1 && free >= need.saturating_add(other))
                         .max()
-                        .filter(|_| self.max_running > 1)
-                        .unwrap_or(0);
-                    if free >= need.saturating_add(reserve) {
-                        free - reserve
-                    } else {
-                        free
-                    }
+                        .map_or(free, |reserve| free - reserve)
                 }
-                Weight::Light(_) | Weight::Heavy(_) => continue,
+                Weight::Light(_) | Weight::Heavy(_) | Weight::Bridge(_) => continue,
             };
             return Some(Start { step, memory });
         }
@@ -200,7 +204,11 @@ fn weight(step: &Step, frame: (u32, u32), prepared_inputs: &[bool]) -> Weight {
         .unwrap_or(frame);
     let mut inputs = invocation.args.iter().filter_map(|arg| if let Arg::Input(i) = arg { Some(*i as usize) } else { None }).peekable();
     let only_prepared = inputs.peek().is_some() && inputs.all(|i| prepared_inputs.get(i).copied().unwrap_or(false));
-    Weight::Heavy(if only_prepared { estimate::prepared_step_bytes(width, height) } else { estimate::step_bytes(width, height) })
+    if only_prepared {
+        Weight::Bridge(estimate::prepared_step_bytes(width, height))
+    } else {
+        Weight::Heavy(estimate::step_bytes(width, height))
+    }
 }
 
 #[cfg(test)]
@@ -316,7 +324,7 @@ mod tests {
         let available = 448 * MIB;
         // Input 1 (the segment's clip) prepared: the segment is weighed as a bridge.
         let prepared = [false, true];
-        assert_eq!(weight(&plan.steps[1], (1280, 720), &prepared), Weight::Heavy(estimate::prepared_step_bytes(1280, 720)));
+        assert_eq!(weight(&plan.steps[1], (1280, 720), &prepared), Weight::Bridge(estimate::prepared_step_bytes(1280, 720)));
         assert_eq!(weight(&plan.steps[0], (1280, 720), &prepared), Weight::Light(LOUDNORM_NEED), "the song is never prepared");
         let mut schedule = Schedule::new(&plan, (1280, 720), &prepared, 2);
         let song = schedule.next(available).unwrap();
@@ -329,6 +337,43 @@ mod tests {
         let mut schedule = Schedule::new(&plan, (1280, 720), &[false, false], 2);
         schedule.started(schedule.next(available).unwrap());
         assert_eq!(schedule.next(available).map(|start| start.step), Some(2), "the copy goes first");
+    }
+
+    #[test]
+    fn two_bridges_run_together_when_both_fit_but_two_segments_never_do() {
+        let bridge = estimate::prepared_step_bytes(1280, 720);
+        let plan = Plan {
+            temps: vec![TempFormat::Nut, TempFormat::Nut, TempFormat::Nut, TempFormat::Nut],
+            steps: vec![
+                step("-i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -f nut", Arg::Temp(0)),
+                step("-i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -f nut", Arg::Temp(1)),
+                step("-i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -f nut", Arg::Temp(2)),
+                step("-i T0 -i T1 -i T2 -c copy -f mp4", Arg::Output),
+            ],
+            warnings: Vec::new(),
+        };
+        let available = 448 * MIB;
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[false, true], 2);
+        let first = schedule.next(available).unwrap();
+        assert_eq!(first, Start { step: 0, memory: available - bridge }, "room is left for the next bridge");
+        schedule.started(first);
+        let second = schedule.next(available).unwrap();
+        assert_eq!(second.step, 1);
+        assert!(second.memory >= bridge, "{} MiB", second.memory / MIB);
+        schedule.started(second);
+        assert_eq!(schedule.next(available), None, "two running");
+        // A smaller budget holds one bridge at a time, with all of it.
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[false, true], 2);
+        let alone = schedule.next(2 * bridge - MIB).unwrap();
+        assert_eq!(alone.memory, 2 * bridge - MIB);
+        schedule.started(alone);
+        assert_eq!(schedule.next(2 * bridge - MIB), None);
+        // Segments of original clips never share: each takes all but room for a light step.
+        let mut schedule = Schedule::new(&plan, (640, 360), &[false, false], 2);
+        let segment = schedule.next(available).unwrap();
+        assert_eq!(segment.memory, available);
+        schedule.started(segment);
+        assert_eq!(schedule.next(available), None);
     }
 
     #[test]

@@ -36,13 +36,14 @@ pub fn step_bytes(width: u32, height: u32) -> u64 {
 /// Debian's FFmpeg 5.1 and at 169 with the image's. Larger frames keep [`step_bytes`].
 const PREPARED_STEP_720P_MIB: f64 = 199.0;
 
-/// Bytes a step of `width`x`height` frames needs when it reads only prepared clips.
+/// Bytes a step of `width`x`height` frames needs when it reads only prepared clips: the
+/// 720p measurement for frames up to 720p (smaller frames need no more; two such steps
+/// are run together on it, so it is not extrapolated), [`step_bytes`] above.
 pub fn prepared_step_bytes(width: u32, height: u32) -> u64 {
-    let segment = step_bytes(width, height);
     if f64::from(width) * f64::from(height) > TWO_THREAD_PIXELS {
-        return segment;
+        return step_bytes(width, height);
     }
-    segment.min((PREPARED_STEP_720P_MIB * HEADROOM * MIB as f64) as u64)
+    (PREPARED_STEP_720P_MIB * HEADROOM * MIB as f64) as u64
 }
 
 /// The join that adds the song: with `loudnorm` it passed at a data limit of 200 MiB
@@ -140,7 +141,8 @@ mod tests {
         assert!(mib(3840, 2160) > 1000);
         // A prepared plan's bridge beside the song with loudnorm (176 MiB) fits in 448.
         assert!((200..=230).contains(&(prepared_step_bytes(1280, 720) / MIB)));
-        assert_eq!(prepared_step_bytes(640, 360), step_bytes(640, 360));
+        assert_eq!(prepared_step_bytes(640, 360), prepared_step_bytes(1280, 720));
+        assert!(2 * prepared_step_bytes(1280, 720) <= 448 * MIB, "two bridges fit the default budget");
         assert_eq!(prepared_step_bytes(1920, 1080), step_bytes(1920, 1080));
         let default = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
         assert!(check(1920, 1080, "/output_config/width", &default).is_ok());
