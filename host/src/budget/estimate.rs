@@ -32,9 +32,11 @@ pub fn step_bytes(width: u32, height: u32) -> u64 {
 /// bridges): their decoders hold one reference frame and no B-frames, and the frames
 /// they encode are few, so such a step needs less than a segment of original clips.
 /// Measured at 1280x720 on a 30-frame bridge of three inputs (x264 veryfast, two
-/// threads, the host's flags, 2 MiB stacks): passed at a data limit of 199 MiB with
-/// Debian's FFmpeg 5.1 and at 169 with the image's. Larger frames keep [`step_bytes`].
-const PREPARED_STEP_720P_MIB: f64 = 199.0;
+/// threads, the host's flags, 2 MiB stacks): every frame written at a data limit of 200
+/// MiB with Debian's FFmpeg 5.1 and at 170 with the image's, the same for bridges of 22,
+/// 30 and 75 frames. (Exit 0 alone proves little: under a tight limit `loudnorm` was
+/// seen to end early and exit 0.) Larger frames keep [`step_bytes`].
+const PREPARED_STEP_720P_MIB: f64 = 200.0;
 
 /// Bytes a step of `width`x`height` frames needs when it reads only prepared clips: the
 /// 720p measurement for frames up to 720p (smaller frames need no more; two such steps
