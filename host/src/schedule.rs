@@ -205,7 +205,7 @@ fn weight(step: &Step, frame: (u32, u32), prepared_inputs: &[bool]) -> Weight {
     let mut inputs = invocation.args.iter().filter_map(|arg| if let Arg::Input(i) = arg { Some(*i as usize) } else { None }).peekable();
     let only_prepared = inputs.peek().is_some() && inputs.all(|i| prepared_inputs.get(i).copied().unwrap_or(false));
     if only_prepared {
-        Weight::Bridge(estimate::prepared_step_bytes(width, height))
+        Weight::Bridge(estimate::prepared_step_bytes(width, height, value_is(&["-threads"], "1")))
     } else {
         Weight::Heavy(estimate::step_bytes(width, height))
     }
@@ -320,11 +320,15 @@ mod tests {
 
     #[test]
     fn a_bridge_of_prepared_clips_starts_beside_the_song_with_loudnorm() {
-        let plan = planner_shaped(true);
-        let available = 448 * MIB;
+        let mut plan = planner_shaped(true);
+        // The built-in planner's bridge: one encoder thread.
+        plan.steps[1] = step("-i CLIP -filter_complex [0:v]scale=1280:720[v] -map [v] -an -c:v libx264 -threads 1 -f nut", Arg::Temp(1));
+        // The staged clips of a 22-move job take about 70 MiB of the 448.
+        let available = 448 * MIB - 70 * MIB;
         // Input 1 (the segment's clip) prepared: the segment is weighed as a bridge.
         let prepared = [false, true];
-        assert_eq!(weight(&plan.steps[1], (1280, 720), &prepared), Weight::Bridge(estimate::prepared_step_bytes(1280, 720)));
+        let one_thread = estimate::prepared_step_bytes(1280, 720, true);
+        assert_eq!(weight(&plan.steps[1], (1280, 720), &prepared), Weight::Bridge(one_thread));
         assert_eq!(weight(&plan.steps[0], (1280, 720), &prepared), Weight::Light(LOUDNORM_NEED), "the song is never prepared");
         let mut schedule = Schedule::new(&plan, (1280, 720), &prepared, 2);
         let song = schedule.next(available).unwrap();
@@ -333,6 +337,7 @@ mod tests {
         let bridge = schedule.next(available).unwrap();
         assert_eq!(bridge.step, 1, "the bridge starts beside the song");
         assert_eq!(bridge.memory, available - LOUDNORM_NEED, "with all that is left");
+        assert!(bridge.memory >= one_thread);
         // Not prepared, the same step waits: a segment of original clips does not fit.
         let mut schedule = Schedule::new(&plan, (1280, 720), &[false, false], 2);
         schedule.started(schedule.next(available).unwrap());
@@ -341,7 +346,7 @@ mod tests {
 
     #[test]
     fn two_bridges_run_together_when_both_fit_but_two_segments_never_do() {
-        let bridge = estimate::prepared_step_bytes(1280, 720);
+        let bridge = estimate::prepared_step_bytes(1280, 720, false);
         let plan = Plan {
             temps: vec![TempFormat::Nut, TempFormat::Nut, TempFormat::Nut, TempFormat::Nut],
             steps: vec![

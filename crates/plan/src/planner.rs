@@ -34,6 +34,11 @@ const ENCODER_THREADS: &str = "2";
 /// limit of about 420 MiB, 1 thread about 370 MiB (720p with 2: about 275 MiB).
 const LARGE_FRAME_ENCODER_THREADS: &str = "1";
 const LARGE_FRAME_PIXELS: u64 = 1280 * 720;
+/// A bridge of prepared clips encodes with one thread: it runs beside the song (which
+/// has the other core), and one thread needs less memory (a 720p bridge: every frame
+/// written at a data limit of 173 MiB, against 200 with two), so it fits beside the
+/// song with `loudnorm` in 512 MiB.
+const BRIDGE_ENCODER_THREADS: &str = "1";
 const ENCODER_PRESET: &str = "veryfast";
 /// Volume changes ramp over this long, centred on the move boundary (no clicks).
 const VOLUME_RAMP_SECONDS: f64 = 0.02;
@@ -132,6 +137,9 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     let blends = blends(validated, &timeline, &shown, rate);
     // A bridge at a segment's end, waiting to share its step with the next one's.
     let mut pending: Option<Vec<Rendered>> = None;
+    // Copies run after the rendered steps: they take milliseconds, and their files would
+    // fill the work folder early, leaving no room for a bridge beside the song.
+    let mut copies = Vec::new();
     for (position, &index) in shown.iter().enumerate() {
         let segment = Segment {
             index,
@@ -168,14 +176,14 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
                     if bridge && pending.as_ref().is_some_and(|waiting: &Vec<Rendered>| waiting.len() == 1) {
                         let mut waiting = pending.take().unwrap_or_default();
                         let first_input = waiting.iter().map(Rendered::input_count).sum();
-                        waiting.push(segment.render(validated, &clips, &timeline, &look, from, to, first_input, waiting.len()));
+                        waiting.push(Rendered { bridge, ..segment.render(validated, &clips, &timeline, &look, from, to, first_input, waiting.len()) });
                         flush(&mut waiting, &mut temps, &mut steps, &mut parts, validated, &look);
                         continue;
                     }
                     if let Some(mut waiting) = pending.take() {
                         flush(&mut waiting, &mut temps, &mut steps, &mut parts, validated, &look);
                     }
-                    let mut rendered = vec![segment.render(validated, &clips, &timeline, &look, from, to, 0, 0)];
+                    let mut rendered = vec![Rendered { bridge, ..segment.render(validated, &clips, &timeline, &look, from, to, 0, 0) }];
                     // Only a bridge at a segment's end waits for the next move's.
                     if bridge && to == frames {
                         pending = Some(rendered);
@@ -189,7 +197,7 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
                     }
                     let temp = temps.len() as u32;
                     temps.push(TempFormat::Nut);
-                    steps.push(Step::Ffmpeg(copy.invocation(clip_input(own_clip), rate, temp, &segment, validated)));
+                    copies.push(Step::Ffmpeg(copy.invocation(clip_input(own_clip), rate, temp, &segment, validated)));
                     parts.push(ConcatPart { temp, duration: rate.seconds(copy.to - copy.from) });
                 }
             }
@@ -198,6 +206,7 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     if let Some(mut waiting) = pending.take() {
         flush(&mut waiting, &mut temps, &mut steps, &mut parts, validated, &look);
     }
+    steps.append(&mut copies);
     let list = temps.len() as u32;
     temps.push(TempFormat::Ffconcat);
     steps.push(Step::WriteConcatList(ConcatList { list, parts }));
@@ -504,7 +513,7 @@ impl Segment {
         tail.push_str(&format!("[video{tag}]"));
         graph.push(tail);
         let label = if (from, to) == (0, frames) { label(self.index, &this.clip_id) } else { format!("{} frames {from}-{to}", label(self.index, &this.clip_id)) };
-        Rendered { inputs, graph, frames: to - from, label }
+        Rendered { inputs, graph, frames: to - from, label, bridge: false }
     }
 
     /// The frames of this move's prepared clip the segment shows unchanged (no fade, no
@@ -543,6 +552,8 @@ struct Rendered {
     graph: Vec<String>,
     frames: u64,
     label: String,
+    /// Part of a move copied from its prepared clip: a bridge around the copied frames.
+    bridge: bool,
 }
 
 impl Rendered {
@@ -571,7 +582,7 @@ fn encode(parts: &[Rendered], validated: &Validated, look: &Look, temp: u32) -> 
     }
     args.extend([
         Arg::lit("-threads"),
-        Arg::lit(look.encoder_threads),
+        Arg::lit(if parts.iter().all(|part| part.bridge) { BRIDGE_ENCODER_THREADS } else { look.encoder_threads }),
         Arg::lit("-b:v"),
         Arg::lit(output.video_bitrate.to_string()),
         Arg::lit("-pix_fmt"),
