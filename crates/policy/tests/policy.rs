@@ -1099,16 +1099,16 @@ mod planner {
     }
 
     /// Every clip prepared for the job's profile (as the host stages them): the plan
-    /// copies whole GOPs and renders the rest, every frame exactly once, and the policy
-    /// accepts it.
+    /// copies runs of at least a GOP from a keyframe on and renders the rest, every frame
+    /// exactly once, and the policy accepts it. Bridges encode with one thread; longer
+    /// rendered parts with the segments' count (two at 720p, one above).
     #[test]
-    fn prepared_clips_are_copied_by_whole_gops() {
+    fn prepared_clips_are_copied_from_keyframes() {
         prepared_clips_are_copied_at(1280, 720, "2");
-        // Above 720p, bridges encode with one thread, as the prepared clips did.
         prepared_clips_are_copied_at(1920, 1080, "1");
     }
 
-    fn prepared_clips_are_copied_at(width: u32, height: u32, threads: &str) {
+    fn prepared_clips_are_copied_at(width: u32, height: u32, segment_threads: &str) {
         use br_plan::{Arg, Step};
         let mut validated = example();
         validated.output.width = Some(width);
@@ -1135,7 +1135,7 @@ mod planner {
                 _ => None,
             })
         };
-        let (mut frames, mut copied) = (0u64, 0u64);
+        let (mut frames, mut copied, mut one_thread_bridges) = (0u64, 0u64, 0);
         for step in &plan.steps {
             let Step::Ffmpeg(invocation) = step else { continue };
             let Some(count) = value_of(&invocation.args, "-frames:v") else { continue };
@@ -1143,19 +1143,22 @@ mod planner {
             frames += count;
             if value_of(&invocation.args, "-c:v").as_deref() == Some("copy") && value_of(&invocation.args, "-bsf:v").is_some() {
                 copied += count;
-                assert_eq!(count % 15, 0, "{}: copies whole GOPs", invocation.label);
+                assert!(count >= 15, "{}: copies at least a GOP", invocation.label);
                 let start: f64 = value_of(&invocation.args, "-ss").unwrap().parse().unwrap();
                 assert!((start * 30.0 / 15.0 - (start * 2.0).round()).abs() < 1e-6, "{}: starts at a GOP ({start})", invocation.label);
             } else {
                 // Rendered parts share the prepared clips' GOP and have no B-frames.
                 assert_eq!(value_of(&invocation.args, "-bf").as_deref(), Some("0"), "{}", invocation.label);
                 assert_eq!(value_of(&invocation.args, "-g").as_deref(), Some("15"), "{}", invocation.label);
-                assert_eq!(value_of(&invocation.args, "-threads").as_deref(), Some(threads), "{}", invocation.label);
+                let threads = value_of(&invocation.args, "-threads").unwrap_or_default();
+                assert!(threads == "1" || threads == segment_threads, "{}: {threads} threads", invocation.label);
+                one_thread_bridges += usize::from(threads == "1" && count <= 2 * 120);
             }
         }
         let rate = br_plan::FrameRate::from_fps(validated.output.frame_rate);
         assert_eq!(frames, rate.frame_at(validated.total_duration), "every frame once");
         assert!(copied * 10 >= frames * 6, "most frames are copied: {copied} of {frames}");
+        assert!(one_thread_bridges > 0, "the bridges encode with one thread");
     }
 
     /// The most moves a blueprint may have, all crossfades, the volume unchanged.
