@@ -34,11 +34,13 @@ const ENCODER_THREADS: &str = "2";
 /// limit of about 420 MiB, 1 thread about 370 MiB (720p with 2: about 275 MiB).
 const LARGE_FRAME_ENCODER_THREADS: &str = "1";
 const LARGE_FRAME_PIXELS: u64 = 1280 * 720;
-/// A bridge of prepared clips encodes with one thread: it runs beside the song (which
-/// has the other core), and one thread needs less memory (a 720p bridge: every frame
-/// written at a data limit of 173 MiB, against 200 with two), so it fits beside the
-/// song with `loudnorm` in 512 MiB.
-const BRIDGE_ENCODER_THREADS: &str = "1";
+/// When the song takes `loudnorm`, a bridge of prepared clips encodes with one thread:
+/// that song is the job's longest step (about 11 s of one core for 3 minutes) and holds
+/// 176 MiB, and one thread needs less memory (a 720p bridge: every frame written at a
+/// data limit of 173 MiB, against 200 with two), so the bridges fit beside it in 512 MiB.
+/// Without `loudnorm` the song is shorter than the bridges and leaves room for two
+/// threads, which finish each bridge sooner.
+const LOUDNORM_BRIDGE_ENCODER_THREADS: &str = "1";
 const ENCODER_PRESET: &str = "veryfast";
 /// Volume changes ramp over this long, centred on the move boundary (no clicks).
 const VOLUME_RAMP_SECONDS: f64 = 0.02;
@@ -582,7 +584,7 @@ fn encode(parts: &[Rendered], validated: &Validated, look: &Look, temp: u32) -> 
     }
     args.extend([
         Arg::lit("-threads"),
-        Arg::lit(if parts.iter().all(|part| part.bridge) { BRIDGE_ENCODER_THREADS } else { look.encoder_threads }),
+        Arg::lit(if output.normalize_audio && parts.iter().all(|part| part.bridge) { LOUDNORM_BRIDGE_ENCODER_THREADS } else { look.encoder_threads }),
         Arg::lit("-b:v"),
         Arg::lit(output.video_bitrate.to_string()),
         Arg::lit("-pix_fmt"),
