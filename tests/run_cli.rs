@@ -242,6 +242,48 @@ fn make_in_parallel(jobs: Vec<Box<dyn FnOnce() + Send>>) {
     }
 }
 
+/// MPEG-TS has no index: FFmpeg's input seek in it lands between keyframes and the decoder
+/// drops every frame up to the next one, 8.3 s on in this clip (a crossfade into a clip with
+/// a single keyframe waited for ever). The host copies such a clip into MP4 once staged, so
+/// a move that starts inside its first GOP, and the crossfade into it, show the frames asked for.
+#[test]
+fn a_clip_in_mpeg_ts_is_read_from_the_frame_its_move_asks_for() {
+    let sandbox = Sandbox::new();
+    let ts_clip = media::ClipSpec { chroma: CLIP_C.chroma, ..CLIP_A };
+    {
+        let (a, ts, song) = (sandbox.key("media/a.mp4"), sandbox.key("media/c.ts"), sandbox.key("media/song.mp3"));
+        make_in_parallel(vec![
+            Box::new(move || media::make_clip(&a, &CLIP_A.with_seconds(6.0))),
+            Box::new(move || media::make_clip_ts(&ts, &ts_clip)),
+            Box::new(move || media::make_song_mp3(&song, 12.0)),
+        ]);
+    }
+    let moves = vec![
+        movement("m0", "media/a.mp4", 0.0, 4.0, 0.0, "cut", 1.0),
+        // Read from 2.5 s (half the 1-s crossfade before its trim_start) and from 5.5 s.
+        movement("m1", "media/c.ts", 4.0, 4.0, 3.0, "crossfade", 1.0),
+        movement("m2", "media/c.ts", 8.0, 3.0, 5.5, "cut", 1.0),
+    ];
+    let run = sandbox.run(&blueprint("mpeg-ts", "media/song.mp3", moves, "output/result.mp4", 30.0).to_string(), &[]);
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+
+    let mut checks = Checks { failures: Vec::new(), notes: Vec::new() };
+    let output = sandbox.key("output/result.mp4");
+    let frames = media::probe(&output).video().packets();
+    checks.check((329..=331).contains(&frames), format!("330 ± 1 video frames: {frames}"));
+    for (t, source) in [(5.0, 4.0), (6.0, 5.0), (7.9, 6.9), (8.1, 5.6), (9.5, 7.0), (10.9, 8.4)] {
+        let yuv = media::frame_at(&output, t);
+        checks.check(chroma_is(yuv, CLIP_C.chroma, 12), format!("t={t}: the MPEG-TS clip {:?}: {yuv}", CLIP_C.chroma));
+        checks.near(&format!("t={t}: its frame at {source} s"), yuv.y as f64, media::luma_at(source), 8.0);
+    }
+    let blend = media::frame_at(&output, 4.0);
+    let (va, vc) = (CLIP_A.chroma.1 as f64, CLIP_C.chroma.1 as f64);
+    checks.near("t=4.0: crossfade centre V (half way)", blend.v as f64, (va + vc) / 2.0, 8.0);
+    checks.near("t=4.0: crossfade centre luma (A at 4 s, the clip at 3 s)", blend.y as f64, (media::luma_at(4.0) + media::luma_at(3.0)) / 2.0, 8.0);
+    checks.check(sandbox.work_leftovers().is_empty(), format!("work folder removed: {:?}", sandbox.work_leftovers()));
+    checks.finish(&run.describe());
+}
+
 /// Five moves over three clip formats, every transition, a muted move and a clip
 /// shorter than its slot; the result is measured frame by frame.
 #[test]

@@ -7,7 +7,7 @@
 use br_plan::MediaFacts;
 
 /// Input containers: FFmpeg's demuxer, and the names `-format_whitelist` matches it by
-/// (a demuxer's names, comma-separated, as FFmpeg spells them).
+/// (a demuxer's names, comma-separated, as FFmpeg spells them, and ffprobe's `format_name`).
 pub const CONTAINERS: [(&str, &str); 9] = [
     ("mov", "mov,mp4,m4a,3gp,3g2,mj2"),
     ("matroska", "matroska,webm"),
@@ -19,6 +19,16 @@ pub const CONTAINERS: [(&str, &str); 9] = [
     ("avi", "avi"),
     ("mpegts", "mpegts"),
 ];
+
+/// The containers (as ffprobe names them) in which FFmpeg's input seek lands on the frame
+/// asked for: it finds the keyframe before it in the file's index and decodes from there.
+/// MPEG-TS has no index: a seek lands on the packet nearest in time, rarely a keyframe,
+/// and the decoder drops every frame up to the next keyframe, seconds later in a clip with
+/// a keyframe every 8 s, never in one with a single keyframe (a crossfade into such a clip
+/// waited for frames that never came). A clip in any other container is copied into MP4
+/// once it is staged (`media::remux_for_exact_seeks`).
+pub const SEEKS_EXACTLY: [&str; 8] =
+    ["mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "ogg", "mp3", "wav", "aac", "flac"];
 
 static FORMAT_WHITELIST: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| CONTAINERS.map(|(_, names)| names).join(","));
@@ -117,6 +127,14 @@ mod tests {
 
     fn set<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
         names.into_iter().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn every_container_but_mpeg_ts_seeks_by_its_index() {
+        let names: Vec<&str> = CONTAINERS.map(|(_, names)| names).to_vec();
+        assert!(SEEKS_EXACTLY.iter().all(|c| names.contains(c)), "{SEEKS_EXACTLY:?} against {names:?}");
+        let copied: Vec<&str> = names.into_iter().filter(|c| !SEEKS_EXACTLY.contains(c)).collect();
+        assert_eq!(copied, ["mpegts"]);
     }
 
     #[test]

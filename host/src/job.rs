@@ -133,6 +133,9 @@ pub struct Prepared {
     pub prepared_inputs: Vec<bool>,
     /// Per input: its key and the blueprint pointer that names it.
     keys: Vec<(String, String)>,
+    /// Per input: copied into MP4 when staged, to seek in it by frame (and again when
+    /// fetched again for a later step).
+    remux_inputs: Vec<bool>,
     work: crate::work::WorkFolder,
     timings: serde_json::Map<String, serde_json::Value>,
 }
@@ -375,20 +378,28 @@ impl Job<'_> {
                     .map_err(|error| (Stage::Fetch, Failure::Storage { pointer: Some(pointer.clone()), error }))?;
                 let _permit = probes.acquire().await.map_err(|e| (Stage::Probe, Failure::WorkFolder(e.to_string())))?;
                 let limits = ChildLimits::from_budget(&self.config.runner.budget, work, PARALLEL_PROBES as u64 - 1, media::PROBE_TIMEOUT);
-                let facts = media::probe(&self.config.ffprobe, &destination, key, limits)
-                    .await
-                    .map_err(|e| (Stage::Probe, Failure::Media { pointer: pointer.clone(), message: e.message }))?;
-                // Input 0 is the song; the others are clips.
+                let media_error = |e: media::MediaError| (Stage::Probe, Failure::Media { pointer: pointer.clone(), message: e.message });
+                let mut probed = media::probe_container(&self.config.ffprobe, &destination, key, limits).await.map_err(media_error)?;
+                // Input 0 is the song (read from its start); the others are clips, which
+                // steps read from a point inside them.
+                let remuxed = index > 0 && !probed.seeks_exactly();
+                if remuxed {
+                    media::remux_for_exact_seeks(&self.config.runner.ffmpeg, &destination, key, limits).await.map_err(media_error)?;
+                    tracing::info!(key = %key, container = %probed.container, "copied into MP4 to seek in it by frame");
+                    probed = media::probe_container(&self.config.ffprobe, &destination, key, limits).await.map_err(media_error)?;
+                }
+                let facts = probed.facts;
                 let role = if index == 0 { formats::Role::Song } else { formats::Role::Clip };
                 if let Some(reason) = formats::undecodable(&facts, role) {
                     return Err((Stage::Probe, Failure::Media { pointer: pointer.clone(), message: format!("{key}: {reason}") }));
                 }
-                Ok::<_, (Stage, Failure)>((index, destination, facts))
+                Ok::<_, (Stage, Failure)>((index, destination, facts, remuxed))
             }
         });
         let mut staged = futures::stream::iter(staging).buffer_unordered(self.config.download_concurrency.max(1));
         let mut inputs = vec![PathBuf::new(); keys.len()];
         let mut facts: Vec<Option<MediaFacts>> = vec![None; keys.len()];
+        let mut remux_inputs = vec![false; keys.len()];
         let mut done = 0;
         // Probed inputs stay while they fit in a quarter of the shared budget; the rest
         // are fetched again before the step that reads them (see `work`).
@@ -397,7 +408,8 @@ impl Job<'_> {
         // The first failure ends the job: dropping the stream cancels the transfers
         // still running, and the work folder goes with them.
         while let Some(result) = self.unless_cancelled(Stage::Fetch, async { Ok(staged.next().await) }).await? {
-            let (index, path, found) = result?;
+            let (index, path, found, remuxed) = result?;
+            remux_inputs[index] = remuxed;
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             if kept_bytes + size <= cache_bytes {
                 kept_bytes += size;
@@ -430,14 +442,14 @@ impl Job<'_> {
         }
         lap("plan", &mut timings);
         let paths = PathTable { inputs, work: work.path().to_owned(), output: work.path().join("output.mp4") };
-        Ok(Prepared { validated, plan, paths, facts, prepared_inputs, keys, work, timings })
+        Ok(Prepared { validated, plan, paths, facts, prepared_inputs, keys, remux_inputs, work, timings })
     }
 
     pub async fn run(&self, checked: Checked, reporter: &mut Reporter<'_>) -> Result<Outcome, (Stage, Failure)> {
         let prepared = self.prepare(checked, reporter).await?;
-        let Prepared { validated, plan, paths, keys, work, mut timings, facts, prepared_inputs } = prepared;
+        let Prepared { validated, plan, paths, keys, remux_inputs, work, mut timings, facts, prepared_inputs } = prepared;
         let frame = br_plan::output_frame(&validated, &facts);
-        let refetch = Refetch { storage: self.storage, keys: &keys };
+        let refetch = Refetch { storage: self.storage, keys: &keys, remux_inputs: &remux_inputs, config: &self.config, work: work.path() };
         let mut current_step: Option<String> = None;
         let started = Instant::now();
         reporter.running(Stage::Encode, Stage::Encode.at(0.0), format!("running {} steps", plan.plan().steps.len()));
@@ -545,6 +557,9 @@ fn nonconformity(validated: &Validated, output: &br_plan::MediaFacts, frames: u6
 struct Refetch<'a> {
     storage: &'a dyn Storage,
     keys: &'a [(String, String)],
+    remux_inputs: &'a [bool],
+    config: &'a JobConfig,
+    work: &'a Path,
 }
 
 impl Staging for Refetch<'_> {
@@ -557,6 +572,14 @@ impl Staging for Refetch<'_> {
             })?;
             let started = Instant::now();
             let bytes = self.storage.fetch(key, path).await?;
+            if self.remux_inputs.get(input as usize).copied().unwrap_or(false) {
+                // Inside the reading step's share of the budget, before its FFmpeg starts.
+                let limits = ChildLimits::from_budget(&self.config.runner.budget, self.work, 0, media::PROBE_TIMEOUT);
+                if let Err(e) = media::remux_for_exact_seeks(&self.config.runner.ffmpeg, path, key, limits).await {
+                    crate::work::remove_if_present(path);
+                    return Err(StorageError::Io { key: key.clone(), store: self.storage.describe(), message: e.message });
+                }
+            }
             tracing::info!(key = %key, bytes, seconds = started.elapsed().as_secs_f64(), "fetched again for a later step");
             Ok(bytes)
         })

@@ -176,6 +176,15 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
     ffmpeg(&args);
 }
 
+/// `spec` in MPEG-TS: [`make_clip`]'s packets (a keyframe every 250 frames, as x264's
+/// default) copied into a container with no index to seek by.
+pub fn make_clip_ts(path: &Path, spec: &ClipSpec) {
+    let source = path.with_extension("source.mp4");
+    make_clip(&source, spec);
+    ffmpeg(&["-i", &path_arg(&source), "-c", "copy", "-f", "mpegts", &path_arg(path)].map(str::to_owned));
+    std::fs::remove_file(&source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+}
+
 /// A 440 Hz sine (amplitude 1/8) song, 48 kHz, encoded to MP3.
 pub fn make_song_mp3(path: &Path, seconds: f64) {
     make_parent(path);

@@ -505,7 +505,8 @@ impl Segment {
             graph.push(wide(&own_label));
             graph.push(wide(&next_label));
             graph.push(format!(
-                "[{own_label}444][{next_label}444]xfade=transition=fade:duration={}:offset={},scale=flags=neighbor,format=yuv420p[{blended_label}]",
+                "[{own_label}444][{next_label}444]xfade=transition=fade:duration={}:offset={},\
+                 scale=flags=neighbor,format=yuv420p[{blended_label}]",
                 secs(blend),
                 secs(offset)
             ));
