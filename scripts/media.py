@@ -5,7 +5,8 @@ lavfi sources (nothing is downloaded).
     scripts/media.py demo  DIR   # 4 clips of mixed sizes/rates, a song, DIR/blueprint.json
     scripts/media.py bench DIR   # 22 clips 720p30 6-17 s with audio, a 3-minute song,
                                  # DIR/blueprint.json shaped like the backend's (22 x 8 s,
-                                 # crossfade after the first move)
+                                 # crossfade after the first move); DIR/blueprint-music.json,
+                                 # the same with normalize_audio over a stereo song
     scripts/media.py long DIR N  # the same clips, N moves of 8 s (75: a 10-minute video) over
                                  # a song as long, DIR/blueprint-N.json
 """
@@ -35,6 +36,22 @@ def song(path, seconds):
     # A beat-like tone: 440 Hz pulsing at 129 bpm, so volume changes are audible.
     ffmpeg("-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}",
            "-af", "volume='0.4+0.6*gt(mod(t,0.465),0.2)':eval=frame", "-c:a", "libmp3lame", "-b:a", "192k", path)
+
+
+def music(path, seconds):
+    """A stereo song that costs an encoder what music does: a chord and a moving bass line,
+    different in each channel, over pink noise pulsing at 130 bpm. The beat tone of `song`
+    is one mono sine, which AAC's coder finds unusually hard and loudnorm unusually easy."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    bass = "0.3*sin(2*PI*(55+10*mod(floor(t/1.846)\\,4))*t)"
+    left = f"0.25*sin(2*PI*220*t)+0.18*sin(2*PI*261.63*t)+0.15*sin(2*PI*329.63*t)+{bass}"
+    right = f"0.2*sin(2*PI*220*t+0.5)+0.18*sin(2*PI*329.63*t)+0.15*sin(2*PI*392*t)+{bass}"
+    noise = lambda seed: f"anoisesrc=color=pink:amplitude=0.5:r=44100:d={seconds}:seed={seed}"
+    ffmpeg("-f", "lavfi", "-i", f"aevalsrc=exprs='{left}|{right}':s=44100:d={seconds}",
+           "-f", "lavfi", "-i", noise(1), "-f", "lavfi", "-i", noise(2),
+           "-filter_complex", "[1:a][2:a]join=inputs=2:channel_layout=stereo,"
+           "volume='0.15+0.85*lt(mod(t,0.4615),0.06)':eval=frame[beat];[0:a][beat]amix=inputs=2:normalize=0,volume=0.5[a]",
+           "-map", "[a]", "-c:a", "libmp3lame", "-b:a", "192k", path)
 
 
 def demo(root):
@@ -115,6 +132,17 @@ def backend_shaped(root, moves_count, task_id, song_seconds, output, name):
 
 def bench(root):
     backend_shaped(root, 22, "bench-22-moves", 200, "data/output/bench.mp4", "blueprint.json")
+    # The same blueprint as the backend sends it (normalize_audio on) over a stereo song.
+    song_path = os.path.join(root, "data/songs/music-200.mp3")
+    if not os.path.exists(song_path):
+        music(song_path + ".partial.mp3", 200)
+        os.replace(song_path + ".partial.mp3", song_path)
+    with open(os.path.join(root, "blueprint.json")) as f:
+        blueprint = json.load(f)
+    blueprint["audio_path"] = "data/songs/music-200.mp3"
+    blueprint["output_config"]["normalize_audio"] = True
+    with open(os.path.join(root, "blueprint-music.json"), "w") as f:
+        json.dump(blueprint, f, indent=2)
 
 
 def long(root, moves_count):
