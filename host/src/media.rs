@@ -85,14 +85,10 @@ pub async fn remux_for_exact_seeks(ffmpeg: &Path, file: &Path, key: &str, limits
     let result = match tokio::time::timeout(PROBE_TIMEOUT, output).await {
         Err(_) => Err(fail(format!("copying its packets into MP4 did not finish within {} s", PROBE_TIMEOUT.as_secs()))),
         Ok(Err(e)) => Err(fail(format!("cannot run ffmpeg: {e}"))),
-        Ok(Ok(output)) if !output.status.success() => {
-            let stderr = String::from_utf8_lossy(&output.stderr).replace(&file.display().to_string(), key);
-            let reason = stderr.lines().last().unwrap_or("").trim().to_owned();
-            Err(fail(format!(
-                "its container has no index to seek by, and copying its packets into MP4 failed ({})",
-                if reason.is_empty() { output.status.to_string() } else { reason }
-            )))
-        }
+        Ok(Ok(output)) if !output.status.success() => Err(fail(format!(
+            "its container has no index to seek by, and copying its packets into MP4 failed ({})",
+            last_error(&output.stderr, output.status, file, key)
+        ))),
         Ok(Ok(_)) => std::fs::rename(&remuxed, file).map_err(|e| fail(format!("cannot replace it with its MP4 copy: {e}"))),
     };
     if result.is_err() {
@@ -128,17 +124,23 @@ pub async fn probe_container(ffprobe: &Path, file: &Path, key: &str, limits: Chi
         Ok(Ok(done)) => done,
     };
     if !status.success() {
-        let stderr = String::from_utf8_lossy(&err).replace(&file.display().to_string(), key);
-        if stderr.contains("not on whitelist") {
+        if String::from_utf8_lossy(&err).contains("not on whitelist") {
             return Err(fail(format!("is not in an accepted container format ({})", crate::formats::CONTAINER_NAMES)));
         }
-        let reason = stderr.lines().last().unwrap_or("").trim().to_owned();
-        return Err(fail(format!("not a readable media file ({})", if reason.is_empty() { status.to_string() } else { reason })));
+        return Err(fail(format!("not a readable media file ({})", last_error(&err, status, file, key))));
     }
     let json: Value = serde_json::from_slice(&out).map_err(|e| fail(format!("unreadable ffprobe output: {e}")))?;
     let facts = facts_from_ffprobe(&json, key).ok_or_else(|| fail("ffprobe found no audio or video stream".into()))?;
     let container = json.pointer("/format/format_name").and_then(Value::as_str).unwrap_or_default().to_owned();
     Ok(Probed { facts, container })
+}
+
+/// The last line FFmpeg wrote to stderr (its reason), with the staged file's path shown
+/// as the storage key; the exit status when it wrote nothing.
+fn last_error(stderr: &[u8], status: std::process::ExitStatus, file: &Path, key: &str) -> String {
+    let stderr = String::from_utf8_lossy(stderr).replace(&file.display().to_string(), key);
+    let reason = stderr.lines().last().unwrap_or("").trim();
+    if reason.is_empty() { status.to_string() } else { reason.to_owned() }
 }
 
 /// The first video and first audio stream; None when there is neither.
