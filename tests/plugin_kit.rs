@@ -1,7 +1,7 @@
 //! The plugin kit end to end: a plugin scaffolded by `plugin new`, built outside the
 //! workspace with cargo, makes the built-in guest's video; the example plugin
 //! (`examples/plugins/beat-cuts`) makes its own, shaped by the operator's settings
-//! (contract 0.6.0). Real binary, real FFmpeg, generated media.
+//! (contract 0.6.0 and later). Real binary, real FFmpeg, generated media.
 
 #[path = "support/media.rs"]
 mod media;

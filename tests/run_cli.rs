@@ -802,6 +802,68 @@ fn hostile_plan_spin_stops_on_fuel() {
     sandbox.assert_work_empty(&run);
 }
 
+/// `normalize_audio`: the host measures the song (contract 0.7.0) and the built-in guest
+/// brings it to -16 LUFS with one gain where loudnorm's linear mode would (its peak stays
+/// under -1.5 dBTP), or keeps loudnorm's dynamic mode where it would not. A guest of
+/// 0.6.0 is measured nothing and still normalises, with loudnorm.
+#[test]
+fn normalize_audio_takes_one_measured_gain_where_it_can() {
+    let sandbox = Sandbox::new();
+    media::make_clip(&sandbox.key("media/small.mp4"), &CLIP_SMALL);
+    // A quiet tone (about -30 LUFS, peak -30 dBFS): +14 dB keeps its peak far under -1.5.
+    media::make_song_expression(&sandbox.key("media/quiet.mp3"), "0.03*sin(2*PI*440*t)", 8.0);
+    // The same with a click every second at 0.9: the gain would push the clicks past 0 dBTP.
+    media::make_song_expression(&sandbox.key("media/clicks.mp3"), "0.03*sin(2*PI*440*t)+0.9*lt(mod(t,1),0.0005)", 8.0);
+    let document = |song: &str, output: &str| {
+        let moves = vec![
+            movement("m0", "media/small.mp4", 0.0, 2.0, 0.0, "cut", 1.0),
+            movement("m1", "media/small.mp4", 2.0, 2.0, 0.5, "cut", 1.0),
+            movement("m2", "media/small.mp4", 4.0, 2.0, 1.0, "cut", 1.0),
+        ];
+        let mut document = blueprint(&format!("loudness-{song}"), &format!("media/{song}.mp3"), moves, output, 25.0);
+        document["output_config"]["normalize_audio"] = json!(true);
+        document.to_string()
+    };
+    let run = |song: &str, output: &str, extra: &[&str]| {
+        let result = sandbox
+            .command(&document(song, output), extra)
+            .env("BLUEPRINT_RUNNER_LOG", "info,br_sandbox=debug,blueprint_runner::ffmpeg=debug")
+            .output()
+            .expect("run blueprint-runner");
+        let run = Run::from_output(&result);
+        assert_eq!(run.code, Some(0), "{}", run.describe());
+        let song_args = run.stderr.lines().find(|line| line.contains("starting ffmpeg") && line.contains(".mp3")).map(str::to_owned);
+        let song_args = song_args.unwrap_or_else(|| panic!("the song's step was not logged\n{}", run.describe()));
+        let measured = run.stderr.lines().find(|line| line.contains("song loudness measured")).map(str::to_owned);
+        let output = media::loudness(&sandbox.key(output));
+        println!("{song}: {output:?}\n  {}\n  {}", measured.as_deref().unwrap_or("(not measured)"), song_args);
+        (run, song_args, measured, output)
+    };
+
+    let (_, song_args, measured, output) = run("quiet", "output/quiet.mp4", &[]);
+    let measured = measured.expect("the song is measured for a 0.7.0 guest");
+    assert!(measured.contains("integrated_lufs=-3"), "{measured}");
+    assert!(song_args.contains(",volume=") && !song_args.contains("loudnorm"), "one gain: {song_args}");
+    assert!((output.integrated + 16.0).abs() <= 0.5, "{output:?}: not -16 LUFS");
+    assert!(output.true_peak <= -1.5, "{output:?}");
+
+    let (_, song_args, measured, output) = run("clicks", "output/clicks.mp4", &[]);
+    assert!(measured.is_some());
+    assert!(song_args.contains("loudnorm=I=-16:TP=-1.5:LRA=11") && !song_args.contains(",volume="), "dynamic: {song_args}");
+    assert!(output.true_peak < 0.0, "{output:?}: loudnorm's limiter keeps the clicks from clipping");
+
+    let (run, song_args, measured, output) = run("quiet", "output/quiet-0-6-0.mp4", &["--guest", GUEST_0_6_0]);
+    assert!(run.stderr.contains("contract=\"0.6.0\""), "not linked as contract 0.6.0\n{}", run.describe());
+    assert_eq!(measured, None, "a 0.6.0 guest cannot be told a measurement: none is made");
+    assert!(song_args.contains("loudnorm=I=-16:TP=-1.5:LRA=11"), "{song_args}");
+    assert!((output.integrated + 16.0).abs() <= 1.5, "{output:?}");
+    sandbox.assert_work_empty(&run);
+}
+
+/// The default guest as built at contract 0.6.0, before 0.7.0 added `host.loudness`: a
+/// frozen binary like the 0.2.0 one (see its README).
+const GUEST_0_6_0: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/guests/default-guest-0.6.0.wasm");
+
 /// The default guest as built at contract 0.2.0, before 0.3.0 and later changed the
 /// contract: a frozen binary (never rebuilt, see its README), so this proves that what
 /// a plugin author shipped then still loads and makes its video, not merely that

@@ -45,6 +45,13 @@ pub fn input_whitelist() -> [&'static str; 4] {
     ]
 }
 
+/// What the host's own measurement of the song's loudness (`media::measure_loudness`)
+/// has FFmpeg build beyond any plan's needs: the filter, and the output that keeps
+/// nothing (with the encoder it takes audio as).
+pub const LOUDNESS_FILTER: &str = "ebur128";
+pub const LOUDNESS_MUXER: &str = "null";
+pub const LOUDNESS_ENCODER: &str = "pcm_s16le";
+
 /// For README's messages.
 pub const CONTAINER_NAMES: &str = "MP4/MOV, Matroska/WebM, MP3, WAV, AAC, Ogg, FLAC, AVI, MPEG-TS";
 
@@ -157,7 +164,7 @@ mod tests {
         );
         assert_eq!(
             build_list("MUXERS"),
-            set(policy.formats.iter().copied().filter(|f| *f != "concat"))
+            set(policy.formats.iter().copied().filter(|f| *f != "concat").chain([LOUDNESS_MUXER]))
         );
     }
 
@@ -172,9 +179,9 @@ mod tests {
     #[test]
     fn the_build_has_exactly_the_filters_encoders_and_bitstream_filters_of_the_policy() {
         let policy = br_policy::components();
-        let filters = policy.filters.iter().map(String::as_str).chain(AUTOROTATE_FILTERS);
+        let filters = policy.filters.iter().map(String::as_str).chain(AUTOROTATE_FILTERS).chain([LOUDNESS_FILTER]);
         assert_eq!(build_list("FILTERS"), set(filters));
-        assert_eq!(build_list("ENCODERS"), set(policy.encoders.iter().copied()));
+        assert_eq!(build_list("ENCODERS"), set(policy.encoders.iter().copied().chain([LOUDNESS_ENCODER])));
         // The MP4 muxer inserts two more by itself when a stream is copied into it.
         let inserted = ["aac_adtstoasc", "vp9_superframe"];
         assert_eq!(

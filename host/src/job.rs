@@ -367,6 +367,10 @@ impl Job<'_> {
         // Each object is probed as soon as it is down, while others still download;
         // probes are few at a time (each ffprobe is a process of its own).
         let probes = tokio::sync::Semaphore::new(PARALLEL_PROBES);
+        // The song's loudness, for a guest that can be told it: one exact gain then
+        // replaces loudnorm's dynamic mode (host.loudness, contract 0.7.0).
+        let measure_song = validated.output.normalize_audio && self.sandbox.takes_loudness();
+        let song_seconds = validated.total_duration;
         let staging = keys.iter().enumerate().map(|(index, (key, pointer))| {
             let destination = work.path().join(staged_name(index, key));
             let probes = &probes;
@@ -393,13 +397,21 @@ impl Job<'_> {
                 if let Some(reason) = formats::undecodable(&facts, role) {
                     return Err((Stage::Probe, Failure::Media { pointer: pointer.clone(), message: format!("{key}: {reason}") }));
                 }
-                Ok::<_, (Stage, Failure)>((index, destination, facts, remuxed))
+                let loudness = match &facts.audio {
+                    Some(audio) if index == 0 && measure_song => {
+                        let lengths = (song_seconds, audio.duration.max(facts.duration));
+                        measured_loudness(&self.config.runner.ffmpeg, &destination, key, lengths, limits).await
+                    }
+                    _ => None,
+                };
+                Ok::<_, (Stage, Failure)>((index, destination, facts, remuxed, loudness))
             }
         });
         let mut staged = futures::stream::iter(staging).buffer_unordered(self.config.download_concurrency.max(1));
         let mut inputs = vec![PathBuf::new(); keys.len()];
         let mut facts: Vec<Option<MediaFacts>> = vec![None; keys.len()];
         let mut remux_inputs = vec![false; keys.len()];
+        let mut song_loudness = None;
         let mut done = 0;
         // Probed inputs stay while they fit in a quarter of the shared budget; the rest
         // are fetched again before the step that reads them (see `work`).
@@ -408,8 +420,9 @@ impl Job<'_> {
         // The first failure ends the job: dropping the stream cancels the transfers
         // still running, and the work folder goes with them.
         while let Some(result) = self.unless_cancelled(Stage::Fetch, async { Ok(staged.next().await) }).await? {
-            let (index, path, found, remuxed) = result?;
+            let (index, path, found, remuxed, loudness) = result?;
             remux_inputs[index] = remuxed;
+            song_loudness = song_loudness.or(loudness);
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             if kept_bytes + size <= cache_bytes {
                 kept_bytes += size;
@@ -428,7 +441,8 @@ impl Job<'_> {
 
         estimate::check_with_media(&validated, &facts, &self.config.runner.budget).map_err(|e| (Stage::Probe, Failure::Invalid(vec![e])))?;
         reporter.running(Stage::Plan, Stage::Plan.at(0.0), "planning in the sandbox");
-        let request = PlanRequest { validated: validated.clone(), inputs: facts.clone(), strict: self.config.strict, prepared };
+        let request =
+            PlanRequest { validated: validated.clone(), inputs: facts.clone(), strict: self.config.strict, prepared, song_loudness };
         let planning = self.unless_cancelled(Stage::Plan, async { self.sandbox.plan(&request).await.map_err(|e| (Stage::Plan, Failure::Sandbox(e))) }).await?;
         self.watchdog.guest_call("plan", &planning.report);
         let plan = match planning {
@@ -588,6 +602,31 @@ impl Staging for Refetch<'_> {
 
 /// Two keys can name one object (in GCS `data/x.mp4` and `x.mp4` do): the storage's own
 /// address of each is compared, so no spelling lets the result replace an input.
+/// The song's loudness, or None (the plan then takes loudnorm's dynamic mode, as without
+/// a measurement): a song FFmpeg cannot measure fails, if at all, in its own step, with
+/// that step's message.
+async fn measured_loudness(ffmpeg: &Path, file: &Path, key: &str, lengths: (f64, f64), limits: ChildLimits) -> Option<br_plan::Loudness> {
+    let started = std::time::Instant::now();
+    match media::measure_loudness(ffmpeg, file, key, lengths, limits).await {
+        Ok(measured) => {
+            tracing::info!(
+                key = %key,
+                integrated_lufs = measured.integrated,
+                range_lu = measured.range,
+                true_peak_dbtp = measured.true_peak,
+                measured_seconds = measured.seconds,
+                took_seconds = started.elapsed().as_secs_f64(),
+                "song loudness measured"
+            );
+            Some(measured)
+        }
+        Err(error) => {
+            tracing::warn!(key = %key, "{error}; loudnorm's dynamic mode normalises it");
+            None
+        }
+    }
+}
+
 fn output_overwrites_an_input(storage: &dyn Storage, validated: &Validated) -> Option<ValidationError> {
     let output = storage.url(&validated.output_key);
     let input = std::iter::once(&validated.audio_key).chain(&validated.clip_keys).find(|key| storage.url(key) == output)?;

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use br_plan::{AudioFacts, MediaFacts, VideoFacts};
+use br_plan::{AudioFacts, Loudness, MediaFacts, VideoFacts};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
@@ -95,6 +95,109 @@ pub async fn remux_for_exact_seeks(ffmpeg: &Path, file: &Path, key: &str, limits
         crate::work::remove_if_present(&remuxed);
     }
     result
+}
+
+/// Enough for FFmpeg to decode a song and measure it with `ebur128` (its true peak
+/// resampled to 192 kHz): about 58 MB resident with Debian's FFmpeg.
+pub const LOUDNESS_MEMORY: u64 = 96 << 20;
+/// Measuring decodes the whole song once: about 1.2 s of one core for 3 minutes of MP3,
+/// 4 s for 10; a song that takes far longer is not worth waiting for.
+pub const LOUDNESS_TIMEOUT: Duration = Duration::from_secs(120);
+/// The summary is under 1 KiB: what precedes the last 64 KiB of the log is dropped.
+const LOUDNESS_LOG_TAIL: usize = 64 * 1024;
+
+/// The song's EBU R128 loudness from its start to `seconds` (the video's length), as the
+/// plan's song step reads it (48 kHz stereo), for `host.loudness` (contract 0.7.0).
+/// `song_seconds` is the probed length of its audio (0 when unknown): a measurement that
+/// ends short of it, as FFmpeg's filters were seen to do under a tight memory limit with
+/// exit status 0, would miss the peaks to come, and is refused.
+pub async fn measure_loudness(
+    ffmpeg: &Path,
+    file: &Path,
+    key: &str,
+    (seconds, song_seconds): (f64, f64),
+    limits: ChildLimits,
+) -> Result<Loudness, MediaError> {
+    let fail = |message: String| MediaError { message: format!("{key}: {message}") };
+    let limits = ChildLimits { memory: limits.memory.min(LOUDNESS_MEMORY), ..limits };
+    // `framelog=verbose`: one line per 100 ms of audio would otherwise fill stderr.
+    let graph = format!(
+        "[0:a:0]atrim=end={seconds:.6},asetpts=PTS-STARTPTS,aresample=48000,\
+         aformat=sample_fmts=fltp:channel_layouts=stereo,{}=peak=true:framelog=verbose[measured]",
+        crate::formats::LOUDNESS_FILTER
+    );
+    let mut child = crate::ffmpeg::child_command(ffmpeg, limits)
+        .args(["-nostdin", "-hide_banner", "-nostats", "-v", "info", "-threads", "1"])
+        .args(crate::formats::input_whitelist())
+        .arg("-i")
+        .arg(file)
+        .args(["-filter_complex", &graph, "-map", "[measured]"])
+        .args(["-c:a", crate::formats::LOUDNESS_ENCODER, "-f", crate::formats::LOUDNESS_MUXER, "-"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| fail(format!("cannot run ffmpeg: {e}")))?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let run = async {
+        // A damaged song can log a line per packet: only the end (the summary) is kept.
+        let (mut tail, mut chunk) = (Vec::new(), vec![0u8; 8192]);
+        loop {
+            let read = stderr.read(&mut chunk).await?;
+            if read == 0 {
+                break;
+            }
+            tail.extend_from_slice(&chunk[..read]);
+            if tail.len() > 2 * LOUDNESS_LOG_TAIL {
+                tail.drain(..tail.len() - LOUDNESS_LOG_TAIL);
+            }
+        }
+        Ok::<_, std::io::Error>((child.wait().await?, tail))
+    };
+    let (status, stderr) = match tokio::time::timeout(LOUDNESS_TIMEOUT, run).await {
+        Err(_) => return Err(fail(format!("measuring its loudness did not finish within {} s", LOUDNESS_TIMEOUT.as_secs()))),
+        Ok(Err(e)) => return Err(fail(format!("measuring its loudness failed: {e}"))),
+        Ok(Ok(done)) => done,
+    };
+    if !status.success() {
+        return Err(fail(format!("measuring its loudness failed ({})", last_error(&stderr, status, file, key))));
+    }
+    let measured = loudness_from_summary(&String::from_utf8_lossy(&stderr))
+        .ok_or_else(|| fail("FFmpeg's ebur128 wrote no summary of its loudness".into()))?;
+    let expected = if song_seconds > 0.0 { seconds.min(song_seconds) } else { 0.0 };
+    if measured.seconds + MEASURE_SHORTFALL < expected {
+        return Err(fail(format!("its loudness was measured over {:.2} s of the {expected:.2} s the video uses", measured.seconds)));
+    }
+    Ok(measured)
+}
+
+/// How far short of the song's probed length a measurement may end (container and
+/// stream durations disagree by a frame or two).
+const MEASURE_SHORTFALL: f64 = 0.5;
+
+/// The figures of the last summary `ebur128` logs when it closes (FFmpeg may build and
+/// close the filter once more before it runs it: that one measured nothing), and the
+/// length of audio measured, from FFmpeg's last progress line (`time=00:02:56.00`).
+fn loudness_from_summary(stderr: &str) -> Option<Loudness> {
+    let clock = &stderr[stderr.rfind("time=")? + "time=".len()..];
+    let clock = clock.split_whitespace().next()?;
+    let mut seconds = 0.0;
+    for part in clock.split(':') {
+        seconds = seconds * 60.0 + part.parse::<f64>().ok().filter(|value| value.is_finite() && *value >= 0.0)?;
+    }
+    let summary = &stderr[stderr.rfind("Summary:")?..];
+    let figure = |section: &str, label: &str| -> Option<f64> {
+        let section = &summary[summary.find(section)?..];
+        let line = section.lines().map(str::trim_start).find(|line| line.starts_with(label))?;
+        line[label.len()..].split_whitespace().next()?.parse().ok()
+    };
+    Some(Loudness {
+        integrated: figure("Integrated loudness:", "I:")?,
+        range: figure("Loudness range:", "LRA:")?,
+        true_peak: figure("True peak:", "Peak:")?,
+        seconds,
+    })
 }
 
 pub async fn probe_container(ffprobe: &Path, file: &Path, key: &str, limits: ChildLimits) -> Result<Probed, MediaError> {
@@ -190,6 +293,56 @@ fn rate(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// FFmpeg 5.1's log of `measure_loudness`: the filter built and closed once before
+    /// the run (its summary measured nothing), then the run's summary.
+    const EBUR128_LOG: &str = "[Parsed_ebur128_4 @ 0x557f6cf13f80] Summary:
+
+  Integrated loudness:
+    I:         -70.0 LUFS
+    Threshold:   0.0 LUFS
+
+  Loudness range:
+    LRA:         0.0 LU
+    Threshold:   0.0 LUFS
+    LRA low:     0.0 LUFS
+    LRA high:    0.0 LUFS
+
+  True peak:
+    Peak:       -inf dBFS
+Stream mapping:
+size=N/A time=00:02:56.00 bitrate=N/A speed= 153x
+[Parsed_ebur128_4 @ 0x557f6cf1aa00] Summary:
+
+  Integrated loudness:
+    I:         -15.0 LUFS
+    Threshold: -25.0 LUFS
+
+  Loudness range:
+    LRA:         0.4 LU
+    Threshold: -35.0 LUFS
+    LRA low:   -15.2 LUFS
+    LRA high:  -14.8 LUFS
+
+  True peak:
+    Peak:       -5.1 dBFS
+";
+
+    #[test]
+    fn loudness_is_read_from_the_last_summary() {
+        let measured = loudness_from_summary(EBUR128_LOG).unwrap();
+        assert_eq!((measured.integrated, measured.range, measured.true_peak, measured.seconds), (-15.0, 0.4, -5.1, 176.0));
+        let silent = EBUR128_LOG.replace("-15.0 LUFS", "-70.0 LUFS").replace("-5.1 dBFS", "-inf dBFS");
+        let silent = loudness_from_summary(&silent).unwrap();
+        assert_eq!((silent.integrated, silent.true_peak), (-70.0, f64::NEG_INFINITY));
+        assert_eq!(loudness_from_summary("[aac] no summary here"), None);
+        let cut = &EBUR128_LOG[..EBUR128_LOG.rfind("True peak:").unwrap()];
+        assert_eq!(loudness_from_summary(cut), None, "a summary without its true peak is no measurement");
+        let first_only = &EBUR128_LOG[..EBUR128_LOG.find("Stream mapping").unwrap()];
+        assert_eq!(loudness_from_summary(first_only), None, "no progress line: FFmpeg never ran the filter");
+        let long = EBUR128_LOG.replace("time=00:02:56.00", "time=01:02:03.50");
+        assert_eq!(loudness_from_summary(&long).map(|m| m.seconds), Some(3723.5));
+    }
 
     #[test]
     fn reads_streams_and_ignores_cover_art() {

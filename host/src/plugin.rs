@@ -166,7 +166,7 @@ pub async fn check(path: &Path, json_output: bool, sandbox_flags: &SandboxFlags)
                 continue;
             }
         };
-        let request = PlanRequest { inputs: made_up_facts(&validated), validated, strict: false, prepared: Vec::new() };
+        let request = PlanRequest { inputs: made_up_facts(&validated), validated, strict: false, prepared: Vec::new(), song_loudness: None };
         let planning = match sandbox.plan(&request).await {
             Ok(planning) => planning,
             Err(error) => {

@@ -131,7 +131,7 @@ mod tests {
         };
         let mut inputs = vec![facts(&validated.audio_key, false)];
         inputs.extend(validated.clip_keys.iter().map(|key| facts(key, true)));
-        let request = br_plan::PlanRequest { validated, inputs: inputs.clone(), strict: false, prepared: Vec::new() };
+        let request = br_plan::PlanRequest { validated, inputs: inputs.clone(), strict: false, prepared: Vec::new(), song_loudness: None };
         let plan = br_plan::plan(&request).unwrap_or_else(|e| panic!("{e:?}"));
         serde_json::json!({ "inputs": inputs, "plan": plan })
     }

@@ -126,7 +126,7 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path) -> u8 {
     if facts.len() != expected.len() {
         return stop(exit::USAGE, format!("{} facts given; the blueprint has {} inputs, in this order: {}", facts.len(), expected.len(), expected.join(", ")));
     }
-    let request = br_plan::PlanRequest { validated, inputs: facts, strict: flags.strict, prepared: Vec::new() };
+    let request = br_plan::PlanRequest { validated, inputs: facts, strict: flags.strict, prepared: Vec::new(), song_loudness: None };
     let plan = match sandbox.plan(&request).await.map(|planning| planning.verdict) {
         Ok(Ok(plan)) => plan,
         Ok(Err(errors)) => {

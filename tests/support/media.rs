@@ -231,6 +231,45 @@ pub fn make_song_with_onset(path: &Path, onset: f64, seconds: f64) {
     ]);
 }
 
+/// A 48 kHz stereo MP3 song of any signal FFmpeg's `aevalsrc` can write, e.g.
+/// `0.03*sin(2*PI*440*t)` (amplitude, so level, known).
+pub fn make_song_expression(path: &Path, expression: &str, seconds: f64) {
+    make_parent(path);
+    ffmpeg(&[
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("aevalsrc='{expression}|{expression}':s=48000:d={seconds}"),
+        "-c:a".into(),
+        "libmp3lame".into(),
+        "-b:a".into(),
+        "192k".into(),
+        path_arg(path),
+    ]);
+}
+
+/// EBU R128 figures of a file's audio, measured by the test FFmpeg's `ebur128`.
+#[derive(Debug, Clone, Copy)]
+pub struct Loudness {
+    /// LUFS.
+    pub integrated: f64,
+    /// dBTP.
+    pub true_peak: f64,
+}
+
+pub fn loudness(path: &Path) -> Loudness {
+    let args = ["-hide_banner", "-nostdin", "-nostats", "-v", "info", "-i", &path_arg(path), "-vn", "-af"];
+    let args: Vec<String> =
+        args.iter().map(|s| s.to_string()).chain(["ebur128=peak=true:framelog=verbose".into(), "-f".into(), "null".into(), "-".into()]).collect();
+    let log = String::from_utf8_lossy(&run_tool(ffmpeg_binary(), &args).stderr).into_owned();
+    let summary = &log[log.rfind("Summary:").unwrap_or_else(|| panic!("no ebur128 summary:\n{log}"))..];
+    let figure = |label: &str| -> f64 {
+        let line = summary.lines().map(str::trim_start).find(|line| line.starts_with(label)).unwrap_or_else(|| panic!("no {label}:\n{log}"));
+        line[label.len()..].split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+    };
+    Loudness { integrated: figure("I:"), true_peak: figure("Peak:") }
+}
+
 /// One sampled colour.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Yuv {

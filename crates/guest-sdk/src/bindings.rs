@@ -14,7 +14,7 @@ pub mod convert;
 pub use blueprint::runner::types as wit;
 
 pub mod glue {
-    use super::blueprint::runner::host::{log, LogLevel};
+    use super::blueprint::runner::host::{log, loudness, LogLevel};
     use super::{convert, wit};
     use crate::Plugin;
 
@@ -32,7 +32,16 @@ pub mod glue {
     }
 
     pub fn plan<P: Plugin>(request: wit::PlanRequest) -> Result<wit::Plan, Vec<wit::PlanError>> {
-        match P::plan(convert::request_from_wit(request)) {
+        let mut request = convert::request_from_wit(request);
+        // The song's loudness, when the host measured it for normalize_audio (contract 0.7.0;
+        // here rather than in `convert`, which the 0.4.0 test guest shares).
+        request.song_loudness = loudness(br_plan::SONG_INPUT).map(|measured| br_plan::Loudness {
+            integrated: measured.integrated,
+            range: measured.range,
+            true_peak: measured.true_peak,
+            seconds: measured.seconds,
+        });
+        match P::plan(request) {
             Ok(plan) => {
                 log(LogLevel::Debug, &format!("plan: {} steps, {} warnings", plan.steps.len(), plan.warnings.len()));
                 Ok(convert::plan_to_wit(plan))

@@ -49,6 +49,7 @@ pub fn request_over_made_up_media(blueprint: &str, clip_seconds: f64) -> Result<
         inputs,
         strict: false,
         prepared: Vec::new(),
+        song_loudness: None,
     })
 }
 

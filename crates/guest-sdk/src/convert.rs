@@ -114,7 +114,7 @@ pub fn request_from_wit(request: wit::PlanRequest) -> br_plan::PlanRequest {
             })
         })
         .collect();
-    br_plan::PlanRequest { validated, inputs, strict: request.strict, prepared }
+    br_plan::PlanRequest { validated, inputs, strict: request.strict, prepared, song_loudness: None }
 }
 
 pub fn plan_to_wit(plan: br_plan::Plan) -> wit::Plan {

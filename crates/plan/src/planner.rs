@@ -59,6 +59,13 @@ pub const MAX_VOLUME_CHANGES: usize = 1_000;
 const OUTPUT_SAMPLE_RATE: &str = "48000";
 /// EBU R128 targets used by streaming platforms.
 const LOUDNORM: &str = "loudnorm=I=-16:TP=-1.5:LRA=11";
+/// `LOUDNORM`'s targets, for the gain a measured song takes instead (see [`Normalisation`]).
+const TARGET_LOUDNESS: f64 = -16.0;
+const TARGET_TRUE_PEAK: f64 = -1.5;
+const TARGET_RANGE: f64 = 11.0;
+/// EBU R128's absolute gate: a song measured at or below it is silence, which no gain
+/// brings to the target.
+const SILENCE_LOUDNESS: f64 = -70.0;
 const MAX_OUTPUT_WIDTH: u32 = 3840;
 const MAX_OUTPUT_HEIGHT: u32 = 2160;
 
@@ -127,13 +134,16 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     let prepared = prepared_clips(request, rate);
     // Every prepared clip of one profile has the profile's GOP.
     let prepared_gop = prepared.iter().flatten().map(|&(_, gop)| gop).next();
-    let look = Look { rate, normaliser: normaliser(rate, width, height), encoder_threads, prepared_gop };
+    let normalisation = normalisation(request, &shown);
+    let bridge_encoder_threads =
+        if matches!(normalisation, Normalisation::Loudnorm) { LOUDNORM_BRIDGE_ENCODER_THREADS } else { encoder_threads };
+    let look = Look { rate, normaliser: normaliser(rate, width, height), encoder_threads, bridge_encoder_threads, prepared_gop };
     let mut temps = Vec::new();
     let mut steps = Vec::new();
     let mut parts = Vec::new();
     let song = validated.output.add_audio_overlay.then(|| {
         temps.push(TempFormat::Nut);
-        steps.push(Step::Ffmpeg(song_step(validated, &timeline, &shown, 0)));
+        steps.push(Step::Ffmpeg(song_step(validated, &timeline, &shown, normalisation, 0)));
         0
     });
     let blends = blends(validated, &timeline, &shown, rate);
@@ -323,6 +333,8 @@ impl Timeline {
 struct Look {
     rate: FrameRate,
     encoder_threads: &'static str,
+    /// A step of bridges alone runs beside the song: fewer threads when that is `loudnorm`.
+    bridge_encoder_threads: &'static str,
     /// With prepared clips, every encoded part uses their GOP and no B-frames, so the
     /// parts and the copied GOPs join into one valid bitstream.
     prepared_gop: Option<u32>,
@@ -596,7 +608,7 @@ fn encode(parts: &[Rendered], validated: &Validated, look: &Look, temp: u32) -> 
     }
     args.extend([
         Arg::lit("-threads"),
-        Arg::lit(if output.normalize_audio && parts.iter().all(|part| part.bridge) { LOUDNORM_BRIDGE_ENCODER_THREADS } else { look.encoder_threads }),
+        Arg::lit(if parts.iter().all(|part| part.bridge) { look.bridge_encoder_threads } else { look.encoder_threads }),
         Arg::lit("-b:v"),
         Arg::lit(output.video_bitrate.to_string()),
         Arg::lit("-pix_fmt"),
@@ -715,23 +727,67 @@ fn fade_colour(transition: Transition) -> &'static str {
     }
 }
 
+/// How the song reaches `normalize_audio`'s loudness.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Normalisation {
+    /// `normalize_audio` is off.
+    None,
+    /// One constant gain (an amplitude factor), from the host's measurement: what
+    /// `loudnorm`'s linear (two-pass) mode does, without its 192 kHz dynamic machinery.
+    Gain(f64),
+    /// `loudnorm`'s dynamic mode, which adjusts as it goes.
+    Loudnorm,
+}
+
+/// `loudnorm`'s own rule for its linear mode, on the host's measurement of the song: the
+/// gain that brings the integrated loudness to the target, when the true peak stays
+/// under its target after it and the loudness range is within its target. The song's
+/// volume must be the same through the whole video: a blueprint's volume runs change
+/// the loudness the measurement saw, which then takes the dynamic mode as before. A
+/// uniform volume needs no term: the gain makes up for it.
+fn normalisation(request: &PlanRequest, shown: &[usize]) -> Normalisation {
+    let validated = &request.validated;
+    if !validated.output.normalize_audio {
+        return Normalisation::None;
+    }
+    let Some(measured) = request.song_loudness else { return Normalisation::Loudnorm };
+    let mut volumes = shown.iter().map(|&index| validated.moves[index].volume);
+    let uniform = match volumes.next() {
+        Some(first) => first > 0.0 && volumes.all(|volume| (volume - first).abs() < 1e-9),
+        None => true,
+    };
+    let finite = [measured.integrated, measured.range, measured.true_peak].iter().all(|value| value.is_finite());
+    if !uniform || !finite || measured.integrated <= SILENCE_LOUDNESS {
+        return Normalisation::Loudnorm;
+    }
+    let gain_db = TARGET_LOUDNESS - measured.integrated;
+    if measured.true_peak + gain_db > TARGET_TRUE_PEAK || measured.range > TARGET_RANGE {
+        return Normalisation::Loudnorm;
+    }
+    Normalisation::Gain(10f64.powf(gain_db / 20.0))
+}
+
 /// The song as the video needs it, encoded once: cut or padded to the video's exact
 /// length, volume runs, loudness, AAC at 48 kHz stereo, into a NUT temp the join copies.
-fn song_step(validated: &Validated, timeline: &Timeline, shown: &[usize], temp: u32) -> Invocation {
+fn song_step(validated: &Validated, timeline: &Timeline, shown: &[usize], normalisation: Normalisation, temp: u32) -> Invocation {
     let output = &validated.output;
     let length = timeline.total_seconds();
     let mut audio = format!(
         "[0:a]atrim=end={l},asetpts=PTS-STARTPTS,aresample={OUTPUT_SAMPLE_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo,apad=whole_dur={l}",
         l = secs(length)
     );
-    let terms = volume_terms(validated, timeline, shown);
-    if !terms.is_empty() {
-        audio.push_str(&format!(",asetnsamples=n={VOLUME_FRAME_SAMPLES}"));
-        for chunk in terms.chunks(VOLUME_TERMS_PER_FILTER) {
-            audio.push_str(&format!(",volume='1{}':eval=frame", chunk.concat()));
+    if let Normalisation::Gain(factor) = normalisation {
+        audio.push_str(&format!(",volume={factor:.6}"));
+    } else {
+        let terms = volume_terms(validated, timeline, shown);
+        if !terms.is_empty() {
+            audio.push_str(&format!(",asetnsamples=n={VOLUME_FRAME_SAMPLES}"));
+            for chunk in terms.chunks(VOLUME_TERMS_PER_FILTER) {
+                audio.push_str(&format!(",volume='1{}':eval=frame", chunk.concat()));
+            }
         }
     }
-    if output.normalize_audio {
+    if normalisation == Normalisation::Loudnorm {
         audio.push_str(&format!(",asetnsamples=n={LOUDNORM_FRAME_SAMPLES},{LOUDNORM},aresample={OUTPUT_SAMPLE_RATE}"));
     }
     audio.push_str(&format!(",atrim=end={}[audio]", secs(length)));

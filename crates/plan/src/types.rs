@@ -41,6 +41,22 @@ pub struct PlanRequest {
     pub strict: bool,
     /// Per input, when it is a prepared clip: how it was prepared. Empty means none.
     pub prepared: Vec<Option<PreparedClip>>,
+    /// The song's loudness from its start to the video's end, when the host measured it
+    /// (contract 0.7.0: only with `normalize_audio`).
+    pub song_loudness: Option<Loudness>,
+}
+
+/// An EBU R128 measurement of audio (`ebur128` at 48 kHz stereo).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Loudness {
+    /// Integrated loudness, LUFS (-70 or below: silence).
+    pub integrated: f64,
+    /// Loudness range, LU.
+    pub range: f64,
+    /// True peak, dBTP.
+    pub true_peak: f64,
+    /// Seconds measured.
+    pub seconds: f64,
 }
 
 /// A clip input that is a prepared version (`blueprint-runner prepare`): re-encoded at

@@ -2,7 +2,7 @@
 //! end-to-end tests in `tests/run_cli.rs` check the frames FFmpeg makes of a plan).
 
 use br_blueprint::{Transition, Validated};
-use br_plan::{plan, Arg, AudioFacts, MediaFacts, Plan, PlanRequest, Step, VideoFacts};
+use br_plan::{plan, Arg, AudioFacts, Loudness, MediaFacts, Plan, PlanRequest, Step, VideoFacts};
 
 fn example() -> Validated {
     br_blueprint::validate(include_str!("../../../examples/backend-blueprint.json")).unwrap_or_else(|errors| panic!("{errors:?}"))
@@ -23,7 +23,7 @@ fn song(seconds: f64) -> MediaFacts {
 
 fn request(validated: Validated, clip_seconds: f64) -> PlanRequest {
     let inputs = std::iter::once(song(validated.total_duration + 10.0)).chain(validated.clip_keys.iter().map(|k| clip(k, clip_seconds))).collect();
-    PlanRequest { validated, inputs, strict: false, prepared: Vec::new() }
+    PlanRequest { validated, inputs, strict: false, prepared: Vec::new(), song_loudness: None }
 }
 
 fn literal_after(args: &[Arg], option: &str) -> Option<String> {
@@ -206,6 +206,71 @@ fn volume_runs_become_one_ramped_term_each() {
     assert!(audio.contains("-1*clip((t-80)/0.02+0.5,0,1)"), "{audio}");
     // The ramps need tiny frames; loudnorm is given large ones again.
     assert!(audio.contains(":eval=frame,asetnsamples=n=4800,loudnorm="), "{audio}");
+}
+
+/// A song the host measured for `normalize_audio` (contract 0.7.0).
+fn measured(integrated: f64, range: f64, true_peak: f64) -> Option<Loudness> {
+    Some(Loudness { integrated, range, true_peak, seconds: 176.0 })
+}
+
+fn song_graph(request: &PlanRequest) -> String {
+    literal_after(song_args(&plan(request).unwrap()), "-filter_complex").unwrap()
+}
+
+#[test]
+fn a_measured_song_is_normalised_by_one_gain_as_loudnorm_s_linear_mode() {
+    let mut request = request(example(), 10.0);
+    assert!(request.validated.output.normalize_audio);
+    // -20 LUFS, peak -6 dBTP: +4 dB brings it to -16 with its peak at -2 (under -1.5).
+    request.song_loudness = measured(-20.0, 6.0, -6.0);
+    let audio = song_graph(&request);
+    assert!(audio.ends_with("apad=whole_dur=176,volume=1.584893,atrim=end=176[audio]"), "{audio}");
+    assert!(!audio.contains("loudnorm"), "{audio}");
+    // Louder than the target: the gain is below 1.
+    request.song_loudness = measured(-9.5, 4.0, 0.8);
+    assert!(song_graph(&request).contains(",volume=0.473151,"));
+}
+
+#[test]
+fn a_uniform_volume_is_made_up_for_by_the_gain() {
+    let mut validated = example();
+    for slot in &mut validated.moves {
+        slot.volume = 0.5;
+    }
+    let mut request = request(validated, 10.0);
+    request.song_loudness = measured(-20.0, 6.0, -6.0);
+    let audio = song_graph(&request);
+    assert!(audio.contains(",volume=1.584893,"), "{audio}");
+    assert!(!audio.contains("clip("), "no volume term: {audio}");
+}
+
+#[test]
+fn a_song_loudnorm_s_linear_mode_would_refuse_keeps_the_dynamic_mode() {
+    let cases = [
+        ("its peak would pass -1.5 dBTP", measured(-24.0, 6.0, -8.0)),
+        ("its range is wider than 11 LU", measured(-20.0, 12.0, -10.0)),
+        ("it is silence", measured(-70.0, 0.0, -90.0)),
+        ("the measurement is not a number", measured(f64::NAN, 5.0, -10.0)),
+        ("the host measured nothing (a guest before 0.7.0 is told nothing either)", None),
+    ];
+    for (why, loudness) in cases {
+        let mut request = request(example(), 10.0);
+        request.song_loudness = loudness;
+        let audio = song_graph(&request);
+        assert!(audio.contains("asetnsamples=n=4800,loudnorm=I=-16:TP=-1.5:LRA=11,aresample=48000"), "{why}: {audio}");
+        assert!(!audio.contains(",volume="), "{why}: {audio}");
+    }
+    // Volume runs change the loudness the measurement saw.
+    let mut validated = example();
+    validated.moves[3].volume = 0.5;
+    let mut request = request(validated, 10.0);
+    request.song_loudness = measured(-20.0, 6.0, -6.0);
+    let audio = song_graph(&request);
+    assert!(audio.contains(":eval=frame,asetnsamples=n=4800,loudnorm="), "{audio}");
+    // normalize_audio off: neither, whatever was measured.
+    request.validated.output.normalize_audio = false;
+    let audio = song_graph(&request);
+    assert!(!audio.contains("loudnorm") && !audio.contains(",volume=1.58"), "{audio}");
 }
 
 #[test]

@@ -1064,7 +1064,7 @@ mod planner {
     fn assert_planner_output_passes(validated: Validated, clip_seconds: f64) {
         let inputs = inputs(&validated, clip_seconds);
         let input_count = inputs.len() as u32;
-        let request = PlanRequest { validated, inputs, strict: false, prepared: Vec::new() };
+        let request = PlanRequest { validated, inputs, strict: false, prepared: Vec::new(), song_loudness: None };
         let plan = br_plan::plan(&request).unwrap_or_else(|errors| panic!("{errors:?}"));
         // The limits the host sets for this very job: sizes, rates and times bounded by it.
         if let Err(violation) = check(&plan, input_count, &PolicyLimits::for_request(&request)) {
@@ -1100,20 +1100,24 @@ mod planner {
 
     /// Every clip prepared for the job's profile (as the host stages them): the plan
     /// copies runs of at least a GOP from a keyframe on and renders the rest, every frame
-    /// exactly once, and the policy accepts it. With `loudnorm` (the backend's example)
-    /// bridges encode with one thread; otherwise, and for longer rendered parts, with the
-    /// segments' count (two at 720p, one above).
+    /// exactly once, and the policy accepts it. With `loudnorm`'s dynamic mode (the
+    /// backend's example, its song unmeasured) bridges encode with one thread; otherwise
+    /// (no normalisation, or one gain from the measured song), and for longer rendered
+    /// parts, with the segments' count (two at 720p, one above).
     #[test]
     fn prepared_clips_are_copied_from_keyframes() {
-        prepared_clips_are_copied_at(1280, 720, "2", true);
-        prepared_clips_are_copied_at(1280, 720, "2", false);
-        prepared_clips_are_copied_at(1920, 1080, "1", true);
+        prepared_clips_are_copied_at(1280, 720, "2", true, false);
+        prepared_clips_are_copied_at(1280, 720, "2", true, true);
+        prepared_clips_are_copied_at(1280, 720, "2", false, false);
+        prepared_clips_are_copied_at(1920, 1080, "1", true, false);
     }
 
-    fn prepared_clips_are_copied_at(width: u32, height: u32, segment_threads: &str, loudnorm: bool) {
+    fn prepared_clips_are_copied_at(width: u32, height: u32, segment_threads: &str, normalize: bool, measured: bool) {
         use br_plan::{Arg, Step};
         let mut validated = example();
-        validated.output.normalize_audio = loudnorm;
+        validated.output.normalize_audio = normalize;
+        let song_loudness = measured.then_some(br_plan::Loudness { integrated: -20.0, range: 6.0, true_peak: -6.0, seconds: 176.0 });
+        let loudnorm = normalize && !measured;
         validated.output.width = Some(width);
         validated.output.height = Some(height);
         let profile = br_plan::prepare::Profile::of(&validated, &inputs(&validated, 12.0)).unwrap();
@@ -1127,7 +1131,7 @@ mod planner {
         let prepared = (0..inputs.len())
             .map(|input| (input > 0).then(|| br_plan::PreparedClip { profile_id: profile.id(), gop_frames: 15, frames: 360 }))
             .collect();
-        let request = PlanRequest { validated: validated.clone(), inputs, strict: false, prepared };
+        let request = PlanRequest { validated: validated.clone(), inputs, strict: false, prepared, song_loudness };
         let plan = br_plan::plan(&request).unwrap_or_else(|errors| panic!("{errors:?}"));
         if let Err(violation) = check(&plan, input_count, &PolicyLimits::for_request(&request)) {
             panic!("{violation}");
@@ -1220,7 +1224,7 @@ mod planner {
             let clip_seconds = (50 + random.below(1000)) as f64 / 100.0;
             let inputs = inputs(&validated, clip_seconds);
             let input_count = inputs.len() as u32;
-            let request = PlanRequest { validated, inputs, strict: false, prepared: Vec::new() };
+            let request = PlanRequest { validated, inputs, strict: false, prepared: Vec::new(), song_loudness: None };
             let plan = match br_plan::plan(&request) {
                 Ok(plan) => plan,
                 Err(errors) => {

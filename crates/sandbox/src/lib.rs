@@ -7,7 +7,7 @@
 //! way a call can end maps to a distinct [`SandboxError`]. What the guest returns is
 //! treated as untrusted and re-checked ([`output`]).
 //!
-//! Guests of contract 0.6.0 (`wit/blueprint-runner.wit`) and of every older version kept
+//! Guests of contract 0.7.0 (`wit/blueprint-runner.wit`) and of every older version kept
 //! in `wit/v*/` back to 0.2.0 load; which one a component implements is found from the
 //! `host` version it imports (0.4.0 and later) and the type of its `validate` (0.3.0 or
 //! 0.2.0).
@@ -34,11 +34,11 @@ pub use output::limits as output_limits;
 pub use settings::{GuestSettings, SettingsError};
 
 /// The contract versions this host loads, newest first.
-pub const CONTRACT_VERSIONS: [&str; 5] = ["0.6.0", "0.5.0", "0.4.0", "0.3.0", "0.2.0"];
+pub const CONTRACT_VERSIONS: [&str; 6] = ["0.7.0", "0.6.0", "0.5.0", "0.4.0", "0.3.0", "0.2.0"];
 
 mod bindings {
-    /// The current contract, 0.6.0.
-    pub mod v6 {
+    /// The current contract, 0.7.0.
+    pub mod v7 {
         wasmtime::component::bindgen!({
             world: "guest",
             path: "../../wit",
@@ -46,7 +46,17 @@ mod bindings {
         });
     }
 
-    /// Contract 0.5.0: as 0.6.0, without `host.settings`. Its types are 0.6.0's, which
+    /// Contract 0.6.0: as 0.7.0, without `host.loudness` (and the `loudness` record).
+    pub mod v6 {
+        wasmtime::component::bindgen!({
+            world: "guest",
+            path: "../../wit/v0.6.0",
+            exports: { default: async },
+            with: { "blueprint:runner/types": crate::bindings::v7::blueprint::runner::types },
+        });
+    }
+
+    /// Contract 0.5.0: as 0.6.0, without `host.settings`. Its types are 0.7.0's, which
     /// are not generated twice: one conversion serves every version (wasmtime checks a
     /// record by its fields when the guest is loaded, not by the interface that declared
     /// it). `host` is generated again: the guest imports it under its own version, and
@@ -56,7 +66,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.5.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v6::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v7::blueprint::runner::types },
         });
     }
 
@@ -67,7 +77,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.4.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v6::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v7::blueprint::runner::types },
         });
     }
 
@@ -77,7 +87,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.3.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v6::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v7::blueprint::runner::types },
         });
     }
 
@@ -88,11 +98,11 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.2.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v6::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v7::blueprint::runner::types },
         });
     }
 
-    pub use v6::blueprint::runner::types as wit;
+    pub use v7::blueprint::runner::types as wit;
 }
 
 use bindings::wit;
@@ -119,7 +129,7 @@ impl Default for Limits {
 pub enum SandboxError {
     #[error("could not load the guest component: {0}")]
     Load(String),
-    #[error("the guest component does not fit the contract (blueprint:runner@0.6.0, @0.5.0, @0.4.0, @0.3.0 or @0.2.0): {0}")]
+    #[error("the guest component does not fit the contract (blueprint:runner@0.7.0, @0.6.0, @0.5.0, @0.4.0, @0.3.0 or @0.2.0): {0}")]
     Incompatible(String),
     #[error("sandbox limit: the guest ran out of fuel ({limit} units)")]
     OutOfFuel { limit: u64 },
@@ -212,6 +222,7 @@ pub struct Sandbox {
 
 /// The linked guest, by the contract version it implements.
 enum GuestPre {
+    V7(bindings::v7::GuestPre<CallState>),
     V6(bindings::v6::GuestPre<CallState>),
     V5(bindings::v5::GuestPre<CallState>),
     V4(bindings::v4::GuestPre<CallState>),
@@ -250,6 +261,8 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         // Every version of `host`: each guest imports the one of its own contract.
         type Data = wasmtime::component::HasSelf<CallState>;
+        bindings::v7::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
+            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         bindings::v6::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
             .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         bindings::v5::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
@@ -263,14 +276,16 @@ impl Sandbox {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| SandboxError::Incompatible(format!("{e:#}")))?;
-        // 0.6.0, 0.5.0, 0.4.0 and 0.3.0 guests are told apart by the `host` version they
+        // 0.7.0, 0.6.0, 0.5.0, 0.4.0 and 0.3.0 guests are told apart by the `host` version they
         // import (and each `GuestPre::new` checks the exports). 0.3.0 and 0.2.0 differ
         // in `validate`'s type, which each `GuestPre::new` checks.
         let imports = |version: &str| {
             let name = format!("blueprint:runner/host@{version}");
             component.component_type().imports(&engine.engine).any(|(import, _)| import == name)
         };
-        let pre = if imports("0.6.0") {
+        let pre = if imports("0.7.0") {
+            GuestPre::V7(bindings::v7::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.7.0: {e:#}")))?)
+        } else if imports("0.6.0") {
             GuestPre::V6(bindings::v6::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.6.0: {e:#}")))?)
         } else if imports("0.5.0") {
             GuestPre::V5(bindings::v5::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.5.0: {e:#}")))?)
@@ -312,7 +327,13 @@ impl Sandbox {
 
     /// Whether the guest can be given settings (contract 0.6.0 and later).
     pub fn takes_settings(&self) -> bool {
-        matches!(self.pre, GuestPre::V6(_))
+        matches!(self.pre, GuestPre::V7(_) | GuestPre::V6(_))
+    }
+
+    /// Whether the guest can be told the song's loudness (`host.loudness`, contract 0.7.0
+    /// and later): measuring it is worth its second only for such a guest.
+    pub fn takes_loudness(&self) -> bool {
+        matches!(self.pre, GuestPre::V7(_))
     }
 
     /// Whether the compiled guest came from the cache.
@@ -323,17 +344,18 @@ impl Sandbox {
     /// The contract version the guest implements, e.g. `0.3.0`.
     pub fn contract_version(&self) -> &'static str {
         match self.pre {
-            GuestPre::V6(_) => CONTRACT_VERSIONS[0],
-            GuestPre::V5(_) => CONTRACT_VERSIONS[1],
-            GuestPre::V4(_) => CONTRACT_VERSIONS[2],
-            GuestPre::V3(_) => CONTRACT_VERSIONS[3],
-            GuestPre::V2(_) => CONTRACT_VERSIONS[4],
+            GuestPre::V7(_) => CONTRACT_VERSIONS[0],
+            GuestPre::V6(_) => CONTRACT_VERSIONS[1],
+            GuestPre::V5(_) => CONTRACT_VERSIONS[2],
+            GuestPre::V4(_) => CONTRACT_VERSIONS[3],
+            GuestPre::V3(_) => CONTRACT_VERSIONS[4],
+            GuestPre::V2(_) => CONTRACT_VERSIONS[5],
         }
     }
 
     /// Whether the guest may be given prepared clips (contract 0.4.0 and later).
     pub fn takes_prepared_clips(&self) -> bool {
-        matches!(self.pre, GuestPre::V6(_) | GuestPre::V5(_) | GuestPre::V4(_))
+        matches!(self.pre, GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_) | GuestPre::V4(_))
     }
 
     /// The interfaces the component imports (`blueprint:runner/host@0.5.0`, WASI's...).
@@ -343,7 +365,7 @@ impl Sandbox {
 
     /// Whether the guest checks task-array manifests (contract 0.5.0 and later).
     pub fn checks_manifests(&self) -> bool {
-        matches!(self.pre, GuestPre::V6(_) | GuestPre::V5(_))
+        matches!(self.pre, GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_))
     }
 
     /// Runs the guest's `validate-manifest` on an untrusted task-array manifest. A guest
@@ -367,9 +389,9 @@ impl Sandbox {
 
     /// Runs the guest's `plan` on a validated blueprint and the probed media facts.
     pub async fn plan(&self, request: &br_plan::PlanRequest) -> Result<Planning, SandboxError> {
-        let prepared = request::prepared_to_wit(request);
+        let given = request::given_to_wit(request);
         let request = request::to_wit(request);
-        let (answer, report) = self.call(Call::Plan(&request, prepared)).await?;
+        let (answer, report) = self.call(Call::Plan(&request, given)).await?;
         let Answer::Plan(answer) = answer else { unreachable!("plan answers plan") };
         Ok(Planning { verdict: output::check_planning(answer)?, report })
     }
@@ -380,12 +402,21 @@ impl Sandbox {
         let mut store = new_store(&self.engine.engine, &self.limits, started);
         let limits = self.limits.clone();
         let name = call.name();
-        if let Call::Plan(_, prepared) = &call {
-            store.data_mut().prepared = prepared.clone();
+        if let Call::Plan(_, given) = &call {
+            store.data_mut().prepared = given.prepared.clone();
+            store.data_mut().loudness = given.loudness.clone();
         }
         store.data_mut().settings = self.settings.as_ref().map(|settings| settings.as_str().to_owned());
         let run = async {
             match &self.pre {
+                GuestPre::V7(pre) => {
+                    let guest = pre.instantiate_async(&mut store).await?;
+                    match call {
+                        Call::Validate(text) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
+                        Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                        Call::ValidateManifest(text) => guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest),
+                    }
+                }
                 GuestPre::V6(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
@@ -473,6 +504,7 @@ fn new_store(wasm_engine: &wasmtime::Engine, limits: &Limits, started: Instant) 
         .build();
     let state = CallState {
         prepared: Vec::new(),
+        loudness: Vec::new(),
         settings: None,
         wasi,
         table: ResourceTable::new(),
@@ -503,8 +535,8 @@ fn new_store(wasm_engine: &wasmtime::Engine, limits: &Limits, started: Instant) 
 enum Call<'a> {
     Validate(&'a str),
     ValidateManifest(&'a str),
-    /// The request, and which of its inputs are prepared clips (`host.prepared`).
-    Plan(&'a wit::PlanRequest, Vec<Option<wit::PreparedClip>>),
+    /// The request, and what the host's imports tell about its inputs.
+    Plan(&'a wit::PlanRequest, request::Given),
 }
 
 impl Call<'_> {
@@ -527,6 +559,8 @@ enum Answer {
 struct CallState {
     /// For `host.prepared`: which inputs of the `plan` call are prepared clips.
     prepared: Vec<Option<wit::PreparedClip>>,
+    /// For `host.loudness`: what the host measured, per input of the `plan` call.
+    loudness: Vec<Option<wit::MeasuredLoudness>>,
     /// For `host.settings`.
     settings: Option<String>,
     wasi: WasiCtx,
@@ -558,6 +592,22 @@ macro_rules! host_log {
             self.log.record(level, &message);
         }
     };
+}
+
+impl bindings::v7::blueprint::runner::host::Host for CallState {
+    host_log!(v7);
+
+    fn prepared(&mut self, input: u32) -> Option<wit::PreparedClip> {
+        self.prepared.get(input as usize).cloned().flatten()
+    }
+
+    fn settings(&mut self) -> Option<String> {
+        self.settings.clone()
+    }
+
+    fn loudness(&mut self, input: u32) -> Option<wit::MeasuredLoudness> {
+        self.loudness.get(input as usize).cloned().flatten()
+    }
 }
 
 impl bindings::v6::blueprint::runner::host::Host for CallState {

@@ -5,8 +5,27 @@ use br_plan::{MediaFacts, PlanRequest};
 
 use crate::wit;
 
-/// Per input, whether it is a prepared clip (for `host.prepared`).
-pub fn prepared_to_wit(request: &PlanRequest) -> Vec<Option<wit::PreparedClip>> {
+/// What the host's imports answer about the inputs of one `plan` call.
+#[derive(Debug, Clone, Default)]
+pub struct Given {
+    /// Per input, whether it is a prepared clip (`host.prepared`).
+    pub prepared: Vec<Option<wit::PreparedClip>>,
+    /// Per input, its measured loudness (`host.loudness`): only the song's, if any.
+    pub loudness: Vec<Option<wit::MeasuredLoudness>>,
+}
+
+pub fn given_to_wit(request: &PlanRequest) -> Given {
+    let song_loudness = request.song_loudness.map(|measured| wit::MeasuredLoudness {
+        integrated: measured.integrated,
+        range: measured.range,
+        true_peak: measured.true_peak,
+        seconds: measured.seconds,
+    });
+    let loudness = (0..request.inputs.len()).map(|input| if input == 0 { song_loudness.clone() } else { None }).collect();
+    Given { prepared: prepared_to_wit(request), loudness }
+}
+
+fn prepared_to_wit(request: &PlanRequest) -> Vec<Option<wit::PreparedClip>> {
     (0..request.inputs.len())
         .map(|input| {
             request.prepared.get(input).cloned().flatten().map(|clip| wit::PreparedClip {
