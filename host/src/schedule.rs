@@ -30,6 +30,10 @@ const AUDIO_NEED: u64 = 64 * MIB;
 /// The song with `loudnorm` (fed 0.1 s frames): passed at 120 MiB for a 3-minute song
 /// and at 160 MiB for a 10-minute one.
 const LOUDNORM_NEED: u64 = 176 * MIB;
+/// Room kept beside the room reserved for the next step: the step that starts first has
+/// its inputs staged again (a few MB each) and writes its temp after its limit is set,
+/// and a reserve of exactly the next step's need would then no longer fit it.
+const RESERVE_SLACK: u64 = 16 * MIB;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Weight {
@@ -113,7 +117,7 @@ impl Schedule {
                         })
                         .filter(|&other| self.max_running > 1 && free >= need.saturating_add(other))
                         .max()
-                        .map_or(free, |reserve| free - reserve)
+                        .map_or(free, |reserve| free - reserve.saturating_add(RESERVE_SLACK).min(free - need))
                 }
                 Weight::Light(_) | Weight::Heavy(_) | Weight::Bridge(_) => continue,
             };
@@ -205,7 +209,12 @@ fn weight(step: &Step, frame: (u32, u32), prepared_inputs: &[bool]) -> Weight {
     let mut inputs = invocation.args.iter().filter_map(|arg| if let Arg::Input(i) = arg { Some(*i as usize) } else { None }).peekable();
     let only_prepared = inputs.peek().is_some() && inputs.all(|i| prepared_inputs.get(i).copied().unwrap_or(false));
     if only_prepared {
-        Weight::Bridge(estimate::prepared_step_bytes(width, height, value_is(&["-threads"], "1")))
+        // The encoder's threads: `-threads` after the last input (before it, per input,
+        // it sets that input's decoder).
+        let last_input = invocation.args.iter().rposition(|arg| matches!(arg, Arg::Input(_))).unwrap_or(0);
+        let output_options = &invocation.args[last_input..];
+        let one_encoder_thread = output_options.windows(2).any(|pair| pair == [Arg::lit("-threads"), Arg::lit("1")]);
+        Weight::Bridge(estimate::prepared_step_bytes(width, height, one_encoder_thread))
     } else {
         Weight::Heavy(estimate::step_bytes(width, height))
     }
@@ -284,7 +293,7 @@ mod tests {
         schedule.started(song);
         // The segment takes what is left but room for the copy, which must wait: two run.
         let segment = schedule.next(available).unwrap();
-        assert_eq!(segment, Start { step: 1, memory: available - AUDIO_NEED - COPY_NEED });
+        assert_eq!(segment, Start { step: 1, memory: available - AUDIO_NEED - COPY_NEED - RESERVE_SLACK });
         schedule.started(segment);
         assert_eq!(schedule.next(available), None);
         // Once the song is done, the copy runs beside the segment in the room left for it.
@@ -315,7 +324,7 @@ mod tests {
         assert_eq!(schedule.next(available).map(|s| s.step), Some(2));
         schedule.finished(0);
         // Alone, it keeps room for the copy that is still ready.
-        assert_eq!(schedule.next(available), Some(Start { step: 1, memory: available - COPY_NEED }));
+        assert_eq!(schedule.next(available), Some(Start { step: 1, memory: available - COPY_NEED - RESERVE_SLACK }));
     }
 
     #[test]
@@ -344,6 +353,17 @@ mod tests {
         assert_eq!(schedule.next(available).map(|start| start.step), Some(2), "the copy goes first");
     }
 
+    /// `-threads 1` before an input sets that input's decoder; the encoder's is after the
+    /// last input, and it decides the bridge's need.
+    #[test]
+    fn a_bridge_is_weighed_by_its_encoder_threads_not_its_decoders() {
+        let prepared = [false, true];
+        let two = step("-threads 1 -i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -threads 2 -f nut", Arg::Temp(0));
+        assert_eq!(weight(&two, (1280, 720), &prepared), Weight::Bridge(estimate::prepared_step_bytes(1280, 720, false)));
+        let one = step("-threads 1 -i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -threads 1 -f nut", Arg::Temp(0));
+        assert_eq!(weight(&one, (1280, 720), &prepared), Weight::Bridge(estimate::prepared_step_bytes(1280, 720, true)));
+    }
+
     #[test]
     fn two_bridges_run_together_when_both_fit_but_two_segments_never_do() {
         let bridge = estimate::prepared_step_bytes(1280, 720, false);
@@ -360,8 +380,12 @@ mod tests {
         let available = 448 * MIB;
         let mut schedule = Schedule::new(&plan, (1280, 720), &[false, true], 2);
         let first = schedule.next(available).unwrap();
-        assert_eq!(first, Start { step: 0, memory: available - bridge }, "room is left for the next bridge");
+        // 448 MiB hold two bridges of 220 MiB with less than the slack to spare: the first
+        // gets its need, the rest is the next one's.
+        assert_eq!(first, Start { step: 0, memory: bridge }, "room is left for the next bridge");
         schedule.started(first);
+        // The first bridge's inputs are staged again and its temp grows: the second still fits.
+        let available = available - RESERVE_SLACK / 2;
         let second = schedule.next(available).unwrap();
         assert_eq!(second.step, 1);
         assert!(second.memory >= bridge, "{} MiB", second.memory / MIB);

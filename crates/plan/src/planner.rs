@@ -34,12 +34,15 @@ const ENCODER_THREADS: &str = "2";
 /// limit of about 420 MiB, 1 thread about 370 MiB (720p with 2: about 275 MiB).
 const LARGE_FRAME_ENCODER_THREADS: &str = "1";
 const LARGE_FRAME_PIXELS: u64 = 1280 * 720;
-/// When the song takes `loudnorm`, a bridge of prepared clips encodes with one thread:
-/// that song is the job's longest step (about 11 s of one core for 3 minutes) and holds
-/// 176 MiB, and one thread needs less memory (a 720p bridge: every frame written at a
-/// data limit of 173 MiB, against 200 with two), so the bridges fit beside it in 512 MiB.
-/// Without `loudnorm` the song is shorter than the bridges and leaves room for two
-/// threads, which finish each bridge sooner.
+/// When the song takes `loudnorm`'s dynamic mode, a bridge of prepared clips encodes with
+/// one thread: that song is the job's longest step (about 11 s of one core for 3 minutes)
+/// and holds 176 MiB, and one thread needs less memory (a 720p bridge: every frame written
+/// at a data limit of 173 MiB, against 200 with two), so the bridges fit beside it in
+/// 512 MiB. Otherwise (no normalisation, or one measured gain) the song is light and
+/// shorter than the bridges, which take two threads and finish each bridge sooner. (Two
+/// one-thread bridges at once would finish them sooner still, measured about 1 s of 11 on
+/// the bench, but hold about 210 MiB of processes together: over the 200 MiB a prepared
+/// job's whole process tree is held to, README's *Benchmarks*.)
 const LOUDNORM_BRIDGE_ENCODER_THREADS: &str = "1";
 const ENCODER_PRESET: &str = "veryfast";
 /// Volume changes ramp over this long, centred on the move boundary (no clicks).
@@ -136,7 +139,7 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     let prepared_gop = prepared.iter().flatten().map(|&(_, gop)| gop).next();
     let normalisation = normalisation(request, &shown);
     let bridge_encoder_threads =
-        if matches!(normalisation, Normalisation::Loudnorm) { LOUDNORM_BRIDGE_ENCODER_THREADS } else { encoder_threads };
+        if normalisation == Normalisation::Loudnorm { LOUDNORM_BRIDGE_ENCODER_THREADS } else { encoder_threads };
     let look = Look { rate, normaliser: normaliser(rate, width, height), encoder_threads, bridge_encoder_threads, prepared_gop };
     let mut temps = Vec::new();
     let mut steps = Vec::new();
