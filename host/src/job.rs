@@ -600,8 +600,6 @@ impl Staging for Refetch<'_> {
     }
 }
 
-/// Two keys can name one object (in GCS `data/x.mp4` and `x.mp4` do): the storage's own
-/// address of each is compared, so no spelling lets the result replace an input.
 /// The song's loudness, or None (the plan then takes loudnorm's dynamic mode, as without
 /// a measurement): a song FFmpeg cannot measure fails, if at all, in its own step, with
 /// that step's message.
@@ -627,6 +625,8 @@ async fn measured_loudness(ffmpeg: &Path, file: &Path, key: &str, lengths: (f64,
     }
 }
 
+/// Two keys can name one object (in GCS `data/x.mp4` and `x.mp4` do): the storage's own
+/// address of each is compared, so no spelling lets the result replace an input.
 fn output_overwrites_an_input(storage: &dyn Storage, validated: &Validated) -> Option<ValidationError> {
     let output = storage.url(&validated.output_key);
     let input = std::iter::once(&validated.audio_key).chain(&validated.clip_keys).find(|key| storage.url(key) == output)?;

@@ -594,16 +594,27 @@ macro_rules! host_log {
     };
 }
 
+/// `host.prepared` and `host.settings` are the same in every version that has them.
+macro_rules! host_prepared {
+    () => {
+        fn prepared(&mut self, input: u32) -> Option<wit::PreparedClip> {
+            self.prepared.get(input as usize).cloned().flatten()
+        }
+    };
+}
+
+macro_rules! host_settings {
+    () => {
+        fn settings(&mut self) -> Option<String> {
+            self.settings.clone()
+        }
+    };
+}
+
 impl bindings::v7::blueprint::runner::host::Host for CallState {
     host_log!(v7);
-
-    fn prepared(&mut self, input: u32) -> Option<wit::PreparedClip> {
-        self.prepared.get(input as usize).cloned().flatten()
-    }
-
-    fn settings(&mut self) -> Option<String> {
-        self.settings.clone()
-    }
+    host_prepared!();
+    host_settings!();
 
     fn loudness(&mut self, input: u32) -> Option<wit::MeasuredLoudness> {
         self.loudness.get(input as usize).cloned().flatten()
@@ -612,30 +623,18 @@ impl bindings::v7::blueprint::runner::host::Host for CallState {
 
 impl bindings::v6::blueprint::runner::host::Host for CallState {
     host_log!(v6);
-
-    fn prepared(&mut self, input: u32) -> Option<wit::PreparedClip> {
-        self.prepared.get(input as usize).cloned().flatten()
-    }
-
-    fn settings(&mut self) -> Option<String> {
-        self.settings.clone()
-    }
+    host_prepared!();
+    host_settings!();
 }
 
 impl bindings::v5::blueprint::runner::host::Host for CallState {
     host_log!(v5);
-
-    fn prepared(&mut self, input: u32) -> Option<wit::PreparedClip> {
-        self.prepared.get(input as usize).cloned().flatten()
-    }
+    host_prepared!();
 }
 
 impl bindings::v4::blueprint::runner::host::Host for CallState {
     host_log!(v4);
-
-    fn prepared(&mut self, input: u32) -> Option<wit::PreparedClip> {
-        self.prepared.get(input as usize).cloned().flatten()
-    }
+    host_prepared!();
 }
 
 impl bindings::v3::blueprint::runner::host::Host for CallState {
