@@ -403,8 +403,7 @@ impl Sandbox {
         let limits = self.limits.clone();
         let name = call.name();
         if let Call::Plan(_, given) = &call {
-            store.data_mut().prepared = given.prepared.clone();
-            store.data_mut().loudness = given.loudness.clone();
+            store.data_mut().given = given.clone();
         }
         store.data_mut().settings = self.settings.as_ref().map(|settings| settings.as_str().to_owned());
         let run = async {
@@ -503,8 +502,7 @@ fn new_store(wasm_engine: &wasmtime::Engine, limits: &Limits, started: Instant) 
         .allow_ip_name_lookup(false)
         .build();
     let state = CallState {
-        prepared: Vec::new(),
-        loudness: Vec::new(),
+        given: request::Given::default(),
         settings: None,
         wasi,
         table: ResourceTable::new(),
@@ -557,10 +555,9 @@ enum Answer {
 
 /// Per-call store data.
 struct CallState {
-    /// For `host.prepared`: which inputs of the `plan` call are prepared clips.
-    prepared: Vec<Option<wit::PreparedClip>>,
-    /// For `host.loudness`: what the host measured, per input of the `plan` call.
-    loudness: Vec<Option<wit::MeasuredLoudness>>,
+    /// For `host.prepared` and `host.loudness`: what the host tells about the inputs of
+    /// the `plan` call (empty for the other calls).
+    given: request::Given,
     /// For `host.settings`.
     settings: Option<String>,
     wasi: WasiCtx,
@@ -598,7 +595,7 @@ macro_rules! host_log {
 macro_rules! host_prepared {
     () => {
         fn prepared(&mut self, input: u32) -> Option<wit::PreparedClip> {
-            self.prepared.get(input as usize).cloned().flatten()
+            self.given.prepared.get(input as usize).cloned().flatten()
         }
     };
 }
@@ -617,7 +614,7 @@ impl bindings::v7::blueprint::runner::host::Host for CallState {
     host_settings!();
 
     fn loudness(&mut self, input: u32) -> Option<wit::MeasuredLoudness> {
-        self.loudness.get(input as usize).cloned().flatten()
+        self.given.loudness.get(input as usize).cloned().flatten()
     }
 }
 
