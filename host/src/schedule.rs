@@ -209,12 +209,13 @@ fn weight(step: &Step, frame: (u32, u32), prepared_inputs: &[bool]) -> Weight {
     let mut inputs = invocation.args.iter().filter_map(|arg| if let Arg::Input(i) = arg { Some(*i as usize) } else { None }).peekable();
     let only_prepared = inputs.peek().is_some() && inputs.all(|i| prepared_inputs.get(i).copied().unwrap_or(false));
     if only_prepared {
-        // The encoder's threads: `-threads` after the last input (before it, per input,
-        // it sets that input's decoder).
+        // The encoder's options come after the last input (before it, `-threads` sets an
+        // input's decoder).
         let last_input = invocation.args.iter().rposition(|arg| matches!(arg, Arg::Input(_))).unwrap_or(0);
         let output_options = &invocation.args[last_input..];
-        let one_encoder_thread = output_options.windows(2).any(|pair| pair == [Arg::lit("-threads"), Arg::lit("1")]);
-        Weight::Bridge(estimate::prepared_step_bytes(width, height, one_encoder_thread))
+        let sets = |option: &str, value: &str| output_options.windows(2).any(|pair| pair == [Arg::lit(option), Arg::lit(value)]);
+        let encoder = estimate::BridgeEncoder { one_thread: sets("-threads", "1"), lookahead: !sets("-rc-lookahead", "0") };
+        Weight::Bridge(estimate::prepared_step_bytes(width, height, encoder))
     } else {
         Weight::Heavy(estimate::step_bytes(width, height))
     }
@@ -330,13 +331,12 @@ mod tests {
     #[test]
     fn a_bridge_of_prepared_clips_starts_beside_the_song_with_loudnorm() {
         let mut plan = planner_shaped(true);
-        // The built-in planner's bridge: one encoder thread.
-        plan.steps[1] = step("-i CLIP -filter_complex [0:v]scale=1280:720[v] -map [v] -an -c:v libx264 -threads 1 -f nut", Arg::Temp(1));
+        plan.steps[1] = step(PLANNERS_BRIDGE, Arg::Temp(1));
         // The staged clips of a 22-move job take about 70 MiB of the 448.
         let available = 448 * MIB - 70 * MIB;
         // Input 1 (the segment's clip) prepared: the segment is weighed as a bridge.
         let prepared = [false, true];
-        let one_thread = estimate::prepared_step_bytes(1280, 720, true);
+        let one_thread = planners_bridge();
         assert_eq!(weight(&plan.steps[1], (1280, 720), &prepared), Weight::Bridge(one_thread));
         assert_eq!(weight(&plan.steps[0], (1280, 720), &prepared), Weight::Light(LOUDNORM_NEED), "the song is never prepared");
         let mut schedule = Schedule::new(&plan, (1280, 720), &prepared, 2);
@@ -353,26 +353,69 @@ mod tests {
         assert_eq!(schedule.next(available).map(|start| start.step), Some(2), "the copy goes first");
     }
 
-    /// `-threads 1` before an input sets that input's decoder; the encoder's is after the
-    /// last input, and it decides the bridge's need.
+    /// The built-in planner's bridge: one encoder thread, no look-ahead.
+    const PLANNERS_BRIDGE: &str = "-i CLIP -filter_complex [0:v]scale=1280:720[v] -map [v] -an -c:v libx264 -rc-lookahead 0 -threads 1 -f nut";
+
+    fn planners_bridge() -> u64 {
+        estimate::prepared_step_bytes(1280, 720, estimate::BridgeEncoder { one_thread: true, lookahead: false })
+    }
+
+    /// `-threads 1` before an input sets that input's decoder; the encoder's options are
+    /// after the last input, and they decide the bridge's need.
     #[test]
-    fn a_bridge_is_weighed_by_its_encoder_threads_not_its_decoders() {
+    fn a_bridge_is_weighed_by_its_encoder_options_not_its_decoders() {
         let prepared = [false, true];
+        let need = |one_thread, lookahead| Weight::Bridge(estimate::prepared_step_bytes(1280, 720, estimate::BridgeEncoder { one_thread, lookahead }));
         let two = step("-threads 1 -i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -threads 2 -f nut", Arg::Temp(0));
-        assert_eq!(weight(&two, (1280, 720), &prepared), Weight::Bridge(estimate::prepared_step_bytes(1280, 720, false)));
+        assert_eq!(weight(&two, (1280, 720), &prepared), need(false, true));
         let one = step("-threads 1 -i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -threads 1 -f nut", Arg::Temp(0));
-        assert_eq!(weight(&one, (1280, 720), &prepared), Weight::Bridge(estimate::prepared_step_bytes(1280, 720, true)));
+        assert_eq!(weight(&one, (1280, 720), &prepared), need(true, true));
+        assert_eq!(weight(&step(PLANNERS_BRIDGE, Arg::Temp(0)), (1280, 720), &prepared), need(true, false));
+        let any_lookahead = step("-i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -rc-lookahead 5 -threads 1 -f nut", Arg::Temp(0));
+        assert_eq!(weight(&any_lookahead, (1280, 720), &prepared), need(true, true));
+    }
+
+    /// The prepared job's order on two cores: the song and a bridge, then, once the song
+    /// is made, two bridges at a time.
+    #[test]
+    fn bridges_run_two_at_a_time_once_the_song_is_made() {
+        let plan = Plan {
+            temps: vec![TempFormat::Nut; 4],
+            steps: vec![
+                step("-i SONG -filter_complex [0:a]volume=2[audio] -map [audio] -vn -c:a aac -f nut", Arg::Temp(0)),
+                step(PLANNERS_BRIDGE, Arg::Temp(1)),
+                step(PLANNERS_BRIDGE, Arg::Temp(2)),
+                step(PLANNERS_BRIDGE, Arg::Temp(3)),
+                step("-i T0 -i T1 -i T2 -i T3 -c copy -f mp4", Arg::Output),
+            ],
+            warnings: Vec::new(),
+        };
+        // The staged clips of a 22-move job take about 70 MiB of the 448.
+        let available = 448 * MIB - 70 * MIB;
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[false, true], 2);
+        let song = schedule.next(available).unwrap();
+        assert_eq!(song, Start { step: 0, memory: AUDIO_NEED });
+        schedule.started(song);
+        let first = schedule.next(available).unwrap();
+        assert_eq!(first.step, 1);
+        assert!(first.memory >= planners_bridge(), "{} MiB", first.memory / MIB);
+        schedule.started(first);
+        assert_eq!(schedule.next(available), None, "two cores, two steps");
+        schedule.finished(0);
+        let second = schedule.next(available).unwrap();
+        assert_eq!(second.step, 2, "the song made, a second bridge starts beside the first");
+        assert!(second.memory >= planners_bridge(), "{} MiB", second.memory / MIB);
     }
 
     #[test]
     fn two_bridges_run_together_when_both_fit_but_two_segments_never_do() {
-        let bridge = estimate::prepared_step_bytes(1280, 720, false);
+        let bridge = planners_bridge();
         let plan = Plan {
             temps: vec![TempFormat::Nut, TempFormat::Nut, TempFormat::Nut, TempFormat::Nut],
             steps: vec![
-                step("-i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -f nut", Arg::Temp(0)),
-                step("-i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -f nut", Arg::Temp(1)),
-                step("-i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -f nut", Arg::Temp(2)),
+                step(PLANNERS_BRIDGE, Arg::Temp(0)),
+                step(PLANNERS_BRIDGE, Arg::Temp(1)),
+                step(PLANNERS_BRIDGE, Arg::Temp(2)),
                 step("-i T0 -i T1 -i T2 -c copy -f mp4", Arg::Output),
             ],
             warnings: Vec::new(),
@@ -380,9 +423,8 @@ mod tests {
         let available = 448 * MIB;
         let mut schedule = Schedule::new(&plan, (1280, 720), &[false, true], 2);
         let first = schedule.next(available).unwrap();
-        // 448 MiB hold two bridges of 220 MiB with less than the slack to spare: the first
-        // gets its need, the rest is the next one's.
-        assert_eq!(first, Start { step: 0, memory: bridge }, "room is left for the next bridge");
+        // The first takes all but the next one's need and the slack.
+        assert_eq!(first, Start { step: 0, memory: available - bridge - RESERVE_SLACK }, "room is left for the next bridge");
         schedule.started(first);
         // The first bridge's inputs are staged again and its temp grows: the second still fits.
         let available = available - RESERVE_SLACK / 2;

@@ -91,6 +91,9 @@ const OPTIONS: &[OptionSpec] = &[
     spec("-keyint_min", integer(1, 1000)),
     spec("-sc_threshold", integer(0, 100)),
     spec("-bf", integer(0, 16)),
+    // x264's own maximum (`X264_LOOKAHEAD_MAX`); frames it holds count against the
+    // child's memory limit like any other.
+    spec("-rc-lookahead", integer(0, 250)),
     spec("-crf", integer(0, 51)),
     spec("-ar", ValueKind::SampleRate),
     spec("-ac", integer(1, 8)),

@@ -65,6 +65,7 @@ const CASES: &[(Place, Bound)] = &[
     (Place::Filter { filter: "xfade", option: "offset" }, Bound::Seconds),
     (Place::CommandLine { option: "-r" }, Bound::FrameRate),
     (Place::CommandLine { option: "-threads" }, Bound::Whole { min: 1, max: 2 }),
+    (Place::CommandLine { option: "-rc-lookahead" }, Bound::Whole { min: 0, max: 250 }),
     (Place::CommandLine { option: "-frames:v" }, Bound::Whole { min: 1, max: FRAMES_BOUND }),
     (Place::CommandLine { option: "-ar" }, Bound::Whole { min: 8_000, max: SAMPLE_RATE_BOUND }),
     (Place::CommandLine { option: "-t" }, Bound::Seconds),

@@ -300,6 +300,8 @@ fn option_values_must_have_their_shape() {
         ("-threads", "17"),
         ("-threads", "-1"),
         ("-crf", "52"),
+        ("-rc-lookahead", "251"),
+        ("-rc-lookahead", "-1"),
         ("-frames:v", "0"),
         ("-ar", "7999"),
         ("-ac", "9"),
@@ -1100,10 +1102,9 @@ mod planner {
 
     /// Every clip prepared for the job's profile (as the host stages them): the plan
     /// copies runs of at least a GOP from a keyframe on and renders the rest, every frame
-    /// exactly once, and the policy accepts it. With `loudnorm`'s dynamic mode (the
-    /// backend's example, its song unmeasured) bridges encode with one thread; otherwise
-    /// (no normalisation, or one gain from the measured song), and for longer rendered
-    /// parts, with the segments' count (two at 720p, one above).
+    /// exactly once, and the policy accepts it, whatever the song's normalisation. Steps of
+    /// bridges alone encode with one thread and no look-ahead (two of them share the
+    /// cores); longer rendered parts with the segments' threads (two at 720p, one above).
     #[test]
     fn prepared_clips_are_copied_from_keyframes() {
         prepared_clips_are_copied_at(1280, 720, "2", true, false);
@@ -1141,7 +1142,7 @@ mod planner {
                 _ => None,
             })
         };
-        let (mut frames, mut copied, mut one_thread_bridges) = (0u64, 0u64, 0);
+        let (mut frames, mut copied, mut bridge_steps) = (0u64, 0u64, 0);
         for step in &plan.steps {
             let Step::Ffmpeg(invocation) = step else { continue };
             let Some(count) = value_of(&invocation.args, "-frames:v") else { continue };
@@ -1157,18 +1158,19 @@ mod planner {
                 assert_eq!(value_of(&invocation.args, "-bf").as_deref(), Some("0"), "{}", invocation.label);
                 assert_eq!(value_of(&invocation.args, "-g").as_deref(), Some("15"), "{}", invocation.label);
                 let threads = value_of(&invocation.args, "-threads").unwrap_or_default();
-                assert!(threads == "1" || threads == segment_threads, "{}: {threads} threads", invocation.label);
-                one_thread_bridges += usize::from(threads == "1" && count <= 2 * 120);
+                if let Some(lookahead) = value_of(&invocation.args, "-rc-lookahead") {
+                    assert_eq!((threads.as_str(), lookahead.as_str()), ("1", "0"), "{}", invocation.label);
+                    assert!(count <= 2 * 120, "{}: only bridges go without look-ahead", invocation.label);
+                    bridge_steps += 1;
+                } else {
+                    assert_eq!(threads, segment_threads, "{}", invocation.label);
+                }
             }
         }
         let rate = br_plan::FrameRate::from_fps(validated.output.frame_rate);
         assert_eq!(frames, rate.frame_at(validated.total_duration), "every frame once");
         assert!(copied * 10 >= frames * 6, "most frames are copied: {copied} of {frames}");
-        if (normalize && !measured) || segment_threads == "1" {
-            assert!(one_thread_bridges > 0, "the bridges encode with one thread");
-        } else {
-            assert_eq!(one_thread_bridges, 0, "the bridges encode with the segments' threads");
-        }
+        assert!(bridge_steps > 0, "the bridges encode with one thread and no look-ahead");
     }
 
     /// The most moves a blueprint may have, all crossfades, the volume unchanged.

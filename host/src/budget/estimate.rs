@@ -31,23 +31,34 @@ pub fn step_bytes(width: u32, height: u32) -> u64 {
 /// A step whose clips are all prepared clips of the job's profile (a prepared plan's
 /// bridges): their decoders hold one reference frame and no B-frames, and the frames
 /// they encode are few, so such a step needs less than a segment of original clips.
-/// Measured at 1280x720 on the benchmark's bridges of three inputs (x264 veryfast, the
-/// host's flags, 2 MiB stacks), the test being that every frame is written: 173 MiB
-/// with one encoder thread (the built-in planner's) and 200 with two, Debian's FFmpeg
-/// 5.1; 142 and 170 with the image's; the same for bridges of 22, 30 and 75 frames.
-/// (Exit 0 alone proves little: under a tight limit `loudnorm` was seen to end early
-/// and exit 0.) Larger frames keep [`step_bytes`].
-const PREPARED_STEP_720P_ONE_THREAD_MIB: f64 = 173.0;
-const PREPARED_STEP_720P_MIB: f64 = 200.0;
+/// Measured at 1280x720 on the benchmark's bridges of three inputs (22 and 75 frames,
+/// x264 veryfast, the host's flags, 2 MiB stacks), the test being that every frame is
+/// written, with Debian's FFmpeg 5.1 (the image's needs 28 to 32 MiB less): 188 MiB with
+/// one encoder thread, 216 with two; without x264's look-ahead (`-rc-lookahead 0`, the
+/// built-in planner's bridges) 140 and 164. (Exit 0 alone proves little: under a tight
+/// limit `loudnorm` was seen to end early and exit 0.) Larger frames keep [`step_bytes`].
+const PREPARED_STEP_720P_MIB: [[f64; 2]; 2] = [
+    // [one thread, two threads] with look-ahead, then without.
+    [188.0, 216.0],
+    [140.0, 164.0],
+];
+
+/// How a bridge's encoder is set, as the step's arguments say.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BridgeEncoder {
+    pub one_thread: bool,
+    /// x264's look-ahead (on unless the step sets `-rc-lookahead 0`).
+    pub lookahead: bool,
+}
 
 /// Bytes a step of `width`x`height` frames needs when it reads only prepared clips: the
 /// 720p measurement for frames up to 720p (smaller frames need no more; two such steps
 /// are run together on it, so it is not extrapolated), [`step_bytes`] above.
-pub fn prepared_step_bytes(width: u32, height: u32, one_encoder_thread: bool) -> u64 {
+pub fn prepared_step_bytes(width: u32, height: u32, encoder: BridgeEncoder) -> u64 {
     if f64::from(width) * f64::from(height) > TWO_THREAD_PIXELS {
         return step_bytes(width, height);
     }
-    let mib = if one_encoder_thread { PREPARED_STEP_720P_ONE_THREAD_MIB } else { PREPARED_STEP_720P_MIB };
+    let mib = PREPARED_STEP_720P_MIB[usize::from(!encoder.lookahead)][usize::from(!encoder.one_thread)];
     (mib * HEADROOM * MIB as f64) as u64
 }
 
@@ -144,12 +155,17 @@ mod tests {
         assert!((250..=300).contains(&mib(1280, 720)), "{}", mib(1280, 720));
         assert!((380..=430).contains(&mib(1920, 1080)), "{}", mib(1920, 1080));
         assert!(mib(3840, 2160) > 1000);
-        // A one-thread bridge fits beside the song with loudnorm (176 MiB) and the staged
-        // clips of a 22-move job (about 70 MiB) in 448.
-        assert!(prepared_step_bytes(1280, 720, true) + 176 * MIB + 70 * MIB <= 448 * MIB);
-        assert!((200..=230).contains(&(prepared_step_bytes(1280, 720, false) / MIB)));
-        assert_eq!(prepared_step_bytes(640, 360, true), prepared_step_bytes(1280, 720, true));
-        assert_eq!(prepared_step_bytes(1920, 1080, true), step_bytes(1920, 1080));
+        let bridge = |one_thread, lookahead| BridgeEncoder { one_thread, lookahead };
+        let planners_bridge = prepared_step_bytes(1280, 720, bridge(true, false));
+        // With the staged clips of a 22-move job (about 70 MiB) in 448: one of the
+        // planner's bridges fits beside the song with loudnorm (176 MiB), and two together.
+        assert!(planners_bridge + 176 * MIB + 70 * MIB <= 448 * MIB, "{}", planners_bridge / MIB);
+        assert!(2 * planners_bridge + 70 * MIB <= 448 * MIB, "{}", planners_bridge / MIB);
+        assert!(planners_bridge < prepared_step_bytes(1280, 720, bridge(true, true)));
+        assert!(prepared_step_bytes(1280, 720, bridge(false, false)) < prepared_step_bytes(1280, 720, bridge(false, true)));
+        assert!((230..=250).contains(&(prepared_step_bytes(1280, 720, bridge(false, true)) / MIB)));
+        assert_eq!(prepared_step_bytes(640, 360, bridge(true, false)), planners_bridge);
+        assert_eq!(prepared_step_bytes(1920, 1080, bridge(true, false)), step_bytes(1920, 1080));
         let default = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
         assert!(check(1920, 1080, "/output_config/width", &default).is_ok());
         let error = check(3840, 2160, "/output_config/width", &default).unwrap_err();
