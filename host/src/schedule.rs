@@ -213,7 +213,9 @@ fn weight(step: &Step, frame: (u32, u32), prepared_inputs: &[bool]) -> Weight {
         // input's decoder).
         let last_input = invocation.args.iter().rposition(|arg| matches!(arg, Arg::Input(_))).unwrap_or(0);
         let output_options = &invocation.args[last_input..];
-        let sets = |option: &str, value: &str| output_options.windows(2).any(|pair| pair == [Arg::lit(option), Arg::lit(value)]);
+        let sets = |option: &str, value: &str| {
+            output_options.windows(2).any(|pair| pair == [Arg::lit(option), Arg::lit(value)])
+        };
         let encoder = estimate::BridgeEncoder { one_thread: sets("-threads", "1"), lookahead: !sets("-rc-lookahead", "0") };
         Weight::Bridge(estimate::prepared_step_bytes(width, height, encoder))
     } else {
@@ -336,8 +338,8 @@ mod tests {
         let available = 448 * MIB - 70 * MIB;
         // Input 1 (the segment's clip) prepared: the segment is weighed as a bridge.
         let prepared = [false, true];
-        let one_thread = planners_bridge();
-        assert_eq!(weight(&plan.steps[1], (1280, 720), &prepared), Weight::Bridge(one_thread));
+        let bridge_need = planners_bridge();
+        assert_eq!(weight(&plan.steps[1], (1280, 720), &prepared), Weight::Bridge(bridge_need));
         assert_eq!(weight(&plan.steps[0], (1280, 720), &prepared), Weight::Light(LOUDNORM_NEED), "the song is never prepared");
         let mut schedule = Schedule::new(&plan, (1280, 720), &prepared, 2);
         let song = schedule.next(available).unwrap();
@@ -346,7 +348,7 @@ mod tests {
         let bridge = schedule.next(available).unwrap();
         assert_eq!(bridge.step, 1, "the bridge starts beside the song");
         assert_eq!(bridge.memory, available - LOUDNORM_NEED, "with all that is left");
-        assert!(bridge.memory >= one_thread);
+        assert!(bridge.memory >= bridge_need);
         // Not prepared, the same step waits: a segment of original clips does not fit.
         let mut schedule = Schedule::new(&plan, (1280, 720), &[false, false], 2);
         schedule.started(schedule.next(available).unwrap());
@@ -354,7 +356,8 @@ mod tests {
     }
 
     /// The built-in planner's bridge: one encoder thread, no look-ahead.
-    const PLANNERS_BRIDGE: &str = "-i CLIP -filter_complex [0:v]scale=1280:720[v] -map [v] -an -c:v libx264 -rc-lookahead 0 -threads 1 -f nut";
+    const PLANNERS_BRIDGE: &str =
+        "-i CLIP -filter_complex [0:v]scale=1280:720[v] -map [v] -an -c:v libx264 -rc-lookahead 0 -threads 1 -f nut";
 
     fn planners_bridge() -> u64 {
         estimate::prepared_step_bytes(1280, 720, estimate::BridgeEncoder { one_thread: true, lookahead: false })
@@ -365,13 +368,16 @@ mod tests {
     #[test]
     fn a_bridge_is_weighed_by_its_encoder_options_not_its_decoders() {
         let prepared = [false, true];
-        let need = |one_thread, lookahead| Weight::Bridge(estimate::prepared_step_bytes(1280, 720, estimate::BridgeEncoder { one_thread, lookahead }));
+        let need = |one_thread, lookahead| {
+            Weight::Bridge(estimate::prepared_step_bytes(1280, 720, estimate::BridgeEncoder { one_thread, lookahead }))
+        };
         let two = step("-threads 1 -i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -threads 2 -f nut", Arg::Temp(0));
         assert_eq!(weight(&two, (1280, 720), &prepared), need(false, true));
         let one = step("-threads 1 -i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -threads 1 -f nut", Arg::Temp(0));
         assert_eq!(weight(&one, (1280, 720), &prepared), need(true, true));
         assert_eq!(weight(&step(PLANNERS_BRIDGE, Arg::Temp(0)), (1280, 720), &prepared), need(true, false));
-        let any_lookahead = step("-i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -rc-lookahead 5 -threads 1 -f nut", Arg::Temp(0));
+        let any_lookahead =
+            step("-i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -rc-lookahead 5 -threads 1 -f nut", Arg::Temp(0));
         assert_eq!(weight(&any_lookahead, (1280, 720), &prepared), need(true, true));
     }
 
