@@ -2,7 +2,7 @@
 //! paths from the host's own table, a time limit per step and progress parsed from
 //! `-progress pipe:1`.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -127,6 +127,25 @@ pub struct Runner {
     pub stall_limit: Duration,
     /// Steps that may run at once ([`crate::schedule::default_parallelism`]).
     pub parallel_steps: usize,
+}
+
+/// The last `limit` bytes `reader` yields before its end or a read error: FFmpeg's
+/// stderr, whose end holds the error or the summary, and whose length a damaged input can
+/// make unbounded.
+pub(crate) async fn stderr_tail(reader: &mut (impl tokio::io::AsyncRead + Unpin), limit: usize) -> Vec<u8> {
+    let (mut kept, mut chunk) = (Vec::new(), vec![0u8; 8192]);
+    while let Ok(read) = reader.read(&mut chunk).await {
+        if read == 0 {
+            break;
+        }
+        kept.extend_from_slice(&chunk[..read]);
+        // Trimmed in batches: each trim moves what stays to the front.
+        if kept.len() > 2 * limit {
+            kept.drain(..kept.len() - limit);
+        }
+    }
+    kept.drain(..kept.len().saturating_sub(limit));
+    kept
 }
 
 /// Limits the kernel holds one child to (`setrlimit` before `exec`).
@@ -365,20 +384,7 @@ impl Runner {
                     }
                 }
             };
-            let errors = async {
-                let mut kept: VecDeque<u8> = VecDeque::new();
-                let mut buffer = [0u8; 4096];
-                while let Ok(n) = stderr.read(&mut buffer).await {
-                    if n == 0 {
-                        break;
-                    }
-                    kept.extend(&buffer[..n]);
-                    while kept.len() > STDERR_TAIL_BYTES {
-                        kept.pop_front();
-                    }
-                }
-                String::from_utf8_lossy(&kept.into_iter().collect::<Vec<_>>()).into_owned()
-            };
+            let errors = async { String::from_utf8_lossy(&stderr_tail(&mut stderr, STDERR_TAIL_BYTES).await).into_owned() };
             let ((), stderr_tail) = tokio::join!(progress, errors);
             (child.wait().await, stderr_tail)
         };
@@ -632,6 +638,14 @@ mod tests {
         let fixed = Runner { step_timeout: Some(Duration::from_secs(20)), job_deadline: Some(Duration::from_secs(90)), ..runner };
         assert_eq!(fixed.limit_for(8.0, 176.0), Duration::from_secs(20));
         assert_eq!(fixed.job_limit(176.0), Duration::from_secs(90));
+    }
+
+    #[tokio::test]
+    async fn only_the_end_of_a_long_stderr_is_kept() {
+        let log: Vec<u8> = (0..100_000u32).flat_map(|n| format!("line {n}\n").into_bytes()).collect();
+        let tail = stderr_tail(&mut log.as_slice(), 4096).await;
+        assert_eq!(tail, log[log.len() - 4096..]);
+        assert_eq!(stderr_tail(&mut &b"short"[..], 4096).await, b"short");
     }
 
     /// The backstop behind the policy: real FFmpeg waiting for ever on an input (a FIFO

@@ -142,17 +142,7 @@ pub async fn measure_loudness(
     let mut stderr = child.stderr.take().expect("piped");
     let run = async {
         // A damaged song can log a line per packet: only the end (the summary) is kept.
-        let (mut tail, mut chunk) = (Vec::new(), vec![0u8; 8192]);
-        loop {
-            let read = stderr.read(&mut chunk).await?;
-            if read == 0 {
-                break;
-            }
-            tail.extend_from_slice(&chunk[..read]);
-            if tail.len() > 2 * LOUDNESS_LOG_TAIL {
-                tail.drain(..tail.len() - LOUDNESS_LOG_TAIL);
-            }
-        }
+        let tail = crate::ffmpeg::stderr_tail(&mut stderr, LOUDNESS_LOG_TAIL).await;
         Ok::<_, std::io::Error>((child.wait().await?, tail))
     };
     let (status, stderr) = match tokio::time::timeout(LOUDNESS_TIMEOUT, run).await {

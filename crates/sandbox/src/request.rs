@@ -21,7 +21,7 @@ pub fn given_to_wit(request: &PlanRequest) -> Given {
         true_peak: measured.true_peak,
         seconds: measured.seconds,
     });
-    let loudness = (0..request.inputs.len()).map(|input| if input == 0 { song_loudness.clone() } else { None }).collect();
+    let loudness = (0..request.inputs.len()).map(|input| if input == 0 { song_loudness } else { None }).collect();
     Given { prepared: prepared_to_wit(request), loudness }
 }
 
