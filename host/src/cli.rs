@@ -108,13 +108,25 @@ pub enum Command {
         #[command(subcommand)]
         action: PolicyCommand,
     },
-    /// Check a blueprint in the sandbox and explain every problem.
+    /// Check a blueprint in the sandbox and explain every problem, and every adjustment a
+    /// lenient check makes to its timeline.
     Validate {
         /// Blueprint file, or '-' for stdin; without it, BLUEPRINT_JSON.
         file: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        timeline: TimelineFlags,
+        /// Accept object keys written as `gs://BUCKET/...` addresses in this bucket, as a job
+        /// reading from it does.
+        #[arg(long, env = "GCS_BUCKET_NAME")]
+        bucket: Option<String>,
+        /// The job's key rule, for reading such an address as a key (see `run`).
+        #[arg(long, env = "GCS_STRIP_PREFIX", default_value = "data/", hide = true)]
+        strip_prefix: String,
+        #[arg(long, env = "GCS_OBJECT_PREFIX", default_value = "", hide = true)]
+        object_prefix: String,
         #[command(flatten)]
         sandbox: SandboxFlags,
     },
@@ -211,9 +223,8 @@ pub struct JobFlags {
     /// Where the per-job work folder is made (default: the system's temp folder).
     #[arg(long, env = "WORK_DIR")]
     pub work_dir: Option<PathBuf>,
-    /// Treat plan warnings (a clip shorter than its move...) as errors.
-    #[arg(long)]
-    pub strict: bool,
+    #[command(flatten)]
+    pub timeline: TimelineFlags,
     /// Time limit of each FFmpeg step in seconds (default: 60 s + 30 s per second of media it writes).
     #[arg(long, env = "STEP_TIMEOUT_SECS", value_parser = crate::number_setting!(u64, "STEP_TIMEOUT_SECS"))]
     pub step_timeout: Option<u64>,
@@ -225,6 +236,59 @@ pub struct JobFlags {
     pub prepared: Prepared,
     #[command(flatten)]
     pub sandbox: SandboxFlags,
+}
+
+/// How strictly a blueprint's timeline is read.
+#[derive(Args, Clone)]
+pub struct TimelineFlags {
+    /// `lenient`: make the video the backend means from a timeline it did not write
+    /// exactly (transitions longer than their moves shortened, moves under a frame
+    /// dropped, gaps filled, `gs://` keys in the job's bucket read as keys), each adjustment
+    /// a warning; `strict`: refuse such a blueprint, and fail on plan warnings too.
+    #[arg(long, env = "TIMELINE", value_enum, default_value = "lenient")]
+    pub timeline: Timeline,
+    /// The same as `--timeline strict`.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Timeline {
+    Lenient,
+    Strict,
+}
+
+impl TimelineFlags {
+    pub fn is_strict(&self) -> bool {
+        self.strict || self.timeline == Timeline::Strict
+    }
+
+    /// How the guest checks a blueprint of a job that reads from `bucket`, if any: an address
+    /// in it is read as the key that the job's rule (object = object prefix + key less the
+    /// strip prefix) maps back to the same object.
+    pub fn check_options(&self, bucket: Option<&str>, strip_prefix: &str, object_prefix: &str) -> br_blueprint::CheckOptions {
+        let own_bucket = bucket.map(|name| br_blueprint::OwnBucket {
+            address_prefix: format!("gs://{name}/{object_prefix}"),
+            key_prefix: strip_prefix.to_owned(),
+        });
+        br_blueprint::CheckOptions { strict: self.is_strict(), own_bucket }
+    }
+}
+
+impl JobFlags {
+    pub fn is_strict(&self) -> bool {
+        self.timeline.is_strict()
+    }
+
+    /// How the guest checks this job's blueprint: its timeline flags, and its bucket when
+    /// its storage is GCS (a `gs://` key in it names one of the job's own objects).
+    pub fn check_options(&self) -> br_blueprint::CheckOptions {
+        let bucket = match (run::storage_kind(&self.storage), &self.storage.bucket) {
+            (run::StorageKind::Gcs, Some(bucket)) => Some(bucket.as_str()),
+            _ => None,
+        };
+        self.timeline.check_options(bucket, &self.storage.strip_prefix, &self.storage.object_prefix)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -90,7 +90,7 @@ mod tests {
         let limits = br_sandbox::Limits::default();
         let older = br_sandbox::Sandbox::load(&std::fs::read(env!("CONTRACT_0_4_GUEST_WASM")).unwrap(), limits.clone(), &uncached).unwrap();
         let example = include_str!("../../examples/backend-blueprint.json");
-        let validation = older.validate(example).await.unwrap();
+        let validation = older.validate(example, &br_blueprint::CheckOptions::default()).await.unwrap();
         assert_eq!(validation.verdict.unwrap().moves.len(), 22);
         let manifest = r#"[{"task_id": "a-1", "blueprint_uri": "gs://bucket/a.json"}, {"task_id": "b 2", "blueprint_uri": "gs://bucket/b.json"}]"#;
         assert!(matches!(older.validate_manifest(manifest).await, Err(br_sandbox::SandboxError::Incompatible(_))));

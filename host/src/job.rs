@@ -36,6 +36,8 @@ pub struct JobConfig {
     pub work_root: PathBuf,
     /// Plan warnings (a clip shorter than its slot...) fail the job.
     pub strict: bool,
+    /// How the guest checks the blueprint (strict or lenient, the job's own bucket).
+    pub check: br_blueprint::CheckOptions,
     pub ffprobe: PathBuf,
     pub runner: Runner,
     /// The output key, less `strip_prefix`, must start with it (`OUTPUT_PREFIX`).
@@ -242,7 +244,7 @@ impl Job<'_> {
     pub async fn validate(&self, text: &str, reporter: &mut Reporter<'_>) -> Result<Checked, (Stage, Failure)> {
         let started = Instant::now();
         reporter.running(Stage::Validate, Stage::Validate.at(0.0), "validating the blueprint in the sandbox");
-        let validation = self.unless_cancelled(Stage::Validate, async { self.sandbox.validate(text).await.map_err(|e| (Stage::Validate, Failure::Sandbox(e))) }).await?;
+        let validation = self.unless_cancelled(Stage::Validate, async { self.sandbox.validate(text, &self.config.check).await.map_err(|e| (Stage::Validate, Failure::Sandbox(e))) }).await?;
         self.watchdog.guest_call("validate", &validation.report);
         let validated = match validation {
             Validation { verdict: Ok(validated), .. } => validated,
@@ -258,6 +260,9 @@ impl Job<'_> {
             }
         };
         reporter.know_task(&validated.task_id);
+        for warning in &validated.warnings {
+            tracing::warn!(pointer = %warning.pointer, "{}", warning.message);
+        }
         if let Some(error) = output_overwrites_an_input(self.storage, &validated) {
             return Err((Stage::Validate, Failure::Invalid(vec![error])));
         }
@@ -516,7 +521,10 @@ impl Job<'_> {
         timings.insert("upload_seconds".into(), json!(started.elapsed().as_secs_f64()));
         drop(work);
 
-        let warnings: Vec<_> = plan.plan().warnings.iter().map(|w| json!({"pointer": w.pointer, "message": w.message})).collect();
+        // What the check adjusted in the timeline, then what the plan could not do as asked.
+        let adjusted = validated.warnings.iter().map(|w| (&w.pointer, &w.message));
+        let planned = plan.plan().warnings.iter().map(|w| (&w.pointer, &w.message));
+        let warnings: Vec<_> = adjusted.chain(planned).map(|(pointer, message)| json!({"pointer": pointer, "message": message})).collect();
         let result = json!({
             "video_url": self.storage.url(&validated.output_key),
             "output_path": validated.output_key,

@@ -90,7 +90,7 @@ fn invoked_as_job() -> bool {
 
 async fn run(command: Command) -> u8 {
     match command {
-        Command::Validate { file, json, sandbox } => {
+        Command::Validate { file, json, timeline, bucket, strip_prefix, object_prefix, sandbox } => {
             let source = match input::Source::choose(file.as_deref()) {
                 Ok(source) => source,
                 Err(message) => {
@@ -102,7 +102,8 @@ async fn run(command: Command) -> u8 {
                 Ok(sandbox) => sandbox,
                 Err(code) => return code,
             };
-            validate::run(validate::Request { source, json }, &sandbox).await
+            let options = timeline.check_options(bucket.as_deref(), &strip_prefix, &object_prefix);
+            validate::run(validate::Request { source, json, options }, &sandbox).await
         }
         Command::Policy { action } => policy::run(action),
         Command::Plugin { action: cli::PluginCommand::Check { plugin, json, sandbox } } => plugin::check(&plugin, json, &sandbox).await,
@@ -134,7 +135,7 @@ async fn run(command: Command) -> u8 {
             let (mut fuel, mut first_call_ms) = (0, 0.0);
             let loop_started = std::time::Instant::now();
             for i in 0..iterations.max(1) {
-                match loaded.validate(&text).await {
+                match loaded.validate(&text, &br_blueprint::CheckOptions::default()).await {
                     Ok(validation) => {
                         fuel = validation.report.fuel_used;
                         if i == 0 {

@@ -147,7 +147,7 @@ pub async fn check(path: &Path, json_output: bool, sandbox_flags: &SandboxFlags)
     let mut results = Vec::new();
     for (name, text) in cases() {
         let mut result = json!({ "case": name });
-        let validation = match sandbox.validate(&text).await {
+        let validation = match sandbox.validate(&text, &br_blueprint::CheckOptions::default()).await {
             Ok(validation) => validation,
             Err(error) => {
                 problems.push(format!("{name}: validate: {error}"));

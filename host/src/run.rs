@@ -20,7 +20,7 @@ pub enum StorageKind {
 }
 
 /// The storage backend's kind: `--storage`, else `USE_GCS`, else local.
-fn storage_kind(flags: &StorageFlags) -> StorageKind {
+pub(crate) fn storage_kind(flags: &StorageFlags) -> StorageKind {
     let use_gcs = std::env::var("USE_GCS").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
     flags.kind.unwrap_or(if use_gcs { StorageKind::Gcs } else { StorageKind::Local })
 }
@@ -110,7 +110,7 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path) -> u8 {
         Ok(sandbox) => sandbox,
         Err((code, message)) => return stop(code, message),
     };
-    let validated = match sandbox.validate(&text).await.map(|validation| validation.verdict) {
+    let validated = match sandbox.validate(&text, &flags.check_options()).await.map(|validation| validation.verdict) {
         Ok(Ok(validated)) => validated,
         Ok(Err(refusal)) => {
             let listed = crate::job::list(refusal.errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())));
@@ -126,7 +126,7 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path) -> u8 {
     if facts.len() != expected.len() {
         return stop(exit::USAGE, format!("{} facts given; the blueprint has {} inputs, in this order: {}", facts.len(), expected.len(), expected.join(", ")));
     }
-    let request = br_plan::PlanRequest { validated, inputs: facts, strict: flags.strict, prepared: Vec::new(), song_loudness: None };
+    let request = br_plan::PlanRequest { validated, inputs: facts, strict: flags.is_strict(), prepared: Vec::new(), song_loudness: None };
     let plan = match sandbox.plan(&request).await.map(|planning| planning.verdict) {
         Ok(Ok(plan)) => plan,
         Ok(Err(errors)) => {
@@ -465,7 +465,8 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
     let config = JobConfig {
         download_concurrency: usize::from(flags.storage.download_concurrency),
         work_root: flags.work_dir.clone().unwrap_or_else(std::env::temp_dir),
-        strict: flags.strict,
+        strict: flags.is_strict(),
+        check: flags.check_options(),
         ffprobe,
         runner: ffmpeg::Runner {
             ffmpeg: ffmpeg_binary,
@@ -669,7 +670,7 @@ async fn blueprint_profile(
     let text = read_blueprint(&source, &flags.storage).await.map_err(|message| (exit::USAGE, message))?;
     let text = text.into_text().map_err(|refusal| (exit::INVALID_BLUEPRINT, format!("{}: {}", refusal.pointer, refusal.message)))?;
     let sandbox = flags.sandbox.try_load()?;
-    let validation = sandbox.validate(&text).await.map_err(|error| (exit::SANDBOX, error.to_string()))?;
+    let validation = sandbox.validate(&text, &flags.check_options()).await.map_err(|error| (exit::SANDBOX, error.to_string()))?;
     let validated = validation.verdict.map_err(|refusal| {
         let listed = crate::job::list(refusal.errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())));
         (exit::INVALID_BLUEPRINT, format!("invalid blueprint: {listed}"))

@@ -10,6 +10,7 @@ use crate::input::{self, Source};
 pub struct Request {
     pub source: Source,
     pub json: bool,
+    pub options: br_blueprint::CheckOptions,
 }
 
 /// Runs the check and prints the verdict; returns the exit code.
@@ -24,9 +25,13 @@ pub async fn run(request: Request, sandbox: &br_sandbox::Sandbox) -> u8 {
             return exit::USAGE;
         }
     };
-    match sandbox.validate(&text).await {
+    match sandbox.validate(&text, &request.options).await {
         Ok(Validation { verdict: Ok(validated), report }) => {
             tracing::info!(task_id = %validated.task_id, fuel_used = report.fuel_used, "blueprint valid");
+            for warning in &validated.warnings {
+                tracing::warn!(pointer = %warning.pointer, "{}", warning.message);
+            }
+            let warnings: Vec<_> = validated.warnings.iter().map(|w| json!({"pointer": w.pointer, "message": w.message})).collect();
             if request.json {
                 println!(
                     "{}",
@@ -38,6 +43,7 @@ pub async fn run(request: Request, sandbox: &br_sandbox::Sandbox) -> u8 {
                         "total_duration": validated.total_duration,
                         "audio_key": validated.audio_key,
                         "output_key": validated.output_key,
+                        "warnings": warnings,
                         "fuel_used": report.fuel_used,
                     })
                 );
@@ -51,6 +57,9 @@ pub async fn run(request: Request, sandbox: &br_sandbox::Sandbox) -> u8 {
                     validated.output_key,
                     report.fuel_used
                 );
+                for warning in &validated.warnings {
+                    println!("  adjusted {}: {}", warning.pointer, warning.message);
+                }
             }
             exit::OK
         }

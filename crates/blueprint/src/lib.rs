@@ -7,9 +7,10 @@
 pub mod key;
 pub mod limits;
 pub mod manifest;
+pub mod fit;
 mod validate;
 
-pub use validate::{validate, validate_with_task_id};
+pub use validate::{check, validate, validate_with_task_id};
 
 /// Stable machine-readable reason for a validation error (mirrors the WIT `error-code`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,10 +89,36 @@ pub struct MoveSlot {
     pub clip_id: String,
     pub start: f64,
     pub duration: f64,
+    /// Where in the clip the slot's footage begins. Negative only after a lenient fit: the
+    /// slot starts that long before the clip does, showing the clip's first frame.
     pub trim_start: f64,
     pub trim_end: f64,
     pub transition: Transition,
     pub volume: f64,
+    /// The blueprint's move this slot shows: its pointer is `/moves/{origin}`.
+    pub origin: u32,
+    /// Seconds of the transition into this slot (a crossfade's whole blend, each half of
+    /// a fade, 0 for a cut), fitted to the moves around it. Plans use this rather than
+    /// the output's `transition_duration` and `fade_duration`.
+    pub transition_seconds: f64,
+}
+
+impl MoveSlot {
+    /// The pointer of the blueprint's move this slot shows.
+    pub fn pointer(&self) -> String {
+        format!("/moves/{}", self.origin)
+    }
+}
+
+impl Transition {
+    /// How long this transition lasts as the output's settings ask, before any fitting.
+    pub fn asked_seconds(self, output: &OutputSettings) -> f64 {
+        match self {
+            Transition::Cut => 0.0,
+            Transition::Crossfade => output.transition_duration,
+            Transition::FadeBlack | Transition::FadeWhite => output.fade_duration,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +148,53 @@ pub struct Validated {
     pub total_duration: f64,
     pub moves: Vec<MoveSlot>,
     pub output: OutputSettings,
+    /// What a lenient check changed to fit the timeline, each with its pointer.
+    pub warnings: Vec<Warning>,
+}
+
+impl Validated {
+    /// Gives every slot the origin and transition length a guest older than contract
+    /// 0.8.0 means: slot `i` is move `i`, and each transition lasts as the output asks.
+    pub fn as_written(mut self) -> Validated {
+        for (index, slot) in self.moves.iter_mut().enumerate() {
+            slot.origin = index as u32;
+            slot.transition_seconds = slot.transition.asked_seconds(&self.output);
+        }
+        self
+    }
+}
+
+/// Something a lenient check changed so that the blueprint makes the video it means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warning {
+    /// JSON pointer into the blueprint, e.g. `/moves/7/transition_type`.
+    pub pointer: String,
+    pub message: String,
+}
+
+/// How a blueprint is checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CheckOptions {
+    /// Refuse every irregular timeline and `gs://` address (`--strict`); otherwise the
+    /// timeline is fitted and each adjustment is a [`Warning`].
+    pub strict: bool,
+    /// The job's own bucket, for object keys written as `gs://` addresses in it.
+    pub own_bucket: Option<OwnBucket>,
+}
+
+impl CheckOptions {
+    pub fn strict() -> CheckOptions {
+        CheckOptions { strict: true, own_bucket: None }
+    }
+}
+
+/// A key written as `address_prefix` + rest is read as `key_prefix` + rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnBucket {
+    /// `gs://BUCKET/` and the job's object prefix.
+    pub address_prefix: String,
+    /// What the storage strips from keys (`data/`), so the key names the same object.
+    pub key_prefix: String,
 }
 
 /// Why a blueprint was refused: every problem, and the task it was for when its

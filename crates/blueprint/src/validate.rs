@@ -2,7 +2,7 @@ use serde_json::{Map, Value};
 
 use crate::key::key_problem;
 use crate::limits::*;
-use crate::{ErrorCode, MoveSlot, OutputSettings, Refusal, Transition, Validated, ValidationError};
+use crate::{CheckOptions, ErrorCode, MoveSlot, OutputSettings, Refusal, Transition, Validated, ValidationError, Warning};
 
 const VIDEO_CODECS: [&str; 2] = ["libx264", "libx265"];
 const AUDIO_CODECS: [&str; 1] = ["aac"];
@@ -17,8 +17,8 @@ const DEFAULT_FRAME_RATE: f64 = 30.0;
 const DEFAULT_TRANSITION_SECONDS: f64 = 0.5;
 const DEFAULT_FADE_SECONDS: f64 = 0.3;
 
-/// Validates an untrusted blueprint. Returns every problem found (up to
-/// [`MAX_REPORTED_ERRORS`]), never panics on any input.
+/// Validates an untrusted blueprint strictly (every irregular timeline refused). Returns
+/// every problem found (up to [`MAX_REPORTED_ERRORS`]), never panics on any input.
 pub fn validate(text: &str) -> Result<Validated, Vec<ValidationError>> {
     validate_with_task_id(text).map_err(|refusal| refusal.errors)
 }
@@ -26,12 +26,22 @@ pub fn validate(text: &str) -> Result<Validated, Vec<ValidationError>> {
 /// As [`validate`]; a refusal also names the blueprint's task when `/task_id` itself
 /// passed its rule, whatever else failed.
 pub fn validate_with_task_id(text: &str) -> Result<Validated, Refusal> {
+    check(text, &CheckOptions::strict())
+}
+
+/// Checks an untrusted blueprint. Unless `options.strict`, a timeline the backend meant
+/// but did not write exactly is fitted (see [`crate::fit`]) and every adjustment is a
+/// warning in [`Validated::warnings`]; what cannot be fitted is refused as in strict mode.
+pub fn check(text: &str, options: &CheckOptions) -> Result<Validated, Refusal> {
     let unknown_task = |errors| Refusal { task_id: None, errors };
     let document = parse(text).map_err(unknown_task)?;
-    let mut checker = Checker::default();
+    let mut checker = Checker { options: options.clone(), ..Checker::default() };
     let validated = checker.blueprint(&document);
     match validated {
-        Some(validated) if checker.errors.is_empty() => Ok(validated),
+        Some(mut validated) if checker.errors.is_empty() => {
+            validated.warnings = std::mem::take(&mut checker.warnings);
+            Ok(validated)
+        }
         _ => {
             let task_id = checker.task_id.take();
             Err(Refusal { task_id, errors: checker.finish() })
@@ -125,6 +135,10 @@ struct Checker {
     overflowed: usize,
     /// `/task_id`, once it passed its rule: a refusal names it.
     task_id: Option<String>,
+    options: CheckOptions,
+    /// What a lenient check changed (keys read from addresses, an ignored field); the
+    /// timeline's own adjustments are added by [`crate::fit`].
+    warnings: Vec<Warning>,
 }
 
 /// A JSON object being read, with its pointer.
@@ -223,11 +237,38 @@ impl Checker {
 
     fn object_key(&mut self, fields: &Fields, name: &str) -> Option<String> {
         let key = self.string(fields, name, true)?;
+        if key.starts_with("gs://") && !self.options.strict {
+            return self.own_bucket_key(fields, name, key);
+        }
         if let Some(problem) = key_problem(key) {
             self.report(fields.at(name), ErrorCode::UnsafePath, format!("object key {} {problem}", excerpt(key)));
             return None;
         }
         Some(key.to_owned())
+    }
+
+    /// A key written as a `gs://` address (the backend's production songs): read as the
+    /// key that names the same object when it is in the job's own bucket, refused otherwise.
+    fn own_bucket_key(&mut self, fields: &Fields, name: &str, address: &str) -> Option<String> {
+        let own = self.options.own_bucket.clone();
+        let Some(rest) = own.as_ref().and_then(|own| address.strip_prefix(own.address_prefix.as_str())) else {
+            let why = match &own {
+                Some(own) => format!("is not in the job's own bucket ({})", excerpt(&own.address_prefix)),
+                None => "is an address, and this job does not read from a bucket".to_owned(),
+            };
+            self.report(fields.at(name), ErrorCode::UnsafePath, format!("object key {} {why}", excerpt(address)));
+            return None;
+        };
+        let key = format!("{}{rest}", own.as_ref().map(|own| own.key_prefix.as_str()).unwrap_or_default());
+        if let Some(problem) = key_problem(&key) {
+            self.report(fields.at(name), ErrorCode::UnsafePath, format!("object key {} (read as {}) {problem}", excerpt(address), excerpt(&key)));
+            return None;
+        }
+        self.warnings.push(Warning {
+            pointer: fields.at(name),
+            message: format!("{} is in the job's own bucket: read as the key {}", excerpt(address), excerpt(&key)),
+        });
+        Some(key)
     }
 
     fn choice(&mut self, fields: &Fields, name: &str, allowed: &[&str]) -> Option<String> {
@@ -246,8 +287,18 @@ impl Checker {
         let task_id = self.task_id(&root);
         let audio_key = self.object_key(&root, "audio_path");
         self.number(&root, "audio_tempo", false, 0.0, true, 1000.0);
-        if root.get("difficulty_level").is_some() {
-            self.choice(&root, "difficulty_level", &DIFFICULTY_LEVELS);
+        match root.get("difficulty_level") {
+            // It does not change the video, and the backend passes the client's value on unchecked.
+            Some(level) if !self.options.strict && !level.as_str().is_some_and(|level| DIFFICULTY_LEVELS.contains(&level)) => {
+                self.warnings.push(Warning {
+                    pointer: root.at("difficulty_level"),
+                    message: format!("{} is not one of {}: ignored (it does not change the video)", excerpt(&level.to_string()), DIFFICULTY_LEVELS.join(", ")),
+                });
+            }
+            Some(_) => {
+                self.choice(&root, "difficulty_level", &DIFFICULTY_LEVELS);
+            }
+            None => {}
         }
         self.string(&root, "generation_timestamp", false);
         if let Some(value) = root.get("generation_parameters") {
@@ -281,6 +332,7 @@ impl Checker {
             total_duration: total_duration?,
             moves: timeline.moves,
             output: output?,
+            warnings: Vec::new(),
         })
     }
 
@@ -400,19 +452,48 @@ impl Checker {
             return None;
         }
         let mut clip_keys: Vec<String> = Vec::new();
-        let mut moves = Vec::with_capacity(items.len());
+        let mut moves: Vec<MoveSlot> = Vec::with_capacity(items.len());
         let mut all_good = true;
         for (index, item) in items.iter().enumerate() {
             match self.one_move(item, format!("{pointer}/{index}"), &mut clip_keys) {
-                Some(slot) => moves.push(slot),
+                Some(slot) => moves.push(MoveSlot { origin: index as u32, ..slot }),
                 None => all_good = false,
             }
         }
         if !all_good {
             return None;
         }
-        let end = self.timeline(&pointer, &moves, output, frame_rate)?;
-        Some(Timeline { clip_keys, moves, end })
+        let (transition_seconds, fade_seconds) = output
+            .map(|o| (o.transition_duration, o.fade_duration))
+            .unwrap_or((DEFAULT_TRANSITION_SECONDS, DEFAULT_FADE_SECONDS));
+        if self.options.strict {
+            let end = self.timeline(&pointer, &moves, output, frame_rate)?;
+            for slot in &mut moves {
+                slot.transition_seconds = match slot.transition {
+                    Transition::Cut => 0.0,
+                    Transition::Crossfade => transition_seconds,
+                    Transition::FadeBlack | Transition::FadeWhite => fade_seconds,
+                };
+            }
+            return Some(Timeline { clip_keys, moves, end });
+        }
+        let asked = crate::fit::Asked { frame_rate, transition_seconds, fade_seconds };
+        match crate::fit::fit(moves, &asked) {
+            Ok(fitted) => {
+                if fitted.end > MAX_TIMELINE_SECONDS {
+                    self.report(pointer, ErrorCode::TooLarge, format!("the timeline is {} s long; the limit is {MAX_TIMELINE_SECONDS} s", fitted.end));
+                    return None;
+                }
+                self.warnings.extend(fitted.warnings);
+                Some(Timeline { clip_keys, moves: fitted.moves, end: fitted.end })
+            }
+            Err(errors) => {
+                for error in errors {
+                    self.report(error.pointer, error.code, error.message);
+                }
+                None
+            }
+        }
     }
 
     fn one_move(&mut self, item: &Value, pointer: String, clip_keys: &mut Vec<String>) -> Option<MoveSlot> {
@@ -450,7 +531,7 @@ impl Checker {
                 clip_keys.len() - 1
             }
         };
-        Some(MoveSlot { clip: clip as u32, clip_id, start, duration, trim_start, trim_end, transition, volume })
+        Some(MoveSlot { clip: clip as u32, clip_id, start, duration, trim_start, trim_end, transition, volume, origin: 0, transition_seconds: 0.0 })
     }
 
     /// Moves must tile the timeline from 0: each starts where the previous ends (within
@@ -510,6 +591,15 @@ impl Checker {
         }
         let end = timeline_end?;
         match given {
+            // The moves' frames run to the next move's start, the last one's to the video's
+            // end: it runs on, as a move before a gap does.
+            Some(total) if !self.options.strict && total - end > 1.0 / frame_rate => {
+                self.warnings.push(Warning {
+                    pointer: root.at("total_duration"),
+                    message: format!("the moves end at {end} s, before `total_duration` {total} s: the last move runs on to the end"),
+                });
+                Some(total)
+            }
             Some(total) if (total - end).abs() > 1.0 / frame_rate => {
                 self.report(root.at("total_duration"), ErrorCode::Timeline, format!("`total_duration` is {total} s but the moves end at {end} s"));
                 None

@@ -18,11 +18,33 @@ pub mod glue {
     use super::{convert, wit};
     use crate::Plugin;
 
-    pub fn validate<P: Plugin>(blueprint: String) -> Result<wit::Validated, wit::Refusal> {
-        match P::validate(&blueprint) {
+    pub fn validate<P: Plugin>(blueprint: String, options: wit::CheckOptions) -> Result<wit::Checked, wit::Refusal> {
+        let options = br_blueprint::CheckOptions {
+            strict: options.strict,
+            own_bucket: options.own_bucket.map(|own| br_blueprint::OwnBucket {
+                address_prefix: own.address_prefix,
+                key_prefix: own.key_prefix,
+            }),
+        };
+        match P::validate(&blueprint, &options) {
             Ok(validated) => {
-                log(LogLevel::Debug, &format!("blueprint valid: {} moves", validated.moves.len()));
-                Ok(convert::validated_to_wit(validated))
+                log(
+                    LogLevel::Debug,
+                    &format!("blueprint valid: {} slots, {} adjustments", validated.moves.len(), validated.warnings.len()),
+                );
+                let fit = wit::TimelineFit {
+                    slots: validated
+                        .moves
+                        .iter()
+                        .map(|slot| wit::SlotFit { origin: slot.origin, transition_seconds: slot.transition_seconds })
+                        .collect(),
+                    warnings: validated
+                        .warnings
+                        .iter()
+                        .map(|w| wit::PlanWarning { pointer: w.pointer.clone(), message: w.message.clone() })
+                        .collect(),
+                };
+                Ok(wit::Checked { validated: convert::validated_to_wit(validated), fit })
             }
             Err(refusal) => {
                 log(LogLevel::Info, &format!("blueprint refused: {} problems", refusal.errors.len()));
@@ -31,8 +53,18 @@ pub mod glue {
         }
     }
 
-    pub fn plan<P: Plugin>(request: wit::PlanRequest) -> Result<wit::Plan, Vec<wit::PlanError>> {
+    pub fn plan<P: Plugin>(request: wit::PlanRequest, fit: wit::TimelineFit) -> Result<wit::Plan, Vec<wit::PlanError>> {
         let mut request = convert::request_from_wit(request);
+        // The fit `validate` made (contract 0.8.0); the host hands back one slot per move.
+        for (slot, fitted) in request.validated.moves.iter_mut().zip(&fit.slots) {
+            slot.origin = fitted.origin;
+            slot.transition_seconds = fitted.transition_seconds;
+        }
+        request.validated.warnings = fit
+            .warnings
+            .into_iter()
+            .map(|w| br_blueprint::Warning { pointer: w.pointer, message: w.message })
+            .collect();
         // The song's loudness, when the host measured it for normalize_audio (contract 0.7.0;
         // here rather than in `convert`, which the 0.4.0 test guest shares).
         request.song_loudness = loudness(br_plan::SONG_INPUT).map(|measured| br_plan::Loudness {

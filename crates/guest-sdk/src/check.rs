@@ -11,7 +11,8 @@ pub const BACKEND_BLUEPRINT: &str = include_str!("../../../examples/backend-blue
 /// every clip 1280x720 H.264 at 30 fps with AAC, `clip_seconds` long; the song an MP3 as
 /// long as the timeline.
 pub fn request_over_made_up_media(blueprint: &str, clip_seconds: f64) -> Result<PlanRequest, String> {
-    let validated = br_blueprint::validate(blueprint).map_err(|errors| {
+    let validated = br_blueprint::check(blueprint, &br_blueprint::CheckOptions::default()).map_err(|refusal| {
+        let errors = refusal.errors;
         errors
             .iter()
             .map(|e| format!("{}: {}", e.pointer, e.message))

@@ -70,6 +70,8 @@ pub fn request_from_wit(request: wit::PlanRequest) -> br_plan::PlanRequest {
                     wit::Transition::FadeWhite => T::FadeWhite,
                 },
                 volume: m.volume,
+                origin: 0,
+                transition_seconds: 0.0,
             })
             .collect(),
         output: br_blueprint::OutputSettings {
@@ -86,7 +88,10 @@ pub fn request_from_wit(request: wit::PlanRequest) -> br_plan::PlanRequest {
             normalize_audio: o.normalize_audio,
             add_audio_overlay: o.add_audio_overlay,
         },
-    };
+        warnings: Vec::new(),
+    }
+    // What the contract said before 0.8.0; a 0.8.0 guest then applies the fit it is given.
+    .as_written();
     let inputs: Vec<br_plan::MediaFacts> = request
         .inputs
         .into_iter()

@@ -4,12 +4,13 @@
 //! [`Plugin`]: crate::Plugin
 
 use br_blueprint::manifest::ManifestEntry;
-use br_blueprint::{Refusal, Validated, ValidationError};
+use br_blueprint::{CheckOptions, Refusal, Validated, ValidationError};
 use br_plan::{Plan, PlanError, PlanRequest};
 
-/// The built-in validation: every rule of README's blueprint table, every problem found.
-pub fn validate(blueprint: &str) -> Result<Validated, Refusal> {
-    br_blueprint::validate_with_task_id(blueprint)
+/// The built-in validation: every rule of README's blueprint table, every problem found;
+/// unless `options.strict`, the timeline fitted as README's lenient rules say.
+pub fn validate(blueprint: &str, options: &CheckOptions) -> Result<Validated, Refusal> {
+    br_blueprint::check(blueprint, options)
 }
 
 /// The built-in planner: the video README's *Video semantics* describe, copying GOPs of

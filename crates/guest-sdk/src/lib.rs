@@ -50,14 +50,17 @@ pub mod bindings;
 pub use settings::{settings, Settings, SettingsError};
 
 /// The contract version a plugin built with this SDK implements.
-pub const CONTRACT: &str = "0.7.0";
+pub const CONTRACT: &str = "0.8.0";
 
 /// The decisions a plugin makes. Every method defaults to the built-in guest's.
 pub trait Plugin {
     /// Checks an untrusted blueprint and normalises it (the contract's `validate`). A
-    /// refusal lists every problem, each with a JSON pointer.
-    fn validate(blueprint: &str) -> Result<blueprint::Validated, blueprint::Refusal> {
-        defaults::validate(blueprint)
+    /// refusal lists every problem, each with a JSON pointer. Unless `options.strict`, the
+    /// built-in check fits the timeline the backend meant and lists each adjustment in
+    /// [`blueprint::Validated::warnings`]; a plugin may change the fit, which its `plan`
+    /// gets back (each slot's `origin` and `transition_seconds`).
+    fn validate(blueprint: &str, options: &blueprint::CheckOptions) -> Result<blueprint::Validated, blueprint::Refusal> {
+        defaults::validate(blueprint, options)
     }
 
     /// Turns a validated blueprint and the host's facts about its media into FFmpeg steps
@@ -110,14 +113,16 @@ macro_rules! export_plugin {
         impl $crate::bindings::Guest for $plugin {
             fn validate(
                 blueprint: ::std::string::String,
-            ) -> ::std::result::Result<$crate::bindings::wit::Validated, $crate::bindings::wit::Refusal> {
-                $crate::bindings::glue::validate::<$plugin>(blueprint)
+                options: $crate::bindings::wit::CheckOptions,
+            ) -> ::std::result::Result<$crate::bindings::wit::Checked, $crate::bindings::wit::Refusal> {
+                $crate::bindings::glue::validate::<$plugin>(blueprint, options)
             }
 
             fn plan(
                 request: $crate::bindings::wit::PlanRequest,
+                fit: $crate::bindings::wit::TimelineFit,
             ) -> ::std::result::Result<$crate::bindings::wit::Plan, ::std::vec::Vec<$crate::bindings::wit::PlanError>> {
-                $crate::bindings::glue::plan::<$plugin>(request)
+                $crate::bindings::glue::plan::<$plugin>(request, fit)
             }
 
             fn validate_manifest(

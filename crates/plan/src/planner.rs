@@ -18,6 +18,8 @@
 //!   source frames, or holding the edge frame where the source has none.
 //! - fades to black or white: the outgoing move fades out over its last `fade_duration`,
 //!   the incoming one fades in over its first.
+//! - every transition lasts its slot's `transition_seconds` (the validator fitted it to
+//!   the moves around it); pointers name the blueprint's move a slot came from (`origin`).
 
 use br_blueprint::{MoveSlot, Transition, Validated};
 
@@ -91,8 +93,9 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
 
     let mut warnings = Vec::new();
     for (index, m) in validated.moves.iter().enumerate() {
+        let pointer = m.pointer();
         if timeline.frames(index) == 0 {
-            warnings.push(note(&format!("/moves/{index}"), format!("the move lasts less than one frame at {} fps and is not shown", rate.fps())));
+            warnings.push(note(&pointer, format!("the move lasts less than one frame at {} fps and is not shown", rate.fps())));
             continue;
         }
         let span = clips[m.clip as usize];
@@ -103,18 +106,19 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
         let half_frame = 0.5 / rate.fps();
         let key = &validated.clip_keys[m.clip as usize];
         if usable_end <= half_frame {
-            errors.push(note(&format!("/moves/{index}/trim_end"), format!("trim_end {} leaves nothing of {key} ({} s long)", m.trim_end, span.length)));
+            errors.push(note(&format!("{pointer}/trim_end"), format!("trim_end {} leaves nothing of {key} ({} s long)", m.trim_end, span.length)));
         } else if m.trim_start >= usable_end - half_frame {
             errors.push(note(
-                &format!("/moves/{index}/trim_start"),
+                &format!("{pointer}/trim_start"),
                 format!("trim_start {} is at or beyond the end of {key} ({} s long, {} s usable before trim_end)", m.trim_start, span.length, secs(usable_end)),
             ));
         } else {
             let slot = rate.seconds(timeline.frames(index));
+            // A negative trim_start holds the first frame first: that is time shown too.
             let available = usable_end - m.trim_start;
             if available + half_frame < slot {
                 warnings.push(note(
-                    &format!("/moves/{index}"),
+                    &pointer,
                     format!("{key} has only {} s after trim_start {}; the move lasts {} s, so its last frame is held for {} s", secs(available), m.trim_start, secs(slot), secs(slot - available)),
                 ));
             }
@@ -241,7 +245,7 @@ struct ClipSpan {
 fn clip_lengths(validated: &Validated, inputs: &[MediaFacts], errors: &mut Vec<PlanError>) -> Vec<ClipSpan> {
     let mut spans = vec![ClipSpan { length: 0.0 }; validated.clip_keys.len()];
     let mut reported = vec![false; validated.clip_keys.len()];
-    for (index, m) in validated.moves.iter().enumerate() {
+    for m in &validated.moves {
         let clip = m.clip as usize;
         let facts = &inputs[clip_input(m.clip) as usize];
         let length = match &facts.video {
@@ -249,14 +253,14 @@ fn clip_lengths(validated: &Validated, inputs: &[MediaFacts], errors: &mut Vec<P
             Some(_) if facts.duration > 0.0 => facts.duration,
             Some(_) => {
                 if !reported[clip] {
-                    errors.push(note(&format!("/moves/{index}/video_path"), format!("{} has a video stream of unknown length", facts.key)));
+                    errors.push(note(&format!("{}/video_path", m.pointer()), format!("{} has a video stream of unknown length", facts.key)));
                 }
                 reported[clip] = true;
                 0.0
             }
             None => {
                 if !reported[clip] {
-                    errors.push(note(&format!("/moves/{index}/video_path"), format!("{} has no video stream", facts.key)));
+                    errors.push(note(&format!("{}/video_path", m.pointer()), format!("{} has no video stream", facts.key)));
                 }
                 reported[clip] = true;
                 0.0
@@ -413,7 +417,6 @@ impl Blend {
 /// The blend into each shown move. Never longer than either adjoining move, so every
 /// segment keeps at least zero frames of its own between two blends.
 fn blends(validated: &Validated, timeline: &Timeline, shown: &[usize], rate: FrameRate) -> Vec<Blend> {
-    let wanted = rate.frame_at(validated.output.transition_duration);
     shown
         .iter()
         .enumerate()
@@ -422,6 +425,7 @@ fn blends(validated: &Validated, timeline: &Timeline, shown: &[usize], rate: Fra
                 Some(p) if validated.moves[index].transition == Transition::Crossfade => shown[p],
                 _ => return Blend::default(),
             };
+            let wanted = rate.frame_at(validated.moves[index].transition_seconds);
             let frames = wanted.min(timeline.frames(previous)).min(timeline.frames(index));
             // A blend of one frame would be a cut with a blemish.
             if frames < 2 {
@@ -455,19 +459,17 @@ impl Segment {
     /// Seconds of the fade in at the segment's start, and of the fade out at its end.
     fn fades(&self, validated: &Validated, timeline: &Timeline, rate: FrameRate) -> (f64, f64) {
         let moves = &validated.moves;
-        let output = &validated.output;
         let this = &moves[self.index];
         let slot = rate.seconds(timeline.frames(self.index));
-        let fade_seconds = output.fade_duration.min(slot);
         let fade_in = match this.transition {
-            Transition::FadeBlack | Transition::FadeWhite => fade_seconds,
+            Transition::FadeBlack | Transition::FadeWhite => this.transition_seconds.min(slot),
             // The first move has nothing to blend with: it blends in from black over the
             // half of the transition that falls inside the video.
-            Transition::Crossfade if self.is_first => (output.transition_duration / 2.0).min(slot),
+            Transition::Crossfade if self.is_first => (this.transition_seconds / 2.0).min(slot),
             _ => 0.0,
         };
-        let fade_out = match self.next.map(|next| moves[next].transition) {
-            Some(Transition::FadeBlack | Transition::FadeWhite) => fade_seconds,
+        let fade_out = match self.next.map(|next| &moves[next]) {
+            Some(next @ MoveSlot { transition: Transition::FadeBlack | Transition::FadeWhite, .. }) => next.transition_seconds.min(slot),
             _ => 0.0,
         };
         (fade_in, fade_out)
@@ -554,19 +556,23 @@ impl Segment {
         let this = &validated.moves[self.index];
         let (first, end) = self.frame_range(timeline);
         let frames = end - first;
-        // The first frame a window from `start` shows is the first at or after it.
+        // The first frame a window from `start` shows is the first at or after it; before
+        // the clip's start (a negative trim_start) the first frame is held, not copied.
         let start = this.trim_start + rate.seconds(self.blend_in.right);
-        let source_first = (start * rate.fps() - 1e-6).ceil().max(0.0) as u64;
+        let first_shown = (start * rate.fps() - 1e-6).ceil();
+        let held = (-first_shown).max(0.0) as u64;
+        let source_first = first_shown.max(0.0) as u64;
         let usable_frames = ((usable_end(clips[this.clip as usize], this) * rate.fps()) + 1e-6).floor() as u64;
-        let available = usable_frames.min(prepared_frames).saturating_sub(source_first);
+        let available = usable_frames.min(prepared_frames).saturating_sub(source_first) + held;
         let (fade_in, fade_out) = self.fades(validated, timeline, rate);
-        let low = if fade_in > 0.0 { rate.frame_at(fade_in) + 1 } else { 0 };
+        let low = if fade_in > 0.0 { rate.frame_at(fade_in) + 1 } else { 0 }.max(held);
         let high = (frames - self.blend_out.frames()).saturating_sub(rate.frame_at(fade_out) + u64::from(fade_out > 0.0)).min(available);
         if high <= low {
             return None;
         }
-        let from = low + (gop - (source_first + low) % gop) % gop;
-        (high >= from + gop).then_some(Copy { from, to: high, source_frame: source_first + from })
+        // Segment frame f shows source frame source_first + f - held.
+        let from = low + (gop - (source_first + low - held) % gop) % gop;
+        (high >= from + gop).then_some(Copy { from, to: high, source_frame: source_first + from - held })
     }
 }
 

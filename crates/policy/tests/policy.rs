@@ -1064,6 +1064,7 @@ mod planner {
 
     #[track_caller]
     fn assert_planner_output_passes(validated: Validated, clip_seconds: f64) {
+        let validated = validated.as_written();
         let inputs = inputs(&validated, clip_seconds);
         let input_count = inputs.len() as u32;
         let request = PlanRequest { validated, inputs, strict: false, prepared: Vec::new(), song_loudness: None };
@@ -1220,6 +1221,7 @@ mod planner {
                 })
                 .collect();
             validated.total_duration = start;
+            let validated = validated.as_written();
             let rate = br_plan::FrameRate::from_fps(validated.output.frame_rate);
             let expected_frames = rate.frame_at(validated.total_duration).max(1);
             let clip_seconds = (50 + random.below(1000)) as f64 / 100.0;

@@ -7,7 +7,7 @@
 //! way a call can end maps to a distinct [`SandboxError`]. What the guest returns is
 //! treated as untrusted and re-checked ([`output`]).
 //!
-//! Guests of contract 0.7.0 (`wit/blueprint-runner.wit`) and of every older version kept
+//! Guests of contract 0.8.0 (`wit/blueprint-runner.wit`) and of every older version kept
 //! in `wit/v*/` back to 0.2.0 load; which one a component implements is found from the
 //! `host` version it imports (0.4.0 and later) and the type of its `validate` (0.3.0 or
 //! 0.2.0).
@@ -34,15 +34,30 @@ pub use output::limits as output_limits;
 pub use settings::{GuestSettings, SettingsError};
 
 /// The contract versions this host loads, newest first.
-pub const CONTRACT_VERSIONS: [&str; 6] = ["0.7.0", "0.6.0", "0.5.0", "0.4.0", "0.3.0", "0.2.0"];
+pub const CONTRACT_VERSIONS: [&str; 7] = ["0.8.0", "0.7.0", "0.6.0", "0.5.0", "0.4.0", "0.3.0", "0.2.0"];
 
 mod bindings {
-    /// The current contract, 0.7.0.
-    pub mod v7 {
+    /// The current contract, 0.8.0.
+    pub mod v8 {
         wasmtime::component::bindgen!({
             world: "guest",
             path: "../../wit",
             exports: { default: async },
+        });
+    }
+
+    /// Contract 0.7.0: `validate` takes no options and returns the validated blueprint
+    /// alone (always strict), and `plan` is given no fit. Its types are 0.8.0's, which
+    /// are not generated twice: one conversion serves every version (wasmtime checks a
+    /// record by its fields when the guest is loaded, not by the interface that declared
+    /// it). `host` is generated again: the guest imports it under its own version, and
+    /// the linker offers each.
+    pub mod v7 {
+        wasmtime::component::bindgen!({
+            world: "guest",
+            path: "../../wit/v0.7.0",
+            exports: { default: async },
+            with: { "blueprint:runner/types": crate::bindings::v8::blueprint::runner::types },
         });
     }
 
@@ -52,21 +67,17 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.6.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v7::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v8::blueprint::runner::types },
         });
     }
 
-    /// Contract 0.5.0: as 0.6.0, without `host.settings`. Its types are 0.7.0's, which
-    /// are not generated twice: one conversion serves every version (wasmtime checks a
-    /// record by its fields when the guest is loaded, not by the interface that declared
-    /// it). `host` is generated again: the guest imports it under its own version, and
-    /// the linker offers each.
+    /// Contract 0.5.0: as 0.6.0, without `host.settings`.
     pub mod v5 {
         wasmtime::component::bindgen!({
             world: "guest",
             path: "../../wit/v0.5.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v7::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v8::blueprint::runner::types },
         });
     }
 
@@ -77,7 +88,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.4.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v7::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v8::blueprint::runner::types },
         });
     }
 
@@ -87,7 +98,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.3.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v7::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v8::blueprint::runner::types },
         });
     }
 
@@ -98,11 +109,11 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.2.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v7::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v8::blueprint::runner::types },
         });
     }
 
-    pub use v7::blueprint::runner::types as wit;
+    pub use v8::blueprint::runner::types as wit;
 }
 
 use bindings::wit;
@@ -129,7 +140,7 @@ impl Default for Limits {
 pub enum SandboxError {
     #[error("could not load the guest component: {0}")]
     Load(String),
-    #[error("the guest component does not fit the contract (blueprint:runner@0.7.0, @0.6.0, @0.5.0, @0.4.0, @0.3.0 or @0.2.0): {0}")]
+    #[error("the guest component does not fit the contract (blueprint:runner@0.8.0, @0.7.0, @0.6.0, @0.5.0, @0.4.0, @0.3.0 or @0.2.0): {0}")]
     Incompatible(String),
     #[error("sandbox limit: the guest ran out of fuel ({limit} units)")]
     OutOfFuel { limit: u64 },
@@ -222,6 +233,7 @@ pub struct Sandbox {
 
 /// The linked guest, by the contract version it implements.
 enum GuestPre {
+    V8(bindings::v8::GuestPre<CallState>),
     V7(bindings::v7::GuestPre<CallState>),
     V6(bindings::v6::GuestPre<CallState>),
     V5(bindings::v5::GuestPre<CallState>),
@@ -261,6 +273,8 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         // Every version of `host`: each guest imports the one of its own contract.
         type Data = wasmtime::component::HasSelf<CallState>;
+        bindings::v8::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
+            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         bindings::v7::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
             .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         bindings::v6::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
@@ -276,14 +290,16 @@ impl Sandbox {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| SandboxError::Incompatible(format!("{e:#}")))?;
-        // 0.7.0, 0.6.0, 0.5.0, 0.4.0 and 0.3.0 guests are told apart by the `host` version they
+        // 0.8.0, 0.7.0, 0.6.0, 0.5.0, 0.4.0 and 0.3.0 guests are told apart by the `host` version they
         // import (and each `GuestPre::new` checks the exports). 0.3.0 and 0.2.0 differ
         // in `validate`'s type, which each `GuestPre::new` checks.
         let imports = |version: &str| {
             let name = format!("blueprint:runner/host@{version}");
             component.component_type().imports(&engine.engine).any(|(import, _)| import == name)
         };
-        let pre = if imports("0.7.0") {
+        let pre = if imports("0.8.0") {
+            GuestPre::V8(bindings::v8::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.8.0: {e:#}")))?)
+        } else if imports("0.7.0") {
             GuestPre::V7(bindings::v7::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.7.0: {e:#}")))?)
         } else if imports("0.6.0") {
             GuestPre::V6(bindings::v6::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.6.0: {e:#}")))?)
@@ -327,13 +343,19 @@ impl Sandbox {
 
     /// Whether the guest can be given settings (contract 0.6.0 and later).
     pub fn takes_settings(&self) -> bool {
-        matches!(self.pre, GuestPre::V7(_) | GuestPre::V6(_))
+        matches!(self.pre, GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_))
     }
 
     /// Whether the guest can be told the song's loudness (`host.loudness`, contract 0.7.0
     /// and later): measuring it is worth its second only for such a guest.
     pub fn takes_loudness(&self) -> bool {
-        matches!(self.pre, GuestPre::V7(_))
+        matches!(self.pre, GuestPre::V8(_) | GuestPre::V7(_))
+    }
+
+    /// Whether the guest fits a timeline itself (contract 0.8.0 and later): older guests
+    /// validate strictly whatever they are asked, and know no `gs://` addresses.
+    pub fn fits_timelines(&self) -> bool {
+        matches!(self.pre, GuestPre::V8(_))
     }
 
     /// Whether the compiled guest came from the cache.
@@ -344,18 +366,19 @@ impl Sandbox {
     /// The contract version the guest implements, e.g. `0.3.0`.
     pub fn contract_version(&self) -> &'static str {
         match self.pre {
-            GuestPre::V7(_) => CONTRACT_VERSIONS[0],
-            GuestPre::V6(_) => CONTRACT_VERSIONS[1],
-            GuestPre::V5(_) => CONTRACT_VERSIONS[2],
-            GuestPre::V4(_) => CONTRACT_VERSIONS[3],
-            GuestPre::V3(_) => CONTRACT_VERSIONS[4],
-            GuestPre::V2(_) => CONTRACT_VERSIONS[5],
+            GuestPre::V8(_) => CONTRACT_VERSIONS[0],
+            GuestPre::V7(_) => CONTRACT_VERSIONS[1],
+            GuestPre::V6(_) => CONTRACT_VERSIONS[2],
+            GuestPre::V5(_) => CONTRACT_VERSIONS[3],
+            GuestPre::V4(_) => CONTRACT_VERSIONS[4],
+            GuestPre::V3(_) => CONTRACT_VERSIONS[5],
+            GuestPre::V2(_) => CONTRACT_VERSIONS[6],
         }
     }
 
     /// Whether the guest may be given prepared clips (contract 0.4.0 and later).
     pub fn takes_prepared_clips(&self) -> bool {
-        matches!(self.pre, GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_) | GuestPre::V4(_))
+        matches!(self.pre, GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_) | GuestPre::V4(_))
     }
 
     /// The interfaces the component imports (`blueprint:runner/host@0.5.0`, WASI's...).
@@ -365,7 +388,7 @@ impl Sandbox {
 
     /// Whether the guest checks task-array manifests (contract 0.5.0 and later).
     pub fn checks_manifests(&self) -> bool {
-        matches!(self.pre, GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_))
+        matches!(self.pre, GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_))
     }
 
     /// Runs the guest's `validate-manifest` on an untrusted task-array manifest. A guest
@@ -380,18 +403,26 @@ impl Sandbox {
         Ok(ManifestCheck { verdict: output::check_manifest(answer)?, report })
     }
 
-    /// Runs the guest's `validate` on untrusted blueprint text.
-    pub async fn validate(&self, blueprint: &str) -> Result<Validation, SandboxError> {
-        let (answer, report) = self.call(Call::Validate(blueprint)).await?;
-        let Answer::Validate(answer) = answer else { unreachable!("validate answers validate") };
-        Ok(Validation { verdict: output::check_validation(answer)?, report })
+    /// Runs the guest's `validate` on untrusted blueprint text. A guest older than 0.8.0
+    /// validates strictly whatever `options` say; its slots are the blueprint's moves, and
+    /// each transition lasts as the output asks.
+    pub async fn validate(&self, blueprint: &str, options: &br_blueprint::CheckOptions) -> Result<Validation, SandboxError> {
+        let options = request::options_to_wit(options);
+        let (answer, report) = self.call(Call::Validate(blueprint, &options)).await?;
+        let verdict = match answer {
+            Answer::Validate(answer) => output::check_validation(answer)?.map(br_blueprint::Validated::as_written),
+            Answer::ValidateChecked(answer) => output::check_checked(answer)?,
+            _ => unreachable!("validate answers validate"),
+        };
+        Ok(Validation { verdict, report })
     }
 
     /// Runs the guest's `plan` on a validated blueprint and the probed media facts.
     pub async fn plan(&self, request: &br_plan::PlanRequest) -> Result<Planning, SandboxError> {
         let given = request::given_to_wit(request);
+        let fit = request::fit_to_wit(&request.validated);
         let request = request::to_wit(request);
-        let (answer, report) = self.call(Call::Plan(&request, given)).await?;
+        let (answer, report) = self.call(Call::Plan(&request, given, &fit)).await?;
         let Answer::Plan(answer) = answer else { unreachable!("plan answers plan") };
         Ok(Planning { verdict: output::check_planning(answer)?, report })
     }
@@ -402,62 +433,70 @@ impl Sandbox {
         let mut store = new_store(&self.engine.engine, &self.limits, started);
         let limits = self.limits.clone();
         let name = call.name();
-        if let Call::Plan(_, given) = &call {
+        if let Call::Plan(_, given, _) = &call {
             store.data_mut().given = given.clone();
         }
         store.data_mut().settings = self.settings.as_ref().map(|settings| settings.as_str().to_owned());
         let run = async {
             match &self.pre {
+                GuestPre::V8(pre) => {
+                    let guest = pre.instantiate_async(&mut store).await?;
+                    match call {
+                        Call::Validate(text, options) => guest.call_validate(&mut store, text, options).await.map(Answer::ValidateChecked),
+                        Call::Plan(request, _, fit) => guest.call_plan(&mut store, request, fit).await.map(Answer::Plan),
+                        Call::ValidateManifest(text) => guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest),
+                    }
+                }
                 GuestPre::V7(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
-                        Call::Validate(text) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
-                        Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                        Call::Validate(text, _) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
+                        Call::Plan(request, ..) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
                         Call::ValidateManifest(text) => guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest),
                     }
                 }
                 GuestPre::V6(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
-                        Call::Validate(text) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
-                        Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                        Call::Validate(text, _) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
+                        Call::Plan(request, ..) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
                         Call::ValidateManifest(text) => guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest),
                     }
                 }
                 GuestPre::V5(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
-                        Call::Validate(text) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
-                        Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                        Call::Validate(text, _) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
+                        Call::Plan(request, ..) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
                         Call::ValidateManifest(text) => guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest),
                     }
                 }
                 GuestPre::V4(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
-                        Call::Validate(text) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
-                        Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                        Call::Validate(text, _) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
+                        Call::Plan(request, ..) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
                         Call::ValidateManifest(_) => unreachable!("checked by validate_manifest"),
                     }
                 }
                 GuestPre::V3(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
-                        Call::Validate(text) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
-                        Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                        Call::Validate(text, _) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
+                        Call::Plan(request, ..) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
                         Call::ValidateManifest(_) => unreachable!("checked by validate_manifest"),
                     }
                 }
                 GuestPre::V2(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
-                        Call::Validate(text) => {
+                        Call::Validate(text, _) => {
                             let answer = guest.call_validate(&mut store, text).await?;
                             // A 0.2.0 refusal is only the errors: it names no task.
                             let no_task = |errors| wit::Refusal { task_id: None, errors };
                             Ok(Answer::Validate(answer.map_err(no_task)))
                         }
-                        Call::Plan(request, _) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
+                        Call::Plan(request, ..) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
                         Call::ValidateManifest(_) => unreachable!("checked by validate_manifest"),
                     }
                 }
@@ -531,16 +570,18 @@ fn new_store(wasm_engine: &wasmtime::Engine, limits: &Limits, started: Instant) 
 }
 
 enum Call<'a> {
-    Validate(&'a str),
+    /// The text, and how to check it (told to 0.8.0 guests only).
+    Validate(&'a str, &'a wit::CheckOptions),
     ValidateManifest(&'a str),
-    /// The request, and what the host's imports tell about its inputs.
-    Plan(&'a wit::PlanRequest, request::Given),
+    /// The request, what the host's imports tell about its inputs, and the timeline's fit
+    /// (given to 0.8.0 guests only).
+    Plan(&'a wit::PlanRequest, request::Given, &'a wit::TimelineFit),
 }
 
 impl Call<'_> {
     fn name(&self) -> &'static str {
         match self {
-            Call::Validate(_) => "validate",
+            Call::Validate(..) => "validate",
             Call::ValidateManifest(_) => "validate-manifest",
             Call::Plan(..) => "plan",
         }
@@ -549,6 +590,7 @@ impl Call<'_> {
 
 enum Answer {
     Validate(Result<wit::Validated, wit::Refusal>),
+    ValidateChecked(Result<wit::Checked, wit::Refusal>),
     ValidateManifest(Result<Vec<wit::ManifestEntry>, Vec<wit::ValidationError>>),
     Plan(Result<wit::Plan, Vec<wit::PlanError>>),
 }
@@ -591,7 +633,7 @@ macro_rules! host_log {
     };
 }
 
-/// `host.prepared` and `host.settings` are the same in every version that has them.
+/// `host.prepared`, `host.settings` and `host.loudness` are the same in every version that has them.
 macro_rules! host_prepared {
     () => {
         fn prepared(&mut self, input: u32) -> Option<wit::PreparedClip> {
@@ -608,14 +650,26 @@ macro_rules! host_settings {
     };
 }
 
+macro_rules! host_loudness {
+    () => {
+        fn loudness(&mut self, input: u32) -> Option<wit::MeasuredLoudness> {
+            self.given.loudness.get(input as usize).cloned().flatten()
+        }
+    };
+}
+
+impl bindings::v8::blueprint::runner::host::Host for CallState {
+    host_log!(v8);
+    host_prepared!();
+    host_settings!();
+    host_loudness!();
+}
+
 impl bindings::v7::blueprint::runner::host::Host for CallState {
     host_log!(v7);
     host_prepared!();
     host_settings!();
-
-    fn loudness(&mut self, input: u32) -> Option<wit::MeasuredLoudness> {
-        self.given.loudness.get(input as usize).cloned().flatten()
-    }
+    host_loudness!();
 }
 
 impl bindings::v6::blueprint::runner::host::Host for CallState {

@@ -2,7 +2,7 @@
 //! act on (object keys, indexes, numbers) before anything else sees it.
 
 use br_blueprint::key::key_problem;
-use br_blueprint::{ErrorCode, MoveSlot, OutputSettings, Refusal, Transition, Validated, ValidationError};
+use br_blueprint::{ErrorCode, MoveSlot, OutputSettings, Refusal, Transition, Validated, ValidationError, Warning};
 
 use crate::wit;
 use crate::SandboxError;
@@ -34,34 +34,78 @@ impl Budget {
     }
 }
 
+/// A `validate` answer of a guest older than 0.8.0 (strict: no slot starts before its clip).
 pub fn check_validation(
     answer: Result<wit::Validated, wit::Refusal>,
 ) -> Result<Result<Validated, Refusal>, SandboxError> {
     let mut budget = Budget { used: 0 };
     match answer {
-        Ok(validated) => Ok(Ok(check_validated(validated, &mut budget)?)),
-        Err(wit::Refusal { task_id, errors }) => {
-            let task_id = refused_task(task_id);
-            if errors.is_empty() {
-                return Err(SandboxError::BadOutput("the guest refused the blueprint without saying why".into()));
-            }
-            if errors.len() > MAX_ERRORS {
-                return Err(SandboxError::OutputTooLarge { what: "the list of validation errors".into(), size: errors.len(), limit: MAX_ERRORS });
-            }
-            errors
-                .into_iter()
-                .map(|error| {
-                    budget.take("a validation error's pointer", &error.pointer, MAX_STRING_BYTES)?;
-                    budget.take("a validation error's message", &error.message, MAX_STRING_BYTES)?;
-                    if !(error.pointer.is_empty() || error.pointer.starts_with('/')) {
-                        return Err(SandboxError::BadOutput(format!("{:?} is not a JSON pointer", error.pointer)));
-                    }
-                    Ok(ValidationError { pointer: error.pointer, code: code(error.code), message: error.message })
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(|errors| Err(Refusal { task_id, errors }))
-        }
+        Ok(validated) => Ok(Ok(check_validated(validated, 0.0, &mut budget)?)),
+        Err(refusal) => check_refusal(refusal, &mut budget),
     }
+}
+
+/// A 0.8.0 `validate` answer: the validated blueprint and its fit, each slot's fit bounded
+/// (its origin a move the blueprint may have, its transition no longer than the longest
+/// the blueprint may ask for) and every warning a pointer and a message of bounded size.
+pub fn check_checked(answer: Result<wit::Checked, wit::Refusal>) -> Result<Result<Validated, Refusal>, SandboxError> {
+    use br_blueprint::limits::{MAX_MOVES, MAX_TIMELINE_SECONDS, MAX_TRANSITION_SECONDS};
+    let mut budget = Budget { used: 0 };
+    let wit::Checked { validated, fit } = match answer {
+        Ok(checked) => checked,
+        Err(refusal) => return check_refusal(refusal, &mut budget),
+    };
+    // A lenient fit may start the first slot before its clip does (holding its first frame).
+    let mut validated = check_validated(validated, -MAX_TIMELINE_SECONDS, &mut budget)?;
+    if fit.slots.len() != validated.moves.len() {
+        return Err(SandboxError::BadOutput(format!("the fit describes {} slots of {}", fit.slots.len(), validated.moves.len())));
+    }
+    for (slot, fitted) in validated.moves.iter_mut().zip(fit.slots) {
+        if fitted.origin as usize >= MAX_MOVES {
+            return Err(SandboxError::BadOutput(format!("a slot comes from move {}; a blueprint has at most {MAX_MOVES}", fitted.origin)));
+        }
+        slot.origin = fitted.origin;
+        slot.transition_seconds = seconds("a slot's transition", fitted.transition_seconds, 0.0, MAX_TRANSITION_SECONDS)?;
+    }
+    if fit.warnings.len() > MAX_ERRORS {
+        return Err(SandboxError::OutputTooLarge { what: "the list of warnings".into(), size: fit.warnings.len(), limit: MAX_ERRORS });
+    }
+    validated.warnings = fit
+        .warnings
+        .into_iter()
+        .map(|warning| {
+            budget.take("a warning's pointer", &warning.pointer, MAX_STRING_BYTES)?;
+            budget.take("a warning's message", &warning.message, MAX_STRING_BYTES)?;
+            if !(warning.pointer.is_empty() || warning.pointer.starts_with('/')) {
+                return Err(SandboxError::BadOutput(format!("{:?} is not a JSON pointer", warning.pointer)));
+            }
+            Ok(Warning { pointer: warning.pointer, message: warning.message })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Ok(validated))
+}
+
+fn check_refusal(refusal: wit::Refusal, budget: &mut Budget) -> Result<Result<Validated, Refusal>, SandboxError> {
+    let wit::Refusal { task_id, errors } = refusal;
+    let task_id = refused_task(task_id);
+    if errors.is_empty() {
+        return Err(SandboxError::BadOutput("the guest refused the blueprint without saying why".into()));
+    }
+    if errors.len() > MAX_ERRORS {
+        return Err(SandboxError::OutputTooLarge { what: "the list of validation errors".into(), size: errors.len(), limit: MAX_ERRORS });
+    }
+    errors
+        .into_iter()
+        .map(|error| {
+            budget.take("a validation error's pointer", &error.pointer, MAX_STRING_BYTES)?;
+            budget.take("a validation error's message", &error.message, MAX_STRING_BYTES)?;
+            if !(error.pointer.is_empty() || error.pointer.starts_with('/')) {
+                return Err(SandboxError::BadOutput(format!("{:?} is not a JSON pointer", error.pointer)));
+            }
+            Ok(ValidationError { pointer: error.pointer, code: code(error.code), message: error.message })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|errors| Err(Refusal { task_id, errors }))
 }
 
 /// A `validate-manifest` answer: bounded, and every entry the guest lets run re-checked
@@ -160,7 +204,8 @@ fn seconds(what: &str, value: f64, min: f64, max: f64) -> Result<f64, SandboxErr
     }
 }
 
-fn check_validated(v: wit::Validated, budget: &mut Budget) -> Result<Validated, SandboxError> {
+/// `earliest_trim_start` is 0 for guests that cannot fit a timeline.
+fn check_validated(v: wit::Validated, earliest_trim_start: f64, budget: &mut Budget) -> Result<Validated, SandboxError> {
     use br_blueprint::limits::{MAX_MOVES, MAX_TASK_ID_BYTES, MAX_TIMELINE_SECONDS};
     budget.take("the task id", &v.task_id, MAX_TASK_ID_BYTES)?;
     if !br_blueprint::is_task_id(&v.task_id) {
@@ -186,7 +231,7 @@ fn check_validated(v: wit::Validated, budget: &mut Budget) -> Result<Validated, 
                 clip_id: m.clip_id,
                 start: seconds("a move's start", m.start, 0.0, MAX_TIMELINE_SECONDS)?,
                 duration: seconds("a move's duration", m.duration, f64::MIN_POSITIVE, MAX_TIMELINE_SECONDS)?,
-                trim_start: seconds("a move's trim start", m.trim_start, 0.0, 1e6)?,
+                trim_start: seconds("a move's trim start", m.trim_start, earliest_trim_start, 1e6)?,
                 trim_end: seconds("a move's trim end", m.trim_end, 0.0, 1e6)?,
                 transition: match m.transition {
                     wit::Transition::Cut => Transition::Cut,
@@ -195,6 +240,9 @@ fn check_validated(v: wit::Validated, budget: &mut Budget) -> Result<Validated, 
                     wit::Transition::FadeWhite => Transition::FadeWhite,
                 },
                 volume: seconds("a move's volume", m.volume, 0.0, 1.0)?,
+                // Set from the fit, or as an older contract means them (`as_written`).
+                origin: 0,
+                transition_seconds: 0.0,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -233,6 +281,7 @@ fn check_validated(v: wit::Validated, budget: &mut Budget) -> Result<Validated, 
             normalize_audio: o.normalize_audio,
             add_audio_overlay: o.add_audio_overlay,
         },
+        warnings: Vec::new(),
     })
 }
 

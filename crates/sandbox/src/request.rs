@@ -100,3 +100,29 @@ fn facts(f: &MediaFacts) -> wit::MediaFacts {
         audio: f.audio.as_ref().map(|a| wit::AudioFacts { codec: a.codec.clone(), sample_rate: a.sample_rate, channels: a.channels, duration: a.duration }),
     }
 }
+
+pub fn options_to_wit(options: &br_blueprint::CheckOptions) -> wit::CheckOptions {
+    wit::CheckOptions {
+        strict: options.strict,
+        own_bucket: options.own_bucket.as_ref().map(|own| wit::OwnBucket {
+            address_prefix: own.address_prefix.clone(),
+            key_prefix: own.key_prefix.clone(),
+        }),
+    }
+}
+
+/// The fit the guest's `validate` returned (as the host checked it), handed back to its `plan`.
+pub fn fit_to_wit(validated: &Validated) -> wit::TimelineFit {
+    wit::TimelineFit {
+        slots: validated
+            .moves
+            .iter()
+            .map(|slot| wit::SlotFit { origin: slot.origin, transition_seconds: slot.transition_seconds })
+            .collect(),
+        warnings: validated
+            .warnings
+            .iter()
+            .map(|warning| wit::PlanWarning { pointer: warning.pointer.clone(), message: warning.message.clone() })
+            .collect(),
+    }
+}

@@ -1,6 +1,6 @@
 //! beat-cuts: every move enters with a hard cut on the song's beat grid (see README.md).
 
-use br_guest_sdk::blueprint::{ErrorCode, Refusal, Transition, Validated, ValidationError};
+use br_guest_sdk::blueprint::{CheckOptions, ErrorCode, Refusal, Transition, Validated, ValidationError};
 use br_guest_sdk::plan::{FrameRate, Plan, PlanError, PlanRequest};
 use br_guest_sdk::{defaults, settings, LogLevel, Plugin, SettingsError};
 
@@ -23,8 +23,8 @@ fn tempo() -> Result<Tempo, SettingsError> {
 }
 
 impl Plugin for BeatCuts {
-    fn validate(blueprint: &str) -> Result<Validated, Refusal> {
-        let validated = defaults::validate(blueprint)?;
+    fn validate(blueprint: &str, options: &CheckOptions) -> Result<Validated, Refusal> {
+        let validated = defaults::validate(blueprint, options)?;
         let refuse = |pointer: String, code, message: String| Refusal {
             task_id: Some(validated.task_id.clone()),
             errors: vec![ValidationError { pointer, code, message }],
@@ -119,7 +119,7 @@ mod tests {
     #[test]
     fn more_moves_than_allowed_are_refused_and_a_wrong_setting_is_named() {
         use_settings_in_tests(Settings::from_json(r#"{"max_moves": 10}"#).unwrap());
-        let refusal = BeatCuts::validate(BACKEND_BLUEPRINT).unwrap_err();
+        let refusal = BeatCuts::validate(BACKEND_BLUEPRINT, &CheckOptions::default()).unwrap_err();
         assert_eq!(refusal.errors[0].pointer, "/moves");
         use_settings_in_tests(Settings::from_json(r#"{"bpm": 1000}"#).unwrap());
         let request = request_over_made_up_media(BACKEND_BLUEPRINT, 12.0).unwrap();

@@ -18,7 +18,7 @@
 
 #[allow(unused_imports)]
 use br_guest_sdk::{
-    blueprint::{Refusal, Transition, Validated},
+    blueprint::{CheckOptions, Refusal, Transition, Validated},
     defaults,
     plan::{Plan, PlanError, PlanRequest},
     Plugin,
@@ -37,7 +37,7 @@ mod tests {
 
     #[test]
     fn the_backend_blueprint_is_valid() {
-        let validated = ThisPlugin::validate(BACKEND_BLUEPRINT).unwrap_or_else(|refusal| panic!("{refusal:?}"));
+        let validated = ThisPlugin::validate(BACKEND_BLUEPRINT, &CheckOptions::default()).unwrap_or_else(|refusal| panic!("{refusal:?}"));
         assert_eq!(validated.moves.len(), 22);
     }
 
