@@ -176,6 +176,41 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
     ffmpeg(&args);
 }
 
+/// A clip whose every frame names itself: luma `COUNTER_BASE + 2 * frame index` (so a
+/// sampled frame of a result tells the exact source frame, within ±1 of luma), a constant
+/// (U, V) naming the clip, `frames` frames at 30 fps, `size` pixels, H.264 with a keyframe
+/// every 250 frames, AAC 48 kHz stereo: the backend's clips in miniature. At most 109 frames.
+pub fn make_counter_clip(path: &Path, chroma: (u8, u8), frames: u32, size: (u32, u32)) {
+    assert!(COUNTER_BASE + 2.0 * f64::from(frames - 1) <= 235.0, "a counter clip holds at most 109 frames");
+    make_parent(path);
+    let seconds = f64::from(frames) / 30.0;
+    let graph = format!(
+        "[0:v]geq=lum='{COUNTER_BASE}+2*N':cb={}:cr={},scale={}:{}:flags=neighbor,setsar=1,format=yuv420p[v]",
+        chroma.0, chroma.1, size.0, size.1
+    );
+    let args: Vec<String> = [
+        "-f", "lavfi", "-i", &format!("color=c=black:s=64x36:r=30:d={seconds}"),
+        "-f", "lavfi", "-i", &format!("sine=frequency=700:sample_rate=48000:duration={seconds}"),
+        "-filter_complex", &format!("{graph};[1:a]aformat=channel_layouts=stereo[a]"),
+        "-map", "[v]", "-map", "[a]", "-frames:v", &frames.to_string(),
+        "-c:v", "libx264", "-profile:v", "high", "-preset", "ultrafast", "-crf", "4", "-g", "250", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(std::iter::once(path_arg(path)))
+    .collect();
+    ffmpeg(&args);
+}
+
+/// The luma of a counter clip's frame 0.
+pub const COUNTER_BASE: f64 = 16.0;
+
+/// Which frame of a counter clip a sampled luma is.
+pub fn counter_frame(luma: u8) -> f64 {
+    (f64::from(luma) - COUNTER_BASE) / 2.0
+}
+
 /// `spec` in MPEG-TS: [`make_clip`]'s packets (a keyframe every 250 frames, as x264's
 /// default) copied into a container with no index to seek by.
 pub fn make_clip_ts(path: &Path, spec: &ClipSpec) {

@@ -351,3 +351,58 @@ fn trim_start_moves_the_seek_of_the_move_and_of_its_lead_in() {
     // Without a trim_start, the same slots read from 8 frames in.
     assert_eq!(seeks(segments[5])[0].1.as_deref(), Some("0.266667"));
 }
+
+/// A slot's fitted `transition_seconds` is the transition's length, not the output's
+/// `transition_duration` or `fade_duration`: a check (or a plugin) that shortened one
+/// gets that length, on long moves too, and pointers name the blueprint's move.
+#[test]
+fn each_slot_transitions_for_its_own_fitted_length() {
+    let mut validated = example().as_written();
+    validated.moves[1].transition_seconds = 0.2;
+    validated.moves[2].transition = Transition::FadeBlack;
+    validated.moves[2].transition_seconds = 0.1;
+    let fitted = plan(&fitted_request(validated.clone(), 12.0)).unwrap();
+    let graphs: Vec<String> = segments(&fitted).iter().map(|a| literal_after(a, "-filter_complex").unwrap()).collect();
+    // 6 frames, centred on move 1's first frame, rendered at the end of segment 0.
+    assert!(graphs[0].contains("xfade=transition=fade:duration=0.2:"), "{}", graphs[0]);
+    assert!(graphs[1].contains("fade=t=out:st=7.8:d=0.1:color=black"), "{}", graphs[1]);
+    assert!(graphs[2].contains("fade=t=in:st=0:d=0.1:color=black"), "{}", graphs[2]);
+
+    // Slot 4 shows the blueprint's move 9 (moves before it were dropped): its pointer says so.
+    validated.moves[4].origin = 9;
+    validated.moves[4].trim_start = 30.0;
+    let errors = plan(&fitted_request(validated, 12.0)).unwrap_err();
+    assert_eq!(errors[0].pointer, "/moves/9/trim_start", "{errors:?}");
+}
+
+/// A first slot with a negative trim_start (a lenient fit of a move that started late, whose
+/// clip has no earlier frames) holds the clip's first frame, then runs; with a prepared
+/// clip, only frames of the clip itself are copied, each from its own source frame.
+#[test]
+fn a_first_slot_before_its_clip_holds_its_first_frame() {
+    let mut validated = example().as_written();
+    validated.moves[0].trim_start = -2.0;
+    let first = plan(&fitted_request(validated.clone(), 12.0)).unwrap();
+    let graph = literal_after(segments(&first)[0], "-filter_complex").unwrap();
+    assert!(graph.contains("tpad=start_mode=clone:start_duration=2"), "{graph}");
+    assert_eq!(segment_frames(&first).iter().sum::<u64>(), 176 * 30);
+
+    let mut request = fitted_request(validated, 12.0);
+    let profile = br_plan::prepare::Profile::of(&request.validated, &request.inputs).expect("a profile").id();
+    let prepared_clip = br_plan::PreparedClip { profile_id: profile, gop_frames: 15, frames: 360 };
+    request.prepared = std::iter::once(None).chain(request.validated.clip_keys.iter().map(|_| Some(prepared_clip.clone()))).collect();
+    let prepared = plan(&request).unwrap();
+    let copies: Vec<&br_plan::Invocation> = prepared
+        .steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Ffmpeg(invocation) if invocation.args.contains(&Arg::lit("copy")) => Some(invocation),
+            _ => None,
+        })
+        .collect();
+    // The first move's copy starts after the 60 held frames (2 s), on the keyframe that is
+    // the clip's frame 0; the held frames themselves are rendered.
+    let first_copy = copies.iter().find(|step| step.args.contains(&Arg::Input(1))).expect("a copy of move 0's clip");
+    assert_eq!(literal_after(&first_copy.args, "-ss"), Some("0".to_owned()), "{first_copy:?}");
+    assert!(first_copy.label.contains("copy 60-"), "{}", first_copy.label);
+}
