@@ -506,7 +506,8 @@ fn missing_clip_is_a_storage_error_naming_pointer_and_key() {
     let error = run.expect_failure(6);
     println!("missing clip error: {error}");
     let folder = sandbox.data.canonicalize().unwrap();
-    let expected = format!("/moves/1/video_path: \"data/media/not-there.mp4\" does not exist (looked for \"media/not-there.mp4\" in the data folder {})", folder.display());
+    let looked_for = format!("(looked for \"media/not-there.mp4\" in the data folder {})", folder.display());
+    let expected = format!("/moves/1/video_path: \"data/media/not-there.mp4\" does not exist {looked_for}");
     assert_eq!(error, expected);
     assert_eq!(run.last()["task_id"], "missing-1");
     assert!(!run.ran_stage("encode"), "an encode step ran\n{}", run.describe());
@@ -999,7 +1000,8 @@ fn the_backends_compose_layout_runs_as_a_job() {
         let last = lines.iter().rfind(|line| line.get("status").is_some()).expect("a status line").clone();
         assert_eq!(last["status"], "completed", "{stdout}");
         // LOG_LEVEL=DEBUG reached the filter: the default for `job` is info.
-        assert!(lines.iter().any(|line| line["severity"] == "DEBUG" && line["task_id"] == task_id), "no DEBUG line:\n{stdout}");
+        let debug = lines.iter().any(|line| line["severity"] == "DEBUG" && line["task_id"] == task_id);
+        assert!(debug, "no DEBUG line:\n{stdout}");
         last["result"].clone()
     };
 
@@ -1008,7 +1010,8 @@ fn the_backends_compose_layout_runs_as_a_job() {
     assert_eq!(media::probe(&video).video().packets(), 100, "{}", video.display());
     assert!(!app_data.join("data").exists(), "the key's data/ became a folder in the data folder");
     assert_eq!(result["output_path"], "data/output/user_1/choreography_x.mp4");
-    assert_eq!(result["video_url"], format!("file://{}", app_data.canonicalize().unwrap().join("output/user_1/choreography_x.mp4").display()));
+    let url = format!("file://{}", app_data.canonicalize().unwrap().join("output/user_1/choreography_x.mp4").display());
+    assert_eq!(result["video_url"], url);
 
     // The backend's generator writes `output/user_N/...`: serve_video joins it to /app/data.
     let result = job("compose-2", "output/user_1/choreography_y.mp4");

@@ -45,7 +45,8 @@ pub fn task_id_problem(task_id: &str) -> Option<String> {
 /// (the predecessor's name, which the backend's compose set-up passes); empty is unset.
 /// Returns the value and the variable it came from.
 pub fn data_dir_variable(get: &dyn Fn(&str) -> Option<String>) -> Option<(&'static str, String)> {
-    ["DATA_DIR", "LOCAL_STORAGE_PATH"].into_iter().find_map(|name| get(name).filter(|v| !v.is_empty()).map(|v| (name, v)))
+    let set = |name: &'static str| get(name).filter(|v| !v.is_empty()).map(|v| (name, v));
+    set("DATA_DIR").or_else(|| set("LOCAL_STORAGE_PATH"))
 }
 
 /// `LOCAL_STORAGE_PATH` when it is the data folder (`DATA_DIR` unset).
@@ -56,7 +57,8 @@ pub fn local_storage_path(get: &dyn Fn(&str) -> Option<String>) -> Option<String
 /// The warning for a `LOCAL_STORAGE_PATH` that `DATA_DIR` overrides with another folder
 /// (the same folder twice is no news).
 pub fn ignored_local_storage_path(get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let (data_dir, alias) = (get("DATA_DIR").filter(|v| !v.is_empty())?, get("LOCAL_STORAGE_PATH").filter(|v| !v.is_empty())?);
+    let set = |name: &str| get(name).filter(|v| !v.is_empty());
+    let (data_dir, alias) = (set("DATA_DIR")?, set("LOCAL_STORAGE_PATH")?);
     (Path::new(&data_dir) != Path::new(&alias))
         .then(|| format!("LOCAL_STORAGE_PATH={alias} is ignored: DATA_DIR={data_dir} is set and names the data folder"))
 }
@@ -163,7 +165,10 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
         }
     } else {
         match data_dir_variable(get) {
-            None => add("DATA_DIR", "is missing (local storage needs a folder: DATA_DIR or LOCAL_STORAGE_PATH; set USE_GCS=true for GCS)".into()),
+            None => {
+                let message = "is missing (local storage needs a folder: DATA_DIR or LOCAL_STORAGE_PATH; USE_GCS=true for GCS)";
+                add("DATA_DIR", message.into())
+            }
             Some((name, dir)) if !Path::new(&dir).is_dir() => add(name, format!("{dir} is not a folder")),
             Some(_) => {}
         }
@@ -288,22 +293,30 @@ mod tests {
     fn local_storage_path_is_the_data_folder_unless_data_dir_is_set() {
         let dir = std::env::temp_dir();
         let dir = dir.to_str().unwrap();
-        assert!(check(&[("BLUEPRINT_JSON", "{}"), ("LOCAL_STORAGE_PATH", dir)]).is_empty());
-        assert_eq!(check(&[("BLUEPRINT_JSON", "{}"), ("LOCAL_STORAGE_PATH", "/nonexistent/app/data")]), ["LOCAL_STORAGE_PATH"]);
+        let json = ("BLUEPRINT_JSON", "{}");
+        let nowhere = "/nonexistent/app/data";
+        assert!(check(&[json, ("LOCAL_STORAGE_PATH", dir)]).is_empty());
+        assert_eq!(check(&[json, ("LOCAL_STORAGE_PATH", nowhere)]), ["LOCAL_STORAGE_PATH"]);
         // DATA_DIR wins: a bad alias beside it is not used, so not a problem.
-        assert!(check(&[("BLUEPRINT_JSON", "{}"), ("DATA_DIR", dir), ("LOCAL_STORAGE_PATH", "/nonexistent/app/data")]).is_empty());
-        assert_eq!(check(&[("BLUEPRINT_JSON", "{}"), ("DATA_DIR", "/nonexistent/data"), ("LOCAL_STORAGE_PATH", dir)]), ["DATA_DIR"]);
-        assert_eq!(check(&[("BLUEPRINT_JSON", "{}"), ("DATA_DIR", ""), ("LOCAL_STORAGE_PATH", "")]), ["DATA_DIR"]);
+        assert!(check(&[json, ("DATA_DIR", dir), ("LOCAL_STORAGE_PATH", nowhere)]).is_empty());
+        assert_eq!(check(&[json, ("DATA_DIR", nowhere), ("LOCAL_STORAGE_PATH", dir)]), ["DATA_DIR"]);
+        assert_eq!(check(&[json, ("DATA_DIR", ""), ("LOCAL_STORAGE_PATH", "")]), ["DATA_DIR"]);
 
-        let vars = |pairs: &'static [(&'static str, &'static str)]| move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
-        assert_eq!(data_dir_variable(&vars(&[("DATA_DIR", "/a"), ("LOCAL_STORAGE_PATH", "/b")])), Some(("DATA_DIR", "/a".into())));
-        assert_eq!(data_dir_variable(&vars(&[("DATA_DIR", ""), ("LOCAL_STORAGE_PATH", "/b")])), Some(("LOCAL_STORAGE_PATH", "/b".into())));
-        assert_eq!(local_storage_path(&vars(&[("LOCAL_STORAGE_PATH", "/app/data")])).as_deref(), Some("/app/data"));
-        assert_eq!(local_storage_path(&vars(&[("DATA_DIR", "/a"), ("LOCAL_STORAGE_PATH", "/app/data")])), None);
-        let warning = ignored_local_storage_path(&vars(&[("DATA_DIR", "/a"), ("LOCAL_STORAGE_PATH", "/app/data")])).expect("a warning");
-        assert!(warning.contains("LOCAL_STORAGE_PATH=/app/data is ignored") && warning.contains("DATA_DIR=/a"), "{warning}");
-        assert_eq!(ignored_local_storage_path(&vars(&[("DATA_DIR", "/app/data/"), ("LOCAL_STORAGE_PATH", "/app/data")])), None);
-        assert_eq!(ignored_local_storage_path(&vars(&[("LOCAL_STORAGE_PATH", "/app/data")])), None);
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        let both = vars(&[("DATA_DIR", "/a"), ("LOCAL_STORAGE_PATH", "/app/data")]);
+        let alias_only = vars(&[("DATA_DIR", ""), ("LOCAL_STORAGE_PATH", "/app/data")]);
+        assert_eq!(data_dir_variable(&both), Some(("DATA_DIR", "/a".into())));
+        assert_eq!(data_dir_variable(&alias_only), Some(("LOCAL_STORAGE_PATH", "/app/data".into())));
+        assert_eq!(local_storage_path(&alias_only).as_deref(), Some("/app/data"));
+        assert_eq!(local_storage_path(&both), None);
+        let warning = ignored_local_storage_path(&both).expect("a warning");
+        assert!(warning.contains("LOCAL_STORAGE_PATH=/app/data is ignored"), "{warning}");
+        assert!(warning.contains("DATA_DIR=/a"), "{warning}");
+        let same = vars(&[("DATA_DIR", "/app/data/"), ("LOCAL_STORAGE_PATH", "/app/data")]);
+        assert_eq!(ignored_local_storage_path(&same), None);
+        assert_eq!(ignored_local_storage_path(&alias_only), None);
     }
 
     #[test]
@@ -311,7 +324,8 @@ mod tests {
         let dir = std::env::temp_dir();
         let base = [("BLUEPRINT_JSON", "{}"), ("DATA_DIR", dir.to_str().unwrap())];
         assert!(check(&[base[0], base[1], ("GCS_STRIP_PREFIX", ""), ("LOG_LEVEL", "WARNING")]).is_empty());
-        assert_eq!(check(&[base[0], base[1], ("GCS_STRIP_PREFIX", "data"), ("LOG_LEVEL", "LOUD")]), ["GCS_STRIP_PREFIX", "LOG_LEVEL"]);
+        let bad = check(&[base[0], base[1], ("GCS_STRIP_PREFIX", "data"), ("LOG_LEVEL", "LOUD")]);
+        assert_eq!(bad, ["GCS_STRIP_PREFIX", "LOG_LEVEL"]);
         // Not in effect beside BLUEPRINT_RUNNER_LOG, so not checked.
         assert!(check(&[base[0], base[1], ("BLUEPRINT_RUNNER_LOG", "debug"), ("LOG_LEVEL", "LOUD")]).is_empty());
     }

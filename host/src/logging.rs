@@ -93,9 +93,12 @@ pub fn filter_from_env(get: &dyn Fn(&str) -> Option<String>, default_level: &str
     let level = set("LOG_LEVEL");
     match (set("BLUEPRINT_RUNNER_LOG"), level) {
         (Some(directive), level) => {
-            let agrees = level.as_deref().and_then(python_level).is_some_and(|mapped| mapped.eq_ignore_ascii_case(&directive));
+            let ours = level.as_deref().and_then(python_level);
+            let agrees = ours.is_some_and(|ours| ours.eq_ignore_ascii_case(&directive));
             let note = match level {
-                Some(level) if !agrees => Some(format!("LOG_LEVEL={level} is ignored: BLUEPRINT_RUNNER_LOG={directive} is set")),
+                Some(level) if !agrees => {
+                    Some(format!("LOG_LEVEL={level} is ignored: BLUEPRINT_RUNNER_LOG={directive} is set"))
+                }
                 _ => None,
             };
             Ok(LogChoice { directive, note })
@@ -240,11 +243,13 @@ mod tests {
         assert_eq!(directive(&[("LOG_LEVEL", "WARNING")]), "warn");
         assert_eq!(directive(&[("LOG_LEVEL", "CRITICAL")]), "error");
         assert_eq!(directive(&[("LOG_LEVEL", "")]), "warn");
-        assert_eq!(directive(&[("BLUEPRINT_RUNNER_LOG", "blueprint_runner=debug,warn"), ("LOG_LEVEL", "ERROR")]), "blueprint_runner=debug,warn");
+        let specific = "blueprint_runner=debug,warn";
+        assert_eq!(directive(&[("BLUEPRINT_RUNNER_LOG", specific), ("LOG_LEVEL", "ERROR")]), specific);
         let overridden = choice(&[("BLUEPRINT_RUNNER_LOG", "info"), ("LOG_LEVEL", "DEBUG")]).unwrap();
         assert_eq!(overridden.directive, "info");
         assert_eq!(overridden.note.as_deref(), Some("LOG_LEVEL=DEBUG is ignored: BLUEPRINT_RUNNER_LOG=info is set"));
-        assert_eq!(choice(&[("BLUEPRINT_RUNNER_LOG", "info"), ("LOG_LEVEL", "INFO")]).unwrap().note, None, "they agree");
+        let agreeing = choice(&[("BLUEPRINT_RUNNER_LOG", "info"), ("LOG_LEVEL", "INFO")]).unwrap();
+        assert_eq!(agreeing.note, None, "they agree");
         let refused = choice(&[("LOG_LEVEL", "VERBOSE")]).unwrap_err();
         assert!(refused.contains("\"VERBOSE\" is not a level"), "{refused}");
     }

@@ -256,7 +256,8 @@ impl Storage for GcsStorage {
             let mut keys = Vec::new();
             let mut page: Option<String> = None;
             loop {
-                let (names, next) = self.with_retries(prefix, &object_prefix, "list", || self.list_page(&object_prefix, page.as_deref())).await?;
+                let list_page = || self.list_page(&object_prefix, page.as_deref());
+                let (names, next) = self.with_retries(prefix, &object_prefix, "list", list_page).await?;
                 for name in names {
                     let Some(rest) = name.strip_prefix(object_prefix.as_str()) else { continue };
                     if keys.len() == super::MAX_LISTED {

@@ -230,7 +230,8 @@ impl LocalFolder {
     /// File copies run on the blocking pool with their own handle to the folder.
     fn try_clone(&self, key: &str) -> Result<LocalFolder, StorageError> {
         let root = self.root.try_clone().map_err(|e| self.io_error(key, e))?;
-        Ok(LocalFolder { root, shown: self.shown.clone(), location: self.location.clone(), strip_prefix: self.strip_prefix.clone() })
+        let (shown, location, strip_prefix) = (self.shown.clone(), self.location.clone(), self.strip_prefix.clone());
+        Ok(LocalFolder { root, shown, location, strip_prefix })
     }
 }
 
@@ -250,7 +251,8 @@ mod tests {
         let folder = LocalFolder::open(&root, "data/").unwrap();
         let work = tempfile::tempdir().unwrap();
         // What is left once the prefix is off is held to the same rules.
-        for (n, key) in ["../secret.txt", "link.mp4", "/etc/passwd", "data/../secret.txt", "data//etc/passwd"].iter().enumerate() {
+        let keys = ["../secret.txt", "link.mp4", "/etc/passwd", "data/../secret.txt", "data//etc/passwd"];
+        for (n, key) in keys.iter().enumerate() {
             let destination = work.path().join(format!("in-{n}"));
             assert!(folder.fetch(key, &destination).await.is_err(), "{key} was read");
             assert!(!destination.exists());
@@ -295,7 +297,9 @@ mod tests {
         let missing = folder.fetch("data/media/x.mp4", &work.path().join("m")).await.unwrap_err();
         assert!(matches!(missing, StorageError::NotFound { .. }));
         let shown = data.canonicalize().unwrap();
-        assert_eq!(missing.to_string(), format!("\"data/media/x.mp4\" does not exist (looked for \"media/x.mp4\" in the data folder {})", shown.display()));
+        let looked_for = format!("(looked for \"media/x.mp4\" in the data folder {})", shown.display());
+        let expected = format!("\"data/media/x.mp4\" does not exist {looked_for}");
+        assert_eq!(missing.to_string(), expected);
     }
 
     /// A data folder set up for keys as written (one level too high) is named in the miss.
@@ -307,8 +311,9 @@ mod tests {
         let folder = LocalFolder::open(app.path(), "data/").unwrap();
         let work = tempfile::tempdir().unwrap();
         let message = folder.fetch("data/media/x.mp4", &work.path().join("m")).await.unwrap_err().to_string();
-        let expected = format!("the data folder is probably {}", app.path().canonicalize().unwrap().join("data").display());
-        assert!(message.contains("\"data/media/x.mp4\" is there as written") && message.ends_with(&format!("{expected})")), "{message}");
+        let below = app.path().canonicalize().unwrap().join("data");
+        assert!(message.contains("\"data/media/x.mp4\" is there as written"), "{message}");
+        assert!(message.ends_with(&format!("the data folder is probably {})", below.display())), "{message}");
         // With no prefix to strip, keys resolve as written.
         let as_written = LocalFolder::open(app.path(), "").unwrap();
         assert_eq!(as_written.fetch("data/media/x.mp4", &work.path().join("m")).await.unwrap(), 4);

@@ -82,7 +82,8 @@ pub fn listed_key(prefix: &str, strip_prefix: &str, rest: &str) -> String {
 /// passed the blueprint's path rules (no `..`, no `./`, no `//`), so comparing text is
 /// comparing places. An empty prefix allows any key.
 pub fn output_prefix_problem(key: &str, strip_prefix: &str, output_prefix: &str) -> Option<String> {
-    (!stored_name(key, strip_prefix).starts_with(output_prefix)).then(|| format!("`output_path` {key:?} is outside the output prefix {output_prefix:?} (OUTPUT_PREFIX)"))
+    (!stored_name(key, strip_prefix).starts_with(output_prefix))
+        .then(|| format!("`output_path` {key:?} is outside the output prefix {output_prefix:?} (OUTPUT_PREFIX)"))
 }
 
 /// What a key prefix (OUTPUT_PREFIX, `prepare --all`) may be: empty, or plain folder
