@@ -164,7 +164,10 @@ fn a_missing_clip_fails_fast_with_its_pointer() {
     println!("missing clip: {} after {:.2} s", run.error(), run.seconds);
     assert_eq!(run.code, Some(6), "stderr:\n{}", run.stderr);
     assert_eq!(run.last()["status"], "failed");
-    assert!(run.error().contains("/moves/1/video_path") && run.error().contains("data/steps/not-there.mp4"), "{}", run.error());
+    // The blueprint's key and the object asked for: the strip rule is visible.
+    let looked_for = format!("(looked for object \"steps/not-there.mp4\" in bucket \"{BUCKET}\")");
+    let expected = format!("/moves/1/video_path: \"data/steps/not-there.mp4\" does not exist {looked_for}");
+    assert_eq!(run.error(), expected);
     assert_eq!(media_gets(&proxy, "steps/not-there.mp4"), 1, "a 404 is not retried");
     assert!(run.seconds < 20.0, "took {:.1} s", run.seconds);
     assert!(emulator.get(BUCKET, "output/result.mp4").is_none());

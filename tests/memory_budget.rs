@@ -176,11 +176,12 @@ fn a_ten_minute_seventy_five_move_job_completes_inside_512_mib() {
     let Some(group) = group_of(512) else { return };
     let (media, blueprint) = long_media(75);
     let started = std::time::Instant::now();
-    let outcome = run_in(&group, &media, &blueprint);
+    let outcome = run_in(&group, &media.join("data"), &blueprint);
     println!("10-minute job: exit {:?} in {:.0} s, cgroup peak {} MiB, result memory {}", outcome.code, started.elapsed().as_secs_f64(), outcome.usage.peak_mib, outcome.last["result"]["memory"]);
     assert_eq!(outcome.usage.oom_kills, 0, "the OOM killer fired\n{}", outcome.stderr);
     assert_eq!(outcome.code, Some(0), "{}\n{}", outcome.error(), outcome.stderr);
     assert!(outcome.usage.peak_mib < 512);
+    // The data folder is `data/` below the media root, so a `data/...` key is a path from the root.
     let output = PathBuf::from(outcome.last["result"]["output_path"].as_str().unwrap());
     let output = media.join(output);
     let probe = media::probe(&output);
@@ -193,7 +194,7 @@ fn a_ten_minute_seventy_five_move_job_completes_inside_512_mib() {
 fn the_same_job_in_256_mib_fails_cleanly() {
     let Some(group) = group_of(256) else { return };
     let (media, blueprint) = long_media(75);
-    let outcome = run_in(&group, &media, &blueprint);
+    let outcome = run_in(&group, &media.join("data"), &blueprint);
     println!("256 MiB: exit {:?}, cgroup peak {} MiB: {}", outcome.code, outcome.usage.peak_mib, outcome.error());
     assert_eq!(outcome.usage.oom_kills, 0, "the OOM killer fired\n{}", outcome.stderr);
     if outcome.code == Some(0) {

@@ -499,12 +499,16 @@ fn strict_refuses_a_clip_shorter_than_its_move() {
 fn missing_clip_is_a_storage_error_naming_pointer_and_key() {
     let sandbox = Sandbox::new();
     small_media(&sandbox);
-    let document = small_blueprint("missing-1", "media/not-there.mp4", 0.0);
+    // Spelled as the backend spells keys: the message shows the key and, less `data/`,
+    // the file asked for in the data folder.
+    let document = small_blueprint("missing-1", "data/media/not-there.mp4", 0.0);
     let run = sandbox.run(&document.to_string(), &[]);
     let error = run.expect_failure(6);
     println!("missing clip error: {error}");
-    assert!(error.contains("/moves/1/video_path"), "the error names the pointer: {error}");
-    assert!(error.contains("media/not-there.mp4"), "the error names the key: {error}");
+    let folder = sandbox.data.canonicalize().unwrap();
+    let looked_for = format!("(looked for \"media/not-there.mp4\" in the data folder {})", folder.display());
+    let expected = format!("/moves/1/video_path: \"data/media/not-there.mp4\" does not exist {looked_for}");
+    assert_eq!(error, expected);
     assert_eq!(run.last()["task_id"], "missing-1");
     assert!(!run.ran_stage("encode"), "an encode step ran\n{}", run.describe());
     assert!(!sandbox.key("output/result.mp4").exists(), "an output was written");
@@ -950,4 +954,68 @@ fn a_guest_built_at_contract_0_2_0_before_later_contracts_still_makes_its_video(
     assert_eq!(verdict["task_id"], Value::Null, "{verdict}");
     let errors = verdict["errors"].as_array().unwrap_or_else(|| panic!("no errors: {verdict}"));
     assert!(errors.iter().any(|e| e["pointer"] == "/moves/1/duration"), "no error at /moves/1/duration: {verdict}");
+}
+
+/// `job` as the backend's compose set-up runs it: its data folder mounted at
+/// `/app/data` and named by `LOCAL_STORAGE_PATH`, keys spelled `data/...`, Python's
+/// `LOG_LEVEL`. The video lands where the backend's `serve_video` opens it
+/// (`/app/data/<output_path>` for the `output/user_N/...` keys its generator writes);
+/// a `data/output/...` key names the same folder.
+#[test]
+fn the_backends_compose_layout_runs_as_a_job() {
+    let root = tempfile::Builder::new().prefix("run-cli-compose-").tempdir().expect("temp folder");
+    let app_data = root.path().join("app/data");
+    let work = root.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    media::make_clip(&app_data.join("Bachata_steps/basic/basic.mp4"), &CLIP_SMALL);
+    media::make_song_mp3(&app_data.join("songs/song.mp3"), 6.0);
+    let job = |task_id: &str, output: &str| {
+        let moves = vec![
+            movement("m0", "data/Bachata_steps/basic/basic.mp4", 0.0, 2.0, 0.0, "cut", 1.0),
+            movement("m1", "data/Bachata_steps/basic/basic.mp4", 2.0, 2.0, 1.0, "cut", 1.0),
+        ];
+        let document = blueprint(task_id, "data/songs/song.mp3", moves, output, 25.0);
+        let mut command = Command::new(BIN);
+        command
+            .arg("job")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("BLUEPRINT_JSON", document.to_string())
+            .env("TASK_ID", task_id)
+            .env("USE_LOCAL_STORAGE", "true")
+            .env("LOCAL_STORAGE_PATH", &app_data)
+            .env("LOG_LEVEL", "DEBUG")
+            .env("WORK_DIR", &work)
+            .env("BLUEPRINT_RUNNER_CACHE_DIR", cache_dir())
+            .stdin(Stdio::null());
+        for variable in ["FFMPEG", "FFPROBE"] {
+            if let Some(value) = std::env::var_os(variable) {
+                command.env(variable, value);
+            }
+        }
+        let output = command.output().expect("run blueprint-runner job");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let lines: Vec<Value> = stdout.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+        assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+        let last = lines.iter().rfind(|line| line.get("status").is_some()).expect("a status line").clone();
+        assert_eq!(last["status"], "completed", "{stdout}");
+        // LOG_LEVEL=DEBUG reached the filter: the default for `job` is info.
+        let debug = lines.iter().any(|line| line["severity"] == "DEBUG" && line["task_id"] == task_id);
+        assert!(debug, "no DEBUG line:\n{stdout}");
+        last["result"].clone()
+    };
+
+    let result = job("compose-1", "data/output/user_1/choreography_x.mp4");
+    let video = app_data.join("output/user_1/choreography_x.mp4");
+    assert_eq!(media::probe(&video).video().packets(), 100, "{}", video.display());
+    assert!(!app_data.join("data").exists(), "the key's data/ became a folder in the data folder");
+    assert_eq!(result["output_path"], "data/output/user_1/choreography_x.mp4");
+    let url = format!("file://{}", app_data.canonicalize().unwrap().join("output/user_1/choreography_x.mp4").display());
+    assert_eq!(result["video_url"], url);
+
+    // The backend's generator writes `output/user_N/...`: serve_video joins it to /app/data.
+    let result = job("compose-2", "output/user_1/choreography_y.mp4");
+    let served = app_data.join(result["output_path"].as_str().expect("output_path"));
+    assert_eq!(served, app_data.join("output/user_1/choreography_y.mp4"));
+    assert_eq!(media::probe(&served).video().packets(), 100, "{}", served.display());
 }

@@ -183,12 +183,13 @@ fn a_local_manifest_runs_its_entries_over_a_data_folder() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let work = root.path().join("work");
-    std::fs::create_dir_all(data.join("data/steps")).unwrap();
-    std::fs::create_dir_all(data.join("data/songs")).unwrap();
+    // The backend's layout: keys `data/steps/...` name `steps/...` in the data folder.
+    std::fs::create_dir_all(data.join("steps")).unwrap();
+    std::fs::create_dir_all(data.join("songs")).unwrap();
     std::fs::create_dir_all(data.join("blueprints")).unwrap();
     std::fs::create_dir_all(&work).unwrap();
-    media::make_clip(&data.join("data/steps/small.mp4"), &media::CLIP_SMALL);
-    media::make_song_mp3(&data.join("data/songs/song.mp3"), 5.0);
+    media::make_clip(&data.join("steps/small.mp4"), &media::CLIP_SMALL);
+    media::make_song_mp3(&data.join("songs/song.mp3"), 5.0);
     let mut entries = Vec::new();
     for entry in 0..2 {
         let id = task_id(entry);

@@ -324,15 +324,17 @@ pub struct StorageFlags {
     /// USE_GCS=true also selects gcs.
     #[arg(long = "storage", env = "STORAGE", value_enum)]
     pub kind: Option<run::StorageKind>,
-    /// Folder holding the blueprint's objects (keys resolve beneath it); the result is
-    /// written there under `output_path`.
+    /// Folder holding the blueprint's objects (keys, less the strip prefix, resolve
+    /// beneath it); the result is written there under `output_path`. Without it and
+    /// DATA_DIR: LOCAL_STORAGE_PATH.
     #[arg(long, env = "DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// The bucket for `--storage gcs`.
     #[arg(long, env = "GCS_BUCKET_NAME")]
     pub bucket: Option<String>,
-    /// Removed from the front of every key before it names a GCS object.
-    #[arg(long, env = "GCS_STRIP_PREFIX", default_value = "data/")]
+    /// Removed from the front of every key before it names a file in the data folder or
+    /// a GCS object (folder names ending in '/', or empty to keep keys as written).
+    #[arg(long, env = "GCS_STRIP_PREFIX", default_value = "data/", value_parser = output_prefix)]
     pub strip_prefix: String,
     /// The job's output must be under this prefix (after the strip); empty allows any key.
     #[arg(long, env = "OUTPUT_PREFIX", default_value = "output/", value_parser = output_prefix)]

@@ -41,6 +41,28 @@ pub fn task_id_problem(task_id: &str) -> Option<String> {
     }
 }
 
+/// The data folder from the environment: `DATA_DIR`, else its alias `LOCAL_STORAGE_PATH`
+/// (the predecessor's name, which the backend's compose set-up passes); empty is unset.
+/// Returns the value and the variable it came from.
+pub fn data_dir_variable(get: &dyn Fn(&str) -> Option<String>) -> Option<(&'static str, String)> {
+    let set = |name: &'static str| get(name).filter(|v| !v.is_empty()).map(|v| (name, v));
+    set("DATA_DIR").or_else(|| set("LOCAL_STORAGE_PATH"))
+}
+
+/// `LOCAL_STORAGE_PATH` when it is the data folder (`DATA_DIR` unset).
+pub fn local_storage_path(get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    data_dir_variable(get).filter(|(name, _)| *name == "LOCAL_STORAGE_PATH").map(|(_, dir)| dir)
+}
+
+/// The warning for a `LOCAL_STORAGE_PATH` that `DATA_DIR` overrides with another folder
+/// (the same folder twice is no news).
+pub fn ignored_local_storage_path(get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let set = |name: &str| get(name).filter(|v| !v.is_empty());
+    let (data_dir, alias) = (set("DATA_DIR")?, set("LOCAL_STORAGE_PATH")?);
+    (Path::new(&data_dir) != Path::new(&alias))
+        .then(|| format!("LOCAL_STORAGE_PATH={alias} is ignored: DATA_DIR={data_dir} is set and names the data folder"))
+}
+
 /// `text` as the whole number setting `name` (a name of [`NUMBERS`]) allows.
 pub fn number(name: &str, text: &str) -> Result<u64, String> {
     let Some(&(_, min, max)) = NUMBERS.iter().find(|(known, _, _)| *known == name) else {
@@ -142,10 +164,18 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
             add("GCS_BUCKET_NAME", "is missing (GCS storage needs a bucket)".into());
         }
     } else {
-        match value("DATA_DIR") {
-            None => add("DATA_DIR", "is missing (local storage needs a folder; set USE_GCS=true for GCS)".into()),
-            Some(dir) if !Path::new(&dir).is_dir() => add("DATA_DIR", format!("{dir} is not a folder")),
+        match data_dir_variable(get) {
+            None => {
+                let message = "is missing (local storage needs a folder: DATA_DIR or LOCAL_STORAGE_PATH; USE_GCS=true for GCS)";
+                add("DATA_DIR", message.into())
+            }
+            Some((name, dir)) if !Path::new(&dir).is_dir() => add(name, format!("{dir} is not a folder")),
             Some(_) => {}
+        }
+    }
+    if let Some(prefix) = get("GCS_STRIP_PREFIX") {
+        if let Some(message) = crate::storage::folder_prefix_problem(&prefix) {
+            add("GCS_STRIP_PREFIX", message);
         }
     }
     if let Some(dir) = value("WORK_DIR") {
@@ -167,6 +197,9 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
         if !Path::new(&path).is_file() {
             add("GUEST_COMPONENT", format!("{path} is not a file"));
         }
+    }
+    if let Err(message) = crate::logging::filter_from_env(get, "info").map(|_| ()) {
+        add("LOG_LEVEL", message);
     }
     if let Err(db_problems) = DbSettings::from_env(get) {
         problems.extend(db_problems);
@@ -252,6 +285,49 @@ mod tests {
         let bad_index = [base[0], base[1], base[2], ("CLOUD_RUN_TASK_INDEX", "2"), ("CLOUD_RUN_TASK_COUNT", "2")];
         assert_eq!(check(&bad_index), ["CLOUD_RUN_TASK_INDEX"]);
         assert_eq!(check(&[("BLUEPRINT_MANIFEST_URI", "/nonexistent/m.json"), base[1], base[2]]), ["BLUEPRINT_MANIFEST_URI"]);
+    }
+
+    /// The backend's compose set-up names the data folder LOCAL_STORAGE_PATH; DATA_DIR,
+    /// the job's own name, wins when both are set.
+    #[test]
+    fn local_storage_path_is_the_data_folder_unless_data_dir_is_set() {
+        let dir = std::env::temp_dir();
+        let dir = dir.to_str().unwrap();
+        let json = ("BLUEPRINT_JSON", "{}");
+        let nowhere = "/nonexistent/app/data";
+        assert!(check(&[json, ("LOCAL_STORAGE_PATH", dir)]).is_empty());
+        assert_eq!(check(&[json, ("LOCAL_STORAGE_PATH", nowhere)]), ["LOCAL_STORAGE_PATH"]);
+        // DATA_DIR wins: a bad alias beside it is not used, so not a problem.
+        assert!(check(&[json, ("DATA_DIR", dir), ("LOCAL_STORAGE_PATH", nowhere)]).is_empty());
+        assert_eq!(check(&[json, ("DATA_DIR", nowhere), ("LOCAL_STORAGE_PATH", dir)]), ["DATA_DIR"]);
+        assert_eq!(check(&[json, ("DATA_DIR", ""), ("LOCAL_STORAGE_PATH", "")]), ["DATA_DIR"]);
+
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        let both = vars(&[("DATA_DIR", "/a"), ("LOCAL_STORAGE_PATH", "/app/data")]);
+        let alias_only = vars(&[("DATA_DIR", ""), ("LOCAL_STORAGE_PATH", "/app/data")]);
+        assert_eq!(data_dir_variable(&both), Some(("DATA_DIR", "/a".into())));
+        assert_eq!(data_dir_variable(&alias_only), Some(("LOCAL_STORAGE_PATH", "/app/data".into())));
+        assert_eq!(local_storage_path(&alias_only).as_deref(), Some("/app/data"));
+        assert_eq!(local_storage_path(&both), None);
+        let warning = ignored_local_storage_path(&both).expect("a warning");
+        assert!(warning.contains("LOCAL_STORAGE_PATH=/app/data is ignored"), "{warning}");
+        assert!(warning.contains("DATA_DIR=/a"), "{warning}");
+        let same = vars(&[("DATA_DIR", "/app/data/"), ("LOCAL_STORAGE_PATH", "/app/data")]);
+        assert_eq!(ignored_local_storage_path(&same), None);
+        assert_eq!(ignored_local_storage_path(&alias_only), None);
+    }
+
+    #[test]
+    fn the_strip_prefix_and_the_log_level_are_checked() {
+        let dir = std::env::temp_dir();
+        let base = [("BLUEPRINT_JSON", "{}"), ("DATA_DIR", dir.to_str().unwrap())];
+        assert!(check(&[base[0], base[1], ("GCS_STRIP_PREFIX", ""), ("LOG_LEVEL", "WARNING")]).is_empty());
+        let bad = check(&[base[0], base[1], ("GCS_STRIP_PREFIX", "data"), ("LOG_LEVEL", "LOUD")]);
+        assert_eq!(bad, ["GCS_STRIP_PREFIX", "LOG_LEVEL"]);
+        // Not in effect beside BLUEPRINT_RUNNER_LOG, so not checked.
+        assert!(check(&[base[0], base[1], ("BLUEPRINT_RUNNER_LOG", "debug"), ("LOG_LEVEL", "LOUD")]).is_empty());
     }
 
     #[test]

@@ -25,12 +25,24 @@ pub(crate) fn storage_kind(flags: &StorageFlags) -> StorageKind {
     flags.kind.unwrap_or(if use_gcs { StorageKind::Gcs } else { StorageKind::Local })
 }
 
+/// The data folder: `--data-dir`, else `DATA_DIR` (clap reads both into the flag), else
+/// `LOCAL_STORAGE_PATH` (the predecessor's name, which the backend's compose set-up
+/// uses). The more specific name wins, as `BLUEPRINT_RUNNER_LOG` does over `LOG_LEVEL`.
+fn data_dir(flags: &StorageFlags) -> Option<std::path::PathBuf> {
+    let env = |name: &str| std::env::var(name).ok();
+    flags.data_dir.clone().or_else(|| config::local_storage_path(&env).map(Into::into))
+}
+
 /// The storage backend the flags and environment ask for.
 pub async fn open_storage(flags: &StorageFlags) -> Result<Box<dyn Storage>, String> {
     match storage_kind(flags) {
         StorageKind::Local => {
-            let dir = flags.data_dir.as_ref().ok_or("local storage needs --data-dir (or DATA_DIR)")?;
-            Ok(Box::new(LocalFolder::open(dir).map_err(|e| e.to_string())?))
+            let env = |name: &str| std::env::var(name).ok();
+            if let Some(ignored) = config::ignored_local_storage_path(&env) {
+                tracing::warn!("{ignored}");
+            }
+            let dir = data_dir(flags).ok_or("local storage needs --data-dir (or DATA_DIR, or LOCAL_STORAGE_PATH)")?;
+            Ok(Box::new(LocalFolder::open(&dir, &flags.strip_prefix).map_err(|e| e.to_string())?))
         }
         StorageKind::Gcs => {
             let bucket = flags.bucket.clone().ok_or("GCS storage needs --bucket (or GCS_BUCKET_NAME)")?;
@@ -284,9 +296,9 @@ fn blueprint_source(uri: &str, flags: &StorageFlags) -> String {
     if uri.starts_with("gs://") {
         return uri.to_owned();
     }
-    match (storage_kind(flags), &flags.bucket, &flags.data_dir) {
+    match (storage_kind(flags), &flags.bucket, data_dir(flags)) {
         (StorageKind::Gcs, Some(bucket), _) => format!("gs://{bucket}/{}", gcs_config(flags, bucket.clone()).object_name(uri)),
-        (_, _, Some(dir)) => dir.join(uri).display().to_string(),
+        (_, _, Some(dir)) => dir.join(crate::storage::stored_name(uri, &flags.strip_prefix)).display().to_string(),
         // The configuration check requires one or the other; the read fails and says so.
         _ => uri.to_owned(),
     }

@@ -1,8 +1,8 @@
 //! Google Cloud Storage, through the official `google-cloud-storage` crate.
 //!
-//! Keys map to object names by one rule (README, "Storage"): a leading `strip_prefix`
-//! (default `data/`, how the backend names local files) is removed, then
-//! `object_prefix` is put in front. Every transfer is streamed between the network and
+//! Keys map to object names by the rule the data folder uses too (README, "Storage"):
+//! a leading `strip_prefix` (default `data/`, how the backend names local files) is
+//! removed, then `object_prefix` is put in front. Every transfer is streamed between the network and
 //! a file (never a whole object in memory) and retried here, not in the crate, so that
 //! a retry always starts a fresh attempt: transient failures (connection, timeouts,
 //! 408, 429, 5xx, a short or corrupt body) get at most `max_attempts` attempts with
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use google_cloud_storage::client::Storage as Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{partial_name, Storage, StorageError, StorageFuture};
+use super::{listed_key, partial_name, stored_name, Storage, StorageError, StorageFuture};
 
 #[derive(Debug, Clone)]
 pub struct GcsConfig {
@@ -34,11 +34,7 @@ pub struct GcsConfig {
 impl GcsConfig {
     /// The object name for a blueprint key (README, "Storage").
     pub fn object_name(&self, key: &str) -> String {
-        let key = match key.strip_prefix(self.strip_prefix.as_str()) {
-            Some(rest) if !self.strip_prefix.is_empty() => rest,
-            _ => key,
-        };
-        format!("{}{key}", self.object_prefix)
+        format!("{}{}", self.object_prefix, stored_name(key, &self.strip_prefix))
     }
 
     pub fn new(bucket: String) -> GcsConfig {
@@ -164,9 +160,9 @@ impl GcsStorage {
         format!("gs://{}", self.config.bucket)
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or the attempts or the
-    /// deadline run out.
-    async fn with_retries<T, F, Fut>(&self, key: &str, what: &str, mut attempt: F) -> Result<T, StorageError>
+    /// Runs `attempt` on `object` (the name `key` maps to) until it succeeds, fails for
+    /// good, or the attempts or the deadline run out.
+    async fn with_retries<T, F, Fut>(&self, key: &str, object: &str, what: &str, mut attempt: F) -> Result<T, StorageError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>>,
@@ -183,7 +179,10 @@ impl GcsStorage {
             };
             let message = match outcome {
                 Ok(value) => return Ok(value),
-                Err(Failure::NotFound) => return Err(StorageError::NotFound { key: key.to_owned(), store: self.shown() }),
+                Err(Failure::NotFound) => {
+                    let looked_for = format!("object {object:?} in bucket {:?}", self.config.bucket);
+                    return Err(StorageError::NotFound { key: key.to_owned(), looked_for });
+                }
                 Err(Failure::Permanent(message)) => return Err(StorageError::Io { key: key.to_owned(), store: self.shown(), message: format!("{what}: {message}") }),
                 Err(Failure::Transient(message)) => message,
             };
@@ -232,7 +231,7 @@ impl GcsStorage {
 
     /// Reads a small object whole (a blueprint): at most `limit` bytes, else None.
     pub async fn read_small(&self, object: &str, limit: usize) -> Result<Option<Vec<u8>>, StorageError> {
-        self.with_retries(object, "download", || async move {
+        self.with_retries(object, object, "download", || async move {
             let mut response = self.client.read_object(&self.bucket_path, object).send().await.map_err(|e| classify(&e))?;
             let mut bytes = Vec::new();
             while let Some(chunk) = response.next().await {
@@ -251,19 +250,20 @@ impl GcsStorage {
 impl Storage for GcsStorage {
     fn list<'a>(&'a self, prefix: &'a str) -> StorageFuture<'a, Vec<String>> {
         Box::pin(async move {
-            // Names map back to keys in the backend's spelling (with `strip_prefix`), the
-            // one blueprints use, so jobs find what `prepare` made of them.
+            // Names map back to keys spelled like the prefix (the backend's `data/...` for
+            // its blueprints), so jobs find what `prepare` made of them.
             let object_prefix = self.object_name(prefix);
             let mut keys = Vec::new();
             let mut page: Option<String> = None;
             loop {
-                let (names, next) = self.with_retries(prefix, "list", || self.list_page(&object_prefix, page.as_deref())).await?;
+                let list_page = || self.list_page(&object_prefix, page.as_deref());
+                let (names, next) = self.with_retries(prefix, &object_prefix, "list", list_page).await?;
                 for name in names {
-                    let Some(rest) = name.strip_prefix(self.config.object_prefix.as_str()) else { continue };
+                    let Some(rest) = name.strip_prefix(object_prefix.as_str()) else { continue };
                     if keys.len() == super::MAX_LISTED {
                         return Err(super::too_many(self.shown(), prefix));
                     }
-                    keys.push(format!("{}{rest}", self.config.strip_prefix));
+                    keys.push(listed_key(prefix, &self.config.strip_prefix, rest));
                 }
                 match next {
                     Some(token) => page = Some(token),
@@ -278,7 +278,7 @@ impl Storage for GcsStorage {
     fn identity<'a>(&'a self, key: &'a str) -> StorageFuture<'a, String> {
         Box::pin(async move {
             let object = self.object_name(key);
-            self.with_retries(key, "look up", || async {
+            self.with_retries(key, &object, "look up", || async {
                 // One byte read: the response's headers carry the generation (the
                 // metadata API is gRPC-only in this client).
                 let mut response = self
@@ -312,7 +312,7 @@ impl Storage for GcsStorage {
             let partial = partial_name(destination);
             let started = Instant::now();
             let result = self
-                .with_retries(key, "download", || async {
+                .with_retries(key, &object, "download", || async {
                     // Every attempt starts a new file: nothing of a failed one is kept.
                     let _ = tokio::fs::remove_file(&partial).await;
                     self.download_once(&object, &partial).await
@@ -344,7 +344,7 @@ impl Storage for GcsStorage {
                 .await
                 .map_err(|e| StorageError::Io { key: key.to_owned(), store: self.shown(), message: format!("reading {}: {e}", source.display()) })?;
             let started = Instant::now();
-            let bytes = self.with_retries(key, "upload", || self.upload_once(source, &object, crc32c)).await?;
+            let bytes = self.with_retries(key, &object, "upload", || self.upload_once(source, &object, crc32c)).await?;
             tracing::info!(key, object, bytes, seconds = started.elapsed().as_secs_f64(), "uploaded");
             Ok(bytes)
         })

@@ -1,11 +1,18 @@
 //! The embedded default backend: a local folder, opened with `cap-std`.
+//!
+//! Keys resolve by the same rule as in the bucket ([`super::stored_name`]): less a
+//! leading strip prefix (`data/`), relative to the folder. The backend's own layout is
+//! exactly that: its data folder is mounted at `/app/data` and its keys say
+//! `data/Bachata_steps/...`. Resolving the key as written would need the folder's parent
+//! as the data folder, and trying both spellings would make a key mean whichever file
+//! happens to exist, so there is one rule; a miss says when the other spelling exists.
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::{partial_name, Storage, StorageError, StorageFuture};
+use super::{listed_key, partial_name, stored_name, Storage, StorageError, StorageFuture};
 
 const COPY_CHUNK_BYTES: usize = 256 * 1024;
 
@@ -23,25 +30,50 @@ impl Drop for AbandonOnDrop {
 pub struct LocalFolder {
     root: cap_std::fs::Dir,
     shown: String,
-    /// The folder's absolute path, for URLs only (all access goes through `root`).
+    /// The folder's absolute path, for URLs and messages only (all access goes through `root`).
     location: std::path::PathBuf,
+    /// Taken off the front of every key (`GCS_STRIP_PREFIX`; empty: keys as written).
+    strip_prefix: String,
 }
 
 impl LocalFolder {
-    pub fn open(path: &Path) -> Result<LocalFolder, StorageError> {
+    pub fn open(path: &Path, strip_prefix: &str) -> Result<LocalFolder, StorageError> {
         let shown = format!("folder {}", path.display());
         let root = cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())
             .map_err(|e| StorageError::Open { store: shown.clone(), message: e.to_string() })?;
         let location = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-        Ok(LocalFolder { root, shown, location })
+        Ok(LocalFolder { root, shown, location, strip_prefix: strip_prefix.to_owned() })
+    }
+
+    /// Where `key` is inside the folder.
+    fn path_of<'k>(&self, key: &'k str) -> &'k str {
+        stored_name(key, &self.strip_prefix)
     }
 
     fn io_error(&self, key: &str, error: std::io::Error) -> StorageError {
         if error.kind() == std::io::ErrorKind::NotFound {
-            StorageError::NotFound { key: key.to_owned(), store: self.shown.clone() }
+            StorageError::NotFound { key: key.to_owned(), looked_for: self.looked_for(key) }
         } else {
             StorageError::Io { key: key.to_owned(), store: self.shown.clone(), message: error.to_string() }
         }
+    }
+
+    /// `"x.mp4" in the data folder /app/data`, and, when the key as written names a file
+    /// there, the likely fix: a data folder set up for keys resolved as written (the
+    /// rule before keys lost their prefix here too) is one level too high.
+    fn looked_for(&self, key: &str) -> String {
+        let name = self.path_of(key);
+        let mut text = format!("{name:?} in the data folder {}", self.location.display());
+        if name != key && self.root.symlink_metadata(key).is_ok_and(|found| found.is_file()) {
+            let prefix = &self.strip_prefix;
+            let below = self.location.join(prefix.trim_end_matches('/'));
+            text.push_str(&format!(
+                "; {key:?} is there as written, but keys lose their leading {prefix:?} (GCS_STRIP_PREFIX): \
+                 the data folder is probably {}",
+                below.display()
+            ));
+        }
+        text
     }
 
     /// Copies `key` to `destination`; stops and removes its partial file as soon as
@@ -54,7 +86,7 @@ impl LocalFolder {
         // below refuses anything that is not a regular file. A symbolic link as the last
         // part of the key is refused too (the folder's own rules refuse it in the middle).
         options.read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW);
-        let source = self.root.open_with(key, &options).map_err(|e| self.io_error(key, e))?;
+        let source = self.root.open_with(self.path_of(key), &options).map_err(|e| self.io_error(key, e))?;
         let metadata = source.metadata().map_err(|e| self.io_error(key, e))?;
         if !metadata.is_file() {
             return Err(StorageError::Io { key: key.to_owned(), store: self.shown.clone(), message: "is not a regular file".into() });
@@ -93,7 +125,7 @@ impl LocalFolder {
     }
 
     fn store_blocking(&self, source: &Path, key: &str) -> Result<u64, StorageError> {
-        let key_path = Path::new(key);
+        let key_path = Path::new(self.path_of(key));
         if let Some(parent) = key_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             self.root.create_dir_all(parent).map_err(|e| self.io_error(key, e))?;
         }
@@ -117,7 +149,7 @@ impl LocalFolder {
 impl Storage for LocalFolder {
     fn identity<'a>(&'a self, key: &'a str) -> StorageFuture<'a, String> {
         Box::pin(async move {
-            let metadata = self.root.symlink_metadata(key).map_err(|e| self.io_error(key, e))?;
+            let metadata = self.root.symlink_metadata(self.path_of(key)).map_err(|e| self.io_error(key, e))?;
             if !metadata.is_file() {
                 return Err(StorageError::Io { key: key.to_owned(), store: self.shown.clone(), message: "is not a regular file".into() });
             }
@@ -132,7 +164,7 @@ impl Storage for LocalFolder {
     }
 
     fn url(&self, key: &str) -> String {
-        format!("file://{}", self.location.join(key).display())
+        format!("file://{}", self.location.join(self.path_of(key)).display())
     }
 
     fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path) -> StorageFuture<'a, u64> {
@@ -165,25 +197,27 @@ impl Storage for LocalFolder {
 
 impl LocalFolder {
     /// Walks the folders under `prefix` inside the root (cap-std: nothing outside it);
-    /// symbolic links are neither followed nor listed: a library is plain files.
+    /// symbolic links are neither followed nor listed: a library is plain files. Keys
+    /// come back spelled like `prefix` ([`listed_key`]).
     fn list_blocking(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let start = self.path_of(prefix);
         let mut found = Vec::new();
-        let mut folders = vec![prefix.to_owned()];
+        let mut folders = vec![start.to_owned()];
         while let Some(folder) = folders.pop() {
             let dir = if folder.is_empty() { self.root.try_clone() } else { self.root.open_dir(folder.trim_end_matches('/')) };
-            let dir = dir.map_err(|e| self.io_error(&folder, e))?;
-            for entry in dir.entries().map_err(|e| self.io_error(&folder, e))? {
-                let entry = entry.map_err(|e| self.io_error(&folder, e))?;
-                let kind = entry.file_type().map_err(|e| self.io_error(&folder, e))?;
+            let dir = dir.map_err(|e| self.io_error(prefix, e))?;
+            for entry in dir.entries().map_err(|e| self.io_error(prefix, e))? {
+                let entry = entry.map_err(|e| self.io_error(prefix, e))?;
+                let kind = entry.file_type().map_err(|e| self.io_error(prefix, e))?;
                 let Ok(name) = entry.file_name().into_string() else { continue };
-                let key = format!("{folder}{name}");
+                let path = format!("{folder}{name}");
                 if kind.is_dir() {
-                    folders.push(format!("{key}/"));
+                    folders.push(format!("{path}/"));
                 } else if kind.is_file() {
                     if found.len() == super::MAX_LISTED {
                         return Err(super::too_many(self.shown.clone(), prefix));
                     }
-                    found.push(key);
+                    found.push(listed_key(prefix, &self.strip_prefix, path.get(start.len()..).unwrap_or_default()));
                 }
             }
         }
@@ -196,7 +230,8 @@ impl LocalFolder {
     /// File copies run on the blocking pool with their own handle to the folder.
     fn try_clone(&self, key: &str) -> Result<LocalFolder, StorageError> {
         let root = self.root.try_clone().map_err(|e| self.io_error(key, e))?;
-        Ok(LocalFolder { root, shown: self.shown.clone(), location: self.location.clone() })
+        let (shown, location, strip_prefix) = (self.shown.clone(), self.location.clone(), self.strip_prefix.clone());
+        Ok(LocalFolder { root, shown, location, strip_prefix })
     }
 }
 
@@ -213,9 +248,11 @@ mod tests {
         std::fs::create_dir(&root).unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret.txt"), root.join("link.mp4")).unwrap();
         std::fs::write(root.join("clip.mp4"), b"clip").unwrap();
-        let folder = LocalFolder::open(&root).unwrap();
+        let folder = LocalFolder::open(&root, "data/").unwrap();
         let work = tempfile::tempdir().unwrap();
-        for (n, key) in ["../secret.txt", "link.mp4", "/etc/passwd"].iter().enumerate() {
+        // What is left once the prefix is off is held to the same rules.
+        let keys = ["../secret.txt", "link.mp4", "/etc/passwd", "data/../secret.txt", "data//etc/passwd"];
+        for (n, key) in keys.iter().enumerate() {
             let destination = work.path().join(format!("in-{n}"));
             assert!(folder.fetch(key, &destination).await.is_err(), "{key} was read");
             assert!(!destination.exists());
@@ -225,6 +262,61 @@ mod tests {
         folder.store(&destination, "out/sub/result.mp4").await.unwrap();
         assert_eq!(std::fs::read(root.join("out/sub/result.mp4")).unwrap(), b"clip");
         assert!(matches!(folder.fetch("missing.mp4", &work.path().join("m")).await, Err(StorageError::NotFound { .. })));
+    }
+
+    /// The backend's layout: its data folder holds `Bachata_steps/...`, its keys say
+    /// `data/Bachata_steps/...`. Both spellings are one file; what is written lands where
+    /// the backend reads it, and what is listed comes back spelled like its prefix.
+    #[tokio::test]
+    async fn keys_lose_the_strip_prefix_in_the_folder_as_in_the_bucket() {
+        let app = tempfile::tempdir().unwrap();
+        let data = app.path().join("data");
+        std::fs::create_dir_all(data.join("Bachata_steps/basic")).unwrap();
+        std::fs::write(data.join("Bachata_steps/basic/basic.mp4"), b"clip").unwrap();
+        let folder = LocalFolder::open(&data, "data/").unwrap();
+        let work = tempfile::tempdir().unwrap();
+        for (n, key) in ["data/Bachata_steps/basic/basic.mp4", "Bachata_steps/basic/basic.mp4"].iter().enumerate() {
+            assert_eq!(folder.fetch(key, &work.path().join(format!("in-{n}"))).await.unwrap(), 4, "{key}");
+        }
+        assert_eq!(folder.url("data/Bachata_steps/basic/basic.mp4"), folder.url("Bachata_steps/basic/basic.mp4"));
+        assert_eq!(
+            folder.identity("data/Bachata_steps/basic/basic.mp4").await.unwrap(),
+            folder.identity("Bachata_steps/basic/basic.mp4").await.unwrap()
+        );
+
+        folder.store(&work.path().join("in-0"), "data/output/user_1/choreography_x.mp4").await.unwrap();
+        assert_eq!(std::fs::read(data.join("output/user_1/choreography_x.mp4")).unwrap(), b"clip");
+        assert!(!data.join("data").exists(), "the prefix became a folder");
+        folder.store(&work.path().join("in-0"), "prepared/p/data/Bachata_steps/basic/basic.mp4").await.unwrap();
+        assert!(data.join("prepared/p/data/Bachata_steps/basic/basic.mp4").is_file());
+
+        assert_eq!(folder.list("data/Bachata_steps/").await.unwrap(), ["data/Bachata_steps/basic/basic.mp4"]);
+        assert_eq!(folder.list("Bachata_steps/").await.unwrap(), ["Bachata_steps/basic/basic.mp4"]);
+        assert_eq!(folder.list("data/output/").await.unwrap(), ["data/output/user_1/choreography_x.mp4"]);
+
+        let missing = folder.fetch("data/media/x.mp4", &work.path().join("m")).await.unwrap_err();
+        assert!(matches!(missing, StorageError::NotFound { .. }));
+        let shown = data.canonicalize().unwrap();
+        let looked_for = format!("(looked for \"media/x.mp4\" in the data folder {})", shown.display());
+        let expected = format!("\"data/media/x.mp4\" does not exist {looked_for}");
+        assert_eq!(missing.to_string(), expected);
+    }
+
+    /// A data folder set up for keys as written (one level too high) is named in the miss.
+    #[tokio::test]
+    async fn a_miss_says_when_the_key_exists_as_written() {
+        let app = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(app.path().join("data/media")).unwrap();
+        std::fs::write(app.path().join("data/media/x.mp4"), b"clip").unwrap();
+        let folder = LocalFolder::open(app.path(), "data/").unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let message = folder.fetch("data/media/x.mp4", &work.path().join("m")).await.unwrap_err().to_string();
+        let below = app.path().canonicalize().unwrap().join("data");
+        assert!(message.contains("\"data/media/x.mp4\" is there as written"), "{message}");
+        assert!(message.ends_with(&format!("the data folder is probably {})", below.display())), "{message}");
+        // With no prefix to strip, keys resolve as written.
+        let as_written = LocalFolder::open(app.path(), "").unwrap();
+        assert_eq!(as_written.fetch("data/media/x.mp4", &work.path().join("m")).await.unwrap(), 4);
     }
 
     /// Every file below `dir`, symlinks not followed.
@@ -249,7 +341,7 @@ mod tests {
         let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: mkfifo reads the NUL-terminated path it is given.
         assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-        let folder = LocalFolder::open(root.path()).unwrap();
+        let folder = LocalFolder::open(root.path(), "").unwrap();
         let work = tempfile::tempdir().unwrap();
         let destination = work.path().join("in");
         let fetch = folder.fetch("clip.mp4", &destination);
@@ -264,7 +356,7 @@ mod tests {
     fn an_abandoned_fetch_stops_and_leaves_no_file() {
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("clip.mp4"), vec![7u8; 3 * COPY_CHUNK_BYTES]).unwrap();
-        let folder = LocalFolder::open(root.path()).unwrap();
+        let folder = LocalFolder::open(root.path(), "").unwrap();
         let work = tempfile::tempdir().unwrap();
         let abandoned = AtomicBool::new(true);
         let result = folder.fetch_blocking("clip.mp4", &work.path().join("in"), &abandoned);
@@ -279,7 +371,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("real.mp4"), b"video").unwrap();
         std::os::unix::fs::symlink("real.mp4", root.path().join("clip.mp4")).unwrap();
-        let folder = LocalFolder::open(root.path()).unwrap();
+        let folder = LocalFolder::open(root.path(), "").unwrap();
         let work = tempfile::tempdir().unwrap();
         let result = folder.fetch("clip.mp4", &work.path().join("in")).await;
         assert!(result.is_err(), "a symlink was fetched");
@@ -298,7 +390,7 @@ mod tests {
         let source = outside.path().join("result.mp4");
         std::fs::write(&source, b"video").unwrap();
         let before = files_below(outside.path());
-        let folder = LocalFolder::open(&root).unwrap();
+        let folder = LocalFolder::open(&root, "").unwrap();
         let absolute = outside.path().join("absolute.mp4");
         for key in ["../x.mp4", absolute.to_str().unwrap(), "linked/x.mp4", "linked/sub/x.mp4"] {
             let result = folder.store(&source, key).await;

@@ -15,8 +15,11 @@ pub type StorageFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageErr
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("object {key:?} does not exist in {store}")]
-    NotFound { key: String, store: String },
+    /// `key` as the blueprint spells it; `looked_for`: what was actually asked for and
+    /// where (the key less the strip prefix, in the data folder or the bucket), so an
+    /// operator sees at once whether the key or the rule is wrong.
+    #[error("{key:?} does not exist (looked for {looked_for})")]
+    NotFound { key: String, looked_for: String },
     #[error("object {key:?} in {store}: {message}")]
     Io { key: String, store: String, message: String },
     #[error("cannot open the storage {store}: {message}")]
@@ -53,16 +56,34 @@ fn too_many(store: String, prefix: &str) -> StorageError {
     StorageError::Io { key: prefix.to_owned(), store, message: format!("more than {MAX_LISTED} objects under this prefix") }
 }
 
+/// The key rule, one for the data folder and the bucket (README, "Storage"): a key names
+/// the object `key` less a leading `strip_prefix` (`GCS_STRIP_PREFIX`, default `data/`),
+/// a path under the data folder or, after `GCS_OBJECT_PREFIX`, an object name. The
+/// backend spells its keys as paths relative to its own root (`data/Bachata_steps/...`
+/// for `/app/data/Bachata_steps/...`), so the prefix names that root, wherever it is.
+pub fn stored_name<'k>(key: &'k str, strip_prefix: &str) -> &'k str {
+    match key.strip_prefix(strip_prefix) {
+        Some(rest) if !strip_prefix.is_empty() => rest,
+        _ => key,
+    }
+}
+
+/// The key a listed object is given back as: spelled like the `prefix` it was listed
+/// under (`rest` is its name after the prefix's own stored name), so that what `prepare
+/// --all media/` makes is found by blueprints that say `media/...`; under an empty prefix,
+/// in the backend's spelling (`strip_prefix` in front), which its blueprints use.
+pub fn listed_key(prefix: &str, strip_prefix: &str, rest: &str) -> String {
+    let front = if prefix.is_empty() { strip_prefix } else { prefix };
+    format!("{front}{rest}")
+}
+
 /// Why `key` may not be the job's output, or None: the key, less `strip_prefix` (the
 /// backend's `data/`, which names its root), must start with `output_prefix`. Keys have
 /// passed the blueprint's path rules (no `..`, no `./`, no `//`), so comparing text is
 /// comparing places. An empty prefix allows any key.
 pub fn output_prefix_problem(key: &str, strip_prefix: &str, output_prefix: &str) -> Option<String> {
-    let name = match key.strip_prefix(strip_prefix) {
-        Some(rest) if !strip_prefix.is_empty() => rest,
-        _ => key,
-    };
-    (!name.starts_with(output_prefix)).then(|| format!("`output_path` {key:?} is outside the output prefix {output_prefix:?} (OUTPUT_PREFIX)"))
+    (!stored_name(key, strip_prefix).starts_with(output_prefix))
+        .then(|| format!("`output_path` {key:?} is outside the output prefix {output_prefix:?} (OUTPUT_PREFIX)"))
 }
 
 /// What a key prefix (OUTPUT_PREFIX, `prepare --all`) may be: empty, or plain folder
@@ -96,6 +117,26 @@ mod tests {
         assert!(output_prefix_problem("outputs.mp4", "data/", "output/").is_some());
         assert!(output_prefix_problem("data/clips/output/a.mp4", "data/", "output/").is_some());
         assert_eq!(output_prefix_problem("anything.mp4", "data/", ""), None);
+    }
+
+    #[test]
+    fn a_key_names_the_same_place_with_or_without_the_strip_prefix() {
+        assert_eq!(stored_name("data/Bachata_steps/basic/basic.mp4", "data/"), "Bachata_steps/basic/basic.mp4");
+        assert_eq!(stored_name("Bachata_steps/basic/basic.mp4", "data/"), "Bachata_steps/basic/basic.mp4");
+        // Only a whole leading folder is taken off.
+        assert_eq!(stored_name("database/x.mp4", "data/"), "database/x.mp4");
+        assert_eq!(stored_name("media/data/x.mp4", "data/"), "media/data/x.mp4");
+        assert_eq!(stored_name("data/x.mp4", ""), "data/x.mp4");
+        // Prepared clips keep the key's spelling after their own folder.
+        assert_eq!(stored_name("prepared/p/data/x.mp4", "data/"), "prepared/p/data/x.mp4");
+    }
+
+    #[test]
+    fn listed_keys_are_spelled_like_their_prefix() {
+        assert_eq!(listed_key("data/Bachata_steps/", "data/", "basic.mp4"), "data/Bachata_steps/basic.mp4");
+        assert_eq!(listed_key("media/", "data/", "a.mp4"), "media/a.mp4");
+        assert_eq!(listed_key("", "data/", "Bachata_steps/basic.mp4"), "data/Bachata_steps/basic.mp4");
+        assert_eq!(listed_key("", "", "Bachata_steps/basic.mp4"), "Bachata_steps/basic.mp4");
     }
 
     #[test]
