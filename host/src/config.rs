@@ -150,6 +150,14 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
             false
         }
     };
+    // Read by clap too, which would stop at the first bad one without naming the others.
+    for (name, allowed) in [("TIMELINE", ["lenient", "strict"]), ("PREPARED", ["auto", "off"])] {
+        if let Some(text) = value(name) {
+            if !allowed.contains(&text.as_str()) {
+                add(name, format!("must be {} or {}", allowed[0], allowed[1]));
+            }
+        }
+    }
     let gcs = match value("STORAGE").as_deref() {
         None => use_gcs,
         Some("gcs") => true,
@@ -229,6 +237,16 @@ mod tests {
         let dir = std::env::temp_dir();
         let dir = dir.to_str().unwrap();
         assert!(check(&[("BLUEPRINT_JSON", "{}"), ("DATA_DIR", dir), ("TASK_ID", "0b8f-42"), ("DB_HOST", "/cloudsql/p:r:i"), ("DB_NAME", "n"), ("DB_USER", "u")]).is_empty());
+    }
+
+    #[test]
+    fn the_timeline_and_prepared_modes_are_words_from_their_lists() {
+        let dir = std::env::temp_dir();
+        let local = [("BLUEPRINT_JSON", "{}"), ("DATA_DIR", dir.to_str().unwrap())];
+        for good in [("TIMELINE", "strict"), ("TIMELINE", "lenient"), ("PREPARED", "off"), ("PREPARED", "auto")] {
+            assert!(check(&[local[0], local[1], good]).is_empty(), "{good:?}");
+        }
+        assert_eq!(check(&[local[0], local[1], ("TIMELINE", "Strict"), ("PREPARED", "on")]), ["TIMELINE", "PREPARED"]);
     }
 
     #[test]
