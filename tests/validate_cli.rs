@@ -328,3 +328,112 @@ fn plugin_check_tells_a_sound_plugin_from_a_hostile_one() {
     assert_eq!(problems.len(), 3, "one per case: {problems:?}");
     assert!(problems.iter().all(|p| p.contains("validate")), "{problems:?}");
 }
+
+/// The backend's rule-based shape: a section ends with a 0.2 s remainder that still enters
+/// with the 0.5 s crossfade, and one of 0.01 s (less than a frame); the language-model
+/// shape: a gap of 8 s where a move was dropped. The example blueprint with both.
+fn backend_shapes() -> Value {
+    let mut document: Value = serde_json::from_str(&variants::backend_blueprint()).unwrap();
+    let moves = document["moves"].as_array_mut().unwrap();
+    moves[3]["duration"] = 0.2.into();
+    moves[4]["duration"] = 0.01.into();
+    for (index, m) in moves.iter_mut().enumerate().skip(4) {
+        m["start_time"] = if index == 4 { 24.2 } else { 24.21 + 8.0 * (index - 5) as f64 + if index >= 10 { 8.0 } else { 0.0 } }.into();
+    }
+    // Move 9 ends at 64.21; move 10 starts 8 s later: a dropped move's gap.
+    let last = moves.last().unwrap();
+    let end = last["start_time"].as_f64().unwrap() + last["duration"].as_f64().unwrap();
+    document["total_duration"] = end.into();
+    document["difficulty_level"] = "expert".into();
+    document
+}
+
+fn validate_with(document: &Value, extra: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Value) {
+    let output = Command::new(BIN)
+        .args(["validate", "--json", "--cache-dir", cache_dir()])
+        .args(extra)
+        .env_remove("TIMELINE")
+        .env_remove("GCS_BUCKET_NAME")
+        .env_remove("GUEST_COMPONENT")
+        .env("BLUEPRINT_JSON", document.to_string())
+        .envs(env.iter().copied())
+        .output()
+        .expect("run blueprint-runner");
+    (output.status.code(), stdout_json(&output))
+}
+
+/// Lenient (the default): valid, and every adjustment is a warning with its pointer, in
+/// `--json` too. Strict (`--timeline strict`, `--strict`, `TIMELINE=strict`): the refusals
+/// of contract 0.7.0, each with its pointer.
+#[test]
+fn the_backends_own_shapes_are_fitted_unless_strict() {
+    let document = backend_shapes();
+    let (code, verdict) = validate_with(&document, &[], &[]);
+    assert_eq!(code, Some(0), "{verdict}");
+    assert_eq!(verdict["valid"], true);
+    assert_eq!(verdict["moves"], 21, "the move under a frame is dropped: {verdict}");
+    let warnings = verdict["warnings"].as_array().unwrap();
+    let message = |pointer: &str| {
+        warnings.iter().find(|w| w["pointer"] == pointer).map(|w| w["message"].as_str().unwrap().to_owned()).unwrap_or_else(|| panic!("no warning at {pointer}: {verdict}"))
+    };
+    // Move 3 takes the dropped move's 0.01 s: 0.21 s.
+    assert_eq!(message("/moves/3/transition_type"), "crossfade of 0.500 s shortened to 0.210 s (the move lasts 0.210 s)");
+    assert_eq!(message("/moves/5/transition_type"), "crossfade of 0.500 s shortened to 0.210 s (move 3 before it lasts 0.210 s)");
+    assert!(message("/moves/4").starts_with("the move lasts 0.010 s, less than one frame at 30 fps: it is dropped"));
+    assert!(message("/moves/10/start_time").starts_with("gap of 8.000 s before this move"));
+    assert!(message("/difficulty_level").contains("ignored"));
+    assert_eq!(warnings.len(), 5, "move 5 now follows move 3, whose 0.2 s shortens its crossfade too: {warnings:?}");
+
+    for (extra, env) in [(&["--timeline", "strict"][..], &[][..]), (&["--strict"][..], &[][..]), (&[][..], &[("TIMELINE", "strict")][..])] {
+        let (code, verdict) = validate_with(&document, extra, env);
+        assert_eq!(code, Some(2), "{extra:?} {env:?}: {verdict}");
+        let pointers: Vec<&str> = verdict["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+        for pointer in ["/moves/4/transition_type", "/moves/10/start_time", "/difficulty_level"] {
+            assert!(pointers.contains(&pointer), "{extra:?} {env:?}: {pointer} in {pointers:?}");
+        }
+    }
+}
+
+/// A guest built at contract 0.7.0 (the built-in one, frozen) still loads and validates
+/// as it did: strictly, whatever the job asks.
+#[test]
+fn a_guest_of_contract_0_7_0_still_validates_strictly() {
+    let frozen = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/guests/default-guest-0.7.0.wasm");
+    let (code, verdict) = validate_with(&backend_shapes(), &["--guest", frozen], &[]);
+    assert_eq!(code, Some(2), "{verdict}");
+    assert!(verdict["errors"].as_array().unwrap().iter().any(|e| e["pointer"] == "/moves/10/start_time"), "{verdict}");
+    let (code, verdict) = validate_with(&serde_json::from_str(&variants::backend_blueprint()).unwrap(), &["--guest", frozen], &[]);
+    assert_eq!(code, Some(0), "{verdict}");
+    assert_eq!(verdict["moves"], 22);
+    assert_eq!(verdict["warnings"], serde_json::json!([]));
+}
+
+/// The backend's production songs are written `gs://<its bucket>/songs/x.mp3`: read as the
+/// key of the same object when the bucket is the job's own, refused otherwise, and
+/// refused by a job that reads no bucket, or under strict.
+#[test]
+fn a_gs_address_in_the_jobs_own_bucket_is_read_as_its_key() {
+    let mut document: Value = serde_json::from_str(&variants::backend_blueprint()).unwrap();
+    document["audio_path"] = "gs://choreo/songs/x.mp3".into();
+    let (code, verdict) = validate_with(&document, &["--bucket", "choreo"], &[]);
+    assert_eq!(code, Some(0), "{verdict}");
+    assert_eq!(verdict["audio_key"], "data/songs/x.mp3", "the key that names object songs/x.mp3");
+    assert_eq!(verdict["warnings"][0]["pointer"], "/audio_path");
+    let (code, verdict) = validate_with(&document, &[], &[("GCS_BUCKET_NAME", "choreo"), ("GCS_OBJECT_PREFIX", "songs/")]);
+    assert_eq!((code, &verdict["audio_key"]), (Some(0), &Value::from("data/x.mp3")), "{verdict}");
+
+    for (extra, env, why) in [
+        (&["--bucket", "other"][..], &[][..], "not in the job's own bucket"),
+        (&[][..], &[][..], "this job does not read from a bucket"),
+        (&["--bucket", "choreo", "--strict"][..], &[][..], "contains ':'"),
+    ] {
+        let (code, verdict) = validate_with(&document, extra, env);
+        assert_eq!(code, Some(2), "{extra:?}: {verdict}");
+        let error = &verdict["errors"][0];
+        assert_eq!((error["pointer"].as_str(), error["code"].as_str()), (Some("/audio_path"), Some("unsafe-path")), "{verdict}");
+        assert!(error["message"].as_str().unwrap().contains(why), "{extra:?}: {verdict}");
+    }
+    document["audio_path"] = "gs://choreo/../x.mp3".into();
+    let (code, verdict) = validate_with(&document, &["--bucket", "choreo"], &[]);
+    assert_eq!(code, Some(2), "a key read from an address keeps every key rule: {verdict}");
+}
