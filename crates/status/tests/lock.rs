@@ -59,6 +59,19 @@ async fn one_holder_per_task_and_the_other_is_told_who() {
 
     let mut first = TaskLock::start(db.clone(), "task-7", "exec-a");
     assert_eq!(first.settled(PATIENCE).await, LockState::Held);
+    // The query docs/BACKEND.md gives operators.
+    let documented = format!(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+         WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND (l.classid::bigint << 32 | l.objid::bigint) = {KEY_SQL}"
+    );
+    let named: Vec<String> = observer
+        .query(&documented, &[&"task-7"])
+        .await
+        .expect("documented query")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(named, ["br task-7 exec-a"]);
     let mut second = TaskLock::start(db.clone(), "task-7", "exec-b");
     match second.settled(PATIENCE).await {
         LockState::HeldElsewhere(holder) => {
