@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use br_status::{DbSettings, Delivery, JsonLines, LogOnly, PgStatus, Stage, StatusSink, TaskRow};
+use br_status::{DbSettings, Delivery, JsonLines, LockState, LogOnly, PgStatus, Stage, StatusSink, TaskLock, TaskRow};
 
 use crate::budget::watchdog::{self, Record, Watchdog};
 use crate::cancel::Cancel;
@@ -188,16 +188,28 @@ pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duratio
     // Checked with the rest of the environment above.
     let attempt = env("CLOUD_RUN_TASK_ATTEMPT").and_then(|value| value.trim().parse().ok()).unwrap_or(0);
     let Some(database) = database else {
-        let launch = Launch { task_id, database: None, row_patience: Duration::ZERO, attempt, manifest_position: None };
+        tracing::info!("no database configured: status lines go to stdout, and there is no task lock (two executions of one task would both render it)");
+        let launch = Launch { task_id, database: None, row_patience: Duration::ZERO, attempt, manifest_position: None, lock: None };
         return execute(&flags, Mode::Run, &mut JsonLines, launch, &cancel).await;
     };
     tracing::info!(database = %database.describe(), "status goes to choreography_tasks");
     let mut status = PgStatus::start(database.clone());
-    let launch = Launch { task_id, database: Some(&database), row_patience: status_flush.min(ROW_CHECK_PATIENCE), attempt, manifest_position: None };
+    let lock = LockSlot::default();
+    let launch = Launch {
+        task_id,
+        database: Some(&database),
+        row_patience: status_flush.min(ROW_CHECK_PATIENCE),
+        attempt,
+        manifest_position: None,
+        lock: Some(&lock),
+    };
     let code = execute(&flags, Mode::Run, &mut status, launch, &cancel).await;
     // Cloud Run kills the container a few seconds after SIGTERM: keep the wait short then.
     let patience = if cancel.reason().is_some() { status_flush.min(CANCELLED_FLUSH) } else { status_flush };
-    settle(status.finish(patience).await, code)
+    let code = settle(status.finish(patience).await, code);
+    // Only now: until the last status is in the row, another execution must not start over.
+    release(lock).await;
+    code
 }
 
 /// `job` over a manifest: this task's share of its entries, one after another, each as
@@ -232,21 +244,26 @@ async fn task_array(flags: &JobFlags, manifest_uri: &str, status_flush: Duration
         crate::logging::set_task_id(&entry.task_id);
         let mut entry_flags = flags.clone();
         entry_flags.file = Some(blueprint_source(&entry.blueprint_uri, &flags.storage));
-        let launch = |database| Launch {
+        let launch = |database, lock| Launch {
             task_id: Some(entry.task_id.clone()),
             database,
             row_patience: status_flush.min(ROW_CHECK_PATIENCE),
             attempt,
             manifest_position: Some(entry.position),
+            lock,
         };
         let code = match &database {
             Some(database) => {
                 let mut status = PgStatus::start(database.clone());
-                let code = run_entry(entry, &entry_flags, &mut status, launch(Some(database)), cancel).await;
+                // Each entry is its own task: its lock is held for the entry and released after it.
+                let lock = LockSlot::default();
+                let code = run_entry(entry, &entry_flags, &mut status, launch(Some(database), Some(&lock)), cancel).await;
                 let patience = if cancel.reason().is_some() { status_flush.min(CANCELLED_FLUSH) } else { status_flush };
-                settle(status.finish(patience).await, code)
+                let code = settle(status.finish(patience).await, code);
+                release(lock).await;
+                code
             }
-            None => run_entry(entry, &entry_flags, &mut JsonLines, launch(None), cancel).await,
+            None => run_entry(entry, &entry_flags, &mut JsonLines, launch(None, None), cancel).await,
         };
         tracing::info!(entry = entry.position, exit_code = code, "manifest entry done");
         codes.push(code);
@@ -370,12 +387,73 @@ pub(crate) struct Launch<'a> {
     attempt: u32,
     /// The entry of a task array's manifest this job is, when it is one.
     manifest_position: Option<usize>,
+    /// Where the task's lock is kept once taken, so that it outlives the job's last
+    /// status write (the caller releases it). None: no lock is taken.
+    lock: Option<&'a LockSlot>,
+}
+
+/// The task's lock, from the claim until the caller has settled the last status.
+pub(crate) type LockSlot = std::sync::Mutex<Option<TaskLock>>;
+
+async fn release(slot: LockSlot) {
+    let lock = slot.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+}
+
+/// How this process names itself to an execution that finds the task taken: Cloud Run's
+/// execution, else the process id.
+fn lock_holder_name() -> String {
+    match std::env::var("CLOUD_RUN_EXECUTION") {
+        Ok(execution) if !execution.is_empty() => execution,
+        _ => format!("pid {}", std::process::id()),
+    }
+}
+
+/// Takes the task for this execution alone, then checks its row. `Err(code)`: stop
+/// here with that code; the row has not been touched.
+async fn claim(database: &DbSettings, task_id: &str, launch: &Launch<'_>) -> Result<(), u8> {
+    if let Some(slot) = launch.lock {
+        let mut lock = TaskLock::start(database.clone(), task_id, &lock_holder_name());
+        match lock.settled(launch.row_patience).await {
+            LockState::Held => {}
+            LockState::HeldElsewhere(holder) => {
+                tracing::warn!(
+                    lock_key = lock.key(),
+                    holder_execution = holder.who(),
+                    holder_application_name = %holder.application_name,
+                    holder_pid = holder.pid,
+                    holder_since = %holder.backend_start,
+                    holder_client = %holder.client_addr,
+                    "another execution is working on this task ({}): this one renders nothing and leaves the row alone",
+                    holder.who()
+                );
+                return Err(exit::OK);
+            }
+            LockState::KeyTaken(holder) => {
+                let holder = holder.map(|h| format!("pid {} '{}'", h.pid, h.application_name)).unwrap_or_else(|| "a session that ended".into());
+                tracing::warn!(lock_key = lock.key(), "the task's lock key is held by {holder}, which is not on this task: working without the lock");
+            }
+            LockState::Pending { last_error } => {
+                let why = last_error.unwrap_or_else(|| "no answer".into());
+                tracing::warn!(
+                    lock_key = lock.key(),
+                    "cannot take the task lock within {} s ({why}): working on; it is taken as soon as the database answers",
+                    launch.row_patience.as_secs()
+                );
+            }
+        }
+        let mut slot = slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        *slot = Some(lock);
+    }
+    check_row(database, task_id, launch.row_patience, launch.attempt).await
 }
 
 impl Launch<'_> {
     /// `run`, `plan` and `memcheck`: no task id from outside, no database.
     pub(crate) fn standalone() -> Launch<'static> {
-        Launch { task_id: None, database: None, row_patience: Duration::ZERO, attempt: 0, manifest_position: None }
+        Launch { task_id: None, database: None, row_patience: Duration::ZERO, attempt: 0, manifest_position: None, lock: None }
     }
 }
 
@@ -453,7 +531,7 @@ pub(crate) async fn execute_recorded(
 async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch: Launch<'_>, cancel: &Cancel, watchdog: &Watchdog) -> u8 {
     let mut reporter = Reporter::new(sink, launch.task_id.clone()).with_watchdog(watchdog);
     if let (Some(database), Some(task_id)) = (launch.database, &launch.task_id) {
-        if let Err(code) = check_row(database, task_id, launch.row_patience, launch.attempt).await {
+        if let Err(code) = claim(database, task_id, &launch).await {
             return code;
         }
     }
@@ -516,7 +594,7 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
             return fail(&mut reporter, Stage::Validate, failure);
         }
         (None, Some(database)) => {
-            if let Err(code) = check_row(database, &blueprint_task, launch.row_patience, launch.attempt).await {
+            if let Err(code) = claim(database, &blueprint_task, &launch).await {
                 return code;
             }
         }

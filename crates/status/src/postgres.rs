@@ -35,7 +35,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// 250 ms doubling to 5 s, for as long as the caller's own deadline allows.
-fn retry_schedule() -> backon::ExponentialBuilder {
+pub(crate) fn retry_schedule() -> backon::ExponentialBuilder {
     backon::ExponentialBuilder::default().with_min_delay(FIRST_BACKOFF).with_max_delay(MAX_BACKOFF).without_max_times()
 }
 
@@ -206,16 +206,28 @@ impl DbSettings {
 
     /// One connection; its driver runs on a task of its own.
     pub async fn connect(&self) -> Result<Client, String> {
+        Ok(self.connect_with(&self.config).await?.0)
+    }
+
+    /// A connection of its own for the task lock: named for `pg_stat_activity` (so an
+    /// execution that finds the task taken can say by whom), with TCP keepalives that
+    /// notice a dead peer within about a minute instead of two hours. The handle ends
+    /// when the connection does.
+    pub(crate) async fn connect_for_lock(&self, application_name: &str) -> Result<(Client, tokio::task::JoinHandle<()>), String> {
+        let mut config = self.config.clone();
+        config.application_name(application_name).keepalives_idle(Duration::from_secs(30)).keepalives_interval(Duration::from_secs(10)).keepalives_retries(3);
+        self.connect_with(&config).await
+    }
+
+    async fn connect_with(&self, config: &tokio_postgres::Config) -> Result<(Client, tokio::task::JoinHandle<()>), String> {
         // A TLS connector is asked for a server name even when TLS is off, and a socket
         // folder is none: without TLS there must be no connector at all.
         if self.tls == Tls::Off {
-            let (client, connection) = self.with_timeout(self.config.connect(tokio_postgres::NoTls)).await?;
-            tokio::spawn(drive(connection));
-            return Ok(client);
+            let (client, connection) = self.with_timeout(config.connect(tokio_postgres::NoTls)).await?;
+            return Ok((client, tokio::spawn(drive(connection))));
         }
-        let (client, connection) = self.with_timeout(self.config.connect(tls_connector(&self.tls)?)).await?;
-        tokio::spawn(drive(connection));
-        Ok(client)
+        let (client, connection) = self.with_timeout(config.connect(tls_connector(&self.tls)?)).await?;
+        Ok((client, tokio::spawn(drive(connection))))
     }
 
     async fn with_timeout<T>(&self, connecting: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, String> {
@@ -257,13 +269,13 @@ where
 
 /// Runs one statement within [`STATEMENT_TIMEOUT`]: a connection that hangs counts as
 /// broken, and the writer reconnects.
-async fn within_limit<T>(statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, String> {
+pub(crate) async fn within_limit<T>(statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, String> {
     tokio::time::timeout(STATEMENT_TIMEOUT, statement).await.map_err(|_| "the statement timed out".to_owned())?.map_err(|e| describe_error(&e))
 }
 
 /// The server's own message and code, or the error with its causes (tokio-postgres's
 /// `Display` alone says only "error connecting to server").
-fn describe_error(error: &tokio_postgres::Error) -> String {
+pub(crate) fn describe_error(error: &tokio_postgres::Error) -> String {
     if let Some(db) = error.as_db_error() {
         return format!("{} ({})", db.message(), db.code().code());
     }
