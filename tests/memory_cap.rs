@@ -21,7 +21,7 @@ async fn allocation_bomb_is_capped_and_host_rss_stays_low() {
     let wasm = std::fs::read(env!("HOSTILE_GUEST_WASM")).unwrap();
     let limits = Limits { fuel: 20_000_000_000, memory_bytes: CAP, deadline: Duration::from_secs(60) };
     let sandbox = Sandbox::load(&wasm, limits, &CacheConfig::default()).unwrap();
-    let error = sandbox.validate("allocate").await.unwrap_err();
+    let error = sandbox.validate("allocate", &br_blueprint::CheckOptions::default()).await.unwrap_err();
     assert!(matches!(error, SandboxError::MemoryCap { limit_bytes } if limit_bytes == CAP), "{error}");
     let peak = peak_rss_bytes();
     // The guest wanted 1 GiB; the host saw at most its cap plus its own baseline.
