@@ -425,3 +425,27 @@ fn a_task_array_prepares_a_library_without_doing_a_clip_twice() {
     assert_eq!(counts, (Some(7), Some(6), Some(1)), "{summary}");
     assert!(emulator.get(BUCKET, &format!("prepared/{profile}/data/steps/small.mp4")).is_some());
 }
+
+/// The backend's production songs are written as addresses in its bucket
+/// (`gs://<bucket>/songs/x.mp3`): in the job's own bucket the song is read from that object,
+/// with a warning; in another bucket the blueprint is refused before anything is fetched.
+#[test]
+fn a_song_written_as_an_address_in_the_jobs_bucket_is_read_from_it() {
+    let emulator = stocked_emulator();
+    let proxy = FaultProxy::start(&emulator.address, |_, _| Action::Forward);
+    let mut document = blueprint("data/steps/small.mp4");
+    document["audio_path"] = format!("gs://{BUCKET}/songs/song.mp3").into();
+    let run = run(&proxy.host(), None, Some(&document), &[]);
+    assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
+    let warnings = run.last()["result"]["warnings"].clone();
+    assert_eq!(warnings[0]["pointer"], "/audio_path", "{warnings}");
+    assert_eq!(media_gets(&proxy, "songs/song.mp3"), 1, "the song is the object the address names");
+    assert!(emulator.get(BUCKET, "output/result.mp4").is_some());
+
+    document["audio_path"] = "gs://someone-else/songs/song.mp3".into();
+    let run = self::run(&proxy.host(), None, Some(&document), &[]);
+    assert_eq!(run.code, Some(2), "stderr:\n{}", run.stderr);
+    assert!(run.error().starts_with("invalid blueprint: /audio_path: object key \"gs://someone-else/songs/song.mp3\" is not in the job's own bucket"), "{}", run.error());
+    assert_eq!(media_gets(&proxy, "songs/song.mp3"), 1, "nothing fetched for the refused blueprint");
+    run.assert_work_empty();
+}
