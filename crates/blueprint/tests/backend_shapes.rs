@@ -125,11 +125,11 @@ fn every_rule_based_blueprint_is_rendered_and_strict_refuses_the_irregular_ones(
 
 #[test]
 fn every_model_path_blueprint_with_dropped_moves_is_rendered() {
-    let mut random = Random(0x5eed_0f_9e41_1117);
+    let mut random = Random(0x005e_ed0f_9e41_1117);
     for case in 0..200 {
         let library: Vec<f64> = (0..(3 + random.next() % 10)).map(|_| random.seconds(6.0, 17.0)).collect();
         let count = 8 + (random.next() % 30) as usize;
-        let mut dropped: Vec<bool> = (0..count).map(|_| random.next() % 5 == 0).collect();
+        let mut dropped: Vec<bool> = (0..count).map(|_| random.next().is_multiple_of(5)).collect();
         if dropped.iter().all(|&d| d) {
             dropped[count - 1] = false;
         }
