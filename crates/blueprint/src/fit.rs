@@ -26,7 +26,8 @@ pub struct Asked {
 }
 
 impl Asked {
-    fn seconds(&self, transition: Transition) -> f64 {
+    /// How long `transition` lasts as asked, before any fitting (a strict check's answer).
+    pub fn seconds(&self, transition: Transition) -> f64 {
         match transition {
             Transition::Cut => 0.0,
             Transition::Crossfade => self.transition_seconds,

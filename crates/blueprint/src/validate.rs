@@ -466,18 +466,14 @@ impl Checker {
         let (transition_seconds, fade_seconds) = output
             .map(|o| (o.transition_duration, o.fade_duration))
             .unwrap_or((DEFAULT_TRANSITION_SECONDS, DEFAULT_FADE_SECONDS));
+        let asked = crate::fit::Asked { frame_rate, transition_seconds, fade_seconds };
         if self.options.strict {
             let end = self.timeline(&pointer, &moves, output, frame_rate)?;
             for slot in &mut moves {
-                slot.transition_seconds = match slot.transition {
-                    Transition::Cut => 0.0,
-                    Transition::Crossfade => transition_seconds,
-                    Transition::FadeBlack | Transition::FadeWhite => fade_seconds,
-                };
+                slot.transition_seconds = asked.seconds(slot.transition);
             }
             return Some(Timeline { clip_keys, moves, end });
         }
-        let asked = crate::fit::Asked { frame_rate, transition_seconds, fade_seconds };
         match crate::fit::fit(moves, &asked) {
             Ok(fitted) => {
                 if fitted.end > MAX_TIMELINE_SECONDS {
