@@ -11,6 +11,7 @@ use br_plan::{Arg, Step, TempFormat};
 use br_policy::CheckedPlan;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
+use crate::budget::ledger::Ledger;
 use crate::budget::{JobBudget, MIB};
 use crate::cancel::{Cancel, Stop};
 use crate::storage::StorageError;
@@ -121,6 +122,8 @@ pub struct Runner {
     pub step_timeout: Option<Duration>,
     /// Each child's memory and file-size limits come out of it.
     pub budget: JobBudget,
+    /// The work folder's files, charged before they are written (the watchdog's).
+    pub ledger: std::sync::Arc<Ledger>,
     /// All steps together (`JOB_DEADLINE_SECS`); by default it scales with the video.
     pub job_deadline: Option<Duration>,
     /// A step whose output time stands still this long is stopped ([`STALL_LIMIT`]).
@@ -161,12 +164,18 @@ pub struct ChildLimits {
 }
 
 impl ChildLimits {
-    /// What is left of the budget's shared part beside the work folder's files, split
-    /// between `siblings + 1` children running at once.
-    pub fn from_budget(budget: &JobBudget, work: &Path, siblings: u64, wall: Duration) -> ChildLimits {
-        let left = budget.child_limit(crate::budget::tree::folder_bytes(work), siblings);
+    /// A child with `share` bytes of the budget that writes at most `writes` of them as
+    /// a file: the rest is its memory. The two together never pass the share.
+    pub fn of_share(share: u64, writes: u64, wall: Duration) -> ChildLimits {
+        let file_size = writes.min(share);
         // Two busy threads for the whole wall-time limit, and some slack.
-        ChildLimits { memory: left, file_size: left, cpu_seconds: wall.as_secs().saturating_mul(2).saturating_add(30) }
+        ChildLimits { memory: share - file_size, file_size, cpu_seconds: wall.as_secs().saturating_mul(2).saturating_add(30) }
+    }
+
+    /// A child that only reads (a probe, a measurement), held to `memory`: it may write
+    /// no file at all.
+    pub fn reader(memory: u64, wall: Duration) -> ChildLimits {
+        ChildLimits::of_share(memory, 0, wall)
     }
 }
 
@@ -192,7 +201,8 @@ impl Runner {
 
     /// Runs every step, two at a time where [`Schedule`] allows it. When `cancel` fires
     /// or a step fails, every running FFmpeg is killed and reaped before this returns,
-    /// so nothing writes into the work folder afterwards. `frame` is the output's;
+    /// so nothing writes into the work folder afterwards. `frame` is the output's, `rates`
+    /// what its bitrates let a step write ([`crate::schedule::FileRates`]);
     /// `prepared_inputs[i]` says input `i` is a prepared clip ([`Schedule::new`]).
     #[allow(clippy::too_many_arguments)]
     pub async fn run(
@@ -201,6 +211,7 @@ impl Runner {
         paths: &PathTable,
         video_seconds: f64,
         frame: (u32, u32),
+        rates: crate::schedule::FileRates,
         prepared_inputs: &[bool],
         staging: &dyn Staging,
         cancel: &Cancel,
@@ -210,7 +221,8 @@ impl Runner {
         let plan = plan.plan();
         let uses = Uses::of(plan);
         let total: f64 = plan.steps.iter().map(|s| if let Step::Ffmpeg(i) = s { i.media_seconds } else { 0.0 }).sum::<f64>().max(1e-9);
-        let mut schedule = Schedule::new(plan, frame, prepared_inputs, self.parallel_steps);
+        let mut schedule = Schedule::new(plan, frame, prepared_inputs, self.parallel_steps, video_seconds, rates);
+        let ledger = self.ledger.as_ref();
         // Media seconds written by the running steps, as their FFmpeg last reported.
         let partial = std::cell::RefCell::new(vec![0.0f64; plan.steps.len()]);
         // Stops the other running steps when one fails.
@@ -230,8 +242,7 @@ impl Runner {
         loop {
             // Start what may start.
             while failure.is_none() {
-                let available = self.budget.shared.saturating_sub(crate::budget::tree::folder_bytes(&paths.work));
-                let Some(start) = schedule.next(available) else { break };
+                let Some(start) = schedule.next(ledger.free()) else { break };
                 let index = start.step;
                 let started = Instant::now();
                 match &plan.steps[index] {
@@ -242,6 +253,7 @@ impl Runner {
                             siblings.stop(Stop::Signal("another step failed"));
                             break;
                         }
+                        ledger.charge_as_found(&paths.temp(list.list, TempFormat::Ffconcat));
                         schedule.finished(index);
                         let seconds = started.elapsed().as_secs_f64();
                         let started = started.duration_since(first_started).as_secs_f64();
@@ -251,21 +263,28 @@ impl Runner {
                         schedule.started(start);
                         label = invocation.label.as_str();
                         report(done, label, &mut progress);
-                        if let Err(e) = stage_missing_inputs(uses.inputs_of(index), index, label, paths, staging, cancel).await {
-                            schedule.finished(index);
-                            failure = Some(e);
-                            siblings.stop(Stop::Signal("another step failed"));
-                            break;
-                        }
+                        // Inputs fetched again come out of the step's own share: its
+                        // limits are what they leave.
+                        let share = start.memory + start.file_size;
+                        let staged = stage_missing_inputs(uses.inputs_of(index), index, label, paths, staging, share, ledger, cancel).await;
+                        let staged = match staged {
+                            Ok(bytes) => bytes,
+                            Err(e) => {
+                                schedule.finished(index);
+                                failure = Some(e);
+                                siblings.stop(Stop::Signal("another step failed"));
+                                break;
+                            }
+                        };
                         let args = resolve(&invocation.args, paths, &plan.temps, video_seconds + OUTPUT_SLACK_SECONDS);
                         let weight = invocation.media_seconds;
                         let step = StepRun {
                             index,
                             label: invocation.label.as_str(),
                             limit: self.limit_for(weight, video_seconds),
-                            work: &paths.work,
                             consumed: uses.parts_consumed_by(index, paths),
-                            memory: start.memory,
+                            memory: start.memory.saturating_sub(staged),
+                            file_size: start.file_size,
                         };
                         tracing::debug!(step = index, label, memory_limit = start.memory, "starting step");
                         let partial = &partial;
@@ -307,7 +326,11 @@ impl Runner {
                     done += invocation.media_seconds;
                     report(done, label, &mut progress);
                     let busy: BTreeSet<u32> = (0..plan.steps.len()).filter(|&s| schedule.is_running(s)).flat_map(|s| uses.inputs_of(s)).collect();
-                    uses.release_after(index, paths, &plan.temps, &busy);
+                    uses.release_after(index, paths, &plan.temps, &busy, ledger);
+                    // What it wrote is charged at its real size; its share goes back.
+                    if let Some(written) = written_by(invocation, paths, &plan.temps) {
+                        ledger.charge_as_found(&written);
+                    }
                     let seconds = started.elapsed().as_secs_f64();
                     tracing::info!(step = index, label = invocation.label.as_str(), seconds, "ffmpeg step done");
                     let started = started.duration_since(first_started).as_secs_f64();
@@ -341,8 +364,8 @@ impl Runner {
         siblings: &Cancel,
         mut on_time: impl FnMut(f64),
     ) -> Result<(), FfmpegError> {
-        let StepRun { index: step, label, limit, work, consumed, memory } = run;
-        let limits = ChildLimits { memory, ..ChildLimits::from_budget(&self.budget, work, 0, limit) };
+        let StepRun { index: step, label, limit, consumed, memory, file_size } = run;
+        let limits = ChildLimits { memory, file_size, ..ChildLimits::of_share(0, 0, limit) };
         if limits.memory < MIN_CHILD_MEMORY {
             return Err(FfmpegError::NoMemoryLeft { step, label: label.to_owned(), left: limits.memory });
         }
@@ -455,27 +478,45 @@ fn write_concat_list(step: usize, list: &br_plan::ConcatList, paths: &PathTable)
     std::fs::write(paths.temp(list.list, TempFormat::Ffconcat), text).map_err(|e| FfmpegError::ConcatList { step, message: e.to_string() })
 }
 
-/// Fetches again the inputs step `step` reads that an earlier step's clean-up removed.
+/// Fetches again the inputs step `step` reads that an earlier step's clean-up removed,
+/// inside the step's `share` (each at most what the share leaves beside the smallest
+/// child); returns the bytes they take, which the step's own limits give up.
+#[allow(clippy::too_many_arguments)]
 async fn stage_missing_inputs(
     inputs: impl Iterator<Item = u32>,
     step: usize,
     label: &str,
     paths: &PathTable,
     staging: &dyn Staging,
+    share: u64,
+    ledger: &Ledger,
     cancel: &Cancel,
-) -> Result<(), FfmpegError> {
+) -> Result<u64, FfmpegError> {
+    let mut staged_bytes = 0;
     for input in inputs {
         let path = &paths.inputs[input as usize];
         if path.exists() {
             continue;
         }
+        let room = share.saturating_sub(staged_bytes + MIN_CHILD_MEMORY);
         let staged = tokio::select! {
-            staged = staging.stage(input, path) => staged,
+            staged = staging.stage(input, path, room) => staged,
             reason = cancel.cancelled() => return Err(FfmpegError::Cancelled { step, label: label.to_owned(), reason }),
         };
         staged.map_err(|error| FfmpegError::Staging { step, input, error })?;
+        ledger.charge_as_found(path);
+        staged_bytes += ledger.charged(path).unwrap_or(0);
     }
-    Ok(())
+    Ok(staged_bytes)
+}
+
+/// The file an FFmpeg step writes: its last argument.
+fn written_by(invocation: &br_plan::Invocation, paths: &PathTable, temps: &[TempFormat]) -> Option<PathBuf> {
+    match invocation.args.last()? {
+        Arg::Temp(n) => Some(paths.temp(*n, *temps.get(*n as usize)?)),
+        Arg::Output => Some(paths.output.clone()),
+        Arg::Input(_) | Arg::Literal(_) => None,
+    }
 }
 
 /// One FFmpeg step as the runner starts it.
@@ -483,11 +524,11 @@ struct StepRun<'a> {
     index: usize,
     label: &'a str,
     limit: Duration,
-    work: &'a Path,
     /// Concat parts this step reads for the last time: unlinked once it has them open.
     consumed: Vec<PathBuf>,
-    /// Its `RLIMIT_DATA`: its share of the budget ([`Schedule`]).
+    /// Its `RLIMIT_DATA` and `RLIMIT_FSIZE`: its share of the budget ([`Schedule`]).
     memory: u64,
+    file_size: u64,
 }
 
 /// A step whose output time does not move for this long is stopped: FFmpeg reports its
@@ -627,7 +668,8 @@ mod tests {
     #[test]
     fn a_plan_cannot_buy_itself_time() {
         let budget = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
-        let runner = Runner { ffmpeg: PathBuf::from("ffmpeg"), step_timeout: None, budget, job_deadline: None, stall_limit: STALL_LIMIT, parallel_steps: 1 };
+        let ledger = std::sync::Arc::new(Ledger::of(&budget));
+        let runner = Runner { ffmpeg: PathBuf::from("ffmpeg"), step_timeout: None, budget, ledger, job_deadline: None, stall_limit: STALL_LIMIT, parallel_steps: 1 };
         // An honest 8 s segment of a 176 s video.
         assert_eq!(runner.limit_for(8.0, 176.0), Duration::from_secs(300));
         // A step claiming four hours of media in a 2 s video gets the 2 s video's limit.
@@ -659,8 +701,9 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
         let budget = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
         let (ffmpeg, _) = binaries();
-        let runner = Runner { ffmpeg, step_timeout: None, budget, job_deadline: None, stall_limit: Duration::from_secs(2), parallel_steps: 1 };
-        let step = StepRun { index: 0, label: "stall", limit: Duration::from_secs(600), work: work.path(), consumed: Vec::new(), memory: 256 * MIB };
+        let ledger = std::sync::Arc::new(Ledger::of(&budget));
+        let runner = Runner { ffmpeg, step_timeout: None, budget, ledger, job_deadline: None, stall_limit: Duration::from_secs(2), parallel_steps: 1 };
+        let step = StepRun { index: 0, label: "stall", limit: Duration::from_secs(600), consumed: Vec::new(), memory: 256 * MIB, file_size: MIB };
         let args: Vec<std::ffi::OsString> = vec!["-i".into(), fifo.into_os_string(), "-f".into(), "null".into(), "-".into()];
         let started = Instant::now();
         let result = runner.run_one(step, &args, &Cancel::never(), &Cancel::never(), |_| {}).await;

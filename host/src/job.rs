@@ -28,6 +28,15 @@ use crate::{exit, logging, media};
 
 /// ffprobe processes at a time while inputs download.
 const PARALLEL_PROBES: usize = 2;
+/// What a probe of a staged input is held to (and reserves in the ledger while it runs):
+/// ffprobe opens the container and decodes a few frames.
+const PROBE_MEMORY: u64 = 64 * crate::budget::MIB;
+/// Kept free of downloads while inputs are fetched: room for the largest child of the
+/// fetch stage (the song's loudness measurement), so one always runs and frees its input.
+const FETCH_KEEP_FREE: u64 = media::LOUDNESS_MEMORY;
+/// What a failed probe says when its child could not even start for lack of memory:
+/// the budget's failure, never the input's.
+const CHILD_COULD_NOT_START: [&str; 2] = ["error while loading shared libraries", "cannot allocate memory"];
 
 pub struct JobConfig {
     /// Objects downloaded at the same time.
@@ -318,16 +327,22 @@ impl Job<'_> {
             let first = validated.moves.first()?.clip as usize;
             let key = validated.clip_keys.get(first)?;
             let file = work.join("first-clip-probe");
+            let ledger = self.config.runner.ledger.as_ref();
             // Never prepared: not worth downloading the clip twice.
-            let marked = self.storage.fetch(&crate::prepare::source_marker_key(key), &file).await.is_ok();
+            let marker = crate::prepare::source_marker_key(key);
+            let marked = self.storage.fetch(&marker, &file, &crate::budget::ledger::AtMost(crate::prepare::MAX_MANIFEST_BYTES)).await.is_ok();
             let _ = std::fs::remove_file(&file);
             if !marked {
                 return None;
             }
-            self.storage.fetch(key, &file).await.ok()?;
-            let limits = ChildLimits::from_budget(&self.config.runner.budget, work, 0, media::PROBE_TIMEOUT);
-            let facts = media::probe(&self.config.ffprobe, &file, key, limits).await.ok();
-            let _ = std::fs::remove_file(&file);
+            let gate = crate::budget::ledger::Reserving::new(ledger, PROBE_MEMORY, ledger.ceiling(PROBE_MEMORY, 0));
+            self.storage.fetch(key, &file, &gate).await.ok()?;
+            gate.into_file(&file);
+            let facts = match ledger.reserve(PROBE_MEMORY, 0, u64::MAX).await {
+                Ok(_memory) => media::probe(&self.config.ffprobe, &file, key, ChildLimits::reader(PROBE_MEMORY, media::PROBE_TIMEOUT)).await.ok(),
+                Err(_) => None,
+            };
+            ledger.remove(&file);
             *inputs.get_mut(1 + first)? = facts?;
         }
         br_plan::prepare::Profile::of(validated, &inputs)
@@ -376,26 +391,46 @@ impl Job<'_> {
         // replaces loudnorm's dynamic mode (host.loudness, contract 0.7.0).
         let measure_song = validated.output.normalize_audio && self.sandbox.takes_loudness();
         let song_seconds = validated.total_duration;
+        let ledger = self.config.runner.ledger.as_ref();
+        // Probed inputs stay while they fit in a quarter of the shared budget; the rest
+        // are fetched again before the step that reads them (see `work`).
+        let cache_bytes = self.config.runner.budget.shared / 4;
+        // An object larger than this could wait for ever: refused at once.
+        let ceiling = ledger.ceiling(FETCH_KEEP_FREE, cache_bytes);
         let staging = keys.iter().enumerate().map(|(index, (key, pointer))| {
             let destination = work.path().join(staged_name(index, key));
             let probes = &probes;
-            let work = work.path();
             async move {
-                self.storage
-                    .fetch(key, &destination)
-                    .await
-                    .map_err(|error| (Stage::Fetch, Failure::Storage { pointer: Some(pointer.clone()), error }))?;
+                // The object's declared size is reserved before its first byte is
+                // written; it waits while others hold the room.
+                let gate = crate::budget::ledger::Reserving::new(ledger, FETCH_KEEP_FREE, ceiling);
+                self.storage.fetch(key, &destination, &gate).await.map_err(|error| staging_failure(pointer, error))?;
+                gate.into_file(&destination);
                 let _permit = probes.acquire().await.map_err(|e| (Stage::Probe, Failure::WorkFolder(e.to_string())))?;
-                let limits = ChildLimits::from_budget(&self.config.runner.budget, work, PARALLEL_PROBES as u64 - 1, media::PROBE_TIMEOUT);
-                let media_error = |e: media::MediaError| (Stage::Probe, Failure::Media { pointer: pointer.clone(), message: e.message });
-                let mut probed = media::probe_container(&self.config.ffprobe, &destination, key, limits).await.map_err(media_error)?;
+                let limits = ChildLimits::reader(PROBE_MEMORY, media::PROBE_TIMEOUT);
+                let media_error = |e: media::MediaError| probe_failure(pointer, e);
+                let mut probed = {
+                    let _memory = ledger.reserve(PROBE_MEMORY, 0, u64::MAX).await.map_err(|e| budget_failure(pointer, e))?;
+                    media::probe_container(&self.config.ffprobe, &destination, key, limits).await.map_err(media_error)?
+                };
                 // Input 0 is the song (read from its start); the others are clips, which
                 // steps read from a point inside them.
                 let remuxed = index > 0 && !probed.seeks_exactly();
                 if remuxed {
+                    // The copy sits beside the original until it replaces it.
+                    let size = ledger.charged(&destination).unwrap_or(0);
+                    let writes = size + size / 8 + crate::budget::MIB;
+                    let remux_ceiling = ledger.capacity().saturating_sub(cache_bytes + size);
+                    let reserved = ledger.reserve(media::REMUX_MEMORY + writes, 0, remux_ceiling).await.map_err(|e| budget_failure(pointer, e))?;
+                    let limits = ChildLimits::of_share(reserved.bytes(), writes, media::PROBE_TIMEOUT);
                     media::remux_for_exact_seeks(&self.config.runner.ffmpeg, &destination, key, limits).await.map_err(media_error)?;
+                    ledger.charge_as_found(&destination);
+                    drop(reserved);
                     tracing::info!(key = %key, container = %probed.container, "copied into MP4 to seek in it by frame");
-                    probed = media::probe_container(&self.config.ffprobe, &destination, key, limits).await.map_err(media_error)?;
+                    let _memory = ledger.reserve(PROBE_MEMORY, 0, u64::MAX).await.map_err(|e| budget_failure(pointer, e))?;
+                    probed = media::probe_container(&self.config.ffprobe, &destination, key, ChildLimits::reader(PROBE_MEMORY, media::PROBE_TIMEOUT))
+                        .await
+                        .map_err(media_error)?;
                 }
                 let facts = probed.facts;
                 let role = if index == 0 { formats::Role::Song } else { formats::Role::Clip };
@@ -405,6 +440,8 @@ impl Job<'_> {
                 let loudness = match &facts.audio {
                     Some(audio) if index == 0 && measure_song => {
                         let lengths = (song_seconds, audio.duration.max(facts.duration));
+                        let _memory = ledger.reserve(media::LOUDNESS_MEMORY, 0, u64::MAX).await.map_err(|e| budget_failure(pointer, e))?;
+                        let limits = ChildLimits::reader(media::LOUDNESS_MEMORY, media::LOUDNESS_TIMEOUT);
                         measured_loudness(&self.config.runner.ffmpeg, &destination, key, lengths, limits).await
                     }
                     _ => None,
@@ -418,9 +455,6 @@ impl Job<'_> {
         let mut remux_inputs = vec![false; keys.len()];
         let mut song_loudness = None;
         let mut done = 0;
-        // Probed inputs stay while they fit in a quarter of the shared budget; the rest
-        // are fetched again before the step that reads them (see `work`).
-        let cache_bytes = self.config.runner.budget.shared / 4;
         let mut kept_bytes = 0;
         // The first failure ends the job: dropping the stream cancels the transfers
         // still running, and the work folder goes with them.
@@ -428,11 +462,11 @@ impl Job<'_> {
             let (index, path, found, remuxed, loudness) = result?;
             remux_inputs[index] = remuxed;
             song_loudness = song_loudness.or(loudness);
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let size = ledger.charged(&path).unwrap_or(0);
             if kept_bytes + size <= cache_bytes {
                 kept_bytes += size;
             } else {
-                crate::work::remove_if_present(&path);
+                ledger.remove(&path);
             }
             inputs[index] = path;
             facts[index] = Some(found);
@@ -468,14 +502,15 @@ impl Job<'_> {
         let prepared = self.prepare(checked, reporter).await?;
         let Prepared { validated, plan, paths, keys, remux_inputs, work, mut timings, facts, prepared_inputs } = prepared;
         let frame = br_plan::output_frame(&validated, &facts);
-        let refetch = Refetch { storage: self.storage, keys: &keys, remux_inputs: &remux_inputs, config: &self.config, work: work.path() };
+        let rates = crate::schedule::FileRates::of_output(validated.output.video_bitrate, validated.output.audio_bitrate);
+        let refetch = Refetch { storage: self.storage, keys: &keys, remux_inputs: &remux_inputs, config: &self.config };
         let mut current_step: Option<String> = None;
         let started = Instant::now();
         reporter.running(Stage::Encode, Stage::Encode.at(0.0), format!("running {} steps", plan.plan().steps.len()));
         let steps = self
             .config
             .runner
-            .run(&plan, &paths, validated.total_duration, frame, &prepared_inputs, &refetch, self.cancel, |progress| {
+            .run(&plan, &paths, validated.total_duration, frame, rates, &prepared_inputs, &refetch, self.cancel, |progress| {
                 if current_step.as_deref() != Some(progress.label) {
                     current_step = Some(progress.label.to_owned());
                     self.watchdog.enter(&format!("encode: {}", progress.label));
@@ -497,7 +532,7 @@ impl Job<'_> {
             })?;
         timings.insert("encode_seconds".into(), json!(started.elapsed().as_secs_f64()));
 
-        let limits = ChildLimits::from_budget(&self.config.runner.budget, work.path(), 0, media::PROBE_TIMEOUT);
+        let limits = ChildLimits::reader(self.config.runner.ledger.free().min(PROBE_MEMORY), media::PROBE_TIMEOUT);
         let output = media::probe(&self.config.ffprobe, &paths.output, &validated.output_key, limits)
             .await
             .map_err(|e| (Stage::Encode, Failure::Media { pointer: "/output_config/output_path".into(), message: format!("the result is unreadable: {}", e.message) }))?;
@@ -581,11 +616,10 @@ struct Refetch<'a> {
     keys: &'a [(String, String)],
     remux_inputs: &'a [bool],
     config: &'a JobConfig,
-    work: &'a Path,
 }
 
 impl Staging for Refetch<'_> {
-    fn stage<'a>(&'a self, input: u32, path: &'a Path) -> Pin<Box<dyn Future<Output = Result<u64, StorageError>> + Send + 'a>> {
+    fn stage<'a>(&'a self, input: u32, path: &'a Path, room: u64) -> Pin<Box<dyn Future<Output = Result<u64, StorageError>> + Send + 'a>> {
         Box::pin(async move {
             let (key, _) = self.keys.get(input as usize).ok_or_else(|| StorageError::Io {
                 key: format!("input {input}"),
@@ -593,10 +627,14 @@ impl Staging for Refetch<'_> {
                 message: "no such input".into(),
             })?;
             let started = Instant::now();
-            let bytes = self.storage.fetch(key, path).await?;
-            if self.remux_inputs.get(input as usize).copied().unwrap_or(false) {
-                // Inside the reading step's share of the budget, before its FFmpeg starts.
-                let limits = ChildLimits::from_budget(&self.config.runner.budget, self.work, 0, media::PROBE_TIMEOUT);
+            let remux = self.remux_inputs.get(input as usize).copied().unwrap_or(false);
+            // Inside the reading step's share: a clip to copy into MP4 needs room for
+            // itself, its copy and the copying FFmpeg.
+            let most = if remux { room.saturating_sub(media::REMUX_MEMORY) / 2 } else { room };
+            let bytes = self.storage.fetch(key, path, &crate::budget::ledger::AtMost(most)).await?;
+            if remux {
+                let writes = room.saturating_sub(media::REMUX_MEMORY + bytes);
+                let limits = ChildLimits::of_share(room.saturating_sub(bytes), writes, media::PROBE_TIMEOUT);
                 if let Err(e) = media::remux_for_exact_seeks(&self.config.runner.ffmpeg, path, key, limits).await {
                     crate::work::remove_if_present(path);
                     return Err(StorageError::Io { key: key.clone(), store: self.storage.describe(), message: e.message });
@@ -606,6 +644,33 @@ impl Staging for Refetch<'_> {
             Ok(bytes)
         })
     }
+}
+
+/// A fetch that failed: an object too large for the job's work folder is a bad input
+/// for this job (exit 4, its pointer), as is a missing one; the rest are storage's.
+fn staging_failure(pointer: &str, error: StorageError) -> (Stage, Failure) {
+    match error {
+        StorageError::TooLarge { key, too_large } => {
+            (Stage::Fetch, Failure::Media { pointer: pointer.to_owned(), message: format!("{key}: {too_large}") })
+        }
+        error => (Stage::Fetch, Failure::Storage { pointer: Some(pointer.to_owned()), error }),
+    }
+}
+
+/// A probe that failed: its input's fault, unless its child could not even start for
+/// lack of memory, which is the budget's (retried), never the input's.
+fn probe_failure(pointer: &str, error: media::MediaError) -> (Stage, Failure) {
+    let lowered = error.message.to_ascii_lowercase();
+    if CHILD_COULD_NOT_START.iter().any(|words| lowered.contains(words)) {
+        let message = format!("probing {pointer} ran out of the job's memory budget: {}", error.message);
+        return (Stage::Probe, Failure::MemoryBudget(message));
+    }
+    (Stage::Probe, Failure::Media { pointer: pointer.to_owned(), message: error.message })
+}
+
+/// A child of the fetch stage whose memory can never be reserved beside `pointer`'s input.
+fn budget_failure(pointer: &str, too_large: crate::budget::ledger::TooLarge) -> (Stage, Failure) {
+    (Stage::Probe, Failure::Media { pointer: pointer.to_owned(), message: format!("with its copy into MP4, {too_large}") })
 }
 
 /// The song's loudness, or None (the plan then takes loudnorm's dynamic mode, as without
@@ -694,7 +759,7 @@ mod tests {
         fn url(&self, key: &str) -> String {
             format!("gs://bucket/{}", key.strip_prefix("data/").unwrap_or(key))
         }
-        fn fetch<'a>(&'a self, _: &'a str, _: &'a Path) -> StorageFuture<'a, u64> {
+        fn fetch<'a>(&'a self, _: &'a str, _: &'a Path, _: &'a dyn crate::budget::ledger::Gate) -> StorageFuture<'a, u64> {
             unreachable!("not fetched")
         }
         fn store<'a>(&'a self, _: &'a Path, _: &'a str) -> StorageFuture<'a, u64> {

@@ -179,6 +179,9 @@ impl Preparer<'_> {
             .prefix("blueprint-runner-prepare-")
             .tempdir_in(self.work_root)
             .map_err(|e| format!("work folder: {e}"))?;
+        // Whatever this clip charged goes with its work folder, however it ends.
+        let ledger = self.runner.ledger.as_ref();
+        let _release = ReleaseUnder { ledger, folder: work.path() };
         let found = read_manifest(self.storage, &manifest_key, &work.path().join("manifest-found.json")).await.map_err(|e| e.to_string())?;
         if let Some(manifest) = found {
             if manifest["source_identity"] == source.as_str() && manifest["profile_id"] == profile.id().as_str() {
@@ -186,8 +189,12 @@ impl Preparer<'_> {
             }
         }
         let input = work.path().join("source");
-        self.storage.fetch(key, &input).await.map_err(|e| e.to_string())?;
-        let limits = ChildLimits::from_budget(&self.runner.budget, work.path(), 0, media::PROBE_TIMEOUT);
+        // The clip must fit beside the step that re-encodes it.
+        let encode = crate::budget::estimate::step_bytes(profile.width, profile.height);
+        let gate = crate::budget::ledger::Reserving::new(ledger, encode, ledger.ceiling(encode, 0));
+        self.storage.fetch(key, &input, &gate).await.map_err(|e| e.to_string())?;
+        gate.into_file(&input);
+        let limits = ChildLimits::reader(ledger.free().min(PROBE_MEMORY), media::PROBE_TIMEOUT);
         let facts = media::probe(self.ffprobe, &input, key, limits).await.map_err(|e| e.to_string())?;
         let Some(video) = &facts.video else {
             return Err(format!("{key} has no video stream"));
@@ -205,8 +212,9 @@ impl Preparer<'_> {
         let checked = br_policy::check(&plan, 1, &limits).map_err(|v| v.to_string())?;
         let output = work.path().join("prepared.mp4");
         let paths = PathTable { inputs: vec![input], work: work.path().to_owned(), output: output.clone() };
-        self.runner.run(&checked, &paths, seconds, (profile.width, profile.height), &[], &NoRefetch, self.cancel, |_| {}).await.map_err(|e| e.to_string())?;
-        let limits = ChildLimits::from_budget(&self.runner.budget, work.path(), 0, media::PROBE_TIMEOUT);
+        let rates = crate::schedule::FileRates::of_output(profile.video_bitrate, PREPARED_AUDIO_BITS);
+        self.runner.run(&checked, &paths, seconds, (profile.width, profile.height), rates, &[], &NoRefetch, self.cancel, |_| {}).await.map_err(|e| e.to_string())?;
+        let limits = ChildLimits::reader(ledger.free().min(PROBE_MEMORY), media::PROBE_TIMEOUT);
         let frames = media::count_video_frames(self.ffprobe, &output, limits).await.map_err(|e| e.to_string())?;
         let prepared_key = prepared_key(profile, key);
         self.storage.store(&output, &prepared_key).await.map_err(|e| e.to_string())?;
@@ -234,16 +242,34 @@ impl Preparer<'_> {
     }
 }
 
-const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
+/// A prepared clip's audio is at most AAC's usual rate (the profile copies or encodes it).
+const PREPARED_AUDIO_BITS: u64 = 320_000;
+/// What a probe of the clip is held to.
+const PROBE_MEMORY: u64 = 64 * crate::budget::MIB;
+
+/// Releases every charge under `folder` when dropped: prepare's ledger outlives the
+/// folders of its clips.
+struct ReleaseUnder<'a> {
+    ledger: &'a crate::budget::ledger::Ledger,
+    folder: &'a Path,
+}
+
+impl Drop for ReleaseUnder<'_> {
+    fn drop(&mut self) {
+        self.ledger.release_under(self.folder);
+    }
+}
 
 /// The manifest at `key`, fetched through `file` (removed after), when there is one and
 /// it is JSON of a sane size; a broken or oversized one counts as none. Errors other
 /// than "not found" are the storage's.
 pub async fn read_manifest(storage: &dyn Storage, key: &str, file: &Path) -> Result<Option<Value>, StorageError> {
-    let fetched = storage.fetch(key, file).await;
+    // Held to its limit before a byte is written: a huge "manifest" is refused, not copied.
+    let fetched = storage.fetch(key, file, &crate::budget::ledger::AtMost(MAX_MANIFEST_BYTES)).await;
     let manifest = match fetched {
         Ok(bytes) if bytes <= MAX_MANIFEST_BYTES => std::fs::read(file).ok().and_then(|text| serde_json::from_slice(&text).ok()),
-        Ok(_) | Err(StorageError::NotFound { .. }) => None,
+        Ok(_) | Err(StorageError::NotFound { .. } | StorageError::TooLarge { .. }) => None,
         Err(error) => {
             let _ = std::fs::remove_file(file);
             return Err(error);
@@ -259,7 +285,7 @@ type StagingFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Resu
 struct NoRefetch;
 
 impl Staging for NoRefetch {
-    fn stage<'a>(&'a self, input: u32, _: &'a Path) -> StagingFuture<'a> {
+    fn stage<'a>(&'a self, input: u32, _: &'a Path, _: u64) -> StagingFuture<'a> {
         let error = StorageError::Io { key: format!("input {input}"), store: "prepare".into(), message: "not staged".into() };
         Box::pin(async move { Err(error) })
     }

@@ -9,7 +9,7 @@ use crate::budget::watchdog::{self, Record, Watchdog};
 use crate::cancel::Cancel;
 use crate::input::{self, Loaded, Source};
 use crate::job::{Failure, Job, JobConfig, Reporter};
-use crate::storage::{GcsConfig, GcsStorage, LocalFolder, Storage};
+use crate::storage::{GcsConfig, GcsStorage, LocalFolder, Storage, StorageError};
 use crate::cli::{JobFlags, StorageFlags};
 use crate::{config, exit, ffmpeg};
 
@@ -562,6 +562,7 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
             ffmpeg: ffmpeg_binary,
             step_timeout: flags.step_timeout.map(Duration::from_secs),
             budget: watchdog.budget(),
+            ledger: watchdog.ledger(),
             job_deadline: flags.job_deadline.map(Duration::from_secs),
             stall_limit: ffmpeg::STALL_LIMIT,
             parallel_steps: crate::schedule::default_parallelism(),
@@ -656,7 +657,7 @@ pub async fn bench_fetch(flags: &StorageFlags, keys: &[String]) -> u8 {
     let downloads = keys.iter().enumerate().map(|(index, key)| {
         let destination = folder.path().join(format!("object-{index}"));
         let storage = storage.as_ref();
-        async move { storage.fetch(key, &destination).await }
+        async move { storage.fetch(key, &destination, &crate::budget::ledger::Unbounded).await }
     });
     let results: Vec<_> = futures::stream::iter(downloads).buffer_unordered(usize::from(flags.download_concurrency)).collect().await;
     let seconds = started.elapsed().as_secs_f64();
@@ -724,6 +725,7 @@ pub async fn prepare(flags: JobFlags, options: crate::cli::PrepareFlags) -> u8 {
         ffmpeg: ffmpeg_binary,
         step_timeout: flags.step_timeout.map(Duration::from_secs),
         budget,
+        ledger: std::sync::Arc::new(crate::budget::ledger::Ledger::of(&budget)),
         job_deadline: flags.job_deadline.map(Duration::from_secs),
         stall_limit: ffmpeg::STALL_LIMIT,
         parallel_steps: crate::schedule::default_parallelism(),
@@ -772,9 +774,16 @@ async fn blueprint_profile(
             let key = &validated.clip_keys[first.min(validated.clip_keys.len().saturating_sub(1))];
             let folder = tempfile::Builder::new().prefix("blueprint-runner-prepare-").tempdir_in(work_root).map_err(|e| (exit::STORAGE, format!("work folder: {e}")))?;
             let file = folder.path().join("first-clip");
-            preparer.storage.fetch(key, &file).await.map_err(|e| (exit::STORAGE, e.to_string()))?;
-            let limits = ffmpeg::ChildLimits::from_budget(&preparer.runner.budget, folder.path(), 0, crate::media::PROBE_TIMEOUT);
-            let facts = crate::media::probe(preparer.ffprobe, &file, key, limits).await.map_err(|e| (exit::MEDIA, e.to_string()))?;
+            let ledger = preparer.runner.ledger.as_ref();
+            let probe_memory = 64 * crate::budget::MIB;
+            let gate = crate::budget::ledger::Reserving::new(ledger, probe_memory, ledger.ceiling(probe_memory, 0));
+            let fetched = preparer.storage.fetch(key, &file, &gate).await;
+            fetched.map_err(|e| (if matches!(e, StorageError::TooLarge { .. }) { exit::MEDIA } else { exit::STORAGE }, e.to_string()))?;
+            gate.into_file(&file);
+            let limits = ffmpeg::ChildLimits::reader(probe_memory, crate::media::PROBE_TIMEOUT);
+            let facts = crate::media::probe(preparer.ffprobe, &file, key, limits).await;
+            ledger.release_under(folder.path());
+            let facts = facts.map_err(|e| (exit::MEDIA, e.to_string()))?;
             inputs[1 + first] = facts;
         }
     }

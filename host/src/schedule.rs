@@ -34,6 +34,30 @@ const LOUDNORM_NEED: u64 = 176 * MIB;
 /// its inputs staged again (a few MB each) and writes its temp after its limit is set,
 /// and a reserve of exactly the next step's need would then no longer fit it.
 const RESERVE_SLACK: u64 = 16 * MIB;
+/// What a step may write besides its memory (its `RLIMIT_FSIZE`, out of the same share):
+/// a fixed part for headers and indexes, and [`FileRates`] per second of media it makes.
+/// A plan that writes more fails its step cleanly ("wrote a file larger than ...").
+const FILE_BASE: u64 = MIB;
+/// A heavy step whose share is short of its need still keeps this part of it for its
+/// file, which it cannot do without.
+const FILE_FLOOR_DIVISOR: u64 = 4;
+
+/// Bytes per second of media a step may write: twice the blueprint's bitrates (x264's
+/// rate control overshoots a short step's target; AAC keeps to its own).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FileRates {
+    /// A step that writes video (with its audio, or copies of both).
+    pub video: f64,
+    /// A step that writes audio only.
+    pub audio: f64,
+}
+
+impl FileRates {
+    pub fn of_output(video_bits_per_second: u64, audio_bits_per_second: u64) -> FileRates {
+        let bytes = |bits: u64| 2.0 * bits as f64 / 8.0;
+        FileRates { video: bytes(video_bits_per_second + audio_bits_per_second), audio: bytes(audio_bits_per_second) }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Weight {
@@ -56,23 +80,65 @@ pub struct Schedule {
     /// For each step, the steps it waits for.
     after: Vec<Vec<usize>>,
     weights: Vec<Weight>,
+    /// For each step, the largest file it may write ([`file_allowance`]).
+    files: Vec<u64>,
     states: Vec<State>,
     max_running: usize,
 }
 
-/// What to start next: a step and its child's memory limit.
+/// What to start next: a step and its child's limits, which together are its share.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Start {
     pub step: usize,
+    /// `RLIMIT_DATA`.
     pub memory: u64,
+    /// `RLIMIT_FSIZE`: the file it writes is charged to the budget too.
+    pub file_size: u64,
 }
 
 impl Schedule {
     /// `frame`: the output's frame, for heavy steps whose arguments name no larger one.
     /// `prepared_inputs[i]`: input `i` was staged from a prepared clip of this job's profile.
-    pub fn new(plan: &Plan, frame: (u32, u32), prepared_inputs: &[bool], max_running: usize) -> Schedule {
+    /// `video_seconds`: the blueprint's length, which bounds what a step claims to write;
+    /// `rates`: the blueprint's bitrates ([`FileRates`]).
+    pub fn new(plan: &Plan, frame: (u32, u32), prepared_inputs: &[bool], max_running: usize, video_seconds: f64, rates: FileRates) -> Schedule {
         let weights = plan.steps.iter().map(|step| weight(step, frame, prepared_inputs)).collect();
-        Schedule { after: dependencies(plan), weights, states: vec![State::Waiting; plan.steps.len()], max_running: max_running.max(1) }
+        let files = plan.steps.iter().map(|step| file_allowance(step, video_seconds, rates)).collect();
+        Schedule {
+            after: dependencies(plan),
+            weights,
+            files,
+            states: vec![State::Waiting; plan.steps.len()],
+            max_running: max_running.max(1),
+        }
+    }
+
+    /// A step's memory need.
+    fn memory_need(&self, step: usize) -> u64 {
+        match self.weights[step] {
+            Weight::List => 0,
+            Weight::Light(need) | Weight::Heavy(need) | Weight::Bridge(need) => need,
+        }
+    }
+
+    /// The share a step is started with when it needs only its need: a light step's
+    /// memory and its file (its file is its output, a copy or the song, and it is given
+    /// no more than this beside another step); a heavy step's memory, whose headroom
+    /// holds the few MiB its segment takes (see [`Schedule::split`]).
+    fn need(&self, step: usize) -> u64 {
+        match self.weights[step] {
+            Weight::Light(need) => need + self.files[step],
+            _ => self.memory_need(step),
+        }
+    }
+
+    /// `share` split into the child's memory and its file: the file its allowance when
+    /// the share holds the memory need beside it, else what the share leaves beside the
+    /// memory need, and never less than a part of the share.
+    fn split(&self, step: usize, share: u64) -> Start {
+        let need = self.memory_need(step);
+        let file_size = self.files[step].min(share.saturating_sub(need).max(share / FILE_FLOOR_DIVISOR));
+        Start { step, memory: share - file_size, file_size }
     }
 
     #[cfg(test)]
@@ -92,9 +158,10 @@ impl Schedule {
         let ready = |step: usize| self.states[step] == State::Waiting && self.after[step].iter().all(|&s| self.states[s] == State::Done);
         for step in (0..self.states.len()).filter(|&s| ready(s)) {
             let alone = running == 0;
-            let memory = match self.weights[step] {
+            let need = self.need(step);
+            let share = match self.weights[step] {
                 Weight::List => 0,
-                Weight::Light(need) if alone => {
+                Weight::Light(_) if alone => {
                     // Alone, a light step keeps to its share only when a step is ready to start beside it.
                     let other_ready = self.max_running > 1 && (0..self.states.len()).any(|s| s != step && ready(s));
                     if other_ready && free > need {
@@ -103,16 +170,16 @@ impl Schedule {
                         free
                     }
                 }
-                Weight::Light(need) if free >= need => need,
-                Weight::Heavy(need) | Weight::Bridge(need) if alone || free >= need => {
+                Weight::Light(_) if free >= need => need,
+                Weight::Heavy(_) | Weight::Bridge(_) if alone || free >= need => {
                     // Room is left for the largest step that is ready to run beside it and
                     // fits: a light one, or, beside a bridge, another bridge.
                     let is_bridge = matches!(self.weights[step], Weight::Bridge(_));
                     (0..self.states.len())
                         .filter(|&s| s != step && ready(s))
                         .filter_map(|s| match self.weights[s] {
-                            Weight::Light(other) => Some(other),
-                            Weight::Bridge(other) if is_bridge => Some(other),
+                            Weight::Light(_) => Some(self.need(s)),
+                            Weight::Bridge(_) if is_bridge => Some(self.need(s)),
                             _ => None,
                         })
                         .filter(|&other| self.max_running > 1 && free >= need.saturating_add(other))
@@ -121,13 +188,13 @@ impl Schedule {
                 }
                 Weight::Light(_) | Weight::Heavy(_) | Weight::Bridge(_) => continue,
             };
-            return Some(Start { step, memory });
+            return Some(self.split(step, share));
         }
         None
     }
 
     pub fn started(&mut self, start: Start) {
-        self.states[start.step] = State::Running { limit: start.memory };
+        self.states[start.step] = State::Running { limit: start.memory + start.file_size };
     }
 
     pub fn finished(&mut self, step: usize) {
@@ -188,6 +255,16 @@ fn dependencies(plan: &Plan) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// The largest file `step` may write: [`FILE_BASE`] and its media seconds (cut to the
+/// video's length: the plan's claim is the guest's) at the rate of what it writes.
+fn file_allowance(step: &Step, video_seconds: f64, rates: FileRates) -> u64 {
+    let Step::Ffmpeg(invocation) = step else { return 0 };
+    let seconds = invocation.media_seconds.min(video_seconds + 10.0).max(0.0);
+    let audio_only = invocation.args.iter().any(|arg| *arg == Arg::lit("-vn"));
+    let rate = if audio_only { rates.audio } else { rates.video };
+    FILE_BASE + (seconds * rate) as u64
+}
+
 fn weight(step: &Step, frame: (u32, u32), prepared_inputs: &[bool]) -> Weight {
     let Step::Ffmpeg(invocation) = step else { return Weight::List };
     let literals: Vec<&str> = invocation.args.iter().filter_map(|a| if let Arg::Literal(text) = a { Some(text.as_str()) } else { None }).collect();
@@ -227,6 +304,59 @@ fn weight(step: &Step, frame: (u32, u32), prepared_inputs: &[bool]) -> Weight {
 mod tests {
     use super::*;
     use br_plan::{ConcatList, ConcatPart, Invocation, TempFormat};
+
+    /// The backend's bitrates, 2M and 128k: what the test steps (one second of media
+    /// each) may write.
+    const RATES: FileRates = FileRates { video: 2.0 * 2_128_000.0 / 8.0, audio: 2.0 * 128_000.0 / 8.0 };
+    const AUDIO_FILE: u64 = FILE_BASE + 32_000;
+    const VIDEO_FILE: u64 = FILE_BASE + 532_000;
+
+    fn share(start: Start) -> u64 {
+        start.memory + start.file_size
+    }
+
+    #[test]
+    fn a_steps_file_is_its_share_not_the_remainder() {
+        let plan = planner_shaped(false);
+        // One second of audio, one of video; a step claiming an hour writes no more than
+        // the video's length allows.
+        assert_eq!(file_allowance(&plan.steps[0], 10.0, RATES), AUDIO_FILE);
+        assert_eq!(file_allowance(&plan.steps[1], 10.0, RATES), VIDEO_FILE);
+        let mut claims_an_hour = step("-i CLIP -c copy -f nut", Arg::Temp(1));
+        if let Step::Ffmpeg(invocation) = &mut claims_an_hour {
+            invocation.media_seconds = 3600.0;
+        }
+        assert_eq!(file_allowance(&claims_an_hour, 10.0, RATES), FILE_BASE + 20 * 532_000);
+        assert_eq!(file_allowance(&plan.steps[3], 10.0, RATES), 0, "a list is written by the host");
+        // Two copies, side by side, each get their own share: together they fit.
+        let copies = Plan {
+            temps: vec![TempFormat::Nut; 2],
+            steps: vec![
+                step("-i CLIP -c:v copy -c:a copy -f nut", Arg::Temp(0)),
+                step("-i CLIP -c:v copy -c:a copy -f nut", Arg::Temp(1)),
+                step("-i T0 -i T1 -c:v copy -c:a copy -f mp4", Arg::Output),
+            ],
+            warnings: Vec::new(),
+        };
+        let mut schedule = Schedule::new(&copies, (1280, 720), &[], 2, 10.0, RATES);
+        let available = 200 * MIB;
+        let first = schedule.next(available).unwrap();
+        schedule.started(first);
+        let second = schedule.next(available).unwrap();
+        schedule.started(second);
+        assert_eq!((first.file_size, second.file_size), (VIDEO_FILE, VIDEO_FILE));
+        assert!(share(first) + share(second) <= available, "{first:?} {second:?}");
+        // Short of its need, a step keeps a part of its share for its file.
+        let schedule = Schedule::new(&copies, (1280, 720), &[], 1, 10.0, RATES);
+        let starved = schedule.next(VIDEO_FILE).unwrap();
+        assert_eq!(starved.file_size, VIDEO_FILE / FILE_FLOOR_DIVISOR);
+        assert_eq!(share(starved), VIDEO_FILE);
+        // A heavy step with room to spare: its file is its allowance, the rest memory.
+        let segment = Plan { temps: vec![TempFormat::Nut], steps: vec![plan.steps[1].clone()], warnings: Vec::new() };
+        let schedule = Schedule::new(&segment, (1280, 720), &[], 1, 10.0, RATES);
+        let alone = schedule.next(400 * MIB).unwrap();
+        assert_eq!((alone.memory, alone.file_size), (400 * MIB - VIDEO_FILE, VIDEO_FILE));
+    }
 
     fn step(words: &str, last: Arg) -> Step {
         let mut args: Vec<Arg> = words
@@ -288,36 +418,41 @@ mod tests {
     #[test]
     fn the_song_runs_beside_the_video_when_the_budget_has_room() {
         let plan = planner_shaped(false);
-        let mut schedule = Schedule::new(&plan, (1280, 720), &[], 2);
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[], 2, 10.0, RATES);
         let available = 420 * MIB;
         // The song starts with its own share, because the first segment is ready too.
         let song = schedule.next(available).unwrap();
-        assert_eq!(song, Start { step: 0, memory: AUDIO_NEED });
+        assert_eq!(song, Start { step: 0, memory: AUDIO_NEED, file_size: AUDIO_FILE });
         schedule.started(song);
         // The segment takes what is left but room for the copy, which must wait: two run.
         let segment = schedule.next(available).unwrap();
-        assert_eq!(segment, Start { step: 1, memory: available - AUDIO_NEED - COPY_NEED - RESERVE_SLACK });
+        // The reserve never cuts into the segment's own need.
+        let segment_share = (available - (AUDIO_NEED + AUDIO_FILE) - (COPY_NEED + VIDEO_FILE) - RESERVE_SLACK)
+            .max(estimate::step_bytes(1280, 720));
+        assert_eq!(segment, Start { step: 1, memory: segment_share - VIDEO_FILE, file_size: VIDEO_FILE });
         schedule.started(segment);
         assert_eq!(schedule.next(available), None);
         // Once the song is done, the copy runs beside the segment in the room left for it.
         schedule.finished(0);
         let copy = schedule.next(available).unwrap();
-        assert_eq!(copy, Start { step: 2, memory: COPY_NEED });
+        assert_eq!(copy, Start { step: 2, memory: COPY_NEED, file_size: VIDEO_FILE });
         schedule.started(copy);
         assert_eq!(schedule.next(available), None, "two running");
         schedule.finished(2);
         assert_eq!(schedule.next(available), None, "the list waits for the segment");
         schedule.finished(1);
-        assert_eq!(schedule.next(available), Some(Start { step: 3, memory: 0 }));
-        schedule.started(Start { step: 3, memory: 0 });
+        assert_eq!(schedule.next(available), Some(Start { step: 3, memory: 0, file_size: 0 }));
+        schedule.started(Start { step: 3, memory: 0, file_size: 0 });
         schedule.finished(3);
-        assert_eq!(schedule.next(available), Some(Start { step: 4, memory: available }), "alone, the join gets everything");
+        let join = schedule.next(available).unwrap();
+        assert_eq!(share(join), available, "alone, the join gets everything");
+        assert_eq!(join.file_size, VIDEO_FILE, "its file as much as it may write");
     }
 
     #[test]
     fn a_video_step_that_cannot_fit_beside_the_song_waits_for_it() {
         let plan = planner_shaped(true);
-        let mut schedule = Schedule::new(&plan, (1280, 720), &[], 2);
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[], 2, 10.0, RATES);
         let available = 380 * MIB;
         let song = schedule.next(available).unwrap();
         assert_eq!(song.memory, LOUDNORM_NEED);
@@ -327,7 +462,8 @@ mod tests {
         assert_eq!(schedule.next(available).map(|s| s.step), Some(2));
         schedule.finished(0);
         // Alone, it keeps room for the copy that is still ready.
-        assert_eq!(schedule.next(available), Some(Start { step: 1, memory: available - COPY_NEED - RESERVE_SLACK }));
+        let segment = schedule.next(available).unwrap();
+        assert_eq!((segment.step, share(segment)), (1, available - (COPY_NEED + VIDEO_FILE) - RESERVE_SLACK));
     }
 
     #[test]
@@ -341,16 +477,16 @@ mod tests {
         let bridge_need = planners_bridge();
         assert_eq!(weight(&plan.steps[1], (1280, 720), &prepared), Weight::Bridge(bridge_need));
         assert_eq!(weight(&plan.steps[0], (1280, 720), &prepared), Weight::Light(LOUDNORM_NEED), "the song is never prepared");
-        let mut schedule = Schedule::new(&plan, (1280, 720), &prepared, 2);
+        let mut schedule = Schedule::new(&plan, (1280, 720), &prepared, 2, 10.0, RATES);
         let song = schedule.next(available).unwrap();
-        assert_eq!(song, Start { step: 0, memory: LOUDNORM_NEED });
+        assert_eq!(song, Start { step: 0, memory: LOUDNORM_NEED, file_size: AUDIO_FILE });
         schedule.started(song);
         let bridge = schedule.next(available).unwrap();
         assert_eq!(bridge.step, 1, "the bridge starts beside the song");
-        assert_eq!(bridge.memory, available - LOUDNORM_NEED, "with all that is left");
+        assert_eq!(share(bridge), available - share(song), "with all that is left");
         assert!(bridge.memory >= bridge_need);
         // Not prepared, the same step waits: a segment of original clips does not fit.
-        let mut schedule = Schedule::new(&plan, (1280, 720), &[false, false], 2);
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[false, false], 2, 10.0, RATES);
         schedule.started(schedule.next(available).unwrap());
         assert_eq!(schedule.next(available).map(|start| start.step), Some(2), "the copy goes first");
     }
@@ -398,19 +534,19 @@ mod tests {
         };
         // The staged clips of a 22-move job take about 70 MiB of the 448.
         let available = 448 * MIB - 70 * MIB;
-        let mut schedule = Schedule::new(&plan, (1280, 720), &[false, true], 2);
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[false, true], 2, 10.0, RATES);
         let song = schedule.next(available).unwrap();
-        assert_eq!(song, Start { step: 0, memory: AUDIO_NEED });
+        assert_eq!(song, Start { step: 0, memory: AUDIO_NEED, file_size: AUDIO_FILE });
         schedule.started(song);
         let first = schedule.next(available).unwrap();
         assert_eq!(first.step, 1);
-        assert!(first.memory >= planners_bridge(), "{} MiB", first.memory / MIB);
+        assert!(share(first) >= planners_bridge() && first.file_size == VIDEO_FILE, "{first:?}");
         schedule.started(first);
         assert_eq!(schedule.next(available), None, "two cores, two steps");
         schedule.finished(0);
         let second = schedule.next(available).unwrap();
         assert_eq!(second.step, 2, "the song made, a second bridge starts beside the first");
-        assert!(second.memory >= planners_bridge(), "{} MiB", second.memory / MIB);
+        assert!(share(second) >= planners_bridge(), "{second:?}");
     }
 
     #[test]
@@ -427,28 +563,29 @@ mod tests {
             warnings: Vec::new(),
         };
         let available = 448 * MIB;
-        let mut schedule = Schedule::new(&plan, (1280, 720), &[false, true], 2);
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[false, true], 2, 10.0, RATES);
         let first = schedule.next(available).unwrap();
         // The first takes all but the next one's need and the slack.
-        assert_eq!(first, Start { step: 0, memory: available - bridge - RESERVE_SLACK }, "room is left for the next bridge");
+        assert_eq!(share(first), available - bridge - RESERVE_SLACK, "room is left for the next bridge");
+        assert_eq!(first.file_size, VIDEO_FILE);
         schedule.started(first);
         // The first bridge's inputs are staged again and its temp grows: the second still fits.
         let available = available - RESERVE_SLACK / 2;
         let second = schedule.next(available).unwrap();
         assert_eq!(second.step, 1);
-        assert!(second.memory >= bridge, "{} MiB", second.memory / MIB);
+        assert!(share(second) >= bridge, "{second:?}");
         schedule.started(second);
         assert_eq!(schedule.next(available), None, "two running");
         // A smaller budget holds one bridge at a time, with all of it.
-        let mut schedule = Schedule::new(&plan, (1280, 720), &[false, true], 2);
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[false, true], 2, 10.0, RATES);
         let alone = schedule.next(2 * bridge - MIB).unwrap();
-        assert_eq!(alone.memory, 2 * bridge - MIB);
+        assert_eq!(share(alone), 2 * bridge - MIB);
         schedule.started(alone);
         assert_eq!(schedule.next(2 * bridge - MIB), None);
         // Segments of original clips never share: each takes all but room for a light step.
-        let mut schedule = Schedule::new(&plan, (640, 360), &[false, false], 2);
+        let mut schedule = Schedule::new(&plan, (640, 360), &[false, false], 2, 10.0, RATES);
         let segment = schedule.next(available).unwrap();
-        assert_eq!(segment.memory, available);
+        assert_eq!(share(segment), available);
         schedule.started(segment);
         assert_eq!(schedule.next(available), None);
     }
@@ -456,12 +593,12 @@ mod tests {
     #[test]
     fn one_at_a_time_is_todays_order_with_all_the_memory() {
         let plan = planner_shaped(true);
-        let mut schedule = Schedule::new(&plan, (1280, 720), &[], 1);
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[], 1, 10.0, RATES);
         for expected in 0..plan.steps.len() {
             let start = schedule.next(300 * MIB).unwrap();
             assert_eq!(start.step, expected);
             if schedule.weight(expected) != Weight::List {
-                assert_eq!(start.memory, 300 * MIB);
+                assert_eq!(share(start), 300 * MIB);
             }
             schedule.started(start);
             assert_eq!(schedule.next(300 * MIB), None);

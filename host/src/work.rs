@@ -12,12 +12,14 @@ use std::pin::Pin;
 
 use br_plan::{Arg, Plan, Step, TempFormat};
 
+use crate::budget::ledger::Ledger;
 use crate::ffmpeg::PathTable;
 use crate::storage::StorageError;
 
-/// Puts staged input `input` (0 the song, 1 + i clip i) back at `path`.
+/// Puts staged input `input` (0 the song, 1 + i clip i) back at `path`, taking at most
+/// `room` bytes of the work folder (it is refused, not copied, when it needs more).
 pub trait Staging: Sync {
-    fn stage<'a>(&'a self, input: u32, path: &'a Path) -> Pin<Box<dyn Future<Output = Result<u64, StorageError>> + Send + 'a>>;
+    fn stage<'a>(&'a self, input: u32, path: &'a Path, room: u64) -> Pin<Box<dyn Future<Output = Result<u64, StorageError>> + Send + 'a>>;
 }
 
 /// What each step reads.
@@ -81,8 +83,10 @@ impl Uses {
 
     /// Removes what step `step` read and no other step needs soon: inputs that neither
     /// the next FFmpeg step nor a step still running (`busy`) reads (a later one fetches
-    /// them again), temps read for the last time.
-    pub fn release_after(&self, step: usize, paths: &PathTable, formats: &[TempFormat], busy: &BTreeSet<u32>) {
+    /// them again), temps read for the last time. Their charges go from `ledger` with
+    /// them: the step has ended, so nothing holds them open any more (a concat part
+    /// unlinked while the step read it was charged until now).
+    pub fn release_after(&self, step: usize, paths: &PathTable, formats: &[TempFormat], busy: &BTreeSet<u32>, ledger: &Ledger) {
         let next = (step + 1..self.inputs.len()).find(|&s| !self.inputs[s].is_empty());
         let mut kept: BTreeSet<u32> = next.map(|s| self.inputs[s].clone()).unwrap_or_default();
         kept.extend(busy);
@@ -93,7 +97,7 @@ impl Uses {
             .filter(|(_, last)| **last == step)
             .filter_map(|(t, _)| formats.get(*t as usize).map(|format| paths.temp(*t, *format)));
         for file in inputs.chain(temps) {
-            remove_if_present(&file);
+            ledger.remove(&file);
         }
     }
 }
@@ -221,19 +225,24 @@ mod tests {
             std::fs::write(file, b"x").unwrap();
         }
         let uses = Uses::of(&plan);
+        let ledger = Ledger::new(1 << 30);
+        for file in &paths.inputs {
+            ledger.charge(file, 1);
+        }
         assert_eq!(uses.inputs_of(1).collect::<Vec<_>>(), [1, 2]);
         let none = BTreeSet::new();
-        uses.release_after(0, &paths, &plan.temps, &none);
+        uses.release_after(0, &paths, &plan.temps, &none, &ledger);
         assert!(paths.inputs[1].exists(), "the next step reads clip 1 too");
-        uses.release_after(1, &paths, &plan.temps, &BTreeSet::from([2]));
+        uses.release_after(1, &paths, &plan.temps, &BTreeSet::from([2]), &ledger);
         assert!(!paths.inputs[1].exists() && paths.inputs[2].exists(), "a running step still reads clip 2");
-        uses.release_after(1, &paths, &plan.temps, &none);
+        uses.release_after(1, &paths, &plan.temps, &none, &ledger);
         assert!(!paths.inputs[1].exists() && !paths.inputs[2].exists());
         assert!(paths.temp(0, TempFormat::Nut).exists(), "the join still reads the segments");
         assert_eq!(uses.parts_consumed_by(3, &paths), [paths.temp(0, TempFormat::Nut), paths.temp(1, TempFormat::Nut)]);
-        uses.release_after(3, &paths, &plan.temps, &none);
+        uses.release_after(3, &paths, &plan.temps, &none, &ledger);
         let left: Vec<_> = std::fs::read_dir(folder.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert!(left.is_empty(), "{left:?}");
+        assert_eq!(ledger.files(), 0, "their charges went with them");
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! - `margin`: kept free for what the container is charged besides (page tables,
 //!   kernel buffers, the FFmpeg binaries' pages);
 //! - `shared`: the rest, which the work folder's files and the FFmpeg/ffprobe children
-//!   share. Each child starts with a limit of `shared` minus the bytes the work folder
-//!   holds at that moment (see [`JobBudget::child_limit`]), and the watchdog
+//!   share. Every byte of the work folder is charged in the [`ledger`] before it is
+//!   written; each child's memory and file limits are its share of what the ledger
+//!   leaves (`schedule`), and the watchdog
 //!   ([`watchdog`]) stops the job cleanly when processes and files together come near
 //!   the total, so the container is never OOM-killed;
 //! - the guest: its linear memory cap, counted twice during a call (its answer is copied
@@ -17,6 +18,7 @@
 //!   store is dropped before any child starts), so the guest's share comes out of `shared`.
 
 pub mod estimate;
+pub mod ledger;
 pub mod tree;
 pub mod watchdog;
 
@@ -101,12 +103,6 @@ impl JobBudget {
         total.saturating_sub(HOST_RESERVE + MARGIN) / 2
     }
 
-    /// The memory limit of a child started while the work folder holds `folder_bytes`
-    /// (and `siblings` other children may run beside it with the same limit).
-    pub fn child_limit(&self, folder_bytes: u64, siblings: u64) -> u64 {
-        self.shared.saturating_sub(folder_bytes) / (siblings + 1)
-    }
-
     /// Above this, processes and files together are stopped by the watchdog: the
     /// margin is what is left for the kernel's own charges.
     pub fn stop_at(&self) -> u64 {
@@ -146,12 +142,8 @@ mod tests {
     }
 
     #[test]
-    fn children_get_what_the_files_leave() {
+    fn the_watchdog_stops_above_the_margin() {
         let budget = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
-        assert_eq!(budget.child_limit(0, 0), 448 * MIB);
-        assert_eq!(budget.child_limit(148 * MIB, 0), 300 * MIB);
-        assert_eq!(budget.child_limit(48 * MIB, 1), 200 * MIB);
-        assert_eq!(budget.child_limit(600 * MIB, 0), 0);
         assert_eq!(budget.stop_at(), 496 * MIB);
     }
 

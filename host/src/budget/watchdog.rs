@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::tree::{self, Usage};
+use super::ledger::Ledger;
+use super::tree::{self, ContainerGroup, Usage};
 use super::{mib, JobBudget, MIB};
 use crate::cancel::{Cancel, Stop};
 
@@ -27,6 +28,8 @@ pub struct Peaks {
     pub processes: u64,
     pub host: u64,
     pub files: u64,
+    /// The container's unreclaimable charge, where the job has a group of its own.
+    pub container: u64,
     pub samples: u64,
 }
 
@@ -36,6 +39,7 @@ impl Peaks {
         self.processes = self.processes.max(usage.processes);
         self.host = self.host.max(usage.host);
         self.files = self.files.max(usage.files);
+        self.container = self.container.max(usage.container);
         self.samples += 1;
     }
 
@@ -46,6 +50,7 @@ impl Peaks {
             processes: self.processes.max(other.processes),
             host: self.host.max(other.host),
             files: self.files.max(other.files),
+            container: self.container.max(other.container),
             samples: self.samples + other.samples,
         }
     }
@@ -58,6 +63,7 @@ impl Peaks {
             "peak_processes_mib": mib(self.processes),
             "peak_host_mib": mib(self.host),
             "peak_work_folder_mib": mib(self.files),
+            "peak_container_mib": mib(self.container),
             "samples": self.samples,
         })
     }
@@ -94,6 +100,15 @@ struct Shared {
     record: Record,
 }
 
+/// What one sample reads: the tree and the folder ([`tree::measure`]), the ledger's
+/// files (which count those unlinked and still open), and the container's group.
+fn sample(work: Option<&Path>, ledger: &Ledger, group: Option<&ContainerGroup>) -> Usage {
+    let mut usage = tree::measure(work);
+    usage.files = usage.files.max(ledger.files());
+    usage.container = group.and_then(ContainerGroup::unreclaimable).unwrap_or(0);
+    usage
+}
+
 impl Shared {
     fn add(&mut self, usage: Usage) {
         self.record.peaks.add(usage);
@@ -108,21 +123,31 @@ impl Shared {
 pub struct Watchdog {
     budget: JobBudget,
     shared: Arc<Mutex<Shared>>,
+    ledger: Arc<Ledger>,
+    group: Option<ContainerGroup>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Watchdog {
     pub fn start(budget: JobBudget, cancel: Cancel, sample_every: Duration) -> Watchdog {
         let shared = Arc::new(Mutex::new(Shared::default()));
+        let ledger = Arc::new(Ledger::of(&budget));
+        // A group larger than twice the budget is not the job's own (see ContainerGroup::find).
+        let group = ContainerGroup::find(budget.total.saturating_mul(2));
+        if let Some(group) = &group {
+            tracing::info!(limit_mib = group.limit / MIB, "the container's memory group is read by the watchdog");
+        }
         let state = shared.clone();
+        let (task_ledger, task_group) = (ledger.clone(), group.clone());
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(sample_every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
                 let work = state.lock().ok().and_then(|s| s.work.clone());
+                let (ledger, group) = (task_ledger.clone(), task_group.clone());
                 // Reading /proc and the folder is blocking I/O: off the runtime's thread.
-                let Ok(usage) = tokio::task::spawn_blocking(move || tree::measure(work.as_deref())).await else {
+                let Ok(usage) = tokio::task::spawn_blocking(move || sample(work.as_deref(), &ledger, group.as_ref())).await else {
                     continue;
                 };
                 if let Ok(mut s) = state.lock() {
@@ -131,22 +156,28 @@ impl Watchdog {
                 if usage.total() >= budget.stop_at() {
                     let stage = crate::logging::current_stage().unwrap_or("start");
                     let message = format!(
-                        "memory budget exceeded at stage {stage}: {} MiB of {} (processes {} MiB, files {} MiB)",
+                        "memory budget exceeded at stage {stage}: {} MiB of {} (processes {} MiB, files {} MiB, container {} MiB)",
                         usage.total() / MIB,
                         budget.total / MIB,
                         usage.processes / MIB,
-                        usage.files / MIB
+                        usage.files / MIB,
+                        usage.container / MIB
                     );
                     tracing::error!(processes = usage.processes, files = usage.files, "{message}");
                     cancel.stop(Stop::MemoryBudget(message));
                 }
             }
         });
-        Watchdog { budget, shared, task }
+        Watchdog { budget, shared, ledger, group, task }
     }
 
     pub fn budget(&self) -> JobBudget {
         self.budget
+    }
+
+    /// The job's work-folder ledger, which this watchdog counts.
+    pub fn ledger(&self) -> Arc<Ledger> {
+        self.ledger.clone()
     }
 
     /// Counts the files of `work` from now on.
@@ -160,7 +191,7 @@ impl Watchdog {
     /// so that no part is too short to be seen.
     pub fn enter(&self, name: &str) {
         let Ok(mut shared) = self.shared.lock() else { return };
-        let usage = tree::measure(shared.work.as_deref());
+        let usage = sample(shared.work.as_deref(), &self.ledger, self.group.as_ref());
         shared.add(usage);
         shared.record.parts.push(Part { name: name.to_owned(), ..Part::default() });
         shared.add(usage);

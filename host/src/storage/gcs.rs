@@ -16,6 +16,7 @@ use google_cloud_storage::client::Storage as Client;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{listed_key, partial_name, stored_name, Storage, StorageError, StorageFuture};
+use crate::budget::ledger::Gate;
 
 #[derive(Debug, Clone)]
 pub struct GcsConfig {
@@ -73,6 +74,8 @@ const LIST_PAGE: &str = "1000";
 /// How one attempt ended, when it did not succeed.
 enum Failure {
     NotFound,
+    /// The object can never fit the work folder.
+    TooLarge(crate::budget::ledger::TooLarge),
     Transient(String),
     Permanent(String),
 }
@@ -184,6 +187,7 @@ impl GcsStorage {
                     return Err(StorageError::NotFound { key: key.to_owned(), looked_for });
                 }
                 Err(Failure::Permanent(message)) => return Err(StorageError::Io { key: key.to_owned(), store: self.shown(), message: format!("{what}: {message}") }),
+                Err(Failure::TooLarge(too_large)) => return Err(StorageError::TooLarge { key: key.to_owned(), too_large }),
                 Err(Failure::Transient(message)) => message,
             };
             let jittered = pause.mul_f64(0.5 + jitter());
@@ -196,14 +200,21 @@ impl GcsStorage {
         }
     }
 
-    async fn download_once(&self, object: &str, partial: &Path) -> Result<u64, Failure> {
+    async fn download_once(&self, object: &str, partial: &Path, gate: &dyn Gate) -> Result<u64, Failure> {
         let mut response = self.client.read_object(&self.bucket_path, object).send().await.map_err(|e| classify(&e))?;
+        // Admitted at the size the object declares, before a byte is written; the body
+        // may not be longer than that.
+        let declared = u64::try_from(response.object().size).unwrap_or(0);
+        let limit = gate.admit(declared).await.map_err(Failure::TooLarge)?;
         let local = |e: std::io::Error| Failure::Permanent(format!("writing {}: {e}", partial.display()));
         let mut file = tokio::fs::File::create(partial).await.map_err(local)?;
         let mut bytes = 0u64;
         while let Some(chunk) = response.next().await {
             let chunk = chunk.map_err(|e| classify(&e))?;
             bytes += chunk.len() as u64;
+            if bytes > limit {
+                return Err(Failure::Permanent(format!("the body is longer than the {limit} bytes the object declares")));
+            }
             file.write_all(&chunk).await.map_err(local)?;
         }
         file.flush().await.map_err(local)?;
@@ -306,7 +317,7 @@ impl Storage for GcsStorage {
         format!("gs://{}/{}", self.config.bucket, self.object_name(key))
     }
 
-    fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path) -> StorageFuture<'a, u64> {
+    fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path, gate: &'a dyn Gate) -> StorageFuture<'a, u64> {
         Box::pin(async move {
             let object = self.object_name(key);
             let partial = partial_name(destination);
@@ -315,7 +326,7 @@ impl Storage for GcsStorage {
                 .with_retries(key, &object, "download", || async {
                     // Every attempt starts a new file: nothing of a failed one is kept.
                     let _ = tokio::fs::remove_file(&partial).await;
-                    self.download_once(&object, &partial).await
+                    self.download_once(&object, &partial, gate).await
                 })
                 .await;
             let bytes = match result {

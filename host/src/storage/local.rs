@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::{listed_key, partial_name, stored_name, Storage, StorageError, StorageFuture};
+use crate::budget::ledger::Gate;
 
 const COPY_CHUNK_BYTES: usize = 256 * 1024;
 
@@ -76,9 +77,9 @@ impl LocalFolder {
         text
     }
 
-    /// Copies `key` to `destination`; stops and removes its partial file as soon as
-    /// `abandoned` is set (the job dropped the fetch and is removing its work folder).
-    fn fetch_blocking(&self, key: &str, destination: &Path, abandoned: &AtomicBool) -> Result<u64, StorageError> {
+    /// Opens `key` for reading: a regular file only, never through a final symlink, and
+    /// never blocking on a FIFO. Returns it with its length.
+    fn open_source(&self, key: &str) -> Result<(std::fs::File, u64), StorageError> {
         use cap_std::fs::OpenOptionsExt;
         let mut options = cap_std::fs::OpenOptions::new();
         // A FIFO named as a clip would block a plain open until some writer came (for
@@ -91,7 +92,14 @@ impl LocalFolder {
         if !metadata.is_file() {
             return Err(StorageError::Io { key: key.to_owned(), store: self.shown.clone(), message: "is not a regular file".into() });
         }
-        let mut source = source.into_std();
+        Ok((source.into_std(), metadata.len()))
+    }
+
+    /// Copies `source` to `destination`, at most `limit` bytes (the length it was admitted
+    /// at: a file that grew meanwhile is refused, not copied past what was reserved);
+    /// stops and removes its partial file as soon as `abandoned` is set (the job dropped
+    /// the fetch and is removing its work folder).
+    fn copy_blocking(&self, key: &str, mut source: std::fs::File, limit: u64, destination: &Path, abandoned: &AtomicBool) -> Result<u64, StorageError> {
         let partial = partial_name(destination);
         let copied = (|| {
             let abandoned_error = || std::io::Error::other("the fetch was abandoned");
@@ -111,8 +119,11 @@ impl LocalFolder {
                 if read == 0 {
                     break;
                 }
-                target.write_all(chunk.get(..read).unwrap_or_default())?;
                 bytes += read as u64;
+                if bytes > limit {
+                    return Err(std::io::Error::other(format!("it grew past the {limit} bytes it had when the copy began")));
+                }
+                target.write_all(chunk.get(..read).unwrap_or_default())?;
             }
             target.sync_all()?;
             std::fs::rename(&partial, destination)?;
@@ -167,16 +178,21 @@ impl Storage for LocalFolder {
         format!("file://{}", self.location.join(self.path_of(key)).display())
     }
 
-    fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path) -> StorageFuture<'a, u64> {
+    fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path, gate: &'a dyn Gate) -> StorageFuture<'a, u64> {
         Box::pin(async move {
+            let (folder, key_owned) = (self.try_clone(key)?, key.to_owned());
+            let blocking_error = |e| self.io_error(key, std::io::Error::other(e));
+            let (source, length) = tokio::task::spawn_blocking(move || folder.open_source(&key_owned)).await.map_err(blocking_error)??;
+            // Charged before the first byte is written: the work folder may be memory.
+            let limit = gate.admit(length).await.map_err(|too_large| StorageError::TooLarge { key: key.to_owned(), too_large })?;
             let (folder, key_owned, destination) = (self.try_clone(key)?, key.to_owned(), destination.to_owned());
             // Dropping this future (a failed sibling fetch, a signal) sets the flag; the
             // copy on the blocking pool cannot be dropped, so it watches the flag.
             let abandoned = Arc::new(AtomicBool::new(false));
             let _abandon_on_drop = AbandonOnDrop(abandoned.clone());
-            tokio::task::spawn_blocking(move || folder.fetch_blocking(&key_owned, &destination, &abandoned))
+            tokio::task::spawn_blocking(move || folder.copy_blocking(&key_owned, source, limit, &destination, &abandoned))
                 .await
-                .map_err(|e| self.io_error(key, std::io::Error::other(e)))?
+                .map_err(blocking_error)?
         })
     }
 
@@ -238,6 +254,7 @@ impl LocalFolder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::ledger::Unbounded;
     use crate::storage::Storage;
 
     #[tokio::test]
@@ -254,14 +271,14 @@ mod tests {
         let keys = ["../secret.txt", "link.mp4", "/etc/passwd", "data/../secret.txt", "data//etc/passwd"];
         for (n, key) in keys.iter().enumerate() {
             let destination = work.path().join(format!("in-{n}"));
-            assert!(folder.fetch(key, &destination).await.is_err(), "{key} was read");
+            assert!(folder.fetch(key, &destination, &Unbounded).await.is_err(), "{key} was read");
             assert!(!destination.exists());
         }
         let destination = work.path().join("ok");
-        assert_eq!(folder.fetch("clip.mp4", &destination).await.unwrap(), 4);
+        assert_eq!(folder.fetch("clip.mp4", &destination, &Unbounded).await.unwrap(), 4);
         folder.store(&destination, "out/sub/result.mp4").await.unwrap();
         assert_eq!(std::fs::read(root.join("out/sub/result.mp4")).unwrap(), b"clip");
-        assert!(matches!(folder.fetch("missing.mp4", &work.path().join("m")).await, Err(StorageError::NotFound { .. })));
+        assert!(matches!(folder.fetch("missing.mp4", &work.path().join("m"), &Unbounded).await, Err(StorageError::NotFound { .. })));
     }
 
     /// The backend's layout: its data folder holds `Bachata_steps/...`, its keys say
@@ -276,7 +293,7 @@ mod tests {
         let folder = LocalFolder::open(&data, "data/").unwrap();
         let work = tempfile::tempdir().unwrap();
         for (n, key) in ["data/Bachata_steps/basic/basic.mp4", "Bachata_steps/basic/basic.mp4"].iter().enumerate() {
-            assert_eq!(folder.fetch(key, &work.path().join(format!("in-{n}"))).await.unwrap(), 4, "{key}");
+            assert_eq!(folder.fetch(key, &work.path().join(format!("in-{n}")), &Unbounded).await.unwrap(), 4, "{key}");
         }
         assert_eq!(folder.url("data/Bachata_steps/basic/basic.mp4"), folder.url("Bachata_steps/basic/basic.mp4"));
         assert_eq!(
@@ -294,7 +311,7 @@ mod tests {
         assert_eq!(folder.list("Bachata_steps/").await.unwrap(), ["Bachata_steps/basic/basic.mp4"]);
         assert_eq!(folder.list("data/output/").await.unwrap(), ["data/output/user_1/choreography_x.mp4"]);
 
-        let missing = folder.fetch("data/media/x.mp4", &work.path().join("m")).await.unwrap_err();
+        let missing = folder.fetch("data/media/x.mp4", &work.path().join("m"), &Unbounded).await.unwrap_err();
         assert!(matches!(missing, StorageError::NotFound { .. }));
         let shown = data.canonicalize().unwrap();
         let looked_for = format!("(looked for \"media/x.mp4\" in the data folder {})", shown.display());
@@ -310,13 +327,13 @@ mod tests {
         std::fs::write(app.path().join("data/media/x.mp4"), b"clip").unwrap();
         let folder = LocalFolder::open(app.path(), "data/").unwrap();
         let work = tempfile::tempdir().unwrap();
-        let message = folder.fetch("data/media/x.mp4", &work.path().join("m")).await.unwrap_err().to_string();
+        let message = folder.fetch("data/media/x.mp4", &work.path().join("m"), &Unbounded).await.unwrap_err().to_string();
         let below = app.path().canonicalize().unwrap().join("data");
         assert!(message.contains("\"data/media/x.mp4\" is there as written"), "{message}");
         assert!(message.ends_with(&format!("the data folder is probably {})", below.display())), "{message}");
         // With no prefix to strip, keys resolve as written.
         let as_written = LocalFolder::open(app.path(), "").unwrap();
-        assert_eq!(as_written.fetch("data/media/x.mp4", &work.path().join("m")).await.unwrap(), 4);
+        assert_eq!(as_written.fetch("data/media/x.mp4", &work.path().join("m"), &Unbounded).await.unwrap(), 4);
     }
 
     /// Every file below `dir`, symlinks not followed.
@@ -344,7 +361,7 @@ mod tests {
         let folder = LocalFolder::open(root.path(), "").unwrap();
         let work = tempfile::tempdir().unwrap();
         let destination = work.path().join("in");
-        let fetch = folder.fetch("clip.mp4", &destination);
+        let fetch = folder.fetch("clip.mp4", &destination, &Unbounded);
         let result = tokio::time::timeout(std::time::Duration::from_secs(5), fetch).await.expect("the fetch blocked on the FIFO");
         let error = result.unwrap_err().to_string();
         assert!(error.contains("is not a regular file"), "{error}");
@@ -359,11 +376,31 @@ mod tests {
         let folder = LocalFolder::open(root.path(), "").unwrap();
         let work = tempfile::tempdir().unwrap();
         let abandoned = AtomicBool::new(true);
-        let result = folder.fetch_blocking("clip.mp4", &work.path().join("in"), &abandoned);
+        let (source, length) = folder.open_source("clip.mp4").unwrap();
+        let result = folder.copy_blocking("clip.mp4", source, length, &work.path().join("in"), &abandoned);
         assert!(result.is_err());
         assert!(std::fs::read_dir(work.path()).unwrap().next().is_none(), "something was written");
         let kept = AtomicBool::new(false);
-        assert_eq!(folder.fetch_blocking("clip.mp4", &work.path().join("in"), &kept).unwrap(), 3 * COPY_CHUNK_BYTES as u64);
+        let (source, length) = folder.open_source("clip.mp4").unwrap();
+        assert_eq!(folder.copy_blocking("clip.mp4", source, length, &work.path().join("in"), &kept).unwrap(), length);
+    }
+
+    /// A file copied at the size it was admitted at: one that grows meanwhile is refused
+    /// at that size, and one too large for the gate is refused before a byte is written.
+    #[tokio::test]
+    async fn a_copy_never_writes_more_than_it_was_admitted() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("clip.mp4"), vec![7u8; 3 * COPY_CHUNK_BYTES]).unwrap();
+        let folder = LocalFolder::open(root.path(), "").unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let (source, _) = folder.open_source("clip.mp4").unwrap();
+        let grew = folder.copy_blocking("clip.mp4", source, 2 * COPY_CHUNK_BYTES as u64, &work.path().join("in"), &AtomicBool::new(false));
+        assert!(grew.unwrap_err().to_string().contains("grew past"));
+        assert!(std::fs::read_dir(work.path()).unwrap().next().is_none(), "its partial file is removed");
+        let gate = crate::budget::ledger::AtMost(COPY_CHUNK_BYTES as u64);
+        let refused = folder.fetch("clip.mp4", &work.path().join("in"), &gate).await.unwrap_err();
+        assert!(matches!(refused, StorageError::TooLarge { .. }), "{refused}");
+        assert!(std::fs::read_dir(work.path()).unwrap().next().is_none(), "nothing was written");
     }
 
     #[tokio::test]
@@ -373,10 +410,10 @@ mod tests {
         std::os::unix::fs::symlink("real.mp4", root.path().join("clip.mp4")).unwrap();
         let folder = LocalFolder::open(root.path(), "").unwrap();
         let work = tempfile::tempdir().unwrap();
-        let result = folder.fetch("clip.mp4", &work.path().join("in")).await;
+        let result = folder.fetch("clip.mp4", &work.path().join("in"), &Unbounded).await;
         assert!(result.is_err(), "a symlink was fetched");
         assert!(std::fs::read_dir(work.path()).unwrap().next().is_none(), "something was written");
-        folder.fetch("real.mp4", &work.path().join("in")).await.unwrap();
+        folder.fetch("real.mp4", &work.path().join("in"), &Unbounded).await.unwrap();
     }
 
     #[tokio::test]

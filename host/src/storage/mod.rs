@@ -11,6 +11,8 @@ use std::pin::Pin;
 pub use gcs::{parse_gs_uri, GcsConfig, GcsStorage};
 pub use local::LocalFolder;
 
+use crate::budget::ledger::Gate;
+
 pub type StorageFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StorageError>> + Send + 'a>>;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,10 @@ pub enum StorageError {
     /// Transient failures (connection, 408, 429, 5xx) that outlasted every retry.
     #[error("object {key:?} in {store}: gave up after {attempts} attempts: {message}")]
     GaveUp { key: String, store: String, attempts: u32, message: String },
+    /// The object's declared size can never fit the job's work folder: a bad input for
+    /// this job's budget, not a failure a retry mends.
+    #[error("{key:?}: {too_large}")]
+    TooLarge { key: String, too_large: crate::budget::ledger::TooLarge },
 }
 
 /// A place objects are read from and the result is written to.
@@ -36,8 +42,11 @@ pub trait Storage: Send + Sync {
     /// Where object `key` is, for the result the backend reads (`video_url`).
     fn url(&self, key: &str) -> String;
     /// Copies object `key` into the local file `destination` (which must not exist);
-    /// returns its size in bytes. A failure leaves no file at `destination`.
-    fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path) -> StorageFuture<'a, u64>;
+    /// returns its size in bytes. A failure leaves no file at `destination`. The
+    /// object's declared size (a file's length, a GCS object's size) goes through `gate`
+    /// before the first byte is written, and the copy stops with an error past what the
+    /// gate admitted.
+    fn fetch<'a>(&'a self, key: &'a str, destination: &'a Path, gate: &'a dyn Gate) -> StorageFuture<'a, u64>;
     /// Stores the local file `source` as object `key`, replacing it atomically.
     fn store<'a>(&'a self, source: &'a Path, key: &'a str) -> StorageFuture<'a, u64>;
     /// Text that changes whenever object `key`'s content may have (a local file's size
