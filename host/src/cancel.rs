@@ -60,6 +60,24 @@ impl Cancel {
         Cancel { sender: Arc::new(sender), reason }
     }
 
+    /// A cancel of its own for one part of the work (an entry of a task array): it fires
+    /// when this one does (a signal ends everything), and may also be stopped alone (the
+    /// memory watchdog ends that entry, not the ones after it). Must be called inside the
+    /// runtime; the forwarding task ends with the child.
+    pub fn child(&self) -> Cancel {
+        let child = Cancel::never();
+        let (parent, forward_to) = (self.clone(), child.clone());
+        let mut child_stopped = child.reason.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                why = parent.cancelled() => forward_to.stop(why),
+                // The child was stopped on its own, or dropped: nothing left to forward.
+                _ = child_stopped.wait_for(Option::is_some) => {}
+            }
+        });
+        child
+    }
+
     /// Stops the job, unless it is stopped already.
     pub fn stop(&self, why: Stop) {
         self.sender.send_if_modified(|current| {
@@ -88,5 +106,25 @@ impl Cancel {
                 std::future::pending::<()>().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_child_stops_alone_but_a_parents_stop_reaches_it() {
+        let parent = Cancel::never();
+        let entry = parent.child();
+        entry.stop(Stop::MemoryBudget("entry 1 over".into()));
+        assert_eq!(parent.reason(), None, "the entry's stop ends the entry only");
+        let next = parent.child();
+        assert_eq!(next.reason(), None, "the next entry starts clean");
+        parent.stop(Stop::Signal("SIGTERM"));
+        let reached = tokio::time::timeout(Duration::from_secs(2), next.cancelled()).await.expect("forwarded");
+        assert_eq!(reached, Stop::Signal("SIGTERM"));
+        assert_eq!(entry.reason(), Some(Stop::MemoryBudget("entry 1 over".into())), "the first reason wins");
     }
 }

@@ -75,7 +75,7 @@ pub enum FfmpegError {
     Cancelled { step: usize, label: String, reason: Stop },
     #[error("step {step} ({label}) exceeded its memory limit of {} MiB (the job's budget less the work folder's files){}", limit / MIB, tail(stderr))]
     MemoryLimit { step: usize, label: String, limit: u64, stderr: String },
-    #[error("step {step} ({label}) wrote a file larger than the {} MiB left in the job's memory budget", limit / MIB)]
+    #[error("step {step} ({label}) wrote a file larger than its share of the job's memory budget ({} MiB)", crate::budget::mib(*limit))]
     FileLimit { step: usize, label: String, limit: u64 },
     #[error("step {step} ({label}) used more than its {seconds} s of CPU time")]
     CpuLimit { step: usize, label: String, seconds: u64 },

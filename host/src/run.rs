@@ -523,6 +523,9 @@ pub(crate) async fn execute_recorded(
         }
     };
     budget.log();
+    // The watchdog's stop ends this job (in a task array, this entry), not the task: the
+    // entries after it still run; a signal reaches every entry through the parent.
+    let cancel = &cancel.child();
     let watchdog = Watchdog::start(budget, cancel.clone(), sample_every);
     let code = execute_watched(flags, mode, sink, launch, cancel, &watchdog).await;
     (code, Some(watchdog.record()))

@@ -232,6 +232,25 @@ impl Drop for Watchdog {
 mod tests {
     use super::*;
 
+    /// A concat part unlinked while the join reads it shows under no name in the folder,
+    /// but its pages are still charged: the ledger keeps it until the join ends.
+    #[test]
+    fn a_file_unlinked_while_open_still_counts() {
+        let folder = tempfile::tempdir().unwrap();
+        let part = folder.path().join("temp-00001.nut");
+        std::fs::write(&part, vec![1u8; 4 * MIB as usize]).unwrap();
+        let ledger = Ledger::new(448 * MIB);
+        ledger.charge_as_found(&part);
+        let open = std::fs::File::open(&part).unwrap();
+        std::fs::remove_file(&part).unwrap();
+        assert_eq!(tree::folder_bytes(folder.path()), 0, "no name shows it");
+        let usage = sample(Some(folder.path()), &ledger, None);
+        assert!(usage.files >= 4 * MIB, "{usage:?}");
+        drop(open);
+        ledger.release(&part);
+        assert_eq!(sample(Some(folder.path()), &ledger, None).files, 0);
+    }
+
     #[tokio::test]
     async fn a_tree_past_the_budget_is_stopped_with_the_reason() {
         // A budget of 96 MiB with nothing kept free: this test process and a child that

@@ -142,6 +142,32 @@ impl Guest for HostileGuest {
             },
             // Every rule kept, and the wrong video: the whole 3 s clip for a 2 s blueprint.
             "whole-clip" => one(vec![lit("-i"), Input(1), lit("-c:v"), lit("libx264"), lit("-c:a"), lit("aac"), lit("-f"), lit("mp4"), Output]),
+            // Two copy steps side by side, each writing its input three times over: within
+            // every rule, and each child's file is held to its own share of the budget.
+            "twin-copies" => {
+                let copy = |temp: u32| wit::Step::Ffmpeg(wit::Invocation {
+                    args: vec![
+                        lit("-i"), Input(1), lit("-i"), Input(1), lit("-i"), Input(1),
+                        lit("-map"), lit("0:v"), lit("-map"), lit("1:v"), lit("-map"), lit("2:v"),
+                        lit("-c:v"), lit("copy"), lit("-an"), lit("-f"), lit("nut"), Temp(temp),
+                    ],
+                    media_seconds: 2.0,
+                    label: format!("copy {temp}"),
+                });
+                wit::Plan {
+                    temps: vec![wit::TempFormat::Nut, wit::TempFormat::Nut],
+                    steps: vec![
+                        copy(0),
+                        copy(1),
+                        wit::Step::Ffmpeg(wit::Invocation {
+                            args: vec![lit("-i"), Temp(0), lit("-i"), Temp(1), lit("-map"), lit("0:v"), lit("-c:v"), lit("copy"), lit("-f"), lit("mp4"), Output],
+                            media_seconds: 2.0,
+                            label: "join".into(),
+                        }),
+                    ],
+                    warnings: vec![],
+                }
+            }
             "huge-asetnsamples" => filtered("-af", "asetnsamples=n=100000000"),
             "huge-aresample" => filtered("-af", "aresample=2000000000"),
             "spin" => loop {
