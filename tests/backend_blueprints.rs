@@ -74,7 +74,7 @@ impl Run {
     }
 
     fn last(&self) -> Value {
-        let line = self.stdout.lines().filter(|l| l.contains("\"status\"")).last();
+        let line = self.stdout.lines().rfind(|l| l.contains("\"status\""));
         serde_json::from_str(line.unwrap_or_else(|| panic!("no status line\n{}", self.describe()))).unwrap()
     }
 

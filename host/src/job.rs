@@ -503,7 +503,7 @@ impl Job<'_> {
         let Prepared { validated, plan, paths, keys, remux_inputs, work, mut timings, facts, prepared_inputs } = prepared;
         let frame = br_plan::output_frame(&validated, &facts);
         let rates = crate::schedule::FileRates::of_output(validated.output.video_bitrate, validated.output.audio_bitrate);
-        let refetch = Refetch { storage: self.storage, keys: &keys, remux_inputs: &remux_inputs, config: &self.config };
+        let refetch = Refetch { storage: self.storage, keys: &keys, remux_inputs: &remux_inputs, config: self.config };
         let mut current_step: Option<String> = None;
         let started = Instant::now();
         reporter.running(Stage::Encode, Stage::Encode.at(0.0), format!("running {} steps", plan.plan().steps.len()));

@@ -189,6 +189,6 @@ mod tests {
         let start = readme.find("<!-- policy-table -->\n").expect("README has the policy table's start marker") + "<!-- policy-table -->\n".len();
         let end = readme.find("<!-- /policy-table -->").expect("README has the policy table's end marker");
         assert!(readme[start..end] == markdown, "README's policy table is stale: run `blueprint-runner policy list --markdown`");
-        assert!(table.options.iter().any(|o| o.name == "-metadata") == false && table.filters.iter().any(|f| f.name == "xfade"));
+        assert!(!table.options.iter().any(|o| o.name == "-metadata") && table.filters.iter().any(|f| f.name == "xfade"));
     }
 }

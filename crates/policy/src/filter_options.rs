@@ -353,9 +353,13 @@ fn check_value(filter: &str, option: &str, kind: Value, value: &str, limits: &Po
 const MIN_SAMPLE_RATE: u64 = 8_000;
 const MAX_RATIO: f64 = 100.0;
 
+/// A filter's name, how many options it takes by position, and each option (aliases
+/// joined by `|`) with what its value must be.
+pub(crate) type FilterRow = (&'static str, usize, Vec<(String, String)>);
+
 /// Every allowed filter with its options (aliases joined by `|`), how many may be
 /// given by position, and what each value must be.
-pub(crate) fn table(limits: &PolicyLimits) -> Vec<(&'static str, usize, Vec<(String, String)>)> {
+pub(crate) fn table(limits: &PolicyLimits) -> Vec<FilterRow> {
     FILTERS
         .iter()
         .map(|filter| {
