@@ -244,3 +244,44 @@ fn two_copies_side_by_side_each_hold_to_their_own_share() {
         assert!(!folders.key("output/hostile.mp4").exists());
     }
 }
+
+/// `prepare --all` over a library that holds one clip too large for the job: that clip
+/// fails with the reason, before a byte of it is copied, and the others are prepared.
+#[test]
+fn prepare_all_refuses_the_clip_too_large_and_prepares_the_rest() {
+    let Some(group) = group_of(512) else { return };
+    let folders = Folders::new();
+    media::make_clip(&folders.key("media/small.mp4"), &media::ClipSpec { rate: "30", ..CLIP_SMALL.with_seconds(3.0) });
+    std::fs::File::create(folders.key("media/huge.mp4")).unwrap().set_len(600_000_000).unwrap();
+    let output = group
+        .command(Path::new(BIN))
+        .args(["--log-format", "text", "prepare", "--all", "media/", "--data-dir"])
+        .arg(folders.data.path())
+        .arg("--work-dir")
+        .arg(folders.work.path())
+        .args(["--memory-budget", "512"])
+        .env_remove("CLOUD_RUN_TASK_INDEX")
+        .env_remove("CLOUD_RUN_TASK_COUNT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let usage = group.usage();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let summary = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line.get("profile_id").is_some())
+        .unwrap_or_else(|| panic!("no summary\n{stdout}\n{stderr}"));
+    println!("prepare --all: exit {:?}, cgroup peak {} MiB: {summary}", output.status.code(), usage.peak_mib);
+    assert_eq!(usage.oom_kills, 0, "the OOM killer fired\n{stderr}");
+    assert_eq!(output.status.code(), Some(4), "{summary}\n{stderr}");
+    assert_eq!(summary["prepared"], 1, "{summary}");
+    let failed = summary["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{summary}");
+    assert_eq!(failed[0]["key"], "media/huge.mp4");
+    assert!(failed[0]["error"].as_str().unwrap().contains("573 MiB is larger than the"), "{summary}");
+    assert!(usage.peak_mib < 400, "the group peaked at {} MiB", usage.peak_mib);
+    let leftovers: Vec<_> = std::fs::read_dir(folders.work.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

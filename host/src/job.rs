@@ -668,9 +668,10 @@ fn probe_failure(pointer: &str, error: media::MediaError) -> (Stage, Failure) {
     (Stage::Probe, Failure::Media { pointer: pointer.to_owned(), message: error.message })
 }
 
-/// A child of the fetch stage whose memory can never be reserved beside `pointer`'s input.
+/// A child of the fetch stage whose memory (and, for a copy into MP4, the copy) can never
+/// be reserved beside `pointer`'s input: the input is too large for this job.
 fn budget_failure(pointer: &str, too_large: crate::budget::ledger::TooLarge) -> (Stage, Failure) {
-    (Stage::Probe, Failure::Media { pointer: pointer.to_owned(), message: format!("with its copy into MP4, {too_large}") })
+    (Stage::Probe, Failure::Media { pointer: pointer.to_owned(), message: format!("with what reading it takes, {too_large}") })
 }
 
 /// The song's loudness, or None (the plan then takes loudnorm's dynamic mode, as without
@@ -785,6 +786,26 @@ mod tests {
         assert!(nonconformity(&validated, &output(Some(176.0)), 5_281).unwrap().contains("5281 video frames; the timeline has 5280"));
         assert!(nonconformity(&validated, &output(Some(175.9)), 5_280).unwrap().contains("audio lasts 175.900 s"));
         assert!(nonconformity(&validated, &output(None), 5_280).unwrap().contains("no audio stream"));
+    }
+
+    /// A probe whose child could not even start (its libraries did not load under its
+    /// limit) is the budget's failure, retried; it is never blamed on a valid input.
+    #[test]
+    fn a_probe_that_could_not_start_is_the_budgets_failure_not_the_inputs() {
+        let starved = media::MediaError {
+            message: "media/a.mp4: not a readable media file (ffprobe: error while loading shared libraries: libavcodec.so.59: \
+                      failed to map segment from shared object)"
+                .into(),
+        };
+        let (stage, failure) = probe_failure("/moves/1/video_path", starved);
+        assert_eq!(stage, Stage::Probe);
+        assert!(matches!(failure, Failure::MemoryBudget(_)), "{failure}");
+        assert_eq!(failure.exit_code(), exit::FFMPEG);
+        assert!(failure.to_string().starts_with("probing /moves/1/video_path ran out of the job's memory budget"), "{failure}");
+        let broken = media::MediaError { message: "media/a.mp4: not a readable media file (moov atom not found)".into() };
+        let (_, failure) = probe_failure("/moves/1/video_path", broken);
+        assert!(matches!(&failure, Failure::Media { pointer, .. } if pointer == "/moves/1/video_path"), "{failure}");
+        assert_eq!(failure.exit_code(), exit::MEDIA);
     }
 
     #[test]
