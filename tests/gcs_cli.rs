@@ -449,3 +449,20 @@ fn a_song_written_as_an_address_in_the_jobs_bucket_is_read_from_it() {
     assert_eq!(media_gets(&proxy, "songs/song.mp3"), 1, "nothing fetched for the refused blueprint");
     run.assert_work_empty();
 }
+
+/// An object larger than the job can ever stage is refused at the size it declares, with
+/// its pointer (exit 4), before a byte of it is written to the work folder; a read that
+/// does not state the size (the emulator does not) asks the object's metadata.
+#[test]
+fn an_object_too_large_for_the_job_is_refused_before_it_is_written() {
+    let emulator = stocked_emulator();
+    emulator.put(BUCKET, "steps/big.mp4", &vec![0u8; 7 << 20]);
+    // 200 MiB leaves 136 to share: 96 kept for the fetch stage's children and a quarter
+    // for kept inputs leave 6 MiB for one object.
+    let run = run(&emulator.host(), None, Some(&blueprint("data/steps/big.mp4")), &["--memory-budget", "200"]);
+    println!("too large: {}", run.error());
+    assert_eq!(run.code, Some(4), "stderr:\n{}", run.stderr);
+    assert_eq!(run.error(), "/moves/1/video_path: data/steps/big.mp4: 7 MiB is larger than the 6 MiB a job can stage (JOB_MEMORY_MIB)");
+    assert!(emulator.get(BUCKET, "output/result.mp4").is_none());
+    run.assert_work_empty();
+}

@@ -155,6 +155,37 @@ impl GcsStorage {
         Ok((page.items.into_iter().map(|item| item.name).collect(), page.next_page_token))
     }
 
+    /// An object's size from its metadata (JSON API), for a read that did not state it.
+    async fn object_size(&self, object: &str) -> Result<u64, Failure> {
+        let mut url = reqwest::Url::parse(&self.lister.endpoint).map_err(|e| Failure::Permanent(format!("endpoint: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|()| Failure::Permanent("endpoint cannot take a path".into()))?
+            .extend(["storage", "v1", "b", self.config.bucket.as_str(), "o", object]);
+        let mut request = self.lister.http.get(url).query(&[("fields", "size")]);
+        if let Some(credentials) = &self.lister.credentials {
+            let headers = credentials.headers(Default::default()).await.map_err(|e| Failure::Permanent(format!("credentials: {e}")))?;
+            if let google_cloud_auth::credentials::CacheableResource::New { data, .. } = headers {
+                request = request.headers(data);
+            }
+        }
+        let response = request.send().await.map_err(|e| Failure::Transient(e.to_string()))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let message = format!("reading its size answered HTTP {status}");
+            return Err(match status {
+                404 => Failure::NotFound,
+                408 | 429 | 500..=599 => Failure::Transient(message),
+                _ => Failure::Permanent(message),
+            });
+        }
+        #[derive(serde::Deserialize)]
+        struct Metadata {
+            size: String,
+        }
+        let metadata: Metadata = response.json().await.map_err(|e| Failure::Transient(e.to_string()))?;
+        metadata.size.parse().map_err(|_| Failure::Permanent(format!("its size {:?} is not a number", metadata.size)))
+    }
+
     pub fn object_name(&self, key: &str) -> String {
         self.config.object_name(key)
     }
@@ -204,7 +235,12 @@ impl GcsStorage {
         let mut response = self.client.read_object(&self.bucket_path, object).send().await.map_err(|e| classify(&e))?;
         // Admitted at the size the object declares, before a byte is written; the body
         // may not be longer than that.
-        let declared = u64::try_from(response.object().size).unwrap_or(0);
+        let declared = match u64::try_from(response.object().size) {
+            Ok(size) if size > 0 => size,
+            // The service sends the stored length with every read; an emulator may not.
+            // Zero could be an empty object or no header: the metadata says which.
+            _ => self.object_size(object).await?,
+        };
         let limit = gate.admit(declared).await.map_err(Failure::TooLarge)?;
         let local = |e: std::io::Error| Failure::Permanent(format!("writing {}: {e}", partial.display()));
         let mut file = tokio::fs::File::create(partial).await.map_err(local)?;
