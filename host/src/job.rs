@@ -391,11 +391,36 @@ impl Job<'_> {
                 let mut probed = media::probe_container(&self.config.ffprobe, &destination, key, limits).await.map_err(media_error)?;
                 // Input 0 is the song (read from its start); the others are clips, which
                 // steps read from a point inside them.
-                let remuxed = index > 0 && !probed.seeks_exactly();
+                let mut remuxed = index > 0 && !probed.seeks_exactly();
                 if remuxed {
                     media::remux_for_exact_seeks(&self.config.runner.ffmpeg, &destination, key, limits).await.map_err(media_error)?;
                     tracing::info!(key = %key, container = %probed.container, "copied into MP4 to seek in it by frame");
                     probed = media::probe_container(&self.config.ffprobe, &destination, key, limits).await.map_err(media_error)?;
+                }
+                // A clip's seek points are its bitstream's keyframes, not its container's
+                // claims: a keyframe index that lists other frames is rebuilt by copying the
+                // packets into MP4 (the muxer indexes the parser's keyframes), checked again.
+                while index > 0 && probed.facts.video.is_some() {
+                    let started = Instant::now();
+                    let keyframes = media::keyframes(&self.config.ffprobe, &destination, key, limits).await;
+                    let Some(at) = keyframes.map_err(media_error)?.false_keyframe() else {
+                        let seconds = started.elapsed().as_secs_f64();
+                        tracing::debug!(key = %key, seconds, "keyframe index checked");
+                        break;
+                    };
+                    if remuxed {
+                        let message = format!(
+                            "{key}: its container's keyframe index does not match its frames (the frame at {at:.3} s \
+                             is listed as a keyframe, its bitstream does not start a GOP there)"
+                        );
+                        return Err((Stage::Probe, Failure::Media { pointer: pointer.clone(), message }));
+                    }
+                    tracing::warn!(key = %key, at, "its keyframe index lists a frame that is none: copied into MP4");
+                    let ffmpeg = &self.config.runner.ffmpeg;
+                    media::remux_for_exact_seeks(ffmpeg, &destination, key, limits).await.map_err(media_error)?;
+                    let probe = media::probe_container(&self.config.ffprobe, &destination, key, limits);
+                    probed = probe.await.map_err(media_error)?;
+                    remuxed = true;
                 }
                 let facts = probed.facts;
                 let role = if index == 0 { formats::Role::Song } else { formats::Role::Clip };

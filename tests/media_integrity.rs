@@ -1,0 +1,176 @@
+//! Inputs whose files claim what their frames are not (issue 27, §2 and §3): each ends
+//! in the right video, or in a refusal with exit 4 naming the blueprint input, never in a
+//! wrong video with exit 0. The clips are counter clips (`support/media.rs`): every
+//! frame's luma names its source frame, so a sampled frame of the result says which
+//! source frame it shows.
+
+#[path = "support/media.rs"]
+mod media;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use media::{StreamFacts, Yuv};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
+const FPS: f64 = 30.0;
+
+fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("media-integrity-guest-cache")
+}
+
+/// A data folder (with a song) and a work folder.
+struct Folder {
+    root: tempfile::TempDir,
+}
+
+impl Folder {
+    fn new() -> Folder {
+        let root = tempfile::Builder::new().prefix("media-integrity-").tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("data/media")).unwrap();
+        std::fs::create_dir_all(root.path().join("work")).unwrap();
+        media::make_song_mp3(&root.path().join("data/media/song.mp3"), 6.0);
+        Folder { root }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.data().join(key)
+    }
+
+    fn command(&self, subcommand: &str, blueprint: &Value, extra: &[&str]) -> Command {
+        let file = self.root.path().join("blueprint.json");
+        std::fs::write(&file, blueprint.to_string()).unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .args(["--log-format", "text", subcommand])
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(self.data())
+            .arg("--work-dir")
+            .arg(self.root.path().join("work"))
+            .arg("--cache-dir")
+            .arg(cache_dir())
+            .args(extra)
+            .stdin(Stdio::null());
+        let settings = ["BLUEPRINT_JSON", "DATA_DIR", "WORK_DIR", "GUEST_COMPONENT", "TIMELINE", "OUTPUT_PREFIX"];
+        let more = ["PREPARED", "JOB_MEMORY_MIB", "CLOUD_RUN_TASK_INDEX", "CLOUD_RUN_TASK_COUNT"];
+        for variable in settings.into_iter().chain(more) {
+            command.env_remove(variable);
+        }
+        command
+    }
+
+    /// `run` of `blueprint`.
+    fn run(&self, blueprint: &Value, extra: &[&str]) -> Run {
+        let output = self.command("run", blueprint, extra).output().expect("run blueprint-runner");
+        let left: Vec<_> = std::fs::read_dir(self.root.path().join("work")).unwrap().collect();
+        assert!(left.is_empty(), "the work folder was not removed");
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            output: self.path(blueprint["output_config"]["output_path"].as_str().unwrap()),
+        }
+    }
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    output: PathBuf,
+}
+
+impl Run {
+    fn describe(&self) -> String {
+        format!("exit code {:?}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr)
+    }
+
+    fn last(&self) -> Value {
+        let line = self.stdout.lines().rfind(|l| l.contains("\"status\""));
+        serde_json::from_str(line.unwrap_or_else(|| panic!("no status line\n{}", self.describe()))).unwrap()
+    }
+
+    fn error(&self) -> String {
+        self.last()["error"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// A move of `clip` from `start` for `duration` s, `trim` s into the clip.
+fn cut(index: usize, clip: &str, start: f64, duration: f64, trim: f64) -> Value {
+    json!({"clip_id": format!("m{index}"), "video_path": clip, "start_time": start, "duration": duration,
+           "trim_start": trim, "trim_end": 0.0, "transition_type": "cut", "volume_adjustment": 1.0})
+}
+
+/// A blueprint of cuts, its output `size` at 30 fps, stored at `output`.
+fn blueprint(task_id: &str, moves: Vec<Value>, size: (u32, u32), output: &str) -> Value {
+    let ends = moves.iter().map(|m| m["start_time"].as_f64().unwrap() + m["duration"].as_f64().unwrap());
+    let total = ends.fold(0.0, f64::max);
+    json!({
+        "task_id": task_id, "audio_path": "media/song.mp3", "moves": moves, "total_duration": total,
+        "output_config": {"output_path": output, "width": size.0, "height": size.1, "frame_rate": FPS,
+                          "video_bitrate": "2M", "transition_duration": 0.5, "fade_duration": 0.3},
+    })
+}
+
+/// The frame at output frame `frame` (the first whose timestamp is at or after it).
+fn frame(output: &Path, frame: i64) -> Yuv {
+    media::frame_at(output, (frame as f64 - 0.25) / FPS)
+}
+
+/// Output frame `at` shows source frame `source` of the clip of `chroma`.
+fn assert_shows(output: &Path, at: i64, chroma: (u8, u8), source: i64, what: &str) {
+    let yuv = frame(output, at);
+    let same_clip = (yuv.u as i32 - chroma.0 as i32).abs() <= 10 && (yuv.v as i32 - chroma.1 as i32).abs() <= 10;
+    assert!(same_clip, "{what}: frame {at} shows another clip than {chroma:?}: {yuv}");
+    let shown = media::counter_frame(yuv.y);
+    let message = format!("{what}: frame {at} shows source frame {shown:.1}, not {source}: {yuv}");
+    assert!((shown - source as f64).abs() <= 0.6, "{message}");
+}
+
+/// Exit 4, the failure's message naming `pointer` and saying `says`, and no output.
+fn assert_refused(run: &Run, pointer: &str, says: &str) {
+    assert_eq!(run.code, Some(4), "{}", run.describe());
+    let error = run.error();
+    assert!(error.contains(pointer) && error.contains(says), "the refusal names {pointer} and says {says:?}: {error}");
+    assert!(!run.output.exists(), "a refused job stores no video");
+}
+
+const LIAR: (u8, u8) = (96, 160);
+
+/// An MP4 whose `stss` lists a keyframe every 30 frames while its real IDRs are at
+/// frames 0 and 60: a move from frame 45 would seek to frame 30, a P-frame, and the
+/// decoder would drop every frame up to 60. The job seeks by the bitstream's keyframes.
+#[test]
+fn a_lying_keyframe_index_is_not_seeked_by() {
+    let folder = Folder::new();
+    media::make_lying_keyframe_clip(&folder.path("media/liar.mp4"), LIAR, 108, (320, 180), 60, 30);
+    let listed = Command::new(media::ffprobe_binary())
+        .args(["-v", "error", "-fflags", "+noparse", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=flags", "-of", "csv=p=0"])
+        .arg(folder.path("media/liar.mp4"))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let listed: Vec<usize> = listed.lines().enumerate().filter(|(_, f)| f.starts_with('K')).map(|(i, _)| i).collect();
+    assert_eq!(listed, [0, 30, 60, 90], "the container lists a keyframe every 30 frames");
+
+    let moves = vec![cut(0, "media/liar.mp4", 0.0, 1.0, 1.5), cut(1, "media/liar.mp4", 1.0, 1.0, 0.5)];
+    let run = folder.run(&blueprint("liar-1", moves, (320, 180), "output/liar.mp4"), &[]);
+    if run.code == Some(4) {
+        return assert_refused(&run, "/moves/0/video_path", "keyframe index does not match its frames");
+    }
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    assert_eq!(media::probe(&run.output).video().packets(), 60);
+    for at in [0, 10, 29] {
+        assert_shows(&run.output, at, LIAR, 45 + at, "the move from frame 45");
+    }
+    for at in [30, 45, 59] {
+        assert_shows(&run.output, at, LIAR, at - 30 + 15, "the move from frame 15");
+    }
+}
