@@ -77,6 +77,18 @@ impl Folder {
             output: self.path(blueprint["output_config"]["output_path"].as_str().unwrap()),
         }
     }
+
+    /// `prepare` of `blueprint`: its exit code and JSON summary.
+    fn prepare(&self, blueprint: &Value) -> (Option<i32>, Value) {
+        let output = self.command("prepare", blueprint, &[]).output().expect("run blueprint-runner");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let summary = stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| line.get("profile_id").is_some())
+            .unwrap_or_else(|| panic!("no summary\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
+        (output.status.code(), summary)
+    }
 }
 
 struct Run {
@@ -98,6 +110,10 @@ impl Run {
 
     fn error(&self) -> String {
         self.last()["error"].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn prepared_clips(&self) -> u64 {
+        self.last()["result"]["timings"]["prepared_clips"].as_u64().unwrap_or_else(|| panic!("{}", self.describe()))
     }
 }
 
@@ -173,4 +189,112 @@ fn a_lying_keyframe_index_is_not_seeked_by() {
     for at in [30, 45, 59] {
         assert_shows(&run.output, at, LIAR, at - 30 + 15, "the move from frame 15");
     }
+}
+
+const OWN: (u8, u8) = (160, 96);
+const FOREIGN: (u8, u8) = (96, 96);
+const PROFILE: &str = "h264-320x180-30fps-2000k-g15-r2";
+
+/// A counter clip `media/own.mp4` prepared for a 320x180 blueprint of two cuts of it: from
+/// frame 0 (on the prepared clip's 15-frame GOP grid) and from frame 18 (off it: the job
+/// renders frames 18 to 29 and copies the GOPs from 30).
+fn prepared_library() -> (Folder, Value) {
+    let folder = Folder::new();
+    media::make_counter_clip(&folder.path("media/own.mp4"), OWN, 108, (320, 180));
+    let moves = vec![cut(0, "media/own.mp4", 0.0, 1.5, 0.0), cut(1, "media/own.mp4", 1.5, 1.5, 0.6)];
+    let blueprint = blueprint("prepared-1", moves, (320, 180), "output/own.mp4");
+    let (code, summary) = folder.prepare(&blueprint);
+    assert_eq!((code, summary["prepared"].as_u64()), (Some(0), Some(1)), "{summary}");
+    assert_eq!(summary["profile_id"], PROFILE);
+    (folder, blueprint)
+}
+
+/// The video of [`prepared_library`]'s blueprint, every frame its own.
+fn assert_own_frames(run: &Run) {
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    assert_eq!(media::probe(&run.output).video().packets(), 90);
+    for at in [0, 14, 15, 30, 44] {
+        assert_shows(&run.output, at, OWN, at, "the first cut");
+    }
+    for at in [45, 50, 60, 89] {
+        assert_shows(&run.output, at, OWN, at - 45 + 18, "the second cut");
+    }
+}
+
+/// What `LocalFolder::identity` says of `path`.
+fn local_identity(path: &Path) -> String {
+    let metadata = std::fs::metadata(path).unwrap();
+    let modified = metadata.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("size {} modified {modified}", metadata.len())
+}
+
+/// `path` replaced by a short video of `FOREIGN` frames, padded to its size (a `free`
+/// box) and given its modification time back.
+fn swap_for_a_foreign_video(path: &Path) {
+    let (size, modified) = {
+        let metadata = std::fs::metadata(path).unwrap();
+        (metadata.len(), metadata.modified().unwrap())
+    };
+    // 30 frames of video alone, coarsely encoded: smaller than the prepared clip.
+    let foreign = path.with_extension("foreign.mp4");
+    let (u, v) = FOREIGN;
+    let picture = format!("geq=lum='16+2*N':cb={u}:cr={v},scale=320:180:flags=neighbor,format=yuv420p");
+    let made = Command::new(media::ffmpeg_binary())
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=black:s=64x36:r=30:d=1", "-vf", &picture])
+        .args(["-frames:v", "30", "-c:v", "libx264", "-preset", "veryfast", "-crf", "30"])
+        .arg(&foreign)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let mut bytes = std::fs::read(&foreign).unwrap();
+    std::fs::remove_file(&foreign).unwrap();
+    let padding = size.checked_sub(bytes.len() as u64).filter(|p| *p >= 8).expect("the foreign video is smaller");
+    bytes.extend_from_slice(&(padding as u32).to_be_bytes());
+    bytes.extend_from_slice(b"free");
+    bytes.resize(size as usize, 0);
+    std::fs::write(path, bytes).unwrap();
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(modified).unwrap();
+    assert_eq!(std::fs::metadata(path).unwrap().len(), size);
+}
+
+/// A prepared clip swapped for another video of the same size and modification time,
+/// and then also its manifest's record of its identity rewritten: the job never copies
+/// the foreign frames; it renders the original clip.
+#[test]
+fn a_prepared_clip_swapped_for_another_video_is_not_copied() {
+    let (folder, blueprint) = prepared_library();
+    let prepared = folder.path(&format!("prepared/{PROFILE}/media/own.mp4"));
+    let run = folder.run(&blueprint, &[]);
+    assert_eq!(run.prepared_clips(), 1, "{}", run.describe());
+    assert_own_frames(&run);
+
+    swap_for_a_foreign_video(&prepared);
+    let run = folder.run(&blueprint, &[]);
+    assert_own_frames(&run);
+
+    // The manifest too (whoever can write the data folder can write it).
+    let manifest_path = folder.path(&format!("prepared/{PROFILE}/media/own.mp4.json"));
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["prepared_identity"] = json!(local_identity(&prepared));
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let run = folder.run(&blueprint, &[]);
+    assert_own_frames(&run);
+    assert_eq!(run.prepared_clips(), 0, "the prepared clip is set aside: {}", run.describe());
+    assert!(run.stderr.contains("not as prepared"), "the log says why: {}", run.stderr);
+}
+
+/// A manifest edited to say its clip has a keyframe every frame: the GOP is the
+/// profile's, and a manifest that says another is stale.
+#[test]
+fn a_manifests_gop_is_not_believed() {
+    let (folder, blueprint) = prepared_library();
+    let manifest_path = folder.path(&format!("prepared/{PROFILE}/media/own.mp4.json"));
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["gop_frames"] = json!(1);
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    let run = folder.run(&blueprint, &[]);
+    assert_own_frames(&run);
+    let mut decode = Command::new(media::ffmpeg_binary());
+    let decode = decode.args(["-v", "error", "-i"]).arg(&run.output).args(["-f", "null", "-"]).output().unwrap();
+    assert!(decode.stderr.is_empty(), "the video decodes cleanly: {}", String::from_utf8_lossy(&decode.stderr));
 }

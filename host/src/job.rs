@@ -278,9 +278,15 @@ impl Job<'_> {
     /// For each clip, its prepared version's key when one exists for this job's profile
     /// and is fresh: its manifest names the source's current identity and the prepared
     /// object's own. Anything missing, stale or unreadable means the original is used.
-    async fn fresh_prepared_clips(&self, validated: &Validated, work: &Path) -> Vec<Option<(String, br_plan::PreparedClip)>> {
+    /// The GOP is the profile's (a manifest that says another is stale); what the
+    /// manifest says of the prepared clip is checked once it is staged (see `prepare`).
+    async fn fresh_prepared_clips(
+        &self,
+        validated: &Validated,
+        work: &Path,
+    ) -> (Option<br_plan::prepare::Profile>, Vec<Option<(String, br_plan::PreparedClip)>>) {
         let Some(profile) = self.job_profile(validated, work).await else {
-            return vec![None; validated.clip_keys.len()];
+            return (None, vec![None; validated.clip_keys.len()]);
         };
         let lookups = validated.clip_keys.iter().enumerate().map(|(index, key)| {
             let profile = &profile;
@@ -294,19 +300,20 @@ impl Job<'_> {
                 let prepared = self.storage.identity(&prepared_key).await.ok()?;
                 let fresh = manifest["profile_id"] == profile.id().as_str()
                     && manifest["source_identity"] == source.as_str()
-                    && manifest["prepared_identity"] == prepared.as_str();
+                    && manifest["prepared_identity"] == prepared.as_str()
+                    && manifest["gop_frames"].as_u64() == Some(u64::from(br_plan::prepare::GOP_FRAMES));
                 if !fresh {
                     tracing::info!(key = %key, "its prepared clip is stale: the original is used");
                     return None;
                 }
-                // The manifest is the host's own record; the guest still only copies whole
-                // GOPs the policy lets it, and every frame count is checked there.
-                let gop_frames = u32::try_from(manifest["gop_frames"].as_u64()?).ok()?;
+                // The frame count is checked against the staged clip's packets.
+                let gop_frames = br_plan::prepare::GOP_FRAMES;
                 let facts = br_plan::PreparedClip { profile_id: profile.id(), gop_frames, frames: manifest["frames"].as_u64()? };
                 Some((prepared_key, facts))
             }
         });
-        futures::stream::iter(lookups).buffered(self.config.download_concurrency.max(1)).collect().await
+        let found = futures::stream::iter(lookups).buffered(self.config.download_concurrency.max(1)).collect().await;
+        (Some(profile), found)
     }
 
     /// The profile prepared clips must have: the output's size (the first clip's when the
@@ -348,18 +355,19 @@ impl Job<'_> {
         let work = make_work_folder(&self.config.work_root, &validated.task_id).map_err(|e| (Stage::Fetch, e))?;
         self.watchdog.watch_folder(work.path());
         let use_prepared = self.config.use_prepared && self.sandbox.takes_prepared_clips();
-        let found = if use_prepared { self.fresh_prepared_clips(&validated, work.path()).await } else { Vec::new() };
-        let keys: Vec<(String, String)> = std::iter::once((validated.audio_key.clone(), "/audio_path".to_owned()))
+        let (profile, found) =
+            if use_prepared { self.fresh_prepared_clips(&validated, work.path()).await } else { (None, Vec::new()) };
+        let mut keys: Vec<(String, String)> = std::iter::once((validated.audio_key.clone(), "/audio_path".to_owned()))
             .chain(validated.clip_keys.iter().enumerate().map(|(clip, key)| {
                 let staged = found.get(clip).cloned().flatten().map_or_else(|| key.clone(), |(prepared_key, _)| prepared_key);
                 (staged, first_use(&validated, clip))
             }))
             .collect();
         // Per input, as the plan request has them: the song is never prepared.
-        let prepared: Vec<Option<br_plan::PreparedClip>> =
+        let mut prepared: Vec<Option<br_plan::PreparedClip>> =
             std::iter::once(None).chain(found.iter().map(|clip| clip.clone().map(|(_, facts)| facts))).collect();
         let prepared_count = found.iter().flatten().count();
-        let prepared_inputs: Vec<bool> = prepared.iter().map(Option::is_some).collect();
+        let mut prepared_inputs: Vec<bool> = prepared.iter().map(Option::is_some).collect();
         if use_prepared {
             tracing::info!(prepared = prepared_count, clips = validated.clip_keys.len(), "prepared clips found fresh");
         }
@@ -380,48 +388,79 @@ impl Job<'_> {
             let destination = work.path().join(staged_name(index, key));
             let probes = &probes;
             let work = work.path();
+            let profile = profile.as_ref();
+            let mut expected = prepared.get(index).cloned().flatten().zip(profile);
+            let original = index.checked_sub(1).and_then(|clip| validated.clip_keys.get(clip));
             async move {
-                self.storage
-                    .fetch(key, &destination)
-                    .await
-                    .map_err(|error| (Stage::Fetch, Failure::Storage { pointer: Some(pointer.clone()), error }))?;
-                let _permit = probes.acquire().await.map_err(|e| (Stage::Probe, Failure::WorkFolder(e.to_string())))?;
-                let limits = ChildLimits::from_budget(&self.config.runner.budget, work, PARALLEL_PROBES as u64 - 1, media::PROBE_TIMEOUT);
-                let media_error = |e: media::MediaError| (Stage::Probe, Failure::Media { pointer: pointer.clone(), message: e.message });
-                let mut probed = media::probe_container(&self.config.ffprobe, &destination, key, limits).await.map_err(media_error)?;
-                // Input 0 is the song (read from its start); the others are clips, which
-                // steps read from a point inside them.
-                let mut remuxed = index > 0 && !probed.seeks_exactly();
-                if remuxed {
-                    media::remux_for_exact_seeks(&self.config.runner.ffmpeg, &destination, key, limits).await.map_err(media_error)?;
-                    tracing::info!(key = %key, container = %probed.container, "copied into MP4 to seek in it by frame");
-                    probed = media::probe_container(&self.config.ffprobe, &destination, key, limits).await.map_err(media_error)?;
-                }
-                // A clip's seek points are its bitstream's keyframes, not its container's
-                // claims: a keyframe index that lists other frames is rebuilt by copying the
-                // packets into MP4 (the muxer indexes the parser's keyframes), checked again.
-                while index > 0 && probed.facts.video.is_some() {
-                    let started = Instant::now();
-                    let keyframes = media::keyframes(&self.config.ffprobe, &destination, key, limits).await;
-                    let Some(at) = keyframes.map_err(media_error)?.false_keyframe() else {
-                        let seconds = started.elapsed().as_secs_f64();
-                        tracing::debug!(key = %key, seconds, "keyframe index checked");
-                        break;
+                // A prepared clip that is not what its profile and manifest say is set
+                // aside for the original clip (once: `expected` is then None).
+                let mut key = key.as_str();
+                let mut fell_back = false;
+                let (probed, remuxed, _permit, limits) = 'stage: loop {
+                    self.storage
+                        .fetch(key, &destination)
+                        .await
+                        .map_err(|error| (Stage::Fetch, Failure::Storage { pointer: Some(pointer.clone()), error }))?;
+                    let permit = probes.acquire().await;
+                    let permit = permit.map_err(|e| (Stage::Probe, Failure::WorkFolder(e.to_string())))?;
+                    let budget = &self.config.runner.budget;
+                    let siblings = PARALLEL_PROBES as u64 - 1;
+                    let limits = ChildLimits::from_budget(budget, work, siblings, media::PROBE_TIMEOUT);
+                    let media_error = |e: media::MediaError| {
+                        (Stage::Probe, Failure::Media { pointer: pointer.clone(), message: e.message })
                     };
+                    let (ffmpeg, ffprobe) = (&self.config.runner.ffmpeg, &self.config.ffprobe);
+                    let probe = media::probe_container(ffprobe, &destination, key, limits);
+                    let mut probed = probe.await.map_err(media_error)?;
+                    // Input 0 is the song (read from its start); the others are clips, which
+                    // steps read from a point inside them.
+                    let mut remuxed = index > 0 && !probed.seeks_exactly();
                     if remuxed {
-                        let message = format!(
-                            "{key}: its container's keyframe index does not match its frames (the frame at {at:.3} s \
-                             is listed as a keyframe, its bitstream does not start a GOP there)"
-                        );
-                        return Err((Stage::Probe, Failure::Media { pointer: pointer.clone(), message }));
+                        media::remux_for_exact_seeks(ffmpeg, &destination, key, limits).await.map_err(media_error)?;
+                        let container = &probed.container;
+                        tracing::info!(key = %key, container = %container, "copied into MP4 to seek in it by frame");
+                        probed = media::probe_container(ffprobe, &destination, key, limits).await.map_err(media_error)?;
                     }
-                    tracing::warn!(key = %key, at, "its keyframe index lists a frame that is none: copied into MP4");
-                    let ffmpeg = &self.config.runner.ffmpeg;
-                    media::remux_for_exact_seeks(ffmpeg, &destination, key, limits).await.map_err(media_error)?;
-                    let probe = media::probe_container(&self.config.ffprobe, &destination, key, limits);
-                    probed = probe.await.map_err(media_error)?;
-                    remuxed = true;
-                }
+                    // A clip's seek points are its bitstream's keyframes, not its container's
+                    // claims: a keyframe index that lists other frames is rebuilt by copying the
+                    // packets into MP4 (the muxer indexes the parser's keyframes), checked again.
+                    let mut keyframes = None;
+                    while index > 0 && probed.facts.video.is_some() {
+                        let started = Instant::now();
+                        let found = media::keyframes(ffprobe, &destination, key, limits).await.map_err(media_error)?;
+                        let Some(at) = found.false_keyframe() else {
+                            let seconds = started.elapsed().as_secs_f64();
+                            tracing::debug!(key = %key, seconds, "keyframe index checked");
+                            keyframes = Some(found);
+                            break;
+                        };
+                        if remuxed {
+                            let message = format!(
+                                "{key}: its container's keyframe index does not match its frames (the frame at \
+                                 {at:.3} s is listed as a keyframe, its bitstream does not start a GOP there)"
+                            );
+                            return Err((Stage::Probe, Failure::Media { pointer: pointer.clone(), message }));
+                        }
+                        tracing::warn!(key = %key, at, "its keyframe index lists a non-keyframe: copied into MP4");
+                        media::remux_for_exact_seeks(ffmpeg, &destination, key, limits).await.map_err(media_error)?;
+                        probed = media::probe_container(ffprobe, &destination, key, limits).await.map_err(media_error)?;
+                        remuxed = true;
+                    }
+                    if let Some((clip, profile)) = &expected {
+                        let found = keyframes.as_ref().zip(probed.facts.video.as_ref());
+                        let mismatch = found.map_or_else(
+                            || Some("it has no video stream".to_owned()),
+                            |(keyframes, video)| crate::prepare::mismatch(profile, clip, video, keyframes),
+                        );
+                        if let (Some(why), Some(original)) = (mismatch, original) {
+                            tracing::warn!(key = %key, "not as prepared ({why}): {original} is used");
+                            crate::work::remove_if_present(&destination);
+                            (key, expected, fell_back) = (original.as_str(), None, true);
+                            continue 'stage;
+                        }
+                    }
+                    break (probed, remuxed, permit, limits);
+                };
                 let facts = probed.facts;
                 let role = if index == 0 { formats::Role::Song } else { formats::Role::Clip };
                 if let Some(reason) = formats::undecodable(&facts, role) {
@@ -434,7 +473,7 @@ impl Job<'_> {
                     }
                     _ => None,
                 };
-                Ok::<_, (Stage, Failure)>((index, destination, facts, remuxed, loudness))
+                Ok::<_, (Stage, Failure)>((index, destination, facts, remuxed, loudness, fell_back))
             }
         });
         let mut staged = futures::stream::iter(staging).buffer_unordered(self.config.download_concurrency.max(1));
@@ -442,6 +481,7 @@ impl Job<'_> {
         let mut facts: Vec<Option<MediaFacts>> = vec![None; keys.len()];
         let mut remux_inputs = vec![false; keys.len()];
         let mut song_loudness = None;
+        let mut fell_back_to_originals = Vec::new();
         let mut done = 0;
         // Probed inputs stay while they fit in a quarter of the shared budget; the rest
         // are fetched again before the step that reads them (see `work`).
@@ -450,7 +490,10 @@ impl Job<'_> {
         // The first failure ends the job: dropping the stream cancels the transfers
         // still running, and the work folder goes with them.
         while let Some(result) = self.unless_cancelled(Stage::Fetch, async { Ok(staged.next().await) }).await? {
-            let (index, path, found, remuxed, loudness) = result?;
+            let (index, path, found, remuxed, loudness, fell_back) = result?;
+            if fell_back {
+                fell_back_to_originals.push(index);
+            }
             remux_inputs[index] = remuxed;
             song_loudness = song_loudness.or(loudness);
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -465,6 +508,12 @@ impl Job<'_> {
             reporter.running(Stage::Fetch, Stage::Fetch.at(done as f64 / keys.len() as f64), format!("fetched and probed {} ({done}/{})", keys[index].0, keys.len()));
         }
         drop(staged);
+        for index in fell_back_to_originals {
+            keys[index].0 = validated.clip_keys[index - 1].clone();
+            prepared[index] = None;
+            prepared_inputs[index] = false;
+        }
+        timings.insert("prepared_clips".into(), json!(prepared_inputs.iter().filter(|p| **p).count()));
         let facts: Vec<MediaFacts> = facts.into_iter().flatten().collect();
         reporter.running(Stage::Probe, Stage::Probe.at(1.0), format!("{} inputs probed", facts.len()));
         lap("fetch_and_probe", &mut timings);
@@ -529,7 +578,7 @@ impl Job<'_> {
         let frames = media::count_video_frames(&self.config.ffprobe, &paths.output, limits)
             .await
             .map_err(|e| (Stage::Encode, Failure::Media { pointer: "/output_config/output_path".into(), message: format!("the result is unreadable: {}", e.message) }))?;
-        if let Some(problem) = nonconformity(&validated, &output, frames) {
+        if let Some(problem) = nonconformity(&validated, &output, frames, frame) {
             return Err((Stage::Encode, Failure::Nonconforming(problem)));
         }
         let file_size = std::fs::metadata(&paths.output).map(|m| m.len()).unwrap_or(0);
@@ -573,10 +622,30 @@ impl Job<'_> {
 }
 
 /// How the output differs from the video the blueprint describes, whoever planned it:
-/// `round(total_duration × frame_rate)` frames, and (with the song) audio as long as the
-/// video within one AAC frame. A plugin's plan passes the policy on its form alone; this
-/// is where a wrong video is caught before it is stored.
-fn nonconformity(validated: &Validated, output: &br_plan::MediaFacts, frames: u64) -> Option<String> {
+/// `round(total_duration × frame_rate)` frames of the output's `frame` size (as
+/// `br_plan::output_frame` chose it) in the blueprint's codec, and (with the song) audio
+/// as long as the video within one AAC frame. A plugin's plan passes the policy on its
+/// form alone; this is where a wrong video is caught before it is stored.
+fn nonconformity(
+    validated: &Validated,
+    output: &br_plan::MediaFacts,
+    frames: u64,
+    frame: (u32, u32),
+) -> Option<String> {
+    let Some(video) = &output.video else {
+        return Some("it has no video stream".into());
+    };
+    let codec = match validated.output.video_codec.as_str() {
+        "libx264" => "h264",
+        "libx265" => "hevc",
+        other => other,
+    };
+    if (video.width, video.height) != frame || video.codec != codec {
+        return Some(format!(
+            "its video is {} {}x{}; the blueprint's is {codec} {}x{}",
+            video.codec, video.width, video.height, frame.0, frame.1
+        ));
+    }
     let rate = br_plan::FrameRate::from_fps(validated.output.frame_rate);
     let expected = rate.frame_at(validated.total_duration).max(1);
     if frames != expected {
@@ -737,14 +806,28 @@ mod tests {
         let output = |audio_seconds: Option<f64>| br_plan::MediaFacts {
             key: "out.mp4".into(),
             duration: 176.0,
-            video: None,
+            video: Some(br_plan::VideoFacts {
+                codec: "h264".into(),
+                width: 1280,
+                height: 720,
+                frame_rate: 30.0,
+                pixel_format: "yuv420p".into(),
+                duration: 176.0,
+            }),
             audio: audio_seconds.map(|duration| br_plan::AudioFacts { codec: "aac".into(), sample_rate: 48_000, channels: 2, duration }),
         };
-        assert_eq!(nonconformity(&validated, &output(Some(176.0)), 5_280), None);
-        assert_eq!(nonconformity(&validated, &output(Some(176.02)), 5_280), None, "within one AAC frame");
-        assert!(nonconformity(&validated, &output(Some(176.0)), 5_281).unwrap().contains("5281 video frames; the timeline has 5280"));
-        assert!(nonconformity(&validated, &output(Some(175.9)), 5_280).unwrap().contains("audio lasts 175.900 s"));
-        assert!(nonconformity(&validated, &output(None), 5_280).unwrap().contains("no audio stream"));
+        let hd = (1280, 720);
+        assert_eq!(nonconformity(&validated, &output(Some(176.0)), 5_280, hd), None);
+        assert_eq!(nonconformity(&validated, &output(Some(176.02)), 5_280, hd), None, "within one AAC frame");
+        let more = nonconformity(&validated, &output(Some(176.0)), 5_281, hd).unwrap();
+        assert!(more.contains("5281 video frames; the timeline has 5280"), "{more}");
+        assert!(nonconformity(&validated, &output(Some(175.9)), 5_280, hd).unwrap().contains("audio lasts 175.900 s"));
+        assert!(nonconformity(&validated, &output(None), 5_280, hd).unwrap().contains("no audio stream"));
+        let small = nonconformity(&validated, &output(Some(176.0)), 5_280, (1920, 1080)).unwrap();
+        assert_eq!(small, "its video is h264 1280x720; the blueprint's is h264 1920x1080");
+        let mut hevc = output(Some(176.0));
+        hevc.video.as_mut().unwrap().codec = "hevc".into();
+        assert!(nonconformity(&validated, &hevc, 5_280, hd).unwrap().contains("its video is hevc 1280x720"));
     }
 
     #[test]
