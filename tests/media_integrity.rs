@@ -223,18 +223,33 @@ fn assert_own_frames(run: &Run) {
 
 /// What `LocalFolder::identity` says of `path`.
 fn local_identity(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(path).unwrap();
     let modified = metadata.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("size {} modified {modified}", metadata.len())
+    let changed = i128::from(metadata.ctime()) * 1_000_000_000 + i128::from(metadata.ctime_nsec());
+    let (size, inode, device) = (metadata.len(), metadata.ino(), metadata.dev());
+    format!("size {size} modified {modified} changed {changed} inode {inode} device {device}")
 }
 
-/// `path` replaced by a short video of `FOREIGN` frames, padded to its size (a `free`
-/// box) and given its modification time back.
-fn swap_for_a_foreign_video(path: &Path) {
+/// `path` rewritten in place (the same inode) with `bytes`, padded to its size with a
+/// `free` box, and given its modification time back: what `touch -r` or `exiftool -P`
+/// leave.
+fn rewrite_keeping_size_and_time(path: &Path, mut bytes: Vec<u8>) {
     let (size, modified) = {
         let metadata = std::fs::metadata(path).unwrap();
         (metadata.len(), metadata.modified().unwrap())
     };
+    let padding = size.checked_sub(bytes.len() as u64).filter(|p| *p >= 8).expect("the new content is smaller");
+    bytes.extend_from_slice(&(padding as u32).to_be_bytes());
+    bytes.extend_from_slice(b"free");
+    bytes.resize(size as usize, 0);
+    std::fs::write(path, bytes).unwrap();
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(modified).unwrap();
+    assert_eq!(std::fs::metadata(path).unwrap().len(), size);
+}
+
+/// `path` replaced by a short video of `FOREIGN` frames, of its size and time.
+fn swap_for_a_foreign_video(path: &Path) {
     // 30 frames of video alone, coarsely encoded: smaller than the prepared clip.
     let foreign = path.with_extension("foreign.mp4");
     let (u, v) = FOREIGN;
@@ -246,15 +261,9 @@ fn swap_for_a_foreign_video(path: &Path) {
         .output()
         .unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let mut bytes = std::fs::read(&foreign).unwrap();
+    let bytes = std::fs::read(&foreign).unwrap();
     std::fs::remove_file(&foreign).unwrap();
-    let padding = size.checked_sub(bytes.len() as u64).filter(|p| *p >= 8).expect("the foreign video is smaller");
-    bytes.extend_from_slice(&(padding as u32).to_be_bytes());
-    bytes.extend_from_slice(b"free");
-    bytes.resize(size as usize, 0);
-    std::fs::write(path, bytes).unwrap();
-    std::fs::File::options().write(true).open(path).unwrap().set_modified(modified).unwrap();
-    assert_eq!(std::fs::metadata(path).unwrap().len(), size);
+    rewrite_keeping_size_and_time(path, bytes);
 }
 
 /// A prepared clip swapped for another video of the same size and modification time,
@@ -297,4 +306,20 @@ fn a_manifests_gop_is_not_believed() {
     let mut decode = Command::new(media::ffmpeg_binary());
     let decode = decode.args(["-v", "error", "-i"]).arg(&run.output).args(["-f", "null", "-"]).output().unwrap();
     assert!(decode.stderr.is_empty(), "the video decodes cleanly: {}", String::from_utf8_lossy(&decode.stderr));
+}
+
+/// A source edited in place after it was prepared, keeping its size and modification
+/// time: its prepared clip is stale, and the job shows the source's new frames.
+#[test]
+fn a_source_edited_in_place_keeping_size_and_time_is_not_served_stale() {
+    let (folder, blueprint) = prepared_library();
+    let source = folder.path("media/own.mp4");
+    let edited = folder.path("edited.mp4");
+    media::make_counter_clip(&edited, FOREIGN, 90, (320, 180));
+    rewrite_keeping_size_and_time(&source, std::fs::read(&edited).unwrap());
+    let run = folder.run(&blueprint, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    assert_eq!(run.prepared_clips(), 0, "{}", run.describe());
+    assert_shows(&run.output, 0, FOREIGN, 0, "the edited source");
+    assert_shows(&run.output, 60, FOREIGN, 60 - 45 + 18, "the edited source");
 }
