@@ -323,3 +323,43 @@ fn a_source_edited_in_place_keeping_size_and_time_is_not_served_stale() {
     assert_shows(&run.output, 0, FOREIGN, 0, "the edited source");
     assert_shows(&run.output, 60, FOREIGN, 60 - 45 + 18, "the edited source");
 }
+
+/// A clip whose video starts 0.52 s into its MP4 (an edit list): `prepare` leaves it out,
+/// saying why, and the job renders it as it does without prepared clips, frame for frame.
+#[test]
+fn a_clip_starting_late_in_its_file_is_not_prepared() {
+    let folder = Folder::new();
+    let made = folder.path("made.mp4");
+    media::make_counter_clip(&made, OWN, 108, (320, 180));
+    let copied = Command::new(media::ffmpeg_binary())
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&made)
+        .args(["-itsoffset", "0.52", "-i"])
+        .arg(&made)
+        .args(["-map", "1:v", "-map", "0:a", "-c", "copy"])
+        .arg(folder.path("media/late.mp4"))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    let probe = media::probe(&folder.path("media/late.mp4"));
+    let start: f64 = probe.video()["start_time"].as_str().unwrap().parse().unwrap();
+    assert!((start - 0.52).abs() < 0.01, "the video starts 0.52 s in: {start}");
+
+    let moves = vec![cut(0, "media/late.mp4", 0.0, 1.5, 0.0), cut(1, "media/late.mp4", 1.5, 1.5, 0.6)];
+    let full = folder.run(&blueprint("late-1", moves.clone(), (320, 180), "output/full.mp4"), &["--prepared", "off"]);
+    assert_eq!(full.code, Some(0), "{}", full.describe());
+    let blueprint = blueprint("late-1", moves, (320, 180), "output/late.mp4");
+    let (code, summary) = folder.prepare(&blueprint);
+    assert_eq!((code, summary["prepared"].as_u64()), (Some(0), Some(0)), "{summary}");
+    assert_eq!(summary["not_preparable"][0]["key"], "media/late.mp4", "{summary}");
+    let reason = summary["not_preparable"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("starts 0.519 s into the file"), "{summary}");
+
+    let run = folder.run(&blueprint, &[]);
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    assert_eq!(run.prepared_clips(), 0, "{}", run.describe());
+    for at in [0, 20, 44, 46, 60, 89] {
+        let (expected, shown) = (frame(&full.output, at), frame(&run.output, at));
+        assert!(expected.y.abs_diff(shown.y) <= 1, "frame {at}: {shown}, without prepared clips {expected}");
+    }
+}

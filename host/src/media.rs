@@ -50,6 +50,10 @@ pub struct Probed {
     pub facts: MediaFacts,
     /// ffprobe's `format_name`, e.g. `mpegts` or `mov,mp4,m4a,3gp,3g2,mj2`.
     pub container: String,
+    /// When the video's first frame is shown, in seconds of the file's time (its
+    /// stream's `start_time`: an MP4 edit list or a Matroska offset can put it late); 0
+    /// when ffprobe gives none.
+    pub video_start: f64,
 }
 
 impl Probed {
@@ -325,7 +329,23 @@ pub async fn probe_container(ffprobe: &Path, file: &Path, key: &str, limits: Chi
     let json: Value = serde_json::from_slice(&out).map_err(|e| fail(format!("unreadable ffprobe output: {e}")))?;
     let facts = facts_from_ffprobe(&json, key).ok_or_else(|| fail("ffprobe found no audio or video stream".into()))?;
     let container = json.pointer("/format/format_name").and_then(Value::as_str).unwrap_or_default().to_owned();
-    Ok(Probed { facts, container })
+    let video_start = video_stream(&json)
+        .and_then(|s| s.get("start_time"))
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<f64>().ok())
+        .filter(|t| t.is_finite())
+        .unwrap_or(0.0);
+    Ok(Probed { facts, container, video_start })
+}
+
+/// The stream [`facts_from_ffprobe`] takes the video facts from: the first video stream
+/// that is not an attached picture.
+fn video_stream(json: &Value) -> Option<&Value> {
+    let streams = json.get("streams").and_then(Value::as_array)?;
+    streams
+        .iter()
+        .find(|s| s.get("codec_type").and_then(Value::as_str) == Some("video"))
+        .filter(|s| s.pointer("/disposition/attached_pic").and_then(Value::as_i64) != Some(1))
 }
 
 /// The last line FFmpeg wrote to stderr (its reason), with the staged file's path shown

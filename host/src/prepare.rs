@@ -139,6 +139,18 @@ pub fn mismatch(
     None
 }
 
+/// Why a clip whose video starts `start` seconds into its file (an MP4 edit list, a
+/// Matroska offset) cannot be prepared at `rate`, if it cannot. A job's segments count
+/// the clip's frames from its first one; a prepared clip is made on the file's grid, on
+/// which a start off the frame grid shifts every frame, and a copied GOP would show a
+/// neighbouring frame. Half a frame either way is taken as none.
+fn start_offset(start: f64, rate: br_plan::FrameRate) -> Option<String> {
+    let frame = rate.seconds(1);
+    (start.abs() > frame / 2.0).then(|| {
+        format!("its video starts {start:.3} s into the file, not at 0; a job renders its frames in full")
+    })
+}
+
 pub struct Preparer<'a> {
     pub storage: &'a dyn Storage,
     pub runner: &'a Runner,
@@ -227,7 +239,8 @@ impl Preparer<'_> {
         let input = work.path().join("source");
         self.storage.fetch(key, &input).await.map_err(|e| e.to_string())?;
         let limits = ChildLimits::from_budget(&self.runner.budget, work.path(), 0, media::PROBE_TIMEOUT);
-        let facts = media::probe(self.ffprobe, &input, key, limits).await.map_err(|e| e.to_string())?;
+        let probed = media::probe_container(self.ffprobe, &input, key, limits).await.map_err(|e| e.to_string())?;
+        let facts = probed.facts;
         let Some(video) = &facts.video else {
             return Err(format!("{key} has no video stream"));
         };
@@ -235,6 +248,9 @@ impl Preparer<'_> {
             return Err(format!("{key}: {reason}"));
         }
         if let Some(reason) = rate_mismatch(video.frame_rate, profile) {
+            return Ok(Outcome::NotPreparable(reason));
+        }
+        if let Some(reason) = start_offset(probed.video_start, profile.rate) {
             return Ok(Outcome::NotPreparable(reason));
         }
         let seconds = if video.duration > 0.0 { video.duration } else { facts.duration };
@@ -355,6 +371,17 @@ mod tests {
         assert!(why.contains("container's index has keyframes off") && why.contains("frame 10"), "{why}");
         let missing = Keyframes { bitstream: grid(&[0, 30]), ..keyframes.clone() };
         assert!(mismatch(&profile, &clip, &video, &missing).unwrap().contains("(at frame 15)"));
+    }
+
+    #[test]
+    fn a_clip_whose_video_starts_late_in_its_file_is_not_preparable() {
+        let rate = br_plan::FrameRate { num: 30, den: 1 };
+        assert_eq!(start_offset(0.0, rate), None);
+        assert_eq!(start_offset(0.016, rate), None, "under half a frame");
+        assert_eq!(start_offset(-0.016, rate), None);
+        let late = start_offset(0.52, rate).unwrap();
+        assert!(late.starts_with("its video starts 0.520 s into the file"), "{late}");
+        assert!(start_offset(0.017, rate).is_some() && start_offset(-0.05, rate).is_some());
     }
 
     #[test]
