@@ -363,3 +363,23 @@ fn a_clip_starting_late_in_its_file_is_not_prepared() {
         assert!(expected.y.abs_diff(shown.y) <= 1, "frame {at}: {shown}, without prepared clips {expected}");
     }
 }
+
+/// A 64-channel WAV song: FFmpeg's resampler cannot mix it down to stereo. Refused at
+/// the probe (exit 4, `/audio_path`), not failed in a step (exit 5, retried).
+#[test]
+fn a_song_with_more_channels_than_can_be_mixed_down_is_refused() {
+    let folder = Folder::new();
+    media::make_counter_clip(&folder.path("media/own.mp4"), OWN, 60, (320, 180));
+    let channels = vec!["0.1*sin(2*PI*440*t)"; 64].join("|");
+    let made = Command::new(media::ffmpeg_binary())
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &format!("aevalsrc={channels}:s=48000:d=3"), "-c:a", "pcm_s16le"])
+        .arg(folder.path("media/wide.wav"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert_eq!(media::probe(&folder.path("media/wide.wav")).audio().int("channels"), 64);
+    let mut blueprint = blueprint("wide-1", vec![cut(0, "media/own.mp4", 0.0, 1.5, 0.0)], (320, 180), "output/wide.mp4");
+    blueprint["audio_path"] = json!("media/wide.wav");
+    let run = folder.run(&blueprint, &[]);
+    assert_refused(&run, "/audio_path", "its audio has 64 channels");
+}
