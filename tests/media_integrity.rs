@@ -372,13 +372,15 @@ fn a_song_with_more_channels_than_can_be_mixed_down_is_refused() {
     media::make_counter_clip(&folder.path("media/own.mp4"), OWN, 60, (320, 180));
     let channels = vec!["0.1*sin(2*PI*440*t)"; 64].join("|");
     let made = Command::new(media::ffmpeg_binary())
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &format!("aevalsrc={channels}:s=48000:d=3"), "-c:a", "pcm_s16le"])
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &format!("aevalsrc={channels}:s=48000:d=3")])
+        .args(["-c:a", "pcm_s16le"])
         .arg(folder.path("media/wide.wav"))
         .output()
         .unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     assert_eq!(media::probe(&folder.path("media/wide.wav")).audio().int("channels"), 64);
-    let mut blueprint = blueprint("wide-1", vec![cut(0, "media/own.mp4", 0.0, 1.5, 0.0)], (320, 180), "output/wide.mp4");
+    let moves = vec![cut(0, "media/own.mp4", 0.0, 1.5, 0.0)];
+    let mut blueprint = blueprint("wide-1", moves, (320, 180), "output/wide.mp4");
     blueprint["audio_path"] = json!("media/wide.wav");
     let run = folder.run(&blueprint, &[]);
     assert_refused(&run, "/audio_path", "its audio has 64 channels");
