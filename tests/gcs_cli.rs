@@ -456,13 +456,13 @@ fn a_song_written_as_an_address_in_the_jobs_bucket_is_read_from_it() {
 #[test]
 fn an_object_too_large_for_the_job_is_refused_before_it_is_written() {
     let emulator = stocked_emulator();
-    emulator.put(BUCKET, "steps/big.mp4", &vec![0u8; 7 << 20]);
-    // 200 MiB leaves 136 to share: 96 kept for the fetch stage's children and a quarter
-    // for kept inputs leave 6 MiB for one object.
-    let run = run(&emulator.host(), None, Some(&blueprint("data/steps/big.mp4")), &["--memory-budget", "200"]);
+    emulator.put(BUCKET, "steps/big.mp4", &vec![0u8; 17 << 20]);
+    // 256 MiB leaves 192 to share: 128 kept for the fetch stage's children and a quarter
+    // for kept inputs leave 16 MiB for one object.
+    let run = run(&emulator.host(), None, Some(&blueprint("data/steps/big.mp4")), &["--memory-budget", "256"]);
     println!("too large: {}", run.error());
     assert_eq!(run.code, Some(4), "stderr:\n{}", run.stderr);
-    assert_eq!(run.error(), "/moves/1/video_path: data/steps/big.mp4: 7 MiB is larger than the 6 MiB a job can stage (JOB_MEMORY_MIB)");
+    assert_eq!(run.error(), "/moves/1/video_path: data/steps/big.mp4: 17 MiB is larger than the 16 MiB a job can stage (JOB_MEMORY_MIB)");
     assert!(emulator.get(BUCKET, "output/result.mp4").is_none());
     run.assert_work_empty();
 }

@@ -95,8 +95,20 @@ pub enum Role {
     Clip,
 }
 
+/// The most audio channels FFmpeg 5.1 downmixes to stereo whatever their layout: with
+/// none given (WAV), it takes the default layout for 1 to 8 channels; 9, 32 or 64 fail
+/// in the resampler (measured: `aresample,aformat=channel_layouts=stereo`), a failed
+/// step that a retry would only repeat.
+pub const MAX_AUDIO_CHANNELS: u32 = 8;
+
 /// Why the job cannot decode what it needs from `facts`, if it cannot.
 pub fn undecodable(facts: &MediaFacts, role: Role) -> Option<String> {
+    if let Some(audio) = facts.audio.as_ref().filter(|audio| audio.channels > MAX_AUDIO_CHANNELS) {
+        return Some(format!(
+            "its audio has {} channels; this job mixes at most {MAX_AUDIO_CHANNELS} down to stereo",
+            audio.channels
+        ));
+    }
     let (stream, codec, table): (_, &str, &[(&str, &str)]) = match role {
         Role::Clip => ("video", &facts.video.as_ref()?.codec, &VIDEO_CODECS),
         Role::Song => ("audio", &facts.audio.as_ref()?.codec, &AUDIO_CODECS),
@@ -218,5 +230,12 @@ mod tests {
         );
         assert_eq!(undecodable(&facts("prores", "mp3"), Role::Song), None);
         assert!(undecodable(&facts("h264", "ac3"), Role::Song).is_some());
+        let mut wide = facts("h264", "pcm_s16le");
+        wide.audio.as_mut().unwrap().channels = 64;
+        let refused = undecodable(&wide, Role::Song).unwrap_or_default();
+        assert_eq!(refused, "its audio has 64 channels; this job mixes at most 8 down to stereo");
+        assert!(undecodable(&wide, Role::Clip).is_some(), "a plugin may mix a clip's audio");
+        wide.audio.as_mut().unwrap().channels = 8;
+        assert_eq!(undecodable(&wide, Role::Song), None);
     }
 }

@@ -32,8 +32,9 @@ const PARALLEL_PROBES: usize = 2;
 /// ffprobe opens the container and decodes a few frames.
 const PROBE_MEMORY: u64 = 64 * crate::budget::MIB;
 /// Kept free of downloads while inputs are fetched: room for the largest child of the
-/// fetch stage (the song's loudness measurement), so one always runs and frees its input.
-const FETCH_KEEP_FREE: u64 = media::LOUDNESS_MEMORY;
+/// fetch stage (the keyframe check's two passes; a copy into MP4 may take no more), so
+/// one always runs and frees its input.
+const FETCH_KEEP_FREE: u64 = 2 * PROBE_MEMORY;
 /// What a failed probe says when its child could not even start for lack of memory:
 /// the budget's failure, never the input's.
 const CHILD_COULD_NOT_START: [&str; 2] = ["error while loading shared libraries", "cannot allocate memory"];
@@ -287,9 +288,15 @@ impl Job<'_> {
     /// For each clip, its prepared version's key when one exists for this job's profile
     /// and is fresh: its manifest names the source's current identity and the prepared
     /// object's own. Anything missing, stale or unreadable means the original is used.
-    async fn fresh_prepared_clips(&self, validated: &Validated, work: &Path) -> Vec<Option<(String, br_plan::PreparedClip)>> {
+    /// The GOP is the profile's (a manifest that says another is stale); what the
+    /// manifest says of the prepared clip is checked once it is staged (see `prepare`).
+    async fn fresh_prepared_clips(
+        &self,
+        validated: &Validated,
+        work: &Path,
+    ) -> (Option<br_plan::prepare::Profile>, Vec<Option<(String, br_plan::PreparedClip)>>) {
         let Some(profile) = self.job_profile(validated, work).await else {
-            return vec![None; validated.clip_keys.len()];
+            return (None, vec![None; validated.clip_keys.len()]);
         };
         let lookups = validated.clip_keys.iter().enumerate().map(|(index, key)| {
             let profile = &profile;
@@ -303,19 +310,20 @@ impl Job<'_> {
                 let prepared = self.storage.identity(&prepared_key).await.ok()?;
                 let fresh = manifest["profile_id"] == profile.id().as_str()
                     && manifest["source_identity"] == source.as_str()
-                    && manifest["prepared_identity"] == prepared.as_str();
+                    && manifest["prepared_identity"] == prepared.as_str()
+                    && manifest["gop_frames"].as_u64() == Some(u64::from(br_plan::prepare::GOP_FRAMES));
                 if !fresh {
                     tracing::info!(key = %key, "its prepared clip is stale: the original is used");
                     return None;
                 }
-                // The manifest is the host's own record; the guest still only copies whole
-                // GOPs the policy lets it, and every frame count is checked there.
-                let gop_frames = u32::try_from(manifest["gop_frames"].as_u64()?).ok()?;
+                // The frame count is checked against the staged clip's packets.
+                let gop_frames = br_plan::prepare::GOP_FRAMES;
                 let facts = br_plan::PreparedClip { profile_id: profile.id(), gop_frames, frames: manifest["frames"].as_u64()? };
                 Some((prepared_key, facts))
             }
         });
-        futures::stream::iter(lookups).buffered(self.config.download_concurrency.max(1)).collect().await
+        let found = futures::stream::iter(lookups).buffered(self.config.download_concurrency.max(1)).collect().await;
+        (Some(profile), found)
     }
 
     /// The profile prepared clips must have: the output's size (the first clip's when the
@@ -348,6 +356,27 @@ impl Job<'_> {
         br_plan::prepare::Profile::of(validated, &inputs)
     }
 
+    /// Probes a staged input within its own reservation.
+    async fn probe_staged(&self, room: &ChildRoom<'_>, file: &Path, key: &str) -> Result<media::Probed, (Stage, Failure)> {
+        let (_memory, _permit) = room.take(PROBE_MEMORY).await?;
+        let limits = ChildLimits::reader(PROBE_MEMORY, media::PROBE_TIMEOUT);
+        media::probe_container(&self.config.ffprobe, file, key, limits).await.map_err(|e| probe_failure(room.pointer, e))
+    }
+
+    /// Copies a staged clip into MP4 in place (its copy sits beside it until it replaces
+    /// it, both charged) and probes it again.
+    async fn remux_staged(&self, room: &ChildRoom<'_>, file: &Path, key: &str) -> Result<media::Probed, (Stage, Failure)> {
+        let size = room.ledger.charged(file).unwrap_or(0);
+        let writes = size + size / 8 + crate::budget::MIB;
+        {
+            let (memory, _permit) = room.take(media::REMUX_MEMORY + writes).await?;
+            let limits = ChildLimits::of_share(memory.bytes(), writes, media::PROBE_TIMEOUT);
+            media::remux_for_exact_seeks(&self.config.runner.ffmpeg, file, key, limits).await.map_err(|e| probe_failure(room.pointer, e))?;
+            room.ledger.charge_as_found(file);
+        }
+        self.probe_staged(room, file, key).await
+    }
+
     /// Fetches, probes, plans and checks the plan. On failure returns the stage it
     /// failed in.
     pub async fn prepare(&self, checked: Checked, reporter: &mut Reporter<'_>) -> Result<Prepared, (Stage, Failure)> {
@@ -363,18 +392,19 @@ impl Job<'_> {
         let work = make_work_folder(&self.config.work_root, &validated.task_id).map_err(|e| (Stage::Fetch, e))?;
         self.watchdog.watch_folder(work.path());
         let use_prepared = self.config.use_prepared && self.sandbox.takes_prepared_clips();
-        let found = if use_prepared { self.fresh_prepared_clips(&validated, work.path()).await } else { Vec::new() };
-        let keys: Vec<(String, String)> = std::iter::once((validated.audio_key.clone(), "/audio_path".to_owned()))
+        let (profile, found) =
+            if use_prepared { self.fresh_prepared_clips(&validated, work.path()).await } else { (None, Vec::new()) };
+        let mut keys: Vec<(String, String)> = std::iter::once((validated.audio_key.clone(), "/audio_path".to_owned()))
             .chain(validated.clip_keys.iter().enumerate().map(|(clip, key)| {
                 let staged = found.get(clip).cloned().flatten().map_or_else(|| key.clone(), |(prepared_key, _)| prepared_key);
                 (staged, first_use(&validated, clip))
             }))
             .collect();
         // Per input, as the plan request has them: the song is never prepared.
-        let prepared: Vec<Option<br_plan::PreparedClip>> =
+        let mut prepared: Vec<Option<br_plan::PreparedClip>> =
             std::iter::once(None).chain(found.iter().map(|clip| clip.clone().map(|(_, facts)| facts))).collect();
         let prepared_count = found.iter().flatten().count();
-        let prepared_inputs: Vec<bool> = prepared.iter().map(Option::is_some).collect();
+        let mut prepared_inputs: Vec<bool> = prepared.iter().map(Option::is_some).collect();
         if use_prepared {
             tracing::info!(prepared = prepared_count, clips = validated.clip_keys.len(), "prepared clips found fresh");
         }
@@ -400,38 +430,72 @@ impl Job<'_> {
         let staging = keys.iter().enumerate().map(|(index, (key, pointer))| {
             let destination = work.path().join(staged_name(index, key));
             let probes = &probes;
+            let profile = profile.as_ref();
+            let mut expected = prepared.get(index).cloned().flatten().zip(profile);
+            let original = index.checked_sub(1).and_then(|clip| validated.clip_keys.get(clip));
             async move {
-                // The object's declared size is reserved before its first byte is
-                // written; it waits while others hold the room.
-                let gate = crate::budget::ledger::Reserving::new(ledger, FETCH_KEEP_FREE, ceiling);
-                self.storage.fetch(key, &destination, &gate).await.map_err(|error| staging_failure(pointer, error))?;
-                gate.into_file(&destination);
-                let _permit = probes.acquire().await.map_err(|e| (Stage::Probe, Failure::WorkFolder(e.to_string())))?;
-                let limits = ChildLimits::reader(PROBE_MEMORY, media::PROBE_TIMEOUT);
-                let media_error = |e: media::MediaError| probe_failure(pointer, e);
-                let mut probed = {
-                    let _memory = ledger.reserve(PROBE_MEMORY, 0, u64::MAX).await.map_err(|e| budget_failure(pointer, e))?;
-                    media::probe_container(&self.config.ffprobe, &destination, key, limits).await.map_err(media_error)?
+                let room = ChildRoom { ledger, probes, pointer };
+                // A prepared clip that is not what its profile and manifest say is set
+                // aside for the original clip (once: `expected` is then None).
+                let mut key = key.as_str();
+                let mut fell_back = false;
+                let (probed, remuxed) = 'stage: loop {
+                    // The object's declared size is reserved before its first byte is
+                    // written; it waits while others hold the room.
+                    let gate = crate::budget::ledger::Reserving::new(ledger, FETCH_KEEP_FREE, ceiling);
+                    self.storage.fetch(key, &destination, &gate).await.map_err(|error| staging_failure(pointer, error))?;
+                    gate.into_file(&destination);
+                    let mut probed = self.probe_staged(&room, &destination, key).await?;
+                    // Input 0 is the song (read from its start); the others are clips, which
+                    // steps read from a point inside them.
+                    let mut remuxed = index > 0 && !probed.seeks_exactly();
+                    if remuxed {
+                        probed = self.remux_staged(&room, &destination, key).await?;
+                        tracing::info!(key = %key, container = %probed.container, "copied into MP4 to seek in it by frame");
+                    }
+                    // A clip's seek points are its bitstream's keyframes, not its container's
+                    // claims: a keyframe index that lists other frames is rebuilt by copying the
+                    // packets into MP4 (the muxer indexes the parser's keyframes), checked again.
+                    let mut keyframes = None;
+                    while index > 0 && probed.facts.video.is_some() {
+                        let started = Instant::now();
+                        let found = {
+                            // Two ffprobe passes at once (the container's flags, the parser's).
+                            let (_memory, _permit) = room.take(2 * PROBE_MEMORY).await?;
+                            let limits = ChildLimits::reader(2 * PROBE_MEMORY, media::PROBE_TIMEOUT);
+                            media::keyframes(&self.config.ffprobe, &destination, key, limits).await.map_err(|e| probe_failure(pointer, e))?
+                        };
+                        let Some(at) = found.false_keyframe() else {
+                            tracing::debug!(key = %key, seconds = started.elapsed().as_secs_f64(), "keyframe index checked");
+                            keyframes = Some(found);
+                            break;
+                        };
+                        if remuxed {
+                            let message = format!(
+                                "{key}: its container's keyframe index does not match its frames (the frame at \
+                                 {at:.3} s is listed as a keyframe, its bitstream does not start a GOP there)"
+                            );
+                            return Err((Stage::Probe, Failure::Media { pointer: pointer.clone(), message }));
+                        }
+                        tracing::warn!(key = %key, at, "its keyframe index lists a non-keyframe: copied into MP4");
+                        probed = self.remux_staged(&room, &destination, key).await?;
+                        remuxed = true;
+                    }
+                    if let Some((clip, profile)) = &expected {
+                        let found = keyframes.as_ref().zip(probed.facts.video.as_ref());
+                        let mismatch = found.map_or_else(
+                            || Some("it has no video stream".to_owned()),
+                            |(keyframes, video)| crate::prepare::mismatch(profile, clip, video, keyframes),
+                        );
+                        if let (Some(why), Some(original)) = (mismatch, original) {
+                            tracing::warn!(key = %key, "not as prepared ({why}): {original} is used");
+                            ledger.remove(&destination);
+                            (key, expected, fell_back) = (original.as_str(), None, true);
+                            continue 'stage;
+                        }
+                    }
+                    break (probed, remuxed);
                 };
-                // Input 0 is the song (read from its start); the others are clips, which
-                // steps read from a point inside them.
-                let remuxed = index > 0 && !probed.seeks_exactly();
-                if remuxed {
-                    // The copy sits beside the original until it replaces it.
-                    let size = ledger.charged(&destination).unwrap_or(0);
-                    let writes = size + size / 8 + crate::budget::MIB;
-                    let remux_ceiling = ledger.capacity().saturating_sub(cache_bytes + size);
-                    let reserved = ledger.reserve(media::REMUX_MEMORY + writes, 0, remux_ceiling).await.map_err(|e| budget_failure(pointer, e))?;
-                    let limits = ChildLimits::of_share(reserved.bytes(), writes, media::PROBE_TIMEOUT);
-                    media::remux_for_exact_seeks(&self.config.runner.ffmpeg, &destination, key, limits).await.map_err(media_error)?;
-                    ledger.charge_as_found(&destination);
-                    drop(reserved);
-                    tracing::info!(key = %key, container = %probed.container, "copied into MP4 to seek in it by frame");
-                    let _memory = ledger.reserve(PROBE_MEMORY, 0, u64::MAX).await.map_err(|e| budget_failure(pointer, e))?;
-                    probed = media::probe_container(&self.config.ffprobe, &destination, key, ChildLimits::reader(PROBE_MEMORY, media::PROBE_TIMEOUT))
-                        .await
-                        .map_err(media_error)?;
-                }
                 let facts = probed.facts;
                 let role = if index == 0 { formats::Role::Song } else { formats::Role::Clip };
                 if let Some(reason) = formats::undecodable(&facts, role) {
@@ -440,13 +504,13 @@ impl Job<'_> {
                 let loudness = match &facts.audio {
                     Some(audio) if index == 0 && measure_song => {
                         let lengths = (song_seconds, audio.duration.max(facts.duration));
-                        let _memory = ledger.reserve(media::LOUDNESS_MEMORY, 0, u64::MAX).await.map_err(|e| budget_failure(pointer, e))?;
+                        let (_memory, _permit) = room.take(media::LOUDNESS_MEMORY).await?;
                         let limits = ChildLimits::reader(media::LOUDNESS_MEMORY, media::LOUDNESS_TIMEOUT);
                         measured_loudness(&self.config.runner.ffmpeg, &destination, key, lengths, limits).await
                     }
                     _ => None,
                 };
-                Ok::<_, (Stage, Failure)>((index, destination, facts, remuxed, loudness))
+                Ok::<_, (Stage, Failure)>((index, destination, facts, remuxed, loudness, fell_back))
             }
         });
         let mut staged = futures::stream::iter(staging).buffer_unordered(self.config.download_concurrency.max(1));
@@ -454,12 +518,16 @@ impl Job<'_> {
         let mut facts: Vec<Option<MediaFacts>> = vec![None; keys.len()];
         let mut remux_inputs = vec![false; keys.len()];
         let mut song_loudness = None;
+        let mut fell_back_to_originals = Vec::new();
         let mut done = 0;
         let mut kept_bytes = 0;
         // The first failure ends the job: dropping the stream cancels the transfers
         // still running, and the work folder goes with them.
         while let Some(result) = self.unless_cancelled(Stage::Fetch, async { Ok(staged.next().await) }).await? {
-            let (index, path, found, remuxed, loudness) = result?;
+            let (index, path, found, remuxed, loudness, fell_back) = result?;
+            if fell_back {
+                fell_back_to_originals.push(index);
+            }
             remux_inputs[index] = remuxed;
             song_loudness = song_loudness.or(loudness);
             let size = ledger.charged(&path).unwrap_or(0);
@@ -474,6 +542,12 @@ impl Job<'_> {
             reporter.running(Stage::Fetch, Stage::Fetch.at(done as f64 / keys.len() as f64), format!("fetched and probed {} ({done}/{})", keys[index].0, keys.len()));
         }
         drop(staged);
+        for index in fell_back_to_originals {
+            keys[index].0 = validated.clip_keys[index - 1].clone();
+            prepared[index] = None;
+            prepared_inputs[index] = false;
+        }
+        timings.insert("prepared_clips".into(), json!(prepared_inputs.iter().filter(|p| **p).count()));
         let facts: Vec<MediaFacts> = facts.into_iter().flatten().collect();
         reporter.running(Stage::Probe, Stage::Probe.at(1.0), format!("{} inputs probed", facts.len()));
         lap("fetch_and_probe", &mut timings);
@@ -539,7 +613,7 @@ impl Job<'_> {
         let frames = media::count_video_frames(&self.config.ffprobe, &paths.output, limits)
             .await
             .map_err(|e| (Stage::Encode, Failure::Media { pointer: "/output_config/output_path".into(), message: format!("the result is unreadable: {}", e.message) }))?;
-        if let Some(problem) = nonconformity(&validated, &output, frames) {
+        if let Some(problem) = nonconformity(&validated, &output, frames, frame) {
             return Err((Stage::Encode, Failure::Nonconforming(problem)));
         }
         let file_size = std::fs::metadata(&paths.output).map(|m| m.len()).unwrap_or(0);
@@ -583,10 +657,30 @@ impl Job<'_> {
 }
 
 /// How the output differs from the video the blueprint describes, whoever planned it:
-/// `round(total_duration × frame_rate)` frames, and (with the song) audio as long as the
-/// video within one AAC frame. A plugin's plan passes the policy on its form alone; this
-/// is where a wrong video is caught before it is stored.
-fn nonconformity(validated: &Validated, output: &br_plan::MediaFacts, frames: u64) -> Option<String> {
+/// `round(total_duration × frame_rate)` frames of the output's `frame` size (as
+/// `br_plan::output_frame` chose it) in the blueprint's codec, and (with the song) audio
+/// as long as the video within one AAC frame. A plugin's plan passes the policy on its
+/// form alone; this is where a wrong video is caught before it is stored.
+fn nonconformity(
+    validated: &Validated,
+    output: &br_plan::MediaFacts,
+    frames: u64,
+    frame: (u32, u32),
+) -> Option<String> {
+    let Some(video) = &output.video else {
+        return Some("it has no video stream".into());
+    };
+    let codec = match validated.output.video_codec.as_str() {
+        "libx264" => "h264",
+        "libx265" => "hevc",
+        other => other,
+    };
+    if (video.width, video.height) != frame || video.codec != codec {
+        return Some(format!(
+            "its video is {} {}x{}; the blueprint's is {codec} {}x{}",
+            video.codec, video.width, video.height, frame.0, frame.1
+        ));
+    }
     let rate = br_plan::FrameRate::from_fps(validated.output.frame_rate);
     let expected = rate.frame_at(validated.total_duration).max(1);
     if frames != expected {
@@ -643,6 +737,23 @@ impl Staging for Refetch<'_> {
             tracing::info!(key = %key, bytes, seconds = started.elapsed().as_secs_f64(), "fetched again for a later step");
             Ok(bytes)
         })
+    }
+}
+
+/// Room for one child of the fetch stage: its memory reserved in the ledger first (never
+/// more than the fetches keep free, so it always comes once others finish), then one of
+/// the probe slots. Nothing holds a slot while it waits for memory.
+struct ChildRoom<'a> {
+    ledger: &'a crate::budget::ledger::Ledger,
+    probes: &'a tokio::sync::Semaphore,
+    pointer: &'a str,
+}
+
+impl ChildRoom<'_> {
+    async fn take(&self, bytes: u64) -> Result<(crate::budget::ledger::Reservation<'_>, tokio::sync::SemaphorePermit<'_>), (Stage, Failure)> {
+        let memory = self.ledger.reserve(bytes, 0, FETCH_KEEP_FREE).await.map_err(|e| budget_failure(self.pointer, e))?;
+        let permit = self.probes.acquire().await.map_err(|e| (Stage::Probe, Failure::WorkFolder(e.to_string())))?;
+        Ok((memory, permit))
     }
 }
 
@@ -778,14 +889,28 @@ mod tests {
         let output = |audio_seconds: Option<f64>| br_plan::MediaFacts {
             key: "out.mp4".into(),
             duration: 176.0,
-            video: None,
+            video: Some(br_plan::VideoFacts {
+                codec: "h264".into(),
+                width: 1280,
+                height: 720,
+                frame_rate: 30.0,
+                pixel_format: "yuv420p".into(),
+                duration: 176.0,
+            }),
             audio: audio_seconds.map(|duration| br_plan::AudioFacts { codec: "aac".into(), sample_rate: 48_000, channels: 2, duration }),
         };
-        assert_eq!(nonconformity(&validated, &output(Some(176.0)), 5_280), None);
-        assert_eq!(nonconformity(&validated, &output(Some(176.02)), 5_280), None, "within one AAC frame");
-        assert!(nonconformity(&validated, &output(Some(176.0)), 5_281).unwrap().contains("5281 video frames; the timeline has 5280"));
-        assert!(nonconformity(&validated, &output(Some(175.9)), 5_280).unwrap().contains("audio lasts 175.900 s"));
-        assert!(nonconformity(&validated, &output(None), 5_280).unwrap().contains("no audio stream"));
+        let hd = (1280, 720);
+        assert_eq!(nonconformity(&validated, &output(Some(176.0)), 5_280, hd), None);
+        assert_eq!(nonconformity(&validated, &output(Some(176.02)), 5_280, hd), None, "within one AAC frame");
+        let more = nonconformity(&validated, &output(Some(176.0)), 5_281, hd).unwrap();
+        assert!(more.contains("5281 video frames; the timeline has 5280"), "{more}");
+        assert!(nonconformity(&validated, &output(Some(175.9)), 5_280, hd).unwrap().contains("audio lasts 175.900 s"));
+        assert!(nonconformity(&validated, &output(None), 5_280, hd).unwrap().contains("no audio stream"));
+        let small = nonconformity(&validated, &output(Some(176.0)), 5_280, (1920, 1080)).unwrap();
+        assert_eq!(small, "its video is h264 1280x720; the blueprint's is h264 1920x1080");
+        let mut hevc = output(Some(176.0));
+        hevc.video.as_mut().unwrap().codec = "hevc".into();
+        assert!(nonconformity(&validated, &hevc, 5_280, hd).unwrap().contains("its video is hevc 1280x720"));
     }
 
     /// A probe whose child could not even start (its libraries did not load under its

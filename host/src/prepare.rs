@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use br_plan::prepare::Profile;
-use br_plan::{Plan, Step};
+use br_plan::{Plan, Step, VideoFacts};
 use br_policy::PolicyLimits;
 use serde_json::{json, Value};
 
@@ -21,6 +21,7 @@ use crate::cancel::Cancel;
 use crate::ffmpeg::{ChildLimits, PathTable, Runner};
 use crate::storage::{Storage, StorageError};
 use crate::work::Staging;
+use crate::media::Keyframes;
 use crate::{exit, media};
 
 /// Which share of the clips this process prepares: clip `i` (in key order) when
@@ -97,6 +98,56 @@ fn rate_mismatch(source_fps: f64, profile: &Profile) -> Option<String> {
             source.as_ffmpeg(),
             profile.rate.as_ffmpeg()
         )
+    })
+}
+
+/// How a staged prepared clip differs from what its profile and manifest say, if it does:
+/// its video codec, size and rate must be the profile's, its packets as many as the
+/// manifest's `frames`, and its keyframes (as its container lists them, and as its
+/// bitstream starts GOPs) exactly every `gop_frames` packets from the first. Anything
+/// else (another video swapped in, a manifest edited) would have the job copy foreign
+/// or undecodable GOPs.
+pub fn mismatch(
+    profile: &Profile,
+    clip: &br_plan::PreparedClip,
+    video: &VideoFacts,
+    keyframes: &Keyframes,
+) -> Option<String> {
+    if video.codec != "h264" || (video.width, video.height) != (profile.width, profile.height) {
+        return Some(format!(
+            "it is {} {}x{}, the profile {}x{} H.264",
+            video.codec, video.width, video.height, profile.width, profile.height
+        ));
+    }
+    let rate = br_plan::FrameRate::from_fps(video.frame_rate);
+    if rate != profile.rate {
+        return Some(format!("its frame rate is {}, the profile's {}", rate.as_ffmpeg(), profile.rate.as_ffmpeg()));
+    }
+    if keyframes.packets != clip.frames {
+        return Some(format!("it has {} frames, its manifest says {}", keyframes.packets, clip.frames));
+    }
+    let gop = u64::from(clip.gop_frames.max(1));
+    let grid: Vec<u64> = (0..keyframes.packets).step_by(gop as usize).collect();
+    for (whose, found) in [("container's index", &keyframes.container), ("bitstream", &keyframes.bitstream)] {
+        let at: Vec<u64> = found.iter().map(|(index, _)| *index).collect();
+        if at != grid {
+            let off = at.iter().chain(&grid).find(|index| !(at.contains(index) && grid.contains(index)));
+            let off = off.unwrap_or(&0);
+            return Some(format!("its {whose} has keyframes off its {gop}-frame GOP grid (at frame {off})"));
+        }
+    }
+    None
+}
+
+/// Why a clip whose video starts `start` seconds into its file (an MP4 edit list, a
+/// Matroska offset) cannot be prepared at `rate`, if it cannot. A job's segments count
+/// the clip's frames from its first one; a prepared clip is made on the file's grid, on
+/// which a start off the frame grid shifts every frame, and a copied GOP would show a
+/// neighbouring frame. Half a frame either way is taken as none.
+fn start_offset(start: f64, rate: br_plan::FrameRate) -> Option<String> {
+    let frame = rate.seconds(1);
+    (start.abs() > frame / 2.0).then(|| {
+        format!("its video starts {start:.3} s into the file, not at 0; a job renders its frames in full")
     })
 }
 
@@ -195,7 +246,8 @@ impl Preparer<'_> {
         self.storage.fetch(key, &input, &gate).await.map_err(|e| e.to_string())?;
         gate.into_file(&input);
         let limits = ChildLimits::reader(ledger.free().min(PROBE_MEMORY), media::PROBE_TIMEOUT);
-        let facts = media::probe(self.ffprobe, &input, key, limits).await.map_err(|e| e.to_string())?;
+        let probed = media::probe_container(self.ffprobe, &input, key, limits).await.map_err(|e| e.to_string())?;
+        let facts = probed.facts;
         let Some(video) = &facts.video else {
             return Err(format!("{key} has no video stream"));
         };
@@ -203,6 +255,9 @@ impl Preparer<'_> {
             return Err(format!("{key}: {reason}"));
         }
         if let Some(reason) = rate_mismatch(video.frame_rate, profile) {
+            return Ok(Outcome::NotPreparable(reason));
+        }
+        if let Some(reason) = start_offset(probed.video_start, profile.rate) {
             return Ok(Outcome::NotPreparable(reason));
         }
         let seconds = if video.duration > 0.0 { video.duration } else { facts.duration };
@@ -312,6 +367,47 @@ mod tests {
         let keys = ["data/a.mp4", "data/b.MP4", "data/song.mp3", "data/prepared/p/data/a.mp4", "prepared/p/a.mp4", "data/x.mp4.json"];
         let keys = keys.iter().map(|k| k.to_string()).collect();
         assert_eq!(clips_among(keys, "data/"), ["data/a.mp4", "data/b.MP4"]);
+    }
+
+    #[test]
+    fn a_prepared_clip_must_be_its_profiles_and_manifests() {
+        let rate = br_plan::FrameRate { num: 30, den: 1 };
+        let profile = Profile { width: 320, height: 180, rate, video_bitrate: 2_000_000 };
+        let clip = br_plan::PreparedClip { profile_id: profile.id(), gop_frames: 15, frames: 40 };
+        let video = VideoFacts {
+            codec: "h264".into(),
+            width: 320,
+            height: 180,
+            frame_rate: 30.0,
+            pixel_format: "yuv420p".into(),
+            duration: 40.0 / 30.0,
+        };
+        let grid = |at: &[u64]| at.iter().map(|&i| (i, i as f64 / 30.0)).collect::<Vec<_>>();
+        let keyframes = Keyframes { packets: 40, container: grid(&[0, 15, 30]), bitstream: grid(&[0, 15, 30]) };
+        assert_eq!(mismatch(&profile, &clip, &video, &keyframes), None);
+        let small = VideoFacts { width: 160, height: 90, ..video.clone() };
+        let why = mismatch(&profile, &clip, &small, &keyframes).unwrap();
+        assert_eq!(why, "it is h264 160x90, the profile 320x180 H.264");
+        let slow = VideoFacts { frame_rate: 25.0, ..video.clone() };
+        assert!(mismatch(&profile, &clip, &slow, &keyframes).unwrap().contains("frame rate is 25"));
+        let short = Keyframes { packets: 39, ..keyframes.clone() };
+        assert_eq!(mismatch(&profile, &clip, &video, &short).unwrap(), "it has 39 frames, its manifest says 40");
+        let listed = Keyframes { container: grid(&[0, 10, 15, 30]), ..keyframes.clone() };
+        let why = mismatch(&profile, &clip, &video, &listed).unwrap();
+        assert!(why.contains("container's index has keyframes off") && why.contains("frame 10"), "{why}");
+        let missing = Keyframes { bitstream: grid(&[0, 30]), ..keyframes.clone() };
+        assert!(mismatch(&profile, &clip, &video, &missing).unwrap().contains("(at frame 15)"));
+    }
+
+    #[test]
+    fn a_clip_whose_video_starts_late_in_its_file_is_not_preparable() {
+        let rate = br_plan::FrameRate { num: 30, den: 1 };
+        assert_eq!(start_offset(0.0, rate), None);
+        assert_eq!(start_offset(0.016, rate), None, "under half a frame");
+        assert_eq!(start_offset(-0.016, rate), None);
+        let late = start_offset(0.52, rate).unwrap();
+        assert!(late.starts_with("its video starts 0.520 s into the file"), "{late}");
+        assert!(start_offset(0.017, rate).is_some() && start_offset(-0.05, rate).is_some());
     }
 
     #[test]

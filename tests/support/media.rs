@@ -181,6 +181,19 @@ pub fn make_clip(path: &Path, spec: &ClipSpec) {
 /// (U, V) naming the clip, `frames` frames at 30 fps, `size` pixels, H.264 with a keyframe
 /// every 250 frames, AAC 48 kHz stereo: the backend's clips in miniature. At most 109 frames.
 pub fn make_counter_clip(path: &Path, chroma: (u8, u8), frames: u32, size: (u32, u32)) {
+    make_counter_clip_with(path, chroma, frames, size, 250, true);
+}
+
+/// [`make_counter_clip`] with a keyframe every `keyint` frames, and its `moov` box at the
+/// end of the file unless `faststart`.
+pub fn make_counter_clip_with(
+    path: &Path,
+    chroma: (u8, u8),
+    frames: u32,
+    size: (u32, u32),
+    keyint: u32,
+    faststart: bool,
+) {
     assert!(COUNTER_BASE + 2.0 * f64::from(frames - 1) <= 235.0, "a counter clip holds at most 109 frames");
     make_parent(path);
     let seconds = f64::from(frames) / 30.0;
@@ -193,14 +206,87 @@ pub fn make_counter_clip(path: &Path, chroma: (u8, u8), frames: u32, size: (u32,
         "-f", "lavfi", "-i", &format!("sine=frequency=700:sample_rate=48000:duration={seconds}"),
         "-filter_complex", &format!("{graph};[1:a]aformat=channel_layouts=stereo[a]"),
         "-map", "[v]", "-map", "[a]", "-frames:v", &frames.to_string(),
-        "-c:v", "libx264", "-profile:v", "high", "-preset", "ultrafast", "-crf", "4", "-g", "250", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart",
+        "-c:v", "libx264", "-profile:v", "high", "-preset", "ultrafast", "-crf", "4", "-g", &keyint.to_string(),
+        "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k",
+        "-movflags", if faststart { "+faststart" } else { "-faststart" },
     ]
     .iter()
     .map(|s| s.to_string())
     .chain(std::iter::once(path_arg(path)))
     .collect();
     ffmpeg(&args);
+}
+
+/// A counter clip whose MP4 keyframe index lies: real keyframes (IDRs) every `keyint`
+/// frames, but its video track's `stss` box lists one every `listed_every` frames, so an
+/// input seek to a listed frame lands on a P-frame. The clip is written with `moov` after
+/// `mdat`, so growing `stss` moves no sample data (the chunk offsets stay right); only
+/// the sizes of the boxes around it change.
+pub fn make_lying_keyframe_clip(
+    path: &Path,
+    chroma: (u8, u8),
+    frames: u32,
+    size: (u32, u32),
+    keyint: u32,
+    listed_every: u32,
+) {
+    make_counter_clip_with(path, chroma, frames, size, keyint, false);
+    let mut file = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let listed: Vec<u32> = (0..frames).step_by(listed_every as usize).map(|frame| frame + 1).collect();
+    rewrite_video_stss(&mut file, &listed);
+    std::fs::write(path, file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// The boxes directly inside `data[from..to]`: (offset, size, type).
+fn mp4_boxes(data: &[u8], from: usize, to: usize) -> Vec<(usize, usize, [u8; 4])> {
+    let mut boxes = Vec::new();
+    let mut at = from;
+    while at + 8 <= to {
+        let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        assert!(size >= 8 && at + size <= to, "a box of 32-bit size at {at}");
+        boxes.push((at, size, data[at + 4..at + 8].try_into().unwrap()));
+        at += size;
+    }
+    boxes
+}
+
+/// Replaces the sync-sample list (`stss`, 1-based sample numbers) of the first video
+/// track of an MP4 whose `moov` follows its `mdat`, fixing the sizes of its parents.
+pub fn rewrite_video_stss(data: &mut Vec<u8>, samples: &[u32]) {
+    let child = |data: &[u8], parent: (usize, usize, [u8; 4]), name: &[u8; 4]| {
+        mp4_boxes(data, parent.0 + 8, parent.0 + parent.1).into_iter().find(|b| &b.2 == name)
+    };
+    let top = mp4_boxes(data, 0, data.len());
+    let moov = *top.iter().find(|b| &b.2 == b"moov").expect("a moov box");
+    let mdat = *top.iter().find(|b| &b.2 == b"mdat").expect("an mdat box");
+    assert!(moov.0 > mdat.0, "moov must follow mdat, or the chunk offsets would move");
+    let mut path = None;
+    for trak in mp4_boxes(data, moov.0 + 8, moov.0 + moov.1).into_iter().filter(|b| &b.2 == b"trak") {
+        let mdia = child(data, trak, b"mdia").expect("mdia");
+        let hdlr = child(data, mdia, b"hdlr").expect("hdlr");
+        if &data[hdlr.0 + 16..hdlr.0 + 20] == b"vide" {
+            let minf = child(data, mdia, b"minf").expect("minf");
+            let stbl = child(data, minf, b"stbl").expect("stbl");
+            path = Some([moov, trak, mdia, minf, stbl]);
+            break;
+        }
+    }
+    let parents = path.expect("a video track");
+    let stss = child(data, parents[4], b"stss").expect("the video track has an stss box (it is not all keyframes)");
+    let mut new = Vec::with_capacity(16 + 4 * samples.len());
+    new.extend_from_slice(&(16 + 4 * samples.len() as u32).to_be_bytes());
+    new.extend_from_slice(b"stss");
+    new.extend_from_slice(&[0; 4]);
+    new.extend_from_slice(&(samples.len() as u32).to_be_bytes());
+    for sample in samples {
+        new.extend_from_slice(&sample.to_be_bytes());
+    }
+    let grown = new.len() as i64 - stss.1 as i64;
+    data.splice(stss.0..stss.0 + stss.1, new);
+    for (offset, size, _) in parents {
+        let size = u32::try_from(size as i64 + grown).unwrap();
+        data[offset..offset + 4].copy_from_slice(&size.to_be_bytes());
+    }
 }
 
 /// The luma of a counter clip's frame 0.

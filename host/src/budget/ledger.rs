@@ -62,10 +62,6 @@ impl Ledger {
         Ledger::new(budget.shared)
     }
 
-    pub fn capacity(&self) -> u64 {
-        self.capacity
-    }
-
     fn charges(&self) -> std::sync::MutexGuard<'_, Charges> {
         // A panic while holding the lock leaves plain numbers behind: still usable.
         self.charges.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -157,6 +157,15 @@ impl LocalFolder {
     }
 }
 
+/// Size and modification time say when a file was rewritten, unless whoever rewrote it
+/// kept both (`touch -r`, `cp -p`, `exiftool -P`, a same-size swap): the status-change
+/// time (which no call sets back), the inode and the device say that too.
+fn identity_text(size: u64, modified_nanos: u128, metadata: &impl cap_std::fs::MetadataExt) -> String {
+    let changed = i128::from(metadata.ctime()) * 1_000_000_000 + i128::from(metadata.ctime_nsec());
+    let (inode, device) = (metadata.ino(), metadata.dev());
+    format!("size {size} modified {modified_nanos} changed {changed} inode {inode} device {device}")
+}
+
 impl Storage for LocalFolder {
     fn identity<'a>(&'a self, key: &'a str) -> StorageFuture<'a, String> {
         Box::pin(async move {
@@ -166,7 +175,7 @@ impl Storage for LocalFolder {
             }
             let modified = metadata.modified().map_err(|e| self.io_error(key, e))?.into_std();
             let nanos = modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-            Ok(format!("size {} modified {nanos}", metadata.len()))
+            Ok(identity_text(metadata.len(), nanos, &metadata))
         })
     }
 
@@ -256,6 +265,32 @@ mod tests {
     use super::*;
     use crate::budget::ledger::Unbounded;
     use crate::storage::Storage;
+
+    /// A file rewritten in place with its size and modification time kept (`touch -r`),
+    /// or replaced by another with both (a rename over it), is another file.
+    #[tokio::test]
+    async fn a_file_rewritten_keeping_its_size_and_time_has_another_identity() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("clip.mp4");
+        std::fs::write(&path, b"first").unwrap();
+        let folder = LocalFolder::open(root.path(), "").unwrap();
+        let before = folder.identity("clip.mp4").await.unwrap();
+        assert_eq!(folder.identity("clip.mp4").await.unwrap(), before, "the same file, the same identity");
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, b"other").unwrap();
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 5);
+        let edited = folder.identity("clip.mp4").await.unwrap();
+        assert_ne!(edited, before, "edited in place, size and time kept");
+        let other = root.path().join("other.mp4");
+        std::fs::write(&other, b"third").unwrap();
+        std::fs::File::options().write(true).open(&other).unwrap().set_modified(modified).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        let replaced = folder.identity("clip.mp4").await.unwrap();
+        assert!(replaced != before && replaced != edited, "replaced by a file of the same size and time");
+        assert!(before.starts_with("size 5 modified ") && before.contains(" inode "), "{before}");
+    }
 
     #[tokio::test]
     async fn keys_cannot_leave_the_folder() {
