@@ -285,3 +285,29 @@ fn prepare_all_refuses_the_clip_too_large_and_prepares_the_rest() {
     let leftovers: Vec<_> = std::fs::read_dir(folders.work.path()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// An 8K clip for a 720p video: its frames alone need more than the budget to decode.
+/// Refused once probed, with its pointer, as a bad input for this job (exit 4), not a
+/// step that fails at its memory limit and is retried (exit 5).
+#[test]
+fn a_clip_too_large_to_decode_in_the_budget_is_refused_at_the_probe() {
+    let Some(group) = group_of(512) else { return };
+    let folders = Folders::new();
+    media::make_clip(&folders.key("media/small.mp4"), &media::ClipSpec { width: 1280, height: 720, ..CLIP_SMALL.with_seconds(3.0) });
+    media::make_song_mp3(&folders.key("media/song.mp3"), 6.0);
+    let huge = folders.key("media/8k.mp4");
+    let status = std::process::Command::new(media::ffmpeg_binary())
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=7680x4320:r=25:d=0.4"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+        .arg(&huge)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let blueprint = blueprint(&folders, "media/song.mp3", &["media/small.mp4", "media/8k.mp4"]);
+    let outcome = run_limited(&group, &folders, &blueprint, &[]);
+    println!("8K clip: exit {:?}, cgroup peak {} MiB: {}", outcome.code, outcome.usage.peak_mib, outcome.error());
+    assert_eq!(outcome.usage.oom_kills, 0, "the OOM killer fired\n{}", outcome.stderr);
+    assert_eq!(outcome.code, Some(4), "{}\n{}", outcome.error(), outcome.stderr);
+    assert!(outcome.error().starts_with("/moves/1/video_path: media/8k.mp4: its 7680x4320 frames need about"), "{}", outcome.error());
+    assert!(!outcome.stderr.contains("starting ffmpeg"), "an FFmpeg step ran");
+}

@@ -553,6 +553,16 @@ impl Job<'_> {
         lap("fetch_and_probe", &mut timings);
 
         estimate::check_with_media(&validated, &facts, &self.config.runner.budget).map_err(|e| (Stage::Probe, Failure::Invalid(vec![e])))?;
+        // A clip whose own frames are too large to decode in this budget is a bad input
+        // for this job (exit 4, its pointer), not a step that fails and is retried.
+        let frame = br_plan::output_frame(&validated, &facts);
+        for (clip, input) in facts.iter().enumerate().skip(1) {
+            let Some(video) = &input.video else { continue };
+            if let Some(problem) = estimate::clip_frame_problem((video.width, video.height), frame, &self.config.runner.budget) {
+                let message = format!("{}: {problem}", input.key);
+                return Err((Stage::Probe, Failure::Media { pointer: first_use(&validated, clip - 1), message }));
+            }
+        }
         reporter.running(Stage::Plan, Stage::Plan.at(0.0), "planning in the sandbox");
         let request =
             PlanRequest { validated: validated.clone(), inputs: facts.clone(), strict: self.config.strict, prepared, song_loudness };

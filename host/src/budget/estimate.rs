@@ -127,6 +127,38 @@ pub fn check_with_media(validated: &Validated, inputs: &[MediaFacts], budget: &J
     check_length(validated, width, height, budget)
 }
 
+/// What decoding a larger frame than the output's adds to a step, per megapixel more,
+/// with the same headroom. Measured with one decoder thread, scaled to 720p and encoded:
+/// a 4K H.264 clip 215 MiB, an 8K one 477 MiB (10.5 MiB per megapixel).
+const DECODE_MIB_PER_MEGAPIXEL: f64 = 10.5;
+
+/// Bytes a step needs that decodes `input` frames into an `output` frame.
+pub fn input_step_bytes(input: (u32, u32), output: (u32, u32)) -> u64 {
+    let megapixels = |(w, h): (u32, u32)| f64::from(w) * f64::from(h) / 1e6;
+    let more = (megapixels(input) - megapixels(output)).max(0.0);
+    step_bytes(output.0, output.1) + (more * DECODE_MIB_PER_MEGAPIXEL * HEADROOM * MIB as f64) as u64
+}
+
+/// Why a clip of `input` frames cannot be decoded into the `output` frame within the
+/// budget, if it cannot: the clip is too large for this job (an 8K clip for a 720p video
+/// in 512 MiB), which no retry mends.
+pub fn clip_frame_problem(input: (u32, u32), output: (u32, u32), budget: &JobBudget) -> Option<String> {
+    let needed = input_step_bytes(input, output);
+    (needed > budget.shared).then(|| {
+        format!(
+            "its {}x{} frames need about {} MiB to decode into the {}x{} video, but the job's memory budget of {} MiB \
+             leaves {} MiB for FFmpeg and the work folder (JOB_MEMORY_MIB)",
+            input.0,
+            input.1,
+            needed / MIB,
+            output.0,
+            output.1,
+            budget.total / MIB,
+            budget.shared / MIB
+        )
+    })
+}
+
 fn check(width: u32, height: u32, pointer: &str, budget: &JobBudget) -> Result<(), ValidationError> {
     let needed = step_bytes(width, height);
     if needed <= budget.shared {
@@ -174,6 +206,22 @@ mod tests {
         let small = JobBudget::new(256 * MIB, 64 * MIB).unwrap();
         assert!(check(1280, 720, "/moves/0/video_path", &small).is_err());
         assert!(check(640, 360, "/moves/0/video_path", &small).is_ok());
+    }
+
+    #[test]
+    fn a_clip_larger_than_the_output_costs_its_decoding() {
+        let default = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
+        let hd = (1280, 720);
+        assert_eq!(input_step_bytes(hd, hd), step_bytes(1280, 720), "the output's own size costs nothing more");
+        assert_eq!(input_step_bytes((640, 360), hd), step_bytes(1280, 720), "nor does a smaller clip");
+        // A 4K phone clip fits a 720p job in 512 MiB (measured 215 MiB); an 8K one does not (477).
+        assert_eq!(clip_frame_problem((3840, 2160), hd, &default), None);
+        let problem = clip_frame_problem((7680, 4320), hd, &default).expect("refused");
+        assert!(problem.starts_with("its 7680x4320 frames need about") && problem.contains("448 MiB"), "{problem}");
+        // At the boundary: the largest frame that fits, and one row more.
+        let fits = (1..=8000u32).rev().map(|h| (h * 16 / 9, h)).find(|&f| input_step_bytes(f, hd) <= default.shared).unwrap();
+        assert!(clip_frame_problem(fits, hd, &default).is_none());
+        assert!(clip_frame_problem((fits.0, fits.1 + 9), hd, &default).is_some());
     }
 
     #[test]
