@@ -242,7 +242,11 @@ impl Runner {
         loop {
             // Start what may start.
             while failure.is_none() {
-                let Some(start) = schedule.next(ledger.free()) else { break };
+                // A step whose inputs were removed holds room to fetch them again.
+                let missing = |step: usize| -> u64 {
+                    uses.inputs_of(step).filter(|&n| !paths.inputs[n as usize].exists()).map(|n| staging.room_for(n)).sum()
+                };
+                let Some(start) = schedule.next_staging(ledger.free(), &missing) else { break };
                 let index = start.step;
                 let started = Instant::now();
                 match &plan.steps[index] {
@@ -263,10 +267,8 @@ impl Runner {
                         schedule.started(start);
                         label = invocation.label.as_str();
                         report(done, label, &mut progress);
-                        // Inputs fetched again come out of the step's own share: its
-                        // limits are what they leave.
-                        let share = start.memory + start.file_size;
-                        let staged = stage_missing_inputs(uses.inputs_of(index), index, label, paths, staging, share, ledger, cancel).await;
+                        // Inputs fetched again come out of the room the step holds for them.
+                        let staged = stage_missing_inputs(uses.inputs_of(index), index, label, paths, staging, start.staging, ledger, cancel).await;
                         let staged = match staged {
                             Ok(bytes) => bytes,
                             Err(e) => {
@@ -283,7 +285,9 @@ impl Runner {
                             label: invocation.label.as_str(),
                             limit: self.limit_for(weight, video_seconds),
                             consumed: uses.parts_consumed_by(index, paths),
-                            memory: start.memory.saturating_sub(staged),
+                            // Should an input have grown since it was first staged, the
+                            // step's memory gives way: its share holds all.
+                            memory: start.memory.saturating_sub(staged.saturating_sub(start.staging)),
                             file_size: start.file_size,
                         };
                         tracing::debug!(step = index, label, memory_limit = start.memory, "starting step");
@@ -479,8 +483,7 @@ fn write_concat_list(step: usize, list: &br_plan::ConcatList, paths: &PathTable)
 }
 
 /// Fetches again the inputs step `step` reads that an earlier step's clean-up removed,
-/// inside the step's `share` (each at most what the share leaves beside the smallest
-/// child); returns the bytes they take, which the step's own limits give up.
+/// inside the `room` its share holds for them; returns the bytes they take.
 #[allow(clippy::too_many_arguments)]
 async fn stage_missing_inputs(
     inputs: impl Iterator<Item = u32>,
@@ -488,7 +491,7 @@ async fn stage_missing_inputs(
     label: &str,
     paths: &PathTable,
     staging: &dyn Staging,
-    share: u64,
+    room: u64,
     ledger: &Ledger,
     cancel: &Cancel,
 ) -> Result<u64, FfmpegError> {
@@ -498,9 +501,9 @@ async fn stage_missing_inputs(
         if path.exists() {
             continue;
         }
-        let room = share.saturating_sub(staged_bytes + MIN_CHILD_MEMORY);
+        let left = room.saturating_sub(staged_bytes);
         let staged = tokio::select! {
-            staged = staging.stage(input, path, room) => staged,
+            staged = staging.stage(input, path, left) => staged,
             reason = cancel.cancelled() => return Err(FfmpegError::Cancelled { step, label: label.to_owned(), reason }),
         };
         staged.map_err(|error| FfmpegError::Staging { step, input, error })?;

@@ -148,6 +148,8 @@ pub struct Prepared {
     /// Per input: copied into MP4 when staged, to seek in it by frame (and again when
     /// fetched again for a later step).
     remux_inputs: Vec<bool>,
+    /// Per input: its size as staged, the room fetching it again takes.
+    input_bytes: Vec<u64>,
     work: crate::work::WorkFolder,
     timings: serde_json::Map<String, serde_json::Value>,
 }
@@ -517,6 +519,7 @@ impl Job<'_> {
         let mut inputs = vec![PathBuf::new(); keys.len()];
         let mut facts: Vec<Option<MediaFacts>> = vec![None; keys.len()];
         let mut remux_inputs = vec![false; keys.len()];
+        let mut input_bytes = vec![0u64; keys.len()];
         let mut song_loudness = None;
         let mut fell_back_to_originals = Vec::new();
         let mut done = 0;
@@ -531,6 +534,7 @@ impl Job<'_> {
             remux_inputs[index] = remuxed;
             song_loudness = song_loudness.or(loudness);
             let size = ledger.charged(&path).unwrap_or(0);
+            input_bytes[index] = size;
             if kept_bytes + size <= cache_bytes {
                 kept_bytes += size;
             } else {
@@ -579,15 +583,15 @@ impl Job<'_> {
         }
         lap("plan", &mut timings);
         let paths = PathTable { inputs, work: work.path().to_owned(), output: work.path().join("output.mp4") };
-        Ok(Prepared { validated, plan, paths, facts, prepared_inputs, keys, remux_inputs, work, timings })
+        Ok(Prepared { validated, plan, paths, facts, prepared_inputs, keys, remux_inputs, input_bytes, work, timings })
     }
 
     pub async fn run(&self, checked: Checked, reporter: &mut Reporter<'_>) -> Result<Outcome, (Stage, Failure)> {
         let prepared = self.prepare(checked, reporter).await?;
-        let Prepared { validated, plan, paths, keys, remux_inputs, work, mut timings, facts, prepared_inputs } = prepared;
+        let Prepared { validated, plan, paths, keys, remux_inputs, input_bytes, work, mut timings, facts, prepared_inputs } = prepared;
         let frame = br_plan::output_frame(&validated, &facts);
         let rates = crate::schedule::FileRates::of_output(validated.output.video_bitrate, validated.output.audio_bitrate);
-        let refetch = Refetch { storage: self.storage, keys: &keys, remux_inputs: &remux_inputs, config: self.config };
+        let refetch = Refetch { storage: self.storage, keys: &keys, remux_inputs: &remux_inputs, input_bytes: &input_bytes, config: self.config };
         let mut current_step: Option<String> = None;
         let started = Instant::now();
         reporter.running(Stage::Encode, Stage::Encode.at(0.0), format!("running {} steps", plan.plan().steps.len()));
@@ -719,10 +723,22 @@ struct Refetch<'a> {
     storage: &'a dyn Storage,
     keys: &'a [(String, String)],
     remux_inputs: &'a [bool],
+    /// Per input: its size when it was first staged.
+    input_bytes: &'a [u64],
     config: &'a JobConfig,
 }
 
 impl Staging for Refetch<'_> {
+    fn room_for(&self, input: u32) -> u64 {
+        let bytes = self.input_bytes.get(input as usize).copied().unwrap_or(0);
+        // A clip copied into MP4 again needs room for itself, its copy and the copying FFmpeg.
+        if self.remux_inputs.get(input as usize).copied().unwrap_or(false) {
+            2 * bytes + bytes / 8 + media::REMUX_MEMORY + crate::budget::MIB
+        } else {
+            bytes
+        }
+    }
+
     fn stage<'a>(&'a self, input: u32, path: &'a Path, room: u64) -> Pin<Box<dyn Future<Output = Result<u64, StorageError>> + Send + 'a>> {
         Box::pin(async move {
             let (key, _) = self.keys.get(input as usize).ok_or_else(|| StorageError::Io {
@@ -732,8 +748,8 @@ impl Staging for Refetch<'_> {
             })?;
             let started = Instant::now();
             let remux = self.remux_inputs.get(input as usize).copied().unwrap_or(false);
-            // Inside the reading step's share: a clip to copy into MP4 needs room for
-            // itself, its copy and the copying FFmpeg.
+            // Inside the room the reading step holds (`room_for`): a clip to copy into MP4
+            // needs room for itself, its copy and the copying FFmpeg.
             let most = if remux { room.saturating_sub(media::REMUX_MEMORY) / 2 } else { room };
             let bytes = self.storage.fetch(key, path, &crate::budget::ledger::AtMost(most)).await?;
             if remux {

@@ -344,6 +344,10 @@ impl Staging for NoRefetch {
         let error = StorageError::Io { key: format!("input {input}"), store: "prepare".into(), message: "not staged".into() };
         Box::pin(async move { Err(error) })
     }
+
+    fn room_for(&self, _: u32) -> u64 {
+        0
+    }
 }
 
 /// The clips among listed `keys`: `.mp4` objects, not the prepared versions themselves

@@ -94,6 +94,8 @@ pub struct Start {
     pub memory: u64,
     /// `RLIMIT_FSIZE`: the file it writes is charged to the budget too.
     pub file_size: u64,
+    /// Room for the inputs it reads that must be fetched again first.
+    pub staging: u64,
 }
 
 impl Schedule {
@@ -138,7 +140,7 @@ impl Schedule {
     fn split(&self, step: usize, share: u64) -> Start {
         let need = self.memory_need(step);
         let file_size = self.files[step].min(share.saturating_sub(need).max(share / FILE_FLOOR_DIVISOR));
-        Start { step, memory: share - file_size, file_size }
+        Start { step, memory: share - file_size, file_size, staging: 0 }
     }
 
     #[cfg(test)]
@@ -148,7 +150,15 @@ impl Schedule {
 
     /// The next step that may start now, when `available` bytes of the budget are left
     /// beside the work folder's files (before the running children's limits).
+    #[cfg(test)]
     pub fn next(&self, available: u64) -> Option<Start> {
+        self.next_staging(available, &|_| 0)
+    }
+
+    /// [`Schedule::next`], where step `s` must first fetch again `staging(s)` bytes of
+    /// inputs an earlier step's clean-up removed: they come out of its share, beside its
+    /// memory and its file.
+    pub fn next_staging(&self, available: u64, staging: &dyn Fn(usize) -> u64) -> Option<Start> {
         let running = self.states.iter().filter(|s| matches!(s, State::Running { .. })).count();
         if running >= self.max_running {
             return None;
@@ -158,7 +168,7 @@ impl Schedule {
         let ready = |step: usize| self.states[step] == State::Waiting && self.after[step].iter().all(|&s| self.states[s] == State::Done);
         for step in (0..self.states.len()).filter(|&s| ready(s)) {
             let alone = running == 0;
-            let need = self.need(step);
+            let need = self.need(step) + staging(step);
             let share = match self.weights[step] {
                 Weight::List => 0,
                 Weight::Light(_) if alone => {
@@ -178,8 +188,8 @@ impl Schedule {
                     (0..self.states.len())
                         .filter(|&s| s != step && ready(s))
                         .filter_map(|s| match self.weights[s] {
-                            Weight::Light(_) => Some(self.need(s)),
-                            Weight::Bridge(_) if is_bridge => Some(self.need(s)),
+                            Weight::Light(_) => Some(self.need(s) + staging(s)),
+                            Weight::Bridge(_) if is_bridge => Some(self.need(s) + staging(s)),
                             _ => None,
                         })
                         .filter(|&other| self.max_running > 1 && free >= need.saturating_add(other))
@@ -188,13 +198,14 @@ impl Schedule {
                 }
                 Weight::Light(_) | Weight::Heavy(_) | Weight::Bridge(_) => continue,
             };
-            return Some(self.split(step, share));
+            let staged = staging(step).min(share);
+            return Some(Start { staging: staged, ..self.split(step, share - staged) });
         }
         None
     }
 
     pub fn started(&mut self, start: Start) {
-        self.states[start.step] = State::Running { limit: start.memory + start.file_size };
+        self.states[start.step] = State::Running { limit: start.memory + start.file_size + start.staging };
     }
 
     pub fn finished(&mut self, step: usize) {
@@ -312,7 +323,7 @@ mod tests {
     const VIDEO_FILE: u64 = FILE_BASE + 532_000;
 
     fn share(start: Start) -> u64 {
-        start.memory + start.file_size
+        start.memory + start.file_size + start.staging
     }
 
     #[test]
@@ -356,6 +367,21 @@ mod tests {
         let schedule = Schedule::new(&segment, (1280, 720), &[], 1, 10.0, RATES);
         let alone = schedule.next(400 * MIB).unwrap();
         assert_eq!((alone.memory, alone.file_size), (400 * MIB - VIDEO_FILE, VIDEO_FILE));
+        // A step that must fetch an input again first holds room for it in its share,
+        // beside its memory need: it waits until both fit.
+        let mut schedule = Schedule::new(&copies, (1280, 720), &[], 2, 10.0, RATES);
+        let refetch = |step: usize| if step == 1 { 40 * MIB } else { 0 };
+        let first = schedule.next_staging(available, &refetch).unwrap();
+        assert_eq!((first.step, first.staging), (0, 0));
+        schedule.started(first);
+        let second = schedule.next_staging(available, &refetch).unwrap();
+        assert_eq!((second.step, second.staging, second.memory), (1, 40 * MIB, COPY_NEED));
+        assert_eq!(share(second), COPY_NEED + VIDEO_FILE + 40 * MIB);
+        let mut schedule = Schedule::new(&copies, (1280, 720), &[], 2, 10.0, RATES);
+        schedule.started(first);
+        let just_short = share(first) + COPY_NEED + VIDEO_FILE + 40 * MIB - 1;
+        assert_eq!(schedule.next_staging(just_short, &refetch), None, "its input does not fit beside the first");
+        assert_eq!(schedule.next_staging(just_short + 1, &refetch).map(|s| s.step), Some(1));
     }
 
     fn step(words: &str, last: Arg) -> Step {
@@ -422,27 +448,27 @@ mod tests {
         let available = 420 * MIB;
         // The song starts with its own share, because the first segment is ready too.
         let song = schedule.next(available).unwrap();
-        assert_eq!(song, Start { step: 0, memory: AUDIO_NEED, file_size: AUDIO_FILE });
+        assert_eq!(song, Start { step: 0, memory: AUDIO_NEED, file_size: AUDIO_FILE, staging: 0 });
         schedule.started(song);
         // The segment takes what is left but room for the copy, which must wait: two run.
         let segment = schedule.next(available).unwrap();
         // The reserve never cuts into the segment's own need.
         let segment_share = (available - (AUDIO_NEED + AUDIO_FILE) - (COPY_NEED + VIDEO_FILE) - RESERVE_SLACK)
             .max(estimate::step_bytes(1280, 720));
-        assert_eq!(segment, Start { step: 1, memory: segment_share - VIDEO_FILE, file_size: VIDEO_FILE });
+        assert_eq!(segment, Start { step: 1, memory: segment_share - VIDEO_FILE, file_size: VIDEO_FILE, staging: 0 });
         schedule.started(segment);
         assert_eq!(schedule.next(available), None);
         // Once the song is done, the copy runs beside the segment in the room left for it.
         schedule.finished(0);
         let copy = schedule.next(available).unwrap();
-        assert_eq!(copy, Start { step: 2, memory: COPY_NEED, file_size: VIDEO_FILE });
+        assert_eq!(copy, Start { step: 2, memory: COPY_NEED, file_size: VIDEO_FILE, staging: 0 });
         schedule.started(copy);
         assert_eq!(schedule.next(available), None, "two running");
         schedule.finished(2);
         assert_eq!(schedule.next(available), None, "the list waits for the segment");
         schedule.finished(1);
-        assert_eq!(schedule.next(available), Some(Start { step: 3, memory: 0, file_size: 0 }));
-        schedule.started(Start { step: 3, memory: 0, file_size: 0 });
+        assert_eq!(schedule.next(available), Some(Start { step: 3, memory: 0, file_size: 0, staging: 0 }));
+        schedule.started(Start { step: 3, memory: 0, file_size: 0, staging: 0 });
         schedule.finished(3);
         let join = schedule.next(available).unwrap();
         assert_eq!(share(join), available, "alone, the join gets everything");
@@ -479,7 +505,7 @@ mod tests {
         assert_eq!(weight(&plan.steps[0], (1280, 720), &prepared), Weight::Light(LOUDNORM_NEED), "the song is never prepared");
         let mut schedule = Schedule::new(&plan, (1280, 720), &prepared, 2, 10.0, RATES);
         let song = schedule.next(available).unwrap();
-        assert_eq!(song, Start { step: 0, memory: LOUDNORM_NEED, file_size: AUDIO_FILE });
+        assert_eq!(song, Start { step: 0, memory: LOUDNORM_NEED, file_size: AUDIO_FILE, staging: 0 });
         schedule.started(song);
         let bridge = schedule.next(available).unwrap();
         assert_eq!(bridge.step, 1, "the bridge starts beside the song");
@@ -536,7 +562,7 @@ mod tests {
         let available = 448 * MIB - 70 * MIB;
         let mut schedule = Schedule::new(&plan, (1280, 720), &[false, true], 2, 10.0, RATES);
         let song = schedule.next(available).unwrap();
-        assert_eq!(song, Start { step: 0, memory: AUDIO_NEED, file_size: AUDIO_FILE });
+        assert_eq!(song, Start { step: 0, memory: AUDIO_NEED, file_size: AUDIO_FILE, staging: 0 });
         schedule.started(song);
         let first = schedule.next(available).unwrap();
         assert_eq!(first.step, 1);

@@ -20,6 +20,9 @@ use crate::storage::StorageError;
 /// `room` bytes of the work folder (it is refused, not copied, when it needs more).
 pub trait Staging: Sync {
     fn stage<'a>(&'a self, input: u32, path: &'a Path, room: u64) -> Pin<Box<dyn Future<Output = Result<u64, StorageError>> + Send + 'a>>;
+    /// The room staging `input` again takes in the work folder (with anything that
+    /// runs to stage it), so that a step that needs it waits for that room too.
+    fn room_for(&self, input: u32) -> u64;
 }
 
 /// What each step reads.
