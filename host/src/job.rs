@@ -282,14 +282,13 @@ impl Job<'_> {
         let Some(profile) = self.job_profile(validated, work).await else {
             return vec![None; validated.clip_keys.len()];
         };
-        let lookups = validated.clip_keys.iter().enumerate().map(|(index, key)| {
+        let lookups = validated.clip_keys.iter().map(|key| {
             let profile = &profile;
             async move {
                 let manifest_key = crate::prepare::manifest_key(profile, key);
                 let prepared_key = crate::prepare::prepared_key(profile, key);
-                let file = work.join(format!("manifest-{index:04}.json"));
                 // Unreadable means the original is used, like a missing manifest.
-                let manifest = crate::prepare::read_manifest(self.storage, &manifest_key, &file).await.ok().flatten()?;
+                let manifest = crate::prepare::read_manifest(self.storage, &manifest_key).await.ok().flatten()?;
                 let source = self.storage.identity(key).await.ok()?;
                 let prepared = self.storage.identity(&prepared_key).await.ok()?;
                 let fresh = manifest["profile_id"] == profile.id().as_str()
@@ -318,10 +317,10 @@ impl Job<'_> {
             let first = validated.moves.first()?.clip as usize;
             let key = validated.clip_keys.get(first)?;
             let file = work.join("first-clip-probe");
-            // Never prepared: not worth downloading the clip twice.
-            let marked = self.storage.fetch(&crate::prepare::source_marker_key(key), &file).await.is_ok();
-            let _ = std::fs::remove_file(&file);
-            if !marked {
+            // Never prepared: not worth downloading the clip twice. The marker is small:
+            // read into memory, a larger object is no marker.
+            let marker = crate::prepare::source_marker_key(key);
+            if !matches!(self.storage.read_small(&marker, crate::prepare::MAX_MANIFEST_BYTES).await, Ok(Some(_))) {
                 return None;
             }
             self.storage.fetch(key, &file).await.ok()?;
@@ -702,6 +701,9 @@ mod tests {
         }
         fn list<'a>(&'a self, _: &'a str) -> StorageFuture<'a, Vec<String>> {
             unreachable!("not listed")
+        }
+        fn read_small<'a>(&'a self, _: &'a str, _: usize) -> StorageFuture<'a, Option<Vec<u8>>> {
+            unreachable!("not read")
         }
     }
 
