@@ -208,7 +208,7 @@ impl Runner {
     ) -> Result<Vec<StepTiming>, FfmpegError> {
         let limit = self.job_limit(video_seconds);
         let plan = plan.plan();
-        let uses = Uses::of(plan);
+        let mut uses = Uses::of(plan);
         let total: f64 = plan.steps.iter().map(|s| if let Step::Ffmpeg(i) = s { i.media_seconds } else { 0.0 }).sum::<f64>().max(1e-9);
         let mut schedule = Schedule::new(plan, frame, prepared_inputs, self.parallel_steps);
         // Media seconds written by the running steps, as their FFmpeg last reported.
@@ -264,7 +264,7 @@ impl Runner {
                             label: invocation.label.as_str(),
                             limit: self.limit_for(weight, video_seconds),
                             work: &paths.work,
-                            consumed: uses.parts_consumed_by(index, paths),
+                            consumed: uses.started(index, paths),
                             memory: start.memory,
                         };
                         tracing::debug!(step = index, label, memory_limit = start.memory, "starting step");
