@@ -115,13 +115,15 @@ pub struct StepTiming {
     pub seconds: f64,
 }
 
+#[derive(Clone)]
 pub struct Runner {
     pub ffmpeg: PathBuf,
     /// Fixed limit per step; by default it scales with the media the step writes.
     pub step_timeout: Option<Duration>,
     /// Each child's memory and file-size limits come out of it.
     pub budget: JobBudget,
-    /// All steps together (`JOB_DEADLINE_SECS`); by default it scales with the video.
+    /// All steps together; by default it scales with the video. A job passes what is left
+    /// of its one deadline (`JOB_DEADLINE_SECS`, counted from the start of its fetch).
     pub job_deadline: Option<Duration>,
     /// A step whose output time stands still this long is stopped ([`STALL_LIMIT`]).
     pub stall_limit: Duration,

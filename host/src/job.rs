@@ -78,6 +78,14 @@ pub enum Failure {
     ManifestEntry { pointer: String, message: String },
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// The job's one deadline (`JOB_DEADLINE_SECS`, else [`Runner::default_job_limit`]),
+    /// measured from the start of the fetch, passed in `stage`.
+    #[error(
+        "the job did not finish within its deadline of {} s (JOB_DEADLINE_SECS, counted from the start of the fetch): \
+         it passed during {stage}",
+        limit.as_secs()
+    )]
+    Deadline { limit: std::time::Duration, stage: &'static str },
     /// A plan step whose frames cannot fit the memory budget.
     #[error("plan refused: {0}")]
     PlanTooLarge(String),
@@ -110,6 +118,8 @@ impl Failure {
             Failure::Sandbox(_) | Failure::Policy(_) | Failure::PlanTooLarge(_) => exit::SANDBOX,
             Failure::Plan(_) | Failure::Media { .. } => exit::MEDIA,
             Failure::Ffmpeg(_) | Failure::MemoryBudget(_) | Failure::Nonconforming(_) => exit::FFMPEG,
+            // The deadline is FFmpeg's `JobTimeout` wherever it passes: retried.
+            Failure::Deadline { .. } => exit::FFMPEG,
             Failure::Storage { .. } | Failure::WorkFolder(_) => exit::STORAGE,
             Failure::TaskMismatch { .. } | Failure::ManifestEntry { .. } => exit::INVALID_BLUEPRINT,
             Failure::Cancelled(_) => exit::CANCELLED,
@@ -214,6 +224,8 @@ pub struct Job<'a> {
     pub config: &'a JobConfig,
     pub cancel: &'a Cancel,
     pub watchdog: &'a Watchdog,
+    /// The job's deadline and its length, set when the fetch starts ([`Job::prepare`]).
+    pub deadline: std::sync::OnceLock<(tokio::time::Instant, std::time::Duration)>,
 }
 
 /// A stop seen while in `stage`.
@@ -231,12 +243,31 @@ pub struct Checked {
 }
 
 impl Job<'_> {
-    /// Runs `work` unless the job is cancelled first.
+    /// Runs `work` unless the job is cancelled first, or its deadline passes (once set).
     async fn unless_cancelled<T>(&self, stage: Stage, work: impl std::future::Future<Output = Result<T, (Stage, Failure)>>) -> Result<T, (Stage, Failure)> {
+        let deadline = self.deadline.get().copied();
+        let passed = async {
+            match deadline {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             why = self.cancel.cancelled() => Err(stopped(stage, why, format!("in stage {}", stage.as_str()))),
+            () = passed => {
+                let limit = deadline.map(|(_, limit)| limit).unwrap_or_default();
+                Err((stage, Failure::Deadline { limit, stage: stage.as_str() }))
+            }
             result = work => result,
+        }
+    }
+
+    /// What is left of the job's deadline (all of it before the fetch starts).
+    fn time_left(&self, video_seconds: f64) -> std::time::Duration {
+        match self.deadline.get() {
+            Some((at, _)) => at.saturating_duration_since(tokio::time::Instant::now()),
+            None => self.config.runner.job_limit(video_seconds),
         }
     }
 
@@ -344,10 +375,19 @@ impl Job<'_> {
             clock = Instant::now();
         };
 
+        // One deadline for the whole job, from here: fetch, probes, loudness, plan, steps.
+        let limit = self.config.runner.job_limit(validated.total_duration);
+        let _ = self.deadline.set((tokio::time::Instant::now() + limit, limit));
         let work = make_work_folder(&self.config.work_root, &validated.task_id).map_err(|e| (Stage::Fetch, e))?;
         self.watchdog.watch_folder(work.path());
         let use_prepared = self.config.use_prepared && self.sandbox.takes_prepared_clips();
-        let found = if use_prepared { self.fresh_prepared_clips(&validated, work.path()).await } else { Vec::new() };
+        let found = if use_prepared {
+            // The lookups (a manifest each, a marker, perhaps a probe) are cancellable too.
+            let lookups = async { Ok(self.fresh_prepared_clips(&validated, work.path()).await) };
+            self.unless_cancelled(Stage::Fetch, lookups).await?
+        } else {
+            Vec::new()
+        };
         let keys: Vec<(String, String)> = std::iter::once((validated.audio_key.clone(), "/audio_path".to_owned()))
             .chain(validated.clip_keys.iter().enumerate().map(|(clip, key)| {
                 let staged = found.get(clip).cloned().flatten().map_or_else(|| key.clone(), |(prepared_key, _)| prepared_key);
@@ -467,13 +507,18 @@ impl Job<'_> {
         let prepared = self.prepare(checked, reporter).await?;
         let Prepared { validated, plan, paths, keys, remux_inputs, work, mut timings, facts, prepared_inputs } = prepared;
         let frame = br_plan::output_frame(&validated, &facts);
-        let refetch = Refetch { storage: self.storage, keys: &keys, remux_inputs: &remux_inputs, config: &self.config, work: work.path() };
+        let refetch = Refetch { storage: self.storage, keys: &keys, remux_inputs: &remux_inputs, config: self.config, work: work.path() };
         let mut current_step: Option<String> = None;
         let started = Instant::now();
         reporter.running(Stage::Encode, Stage::Encode.at(0.0), format!("running {} steps", plan.plan().steps.len()));
-        let steps = self
-            .config
-            .runner
+        // The steps get what is left of the job's deadline; their `JobTimeout` is it passing.
+        let limit = self.time_left(validated.total_duration);
+        if limit.is_zero() {
+            let whole = self.deadline.get().map(|(_, whole)| *whole).unwrap_or_default();
+            return Err((Stage::Encode, Failure::Deadline { limit: whole, stage: Stage::Encode.as_str() }));
+        }
+        let runner = Runner { job_deadline: Some(limit), ..self.config.runner.clone() };
+        let steps = runner
             .run(&plan, &paths, validated.total_duration, frame, &prepared_inputs, &refetch, self.cancel, |progress| {
                 if current_step.as_deref() != Some(progress.label) {
                     current_step = Some(progress.label.to_owned());
@@ -488,6 +533,10 @@ impl Job<'_> {
             .await
             .map_err(|e| match e {
                 FfmpegError::Cancelled { step, label, reason } => stopped(Stage::Encode, reason, format!("running step {step} ({label})")),
+                FfmpegError::JobTimeout { limit, .. } => {
+                    let whole = self.deadline.get().map_or(limit, |(_, whole)| *whole);
+                    (Stage::Encode, Failure::Deadline { limit: whole, stage: Stage::Encode.as_str() })
+                }
                 FfmpegError::Staging { input, error, .. } => {
                     let pointer = keys.get(input as usize).map(|(_, pointer)| pointer.clone());
                     (Stage::Encode, Failure::Storage { pointer, error })

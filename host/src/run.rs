@@ -591,7 +591,8 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
         strip_prefix: flags.storage.strip_prefix.clone(),
         use_prepared: flags.prepared == crate::cli::Prepared::Auto,
     };
-    let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config, cancel, watchdog };
+    let deadline = std::sync::OnceLock::new();
+    let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config, cancel, watchdog, deadline };
 
     let loaded = match &source {
         Source::Key(key) => {
