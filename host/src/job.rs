@@ -530,7 +530,23 @@ impl Job<'_> {
                     reporter.running(Stage::Encode, Stage::Encode.at(progress.fraction), progress.label.to_owned());
                 }
             })
-            .await
+            .await;
+        // A plain failure (no limit, no stop) may be an input that is itself broken, which
+        // the container probe could not see (a clip cut short after its header): that is
+        // the input's fault, exit 4 at its pointer, not FFmpeg's (exit 5, retried).
+        let steps = match steps {
+            Err(FfmpegError::Failed { step, label, status, stderr, limits }) => {
+                let inputs: Vec<u32> = crate::work::Uses::of(plan.plan()).inputs_of(step).collect();
+                let failed = format!("step {step} ({label}) failed on it");
+                if let Some(failure) = self.broken_input(&inputs, &paths, &keys, &refetch, &failed).await {
+                    tracing::warn!(step, label, "the step failed: FFmpeg {status}: {}", stderr.trim());
+                    return Err((Stage::Encode, failure));
+                }
+                Err(FfmpegError::Failed { step, label, status, stderr, limits })
+            }
+            other => other,
+        };
+        let steps = steps
             .map_err(|e| match e {
                 FfmpegError::Cancelled { step, label, reason } => stopped(Stage::Encode, reason, format!("running step {step} ({label})")),
                 FfmpegError::JobTimeout { limit, .. } => {
@@ -553,6 +569,12 @@ impl Job<'_> {
             .await
             .map_err(|e| (Stage::Encode, Failure::Media { pointer: "/output_config/output_path".into(), message: format!("the result is unreadable: {}", e.message) }))?;
         if let Some(problem) = nonconformity(&validated, &output, frames) {
+            // FFmpeg reads a clip cut short as far as it goes: the video comes out short.
+            let inputs: Vec<u32> = (0..keys.len() as u32).collect();
+            let failed = format!("the output does not match the blueprint: {problem}");
+            if let Some(failure) = self.broken_input(&inputs, &paths, &keys, &refetch, &failed).await {
+                return Err((Stage::Encode, failure));
+            }
             return Err((Stage::Encode, Failure::Nonconforming(problem)));
         }
         let file_size = std::fs::metadata(&paths.output).map(|m| m.len()).unwrap_or(0);
@@ -654,6 +676,67 @@ impl Staging for Refetch<'_> {
             Ok(bytes)
         })
     }
+}
+
+impl Job<'_> {
+    /// The first of `inputs` (read by what failed, `failed`) that FFmpeg cannot read to
+    /// its end, as the failure of its pointer; None when each reads whole (or cannot be
+    /// checked: it cannot be fetched again, the check hit a limit or its time), and the
+    /// failure stands. An input no longer staged is fetched again for the check only.
+    async fn broken_input(
+        &self,
+        inputs: &[u32],
+        paths: &PathTable,
+        keys: &[(String, String)],
+        staging: &dyn Staging,
+        failed: &str,
+    ) -> Option<Failure> {
+        for &input in inputs {
+            let (Some(file), Some((key, pointer))) = (paths.inputs.get(input as usize), keys.get(input as usize)) else {
+                continue;
+            };
+            let fetched = !file.is_file();
+            if fetched && staging.stage(input, file).await.is_err() {
+                continue;
+            }
+            let limits = ChildLimits::from_budget(&self.config.runner.budget, &paths.work, 0, media::PROBE_TIMEOUT);
+            let checked = read_to_end_check(&self.config.runner.ffmpeg, file, limits).await;
+            if fetched {
+                crate::work::remove_if_present(file);
+            }
+            if let Err(why) = checked {
+                let message = format!("{key} is broken: FFmpeg cannot read it to its end ({why}); {failed}");
+                return Some(Failure::Media { pointer: pointer.clone(), message });
+            }
+        }
+        None
+    }
+}
+
+/// Whether FFmpeg reads `file` to its end: its video and audio packets demuxed and copied
+/// into nothing (`-xerror`: the first error ends it), no decoding, under `limits` and the
+/// probe's time. Err: FFmpeg's last error line, short and escaped. Anything that is not
+/// FFmpeg saying so (it could not start, was killed by a limit, ran out of time) is Ok.
+async fn read_to_end_check(ffmpeg: &Path, file: &Path, limits: ChildLimits) -> Result<(), String> {
+    let output = crate::ffmpeg::child_command(ffmpeg, limits)
+        .args(["-nostdin", "-hide_banner", "-nostats", "-v", "error", "-xerror", "-threads", "1"])
+        .args(formats::input_whitelist())
+        .arg("-i")
+        .arg(file)
+        .args(["-map", "0:v?", "-map", "0:a?", "-dn", "-sn", "-c", "copy", "-f", "nut", "pipe:1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output();
+    let Ok(Ok(output)) = tokio::time::timeout(media::PROBE_TIMEOUT, output).await else { return Ok(()) };
+    if output.status.success() || output.status.code() != Some(1) {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("no message").trim();
+    // The file's own path is the host's: shown by its role, not its name.
+    let last = last.replace(&file.display().to_string(), "the input");
+    Err(format!("{:?}", last.chars().take(200).collect::<String>()))
 }
 
 /// The song's loudness, or None (the plan then takes loudnorm's dynamic mode, as without
