@@ -466,3 +466,95 @@ fn an_object_too_large_for_the_job_is_refused_before_it_is_written() {
     assert!(emulator.get(BUCKET, "output/result.mp4").is_none());
     run.assert_work_empty();
 }
+
+/// `run` with GCS storage through `host`, started and left running.
+fn spawn(host: &str, document: &Value, extra: &[&str]) -> (std::process::Child, tempfile::TempDir) {
+    let work = tempfile::tempdir().unwrap();
+    let child = Command::new(BIN)
+        .args(["--log-format", "text", "run", "--storage", "gcs", "--bucket", BUCKET, "--work-dir"])
+        .arg(work.path())
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .args(extra)
+        .env("STORAGE_EMULATOR_HOST", host)
+        .env("BLUEPRINT_JSON", document.to_string())
+        .env_remove("BLUEPRINT_URI")
+        .env_remove("DATA_DIR")
+        .env_remove("JOB_DEADLINE_SECS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    (child, work)
+}
+
+/// A lookup of prepared clips that hangs (the bucket answers the marker's request after a
+/// minute) is cancelled like everything else: SIGTERM ends the job at once.
+#[test]
+fn a_signal_during_a_slow_prepared_clip_lookup_cancels_the_job_at_once() {
+    let emulator = stocked_emulator();
+    let slow = |line: &str, _: usize| {
+        if line.contains("prepared") {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+        Action::Forward
+    };
+    let proxy = FaultProxy::start(&emulator.address, slow);
+    let (child, work) = spawn(&proxy.host(), &blueprint("data/steps/small.mp4"), &["--prepared", "auto"]);
+    let waited = Instant::now();
+    while proxy.count("prepared") == 0 {
+        assert!(waited.elapsed().as_secs() < 30, "no prepared-clip lookup was made");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let signalled = Instant::now();
+    let pid = child.id();
+    let output = std::thread::spawn(move || child.wait_with_output().unwrap());
+    while !output.is_finished() {
+        if signalled.elapsed().as_secs() >= 10 {
+            // SAFETY: as above; the job ignored the signal.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("the job was still waiting for the lookup 10 s after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = output.join().unwrap();
+    let seconds = signalled.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("cancelled {seconds:.2} s after SIGTERM");
+    assert_eq!(output.status.code(), Some(8), "{stdout}\n{stderr}");
+    let last: Value = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).next_back().expect("a status line");
+    assert_eq!((last["status"].as_str(), last["stage"].as_str()), (Some("failed"), Some("fetch")), "{last}");
+    assert_eq!(last["message"], "cancelled during fetch (exit 8)", "{last}");
+    assert!(seconds < 5.0, "{seconds} s after SIGTERM");
+    let left: Vec<_> = std::fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "the work folder kept {left:?}");
+}
+
+/// One deadline for the whole job from the start of the fetch: a download slower than
+/// `JOB_DEADLINE_SECS` fails in the fetch stage with the deadline's message (exit 5, as
+/// the same deadline passing during the FFmpeg steps), the work folder removed.
+#[test]
+fn the_job_deadline_passes_during_a_slow_fetch() {
+    let emulator = stocked_emulator();
+    let slow = |line: &str, _: usize| {
+        if line.contains("small.mp4?alt=media") {
+            std::thread::sleep(std::time::Duration::from_secs(4));
+        }
+        Action::Forward
+    };
+    let proxy = FaultProxy::start(&emulator.address, slow);
+    let run = run(&proxy.host(), None, Some(&blueprint("data/steps/small.mp4")), &["--job-deadline", "1"]);
+    println!("deadline: exit {:?} in {:.1} s: {}", run.code, run.seconds, run.error());
+    assert_eq!(run.code, Some(5), "{}", run.stderr);
+    let last = run.last();
+    assert_eq!((last["status"].as_str(), last["stage"].as_str()), (Some("failed"), Some("fetch")), "{last}");
+    let expected = "the job did not finish within its deadline of 1 s \
+                    (JOB_DEADLINE_SECS, counted from the start of the fetch): it passed during fetch";
+    assert_eq!(run.error(), expected);
+    assert!(run.seconds < 4.0, "the job waited for the download: {} s", run.seconds);
+    run.assert_work_empty();
+}

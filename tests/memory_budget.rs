@@ -325,3 +325,48 @@ fn a_plan_within_the_policy_that_buffers_a_clip_is_held_by_the_childs_limit() {
     assert!(error.contains("exceeded its memory limit of") || error.contains("memory budget exceeded"), "{error}");
     assert!(!folders.key("output/hostile.mp4").exists(), "an output was written");
 }
+
+/// A prepared clip's manifest and a source's marker are the host's own records of a few
+/// hundred bytes; a 600 MB object in their place (sparse here, so it costs the test
+/// nothing) is read one byte past the limit, in memory, and ignored: the job renders the
+/// original clip and stays small. Copied whole into the work folder, as they once were,
+/// either would fill the group before its size was looked at.
+#[test]
+fn a_600_mb_manifest_or_marker_is_ignored_without_being_read() {
+    let folders = Folders::new();
+    media::make_clip(&folders.key("media/clip.mp4"), &CLIP_SMALL.with_seconds(3.0));
+    media::make_song_wav(&folders.key("media/song.wav"), 3.0);
+    let profile = "h264-320x180-25fps-2000k-g15-r2";
+    let marker = "prepared/sources/media/clip.mp4.prepared".to_owned();
+    for record in [format!("prepared/{profile}/media/clip.mp4.json"), marker] {
+        let path = folders.key(&record);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::File::create(&path).unwrap().set_len(600_000_000).unwrap();
+    }
+    // With its size the job looks up the manifest; without, first the marker.
+    for (name, sized) in [("manifest", true), ("marker", false)] {
+        let Some(group) = group_of(512) else { return };
+        let output_path = format!("output/{name}.mp4");
+        let mut output = serde_json::json!({"output_path": &output_path, "frame_rate": 25, "video_bitrate": "2M"});
+        if sized {
+            output["width"] = 320.into();
+            output["height"] = 180.into();
+        }
+        let blueprint = serde_json::json!({
+            "task_id": format!("oversized-{name}"), "audio_path": "media/song.wav", "total_duration": 2.0,
+            "output_config": output,
+            "moves": [{"clip_id": "m0", "video_path": "media/clip.mp4", "start_time": 0.0, "duration": 2.0}],
+        });
+        let file = folders.data.join(format!("{name}.json"));
+        std::fs::write(&file, blueprint.to_string()).unwrap();
+        let outcome = run_limited(&group, &folders, file.to_str().unwrap(), &[]);
+        let peak = outcome.usage.peak_mib;
+        println!("600 MB {name}: exit {:?}, cgroup peak {peak} MiB: {}", outcome.code, outcome.error());
+        assert_eq!(outcome.usage.oom_kills, 0, "{name}: the OOM killer fired\n{}", outcome.stderr);
+        assert_eq!(outcome.code, Some(0), "{name}: {}\n{}", outcome.error(), outcome.stderr);
+        assert_eq!(outcome.last["result"]["timings"]["prepared_clips"], 0, "{name}: {}", outcome.last);
+        assert!(outcome.usage.peak_mib < 200, "{name}: the group peaked at {} MiB", outcome.usage.peak_mib);
+        let packets = media::probe(&folders.key(&output_path)).video().packets();
+        assert_eq!(packets, 50, "{name}: 2 s at 25 fps");
+    }
+}

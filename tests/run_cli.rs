@@ -1019,3 +1019,24 @@ fn the_backends_compose_layout_runs_as_a_job() {
     assert_eq!(served, app_data.join("output/user_1/choreography_y.mp4"));
     assert_eq!(media::probe(&served).video().packets(), 100, "{}", served.display());
 }
+
+/// A clip cut short after its header (moov at the front, then 60% of its bytes): the
+/// container probe passes, the step reading it fails. The clip is broken, not FFmpeg: a
+/// media failure at its move's pointer (exit 4, not retried), saying so.
+#[test]
+fn a_clip_cut_short_after_its_header_is_a_media_error_at_its_pointer() {
+    let sandbox = Sandbox::new();
+    small_media(&sandbox);
+    let clip = sandbox.key("media/cut.mp4");
+    media::make_clip(&clip, &CLIP_SMALL.with_seconds(6.0));
+    let bytes = std::fs::read(&clip).unwrap();
+    std::fs::write(&clip, &bytes[..bytes.len() * 6 / 10]).unwrap();
+    let document = small_blueprint("cut-short-1", "media/cut.mp4", 4.0);
+    let run = sandbox.run(&document.to_string(), &[]);
+    let error = run.expect_failure(4);
+    println!("cut-short clip: {error}");
+    assert!(error.starts_with("/moves/1/video_path: media/cut.mp4 is broken"), "{error}");
+    assert_eq!(run.last()["stage"], "encode", "{}", run.describe());
+    assert!(!sandbox.key("output/result.mp4").exists(), "an output was written");
+    sandbox.assert_work_empty(&run);
+}

@@ -237,3 +237,67 @@ fn a_local_manifest_runs_its_entries_over_a_data_folder() {
         assert!(data.join(format!("output/{}.mp4", task_id(entry))).exists());
     }
 }
+
+/// Entries name their blueprints by keys in the data folder, read through the storage
+/// like every other key: a FIFO there does not hold the task (it ends at once, not at
+/// some writer's whim, and not past SIGTERM), and a symbolic link from inside the folder
+/// to a file outside it is not followed, so nothing of that file reaches a message.
+#[test]
+fn a_fifo_or_a_link_out_as_an_entry_fails_that_entry_at_once_and_reads_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let work = root.path().join("work");
+    std::fs::create_dir_all(data.join("blueprints")).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let fifo = std::ffi::CString::new(data.join("blueprints/fifo.json").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path it is given.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    // A blueprint whose task id would be echoed by the mismatch it makes.
+    const SECRET: &str = "secret-7f3a9c";
+    let outside = root.path().join("outside.json");
+    std::fs::write(&outside, blueprint(SECRET, "output/x.mp4").to_string()).unwrap();
+    std::os::unix::fs::symlink(&outside, data.join("blueprints/link.json")).unwrap();
+    let entries = json!([
+        {"task_id": task_id(0), "blueprint_uri": "data/blueprints/fifo.json"},
+        {"task_id": task_id(1), "blueprint_uri": "data/blueprints/link.json"},
+    ]);
+    let manifest = root.path().join("manifest.json");
+    std::fs::write(&manifest, entries.to_string()).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("job")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("BLUEPRINT_MANIFEST_URI", &manifest)
+        .env("DATA_DIR", &data)
+        .env("WORK_DIR", &work)
+        .env("BLUEPRINT_RUNNER_CACHE_DIR", cache_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!("the task hung on its entries\n{}", String::from_utf8_lossy(&output.stdout));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    let leaked = stdout.contains(SECRET) || stderr.contains(SECRET);
+    assert!(!leaked, "the linked file's content leaked:\n{stdout}\n{stderr}");
+    let lines = stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok());
+    let failed: Vec<Value> = lines.filter(|l| l["status"] == "failed").collect();
+    assert_eq!(failed.len(), 2, "{stdout}");
+    let error = |entry: usize| failed[entry]["error"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(failed[0]["task_id"], task_id(0).as_str());
+    let fifo = error(0);
+    assert!(fifo.starts_with("manifest /0/blueprint_uri: ") && fifo.contains("is not a regular file"), "{fifo}");
+    assert!(error(1).starts_with("manifest /1/blueprint_uri: ") && error(1).contains("link.json"), "{}", error(1));
+    let left: Vec<_> = std::fs::read_dir(&work).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "work folders left: {left:?}");
+}

@@ -228,7 +228,9 @@ pub struct JobFlags {
     /// Time limit of each FFmpeg step in seconds (default: 60 s + 30 s per second of media it writes).
     #[arg(long, env = "STEP_TIMEOUT_SECS", value_parser = crate::number_setting!(u64, "STEP_TIMEOUT_SECS"))]
     pub step_timeout: Option<u64>,
-    /// Time limit of all FFmpeg steps together in seconds (default: 120 s + 60 s per second of video).
+    /// Time limit of the whole job in seconds, counted from the start of the fetch: lookups,
+    /// downloads, probes, the loudness measurement, the plan and every FFmpeg step
+    /// (default: 120 s + 60 s per second of video).
     #[arg(long, env = "JOB_DEADLINE_SECS", value_parser = crate::number_setting!(u64, "JOB_DEADLINE_SECS"))]
     pub job_deadline: Option<u64>,
     /// Use clips prepared by `prepare` (copied by whole GOPs) when fresh ones exist.

@@ -116,6 +116,7 @@ pub struct StepTiming {
     pub seconds: f64,
 }
 
+#[derive(Clone)]
 pub struct Runner {
     pub ffmpeg: PathBuf,
     /// Fixed limit per step; by default it scales with the media the step writes.
@@ -124,7 +125,8 @@ pub struct Runner {
     pub budget: JobBudget,
     /// The work folder's files, charged before they are written (the watchdog's).
     pub ledger: std::sync::Arc<Ledger>,
-    /// All steps together (`JOB_DEADLINE_SECS`); by default it scales with the video.
+    /// All steps together; by default it scales with the video. A job passes what is left
+    /// of its one deadline (`JOB_DEADLINE_SECS`, counted from the start of its fetch).
     pub job_deadline: Option<Duration>,
     /// A step whose output time stands still this long is stopped ([`STALL_LIMIT`]).
     pub stall_limit: Duration,
@@ -219,7 +221,7 @@ impl Runner {
     ) -> Result<Vec<StepTiming>, FfmpegError> {
         let limit = self.job_limit(video_seconds);
         let plan = plan.plan();
-        let uses = Uses::of(plan);
+        let mut uses = Uses::of(plan);
         let total: f64 = plan.steps.iter().map(|s| if let Step::Ffmpeg(i) = s { i.media_seconds } else { 0.0 }).sum::<f64>().max(1e-9);
         let mut schedule = Schedule::new(plan, frame, prepared_inputs, self.parallel_steps, video_seconds, rates);
         let ledger = self.ledger.as_ref();
@@ -284,7 +286,7 @@ impl Runner {
                             index,
                             label: invocation.label.as_str(),
                             limit: self.limit_for(weight, video_seconds),
-                            consumed: uses.parts_consumed_by(index, paths),
+                            consumed: uses.started(index, paths),
                             // Should an input have grown since it was first staged, the
                             // step's memory gives way: its share holds all.
                             memory: start.memory.saturating_sub(staged.saturating_sub(start.staging)),

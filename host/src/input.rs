@@ -22,6 +22,9 @@ pub enum Source {
     Env,
     /// `gs://bucket/key`, read by the caller through the GCS backend.
     Uri(String),
+    /// A key in the job's own storage (a task array's entry), read by the caller through
+    /// [`crate::storage::Storage::read_small`].
+    Key(String),
 }
 
 impl Source {
@@ -44,7 +47,7 @@ impl Source {
             Source::File(path) => path.display().to_string(),
             Source::Stdin => "stdin".into(),
             Source::Env => BLUEPRINT_ENV.into(),
-            Source::Uri(uri) => uri.clone(),
+            Source::Uri(uri) | Source::Key(uri) => uri.clone(),
         }
     }
 }
@@ -88,6 +91,7 @@ pub fn read(source: &Source) -> std::io::Result<Loaded> {
         Source::Stdin => read_bounded(std::io::stdin().lock(), limit)?,
         Source::File(path) => read_bounded(std::fs::File::open(path)?, limit)?,
         Source::Uri(uri) => return Err(std::io::Error::other(format!("{uri} must be read through the GCS backend"))),
+        Source::Key(key) => return Err(std::io::Error::other(format!("{key:?} must be read through the storage"))),
     };
     if bytes.len() as u64 > limit {
         return Ok(Loaded::TooLarge(bytes.len() as u64));
@@ -102,9 +106,17 @@ fn read_bounded(reader: impl Read, limit: u64) -> std::io::Result<Vec<u8>> {
 }
 
 /// A whole small file (a manifest, media facts), refused past `limit` bytes without
-/// reading more than one byte beyond it.
+/// reading more than one byte beyond it. Opened non-blocking and refused unless it is a
+/// regular file: a FIFO would otherwise hold the open until a writer came, past SIGTERM.
 pub fn read_small_file(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
-    let bytes = std::fs::File::open(path).and_then(|file| read_bounded(file, limit)).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).custom_flags(libc::O_NONBLOCK);
+    let file = options.open(path).map_err(|e| e.to_string())?;
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("is not a regular file".into());
+    }
+    let bytes = read_bounded(file, limit).map_err(|e| e.to_string())?;
     if bytes.len() as u64 > limit {
         return Err(format!("larger than {limit} bytes"));
     }

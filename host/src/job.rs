@@ -88,6 +88,14 @@ pub enum Failure {
     ManifestEntry { pointer: String, message: String },
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// The job's one deadline (`JOB_DEADLINE_SECS`, else [`Runner::default_job_limit`]),
+    /// measured from the start of the fetch, passed in `stage`.
+    #[error(
+        "the job did not finish within its deadline of {} s (JOB_DEADLINE_SECS, counted from the start of the fetch): \
+         it passed during {stage}",
+        limit.as_secs()
+    )]
+    Deadline { limit: std::time::Duration, stage: &'static str },
     /// A plan step whose frames cannot fit the memory budget.
     #[error("plan refused: {0}")]
     PlanTooLarge(String),
@@ -120,6 +128,8 @@ impl Failure {
             Failure::Sandbox(_) | Failure::Policy(_) | Failure::PlanTooLarge(_) => exit::SANDBOX,
             Failure::Plan(_) | Failure::Media { .. } => exit::MEDIA,
             Failure::Ffmpeg(_) | Failure::MemoryBudget(_) | Failure::Nonconforming(_) => exit::FFMPEG,
+            // The deadline is FFmpeg's `JobTimeout` wherever it passes: retried.
+            Failure::Deadline { .. } => exit::FFMPEG,
             Failure::Storage { .. } | Failure::WorkFolder(_) => exit::STORAGE,
             Failure::TaskMismatch { .. } | Failure::ManifestEntry { .. } => exit::INVALID_BLUEPRINT,
             Failure::Cancelled(_) => exit::CANCELLED,
@@ -226,6 +236,8 @@ pub struct Job<'a> {
     pub config: &'a JobConfig,
     pub cancel: &'a Cancel,
     pub watchdog: &'a Watchdog,
+    /// The job's deadline and its length, set when the fetch starts ([`Job::prepare`]).
+    pub deadline: std::sync::OnceLock<(tokio::time::Instant, std::time::Duration)>,
 }
 
 /// A stop seen while in `stage`.
@@ -243,12 +255,31 @@ pub struct Checked {
 }
 
 impl Job<'_> {
-    /// Runs `work` unless the job is cancelled first.
+    /// Runs `work` unless the job is cancelled first, or its deadline passes (once set).
     async fn unless_cancelled<T>(&self, stage: Stage, work: impl std::future::Future<Output = Result<T, (Stage, Failure)>>) -> Result<T, (Stage, Failure)> {
+        let deadline = self.deadline.get().copied();
+        let passed = async {
+            match deadline {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             why = self.cancel.cancelled() => Err(stopped(stage, why, format!("in stage {}", stage.as_str()))),
+            () = passed => {
+                let limit = deadline.map(|(_, limit)| limit).unwrap_or_default();
+                Err((stage, Failure::Deadline { limit, stage: stage.as_str() }))
+            }
             result = work => result,
+        }
+    }
+
+    /// What is left of the job's deadline (all of it before the fetch starts).
+    fn time_left(&self, video_seconds: f64) -> std::time::Duration {
+        match self.deadline.get() {
+            Some((at, _)) => at.saturating_duration_since(tokio::time::Instant::now()),
+            None => self.config.runner.job_limit(video_seconds),
         }
     }
 
@@ -300,14 +331,13 @@ impl Job<'_> {
         let Some(profile) = self.job_profile(validated, work).await else {
             return (None, vec![None; validated.clip_keys.len()]);
         };
-        let lookups = validated.clip_keys.iter().enumerate().map(|(index, key)| {
+        let lookups = validated.clip_keys.iter().map(|key| {
             let profile = &profile;
             async move {
                 let manifest_key = crate::prepare::manifest_key(profile, key);
                 let prepared_key = crate::prepare::prepared_key(profile, key);
-                let file = work.join(format!("manifest-{index:04}.json"));
                 // Unreadable means the original is used, like a missing manifest.
-                let manifest = crate::prepare::read_manifest(self.storage, &manifest_key, &file).await.ok().flatten()?;
+                let manifest = crate::prepare::read_manifest(self.storage, &manifest_key).await.ok().flatten()?;
                 let source = self.storage.identity(key).await.ok()?;
                 let prepared = self.storage.identity(&prepared_key).await.ok()?;
                 let fresh = manifest["profile_id"] == profile.id().as_str()
@@ -338,11 +368,10 @@ impl Job<'_> {
             let key = validated.clip_keys.get(first)?;
             let file = work.join("first-clip-probe");
             let ledger = self.config.runner.ledger.as_ref();
-            // Never prepared: not worth downloading the clip twice.
+            // Never prepared: not worth downloading the clip twice. The marker is small:
+            // read into memory, a larger object is no marker.
             let marker = crate::prepare::source_marker_key(key);
-            let marked = self.storage.fetch(&marker, &file, &crate::budget::ledger::AtMost(crate::prepare::MAX_MANIFEST_BYTES)).await.is_ok();
-            let _ = std::fs::remove_file(&file);
-            if !marked {
+            if !matches!(self.storage.read_small(&marker, crate::prepare::MAX_MANIFEST_BYTES).await, Ok(Some(_))) {
                 return None;
             }
             let gate = crate::budget::ledger::Reserving::new(ledger, PROBE_MEMORY, ledger.ceiling(PROBE_MEMORY, 0));
@@ -391,11 +420,19 @@ impl Job<'_> {
             clock = Instant::now();
         };
 
+        // One deadline for the whole job, from here: fetch, probes, loudness, plan, steps.
+        let limit = self.config.runner.job_limit(validated.total_duration);
+        let _ = self.deadline.set((tokio::time::Instant::now() + limit, limit));
         let work = make_work_folder(&self.config.work_root, &validated.task_id).map_err(|e| (Stage::Fetch, e))?;
         self.watchdog.watch_folder(work.path());
         let use_prepared = self.config.use_prepared && self.sandbox.takes_prepared_clips();
-        let (profile, found) =
-            if use_prepared { self.fresh_prepared_clips(&validated, work.path()).await } else { (None, Vec::new()) };
+        let (profile, found) = if use_prepared {
+            // The lookups (a manifest each, a marker, perhaps a probe) are cancellable too.
+            let lookups = async { Ok(self.fresh_prepared_clips(&validated, work.path()).await) };
+            self.unless_cancelled(Stage::Fetch, lookups).await?
+        } else {
+            (None, Vec::new())
+        };
         let mut keys: Vec<(String, String)> = std::iter::once((validated.audio_key.clone(), "/audio_path".to_owned()))
             .chain(validated.clip_keys.iter().enumerate().map(|(clip, key)| {
                 let staged = found.get(clip).cloned().flatten().map_or_else(|| key.clone(), |(prepared_key, _)| prepared_key);
@@ -595,9 +632,14 @@ impl Job<'_> {
         let mut current_step: Option<String> = None;
         let started = Instant::now();
         reporter.running(Stage::Encode, Stage::Encode.at(0.0), format!("running {} steps", plan.plan().steps.len()));
-        let steps = self
-            .config
-            .runner
+        // The steps get what is left of the job's deadline; their `JobTimeout` is it passing.
+        let limit = self.time_left(validated.total_duration);
+        if limit.is_zero() {
+            let whole = self.deadline.get().map(|(_, whole)| *whole).unwrap_or_default();
+            return Err((Stage::Encode, Failure::Deadline { limit: whole, stage: Stage::Encode.as_str() }));
+        }
+        let runner = Runner { job_deadline: Some(limit), ..self.config.runner.clone() };
+        let steps = runner
             .run(&plan, &paths, validated.total_duration, frame, rates, &prepared_inputs, &refetch, self.cancel, |progress| {
                 if current_step.as_deref() != Some(progress.label) {
                     current_step = Some(progress.label.to_owned());
@@ -609,9 +651,29 @@ impl Job<'_> {
                     reporter.running(Stage::Encode, Stage::Encode.at(progress.fraction), progress.label.to_owned());
                 }
             })
-            .await
+            .await;
+        // A plain failure (no limit, no stop) may be an input that is itself broken, which
+        // the container probe could not see (a clip cut short after its header): that is
+        // the input's fault, exit 4 at its pointer, not FFmpeg's (exit 5, retried).
+        let steps = match steps {
+            Err(FfmpegError::Failed { step, label, status, stderr, limits }) => {
+                let inputs: Vec<u32> = crate::work::Uses::of(plan.plan()).inputs_of(step).collect();
+                let failed = format!("step {step} ({label}) failed on it");
+                if let Some(failure) = self.broken_input(&inputs, &paths, &keys, &refetch, &failed).await {
+                    tracing::warn!(step, label, "the step failed: FFmpeg {status}: {}", stderr.trim());
+                    return Err((Stage::Encode, failure));
+                }
+                Err(FfmpegError::Failed { step, label, status, stderr, limits })
+            }
+            other => other,
+        };
+        let steps = steps
             .map_err(|e| match e {
                 FfmpegError::Cancelled { step, label, reason } => stopped(Stage::Encode, reason, format!("running step {step} ({label})")),
+                FfmpegError::JobTimeout { limit, .. } => {
+                    let whole = self.deadline.get().map_or(limit, |(_, whole)| *whole);
+                    (Stage::Encode, Failure::Deadline { limit: whole, stage: Stage::Encode.as_str() })
+                }
                 FfmpegError::Staging { input, error, .. } => {
                     let pointer = keys.get(input as usize).map(|(_, pointer)| pointer.clone());
                     (Stage::Encode, Failure::Storage { pointer, error })
@@ -628,6 +690,12 @@ impl Job<'_> {
             .await
             .map_err(|e| (Stage::Encode, Failure::Media { pointer: "/output_config/output_path".into(), message: format!("the result is unreadable: {}", e.message) }))?;
         if let Some(problem) = nonconformity(&validated, &output, frames, frame) {
+            // FFmpeg reads a clip cut short as far as it goes: the video comes out short.
+            let inputs: Vec<u32> = (0..keys.len() as u32).collect();
+            let failed = format!("the output does not match the blueprint: {problem}");
+            if let Some(failure) = self.broken_input(&inputs, &paths, &keys, &refetch, &failed).await {
+                return Err((Stage::Encode, failure));
+            }
             return Err((Stage::Encode, Failure::Nonconforming(problem)));
         }
         let file_size = std::fs::metadata(&paths.output).map(|m| m.len()).unwrap_or(0);
@@ -811,6 +879,69 @@ fn budget_failure(pointer: &str, too_large: crate::budget::ledger::TooLarge) -> 
     (Stage::Probe, Failure::Media { pointer: pointer.to_owned(), message: format!("with what reading it takes, {too_large}") })
 }
 
+impl Job<'_> {
+    /// The first of `inputs` (read by what failed, `failed`) that FFmpeg cannot read to
+    /// its end, as the failure of its pointer; None when each reads whole (or cannot be
+    /// checked: it cannot be fetched again, the check hit a limit or its time), and the
+    /// failure stands. An input no longer staged is fetched again for the check only.
+    async fn broken_input(
+        &self,
+        inputs: &[u32],
+        paths: &PathTable,
+        keys: &[(String, String)],
+        staging: &dyn Staging,
+        failed: &str,
+    ) -> Option<Failure> {
+        for &input in inputs {
+            let (Some(file), Some((key, pointer))) = (paths.inputs.get(input as usize), keys.get(input as usize)) else {
+                continue;
+            };
+            let fetched = !file.is_file();
+            // Every step has ended: what the ledger leaves is the check's.
+            let ledger = self.config.runner.ledger.as_ref();
+            if fetched && staging.stage(input, file, ledger.free().saturating_sub(PROBE_MEMORY)).await.is_err() {
+                continue;
+            }
+            let limits = ChildLimits::reader(ledger.free().min(PROBE_MEMORY), media::PROBE_TIMEOUT);
+            let checked = read_to_end_check(&self.config.runner.ffmpeg, file, limits).await;
+            if fetched {
+                crate::work::remove_if_present(file);
+            }
+            if let Err(why) = checked {
+                let message = format!("{key} is broken: FFmpeg cannot read it to its end ({why}); {failed}");
+                return Some(Failure::Media { pointer: pointer.clone(), message });
+            }
+        }
+        None
+    }
+}
+
+/// Whether FFmpeg reads `file` to its end: its video and audio packets demuxed and copied
+/// into nothing (`-xerror`: the first error ends it), no decoding, under `limits` and the
+/// probe's time. Err: FFmpeg's last error line, short and escaped. Anything that is not
+/// FFmpeg saying so (it could not start, was killed by a limit, ran out of time) is Ok.
+async fn read_to_end_check(ffmpeg: &Path, file: &Path, limits: ChildLimits) -> Result<(), String> {
+    let output = crate::ffmpeg::child_command(ffmpeg, limits)
+        .args(["-nostdin", "-hide_banner", "-nostats", "-v", "error", "-xerror", "-threads", "1"])
+        .args(formats::input_whitelist())
+        .arg("-i")
+        .arg(file)
+        .args(["-map", "0:v?", "-map", "0:a?", "-dn", "-sn", "-c", "copy", "-f", "nut", "pipe:1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output();
+    let Ok(Ok(output)) = tokio::time::timeout(media::PROBE_TIMEOUT, output).await else { return Ok(()) };
+    if output.status.success() || output.status.code() != Some(1) {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("no message").trim();
+    // The file's own path is the host's: shown by its role, not its name.
+    let last = last.replace(&file.display().to_string(), "the input");
+    Err(format!("{:?}", last.chars().take(200).collect::<String>()))
+}
+
 /// The song's loudness, or None (the plan then takes loudnorm's dynamic mode, as without
 /// a measurement): a song FFmpeg cannot measure fails, if at all, in its own step, with
 /// that step's message.
@@ -905,6 +1036,9 @@ mod tests {
         }
         fn list<'a>(&'a self, _: &'a str) -> StorageFuture<'a, Vec<String>> {
             unreachable!("not listed")
+        }
+        fn read_small<'a>(&'a self, _: &'a str, _: usize) -> StorageFuture<'a, Option<Vec<u8>>> {
+            unreachable!("not read")
         }
     }
 

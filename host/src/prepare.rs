@@ -233,7 +233,7 @@ impl Preparer<'_> {
         // Whatever this clip charged goes with its work folder, however it ends.
         let ledger = self.runner.ledger.as_ref();
         let _release = ReleaseUnder { ledger, folder: work.path() };
-        let found = read_manifest(self.storage, &manifest_key, &work.path().join("manifest-found.json")).await.map_err(|e| e.to_string())?;
+        let found = read_manifest(self.storage, &manifest_key).await.map_err(|e| e.to_string())?;
         if let Some(manifest) = found {
             if manifest["source_identity"] == source.as_str() && manifest["profile_id"] == profile.id().as_str() {
                 return Ok(Outcome::UpToDate);
@@ -297,7 +297,9 @@ impl Preparer<'_> {
     }
 }
 
-pub(crate) const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
+/// The largest manifest or source marker read: they are the host's own records of a few
+/// hundred bytes. A larger object is not one of them and is never held whole.
+pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
 /// A prepared clip's audio is at most AAC's usual rate (the profile copies or encodes it).
 const PREPARED_AUDIO_BITS: u64 = 320_000;
 /// What a probe of the clip is held to.
@@ -316,22 +318,21 @@ impl Drop for ReleaseUnder<'_> {
     }
 }
 
-/// The manifest at `key`, fetched through `file` (removed after), when there is one and
-/// it is JSON of a sane size; a broken or oversized one counts as none. Errors other
-/// than "not found" are the storage's.
-pub async fn read_manifest(storage: &dyn Storage, key: &str, file: &Path) -> Result<Option<Value>, StorageError> {
-    // Held to its limit before a byte is written: a huge "manifest" is refused, not copied.
-    let fetched = storage.fetch(key, file, &crate::budget::ledger::AtMost(MAX_MANIFEST_BYTES)).await;
-    let manifest = match fetched {
-        Ok(bytes) if bytes <= MAX_MANIFEST_BYTES => std::fs::read(file).ok().and_then(|text| serde_json::from_slice(&text).ok()),
-        Ok(_) | Err(StorageError::NotFound { .. } | StorageError::TooLarge { .. }) => None,
-        Err(error) => {
-            let _ = std::fs::remove_file(file);
-            return Err(error);
+
+/// The manifest at `key`, read into memory (never into the work folder) through
+/// [`Storage::read_small`], when there is one and it is JSON of a sane size; a broken or
+/// oversized one counts as none (an oversized one is read only one byte past the limit).
+/// Errors other than "not found" are the storage's.
+pub async fn read_manifest(storage: &dyn Storage, key: &str) -> Result<Option<Value>, StorageError> {
+    match storage.read_small(key, MAX_MANIFEST_BYTES).await {
+        Ok(Some(bytes)) => Ok(serde_json::from_slice(&bytes).ok()),
+        Ok(None) => {
+            tracing::warn!(key, "over {MAX_MANIFEST_BYTES} bytes: not a prepared clip's manifest, ignored");
+            Ok(None)
         }
-    };
-    let _ = std::fs::remove_file(file);
-    Ok(manifest)
+        Err(StorageError::NotFound { .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 type StagingFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, StorageError>> + Send + 'a>>;

@@ -189,7 +189,7 @@ pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duratio
     let attempt = env("CLOUD_RUN_TASK_ATTEMPT").and_then(|value| value.trim().parse().ok()).unwrap_or(0);
     let Some(database) = database else {
         tracing::info!("no database configured: status lines go to stdout, and there is no task lock (two executions of one task would both render it)");
-        let launch = Launch { task_id, database: None, row_patience: Duration::ZERO, attempt, manifest_position: None, lock: None };
+        let launch = Launch { task_id, attempt, ..Launch::standalone() };
         return execute(&flags, Mode::Run, &mut JsonLines, launch, &cancel).await;
     };
     tracing::info!(database = %database.describe(), "status goes to choreography_tasks");
@@ -201,6 +201,7 @@ pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duratio
         row_patience: status_flush.min(ROW_CHECK_PATIENCE),
         attempt,
         manifest_position: None,
+        blueprint_key: None,
         lock: Some(&lock),
     };
     let code = execute(&flags, Mode::Run, &mut status, launch, &cancel).await;
@@ -243,13 +244,16 @@ async fn task_array(flags: &JobFlags, manifest_uri: &str, status_flush: Duration
         }
         crate::logging::set_task_id(&entry.task_id);
         let mut entry_flags = flags.clone();
-        entry_flags.file = Some(blueprint_source(&entry.blueprint_uri, &flags.storage));
+        // A gs:// address is read as it is; a key through the job's own storage.
+        let is_uri = entry.blueprint_uri.starts_with("gs://");
+        entry_flags.file = is_uri.then(|| entry.blueprint_uri.clone());
         let launch = |database, lock| Launch {
             task_id: Some(entry.task_id.clone()),
             database,
             row_patience: status_flush.min(ROW_CHECK_PATIENCE),
             attempt,
             manifest_position: Some(entry.position),
+            blueprint_key: (!is_uri).then(|| entry.blueprint_uri.clone()),
             lock,
         };
         let code = match &database {
@@ -306,18 +310,22 @@ async fn check_manifest(flags: &JobFlags, manifest_uri: &str) -> Result<Vec<crat
     }
 }
 
-/// Where an entry's blueprint is read from: a `gs://` address as it is; a key in the
-/// job's own storage as the backend names it (`data/...`), through the same mapping as
-/// every other key (a path under the data folder, or the bucket's object).
-fn blueprint_source(uri: &str, flags: &StorageFlags) -> String {
-    if uri.starts_with("gs://") {
-        return uri.to_owned();
-    }
-    match (storage_kind(flags), &flags.bucket, data_dir(flags)) {
-        (StorageKind::Gcs, Some(bucket), _) => format!("gs://{bucket}/{}", gcs_config(flags, bucket.clone()).object_name(uri)),
-        (_, _, Some(dir)) => dir.join(crate::storage::stored_name(uri, &flags.strip_prefix)).display().to_string(),
-        // The configuration check requires one or the other; the read fails and says so.
-        _ => uri.to_owned(),
+/// An entry's blueprint named by a key in the job's own storage (as the backend names it,
+/// `data/...`): read through the storage like every other key (a regular file under the
+/// data folder, never through a symbolic link or from a FIFO; or the bucket's object),
+/// at most [`br_blueprint::limits::MAX_BLUEPRINT_BYTES`] of it. A read the storage
+/// refuses fails the entry at `pointer` (its `blueprint_uri`); only a storage that gave
+/// up on transient errors fails it as storage (exit 6, retried). The message names the
+/// key and why, never what the object holds.
+async fn read_stored_blueprint(storage: &dyn Storage, key: &str, pointer: String) -> Result<Loaded, Failure> {
+    let limit = br_blueprint::limits::MAX_BLUEPRINT_BYTES;
+    match storage.read_small(key, limit).await {
+        Ok(None) => Ok(Loaded::TooLarge(limit as u64 + 1)),
+        Ok(Some(bytes)) => Ok(String::from_utf8(bytes).map(Loaded::Text).unwrap_or(Loaded::NotUtf8)),
+        Err(error @ crate::storage::StorageError::GaveUp { .. }) => {
+            Err(Failure::Storage { pointer: Some(pointer), error })
+        }
+        Err(error) => Err(Failure::ManifestEntry { pointer, message: format!("cannot read its blueprint: {error}") }),
     }
 }
 
@@ -387,6 +395,8 @@ pub(crate) struct Launch<'a> {
     attempt: u32,
     /// The entry of a task array's manifest this job is, when it is one.
     manifest_position: Option<usize>,
+    /// The entry's blueprint, when its manifest names it by a key in the job's storage.
+    blueprint_key: Option<String>,
     /// Where the task's lock is kept once taken, so that it outlives the job's last
     /// status write (the caller releases it). None: no lock is taken.
     lock: Option<&'a LockSlot>,
@@ -453,7 +463,15 @@ async fn claim(database: &DbSettings, task_id: &str, launch: &Launch<'_>) -> Res
 impl Launch<'_> {
     /// `run`, `plan` and `memcheck`: no task id from outside, no database.
     pub(crate) fn standalone() -> Launch<'static> {
-        Launch { task_id: None, database: None, row_patience: Duration::ZERO, attempt: 0, manifest_position: None, lock: None }
+        Launch {
+            task_id: None,
+            database: None,
+            row_patience: Duration::ZERO,
+            attempt: 0,
+            manifest_position: None,
+            blueprint_key: None,
+            lock: None,
+        }
     }
 }
 
@@ -538,9 +556,12 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
             return code;
         }
     }
-    let source = match Source::choose(flags.file.as_deref()) {
-        Ok(source) => source,
-        Err(message) => return fail(&mut reporter, Stage::Validate, Failure::Setup(message)),
+    let source = match &launch.blueprint_key {
+        Some(key) => Source::Key(key.clone()),
+        None => match Source::choose(flags.file.as_deref()) {
+            Ok(source) => source,
+            Err(message) => return fail(&mut reporter, Stage::Validate, Failure::Setup(message)),
+        },
     };
     let storage = match open_storage(&flags.storage).await {
         Ok(storage) => storage,
@@ -574,14 +595,22 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
         strip_prefix: flags.storage.strip_prefix.clone(),
         use_prepared: flags.prepared == crate::cli::Prepared::Auto,
     };
-    let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config, cancel, watchdog };
+    let deadline = std::sync::OnceLock::new();
+    let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config, cancel, watchdog, deadline };
 
-    let text = match read_blueprint(&source, &flags.storage).await {
+    let loaded = match &source {
+        Source::Key(key) => {
+            let pointer = format!("/{}/blueprint_uri", launch.manifest_position.unwrap_or(0));
+            read_stored_blueprint(storage.as_ref(), key, pointer).await
+        }
+        _ => read_blueprint(&source, &flags.storage).await.map_err(Failure::Setup),
+    };
+    let text = match loaded {
         Ok(loaded) => match loaded.into_text() {
             Ok(text) => text,
             Err(refusal) => return fail(&mut reporter, Stage::Validate, Failure::Invalid(vec![refusal])),
         },
-        Err(message) => return fail(&mut reporter, Stage::Validate, Failure::Setup(message)),
+        Err(failure) => return fail(&mut reporter, Stage::Validate, failure),
     };
     let checked = match job.validate(&text, &mut reporter).await {
         Ok(checked) => checked,

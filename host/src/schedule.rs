@@ -632,4 +632,49 @@ mod tests {
         }
         assert!(schedule.all_done());
     }
+
+    /// A plugin's plan whose two copy steps read one segment: the schedule runs them at
+    /// once, and the later-indexed one finishing first leaves the segment to the other
+    /// (the work folder counts its readers, [`crate::work::Uses`]).
+    #[test]
+    fn two_readers_of_one_segment_run_at_once_and_the_first_to_finish_leaves_it() {
+        let plan = Plan {
+            temps: vec![TempFormat::Nut, TempFormat::Nut, TempFormat::Nut],
+            steps: vec![
+                step("-i CLIP -map 0:v -c:v copy -an -f nut", Arg::Temp(0)),
+                step("-i T0 -map 0:v -c:v copy -an -f nut", Arg::Temp(1)),
+                step("-i T0 -map 0:v -c:v copy -an -f nut", Arg::Temp(2)),
+                step("-i T1 -i T2 -i SONG -map 0:v -map 2:a -c:v copy -c:a aac -f mp4", Arg::Output),
+            ],
+            warnings: Vec::new(),
+        };
+        let folder = tempfile::tempdir().unwrap();
+        let work = folder.path().to_owned();
+        let paths = crate::ffmpeg::PathTable { inputs: vec![], output: work.join("out.mp4"), work };
+        let segment = paths.temp(0, TempFormat::Nut);
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[], 2, 10.0, RATES);
+        let mut uses = crate::work::Uses::of(&plan);
+        let none = std::collections::BTreeSet::new();
+        let ledger = crate::budget::ledger::Ledger::new(1 << 30);
+        let first = schedule.next(300 * MIB).unwrap();
+        assert_eq!(first.step, 0);
+        schedule.started(first);
+        uses.started(0, &paths);
+        std::fs::write(&segment, b"segment").unwrap();
+        schedule.finished(0);
+        uses.release_after(0, &paths, &plan.temps, &none, &ledger);
+        for expected in [1, 2] {
+            let start = schedule.next(300 * MIB).unwrap();
+            assert_eq!(start.step, expected);
+            schedule.started(start);
+            uses.started(expected, &paths);
+        }
+        assert!(schedule.is_running(1) && schedule.is_running(2));
+        schedule.finished(2);
+        uses.release_after(2, &paths, &plan.temps, &none, &ledger);
+        assert!(segment.exists(), "step 2 finished first and removed the segment step 1 reads");
+        schedule.finished(1);
+        uses.release_after(1, &paths, &plan.temps, &none, &ledger);
+        assert!(!segment.exists(), "both readers are done");
+    }
 }

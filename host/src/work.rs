@@ -25,14 +25,23 @@ pub trait Staging: Sync {
     fn room_for(&self, input: u32) -> u64;
 }
 
-/// What each step reads.
+/// What each step reads, and which of its readers have started and finished. Two steps
+/// may run at once, and a later one in the plan may finish first: a temp goes only when
+/// every step that reads it has finished, whatever their order.
 pub struct Uses {
     /// Per step: the staged inputs it reads.
     inputs: Vec<BTreeSet<u32>>,
-    /// Per temp: the last step that reads it (a concat part is read by the reader of its list).
-    last_read: HashMap<u32, usize>,
+    /// Per step: every temp it reads, itself or as a part of a concat list it reads (or
+    /// writes: its writer has finished before any reader starts).
+    reads: Vec<BTreeSet<u32>>,
     /// Per step: the concat parts it reads through a list, in list order.
     parts: Vec<Vec<u32>>,
+    /// Per temp: how many of its readers have not started yet.
+    to_start: HashMap<u32, usize>,
+    /// Per temp: how many of its readers have not finished yet.
+    to_finish: HashMap<u32, usize>,
+    /// Per step: counted as started, as finished (each is counted once).
+    counted: Vec<(bool, bool)>,
 }
 
 impl Uses {
@@ -43,9 +52,12 @@ impl Uses {
                 list_parts.entry(list.list).or_default().extend(list.parts.iter().map(|p| p.temp));
             }
         }
-        let mut uses = Uses { inputs: Vec::new(), last_read: HashMap::new(), parts: Vec::new() };
-        for (index, step) in plan.steps.iter().enumerate() {
-            let (mut inputs, mut parts) = (BTreeSet::new(), Vec::new());
+        let (to_start, to_finish) = (HashMap::new(), HashMap::new());
+        let counted = vec![(false, false); plan.steps.len()];
+        let (inputs, reads, parts) = (Vec::new(), Vec::new(), Vec::new());
+        let mut uses = Uses { inputs, reads, parts, to_start, to_finish, counted };
+        for step in &plan.steps {
+            let (mut inputs, mut reads, mut parts) = (BTreeSet::new(), BTreeSet::new(), Vec::new());
             if let Step::Ffmpeg(invocation) = step {
                 for arg in &invocation.args {
                     match arg {
@@ -53,9 +65,9 @@ impl Uses {
                             inputs.insert(*n);
                         }
                         Arg::Temp(t) => {
-                            uses.last_read.insert(*t, index);
+                            reads.insert(*t);
                             for part in list_parts.get(t).into_iter().flatten() {
-                                uses.last_read.insert(*part, index);
+                                reads.insert(*part);
                                 parts.push(*part);
                             }
                         }
@@ -63,7 +75,12 @@ impl Uses {
                     }
                 }
             }
+            for temp in &reads {
+                *uses.to_start.entry(*temp).or_default() += 1;
+                *uses.to_finish.entry(*temp).or_default() += 1;
+            }
             uses.inputs.push(inputs);
+            uses.reads.push(reads);
             uses.parts.push(parts);
         }
         uses
@@ -73,33 +90,49 @@ impl Uses {
         self.inputs.get(step).into_iter().flatten().copied()
     }
 
-    /// The concat parts step `step` reads for the last time, in the order it reads them.
-    pub fn parts_consumed_by(&self, step: usize, paths: &PathTable) -> Vec<PathBuf> {
+    /// Step `step` starts (called once, before its FFmpeg does): the concat parts it may
+    /// unlink once its FFmpeg has them open, in the order it reads them. Those are the
+    /// parts it is the last reader of to start while no other reader is still running:
+    /// a reader that started earlier may not have opened a part yet, and keeps it.
+    pub fn started(&mut self, step: usize, paths: &PathTable) -> Vec<PathBuf> {
+        let first = self.counted.get_mut(step).is_some_and(|(started, _)| !std::mem::replace(started, true));
+        for temp in self.reads.get(step).into_iter().flatten().filter(|_| first) {
+            if let Some(count) = self.to_start.get_mut(temp) {
+                *count = count.saturating_sub(1);
+            }
+        }
         self.parts
             .get(step)
             .into_iter()
             .flatten()
-            .filter(|part| self.last_read.get(part) == Some(&step))
+            .filter(|part| self.to_start.get(part) == Some(&0) && self.to_finish.get(part) == Some(&1))
             .map(|part| paths.temp(*part, TempFormat::Nut))
             .collect()
     }
 
-    /// Removes what step `step` read and no other step needs soon: inputs that neither
-    /// the next FFmpeg step nor a step still running (`busy`) reads (a later one fetches
-    /// them again), temps read for the last time. Their charges go from `ledger` with
-    /// them: the step has ended, so nothing holds them open any more (a concat part
-    /// unlinked while the step read it was charged until now).
-    pub fn release_after(&self, step: usize, paths: &PathTable, formats: &[TempFormat], busy: &BTreeSet<u32>, ledger: &Ledger) {
+    /// Step `step` finished: removes what it read and no other step needs soon: inputs
+    /// that neither the next FFmpeg step nor a step still running (`busy`) reads (a later
+    /// one fetches them again), temps whose every reader has now finished. Their charges
+    /// go from `ledger` with them: their readers have ended, so nothing holds them open any
+    /// more (a concat part unlinked while the join read it was charged until now).
+    pub fn release_after(&mut self, step: usize, paths: &PathTable, formats: &[TempFormat], busy: &BTreeSet<u32>, ledger: &Ledger) {
         let next = (step + 1..self.inputs.len()).find(|&s| !self.inputs[s].is_empty());
         let mut kept: BTreeSet<u32> = next.map(|s| self.inputs[s].clone()).unwrap_or_default();
         kept.extend(busy);
-        let inputs = self.inputs_of(step).filter(|n| !kept.contains(n)).filter_map(|n| paths.inputs.get(n as usize).cloned());
-        let temps = self
-            .last_read
-            .iter()
-            .filter(|(_, last)| **last == step)
-            .filter_map(|(t, _)| formats.get(*t as usize).map(|format| paths.temp(*t, *format)));
-        for file in inputs.chain(temps) {
+        let inputs = self.inputs_of(step).filter(|n| !kept.contains(n));
+        let inputs: Vec<PathBuf> = inputs.filter_map(|n| paths.inputs.get(n as usize).cloned()).collect();
+        let mut done = Vec::new();
+        let first = self.counted.get_mut(step).is_some_and(|(_, finished)| !std::mem::replace(finished, true));
+        for temp in self.reads.get(step).into_iter().flatten().filter(|_| first) {
+            if let Some(count) = self.to_finish.get_mut(temp) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    done.push(*temp);
+                }
+            }
+        }
+        let temps = done.into_iter().filter_map(|t| formats.get(t as usize).map(|format| paths.temp(t, *format)));
+        for file in inputs.into_iter().chain(temps) {
             ledger.remove(&file);
         }
     }
@@ -227,25 +260,108 @@ mod tests {
         for file in paths.inputs.iter().chain([&paths.temp(0, TempFormat::Nut), &paths.temp(1, TempFormat::Nut), &paths.temp(2, TempFormat::Ffconcat)]) {
             std::fs::write(file, b"x").unwrap();
         }
-        let uses = Uses::of(&plan);
+        let mut uses = Uses::of(&plan);
         let ledger = Ledger::new(1 << 30);
         for file in &paths.inputs {
             ledger.charge(file, 1);
         }
         assert_eq!(uses.inputs_of(1).collect::<Vec<_>>(), [1, 2]);
         let none = BTreeSet::new();
+        uses.started(0, &paths);
         uses.release_after(0, &paths, &plan.temps, &none, &ledger);
         assert!(paths.inputs[1].exists(), "the next step reads clip 1 too");
+        uses.started(1, &paths);
         uses.release_after(1, &paths, &plan.temps, &BTreeSet::from([2]), &ledger);
         assert!(!paths.inputs[1].exists() && paths.inputs[2].exists(), "a running step still reads clip 2");
         uses.release_after(1, &paths, &plan.temps, &none, &ledger);
         assert!(!paths.inputs[1].exists() && !paths.inputs[2].exists());
         assert!(paths.temp(0, TempFormat::Nut).exists(), "the join still reads the segments");
-        assert_eq!(uses.parts_consumed_by(3, &paths), [paths.temp(0, TempFormat::Nut), paths.temp(1, TempFormat::Nut)]);
+        assert_eq!(uses.started(3, &paths), [paths.temp(0, TempFormat::Nut), paths.temp(1, TempFormat::Nut)]);
         uses.release_after(3, &paths, &plan.temps, &none, &ledger);
         let left: Vec<_> = std::fs::read_dir(folder.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert!(left.is_empty(), "{left:?}");
         assert_eq!(ledger.files(), 0, "their charges went with them");
+    }
+
+    /// Two steps that read one temp, running at once: whichever finishes first, the
+    /// temp stays until the other has finished too.
+    #[test]
+    fn a_temp_read_by_two_running_steps_goes_when_both_have_finished_in_either_order() {
+        let lit = |s: &str| Arg::lit(s);
+        let plan = Plan {
+            temps: vec![TempFormat::Nut, TempFormat::Nut, TempFormat::Nut],
+            steps: vec![
+                ffmpeg(vec![lit("-i"), Arg::Input(1), lit("-f"), lit("nut"), Arg::Temp(0)]),
+                ffmpeg(vec![lit("-i"), Arg::Temp(0), lit("-f"), lit("nut"), Arg::Temp(1)]),
+                ffmpeg(vec![lit("-i"), Arg::Temp(0), lit("-f"), lit("nut"), Arg::Temp(2)]),
+            ],
+            warnings: vec![],
+        };
+        let none = BTreeSet::new();
+        for (first, second) in [(1, 2), (2, 1)] {
+            let folder = tempfile::tempdir().unwrap();
+            let paths = table(folder.path());
+            let shared = paths.temp(0, TempFormat::Nut);
+            std::fs::write(&shared, b"x").unwrap();
+            let mut uses = Uses::of(&plan);
+            uses.started(0, &paths);
+            uses.release_after(0, &paths, &plan.temps, &none, &Ledger::new(1 << 30));
+            assert!(uses.started(1, &paths).is_empty() && uses.started(2, &paths).is_empty());
+            uses.release_after(first, &paths, &plan.temps, &none, &Ledger::new(1 << 30));
+            assert!(shared.exists(), "step {first} finished first and removed what step {second} still reads");
+            uses.release_after(second, &paths, &plan.temps, &none, &Ledger::new(1 << 30));
+            assert!(!shared.exists(), "both readers finished, first {first}");
+        }
+    }
+
+    /// Two joins of one concat list: a part is unlinked as it is opened only by the
+    /// last reader to start, and only when the other is not still running (it may not
+    /// have opened it yet); otherwise it goes when both have finished.
+    #[test]
+    fn concat_parts_read_by_two_steps_are_unlinked_only_by_the_last_reader() {
+        let lit = |s: &str| Arg::lit(s);
+        let join = |out: u32| {
+            ffmpeg(vec![lit("-f"), lit("concat"), lit("-i"), Arg::Temp(1), lit("-f"), lit("nut"), Arg::Temp(out)])
+        };
+        let plan = Plan {
+            temps: vec![TempFormat::Nut, TempFormat::Ffconcat, TempFormat::Nut, TempFormat::Nut],
+            steps: vec![
+                ffmpeg(vec![lit("-i"), Arg::Input(1), lit("-f"), lit("nut"), Arg::Temp(0)]),
+                Step::WriteConcatList(ConcatList { list: 1, parts: vec![ConcatPart { temp: 0, duration: 1.0 }] }),
+                join(2),
+                join(3),
+            ],
+            warnings: vec![],
+        };
+        let none = BTreeSet::new();
+        let folder = tempfile::tempdir().unwrap();
+        let paths = table(folder.path());
+        let (part, list) = (paths.temp(0, TempFormat::Nut), paths.temp(1, TempFormat::Ffconcat));
+        let write = || [&part, &list].iter().for_each(|file| std::fs::write(file, b"x").unwrap());
+
+        // Both running at once, the later-indexed one finishing first.
+        write();
+        let mut uses = Uses::of(&plan);
+        uses.started(0, &paths);
+        uses.release_after(0, &paths, &plan.temps, &none, &Ledger::new(1 << 30));
+        assert!(uses.started(2, &paths).is_empty(), "step 3 has not started: it will read the part");
+        assert!(uses.started(3, &paths).is_empty(), "step 2 still runs and may not have the part open yet");
+        uses.release_after(3, &paths, &plan.temps, &none, &Ledger::new(1 << 30));
+        assert!(part.exists() && list.exists(), "step 2 still reads them");
+        uses.release_after(2, &paths, &plan.temps, &none, &Ledger::new(1 << 30));
+        assert!(!part.exists() && !list.exists());
+
+        // One after the other: the second reader unlinks the part as it opens it.
+        write();
+        let mut uses = Uses::of(&plan);
+        uses.started(0, &paths);
+        uses.release_after(0, &paths, &plan.temps, &none, &Ledger::new(1 << 30));
+        assert!(uses.started(2, &paths).is_empty());
+        uses.release_after(2, &paths, &plan.temps, &none, &Ledger::new(1 << 30));
+        assert!(part.exists() && list.exists(), "step 3 reads them next");
+        assert_eq!(uses.started(3, &paths), std::slice::from_ref(&part));
+        uses.release_after(3, &paths, &plan.temps, &none, &Ledger::new(1 << 30));
+        assert!(!part.exists() && !list.exists());
     }
 
     #[test]

@@ -275,26 +275,30 @@ impl GcsStorage {
             .map_err(|e| classify(&e))?;
         Ok(written.size.max(0) as u64)
     }
-
-    /// Reads a small object whole (a blueprint): at most `limit` bytes, else None.
-    pub async fn read_small(&self, object: &str, limit: usize) -> Result<Option<Vec<u8>>, StorageError> {
-        self.with_retries(object, object, "download", || async move {
-            let mut response = self.client.read_object(&self.bucket_path, object).send().await.map_err(|e| classify(&e))?;
-            let mut bytes = Vec::new();
-            while let Some(chunk) = response.next().await {
-                let chunk = chunk.map_err(|e| classify(&e))?;
-                if bytes.len() + chunk.len() > limit {
-                    return Ok(None);
-                }
-                bytes.extend_from_slice(&chunk);
-            }
-            Ok(Some(bytes))
-        })
-        .await
-    }
 }
 
 impl Storage for GcsStorage {
+    /// Streams the object into memory and stops at the first chunk past `limit`.
+    fn read_small<'a>(&'a self, key: &'a str, limit: usize) -> StorageFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let object = self.object_name(key);
+            self.with_retries(key, &object, "download", || async {
+                let request = self.client.read_object(&self.bucket_path, &object);
+                let mut response = request.send().await.map_err(|e| classify(&e))?;
+                let mut bytes = Vec::new();
+                while let Some(chunk) = response.next().await {
+                    let chunk = chunk.map_err(|e| classify(&e))?;
+                    if bytes.len() + chunk.len() > limit {
+                        return Ok(None);
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(Some(bytes))
+            })
+            .await
+        })
+    }
+
     fn list<'a>(&'a self, prefix: &'a str) -> StorageFuture<'a, Vec<String>> {
         Box::pin(async move {
             // Names map back to keys spelled like the prefix (the backend's `data/...` for

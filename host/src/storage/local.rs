@@ -135,6 +135,15 @@ impl LocalFolder {
         })
     }
 
+    /// At most `limit + 1` bytes of `key`, opened as a fetch opens it ([`LocalFolder::open_source`]):
+    /// None past `limit`.
+    fn read_small_blocking(&self, key: &str, limit: usize) -> Result<Option<Vec<u8>>, StorageError> {
+        let (file, _) = self.open_source(key)?;
+        let mut bytes = Vec::new();
+        file.take(limit as u64 + 1).read_to_end(&mut bytes).map_err(|e| self.io_error(key, e))?;
+        Ok((bytes.len() <= limit).then_some(bytes))
+    }
+
     fn store_blocking(&self, source: &Path, key: &str) -> Result<u64, StorageError> {
         let key_path = Path::new(self.path_of(key));
         if let Some(parent) = key_path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -209,6 +218,15 @@ impl Storage for LocalFolder {
         Box::pin(async move {
             let (folder, key_owned, source) = (self.try_clone(key)?, key.to_owned(), source.to_owned());
             tokio::task::spawn_blocking(move || folder.store_blocking(&source, &key_owned)).await.map_err(|e| self.io_error(key, std::io::Error::other(e)))?
+        })
+    }
+
+    fn read_small<'a>(&'a self, key: &'a str, limit: usize) -> StorageFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let (folder, key_owned) = (self.try_clone(key)?, key.to_owned());
+            tokio::task::spawn_blocking(move || folder.read_small_blocking(&key_owned, limit))
+                .await
+                .map_err(|e| self.io_error(key, std::io::Error::other(e)))?
         })
     }
 
@@ -449,6 +467,32 @@ mod tests {
         assert!(result.is_err(), "a symlink was fetched");
         assert!(std::fs::read_dir(work.path()).unwrap().next().is_none(), "something was written");
         folder.fetch("real.mp4", &work.path().join("in"), &Unbounded).await.unwrap();
+    }
+
+    /// A small read opens as a fetch does and stops one byte past its limit.
+    #[tokio::test]
+    async fn a_small_read_is_bounded_and_opens_only_regular_files_inside() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.json"), b"{}").unwrap();
+        let root = outside.path().join("data");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("small.json"), b"12345").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.json"), root.join("link.json")).unwrap();
+        std::os::unix::fs::symlink("small.json", root.join("near.json")).unwrap();
+        let fifo = std::ffi::CString::new(root.join("fifo.json").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads the NUL-terminated path it is given.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let folder = LocalFolder::open(&root, "data/").unwrap();
+        assert_eq!(folder.read_small("data/small.json", 5).await.unwrap().as_deref(), Some(&b"12345"[..]));
+        assert_eq!(folder.read_small("small.json", 4).await.unwrap(), None);
+        for key in ["link.json", "near.json", "../secret.json", "fifo.json"] {
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), folder.read_small(key, 100));
+            let read = read.await.expect(key);
+            assert!(read.is_err(), "{key} was read: {read:?}");
+        }
+        let fifo_error = folder.read_small("fifo.json", 100).await.unwrap_err().to_string();
+        assert!(fifo_error.contains("is not a regular file"), "{fifo_error}");
+        assert!(matches!(folder.read_small("missing.json", 100).await, Err(StorageError::NotFound { .. })));
     }
 
     #[tokio::test]

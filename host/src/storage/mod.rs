@@ -55,6 +55,11 @@ pub trait Storage: Send + Sync {
     /// The keys of every object whose key starts with `prefix` (empty, or folder names
     /// each ending in `/`: see [`folder_prefix_problem`]), sorted; at most [`MAX_LISTED`].
     fn list<'a>(&'a self, prefix: &'a str) -> StorageFuture<'a, Vec<String>>;
+    /// Object `key` whole in memory (a blueprint, a manifest, a marker), never written
+    /// to the work folder: `Ok(None)` when it is larger than `limit` bytes, found out
+    /// having read at most `limit + 1` of them. Opened as [`Storage::fetch`] opens it
+    /// (a local key: a regular file, no symbolic link, never blocking on a FIFO).
+    fn read_small<'a>(&'a self, key: &'a str, limit: usize) -> StorageFuture<'a, Option<Vec<u8>>>;
 }
 
 /// More objects than a clip library has: a listing stops with an error past it, rather
