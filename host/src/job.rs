@@ -659,7 +659,8 @@ impl Job<'_> {
             Err(FfmpegError::Failed { step, label, status, stderr, limits }) => {
                 let inputs: Vec<u32> = crate::work::Uses::of(plan.plan()).inputs_of(step).collect();
                 let failed = format!("step {step} ({label}) failed on it");
-                if let Some(failure) = self.broken_input(&inputs, &paths, &keys, &refetch, &failed).await {
+                let step_said = stderr.clone();
+                if let Some(failure) = self.broken_input(&inputs, &paths, &keys, &refetch, &failed, &step_said).await {
                     tracing::warn!(step, label, "the step failed: FFmpeg {status}: {}", stderr.trim());
                     return Err((Stage::Encode, failure));
                 }
@@ -693,7 +694,7 @@ impl Job<'_> {
             // FFmpeg reads a clip cut short as far as it goes: the video comes out short.
             let inputs: Vec<u32> = (0..keys.len() as u32).collect();
             let failed = format!("the output does not match the blueprint: {problem}");
-            if let Some(failure) = self.broken_input(&inputs, &paths, &keys, &refetch, &failed).await {
+            if let Some(failure) = self.broken_input(&inputs, &paths, &keys, &refetch, &failed, "").await {
                 return Err((Stage::Encode, failure));
             }
             return Err((Stage::Encode, Failure::Nonconforming(problem)));
@@ -891,6 +892,7 @@ impl Job<'_> {
         keys: &[(String, String)],
         staging: &dyn Staging,
         failed: &str,
+        step_said: &str,
     ) -> Option<Failure> {
         for &input in inputs {
             let (Some(file), Some((key, pointer))) = (paths.inputs.get(input as usize), keys.get(input as usize)) else {
@@ -907,7 +909,12 @@ impl Job<'_> {
             if fetched {
                 crate::work::remove_if_present(file);
             }
+            // The step's own error again is FFmpeg failing whatever it reads (a crash),
+            // not this input.
             if let Err(why) = checked {
+                if !step_said.is_empty() && step_said.contains(why.trim_matches('"')) {
+                    continue;
+                }
                 let message = format!("{key} is broken: FFmpeg cannot read it to its end ({why}); {failed}");
                 return Some(Failure::Media { pointer: pointer.clone(), message });
             }
