@@ -120,6 +120,18 @@ impl GcsStorage {
         Ok(GcsStorage { client, config, bucket_path, lister })
     }
 
+    /// A GET on the JSON API, with the credentials' headers unless talking to the emulator.
+    async fn json_get(&self, url: impl reqwest::IntoUrl, query: &[(&str, &str)]) -> Result<reqwest::Response, Failure> {
+        let mut request = self.lister.http.get(url).query(query);
+        if let Some(credentials) = &self.lister.credentials {
+            let headers = credentials.headers(Default::default()).await.map_err(|e| Failure::Permanent(format!("credentials: {e}")))?;
+            if let google_cloud_auth::credentials::CacheableResource::New { data, .. } = headers {
+                request = request.headers(data);
+            }
+        }
+        request.send().await.map_err(|e| Failure::Transient(e.to_string()))
+    }
+
     /// One page of object names under `object_prefix`, and the next page's token.
     async fn list_page(&self, object_prefix: &str, page: Option<&str>) -> Result<(Vec<String>, Option<String>), Failure> {
         let url = format!("{}/storage/v1/b/{}/o", self.lister.endpoint, self.config.bucket);
@@ -127,14 +139,7 @@ impl GcsStorage {
         if let Some(token) = page {
             query.push(("pageToken", token));
         }
-        let mut request = self.lister.http.get(url).query(&query);
-        if let Some(credentials) = &self.lister.credentials {
-            let headers = credentials.headers(Default::default()).await.map_err(|e| Failure::Permanent(format!("credentials: {e}")))?;
-            if let google_cloud_auth::credentials::CacheableResource::New { data, .. } = headers {
-                request = request.headers(data);
-            }
-        }
-        let response = request.send().await.map_err(|e| Failure::Transient(e.to_string()))?;
+        let response = self.json_get(url, &query).await?;
         let status = response.status().as_u16();
         if status != 200 {
             let message = format!("listing answered HTTP {status}");
@@ -161,14 +166,7 @@ impl GcsStorage {
         url.path_segments_mut()
             .map_err(|()| Failure::Permanent("endpoint cannot take a path".into()))?
             .extend(["storage", "v1", "b", self.config.bucket.as_str(), "o", object]);
-        let mut request = self.lister.http.get(url).query(&[("fields", "size")]);
-        if let Some(credentials) = &self.lister.credentials {
-            let headers = credentials.headers(Default::default()).await.map_err(|e| Failure::Permanent(format!("credentials: {e}")))?;
-            if let google_cloud_auth::credentials::CacheableResource::New { data, .. } = headers {
-                request = request.headers(data);
-            }
-        }
-        let response = request.send().await.map_err(|e| Failure::Transient(e.to_string()))?;
+        let response = self.json_get(url, &[("fields", "size")]).await?;
         let status = response.status().as_u16();
         if status != 200 {
             let message = format!("reading its size answered HTTP {status}");
