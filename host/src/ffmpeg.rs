@@ -371,7 +371,7 @@ impl Runner {
         mut on_time: impl FnMut(f64),
     ) -> Result<(), FfmpegError> {
         let StepRun { index: step, label, limit, consumed, memory, file_size } = run;
-        let limits = ChildLimits { memory, file_size, ..ChildLimits::of_share(0, 0, limit) };
+        let limits = ChildLimits::of_share(memory + file_size, file_size, limit);
         if limits.memory < MIN_CHILD_MEMORY {
             return Err(FfmpegError::NoMemoryLeft { step, label: label.to_owned(), left: limits.memory });
         }

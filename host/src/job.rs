@@ -28,13 +28,10 @@ use crate::{exit, logging, media};
 
 /// ffprobe processes at a time while inputs download.
 const PARALLEL_PROBES: usize = 2;
-/// What a probe of a staged input is held to (and reserves in the ledger while it runs):
-/// ffprobe opens the container and decodes a few frames.
-const PROBE_MEMORY: u64 = 64 * crate::budget::MIB;
 /// Kept free of downloads while inputs are fetched: room for the largest child of the
 /// fetch stage (the keyframe check's two passes; a copy into MP4 may take no more), so
 /// one always runs and frees its input.
-const FETCH_KEEP_FREE: u64 = 2 * PROBE_MEMORY;
+const FETCH_KEEP_FREE: u64 = 2 * media::PROBE_MEMORY;
 /// What a failed probe says when its child could not even start for lack of memory:
 /// the budget's failure, never the input's.
 const CHILD_COULD_NOT_START: [&str; 2] = ["error while loading shared libraries", "cannot allocate memory"];
@@ -374,11 +371,11 @@ impl Job<'_> {
             if !matches!(self.storage.read_small(&marker, crate::prepare::MAX_MANIFEST_BYTES).await, Ok(Some(_))) {
                 return None;
             }
-            let gate = crate::budget::ledger::Reserving::new(ledger, PROBE_MEMORY, ledger.ceiling(PROBE_MEMORY, 0));
+            let gate = crate::budget::ledger::Reserving::new(ledger, media::PROBE_MEMORY, ledger.ceiling(media::PROBE_MEMORY, 0));
             self.storage.fetch(key, &file, &gate).await.ok()?;
             gate.into_file(&file);
-            let facts = match ledger.reserve(PROBE_MEMORY, 0, u64::MAX).await {
-                Ok(_memory) => media::probe(&self.config.ffprobe, &file, key, ChildLimits::reader(PROBE_MEMORY, media::PROBE_TIMEOUT)).await.ok(),
+            let facts = match ledger.reserve(media::PROBE_MEMORY, 0, u64::MAX).await {
+                Ok(_memory) => media::probe(&self.config.ffprobe, &file, key, ChildLimits::reader(media::PROBE_MEMORY, media::PROBE_TIMEOUT)).await.ok(),
                 Err(_) => None,
             };
             ledger.remove(&file);
@@ -389,8 +386,8 @@ impl Job<'_> {
 
     /// Probes a staged input within its own reservation.
     async fn probe_staged(&self, room: &ChildRoom<'_>, file: &Path, key: &str) -> Result<media::Probed, (Stage, Failure)> {
-        let (_memory, _permit) = room.take(PROBE_MEMORY).await?;
-        let limits = ChildLimits::reader(PROBE_MEMORY, media::PROBE_TIMEOUT);
+        let (_memory, _permit) = room.take(media::PROBE_MEMORY).await?;
+        let limits = ChildLimits::reader(media::PROBE_MEMORY, media::PROBE_TIMEOUT);
         media::probe_container(&self.config.ffprobe, file, key, limits).await.map_err(|e| probe_failure(room.pointer, e))
     }
 
@@ -500,8 +497,8 @@ impl Job<'_> {
                         let started = Instant::now();
                         let found = {
                             // Two ffprobe passes at once (the container's flags, the parser's).
-                            let (_memory, _permit) = room.take(2 * PROBE_MEMORY).await?;
-                            let limits = ChildLimits::reader(2 * PROBE_MEMORY, media::PROBE_TIMEOUT);
+                            let (_memory, _permit) = room.take(2 * media::PROBE_MEMORY).await?;
+                            let limits = ChildLimits::reader(2 * media::PROBE_MEMORY, media::PROBE_TIMEOUT);
                             media::keyframes(&self.config.ffprobe, &destination, key, limits).await.map_err(|e| probe_failure(pointer, e))?
                         };
                         let Some(at) = found.false_keyframe() else {
@@ -683,7 +680,7 @@ impl Job<'_> {
             })?;
         timings.insert("encode_seconds".into(), json!(started.elapsed().as_secs_f64()));
 
-        let limits = ChildLimits::reader(self.config.runner.ledger.free().min(PROBE_MEMORY), media::PROBE_TIMEOUT);
+        let limits = ChildLimits::reader(self.config.runner.ledger.free().min(media::PROBE_MEMORY), media::PROBE_TIMEOUT);
         let output = media::probe(&self.config.ffprobe, &paths.output, &validated.output_key, limits)
             .await
             .map_err(|e| (Stage::Encode, Failure::Media { pointer: "/output_config/output_path".into(), message: format!("the result is unreadable: {}", e.message) }))?;
@@ -901,10 +898,10 @@ impl Job<'_> {
             let fetched = !file.is_file();
             // Every step has ended: what the ledger leaves is the check's.
             let ledger = self.config.runner.ledger.as_ref();
-            if fetched && staging.stage(input, file, ledger.free().saturating_sub(PROBE_MEMORY)).await.is_err() {
+            if fetched && staging.stage(input, file, ledger.free().saturating_sub(media::PROBE_MEMORY)).await.is_err() {
                 continue;
             }
-            let limits = ChildLimits::reader(ledger.free().min(PROBE_MEMORY), media::PROBE_TIMEOUT);
+            let limits = ChildLimits::reader(ledger.free().min(media::PROBE_MEMORY), media::PROBE_TIMEOUT);
             let checked = read_to_end_check(&self.config.runner.ffmpeg, file, limits).await;
             if fetched {
                 crate::work::remove_if_present(file);

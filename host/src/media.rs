@@ -13,6 +13,9 @@ use crate::ffmpeg::ChildLimits;
 /// ffprobe's JSON for one file is a few KiB; more means something is wrong.
 const MAX_PROBE_OUTPUT: u64 = 1024 * 1024;
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+/// What one ffprobe of a staged input is held to (and, in a job, reserves in the ledger
+/// while it runs): it opens the container and decodes a few frames.
+pub const PROBE_MEMORY: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]

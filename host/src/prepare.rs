@@ -245,7 +245,7 @@ impl Preparer<'_> {
         let gate = crate::budget::ledger::Reserving::new(ledger, encode, ledger.ceiling(encode, 0));
         self.storage.fetch(key, &input, &gate).await.map_err(|e| e.to_string())?;
         gate.into_file(&input);
-        let limits = ChildLimits::reader(ledger.free().min(PROBE_MEMORY), media::PROBE_TIMEOUT);
+        let limits = ChildLimits::reader(ledger.free().min(media::PROBE_MEMORY), media::PROBE_TIMEOUT);
         let probed = media::probe_container(self.ffprobe, &input, key, limits).await.map_err(|e| e.to_string())?;
         let facts = probed.facts;
         let Some(video) = &facts.video else {
@@ -269,7 +269,7 @@ impl Preparer<'_> {
         let paths = PathTable { inputs: vec![input], work: work.path().to_owned(), output: output.clone() };
         let rates = crate::schedule::FileRates::of_output(profile.video_bitrate, PREPARED_AUDIO_BITS);
         self.runner.run(&checked, &paths, seconds, (profile.width, profile.height), rates, &[], &NoRefetch, self.cancel, |_| {}).await.map_err(|e| e.to_string())?;
-        let limits = ChildLimits::reader(ledger.free().min(PROBE_MEMORY), media::PROBE_TIMEOUT);
+        let limits = ChildLimits::reader(ledger.free().min(media::PROBE_MEMORY), media::PROBE_TIMEOUT);
         let frames = media::count_video_frames(self.ffprobe, &output, limits).await.map_err(|e| e.to_string())?;
         let prepared_key = prepared_key(profile, key);
         self.storage.store(&output, &prepared_key).await.map_err(|e| e.to_string())?;
@@ -302,8 +302,6 @@ impl Preparer<'_> {
 pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
 /// A prepared clip's audio is at most AAC's usual rate (the profile copies or encodes it).
 const PREPARED_AUDIO_BITS: u64 = 320_000;
-/// What a probe of the clip is held to.
-const PROBE_MEMORY: u64 = 64 * crate::budget::MIB;
 
 /// Releases every charge under `folder` when dropped: prepare's ledger outlives the
 /// folders of its clips.

@@ -807,7 +807,7 @@ async fn blueprint_profile(
             let folder = tempfile::Builder::new().prefix("blueprint-runner-prepare-").tempdir_in(work_root).map_err(|e| (exit::STORAGE, format!("work folder: {e}")))?;
             let file = folder.path().join("first-clip");
             let ledger = preparer.runner.ledger.as_ref();
-            let probe_memory = 64 * crate::budget::MIB;
+            let probe_memory = crate::media::PROBE_MEMORY;
             let gate = crate::budget::ledger::Reserving::new(ledger, probe_memory, ledger.ceiling(probe_memory, 0));
             let fetched = preparer.storage.fetch(key, &file, &gate).await;
             fetched.map_err(|e| (if matches!(e, StorageError::TooLarge { .. }) { exit::MEDIA } else { exit::STORAGE }, e.to_string()))?;
