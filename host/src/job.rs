@@ -496,6 +496,9 @@ impl Job<'_> {
                     }
                     break (probed, remuxed);
                 };
+                if let Some(reason) = probed.unshowable_pixels().filter(|_| index > 0) {
+                    return Err((Stage::Probe, Failure::Media { pointer: pointer.clone(), message: format!("{key}: {reason}") }));
+                }
                 let facts = probed.facts;
                 let role = if index == 0 { formats::Role::Song } else { formats::Role::Clip };
                 if let Some(reason) = formats::undecodable(&facts, role) {

@@ -54,12 +54,20 @@ pub struct Probed {
     /// stream's `start_time`: an MP4 edit list or a Matroska offset can put it late); 0
     /// when ffprobe gives none.
     pub video_start: f64,
+    /// The video's sample aspect ratio (ffprobe's `sample_aspect_ratio`, `4:3`: each
+    /// pixel shown 4/3 as wide as it is high); None for square or unknown (`0:1`, `N/A`).
+    pub sample_aspect: Option<(u64, u64)>,
 }
 
 impl Probed {
     /// Whether FFmpeg's input seek in this file lands on the frame ([`crate::formats::SEEKS_EXACTLY`]).
     pub fn seeks_exactly(&self) -> bool {
         crate::formats::SEEKS_EXACTLY.contains(&self.container.as_str())
+    }
+
+    /// Why its video's pixels cannot be shown (see [`crate::formats::unshowable_pixels`]), if they cannot.
+    pub fn unshowable_pixels(&self) -> Option<String> {
+        self.facts.video.as_ref().and(self.sample_aspect).and_then(crate::formats::unshowable_pixels)
     }
 }
 
@@ -335,7 +343,19 @@ pub async fn probe_container(ffprobe: &Path, file: &Path, key: &str, limits: Chi
         .and_then(|t| t.parse::<f64>().ok())
         .filter(|t| t.is_finite())
         .unwrap_or(0.0);
-    Ok(Probed { facts, container, video_start })
+    let sample_aspect = video_stream(&json)
+        .and_then(|s| s.get("sample_aspect_ratio"))
+        .and_then(Value::as_str)
+        .and_then(sample_aspect);
+    Ok(Probed { facts, container, video_start, sample_aspect })
+}
+
+/// ffprobe's `4:3` as `(4, 3)`; None for square pixels, `0:1` (unknown, which FFmpeg
+/// shows as square), `N/A` or anything unreadable.
+fn sample_aspect(text: &str) -> Option<(u64, u64)> {
+    let (num, den) = text.split_once(':')?;
+    let (num, den) = (num.parse::<u64>().ok()?, den.parse::<u64>().ok()?);
+    (num > 0 && den > 0 && num != den).then_some((num, den))
 }
 
 /// The stream [`facts_from_ffprobe`] takes the video facts from: the first video stream
@@ -464,6 +484,15 @@ size=N/A time=00:02:56.00 bitrate=N/A speed= 153x
         assert_eq!(keyframes(&[0.0, 2.0], &[0.0, 2.0]).false_keyframe(), None);
         assert_eq!(keyframes(&[0.0], &[0.0, 2.0]).false_keyframe(), None, "a keyframe left out only makes seeks slower");
         assert_eq!(keyframes(&[0.0, 1.0, 2.0, 3.0], &[0.0, 2.0]).false_keyframe(), Some(1.0));
+    }
+
+    #[test]
+    fn a_sample_aspect_ratio_is_read_and_square_or_unknown_is_none() {
+        assert_eq!(sample_aspect("4:3"), Some((4, 3)));
+        assert_eq!(sample_aspect("10:1"), Some((10, 1)));
+        for square in ["1:1", "0:1", "N/A", "", "4:0", "-4:3", "4/3"] {
+            assert_eq!(sample_aspect(square), None, "{square}");
+        }
     }
 
     #[test]
