@@ -70,7 +70,8 @@ impl Profile {
     /// letterboxing, pixel format), video only.
     pub fn invocation(&self, label: &str, media_seconds: f64) -> Invocation {
         let (w, h) = (self.width, self.height);
-        let graph = format!("[0:v]fps={fps},{},format=yuv420p[video]", crate::planner::fit(w, h), fps = self.rate.as_ffmpeg());
+        let fps = self.rate.as_ffmpeg();
+        let graph = format!("[0:v]fps={fps},{},format=yuv420p[video]", crate::planner::fit(w, h));
         let threads = if u64::from(w) * u64::from(h) > 1280 * 720 { "1" } else { "2" };
         let gop = GOP_FRAMES.to_string();
         let mut args = vec![Arg::lit("-i"), Arg::Input(0), Arg::lit("-filter_complex"), Arg::Literal(graph), Arg::lit("-map"), Arg::lit("[video]")];

@@ -484,7 +484,10 @@ mod tests {
     /// `max` hold it within 1 and a bound that is itself within the output's size.
     #[test]
     fn a_size_formula_is_clamped_within_the_outputs_size() {
-        let fitted = [(Some("w"), "max(1,min(1280,round(720*iw*sar/ih)))"), (Some("h"), "max(1,min(720,round(1280*ih/(iw*sar))))")];
+        let fitted = [
+            (Some("w"), "max(1,min(1280,round(720*iw*sar/ih)))"),
+            (Some("h"), "max(1,min(720,round(1280*ih/(iw*sar))))"),
+        ];
         assert_eq!(check_all("scale", &fitted), Ok(()));
         assert_eq!(check_all("pad", &[(Some("w"), "max(1,min(1280,iw))")]), Ok(()));
         // The bound is over the output's size, or not a plain number.
@@ -499,7 +502,8 @@ mod tests {
         // The formula passes the expression allow-list and cannot close the clamp early.
         assert_eq!(check_all("scale", &[(Some("w"), "max(1,min(1280,random(0)))")]), Err(Rule::BadExpression));
         assert_eq!(check_all("scale", &[(Some("w"), "max(1,min(1280,1)),iw*(10))")]), Err(Rule::BadExpression));
-        assert_eq!(check_all("scale", &[(Some("w"), "max(1,min(1280,1))+max(1,min(1280,iw))")]), Err(Rule::BadExpression));
+        let two = "max(1,min(1280,1))+max(1,min(1280,iw))";
+        assert_eq!(check_all("scale", &[(Some("w"), two)]), Err(Rule::BadExpression));
     }
 
     #[test]
