@@ -397,7 +397,8 @@ fn make_anamorphic_clip(path: &Path, size: (u32, u32), sar: &str) {
         w / 2
     );
     let made = Command::new(media::ffmpeg_binary())
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &video, "-f", "lavfi", "-i", "sine=frequency=700:duration=1.5"])
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &video])
+        .args(["-f", "lavfi", "-i", "sine=frequency=700:duration=1.5"])
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-crf", "10", "-c:a", "aac", "-shortest"])
         .arg(path)
         .output()
@@ -437,4 +438,42 @@ fn a_clip_with_an_absurd_sample_aspect_ratio_is_refused() {
     let moves = vec![cut(0, "media/own.mp4", 0.0, 1.0, 0.0), cut(1, "media/smear.mp4", 1.0, 1.0, 0.0)];
     let run = folder.run(&blueprint("smear-1", moves, (320, 180), "output/smear.mp4"), &[]);
     assert_refused(&run, "/moves/1/video_path", "its sample aspect ratio is 10:1");
+}
+
+/// `source` copied with its video 0.52 s late and its audio from 0, into `late` (MP4:
+/// an edit list; Matroska: the video's timestamps).
+fn make_late_clip(source: &Path, late: &Path) {
+    let copied = Command::new(media::ffmpeg_binary())
+        .args(["-v", "error", "-y", "-i"])
+        .arg(source)
+        .args(["-itsoffset", "0.52", "-i"])
+        .arg(source)
+        .args(["-map", "1:v", "-map", "0:a", "-c", "copy"])
+        .arg(late)
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    let start: f64 = media::probe(late).video()["start_time"].as_str().unwrap().parse().unwrap();
+    // Matroska counts in milliseconds from the audio's first packet, AAC's priming included.
+    assert!((start - 0.52).abs() < 0.03, "the video starts about 0.52 s in: {start}");
+}
+
+/// A move's `trim_start` counts from the clip's first video frame, whatever the file's
+/// time says: in a clip whose video starts 0.52 s into its file, trims 0, 0.6 and 1.0
+/// show source frames 0, 18 and 30 (an input seek counts from the file's start: frame 3
+/// and 15 for the later two before the staged copy was shifted), in MP4 and Matroska.
+#[test]
+fn a_clip_starting_late_in_its_file_is_trimmed_from_its_first_frame() {
+    let folder = Folder::new();
+    let made = folder.path("made.mp4");
+    media::make_counter_clip(&made, OWN, 108, (320, 180));
+    for (clip, container) in [("media/late.mp4", "MP4"), ("media/late.mkv", "Matroska")] {
+        make_late_clip(&made, &folder.path(clip));
+        let moves = vec![cut(0, clip, 0.0, 1.0, 0.0), cut(1, clip, 1.0, 1.0, 0.6), cut(2, clip, 2.0, 1.0, 1.0)];
+        let run = folder.run(&blueprint("late-2", moves, (320, 180), "output/late.mp4"), &["--prepared", "off"]);
+        assert_eq!(run.code, Some(0), "{}", run.describe());
+        for (at, source) in [(0, 0), (1, 1), (15, 15), (29, 29), (30, 18), (31, 19), (59, 47), (60, 30), (89, 59)] {
+            assert_shows(&run.output, at, OWN, source, &format!("{container}, trims 0, 0.6 and 1"));
+        }
+    }
 }
