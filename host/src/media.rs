@@ -118,28 +118,47 @@ pub async fn remux_for_exact_seeks(
     remuxed.push(".remux.mp4");
     let remuxed = std::path::PathBuf::from(remuxed);
     let limits = ChildLimits { memory: limits.memory.min(REMUX_MEMORY), ..limits };
-    let mut command = crate::ffmpeg::child_command(ffmpeg, limits);
-    command.args(["-nostdin", "-hide_banner", "-v", "error"]).args(crate::formats::input_whitelist());
-    if shift_micros > 0 {
-        command.arg("-itsoffset").arg(format!("-{}.{:06}", shift_micros / 1_000_000, shift_micros % 1_000_000));
+    // An audio stream MP4 cannot hold (FLAC or PCM from Matroska, with FFmpeg 5.1) is
+    // left out on a second try: the built-in planner never reads a clip's audio, and a
+    // plugin's plan is told the copy has none.
+    let mut result = Ok(());
+    for with_audio in [true, false] {
+        let mut command = crate::ffmpeg::child_command(ffmpeg, limits);
+        command.args(["-nostdin", "-hide_banner", "-v", "error"]).args(crate::formats::input_whitelist());
+        if shift_micros > 0 {
+            command.arg("-itsoffset").arg(format!("-{}.{:06}", shift_micros / 1_000_000, shift_micros % 1_000_000));
+        }
+        command.arg("-i").arg(file).args(["-map", "0:v:0"]);
+        if with_audio {
+            command.args(["-map", "0:a:0?"]);
+        }
+        let output = command
+            .args(["-c", "copy", "-f", "mp4", "-y"])
+            .arg(&remuxed)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        result = match tokio::time::timeout(PROBE_TIMEOUT, output).await {
+            Err(_) => {
+                let seconds = PROBE_TIMEOUT.as_secs();
+                Err(fail(format!("copying its packets into MP4 did not finish within {seconds} s")))
+            }
+            Ok(Err(e)) => Err(fail(format!("cannot run ffmpeg: {e}"))),
+            Ok(Ok(output)) if !output.status.success() => {
+                crate::work::remove_if_present(&remuxed);
+                let why = last_error(&output.stderr, output.status, file, key);
+                if with_audio {
+                    tracing::warn!(key = %key, "copying its packets into MP4 failed ({why}): copied without its audio");
+                    continue;
+                }
+                Err(fail(format!("copying its packets into MP4 (to seek in it by frame) failed ({why})")))
+            }
+            Ok(Ok(_)) => {
+                std::fs::rename(&remuxed, file).map_err(|e| fail(format!("cannot replace it with its MP4 copy: {e}")))
+            }
+        };
+        break;
     }
-    let output = command
-        .arg("-i")
-        .arg(file)
-        .args(["-map", "0:v:0", "-map", "0:a:0?", "-c", "copy", "-f", "mp4", "-y"])
-        .arg(&remuxed)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let result = match tokio::time::timeout(PROBE_TIMEOUT, output).await {
-        Err(_) => Err(fail(format!("copying its packets into MP4 did not finish within {} s", PROBE_TIMEOUT.as_secs()))),
-        Ok(Err(e)) => Err(fail(format!("cannot run ffmpeg: {e}"))),
-        Ok(Ok(output)) if !output.status.success() => Err(fail(format!(
-            "its container has no index to seek by, and copying its packets into MP4 failed ({})",
-            last_error(&output.stderr, output.status, file, key)
-        ))),
-        Ok(Ok(_)) => std::fs::rename(&remuxed, file).map_err(|e| fail(format!("cannot replace it with its MP4 copy: {e}"))),
-    };
     if result.is_err() {
         crate::work::remove_if_present(&remuxed);
     }
