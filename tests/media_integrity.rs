@@ -193,7 +193,7 @@ fn a_lying_keyframe_index_is_not_seeked_by() {
 
 const OWN: (u8, u8) = (160, 96);
 const FOREIGN: (u8, u8) = (96, 96);
-const PROFILE: &str = "h264-320x180-30fps-2000k-g15-r2";
+const PROFILE: &str = "h264-320x180-30fps-2000k-g15-r3";
 
 /// A counter clip `media/own.mp4` prepared for a 320x180 blueprint of two cuts of it: from
 /// frame 0 (on the prepared clip's 15-frame GOP grid) and from frame 18 (off it: the job
@@ -384,4 +384,102 @@ fn a_song_with_more_channels_than_can_be_mixed_down_is_refused() {
     blueprint["audio_path"] = json!("media/wide.wav");
     let run = folder.run(&blueprint, &[]);
     assert_refused(&run, "/audio_path", "its audio has 64 channels");
+}
+
+/// A clip of `size` coded pixels, each shown `sar` as wide as high (H.264's VUI and
+/// MP4's `pasp`): black with a white box over the middle half of its coded width, with
+/// a song-like audio track, 1.5 s at 30 fps.
+fn make_anamorphic_clip(path: &Path, size: (u32, u32), sar: &str) {
+    let (w, h) = size;
+    let video = format!(
+        "color=c=black:s={w}x{h}:r=30:d=1.5,drawbox=x={}:y=0:w={}:h={h}:color=white:t=fill,setsar={sar},format=yuv420p",
+        w / 4,
+        w / 2
+    );
+    let made = Command::new(media::ffmpeg_binary())
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &video])
+        .args(["-f", "lavfi", "-i", "sine=frequency=700:duration=1.5"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-crf", "10", "-c:a", "aac", "-shortest"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+}
+
+/// A 480x360 clip of 4:3 pixels shows as 640x360: in a 640x360 output it fills the frame,
+/// and its box (the middle half) spans columns 160 to 480, not 200 to 440 as when the
+/// clip was fitted by its coded size (pillarboxed to 480 wide, squeezed).
+#[test]
+fn an_anamorphic_clip_is_shown_at_its_display_aspect() {
+    let folder = Folder::new();
+    make_anamorphic_clip(&folder.path("media/wide.mp4"), (480, 360), "4/3");
+    assert_eq!(media::probe(&folder.path("media/wide.mp4")).video()["sample_aspect_ratio"], "4:3");
+    let moves = vec![cut(0, "media/wide.mp4", 0.0, 1.0, 0.0)];
+    let run = folder.run(&blueprint("anamorphic-1", moves, (640, 360), "output/wide.mp4"), &[]);
+    assert_eq!(run.code, Some(0), "{}", run.describe());
+    let video = media::probe(&run.output);
+    assert_eq!((video.video().int("width"), video.video().int("height")), (640, 360));
+    // Strips 12 columns wide, just inside and just outside each edge of the box.
+    for (x, white) in [(146, false), (164, true), (464, true), (482, false), (4, false), (624, false)] {
+        let strip = media::frame_region_at(&run.output, 0.5, &format!("crop=12:200:{x}:80"));
+        let what = if white { "the box" } else { "black" };
+        assert_eq!(strip.y > 128, white, "columns {x} to {} show {what}: {strip}", x + 12);
+    }
+}
+
+/// A clip whose pixels are 10 times as wide as high is no footage: refused at the probe
+/// with exit 4 and the pointer of the move that first uses it.
+#[test]
+fn a_clip_with_an_absurd_sample_aspect_ratio_is_refused() {
+    let folder = Folder::new();
+    media::make_counter_clip(&folder.path("media/own.mp4"), OWN, 60, (320, 180));
+    make_anamorphic_clip(&folder.path("media/smear.mp4"), (96, 180), "10");
+    assert_eq!(media::probe(&folder.path("media/smear.mp4")).video()["sample_aspect_ratio"], "10:1");
+    let moves = vec![cut(0, "media/own.mp4", 0.0, 1.0, 0.0), cut(1, "media/smear.mp4", 1.0, 1.0, 0.0)];
+    let run = folder.run(&blueprint("smear-1", moves, (320, 180), "output/smear.mp4"), &[]);
+    assert_refused(&run, "/moves/1/video_path", "its sample aspect ratio is 10:1");
+}
+
+/// `source` copied with its video 0.52 s late and its audio from 0, into `late` (MP4:
+/// an edit list; Matroska: the video's timestamps), the audio encoded with `audio`.
+fn make_late_clip(source: &Path, late: &Path, audio: &str) {
+    let copied = Command::new(media::ffmpeg_binary())
+        .args(["-v", "error", "-y", "-i"])
+        .arg(source)
+        .args(["-itsoffset", "0.52", "-i"])
+        .arg(source)
+        .args(["-map", "1:v", "-map", "0:a", "-c:v", "copy", "-c:a", audio])
+        .arg(late)
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    let start: f64 = media::probe(late).video()["start_time"].as_str().unwrap().parse().unwrap();
+    // Matroska counts in milliseconds from the audio's first packet, AAC's priming included.
+    assert!((start - 0.52).abs() < 0.03, "the video starts about 0.52 s in: {start}");
+}
+
+/// A move's `trim_start` counts from the clip's first video frame, whatever the file's
+/// time says: in a clip whose video starts 0.52 s into its file, trims 0, 0.6 and 1.0
+/// show source frames 0, 18 and 30 (an input seek counts from the file's start: frame 3
+/// and 15 for the later two before the staged copy was shifted), in MP4 and Matroska,
+/// also with an audio codec MP4 cannot hold (FLAC: the shifted copy leaves it out).
+#[test]
+fn a_clip_starting_late_in_its_file_is_trimmed_from_its_first_frame() {
+    let folder = Folder::new();
+    let made = folder.path("made.mp4");
+    media::make_counter_clip(&made, OWN, 108, (320, 180));
+    let late = [
+        ("media/late.mp4", "copy", "MP4"),
+        ("media/late.mkv", "copy", "Matroska"),
+        ("media/flac.mkv", "flac", "Matroska with FLAC"),
+    ];
+    for (clip, audio, container) in late {
+        make_late_clip(&made, &folder.path(clip), audio);
+        let moves = vec![cut(0, clip, 0.0, 1.0, 0.0), cut(1, clip, 1.0, 1.0, 0.6), cut(2, clip, 2.0, 1.0, 1.0)];
+        let run = folder.run(&blueprint("late-2", moves, (320, 180), "output/late.mp4"), &["--prepared", "off"]);
+        assert_eq!(run.code, Some(0), "{}", run.describe());
+        for (at, source) in [(0, 0), (1, 1), (15, 15), (29, 29), (30, 18), (31, 19), (59, 47), (60, 30), (89, 59)] {
+            assert_shows(&run.output, at, OWN, source, &format!("{container}, trims 0, 0.6 and 1"));
+        }
+    }
 }

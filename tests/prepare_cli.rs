@@ -13,7 +13,7 @@ use media::{ClipSpec, StreamFacts, CLIP_A, CLIP_B, CLIP_C};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
-const PROFILE: &str = "h264-1280x720-30fps-2000k-g15-r2";
+const PROFILE: &str = "h264-1280x720-30fps-2000k-g15-r3";
 const CLIPS: [&str; 3] = ["media/a.mp4", "media/b.mp4", "media/c.mp4"];
 
 fn cache_dir() -> PathBuf {
@@ -383,7 +383,7 @@ fn a_job_with_prepared_clips_makes_the_same_video() {
 /// has 599, every move on its frame, the copied GOPs and the bridges joined exactly.
 #[test]
 fn a_1080p_ntsc_profile_makes_the_same_video_too() {
-    let library = Library::with_output(1920, 1080, "30000/1001", "h264-1920x1080-30000_1001fps-2000k-g15-r2");
+    let library = Library::with_output(1920, 1080, "30000/1001", "h264-1920x1080-30000_1001fps-2000k-g15-r3");
     let (code, full) = render(&library, "output/full.mp4", &["--prepared", "off"]);
     assert_eq!(code, Some(0), "{full}");
     let (code, summary) = library.prepare(&[]);

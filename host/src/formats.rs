@@ -101,6 +101,25 @@ pub enum Role {
 /// step that a retry would only repeat.
 pub const MAX_AUDIO_CHANNELS: u32 = 8;
 
+/// The widest and narrowest pixels a clip may have (its sample aspect ratio): 4 and 1/4.
+/// A clip is fitted by its display size (its coded width times this ratio), so a wider
+/// ratio would spread its columns into smears (a 10:1 clip shows 96 coded columns across
+/// a 960-wide frame) or squeeze its rows to a strip: a broken or hostile file, not footage.
+/// Real footage stays far inside (DV 8:9 to 32:27, HDV 4:3, 2x anamorphic lenses 2:1).
+pub const MAX_SAMPLE_ASPECT: u64 = 4;
+
+/// Why a clip whose pixels are `num`:`den` as wide as high cannot be shown, if it cannot.
+pub fn unshowable_pixels((num, den): (u64, u64)) -> Option<String> {
+    let (num, den) = (u128::from(num), u128::from(den));
+    let most = u128::from(MAX_SAMPLE_ASPECT);
+    (num > den * most || den > num * most).then(|| {
+        format!(
+            "its sample aspect ratio is {num}:{den} (each pixel shown {num}/{den} as wide as high); \
+             this job shows clips from 1:{MAX_SAMPLE_ASPECT} to {MAX_SAMPLE_ASPECT}:1"
+        )
+    })
+}
+
 /// Why the job cannot decode what it needs from `facts`, if it cannot.
 pub fn undecodable(facts: &MediaFacts, role: Role) -> Option<String> {
     if let Some(audio) = facts.audio.as_ref().filter(|audio| audio.channels > MAX_AUDIO_CHANNELS) {
@@ -200,6 +219,19 @@ mod tests {
             build_list("BSFS"),
             set(policy.bitstream_filters.iter().copied().chain(inserted))
         );
+    }
+
+    #[test]
+    fn pixels_wider_or_narrower_than_four_to_one_are_refused() {
+        for shown in [(4, 3), (8, 9), (4, 1), (1, 4), (2, 1), (400, 100)] {
+            assert_eq!(unshowable_pixels(shown), None, "{shown:?}");
+        }
+        for refused in [(10, 1), (1, 10), (401, 100), (100, 401), (u64::MAX, 1)] {
+            assert!(unshowable_pixels(refused).is_some(), "{refused:?}");
+        }
+        let refused = unshowable_pixels((10, 1)).unwrap_or_default();
+        assert!(refused.starts_with("its sample aspect ratio is 10:1 (each pixel shown 10/1 as wide"), "{refused}");
+        assert!(refused.ends_with("this job shows clips from 1:4 to 4:1"), "{refused}");
     }
 
     #[test]

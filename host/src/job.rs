@@ -154,7 +154,9 @@ pub struct Prepared {
     keys: Vec<(String, String)>,
     /// Per input: copied into MP4 when staged, to seek in it by frame (and again when
     /// fetched again for a later step).
-    remux_inputs: Vec<bool>,
+    /// Per input, when it was copied into MP4 at staging: by how many microseconds it was
+    /// shifted back (a late video's delay, else 0). A refetched copy is copied the same way.
+    remux_inputs: Vec<Option<u64>>,
     /// Per input: its size as staged, the room fetching it again takes.
     input_bytes: Vec<u64>,
     work: crate::work::WorkFolder,
@@ -393,16 +395,34 @@ impl Job<'_> {
 
     /// Copies a staged clip into MP4 in place (its copy sits beside it until it replaces
     /// it, both charged) and probes it again.
-    async fn remux_staged(&self, room: &ChildRoom<'_>, file: &Path, key: &str) -> Result<media::Probed, (Stage, Failure)> {
+    /// `shift_micros`: a late video's delay, so that it starts with the file (see
+    /// [`media::LATE_VIDEO_MICROS`]); checked on the copy.
+    async fn remux_staged(
+        &self,
+        room: &ChildRoom<'_>,
+        file: &Path,
+        key: &str,
+        shift_micros: u64,
+    ) -> Result<media::Probed, (Stage, Failure)> {
         let size = room.ledger.charged(file).unwrap_or(0);
         let writes = size + size / 8 + crate::budget::MIB;
         {
             let (memory, _permit) = room.take(media::REMUX_MEMORY + writes).await?;
             let limits = ChildLimits::of_share(memory.bytes(), writes, media::PROBE_TIMEOUT);
-            media::remux_for_exact_seeks(&self.config.runner.ffmpeg, file, key, limits).await.map_err(|e| probe_failure(room.pointer, e))?;
+            media::remux_for_exact_seeks(&self.config.runner.ffmpeg, file, key, shift_micros, limits)
+                .await
+                .map_err(|e| probe_failure(room.pointer, e))?;
             room.ledger.charge_as_found(file);
         }
-        self.probe_staged(room, file, key).await
+        let probed = self.probe_staged(room, file, key).await?;
+        if probed.late_video_micros() > 0 {
+            let message = format!(
+                "{key}: its video starts {:.6} s after its file does, even once copied to start with it",
+                probed.video_delay_micros as f64 / 1e6
+            );
+            return Err((Stage::Probe, Failure::Media { pointer: room.pointer.to_owned(), message }));
+        }
+        Ok(probed)
     }
 
     /// Fetches, probes, plans and checks the plan. On failure returns the stage it
@@ -484,9 +504,11 @@ impl Job<'_> {
                     let mut probed = self.probe_staged(&room, &destination, key).await?;
                     // Input 0 is the song (read from its start); the others are clips, which
                     // steps read from a point inside them.
-                    let mut remuxed = index > 0 && !probed.seeks_exactly();
+                    // A clip's trims count from its first video frame: a late video is shifted to the file's start.
+                    let shift = if index > 0 { probed.late_video_micros() } else { 0 };
+                    let mut remuxed = index > 0 && (!probed.seeks_exactly() || shift > 0);
                     if remuxed {
-                        probed = self.remux_staged(&room, &destination, key).await?;
+                        probed = self.remux_staged(&room, &destination, key, shift).await?;
                         tracing::info!(key = %key, container = %probed.container, "copied into MP4 to seek in it by frame");
                     }
                     // A clip's seek points are its bitstream's keyframes, not its container's
@@ -514,7 +536,7 @@ impl Job<'_> {
                             return Err((Stage::Probe, Failure::Media { pointer: pointer.clone(), message }));
                         }
                         tracing::warn!(key = %key, at, "its keyframe index lists a non-keyframe: copied into MP4");
-                        probed = self.remux_staged(&room, &destination, key).await?;
+                        probed = self.remux_staged(&room, &destination, key, 0).await?;
                         remuxed = true;
                     }
                     if let Some((clip, profile)) = &expected {
@@ -530,8 +552,12 @@ impl Job<'_> {
                             continue 'stage;
                         }
                     }
-                    break (probed, remuxed);
+                    break (probed, remuxed.then_some(shift));
                 };
+                if let Some(reason) = probed.unshowable_pixels().filter(|_| index > 0) {
+                    let message = format!("{key}: {reason}");
+                    return Err((Stage::Probe, Failure::Media { pointer: pointer.clone(), message }));
+                }
                 let facts = probed.facts;
                 let role = if index == 0 { formats::Role::Song } else { formats::Role::Clip };
                 if let Some(reason) = formats::undecodable(&facts, role) {
@@ -552,7 +578,7 @@ impl Job<'_> {
         let mut staged = futures::stream::iter(staging).buffer_unordered(self.config.download_concurrency.max(1));
         let mut inputs = vec![PathBuf::new(); keys.len()];
         let mut facts: Vec<Option<MediaFacts>> = vec![None; keys.len()];
-        let mut remux_inputs = vec![false; keys.len()];
+        let mut remux_inputs = vec![None; keys.len()];
         let mut input_bytes = vec![0u64; keys.len()];
         let mut song_loudness = None;
         let mut fell_back_to_originals = Vec::new();
@@ -788,7 +814,7 @@ fn nonconformity(
 struct Refetch<'a> {
     storage: &'a dyn Storage,
     keys: &'a [(String, String)],
-    remux_inputs: &'a [bool],
+    remux_inputs: &'a [Option<u64>],
     /// Per input: its size when it was first staged.
     input_bytes: &'a [u64],
     config: &'a JobConfig,
@@ -798,7 +824,7 @@ impl Staging for Refetch<'_> {
     fn room_for(&self, input: u32) -> u64 {
         let bytes = self.input_bytes.get(input as usize).copied().unwrap_or(0);
         // A clip copied into MP4 again needs room for itself, its copy and the copying FFmpeg.
-        if self.remux_inputs.get(input as usize).copied().unwrap_or(false) {
+        if self.remux_inputs.get(input as usize).copied().flatten().is_some() {
             2 * bytes + bytes / 8 + media::REMUX_MEMORY + crate::budget::MIB
         } else {
             bytes
@@ -813,15 +839,16 @@ impl Staging for Refetch<'_> {
                 message: "no such input".into(),
             })?;
             let started = Instant::now();
-            let remux = self.remux_inputs.get(input as usize).copied().unwrap_or(false);
+            let remux = self.remux_inputs.get(input as usize).copied().flatten();
             // Inside the room the reading step holds (`room_for`): a clip to copy into MP4
             // needs room for itself, its copy and the copying FFmpeg.
-            let most = if remux { room.saturating_sub(media::REMUX_MEMORY) / 2 } else { room };
+            let most = if remux.is_some() { room.saturating_sub(media::REMUX_MEMORY) / 2 } else { room };
             let bytes = self.storage.fetch(key, path, &crate::budget::ledger::AtMost(most)).await?;
-            if remux {
+            if let Some(shift) = remux {
                 let writes = room.saturating_sub(media::REMUX_MEMORY + bytes);
                 let limits = ChildLimits::of_share(room.saturating_sub(bytes), writes, media::PROBE_TIMEOUT);
-                if let Err(e) = media::remux_for_exact_seeks(&self.config.runner.ffmpeg, path, key, limits).await {
+                let ffmpeg = &self.config.runner.ffmpeg;
+                if let Err(e) = media::remux_for_exact_seeks(ffmpeg, path, key, shift, limits).await {
                     crate::work::remove_if_present(path);
                     return Err(StorageError::Io { key: key.clone(), store: self.storage.describe(), message: e.message });
                 }

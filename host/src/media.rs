@@ -57,12 +57,40 @@ pub struct Probed {
     /// stream's `start_time`: an MP4 edit list or a Matroska offset can put it late); 0
     /// when ffprobe gives none.
     pub video_start: f64,
+    /// The video's sample aspect ratio (ffprobe's `sample_aspect_ratio`, `4:3`: each
+    /// pixel shown 4/3 as wide as it is high); None for square or unknown (`0:1`, `N/A`).
+    pub sample_aspect: Option<(u64, u64)>,
+    /// How long after the file's start (its earliest stream's) the video's first frame
+    /// is, in whole microseconds rounded down (from the stream's `start_pts` and time
+    /// base, exact); 0 without video. See [`LATE_VIDEO_MICROS`].
+    pub video_delay_micros: u64,
 }
+
+/// A clip whose video starts more than this after its file does (audio from 0, video
+/// from 0.52 s: an MP4 edit list, a Matroska offset) is copied at staging so that its
+/// video starts with the file ([`remux_for_exact_seeks`] with a shift). A move's
+/// `trim_start` counts from the clip's first video frame, but FFmpeg's `-ss` counts from
+/// the file's start: without the copy, a move with `trim_start` 0.6 would show frame 2,
+/// not 18 (the first move, read from 0, shows frame 0 either way). A smaller delay moves
+/// no trim on the clip's frame grid, and any other only when it lies within the delay
+/// after a frame's time.
+pub const LATE_VIDEO_MICROS: u64 = 1_000;
 
 impl Probed {
     /// Whether FFmpeg's input seek in this file lands on the frame ([`crate::formats::SEEKS_EXACTLY`]).
     pub fn seeks_exactly(&self) -> bool {
         crate::formats::SEEKS_EXACTLY.contains(&self.container.as_str())
+    }
+
+    /// Why its video's pixels cannot be shown (see [`crate::formats::unshowable_pixels`]), if they cannot.
+    pub fn unshowable_pixels(&self) -> Option<String> {
+        self.facts.video.as_ref().and(self.sample_aspect).and_then(crate::formats::unshowable_pixels)
+    }
+
+    /// How far to shift the file back so that its video starts with it: the video's delay
+    /// when it is late ([`LATE_VIDEO_MICROS`]), else 0.
+    pub fn late_video_micros(&self) -> u64 {
+        if self.video_delay_micros > LATE_VIDEO_MICROS { self.video_delay_micros } else { 0 }
     }
 }
 
@@ -73,31 +101,67 @@ pub const REMUX_MEMORY: u64 = 64 << 20;
 /// Rewrites `file` in place as an MP4 of the same packets (its first video and first
 /// audio stream, nothing decoded or encoded), so that seeks in it land on the frame:
 /// MP4's index lists every keyframe. See [`crate::formats::SEEKS_EXACTLY`].
-pub async fn remux_for_exact_seeks(ffmpeg: &Path, file: &Path, key: &str, limits: ChildLimits) -> Result<(), MediaError> {
+///
+/// With `shift_micros` (a late video's delay, [`Probed::late_video_micros`]) every
+/// packet's time moves back by it, so the video starts with the file; the audio before
+/// the video's first frame falls before 0, where MP4's edit list hides it (the audio
+/// keeps its place against the video, to the sample). The delay is rounded down and
+/// FFmpeg rounds the shift to the nearest tick of each stream, so the video is never
+/// moved before 0 (an input seek would then drop the frame it starts on): it starts at
+/// 0 or within a microsecond after it.
+pub async fn remux_for_exact_seeks(
+    ffmpeg: &Path,
+    file: &Path,
+    key: &str,
+    shift_micros: u64,
+    limits: ChildLimits,
+) -> Result<(), MediaError> {
     let fail = |message: String| MediaError { message: format!("{key}: {message}") };
     let mut remuxed = file.as_os_str().to_owned();
     remuxed.push(".remux.mp4");
     let remuxed = std::path::PathBuf::from(remuxed);
     let limits = ChildLimits { memory: limits.memory.min(REMUX_MEMORY), ..limits };
-    let output = crate::ffmpeg::child_command(ffmpeg, limits)
-        .args(["-nostdin", "-hide_banner", "-v", "error"])
-        .args(crate::formats::input_whitelist())
-        .arg("-i")
-        .arg(file)
-        .args(["-map", "0:v:0", "-map", "0:a:0?", "-c", "copy", "-f", "mp4", "-y"])
-        .arg(&remuxed)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let result = match tokio::time::timeout(PROBE_TIMEOUT, output).await {
-        Err(_) => Err(fail(format!("copying its packets into MP4 did not finish within {} s", PROBE_TIMEOUT.as_secs()))),
-        Ok(Err(e)) => Err(fail(format!("cannot run ffmpeg: {e}"))),
-        Ok(Ok(output)) if !output.status.success() => Err(fail(format!(
-            "its container has no index to seek by, and copying its packets into MP4 failed ({})",
-            last_error(&output.stderr, output.status, file, key)
-        ))),
-        Ok(Ok(_)) => std::fs::rename(&remuxed, file).map_err(|e| fail(format!("cannot replace it with its MP4 copy: {e}"))),
-    };
+    // An audio stream MP4 cannot hold (FLAC or PCM from Matroska, with FFmpeg 5.1) is
+    // left out on a second try: the built-in planner never reads a clip's audio, and a
+    // plugin's plan is told the copy has none.
+    let mut result = Ok(());
+    for with_audio in [true, false] {
+        let mut command = crate::ffmpeg::child_command(ffmpeg, limits);
+        command.args(["-nostdin", "-hide_banner", "-v", "error"]).args(crate::formats::input_whitelist());
+        if shift_micros > 0 {
+            command.arg("-itsoffset").arg(format!("-{}.{:06}", shift_micros / 1_000_000, shift_micros % 1_000_000));
+        }
+        command.arg("-i").arg(file).args(["-map", "0:v:0"]);
+        if with_audio {
+            command.args(["-map", "0:a:0?"]);
+        }
+        let output = command
+            .args(["-c", "copy", "-f", "mp4", "-y"])
+            .arg(&remuxed)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        result = match tokio::time::timeout(PROBE_TIMEOUT, output).await {
+            Err(_) => {
+                let seconds = PROBE_TIMEOUT.as_secs();
+                Err(fail(format!("copying its packets into MP4 did not finish within {seconds} s")))
+            }
+            Ok(Err(e)) => Err(fail(format!("cannot run ffmpeg: {e}"))),
+            Ok(Ok(output)) if !output.status.success() => {
+                crate::work::remove_if_present(&remuxed);
+                let why = last_error(&output.stderr, output.status, file, key);
+                if with_audio {
+                    tracing::warn!(key = %key, "copying its packets into MP4 failed ({why}): copied without its audio");
+                    continue;
+                }
+                Err(fail(format!("copying its packets into MP4 (to seek in it by frame) failed ({why})")))
+            }
+            Ok(Ok(_)) => {
+                std::fs::rename(&remuxed, file).map_err(|e| fail(format!("cannot replace it with its MP4 copy: {e}")))
+            }
+        };
+        break;
+    }
     if result.is_err() {
         crate::work::remove_if_present(&remuxed);
     }
@@ -338,7 +402,38 @@ pub async fn probe_container(ffprobe: &Path, file: &Path, key: &str, limits: Chi
         .and_then(|t| t.parse::<f64>().ok())
         .filter(|t| t.is_finite())
         .unwrap_or(0.0);
-    Ok(Probed { facts, container, video_start })
+    let video_delay_micros = video_stream(&json).and_then(|video| delay_micros(video, json.get("format"))).unwrap_or(0);
+    let sample_aspect = video_stream(&json)
+        .and_then(|s| s.get("sample_aspect_ratio"))
+        .and_then(Value::as_str)
+        .and_then(sample_aspect);
+    Ok(Probed { facts, container, video_start, sample_aspect, video_delay_micros })
+}
+
+/// How long after the file's start (`format`'s `start_time`, which FFmpeg keeps in whole
+/// microseconds) `video` starts, in microseconds rounded down, exactly: from its
+/// `start_pts` in its `time_base`, not its `start_time` (rounded to the nearest
+/// microsecond). None when ffprobe gives neither.
+fn delay_micros(video: &Value, format: Option<&Value>) -> Option<u64> {
+    let start_pts = video.get("start_pts").and_then(Value::as_i64)?;
+    let (num, den) = video.get("time_base").and_then(Value::as_str)?.split_once('/')?;
+    let (num, den) = (num.parse::<i128>().ok()?, den.parse::<i128>().ok()?);
+    let file_start = format.and_then(|f| f.get("start_time")).and_then(Value::as_str).unwrap_or("0");
+    let file_start = file_start.parse::<f64>().ok().filter(|t| t.is_finite() && t.abs() < 1e9)?;
+    if num <= 0 || den <= 0 {
+        return None;
+    }
+    let video_start = i128::from(start_pts) * num * 1_000_000;
+    let delay = (video_start - (file_start * 1e6).round() as i128 * den).div_euclid(den);
+    u64::try_from(delay).ok()
+}
+
+/// ffprobe's `4:3` as `(4, 3)`; None for square pixels, `0:1` (unknown, which FFmpeg
+/// shows as square), `N/A` or anything unreadable.
+fn sample_aspect(text: &str) -> Option<(u64, u64)> {
+    let (num, den) = text.split_once(':')?;
+    let (num, den) = (num.parse::<u64>().ok()?, den.parse::<u64>().ok()?);
+    (num > 0 && den > 0 && num != den).then_some((num, den))
 }
 
 /// The stream [`facts_from_ffprobe`] takes the video facts from: the first video stream
@@ -467,6 +562,31 @@ size=N/A time=00:02:56.00 bitrate=N/A speed= 153x
         assert_eq!(keyframes(&[0.0, 2.0], &[0.0, 2.0]).false_keyframe(), None);
         assert_eq!(keyframes(&[0.0], &[0.0, 2.0]).false_keyframe(), None, "a keyframe left out only makes seeks slower");
         assert_eq!(keyframes(&[0.0, 1.0, 2.0, 3.0], &[0.0, 2.0]).false_keyframe(), Some(1.0));
+    }
+
+    #[test]
+    fn a_sample_aspect_ratio_is_read_and_square_or_unknown_is_none() {
+        assert_eq!(sample_aspect("4:3"), Some((4, 3)));
+        assert_eq!(sample_aspect("10:1"), Some((10, 1)));
+        for square in ["1:1", "0:1", "N/A", "", "4:0", "-4:3", "4/3"] {
+            assert_eq!(sample_aspect(square), None, "{square}");
+        }
+    }
+
+    #[test]
+    fn a_videos_delay_is_exact_and_rounded_down() {
+        let video = |start_pts: i64, base: &str| serde_json::json!({"start_pts": start_pts, "time_base": base});
+        let format = |start: &str| serde_json::json!({"start_time": start});
+        // 7972/15360 s is 519010.416... microseconds (ffprobe's start_time says 0.519010).
+        assert_eq!(delay_micros(&video(7972, "1/15360"), Some(&format("0.000000"))), Some(519_010));
+        // MPEG-TS: both from 1.4 s, the video 0.1 s after the audio.
+        assert_eq!(delay_micros(&video(135_000, "1/90000"), Some(&format("1.400000"))), Some(100_000));
+        assert_eq!(delay_micros(&video(126_000, "1/90000"), Some(&format("1.400000"))), Some(0));
+        assert_eq!(delay_micros(&video(1, "1/3"), None), Some(333_333));
+        // Before the file's start (not possible, but read safely) is no delay.
+        assert_eq!(delay_micros(&video(0, "1/90000"), Some(&format("0.500000"))), None);
+        assert_eq!(delay_micros(&serde_json::json!({"start_pts": 5}), None), None);
+        assert_eq!(delay_micros(&video(5, "1/0"), None), None);
     }
 
     #[test]

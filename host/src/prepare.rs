@@ -247,6 +247,9 @@ impl Preparer<'_> {
         gate.into_file(&input);
         let limits = ChildLimits::reader(ledger.free().min(media::PROBE_MEMORY), media::PROBE_TIMEOUT);
         let probed = media::probe_container(self.ffprobe, &input, key, limits).await.map_err(|e| e.to_string())?;
+        if let Some(reason) = probed.unshowable_pixels() {
+            return Err(format!("{key}: {reason}"));
+        }
         let facts = probed.facts;
         let Some(video) = &facts.video else {
             return Err(format!("{key} has no video stream"));

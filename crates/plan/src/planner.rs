@@ -348,10 +348,21 @@ struct Look {
 }
 
 fn normaliser(rate: FrameRate, width: u32, height: u32) -> String {
+    format!("fps={fps},{},format=yuv420p,settb={tb}", fit(width, height), fps = rate.as_ffmpeg(), tb = rate.time_base())
+}
+
+/// Scales a clip to fit `width`x`height` by its display size (its coded size stretched
+/// by its sample aspect ratio: a 960x720 clip of 4:3 pixels shows as 1280x720) and pads
+/// it, centred, to exactly that size of square pixels. `sar` is the frame's own (1 when
+/// unknown), so the plan needs no fact the contract lacks. For square pixels this is
+/// `force_original_aspect_ratio=decrease` exactly: that takes `round(height*iw/ih)` in
+/// integers (`av_rescale`), and `height*iw*1/ih` is one correctly rounded division of
+/// whole numbers, so the two round alike; the frames are the same, bit for bit. The
+/// clamp `max(1,min(N,...))` is the policy's bound on a size that reads the input's.
+pub(crate) fn fit(width: u32, height: u32) -> String {
     format!(
-        "fps={fps},scale={width}:{height}:force_original_aspect_ratio=decrease,pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p,settb={tb}",
-        fps = rate.as_ffmpeg(),
-        tb = rate.time_base()
+        "scale=w='max(1,min({width},round({height}*iw*sar/ih)))':h='max(1,min({height},round({width}*ih/(iw*sar))))',\
+         pad={width}:{height}:(ow-iw)/2:(oh-ih)/2,setsar=1"
     )
 }
 

@@ -15,7 +15,9 @@ use crate::{Arg, FrameRate, Invocation, MediaFacts};
 /// Bumped whenever the recipe below changes, so older prepared clips are not mixed in.
 /// 2: clips at another frame rate than the profile's are no longer prepared (version 1
 /// prepared them, and their copied GOPs could show a neighbouring source frame).
-pub const RECIPE_VERSION: u32 = 2;
+/// 3: clips are fitted by their display size (version 2 squeezed anamorphic clips: a
+/// 960x720 clip of 4:3 pixels filled 960 columns, not 1280).
+pub const RECIPE_VERSION: u32 = 3;
 /// Frames per GOP: half a second at 30 fps.
 pub const GOP_FRAMES: u32 = 15;
 const PRESET: &str = "veryfast";
@@ -42,7 +44,7 @@ impl Profile {
         Some(Profile { width, height, rate: FrameRate::from_fps(validated.output.frame_rate), video_bitrate: validated.output.video_bitrate })
     }
 
-    /// A readable name, also a folder name: `h264-1280x720-30fps-2000k-g15-r2`.
+    /// A readable name, also a folder name: `h264-1280x720-30fps-2000k-g15-r3`.
     pub fn id(&self) -> String {
         let rate = if self.rate.den == 1 { self.rate.num.to_string() } else { format!("{}_{}", self.rate.num, self.rate.den) };
         format!("h264-{}x{}-{rate}fps-{}k-g{GOP_FRAMES}-r{RECIPE_VERSION}", self.width, self.height, self.video_bitrate / 1000)
@@ -68,10 +70,8 @@ impl Profile {
     /// letterboxing, pixel format), video only.
     pub fn invocation(&self, label: &str, media_seconds: f64) -> Invocation {
         let (w, h) = (self.width, self.height);
-        let graph = format!(
-            "[0:v]fps={fps},scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p[video]",
-            fps = self.rate.as_ffmpeg()
-        );
+        let fps = self.rate.as_ffmpeg();
+        let graph = format!("[0:v]fps={fps},{},format=yuv420p[video]", crate::planner::fit(w, h));
         let threads = if u64::from(w) * u64::from(h) > 1280 * 720 { "1" } else { "2" };
         let gop = GOP_FRAMES.to_string();
         let mut args = vec![Arg::lit("-i"), Arg::Input(0), Arg::lit("-filter_complex"), Arg::Literal(graph), Arg::lit("-map"), Arg::lit("[video]")];
@@ -103,9 +103,9 @@ mod tests {
     #[test]
     fn the_id_names_every_setting_that_matters() {
         let profile = Profile { width: 1280, height: 720, rate: FrameRate { num: 30, den: 1 }, video_bitrate: 2_000_000 };
-        assert_eq!(profile.id(), "h264-1280x720-30fps-2000k-g15-r2");
+        assert_eq!(profile.id(), "h264-1280x720-30fps-2000k-g15-r3");
         let ntsc = Profile { rate: FrameRate { num: 30_000, den: 1001 }, ..profile.clone() };
-        assert_eq!(ntsc.id(), "h264-1280x720-30000_1001fps-2000k-g15-r2");
+        assert_eq!(ntsc.id(), "h264-1280x720-30000_1001fps-2000k-g15-r3");
         assert_ne!(Profile { video_bitrate: 2_500_000, ..profile.clone() }.id(), profile.id());
     }
 

@@ -323,6 +323,12 @@ fn check_value(filter: &str, option: &str, kind: Value, value: &str, limits: &Po
     if let Value::Expression = kind {
         return expression::check(filter, option, value);
     }
+    if let (Value::Width | Value::Height, Some((bound, formula))) = (kind, clamped_size(value)) {
+        let most = if let Value::Width = kind { limits.max_frame_width } else { limits.max_frame_height };
+        if parse_integer(bound).is_some_and(|n| (1..=u64::from(most)).contains(&n)) {
+            return expression::check(filter, option, formula);
+        }
+    }
     let frames_bound = limits.max_frames();
     let samples_bound = limits.max_samples();
     let within = match kind {
@@ -350,6 +356,17 @@ fn check_value(filter: &str, option: &str, kind: Value, value: &str, limits: &Po
     }
 }
 
+/// A size given as `max(1,min(N,FORMULA))`: `(N, FORMULA)`. FFmpeg's `min` and `max`
+/// (`FFMIN`, `FFMAX`) keep the result within `1..=N` whatever the formula gives (0,
+/// negative, infinite or NaN: `min(N,NaN)` is N), so with N within the output's size the
+/// size is as bounded as a plain number, while the formula may read the input's (the
+/// planner fits a clip by its display size: `720*iw*sar/ih`). The formula passes the
+/// expression allow-list, which also keeps its parentheses balanced: it cannot close
+/// the `min(` around it.
+fn clamped_size(value: &str) -> Option<(&str, &str)> {
+    value.strip_prefix("max(1,min(")?.strip_suffix("))")?.split_once(',')
+}
+
 const MIN_SAMPLE_RATE: u64 = 8_000;
 const MAX_RATIO: f64 = 100.0;
 
@@ -375,8 +392,14 @@ fn describe(kind: Value, limits: &PolicyLimits) -> String {
         Value::Frames => format!("a whole number of frames, at most {}", limits.max_frames()),
         Value::Samples => format!("a whole number of samples, at most {}", limits.max_samples()),
         Value::SamplesPerFrame => format!("a whole number of samples from 1 to {}", limits.max_sample_rate),
-        Value::Width => format!("a whole number of pixels from 1 to the output's width, {}", limits.max_frame_width),
-        Value::Height => format!("a whole number of pixels from 1 to the output's height, {}", limits.max_frame_height),
+        Value::Width => format!(
+            "a whole number of pixels from 1 to the output's width, {}, or max(1,min(N,EXPRESSION)) with N one",
+            limits.max_frame_width
+        ),
+        Value::Height => format!(
+            "a whole number of pixels from 1 to the output's height, {}, or max(1,min(N,EXPRESSION)) with N one",
+            limits.max_frame_height
+        ),
         Value::FrameRate => format!("a frame rate like 30 or 30000/1001, above 0 and at most {}", limits.max_frame_rate),
         Value::SampleRate => format!("a sample rate from {MIN_SAMPLE_RATE} to {}", limits.max_sample_rate),
         Value::Count { min, max } => format!("a whole number from {min} to {max}"),
@@ -455,6 +478,32 @@ mod tests {
         assert_eq!(check_all("scale", &[(None, "-2"), (None, "720")]), Err(Rule::FilterValueOutOfBounds));
         assert_eq!(check_all("scale", &[(None, "0"), (None, "720")]), Err(Rule::FilterValueOutOfBounds));
         assert_eq!(check_all("scale", &[(None, "iw*10"), (None, "720")]), Err(Rule::FilterValueOutOfBounds));
+    }
+
+    /// A size may read the input's (a clip fitted by its display size) when `min` and
+    /// `max` hold it within 1 and a bound that is itself within the output's size.
+    #[test]
+    fn a_size_formula_is_clamped_within_the_outputs_size() {
+        let fitted = [
+            (Some("w"), "max(1,min(1280,round(720*iw*sar/ih)))"),
+            (Some("h"), "max(1,min(720,round(1280*ih/(iw*sar))))"),
+        ];
+        assert_eq!(check_all("scale", &fitted), Ok(()));
+        assert_eq!(check_all("pad", &[(Some("w"), "max(1,min(1280,iw))")]), Ok(()));
+        // The bound is over the output's size, or not a plain number.
+        assert_eq!(check_all("scale", &[(Some("w"), "max(1,min(1281,iw))")]), Err(Rule::FilterValueOutOfBounds));
+        assert_eq!(check_all("scale", &[(Some("h"), "max(1,min(721,ih))")]), Err(Rule::FilterValueOutOfBounds));
+        assert_eq!(check_all("scale", &[(Some("w"), "max(1,min(iw,1280))")]), Err(Rule::FilterValueOutOfBounds));
+        assert_eq!(check_all("scale", &[(Some("w"), "max(1,min(0,iw))")]), Err(Rule::FilterValueOutOfBounds));
+        // Anything but the exact clamp is a plain size, and a formula is none.
+        assert_eq!(check_all("scale", &[(Some("w"), "min(1280,iw)")]), Err(Rule::FilterValueOutOfBounds));
+        assert_eq!(check_all("scale", &[(Some("w"), "max(2,min(1280,iw))")]), Err(Rule::FilterValueOutOfBounds));
+        assert_eq!(check_all("scale", &[(Some("w"), "max(1,min(1280,iw))*10")]), Err(Rule::FilterValueOutOfBounds));
+        // The formula passes the expression allow-list and cannot close the clamp early.
+        assert_eq!(check_all("scale", &[(Some("w"), "max(1,min(1280,random(0)))")]), Err(Rule::BadExpression));
+        assert_eq!(check_all("scale", &[(Some("w"), "max(1,min(1280,1)),iw*(10))")]), Err(Rule::BadExpression));
+        let two = "max(1,min(1280,1))+max(1,min(1280,iw))";
+        assert_eq!(check_all("scale", &[(Some("w"), two)]), Err(Rule::BadExpression));
     }
 
     #[test]
