@@ -245,6 +245,30 @@ fn two_copies_side_by_side_each_hold_to_their_own_share() {
     }
 }
 
+/// A plugin's plan in which one temp (part b) has two readers: a slow step that opens it
+/// only after the other part of its concat list, and a later-indexed quick copy that
+/// finishes first. The part stays until both have finished: choosing its last reader by
+/// plan index unlinked it under the slow step ("part b: No such file or directory").
+/// Repeated: it is a race the scheduler decides.
+#[test]
+fn a_temp_read_by_two_steps_stays_until_the_slower_has_finished() {
+    let folders = Folders::new();
+    media::make_clip(&folders.key("media/clip.mp4"), &media::ClipSpec { rate: "25", ..CLIP_SMALL.with_seconds(3.0) });
+    media::make_song_wav(&folders.key("media/song.wav"), 3.0);
+    let blueprint = folders.data.path().join("hostile.json");
+    std::fs::write(&blueprint, "plan:shared-part").unwrap();
+    for run in 0..3 {
+        let Some(group) = group_of(512) else { return };
+        let outcome = run_limited(&group, &folders, &blueprint, &["--guest", HOSTILE]);
+        println!("shared part, run {run}: exit {:?}, cgroup peak {} MiB: {}", outcome.code, outcome.usage.peak_mib, outcome.error());
+        assert_eq!(outcome.usage.oom_kills, 0, "run {run}: the OOM killer fired\n{}", outcome.stderr);
+        assert_eq!(outcome.code, Some(0), "run {run}: {}\n{}", outcome.error(), outcome.stderr);
+        let probe = media::probe(&folders.key("output/hostile.mp4"));
+        assert_eq!(probe.video().packets(), 50, "run {run}: 2 s at 25 fps, both parts");
+        std::fs::remove_file(folders.key("output/hostile.mp4")).unwrap();
+    }
+}
+
 /// `prepare --all` over a library that holds one clip too large for the job: that clip
 /// fails with the reason, before a byte of it is copied, and the others are prepared.
 #[test]

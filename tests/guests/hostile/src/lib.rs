@@ -168,6 +168,49 @@ impl Guest for HostileGuest {
                     warnings: vec![],
                 }
             }
+            // Not hostile, only a shape the built-in planner never makes: part b (temp 1) is
+            // read by a slow step through a concat list, which opens it only after part a,
+            // and directly by a later-indexed quick copy that can finish first. Part b must
+            // stay until both have finished (it went with the step of the highest index).
+            "shared-part" => {
+                let encode = |args: Vec<wit::Arg>, label: &str| wit::Step::Ffmpeg(wit::Invocation {
+                    args,
+                    media_seconds: 2.0,
+                    label: label.into(),
+                });
+                let x264 = |preset: &str| vec![lit("-c:v"), lit("libx264"), lit("-preset"), lit(preset), lit("-an"), lit("-f"), lit("nut")];
+                let mut part_a = vec![lit("-i"), Input(1), lit("-t"), lit("1.6")];
+                part_a.extend(x264("ultrafast"));
+                part_a.push(Temp(0));
+                let mut part_b = vec![lit("-ss"), lit("1.6"), lit("-i"), Input(1), lit("-t"), lit("0.4")];
+                part_b.extend(x264("ultrafast"));
+                part_b.push(Temp(1));
+                let mut slow_join = vec![lit("-f"), lit("concat"), lit("-i"), Temp(2)];
+                slow_join.extend(x264("veryslow"));
+                slow_join.push(Temp(3));
+                wit::Plan {
+                    temps: vec![wit::TempFormat::Nut, wit::TempFormat::Nut, wit::TempFormat::Ffconcat, wit::TempFormat::Nut, wit::TempFormat::Nut],
+                    steps: vec![
+                        encode(part_a, "part a"),
+                        encode(part_b, "part b"),
+                        wit::Step::WriteConcatList(wit::ConcatList {
+                            list: 2,
+                            parts: vec![wit::ConcatPart { temp: 0, duration: 1.6 }, wit::ConcatPart { temp: 1, duration: 0.4 }],
+                        }),
+                        encode(slow_join, "slow join"),
+                        encode(vec![lit("-i"), Temp(1), lit("-c:v"), lit("copy"), lit("-f"), lit("nut"), Temp(4)], "quick copy"),
+                        encode(
+                            vec![
+                                lit("-i"), Temp(3), lit("-i"), Temp(4), lit("-i"), Input(0),
+                                lit("-map"), lit("0:v"), lit("-map"), lit("2:a"),
+                                lit("-c:v"), lit("copy"), lit("-c:a"), lit("aac"), lit("-t"), lit("2"), lit("-f"), lit("mp4"), Output,
+                            ],
+                            "output",
+                        ),
+                    ],
+                    warnings: vec![],
+                }
+            }
             "huge-asetnsamples" => filtered("-af", "asetnsamples=n=100000000"),
             "huge-aresample" => filtered("-af", "aresample=2000000000"),
             "spin" => loop {
