@@ -265,12 +265,16 @@ fn the_beat_cuts_example_cuts_on_the_beat_its_settings_give() {
         &blueprint("output/refused.mp4"),
         &["--guest", BEAT_CUTS, "--guest-settings", r#"{"bpm": 1000}"#],
     );
-    assert_ne!(out_of_range.status.code(), Some(0));
+    // The settings error as the plugin's refusal, as PLUGINS.md shows it: before any clip
+    // is fetched, naming the setting and its range (it was a malformed answer, exit 3:
+    // "\"GUEST_SETTINGS/bpm\" is not a JSON pointer").
+    assert_eq!(out_of_range.status.code(), Some(2), "{}", describe(&out_of_range));
     assert!(
-        describe(&out_of_range).contains("GUEST_SETTINGS/bpm"),
+        describe(&out_of_range).contains("GUEST_SETTINGS/bpm: is 1000; it must be from 40 to 240"),
         "{}",
         describe(&out_of_range)
     );
+    assert!(!describe(&out_of_range).contains("not a JSON pointer"), "{}", describe(&out_of_range));
     assert!(!data.join("output/refused.mp4").exists());
 
     let checked = Command::new(BIN)
