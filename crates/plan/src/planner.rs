@@ -872,7 +872,7 @@ fn normalisation(request: &PlanRequest, shown: &[usize], sections: &[SongSection
 
 /// The song as the video needs it, encoded once: cut or padded to the video's exact
 /// length, volume runs, loudness, AAC at 48 kHz stereo, into a NUT temp the join copies.
-/// With `sections`, the song file is read once per section (`-ss`, `-t`: a concat of
+/// With `sections`, the song file is read once per section (`-ss`: a concat of
 /// one decode split many ways would hold every decoded sample of a section played later)
 /// and the sections are joined in order.
 fn song_step(validated: &Validated, timeline: &Timeline, shown: &[usize], normalisation: Normalisation, sections: &[SongSection], temp: u32) -> Invocation {
@@ -888,7 +888,9 @@ fn song_step(validated: &Validated, timeline: &Timeline, shown: &[usize], normal
             if section.start > 0.0 {
                 args.extend([Arg::lit("-ss"), Arg::lit(secs(section.start))]);
             }
-            args.extend([Arg::lit("-t"), Arg::lit(secs(section.duration)), Arg::lit("-i"), Arg::Input(SONG_INPUT)]);
+            // No `-t`: the graph's `atrim` ends the section (four arguments a section keep
+            // the step within the policy's 256 for every section a song may have).
+            args.extend([Arg::lit("-i"), Arg::Input(SONG_INPUT)]);
             // Each section exactly its length, whatever the seek gave.
             audio.push_str(&format!(
                 "[{number}:a]asetpts=PTS-STARTPTS,aresample={OUTPUT_SAMPLE_RATE},apad=whole_dur={d},atrim=end={d}[section{number}];",

@@ -15,8 +15,9 @@ pub const SPEEDS: std::ops::RangeInclusive<f64> = 0.25..=4.0;
 pub const MAX_SLOT_FILTERS: usize = 8;
 /// Bytes of one slot's filters.
 pub const MAX_FILTER_BYTES: usize = 1024;
-/// Sections the song may be made of: each is one more read of the song file.
-pub const MAX_SONG_SECTIONS: usize = 128;
+/// Sections the song may be made of: each is one more read of the song file, four
+/// arguments of the song's step (`-ss S -i input(0)`), which the policy holds to 256.
+pub const MAX_SONG_SECTIONS: usize = 56;
 
 /// Everything the hooks change; [`Render::default`] changes nothing.
 #[derive(Debug, Clone, Default, PartialEq)]
