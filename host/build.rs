@@ -14,11 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const GUEST_TARGET: &str = "wasm32-wasip2";
-const GUESTS: [(&str, &str, &str); 4] = [
+const GUESTS: [(&str, &str, &str); 5] = [
     ("blueprint-guest", "blueprint_guest.wasm", "DEFAULT_GUEST_WASM"),
     ("hostile-guest", "hostile_guest.wasm", "HOSTILE_GUEST_WASM"),
     ("contract-0-4-guest", "contract_0_4_guest.wasm", "CONTRACT_0_4_GUEST_WASM"),
     ("beat-cuts", "beat_cuts.wasm", "BEAT_CUTS_PLUGIN_WASM"),
+    ("practice-mode", "practice_mode.wasm", "PRACTICE_MODE_PLUGIN_WASM"),
 ];
 /// Read by the guests but not cargo dependencies: the contract their bindings are
 /// generated from, the lock file and the workspace manifest (versions, profiles).

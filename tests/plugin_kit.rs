@@ -265,12 +265,16 @@ fn the_beat_cuts_example_cuts_on_the_beat_its_settings_give() {
         &blueprint("output/refused.mp4"),
         &["--guest", BEAT_CUTS, "--guest-settings", r#"{"bpm": 1000}"#],
     );
-    assert_ne!(out_of_range.status.code(), Some(0));
+    // The settings error as the plugin's refusal, as PLUGINS.md shows it: before any clip
+    // is fetched, naming the setting and its range (it was a malformed answer, exit 3:
+    // "\"GUEST_SETTINGS/bpm\" is not a JSON pointer").
+    assert_eq!(out_of_range.status.code(), Some(2), "{}", describe(&out_of_range));
     assert!(
-        describe(&out_of_range).contains("GUEST_SETTINGS/bpm"),
+        describe(&out_of_range).contains("GUEST_SETTINGS/bpm: is 1000; it must be from 40 to 240"),
         "{}",
         describe(&out_of_range)
     );
+    assert!(!describe(&out_of_range).contains("not a JSON pointer"), "{}", describe(&out_of_range));
     assert!(!data.join("output/refused.mp4").exists());
 
     let checked = Command::new(BIN)
@@ -286,4 +290,86 @@ fn the_beat_cuts_example_cuts_on_the_beat_its_settings_give() {
         .output()
         .unwrap();
     assert!(checked.status.success(), "{}", describe(&checked));
+}
+
+const PRACTICE_MODE: &str = env!("PRACTICE_MODE_PLUGIN_WASM");
+
+/// Every string under the key `key`, anywhere in `value`.
+fn strings_under<'a>(value: &'a Value, key: &str, found: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(fields) => {
+            for (name, field) in fields {
+                match field {
+                    Value::String(text) if name == key => found.push(text),
+                    _ => strings_under(field, key, found),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| strings_under(item, key, found)),
+        _ => {}
+    }
+}
+
+/// The example practice-mode plugin, written on the planner's render hooks: each move as
+/// choreographed, then again at 0.75x. Over prepared clips, the moves shown as shot are
+/// still copied (two copy steps) and the song still takes one measured gain (no
+/// `loudnorm`); the video has the plugin's timeline, each repeat shows its clip's frames
+/// at three quarters of their speed from the move's `trim_start`, and the music of the
+/// move plays again under its repeat.
+#[test]
+fn the_practice_mode_example_repeats_each_move_slower_over_prepared_clips() {
+    let root = tempfile::Builder::new().prefix("plugin-kit-").tempdir().unwrap();
+    let data = root.path().join("data");
+    let (chroma_a, chroma_b) = (CLIP_A.chroma, CLIP_C.chroma);
+    media::make_counter_clip(&data.join("media/a.mp4"), chroma_a, 100, (1280, 720));
+    media::make_counter_clip(&data.join("media/b.mp4"), chroma_b, 100, (1280, 720));
+    media::make_song_mp3(&data.join("media/song.mp3"), 10.0);
+    let slot = |id: &str, clip: &str, start: f64| {
+        json!({"clip_id": id, "video_path": clip, "start_time": start, "duration": 1.0, "trim_start": 0.5,
+               "trim_end": 0.0, "transition_type": "cut", "volume_adjustment": 1.0})
+    };
+    let blueprint = json!({
+        "task_id": "practice",
+        "audio_path": "media/song.mp3",
+        "moves": [slot("m0", "media/a.mp4", 0.0), slot("m1", "media/b.mp4", 1.0)],
+        "total_duration": 2.0,
+        "output_config": {"output_path": "output/practice.mp4", "frame_rate": FPS, "width": 1280, "height": 720,
+                          "video_bitrate": "2M", "audio_bitrate": "128k", "normalize_audio": true},
+    });
+    let prepared = blueprint_runner(root.path(), "prepare", &blueprint, &[]);
+    assert!(prepared.status.success(), "{}", describe(&prepared));
+    let started = Instant::now();
+    let plugin = ["--guest", PRACTICE_MODE];
+
+    let planned = blueprint_runner(root.path(), "plan", &blueprint, &plugin);
+    assert!(planned.status.success(), "{}", describe(&planned));
+    let plan: Value = serde_json::from_slice(&planned.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&planned)));
+    let mut labels = Vec::new();
+    strings_under(&plan, "label", &mut labels);
+    let copies: Vec<&&str> = labels.iter().filter(|label| label.contains(" copy ")).collect();
+    assert_eq!(copies.len(), 2, "the two moves shown as shot are copied, the repeats rendered: {labels:?}");
+    let song_graph = plan.to_string();
+    assert!(song_graph.contains(",volume="), "the song takes one gain: {song_graph}");
+    assert!(!song_graph.contains("loudnorm"), "and no loudnorm: {song_graph}");
+
+    let run = blueprint_runner(root.path(), "run", &blueprint, &plugin);
+    assert!(run.status.success(), "{}", describe(&run));
+    println!("practice mode over prepared clips: planned and rendered in {:.1} s", started.elapsed().as_secs_f64());
+    let video = data.join("output/practice.mp4");
+    let probe = media::probe(&video);
+    // 1 s, 1.333 s, 1 s, 1.333 s: 4.667 s at 30 fps.
+    assert_eq!(probe.video().packets(), 140);
+    assert!((probe.format_duration() - 140.0 / FPS).abs() < 0.03, "{}", probe.format_duration());
+    // (first output frame, clip chroma, speed) of each slot; every slot starts at source frame 15.
+    for (first, chroma, speed, frames) in [(0u64, chroma_a, 1.0, 30u64), (30, chroma_a, 0.75, 40), (70, chroma_b, 1.0, 30), (100, chroma_b, 0.75, 40)] {
+        for offset in [0, 1, frames / 2, frames - 1] {
+            let frame = first + offset;
+            let shown = media::frame_at(&video, frame as f64 / FPS - 0.001);
+            let near = |(u, v): (u8, u8)| (shown.u as i32 - u as i32).abs() <= 3 && (shown.v as i32 - v as i32).abs() <= 3;
+            assert!(near(chroma), "frame {frame}: {shown:?} is not the slot's clip");
+            let source = media::counter_frame(shown.y);
+            let expected = 15.0 + offset as f64 * speed;
+            assert!((source - expected).abs() <= 1.0, "frame {frame}: source frame {source}, expected {expected} (speed {speed})");
+        }
+    }
 }

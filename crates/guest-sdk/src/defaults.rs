@@ -19,6 +19,14 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     br_plan::plan(request)
 }
 
+/// The built-in planner with a plugin's render hooks: each slot at its speed, with its
+/// still frames and filters, the song from its sections (see [`br_plan::render`]). Slots
+/// rendered as shot are still copied from prepared clips, and the song still takes the
+/// one measured gain where it can.
+pub fn plan_with(request: &PlanRequest, render: &br_plan::render::Render) -> Result<Plan, Vec<PlanError>> {
+    br_plan::plan_with(request, render)
+}
+
 /// The built-in manifest check.
 pub fn validate_manifest(manifest: &str) -> Result<Vec<ManifestEntry>, Vec<ValidationError>> {
     br_blueprint::manifest::validate_manifest(manifest)

@@ -1,20 +1,27 @@
 //! The operator's settings for the plugin (`GUEST_SETTINGS`, contract 0.6.0): a JSON object
 //! the host has already bounded (16 KiB, 16 levels). The accessors check each value's type
 //! and range, and their errors name the setting, so a plugin can hand them on as its
-//! refusal.
+//! refusal with `?` (in `validate` and in `plan`), or with [`SettingsError::into_plan_error`]
+//! and [`SettingsError::into_validation_error`].
 
 use std::ops::RangeInclusive;
 
+use br_blueprint::{ErrorCode, Refusal, ValidationError};
+use br_plan::PlanError;
 use serde_json::{Map, Value};
 
 /// The settings object; empty when the operator set none.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings(Map<String, Value>);
 
+/// A setting that is not what the plugin accepts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SettingsError {
-    /// `GUEST_SETTINGS/<name>` (a JSON pointer into the settings).
+    /// `GUEST_SETTINGS/<name>`: where the operator looks. It is not a pointer into the
+    /// blueprint, so the refusals made from it point at the whole job (`""`) and carry it
+    /// in their message.
     pub pointer: String,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -27,18 +34,50 @@ impl std::fmt::Display for SettingsError {
 impl std::error::Error for SettingsError {}
 
 impl SettingsError {
-    fn new(name: &str, message: impl Into<String>) -> SettingsError {
+    fn new(name: &str, code: ErrorCode, message: impl Into<String>) -> SettingsError {
         SettingsError {
-            pointer: format!("GUEST_SETTINGS/{name}"),
+            pointer: if name.is_empty() { "GUEST_SETTINGS".into() } else { format!("GUEST_SETTINGS/{name}") },
+            code,
             message: message.into(),
         }
     }
 
-    /// As a plan error, for a plugin that refuses to plan with a wrong setting.
-    pub fn into_plan_error(self) -> br_plan::PlanError {
-        br_plan::PlanError {
-            pointer: self.pointer,
-            message: self.message,
+    /// As a plan error, for a plugin that refuses to plan with a wrong setting: the host
+    /// shows `GUEST_SETTINGS/bpm: is 1000; it must be from 40 to 240`. A plan error's
+    /// pointer is a JSON pointer into the blueprint (the host refuses any other as a
+    /// malformed answer), and a setting is not in the blueprint: so the pointer is `""`.
+    pub fn into_plan_error(self) -> PlanError {
+        PlanError {
+            pointer: String::new(),
+            message: self.to_string(),
+        }
+    }
+
+    /// As a validation error, for a plugin that refuses a job whose settings are wrong
+    /// before anything is fetched (see [`SettingsError::into_plan_error`] for the pointer).
+    pub fn into_validation_error(self) -> ValidationError {
+        ValidationError {
+            pointer: String::new(),
+            code: self.code,
+            message: self.to_string(),
+        }
+    }
+}
+
+/// `settings()?` in a plugin's `plan`.
+impl From<SettingsError> for Vec<PlanError> {
+    fn from(error: SettingsError) -> Vec<PlanError> {
+        vec![error.into_plan_error()]
+    }
+}
+
+/// `settings()?` in a plugin's `validate` (the refusal names no task id: the blueprint's
+/// is only known once it is read).
+impl From<SettingsError> for Refusal {
+    fn from(error: SettingsError) -> Refusal {
+        Refusal {
+            task_id: None,
+            errors: vec![error.into_validation_error()],
         }
     }
 }
@@ -48,8 +87,8 @@ impl Settings {
     pub fn from_json(text: &str) -> Result<Settings, SettingsError> {
         match serde_json::from_str(text) {
             Ok(Value::Object(fields)) => Ok(Settings(fields)),
-            Ok(_) => Err(SettingsError::new("", "must be a JSON object")),
-            Err(error) => Err(SettingsError::new("", format!("is not JSON: {error}"))),
+            Ok(_) => Err(SettingsError::new("", ErrorCode::WrongType, "must be a JSON object")),
+            Err(error) => Err(SettingsError::new("", ErrorCode::InvalidJson, format!("is not JSON: {error}"))),
         }
     }
 
@@ -62,7 +101,7 @@ impl Settings {
         let Some(value) = self.0.get(name) else { return Ok(None) };
         let number = value
             .as_f64()
-            .ok_or_else(|| SettingsError::new(name, format!("must be a number, not {value}")))?;
+            .ok_or_else(|| SettingsError::new(name, ErrorCode::WrongType, format!("must be a number, not {value}")))?;
         within(name, number, &range).map(Some)
     }
 
@@ -71,7 +110,7 @@ impl Settings {
         let Some(value) = self.0.get(name) else { return Ok(None) };
         let number = value
             .as_u64()
-            .ok_or_else(|| SettingsError::new(name, format!("must be a whole number, not {value}")))?;
+            .ok_or_else(|| SettingsError::new(name, ErrorCode::WrongType, format!("must be a whole number, not {value}")))?;
         within(name, number, &range).map(Some)
     }
 
@@ -80,7 +119,7 @@ impl Settings {
         value
             .as_str()
             .map(Some)
-            .ok_or_else(|| SettingsError::new(name, format!("must be a string, not {value}")))
+            .ok_or_else(|| SettingsError::new(name, ErrorCode::WrongType, format!("must be a string, not {value}")))
     }
 
     pub fn flag(&self, name: &str) -> Result<Option<bool>, SettingsError> {
@@ -88,7 +127,7 @@ impl Settings {
         value
             .as_bool()
             .map(Some)
-            .ok_or_else(|| SettingsError::new(name, format!("must be true or false, not {value}")))
+            .ok_or_else(|| SettingsError::new(name, ErrorCode::WrongType, format!("must be true or false, not {value}")))
     }
 }
 
@@ -101,7 +140,7 @@ where
         return Ok(number);
     }
     let (low, high) = (range.start(), range.end());
-    Err(SettingsError::new(name, format!("is {number}; it must be from {low} to {high}")))
+    Err(SettingsError::new(name, ErrorCode::OutOfRange, format!("is {number}; it must be from {low} to {high}")))
 }
 
 /// The operator's settings for this job (`host.settings`); empty when none are set.
@@ -154,6 +193,22 @@ mod tests {
         assert!(settings.text("moves").is_err());
         assert!(settings.flag("title").is_err());
         assert!(Settings::from_json("[1]").is_err());
+    }
+
+    /// What the host accepts: a pointer into the blueprint (here the whole job), the
+    /// setting named in the message.
+    #[test]
+    fn a_settings_error_becomes_a_refusal_the_host_accepts() {
+        let error = Settings::from_json(r#"{"bpm": 1000}"#).unwrap().number("bpm", 40.0..=240.0).unwrap_err();
+        let planned: Vec<PlanError> = error.clone().into();
+        assert_eq!(planned[0].pointer, "");
+        assert_eq!(planned[0].message, "GUEST_SETTINGS/bpm: is 1000; it must be from 40 to 240");
+        let refusal: Refusal = error.into();
+        assert_eq!(refusal.errors[0].pointer, "");
+        assert_eq!(refusal.errors[0].code, ErrorCode::OutOfRange);
+        assert_eq!(refusal.errors[0].message, "GUEST_SETTINGS/bpm: is 1000; it must be from 40 to 240");
+        let wrong_type = Settings::from_json(r#"{"bpm": "fast"}"#).unwrap().number("bpm", 40.0..=240.0).unwrap_err();
+        assert_eq!(wrong_type.into_validation_error().code, ErrorCode::WrongType);
     }
 
     #[test]

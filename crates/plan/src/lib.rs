@@ -6,8 +6,9 @@
 mod planner;
 pub mod prepare;
 mod rational;
+pub mod render;
 mod types;
 
-pub use planner::{output_frame, plan};
+pub use planner::{output_frame, plan, plan_with};
 pub use rational::FrameRate;
 pub use types::*;

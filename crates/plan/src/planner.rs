@@ -24,6 +24,7 @@
 use br_blueprint::{MoveSlot, Transition, Validated};
 
 use crate::rational::FrameRate;
+use crate::render::{Render, SlotRender, SongSection};
 use crate::types::*;
 
 /// Decode at least this much source for any window, so a window near a clip's end
@@ -77,10 +78,18 @@ const MAX_OUTPUT_HEIGHT: u32 = 2160;
 
 /// Makes the plan, or says why none can be made (every problem, each with a pointer).
 pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
+    plan_with(request, &Render::default())
+}
+
+/// [`plan`], with each slot and the song rendered as `render` says (a plugin's hooks).
+pub fn plan_with(request: &PlanRequest, render: &Render) -> Result<Plan, Vec<PlanError>> {
     let validated = &request.validated;
-    let mut errors = Vec::new();
+    let mut errors = render.problems(validated);
     if request.inputs.len() != validated.clip_keys.len() + 1 {
         return Err(vec![note("", format!("the host described {} inputs; this blueprint has 1 song and {} clips", request.inputs.len(), validated.clip_keys.len()))]);
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     let song = &request.inputs[SONG_INPUT as usize];
     if validated.output.add_audio_overlay && song.audio.is_none() {
@@ -114,13 +123,20 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
             ));
         } else {
             let slot = rate.seconds(timeline.frames(index));
+            let look = render.slot(index);
             // A negative trim_start holds the first frame first: that is time shown too.
             let available = usable_end - m.trim_start;
-            if available + half_frame < slot {
-                warnings.push(note(
-                    &pointer,
-                    format!("{key} has only {} s after trim_start {}; the move lasts {} s, so its last frame is held for {} s", secs(available), m.trim_start, secs(slot), secs(slot - available)),
-                ));
+            // What the slot plays of its clip: its length, less the still frames, at its speed.
+            let played = (slot - look.hold_first - look.hold_last).max(0.0) * look.speed;
+            if available + half_frame * look.speed < played {
+                let held = (played - available) / look.speed;
+                let message = if look.is_as_shot() {
+                    format!("{key} has only {} s after trim_start {}; the move lasts {} s, so its last frame is held for {} s", secs(available), m.trim_start, secs(slot), secs(held))
+                } else {
+                    let speed = format!("{}x", look.speed);
+                    format!("{key} has only {} s after trim_start {}; the move plays {} s of it at {speed}, so its last frame is held for {} s more", secs(available), m.trim_start, secs(played), secs(held))
+                };
+                warnings.push(note(&pointer, message));
             }
         }
     }
@@ -142,14 +158,14 @@ pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     let prepared = prepared_clips(request, rate);
     // Every prepared clip of one profile has the profile's GOP.
     let prepared_gop = prepared.iter().flatten().map(|&(_, gop)| gop).next();
-    let normalisation = normalisation(request, &shown);
-    let look = Look { rate, normaliser: normaliser(rate, width, height), encoder_threads, prepared_gop };
+    let normalisation = normalisation(request, &shown, &render.song);
+    let look = Look { rate, normaliser: normaliser(rate, width, height), encoder_threads, prepared_gop, render };
     let mut temps = Vec::new();
     let mut steps = Vec::new();
     let mut parts = Vec::new();
     let song = validated.output.add_audio_overlay.then(|| {
         temps.push(TempFormat::Nut);
-        steps.push(Step::Ffmpeg(song_step(validated, &timeline, &shown, normalisation, 0)));
+        steps.push(Step::Ffmpeg(song_step(validated, &timeline, &shown, normalisation, &render.song, 0)));
         0
     });
     let blends = blends(validated, &timeline, &shown, rate);
@@ -336,8 +352,10 @@ impl Timeline {
     }
 }
 
-struct Look {
+struct Look<'a> {
     rate: FrameRate,
+    /// The plugin's hooks (none for the built-in guest).
+    render: &'a Render,
     encoder_threads: &'static str,
     /// With prepared clips, every encoded part uses their GOP and no B-frames, so the
     /// parts and the copied GOPs join into one valid bitstream.
@@ -367,25 +385,59 @@ pub(crate) fn fit(width: u32, height: u32) -> String {
 }
 
 /// Which source frames a chain reads, and how it makes up the ones the source lacks.
+/// Source times are seconds of the clip; the others are seconds of the video, which
+/// differ when the slot plays its footage at another speed.
 struct Window {
     read_start: f64,
+    /// Source seconds read.
     read_length: f64,
     /// Decoded but dropped at the front (read early so there is a frame to hold).
     skip: f64,
-    /// Edge frame repeated in front, where the window starts before the clip does.
+    /// Still frame in front: held first frame of a slot (`hold_first`), and the clip's
+    /// first frame where the window starts before the clip does.
     hold_front: f64,
+    /// Seconds of the video the footage plays before its last frame stands still; None:
+    /// as long as the window (and the clip) lasts.
+    play: Option<f64>,
+    /// Seconds of footage per second of video.
+    speed: f64,
     length: f64,
 }
 
 impl Window {
-    /// `length` seconds of source from `want_start` (which may lie before 0 or past `usable_end`).
+    /// `length` seconds of video showing the source from `want_start` (which may lie
+    /// before 0 or past `usable_end`): as shot.
+    #[cfg(test)]
     fn new(want_start: f64, length: f64, usable_end: f64) -> Window {
+        Window::played(want_start, length, usable_end, 1.0, 0.0, None)
+    }
+
+    /// `length` seconds of video: the source frame at `want_start` still for `still`
+    /// seconds, then the source from there at `speed`, for at most `play` seconds.
+    fn played(want_start: f64, length: f64, usable_end: f64, speed: f64, still: f64, play: Option<f64>) -> Window {
         let start = want_start.max(0.0);
-        let hold_front = start - want_start;
+        let hold_front = (still + (start - want_start) / speed).min(length);
         let read_start = start.min((usable_end - MIN_DECODE_SECONDS).max(0.0));
         let skip = start - read_start;
-        let read_length = (usable_end - read_start).min(skip + length - hold_front).max(MIN_DECODE_SECONDS.min(usable_end - read_start));
-        Window { read_start, read_length, skip, hold_front, length }
+        let footage = play.unwrap_or(f64::INFINITY).min(length - hold_front).max(0.0) * speed;
+        let read_length = (usable_end - read_start).min(skip + footage).max(MIN_DECODE_SECONDS.min(usable_end - read_start));
+        Window { read_start, read_length, skip, hold_front, play, speed, length }
+    }
+
+    /// The window of `slot` for the video's seconds `from..from + length` of the slot
+    /// (`from` negative: before the slot starts, a crossfade's lead in), `slot_length`
+    /// seconds long in all, as the slot's hooks say.
+    fn of_slot(slot: &MoveSlot, look: &SlotRender, from: f64, length: f64, slot_length: f64, usable_end: f64) -> Window {
+        let speed = look.speed;
+        if look.hold_first > 0.0 {
+            // Still until `hold_first`, the lead in of a crossfade included.
+            let still = (look.hold_first - from).clamp(0.0, length);
+            let want_start = slot.trim_start + (from - look.hold_first).max(0.0) * speed;
+            let play = (look.hold_last > 0.0).then(|| (slot_length - look.hold_last - from.max(look.hold_first)).max(0.0));
+            return Window::played(want_start, length, usable_end, speed, still, play);
+        }
+        let play = (look.hold_last > 0.0).then(|| (slot_length - look.hold_last - from.max(0.0)).max(0.0));
+        Window::played(slot.trim_start + from * speed, length, usable_end, speed, 0.0, play)
     }
 
     fn input_args(&self, input: u32, args: &mut Vec<Arg>) {
@@ -395,11 +447,25 @@ impl Window {
         args.extend([Arg::lit("-t"), Arg::lit(secs(self.read_length)), Arg::lit("-i"), Arg::Input(input)]);
     }
 
-    /// The filter chain from FFmpeg input `number` to `[label]`.
-    fn chain(&self, number: usize, look: &Look, label: &str) -> String {
-        let mut chain = format!("[{number}:v]setpts=PTS-STARTPTS,{},tpad=stop_mode=clone:stop_duration={}", look.normaliser, secs(self.skip + self.length));
-        if self.skip > 0.0 {
-            chain.push_str(&format!(",trim=start={},setpts=PTS-STARTPTS", secs(self.skip)));
+    /// The filter chain from FFmpeg input `number` to `[label]`, with the slot's own
+    /// per-pixel `filters` before the frames are fitted to the output.
+    fn chain(&self, number: usize, look: &Look, filters: &[String], label: &str) -> String {
+        let retimed = if self.speed == 1.0 { "PTS-STARTPTS".to_owned() } else { format!("(PTS-STARTPTS)/{}", secs(self.speed)) };
+        let mut chain = format!("[{number}:v]setpts={retimed},");
+        for filter in filters {
+            chain.push_str(filter);
+            chain.push(',');
+        }
+        // In the video's time from here on.
+        let skip = self.skip / self.speed;
+        chain.push_str(&look.normaliser);
+        if let Some(play) = self.play {
+            // The footage stops (at least its first frame kept); the pad below holds it.
+            chain.push_str(&format!(",trim=end={}", secs(skip + play.max(look.rate.seconds(1)))));
+        }
+        chain.push_str(&format!(",tpad=stop_mode=clone:stop_duration={}", secs(skip + self.length)));
+        if skip > 0.0 {
+            chain.push_str(&format!(",trim=start={},setpts=PTS-STARTPTS", secs(skip)));
         }
         if self.hold_front > 0.0 {
             chain.push_str(&format!(",tpad=start_mode=clone:start_duration={}", secs(self.hold_front)));
@@ -509,18 +575,23 @@ impl Segment {
         let (own_label, next_label, blended_label) = (format!("own{tag}"), format!("next{tag}"), format!("blended{tag}"));
         // This move's clip from where the blend into it ended (and `from` frames on),
         // running on past the move's end through the blend out of it.
-        let own = Window::new(this.trim_start + rate.seconds(self.blend_in.right + from), length, usable_end(clips[this.clip as usize], this));
+        let own_look = look.render.slot(self.index);
+        let slot_length = rate.seconds(timeline.frames(self.index));
+        let own_usable = usable_end(clips[this.clip as usize], this);
+        let own = Window::of_slot(this, own_look, rate.seconds(self.blend_in.right + from), length, slot_length, own_usable);
         own.input_args(clip_input(this.clip), &mut inputs);
-        graph.push(own.chain(first_input, look, &own_label));
+        graph.push(own.chain(first_input, look, &own_look.filters, &own_label));
         let mut current = own_label.clone();
         let blend_starts = frames - self.blend_out.frames();
         if let Some(next) = self.next.filter(|_| self.blend_out.frames() > 0 && to > blend_starts) {
             let after = &moves[next];
             let blend = rate.seconds(self.blend_out.frames());
             // The incoming clip starts early by the blend's left half.
-            let lead_in = Window::new(after.trim_start - rate.seconds(self.blend_out.left), blend, usable_end(clips[after.clip as usize], after));
+            let (next_look, next_length) = (look.render.slot(next), rate.seconds(timeline.frames(next)));
+            let lead = -rate.seconds(self.blend_out.left);
+            let lead_in = Window::of_slot(after, next_look, lead, blend, next_length, usable_end(clips[after.clip as usize], after));
             lead_in.input_args(clip_input(after.clip), &mut inputs);
-            graph.push(lead_in.chain(first_input + 1, look, &next_label));
+            graph.push(lead_in.chain(first_input + 1, look, &next_look.filters, &next_label));
             let offset = rate.seconds(blend_starts.saturating_sub(from));
             // FFmpeg 5.1's xfade blends only 4:4:4. Converting with `neighbor` both ways is exact
             // (each chroma sample doubled, then one of four equal ones kept), so this is the plain
@@ -563,6 +634,10 @@ impl Segment {
     /// boundary rather than 30 when the run had to end on the grid).
     fn copyable(&self, validated: &Validated, clips: &[ClipSpan], timeline: &Timeline, look: &Look, prepared_frames: u64) -> Option<Copy> {
         let gop = u64::from(look.prepared_gop?);
+        // Frames shown at another speed, held or filtered are not the prepared clip's.
+        if !look.render.slot(self.index).is_as_shot() {
+            return None;
+        }
         let rate = look.rate;
         let this = &validated.moves[self.index];
         let (first, end) = self.frame_range(timeline);
@@ -766,12 +841,19 @@ enum Normalisation {
 /// volume must be the same through the whole video: a blueprint's volume runs change
 /// the loudness the measurement saw, which then takes the dynamic mode as before. A
 /// uniform volume needs no term: the gain makes up for it.
-fn normalisation(request: &PlanRequest, shown: &[usize]) -> Normalisation {
+///
+/// A song made of `sections` takes the gain only when every section lies inside what was
+/// measured: its true peak is then at most the measured one, and the rule still holds.
+fn normalisation(request: &PlanRequest, shown: &[usize], sections: &[SongSection]) -> Normalisation {
     let validated = &request.validated;
     if !validated.output.normalize_audio {
         return Normalisation::None;
     }
     let Some(measured) = request.song_loudness else { return Normalisation::Loudnorm };
+    // One sample's worth of rounding.
+    if sections.iter().any(|section| section.start + section.duration > measured.seconds + 1e-6) {
+        return Normalisation::Loudnorm;
+    }
     let mut volumes = shown.iter().map(|&index| validated.moves[index].volume);
     let uniform = match volumes.next() {
         Some(first) => first > 0.0 && volumes.all(|volume| (volume - first).abs() < 1e-9),
@@ -790,13 +872,38 @@ fn normalisation(request: &PlanRequest, shown: &[usize]) -> Normalisation {
 
 /// The song as the video needs it, encoded once: cut or padded to the video's exact
 /// length, volume runs, loudness, AAC at 48 kHz stereo, into a NUT temp the join copies.
-fn song_step(validated: &Validated, timeline: &Timeline, shown: &[usize], normalisation: Normalisation, temp: u32) -> Invocation {
+/// With `sections`, the song file is read once per section (`-ss`: a concat of
+/// one decode split many ways would hold every decoded sample of a section played later)
+/// and the sections are joined in order.
+fn song_step(validated: &Validated, timeline: &Timeline, shown: &[usize], normalisation: Normalisation, sections: &[SongSection], temp: u32) -> Invocation {
     let output = &validated.output;
     let length = timeline.total_seconds();
-    let mut audio = format!(
-        "[0:a]atrim=end={l},asetpts=PTS-STARTPTS,aresample={OUTPUT_SAMPLE_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo,apad=whole_dur={l}",
+    let mut args = Vec::new();
+    let mut audio = String::new();
+    if sections.is_empty() {
+        args.extend([Arg::lit("-i"), Arg::Input(SONG_INPUT)]);
+        audio.push_str(&format!("[0:a]atrim=end={},asetpts=PTS-STARTPTS,", secs(length)));
+    } else {
+        for (number, section) in sections.iter().enumerate() {
+            if section.start > 0.0 {
+                args.extend([Arg::lit("-ss"), Arg::lit(secs(section.start))]);
+            }
+            // No `-t`: the graph's `atrim` ends the section (four arguments a section keep
+            // the step within the policy's 256 for every section a song may have).
+            args.extend([Arg::lit("-i"), Arg::Input(SONG_INPUT)]);
+            // Each section exactly its length, whatever the seek gave.
+            audio.push_str(&format!(
+                "[{number}:a]asetpts=PTS-STARTPTS,aresample={OUTPUT_SAMPLE_RATE},apad=whole_dur={d},atrim=end={d}[section{number}];",
+                d = secs(section.duration)
+            ));
+        }
+        let labels: String = (0..sections.len()).map(|number| format!("[section{number}]")).collect();
+        audio.push_str(&format!("{labels}concat=n={}:v=0:a=1,atrim=end={},", sections.len(), secs(length)));
+    }
+    audio.push_str(&format!(
+        "aresample={OUTPUT_SAMPLE_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo,apad=whole_dur={l}",
         l = secs(length)
-    );
+    ));
     if let Normalisation::Gain(factor) = normalisation {
         audio.push_str(&format!(",volume={factor:.6}"));
     } else {
@@ -812,7 +919,7 @@ fn song_step(validated: &Validated, timeline: &Timeline, shown: &[usize], normal
         audio.push_str(&format!(",asetnsamples=n={LOUDNORM_FRAME_SAMPLES},{LOUDNORM},aresample={OUTPUT_SAMPLE_RATE}"));
     }
     audio.push_str(&format!(",atrim=end={}[audio]", secs(length)));
-    let mut args = vec![Arg::lit("-i"), Arg::Input(SONG_INPUT), Arg::lit("-filter_complex"), Arg::Literal(audio), Arg::lit("-map"), Arg::lit("[audio]")];
+    args.extend([Arg::lit("-filter_complex"), Arg::Literal(audio), Arg::lit("-map"), Arg::lit("[audio]")]);
     args.extend([Arg::lit("-vn"), Arg::lit("-c:a"), Arg::lit(output.audio_codec.clone()), Arg::lit("-b:a"), Arg::lit(output.audio_bitrate.to_string())]);
     args.extend([Arg::lit("-ar"), Arg::lit(OUTPUT_SAMPLE_RATE), Arg::lit("-ac"), Arg::lit("2"), Arg::lit("-t"), Arg::lit(secs(length))]);
     args.extend([Arg::lit("-f"), Arg::lit("nut"), Arg::Temp(temp)]);

@@ -406,3 +406,127 @@ fn a_first_slot_before_its_clip_holds_its_first_frame() {
     assert_eq!(literal_after(&first_copy.args, "-ss"), Some("0".to_owned()), "{first_copy:?}");
     assert!(first_copy.label.contains("copy 60-"), "{}", first_copy.label);
 }
+
+/// The request over prepared clips of the job's own profile (15-frame GOPs, `frames` each).
+fn over_prepared_clips(validated: Validated, clip_seconds: f64, frames: u64) -> PlanRequest {
+    let mut request = fitted_request(validated, clip_seconds);
+    let profile = br_plan::prepare::Profile::of(&request.validated, &request.inputs).expect("a profile").id();
+    let prepared_clip = br_plan::PreparedClip { profile_id: profile, gop_frames: 15, frames };
+    request.prepared = std::iter::once(None).chain(request.validated.clip_keys.iter().map(|_| Some(prepared_clip.clone()))).collect();
+    request
+}
+
+fn copy_steps(plan: &Plan) -> Vec<&br_plan::Invocation> {
+    plan.steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Ffmpeg(invocation) if invocation.args.windows(2).any(|pair| pair == [Arg::lit("-c:v"), Arg::lit("copy")]) && !invocation.args.contains(&Arg::Output) => Some(invocation),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A slot the hooks slow down, hold or filter is rendered; every slot as shot is still
+/// copied from its prepared clip, and the song still takes the one measured gain.
+#[test]
+fn render_hooks_leave_the_copies_of_slots_as_shot_and_the_one_gain() {
+    use br_plan::render::{Render, SlotRender};
+    let mut request = over_prepared_clips(example().as_written(), 12.0, 360);
+    request.song_loudness = measured(-20.0, 6.0, -6.0);
+    let as_shot = br_plan::plan(&request).unwrap();
+    assert_eq!(copy_steps(&as_shot).len(), 22, "every move copies its prepared frames");
+    let slow = SlotRender { speed: 0.75, ..SlotRender::default() };
+    let held = SlotRender { hold_first: 1.0, ..SlotRender::default() };
+    let mirrored = SlotRender { filters: vec!["hflip".into()], ..SlotRender::default() };
+    let mut slots = vec![SlotRender::default(); 22];
+    (slots[3], slots[7], slots[11]) = (slow, held, mirrored);
+    let hooked = br_plan::plan_with(&request, &Render { slots, song: Vec::new() }).unwrap();
+    let copies = copy_steps(&hooked);
+    assert_eq!(copies.len(), 19, "three slots rendered, nineteen copied");
+    for slot in [3, 7, 11] {
+        assert!(!copies.iter().any(|step| step.label.starts_with(&format!("move {slot} "))), "move {slot} was copied");
+    }
+    assert_eq!(segment_frames(&hooked).iter().sum::<u64>(), 176 * 30, "rendered and copied frames fill the timeline");
+    assert!(song_graph_of(&hooked).contains(",volume=1.584893,"), "the one gain");
+    assert!(!song_graph_of(&hooked).contains("loudnorm"));
+}
+
+fn song_graph_of(plan: &Plan) -> String {
+    literal_after(song_args(plan), "-filter_complex").unwrap()
+}
+
+/// The graph of the step that renders `move N`.
+fn graph_of_move(plan: &Plan, slot: usize) -> String {
+    plan.steps
+        .iter()
+        .find_map(|step| match step {
+            Step::Ffmpeg(invocation) if invocation.label.starts_with(&format!("move {slot} ")) && !invocation.label.contains(" copy ") => literal_after(&invocation.args, "-filter_complex"),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no step renders move {slot}"))
+}
+
+/// At 0.5x a move of 8 s plays 4 s of its clip, retimed onto the output's frame grid;
+/// a still first frame pads the front and shortens what is read; filters come before the fit.
+#[test]
+fn a_slot_plays_its_footage_at_its_speed_with_its_still_frames_and_filters() {
+    use br_plan::render::{Render, SlotRender};
+    let mut validated = example().as_written();
+    for slot in &mut validated.moves {
+        slot.transition = Transition::Cut;
+    }
+    let request = request(validated, 12.0);
+    let mut slots = vec![SlotRender::default(); 22];
+    slots[1] = SlotRender { speed: 0.5, ..SlotRender::default() };
+    slots[2] = SlotRender { hold_first: 2.0, hold_last: 1.0, filters: vec!["hflip".into()], ..SlotRender::default() };
+    let plan = br_plan::plan_with(&request, &Render { slots, song: Vec::new() }).unwrap();
+    assert_eq!(segment_frames(&plan).iter().sum::<u64>(), 176 * 30, "the timeline is the blueprint's");
+    let slow = graph_of_move(&plan, 1);
+    assert!(slow.starts_with("[0:v]setpts=(PTS-STARTPTS)/0.5,fps=30,"), "{slow}");
+    let slow_step = segments(&plan)[1];
+    assert_eq!(literal_after(slow_step, "-t").as_deref(), Some("4"), "8 s at 0.5x reads 4 s");
+    let held = graph_of_move(&plan, 2);
+    assert!(held.starts_with("[0:v]setpts=PTS-STARTPTS,hflip,fps=30,"), "{held}");
+    // 8 s: 2 s still, 5 s playing, 1 s still.
+    assert!(held.contains(",trim=end=5,tpad=stop_mode=clone:stop_duration=8,tpad=start_mode=clone:start_duration=2,trim=duration=8[own]"), "{held}");
+    assert_eq!(literal_after(segments(&plan)[2], "-t").as_deref(), Some("5"));
+}
+
+/// A hook no plan can honour is refused with the pointer of the move it is about.
+#[test]
+fn render_hooks_out_of_bounds_are_refused_at_their_move() {
+    use br_plan::render::{Render, SlotRender, SongSection};
+    let request = request(example(), 12.0);
+    let mut slots = vec![SlotRender::default(); 22];
+    slots[4].speed = 10.0;
+    slots[5].hold_last = f64::NAN;
+    slots[6].filters = vec!["hflip;[0:v]split".into()];
+    let song = vec![SongSection { start: -1.0, duration: 2.0 }];
+    let errors = br_plan::plan_with(&request, &Render { slots, song }).unwrap_err();
+    let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
+    assert_eq!(pointers, ["/moves/4", "/moves/5", "/moves/6", "/audio_path"], "{errors:?}");
+    assert!(errors[0].message.contains("outside 0.25 to 4"), "{}", errors[0].message);
+    let too_many = Render { slots: vec![SlotRender::default(); 23], song: Vec::new() };
+    assert_eq!(br_plan::plan_with(&request, &too_many).unwrap_err()[0].pointer, "/moves");
+}
+
+/// The song from sections: each read on its own (seek and length), exactly its length,
+/// joined in order; inside what was measured the one gain stays, past it loudnorm.
+#[test]
+fn the_song_is_made_of_its_sections_in_order() {
+    use br_plan::render::{Render, SongSection};
+    let mut request = request(example(), 12.0);
+    request.song_loudness = measured(-20.0, 6.0, -6.0);
+    let song = vec![SongSection { start: 0.0, duration: 100.0 }, SongSection { start: 40.0, duration: 76.0 }];
+    let plan = br_plan::plan_with(&request, &Render { slots: Vec::new(), song: song.clone() }).unwrap();
+    let args = song_args(&plan);
+    assert_eq!(args.iter().filter(|a| **a == Arg::Input(0)).count(), 2);
+    assert!(args.windows(4).any(|w| w == [Arg::lit("-ss"), Arg::lit("40"), Arg::lit("-i"), Arg::Input(0)]), "{args:?}");
+    let graph = song_graph_of(&plan);
+    assert!(graph.starts_with("[0:a]asetpts=PTS-STARTPTS,aresample=48000,apad=whole_dur=100,atrim=end=100[section0];"), "{graph}");
+    assert!(graph.contains("[section0][section1]concat=n=2:v=0:a=1,atrim=end=176,"), "{graph}");
+    assert!(graph.contains(",volume=1.584893,"), "inside the measured 176 s: {graph}");
+    let past = vec![SongSection { start: 150.0, duration: 30.0 }];
+    let plan = br_plan::plan_with(&request, &Render { slots: Vec::new(), song: past }).unwrap();
+    assert!(song_graph_of(&plan).contains("loudnorm="), "past what was measured");
+}

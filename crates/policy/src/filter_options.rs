@@ -256,6 +256,23 @@ const FILTERS: &[FilterSpec] = &[
     FilterSpec { name: "asplit", positional: 1, options: &[option(&["outputs"], Value::Count { min: 1, max: 8 })] },
     FilterSpec { name: "null", positional: 0, options: &[] },
     FilterSpec { name: "anull", positional: 0, options: &[] },
+    // Per-pixel, no option reaches a file, and the frame never grows: a mirrored practice
+    // video, a clip framed closer (a plugin's slot filters, before the fit to the output).
+    FilterSpec { name: "hflip", positional: 0, options: &[] },
+    FilterSpec { name: "vflip", positional: 0, options: &[] },
+    FilterSpec {
+        name: "crop",
+        positional: 4,
+        options: &[
+            // FFmpeg refuses a crop larger than its input, so any size keeps the frame's memory.
+            option(&["out_w", "w"], Value::Expression),
+            option(&["out_h", "h"], Value::Expression),
+            option(&["x"], Value::Expression),
+            option(&["y"], Value::Expression),
+            option(&["keep_aspect"], BOOLEAN),
+            option(&["exact"], BOOLEAN),
+        ],
+    },
     FilterSpec {
         name: "acrossfade",
         positional: 0,
@@ -521,6 +538,17 @@ mod tests {
         assert_eq!(check_all("split", &[(None, "1000")]), Err(Rule::FilterValueOutOfBounds));
         assert_eq!(check_all("loudnorm", &[(Some("I"), "-16"), (Some("TP"), "-1.5"), (Some("LRA"), "11")]), Ok(()));
         assert_eq!(check_all("loudnorm", &[(Some("I"), "-100")]), Err(Rule::FilterValueOutOfBounds));
+    }
+
+    #[test]
+    fn mirrors_and_crops_take_only_their_own_options() {
+        assert_eq!(check_all("hflip", &[]), Ok(()));
+        assert_eq!(check_all("vflip", &[(None, "1")]), Err(Rule::BadFilterOption));
+        assert_eq!(check_all("crop", &[(None, "iw*0.8"), (None, "ih*0.8"), (None, "(iw-ow)/2"), (None, "0")]), Ok(()));
+        assert_eq!(check_all("crop", &[(Some("w"), "min(iw,ih)"), (Some("exact"), "1")]), Ok(()));
+        assert_eq!(check_all("crop", &[(Some("w"), "random(0)*iw")]), Err(Rule::BadExpression));
+        assert_eq!(check_all("crop", &[(Some("x"), "pos")]), Err(Rule::BadExpression), "a byte offset is no position");
+        assert_eq!(check_all("crop", &[(Some("filename"), "x")]), Err(Rule::BadFilterOption));
     }
 
     #[test]

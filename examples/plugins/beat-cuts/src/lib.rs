@@ -24,34 +24,26 @@ fn tempo() -> Result<Tempo, SettingsError> {
 
 impl Plugin for BeatCuts {
     fn validate(blueprint: &str, options: &CheckOptions) -> Result<Validated, Refusal> {
+        // Every setting is checked before the blueprint: a wrong one fails the job at
+        // once (exit 2), before a clip is fetched, naming the setting.
+        tempo()?;
+        let max_moves = settings()?.integer("max_moves", 1..=2000)?;
         let validated = defaults::validate(blueprint, options)?;
-        let refuse = |pointer: String, code, message: String| Refusal {
-            task_id: Some(validated.task_id.clone()),
-            errors: vec![ValidationError { pointer, code, message }],
-        };
-        let limit = settings()
-            .and_then(|settings| settings.integer("max_moves", 1..=2000))
-            .map_err(|e| refuse(e.pointer, ErrorCode::NotAllowed, e.message))?;
-        if let Some(limit) = limit {
-            if validated.moves.len() as u64 > limit {
-                let message = format!(
-                    "{} moves; this job allows at most {limit} (max_moves)",
-                    validated.moves.len()
-                );
-                return Err(refuse("/moves".into(), ErrorCode::TooLarge, message));
-            }
+        if let Some(limit) = max_moves.filter(|&limit| validated.moves.len() as u64 > limit) {
+            let message = format!("{} moves; this job allows at most {limit} (max_moves)", validated.moves.len());
+            return Err(Refusal {
+                task_id: Some(validated.task_id.clone()),
+                errors: vec![ValidationError { pointer: "/moves".into(), code: ErrorCode::TooLarge, message }],
+            });
         }
         Ok(validated)
     }
 
     fn plan(mut request: PlanRequest) -> Result<Plan, Vec<PlanError>> {
-        let tempo = tempo().map_err(|e| vec![e.into_plan_error()])?;
+        let tempo = tempo()?;
         let rate = FrameRate::from_fps(request.validated.output.frame_rate);
         snap_to_beats(&mut request.validated, &tempo, rate);
-        br_guest_sdk::log(
-            LogLevel::Debug,
-            &format!("cuts on a beat of {:.3} s", tempo.beat_seconds),
-        );
+        br_guest_sdk::log(LogLevel::Debug, &format!("cuts on a beat of {:.3} s", tempo.beat_seconds));
         defaults::plan(&request)
     }
 }
@@ -122,7 +114,10 @@ mod tests {
         let refusal = BeatCuts::validate(BACKEND_BLUEPRINT, &CheckOptions::default()).unwrap_err();
         assert_eq!(refusal.errors[0].pointer, "/moves");
         use_settings_in_tests(Settings::from_json(r#"{"bpm": 1000}"#).unwrap());
+        let refusal = BeatCuts::validate(BACKEND_BLUEPRINT, &CheckOptions::default()).unwrap_err();
+        assert_eq!(refusal.errors[0].pointer, "", "a setting is not in the blueprint");
+        assert_eq!(refusal.errors[0].message, "GUEST_SETTINGS/bpm: is 1000; it must be from 40 to 240");
         let request = request_over_made_up_media(BACKEND_BLUEPRINT, 12.0).unwrap();
-        assert_eq!(BeatCuts::plan(request).unwrap_err()[0].pointer, "GUEST_SETTINGS/bpm");
+        assert_eq!(BeatCuts::plan(request).unwrap_err()[0].message, "GUEST_SETTINGS/bpm: is 1000; it must be from 40 to 240");
     }
 }
