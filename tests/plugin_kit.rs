@@ -355,6 +355,14 @@ fn the_practice_mode_example_repeats_each_move_slower_over_prepared_clips() {
     let run = blueprint_runner(root.path(), "run", &blueprint, &plugin);
     assert!(run.status.success(), "{}", describe(&run));
     println!("practice mode over prepared clips: planned and rendered in {:.1} s", started.elapsed().as_secs_f64());
+    // The result counts the blueprint's moves, not the plugin's four slots.
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let result = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find_map(|line| line.get("moves_count").cloned().or_else(|| line.pointer("/result/moves_count").cloned()))
+        .unwrap_or_else(|| panic!("no moves_count in the output\n{}", describe(&run)));
+    assert_eq!(result, 2, "{}", describe(&run));
     let video = data.join("output/practice.mp4");
     let probe = media::probe(&video);
     // 1 s, 1.333 s, 1 s, 1.333 s: 4.667 s at 30 fps.

@@ -746,7 +746,7 @@ impl Job<'_> {
             "storage": self.storage.describe(),
             "duration": output.duration,
             "file_size": file_size,
-            "moves_count": validated.moves.len(),
+            "moves_count": validated.moves_shown(),
             "warnings": warnings,
             "timings": timings,
             "steps": steps,

@@ -38,7 +38,8 @@ pub async fn run(request: Request, sandbox: &br_sandbox::Sandbox) -> u8 {
                     json!({
                         "valid": true,
                         "task_id": validated.task_id,
-                        "moves": validated.moves.len(),
+                        "moves": validated.moves_shown(),
+                        "slots": validated.moves.len(),
                         "distinct_clips": validated.clip_keys.len(),
                         "total_duration": validated.total_duration,
                         "audio_key": validated.audio_key,
@@ -49,8 +50,9 @@ pub async fn run(request: Request, sandbox: &br_sandbox::Sandbox) -> u8 {
                 );
             } else {
                 println!(
-                    "valid: task {}: {} moves over {} distinct clips, {:.3} s, output {} (fuel {})",
+                    "valid: task {}: {} moves ({} slots) over {} distinct clips, {:.3} s, output {} (fuel {})",
                     validated.task_id,
+                    validated.moves_shown(),
                     validated.moves.len(),
                     validated.clip_keys.len(),
                     validated.total_duration,

@@ -153,6 +153,13 @@ pub struct Validated {
 }
 
 impl Validated {
+    /// How many of the blueprint's moves the timeline shows: its slots' distinct origins.
+    /// A plugin that repeats or splits a move has more slots than that; a result's
+    /// `moves_count` is about the blueprint's choreography, not the plugin's slots.
+    pub fn moves_shown(&self) -> usize {
+        self.moves.iter().map(|slot| slot.origin).collect::<std::collections::BTreeSet<_>>().len()
+    }
+
     /// Gives every slot the origin and transition length a guest older than contract
     /// 0.8.0 means: slot `i` is move `i`, and each transition lasts as the output asks.
     pub fn as_written(mut self) -> Validated {
