@@ -311,11 +311,13 @@ fn strings_under<'a>(value: &'a Value, key: &str, found: &mut Vec<&'a str>) {
 }
 
 /// The example practice-mode plugin, written on the planner's render hooks: each move as
-/// choreographed, then again at 0.75x. Over prepared clips, the moves shown as shot are
-/// still copied (two copy steps) and the song still takes one measured gain (no
-/// `loudnorm`); the video has the plugin's timeline, each repeat shows its clip's frames
-/// at three quarters of their speed from the move's `trim_start`, and the music of the
-/// move plays again under its repeat.
+/// choreographed, then again slower, at the speed the blueprint's `difficulty_level` gives
+/// (0.75 intermediate, 0.5 beginner), which its `validate` keeps for its `plan` (contract
+/// 0.9.0: the validated timeline has no place for that field). Over prepared clips, the
+/// moves shown as shot are still copied (two copy steps) and the song still takes one
+/// measured gain (no `loudnorm`); the video has the plugin's timeline, each repeat shows
+/// its clip's frames at its speed from the move's `trim_start`, and the result counts the
+/// blueprint's two moves.
 #[test]
 fn the_practice_mode_example_repeats_each_move_slower_over_prepared_clips() {
     let root = tempfile::Builder::new().prefix("plugin-kit-").tempdir().unwrap();
@@ -328,20 +330,22 @@ fn the_practice_mode_example_repeats_each_move_slower_over_prepared_clips() {
         json!({"clip_id": id, "video_path": clip, "start_time": start, "duration": 1.0, "trim_start": 0.5,
                "trim_end": 0.0, "transition_type": "cut", "volume_adjustment": 1.0})
     };
-    let blueprint = json!({
-        "task_id": "practice",
-        "audio_path": "media/song.mp3",
-        "moves": [slot("m0", "media/a.mp4", 0.0), slot("m1", "media/b.mp4", 1.0)],
-        "total_duration": 2.0,
-        "output_config": {"output_path": "output/practice.mp4", "frame_rate": FPS, "width": 1280, "height": 720,
-                          "video_bitrate": "2M", "audio_bitrate": "128k", "normalize_audio": true},
-    });
-    let prepared = blueprint_runner(root.path(), "prepare", &blueprint, &[]);
+    let blueprint = |difficulty: &str| {
+        json!({
+            "task_id": "practice",
+            "audio_path": "media/song.mp3",
+            "difficulty_level": difficulty,
+            "moves": [slot("m0", "media/a.mp4", 0.0), slot("m1", "media/b.mp4", 1.0)],
+            "total_duration": 2.0,
+            "output_config": {"output_path": format!("output/practice-{difficulty}.mp4"), "frame_rate": FPS, "width": 1280,
+                              "height": 720, "video_bitrate": "2M", "audio_bitrate": "128k", "normalize_audio": true},
+        })
+    };
+    let prepared = blueprint_runner(root.path(), "prepare", &blueprint("intermediate"), &[]);
     assert!(prepared.status.success(), "{}", describe(&prepared));
-    let started = Instant::now();
     let plugin = ["--guest", PRACTICE_MODE];
 
-    let planned = blueprint_runner(root.path(), "plan", &blueprint, &plugin);
+    let planned = blueprint_runner(root.path(), "plan", &blueprint("intermediate"), &plugin);
     assert!(planned.status.success(), "{}", describe(&planned));
     let plan: Value = serde_json::from_slice(&planned.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&planned)));
     let mut labels = Vec::new();
@@ -352,32 +356,37 @@ fn the_practice_mode_example_repeats_each_move_slower_over_prepared_clips() {
     assert!(song_graph.contains(",volume="), "the song takes one gain: {song_graph}");
     assert!(!song_graph.contains("loudnorm"), "and no loudnorm: {song_graph}");
 
-    let run = blueprint_runner(root.path(), "run", &blueprint, &plugin);
-    assert!(run.status.success(), "{}", describe(&run));
-    println!("practice mode over prepared clips: planned and rendered in {:.1} s", started.elapsed().as_secs_f64());
-    // The result counts the blueprint's moves, not the plugin's four slots.
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let result = stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find_map(|line| line.get("moves_count").cloned().or_else(|| line.pointer("/result/moves_count").cloned()))
-        .unwrap_or_else(|| panic!("no moves_count in the output\n{}", describe(&run)));
-    assert_eq!(result, 2, "{}", describe(&run));
-    let video = data.join("output/practice.mp4");
-    let probe = media::probe(&video);
-    // 1 s, 1.333 s, 1 s, 1.333 s: 4.667 s at 30 fps.
-    assert_eq!(probe.video().packets(), 140);
-    assert!((probe.format_duration() - 140.0 / FPS).abs() < 0.03, "{}", probe.format_duration());
-    // (first output frame, clip chroma, speed) of each slot; every slot starts at source frame 15.
-    for (first, chroma, speed, frames) in [(0u64, chroma_a, 1.0, 30u64), (30, chroma_a, 0.75, 40), (70, chroma_b, 1.0, 30), (100, chroma_b, 0.75, 40)] {
-        for offset in [0, 1, frames / 2, frames - 1] {
-            let frame = first + offset;
-            let shown = media::frame_at(&video, frame as f64 / FPS - 0.001);
-            let near = |(u, v): (u8, u8)| (shown.u as i32 - u as i32).abs() <= 3 && (shown.v as i32 - v as i32).abs() <= 3;
-            assert!(near(chroma), "frame {frame}: {shown:?} is not the slot's clip");
-            let source = media::counter_frame(shown.y);
-            let expected = 15.0 + offset as f64 * speed;
-            assert!((source - expected).abs() <= 1.0, "frame {frame}: source frame {source}, expected {expected} (speed {speed})");
+    for (difficulty, speed) in [("intermediate", 0.75), ("beginner", 0.5)] {
+        let started = Instant::now();
+        let run = blueprint_runner(root.path(), "run", &blueprint(difficulty), &plugin);
+        assert!(run.status.success(), "{}", describe(&run));
+        println!("practice mode ({difficulty}) over prepared clips: rendered in {:.1} s", started.elapsed().as_secs_f64());
+        // The result counts the blueprint's moves, not the plugin's four slots.
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        let moves_count = stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find_map(|line| line.get("moves_count").cloned().or_else(|| line.pointer("/result/moves_count").cloned()))
+            .unwrap_or_else(|| panic!("no moves_count in the output\n{}", describe(&run)));
+        assert_eq!(moves_count, 2, "{}", describe(&run));
+        let video = data.join(format!("output/practice-{difficulty}.mp4"));
+        let probe = media::probe(&video);
+        // Each move 30 frames, then its repeat 30 / speed frames.
+        let repeat = (30.0 / speed) as u64;
+        assert_eq!(probe.video().packets(), 2 * (30 + repeat), "{difficulty}");
+        assert!((probe.format_duration() - (2 * (30 + repeat)) as f64 / FPS).abs() < 0.03, "{}", probe.format_duration());
+        // (first output frame, clip chroma, speed, frames) of each slot; every slot starts at source frame 15.
+        let slots = [(0, chroma_a, 1.0, 30), (30, chroma_a, speed, repeat), (30 + repeat, chroma_b, 1.0, 30), (60 + repeat, chroma_b, speed, repeat)];
+        for (first, chroma, speed, frames) in slots {
+            for offset in [0, 1, frames / 2, frames - 1] {
+                let frame = first + offset;
+                let shown = media::frame_at(&video, frame as f64 / FPS - 0.001);
+                let near = |(u, v): (u8, u8)| (shown.u as i32 - u as i32).abs() <= 3 && (shown.v as i32 - v as i32).abs() <= 3;
+                assert!(near(chroma), "{difficulty}, frame {frame}: {shown:?} is not the slot's clip");
+                let source = media::counter_frame(shown.y);
+                let expected = 15.0 + offset as f64 * speed;
+                assert!((source - expected).abs() <= 1.0, "{difficulty}, frame {frame}: source frame {source}, expected {expected} (speed {speed})");
+            }
         }
     }
 }

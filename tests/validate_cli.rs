@@ -343,7 +343,7 @@ fn plugin_check_tells_a_sound_plugin_from_a_hostile_one() {
     let sound = check(env!("DEFAULT_GUEST_WASM"));
     assert_eq!(sound.status.code(), Some(0), "{}", String::from_utf8_lossy(&sound.stdout));
     let report = stdout_json(&sound);
-    assert_eq!(report["contract"], "0.8.0");
+    assert_eq!(report["contract"], "0.9.0");
     assert_eq!(report["problems"].as_array().unwrap().len(), 0, "{report:#}");
     let cases = report["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 3);
@@ -437,6 +437,18 @@ fn a_guest_of_contract_0_7_0_still_validates_strictly() {
     assert_eq!(code, Some(0), "{verdict}");
     assert_eq!(verdict["moves"], 22);
     assert_eq!(verdict["warnings"], serde_json::json!([]));
+}
+
+/// A guest built at contract 0.8.0 (the built-in one, frozen before `host.keep`) still
+/// loads and fits the backend's remainder moves leniently, as it did.
+#[test]
+fn a_guest_of_contract_0_8_0_still_fits_the_backends_timelines() {
+    let frozen = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/guests/default-guest-0.8.0.wasm");
+    let (code, verdict) = validate_with(&backend_shapes(), &["--guest", frozen], &[]);
+    assert_eq!(code, Some(0), "{verdict}");
+    assert!(verdict["warnings"].as_array().unwrap().iter().any(|w| w["pointer"] == "/moves/10/start_time" || w["pointer"].as_str().is_some_and(|p| p.starts_with("/moves/"))), "{verdict}");
+    let (same_code, same) = validate_with(&backend_shapes(), &[], &[]);
+    assert_eq!((same_code, &same["warnings"]), (code, &verdict["warnings"]), "the frozen guest fits as today's built-in one does");
 }
 
 /// The backend's production songs are written `gs://<its bucket>/songs/x.mp3`: read as the

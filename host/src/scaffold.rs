@@ -26,14 +26,16 @@ pub enum SdkSource {
 
 impl SdkSource {
     /// `--sdk PATH`, else `--sdk-git URL [--sdk-rev REV]`, else the source tree this binary
-    /// was built from.
+    /// was built from: pinned to its commit in its `origin` repository when it has one and
+    /// the SDK and contract are committed there (a dependency that builds anywhere, CI
+    /// included), else its folder (which builds only on this machine).
     pub fn choose(path: Option<PathBuf>, git: Option<String>, rev: Option<String>) -> Result<SdkSource, String> {
         match (path, git) {
             (Some(_), Some(_)) => Err("give --sdk or --sdk-git, not both".into()),
             (Some(path), None) => Ok(SdkSource::Path(path)),
             (None, Some(url)) => Ok(SdkSource::Git { url, rev }),
             (None, None) if Path::new(BUILT_FROM_SDK).join("Cargo.toml").is_file() => {
-                Ok(SdkSource::Path(PathBuf::from(BUILT_FROM_SDK)))
+                Ok(pinned_revision(Path::new(BUILT_FROM_SDK)).unwrap_or_else(|| SdkSource::Path(PathBuf::from(BUILT_FROM_SDK))))
             }
             (None, None) => Err(
                 "this binary was not built from a source tree here: give --sdk PATH (the \
@@ -64,6 +66,20 @@ impl SdkSource {
             SdkSource::Git { url, rev: None } => Ok(format!("{{ git = {} }}", toml_string(url))),
         }
     }
+}
+
+/// The SDK folder `sdk` as its repository's `origin` at the commit checked out, when the
+/// SDK and the contract it reads (`wit/`) are exactly as committed there; None otherwise
+/// (no git, no remote, uncommitted changes: the commit would not be what this binary has).
+fn pinned_revision(sdk: &Path) -> Option<SdkSource> {
+    let git = |args: &[&str]| -> Option<String> {
+        let output = std::process::Command::new("git").arg("-C").arg(sdk).args(args).output().ok()?;
+        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    let url = git(&["remote", "get-url", "origin"]).filter(|url| !url.is_empty())?;
+    let rev = git(&["rev-parse", "HEAD"]).filter(|rev| rev.len() == 40)?;
+    let changed = git(&["status", "--porcelain", "--", ".", "../../wit"])?;
+    changed.is_empty().then_some(SdkSource::Git { url, rev: Some(rev) })
 }
 
 /// A TOML basic string.
@@ -196,6 +212,33 @@ mod tests {
         );
         let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("release/my_plugin.wasm") && !lib.contains('@'), "{lib}");
+    }
+
+    /// From a checkout with a remote and the SDK committed, the plugin depends on that
+    /// repository at that commit; with a change to the SDK not committed, or no remote,
+    /// there is no revision that has what this binary has.
+    #[test]
+    fn a_committed_checkout_pins_the_sdk_to_its_revision() {
+        let repo = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| {
+            let status = std::process::Command::new("git").arg("-C").arg(repo.path()).args(args).output().unwrap();
+            assert!(status.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&status.stderr));
+            String::from_utf8_lossy(&status.stdout).trim().to_owned()
+        };
+        let sdk = repo.path().join("crates/guest-sdk");
+        std::fs::create_dir_all(&sdk).unwrap();
+        std::fs::create_dir_all(repo.path().join("wit")).unwrap();
+        std::fs::write(sdk.join("Cargo.toml"), "[package]").unwrap();
+        std::fs::write(repo.path().join("wit/contract.wit"), "package a:b@0.9.0;").unwrap();
+        git(&["init", "-q"]);
+        git(&["-c", "user.name=t", "-c", "user.email=t@example.com", "add", "."]);
+        git(&["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "sdk"]);
+        assert_eq!(pinned_revision(&sdk), None, "no remote: nowhere to fetch it from");
+        git(&["remote", "add", "origin", "https://example.com/runner.git"]);
+        let head = git(&["rev-parse", "HEAD"]);
+        assert_eq!(pinned_revision(&sdk), Some(SdkSource::Git { url: "https://example.com/runner.git".into(), rev: Some(head) }));
+        std::fs::write(repo.path().join("wit/contract.wit"), "package a:b@0.10.0;").unwrap();
+        assert_eq!(pinned_revision(&sdk), None, "the contract changed since the commit");
     }
 
     #[test]

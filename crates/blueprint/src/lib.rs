@@ -150,6 +150,10 @@ pub struct Validated {
     pub output: OutputSettings,
     /// What a lenient check changed to fit the timeline, each with its pointer.
     pub warnings: Vec<Warning>,
+    /// What a plugin's `validate` kept for its `plan` (contract 0.9.0, `host.keep`): text of
+    /// at most [`limits::MAX_KEPT_BYTES`], opaque to the host. None from the built-in
+    /// check and from guests of older contracts.
+    pub kept: Option<String>,
 }
 
 impl Validated {

@@ -31,3 +31,7 @@ pub const MAX_HEIGHT: u64 = 2160;
 /// Bitrate ranges, bits per second.
 pub const VIDEO_BITRATE_RANGE: (u64, u64) = (100_000, 50_000_000);
 pub const AUDIO_BITRATE_RANGE: (u64, u64) = (32_000, 512_000);
+
+/// What a plugin's `validate` may keep for its `plan` (`host.keep`, contract 0.9.0): room
+/// for a few fields per move of the longest blueprint, and small beside the guest's memory.
+pub const MAX_KEPT_BYTES: usize = 64 * 1024;

@@ -333,6 +333,7 @@ impl Checker {
             moves: timeline.moves,
             output: output?,
             warnings: Vec::new(),
+            kept: None,
         })
     }
 

@@ -14,7 +14,7 @@ pub mod convert;
 pub use blueprint::runner::types as wit;
 
 pub mod glue {
-    use super::blueprint::runner::host::{log, loudness, LogLevel};
+    use super::blueprint::runner::host::{keep, kept, log, loudness, LogLevel};
     use super::{convert, wit};
     use crate::Plugin;
 
@@ -28,6 +28,21 @@ pub mod glue {
         };
         match P::validate(&blueprint, &options) {
             Ok(validated) => {
+                // What the plugin keeps for its plan (contract 0.9.0): refused by the host
+                // past its bound, which is the plugin's fault, not the blueprint's.
+                if let Some(data) = &validated.kept {
+                    if let Err(why) = keep(data) {
+                        let message = format!("the plugin could not keep its data for plan: {why}");
+                        return Err(convert::refusal_to_wit(br_blueprint::Refusal {
+                            task_id: Some(validated.task_id.clone()),
+                            errors: vec![br_blueprint::ValidationError {
+                                pointer: String::new(),
+                                code: br_blueprint::ErrorCode::TooLarge,
+                                message,
+                            }],
+                        }));
+                    }
+                }
                 log(
                     LogLevel::Debug,
                     &format!("blueprint valid: {} slots, {} adjustments", validated.moves.len(), validated.warnings.len()),
@@ -73,6 +88,8 @@ pub mod glue {
             true_peak: measured.true_peak,
             seconds: measured.seconds,
         });
+        // What the plugin's validate kept (contract 0.9.0).
+        request.validated.kept = kept();
         match P::plan(request) {
             Ok(plan) => {
                 log(LogLevel::Debug, &format!("plan: {} steps, {} warnings", plan.steps.len(), plan.warnings.len()));

@@ -89,6 +89,7 @@ pub fn request_from_wit(request: wit::PlanRequest) -> br_plan::PlanRequest {
             add_audio_overlay: o.add_audio_overlay,
         },
         warnings: Vec::new(),
+        kept: None,
     }
     // What the contract said before 0.8.0; a 0.8.0 guest then applies the fit it is given.
     .as_written();

@@ -37,6 +37,7 @@ pub use serde_json;
 
 pub mod defaults;
 pub mod graph;
+pub mod kept;
 pub mod settings;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -50,7 +51,7 @@ pub mod bindings;
 pub use settings::{settings, Settings, SettingsError};
 
 /// The contract version a plugin built with this SDK implements.
-pub const CONTRACT: &str = "0.8.0";
+pub const CONTRACT: &str = "0.9.0";
 
 /// The decisions a plugin makes. Every method defaults to the built-in guest's.
 pub trait Plugin {

@@ -7,7 +7,7 @@
 //! way a call can end maps to a distinct [`SandboxError`]. What the guest returns is
 //! treated as untrusted and re-checked ([`output`]).
 //!
-//! Guests of contract 0.8.0 (`wit/blueprint-runner.wit`) and of every older version kept
+//! Guests of contract 0.9.0 (`wit/blueprint-runner.wit`) and of every older version kept
 //! in `wit/v*/` back to 0.2.0 load; which one a component implements is found from the
 //! `host` version it imports (0.4.0 and later) and the type of its `validate` (0.3.0 or
 //! 0.2.0).
@@ -34,11 +34,11 @@ pub use output::limits as output_limits;
 pub use settings::{GuestSettings, SettingsError};
 
 /// The contract versions this host loads, newest first.
-pub const CONTRACT_VERSIONS: [&str; 7] = ["0.8.0", "0.7.0", "0.6.0", "0.5.0", "0.4.0", "0.3.0", "0.2.0"];
+pub const CONTRACT_VERSIONS: [&str; 8] = ["0.9.0", "0.8.0", "0.7.0", "0.6.0", "0.5.0", "0.4.0", "0.3.0", "0.2.0"];
 
 mod bindings {
-    /// The current contract, 0.8.0.
-    pub mod v8 {
+    /// The current contract, 0.9.0.
+    pub mod v9 {
         wasmtime::component::bindgen!({
             world: "guest",
             path: "../../wit",
@@ -46,8 +46,18 @@ mod bindings {
         });
     }
 
+    /// Contract 0.8.0: as 0.9.0, without `host.keep` and `host.kept`.
+    pub mod v8 {
+        wasmtime::component::bindgen!({
+            world: "guest",
+            path: "../../wit/v0.8.0",
+            exports: { default: async },
+            with: { "blueprint:runner/types": crate::bindings::v9::blueprint::runner::types },
+        });
+    }
+
     /// Contract 0.7.0: `validate` takes no options and returns the validated blueprint
-    /// alone (always strict), and `plan` is given no fit. Its types are 0.8.0's, which
+    /// alone (always strict), and `plan` is given no fit. Its types are 0.9.0's, which
     /// are not generated twice: one conversion serves every version (wasmtime checks a
     /// record by its fields when the guest is loaded, not by the interface that declared
     /// it). `host` is generated again: the guest imports it under its own version, and
@@ -57,7 +67,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.7.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v8::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v9::blueprint::runner::types },
         });
     }
 
@@ -67,7 +77,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.6.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v8::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v9::blueprint::runner::types },
         });
     }
 
@@ -77,7 +87,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.5.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v8::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v9::blueprint::runner::types },
         });
     }
 
@@ -88,7 +98,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.4.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v8::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v9::blueprint::runner::types },
         });
     }
 
@@ -98,7 +108,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.3.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v8::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v9::blueprint::runner::types },
         });
     }
 
@@ -109,11 +119,11 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.2.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v8::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v9::blueprint::runner::types },
         });
     }
 
-    pub use v8::blueprint::runner::types as wit;
+    pub use v9::blueprint::runner::types as wit;
 }
 
 use bindings::wit;
@@ -140,7 +150,7 @@ impl Default for Limits {
 pub enum SandboxError {
     #[error("could not load the guest component: {0}")]
     Load(String),
-    #[error("the guest component does not fit the contract (blueprint:runner@0.8.0, @0.7.0, @0.6.0, @0.5.0, @0.4.0, @0.3.0 or @0.2.0): {0}")]
+    #[error("the guest component does not fit the contract (blueprint:runner@0.9.0, @0.8.0, @0.7.0, @0.6.0, @0.5.0, @0.4.0, @0.3.0 or @0.2.0): {0}")]
     Incompatible(String),
     #[error("sandbox limit: the guest ran out of fuel ({limit} units)")]
     OutOfFuel { limit: u64 },
@@ -233,6 +243,7 @@ pub struct Sandbox {
 
 /// The linked guest, by the contract version it implements.
 enum GuestPre {
+    V9(bindings::v9::GuestPre<CallState>),
     V8(bindings::v8::GuestPre<CallState>),
     V7(bindings::v7::GuestPre<CallState>),
     V6(bindings::v6::GuestPre<CallState>),
@@ -273,6 +284,8 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         // Every version of `host`: each guest imports the one of its own contract.
         type Data = wasmtime::component::HasSelf<CallState>;
+        bindings::v9::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
+            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         bindings::v8::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
             .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         bindings::v7::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
@@ -290,14 +303,16 @@ impl Sandbox {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| SandboxError::Incompatible(format!("{e:#}")))?;
-        // 0.8.0, 0.7.0, 0.6.0, 0.5.0, 0.4.0 and 0.3.0 guests are told apart by the `host` version they
+        // 0.9.0, 0.8.0, 0.7.0, 0.6.0, 0.5.0, 0.4.0 and 0.3.0 guests are told apart by the `host` version they
         // import (and each `GuestPre::new` checks the exports). 0.3.0 and 0.2.0 differ
         // in `validate`'s type, which each `GuestPre::new` checks.
         let imports = |version: &str| {
             let name = format!("blueprint:runner/host@{version}");
             component.component_type().imports(&engine.engine).any(|(import, _)| import == name)
         };
-        let pre = if imports("0.8.0") {
+        let pre = if imports("0.9.0") {
+            GuestPre::V9(bindings::v9::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.9.0: {e:#}")))?)
+        } else if imports("0.8.0") {
             GuestPre::V8(bindings::v8::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.8.0: {e:#}")))?)
         } else if imports("0.7.0") {
             GuestPre::V7(bindings::v7::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.7.0: {e:#}")))?)
@@ -343,19 +358,25 @@ impl Sandbox {
 
     /// Whether the guest can be given settings (contract 0.6.0 and later).
     pub fn takes_settings(&self) -> bool {
-        matches!(self.pre, GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_))
+        matches!(self.pre, GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_))
     }
 
     /// Whether the guest can be told the song's loudness (`host.loudness`, contract 0.7.0
     /// and later): measuring it is worth its second only for such a guest.
     pub fn takes_loudness(&self) -> bool {
-        matches!(self.pre, GuestPre::V8(_) | GuestPre::V7(_))
+        matches!(self.pre, GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_))
     }
 
     /// Whether the guest fits a timeline itself (contract 0.8.0 and later): older guests
     /// validate strictly whatever they are asked, and know no `gs://` addresses.
     pub fn fits_timelines(&self) -> bool {
-        matches!(self.pre, GuestPre::V8(_))
+        matches!(self.pre, GuestPre::V9(_) | GuestPre::V8(_))
+    }
+
+    /// Whether the guest's `validate` may keep data for its `plan` (`host.keep`, contract
+    /// 0.9.0 and later).
+    pub fn keeps_data(&self) -> bool {
+        matches!(self.pre, GuestPre::V9(_))
     }
 
     /// Whether the compiled guest came from the cache.
@@ -366,19 +387,20 @@ impl Sandbox {
     /// The contract version the guest implements, e.g. `0.3.0`.
     pub fn contract_version(&self) -> &'static str {
         match self.pre {
-            GuestPre::V8(_) => CONTRACT_VERSIONS[0],
-            GuestPre::V7(_) => CONTRACT_VERSIONS[1],
-            GuestPre::V6(_) => CONTRACT_VERSIONS[2],
-            GuestPre::V5(_) => CONTRACT_VERSIONS[3],
-            GuestPre::V4(_) => CONTRACT_VERSIONS[4],
-            GuestPre::V3(_) => CONTRACT_VERSIONS[5],
-            GuestPre::V2(_) => CONTRACT_VERSIONS[6],
+            GuestPre::V9(_) => CONTRACT_VERSIONS[0],
+            GuestPre::V8(_) => CONTRACT_VERSIONS[1],
+            GuestPre::V7(_) => CONTRACT_VERSIONS[2],
+            GuestPre::V6(_) => CONTRACT_VERSIONS[3],
+            GuestPre::V5(_) => CONTRACT_VERSIONS[4],
+            GuestPre::V4(_) => CONTRACT_VERSIONS[5],
+            GuestPre::V3(_) => CONTRACT_VERSIONS[6],
+            GuestPre::V2(_) => CONTRACT_VERSIONS[7],
         }
     }
 
     /// Whether the guest may be given prepared clips (contract 0.4.0 and later).
     pub fn takes_prepared_clips(&self) -> bool {
-        matches!(self.pre, GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_) | GuestPre::V4(_))
+        matches!(self.pre, GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_) | GuestPre::V4(_))
     }
 
     /// The interfaces the component imports (`blueprint:runner/host@0.5.0`, WASI's...).
@@ -388,7 +410,7 @@ impl Sandbox {
 
     /// Whether the guest checks task-array manifests (contract 0.5.0 and later).
     pub fn checks_manifests(&self) -> bool {
-        matches!(self.pre, GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_))
+        matches!(self.pre, GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_))
     }
 
     /// Runs the guest's `validate-manifest` on an untrusted task-array manifest. A guest
@@ -398,7 +420,7 @@ impl Sandbox {
             let version = self.contract_version();
             return Err(SandboxError::Incompatible(format!("contract {version} has no validate-manifest (0.5.0 and later)")));
         }
-        let (answer, report) = self.call(Call::ValidateManifest(manifest)).await?;
+        let (answer, report, _) = self.call(Call::ValidateManifest(manifest)).await?;
         let Answer::ValidateManifest(answer) = answer else { unreachable!("validate-manifest answers validate-manifest") };
         Ok(ManifestCheck { verdict: output::check_manifest(answer)?, report })
     }
@@ -408,12 +430,15 @@ impl Sandbox {
     /// each transition lasts as the output asks.
     pub async fn validate(&self, blueprint: &str, options: &br_blueprint::CheckOptions) -> Result<Validation, SandboxError> {
         let options = request::options_to_wit(options);
-        let (answer, report) = self.call(Call::Validate(blueprint, &options)).await?;
-        let verdict = match answer {
+        let (answer, report, kept) = self.call(Call::Validate(blueprint, &options)).await?;
+        let mut verdict = match answer {
             Answer::Validate(answer) => output::check_validation(answer)?.map(br_blueprint::Validated::as_written),
             Answer::ValidateChecked(answer) => output::check_checked(answer)?,
             _ => unreachable!("validate answers validate"),
         };
+        if let Ok(validated) = &mut verdict {
+            validated.kept = kept;
+        }
         Ok(Validation { verdict, report })
     }
 
@@ -421,29 +446,40 @@ impl Sandbox {
     pub async fn plan(&self, request: &br_plan::PlanRequest) -> Result<Planning, SandboxError> {
         let given = request::given_to_wit(request);
         let fit = request::fit_to_wit(&request.validated);
+        let kept = request.validated.kept.clone();
         let request = request::to_wit(request);
-        let (answer, report) = self.call(Call::Plan(&request, given, &fit)).await?;
+        let (answer, report, _) = self.call(Call::Plan(&request, given, &fit, kept)).await?;
         let Answer::Plan(answer) = answer else { unreachable!("plan answers plan") };
         Ok(Planning { verdict: output::check_planning(answer)?, report })
     }
 
-    /// One export call in a fresh store, under the three caps.
-    async fn call(&self, call: Call<'_>) -> Result<(Answer, CallReport), SandboxError> {
+    /// One export call in a fresh store, under the three caps; with what the guest kept
+    /// during it (`host.keep`).
+    async fn call(&self, call: Call<'_>) -> Result<(Answer, CallReport, Option<String>), SandboxError> {
         let started = Instant::now();
         let mut store = new_store(&self.engine.engine, &self.limits, started);
         let limits = self.limits.clone();
         let name = call.name();
-        if let Call::Plan(_, given, _) = &call {
+        if let Call::Plan(_, given, _, kept) = &call {
             store.data_mut().given = given.clone();
+            store.data_mut().kept_for_plan = kept.clone();
         }
         store.data_mut().settings = self.settings.as_ref().map(|settings| settings.as_str().to_owned());
         let run = async {
             match &self.pre {
+                GuestPre::V9(pre) => {
+                    let guest = pre.instantiate_async(&mut store).await?;
+                    match call {
+                        Call::Validate(text, options) => guest.call_validate(&mut store, text, options).await.map(Answer::ValidateChecked),
+                        Call::Plan(request, _, fit, _) => guest.call_plan(&mut store, request, fit).await.map(Answer::Plan),
+                        Call::ValidateManifest(text) => guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest),
+                    }
+                }
                 GuestPre::V8(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
                         Call::Validate(text, options) => guest.call_validate(&mut store, text, options).await.map(Answer::ValidateChecked),
-                        Call::Plan(request, _, fit) => guest.call_plan(&mut store, request, fit).await.map(Answer::Plan),
+                        Call::Plan(request, _, fit, _) => guest.call_plan(&mut store, request, fit).await.map(Answer::Plan),
                         Call::ValidateManifest(text) => guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest),
                     }
                 }
@@ -513,7 +549,7 @@ impl Sandbox {
         let memory_high_water = state.memory.high_water;
         let report = CallReport { fuel_used, memory_high_water, elapsed: started.elapsed(), log: state.log.lines() };
         tracing::debug!(call = name, fuel_used, elapsed_ms = report.elapsed.as_millis() as u64, "guest returned");
-        Ok((answer, report))
+        Ok((answer, report, state.kept_by_validate.take()))
     }
 }
 
@@ -543,6 +579,8 @@ fn new_store(wasm_engine: &wasmtime::Engine, limits: &Limits, started: Instant) 
     let state = CallState {
         given: request::Given::default(),
         settings: None,
+        kept_by_validate: None,
+        kept_for_plan: None,
         wasi,
         table: ResourceTable::new(),
         memory: CappedMemory::new(limits.memory_bytes),
@@ -573,9 +611,9 @@ enum Call<'a> {
     /// The text, and how to check it (told to 0.8.0 guests only).
     Validate(&'a str, &'a wit::CheckOptions),
     ValidateManifest(&'a str),
-    /// The request, what the host's imports tell about its inputs, and the timeline's fit
-    /// (given to 0.8.0 guests only).
-    Plan(&'a wit::PlanRequest, request::Given, &'a wit::TimelineFit),
+    /// The request, what the host's imports tell about its inputs, the timeline's fit
+    /// (given to 0.8.0 guests and later) and what `validate` kept (0.9.0).
+    Plan(&'a wit::PlanRequest, request::Given, &'a wit::TimelineFit, Option<String>),
 }
 
 impl Call<'_> {
@@ -602,6 +640,10 @@ struct CallState {
     given: request::Given,
     /// For `host.settings`.
     settings: Option<String>,
+    /// What the guest kept during `validate` (`host.keep`), for the host to hand to `plan`.
+    kept_by_validate: Option<String>,
+    /// What `host.kept` returns during `plan`.
+    kept_for_plan: Option<String>,
     wasi: WasiCtx,
     table: ResourceTable,
     memory: CappedMemory,
@@ -656,6 +698,27 @@ macro_rules! host_loudness {
             self.given.loudness.get(input as usize).cloned().flatten()
         }
     };
+}
+
+impl bindings::v9::blueprint::runner::host::Host for CallState {
+    host_log!(v9);
+    host_prepared!();
+    host_settings!();
+    host_loudness!();
+
+    fn keep(&mut self, data: String) -> Result<(), String> {
+        let limit = br_blueprint::limits::MAX_KEPT_BYTES;
+        if data.len() > limit {
+            self.kept_by_validate = None;
+            return Err(format!("{} bytes; at most {limit} may be kept", data.len()));
+        }
+        self.kept_by_validate = Some(data);
+        Ok(())
+    }
+
+    fn kept(&mut self) -> Option<String> {
+        self.kept_for_plan.clone()
+    }
 }
 
 impl bindings::v8::blueprint::runner::host::Host for CallState {

@@ -282,6 +282,7 @@ fn check_validated(v: wit::Validated, earliest_trim_start: f64, budget: &mut Bud
             add_audio_overlay: o.add_audio_overlay,
         },
         warnings: Vec::new(),
+        kept: None,
     })
 }
 

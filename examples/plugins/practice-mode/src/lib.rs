@@ -2,29 +2,51 @@
 //! The timeline changes in `validate` (the host checks the video against it); how the
 //! repeats render is said with the planner's hooks in `plan`, so the built-in planner
 //! still copies prepared clips for the moves shown as shot and keeps the one-gain loudness.
+//! How slow comes from the blueprint's `difficulty_level`, a field the validated timeline
+//! has no place for: `validate` keeps the speed it chose for `plan` (contract 0.9.0).
 
 use br_guest_sdk::blueprint::{CheckOptions, Refusal, Transition, Validated};
 use br_guest_sdk::plan::render::{Render, SlotRender, SongSection};
 use br_guest_sdk::plan::{FrameRate, Plan, PlanError, PlanRequest};
-use br_guest_sdk::{defaults, settings, Plugin, SettingsError};
+use br_guest_sdk::{defaults, kept, settings, Plugin, SettingsError};
 
 pub struct PracticeMode;
 
-/// How slow the repeat plays: 0.75 by default (the operator's `speed`, 0.25 to 1).
-fn repeat_speed() -> Result<f64, SettingsError> {
-    Ok(settings()?.number("speed", 0.25..=1.0)?.unwrap_or(0.75))
+/// What `validate` keeps for `plan`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kept {
+    speed: f64,
+}
+
+/// How slow the repeat plays: the operator's `speed` (0.25 to 1) when set, else by the
+/// blueprint's `difficulty_level` (beginner 0.5, intermediate 0.75, advanced 0.9), else 0.75.
+fn repeat_speed(blueprint: &str) -> Result<f64, SettingsError> {
+    if let Some(speed) = settings()?.number("speed", 0.25..=1.0)? {
+        return Ok(speed);
+    }
+    let picked = kept::pick(blueprint, &["/difficulty_level"]);
+    Ok(match picked.get("/difficulty_level").and_then(|level| level.as_str()) {
+        Some("beginner") => 0.5,
+        Some("advanced") => 0.9,
+        _ => 0.75,
+    })
 }
 
 impl Plugin for PracticeMode {
     fn validate(blueprint: &str, options: &CheckOptions) -> Result<Validated, Refusal> {
-        let speed = repeat_speed()?;
+        let speed = repeat_speed(blueprint)?;
         let mut validated = defaults::validate(blueprint, options)?;
         with_repeats(&mut validated, speed);
+        kept::keep(&mut validated, &Kept { speed })?;
         Ok(validated)
     }
 
     fn plan(request: PlanRequest) -> Result<Plan, Vec<PlanError>> {
-        let render = repeats_render(&request.validated, repeat_speed()?);
+        // The speed `validate` chose: the timeline's repeats were made for it.
+        let Some(Kept { speed }) = kept::kept(&request.validated) else {
+            return Err(vec![PlanError { pointer: String::new(), message: "validate kept no repeat speed".into() }]);
+        };
+        let render = repeats_render(&request.validated, speed);
         defaults::plan_with(&request, &render)
     }
 }
@@ -105,5 +127,19 @@ mod tests {
         assert_eq!(render.song[3].start, 8.0);
         let plan = defaults::plan_with(&request, &render).unwrap();
         assert_eq!(plan_passes(&request, &plan), Ok(()));
+    }
+
+    #[test]
+    fn the_speed_follows_the_difficulty_and_reaches_plan() {
+        let beginner = BACKEND_BLUEPRINT.replace("\"intermediate\"", "\"beginner\"");
+        assert_eq!(repeat_speed(&beginner), Ok(0.5));
+        assert_eq!(repeat_speed(BACKEND_BLUEPRINT), Ok(0.75));
+        let validated = PracticeMode::validate(&beginner, &CheckOptions::default()).unwrap();
+        assert!((validated.moves[1].duration - 16.0).abs() < 1e-9, "8 s at 0.5x");
+        let mut request = request_over_made_up_media(&beginner, 12.0).unwrap();
+        request.validated = validated;
+        assert!(PracticeMode::plan(request.clone()).is_ok());
+        request.validated.kept = None;
+        assert!(PracticeMode::plan(request).is_err(), "without what validate kept, plan cannot know the speed");
     }
 }
