@@ -492,6 +492,24 @@ mod tests {
         assert_eq!((segment.step, share(segment)), (1, available - (COPY_NEED + VIDEO_FILE) - RESERVE_SLACK));
     }
 
+    /// A light step starts beside a running one when what is free is exactly its need,
+    /// and waits when it is one byte short (the rule: `free >= need`).
+    #[test]
+    fn a_light_step_that_fits_exactly_starts_and_one_byte_short_waits() {
+        let plan = planner_shaped(true);
+        let song_alone = Schedule::new(&plan, (1280, 720), &[], 2, 10.0, RATES).next(380 * MIB).unwrap();
+        let held = song_alone.memory + song_alone.file_size;
+        for (available, expected) in [(held + COPY_NEED + VIDEO_FILE, Some(2)), (held + COPY_NEED + VIDEO_FILE - 1, None)] {
+            let mut schedule = Schedule::new(&plan, (1280, 720), &[], 2, 10.0, RATES);
+            schedule.started(song_alone);
+            let next = schedule.next(available);
+            assert_eq!(next.map(|start| start.step), expected, "{available} bytes with {held} held");
+            if let Some(copy) = next {
+                assert_eq!((copy.memory, copy.file_size), (COPY_NEED, VIDEO_FILE), "exactly its need");
+            }
+        }
+    }
+
     #[test]
     fn a_bridge_of_prepared_clips_starts_beside_the_song_with_loudnorm() {
         let mut plan = planner_shaped(true);

@@ -530,3 +530,65 @@ fn the_song_is_made_of_its_sections_in_order() {
     let plan = br_plan::plan_with(&request, &Render { slots: Vec::new(), song: past }).unwrap();
     assert!(song_graph_of(&plan).contains("loudnorm="), "past what was measured");
 }
+
+/// A cut-only timeline whose first move shows its clip from `trim_start`, over prepared
+/// clips of `frames` frames with 15-frame GOPs; the labels of move 0's copy steps.
+fn first_move_copies(trim_start: f64, frames: u64) -> Vec<String> {
+    let mut validated = example().as_written();
+    for slot in &mut validated.moves {
+        slot.transition = Transition::Cut;
+        slot.transition_seconds = 0.0;
+    }
+    validated.moves[0].trim_start = trim_start;
+    let request = over_prepared_clips(validated, 12.0, frames);
+    let plan = br_plan::plan(&request).unwrap();
+    copy_steps(&plan).iter().filter(|step| step.label.starts_with("move 0 ")).map(|step| step.label.clone()).collect()
+}
+
+/// A run of exactly one GOP is copied; one frame less is not (the rule: `high >= from + gop`).
+#[test]
+fn a_prepared_clip_with_exactly_one_gop_left_is_copied_and_one_frame_less_is_not() {
+    let one_gop = first_move_copies(0.0, 15);
+    assert_eq!(one_gop.len(), 1, "{one_gop:?}");
+    assert!(one_gop[0].ends_with(" copy 0-15"), "{one_gop:?}");
+    assert_eq!(first_move_copies(0.0, 14), Vec::<String>::new());
+    assert!(first_move_copies(0.0, 16)[0].ends_with(" copy 0-16"), "one more frame: the run ends inside the next GOP");
+}
+
+/// A move whose first source frame is a keyframe is copied from its first frame, not one
+/// GOP later (the rule: `(gop - offset % gop) % gop` frames to the next keyframe, 0 on one).
+#[test]
+fn a_move_starting_on_a_keyframe_is_copied_from_its_first_frame() {
+    // trim_start 0.5 s: source frame 15, a keyframe of the 15-frame grid.
+    let on_keyframe = first_move_copies(0.5, 360);
+    assert!(on_keyframe[0].ends_with(" copy 0-240"), "{on_keyframe:?}");
+    // One frame later (16): the next keyframe (30) is 14 frames on.
+    let after = first_move_copies(16.0 / 30.0, 360);
+    assert!(after[0].contains(" copy 14-"), "{after:?}");
+    // One frame earlier (14): the keyframe 15 is the next frame.
+    let before = first_move_copies(14.0 / 30.0, 360);
+    assert!(before[0].contains(" copy 1-"), "{before:?}");
+}
+
+/// A song muted in every move takes no gain: a uniform volume is made up for by the gain
+/// only when it is above 0 (the rule: `first > 0.0`); 0 is silence, which no gain brings to
+/// the target, and the full normalising gain would play the song the blueprint muted.
+#[test]
+fn a_song_muted_in_every_move_takes_no_normalising_gain() {
+    let mut validated = example();
+    for slot in &mut validated.moves {
+        slot.volume = 0.0;
+    }
+    let mut muted = request(validated, 10.0);
+    muted.song_loudness = measured(-20.0, 6.0, -6.0);
+    let audio = song_graph(&muted);
+    assert!(!audio.contains(",volume=1.584893,"), "{audio}");
+    // The smallest volume above 0 is still uniform: the gain makes up for it.
+    let mut validated = example();
+    for slot in &mut validated.moves {
+        slot.volume = 0.01;
+    }
+    let mut quiet = request(validated, 10.0);
+    quiet.song_loudness = measured(-20.0, 6.0, -6.0);
+    assert!(song_graph(&quiet).contains(",volume=1.584893,"));
+}

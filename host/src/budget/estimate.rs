@@ -239,6 +239,33 @@ mod tests {
         assert_eq!(error.pointer, "/total_duration");
         assert!(error.message.contains("a 720 s video at 2128 kb/s"), "{}", error.message);
     }
+
+    /// The join holds the output's audio too: a small frame with a high audio bitrate is
+    /// limited by the join, not by the segments, and the audio decides where (at 720p the
+    /// segments phase always dominates, which hid a join phase without its audio).
+    #[test]
+    fn the_join_phase_counts_the_audio() {
+        let example = include_str!("../../../examples/backend-blueprint.json");
+        let mut validated = br_blueprint::validate(example).unwrap_or_else(|e| panic!("{e:?}"));
+        validated.output.video_bitrate = 100_000;
+        validated.output.audio_bitrate = 512_000;
+        validated.output.normalize_audio = false;
+        let default = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
+        let (width, height) = (320, 180);
+        let fixed = ((STAGED_INPUTS_MIB + JOIN_PLAIN_MIB) * MIB as f64) as u64;
+        let per_second = (100_000 + 512_000) / 8;
+        // The longest video whose join fits, in whole seconds.
+        let longest = (default.shared - fixed) / per_second;
+        validated.total_duration = longest as f64;
+        assert!(check_length(&validated, width, height, &default).is_ok(), "{longest} s");
+        validated.total_duration = (longest + 1) as f64;
+        let segments_phase = 100_000 / 8 * (longest + 1) + (STAGED_INPUTS_MIB * MIB as f64) as u64 + step_bytes(width, height);
+        assert!(segments_phase < default.shared, "the segments alone would fit: only the join's audio refuses");
+        assert_eq!(check_length(&validated, width, height, &default).map_err(|e| e.pointer), Err("/total_duration".to_owned()));
+        // Without the song the same length fits.
+        validated.output.add_audio_overlay = false;
+        assert!(check_length(&validated, width, height, &default).is_ok());
+    }
 }
 
 /// The largest frame a step's literal arguments name: `-s WxH`, and `scale`/`pad`
