@@ -118,6 +118,23 @@ fn uri_problem(uri: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// GCS bucket names are 3 to 222 characters: an empty or 1- and 2-character bucket is
+    /// refused both by the guest's check and by the host's re-check of what a guest lets
+    /// through (both are `entry_shape_problem`).
+    #[test]
+    fn a_bucket_name_shorter_than_three_characters_is_refused() {
+        for uri in ["gs:///k.json", "gs://a/k.json", "gs://ab/k.json"] {
+            let problem = entry_shape_problem("t-1", uri);
+            assert!(problem.as_deref().is_some_and(|p| p.contains("does not name a bucket")), "{uri}: {problem:?}");
+            let refused = validate_manifest(&format!("[{}]", entry("t-1", uri))).unwrap();
+            assert_eq!(refused[0].problem.as_ref().map(|p| p.pointer.as_str()), Some("/0/blueprint_uri"), "{uri}");
+        }
+        assert_eq!(entry_shape_problem("t-1", "gs://abc/k.json"), None, "three characters are a bucket name");
+        let longest = format!("gs://{}/k.json", "b".repeat(222));
+        assert_eq!(entry_shape_problem("t-1", &longest), None);
+        assert!(entry_shape_problem("t-1", &format!("gs://{}/k.json", "b".repeat(223))).is_some());
+    }
+
     fn entry(task: &str, uri: &str) -> String {
         format!(r#"{{"task_id": "{task}", "blueprint_uri": "{uri}"}}"#)
     }

@@ -104,4 +104,16 @@ mod tests {
             Err(SettingsError::TooDeep { depth: 17 })
         );
     }
+
+    /// Arrays count as levels as objects do: an object holding arrays nested to the bound
+    /// is taken, one array more is refused.
+    #[test]
+    fn arrays_nested_deeper_than_the_bound_are_refused() {
+        let arrays = |levels: usize| format!("{{\"a\":{}1{}}}", "[".repeat(levels), "]".repeat(levels));
+        assert!(GuestSettings::parse(&arrays(MAX_SETTINGS_DEPTH - 1)).is_ok());
+        assert_eq!(
+            GuestSettings::parse(&arrays(MAX_SETTINGS_DEPTH)),
+            Err(SettingsError::TooDeep { depth: MAX_SETTINGS_DEPTH + 1 })
+        );
+    }
 }
