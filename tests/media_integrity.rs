@@ -292,6 +292,29 @@ fn a_prepared_clip_swapped_for_another_video_is_not_copied() {
     assert!(run.stderr.contains("not as prepared"), "the log says why: {}", run.stderr);
 }
 
+/// A prepared clip overwritten after its manifest by another clip prepared at the same
+/// profile, with as many frames (so it passes every check of the profile): the manifest's
+/// record of the prepared clip's own identity no longer matches, and the job renders the
+/// original instead of copying the other clip's frames.
+#[test]
+fn a_prepared_clip_overwritten_after_its_manifest_is_not_used() {
+    let (folder, blueprint) = prepared_library();
+    media::make_counter_clip(&folder.path("media/foreign.mp4"), FOREIGN, 108, (320, 180));
+    let other = one_cut_of("media/foreign.mp4");
+    let (code, summary) = folder.prepare(&other);
+    assert_eq!((code, summary["prepared"].as_u64()), (Some(0), Some(1)), "{summary}");
+    let own = folder.path(&format!("prepared/{PROFILE}/media/own.mp4"));
+    std::fs::copy(folder.path(&format!("prepared/{PROFILE}/media/foreign.mp4")), &own).unwrap();
+    let run = folder.run(&blueprint, &[]);
+    assert_own_frames(&run);
+    assert_eq!(run.prepared_clips(), 0, "the overwritten prepared clip is stale: {}", run.describe());
+}
+
+/// One 3-second cut of `clip` at [`prepared_library`]'s profile.
+fn one_cut_of(clip: &str) -> Value {
+    blueprint("prepared-2", vec![cut(0, clip, 0.0, 3.0, 0.0)], (320, 180), "output/other.mp4")
+}
+
 /// A manifest edited to say its clip has a keyframe every frame: the GOP is the
 /// profile's, and a manifest that says another is stale.
 #[test]
