@@ -118,6 +118,35 @@ fn uri_problem(uri: &str) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// The limits hold at their values exactly: a manifest of 2 MiB and of 10,000 entries
+    /// is taken, one byte or entry more refused; an address is measured before it is read.
+    #[test]
+    fn a_manifest_at_each_limit_is_taken_and_one_more_is_refused() {
+        let one = entry("t-1", "gs://bucket/k.json");
+        let padded = |bytes: usize| {
+            let text = format!("[{one}]");
+            format!("{text}{}", " ".repeat(bytes - text.len()))
+        };
+        assert_eq!(MAX_MANIFEST_BYTES, 2 * 1024 * 1024);
+        assert!(validate_manifest(&padded(MAX_MANIFEST_BYTES)).is_ok());
+        let refused = validate_manifest(&padded(MAX_MANIFEST_BYTES + 1)).unwrap_err();
+        assert_eq!(refused[0].code, ErrorCode::TooLarge);
+        let entries = |count: usize| {
+            let list: Vec<String> = (0..count).map(|n| entry(&format!("t-{n}"), "gs://bucket/k.json")).collect();
+            format!("[{}]", list.join(","))
+        };
+        assert_eq!(validate_manifest(&entries(MAX_ENTRIES)).map(|found| found.len()), Ok(MAX_ENTRIES));
+        assert_eq!(validate_manifest(&entries(MAX_ENTRIES + 1)).unwrap_err()[0].code, ErrorCode::OutOfRange);
+        let uri = |bytes: usize| format!("gs://bucket/{}.json", "k".repeat(bytes - "gs://bucket/.json".len()));
+        // No valid address reaches 1,300 bytes (a key is at most 1,024): at the limit the
+        // key's own rule refuses it, past it the length is refused before anything is read.
+        assert_eq!(uri(MAX_URI_BYTES).len(), MAX_URI_BYTES);
+        let at_limit = entry_shape_problem("t-1", &uri(MAX_URI_BYTES)).expect("refused");
+        assert!(at_limit.contains("the blueprint's key is"), "{at_limit}");
+        let too_long = entry_shape_problem("t-1", &uri(MAX_URI_BYTES + 1)).expect("refused");
+        assert!(too_long.contains("1301 bytes long; at most 1300"), "{too_long}");
+    }
+
     /// GCS bucket names are 3 to 222 characters: an empty or 1- and 2-character bucket is
     /// refused both by the guest's check and by the host's re-check of what a guest lets
     /// through (both are `entry_shape_problem`).
@@ -130,6 +159,8 @@ mod tests {
             assert_eq!(refused[0].problem.as_ref().map(|p| p.pointer.as_str()), Some("/0/blueprint_uri"), "{uri}");
         }
         assert_eq!(entry_shape_problem("t-1", "gs://abc/k.json"), None, "three characters are a bucket name");
+        assert_eq!(entry_shape_problem("t-1", "gs://my-bucket_2.x/k.json"), None, "letters, digits, '-', '_' and '.'");
+        assert!(entry_shape_problem("t-1", "gs://My-Bucket/k.json").is_some(), "no upper case");
         let longest = format!("gs://{}/k.json", "b".repeat(222));
         assert_eq!(entry_shape_problem("t-1", &longest), None);
         assert!(entry_shape_problem("t-1", &format!("gs://{}/k.json", "b".repeat(223))).is_some());
