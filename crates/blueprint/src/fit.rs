@@ -18,6 +18,8 @@ const EPSILON: f64 = 1e-6;
 
 /// What the blueprint asks for, before fitting.
 pub struct Asked {
+    /// Output frames per second: a move shorter than one frame (`1 / frame_rate` seconds)
+    /// is dropped, and a transition shorter than one becomes a cut.
     pub frame_rate: f64,
     /// A crossfade's blend, as `output_config.transition_duration` asks.
     pub transition_seconds: f64,
@@ -40,11 +42,16 @@ impl Asked {
     }
 }
 
+/// A fitted timeline: [`fit`]'s answer.
 #[derive(Debug)]
 pub struct Fitted {
+    /// The slots that are left, in order, the first starting at 0 (within half a frame);
+    /// each keeps its `origin` and has its fitted `transition_seconds`.
     pub moves: Vec<MoveSlot>,
-    /// Where the last move ends.
+    /// Where the last move ends, in seconds from the video's start.
     pub end: f64,
+    /// One per adjustment, with the pointer of what it changed; empty when the timeline
+    /// needed none.
     pub warnings: Vec<Warning>,
 }
 

@@ -1,35 +1,42 @@
 //! Size limits on what a blueprint may ask for. They bound the work and memory a
 //! hostile blueprint can cause before any media is touched.
 
-/// A blueprint larger than this is refused before it is parsed.
+/// Bytes of blueprint text (1 MiB): a larger one is refused before it is parsed.
 pub const MAX_BLUEPRINT_BYTES: usize = 1024 * 1024;
-/// The backend's longest choreographies have a few hundred moves.
+/// Most moves one blueprint may list; the backend's longest choreographies have a few
+/// hundred.
 pub const MAX_MOVES: usize = 2_000;
-/// Three hours of timeline.
+/// Longest timeline, in seconds (three hours): no move may start or end later, and
+/// `total_duration` may not exceed it.
 pub const MAX_TIMELINE_SECONDS: f64 = 3.0 * 3600.0;
 /// JSON nesting deeper than this is refused (the real schema needs 3 levels).
 pub const MAX_NESTING_DEPTH: usize = 64;
-/// Object keys: GCS allows 1024 bytes.
+/// Longest object key, in bytes (what GCS allows).
 pub const MAX_KEY_BYTES: usize = 1024;
-/// Path segments in one object key.
+/// Most `/`-separated path segments in one object key.
 pub const MAX_KEY_SEGMENTS: usize = 32;
-/// `task_id` is a `varchar(36)` in the backend's table.
+/// Longest `task_id`, in bytes: it is a `varchar(36)` in the backend's table.
 pub const MAX_TASK_ID_BYTES: usize = 36;
-/// Free-text fields echoed into messages (`clip_id`).
+/// Longest free-text field echoed into messages (`clip_id`), in bytes.
 pub const MAX_LABEL_BYTES: usize = 128;
-/// After this many problems the list ends with a single "too many errors" entry.
+/// Problems listed in one refusal; past this many, the list ends with a single entry
+/// that counts the rest.
 pub const MAX_REPORTED_ERRORS: usize = 500;
-/// Longest transition or fade, in seconds.
+/// Longest `transition_duration` or `fade_duration` a blueprint may ask for, in seconds.
 pub const MAX_TRANSITION_SECONDS: f64 = 5.0;
-/// Output frame rate range.
+/// Lowest output frame rate, in frames per second (inclusive).
 pub const MIN_FRAME_RATE: f64 = 1.0;
+/// Highest output frame rate, in frames per second (inclusive).
 pub const MAX_FRAME_RATE: f64 = 120.0;
-/// Output size range (pixels), when the blueprint gives one.
+/// Smallest output width or height in pixels, when the blueprint gives a size.
 pub const MIN_DIMENSION: u64 = 16;
+/// Largest output width in pixels, when the blueprint gives a size.
 pub const MAX_WIDTH: u64 = 3840;
+/// Largest output height in pixels, when the blueprint gives a size.
 pub const MAX_HEIGHT: u64 = 2160;
-/// Bitrate ranges, bits per second.
+/// Allowed `video_bitrate`, bits per second: (lowest, highest), both inclusive.
 pub const VIDEO_BITRATE_RANGE: (u64, u64) = (100_000, 50_000_000);
+/// Allowed `audio_bitrate`, bits per second: (lowest, highest), both inclusive.
 pub const AUDIO_BITRATE_RANGE: (u64, u64) = (32_000, 512_000);
 
 /// What a plugin's `validate` may keep for its `plan` (`host.keep`, contract 0.9.0): room

@@ -10,19 +10,26 @@ use serde_json::Value;
 
 use crate::{is_task_id, ErrorCode, ValidationError};
 
-/// 10,000 entries (Cloud Run's most tasks per execution) of about 150 bytes, and room.
+/// Bytes of manifest text (2 MiB): room for [`MAX_ENTRIES`] entries of about 150 bytes.
 pub const MAX_MANIFEST_BYTES: usize = 2 * 1024 * 1024;
+/// Most entries in one manifest: Cloud Run's most tasks per execution. A manifest has at
+/// least one.
 pub const MAX_ENTRIES: usize = 10_000;
-/// `gs://` + a bucket name (at most 222 bytes) + `/` + an object key.
+/// Longest `blueprint_uri`, in bytes: `gs://` + a bucket name (at most 222 bytes) + `/` +
+/// an object key.
 pub const MAX_URI_BYTES: usize = 1_300;
 
+/// One entry of a task-array manifest (mirrors the WIT `manifest-entry`): the task, and
+/// where its blueprint is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManifestEntry {
-    /// As written; empty when it is not a string.
+    /// The task id as written; empty when it is not a string.
     pub task_id: String,
-    /// `gs://BUCKET/KEY`, or a key in the job's own storage.
+    /// `gs://BUCKET/KEY` of the entry's blueprint, or a key in the job's own storage; as
+    /// written, empty when it is not a string.
     pub blueprint_uri: String,
-    /// Why this entry cannot run, when it cannot.
+    /// Why this entry cannot run, when it cannot (its pointer is `/N` or below it, N the
+    /// entry's position from 0); the other entries still run.
     pub problem: Option<ValidationError>,
 }
 

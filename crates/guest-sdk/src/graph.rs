@@ -17,6 +17,7 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// The filter `name` (e.g. `scale`, `hflip`) with no options yet.
     pub fn new(name: &str) -> Filter {
         Filter {
             name: name.to_owned(),
@@ -49,6 +50,7 @@ pub struct Filtergraph {
 }
 
 impl Filtergraph {
+    /// A graph with no chains yet.
     pub fn new() -> Filtergraph {
         Filtergraph::default()
     }

@@ -31,6 +31,8 @@
 //! and from the contract's (`wit/blueprint-runner.wit`, the version in [`CONTRACT`]).
 //! Tested with Rust 1.95 and wit-bindgen 0.62.
 
+#![warn(missing_docs)]
+
 pub use br_blueprint as blueprint;
 pub use br_plan as plan;
 pub use serde_json;
@@ -97,11 +99,16 @@ pub fn log(level: LogLevel, message: &str) {
     eprintln!("{level:?}: {message}");
 }
 
+/// How much a line of the job's log matters (the contract's `host.log-level`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
+    /// Detail for whoever develops or debugs the plugin.
     Debug,
+    /// What the plugin decided, in the ordinary course of a job.
     Info,
+    /// Something unexpected the plugin worked around.
     Warn,
+    /// Something that went wrong.
     Error,
 }
 

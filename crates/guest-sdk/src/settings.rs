@@ -21,7 +21,11 @@ pub struct SettingsError {
     /// blueprint, so the refusals made from it point at the whole job (`""`) and carry it
     /// in their message.
     pub pointer: String,
+    /// Why, as the accessors report it: `wrong-type` (not the JSON type asked for, or
+    /// settings that are not an object), `out-of-range` (outside the range asked for) or
+    /// `invalid-json` (settings text that is not JSON).
     pub code: ErrorCode,
+    /// What is wrong, e.g. `is 1000; it must be from 40 to 240`: it completes the pointer.
     pub message: String,
 }
 
@@ -92,6 +96,7 @@ impl Settings {
         }
     }
 
+    /// The setting's JSON value as the operator wrote it, unchecked; None when not set.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name)
     }
@@ -114,6 +119,7 @@ impl Settings {
         within(name, number, &range).map(Some)
     }
 
+    /// A string, when set.
     pub fn text(&self, name: &str) -> Result<Option<&str>, SettingsError> {
         let Some(value) = self.0.get(name) else { return Ok(None) };
         value
@@ -122,6 +128,7 @@ impl Settings {
             .ok_or_else(|| SettingsError::new(name, ErrorCode::WrongType, format!("must be a string, not {value}")))
     }
 
+    /// A boolean (`true` or `false`), when set.
     pub fn flag(&self, name: &str) -> Result<Option<bool>, SettingsError> {
         let Some(value) = self.0.get(name) else { return Ok(None) };
         value

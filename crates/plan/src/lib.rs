@@ -3,6 +3,8 @@
 //! the guest sandbox and natively in tests. The plan names no file: it refers to
 //! inputs, temporaries and the output by number (see `wit/`).
 
+#![warn(missing_docs)]
+
 mod planner;
 pub mod prepare;
 mod rational;

@@ -26,8 +26,11 @@ const PRESET: &str = "veryfast";
 /// prepared clips.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
+    /// Frame width in pixels: the job's output width ([`crate::output_frame`]).
     pub width: u32,
+    /// Frame height in pixels: the job's output height.
     pub height: u32,
+    /// Frame rate: the output's `frame_rate` as an exact fraction.
     pub rate: FrameRate,
     /// Bits per second.
     pub video_bitrate: u64,

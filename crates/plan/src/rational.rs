@@ -1,10 +1,14 @@
 //! Frame rates as exact fractions, so frame positions and FFmpeg arguments agree
 //! to the frame over hours of timeline (29.97 means 30000/1001 in video).
 
-/// A frame rate `num / den` frames per second.
+/// A frame rate of exactly `num / den` frames per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameRate {
+    /// Frames per `den` seconds, e.g. 30000 for NTSC's 29.97 fps.
     pub num: u64,
+    /// Seconds that `num` frames last: 1 for a whole rate, 1001 for an NTSC-style one,
+    /// 1000 for any other rate [`FrameRate::from_fps`] makes (the fraction is not reduced).
+    /// Never 0 in a usable rate.
     pub den: u64,
 }
 
@@ -23,6 +27,7 @@ impl FrameRate {
         FrameRate { num: (fps * 1000.0).round() as u64, den: 1000 }
     }
 
+    /// The rate as frames per second, `num / den` (29.97002997... for 30000/1001).
     pub fn fps(self) -> f64 {
         self.num as f64 / self.den as f64
     }

@@ -63,7 +63,9 @@ impl SlotRender {
 /// `duration` seconds of the song file from `start`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SongSection {
+    /// Seconds into the song file where the section begins; 0 or more.
     pub start: f64,
+    /// Seconds of the song file the section plays; more than 0.
     pub duration: f64,
 }
 
