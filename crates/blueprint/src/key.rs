@@ -71,4 +71,22 @@ mod tests {
         assert!(key_problem(&"a".repeat(1025)).is_some());
         assert!(key_problem("a/".repeat(40).trim_end_matches('/')).is_some());
     }
+
+    /// 1,024 bytes and 32 segments are keys; one byte or one segment more is not.
+    #[test]
+    fn keys_at_the_limits_are_taken_and_one_more_is_refused() {
+        assert_eq!(key_problem(&"a".repeat(1024)), None);
+        assert!(key_problem(&"a".repeat(1025)).is_some_and(|why| why.contains("1025 bytes")));
+        let segments = |count: usize| vec!["a"; count].join("/");
+        assert_eq!(key_problem(&segments(32)), None);
+        assert!(key_problem(&segments(33)).is_some_and(|why| why.contains("33 segments")));
+    }
+
+    /// Either slash starts an absolute path, and says so.
+    #[test]
+    fn a_leading_slash_of_either_kind_is_an_absolute_path() {
+        for key in ["/a", "\\a"] {
+            assert!(key_problem(key).is_some_and(|why| why.contains("absolute path")), "{key:?}");
+        }
+    }
 }

@@ -315,3 +315,57 @@ pub fn is_task_id(text: &str) -> bool {
 pub fn escape_pointer_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Validated {
+        validate(include_str!("../../../examples/backend-blueprint.json")).unwrap_or_else(|errors| panic!("{errors:?}"))
+    }
+
+    #[test]
+    fn every_transition_name_reads_as_its_own_variant() {
+        let variants = [Transition::Cut, Transition::Crossfade, Transition::FadeBlack, Transition::FadeWhite];
+        for (name, variant) in Transition::NAMES.iter().zip(variants) {
+            assert_eq!(Transition::from_name(name), Some(variant), "{name}");
+        }
+        for other in ["", "Cut", "fade", "fade-black", "dissolve"] {
+            assert_eq!(Transition::from_name(other), None, "{other:?}");
+        }
+    }
+
+    /// A transition lasts what the output asks for its kind: a crossfade its
+    /// `transition_duration`, a fade its `fade_duration`, a cut nothing.
+    #[test]
+    fn each_transition_asks_for_its_own_duration() {
+        let mut output = example().output;
+        (output.transition_duration, output.fade_duration) = (0.5, 0.3);
+        assert_eq!(Transition::Cut.asked_seconds(&output), 0.0);
+        assert_eq!(Transition::Crossfade.asked_seconds(&output), 0.5);
+        assert_eq!(Transition::FadeBlack.asked_seconds(&output), 0.3);
+        assert_eq!(Transition::FadeWhite.asked_seconds(&output), 0.3);
+    }
+
+    /// The blueprint's moves a timeline shows: its slots' distinct origins, however many
+    /// slots show each.
+    #[test]
+    fn the_moves_shown_are_the_distinct_origins() {
+        let mut validated = example();
+        assert_eq!(validated.moves_shown(), 22);
+        let first = validated.moves[0].clone();
+        validated.moves.insert(1, first);
+        validated.moves[5].origin = 9;
+        assert_eq!((validated.moves.len(), validated.moves_shown()), (23, 21), "a repeat and a duplicated origin");
+        validated.moves.clear();
+        assert_eq!(validated.moves_shown(), 0);
+    }
+
+    /// The limits are the values their documentation gives.
+    #[test]
+    fn the_limits_are_what_they_say() {
+        assert_eq!(limits::MAX_TIMELINE_SECONDS, 10_800.0, "three hours");
+        assert_eq!(limits::MAX_KEPT_BYTES, 65_536, "64 KiB");
+        assert_eq!(limits::MAX_BLUEPRINT_BYTES, 1_048_576, "1 MiB");
+    }
+}
