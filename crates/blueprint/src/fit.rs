@@ -275,6 +275,21 @@ mod tests {
             .collect()
     }
 
+    /// A first move less than half a frame late is on the grid already; more than half a
+    /// frame late it starts at 0 (the rule: `late <= 0.5 * frame`).
+    #[test]
+    fn a_first_move_more_than_half_a_frame_late_starts_at_zero() {
+        let frame = 1.0 / 30.0;
+        for (late, moved) in [(0.4 * frame, false), (0.6 * frame, true)] {
+            let mut moves = consecutive(&[8.0, 8.0], Transition::Cut);
+            moves[0].start = late;
+            moves[0].duration = 8.0 - late;
+            let fitted = fit(moves, &ASKED).unwrap();
+            assert_eq!(fitted.moves[0].start == 0.0, moved, "{late} s late: {:?}", fitted.moves[0]);
+            assert_eq!(fitted.warnings.iter().any(|w| w.pointer.starts_with("/moves/0")), moved, "{:?}", fitted.warnings);
+        }
+    }
+
     #[test]
     fn a_regular_timeline_is_unchanged_and_warns_nothing() {
         let moves = consecutive(&[8.0, 8.0, 8.0], Transition::Crossfade);
