@@ -22,15 +22,28 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum PluginCommand {
     /// Load a plugin as a job would and try it on built-in blueprints over made-up media
-    /// facts: its contract and imports, fuel and memory per call against the limits, the
-    /// policy's verdict on each plan, and whether each plan's output matches the
-    /// timeline. Exit 0 when nothing is wrong, 3 with the problems listed.
+    /// facts (and on yours, --blueprint): its contract and imports, fuel and memory per
+    /// call against the limits, the policy's verdict on each plan, and whether each plan's
+    /// output matches the timeline. A blueprint the plugin refuses with errors that point
+    /// into it is its own rule, reported, not a problem. Exit 0 when nothing is wrong, 3
+    /// with the problems listed.
     Check {
         /// The plugin component (.wasm).
         plugin: PathBuf,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Also try the plugin on this blueprint file; `FILE:FRAMES` also expects the
+        /// video it describes to have FRAMES frames. Repeatable.
+        #[arg(long = "blueprint", value_name = "FILE[:FRAMES]", value_parser = crate::plugin::GivenBlueprint::parse)]
+        blueprints: Vec<crate::plugin::GivenBlueprint>,
+        /// Media facts for the --blueprint files instead of made-up ones (JSON: the
+        /// `inputs` list `plan` prints), each input found by its key.
+        #[arg(long, requires = "blueprints")]
+        facts: Option<PathBuf>,
+        /// Try only the --blueprint files, not the built-in blueprints.
+        #[arg(long, requires = "blueprints")]
+        skip_built_in: bool,
         #[command(flatten)]
         sandbox: SandboxFlags,
     },

@@ -106,7 +106,10 @@ async fn run(command: Command) -> u8 {
             validate::run(validate::Request { source, json, options }, &sandbox).await
         }
         Command::Policy { action } => policy::run(action),
-        Command::Plugin { action: cli::PluginCommand::Check { plugin, json, sandbox } } => plugin::check(&plugin, json, &sandbox).await,
+        Command::Plugin { action: cli::PluginCommand::Check { plugin, json, blueprints, facts, skip_built_in, sandbox } } => {
+            let given = plugin::Given { blueprints, facts, skip_built_in };
+            plugin::check(&plugin, json, &given, &sandbox).await
+        }
         Command::Plugin { action: cli::PluginCommand::New { dir, name, sdk, sdk_git, sdk_rev } } => {
             scaffold::run(&dir, name, sdk, sdk_git, sdk_rev)
         }

@@ -162,7 +162,7 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path) -> u8 {
 }
 
 /// Media facts from a file, at most 1 MiB: a JSON list of `plan`'s `inputs` entries.
-fn read_facts(path: &std::path::Path) -> Result<Vec<br_plan::MediaFacts>, String> {
+pub(crate) fn read_facts(path: &std::path::Path) -> Result<Vec<br_plan::MediaFacts>, String> {
     let bytes = input::read_small_file(path, 1024 * 1024)?;
     serde_json::from_slice(&bytes).map_err(|e| format!("not a list of media facts: {e}"))
 }
