@@ -47,6 +47,12 @@ pub enum PluginCommand {
         #[command(flatten)]
         sandbox: SandboxFlags,
     },
+    /// Call one of a plugin's exports once and print its whole answer as JSON, with the
+    /// fuel and memory the call used.
+    Call {
+        #[command(subcommand)]
+        call: PluginCall,
+    },
     /// Write a plugin crate into DIR that builds on the guest SDK and, unchanged, decides
     /// exactly as the built-in guest does (`cargo build --release --target wasm32-wasip2`).
     New {
@@ -65,6 +71,35 @@ pub enum PluginCommand {
         /// The git revision of --sdk-git.
         #[arg(long, value_name = "REV", requires = "sdk_git")]
         sdk_rev: Option<String>,
+    },
+}
+
+/// The plugin is the PLUGIN argument, else `--guest` (GUEST_COMPONENT), else the
+/// built-in guest.
+#[derive(Subcommand)]
+pub enum PluginCall {
+    /// Run the plugin's `validate` on a blueprint: prints the validated timeline (its fit
+    /// and warnings) or the refusal. Exit 0 valid, 2 refused, 3 sandbox error.
+    Validate {
+        /// Blueprint file, or '-' for stdin.
+        blueprint: String,
+        /// The plugin component (.wasm).
+        plugin: Option<PathBuf>,
+        #[command(flatten)]
+        timeline: TimelineFlags,
+        #[command(flatten)]
+        sandbox: SandboxFlags,
+    },
+    /// Run the plugin's `plan` on a plan request file (`run --save-plan-request` writes
+    /// one): prints the plan or the plan errors, and the policy's verdict on the plan.
+    /// Exit 0 the plan passes, 4 no plan, 3 policy refusal or sandbox error.
+    Plan {
+        /// The plan request file.
+        request: PathBuf,
+        /// The plugin component (.wasm).
+        plugin: Option<PathBuf>,
+        #[command(flatten)]
+        sandbox: SandboxFlags,
     },
 }
 
@@ -153,6 +188,10 @@ pub enum Command {
         /// entry as its own run.
         #[arg(long, env = "BLUEPRINT_MANIFEST_URI", conflicts_with = "file")]
         manifest: Option<String>,
+        /// Write the plan request the job hands to the guest (JSON) to FILE, before the
+        /// guest plans: `plugin call plan FILE` replays it.
+        #[arg(long, value_name = "FILE", conflicts_with = "manifest")]
+        save_plan_request: Option<PathBuf>,
     },
     /// The container's entrypoint: `run` configured from the environment (every
     /// variable checked at start), reporting to the backend's `choreography_tasks` row
@@ -201,6 +240,10 @@ pub enum Command {
         /// for trying a plugin without media.
         #[arg(long)]
         facts: Option<PathBuf>,
+        /// Write the plan request handed to the guest (JSON) to FILE, before the guest
+        /// plans: `plugin call plan FILE` replays it.
+        #[arg(long, value_name = "FILE")]
+        save_plan_request: Option<PathBuf>,
     },
     /// Measure the sandbox: guest load time, then repeated validations of one blueprint
     /// (prints JSON; used by `scripts/bench`).
@@ -251,6 +294,10 @@ pub struct JobFlags {
     pub prepared: Prepared,
     #[command(flatten)]
     pub sandbox: SandboxFlags,
+    /// Where the job writes the plan request it hands to the guest: `--save-plan-request`
+    /// of `run` and `plan` (a flag of those two commands only, not of every job command).
+    #[arg(skip)]
+    pub save_plan_request: Option<PathBuf>,
 }
 
 /// How strictly a blueprint's timeline is read.
