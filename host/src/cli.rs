@@ -22,17 +22,36 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum PluginCommand {
     /// Load a plugin as a job would and try it on built-in blueprints over made-up media
-    /// facts: its contract and imports, fuel and memory per call against the limits, the
-    /// policy's verdict on each plan, and whether each plan's output matches the
-    /// timeline. Exit 0 when nothing is wrong, 3 with the problems listed.
+    /// facts (and on yours, --blueprint): its contract and imports, fuel and memory per
+    /// call against the limits, the policy's verdict on each plan, and whether each plan's
+    /// output matches the timeline. A blueprint the plugin refuses with errors that point
+    /// into it is its own rule, reported, not a problem. Exit 0 when nothing is wrong, 3
+    /// with the problems listed.
     Check {
         /// The plugin component (.wasm).
         plugin: PathBuf,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Also try the plugin on this blueprint file; `FILE:FRAMES` also expects the
+        /// video it describes to have FRAMES frames. Repeatable.
+        #[arg(long = "blueprint", value_name = "FILE[:FRAMES]", value_parser = crate::plugin::GivenBlueprint::parse)]
+        blueprints: Vec<crate::plugin::GivenBlueprint>,
+        /// Media facts for the --blueprint files instead of made-up ones (JSON: the
+        /// `inputs` list `plan` prints), each input found by its key.
+        #[arg(long, requires = "blueprints")]
+        facts: Option<PathBuf>,
+        /// Try only the --blueprint files, not the built-in blueprints.
+        #[arg(long, requires = "blueprints")]
+        skip_built_in: bool,
         #[command(flatten)]
         sandbox: SandboxFlags,
+    },
+    /// Call one of a plugin's exports once and print its whole answer as JSON, with the
+    /// fuel and memory the call used.
+    Call {
+        #[command(subcommand)]
+        call: PluginCall,
     },
     /// Write a plugin crate into DIR that builds on the guest SDK and, unchanged, decides
     /// exactly as the built-in guest does (`cargo build --release --target wasm32-wasip2`).
@@ -52,6 +71,35 @@ pub enum PluginCommand {
         /// The git revision of --sdk-git.
         #[arg(long, value_name = "REV", requires = "sdk_git")]
         sdk_rev: Option<String>,
+    },
+}
+
+/// The plugin is the PLUGIN argument, else `--guest` (GUEST_COMPONENT), else the
+/// built-in guest.
+#[derive(Subcommand)]
+pub enum PluginCall {
+    /// Run the plugin's `validate` on a blueprint: prints the validated timeline (its fit
+    /// and warnings) or the refusal. Exit 0 valid, 2 refused, 3 sandbox error.
+    Validate {
+        /// Blueprint file, or '-' for stdin.
+        blueprint: String,
+        /// The plugin component (.wasm).
+        plugin: Option<PathBuf>,
+        #[command(flatten)]
+        timeline: TimelineFlags,
+        #[command(flatten)]
+        sandbox: SandboxFlags,
+    },
+    /// Run the plugin's `plan` on a plan request file (`run --save-plan-request` writes
+    /// one): prints the plan or the plan errors, and the policy's verdict on the plan.
+    /// Exit 0 the plan passes, 4 no plan, 3 policy refusal or sandbox error.
+    Plan {
+        /// The plan request file.
+        request: PathBuf,
+        /// The plugin component (.wasm).
+        plugin: Option<PathBuf>,
+        #[command(flatten)]
+        sandbox: SandboxFlags,
     },
 }
 
@@ -140,6 +188,10 @@ pub enum Command {
         /// entry as its own run.
         #[arg(long, env = "BLUEPRINT_MANIFEST_URI", conflicts_with = "file")]
         manifest: Option<String>,
+        /// Write the plan request the job hands to the guest (JSON) to FILE, before the
+        /// guest plans: `plugin call plan FILE` replays it.
+        #[arg(long, value_name = "FILE", conflicts_with = "manifest")]
+        save_plan_request: Option<PathBuf>,
     },
     /// The container's entrypoint: `run` configured from the environment (every
     /// variable checked at start), reporting to the backend's `choreography_tasks` row
@@ -188,6 +240,10 @@ pub enum Command {
         /// for trying a plugin without media.
         #[arg(long)]
         facts: Option<PathBuf>,
+        /// Write the plan request handed to the guest (JSON) to FILE, before the guest
+        /// plans: `plugin call plan FILE` replays it.
+        #[arg(long, value_name = "FILE")]
+        save_plan_request: Option<PathBuf>,
     },
     /// Measure the sandbox: guest load time, then repeated validations of one blueprint
     /// (prints JSON; used by `scripts/bench`).
@@ -238,6 +294,10 @@ pub struct JobFlags {
     pub prepared: Prepared,
     #[command(flatten)]
     pub sandbox: SandboxFlags,
+    /// Where the job writes the plan request it hands to the guest: `--save-plan-request`
+    /// of `run` and `plan` (a flag of those two commands only, not of every job command).
+    #[arg(skip)]
+    pub save_plan_request: Option<PathBuf>,
 }
 
 /// How strictly a blueprint's timeline is read.

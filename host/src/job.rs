@@ -55,6 +55,9 @@ pub struct JobConfig {
     /// job's profile and the guest's contract (0.4.0 on) lets it be told so; older
     /// guests' contract says input 1 + i is clip i itself.
     pub use_prepared: bool,
+    /// Where to write the plan request before the guest is asked to plan
+    /// (`--save-plan-request`), so that it can be replayed (`plugin call plan`).
+    pub save_plan_request: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -630,6 +633,10 @@ impl Job<'_> {
         reporter.running(Stage::Plan, Stage::Plan.at(0.0), "planning in the sandbox");
         let request =
             PlanRequest { validated: validated.clone(), inputs: facts.clone(), strict: self.config.strict, prepared, song_loudness };
+        // Written before the call: a request whose plan traps is the one most worth replaying.
+        if let Some(path) = &self.config.save_plan_request {
+            crate::plan_request::write(path, &request).map_err(|message| (Stage::Plan, Failure::Setup(message)))?;
+        }
         let planning = self.unless_cancelled(Stage::Plan, async { self.sandbox.plan(&request).await.map_err(|e| (Stage::Plan, Failure::Sandbox(e))) }).await?;
         self.watchdog.guest_call("plan", &planning.report);
         let plan = match planning {

@@ -139,6 +139,11 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path) -> u8 {
         return stop(exit::USAGE, format!("{} facts given; the blueprint has {} inputs, in this order: {}", facts.len(), expected.len(), expected.join(", ")));
     }
     let request = br_plan::PlanRequest { validated, inputs: facts, strict: flags.is_strict(), prepared: Vec::new(), song_loudness: None };
+    if let Some(path) = &flags.save_plan_request {
+        if let Err(message) = crate::plan_request::write(path, &request) {
+            return stop(exit::USAGE, message);
+        }
+    }
     let plan = match sandbox.plan(&request).await.map(|planning| planning.verdict) {
         Ok(Ok(plan)) => plan,
         Ok(Err(errors)) => {
@@ -162,7 +167,7 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path) -> u8 {
 }
 
 /// Media facts from a file, at most 1 MiB: a JSON list of `plan`'s `inputs` entries.
-fn read_facts(path: &std::path::Path) -> Result<Vec<br_plan::MediaFacts>, String> {
+pub(crate) fn read_facts(path: &std::path::Path) -> Result<Vec<br_plan::MediaFacts>, String> {
     let bytes = input::read_small_file(path, 1024 * 1024)?;
     serde_json::from_slice(&bytes).map_err(|e| format!("not a list of media facts: {e}"))
 }
@@ -594,6 +599,7 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
         output_prefix: flags.storage.output_prefix.clone(),
         strip_prefix: flags.storage.strip_prefix.clone(),
         use_prepared: flags.prepared == crate::cli::Prepared::Auto,
+        save_plan_request: flags.save_plan_request.clone(),
     };
     let deadline = std::sync::OnceLock::new();
     let job = Job { sandbox: &sandbox, storage: storage.as_ref(), config: &config, cancel, watchdog, deadline };
