@@ -56,6 +56,9 @@ pub struct TimelineRecord {
     pub output: OutputRecord,
     #[serde(default)]
     pub warnings: Vec<NoteRecord>,
+    /// What the plugin's `validate` kept for its `plan` (contract 0.9.0), as it kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
 }
 
 /// [`MoveSlot`] as the file spells it.
@@ -184,6 +187,7 @@ impl TimelineRecord {
                 add_audio_overlay: output.add_audio_overlay,
             },
             warnings: validated.warnings.iter().map(|w| NoteRecord { pointer: w.pointer.clone(), message: w.message.clone() }).collect(),
+            kept: validated.kept.clone(),
         }
     }
 
@@ -226,6 +230,7 @@ impl TimelineRecord {
                 add_audio_overlay: output.add_audio_overlay,
             },
             warnings: self.warnings.into_iter().map(|w| Warning { pointer: w.pointer, message: w.message }).collect(),
+            kept: self.kept,
         }
     }
 }
@@ -304,6 +309,10 @@ fn coherence_problem(file: &PlanRequestFile) -> Option<String> {
     if !(MIN_FRAME_RATE..=MAX_FRAME_RATE).contains(&rate) {
         return Some(format!("its frame_rate is {rate}; it must be from {MIN_FRAME_RATE} to {MAX_FRAME_RATE}"));
     }
+    let kept = timeline.kept.as_ref().map_or(0, String::len);
+    if kept > br_blueprint::limits::MAX_KEPT_BYTES {
+        return Some(format!("it keeps {kept} bytes for the plugin; at most {}", br_blueprint::limits::MAX_KEPT_BYTES));
+    }
     None
 }
 
@@ -347,6 +356,15 @@ mod tests {
         let path = folder.path().join("request.json");
         write(&path, &backend_request()).unwrap();
         assert_eq!(read(&path), Ok(backend_request()));
+        // What a plugin's validate kept (contract 0.9.0) comes back too.
+        let mut keeping = backend_request();
+        keeping.validated.kept = Some(r#"{"speed": 0.5}"#.into());
+        write(&path, &keeping).unwrap();
+        assert_eq!(read(&path), Ok(keeping.clone()));
+        keeping.validated.kept = Some("x".repeat(br_blueprint::limits::MAX_KEPT_BYTES + 1));
+        let text = serde_json::to_string(&PlanRequestFile::of(&keeping)).unwrap();
+        let file: PlanRequestFile = serde_json::from_str(&text).unwrap();
+        assert!(file.into_request().is_err_and(|why| why.contains("keeps 65537 bytes")));
     }
 
     #[test]
