@@ -640,6 +640,46 @@ fn parse_bitrate(text: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// The backend's example with `edit` applied to its JSON.
+    fn example_with(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Validated, Vec<ValidationError>> {
+        let mut document: serde_json::Value = serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
+        edit(&mut document);
+        validate(&document.to_string())
+    }
+
+    /// An output size is an even whole number of pixels from 16 to 3840 wide and 2160 high,
+    /// both sides given; anything else is refused at its pointer with its code.
+    #[test]
+    fn an_output_size_is_even_within_its_bounds_and_given_whole() {
+        for (width, height) in [(16, 16), (1280, 720), (3840, 2160)] {
+            let validated = example_with(|d| {
+                d["output_config"]["width"] = width.into();
+                d["output_config"]["height"] = height.into();
+            })
+            .unwrap_or_else(|e| panic!("{width}x{height}: {e:?}"));
+            assert_eq!((validated.output.width, validated.output.height), (Some(width), Some(height)));
+        }
+        let refused = |width: serde_json::Value, height: serde_json::Value| {
+            example_with(|d| {
+                d["output_config"]["width"] = width;
+                d["output_config"]["height"] = height;
+            })
+            .unwrap_err()
+            .into_iter()
+            .map(|e| (e.pointer, e.code))
+            .collect::<Vec<_>>()
+        };
+        let at = |side: &str, code| vec![(format!("/output_config/{side}"), code)];
+        assert_eq!(refused(1281.into(), 720.into()), at("width", ErrorCode::OutOfRange), "odd");
+        assert_eq!(refused(14.into(), 720.into()), at("width", ErrorCode::OutOfRange), "below 16");
+        assert_eq!(refused(3842.into(), 720.into()), at("width", ErrorCode::OutOfRange), "above 3840");
+        assert_eq!(refused(1280.into(), 2162.into()), at("height", ErrorCode::OutOfRange), "above 2160");
+        assert_eq!(refused(1280.5.into(), 720.into()), at("width", ErrorCode::OutOfRange), "not whole");
+        assert_eq!(refused("1280".into(), 720.into()), at("width", ErrorCode::WrongType), "not a number");
+        let alone = example_with(|d| d["output_config"]["width"] = 1280.into()).unwrap_err();
+        assert_eq!((alone[0].pointer.as_str(), alone[0].code), ("/output_config", ErrorCode::MissingField), "{alone:?}");
+    }
+
     #[test]
     fn bitrates() {
         assert_eq!(parse_bitrate("2M"), Some(2_000_000));
