@@ -290,6 +290,69 @@ mod tests {
         }
     }
 
+    /// A first move that starts late starts at 0 and shows as much earlier footage as its
+    /// clip has before `trim_start`, holding the clip's first frame for the rest; it keeps
+    /// its end, and the warning says which.
+    #[test]
+    fn a_late_first_move_reaches_back_into_its_clip() {
+        for (trim_start, says) in [
+            (2.0, "it starts at 0 instead, 1.000 s earlier in its clip, so its footage stays on its beat"),
+            (0.4, "with the 0.400 s of its clip before `trim_start`, its first frame held for 0.600 s before that"),
+            (0.0, "holding its clip's first frame for 1.000 s"),
+        ] {
+            let mut moves = consecutive(&[9.0, 8.0], Transition::Cut);
+            (moves[0].start, moves[0].duration, moves[0].trim_start) = (1.0, 8.0, trim_start);
+            let fitted = fit(moves, &ASKED).unwrap();
+            let first = &fitted.moves[0];
+            assert_eq!((first.start, first.duration, first.trim_start), (0.0, 9.0, trim_start - 1.0), "{trim_start}");
+            assert!(fitted.warnings[0].message.ends_with(says), "{}", fitted.warnings[0].message);
+            assert_eq!(fitted.warnings[0].pointer, "/moves/0/start_time");
+            assert_eq!(fitted.warnings.len(), 1, "it reaches the next move: no gap after it: {:?}", fitted.warnings);
+        }
+    }
+
+    /// A gap or an overlap of less than half a frame is the grid's rounding; more is
+    /// closed: a gap by the move before running on, an overlap (beyond a crossfade's own)
+    /// by shortening the move before.
+    #[test]
+    fn gaps_and_overlaps_past_half_a_frame_are_closed() {
+        let frame = 1.0 / 30.0;
+        let shifted = |by: f64, transition: Transition| {
+            let mut moves = consecutive(&[8.0, 8.0], transition);
+            moves[1].start = 8.0 + by;
+            moves[1].duration = 8.0 - by;
+            fit(moves, &ASKED).unwrap()
+        };
+        for by in [0.4 * frame, -0.4 * frame] {
+            let fitted = shifted(by, Transition::Cut);
+            assert!(fitted.warnings.is_empty() && fitted.moves[0].duration == 8.0, "{by}: {:?}", fitted.warnings);
+        }
+        let gap = shifted(0.6 * frame, Transition::Cut);
+        assert_eq!(gap.moves[0].duration, 8.0 + 0.6 * frame, "the move before runs on to the next start");
+        assert!(gap.warnings[0].message.starts_with("gap of 0.020 s before this move"), "{:?}", gap.warnings);
+        let overlap = shifted(-0.6 * frame, Transition::Cut);
+        assert_eq!(overlap.moves[0].duration, 8.0 - 0.6 * frame, "the move before ends where the next starts");
+        assert!(overlap.warnings[0].message.contains("and it enters without a crossfade"), "{:?}", overlap.warnings);
+        // A crossfade may overlap by its own length, not more.
+        let within = shifted(-0.5, Transition::Crossfade);
+        assert!(within.warnings.iter().all(|w| !w.message.contains("overlaps")), "{:?}", within.warnings);
+        let beyond = shifted(-0.5 - 0.6 * frame, Transition::Crossfade);
+        assert!(beyond.warnings[0].message.contains("more than its crossfade of 0.500 s"), "{:?}", beyond.warnings);
+    }
+
+    /// A first move's crossfade fades in from black over half its length, so it may last
+    /// up to twice the move; between two moves of the same length the limit is the move's own.
+    #[test]
+    fn a_first_crossfade_may_last_twice_its_move() {
+        let mut moves = consecutive(&[0.2, 8.0], Transition::Cut);
+        moves[0].transition = Transition::Crossfade;
+        let fitted = fit(moves, &ASKED).unwrap();
+        assert!((fitted.moves[0].transition_seconds - 0.4).abs() < 1e-9, "{:?}", fitted.moves[0]);
+        assert!(fitted.warnings[0].message.contains("the first move lasts 0.200 s and fades in over half of it"), "{:?}", fitted.warnings);
+        let equal = fit(consecutive(&[0.2, 0.2, 8.0], Transition::Crossfade), &ASKED).unwrap();
+        assert!(equal.warnings[0].message.ends_with("(the move lasts 0.200 s)"), "{:?}", equal.warnings);
+    }
+
     #[test]
     fn a_regular_timeline_is_unchanged_and_warns_nothing() {
         let moves = consecutive(&[8.0, 8.0, 8.0], Transition::Crossfade);
