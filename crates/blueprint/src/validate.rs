@@ -680,6 +680,56 @@ mod tests {
         assert_eq!((alone[0].pointer.as_str(), alone[0].code), ("/output_config", ErrorCode::MissingField), "{alone:?}");
     }
 
+    /// A `clip_id` is echoed into messages: at most 128 bytes of printable text.
+    #[test]
+    fn a_clip_id_is_short_printable_text() {
+        let with_id = |id: &str| example_with(|d| d["moves"][0]["clip_id"] = id.into());
+        assert!(with_id(&"a".repeat(128)).is_ok());
+        for bad in ["a".repeat(129), "a\u{7}b".to_owned()] {
+            let errors = with_id(&bad).unwrap_err();
+            assert_eq!((errors[0].pointer.as_str(), errors[0].code), ("/moves/0/clip_id", ErrorCode::OutOfRange), "{bad:?}");
+        }
+    }
+
+    /// A bad optional number stops its move, reported at its pointer; an absent one takes
+    /// its default.
+    #[test]
+    fn a_bad_optional_number_is_reported_and_an_absent_one_defaults() {
+        for field in ["trim_start", "trim_end", "volume_adjustment"] {
+            let errors = example_with(|d| d["moves"][2][field] = "x".into()).unwrap_err();
+            assert_eq!(errors.len(), 1, "{field}: {errors:?}");
+            assert_eq!(errors[0].pointer, format!("/moves/2/{field}"));
+            let defaulted = example_with(|d| {
+                d["moves"][2].as_object_mut().unwrap().remove(field);
+            })
+            .unwrap();
+            let slot = &defaulted.moves[2];
+            match field {
+                "trim_start" => assert_eq!(slot.trim_start, 0.0),
+                "trim_end" => assert_eq!(slot.trim_end, 0.0),
+                _ => assert_eq!(slot.volume, 1.0),
+            }
+        }
+    }
+
+    /// Leniently, moves that end more than one frame before `total_duration` are run on to
+    /// it with a warning; within a frame nothing is said; strictly it is an error.
+    #[test]
+    fn moves_ending_before_the_total_duration_run_on_unless_strict() {
+        let with_total = |seconds: f64, strict: bool| {
+            let mut document: serde_json::Value = serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
+            document["total_duration"] = seconds.into();
+            check(&document.to_string(), &CheckOptions { strict, ..CheckOptions::default() })
+        };
+        let on_time = with_total(176.0 + 0.9 / 30.0, false).unwrap();
+        assert!(on_time.warnings.is_empty(), "{:?}", on_time.warnings);
+        let later = with_total(177.0, false).unwrap();
+        assert_eq!(later.warnings[0].pointer, "/total_duration");
+        assert_eq!(later.total_duration, 177.0);
+        let strict = with_total(177.0, true).unwrap_err();
+        assert_eq!((strict.errors[0].pointer.as_str(), strict.errors[0].code), ("/total_duration", ErrorCode::Timeline));
+    }
+
     #[test]
     fn bitrates() {
         assert_eq!(parse_bitrate("2M"), Some(2_000_000));
