@@ -26,6 +26,21 @@ fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("task-array-guest-cache")
 }
 
+/// `job` over the task array `manifest` with the data folder `data`, configured from
+/// nothing but these (and `PATH`), as Cloud Run starts it.
+fn local_job(manifest: &Path, data: &Path, work: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .arg("job")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("BLUEPRINT_MANIFEST_URI", manifest)
+        .env("DATA_DIR", data)
+        .env("WORK_DIR", work)
+        .env("BLUEPRINT_RUNNER_CACHE_DIR", cache_dir());
+    command
+}
+
 /// Two 1.5 s moves of the small clip, for task `task_id`.
 fn blueprint(task_id: &str, output: &str) -> Value {
     let moves: Vec<Value> = (0..2)
@@ -198,16 +213,7 @@ fn a_local_manifest_runs_its_entries_over_a_data_folder() {
     }
     let manifest = root.path().join("manifest.json");
     std::fs::write(&manifest, Value::Array(entries).to_string()).unwrap();
-    let output = Command::new(BIN)
-        .arg("job")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("BLUEPRINT_MANIFEST_URI", &manifest)
-        .env("DATA_DIR", &data)
-        .env("WORK_DIR", &work)
-        .env("BLUEPRINT_RUNNER_CACHE_DIR", cache_dir())
-        .output()
-        .unwrap();
+    let output = local_job(&manifest, &data, &work).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let completed: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|l| l["status"] == "completed").collect();
@@ -263,14 +269,7 @@ fn a_fifo_or_a_link_out_as_an_entry_fails_that_entry_at_once_and_reads_nothing()
     ]);
     let manifest = root.path().join("manifest.json");
     std::fs::write(&manifest, entries.to_string()).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("job")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("BLUEPRINT_MANIFEST_URI", &manifest)
-        .env("DATA_DIR", &data)
-        .env("WORK_DIR", &work)
-        .env("BLUEPRINT_RUNNER_CACHE_DIR", cache_dir())
+    let mut child = local_job(&manifest, &data, &work)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

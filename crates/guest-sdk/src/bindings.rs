@@ -33,14 +33,7 @@ pub mod glue {
                 if let Some(data) = &validated.kept {
                     if let Err(why) = keep(data) {
                         let message = format!("the plugin could not keep its data for plan: {why}");
-                        return Err(convert::refusal_to_wit(br_blueprint::Refusal {
-                            task_id: Some(validated.task_id.clone()),
-                            errors: vec![br_blueprint::ValidationError {
-                                pointer: String::new(),
-                                code: br_blueprint::ErrorCode::TooLarge,
-                                message,
-                            }],
-                        }));
+                        return Err(convert::refusal_to_wit(crate::kept::refusal(&validated, message)));
                     }
                 }
                 log(

@@ -51,7 +51,9 @@ pub fn keep<T: Serialize>(validated: &mut Validated, data: &T) -> Result<(), Ref
     Ok(())
 }
 
-fn refusal(validated: &Validated, message: String) -> Refusal {
+/// A refusal of `validated`'s blueprint because of what the plugin keeps: the plugin's
+/// fault, not the blueprint's, so it points at the whole document.
+pub(crate) fn refusal(validated: &Validated, message: String) -> Refusal {
     Refusal {
         task_id: Some(validated.task_id.clone()),
         errors: vec![ValidationError { pointer: String::new(), code: ErrorCode::TooLarge, message }],
