@@ -76,10 +76,31 @@ fn pinned_revision(sdk: &Path) -> Option<SdkSource> {
         let output = std::process::Command::new("git").arg("-C").arg(sdk).args(args).output().ok()?;
         output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
     };
-    let url = git(&["remote", "get-url", "origin"]).filter(|url| !url.is_empty())?;
+    let remote = git(&["remote", "get-url", "origin"]).filter(|url| !url.is_empty())?;
+    let top = git(&["rev-parse", "--show-toplevel"])?;
+    let url = cargo_git_url(&remote, Path::new(&top))?;
     let rev = git(&["rev-parse", "HEAD"]).filter(|rev| rev.len() == 40)?;
     let changed = git(&["status", "--porcelain", "--", ".", "../../wit"])?;
     changed.is_empty().then_some(SdkSource::Git { url, rev: Some(rev) })
+}
+
+/// A git remote as the URL cargo's `git =` accepts. Git also takes a local path (absolute,
+/// or relative to the checkout) and the scp-like `user@host:path`; cargo takes neither, so a
+/// path becomes a `file://` URL and the scp-like form an `ssh://` URL. None when the remote
+/// is a path that does not exist here.
+fn cargo_git_url(remote: &str, checkout: &Path) -> Option<String> {
+    if remote.contains("://") {
+        return Some(remote.to_owned());
+    }
+    // git's own rule: a colon before any slash makes it scp-like, unless it is a path.
+    let scp_like = remote.split_once(':').filter(|(host, _)| !host.is_empty() && !host.contains('/'));
+    if let Some((host, path)) = scp_like {
+        if !Path::new(remote).exists() {
+            return Some(format!("ssh://{host}/{}", path.trim_start_matches('/')));
+        }
+    }
+    let path = checkout.join(remote).canonicalize().ok()?;
+    url::Url::from_file_path(path).ok().map(String::from)
 }
 
 /// A TOML basic string.
@@ -239,6 +260,63 @@ mod tests {
         assert_eq!(pinned_revision(&sdk), Some(SdkSource::Git { url: "https://example.com/runner.git".into(), rev: Some(head) }));
         std::fs::write(repo.path().join("wit/contract.wit"), "package a:b@0.10.0;").unwrap();
         assert_eq!(pinned_revision(&sdk), None, "the contract changed since the commit");
+    }
+
+    /// CI and many machines clone from a local path or with the scp-like `git@host:path`;
+    /// cargo refuses both as a `git =` URL, so they become `file://` and `ssh://` URLs.
+    #[test]
+    fn a_remote_git_takes_but_cargo_does_not_becomes_a_url_cargo_takes() {
+        let checkout = tempfile::tempdir().unwrap();
+        let bare = checkout.path().join("repo.git");
+        std::fs::create_dir(&bare).unwrap();
+        let bare = bare.canonicalize().unwrap();
+        let expected = format!("file://{}", bare.display());
+        assert_eq!(cargo_git_url(bare.to_str().unwrap(), Path::new("/")), Some(expected.clone()), "absolute path");
+        assert_eq!(cargo_git_url("repo.git", checkout.path()), Some(expected), "relative to the checkout");
+        assert_eq!(cargo_git_url("missing.git", checkout.path()), None, "a path that is not here");
+        assert_eq!(
+            cargo_git_url("git@github.com:owner/runner.git", checkout.path()).as_deref(),
+            Some("ssh://git@github.com/owner/runner.git")
+        );
+        for url in ["https://example.com/runner.git", "ssh://git@example.com/runner.git", "file:///srv/runner.git"] {
+            assert_eq!(cargo_git_url(url, checkout.path()).as_deref(), Some(url));
+        }
+    }
+
+    /// A checkout cloned from a local repository (as CI's is) pins the SDK to a `file://`
+    /// URL of that repository, and git can fetch the pinned commit from it.
+    #[test]
+    fn a_checkout_cloned_from_a_local_path_pins_a_file_url_that_has_the_commit() {
+        let root = tempfile::tempdir().unwrap();
+        let run = |dir: &Path, args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        let upstream = root.path().join("upstream");
+        std::fs::create_dir_all(upstream.join("crates/guest-sdk")).unwrap();
+        std::fs::create_dir_all(upstream.join("wit")).unwrap();
+        std::fs::write(upstream.join("crates/guest-sdk/Cargo.toml"), "[package]").unwrap();
+        std::fs::write(upstream.join("wit/contract.wit"), "package a:b@0.9.0;").unwrap();
+        run(&upstream, &["init", "-q"]);
+        run(&upstream, &["add", "."]);
+        run(&upstream, &["commit", "-qm", "sdk"]);
+        run(root.path(), &["clone", "-q", "--bare", "upstream", "repo.git"]);
+        run(root.path(), &["clone", "-q", "repo.git", "clone"]);
+        let clone = root.path().join("clone");
+        let head = run(&clone, &["rev-parse", "HEAD"]);
+        let pinned = pinned_revision(&clone.join("crates/guest-sdk"));
+        let bare = root.path().join("repo.git").canonicalize().unwrap();
+        let url = format!("file://{}", bare.display());
+        assert_eq!(pinned, Some(SdkSource::Git { url: url.clone(), rev: Some(head.clone()) }));
+        let listed = run(root.path(), &["ls-remote", &url]);
+        assert!(listed.contains(&head), "{listed}");
     }
 
     #[test]
