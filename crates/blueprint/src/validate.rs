@@ -730,6 +730,118 @@ mod tests {
         assert_eq!((strict.errors[0].pointer.as_str(), strict.errors[0].code), ("/total_duration", ErrorCode::Timeline));
     }
 
+    /// The example with its moves replaced by `(start, duration, transition)` on one clip and
+    /// no `total_duration`, checked strictly or leniently; the refusal as (pointer, code,
+    /// message) triples.
+    fn timeline_of(moves: &[(f64, f64, &str)], strict: bool) -> Result<Validated, Vec<(String, ErrorCode, String)>> {
+        let mut document: serde_json::Value = serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
+        let template = document["moves"][0].clone();
+        document["moves"] = moves
+            .iter()
+            .map(|&(start, duration, transition)| {
+                let mut one = template.clone();
+                one["start_time"] = start.into();
+                one["duration"] = duration.into();
+                one["original_duration"] = duration.into();
+                one["transition_type"] = transition.into();
+                one
+            })
+            .collect();
+        document.as_object_mut().unwrap().remove("total_duration");
+        check(&document.to_string(), &CheckOptions { strict, ..CheckOptions::default() })
+            .map_err(|refusal| refusal.errors.into_iter().map(|e| (e.pointer, e.code, e.message)).collect())
+    }
+
+    /// The one problem a strict check reports, as (pointer, code) and a word its message holds.
+    fn strict_problem(moves: &[(f64, f64, &str)]) -> (String, ErrorCode, String) {
+        let errors = timeline_of(moves, true).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.into_iter().next().unwrap()
+    }
+
+    /// At 30 fps a strict timeline may be off by half a frame (1/60 s): the first move's
+    /// start, a gap, an overlap past what the crossfade allows.
+    #[test]
+    fn strictly_moves_tile_the_timeline_within_half_a_frame() {
+        const UNDER: f64 = 0.016; // just under half a frame
+        const OVER: f64 = 0.018; // just over
+        assert!(timeline_of(&[(UNDER, 8.0, "cut"), (8.0, 8.0, "cut")], true).is_ok());
+        let (pointer, code, message) = strict_problem(&[(OVER, 8.0, "cut"), (8.0 + OVER, 8.0, "cut")]);
+        assert_eq!((pointer.as_str(), code), ("/moves/0/start_time", ErrorCode::Timeline));
+        assert!(message.contains("must start at 0"), "{message}");
+
+        assert!(timeline_of(&[(0.0, 8.0, "cut"), (8.0 + UNDER, 8.0, "cut")], true).is_ok());
+        let (pointer, code, message) = strict_problem(&[(0.0, 8.0, "cut"), (8.0 + OVER, 8.0, "cut")]);
+        assert_eq!((pointer.as_str(), code), ("/moves/1/start_time", ErrorCode::Timeline));
+        assert!(message.starts_with("gap of 0.018 s"), "{message}");
+
+        assert!(timeline_of(&[(0.0, 8.0, "cut"), (8.0 - UNDER, 8.0, "cut")], true).is_ok());
+        let (pointer, code, message) = strict_problem(&[(0.0, 8.0, "cut"), (8.0 - OVER, 8.0, "cut")]);
+        assert_eq!((pointer.as_str(), code), ("/moves/1/start_time", ErrorCode::Timeline));
+        assert!(message.starts_with("overlaps the previous move by 0.018 s") && message.ends_with("at most 0 s is allowed"), "{message}");
+
+        // A crossfade may overlap by its own length (0.5 s), and half a frame more.
+        assert!(timeline_of(&[(0.0, 8.0, "cut"), (7.5 - UNDER, 8.0, "crossfade")], true).is_ok());
+        let (_, _, message) = strict_problem(&[(0.0, 8.0, "cut"), (7.5 - OVER, 8.0, "crossfade")]);
+        assert!(message.ends_with("at most 0.5 s is allowed"), "{message}");
+        for fade in ["fade_black", "fade_white"] {
+            let (_, _, message) = strict_problem(&[(0.0, 8.0, "cut"), (8.0 - OVER, 8.0, fade)]);
+            assert!(message.ends_with("at most 0 s is allowed"), "{fade}: {message}");
+        }
+    }
+
+    /// Strictly, a move that starts before the one above it is out of order; one that starts
+    /// at the same time is an overlap, not out of order.
+    #[test]
+    fn strictly_moves_are_sorted_by_start() {
+        let (pointer, _, message) = strict_problem(&[(0.0, 8.0, "cut"), (8.0, 8.0, "cut"), (7.9, 8.1, "crossfade")]);
+        assert_eq!(pointer, "/moves/2/start_time");
+        assert!(message.starts_with("moves must be sorted"), "{message}");
+        let (pointer, _, message) = strict_problem(&[(0.0, 8.0, "cut"), (8.0, 8.0, "cut"), (8.0, 8.0, "crossfade")]);
+        assert_eq!(pointer, "/moves/2/start_time");
+        assert!(message.starts_with("overlaps the previous move by 8.000 s"), "{message}");
+    }
+
+    /// Strictly, a transition lasts no longer than either move it joins: a crossfade its
+    /// `transition_duration` (0.5 s), a fade its `fade_duration` (0.3 s); on the first move
+    /// a crossfade (from black) half its length. Equal is allowed.
+    #[test]
+    fn strictly_a_transition_fits_the_moves_it_joins() {
+        let refused_at = |moves: &[(f64, f64, &str)]| {
+            let (pointer, code, _) = strict_problem(moves);
+            assert_eq!(code, ErrorCode::OutOfRange, "{moves:?}");
+            pointer
+        };
+        for (transition, seconds) in [("crossfade", 0.5), ("fade_black", 0.3), ("fade_white", 0.3)] {
+            let fits = [(0.0, 8.0, "cut"), (8.0, seconds, transition), (8.0 + seconds, 8.0, "cut")];
+            assert!(timeline_of(&fits, true).is_ok(), "{transition}");
+            let short = seconds - 0.01;
+            let pointer = refused_at(&[(0.0, 8.0, "cut"), (8.0, short, transition), (8.0 + short, 8.0, "cut")]);
+            assert_eq!(pointer, "/moves/1/transition_type", "{transition}: the move itself is shorter");
+            let pointer = refused_at(&[(0.0, short, "cut"), (short, 8.0, transition)]);
+            assert_eq!(pointer, "/moves/1/transition_type", "{transition}: the move before it is shorter");
+        }
+        for (transition, seconds) in [("crossfade", 0.25), ("fade_black", 0.3), ("fade_white", 0.3)] {
+            assert!(timeline_of(&[(0.0, seconds, transition), (seconds, 8.0, "cut")], true).is_ok(), "first {transition}");
+            let short = seconds - 0.01;
+            let pointer = refused_at(&[(0.0, short, transition), (short, 8.0, "cut")]);
+            assert_eq!(pointer, "/moves/0/transition_type", "first {transition}");
+        }
+        assert!(timeline_of(&[(0.0, 0.01, "cut"), (0.01, 0.01, "cut")], true).is_ok(), "a cut needs no time");
+    }
+
+    /// A timeline may last three hours, strictly or not; a move past that is refused at
+    /// `/moves`.
+    #[test]
+    fn a_timeline_lasts_at_most_three_hours() {
+        for strict in [true, false] {
+            let whole = timeline_of(&[(0.0, 10_000.0, "cut"), (10_000.0, 800.0, "cut")], strict).unwrap();
+            assert_eq!(whole.total_duration, MAX_TIMELINE_SECONDS);
+            let errors = timeline_of(&[(0.0, 10_000.0, "cut"), (10_000.0, 801.0, "cut")], strict).unwrap_err();
+            assert_eq!((errors[0].0.as_str(), errors[0].1), ("/moves", ErrorCode::TooLarge), "strict {strict}: {errors:?}");
+        }
+    }
+
     #[test]
     fn bitrates() {
         assert_eq!(parse_bitrate("2M"), Some(2_000_000));
