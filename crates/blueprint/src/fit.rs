@@ -583,4 +583,102 @@ mod tests {
         let index = moves.iter().position(|x| x.origin == m.origin).unwrap();
         super::slot(moves, index)
     }
+
+    /// The boundaries of where a late first move's footage comes from: a `trim_start` equal
+    /// to the delay is all earlier footage; one of exactly EPSILON is none (a hold).
+    #[test]
+    fn a_late_first_move_with_exactly_its_delay_before_trim_start_needs_no_hold() {
+        for (trim_start, says) in [
+            (1.0, "1.000 s earlier in its clip, so its footage stays on its beat"),
+            (EPSILON, "holding its clip's first frame for 1.000 s"),
+        ] {
+            let mut moves = consecutive(&[9.0, 8.0], Transition::Cut);
+            (moves[0].start, moves[0].duration, moves[0].trim_start) = (1.0, 8.0, trim_start);
+            let fitted = fit(moves, &ASKED).unwrap();
+            assert!(fitted.warnings[0].message.ends_with(says), "{trim_start}: {}", fitted.warnings[0].message);
+        }
+    }
+
+    /// Exactly half a frame of gap or of overlap (beyond a crossfade's own) is still the
+    /// grid's rounding: nothing is closed.
+    #[test]
+    fn a_gap_or_overlap_of_exactly_half_a_frame_is_left_alone() {
+        let tolerance = 0.5 * ASKED.frame();
+        for (start, transition) in [
+            (8.0 + tolerance, Transition::Cut),
+            (8.0 - 0.0 - tolerance, Transition::Cut),
+            (8.0 - 0.5 - tolerance, Transition::Crossfade),
+        ] {
+            let mut moves = consecutive(&[8.0, 8.0], transition);
+            moves[1].start = start;
+            let fitted = fit(moves, &ASKED).unwrap();
+            assert!(fitted.warnings.is_empty(), "{start} {transition:?}: {:?}", fitted.warnings);
+            assert_eq!(fitted.moves[0].duration, 8.0);
+        }
+    }
+
+    /// An overlap's warning says by how much the moves overlap.
+    #[test]
+    fn an_overlap_warning_gives_its_length() {
+        let mut moves = consecutive(&[8.0, 8.0], Transition::Cut);
+        moves[1].start = 7.0;
+        let fitted = fit(moves, &ASKED).unwrap();
+        assert!(fitted.warnings[0].message.starts_with("overlaps move 0 by 1.000 s, and it enters without a crossfade"), "{:?}", fitted.warnings);
+    }
+
+    /// A move is on screen until the next one starts: a gap of less than half a frame (left
+    /// alone) counts as the move's, so a crossfade as long as that time is kept whole.
+    #[test]
+    fn a_move_is_on_screen_until_the_next_starts() {
+        let mut moves = consecutive(&[8.0, 0.49, 8.0], Transition::Crossfade);
+        moves[2].start = 8.5; // 0.01 s after move 1's written end: under half a frame
+        let fitted = fit(moves, &ASKED).unwrap();
+        assert!(fitted.warnings.is_empty(), "{:?}", fitted.warnings);
+        assert_eq!(fitted.moves[1].transition_seconds, 0.5);
+    }
+
+    /// A transition shortened to a move lasts the duration the blueprint wrote, not the
+    /// difference of two starts (8.0 - 7.7 is 0.2999999999999998 in floating point).
+    #[test]
+    fn a_shortened_transition_lasts_the_written_duration() {
+        let mut moves = consecutive(&[7.7, 0.3, 8.0], Transition::Crossfade);
+        moves[2].start = 8.0;
+        let fitted = fit(moves, &ASKED).unwrap();
+        assert_eq!(fitted.moves[2].transition_seconds.to_bits(), 0.3f64.to_bits(), "{:?}", fitted.moves);
+    }
+
+    /// A first move shorter than a frame is dropped and the next one starts where it did,
+    /// earlier in its own clip by the dropped move's length.
+    #[test]
+    fn a_dropped_first_move_leaves_its_start_to_the_next() {
+        let mut moves = consecutive(&[0.01, 0.02, 8.0], Transition::Cut);
+        moves.remove(0);
+        (moves[0].start, moves[0].duration) = (0.01, 0.02); // within half a frame of 0
+        moves[1].start = 0.03;
+        moves[1].duration = 7.97;
+        moves[1].trim_start = 1.0;
+        let fitted = fit(moves, &ASKED).unwrap();
+        let first = &fitted.moves[0];
+        assert!((first.start - 0.01).abs() < 1e-12 && (first.duration - 7.99).abs() < 1e-12, "{first:?}");
+        assert!((first.trim_start - 0.98).abs() < 1e-12, "{first:?}");
+    }
+
+    /// Only a first crossfade (which fades in from black over half its length) may last
+    /// twice its move; a first fade lasts at most its move.
+    #[test]
+    fn a_first_fade_lasts_at_most_its_move() {
+        let mut moves = consecutive(&[0.2, 8.0], Transition::Cut);
+        moves[0].transition = Transition::FadeBlack;
+        let fitted = fit(moves, &ASKED).unwrap();
+        assert!((fitted.moves[0].transition_seconds - 0.2).abs() < 1e-12, "{:?}", fitted.moves[0]);
+    }
+
+    /// Between two moves equally shorter than the transition, the warning names the move
+    /// itself, not the one before.
+    #[test]
+    fn between_two_equal_moves_the_warning_names_the_move_itself() {
+        let fitted = fit(consecutive(&[0.4, 0.4, 8.0], Transition::Crossfade), &ASKED).unwrap();
+        let on_second = fitted.warnings.iter().find(|w| w.pointer == "/moves/1/transition_type").unwrap();
+        assert!(on_second.message.ends_with("shortened to 0.400 s (the move lasts 0.400 s)"), "{}", on_second.message);
+    }
 }

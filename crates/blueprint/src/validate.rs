@@ -399,7 +399,6 @@ impl Checker {
                 self.report(config.at("output_path"), ErrorCode::NotAllowed, format!("`output_path` {} must end in .mp4", excerpt(key)));
             }
         }
-        let before = self.errors.len() + self.overflowed;
         let format = if config.get("output_format").is_some() { self.choice(config, "output_format", &OUTPUT_FORMATS) } else { Some("mp4".into()) };
         let video_codec = if config.get("video_codec").is_some() { self.choice(config, "video_codec", &VIDEO_CODECS) } else { Some(DEFAULT_VIDEO_CODEC.into()) };
         let audio_codec = if config.get("audio_codec").is_some() { self.choice(config, "audio_codec", &AUDIO_CODECS) } else { Some(DEFAULT_AUDIO_CODEC.into()) };
@@ -415,9 +414,8 @@ impl Checker {
         if let (Some(Some(_)), Some(None)) | (Some(None), Some(Some(_))) = (width, height) {
             self.report(config.pointer.clone(), ErrorCode::MissingField, "`width` and `height` must be given together".into());
         }
-        if self.errors.len() + self.overflowed != before {
-            return (None, output_key);
-        }
+        // A bad setting is None here and reported: the blueprint is refused, whatever the
+        // settings' own value (Some, with width and height not given together).
         let settings = (|| {
             Some(OutputSettings {
                 format: format?,
@@ -840,6 +838,142 @@ mod tests {
             let errors = timeline_of(&[(0.0, 10_000.0, "cut"), (10_000.0, 801.0, "cut")], strict).unwrap_err();
             assert_eq!((errors[0].0.as_str(), errors[0].1), ("/moves", ErrorCode::TooLarge), "strict {strict}: {errors:?}");
         }
+    }
+
+    /// The example with `edit` applied, checked with `options`.
+    fn checked_with(options: CheckOptions, edit: impl FnOnce(&mut serde_json::Value)) -> Result<Validated, Refusal> {
+        let mut document: serde_json::Value = serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
+        edit(&mut document);
+        check(&document.to_string(), &options)
+    }
+
+    /// The exact floating-point boundaries of the strict timeline (half a frame at 30 fps is
+    /// `0.5 / 30.0`): a first start, a gap, an overlap of exactly that are allowed.
+    #[test]
+    fn strictly_exactly_half_a_frame_is_allowed() {
+        let tolerance = 0.5 / 30.0;
+        assert!(timeline_of(&[(tolerance, 8.0, "cut"), (8.0 + tolerance, 8.0, "cut")], true).is_ok(), "first start");
+        assert!(timeline_of(&[(0.0, 8.0, "cut"), (8.0 + tolerance, 8.0, "cut")], true).is_ok(), "gap");
+        assert!(timeline_of(&[(0.0, 8.0, "cut"), (8.0 - 0.0 - tolerance, 8.0, "cut")], true).is_ok(), "overlap");
+        assert!(timeline_of(&[(0.0, 8.0, "cut"), (8.0 - 0.5 - tolerance, 8.0, "crossfade")], true).is_ok(), "crossfade");
+    }
+
+    /// One move's timeline ends where the move does; a refused timeline adds no second
+    /// problem about `total_duration`.
+    #[test]
+    fn a_timeline_ends_with_its_last_move_and_a_refused_one_says_nothing_more() {
+        let one = timeline_of(&[(0.01, 8.0, "cut")], true).unwrap();
+        assert_eq!(one.total_duration, 8.01);
+        let errors = checked_with(CheckOptions::strict(), |d| {
+            d["moves"][3]["start_time"] = 25.0.into(); // a gap of 1 s
+            d["moves"][3]["duration"] = 7.0.into();
+            d["total_duration"] = 170.0.into();
+        })
+        .unwrap_err()
+        .errors;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].pointer, "/moves/3/start_time");
+    }
+
+    /// A blueprint of exactly the size limit is read; one byte more is refused whole.
+    #[test]
+    fn a_blueprint_of_exactly_the_size_limit_is_read() {
+        let text = include_str!("../../../examples/backend-blueprint.json");
+        let padded = text.to_owned() + &" ".repeat(MAX_BLUEPRINT_BYTES - text.len());
+        assert_eq!(padded.len(), MAX_BLUEPRINT_BYTES);
+        assert!(validate(&padded).is_ok());
+        let errors = validate(&format!("{padded} ")).unwrap_err();
+        assert_eq!(errors[0].code, ErrorCode::TooLarge);
+    }
+
+    /// Nesting counts brackets outside strings only: a string (with escaped quotes and
+    /// backslashes) ends where its closing quote is.
+    #[test]
+    fn nesting_after_a_string_is_counted() {
+        assert_eq!(nesting_exceeding(r#"["a",[[]]]"#, 2), Some(3));
+        assert_eq!(nesting_exceeding(r#"["\\",[[]]]"#, 2), Some(3), "an escaped backslash does not escape the quote");
+        assert_eq!(nesting_exceeding(r#"["\"[[",[]]"#, 2), None, "an escaped quote does not end the string");
+        assert_eq!(nesting_exceeding("[]]][", 1), None, "a stray closing bracket does not go below zero");
+    }
+
+    /// A wrong type is named in the message, and untrusted text is echoed quoted, whole up to
+    /// 60 characters and cut after that.
+    #[test]
+    fn messages_name_the_type_found_and_echo_short_text() {
+        let found = |value: serde_json::Value| {
+            let errors = example_with(|d| d["audio_path"] = value).unwrap_err();
+            errors[0].message.clone()
+        };
+        assert_eq!(found(true.into()), "`audio_path` must be a string, found a boolean");
+        assert_eq!(found(1.into()), "`audio_path` must be a string, found a number");
+        assert_eq!(found(serde_json::json!([])), "`audio_path` must be a string, found an array");
+        assert_eq!(found(serde_json::json!({})), "`audio_path` must be a string, found an object");
+        let errors = example_with(|d| d["moves"] = "x".into()).unwrap_err();
+        assert_eq!(errors[0].message, "`moves` must be an array, found a string");
+        assert_eq!(type_name(&serde_json::Value::Null), "null");
+        let sixty = "é".repeat(60);
+        assert_eq!(excerpt(&sixty), format!("{sixty:?}"));
+        let sixty_one = "é".repeat(61);
+        assert_eq!(excerpt(&sixty_one), format!("{sixty:?}... (122 bytes)"));
+        let errors = example_with(|d| d["audio_path"] = "../x.mp3".into()).unwrap_err();
+        assert!(errors[0].message.starts_with(r#"object key "../x.mp3" "#), "{}", errors[0].message);
+    }
+
+    /// Leniently, a `gs://` address in the job's own bucket is read as its key, with a
+    /// warning; one elsewhere, or with no bucket, is refused; strictly every address is.
+    #[test]
+    fn an_address_in_the_jobs_own_bucket_is_read_as_its_key_unless_strict() {
+        let own = crate::OwnBucket { address_prefix: "gs://media-bucket/".into(), key_prefix: "data/".into() };
+        let lenient = CheckOptions { strict: false, own_bucket: Some(own.clone()) };
+        let song = |address: &str, options: CheckOptions| {
+            let address = address.to_owned();
+            checked_with(options, move |d| d["audio_path"] = address.into())
+        };
+        let read = song("gs://media-bucket/songs/Amor.mp3", lenient.clone()).unwrap();
+        assert_eq!(read.audio_key, "data/songs/Amor.mp3");
+        assert_eq!(read.warnings[0].pointer, "/audio_path");
+        assert_eq!(
+            read.warnings[0].message,
+            r#""gs://media-bucket/songs/Amor.mp3" is in the job's own bucket: read as the key "data/songs/Amor.mp3""#
+        );
+        let refused = |address: &str, options: CheckOptions| {
+            let errors = song(address, options).unwrap_err().errors;
+            assert_eq!((errors[0].pointer.as_str(), errors[0].code), ("/audio_path", ErrorCode::UnsafePath));
+            errors[0].message.clone()
+        };
+        let other = refused("gs://other-bucket/songs/Amor.mp3", lenient.clone());
+        assert!(other.ends_with(r#"is not in the job's own bucket ("gs://media-bucket/")"#), "{other}");
+        let none = refused("gs://media-bucket/songs/Amor.mp3", CheckOptions::default());
+        assert!(none.ends_with("is an address, and this job does not read from a bucket"), "{none}");
+        let escaping = refused("gs://media-bucket/../secret.mp3", lenient.clone());
+        assert!(escaping.contains(r#"(read as "data/../secret.mp3")"#), "{escaping}");
+        let strict = refused("gs://media-bucket/songs/Amor.mp3", CheckOptions { strict: true, own_bucket: Some(own) });
+        assert!(strict.starts_with(r#"object key "gs://media-bucket/songs/Amor.mp3""#), "{strict}");
+    }
+
+    /// An unknown `difficulty_level` is ignored with a warning (it does not change the
+    /// video), and refused by a strict check; a known one passes either way.
+    #[test]
+    fn an_unknown_difficulty_level_is_ignored_unless_strict() {
+        let lenient = checked_with(CheckOptions::default(), |d| d["difficulty_level"] = "expert".into()).unwrap();
+        assert_eq!(lenient.warnings.len(), 1);
+        assert_eq!(lenient.warnings[0].pointer, "/difficulty_level");
+        let known = checked_with(CheckOptions::default(), |d| d["difficulty_level"] = "advanced".into()).unwrap();
+        assert!(known.warnings.is_empty(), "{:?}", known.warnings);
+        assert!(checked_with(CheckOptions::strict(), |d| d["difficulty_level"] = "advanced".into()).is_ok());
+        let strict = checked_with(CheckOptions::strict(), |d| d["difficulty_level"] = "expert".into()).unwrap_err();
+        assert_eq!((strict.errors[0].pointer.as_str(), strict.errors[0].code), ("/difficulty_level", ErrorCode::NotAllowed));
+    }
+
+    /// A blueprint may list up to 2,000 moves.
+    #[test]
+    fn at_most_two_thousand_moves() {
+        let moves: Vec<(f64, f64, &str)> = (0..MAX_MOVES).map(|i| (i as f64, 1.0, "cut")).collect();
+        assert_eq!(timeline_of(&moves, true).unwrap().moves.len(), MAX_MOVES);
+        let mut more = moves.clone();
+        more.push((MAX_MOVES as f64, 1.0, "cut"));
+        let errors = timeline_of(&more, true).unwrap_err();
+        assert_eq!((errors[0].0.as_str(), errors[0].1), ("/moves", ErrorCode::TooLarge));
     }
 
     #[test]
