@@ -976,13 +976,34 @@ mod tests {
         assert_eq!((errors[0].0.as_str(), errors[0].1), ("/moves", ErrorCode::TooLarge));
     }
 
+    /// Moves may end up to one frame before or after `total_duration` with nothing said; at
+    /// 32 fps a frame is exactly 1/32 s, so the boundary is exact in floating point.
+    #[test]
+    fn moves_may_end_exactly_one_frame_from_the_total_duration() {
+        for strict in [false, true] {
+            let options = CheckOptions { strict, ..CheckOptions::default() };
+            let validated = checked_with(options, |d| {
+                d["output_config"]["frame_rate"] = 32.into();
+                d["total_duration"] = (176.0 + 1.0 / 32.0).into();
+            })
+            .unwrap();
+            assert!(validated.warnings.is_empty(), "strict {strict}: {:?}", validated.warnings);
+        }
+        let early = checked_with(CheckOptions::strict(), |d| {
+            d["output_config"]["frame_rate"] = 32.into();
+            d["total_duration"] = (176.0 - 1.0 / 32.0).into();
+        });
+        assert!(early.is_ok(), "{early:?}");
+    }
+
     #[test]
     fn bitrates() {
         assert_eq!(parse_bitrate("2M"), Some(2_000_000));
         assert_eq!(parse_bitrate("800k"), Some(800_000));
         assert_eq!(parse_bitrate("1.5M"), Some(1_500_000));
         assert_eq!(parse_bitrate("128000"), Some(128_000));
-        for bad in ["", "M", "2G", "-2M", "2 M", "1.2.3k", ".5M", "2M;", "1e9"] {
+        assert_eq!(parse_bitrate("0000000000128000"), Some(128_000), "16 characters");
+        for bad in ["", "M", "2G", "-2M", "2 M", "1.2.3k", ".5M", "2M;", "1e9", "00000000000128000", "0", "0.4", "999999999999999M"] {
             assert_eq!(parse_bitrate(bad), None, "{bad}");
         }
     }
