@@ -89,3 +89,68 @@ impl StatusUpdate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAGES: [Stage; 7] =
+        [Stage::Validate, Stage::Fetch, Stage::Probe, Stage::Plan, Stage::Encode, Stage::Upload, Stage::Done];
+
+    /// The names written to the row and to the log are the ones serde writes, and each is
+    /// its own.
+    #[test]
+    fn names_are_the_serialized_ones() {
+        for stage in STAGES {
+            assert_eq!(serde_json::to_value(stage).unwrap(), stage.as_str());
+        }
+        for status in [Status::Running, Status::Completed, Status::Failed] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        let names: std::collections::BTreeSet<&str> = STAGES.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names.len(), STAGES.len());
+    }
+
+    /// Progress only grows: each stage starts where the one before it ended, from 0 to 100.
+    #[test]
+    fn the_stages_tile_zero_to_one_hundred() {
+        assert_eq!(Stage::Validate.span().0, 0);
+        for pair in STAGES.windows(2) {
+            let ((_, end), (start, _)) = (pair[0].span(), pair[1].span());
+            assert!(end <= start, "{:?} ends at {end}, {:?} starts at {start}", pair[0], pair[1]);
+        }
+        assert_eq!(Stage::Done.span(), (100, 100));
+        assert_eq!(Stage::Upload.span(), (95, 99));
+    }
+
+    /// A fraction of a stage is its share of the stage's span, rounded down (a row never
+    /// claims more than is done), and clamped to the stage.
+    #[test]
+    fn progress_within_a_stage_is_rounded_down_and_clamped() {
+        assert_eq!(Stage::Encode.at(0.0), 15);
+        assert_eq!(Stage::Encode.at(0.5), 55);
+        assert_eq!(Stage::Encode.at(0.999), 94);
+        assert_eq!(Stage::Encode.at(1.0), 95);
+        assert_eq!(Stage::Encode.at(-3.0), 15);
+        assert_eq!(Stage::Encode.at(7.0), 95);
+        assert_eq!(Stage::Fetch.at(0.5), 6);
+        assert_eq!(Stage::Done.at(0.5), 100);
+    }
+
+    /// A failure is an error in Cloud Logging; everything else is information.
+    #[test]
+    fn only_a_failure_is_logged_as_an_error() {
+        let update = |status| StatusUpdate {
+            task_id: None,
+            status,
+            progress: 0,
+            stage: Stage::Validate,
+            message: String::new(),
+            result: None,
+            error: None,
+        };
+        assert_eq!(update(Status::Failed).severity(), "ERROR");
+        assert_eq!(update(Status::Running).severity(), "INFO");
+        assert_eq!(update(Status::Completed).severity(), "INFO");
+    }
+}
