@@ -1075,6 +1075,21 @@ mod planner {
         }
     }
 
+    /// A job's limits follow its request: the output frame the planner derives (1920x1080
+    /// clips, no size asked: their own size) and the longer of the timeline and the longest
+    /// input, plus ten seconds of slack.
+    #[test]
+    fn a_jobs_limits_follow_its_request() {
+        let validated = example();
+        for (clip_seconds, media) in [(8.0, validated.total_duration + 5.0), (400.0, 400.0)] {
+            let inputs = inputs(&validated, clip_seconds);
+            let request = PlanRequest { validated: validated.clone(), inputs, strict: false, prepared: Vec::new(), song_loudness: None };
+            let limits = PolicyLimits::for_request(&request);
+            assert_eq!((limits.max_frame_width, limits.max_frame_height), (1920, 1080));
+            assert_eq!(limits.max_media_seconds, media + 10.0, "clips of {clip_seconds} s");
+        }
+    }
+
     #[test]
     fn the_example_blueprint_passes() {
         assert_planner_output_passes(example(), 8.0);
@@ -1255,4 +1270,27 @@ mod planner {
         }
         assert!(planned > 100 && refused > 0, "planned {planned}, refused {refused}");
     }
+}
+
+/// The defaults hold the validator's largest blueprint: two steps per move of 2,000 plus a
+/// hundred, and three hours of timeline with room to spare; a job's own media time is
+/// bounded by them but not cut below what the job needs.
+#[test]
+fn the_default_limits_hold_the_largest_blueprint() {
+    let limits = PolicyLimits::default();
+    assert_eq!(limits.max_steps, 2 * 2_000 + 100);
+    assert_eq!(limits.max_temps, limits.max_steps);
+    assert_eq!(limits.max_concat_parts, 2_000);
+    assert_eq!(limits.max_media_seconds, 4.0 * 3600.0);
+    let three_hours = PolicyLimits::for_job(1280, 720, 3.0 * 3600.0);
+    assert_eq!(three_hours.max_media_seconds, 3.0 * 3600.0 + 10.0);
+    assert_eq!(PolicyLimits::for_job(1280, 720, 5.0 * 3600.0).max_media_seconds, 4.0 * 3600.0);
+}
+
+/// `copy` is an option value, not an encoder: `policy list` names real encoders only.
+#[test]
+fn the_components_list_encoders_without_copy() {
+    let encoders = br_policy::components().encoders;
+    assert!(encoders.contains(&"libx264") && encoders.contains(&"aac"), "{encoders:?}");
+    assert!(!encoders.contains(&"copy"), "{encoders:?}");
 }
