@@ -154,4 +154,24 @@ mod tests {
         assert!(!accepted(""));
         assert!(!accepted("'1'"));
     }
+
+    /// `2PI` is no product in FFmpeg: a number may not run into a name, even an allowed one.
+    #[test]
+    fn a_number_runs_into_no_name() {
+        for expression in ["2PI", "5t", "1_", "0.5volume"] {
+            assert!(!accepted(expression), "{expression}");
+        }
+        assert!(accepted("2*PI"));
+    }
+
+    /// FFmpeg skips spaces between a name and its `(`: the name is then a function, and a
+    /// variable followed by `(` is refused as one.
+    #[test]
+    fn a_name_before_spaces_and_a_parenthesis_is_a_function() {
+        assert!(accepted("abs (t)"));
+        assert!(accepted("if  (lt (t, 2), 0, 1)"));
+        assert!(accepted("t + 1"), "a variable followed by spaces and no '(' is a variable");
+        assert!(!accepted("t (1)"));
+        assert!(!accepted("random  (0)"));
+    }
 }
