@@ -574,4 +574,150 @@ mod tests {
             assert!(filter.options.iter().all(|option| !option.names.is_empty()), "{}", filter.name);
         }
     }
+
+    /// `loudnorm`'s levels are signed decimals: each bound itself passes, a millionth beyond it does not.
+    #[test]
+    fn loudnorm_levels_are_bounded_at_both_ends() {
+        for (option, below, min, max, above) in [
+            ("I", "-70.000001", "-70", "-5", "-4.999999"),
+            ("TP", "-9.000001", "-9", "0", "0.000001"),
+            ("LRA", "0.999999", "1", "50", "50.000001"),
+            ("measured_I", "-99.000001", "-99", "0", "0.000001"),
+            ("measured_TP", "-99.000001", "-99", "99", "99.000001"),
+            ("measured_LRA", "-0.000001", "0", "99", "99.000001"),
+            ("measured_thresh", "-99.000001", "-99", "0", "0.000001"),
+            ("offset", "-99.000001", "-99", "99", "99.000001"),
+        ] {
+            for within in [min, max] {
+                assert_eq!(check_all("loudnorm", &[(Some(option), within)]), Ok(()), "{option}={within}");
+            }
+            for outside in [below, above] {
+                assert_eq!(check_all("loudnorm", &[(Some(option), outside)]), Err(Rule::FilterValueOutOfBounds), "{option}={outside}");
+            }
+        }
+    }
+
+    /// `fps=0` asks for no frame at all: a filter's frame rate is above 0 and at most the highest.
+    #[test]
+    fn a_filters_frame_rate_is_above_zero_and_at_most_the_highest() {
+        for rate in ["0.000001", "1/1000", "120", "120/1"] {
+            assert_eq!(check_all("fps", &[(None, rate)]), Ok(()), "{rate}");
+        }
+        for rate in ["0", "0.0", "0/1", "120.000001", "120001/1000"] {
+            assert_eq!(check_all("fps", &[(None, rate)]), Err(Rule::FilterValueOutOfBounds), "{rate}");
+        }
+    }
+
+    /// A sample aspect ratio is a quotient above 0 and at most 100, never a division by zero.
+    #[test]
+    fn a_ratio_is_above_zero_and_at_most_100() {
+        assert_eq!(ratio("4/3"), Some(4.0 / 3.0));
+        assert_eq!(ratio("200/2"), Some(100.0));
+        assert_eq!(ratio("1.5"), Some(1.5));
+        assert_eq!(ratio("1/0"), None);
+        assert_eq!(ratio("0/0"), None);
+        assert_eq!(ratio("1/x"), None);
+        for sar in ["1", "4/3", "0.001", "100", "200/2", "1/200"] {
+            assert_eq!(check_all("setsar", &[(None, sar)]), Ok(()), "{sar}");
+        }
+        for sar in ["0", "0/1", "100.000001", "101", "201/2", "1/0", "x"] {
+            assert_eq!(check_all("setsar", &[(None, sar)]), Err(Rule::FilterValueOutOfBounds), "{sar}");
+        }
+    }
+
+    /// A time base is a fraction of two whole numbers above 0 with 1 to 6 digits each.
+    #[test]
+    fn a_time_base_is_a_fraction_of_positive_numbers_of_up_to_six_digits() {
+        for tb in ["1/30", "1001/30000", "999999/999999"] {
+            assert_eq!(check_all("settb", &[(None, tb)]), Ok(()), "{tb}");
+        }
+        for tb in ["0/1", "1/0", "1234567/1", "1/1234567", "/30", "1/", "30", "1/3a", "+1/30"] {
+            assert_eq!(check_all("settb", &[(None, tb)]), Err(Rule::FilterValueOutOfBounds), "{tb}");
+        }
+    }
+
+    /// A colour is a listed name or exactly 6 or 8 hex digits after `0x` or `#`.
+    #[test]
+    fn a_colour_is_a_name_or_six_or_eight_hex_digits() {
+        for colour in ["white", "0x00ff00", "#00FF00", "0x00ff0080", "#00FF0080"] {
+            assert_eq!(check_all("fade", &[(Some("c"), colour)]), Ok(()), "{colour}");
+        }
+        for colour in ["0x12345", "0x1234567", "0x123456789", "#12345", "0xGGGGGG", "#00ff0g", "0x", "00ff00", "White"] {
+            assert_eq!(check_all("fade", &[(Some("c"), colour)]), Err(Rule::FilterValueOutOfBounds), "{colour}");
+        }
+    }
+
+    /// What `policy list` and the README's table say each kind of value must be, with the job's bounds.
+    #[test]
+    fn each_kind_of_value_is_described_with_its_bound() {
+        let limits = limits();
+        for (kind, text) in [
+            (Value::Seconds, "seconds as a plain decimal, at most 70"),
+            (Value::Frames, "a whole number of frames, at most 8400"),
+            (Value::Samples, "a whole number of samples, at most 13440000"),
+            (Value::SamplesPerFrame, "a whole number of samples from 1 to 192000"),
+            (Value::Width, "a whole number of pixels from 1 to the output's width, 1280, or max(1,min(N,EXPRESSION)) with N one"),
+            (Value::Height, "a whole number of pixels from 1 to the output's height, 720, or max(1,min(N,EXPRESSION)) with N one"),
+            (Value::FrameRate, "a frame rate like 30 or 30000/1001, above 0 and at most 120"),
+            (Value::SampleRate, "a sample rate from 8000 to 192000"),
+            (Value::Count { min: 1, max: 16 }, "a whole number from 1 to 16"),
+            (Value::Level { min: -70.0, max: -5.0 }, "a decimal from -70 to -5"),
+            (Value::Ratio, "a ratio like 1 or 4/3, above 0 and at most 100"),
+            (Value::TimeBase, "a fraction like 1/30 or 1001/30000"),
+            (FADE_TYPE, "one of in, out"),
+            (Value::Colour, "one of black, white, gray, red, green, blue or a hex colour like 0x000000"),
+            (Value::Expression, "an expression"),
+        ] {
+            assert_eq!(describe(kind, &limits), text);
+        }
+    }
+
+    /// The table lists every allowed filter in order, with its positional count and each
+    /// option (aliases joined by `|`) described under the job's bounds.
+    #[test]
+    fn the_table_lists_every_filter_with_its_options() {
+        let table = table(&limits());
+        let names: Vec<&str> = table.iter().map(|(name, _, _)| *name).collect();
+        assert_eq!(
+            names,
+            [
+                "trim", "atrim", "setpts", "asetpts", "fps", "scale", "pad", "setsar", "format", "aformat", "settb", "tpad",
+                "apad", "xfade", "fade", "afade", "volume", "loudnorm", "aresample", "asetnsamples", "concat", "split",
+                "asplit", "null", "anull", "hflip", "vflip", "crop", "acrossfade",
+            ]
+        );
+        let row = |name: &str| table.iter().find(|(filter, _, _)| *filter == name).cloned();
+        let options = |pairs: &[(&str, &str)]| pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect::<Vec<_>>();
+        assert_eq!(
+            row("scale"),
+            Some((
+                "scale",
+                2,
+                options(&[
+                    ("w|width", "a whole number of pixels from 1 to the output's width, 1280, or max(1,min(N,EXPRESSION)) with N one"),
+                    ("h|height", "a whole number of pixels from 1 to the output's height, 720, or max(1,min(N,EXPRESSION)) with N one"),
+                    ("force_original_aspect_ratio", "one of disable, decrease, increase"),
+                    ("force_divisible_by", "a whole number from 1 to 16"),
+                    ("flags", "one of fast_bilinear, bilinear, bicubic, neighbor, area, lanczos, spline"),
+                    ("in_range|out_range", "one of auto, tv, pc, limited, full"),
+                ])
+            ))
+        );
+        assert_eq!(
+            row("trim"),
+            Some((
+                "trim",
+                0,
+                options(&[
+                    ("start|starti", "seconds as a plain decimal, at most 70"),
+                    ("end|endi", "seconds as a plain decimal, at most 70"),
+                    ("duration|durationi", "seconds as a plain decimal, at most 70"),
+                    ("start_frame", "a whole number of frames, at most 8400"),
+                    ("end_frame", "a whole number of frames, at most 8400"),
+                ])
+            ))
+        );
+        assert_eq!(row("null"), Some(("null", 0, Vec::new())));
+        assert_eq!(row("setpts"), Some(("setpts", 1, options(&[("expr", "an expression")]))));
+    }
 }
