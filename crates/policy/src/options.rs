@@ -328,4 +328,67 @@ mod tests {
             assert!(!(is_map_label(bad) || is_input_stream(bad)), "{bad}");
         }
     }
+
+    /// A fraction's numerator and denominator each have 1 to 6 digits, so that neither
+    /// can be written with a sign or a longer run of digits.
+    #[test]
+    fn a_frame_rate_fraction_has_up_to_six_digits_each() {
+        assert_eq!(frame_rate("120000/1000"), Some(120.0));
+        assert_eq!(frame_rate("3000000/100000"), None);
+        assert_eq!(frame_rate("30/0000001"), None);
+        assert_eq!(frame_rate("+30/1"), None);
+        assert_eq!(frame_rate("30/+1"), None);
+    }
+
+    fn limits() -> PolicyLimits {
+        PolicyLimits::for_job(1280, 720, 60.0)
+    }
+
+    /// What `policy list` and the README's table say each kind of value must be, with the job's bounds.
+    #[test]
+    fn each_kind_of_value_is_described_with_its_bound() {
+        let limits = limits();
+        for (kind, text) in [
+            (ValueKind::Flag, "it takes no literal value"),
+            (ValueKind::InputFile, "it takes no literal value"),
+            (ValueKind::Seconds, "seconds as a plain decimal, at most 70 (the job's media)"),
+            (ValueKind::InputOffset, "seconds as a plain decimal, optionally negative, at most 1 either way"),
+            (integer(1, 8), "a whole number from 1 to 8"),
+            (ValueKind::Frames, "a whole number of frames from 1 to 8400"),
+            (ValueKind::Threads, "a whole number of threads from 1 to 2"),
+            (ValueKind::SampleRate, "a sample rate from 8000 to 192000"),
+            (ValueKind::FrameRate, "a frame rate like 30, 29.97 or 30000/1001, above 0 and at most 120"),
+            (ValueKind::Bitrate, "bits per second like 2000000, 800k or 2M, at most 100000000"),
+            (ValueKind::OneOf(AUDIO_CODECS), "one of aac, copy"),
+            (ValueKind::StreamMap, "a link label like [video] or an input stream like 0:v, 1:a:0 or 0:v?"),
+            (ValueKind::Filtergraph, "a filtergraph"),
+            (ValueKind::AudioPacketDuration, "setts=duration='EXPRESSION' (arithmetic on DURATION, PTS and TB)"),
+        ] {
+            assert_eq!(describe(kind, &limits), text);
+        }
+    }
+
+    /// The table lists every allowed option in order with what its value must be; a flag and
+    /// `-i`, which take no literal, say so in their own words.
+    #[test]
+    fn the_table_lists_every_option_with_its_value() {
+        let table = table(&limits());
+        let names: Vec<&str> = table.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names,
+            [
+                "-i", "-an", "-vn", "-sn", "-dn", "-shortest", "-ss", "-t", "-to", "-itsoffset", "-frames:v", "-threads", "-g",
+                "-keyint_min", "-sc_threshold", "-bf", "-rc-lookahead", "-crf", "-ar", "-ac", "-r", "-b:v", "-b:a", "-maxrate",
+                "-bufsize", "-c:v", "-codec:v", "-vcodec", "-c:a", "-codec:a", "-acodec", "-preset", "-tune", "-pix_fmt",
+                "-movflags", "-f", "-fps_mode", "-profile:v", "-map", "-bsf:v", "-bsf:a", "-filter_complex", "-vf", "-af",
+            ]
+        );
+        let value = |name: &str| table.iter().find(|(option, _)| *option == name).map(|(_, value)| value.as_str());
+        let input = "an input: `input(n)`, or a temp an earlier step wrote (an ffconcat temp right after `-f concat`)";
+        assert_eq!(value("-i"), Some(input));
+        assert_eq!(value("-an"), Some("a flag: no value"));
+        assert_eq!(value("-ss"), Some("seconds as a plain decimal, at most 70 (the job's media)"));
+        assert_eq!(value("-crf"), Some("a whole number from 0 to 51"));
+        assert_eq!(value("-f"), Some("one of concat, nut, mp4"));
+    }
 }
