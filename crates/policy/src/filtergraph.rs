@@ -440,4 +440,37 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].1, format!("filter 0 (`{}...`, byte 0) is not on the allow-list", "x".repeat(40)));
     }
+
+    /// A syntax error quotes the graph from the byte where reading stopped, and names that byte.
+    #[test]
+    fn a_syntax_error_quotes_the_rest_of_the_graph() {
+        let found = rules_and_reasons("null,scale foo");
+        let reason = "filter 1 (byte 5): cannot parse the filtergraph in a filter name, at \"foo\" (byte 11)";
+        assert_eq!(found, [(Rule::BadFiltergraph, reason.to_owned())]);
+    }
+
+    /// An instance name (`volume@gain`) is a plain word of letters, digits and `_`, and ends
+    /// where the filter's options or the next filter begin.
+    #[test]
+    fn an_instance_name_is_a_plain_word() {
+        assert_eq!(rule_of("volume@fade_out=0.5"), None);
+        assert_eq!(rule_of("null@a,movie=x"), Some(Rule::ForbiddenFilter));
+        assert_eq!(rule_of("null@a-b"), Some(Rule::BadFiltergraph));
+    }
+
+    /// A backslash escapes exactly the one byte after it, which then stands for itself once.
+    #[test]
+    fn an_escape_keeps_the_escaped_byte_once() {
+        assert_eq!(rule_of("settb=1\\/30"), None);
+        assert_eq!(rule_of("scale=12\\80:7\\20"), None);
+    }
+
+    /// An option quoted or escaped at the options' own level still loads from a file when
+    /// its unquoted text starts with `/`.
+    #[test]
+    fn a_slash_quoted_inside_the_options_still_loads_a_file() {
+        for graph in ["volume=\\'/volume\\'=x", "volume=\\\\/volume=x"] {
+            assert_eq!(rule_of(graph), Some(Rule::BadFiltergraph), "{graph}");
+        }
+    }
 }
