@@ -475,3 +475,35 @@ pub(crate) fn excerpt(text: &str) -> String {
     }
     format!("{shown:?}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violation() -> PolicyViolation {
+        PolicyViolation { step: Some(0), arg: None, rule: Rule::EmptyPlan, reason: "x".to_owned() }
+    }
+
+    /// [`check`]'s findings stop the walk the moment they hold the one violation they keep;
+    /// [`check_all`]'s never stop it, and count what they cannot keep.
+    #[test]
+    fn findings_stop_the_walk_exactly_when_full() {
+        let mut first = Findings::first_only();
+        assert!(first.add(violation()).is_err(), "full at its first violation");
+        let mut all = Findings::all(2);
+        for _ in 0..3 {
+            assert!(all.add(violation()).is_ok());
+        }
+        assert_eq!((all.kept.len(), all.unkept), (2, 1));
+    }
+
+    /// A reason quotes at most 40 characters of untrusted text, and says when it cut some off.
+    #[test]
+    fn an_excerpt_shows_40_characters_and_marks_a_cut() {
+        assert_eq!(excerpt(&"x".repeat(40)), format!("\"{}\"", "x".repeat(40)));
+        assert_eq!(excerpt(&"x".repeat(41)), format!("\"{}...\"", "x".repeat(40)));
+        assert_eq!(excerpt(&"é".repeat(40)), format!("\"{}\"", "é".repeat(40)));
+        assert_eq!(excerpt(&"é".repeat(41)), format!("\"{}...\"", "é".repeat(40)));
+        assert_eq!(excerpt("a\nb"), "\"a\\nb\"");
+    }
+}
