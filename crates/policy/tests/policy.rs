@@ -595,6 +595,38 @@ fn too_many_concat_parts_are_refused() {
     refused(&plan, Rule::TooManyConcatParts);
 }
 
+/// Every count and size limit allows its own value: the accepted plan under limits it meets
+/// exactly passes, and with any one of them a unit lower it is refused under that limit's rule.
+#[test]
+fn counts_and_sizes_are_allowed_up_to_their_limit() {
+    let plan = accepted_plan();
+    let invocations: Vec<&Invocation> = plan.steps.iter().filter_map(|step| if let Step::Ffmpeg(invocation) = step { Some(invocation) } else { None }).collect();
+    let literal_bytes = |arg: &Arg| if let Arg::Literal(text) = arg { text.len() } else { 0 };
+    let exact = PolicyLimits {
+        max_steps: plan.steps.len(),
+        max_temps: plan.temps.len(),
+        max_args_per_step: invocations.iter().map(|invocation| invocation.args.len()).max().unwrap_or_default(),
+        max_arg_bytes: invocations.iter().flat_map(|invocation| invocation.args.iter().map(literal_bytes)).max().unwrap_or_default(),
+        max_step_bytes: invocations.iter().map(|invocation| invocation.args.iter().map(literal_bytes).sum()).max().unwrap_or_default(),
+        max_concat_parts: 2,
+        ..PolicyLimits::default()
+    };
+    if let Err(violation) = check(&plan, INPUTS, &exact) {
+        panic!("at its limits: {violation}");
+    }
+    let verdict_with = |lower: fn(&mut PolicyLimits)| {
+        let mut limits = exact.clone();
+        lower(&mut limits);
+        check(&plan, INPUTS, &limits).map(|_| ()).map_err(|violation| violation.rule)
+    };
+    assert_eq!(verdict_with(|limits| limits.max_steps -= 1), Err(Rule::TooManySteps));
+    assert_eq!(verdict_with(|limits| limits.max_temps -= 1), Err(Rule::TooManyTemps));
+    assert_eq!(verdict_with(|limits| limits.max_args_per_step -= 1), Err(Rule::TooManyArguments));
+    assert_eq!(verdict_with(|limits| limits.max_arg_bytes -= 1), Err(Rule::ArgumentTooLarge));
+    assert_eq!(verdict_with(|limits| limits.max_step_bytes -= 1), Err(Rule::StepTooLarge));
+    assert_eq!(verdict_with(|limits| limits.max_concat_parts -= 1), Err(Rule::TooManyConcatParts));
+}
+
 #[test]
 fn stated_durations_are_finite_and_bounded() {
     let limits = PolicyLimits::default();
