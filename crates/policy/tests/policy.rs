@@ -227,6 +227,21 @@ fn input_and_temp_numbers_must_exist() {
     refused(&plan, Rule::TempOutOfRange);
 }
 
+/// A temp the plan does not declare is named, with how many the plan declares, wherever it is used.
+#[test]
+fn an_undeclared_temp_is_named_with_the_plans_count() {
+    let violation = refused(&with_args(1, "-i Input(2) -f nut Temp(9)", ""), Rule::TempOutOfRange);
+    assert_eq!(violation.reason, "temp 9 does not exist; the plan declares 3 temps");
+    let violation = refused(&with_args(3, "-f concat -i Temp(8) -f mp4 Output", ""), Rule::TempOutOfRange);
+    assert_eq!(violation.reason, "temp 8 does not exist; the plan declares 3 temps");
+    let mut plan = accepted_plan();
+    concat_list(&mut plan, 2).parts[1].temp = 7;
+    assert_eq!(refused(&plan, Rule::TempOutOfRange).reason, "part 1: temp 7 does not exist; the plan declares 3 temps");
+    let mut plan = accepted_plan();
+    concat_list(&mut plan, 2).list = 6;
+    assert_eq!(refused(&plan, Rule::TempOutOfRange).reason, "temp 6 does not exist; the plan declares 3 temps");
+}
+
 #[test]
 fn inputs_are_never_written_and_the_output_never_read() {
     refused(&with_args(1, "-i Input(2) -f nut Input(1)", ""), Rule::InputAsOutput);
@@ -428,6 +443,14 @@ fn a_temp_read_before_it_is_written_is_refused() {
     refused(&with_args(0, "-i Temp(1) -f nut Temp(0)", ""), Rule::TempUsedBeforeWritten);
     // A step reading its own output.
     refused(&with_args(1, "-i Temp(1) -f nut Temp(1)", ""), Rule::TempUsedBeforeWritten);
+}
+
+/// A step never reads the temp it writes, not even after its output argument.
+#[test]
+fn a_step_never_reads_its_own_output() {
+    let violation = refused(&with_args(1, "-i Input(2) -f nut Temp(1) -i Temp(1) -an", ""), Rule::TempUsedBeforeWritten);
+    assert_eq!(violation.arg, Some(6));
+    assert!(violation.reason.contains("temp 1 is read by the step that writes it"), "{violation}");
 }
 
 #[test]
@@ -777,6 +800,35 @@ fn a_value_left_out_is_reported_once() {
         let violations = all_refused(&with_args(step, text, ""));
         assert_eq!(places(&violations), [expected], "{text}: {violations:#?}");
     }
+}
+
+/// A staged input as a step's last argument is refused, and stands where the output goes:
+/// the step is not also said to write no file. An input earlier in the step is no output, so
+/// the temp after it is not a second file.
+#[test]
+fn an_input_in_the_outputs_place_is_reported_once() {
+    for (text, expected) in [
+        ("-i Input(2) -f nut Input(1)", (Some(1), Some(4), Rule::InputAsOutput)),
+        ("-i Input(2) Input(1) -f nut Temp(1)", (Some(1), Some(2), Rule::InputAsOutput)),
+    ] {
+        let violations = all_refused(&with_args(1, text, ""));
+        let in_step: Vec<_> = places(&violations).into_iter().filter(|(step, _, _)| *step == Some(1)).collect();
+        assert_eq!(in_step, [expected], "{text}: {violations:#?}");
+    }
+}
+
+/// A step left unread still writes its output only if it is the plan's last: the job's output
+/// named by an earlier step does not make up for a last step that writes none.
+#[test]
+fn only_the_last_step_left_unread_counts_as_writing_the_output() {
+    let mut plan = with_args(1, "-metadata title=x -i Input(2) Output", "");
+    plan.steps.pop();
+    let violations = all_refused(&plan);
+    assert_eq!(
+        places(&violations),
+        [(Some(1), Some(0), Rule::UnknownOption), (Some(2), None, Rule::TempUsedBeforeWritten), (Some(2), None, Rule::OutputCount)],
+        "{violations:#?}"
+    );
 }
 
 #[test]
