@@ -190,8 +190,8 @@ impl Parser<'_> {
             return Ok(false);
         }
         let filter = FilterAt { index, name: &name, byte: start };
-        let allowed = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-            && filter_options::is_allowed_filter(&name);
+        // The allow-list alone decides: a name is allowed only when it is one of its names.
+        let allowed = filter_options::is_allowed_filter(&name);
         if !allowed {
             report(Refusal::new(Rule::ForbiddenFilter, format!("{} is not on the allow-list", filter.label())))?;
         }
