@@ -1,5 +1,6 @@
 //! The command line: every subcommand, flag and environment variable clap reads, and
-//! the checks of their shapes. `main` parses and dispatches; the commands live in `run`.
+//! the checks of their shapes. `main` parses and dispatches; the commands live in `run`
+//! (run, plan, job, prepare) and in a module each (validate, memcheck, policy, plugin).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -289,7 +290,7 @@ pub struct JobFlags {
     /// (default: 120 s + 60 s per second of video).
     #[arg(long, env = "JOB_DEADLINE_SECS", value_parser = crate::number_setting!(u64, "JOB_DEADLINE_SECS"))]
     pub job_deadline: Option<u64>,
-    /// Use clips prepared by `prepare` (copied by whole GOPs) when fresh ones exist.
+    /// Use clips prepared by `prepare` (copied from a keyframe on) when fresh ones exist.
     #[arg(long, env = "PREPARED", value_enum, default_value = "auto")]
     pub prepared: Prepared,
     #[command(flatten)]

@@ -9,7 +9,8 @@ pub const INVALID_BLUEPRINT: u8 = 2;
 pub const SANDBOX: u8 = 3;
 /// An input is not usable media, or the blueprint asks for footage the media lacks.
 pub const MEDIA: u8 = 4;
-/// FFmpeg failed or timed out, or the job's deadline passed (in whatever stage).
+/// FFmpeg failed or timed out, the memory watchdog stopped it, its output did not conform
+/// (frames or length not what the plan promised), or the job's deadline passed.
 pub const FFMPEG: u8 = 5;
 /// Reading inputs, writing the result or the work folder failed.
 pub const STORAGE: u8 = 6;

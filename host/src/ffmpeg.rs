@@ -37,7 +37,7 @@ const MIN_CHILD_MEMORY: u64 = 32 * crate::budget::MIB;
 /// segment step peaks at about 210 MiB resident and needs a data limit of 275 MiB with
 /// 2 MiB stacks, but more than 300 MiB with 8 MiB stacks.
 const CHILD_STACK_BYTES: u64 = 2 * crate::budget::MIB;
-/// Lines of FFmpeg's stderr kept for the error message.
+/// Bytes of FFmpeg's stderr kept (its end) for the error message.
 const STDERR_TAIL_BYTES: usize = 4096;
 
 /// Real files behind the plan's numbers. Only the host writes this table.

@@ -1,5 +1,5 @@
 //! `prepare`: re-encodes library clips once at an output profile (`br_plan::prepare`),
-//! so later jobs can copy whole GOPs of them. Each prepared clip is stored as
+//! so later jobs can copy their packets from a keyframe on. Each prepared clip is stored as
 //! `prepared/<profile-id>/<key>` with a manifest beside it (`<key>.json`).
 //!
 //! Why it is safe to run twice at once, to interrupt and to run again: every clip is

@@ -1,5 +1,6 @@
-//! `blueprint-runner run`, `plan` and `job`: wiring flags and the environment to a
-//! [`job::Job`], and its outcome to the status, stderr and the exit code.
+//! `blueprint-runner run`, `plan`, `job` and `prepare` (and task arrays of them): wiring
+//! flags and the environment to a [`job::Job`], and its outcome to the status, stderr and
+//! the exit code.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Prepared clips: a library clip re-encoded once at a job's output settings, with short
-//! closed GOPs and no B-frames, so later jobs can copy whole GOPs of it instead of
-//! decoding and encoding every frame.
+//! closed GOPs and no B-frames, so later jobs can copy its packets, from a keyframe to
+//! the last frame a move shows unchanged, instead of decoding and encoding every frame.
 //!
 //! Why these settings: a copied GOP joins the bitstream of the frames encoded around it,
 //! so both must come from the same encoder settings (size, rate, pixel format, profile);
