@@ -592,3 +592,52 @@ fn a_song_muted_in_every_move_takes_no_normalising_gain() {
     quiet.song_loudness = measured(-20.0, 6.0, -6.0);
     assert!(song_graph(&quiet).contains(",volume=1.584893,"));
 }
+
+/// Frames of exactly 1280x720 pixels encode with two threads, as do smaller ones; the next
+/// even size up on either side takes one (the rule: more than 1280*720 pixels).
+#[test]
+fn encoders_take_one_thread_only_above_720p() {
+    for ((width, height), threads) in [((1280, 720), "2"), ((1278, 720), "2"), ((1282, 720), "1"), ((1280, 722), "1")] {
+        let mut validated = example();
+        (validated.output.width, validated.output.height) = (Some(width), Some(height));
+        let plan = plan(&request(validated, 10.0)).unwrap();
+        for args in segments(&plan) {
+            assert_eq!(literal_after(args, "-threads").as_deref(), Some(threads), "{width}x{height}");
+        }
+    }
+}
+
+/// The output frame: both sides as given; one side given, the other from the first move's
+/// clip's aspect ratio (rounded down); neither, the clip's own size; always scaled down
+/// whole into 3840x2160 by the side that binds, even, and at least 16.
+#[test]
+fn the_output_frame_follows_the_first_clip_fits_the_largest_frame_and_is_even() {
+    let frame = |width: Option<u32>, height: Option<u32>, source: (u32, u32)| {
+        let mut request = request(example(), 10.0);
+        (request.validated.output.width, request.validated.output.height) = (width, height);
+        let first = request.validated.moves[0].clip as usize + 1;
+        let video = request.inputs[first].video.as_mut().expect("a video stream");
+        (video.width, video.height) = source;
+        br_plan::output_frame(&request.validated, &request.inputs)
+    };
+    assert_eq!(frame(None, None, (1000, 600)), (1000, 600));
+    assert_eq!(frame(Some(1000), None, (1280, 720)), (1000, 562), "1000*720/1280 = 562.5");
+    assert_eq!(frame(None, Some(501), (1280, 720)), (890, 500), "501*1280/720 = 890.7; 501 made even");
+    assert_eq!(frame(None, None, (7680, 2000)), (3840, 1000), "the width binds: half size");
+    assert_eq!(frame(None, None, (2000, 4320)), (1000, 2160), "the height binds: half size");
+    assert_eq!(frame(Some(10), Some(6), (1280, 720)), (16, 16));
+}
+
+/// Every clip is scaled by its display size to fit the output frame and padded, centred,
+/// to exactly that size, on the output's frame rate and time base.
+#[test]
+fn clips_are_fitted_and_letterboxed_to_the_output_frame() {
+    let mut validated = example();
+    (validated.output.width, validated.output.height) = (Some(1000), Some(562));
+    let plan = plan(&request(validated, 10.0)).unwrap();
+    let graph = literal_after(segments(&plan)[0], "-filter_complex").unwrap();
+    let normaliser = "fps=30,scale=w='max(1,min(1000,round(562*iw*sar/ih)))':h='max(1,min(562,round(1000*ih/(iw*sar))))',\
+                      pad=1000:562:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p,settb=1/30";
+    assert!(graph.contains(normaliser), "{graph}");
+}
+
