@@ -641,3 +641,117 @@ fn clips_are_fitted_and_letterboxed_to_the_output_frame() {
     assert!(graph.contains(normaliser), "{graph}");
 }
 
+/// A clip is as long as its video stream says; a stream of unknown length (0) is as long
+/// as its container says; when neither knows, the clip is refused once, at the first move
+/// that shows it. (Clip 2, input 3, serves moves 2 and 20.)
+#[test]
+fn a_clip_is_as_long_as_its_stream_else_its_container_else_refused_once() {
+    let with = |stream: f64, container: f64| {
+        let mut request = request(example(), 10.0);
+        request.inputs[3].duration = container;
+        request.inputs[3].video.as_mut().expect("a video stream").duration = stream;
+        plan(&request)
+    };
+    let held = |plan: Plan| plan.warnings.into_iter().map(|w| w.pointer).collect::<Vec<_>>();
+    assert_eq!(held(with(6.2, 10.0).unwrap()), ["/moves/2", "/moves/20"], "the stream's 6.2 s, not the container's 10");
+    assert_eq!(held(with(10.0, 6.2).unwrap()), Vec::<String>::new(), "the stream's 10 s, not the container's 6.2");
+    assert_eq!(held(with(0.0, 6.2).unwrap()), ["/moves/2", "/moves/20"], "the container's 6.2 s");
+    let errors = with(0.0, 0.0).unwrap_err();
+    let key = &example().clip_keys[2];
+    assert_eq!(errors, [br_plan::PlanNote { pointer: "/moves/2/video_path".into(), message: format!("{key} has a video stream of unknown length") }]);
+}
+
+/// A clip trimmed to less than half a second still plays (held, with a warning): only a
+/// rest of half a frame or less leaves nothing.
+#[test]
+fn a_clip_trimmed_to_a_tenth_of_a_second_is_held_not_refused() {
+    let mut request = request(example(), 10.0);
+    request.validated.moves[3].trim_end = 9.9;
+    let plan = plan(&request).unwrap();
+    let pointers: Vec<&str> = plan.warnings.iter().map(|w| w.pointer.as_str()).collect();
+    assert_eq!(pointers, ["/moves/3"], "{:?}", plan.warnings);
+}
+
+/// What a slot plays of its clip is its length less its still frames, at its speed; what
+/// the clip has is from trim_start to its end; the rest is held, said in seconds of video.
+#[test]
+fn a_held_last_frame_is_measured_from_trim_start_at_the_slot_s_speed_after_its_stills() {
+    use br_plan::render::{Render, SlotRender};
+    let mut validated = example();
+    validated.moves[3].trim_start = 6.0;
+    validated.moves[5].trim_start = 3.0;
+    let request = request(validated, 10.0);
+    let mut slots = vec![SlotRender::default(); 22];
+    slots[3] = SlotRender { speed: 0.75, hold_first: 1.0, hold_last: 0.5, ..SlotRender::default() };
+    let plan = br_plan::plan_with(&request, &Render { slots, song: Vec::new() }).unwrap();
+    let key = |k: usize| request.validated.clip_keys[request.validated.moves[k].clip as usize].clone();
+    let warning = |pointer: &str, message: String| br_plan::PlanNote { pointer: pointer.into(), message };
+    assert_eq!(
+        plan.warnings,
+        [
+            // (8 - 1 - 0.5) s at 0.75x: 4.875 s of footage, 4 s there; 0.875 s of footage is 1.166667 s of video.
+            warning("/moves/3", format!("{} has only 4 s after trim_start 6; the move plays 4.875 s of it at 0.75x, so its last frame is held for 1.166667 s more", key(3))),
+            warning("/moves/5", format!("{} has only 7 s after trim_start 3; the move lasts 8 s, so its last frame is held for 1 s", key(5))),
+        ]
+    );
+}
+
+/// A slot short of footage by at most half a frame (of footage, at its speed) is not held:
+/// the frame grid rounds it away; any less footage is held, with a warning.
+#[test]
+fn footage_short_by_half_a_frame_is_not_held_and_by_more_is() {
+    use br_plan::render::{Render, SlotRender};
+    let warned = |trim_start: f64| {
+        let mut validated = example();
+        // At 32 fps half a frame is 1/64 s, exact in binary.
+        validated.output.frame_rate = 32.0;
+        validated.moves[3].trim_start = trim_start;
+        let request = request(validated, 12.0);
+        let mut slots = vec![SlotRender::default(); 22];
+        slots[3] = SlotRender { speed: 0.75, ..SlotRender::default() };
+        let plan = br_plan::plan_with(&request, &Render { slots, song: Vec::new() }).unwrap();
+        plan.warnings.into_iter().map(|w| w.pointer).collect::<Vec<_>>()
+    };
+    // 8 s at 0.75x plays 6 s of footage; half a frame at 0.75x is 3/256 s of it.
+    assert_eq!(warned(6.0 + 3.0 / 256.0), Vec::<String>::new(), "exactly half a frame short");
+    assert_eq!(warned(6.0 + 4.0 / 256.0), ["/moves/3"], "a 256th of a second more");
+}
+
+/// A move shorter than a frame is not shown, so its volume has no say in the song.
+#[test]
+fn a_move_shorter_than_a_frame_has_no_say_in_the_song_s_volume() {
+    let mut validated = example();
+    validated.moves[6].start = validated.moves[5].start + 0.01;
+    validated.moves[5].volume = 0.5;
+    let plan = plan(&request(validated, 20.0)).unwrap();
+    let pointers: Vec<&str> = plan.warnings.iter().map(|w| w.pointer.as_str()).collect();
+    assert_eq!(pointers, ["/moves/5"], "{:?}", plan.warnings);
+    let audio = song_graph_of(&plan);
+    assert!(!audio.contains("volume="), "{audio}");
+}
+
+/// A song may change its volume exactly the most times supported (1,000); once more is
+/// refused, and the message says how many times.
+#[test]
+fn a_song_may_change_its_volume_exactly_the_most_times_supported() {
+    let alternating = |count: usize| {
+        let mut validated = example();
+        let template = validated.moves[1].clone();
+        validated.moves = (0..count)
+            .map(|k| {
+                let mut m = template.clone();
+                m.start = k as f64;
+                m.duration = 1.0;
+                m.volume = if k % 2 == 0 { 0.2 } else { 0.4 };
+                m.transition = Transition::Cut;
+                m
+            })
+            .collect();
+        validated.total_duration = count as f64;
+        request(validated, 10.0)
+    };
+    assert!(plan(&alternating(1_000)).is_ok());
+    let errors = plan(&alternating(1_001)).expect_err("refused");
+    assert_eq!(errors[0].message, "the song's volume changes 1001 times (runs of moves with a volume_adjustment other than 1); at most 1000 are supported");
+}
+
