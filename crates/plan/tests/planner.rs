@@ -755,3 +755,64 @@ fn a_song_may_change_its_volume_exactly_the_most_times_supported() {
     assert_eq!(errors[0].message, "the song's volume changes 1001 times (runs of moves with a volume_adjustment other than 1); at most 1000 are supported");
 }
 
+/// A crossfade of two frames is blended (one frame before the boundary, one after); one of
+/// a single frame would be a cut with a blemish, so it is a plain cut.
+#[test]
+fn a_crossfade_of_two_frames_blends_and_of_one_frame_cuts() {
+    let first_segment = |seconds: f64| {
+        let mut validated = example().as_written();
+        validated.moves[1].transition_seconds = seconds;
+        let plan = plan(&fitted_request(validated, 12.0)).unwrap();
+        (literal_after(segments(&plan)[0], "-filter_complex").unwrap(), segment_frames(&plan)[0])
+    };
+    let (two, frames) = first_segment(2.0 / 30.0);
+    assert!(two.contains("xfade=transition=fade:duration=0.066667:offset=7.966667,"), "{two}");
+    assert_eq!(frames, 241, "the blend's second frame is move 1's first");
+    let (one, frames) = first_segment(1.0 / 30.0);
+    assert!(!one.contains("xfade"), "{one}");
+    assert_eq!(frames, 240);
+}
+
+/// Each FFmpeg step's label with its `-threads` and `-rc-lookahead`.
+fn step_threads(plan: &Plan) -> Vec<(String, Option<String>, Option<String>)> {
+    plan.steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Ffmpeg(invocation) => Some((invocation.label.clone(), literal_after(&invocation.args, "-threads"), literal_after(&invocation.args, "-rc-lookahead"))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Over prepared clips, the bridge out of a move and the bridge into the next share one
+/// step, encoded as bridges (one thread, no look-ahead); a move rendered whole, even a
+/// short one (here slowed down, 90 frames), is its own step with the ordinary threads; no
+/// step is empty, and the concat list's parts last exactly the timeline.
+#[test]
+fn bridges_share_a_step_and_a_move_rendered_whole_keeps_its_own() {
+    use br_plan::render::{Render, SlotRender};
+    let mut validated = example().as_written();
+    validated.moves[4].start = validated.moves[3].start + 3.0;
+    let request = over_prepared_clips(validated, 20.0, 600);
+    let mut slots = vec![SlotRender::default(); 22];
+    slots[3] = SlotRender { speed: 0.75, ..SlotRender::default() };
+    let plan = br_plan::plan_with(&request, &Render { slots, song: Vec::new() }).unwrap();
+    let name = |k: usize| format!("move {k} (move_{})", k + 1);
+    let bridge = |label: String| (label, Some("1".to_owned()), Some("0".to_owned()));
+    let copy = |k: usize, from: u64, to: u64| (format!("{} copy {from}-{to}", name(k)), None, None);
+    let mut expected = vec![("the song".to_owned(), None, None)];
+    expected.push(bridge(format!("{} frames 233-248 + {} frames 0-7", name(0), name(1))));
+    expected.push(bridge(format!("{} frames 225-240 + {} frames 0-7", name(1), name(2))));
+    expected.push(bridge(format!("{} frames 225-240", name(2))));
+    expected.push((name(3), Some("2".to_owned()), None));
+    expected.push(bridge(format!("{} frames 0-7", name(4))));
+    expected.push(bridge(format!("{} frames 375-390 + {} frames 0-7", name(4), name(5))));
+    expected.extend((5..21).map(|k| bridge(format!("{} frames 225-240 + {} frames 0-7", name(k), name(k + 1)))));
+    expected.extend([copy(0, 0, 233), copy(1, 7, 225), copy(2, 7, 225), copy(4, 7, 375)]);
+    expected.extend((5..21).map(|k| copy(k, 7, 225)));
+    expected.push(copy(21, 7, 232));
+    expected.push(("join the video and the song".to_owned(), None, None));
+    assert_eq!(step_threads(&plan), expected);
+    assert!(segment_frames(&plan).iter().all(|&frames| frames > 0), "{:?}", segment_frames(&plan));
+    assert!((concat_seconds(&plan) - 176.0).abs() < 1e-9, "{}", concat_seconds(&plan));
+}
