@@ -816,3 +816,128 @@ fn bridges_share_a_step_and_a_move_rendered_whole_keeps_its_own() {
     assert!(segment_frames(&plan).iter().all(|&frames| frames > 0), "{:?}", segment_frames(&plan));
     assert!((concat_seconds(&plan) - 176.0).abs() < 1e-9, "{}", concat_seconds(&plan));
 }
+
+/// The step that holds the bridge out of move 0 and the bridge into move 1: the first
+/// part blends the end of move 0 (its 15 frames, 0.5 s) into move 1's lead in (read as
+/// FFmpeg input 1), the second reads from input 2 on (the first part read two) and shows
+/// move 1's 7 frames after the blend; the two are joined in order.
+#[test]
+fn two_bridges_in_one_step_read_their_own_inputs_and_are_joined_in_order() {
+    let plan = plan(&over_prepared_clips(example().as_written(), 12.0, 360)).unwrap();
+    let Some(Step::Ffmpeg(step)) = plan.steps.get(1) else { panic!("{:?}", plan.steps) };
+    assert_eq!(step.label, "move 0 (move_1) frames 233-248 + move 1 (move_2) frames 0-7");
+    let fit = "fps=30,scale=w='max(1,min(1280,round(720*iw*sar/ih)))':h='max(1,min(720,round(1280*ih/(iw*sar))))',pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p,settb=1/30";
+    let expected = [
+        format!("[0:v]setpts=PTS-STARTPTS,{fit},tpad=stop_mode=clone:stop_duration=0.5,trim=duration=0.5[own]"),
+        format!("[1:v]setpts=PTS-STARTPTS,{fit},tpad=stop_mode=clone:stop_duration=0.5,tpad=start_mode=clone:start_duration=0.233333,trim=duration=0.5[next]"),
+        "[own]scale=flags=neighbor[own444]".to_owned(),
+        "[next]scale=flags=neighbor[next444]".to_owned(),
+        "[own444][next444]xfade=transition=fade:duration=0.5:offset=0,scale=flags=neighbor,format=yuv420p[blended]".to_owned(),
+        "[blended]setpts=PTS-STARTPTS[video]".to_owned(),
+        format!("[2:v]setpts=PTS-STARTPTS,{fit},tpad=stop_mode=clone:stop_duration=0.233333,trim=duration=0.233333[own1]"),
+        "[own1]setpts=PTS-STARTPTS[video1]".to_owned(),
+        "[video][video1]concat=n=2:v=1:a=0[joined]".to_owned(),
+    ];
+    assert_eq!(literal_after(&step.args, "-filter_complex"), Some(expected.join(";")));
+    assert_eq!(literal_after(&step.args, "-map").as_deref(), Some("[joined]"));
+    // A step of one part maps its own video.
+    let plain = br_plan::plan(&request(example(), 12.0)).unwrap();
+    let maps: Vec<Option<String>> = segments(&plain).iter().map(|args| literal_after(args, "-map")).collect();
+    assert!(maps.iter().all(|map| map.as_deref() == Some("[video]")), "{maps:?}");
+}
+
+/// A part that ends before the blend out of its move does not blend: the bridge into move
+/// 4 (its first 7 frames) shows move 4 alone, though move 4 blends into move 5 at its end.
+#[test]
+fn a_part_before_the_blend_out_does_not_blend() {
+    use br_plan::render::{Render, SlotRender};
+    let request = over_prepared_clips(example().as_written(), 12.0, 360);
+    let mut slots = vec![SlotRender::default(); 22];
+    slots[3] = SlotRender { speed: 0.75, ..SlotRender::default() };
+    let plan = br_plan::plan_with(&request, &Render { slots, song: Vec::new() }).unwrap();
+    let Some(Step::Ffmpeg(step)) = plan.steps.iter().find(|step| matches!(step, Step::Ffmpeg(i) if i.label == "move 4 (move_5) frames 0-7")) else { panic!() };
+    let graph = literal_after(&step.args, "-filter_complex").unwrap();
+    assert!(!graph.contains("xfade") && graph.ends_with("trim=duration=0.233333[own];[own]setpts=PTS-STARTPTS[video]"), "{graph}");
+}
+
+/// Cuts and crossfades fade nothing: only a fade transition (or a crossfade into the first
+/// move) puts a `fade` in a segment.
+#[test]
+fn cuts_and_crossfades_fade_nothing() {
+    let plan = plan(&request(example(), 12.0)).unwrap();
+    for graph in segments(&plan).iter().map(|a| literal_after(a, "-filter_complex").unwrap()) {
+        assert!(!graph.contains(",fade="), "{graph}");
+    }
+}
+
+/// A cut-only timeline over prepared clips of `frames` frames (15-frame GOPs, clips of
+/// `clip_seconds`), as `edit` changes it; the labels of its copy steps.
+fn copies_of(clip_seconds: f64, frames: u64, edit: impl FnOnce(&mut Validated)) -> Vec<String> {
+    let mut validated = example().as_written();
+    for slot in &mut validated.moves {
+        slot.transition = Transition::Cut;
+        slot.transition_seconds = 0.0;
+    }
+    edit(&mut validated);
+    let plan = br_plan::plan(&over_prepared_clips(validated, clip_seconds, frames)).unwrap();
+    copy_steps(&plan).iter().map(|step| step.label.clone()).collect()
+}
+
+/// A fade in is rendered up to the frame after it ends, a fade out from the frame before it
+/// starts; the copy between starts on the first keyframe after the fade in (0.3 s, 9 frames,
+/// into move 5, which shows its clip from frame 6: the keyframe is source frame 30,
+/// segment frame 24) and ends 10 frames before the move's end.
+#[test]
+fn copies_leave_the_fades_to_the_renderer() {
+    let labels = copies_of(12.0, 360, |validated| {
+        validated.moves[5].transition = Transition::FadeBlack;
+        validated.moves[5].transition_seconds = 0.3;
+        validated.moves[5].trim_start = 0.2;
+    });
+    assert_eq!(labels[4], "move 4 (move_5) copy 0-230");
+    assert_eq!(labels[5], "move 5 (move_6) copy 24-240");
+}
+
+/// A copy runs to the last whole frame of the clip's usable part (7.5 s: 225 frames, all
+/// copied), and only frames the clip has are copied after a held front (10 held frames
+/// before a clip of 150: segment frames 10 to 160; from frame 10, the clip's frame 0 is a
+/// keyframe).
+#[test]
+fn copies_run_to_the_clip_s_last_frame_after_any_held_front() {
+    assert_eq!(copies_of(7.5, 360, |_| {})[0], "move 0 (move_1) copy 0-225");
+    assert_eq!(copies_of(12.0, 150, |validated| validated.moves[0].trim_start = -1.0 / 3.0)[0], "move 0 (move_1) copy 10-160");
+}
+
+/// A prepared clip of another profile, or one without GOPs, is an ordinary clip: rendered,
+/// not copied.
+#[test]
+fn a_prepared_clip_of_another_profile_or_without_gops_is_rendered() {
+    let mut other = over_prepared_clips(example().as_written(), 12.0, 360);
+    for prepared in other.prepared.iter_mut().flatten() {
+        prepared.profile_id = "h264-640x360-30fps-2000k-g15-r3".into();
+    }
+    assert_eq!(copy_steps(&plan(&other).unwrap()).len(), 0);
+    let mut no_gop = over_prepared_clips(example().as_written(), 12.0, 360);
+    for prepared in no_gop.prepared.iter_mut().flatten() {
+        prepared.gop_frames = 0;
+    }
+    assert_eq!(copy_steps(&plan(&no_gop).unwrap()).len(), 0);
+}
+
+/// A step's label shows at most 48 characters of the move's id, and marks a cut or a
+/// dropped control character with `~`; an id of exactly 48 is shown whole.
+#[test]
+fn labels_show_48_characters_of_the_id_and_mark_what_they_leave_out() {
+    let label_of_move_0 = |clip_id: &str| {
+        let mut validated = example();
+        validated.moves[0].clip_id = clip_id.into();
+        let plan = plan(&request(validated, 12.0)).unwrap();
+        let Some(Step::Ffmpeg(step)) = plan.steps.get(1) else { panic!() };
+        step.label.clone()
+    };
+    let long = "m".repeat(49);
+    assert_eq!(label_of_move_0(&long), format!("move 0 ({}~)", &long[..48]));
+    assert_eq!(label_of_move_0(&long[..48]), format!("move 0 ({})", &long[..48]));
+    assert_eq!(label_of_move_0("a\tb"), "move 0 (ab~)");
+}
+
