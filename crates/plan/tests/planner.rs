@@ -941,3 +941,67 @@ fn labels_show_48_characters_of_the_id_and_mark_what_they_leave_out() {
     assert_eq!(label_of_move_0("a\tb"), "move 0 (ab~)");
 }
 
+/// A measured song takes the one gain up to the targets' limits exactly: its peak at -1.5
+/// dBTP after the gain, a loudness range of 11 LU, sections ending within a microsecond of
+/// what was measured; past them, loudnorm.
+#[test]
+fn the_one_gain_holds_up_to_the_targets_limits_exactly() {
+    use br_plan::render::{Render, SongSection};
+    let graph = |loudness: Option<Loudness>, song: Vec<SongSection>| {
+        let mut request = request(example(), 12.0);
+        request.song_loudness = loudness;
+        song_graph_of(&br_plan::plan_with(&request, &Render { slots: Vec::new(), song }).unwrap())
+    };
+    // -20 LUFS takes +4 dB: a peak of -5.5 reaches -1.5 exactly.
+    assert!(graph(measured(-20.0, 6.0, -5.5), Vec::new()).contains(",volume=1.584893,"));
+    assert!(graph(measured(-20.0, 6.0, -5.25), Vec::new()).contains("loudnorm="));
+    assert!(graph(measured(-20.0, 11.0, -6.0), Vec::new()).contains(",volume=1.584893,"));
+    assert!(graph(measured(-20.0, 11.25, -6.0), Vec::new()).contains("loudnorm="));
+    let section = |end: f64| vec![SongSection { start: 40.0, duration: end - 40.0 }];
+    let song = |end: f64| graph(measured(-20.0, 6.0, -6.0), section(end));
+    assert!(song(176.0).contains(",volume=1.584893,"), "ends where the measurement does");
+    assert!(graph(measured(-20.0, 6.0, -6.0), vec![SongSection { start: 0.0, duration: 176.0 + 1e-6 }]).contains(",volume=1.584893,"), "a microsecond past");
+    assert!(song(176.00001).contains("loudnorm="), "ten microseconds past");
+}
+
+/// Volumes differing by less than 1e-9 are one volume; by exactly 1e-9 they are not (the
+/// runs and the uniform-volume test agree).
+#[test]
+fn volumes_differing_by_1e_9_are_two_runs() {
+    let mut validated = example();
+    for slot in &mut validated.moves {
+        slot.volume = 1e-9;
+    }
+    validated.moves[3].volume = 2e-9;
+    let mut request = request(validated, 12.0);
+    request.song_loudness = measured(-20.0, 6.0, -6.0);
+    let audio = song_graph(&request);
+    assert_eq!(audio.matches("clip((t-").count(), 3, "{audio}");
+    assert!(audio.contains("loudnorm="), "not one volume: {audio}");
+}
+
+/// A volume run from the video's first move holds from before its start, and one to its
+/// last move holds past its end (no ramp at the edges).
+#[test]
+fn volume_runs_at_the_video_s_edges_hold_past_them() {
+    let mut validated = example();
+    (validated.moves[0].volume, validated.moves[1].volume) = (0.5, 0.5);
+    (validated.moves[20].volume, validated.moves[21].volume) = (0.25, 0.25);
+    let audio = song_graph(&request(validated, 12.0));
+    assert!(audio.contains("volume='1-0.5*clip((t-(0-1))/0.02+0.5,0,1)*clip((16-t)/0.02+0.5,0,1)-0.75*clip((t-160)/0.02+0.5,0,1)*clip((177-t)/0.02+0.5,0,1)'"), "{audio}");
+}
+
+/// A song section from the song's start is read without a seek.
+#[test]
+fn a_song_section_from_the_start_is_read_without_a_seek() {
+    use br_plan::render::{Render, SongSection};
+    let song = vec![SongSection { start: 0.0, duration: 100.0 }, SongSection { start: 40.0, duration: 76.0 }];
+    let plan = br_plan::plan_with(&request(example(), 12.0), &Render { slots: Vec::new(), song }).unwrap();
+    assert_eq!(seeks(song_args(&plan)), [(0, None), (0, Some("40".to_owned()))]);
+}
+
+/// Temporaries are named by their format.
+#[test]
+fn temporaries_take_their_format_s_extension() {
+    assert_eq!((br_plan::TempFormat::Nut.extension(), br_plan::TempFormat::Ffconcat.extension()), ("nut", "ffconcat"));
+}
