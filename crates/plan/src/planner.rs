@@ -1000,7 +1000,26 @@ fn signed_secs(value: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{secs, Window};
+    use br_blueprint::{MoveSlot, Transition};
+
+    use super::{secs, Look, Window};
+    use crate::rational::FrameRate;
+    use crate::render::{Render, SlotRender};
+    use crate::types::Arg;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    /// A cut slot of 8 s showing clip 0 from `trim_start`.
+    fn slot(trim_start: f64) -> MoveSlot {
+        MoveSlot { clip: 0, clip_id: "m".into(), start: 0.0, duration: 8.0, trim_start, trim_end: 0.0, transition: Transition::Cut, volume: 1.0, origin: 0, transition_seconds: 0.0 }
+    }
+
+    /// 30 fps, with `null` for the normalising chain.
+    fn look(render: &Render) -> Look<'_> {
+        Look { rate: FrameRate { num: 30, den: 1 }, render, encoder_threads: "2", prepared_gop: None, normaliser: "null".into() }
+    }
 
     #[test]
     fn seconds_are_plain_decimals() {
@@ -1018,5 +1037,75 @@ mod tests {
         let past_end = Window::new(12.0, 0.5, 6.2);
         assert!((past_end.read_start - 5.7).abs() < 1e-9 && (past_end.skip - 6.3).abs() < 1e-9);
         assert!(past_end.read_length > 0.0);
+    }
+
+    /// A window reads no further than the clip's usable end, and at least half a second
+    /// (all there is of a shorter clip) so that there is a frame to hold.
+    #[test]
+    fn windows_read_to_the_usable_end_and_at_least_half_a_second() {
+        let near_end = Window::new(4.0, 8.0, 6.2);
+        assert!(close(near_end.read_start, 4.0) && close(near_end.read_length, 2.2), "{}", near_end.read_length);
+        let short_clip = Window::new(0.0, 0.1, 0.3);
+        assert!(close(short_clip.read_length, 0.3), "{}", short_clip.read_length);
+        let short_window = Window::new(3.0, 0.1, 10.0);
+        assert!(close(short_window.read_length, 0.5), "{}", short_window.read_length);
+    }
+
+    /// Still frames in front are seconds of video: they shorten the footage read, and a
+    /// window that starts before the clip holds its first frame for the missing source
+    /// played at the slot's speed (1.5 s of source at 0.75x: 2 s).
+    #[test]
+    fn still_frames_in_front_are_video_seconds_and_shorten_the_footage() {
+        let still = Window::played(3.0, 8.0, 20.0, 0.75, 2.0, None);
+        assert!(close(still.hold_front, 2.0) && close(still.read_length, 4.5), "{} {}", still.hold_front, still.read_length);
+        let early = Window::played(-1.5, 8.0, 20.0, 0.75, 0.0, None);
+        assert!(close(early.hold_front, 2.0) && early.read_start == 0.0, "{} {}", early.hold_front, early.read_start);
+    }
+
+    /// A slot's window: its still first frame counts from the slot's start (a later part
+    /// has less of it or none), the footage starts at trim_start and runs at the slot's
+    /// speed after the still, and plays until hold_last before the slot's end (no limit
+    /// without a hold_last).
+    #[test]
+    fn a_slot_s_window_follows_its_hooks() {
+        let held_first = SlotRender { speed: 0.75, hold_first: 2.0, ..SlotRender::default() };
+        let early = Window::of_slot(&slot(3.0), &held_first, 0.5, 3.0, 8.0, 20.0);
+        assert!(close(early.hold_front, 1.5) && close(early.read_start, 3.0) && early.play.is_none(), "{} {} {:?}", early.hold_front, early.read_start, early.play);
+        // 3 s after the still, at 0.75x: 2.25 s of source past trim_start.
+        let late = Window::of_slot(&slot(3.0), &held_first, 5.0, 3.0, 8.0, 20.0);
+        assert!(close(late.hold_front, 0.0) && close(late.read_start, 5.25) && late.play.is_none(), "{} {} {:?}", late.hold_front, late.read_start, late.play);
+        let held_last = SlotRender { speed: 0.75, hold_last: 1.5, ..SlotRender::default() };
+        let part = Window::of_slot(&slot(3.0), &held_last, 0.6, 3.0, 8.0, 20.0);
+        assert!(close(part.read_start, 3.45), "{}", part.read_start);
+        assert!(part.play.is_some_and(|play| close(play, 5.9)), "8 s less the last 1.5 s and the 0.6 s before the part: {:?}", part.play);
+        let slow = Window::of_slot(&slot(3.0), &SlotRender { speed: 0.75, ..SlotRender::default() }, 0.6, 3.0, 8.0, 20.0);
+        assert!(close(slow.read_start, 3.45) && slow.play.is_none(), "{} {:?}", slow.read_start, slow.play);
+    }
+
+    /// A window read from the clip's start seeks nowhere: `-ss` only for a later start.
+    #[test]
+    fn a_window_from_the_clip_s_start_is_read_without_a_seek() {
+        let mut args = Vec::new();
+        Window::new(0.0, 8.0, 10.0).input_args(1, &mut args);
+        assert_eq!(args, [Arg::lit("-t"), Arg::lit("8"), Arg::lit("-i"), Arg::Input(1)]);
+        args.clear();
+        Window::new(2.5, 8.0, 10.0).input_args(3, &mut args);
+        assert_eq!(args, [Arg::lit("-ss"), Arg::lit("2.5"), Arg::lit("-t"), Arg::lit("7.5"), Arg::lit("-i"), Arg::Input(3)]);
+    }
+
+    /// A chain drops what it decoded early in the video's time (the skip at the slot's
+    /// speed: 6.3 s of source at 0.75x is 8.4 s), and pads a front only where the window
+    /// holds one.
+    #[test]
+    fn a_chain_skips_in_video_seconds_and_pads_only_a_held_front() {
+        let render = Render::default();
+        let look = look(&render);
+        let plain = Window::new(0.0, 8.0, 10.0).chain(0, &look, &[], "own");
+        assert_eq!(plain, "[0:v]setpts=PTS-STARTPTS,null,tpad=stop_mode=clone:stop_duration=8,trim=duration=8[own]");
+        let past_end = Window::played(12.0, 0.5, 6.2, 0.75, 0.0, None).chain(1, &look, &[], "next");
+        assert_eq!(
+            past_end,
+            "[1:v]setpts=(PTS-STARTPTS)/0.75,null,tpad=stop_mode=clone:stop_duration=8.9,trim=start=8.4,setpts=PTS-STARTPTS,trim=duration=0.5[next]"
+        );
     }
 }

@@ -129,4 +129,38 @@ mod tests {
             assert!(text.contains(expected), "{expected} missing from {text}");
         }
     }
+
+    /// The manifest records every setting of the recipe, by name.
+    #[test]
+    fn the_manifest_records_every_setting() {
+        let profile = Profile { width: 1000, height: 562, rate: FrameRate { num: 30_000, den: 1001 }, video_bitrate: 2_500_000 };
+        let settings: Vec<(&str, String)> = profile.settings();
+        let expected = [
+            ("codec", "libx264"),
+            ("preset", "veryfast"),
+            ("size", "1000x562"),
+            ("frame_rate", "30000/1001"),
+            ("bitrate", "2500000"),
+            ("pixel_format", "yuv420p"),
+            ("gop", "15"),
+            ("b_frames", "0"),
+            ("recipe", "3"),
+        ];
+        assert_eq!(settings, expected.map(|(name, value)| (name, value.to_owned())));
+    }
+
+    /// Preparing takes two encoder threads up to exactly 1280x720 pixels, one above (the
+    /// planner's rule).
+    #[test]
+    fn preparing_takes_one_thread_only_above_720p() {
+        let threads = |width: u32, height: u32| {
+            let profile = Profile { width, height, rate: FrameRate { num: 30, den: 1 }, video_bitrate: 2_000_000 };
+            let args = profile.invocation("prepare", 8.0).args;
+            args.windows(2).find_map(|pair| (pair[0] == Arg::lit("-threads")).then(|| pair[1].clone()))
+        };
+        assert_eq!(threads(1280, 720), Some(Arg::lit("2")));
+        assert_eq!(threads(1278, 720), Some(Arg::lit("2")));
+        assert_eq!(threads(1282, 720), Some(Arg::lit("1")));
+        assert_eq!(threads(1280, 722), Some(Arg::lit("1")));
+    }
 }

@@ -69,4 +69,22 @@ mod tests {
         assert_eq!(FrameRate::from_fps(12.5), FrameRate { num: 12500, den: 1000 });
         assert_eq!(FrameRate::from_fps(29.97).frame_at(3600.0), 107_892);
     }
+
+    /// An NTSC-style rate's frames last den/num seconds each: 30000/1001 fps is 29.97...
+    /// frames a second, and 30,000 frames last 1,001 s.
+    #[test]
+    fn a_fractional_rate_times_its_frames_exactly() {
+        let ntsc = FrameRate { num: 30_000, den: 1001 };
+        assert!((ntsc.fps() - 29.970_029_97).abs() < 1e-8, "{}", ntsc.fps());
+        assert_eq!(ntsc.seconds(30_000), 1001.0);
+        assert!((ntsc.seconds(3) - 0.1001).abs() < 1e-12, "{}", ntsc.seconds(3));
+    }
+
+    /// An NTSC-style rate is n*1000/1001 for any n, not only the usual ones: 999.000999 fps is
+    /// 1000000/1001 (its n is the rate times 1.001).
+    #[test]
+    fn any_ntsc_style_rate_becomes_its_fraction() {
+        assert_eq!(FrameRate::from_fps(1_000_000.0 / 1001.0), FrameRate { num: 1_000_000, den: 1001 });
+        assert_eq!(FrameRate::from_fps(300_000.0 / 1001.0), FrameRate { num: 300_000, den: 1001 });
+    }
 }

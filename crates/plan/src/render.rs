@@ -148,4 +148,49 @@ mod tests {
             assert!(!is_one_filter(bad), "{bad:?}");
         }
     }
+
+    /// A backslash escapes the next character: an escaped comma or quote is part of the
+    /// filter's options.
+    #[test]
+    fn a_backslash_escapes_one_character() {
+        assert!(is_one_filter("drawtext=text=a\\,b"));
+        assert!(is_one_filter("drawtext=text=it\\'s"));
+        assert!(!is_one_filter("drawtext=text=a\\\\,b"), "an escaped backslash escapes nothing more");
+    }
+
+    fn validated() -> Validated {
+        br_blueprint::validate(include_str!("../../../examples/backend-blueprint.json")).unwrap_or_else(|errors| panic!("{errors:?}"))
+    }
+
+    /// Each limit allows exactly its own value: 8 filters, 1,024 bytes of them, 56 song
+    /// sections; one more is refused, with a message that says so.
+    #[test]
+    fn each_hook_limit_allows_exactly_its_value() {
+        let validated = validated();
+        let slot = |filters: Vec<String>| Render { slots: vec![SlotRender { filters, ..SlotRender::default() }], song: Vec::new() };
+        let messages = |render: &Render| render.problems(&validated).into_iter().map(|p| format!("{} {}", p.pointer, p.message)).collect::<Vec<_>>();
+        assert_eq!(messages(&slot(vec!["hflip".into(); 8])), Vec::<String>::new());
+        assert_eq!(messages(&slot(vec!["hflip".into(); 9])), ["/moves/0 9 filters; a slot may add at most 8"]);
+        let bytes = |n: usize| format!("drawtext=text={}", "x".repeat(n - 14));
+        assert_eq!(messages(&slot(vec![bytes(1000), bytes(24)])), Vec::<String>::new());
+        assert_eq!(messages(&slot(vec![bytes(1000), bytes(25)])), ["/moves/0 its filters take more than 1024 bytes"]);
+        let song = |count: usize| Render { slots: Vec::new(), song: vec![SongSection { start: 0.0, duration: 1.0 }; count] };
+        assert_eq!(messages(&song(56)), Vec::<String>::new());
+        assert_eq!(messages(&song(57)), ["/audio_path the song is made of 57 sections; at most 56"]);
+    }
+
+    /// A held frame lasts a finite number of seconds from 0; a song section lasts more than 0.
+    #[test]
+    fn holds_are_finite_seconds_from_0_and_sections_last_more_than_0() {
+        let validated = validated();
+        let held = |hold_first: f64, hold_last: f64| Render { slots: vec![SlotRender { hold_first, hold_last, ..SlotRender::default() }], song: Vec::new() };
+        assert!(held(0.0, 0.0).problems(&validated).is_empty());
+        let problems = held(f64::INFINITY, -0.5).problems(&validated);
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(messages, ["hold_first inf is not a number of seconds from 0", "hold_last -0.5 is not a number of seconds from 0"]);
+        let section = |duration: f64| Render { slots: Vec::new(), song: vec![SongSection { start: 3.0, duration }] };
+        let problems = section(0.0).problems(&validated);
+        assert_eq!(problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>(), ["song section 0 (0 s from 3 s) is not a stretch of the song"]);
+        assert!(section(0.25).problems(&validated).is_empty());
+    }
 }

@@ -592,3 +592,416 @@ fn a_song_muted_in_every_move_takes_no_normalising_gain() {
     quiet.song_loudness = measured(-20.0, 6.0, -6.0);
     assert!(song_graph(&quiet).contains(",volume=1.584893,"));
 }
+
+/// Frames of exactly 1280x720 pixels encode with two threads, as do smaller ones; the next
+/// even size up on either side takes one (the rule: more than 1280*720 pixels).
+#[test]
+fn encoders_take_one_thread_only_above_720p() {
+    for ((width, height), threads) in [((1280, 720), "2"), ((1278, 720), "2"), ((1282, 720), "1"), ((1280, 722), "1")] {
+        let mut validated = example();
+        (validated.output.width, validated.output.height) = (Some(width), Some(height));
+        let plan = plan(&request(validated, 10.0)).unwrap();
+        for args in segments(&plan) {
+            assert_eq!(literal_after(args, "-threads").as_deref(), Some(threads), "{width}x{height}");
+        }
+    }
+}
+
+/// The output frame: both sides as given; one side given, the other from the first move's
+/// clip's aspect ratio (rounded down); neither, the clip's own size; always scaled down
+/// whole into 3840x2160 by the side that binds, even, and at least 16.
+#[test]
+fn the_output_frame_follows_the_first_clip_fits_the_largest_frame_and_is_even() {
+    let frame = |width: Option<u32>, height: Option<u32>, source: (u32, u32)| {
+        let mut request = request(example(), 10.0);
+        (request.validated.output.width, request.validated.output.height) = (width, height);
+        let first = request.validated.moves[0].clip as usize + 1;
+        let video = request.inputs[first].video.as_mut().expect("a video stream");
+        (video.width, video.height) = source;
+        br_plan::output_frame(&request.validated, &request.inputs)
+    };
+    assert_eq!(frame(None, None, (1000, 600)), (1000, 600));
+    assert_eq!(frame(Some(1000), None, (1280, 720)), (1000, 562), "1000*720/1280 = 562.5");
+    assert_eq!(frame(None, Some(501), (1280, 720)), (890, 500), "501*1280/720 = 890.7; 501 made even");
+    assert_eq!(frame(None, None, (7680, 2000)), (3840, 1000), "the width binds: half size");
+    assert_eq!(frame(None, None, (2000, 4320)), (1000, 2160), "the height binds: half size");
+    assert_eq!(frame(Some(10), Some(6), (1280, 720)), (16, 16));
+}
+
+/// Every clip is scaled by its display size to fit the output frame and padded, centred,
+/// to exactly that size, on the output's frame rate and time base.
+#[test]
+fn clips_are_fitted_and_letterboxed_to_the_output_frame() {
+    let mut validated = example();
+    (validated.output.width, validated.output.height) = (Some(1000), Some(562));
+    let plan = plan(&request(validated, 10.0)).unwrap();
+    let graph = literal_after(segments(&plan)[0], "-filter_complex").unwrap();
+    let normaliser = "fps=30,scale=w='max(1,min(1000,round(562*iw*sar/ih)))':h='max(1,min(562,round(1000*ih/(iw*sar))))',\
+                      pad=1000:562:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p,settb=1/30";
+    assert!(graph.contains(normaliser), "{graph}");
+}
+
+/// A clip is as long as its video stream says; a stream of unknown length (0) is as long
+/// as its container says; when neither knows, the clip is refused once, at the first move
+/// that shows it. (Clip 2, input 3, serves moves 2 and 20.)
+#[test]
+fn a_clip_is_as_long_as_its_stream_else_its_container_else_refused_once() {
+    let with = |stream: f64, container: f64| {
+        let mut request = request(example(), 10.0);
+        request.inputs[3].duration = container;
+        request.inputs[3].video.as_mut().expect("a video stream").duration = stream;
+        plan(&request)
+    };
+    let held = |plan: Plan| plan.warnings.into_iter().map(|w| w.pointer).collect::<Vec<_>>();
+    assert_eq!(held(with(6.2, 10.0).unwrap()), ["/moves/2", "/moves/20"], "the stream's 6.2 s, not the container's 10");
+    assert_eq!(held(with(10.0, 6.2).unwrap()), Vec::<String>::new(), "the stream's 10 s, not the container's 6.2");
+    assert_eq!(held(with(0.0, 6.2).unwrap()), ["/moves/2", "/moves/20"], "the container's 6.2 s");
+    let errors = with(0.0, 0.0).unwrap_err();
+    let key = &example().clip_keys[2];
+    assert_eq!(errors, [br_plan::PlanNote { pointer: "/moves/2/video_path".into(), message: format!("{key} has a video stream of unknown length") }]);
+}
+
+/// A clip trimmed to less than half a second still plays (held, with a warning): only a
+/// rest of half a frame or less leaves nothing.
+#[test]
+fn a_clip_trimmed_to_a_tenth_of_a_second_is_held_not_refused() {
+    let mut request = request(example(), 10.0);
+    request.validated.moves[3].trim_end = 9.9;
+    let plan = plan(&request).unwrap();
+    let pointers: Vec<&str> = plan.warnings.iter().map(|w| w.pointer.as_str()).collect();
+    assert_eq!(pointers, ["/moves/3"], "{:?}", plan.warnings);
+}
+
+/// What a slot plays of its clip is its length less its still frames, at its speed; what
+/// the clip has is from trim_start to its end; the rest is held, said in seconds of video.
+#[test]
+fn a_held_last_frame_is_measured_from_trim_start_at_the_slot_s_speed_after_its_stills() {
+    use br_plan::render::{Render, SlotRender};
+    let mut validated = example();
+    validated.moves[3].trim_start = 6.0;
+    validated.moves[5].trim_start = 3.0;
+    let request = request(validated, 10.0);
+    let mut slots = vec![SlotRender::default(); 22];
+    slots[3] = SlotRender { speed: 0.75, hold_first: 1.0, hold_last: 0.5, ..SlotRender::default() };
+    let plan = br_plan::plan_with(&request, &Render { slots, song: Vec::new() }).unwrap();
+    let key = |k: usize| request.validated.clip_keys[request.validated.moves[k].clip as usize].clone();
+    let warning = |pointer: &str, message: String| br_plan::PlanNote { pointer: pointer.into(), message };
+    assert_eq!(
+        plan.warnings,
+        [
+            // (8 - 1 - 0.5) s at 0.75x: 4.875 s of footage, 4 s there; 0.875 s of footage is 1.166667 s of video.
+            warning("/moves/3", format!("{} has only 4 s after trim_start 6; the move plays 4.875 s of it at 0.75x, so its last frame is held for 1.166667 s more", key(3))),
+            warning("/moves/5", format!("{} has only 7 s after trim_start 3; the move lasts 8 s, so its last frame is held for 1 s", key(5))),
+        ]
+    );
+}
+
+/// A slot short of footage by at most half a frame (of footage, at its speed) is not held:
+/// the frame grid rounds it away; any less footage is held, with a warning.
+#[test]
+fn footage_short_by_half_a_frame_is_not_held_and_by_more_is() {
+    use br_plan::render::{Render, SlotRender};
+    let warned = |trim_start: f64| {
+        let mut validated = example();
+        // At 32 fps half a frame is 1/64 s, exact in binary.
+        validated.output.frame_rate = 32.0;
+        validated.moves[3].trim_start = trim_start;
+        let request = request(validated, 12.0);
+        let mut slots = vec![SlotRender::default(); 22];
+        slots[3] = SlotRender { speed: 0.75, ..SlotRender::default() };
+        let plan = br_plan::plan_with(&request, &Render { slots, song: Vec::new() }).unwrap();
+        plan.warnings.into_iter().map(|w| w.pointer).collect::<Vec<_>>()
+    };
+    // 8 s at 0.75x plays 6 s of footage; half a frame at 0.75x is 3/256 s of it.
+    assert_eq!(warned(6.0 + 3.0 / 256.0), Vec::<String>::new(), "exactly half a frame short");
+    assert_eq!(warned(6.0 + 4.0 / 256.0), ["/moves/3"], "a 256th of a second more");
+}
+
+/// A move shorter than a frame is not shown, so its volume has no say in the song.
+#[test]
+fn a_move_shorter_than_a_frame_has_no_say_in_the_song_s_volume() {
+    let mut validated = example();
+    validated.moves[6].start = validated.moves[5].start + 0.01;
+    validated.moves[5].volume = 0.5;
+    let plan = plan(&request(validated, 20.0)).unwrap();
+    let pointers: Vec<&str> = plan.warnings.iter().map(|w| w.pointer.as_str()).collect();
+    assert_eq!(pointers, ["/moves/5"], "{:?}", plan.warnings);
+    let audio = song_graph_of(&plan);
+    assert!(!audio.contains("volume="), "{audio}");
+}
+
+/// A song may change its volume exactly the most times supported (1,000); once more is
+/// refused, and the message says how many times.
+#[test]
+fn a_song_may_change_its_volume_exactly_the_most_times_supported() {
+    let alternating = |count: usize| {
+        let mut validated = example();
+        let template = validated.moves[1].clone();
+        validated.moves = (0..count)
+            .map(|k| {
+                let mut m = template.clone();
+                m.start = k as f64;
+                m.duration = 1.0;
+                m.volume = if k % 2 == 0 { 0.2 } else { 0.4 };
+                m.transition = Transition::Cut;
+                m
+            })
+            .collect();
+        validated.total_duration = count as f64;
+        request(validated, 10.0)
+    };
+    assert!(plan(&alternating(1_000)).is_ok());
+    let errors = plan(&alternating(1_001)).expect_err("refused");
+    assert_eq!(errors[0].message, "the song's volume changes 1001 times (runs of moves with a volume_adjustment other than 1); at most 1000 are supported");
+}
+
+/// A crossfade of two frames is blended (one frame before the boundary, one after); one of
+/// a single frame would be a cut with a blemish, so it is a plain cut.
+#[test]
+fn a_crossfade_of_two_frames_blends_and_of_one_frame_cuts() {
+    let first_segment = |seconds: f64| {
+        let mut validated = example().as_written();
+        validated.moves[1].transition_seconds = seconds;
+        let plan = plan(&fitted_request(validated, 12.0)).unwrap();
+        (literal_after(segments(&plan)[0], "-filter_complex").unwrap(), segment_frames(&plan)[0])
+    };
+    let (two, frames) = first_segment(2.0 / 30.0);
+    assert!(two.contains("xfade=transition=fade:duration=0.066667:offset=7.966667,"), "{two}");
+    assert_eq!(frames, 241, "the blend's second frame is move 1's first");
+    let (one, frames) = first_segment(1.0 / 30.0);
+    assert!(!one.contains("xfade"), "{one}");
+    assert_eq!(frames, 240);
+}
+
+/// Each FFmpeg step's label with its `-threads` and `-rc-lookahead`.
+fn step_threads(plan: &Plan) -> Vec<(String, Option<String>, Option<String>)> {
+    plan.steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Ffmpeg(invocation) => Some((invocation.label.clone(), literal_after(&invocation.args, "-threads"), literal_after(&invocation.args, "-rc-lookahead"))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Over prepared clips, the bridge out of a move and the bridge into the next share one
+/// step, encoded as bridges (one thread, no look-ahead); a move rendered whole, even a
+/// short one (here slowed down, 90 frames), is its own step with the ordinary threads; no
+/// step is empty, and the concat list's parts last exactly the timeline.
+#[test]
+fn bridges_share_a_step_and_a_move_rendered_whole_keeps_its_own() {
+    use br_plan::render::{Render, SlotRender};
+    let mut validated = example().as_written();
+    validated.moves[4].start = validated.moves[3].start + 3.0;
+    let request = over_prepared_clips(validated, 20.0, 600);
+    let mut slots = vec![SlotRender::default(); 22];
+    slots[3] = SlotRender { speed: 0.75, ..SlotRender::default() };
+    let plan = br_plan::plan_with(&request, &Render { slots, song: Vec::new() }).unwrap();
+    let name = |k: usize| format!("move {k} (move_{})", k + 1);
+    let bridge = |label: String| (label, Some("1".to_owned()), Some("0".to_owned()));
+    let copy = |k: usize, from: u64, to: u64| (format!("{} copy {from}-{to}", name(k)), None, None);
+    let mut expected = vec![("the song".to_owned(), None, None)];
+    expected.push(bridge(format!("{} frames 233-248 + {} frames 0-7", name(0), name(1))));
+    expected.push(bridge(format!("{} frames 225-240 + {} frames 0-7", name(1), name(2))));
+    expected.push(bridge(format!("{} frames 225-240", name(2))));
+    expected.push((name(3), Some("2".to_owned()), None));
+    expected.push(bridge(format!("{} frames 0-7", name(4))));
+    expected.push(bridge(format!("{} frames 375-390 + {} frames 0-7", name(4), name(5))));
+    expected.extend((5..21).map(|k| bridge(format!("{} frames 225-240 + {} frames 0-7", name(k), name(k + 1)))));
+    expected.extend([copy(0, 0, 233), copy(1, 7, 225), copy(2, 7, 225), copy(4, 7, 375)]);
+    expected.extend((5..21).map(|k| copy(k, 7, 225)));
+    expected.push(copy(21, 7, 232));
+    expected.push(("join the video and the song".to_owned(), None, None));
+    assert_eq!(step_threads(&plan), expected);
+    assert!(segment_frames(&plan).iter().all(|&frames| frames > 0), "{:?}", segment_frames(&plan));
+    assert!((concat_seconds(&plan) - 176.0).abs() < 1e-9, "{}", concat_seconds(&plan));
+}
+
+/// The step that holds the bridge out of move 0 and the bridge into move 1: the first
+/// part blends the end of move 0 (its 15 frames, 0.5 s) into move 1's lead in (read as
+/// FFmpeg input 1), the second reads from input 2 on (the first part read two) and shows
+/// move 1's 7 frames after the blend; the two are joined in order.
+#[test]
+fn two_bridges_in_one_step_read_their_own_inputs_and_are_joined_in_order() {
+    let plan = plan(&over_prepared_clips(example().as_written(), 12.0, 360)).unwrap();
+    let Some(Step::Ffmpeg(step)) = plan.steps.get(1) else { panic!("{:?}", plan.steps) };
+    assert_eq!(step.label, "move 0 (move_1) frames 233-248 + move 1 (move_2) frames 0-7");
+    let fit = "fps=30,scale=w='max(1,min(1280,round(720*iw*sar/ih)))':h='max(1,min(720,round(1280*ih/(iw*sar))))',pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p,settb=1/30";
+    let expected = [
+        format!("[0:v]setpts=PTS-STARTPTS,{fit},tpad=stop_mode=clone:stop_duration=0.5,trim=duration=0.5[own]"),
+        format!("[1:v]setpts=PTS-STARTPTS,{fit},tpad=stop_mode=clone:stop_duration=0.5,tpad=start_mode=clone:start_duration=0.233333,trim=duration=0.5[next]"),
+        "[own]scale=flags=neighbor[own444]".to_owned(),
+        "[next]scale=flags=neighbor[next444]".to_owned(),
+        "[own444][next444]xfade=transition=fade:duration=0.5:offset=0,scale=flags=neighbor,format=yuv420p[blended]".to_owned(),
+        "[blended]setpts=PTS-STARTPTS[video]".to_owned(),
+        format!("[2:v]setpts=PTS-STARTPTS,{fit},tpad=stop_mode=clone:stop_duration=0.233333,trim=duration=0.233333[own1]"),
+        "[own1]setpts=PTS-STARTPTS[video1]".to_owned(),
+        "[video][video1]concat=n=2:v=1:a=0[joined]".to_owned(),
+    ];
+    assert_eq!(literal_after(&step.args, "-filter_complex"), Some(expected.join(";")));
+    assert_eq!(literal_after(&step.args, "-map").as_deref(), Some("[joined]"));
+    // A step of one part maps its own video.
+    let plain = br_plan::plan(&request(example(), 12.0)).unwrap();
+    let maps: Vec<Option<String>> = segments(&plain).iter().map(|args| literal_after(args, "-map")).collect();
+    assert!(maps.iter().all(|map| map.as_deref() == Some("[video]")), "{maps:?}");
+}
+
+/// A part that ends before the blend out of its move does not blend: the bridge into move
+/// 4 (its first 7 frames) shows move 4 alone, though move 4 blends into move 5 at its end.
+#[test]
+fn a_part_before_the_blend_out_does_not_blend() {
+    use br_plan::render::{Render, SlotRender};
+    let request = over_prepared_clips(example().as_written(), 12.0, 360);
+    let mut slots = vec![SlotRender::default(); 22];
+    slots[3] = SlotRender { speed: 0.75, ..SlotRender::default() };
+    let plan = br_plan::plan_with(&request, &Render { slots, song: Vec::new() }).unwrap();
+    let Some(Step::Ffmpeg(step)) = plan.steps.iter().find(|step| matches!(step, Step::Ffmpeg(i) if i.label == "move 4 (move_5) frames 0-7")) else { panic!() };
+    let graph = literal_after(&step.args, "-filter_complex").unwrap();
+    assert!(!graph.contains("xfade") && graph.ends_with("trim=duration=0.233333[own];[own]setpts=PTS-STARTPTS[video]"), "{graph}");
+}
+
+/// Cuts and crossfades fade nothing: only a fade transition (or a crossfade into the first
+/// move) puts a `fade` in a segment.
+#[test]
+fn cuts_and_crossfades_fade_nothing() {
+    let plan = plan(&request(example(), 12.0)).unwrap();
+    for graph in segments(&plan).iter().map(|a| literal_after(a, "-filter_complex").unwrap()) {
+        assert!(!graph.contains(",fade="), "{graph}");
+    }
+}
+
+/// A cut-only timeline over prepared clips of `frames` frames (15-frame GOPs, clips of
+/// `clip_seconds`), as `edit` changes it; the labels of its copy steps.
+fn copies_of(clip_seconds: f64, frames: u64, edit: impl FnOnce(&mut Validated)) -> Vec<String> {
+    let mut validated = example().as_written();
+    for slot in &mut validated.moves {
+        slot.transition = Transition::Cut;
+        slot.transition_seconds = 0.0;
+    }
+    edit(&mut validated);
+    let plan = br_plan::plan(&over_prepared_clips(validated, clip_seconds, frames)).unwrap();
+    copy_steps(&plan).iter().map(|step| step.label.clone()).collect()
+}
+
+/// A fade in is rendered up to the frame after it ends, a fade out from the frame before it
+/// starts; the copy between starts on the first keyframe after the fade in (0.3 s, 9 frames,
+/// into move 5, which shows its clip from frame 6: the keyframe is source frame 30,
+/// segment frame 24) and ends 10 frames before the move's end.
+#[test]
+fn copies_leave_the_fades_to_the_renderer() {
+    let labels = copies_of(12.0, 360, |validated| {
+        validated.moves[5].transition = Transition::FadeBlack;
+        validated.moves[5].transition_seconds = 0.3;
+        validated.moves[5].trim_start = 0.2;
+    });
+    assert_eq!(labels[4], "move 4 (move_5) copy 0-230");
+    assert_eq!(labels[5], "move 5 (move_6) copy 24-240");
+}
+
+/// A copy runs to the last whole frame of the clip's usable part (7.5 s: 225 frames, all
+/// copied), and only frames the clip has are copied after a held front (10 held frames
+/// before a clip of 150: segment frames 10 to 160; from frame 10, the clip's frame 0 is a
+/// keyframe).
+#[test]
+fn copies_run_to_the_clip_s_last_frame_after_any_held_front() {
+    assert_eq!(copies_of(7.5, 360, |_| {})[0], "move 0 (move_1) copy 0-225");
+    assert_eq!(copies_of(12.0, 150, |validated| validated.moves[0].trim_start = -1.0 / 3.0)[0], "move 0 (move_1) copy 10-160");
+}
+
+/// A prepared clip of another profile, or one without GOPs, is an ordinary clip: rendered,
+/// not copied.
+#[test]
+fn a_prepared_clip_of_another_profile_or_without_gops_is_rendered() {
+    let mut other = over_prepared_clips(example().as_written(), 12.0, 360);
+    for prepared in other.prepared.iter_mut().flatten() {
+        prepared.profile_id = "h264-640x360-30fps-2000k-g15-r3".into();
+    }
+    assert_eq!(copy_steps(&plan(&other).unwrap()).len(), 0);
+    let mut no_gop = over_prepared_clips(example().as_written(), 12.0, 360);
+    for prepared in no_gop.prepared.iter_mut().flatten() {
+        prepared.gop_frames = 0;
+    }
+    assert_eq!(copy_steps(&plan(&no_gop).unwrap()).len(), 0);
+}
+
+/// A step's label shows at most 48 characters of the move's id, and marks a cut or a
+/// dropped control character with `~`; an id of exactly 48 is shown whole.
+#[test]
+fn labels_show_48_characters_of_the_id_and_mark_what_they_leave_out() {
+    let label_of_move_0 = |clip_id: &str| {
+        let mut validated = example();
+        validated.moves[0].clip_id = clip_id.into();
+        let plan = plan(&request(validated, 12.0)).unwrap();
+        let Some(Step::Ffmpeg(step)) = plan.steps.get(1) else { panic!() };
+        step.label.clone()
+    };
+    let long = "m".repeat(49);
+    assert_eq!(label_of_move_0(&long), format!("move 0 ({}~)", &long[..48]));
+    assert_eq!(label_of_move_0(&long[..48]), format!("move 0 ({})", &long[..48]));
+    assert_eq!(label_of_move_0("a\tb"), "move 0 (ab~)");
+}
+
+/// A measured song takes the one gain up to the targets' limits exactly: its peak at -1.5
+/// dBTP after the gain, a loudness range of 11 LU, sections ending within a microsecond of
+/// what was measured; past them, loudnorm.
+#[test]
+fn the_one_gain_holds_up_to_the_targets_limits_exactly() {
+    use br_plan::render::{Render, SongSection};
+    let graph = |loudness: Option<Loudness>, song: Vec<SongSection>| {
+        let mut request = request(example(), 12.0);
+        request.song_loudness = loudness;
+        song_graph_of(&br_plan::plan_with(&request, &Render { slots: Vec::new(), song }).unwrap())
+    };
+    // -20 LUFS takes +4 dB: a peak of -5.5 reaches -1.5 exactly.
+    assert!(graph(measured(-20.0, 6.0, -5.5), Vec::new()).contains(",volume=1.584893,"));
+    assert!(graph(measured(-20.0, 6.0, -5.25), Vec::new()).contains("loudnorm="));
+    assert!(graph(measured(-20.0, 11.0, -6.0), Vec::new()).contains(",volume=1.584893,"));
+    assert!(graph(measured(-20.0, 11.25, -6.0), Vec::new()).contains("loudnorm="));
+    let section = |end: f64| vec![SongSection { start: 40.0, duration: end - 40.0 }];
+    let song = |end: f64| graph(measured(-20.0, 6.0, -6.0), section(end));
+    assert!(song(176.0).contains(",volume=1.584893,"), "ends where the measurement does");
+    assert!(graph(measured(-20.0, 6.0, -6.0), vec![SongSection { start: 0.0, duration: 176.0 + 1e-6 }]).contains(",volume=1.584893,"), "a microsecond past");
+    assert!(song(176.00001).contains("loudnorm="), "ten microseconds past");
+}
+
+/// Volumes differing by less than 1e-9 are one volume; by exactly 1e-9 they are not (the
+/// runs and the uniform-volume test agree).
+#[test]
+fn volumes_differing_by_1e_9_are_two_runs() {
+    let mut validated = example();
+    for slot in &mut validated.moves {
+        slot.volume = 1e-9;
+    }
+    validated.moves[3].volume = 2e-9;
+    let mut request = request(validated, 12.0);
+    request.song_loudness = measured(-20.0, 6.0, -6.0);
+    let audio = song_graph(&request);
+    assert_eq!(audio.matches("clip((t-").count(), 3, "{audio}");
+    assert!(audio.contains("loudnorm="), "not one volume: {audio}");
+}
+
+/// A volume run from the video's first move holds from before its start, and one to its
+/// last move holds past its end (no ramp at the edges).
+#[test]
+fn volume_runs_at_the_video_s_edges_hold_past_them() {
+    let mut validated = example();
+    (validated.moves[0].volume, validated.moves[1].volume) = (0.5, 0.5);
+    (validated.moves[20].volume, validated.moves[21].volume) = (0.25, 0.25);
+    let audio = song_graph(&request(validated, 12.0));
+    assert!(audio.contains("volume='1-0.5*clip((t-(0-1))/0.02+0.5,0,1)*clip((16-t)/0.02+0.5,0,1)-0.75*clip((t-160)/0.02+0.5,0,1)*clip((177-t)/0.02+0.5,0,1)'"), "{audio}");
+}
+
+/// A song section from the song's start is read without a seek.
+#[test]
+fn a_song_section_from_the_start_is_read_without_a_seek() {
+    use br_plan::render::{Render, SongSection};
+    let song = vec![SongSection { start: 0.0, duration: 100.0 }, SongSection { start: 40.0, duration: 76.0 }];
+    let plan = br_plan::plan_with(&request(example(), 12.0), &Render { slots: Vec::new(), song }).unwrap();
+    assert_eq!(seeks(song_args(&plan)), [(0, None), (0, Some("40".to_owned()))]);
+}
+
+/// Temporaries are named by their format.
+#[test]
+fn temporaries_take_their_format_s_extension() {
+    assert_eq!((br_plan::TempFormat::Nut.extension(), br_plan::TempFormat::Ffconcat.extension()), ("nut", "ffconcat"));
+}
