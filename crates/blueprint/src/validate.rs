@@ -873,6 +873,16 @@ mod tests {
         .errors;
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].pointer, "/moves/3/start_time");
+        // A problem found before the moves does not stop a sound timeline from being
+        // compared with `total_duration`: both are reported.
+        let errors = checked_with(CheckOptions::strict(), |d| {
+            d["audio_path"] = "../song.mp3".into();
+            d["total_duration"] = 170.0.into();
+        })
+        .unwrap_err()
+        .errors;
+        let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
+        assert_eq!(pointers, ["/audio_path", "/total_duration"]);
     }
 
     /// A blueprint of exactly the size limit is read; one byte more is refused whole.
