@@ -681,4 +681,23 @@ mod tests {
         let on_second = fitted.warnings.iter().find(|w| w.pointer == "/moves/1/transition_type").unwrap();
         assert!(on_second.message.ends_with("shortened to 0.400 s (the move lasts 0.400 s)"), "{}", on_second.message);
     }
+
+    /// An overlap shortens the move before to end where the next starts, wherever it starts.
+    #[test]
+    fn an_overlap_shortens_the_move_before_to_the_next_start() {
+        let mut moves = consecutive(&[8.0, 8.0, 8.0], Transition::Cut);
+        moves[2].start = 15.0;
+        let fitted = fit(moves, &ASKED).unwrap();
+        assert_eq!(fitted.moves[1].duration, 7.0, "{:?}", fitted.moves);
+    }
+
+    /// A move left alone before a gap of under half a frame lasts to the next start: a
+    /// transition after it is limited by that time, not by its written duration.
+    #[test]
+    fn a_transition_after_a_small_gap_is_limited_by_the_time_to_the_next_start() {
+        let mut moves = consecutive(&[8.0, 0.3, 8.0], Transition::Crossfade);
+        moves[2].start = 8.31;
+        let fitted = fit(moves, &ASKED).unwrap();
+        assert!((fitted.moves[2].transition_seconds - 0.31).abs() < 1e-9, "{:?}", fitted.moves[2]);
+    }
 }
