@@ -35,10 +35,8 @@ fn main() {
     }
     let list = watched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n");
     println!("cargo:rustc-env=GUEST_WATCHED_PATHS={}", list.replace('\n', ";"));
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("guests");
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("guests");
     build_guests(&root, &target_dir);
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     for (_, file, variable) in GUESTS {
@@ -78,7 +76,8 @@ fn guest_source_dirs(root: &Path) -> BTreeSet<PathBuf> {
         }
         // A path dependency outside the workspace is not in `--no-deps` metadata: its
         // own folder is still watched, and so are its path dependencies if it is a member.
-        let Some(package) = packages.iter().find(|p| p["manifest_path"].as_str().map(dir_of).as_ref() == Some(&dir)) else {
+        let Some(package) = packages.iter().find(|p| p["manifest_path"].as_str().map(dir_of).as_ref() == Some(&dir))
+        else {
             continue;
         };
         for dependency in package["dependencies"].as_array().into_iter().flatten() {
@@ -103,9 +102,21 @@ fn build_guests(root: &Path, target_dir: &Path) {
     // The outer build's settings are for the host target; they must not leak into
     // the guest build.
     for variable in [
-        "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR",
-        "TARGET", "HOST", "OPT_LEVEL", "PROFILE", "DEBUG", "OUT_DIR", "NUM_JOBS", "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER", "CARGO_PRIMARY_PACKAGE",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "TARGET",
+        "HOST",
+        "OPT_LEVEL",
+        "PROFILE",
+        "DEBUG",
+        "OUT_DIR",
+        "NUM_JOBS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
     ] {
         command.env_remove(variable);
     }

@@ -28,7 +28,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
 const FPS: f64 = 30.0;
 /// The counter clips: 108 frames (3.6 s) each, told apart by their chroma.
 const CLIP_FRAMES: u32 = 108;
-const CLIPS: [(&str, (u8, u8)); 3] = [("media/a.mp4", (96, 160)), ("media/b.mp4", (160, 96)), ("media/c.mp4", (160, 160))];
+const CLIPS: [(&str, (u8, u8)); 3] =
+    [("media/a.mp4", (96, 160)), ("media/b.mp4", (160, 96)), ("media/c.mp4", (160, 160))];
 
 fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("backend-blueprints-guest-cache")
@@ -109,7 +110,9 @@ fn run(blueprint: &Value, extra: &[&str], env: &[(&str, &str)]) -> Run {
         .arg(cache_dir())
         .args(extra)
         .stdin(Stdio::null());
-    for variable in ["BLUEPRINT_JSON", "DATA_DIR", "WORK_DIR", "GUEST_COMPONENT", "TIMELINE", "OUTPUT_PREFIX", "JOB_MEMORY_MIB"] {
+    for variable in
+        ["BLUEPRINT_JSON", "DATA_DIR", "WORK_DIR", "GUEST_COMPONENT", "TIMELINE", "OUTPUT_PREFIX", "JOB_MEMORY_MIB"]
+    {
         command.env_remove(variable);
     }
     command.envs(env.iter().copied());
@@ -142,7 +145,8 @@ fn backend_move(i: usize, video_path: &str, start: f64, duration: f64) -> Value 
 
 /// The blueprint around `moves`, as the backend's `_create_blueprint_json` writes it.
 fn backend_blueprint(task_id: &str, audio_path: &str, moves: Vec<Value>) -> Value {
-    let total = moves.iter().map(|m| m["start_time"].as_f64().unwrap() + m["duration"].as_f64().unwrap()).fold(0.0, f64::max);
+    let total =
+        moves.iter().map(|m| m["start_time"].as_f64().unwrap() + m["duration"].as_f64().unwrap()).fold(0.0, f64::max);
     json!({
         "task_id": task_id,
         "audio_path": audio_path,
@@ -208,7 +212,10 @@ fn assert_shows(output: &Path, at: i64, clip: &str, source: i64, what: &str) {
     let yuv = frame(output, at);
     assert!(chroma_is(yuv, chroma_of(clip)), "{what}: frame {at} shows {clip} {:?}: {yuv}", chroma_of(clip));
     let shown = media::counter_frame(yuv.y);
-    assert!((shown - source as f64).abs() <= 0.6, "{what}: frame {at} shows source frame {shown:.1} of {clip}, not {source}: {yuv}");
+    assert!(
+        (shown - source as f64).abs() <= 0.6,
+        "{what}: frame {at} shows source frame {shown:.1} of {clip}, not {source}: {yuv}"
+    );
 }
 
 fn assert_exact_length(run: &Run, total: f64) {
@@ -228,7 +235,8 @@ fn assert_exact_length(run: &Run, total: f64) {
 fn rule_based_sections_with_short_remainders_render_exactly() {
     let library = [(CLIPS[0].0, 1.5), (CLIPS[1].0, 1.2), (CLIPS[2].0, 1.8)];
     let moves = rule_based(&[2.9, 2.72, 1.95, 4.3], &library);
-    let durations: Vec<f64> = moves.iter().map(|m| (m["duration"].as_f64().unwrap() * 1000.0).round() / 1000.0).collect();
+    let durations: Vec<f64> =
+        moves.iter().map(|m| (m["duration"].as_f64().unwrap() * 1000.0).round() / 1000.0).collect();
     assert_eq!(durations, [1.5, 1.2, 0.2, 1.5, 1.2, 0.02, 1.5, 0.45, 1.8, 1.5, 1.0], "the generator's shape");
     let blueprint = backend_blueprint("rule-based-1", "media/song.mp3", moves.clone());
     let total = blueprint["total_duration"].as_f64().unwrap();
@@ -236,7 +244,9 @@ fn rule_based_sections_with_short_remainders_render_exactly() {
     let strict = run(&blueprint, &["--timeline", "strict"], &[]);
     assert_eq!(strict.code, Some(2), "{}", strict.describe());
     let error = strict.last()["error"].as_str().unwrap_or_default().to_owned();
-    for pointer in ["/moves/2/transition_type", "/moves/3/transition_type", "/moves/5/transition_type", "/moves/7/transition_type"] {
+    for pointer in
+        ["/moves/2/transition_type", "/moves/3/transition_type", "/moves/5/transition_type", "/moves/7/transition_type"]
+    {
         assert!(error.contains(pointer), "strict names {pointer}: {error}");
     }
     assert!(!strict.output.exists());
@@ -244,13 +254,25 @@ fn rule_based_sections_with_short_remainders_render_exactly() {
     let lenient = run(&blueprint, &[], &[]);
     assert_eq!(lenient.code, Some(0), "{}", lenient.describe());
     let pointers = lenient.warning_pointers();
-    for pointer in ["/moves/2/transition_type", "/moves/3/transition_type", "/moves/5", "/moves/7/transition_type", "/moves/8/transition_type"] {
+    for pointer in [
+        "/moves/2/transition_type",
+        "/moves/3/transition_type",
+        "/moves/5",
+        "/moves/7/transition_type",
+        "/moves/8/transition_type",
+    ] {
         assert!(pointers.iter().any(|p| p == pointer), "a warning at {pointer}: {pointers:?}");
     }
     let warnings = lenient.last()["result"]["warnings"].clone();
-    let about = |pointer: &str| warnings.as_array().unwrap().iter().find(|w| w["pointer"] == pointer).unwrap()["message"].clone();
+    let about = |pointer: &str| {
+        warnings.as_array().unwrap().iter().find(|w| w["pointer"] == pointer).unwrap()["message"].clone()
+    };
     assert_eq!(about("/moves/2/transition_type"), "crossfade of 0.500 s shortened to 0.200 s (the move lasts 0.200 s)");
-    assert!(about("/moves/5").as_str().unwrap().contains("less than one frame at 30 fps: it is dropped"), "{}", about("/moves/5"));
+    assert!(
+        about("/moves/5").as_str().unwrap().contains("less than one frame at 30 fps: it is dropped"),
+        "{}",
+        about("/moves/5")
+    );
     assert_exact_length(&lenient, total);
 
     // Every move of a second or more shows its own clip from its first frame, on its own
@@ -289,7 +311,10 @@ fn model_sequences_with_dropped_moves_fill_their_gaps() {
     let strict = run(&blueprint, &[], &[("TIMELINE", "strict")]);
     assert_eq!(strict.code, Some(2), "{}", strict.describe());
     let error = strict.last()["error"].as_str().unwrap_or_default().to_owned();
-    assert!(error.contains("/moves/0/start_time") && error.contains("/moves/2/start_time") && error.contains("gap of"), "{error}");
+    assert!(
+        error.contains("/moves/0/start_time") && error.contains("/moves/2/start_time") && error.contains("gap of"),
+        "{error}"
+    );
 
     let lenient = run(&blueprint, &[], &[]);
     assert_eq!(lenient.code, Some(0), "{}", lenient.describe());

@@ -9,8 +9,16 @@ use std::process::Command;
 #[test]
 fn the_runtime_layout_runs_the_job_as_the_non_root_user() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/container-layout");
-    let output = Command::new("bash").arg(script).env("BIN", env!("CARGO_BIN_EXE_blueprint-runner")).output().expect("run scripts/container-layout");
+    let output = Command::new("bash")
+        .arg(script)
+        .env("BIN", env!("CARGO_BIN_EXE_blueprint-runner"))
+        .output()
+        .expect("run scripts/container-layout");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "scripts/container-layout failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "scripts/container-layout failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
 }

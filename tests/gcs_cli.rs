@@ -111,7 +111,13 @@ fn run(host: &str, blueprint_arg: Option<&str>, blueprint_env: Option<&Value>, e
     let output = command.output().expect("the binary runs");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     let lines = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    Run { code: output.status.code(), stderr: String::from_utf8_lossy(&output.stderr).to_string(), lines, seconds: started.elapsed().as_secs_f64(), work }
+    Run {
+        code: output.status.code(),
+        stderr: String::from_utf8_lossy(&output.stderr).to_string(),
+        lines,
+        seconds: started.elapsed().as_secs_f64(),
+        work,
+    }
 }
 
 fn media_gets(proxy: &FaultProxy, object: &str) -> usize {
@@ -145,7 +151,12 @@ fn a_blueprint_in_the_bucket_becomes_a_video_in_the_bucket() {
     std::fs::write(local.path(), &video).unwrap();
     let probe = media::probe(local.path());
     let video_stream = probe.video();
-    println!("uploaded result: {} bytes, video {} s, {} frames", video.len(), video_stream.duration(), video_stream.packets());
+    println!(
+        "uploaded result: {} bytes, video {} s, {} frames",
+        video.len(),
+        video_stream.duration(),
+        video_stream.packets()
+    );
     assert!((video_stream.duration() - 6.0).abs() <= 0.04, "{video_stream}");
     assert_eq!(video_stream.packets(), 150);
     run.assert_work_empty();
@@ -191,11 +202,21 @@ fn transient_failures_are_retried_and_then_given_up() {
     assert!(run.stderr.contains("retrying"), "retries are logged:\n{}", run.stderr);
 
     // Always 429: three attempts, then a storage error naming the pointer.
-    let proxy = FaultProxy::start(&emulator.address, |line, _| if line.contains("small.mp4?alt=media") { Action::Fail(429) } else { Action::Forward });
+    let proxy = FaultProxy::start(&emulator.address, |line, _| {
+        if line.contains("small.mp4?alt=media") {
+            Action::Fail(429)
+        } else {
+            Action::Forward
+        }
+    });
     let run = self::run(&proxy.host(), None, Some(&blueprint("data/steps/small.mp4")), &[]);
     println!("gave up: {}", run.error());
     assert_eq!(run.code, Some(6), "stderr:\n{}", run.stderr);
-    assert!(run.error().contains("/moves/0/video_path") && run.error().contains("gave up after 3 attempts"), "{}", run.error());
+    assert!(
+        run.error().contains("/moves/0/video_path") && run.error().contains("gave up after 3 attempts"),
+        "{}",
+        run.error()
+    );
     assert_eq!(media_gets(&proxy, "steps/small.mp4"), 3);
     run.assert_work_empty();
 }
@@ -205,7 +226,13 @@ fn an_interrupted_download_is_never_trusted() {
     let emulator = stocked_emulator();
     let clip_size = media_file("small.mp4").len();
     assert!(clip_size > 20_000, "the clip is large enough to cut: {clip_size}");
-    let cut = move |line: &str, earlier: usize| if line.contains("small.mp4?alt=media") && earlier == 0 { Action::Truncate(clip_size / 2) } else { Action::Forward };
+    let cut = move |line: &str, earlier: usize| {
+        if line.contains("small.mp4?alt=media") && earlier == 0 {
+            Action::Truncate(clip_size / 2)
+        } else {
+            Action::Forward
+        }
+    };
 
     // One attempt only: the job fails, and no file, whole or half, is left behind.
     let proxy = FaultProxy::start(&emulator.address, cut);
@@ -239,7 +266,17 @@ fn downloads_stream_to_disk() {
             emulator.put(BUCKET, key, &object);
         }
         let output = Command::new(BIN)
-            .args(["--log-format", "text", "bench-fetch", "--storage", "gcs", "--bucket", BUCKET, "--download-concurrency", "10"])
+            .args([
+                "--log-format",
+                "text",
+                "bench-fetch",
+                "--storage",
+                "gcs",
+                "--bucket",
+                BUCKET,
+                "--download-concurrency",
+                "10",
+            ])
             .args(&keys)
             .env("STORAGE_EMULATOR_HOST", emulator.host())
             .output()
@@ -252,7 +289,10 @@ fn downloads_stream_to_disk() {
     }
     // 20 x 8 MiB = 160 MiB went through; buffering whole objects would show here.
     let growth_mib = (peak_kib[1] as f64 - peak_kib[0] as f64) / 1024.0;
-    assert!(growth_mib < 24.0, "peak RSS grew by {growth_mib:.1} MiB from 10 MiB to 160 MiB of downloads ({peak_kib:?} KiB)");
+    assert!(
+        growth_mib < 24.0,
+        "peak RSS grew by {growth_mib:.1} MiB from 10 MiB to 160 MiB of downloads ({peak_kib:?} KiB)"
+    );
 }
 
 #[test]
@@ -325,7 +365,12 @@ fn prepare_stores_prepared_clips_and_skips_them_by_generation() {
     let (code, summary) = prepare(&proxy.host());
     assert_eq!(code, Some(0), "{summary}");
     assert_eq!((summary["prepared"].as_u64(), summary["up_to_date"].as_u64()), (Some(0), Some(2)), "{summary}");
-    assert_eq!(media_gets(&proxy, "steps/other.mp4"), 1, "only the one-byte look-ups: {:?}", proxy.seen.lock().unwrap());
+    assert_eq!(
+        media_gets(&proxy, "steps/other.mp4"),
+        1,
+        "only the one-byte look-ups: {:?}",
+        proxy.seen.lock().unwrap()
+    );
 
     emulator.put(BUCKET, "steps/other.mp4", &media_file("small.mp4"));
     let (code, summary) = prepare(&emulator.host());
@@ -388,7 +433,10 @@ fn a_task_array_prepares_a_library_without_doing_a_clip_twice() {
     let profile = "h264-320x180-25fps-2000k-g15-r3";
     for clip in &clips {
         assert!(emulator.get(BUCKET, &format!("prepared/{profile}/data/{clip}")).is_some(), "{clip} not prepared");
-        assert!(emulator.get(BUCKET, &format!("prepared/{profile}/data/{clip}.json")).is_some(), "{clip} has no manifest");
+        assert!(
+            emulator.get(BUCKET, &format!("prepared/{profile}/data/{clip}.json")).is_some(),
+            "{clip} has no manifest"
+        );
     }
     // No clip prepared twice: each prepared object was uploaded once, by one task.
     for clip in &clips {
@@ -405,7 +453,19 @@ fn a_task_array_prepares_a_library_without_doing_a_clip_twice() {
     }
     let work = tempfile::tempdir().unwrap();
     let output = Command::new(BIN)
-        .args(["--log-format", "text", "prepare", "--all", "data/steps/", "--width", "320", "--height", "180", "--frame-rate", "25"])
+        .args([
+            "--log-format",
+            "text",
+            "prepare",
+            "--all",
+            "data/steps/",
+            "--width",
+            "320",
+            "--height",
+            "180",
+            "--frame-rate",
+            "25",
+        ])
         .args(["--storage", "gcs", "--bucket", BUCKET, "--work-dir"])
         .arg(work.path())
         .env("STORAGE_EMULATOR_HOST", emulator.host())
@@ -462,7 +522,10 @@ fn an_object_too_large_for_the_job_is_refused_before_it_is_written() {
     let run = run(&emulator.host(), None, Some(&blueprint("data/steps/big.mp4")), &["--memory-budget", "256"]);
     println!("too large: {}", run.error());
     assert_eq!(run.code, Some(4), "stderr:\n{}", run.stderr);
-    assert_eq!(run.error(), "/moves/1/video_path: data/steps/big.mp4: 17 MiB is larger than the 16 MiB a job can stage (JOB_MEMORY_MIB)");
+    assert_eq!(
+        run.error(),
+        "/moves/1/video_path: data/steps/big.mp4: 17 MiB is larger than the 16 MiB a job can stage (JOB_MEMORY_MIB)"
+    );
     assert!(emulator.get(BUCKET, "output/result.mp4").is_none());
     run.assert_work_empty();
 }

@@ -94,7 +94,9 @@ fn blueprint(task_id: &str, moves: Vec<Value>) -> String {
 
 /// `count` moves of 5 s over the big clip, each after the first entering with `transition`.
 fn big_moves(count: u32, transition: &str) -> Vec<Value> {
-    (0..count).map(|i| movement("media/big.mp4", f64::from(i) * 5.0, 5.0, if i == 0 { "cut" } else { transition })).collect()
+    (0..count)
+        .map(|i| movement("media/big.mp4", f64::from(i) * 5.0, 5.0, if i == 0 { "cut" } else { transition }))
+        .collect()
 }
 
 /// Two cut moves of 2 s over the small clip.
@@ -136,12 +138,19 @@ struct Finished {
 
 impl Finished {
     fn describe(&self) -> String {
-        format!("exit code {:?} after {:.1} s\nstdout:\n{}\nstderr:\n{}", self.code, self.seconds, self.stdout, self.stderr)
+        format!(
+            "exit code {:?} after {:.1} s\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.seconds, self.stdout, self.stderr
+        )
     }
 
     /// The message the CLI printed (`error: ...` on stderr).
     fn cli_error(&self) -> String {
-        self.stderr.lines().find_map(|l| l.strip_prefix("error: ")).unwrap_or_else(|| panic!("no error line\n{}", self.describe())).to_owned()
+        self.stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("error: "))
+            .unwrap_or_else(|| panic!("no error line\n{}", self.describe()))
+            .to_owned()
     }
 
     fn logged(&self, severity: &str, needle: &str) -> bool {
@@ -187,7 +196,11 @@ impl Running {
         let lines = stdout
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l:?}\nstdout:\n{stdout}\nstderr:\n{stderr}")))
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!("stdout line is not JSON ({e}): {l:?}\nstdout:\n{stdout}\nstderr:\n{stderr}")
+                })
+            })
             .collect();
         Finished { code: status.code(), lines, stdout, stderr, seconds }
     }
@@ -224,7 +237,8 @@ const STAGES: [&str; 7] = ["validate", "fetch", "probe", "plan", "encode", "uplo
 fn assert_monotonic(history: &[TaskRow]) {
     for pair in history.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
-        let position = |stage: &str| STAGES.iter().position(|s| *s == stage).unwrap_or_else(|| panic!("unknown stage {stage}"));
+        let position =
+            |stage: &str| STAGES.iter().position(|s| *s == stage).unwrap_or_else(|| panic!("unknown stage {stage}"));
         assert!(b.progress >= a.progress, "progress went from {} to {}: {history:#?}", a.progress, b.progress);
         assert!(position(&b.stage) >= position(&a.stage), "stage went from {} to {}: {history:#?}", a.stage, b.stage);
     }
@@ -300,7 +314,10 @@ fn every_failure_class_is_recorded_with_its_stage() {
 
     let mut invalid: Value = serde_json::from_str(&small_blueprint("t-invalid")).unwrap();
     invalid["moves"][1]["duration"] = json!(-2.0);
-    let missing = blueprint("t-missing", vec![movement("media/small.mp4", 0.0, 2.0, "cut"), movement("media/nowhere.mp4", 2.0, 2.0, "cut")]);
+    let missing = blueprint(
+        "t-missing",
+        vec![movement("media/small.mp4", 0.0, 2.0, "cut"), movement("media/nowhere.mp4", 2.0, 2.0, "cut")],
+    );
     struct Case {
         task: &'static str,
         blueprint: String,
@@ -310,9 +327,30 @@ fn every_failure_class_is_recorded_with_its_stage() {
         error_has: &'static str,
     }
     let cases = [
-        Case { task: "t-invalid", blueprint: invalid.to_string(), extra: vec![], code: 2, stage: "validate", error_has: "/moves/1/duration" },
-        Case { task: "t-json", blueprint: "{\"task_id\": \"t-json\", ".into(), extra: vec![], code: 2, stage: "validate", error_has: "JSON" },
-        Case { task: "t-missing", blueprint: missing, extra: vec![], code: 6, stage: "fetch", error_has: "/moves/1/video_path" },
+        Case {
+            task: "t-invalid",
+            blueprint: invalid.to_string(),
+            extra: vec![],
+            code: 2,
+            stage: "validate",
+            error_has: "/moves/1/duration",
+        },
+        Case {
+            task: "t-json",
+            blueprint: "{\"task_id\": \"t-json\", ".into(),
+            extra: vec![],
+            code: 2,
+            stage: "validate",
+            error_has: "JSON",
+        },
+        Case {
+            task: "t-missing",
+            blueprint: missing,
+            extra: vec![],
+            code: 6,
+            stage: "fetch",
+            error_has: "/moves/1/video_path",
+        },
         Case {
             task: "t-ffmpeg",
             blueprint: small_blueprint("t-ffmpeg"),
@@ -321,7 +359,14 @@ fn every_failure_class_is_recorded_with_its_stage() {
             stage: "encode",
             error_has: "simulated encoder crash",
         },
-        Case { task: "t-fuel", blueprint: small_blueprint("t-fuel"), extra: pairs(&[("GUEST_FUEL", "20000")]), code: 3, stage: "validate", error_has: "fuel" },
+        Case {
+            task: "t-fuel",
+            blueprint: small_blueprint("t-fuel"),
+            extra: pairs(&[("GUEST_FUEL", "20000")]),
+            code: 3,
+            stage: "validate",
+            error_has: "fuel",
+        },
         Case {
             task: "t-mismatch",
             blueprint: small_blueprint("another-task"),
@@ -373,13 +418,27 @@ fn an_invalid_blueprint_without_task_id_is_recorded_on_its_row() {
     let run = run_job(job_command(&folders, &invalid("t-lost").to_string(), &db.env()));
     assert_eq!(run.code, Some(2), "{}", run.describe());
     let row = db.task("t-lost").expect("row");
-    assert_eq!((row.status.as_str(), row.stage.as_str()), ("failed", "validate"), "{}
-{row:#?}", run.describe());
+    assert_eq!(
+        (row.status.as_str(), row.stage.as_str()),
+        ("failed", "validate"),
+        "{}
+{row:#?}",
+        run.describe()
+    );
     let error = row.error.clone().unwrap_or_default();
-    assert!(error.contains("/moves/3/duration"), "error: {error}
-{}", run.describe());
-    assert_eq!(error, run.cli_error(), "the row and the CLI say different things
-{}", run.describe());
+    assert!(
+        error.contains("/moves/3/duration"),
+        "error: {error}
+{}",
+        run.describe()
+    );
+    assert_eq!(
+        error,
+        run.cli_error(),
+        "the row and the CLI say different things
+{}",
+        run.describe()
+    );
     assert_eq!(row.result, None);
     assert_monotonic(&db.history("t-lost"));
     // Only the first `running` change, sent before the guest answered, has no task yet.
@@ -403,8 +462,13 @@ fn an_invalid_blueprint_without_task_id_is_recorded_on_its_row() {
     let run = run_job(job_command(&folders, &invalid("t-named-in-blueprint").to_string(), &env));
     assert_eq!(run.code, Some(2), "{}", run.describe());
     let given = db.task("t-given").expect("row");
-    assert_eq!(given.status, "failed", "{}
-{given:#?}", run.describe());
+    assert_eq!(
+        given.status,
+        "failed",
+        "{}
+{given:#?}",
+        run.describe()
+    );
     assert!(given.error.unwrap_or_default().contains("/moves/3/duration"), "{}", run.describe());
     assert_monotonic(&db.history("t-given"));
     assert_eq!(db.task("t-named-in-blueprint").expect("row").status, "started", "{}", run.describe());
@@ -419,7 +483,12 @@ fn configuration_problems_are_listed_together_and_recorded() {
     let folders = Folders::new();
     db.insert_task("t-config", "started");
     let mut env = db.env();
-    env.extend(pairs(&[("TASK_ID", "t-config"), ("DOWNLOAD_CONCURRENCY", "0"), ("GUEST_MEMORY_MIB", "4096"), ("WORK_DIR", "/nonexistent/work")]));
+    env.extend(pairs(&[
+        ("TASK_ID", "t-config"),
+        ("DOWNLOAD_CONCURRENCY", "0"),
+        ("GUEST_MEMORY_MIB", "4096"),
+        ("WORK_DIR", "/nonexistent/work"),
+    ]));
     let run = run_job(job_command(&folders, &small_blueprint("t-config"), &env));
     assert_eq!(run.code, Some(1), "{}", run.describe());
     let message = run.cli_error();
@@ -445,7 +514,9 @@ fn configuration_problems_are_listed_together_and_recorded() {
 fn database_down_mid_job_then_back() {
     let (db, folders, env) = small_task("t-outage");
     let job = Running::start(job_command(&folders, &small_blueprint("t-outage"), &env));
-    wait_until("the first status", Duration::from_secs(60), || db.history("t-outage").iter().any(|r| r.stage == "validate"));
+    wait_until("the first status", Duration::from_secs(60), || {
+        db.history("t-outage").iter().any(|r| r.stage == "validate")
+    });
     db.stop();
     wait_until("a failed status write", Duration::from_secs(60), || job.stdout_has("cannot write the status"));
     std::thread::sleep(Duration::from_millis(500));
@@ -506,7 +577,11 @@ fn sigterm_mid_encode_cancels_cleanly() {
     eprintln!("job stopped {exit_seconds:.3} s after SIGTERM");
     assert_eq!(run.code, Some(8), "{}", run.describe());
     assert!(exit_seconds < 5.0, "took {exit_seconds:.1} s to stop\n{}", run.describe());
-    assert!(!ffmpeg_before.is_empty(), "no FFmpeg was running at SIGTERM: the test did not test anything\n{}", run.describe());
+    assert!(
+        !ffmpeg_before.is_empty(),
+        "no FFmpeg was running at SIGTERM: the test did not test anything\n{}",
+        run.describe()
+    );
     assert!(ffmpeg_processes_in(&folders.work).is_empty(), "FFmpeg still runs after the job ended");
     let row = db.task("t-term").unwrap();
     assert_eq!((row.status.as_str(), row.stage.as_str()), ("failed", "encode"), "{row:#?}");
@@ -552,9 +627,19 @@ fn a_completed_task_run_again_changes_nothing() {
         let again = run_job(job_command(&folders, &small_blueprint("t-again"), &env));
         assert_eq!(again.code, Some(0), "{}", again.describe());
         let now = db.task("t-again").unwrap();
-        assert_eq!((now.status.as_str(), now.progress, now.updated_at_micros), ("completed", 100, row.updated_at_micros), "{}", again.describe());
+        assert_eq!(
+            (now.status.as_str(), now.progress, now.updated_at_micros),
+            ("completed", 100, row.updated_at_micros),
+            "{}",
+            again.describe()
+        );
         assert_eq!(now.result, row.result);
-        assert_eq!(db.history("t-again").len(), history.len(), "the completed row was written again\n{}", again.describe());
+        assert_eq!(
+            db.history("t-again").len(),
+            history.len(),
+            "the completed row was written again\n{}",
+            again.describe()
+        );
         assert!(again.logged("INFO", "completed already"), "{}", again.describe());
         assert_eq!(std::fs::read(&output).unwrap(), bytes);
         assert_eq!(std::fs::metadata(&output).unwrap().modified().unwrap(), modified, "the output was rewritten");
@@ -575,7 +660,9 @@ fn a_re_run_after_a_crash_gives_the_same_output() {
     env.push(("TASK_ID".into(), "t-crash".into()));
 
     let job = Running::start(job_command(&folders, &text, &env));
-    wait_until("the encode stage", Duration::from_secs(120), || db.task("t-crash").is_some_and(|r| r.stage == "encode"));
+    wait_until("the encode stage", Duration::from_secs(120), || {
+        db.task("t-crash").is_some_and(|r| r.stage == "encode")
+    });
     wait_until("an FFmpeg child", Duration::from_secs(30), || !ffmpeg_processes_in(&folders.work).is_empty());
     Command::new("kill").args(["-KILL", &job.child.id().to_string()]).status().unwrap();
     let crashed = job.wait();
@@ -594,7 +681,12 @@ fn a_re_run_after_a_crash_gives_the_same_output() {
     let clean = run_job(job_command(&folders, &text, &env));
     assert_eq!(clean.code, Some(0), "{}", clean.describe());
     let from_clean = std::fs::read(folders.data.join("output/t-crash.mp4")).unwrap();
-    assert!(after_crash == from_clean, "the re-run after a crash made a different file ({} vs {} bytes)", after_crash.len(), from_clean.len());
+    assert!(
+        after_crash == from_clean,
+        "the re-run after a crash made a different file ({} vs {} bytes)",
+        after_crash.len(),
+        from_clean.len()
+    );
 }
 
 /// Cloud Run retries every non-zero exit. A retry of a failure that would only happen
@@ -608,8 +700,24 @@ fn a_retry_does_not_repeat_a_deterministic_failure() {
     folders.small_media();
     std::fs::write(folders.data.join("media/text.mp4"), "not a video").unwrap();
     let cases = [
-        ("t-media", blueprint("t-media", vec![movement("media/small.mp4", 0.0, 2.0, "cut"), movement("media/text.mp4", 2.0, 2.0, "cut")]), 4, false),
-        ("t-later", blueprint("t-later", vec![movement("media/small.mp4", 0.0, 2.0, "cut"), movement("media/later.mp4", 2.0, 2.0, "cut")]), 6, true),
+        (
+            "t-media",
+            blueprint(
+                "t-media",
+                vec![movement("media/small.mp4", 0.0, 2.0, "cut"), movement("media/text.mp4", 2.0, 2.0, "cut")],
+            ),
+            4,
+            false,
+        ),
+        (
+            "t-later",
+            blueprint(
+                "t-later",
+                vec![movement("media/small.mp4", 0.0, 2.0, "cut"), movement("media/later.mp4", 2.0, 2.0, "cut")],
+            ),
+            6,
+            true,
+        ),
     ];
     for (task, document, code, retried) in cases {
         db.insert_task(task, "started");

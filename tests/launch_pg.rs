@@ -33,10 +33,7 @@ struct Folders {
 
 impl Folders {
     fn new() -> Folders {
-        let root = tempfile::Builder::new()
-            .prefix("launch-pg-")
-            .tempdir()
-            .expect("temp folder");
+        let root = tempfile::Builder::new().prefix("launch-pg-").tempdir().expect("temp folder");
         let data = root.path().join("data");
         let work = root.path().join("work");
         std::fs::create_dir_all(data.join("media")).unwrap();
@@ -51,14 +48,8 @@ impl Folders {
         let real = std::env::var("FFMPEG").unwrap_or_else(|_| "ffmpeg".into());
         let record = self.root.path().join("ffmpeg-parents");
         let wrapper = self.root.path().join("ffmpeg-counting");
-        std::fs::write(
-            &wrapper,
-            format!(
-                "#!/bin/sh\necho \"$PPID\" >> '{}'\nexec {real} \"$@\"\n",
-                record.display()
-            ),
-        )
-        .unwrap();
+        std::fs::write(&wrapper, format!("#!/bin/sh\necho \"$PPID\" >> '{}'\nexec {real} \"$@\"\n", record.display()))
+            .unwrap();
         std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         (wrapper, record)
     }
@@ -113,9 +104,7 @@ impl Finished {
     }
 
     fn line_with(&self, needle: &str) -> Option<&Value> {
-        self.lines
-            .iter()
-            .find(|l| l["message"].as_str().is_some_and(|m| m.contains(needle)))
+        self.lines.iter().find(|l| l["message"].as_str().is_some_and(|m| m.contains(needle)))
     }
 }
 
@@ -128,16 +117,8 @@ fn finish(child: Child) -> Finished {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
-    let text = format!(
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Finished {
-        pid,
-        code: output.status.code(),
-        lines,
-        text,
-    }
+    let text = format!("stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&output.stderr));
+    Finished { pid, code: output.status.code(), lines, text }
 }
 
 fn run(mut command: Command) -> Finished {
@@ -147,10 +128,7 @@ fn run(mut command: Command) -> Finished {
 fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     let started = Instant::now();
     while !ready() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -163,10 +141,7 @@ fn assert_one_run(history: &[TaskRow]) {
     let mut stages: Vec<&str> = history.iter().map(|r| r.stage.as_str()).collect();
     stages.dedup();
     assert_eq!(stages, STAGES, "not one run through the stages: {history:#?}");
-    assert!(
-        history.windows(2).all(|w| w[1].progress >= w[0].progress),
-        "progress went down: {history:#?}"
-    );
+    assert!(history.windows(2).all(|w| w[1].progress >= w[0].progress), "progress went down: {history:#?}");
     let (last, before) = history.split_last().expect("a history");
     assert_eq!(last.status, "completed", "{history:#?}");
     assert!(before.iter().all(|r| r.status == "running"), "{history:#?}");
@@ -176,35 +151,21 @@ fn assert_one_run(history: &[TaskRow]) {
 /// does (its role owns the table) and for pg_locks.
 async fn superuser(db: &PgServer) -> tokio_postgres::Client {
     let mut config = tokio_postgres::Config::new();
-    config
-        .host_path(db.socket_dir())
-        .port(db.port())
-        .user("postgres")
-        .dbname(postgres::DB_NAME);
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .expect("superuser connection");
+    config.host_path(db.socket_dir()).port(db.port()).user("postgres").dbname(postgres::DB_NAME);
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.expect("superuser connection");
     tokio::spawn(connection);
     client
 }
 
 fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(future)
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(future)
 }
 
 fn advisory_locks(db: &PgServer) -> i64 {
     block_on(async {
         let client = superuser(db).await;
         client
-            .query_one(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
-                &[],
-            )
+            .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted", &[])
             .await
             .expect("pg_locks")
             .get(0)
@@ -248,22 +209,13 @@ fn two_executions_of_one_task_render_it_once() {
     assert_eq!(told["severity"], "WARNING", "{told}");
     assert_eq!(told["task_id"], "t-twice", "{told}");
     assert_eq!(told["holder_execution"], winner_execution, "{told}");
-    assert!(
-        loser.lines.iter().all(|l| l["task_id"] == "t-twice"),
-        "a line without the task id\n{context}"
-    );
-    assert!(
-        loser.lines.iter().all(|l| l.get("stage").is_none()),
-        "the loser entered a stage\n{context}"
-    );
+    assert!(loser.lines.iter().all(|l| l["task_id"] == "t-twice"), "a line without the task id\n{context}");
+    assert!(loser.lines.iter().all(|l| l.get("stage").is_none()), "the loser entered a stage\n{context}");
     assert!(winner.line_with("took the task lock").is_some(), "{context}");
 
     // Every FFmpeg run (the only writer of the video) came from the winner.
-    let starters: Vec<u32> = std::fs::read_to_string(&parents)
-        .unwrap()
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
+    let starters: Vec<u32> =
+        std::fs::read_to_string(&parents).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
     assert!(!starters.is_empty(), "{context}");
     assert!(
         starters.iter().all(|&pid| pid == winner.pid),
@@ -273,14 +225,8 @@ fn two_executions_of_one_task_render_it_once() {
     assert_one_run(&db.history("t-twice"));
     let row = db.task("t-twice").unwrap();
     let output = folders.data.join("output/t-twice.mp4");
-    assert_eq!(
-        row.result.as_ref().unwrap()["file_size"],
-        std::fs::metadata(&output).unwrap().len()
-    );
-    assert!(
-        std::fs::read_dir(folders.data.join("output")).unwrap().count() == 1,
-        "a partial upload was left"
-    );
+    assert_eq!(row.result.as_ref().unwrap()["file_size"], std::fs::metadata(&output).unwrap().len());
+    assert!(std::fs::read_dir(folders.data.join("output")).unwrap().count() == 1, "a partial upload was left");
     assert_eq!(advisory_locks(&db), 0, "a lock outlived its process");
 }
 
@@ -292,20 +238,13 @@ fn the_lock_ends_with_the_process() {
     let folders = Folders::new();
     db.insert_task("t-retry", "started");
     let mut env = db_env(&db);
-    env.extend([
-        ("TASK_ID", "t-retry".to_owned()),
-        ("BLUEPRINT_JSON", blueprint("t-retry", "media/later.mp4", 2)),
-    ]);
+    env.extend([("TASK_ID", "t-retry".to_owned()), ("BLUEPRINT_JSON", blueprint("t-retry", "media/later.mp4", 2))]);
     let first = run(job_command(&folders, &env));
     assert_eq!(first.code, Some(6), "{}", first.describe());
     assert_eq!(db.task("t-retry").unwrap().status, "failed");
     assert_eq!(advisory_locks(&db), 0, "the failed run's lock outlived it");
 
-    std::fs::copy(
-        folders.data.join("media/small.mp4"),
-        folders.data.join("media/later.mp4"),
-    )
-    .unwrap();
+    std::fs::copy(folders.data.join("media/small.mp4"), folders.data.join("media/later.mp4")).unwrap();
     let retry = run(job_command(&folders, &env));
     assert_eq!(retry.code, Some(0), "{}", retry.describe());
     assert!(retry.line_with("took the task lock").is_some(), "{}", retry.describe());
@@ -321,16 +260,8 @@ fn a_task_array_holds_each_entry_only_while_it_runs_it() {
     let folders = Folders::new();
     media::make_clip(&folders.data.join("media/big.mp4"), &CLIP_B.with_seconds(6.0));
     std::fs::create_dir_all(folders.data.join("blueprints")).unwrap();
-    std::fs::write(
-        folders.data.join("blueprints/first.json"),
-        blueprint("t-first", "media/small.mp4", 2),
-    )
-    .unwrap();
-    std::fs::write(
-        folders.data.join("blueprints/second.json"),
-        blueprint("t-second", "media/big.mp4", 3),
-    )
-    .unwrap();
+    std::fs::write(folders.data.join("blueprints/first.json"), blueprint("t-first", "media/small.mp4", 2)).unwrap();
+    std::fs::write(folders.data.join("blueprints/second.json"), blueprint("t-second", "media/big.mp4", 3)).unwrap();
     let manifest = folders.root.path().join("manifest.json");
     let entries = json!([
         {"task_id": "t-first", "blueprint_uri": "blueprints/first.json"},
@@ -349,10 +280,7 @@ fn a_task_array_holds_each_entry_only_while_it_runs_it() {
     assert_eq!(advisory_locks(&db), 1, "the first entry's lock was kept");
 
     let mut single = db_env(&db);
-    single.extend([
-        ("TASK_ID", "t-first".to_owned()),
-        ("BLUEPRINT_JSON", blueprint("t-first", "media/small.mp4", 2)),
-    ]);
+    single.extend([("TASK_ID", "t-first".to_owned()), ("BLUEPRINT_JSON", blueprint("t-first", "media/small.mp4", 2))]);
     let again = run(job_command(&folders, &single));
     let array = finish(array);
     assert_eq!(again.code, Some(0), "{}", again.describe());
@@ -388,10 +316,7 @@ fn keep_completed_survives_the_backends_full_row_save() {
         "UPDATE \"choreography_tasks\" SET \"user_id\" = $1, \"status\" = $2, \"progress\" = $3, \
          \"stage\" = $4, \"message\" = $5, \"result\" = $6, \"error\" = $7, \"job_execution_name\" = $8, \
          \"song_id\" = $9, \"created_at\" = $10, \"updated_at\" = now() WHERE \"choreography_tasks\".\"task_id\" = $11";
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let backend = rt.block_on(superuser(&db));
     // What the view holds in memory: the row as read before it launched, then its changes.
     let stale = |task: &str| {
@@ -408,9 +333,7 @@ fn keep_completed_survives_the_backends_full_row_save() {
         let result: Option<Value> = None;
         rt.block_on(backend.execute(
             DJANGO_SAVE,
-            &[
-                &user, &status, &progress, &stage, &message, &result, &error, &execution, &song, &created, &task,
-            ],
+            &[&user, &status, &progress, &stage, &message, &result, &error, &execution, &song, &created, &task],
         ))
         .unwrap()
     };
@@ -425,31 +348,16 @@ fn keep_completed_survives_the_backends_full_row_save() {
     };
 
     let mut env = db_env(&db);
-    env.extend([
-        ("TASK_ID", "t-done".to_owned()),
-        ("BLUEPRINT_JSON", blueprint("t-done", "media/small.mp4", 2)),
-    ]);
+    env.extend([("TASK_ID", "t-done".to_owned()), ("BLUEPRINT_JSON", blueprint("t-done", "media/small.mp4", 2))]);
     let job = run(job_command(&folders, &env));
-    assert_eq!(
-        job.code,
-        Some(0),
-        "the job does not write through the trigger\n{}",
-        job.describe()
-    );
+    assert_eq!(job.code, Some(0), "the job does not write through the trigger\n{}", job.describe());
     let done = db.task("t-done").unwrap();
     assert_eq!(done.status, "completed");
 
     // views.py:499-503 after `operation.result(timeout=30)` returned: the job had ended.
     let execution = "projects/p/locations/us-central1/jobs/video-processor/executions/video-processor-x7k2p";
     assert_eq!(
-        save(
-            "t-done",
-            "started",
-            "video_assembly",
-            "Job submitted, assembling video...",
-            None,
-            Some(execution)
-        ),
+        save("t-done", "started", "video_assembly", "Job submitted, assembling video...", None, Some(execution)),
         1
     );
     let after = db.task("t-done").unwrap();
@@ -459,11 +367,7 @@ fn keep_completed_survives_the_backends_full_row_save() {
     );
     assert_eq!((&after.result, &after.error), (&done.result, &done.error));
     let (execution_name, updated_at) = extra("t-done");
-    assert_eq!(
-        execution_name.as_deref(),
-        Some(execution),
-        "the other columns must still change"
-    );
+    assert_eq!(execution_name.as_deref(), Some(execution), "the other columns must still change");
     assert!(updated_at > done.updated_at_micros);
 
     // views.py:526-528 after three timeouts: "Job submission failed" over the same row.
@@ -476,42 +380,21 @@ fn keep_completed_survives_the_backends_full_row_save() {
         None,
     );
     let after = db.task("t-done").unwrap();
-    assert_eq!(
-        (after.status.as_str(), after.error.as_deref(), &after.result),
-        ("completed", None, &done.result)
-    );
+    assert_eq!((after.status.as_str(), after.error.as_deref(), &after.result), ("completed", None, &done.result));
 
     // views.py:693-696: the user cancels a running task.
     db.execute(
         "UPDATE choreography_tasks SET status = 'running', stage = 'encode', progress = 50 WHERE task_id = 't-cancel'",
     );
-    save(
-        "t-cancel",
-        "failed",
-        "encode",
-        "Task cancelled by user",
-        Some("Cancelled by user"),
-        Some(execution),
-    );
+    save("t-cancel", "failed", "encode", "Task cancelled by user", Some("Cancelled by user"), Some(execution));
     let cancelled = db.task("t-cancel").unwrap();
     assert_eq!(
-        (
-            cancelled.status.as_str(),
-            cancelled.error.as_deref(),
-            cancelled.message.as_str()
-        ),
+        (cancelled.status.as_str(), cancelled.error.as_deref(), cancelled.message.as_str()),
         ("failed", Some("Cancelled by user"), "Task cancelled by user")
     );
 
     // A failed task launched again (views.py:499-503 on a failed row).
-    save(
-        "t-relaunch",
-        "started",
-        "video_assembly",
-        "Job submitted, assembling video...",
-        None,
-        Some(execution),
-    );
+    save("t-relaunch", "started", "video_assembly", "Job submitted, assembling video...", None, Some(execution));
     assert_eq!(db.task("t-relaunch").unwrap().status, "started");
 
     // Reopening a completed task on purpose.

@@ -78,7 +78,8 @@ fn run_limited(group: &MemoryCgroup, folders: &Folders, blueprint: &str, extra: 
         .args(extra)
         .env("BLUEPRINT_RUNNER_LOG", "info")
         .stdin(Stdio::null());
-    for variable in ["BLUEPRINT_JSON", "DATA_DIR", "WORK_DIR", "GUEST_COMPONENT", "JOB_MEMORY_MIB", "STEP_TIMEOUT_SECS"] {
+    for variable in ["BLUEPRINT_JSON", "DATA_DIR", "WORK_DIR", "GUEST_COMPONENT", "JOB_MEMORY_MIB", "STEP_TIMEOUT_SECS"]
+    {
         command.env_remove(variable);
     }
     let output = command.output().expect("run blueprint-runner");
@@ -96,8 +97,10 @@ fn run_limited(group: &MemoryCgroup, folders: &Folders, blueprint: &str, extra: 
 
 /// The host process's own peak, from the watchdog's closing log line.
 fn peak_host_mib(log: &str) -> f64 {
-    let line = log.lines().rfind(|l| l.contains("memory peaks")).unwrap_or_else(|| panic!("no memory peaks logged\n{log}"));
-    let field = line.split_whitespace().find_map(|w| w.strip_prefix("peak_host_mib=")).unwrap_or_else(|| panic!("{line}"));
+    let line =
+        log.lines().rfind(|l| l.contains("memory peaks")).unwrap_or_else(|| panic!("no memory peaks logged\n{log}"));
+    let field =
+        line.split_whitespace().find_map(|w| w.strip_prefix("peak_host_mib=")).unwrap_or_else(|| panic!("{line}"));
     field.parse().unwrap_or_else(|_| panic!("{line}"))
 }
 
@@ -120,12 +123,15 @@ fn hostile_filter_values_end_cleanly_inside_the_budget() {
     let folders = Folders::new();
     media::make_clip(&folders.key("media/clip.mp4"), &CLIP_SMALL.with_seconds(3.0));
     media::make_song_wav(&folders.key("media/song.wav"), 3.0);
-    for behaviour in ["huge-scale", "huge-pad", "huge-scale-expression", "huge-fps", "huge-asetnsamples", "huge-aresample"] {
+    for behaviour in
+        ["huge-scale", "huge-pad", "huge-scale-expression", "huge-fps", "huge-asetnsamples", "huge-aresample"]
+    {
         let Some(group) = group_of(512) else { return };
         let blueprint = folders.data.join("hostile.json");
         std::fs::write(&blueprint, format!("plan:{behaviour}")).unwrap();
         let started = std::time::Instant::now();
-        let outcome = run_limited(&group, &folders, blueprint.to_str().unwrap(), &["--guest", HOSTILE, "--step-timeout", "20"]);
+        let outcome =
+            run_limited(&group, &folders, blueprint.to_str().unwrap(), &["--guest", HOSTILE, "--step-timeout", "20"]);
         println!(
             "{behaviour}: exit {:?} in {:.1} s, cgroup peak {} MiB: {}",
             outcome.code,
@@ -143,7 +149,13 @@ fn hostile_filter_values_end_cleanly_inside_the_budget() {
         assert_eq!(outcome.last["status"], "failed", "{behaviour}\n{}", outcome.stderr);
         let error = outcome.error();
         // A refused allocation FFmpeg does not report as such still fails with the limit named.
-        let named = ["memory limit of", "memory budget exceeded", "refused by policy", "plan refused", "did not finish within 20 s"];
+        let named = [
+            "memory limit of",
+            "memory budget exceeded",
+            "refused by policy",
+            "plan refused",
+            "did not finish within 20 s",
+        ];
         assert!(named.iter().any(|n| error.contains(n)), "{behaviour}: the failure does not name the limit: {error}");
         let expected = if error.contains("refused by policy") || error.starts_with("plan refused") { 3 } else { 5 };
         assert_eq!(outcome.code, Some(expected), "{behaviour}: {error}");
@@ -161,7 +173,13 @@ fn long_media(moves: u32) -> (PathBuf, PathBuf) {
     let _made = MADE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("memory-budget-media");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/media.py");
-    let status = std::process::Command::new("python3").arg(script).arg("long").arg(&root).arg(moves.to_string()).status().expect("python3");
+    let status = std::process::Command::new("python3")
+        .arg(script)
+        .arg("long")
+        .arg(&root)
+        .arg(moves.to_string())
+        .status()
+        .expect("python3");
     assert!(status.success(), "scripts/media.py long failed");
     let blueprint = root.join(format!("blueprint-{moves}.json"));
     (root, blueprint)
@@ -177,7 +195,13 @@ fn a_ten_minute_seventy_five_move_job_completes_inside_512_mib() {
     let (media, blueprint) = long_media(75);
     let started = std::time::Instant::now();
     let outcome = run_in(&group, &media.join("data"), &blueprint);
-    println!("10-minute job: exit {:?} in {:.0} s, cgroup peak {} MiB, result memory {}", outcome.code, started.elapsed().as_secs_f64(), outcome.usage.peak_mib, outcome.last["result"]["memory"]);
+    println!(
+        "10-minute job: exit {:?} in {:.0} s, cgroup peak {} MiB, result memory {}",
+        outcome.code,
+        started.elapsed().as_secs_f64(),
+        outcome.usage.peak_mib,
+        outcome.last["result"]["memory"]
+    );
     assert_eq!(outcome.usage.oom_kills, 0, "the OOM killer fired\n{}", outcome.stderr);
     assert_eq!(outcome.code, Some(0), "{}\n{}", outcome.error(), outcome.stderr);
     assert!(outcome.usage.peak_mib < 512);
@@ -205,7 +229,10 @@ fn the_same_job_in_256_mib_fails_cleanly() {
     // the 192 MiB a 256 MiB budget leaves.
     assert_eq!(outcome.code, Some(2), "{}", outcome.error());
     assert!(outcome.error().contains("/moves/0/video_path: a 1280x720 video needs about"), "{}", outcome.error());
-    assert!(!outcome.stderr.contains("starting ffmpeg") && !outcome.stderr.contains("ffmpeg step done"), "an FFmpeg step ran");
+    assert!(
+        !outcome.stderr.contains("starting ffmpeg") && !outcome.stderr.contains("ffmpeg step done"),
+        "an FFmpeg step ran"
+    );
 }
 
 #[test]
@@ -292,11 +319,13 @@ fn memcheck_reports_each_stage_and_no_growth_over_five_iterations() {
         }
     }
     // While FFmpeg encodes, the tree holds more than the host alone.
-    let encode = report["stages"].as_array().unwrap().iter().find(|s| s["name"] == "encode: move 0 (m0)").expect("first step");
+    let encode =
+        report["stages"].as_array().unwrap().iter().find(|s| s["name"] == "encode: move 0 (m0)").expect("first step");
     assert!(encode["tree_peak_mib"].as_f64() > encode["host_rss_mib"].as_f64(), "{encode}");
     let peak = &report["peak"];
     assert!(peak["total_mib"].as_f64().unwrap() >= peak["tree_mib"].as_f64().unwrap());
-    let calls: Vec<&str> = report["guest"]["calls"].as_array().unwrap().iter().map(|c| c["call"].as_str().unwrap()).collect();
+    let calls: Vec<&str> =
+        report["guest"]["calls"].as_array().unwrap().iter().map(|c| c["call"].as_str().unwrap()).collect();
     assert_eq!(calls, ["validate", "plan"]);
     assert!(report["guest"]["calls"][0]["fuel"].as_u64().unwrap() > 0);
     assert_eq!(report["leak"]["host_rss_after_iteration_mib"].as_array().unwrap().len(), 5);
@@ -312,12 +341,20 @@ fn memcheck_reports_each_stage_and_no_growth_over_five_iterations() {
 fn a_plan_within_the_policy_that_buffers_a_clip_is_held_by_the_childs_limit() {
     let Some(group) = group_of(512) else { return };
     let folders = Folders::new();
-    media::make_clip(&folders.key("media/clip.mp4"), &media::ClipSpec { rate: "60", ..media::CLIP_A.with_seconds(20.0) });
+    media::make_clip(
+        &folders.key("media/clip.mp4"),
+        &media::ClipSpec { rate: "60", ..media::CLIP_A.with_seconds(20.0) },
+    );
     media::make_song_wav(&folders.key("media/song.wav"), 3.0);
     let blueprint = folders.data.join("buffer.json");
     std::fs::write(&blueprint, "plan:buffer-whole-clip").unwrap();
     let outcome = run_limited(&group, &folders, blueprint.to_str().unwrap(), &["--guest", HOSTILE]);
-    println!("buffer-whole-clip: exit {:?}, cgroup peak {} MiB: {}", outcome.code, outcome.usage.peak_mib, outcome.error());
+    println!(
+        "buffer-whole-clip: exit {:?}, cgroup peak {} MiB: {}",
+        outcome.code,
+        outcome.usage.peak_mib,
+        outcome.error()
+    );
     assert_eq!(outcome.usage.oom_kills, 0, "the OOM killer fired\n{}", outcome.stderr);
     assert_eq!(outcome.code, Some(5), "{}", outcome.stderr);
     assert_eq!(outcome.last["status"], "failed");

@@ -29,7 +29,16 @@ fn cache_dir() -> PathBuf {
 fn blueprint_runner(args: &[&str]) -> Output {
     let mut command = Command::new(BIN);
     command.args(["--log-format", "text"]).args(args).arg("--cache-dir").arg(cache_dir()).stdin(Stdio::null());
-    for variable in ["BLUEPRINT_JSON", "BLUEPRINT_URI", "DATA_DIR", "WORK_DIR", "GUEST_COMPONENT", "GUEST_SETTINGS", "GUEST_FUEL", "TIMELINE"] {
+    for variable in [
+        "BLUEPRINT_JSON",
+        "BLUEPRINT_URI",
+        "DATA_DIR",
+        "WORK_DIR",
+        "GUEST_COMPONENT",
+        "GUEST_SETTINGS",
+        "GUEST_FUEL",
+        "TIMELINE",
+    ] {
         command.env_remove(variable);
     }
     command.output().expect("run blueprint-runner")
@@ -73,8 +82,14 @@ fn plugin_check_reports_a_plugins_own_refusals_and_exits_0() {
         assert_eq!(case["refused"][0]["pointer"], "/moves", "{case:#}");
         assert!(case.get("plan").is_none(), "a refused blueprint is not planned: {case:#}");
     }
-    assert_eq!(case(&report, "backend blueprint")["refused"][0]["message"], "22 moves; this job allows at most 10 (max_moves)");
-    assert_eq!(case(&report, "220 moves")["refused"][0]["message"], "220 moves; this job allows at most 10 (max_moves)");
+    assert_eq!(
+        case(&report, "backend blueprint")["refused"][0]["message"],
+        "22 moves; this job allows at most 10 (max_moves)"
+    );
+    assert_eq!(
+        case(&report, "220 moves")["refused"][0]["message"],
+        "220 moves; this job allows at most 10 (max_moves)"
+    );
 
     let text = blueprint_runner(&["plugin", "check", BEAT_CUTS, "--guest-settings", settings]);
     assert_eq!(text.status.code(), Some(0), "{}", describe(&text));
@@ -126,10 +141,22 @@ fn a_plugin_with_a_real_problem_still_fails_the_check() {
         path.to_str().unwrap().to_owned()
     };
     let (spin, escape) = (misbehaviour("spin"), misbehaviour("plan:path-literal"));
-    let checked = blueprint_runner(&["plugin", "check", HOSTILE, "--skip-built-in", "--blueprint", &spin, "--blueprint", &escape]);
+    let checked = blueprint_runner(&[
+        "plugin",
+        "check",
+        HOSTILE,
+        "--skip-built-in",
+        "--blueprint",
+        &spin,
+        "--blueprint",
+        &escape,
+    ]);
     assert_eq!(checked.status.code(), Some(3), "{}", describe(&checked));
     let printed = String::from_utf8_lossy(&checked.stdout);
-    assert!(printed.contains(&format!("PROBLEM {spin}: validate: sandbox limit: the guest ran out of fuel")), "{printed}");
+    assert!(
+        printed.contains(&format!("PROBLEM {spin}: validate: sandbox limit: the guest ran out of fuel")),
+        "{printed}"
+    );
     assert!(printed.contains(&format!("PROBLEM {escape}: plan refused by policy: step 0, argument 4")), "{printed}");
     assert!(!printed.contains("backend blueprint"), "--skip-built-in: {printed}");
 
@@ -157,7 +184,16 @@ fn a_given_blueprint_is_checked_against_its_expected_frame_count() {
     assert_eq!((given["expected_frames"].as_u64(), given["frames"].as_u64()), (Some(5280), Some(5280)), "{given:#}");
 
     let wrong = format!("{BACKEND}:5281");
-    let checked = blueprint_runner(&["plugin", "check", BUILT_IN, "--skip-built-in", "--blueprint", BACKEND, "--blueprint", &wrong]);
+    let checked = blueprint_runner(&[
+        "plugin",
+        "check",
+        BUILT_IN,
+        "--skip-built-in",
+        "--blueprint",
+        BACKEND,
+        "--blueprint",
+        &wrong,
+    ]);
     assert_eq!(checked.status.code(), Some(3), "{}", describe(&checked));
     let printed = String::from_utf8_lossy(&checked.stdout);
     let problems: Vec<&str> = printed.lines().filter(|line| line.starts_with("PROBLEM")).collect();
@@ -168,9 +204,22 @@ fn a_given_blueprint_is_checked_against_its_expected_frame_count() {
     );
 
     // A refusal cannot make the frames the author expects.
-    let refused = blueprint_runner(&["plugin", "check", BEAT_CUTS, "--skip-built-in", "--blueprint", &right, "--guest-settings", r#"{"max_moves": 10}"#]);
+    let refused = blueprint_runner(&[
+        "plugin",
+        "check",
+        BEAT_CUTS,
+        "--skip-built-in",
+        "--blueprint",
+        &right,
+        "--guest-settings",
+        r#"{"max_moves": 10}"#,
+    ]);
     assert_eq!(refused.status.code(), Some(3), "{}", describe(&refused));
-    assert!(describe(&refused).contains("expected a video of 5280 frames; the plugin refuses the blueprint"), "{}", describe(&refused));
+    assert!(
+        describe(&refused).contains("expected a video of 5280 frames; the plugin refuses the blueprint"),
+        "{}",
+        describe(&refused)
+    );
 }
 
 /// `plugin call validate`: the validated timeline with its fit and warnings, or the
@@ -190,7 +239,10 @@ fn plugin_call_validate_prints_the_timeline_or_the_refusal() {
     assert_eq!(validated["moves"][1]["transition_seconds"], 0.5, "{answer:#}");
     assert_eq!(validated["warnings"], json!([]), "{answer:#}");
     assert_eq!(answer["frames"], 5280, "{answer:#}");
-    assert!(answer["usage"]["fuel"].as_u64().unwrap() > 0 && answer["usage"]["memory_bytes"].as_u64().unwrap() > 0, "{answer:#}");
+    assert!(
+        answer["usage"]["fuel"].as_u64().unwrap() > 0 && answer["usage"]["memory_bytes"].as_u64().unwrap() > 0,
+        "{answer:#}"
+    );
     assert!(answer["usage"]["fuel_share"].as_f64().unwrap() < 0.1, "{answer:#}");
 
     // A lenient fit: a transition longer than its move is shortened, with a warning.
@@ -210,7 +262,15 @@ fn plugin_call_validate_prints_the_timeline_or_the_refusal() {
     assert!(fitted["validated"]["moves"][1]["transition_seconds"].as_f64().unwrap() < 1.0, "{fitted:#}");
 
     // The plugin's settings apply to the call: beat-cuts then refuses by its rule.
-    let refused = blueprint_runner(&["plugin", "call", "validate", BACKEND, BEAT_CUTS, "--guest-settings", r#"{"max_moves": 10}"#]);
+    let refused = blueprint_runner(&[
+        "plugin",
+        "call",
+        "validate",
+        BACKEND,
+        BEAT_CUTS,
+        "--guest-settings",
+        r#"{"max_moves": 10}"#,
+    ]);
     assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
     let answer = json_of(&refused);
     assert_eq!(answer["plugin"], BEAT_CUTS);
@@ -221,7 +281,16 @@ fn plugin_call_validate_prints_the_timeline_or_the_refusal() {
     );
     assert!(answer["usage"]["fuel"].as_u64().unwrap() > 0, "{answer:#}");
     // --guest names the plugin too.
-    let by_flag = blueprint_runner(&["plugin", "call", "validate", BACKEND, "--guest", BEAT_CUTS, "--guest-settings", r#"{"max_moves": 10}"#]);
+    let by_flag = blueprint_runner(&[
+        "plugin",
+        "call",
+        "validate",
+        BACKEND,
+        "--guest",
+        BEAT_CUTS,
+        "--guest-settings",
+        r#"{"max_moves": 10}"#,
+    ]);
     assert_eq!(by_flag.status.code(), Some(2), "{}", describe(&by_flag));
 }
 
@@ -276,8 +345,12 @@ fn a_saved_plan_request_replays_the_jobs_plan() {
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .find(|status| status["status"] == "completed")
         .unwrap_or_else(|| panic!("no completed status: {}", describe(&ran)));
-    let ran_labels: Vec<String> =
-        completed["result"]["steps"].as_array().unwrap().iter().map(|step| step["label"].as_str().unwrap().to_owned()).collect();
+    let ran_labels: Vec<String> = completed["result"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["label"].as_str().unwrap().to_owned())
+        .collect();
 
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&ran_request).unwrap()).unwrap();
     assert_eq!(saved["format"], "blueprint-runner/plan-request/1", "{saved:#}");
@@ -299,7 +372,10 @@ fn a_saved_plan_request_replays_the_jobs_plan() {
     assert_eq!(answer["policy"], "passes", "{answer:#}");
     assert_eq!(answer["output"], "matches the timeline", "{answer:#}");
     assert_eq!(answer["frames"], 180, "{answer:#}");
-    assert!(answer["usage"]["fuel"].as_u64().unwrap() > 0 && answer["usage"]["memory_bytes"].as_u64().unwrap() > 0, "{answer:#}");
+    assert!(
+        answer["usage"]["fuel"].as_u64().unwrap() > 0 && answer["usage"]["memory_bytes"].as_u64().unwrap() > 0,
+        "{answer:#}"
+    );
     assert_eq!(answer["plan"], plan_printed["plan"], "the replay plans what `plan` printed");
     let replayed_labels: Vec<String> = answer["plan"]["steps"]
         .as_array()
@@ -312,7 +388,15 @@ fn a_saved_plan_request_replays_the_jobs_plan() {
     // The same request through a plugin: its settings shape the plan.
     let beat_plan = |bpm: u32| {
         let settings = format!(r#"{{"bpm": {bpm}}}"#);
-        let called = blueprint_runner(&["plugin", "call", "plan", ran_request.to_str().unwrap(), BEAT_CUTS, "--guest-settings", &settings]);
+        let called = blueprint_runner(&[
+            "plugin",
+            "call",
+            "plan",
+            ran_request.to_str().unwrap(),
+            BEAT_CUTS,
+            "--guest-settings",
+            &settings,
+        ]);
         assert_eq!(called.status.code(), Some(0), "{}", describe(&called));
         json_of(&called)["plan"].clone()
     };
@@ -323,10 +407,20 @@ fn a_saved_plan_request_replays_the_jobs_plan() {
     let facts = root.path().join("facts.json");
     std::fs::write(&facts, saved["inputs"].to_string()).unwrap();
     let given = format!("{}:180", blueprint.display());
-    let checked = blueprint_runner(&["plugin", "check", BUILT_IN, "--blueprint", &given, "--facts", facts.to_str().unwrap(), "--skip-built-in"]);
+    let checked = blueprint_runner(&[
+        "plugin",
+        "check",
+        BUILT_IN,
+        "--blueprint",
+        &given,
+        "--facts",
+        facts.to_str().unwrap(),
+        "--skip-built-in",
+    ]);
     assert_eq!(checked.status.code(), Some(0), "{}", describe(&checked));
     std::fs::write(&facts, json!([saved["inputs"][0], saved["inputs"][1]]).to_string()).unwrap();
-    let short = blueprint_runner(&["plugin", "check", BUILT_IN, "--blueprint", &given, "--facts", facts.to_str().unwrap()]);
+    let short =
+        blueprint_runner(&["plugin", "check", BUILT_IN, "--blueprint", &given, "--facts", facts.to_str().unwrap()]);
     assert_eq!(short.status.code(), Some(1), "{}", describe(&short));
     assert!(describe(&short).contains("it has no facts for the input \"media/b.mp4\""), "{}", describe(&short));
 

@@ -25,20 +25,8 @@ fn cache_dir() -> PathBuf {
 fn library(root: &Path) -> PathBuf {
     let data = root.join("data");
     media::make_clip(&data.join("media/a.mp4"), &CLIP_A.with_seconds(7.0));
-    media::make_clip(
-        &data.join("media/b.mp4"),
-        &media::ClipSpec {
-            chroma: CLIP_C.chroma,
-            ..CLIP_A.with_seconds(7.0)
-        },
-    );
-    media::make_clip(
-        &data.join("media/c.mp4"),
-        &media::ClipSpec {
-            chroma: (150, 110),
-            ..CLIP_A.with_seconds(7.0)
-        },
-    );
+    media::make_clip(&data.join("media/b.mp4"), &media::ClipSpec { chroma: CLIP_C.chroma, ..CLIP_A.with_seconds(7.0) });
+    media::make_clip(&data.join("media/c.mp4"), &media::ClipSpec { chroma: (150, 110), ..CLIP_A.with_seconds(7.0) });
     media::make_song_mp3(&data.join("media/song.mp3"), 10.0);
     data
 }
@@ -67,10 +55,7 @@ fn blueprint(output: &str) -> Value {
 fn blueprint_runner(root: &Path, command: &str, blueprint: &Value, extra: &[&str]) -> Output {
     let file = root.join(format!(
         "blueprint-{}.json",
-        blueprint["output_config"]["output_path"]
-            .as_str()
-            .unwrap_or("x")
-            .replace('/', "-")
+        blueprint["output_config"]["output_path"].as_str().unwrap_or("x").replace('/', "-")
     ));
     std::fs::write(&file, blueprint.to_string()).unwrap();
     let work = root.join("work");
@@ -86,14 +71,9 @@ fn blueprint_runner(root: &Path, command: &str, blueprint: &Value, extra: &[&str
         .arg(cache_dir())
         .args(extra)
         .stdin(Stdio::null());
-    for variable in [
-        "BLUEPRINT_JSON",
-        "DATA_DIR",
-        "WORK_DIR",
-        "GUEST_COMPONENT",
-        "GUEST_SETTINGS",
-        "BLUEPRINT_RUNNER_LOG",
-    ] {
+    for variable in
+        ["BLUEPRINT_JSON", "DATA_DIR", "WORK_DIR", "GUEST_COMPONENT", "GUEST_SETTINGS", "BLUEPRINT_RUNNER_LOG"]
+    {
         run.env_remove(variable);
     }
     run.output().expect("run blueprint-runner")
@@ -116,21 +96,14 @@ fn frame_md5(video: &Path, t: f64) -> String {
         .args(["-frames:v", "1", "-f", "md5", "-"])
         .output()
         .expect("run ffmpeg");
-    assert!(
-        output.status.success(),
-        "ffmpeg md5 at {t}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "ffmpeg md5 at {t}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 fn cargo() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     // Shared by every run of this test, so only the first builds the SDK's dependencies.
-    command.env(
-        "CARGO_TARGET_DIR",
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-scaffold-target"),
-    );
+    command.env("CARGO_TARGET_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-scaffold-target"));
     command.env_remove("RUSTFLAGS").env_remove("CARGO_BUILD_TARGET");
     command
 }
@@ -150,23 +123,15 @@ fn a_scaffolded_plugin_builds_outside_the_workspace_and_makes_the_built_in_video
         "the plugin must be outside the workspace"
     );
 
-    let built = cargo()
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .current_dir(&plugin)
-        .output()
-        .unwrap();
+    let built =
+        cargo().args(["build", "--release", "--target", "wasm32-wasip2"]).current_dir(&plugin).output().unwrap();
     assert!(built.status.success(), "{}", describe(&built));
     let build_seconds = started.elapsed().as_secs_f64();
     let wasm =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join("plugin-scaffold-target/wasm32-wasip2/release/my_plugin.wasm");
     let wasm_text = wasm.to_str().unwrap();
 
-    let rendered = blueprint_runner(
-        root.path(),
-        "run",
-        &blueprint("output/plugin.mp4"),
-        &["--guest", wasm_text],
-    );
+    let rendered = blueprint_runner(root.path(), "run", &blueprint("output/plugin.mp4"), &["--guest", wasm_text]);
     assert!(rendered.status.success(), "{}", describe(&rendered));
     let first_video = started.elapsed().as_secs_f64();
     let size = std::fs::metadata(&wasm).unwrap().len();
@@ -175,11 +140,7 @@ fn a_scaffolded_plugin_builds_outside_the_workspace_and_makes_the_built_in_video
     );
 
     let tested = cargo().arg("test").current_dir(&plugin).output().unwrap();
-    assert!(
-        tested.status.success(),
-        "the scaffold's own tests: {}",
-        describe(&tested)
-    );
+    assert!(tested.status.success(), "the scaffold's own tests: {}", describe(&tested));
     let summary = String::from_utf8_lossy(&tested.stdout);
     assert!(summary.contains("test result: ok. 3 passed"), "{summary}");
 
@@ -216,12 +177,7 @@ fn the_beat_cuts_example_cuts_on_the_beat_its_settings_give() {
         let shown = media::frame_at(video, frame as f64 / FPS);
         let near = |(u, v): (u8, u8)| (shown.u as i32 - u as i32).abs() <= 3 && (shown.v as i32 - v as i32).abs() <= 3;
         let found = clips.iter().find(|(_, chroma)| near(*chroma)).map(|(name, _)| *name);
-        found.unwrap_or_else(|| {
-            panic!(
-                "frame {frame} of {}: {shown:?} is no clip's (a blend?)",
-                video.display()
-            )
-        })
+        found.unwrap_or_else(|| panic!("frame {frame} of {}: {shown:?} is no clip's (a blend?)", video.display()))
     };
     for (bpm, cuts) in [(120, [60, 135]), (60, [60, 120])] {
         let output = format!("output/beat-{bpm}.mp4");
@@ -236,15 +192,9 @@ fn the_beat_cuts_example_cuts_on_the_beat_its_settings_give() {
         let video = data.join(&output);
         assert_eq!(media::probe(&video).video().packets(), (6.0 * FPS).round() as u64);
         // Each cut is exact: the frame before it shows the previous clip, no blend between.
-        let shown: Vec<char> = [cuts[0] - 1, cuts[0], cuts[1] - 1, cuts[1]]
-            .iter()
-            .map(|&f| clip_at(&video, f))
-            .collect();
-        assert_eq!(
-            shown,
-            ['a', 'b', 'b', 'c'],
-            "{bpm} bpm: frames around the cuts at {cuts:?}"
-        );
+        let shown: Vec<char> =
+            [cuts[0] - 1, cuts[0], cuts[1] - 1, cuts[1]].iter().map(|&f| clip_at(&video, f)).collect();
+        assert_eq!(shown, ['a', 'b', 'b', 'c'], "{bpm} bpm: frames around the cuts at {cuts:?}");
     }
 
     let refused = blueprint_runner(
@@ -254,11 +204,7 @@ fn the_beat_cuts_example_cuts_on_the_beat_its_settings_give() {
         &["--guest", BEAT_CUTS, "--guest-settings", r#"{"max_moves": 2}"#],
     );
     assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
-    assert!(
-        describe(&refused).contains("/moves: 3 moves; this job allows at most 2"),
-        "{}",
-        describe(&refused)
-    );
+    assert!(describe(&refused).contains("/moves: 3 moves; this job allows at most 2"), "{}", describe(&refused));
     let out_of_range = blueprint_runner(
         root.path(),
         "run",
@@ -278,14 +224,7 @@ fn the_beat_cuts_example_cuts_on_the_beat_its_settings_give() {
     assert!(!data.join("output/refused.mp4").exists());
 
     let checked = Command::new(BIN)
-        .args([
-            "plugin",
-            "check",
-            BEAT_CUTS,
-            "--guest-settings",
-            r#"{"bpm": 96}"#,
-            "--cache-dir",
-        ])
+        .args(["plugin", "check", BEAT_CUTS, "--guest-settings", r#"{"bpm": 96}"#, "--cache-dir"])
         .arg(cache_dir())
         .output()
         .unwrap();
@@ -360,7 +299,10 @@ fn the_practice_mode_example_repeats_each_move_slower_over_prepared_clips() {
         let started = Instant::now();
         let run = blueprint_runner(root.path(), "run", &blueprint(difficulty), &plugin);
         assert!(run.status.success(), "{}", describe(&run));
-        println!("practice mode ({difficulty}) over prepared clips: rendered in {:.1} s", started.elapsed().as_secs_f64());
+        println!(
+            "practice mode ({difficulty}) over prepared clips: rendered in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         // The result counts the blueprint's moves, not the plugin's four slots.
         let stdout = String::from_utf8_lossy(&run.stdout);
         let moves_count = stdout
@@ -374,18 +316,31 @@ fn the_practice_mode_example_repeats_each_move_slower_over_prepared_clips() {
         // Each move 30 frames, then its repeat 30 / speed frames.
         let repeat = (30.0 / speed) as u64;
         assert_eq!(probe.video().packets(), 2 * (30 + repeat), "{difficulty}");
-        assert!((probe.format_duration() - (2 * (30 + repeat)) as f64 / FPS).abs() < 0.03, "{}", probe.format_duration());
+        assert!(
+            (probe.format_duration() - (2 * (30 + repeat)) as f64 / FPS).abs() < 0.03,
+            "{}",
+            probe.format_duration()
+        );
         // (first output frame, clip chroma, speed, frames) of each slot; every slot starts at source frame 15.
-        let slots = [(0, chroma_a, 1.0, 30), (30, chroma_a, speed, repeat), (30 + repeat, chroma_b, 1.0, 30), (60 + repeat, chroma_b, speed, repeat)];
+        let slots = [
+            (0, chroma_a, 1.0, 30),
+            (30, chroma_a, speed, repeat),
+            (30 + repeat, chroma_b, 1.0, 30),
+            (60 + repeat, chroma_b, speed, repeat),
+        ];
         for (first, chroma, speed, frames) in slots {
             for offset in [0, 1, frames / 2, frames - 1] {
                 let frame = first + offset;
                 let shown = media::frame_at(&video, frame as f64 / FPS - 0.001);
-                let near = |(u, v): (u8, u8)| (shown.u as i32 - u as i32).abs() <= 3 && (shown.v as i32 - v as i32).abs() <= 3;
+                let near =
+                    |(u, v): (u8, u8)| (shown.u as i32 - u as i32).abs() <= 3 && (shown.v as i32 - v as i32).abs() <= 3;
                 assert!(near(chroma), "{difficulty}, frame {frame}: {shown:?} is not the slot's clip");
                 let source = media::counter_frame(shown.y);
                 let expected = 15.0 + offset as f64 * speed;
-                assert!((source - expected).abs() <= 1.0, "{difficulty}, frame {frame}: source frame {source}, expected {expected} (speed {speed})");
+                assert!(
+                    (source - expected).abs() <= 1.0,
+                    "{difficulty}, frame {frame}: source frame {source}, expected {expected} (speed {speed})"
+                );
             }
         }
     }

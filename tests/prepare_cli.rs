@@ -104,7 +104,14 @@ impl Library {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for variable in ["BLUEPRINT_JSON", "DATA_DIR", "WORK_DIR", "CLOUD_RUN_TASK_INDEX", "CLOUD_RUN_TASK_COUNT", "GUEST_COMPONENT"] {
+        for variable in [
+            "BLUEPRINT_JSON",
+            "DATA_DIR",
+            "WORK_DIR",
+            "CLOUD_RUN_TASK_INDEX",
+            "CLOUD_RUN_TASK_COUNT",
+            "GUEST_COMPONENT",
+        ] {
             command.env_remove(variable);
         }
         command
@@ -157,7 +164,21 @@ impl Library {
 fn make_textured_clip(path: &Path, spec: &media::ClipSpec) {
     let source = format!("testsrc2=size={}x{}:rate={}:duration={}", spec.width, spec.height, spec.rate, spec.seconds);
     let output = Command::new(media::ffmpeg_binary())
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", &source, "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high"])
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            &source,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "high",
+        ])
         .args(["-pix_fmt", "yuv420p", "-g", "250", "-b:v", "2M"])
         .arg(path)
         .output()
@@ -171,7 +192,9 @@ fn summarise(output: std::process::Output) -> (Option<i32>, Value) {
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .find(|line| line.get("profile_id").is_some())
-        .unwrap_or_else(|| panic!("no summary\nstdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&output.stderr)));
+        .unwrap_or_else(|| {
+            panic!("no summary\nstdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&output.stderr))
+        });
     (output.status.code(), summary)
 }
 
@@ -188,14 +211,31 @@ fn packet_flags(path: &Path) -> Vec<bool> {
 
 fn assert_prepared_clip(prepared: &Path, source: &Path) {
     let stream = Command::new(media::ffprobe_binary())
-        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name,width,height,r_frame_rate,has_b_frames,pix_fmt", "-of", "json"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,r_frame_rate,has_b_frames,pix_fmt",
+            "-of",
+            "json",
+        ])
         .arg(prepared)
         .output()
         .unwrap();
     let stream: Value = serde_json::from_slice(&stream.stdout).unwrap();
     let stream = &stream["streams"][0];
-    assert_eq!((stream["codec_name"].as_str(), stream["width"].as_u64(), stream["height"].as_u64()), (Some("h264"), Some(1280), Some(720)), "{stream}");
-    assert_eq!((stream["r_frame_rate"].as_str(), stream["pix_fmt"].as_str()), (Some("30/1"), Some("yuv420p")), "{stream}");
+    assert_eq!(
+        (stream["codec_name"].as_str(), stream["width"].as_u64(), stream["height"].as_u64()),
+        (Some("h264"), Some(1280), Some(720)),
+        "{stream}"
+    );
+    assert_eq!(
+        (stream["r_frame_rate"].as_str(), stream["pix_fmt"].as_str()),
+        (Some("30/1"), Some("yuv420p")),
+        "{stream}"
+    );
     assert_eq!(stream["has_b_frames"], 0, "B-frames would make copied GOPs inexact: {stream}");
     let flags = packet_flags(prepared);
     let keyframes: Vec<usize> = flags.iter().enumerate().filter(|(_, key)| **key).map(|(at, _)| at).collect();
@@ -203,7 +243,8 @@ fn assert_prepared_clip(prepared: &Path, source: &Path) {
     assert_eq!(keyframes.len(), flags.len().div_ceil(15), "a keyframe every 15 frames: {keyframes:?}");
     // Every source second is there: 6 s (6.2 s for the 29.97 fps clip) at 30 fps.
     let probe = media::probe(source);
-    let source_seconds: f64 = probe.json["format"]["duration"].as_str().and_then(|d| d.parse().ok()).expect("source duration");
+    let source_seconds: f64 =
+        probe.json["format"]["duration"].as_str().and_then(|d| d.parse().ok()).expect("source duration");
     let expected = (source_seconds * 30.0).round() as i64;
     assert!((flags.len() as i64 - expected).abs() <= 1, "{} frames for {source_seconds} s", flags.len());
 }
@@ -218,11 +259,13 @@ fn a_blueprints_clips_are_prepared_once() {
     library.assert_all_prepared();
 
     // Again: nothing to do, nothing rewritten.
-    let before: Vec<_> = CLIPS.iter().map(|key| std::fs::metadata(library.prepared(key)).unwrap().modified().unwrap()).collect();
+    let before: Vec<_> =
+        CLIPS.iter().map(|key| std::fs::metadata(library.prepared(key)).unwrap().modified().unwrap()).collect();
     let (code, summary) = library.prepare(&[]);
     assert_eq!(code, Some(0));
     assert_eq!((summary["prepared"].as_u64(), summary["up_to_date"].as_u64()), (Some(0), Some(3)), "{summary}");
-    let after: Vec<_> = CLIPS.iter().map(|key| std::fs::metadata(library.prepared(key)).unwrap().modified().unwrap()).collect();
+    let after: Vec<_> =
+        CLIPS.iter().map(|key| std::fs::metadata(library.prepared(key)).unwrap().modified().unwrap()).collect();
     assert_eq!(before, after);
 
     // A source that changes is prepared again; the others are not.
@@ -270,8 +313,10 @@ fn two_runs_at_once_and_an_interrupted_run_leave_every_clip_whole() {
 #[test]
 fn shards_share_the_library_without_overlap() {
     let library = Library::new();
-    let children: Vec<_> = (0..3).map(|index| library.command(&["--shard", &format!("{index}/3")]).spawn().unwrap()).collect();
-    let summaries: Vec<Value> = children.into_iter().map(|child| summarise(child.wait_with_output().unwrap()).1).collect();
+    let children: Vec<_> =
+        (0..3).map(|index| library.command(&["--shard", &format!("{index}/3")]).spawn().unwrap()).collect();
+    let summaries: Vec<Value> =
+        children.into_iter().map(|child| summarise(child.wait_with_output().unwrap()).1).collect();
     for summary in &summaries {
         assert_eq!((summary["clips"].as_u64(), summary["prepared"].as_u64()), (Some(1), Some(1)), "{summary}");
     }
@@ -311,7 +356,10 @@ fn render(library: &Library, output: &str, extra: &[&str]) -> (Option<i32>, Valu
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&result.stdout);
-    let last = stdout.lines().rev().find_map(|line| serde_json::from_str::<Value>(line).ok().filter(|l| l.get("status").is_some()));
+    let last = stdout
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<Value>(line).ok().filter(|l| l.get("status").is_some()));
     let last = last.unwrap_or_else(|| panic!("no status\nstderr:\n{}", String::from_utf8_lossy(&result.stderr)));
     (result.status.code(), last)
 }
@@ -331,7 +379,9 @@ fn ssim_per_frame(a: &Path, b: &Path) -> Vec<f64> {
     std::fs::read_to_string(stats.path())
         .unwrap()
         .lines()
-        .filter_map(|line| line.split_whitespace().find_map(|field| field.strip_prefix("All:")).and_then(|v| v.parse().ok()))
+        .filter_map(|line| {
+            line.split_whitespace().find_map(|field| field.strip_prefix("All:")).and_then(|v| v.parse().ok())
+        })
         .collect()
 }
 
@@ -414,12 +464,22 @@ fn assert_same_video(full: &Path, smart: &Path, frames: u64) {
     let expected_seconds = frames as f64 / frame_rate;
     assert!((video_seconds - expected_seconds).abs() < 0.001, "video {video_seconds} s, expected {expected_seconds}");
     assert!((audio_seconds - video_seconds).abs() < 0.001, "audio {audio_seconds} s, video {video_seconds} s");
-    let decode = Command::new(media::ffmpeg_binary()).args(["-v", "error", "-i"]).arg(smart).args(["-f", "null", "-"]).output().unwrap();
-    assert!(decode.status.success() && decode.stderr.is_empty(), "decoding says: {}", String::from_utf8_lossy(&decode.stderr));
+    let decode = Command::new(media::ffmpeg_binary())
+        .args(["-v", "error", "-i"])
+        .arg(smart)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        decode.status.success() && decode.stderr.is_empty(),
+        "decoding says: {}",
+        String::from_utf8_lossy(&decode.stderr)
+    );
 
     let ssim = ssim_per_frame(full, smart);
     assert_eq!(ssim.len() as u64, frames);
-    let (at, worst) = ssim.iter().enumerate().fold((0, 1.0), |(at, low), (i, &v)| if v < low { (i, v) } else { (at, low) });
+    let (at, worst) =
+        ssim.iter().enumerate().fold((0, 1.0), |(at, low), (i, &v)| if v < low { (i, v) } else { (at, low) });
     println!("SSIM of {} against the full render: worst {worst:.4} at frame {at}", smart.display());
     // Two generations of encoding score about 0.99 here; the same pattern one frame off
     // scores about 0.95, so 0.97 tells a misplaced frame from encoder noise. This covers

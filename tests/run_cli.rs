@@ -117,8 +117,9 @@ impl Run {
             .lines()
             .filter(|line| !line.trim().is_empty())
             .map(|line| {
-                serde_json::from_str(line)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"))
+                serde_json::from_str(line).unwrap_or_else(|e| {
+                    panic!("stdout line is not JSON ({e}): {line:?}\nstdout:\n{stdout}\nstderr:\n{stderr}")
+                })
             })
             .collect();
         Run { code: output.status.code(), stdout, stderr, lines }
@@ -146,14 +147,27 @@ impl Run {
         let last = self.last();
         assert_eq!(last["status"], "failed", "the last status line is not a failure\n{}", self.describe());
         assert!(last.get("result").is_none(), "a failed line carries a result\n{}", self.describe());
-        assert!(!self.lines.iter().any(|l| l["status"] == "completed"), "a completed line on failure\n{}", self.describe());
-        let error = last["error"].as_str().unwrap_or_else(|| panic!("failed line without an error\n{}", self.describe()));
+        assert!(
+            !self.lines.iter().any(|l| l["status"] == "completed"),
+            "a completed line on failure\n{}",
+            self.describe()
+        );
+        let error =
+            last["error"].as_str().unwrap_or_else(|| panic!("failed line without an error\n{}", self.describe()));
         assert!(!error.is_empty());
         error.to_owned()
     }
 }
 
-fn movement(clip_id: &str, video: &str, start: f64, duration: f64, trim_start: f64, transition: &str, volume: f64) -> Value {
+fn movement(
+    clip_id: &str,
+    video: &str,
+    start: f64,
+    duration: f64,
+    trim_start: f64,
+    transition: &str,
+    volume: f64,
+) -> Value {
     json!({
         "clip_id": clip_id,
         "video_path": video,
@@ -220,12 +234,21 @@ impl Checks {
     }
 
     fn near(&mut self, what: &str, measured: f64, expected: f64, tolerance: f64) {
-        self.check((measured - expected).abs() <= tolerance, format!("{what}: {measured:.3} (expected {expected:.3} ± {tolerance})"));
+        self.check(
+            (measured - expected).abs() <= tolerance,
+            format!("{what}: {measured:.3} (expected {expected:.3} ± {tolerance})"),
+        );
     }
 
     fn finish(self, context: &str) {
         println!("{}", self.notes.join("\n"));
-        assert!(self.failures.is_empty(), "{} checks failed:\n  {}\n\nall checks:\n{}\n\n{context}", self.failures.len(), self.failures.join("\n  "), self.notes.join("\n"));
+        assert!(
+            self.failures.is_empty(),
+            "{} checks failed:\n  {}\n\nall checks:\n{}\n\n{context}",
+            self.failures.len(),
+            self.failures.join("\n  "),
+            self.notes.join("\n")
+        );
     }
 }
 
@@ -279,7 +302,12 @@ fn a_clip_in_mpeg_ts_is_read_from_the_frame_its_move_asks_for() {
     let blend = media::frame_at(&output, 4.0);
     let (va, vc) = (CLIP_A.chroma.1 as f64, CLIP_C.chroma.1 as f64);
     checks.near("t=4.0: crossfade centre V (half way)", blend.v as f64, (va + vc) / 2.0, 8.0);
-    checks.near("t=4.0: crossfade centre luma (A at 4 s, the clip at 3 s)", blend.y as f64, (media::luma_at(4.0) + media::luma_at(3.0)) / 2.0, 8.0);
+    checks.near(
+        "t=4.0: crossfade centre luma (A at 4 s, the clip at 3 s)",
+        blend.y as f64,
+        (media::luma_at(4.0) + media::luma_at(3.0)) / 2.0,
+        8.0,
+    );
     checks.check(sandbox.work_leftovers().is_empty(), format!("work folder removed: {:?}", sandbox.work_leftovers()));
     checks.finish(&run.describe());
 }
@@ -290,8 +318,12 @@ fn a_clip_in_mpeg_ts_is_read_from_the_frame_its_move_asks_for() {
 fn five_moves_three_formats_every_transition() {
     let sandbox = Sandbox::new();
     {
-        let (a, b, c, song) =
-            (sandbox.key("media/a.mp4"), sandbox.key("media/b.mp4"), sandbox.key("media/c.mp4"), sandbox.key("media/song.mp3"));
+        let (a, b, c, song) = (
+            sandbox.key("media/a.mp4"),
+            sandbox.key("media/b.mp4"),
+            sandbox.key("media/c.mp4"),
+            sandbox.key("media/song.mp3"),
+        );
         make_in_parallel(vec![
             Box::new(move || media::make_clip(&a, &CLIP_A)),
             Box::new(move || media::make_clip(&b, &CLIP_B)),
@@ -302,7 +334,8 @@ fn five_moves_three_formats_every_transition() {
         ]);
     }
     // (clip spec, trim_start) of each move; moves last 4 s.
-    let moves: [(&media::ClipSpec, f64); 5] = [(&CLIP_A, 1.0), (&CLIP_B, 0.0), (&CLIP_C, 2.0), (&CLIP_A, 5.0), (&CLIP_B, 3.0)];
+    let moves: [(&media::ClipSpec, f64); 5] =
+        [(&CLIP_A, 1.0), (&CLIP_B, 0.0), (&CLIP_C, 2.0), (&CLIP_A, 5.0), (&CLIP_B, 3.0)];
     let document = blueprint(
         "run-main-1",
         "media/song.mp3",
@@ -328,21 +361,42 @@ fn five_moves_three_formats_every_transition() {
     checks.check(last["status"] == "completed", format!("last status is completed: {}", last["status"]));
     checks.check(last["progress"] == 100, format!("last progress is 100: {}", last["progress"]));
     checks.check(last["stage"] == "done", format!("last stage is done: {}", last["stage"]));
-    checks.check(run.lines.iter().all(|l| l["task_id"] == "run-main-1" || l["task_id"].is_null()), "every line names the task (or null before validation)".into());
+    checks.check(
+        run.lines.iter().all(|l| l["task_id"] == "run-main-1" || l["task_id"].is_null()),
+        "every line names the task (or null before validation)".into(),
+    );
     checks.check(last["task_id"] == "run-main-1", format!("completed line names the task: {}", last["task_id"]));
-    let progress: Vec<u64> = run.lines.iter().map(|l| l["progress"].as_u64().expect("progress is an integer")).collect();
-    checks.check(progress.windows(2).all(|w| w[0] <= w[1]) && progress.iter().all(|&p| p <= 100), format!("progress is non-decreasing within 0..=100: {progress:?}"));
+    let progress: Vec<u64> =
+        run.lines.iter().map(|l| l["progress"].as_u64().expect("progress is an integer")).collect();
+    checks.check(
+        progress.windows(2).all(|w| w[0] <= w[1]) && progress.iter().all(|&p| p <= 100),
+        format!("progress is non-decreasing within 0..=100: {progress:?}"),
+    );
     checks.check(run.lines.iter().all(|l| l["error"].is_null()), "no line carries an error".into());
     for stage in ["validate", "fetch", "probe", "plan", "encode", "upload", "done"] {
         checks.check(run.ran_stage(stage), format!("a status line for stage {stage}"));
     }
     let result = &last["result"];
-    checks.check(result["output_path"] == "output/result.mp4", format!("result output_path: {}", result["output_path"]));
+    checks
+        .check(result["output_path"] == "output/result.mp4", format!("result output_path: {}", result["output_path"]));
     checks.check(result["moves_count"] == 5, format!("result moves_count: {}", result["moves_count"]));
     checks.check(result["timings"].is_object(), "result has timings".into());
     let warnings = result["warnings"].as_array().cloned().unwrap_or_default();
-    checks.check(warnings.iter().any(|w| w["pointer"] == "/moves/4" && w["message"].is_string()), format!("warning for /moves/4 (B is 3.2 s after its trim): {warnings:?}"));
-    checks.check(!warnings.iter().any(|w| w["pointer"].as_str().is_some_and(|p| p.starts_with("/moves/0") || p.starts_with("/moves/1") || p.starts_with("/moves/2") || p.starts_with("/moves/3"))), format!("no warning for moves that fit: {warnings:?}"));
+    checks.check(
+        warnings.iter().any(|w| w["pointer"] == "/moves/4" && w["message"].is_string()),
+        format!("warning for /moves/4 (B is 3.2 s after its trim): {warnings:?}"),
+    );
+    checks.check(
+        !warnings.iter().any(|w| {
+            w["pointer"].as_str().is_some_and(|p| {
+                p.starts_with("/moves/0")
+                    || p.starts_with("/moves/1")
+                    || p.starts_with("/moves/2")
+                    || p.starts_with("/moves/3")
+            })
+        }),
+        format!("no warning for moves that fit: {warnings:?}"),
+    );
 
     let output = sandbox.key("output/result.mp4");
     assert!(output.is_file(), "no result at output/result.mp4\n{}", run.describe());
@@ -360,7 +414,10 @@ fn five_moves_three_formats_every_transition() {
     let video = probe.video();
     let audio = probe.audio();
     checks.check(video.codec() == "h264", format!("video codec h264: {}", video.codec()));
-    checks.check(video.int("width") == 1280 && video.int("height") == 720, format!("1280x720 (the first clip's size): {}x{}", video.int("width"), video.int("height")));
+    checks.check(
+        video.int("width") == 1280 && video.int("height") == 720,
+        format!("1280x720 (the first clip's size): {}x{}", video.int("width"), video.int("height")),
+    );
     checks.check(video.text("r_frame_rate") == "30/1", format!("r_frame_rate 30/1: {}", video.text("r_frame_rate")));
     checks.check(video.text("pix_fmt") == "yuv420p", format!("pix_fmt yuv420p: {}", video.text("pix_fmt")));
     let frames = video.packets();
@@ -389,41 +446,80 @@ fn five_moves_three_formats_every_transition() {
     for t in [19.5, 19.8] {
         let yuv = media::frame_at(&output, t);
         checks.check(chroma_is(yuv, CLIP_B.chroma, 12), format!("t={t}: held frame is B's {:?}: {yuv}", CLIP_B.chroma));
-        checks.near(&format!("t={t}: held last frame luma"), yuv.y as f64, media::luma_at(CLIP_B.last_frame_time()), 8.0);
+        checks.near(
+            &format!("t={t}: held last frame luma"),
+            yuv.y as f64,
+            media::luma_at(CLIP_B.last_frame_time()),
+            8.0,
+        );
     }
     // Crossfade A -> B centred on 4.0 over 1 s: pure A before 3.5, pure B after 4.5.
     let before = media::frame_at(&output, 3.4);
-    checks.check(chroma_is(before, CLIP_A.chroma, 12), format!("t=3.4 (before the crossfade): A {:?}: {before}", CLIP_A.chroma));
+    checks.check(
+        chroma_is(before, CLIP_A.chroma, 12),
+        format!("t=3.4 (before the crossfade): A {:?}: {before}", CLIP_A.chroma),
+    );
     let blend = media::frame_at(&output, 4.0);
     let (ua, ub) = (CLIP_A.chroma.0 as i32, CLIP_B.chroma.0 as i32);
     let u = blend.u as i32;
-    checks.check(u >= ua + 20 && u <= ub - 20, format!("t=4.0 (crossfade centre): U between A's {ua} and B's {ub}, not either: {blend}"));
+    checks.check(
+        u >= ua + 20 && u <= ub - 20,
+        format!("t=4.0 (crossfade centre): U between A's {ua} and B's {ub}, not either: {blend}"),
+    );
     checks.near("t=4.0: crossfade centre U (half way)", u as f64, (ua + ub) as f64 / 2.0, 25.0);
     let after = media::frame_at(&output, 4.6);
-    checks.check(chroma_is(after, CLIP_B.chroma, 12), format!("t=4.6 (after the crossfade): B {:?}: {after}", CLIP_B.chroma));
+    checks.check(
+        chroma_is(after, CLIP_B.chroma, 12),
+        format!("t=4.6 (after the crossfade): B {:?}: {after}", CLIP_B.chroma),
+    );
     // fade_black B -> C at 8.0: the boundary frame is black.
     let black = media::frame_at(&output, 8.0);
-    checks.check(black.y <= 24 && (black.u as i32 - 128).abs() <= 8 && (black.v as i32 - 128).abs() <= 8, format!("t=8.0 (fade_black boundary): black: {black}"));
+    checks.check(
+        black.y <= 24 && (black.u as i32 - 128).abs() <= 8 && (black.v as i32 - 128).abs() <= 8,
+        format!("t=8.0 (fade_black boundary): black: {black}"),
+    );
     let dimming = media::frame_at(&output, 7.75);
-    checks.check((dimming.y as f64) < media::luma_at(3.75) - 10.0, format!("t=7.75: B fading out, darker than {:.0}: {dimming}", media::luma_at(3.75)));
+    checks.check(
+        (dimming.y as f64) < media::luma_at(3.75) - 10.0,
+        format!("t=7.75: B fading out, darker than {:.0}: {dimming}", media::luma_at(3.75)),
+    );
     let pre_black = media::frame_at(&output, 7.4);
-    checks.check(chroma_is(pre_black, CLIP_B.chroma, 12), format!("t=7.4 (before the fade-out): B {:?}: {pre_black}", CLIP_B.chroma));
+    checks.check(
+        chroma_is(pre_black, CLIP_B.chroma, 12),
+        format!("t=7.4 (before the fade-out): B {:?}: {pre_black}", CLIP_B.chroma),
+    );
     let post_black = media::frame_at(&output, 8.6);
-    checks.check(chroma_is(post_black, CLIP_C.chroma, 12), format!("t=8.6 (after the fade-in): C {:?}: {post_black}", CLIP_C.chroma));
+    checks.check(
+        chroma_is(post_black, CLIP_C.chroma, 12),
+        format!("t=8.6 (after the fade-in): C {:?}: {post_black}", CLIP_C.chroma),
+    );
     checks.near("t=8.6: C luma", post_black.y as f64, media::luma_at(2.6), 8.0);
     // fade_white C -> A at 12.0: the boundary frame is white.
     let white = media::frame_at(&output, 12.0);
-    checks.check(white.y >= 225 && (white.u as i32 - 128).abs() <= 8 && (white.v as i32 - 128).abs() <= 8, format!("t=12.0 (fade_white boundary): white: {white}"));
+    checks.check(
+        white.y >= 225 && (white.u as i32 - 128).abs() <= 8 && (white.v as i32 - 128).abs() <= 8,
+        format!("t=12.0 (fade_white boundary): white: {white}"),
+    );
     let post_white = media::frame_at(&output, 12.6);
-    checks.check(chroma_is(post_white, CLIP_A.chroma, 12), format!("t=12.6 (after the fade-in): A {:?}: {post_white}", CLIP_A.chroma));
+    checks.check(
+        chroma_is(post_white, CLIP_A.chroma, 12),
+        format!("t=12.6 (after the fade-in): A {:?}: {post_white}", CLIP_A.chroma),
+    );
     checks.near("t=12.6: A luma", post_white.y as f64, media::luma_at(5.6), 8.0);
     // Letterbox: the 4:3 clip C is pillarboxed in 16:9, not stretched.
     let bar = media::frame_region_at(&output, 10.0, media::LEFT_EDGE);
-    checks.check(bar.y <= 24 && (bar.u as i32 - 128).abs() <= 8 && (bar.v as i32 - 128).abs() <= 8, format!("t=10: left edge is a black bar (C is 4:3): {bar}"));
+    checks.check(
+        bar.y <= 24 && (bar.u as i32 - 128).abs() <= 8 && (bar.v as i32 - 128).abs() <= 8,
+        format!("t=10: left edge is a black bar (C is 4:3): {bar}"),
+    );
 
     // Audio: the song, muted during move 3.
     let samples = media::audio_samples(&output, 48_000);
-    checks.notes.push(format!("info: decoded {} audio samples = {:.6} s", samples.len(), samples.len() as f64 / 48_000.0));
+    checks.notes.push(format!(
+        "info: decoded {} audio samples = {:.6} s",
+        samples.len(),
+        samples.len() as f64 / 48_000.0
+    ));
     let loud = media::rms(&samples, 48_000, 1.0, 3.0);
     checks.check(loud > 0.02, format!("RMS [1, 3] (song at volume 1) > 0.02: {loud:.5}"));
     let muted = media::rms(&samples, 48_000, 12.2, 15.8);
@@ -455,7 +551,10 @@ fn the_song_starts_on_its_sample_and_runs_beside_the_video() {
     // 4 s is 187.5 AAC frames: the last one must count for half.
     let probe = media::probe(&output);
     let (video, audio) = (probe.video().duration(), probe.audio().duration());
-    assert!((audio - 4.0).abs() < 1e-6 && (video - 4.0).abs() < 1e-6, "video {video} s, audio {audio} s: both must be 4 s");
+    assert!(
+        (audio - 4.0).abs() < 1e-6 && (video - 4.0).abs() < 1e-6,
+        "video {video} s, audio {audio} s: both must be 4 s"
+    );
     assert!((probe.format_duration() - 4.0).abs() < 1e-6, "the file lasts {} s", probe.format_duration());
     let samples = media::audio_samples(&output, 48_000);
     // Half the sine's amplitude: AAC's pre-echo before a sharp onset stays well below it.
@@ -466,7 +565,10 @@ fn the_song_starts_on_its_sample_and_runs_beside_the_video() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cores >= 2 {
         let song_ends = steps[0]["started"].as_f64().unwrap() + steps[0]["seconds"].as_f64().unwrap();
-        assert!(steps[1]["started"].as_f64().unwrap() < song_ends, "the first segment started beside the song: {steps:?}");
+        assert!(
+            steps[1]["started"].as_f64().unwrap() < song_ends,
+            "the first segment started beside the song: {steps:?}"
+        );
     } else {
         println!("one core: the steps run one at a time, overlap not checked");
     }
@@ -528,7 +630,12 @@ fn a_fifo_named_as_a_clip_fails_at_once_and_sigterm_still_ends_the_job() {
     assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
     let before = data_snapshot(&sandbox.data);
     let document = small_blueprint("fifo-1", "media/fifo.mp4", 0.0);
-    let mut child = sandbox.command(&document.to_string(), &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start");
+    let mut child = sandbox
+        .command(&document.to_string(), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
     let started = std::time::Instant::now();
     let mut signalled = None;
     let status = loop {
@@ -587,7 +694,8 @@ fn data_snapshot(root: &Path) -> Vec<(String, String)> {
 fn text_file_named_mp4_is_a_media_error() {
     let sandbox = Sandbox::new();
     small_media(&sandbox);
-    std::fs::write(sandbox.key("media/notes.mp4"), "these are not the frames you are looking for\n".repeat(50)).unwrap();
+    std::fs::write(sandbox.key("media/notes.mp4"), "these are not the frames you are looking for\n".repeat(50))
+        .unwrap();
     let document = small_blueprint("not-media-1", "media/notes.mp4", 0.0);
     let run = sandbox.run(&document.to_string(), &[]);
     let error = run.expect_failure(4);
@@ -606,7 +714,8 @@ fn playlist_disguised_as_a_clip_is_refused() {
     small_media(&sandbox);
     let outside = sandbox.key("../outside-secret.mp4");
     media::make_clip(&outside, &CLIP_SMALL);
-    let playlist = format!("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:6,\nfile://{}\n#EXT-X-ENDLIST\n", outside.display());
+    let playlist =
+        format!("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:6,\nfile://{}\n#EXT-X-ENDLIST\n", outside.display());
     std::fs::write(sandbox.key("media/playlist.mp4"), playlist).unwrap();
     let document = small_blueprint("hls-1", "media/playlist.mp4", 0.0);
     let run = sandbox.run(&document.to_string(), &[]);
@@ -763,7 +872,11 @@ fn a_plugin_cannot_choose_an_output_that_is_not_an_mp4_or_is_an_input_or_elsewhe
     for (behaviour, code, reason) in [
         ("output-json", 3, "does not end in .mp4"),
         ("output-is-input", 3, "is also an input"),
-        ("output-elsewhere", 2, "/output_config/output_path: `output_path` \"clips/hostile.mp4\" is outside the output prefix \"output/\""),
+        (
+            "output-elsewhere",
+            2,
+            "/output_config/output_path: `output_path` \"clips/hostile.mp4\" is outside the output prefix \"output/\"",
+        ),
     ] {
         let run = run_hostile(&sandbox, behaviour, &[]);
         let error = run.expect_failure(code);
@@ -784,7 +897,10 @@ fn a_plugin_cannot_deliver_a_wrong_video_silently() {
     let sandbox = hostile_media();
     let run = run_hostile(&sandbox, "whole-clip", &[]);
     let error = run.expect_failure(5);
-    assert!(error.contains("does not match the blueprint") && error.contains("75 video frames") && error.contains("has 50"), "{error}");
+    assert!(
+        error.contains("does not match the blueprint") && error.contains("75 video frames") && error.contains("has 50"),
+        "{error}"
+    );
     assert!(!sandbox.key("output/hostile.mp4").exists(), "the wrong video was stored");
     sandbox.assert_work_empty(&run);
 }
@@ -836,7 +952,11 @@ fn normalize_audio_takes_one_measured_gain_where_it_can() {
             .expect("run blueprint-runner");
         let run = Run::from_output(&result);
         assert_eq!(run.code, Some(0), "{}", run.describe());
-        let song_args = run.stderr.lines().find(|line| line.contains("starting ffmpeg") && line.contains(".mp3")).map(str::to_owned);
+        let song_args = run
+            .stderr
+            .lines()
+            .find(|line| line.contains("starting ffmpeg") && line.contains(".mp3"))
+            .map(str::to_owned);
         let song_args = song_args.unwrap_or_else(|| panic!("the song's step was not logged\n{}", run.describe()));
         let measured = run.stderr.lines().find(|line| line.contains("song loudness measured")).map(str::to_owned);
         let output = media::loudness(&sandbox.key(output));
@@ -853,7 +973,10 @@ fn normalize_audio_takes_one_measured_gain_where_it_can() {
 
     let (_, song_args, measured, output) = run("clicks", "output/clicks.mp4", &[]);
     assert!(measured.is_some());
-    assert!(song_args.contains("loudnorm=I=-16:TP=-1.5:LRA=11") && !song_args.contains(",volume="), "dynamic: {song_args}");
+    assert!(
+        song_args.contains("loudnorm=I=-16:TP=-1.5:LRA=11") && !song_args.contains(",volume="),
+        "dynamic: {song_args}"
+    );
     assert!(output.true_peak < 0.0, "{output:?}: loudnorm's limiter keeps the clicks from clipping");
 
     let (run, song_args, measured, output) = run("quiet", "output/quiet-0-6-0.mp4", &["--guest", GUEST_0_6_0]);

@@ -78,7 +78,11 @@ fn stock(emulator: &Emulator) {
             document["task_id"] = json!("someone-else");
         }
         emulator.put(BUCKET, &format!("blueprints/{id}.json"), document.to_string().as_bytes());
-        let uri = if entry == 6 { format!("data/blueprints/{id}.json") } else { format!("gs://{BUCKET}/blueprints/{id}.json") };
+        let uri = if entry == 6 {
+            format!("data/blueprints/{id}.json")
+        } else {
+            format!("gs://{BUCKET}/blueprints/{id}.json")
+        };
         entries.push(json!({"task_id": id, "blueprint_uri": uri}));
     }
     emulator.put(BUCKET, MANIFEST, Value::Array(entries).to_string().as_bytes());
@@ -120,7 +124,12 @@ fn two_tasks_share_a_manifest_and_each_entry_is_its_own_job() {
     let children: Vec<_> = (0..2).map(|index| task(index, &proxy, &db, work.path()).spawn().unwrap()).collect();
     let outputs: Vec<_> = children.into_iter().map(|child| child.wait_with_output().unwrap()).collect();
     let describe = |index: usize| {
-        format!("task {index}: {:?}\nstdout:\n{}\nstderr:\n{}", outputs[index].status, String::from_utf8_lossy(&outputs[index].stdout), String::from_utf8_lossy(&outputs[index].stderr))
+        format!(
+            "task {index}: {:?}\nstdout:\n{}\nstderr:\n{}",
+            outputs[index].status,
+            String::from_utf8_lossy(&outputs[index].stdout),
+            String::from_utf8_lossy(&outputs[index].stderr)
+        )
     };
     // Task 0 runs entries 0, 2, 4 and 6, all good; task 1 runs 1, 3 and 5, two of them refused.
     assert_eq!(outputs[0].status.code(), Some(0), "{}", describe(0));
@@ -132,7 +141,11 @@ fn two_tasks_share_a_manifest_and_each_entry_is_its_own_job() {
         assert_eq!((row.status.as_str(), row.progress), ("completed", 100), "{id}: {row:?}\n{}", describe(entry % 2));
         let result = row.result.expect("a result");
         assert_eq!(result["task_index"], entry % 2, "{result}");
-        assert_eq!((result["task_attempt"].as_u64(), result["execution"].as_str()), (Some(0), Some("batch-x7k2p")), "{result}");
+        assert_eq!(
+            (result["task_attempt"].as_u64(), result["execution"].as_str()),
+            (Some(0), Some("batch-x7k2p")),
+            "{result}"
+        );
         let video = emulator.get(BUCKET, &format!("output/{id}.mp4")).unwrap_or_else(|| panic!("no video for {id}"));
         let local = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(local.path(), &video).unwrap();
@@ -145,12 +158,19 @@ fn two_tasks_share_a_manifest_and_each_entry_is_its_own_job() {
     assert_eq!(mismatch.status, "failed", "{mismatch:?}");
     let error = mismatch.error.unwrap_or_default();
     assert!(error.contains("/5/task_id") && error.contains("someone-else"), "{error}");
-    assert!(emulator.get(BUCKET, "output/array-3.mp4").is_none() && emulator.get(BUCKET, "output/array-5.mp4").is_none());
+    assert!(
+        emulator.get(BUCKET, "output/array-3.mp4").is_none() && emulator.get(BUCKET, "output/array-5.mp4").is_none()
+    );
 
     // No entry was done twice: each blueprint was read once, each video stored once.
     for entry in 0..7 {
         let blueprint = format!("blueprints/{}.json", task_id(entry)).replace('/', "%2F");
-        assert_eq!(proxy.count(&format!("/o/{blueprint}?alt=media")), 1, "entry {entry}: {:?}", proxy.seen.lock().unwrap());
+        assert_eq!(
+            proxy.count(&format!("/o/{blueprint}?alt=media")),
+            1,
+            "entry {entry}: {:?}",
+            proxy.seen.lock().unwrap()
+        );
     }
     for entry in [0, 1, 2, 4, 6] {
         let output = format!("output/{}.mp4", task_id(entry)).replace('/', "%2F");
@@ -187,7 +207,11 @@ fn an_unusable_manifest_fails_the_task_and_touches_no_row() {
     let work = tempfile::tempdir().unwrap();
     let output = task(0, &proxy, &db, work.path()).output().unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("must be a JSON list"), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("must be a JSON list"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(db.task("array-0").unwrap().status, "started");
 }
 
@@ -208,7 +232,11 @@ fn a_local_manifest_runs_its_entries_over_a_data_folder() {
     let mut entries = Vec::new();
     for entry in 0..2 {
         let id = task_id(entry);
-        std::fs::write(data.join(format!("blueprints/{id}.json")), blueprint(&id, &format!("output/{id}.mp4")).to_string()).unwrap();
+        std::fs::write(
+            data.join(format!("blueprints/{id}.json")),
+            blueprint(&id, &format!("output/{id}.mp4")).to_string(),
+        )
+        .unwrap();
         entries.push(json!({"task_id": id, "blueprint_uri": format!("blueprints/{id}.json")}));
     }
     let manifest = root.path().join("manifest.json");
@@ -216,7 +244,11 @@ fn a_local_manifest_runs_its_entries_over_a_data_folder() {
     let output = local_job(&manifest, &data, &work).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let completed: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|l| l["status"] == "completed").collect();
+    let completed: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["status"] == "completed")
+        .collect();
     assert_eq!(completed.len(), 2, "{stdout}");
     for entry in 0..2 {
         let video = data.join(format!("output/{}.mp4", task_id(entry)));

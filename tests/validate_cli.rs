@@ -45,8 +45,13 @@ fn validate(blueprint: &str, extra: &[&str]) -> Output {
 }
 
 fn stdout_json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("{e}: stdout {:?} stderr {:?}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: stdout {:?} stderr {:?}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
 }
 
 #[test]
@@ -74,10 +79,17 @@ fn blueprint_json_env_is_read() {
     // The same blueprint padded to 29 KiB still validates, with a warning that Cloud Run
     // will soon refuse to pass it as an environment variable.
     let padded = format!("{}{}", variants::backend_blueprint(), " ".repeat(29 * 1024));
-    let output = Command::new(BIN).args(["validate", "--cache-dir", cache_dir()]).env("BLUEPRINT_JSON", padded).output().unwrap();
+    let output = Command::new(BIN)
+        .args(["validate", "--cache-dir", cache_dir()])
+        .env("BLUEPRINT_JSON", padded)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("close to Cloud Run's limit of 32768 bytes") && stderr.contains("BLUEPRINT_URI"), "{stderr}");
+    assert!(
+        stderr.contains("close to Cloud Run's limit of 32768 bytes") && stderr.contains("BLUEPRINT_URI"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -126,12 +138,21 @@ fn every_broken_variant_is_refused_through_the_sandbox() {
         let verdict = stdout_json(&lenient);
         if lenient.status.code() == Some(0) {
             let warnings = verdict["warnings"].as_array().expect("warnings");
-            assert!(warnings.iter().any(|w| w["pointer"] == variant.pointer.as_str()), "{}: fitted without a warning at {}: {verdict}", variant.name, variant.pointer);
+            assert!(
+                warnings.iter().any(|w| w["pointer"] == variant.pointer.as_str()),
+                "{}: fitted without a warning at {}: {verdict}",
+                variant.name,
+                variant.pointer
+            );
             fitted.push(variant.name.clone());
         } else {
             assert_eq!(lenient.status.code(), Some(2), "{}: {lenient:?}", variant.name);
             let errors = verdict["errors"].as_array().expect("errors");
-            assert!(errors.iter().any(|e| e["pointer"] == variant.pointer.as_str() && e["code"] == variant.code.as_str()), "{}: {errors:?}", variant.name);
+            assert!(
+                errors.iter().any(|e| e["pointer"] == variant.pointer.as_str() && e["code"] == variant.code.as_str()),
+                "{}: {errors:?}",
+                variant.name
+            );
         }
     }
     let expected: Vec<String> = FITTED_VARIANTS.iter().map(|name| name.to_string()).collect();
@@ -146,7 +167,9 @@ fn every_broken_variant_is_refused_through_the_sandbox() {
 fn hostile_documents_are_explained() {
     let deep = "[".repeat(10_000) + &"]".repeat(10_000);
     let huge = format!("{{\"task_id\": \"{}\"}}", "a".repeat(2 * 1024 * 1024));
-    for (text, code) in [(deep.as_str(), "too-large"), (r#"{"total_duration": 1e400}"#, "invalid-json"), ("{", "invalid-json")] {
+    for (text, code) in
+        [(deep.as_str(), "too-large"), (r#"{"total_duration": 1e400}"#, "invalid-json"), ("{", "invalid-json")]
+    {
         let output = validate(text, &[]);
         assert_eq!(output.status.code(), Some(2));
         assert_eq!(stdout_json(&output)["errors"][0]["code"], code);
@@ -154,7 +177,8 @@ fn hostile_documents_are_explained() {
     // Over the size limit: refused by the host while reading, from a file too.
     let file = std::env::temp_dir().join(format!("huge-blueprint-{}.json", std::process::id()));
     std::fs::write(&file, &huge).unwrap();
-    let output = Command::new(BIN).args(["validate", "--json", "--cache-dir", cache_dir()]).arg(&file).output().unwrap();
+    let output =
+        Command::new(BIN).args(["validate", "--json", "--cache-dir", cache_dir()]).arg(&file).output().unwrap();
     std::fs::remove_file(&file).unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(stdout_json(&output)["errors"][0]["code"], "too-large");
@@ -321,7 +345,12 @@ fn a_plan_is_made_from_given_facts_without_media() {
     let plan = |facts: &[Value]| {
         let file = folder.path().join("facts.json");
         std::fs::write(&file, Value::Array(facts.to_vec()).to_string()).unwrap();
-        Command::new(BIN).args(["plan", example, "--cache-dir", cache_dir(), "--facts"]).arg(&file).env_remove("BLUEPRINT_JSON").output().unwrap()
+        Command::new(BIN)
+            .args(["plan", example, "--cache-dir", cache_dir(), "--facts"])
+            .arg(&file)
+            .env_remove("BLUEPRINT_JSON")
+            .output()
+            .unwrap()
     };
     let output = plan(&facts);
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
@@ -332,14 +361,19 @@ fn a_plan_is_made_from_given_facts_without_media() {
     let output = plan(&facts[..3]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(&format!("the blueprint has {} inputs, in this order: {}", keys.len(), keys[0])), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the blueprint has {} inputs, in this order: {}", keys.len(), keys[0])),
+        "{stderr}"
+    );
 }
 
 /// `plugin check`: the built-in guest has no problem on any built-in case; the hostile
 /// test guest (contract 0.2.0) is reported, case by case, with exit 3.
 #[test]
 fn plugin_check_tells_a_sound_plugin_from_a_hostile_one() {
-    let check = |plugin: &str| Command::new(BIN).args(["plugin", "check", "--json", "--cache-dir", cache_dir(), plugin]).output().unwrap();
+    let check = |plugin: &str| {
+        Command::new(BIN).args(["plugin", "check", "--json", "--cache-dir", cache_dir(), plugin]).output().unwrap()
+    };
     let sound = check(env!("DEFAULT_GUEST_WASM"));
     assert_eq!(sound.status.code(), Some(0), "{}", String::from_utf8_lossy(&sound.stdout));
     let report = stdout_json(&sound);
@@ -348,8 +382,15 @@ fn plugin_check_tells_a_sound_plugin_from_a_hostile_one() {
     let cases = report["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 4, "the backend's, every transition, no song, 220 moves");
     for case in cases {
-        assert_eq!((case["policy"].as_str(), case["output"].as_str()), (Some("passes"), Some("matches the timeline")), "{case}");
-        assert!(case["plan"]["fuel"].as_u64().unwrap() > 0 && case["plan"]["memory_share"].as_f64().unwrap() < 0.5, "{case}");
+        assert_eq!(
+            (case["policy"].as_str(), case["output"].as_str()),
+            (Some("passes"), Some("matches the timeline")),
+            "{case}"
+        );
+        assert!(
+            case["plan"]["fuel"].as_u64().unwrap() > 0 && case["plan"]["memory_share"].as_f64().unwrap() < 0.5,
+            "{case}"
+        );
     }
     let hostile = check(HOSTILE);
     assert_eq!(hostile.status.code(), Some(3), "{}", String::from_utf8_lossy(&hostile.stdout));
@@ -369,7 +410,9 @@ fn backend_shapes() -> Value {
     moves[3]["duration"] = 0.2.into();
     moves[4]["duration"] = 0.01.into();
     for (index, m) in moves.iter_mut().enumerate().skip(4) {
-        m["start_time"] = if index == 4 { 24.2 } else { 24.21 + 8.0 * (index - 5) as f64 + if index >= 10 { 8.0 } else { 0.0 } }.into();
+        m["start_time"] =
+            if index == 4 { 24.2 } else { 24.21 + 8.0 * (index - 5) as f64 + if index >= 10 { 8.0 } else { 0.0 } }
+                .into();
     }
     // Move 9 ends at 64.21; move 10 starts 8 s later: a dropped move's gap.
     let last = moves.last().unwrap();
@@ -405,20 +448,35 @@ fn the_backends_own_shapes_are_fitted_unless_strict() {
     assert_eq!(verdict["moves"], 21, "the move under a frame is dropped: {verdict}");
     let warnings = verdict["warnings"].as_array().unwrap();
     let message = |pointer: &str| {
-        warnings.iter().find(|w| w["pointer"] == pointer).map(|w| w["message"].as_str().unwrap().to_owned()).unwrap_or_else(|| panic!("no warning at {pointer}: {verdict}"))
+        warnings
+            .iter()
+            .find(|w| w["pointer"] == pointer)
+            .map(|w| w["message"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("no warning at {pointer}: {verdict}"))
     };
     // Move 3 takes the dropped move's 0.01 s: 0.21 s.
-    assert_eq!(message("/moves/3/transition_type"), "crossfade of 0.500 s shortened to 0.210 s (the move lasts 0.210 s)");
-    assert_eq!(message("/moves/5/transition_type"), "crossfade of 0.500 s shortened to 0.210 s (move 3 before it lasts 0.210 s)");
+    assert_eq!(
+        message("/moves/3/transition_type"),
+        "crossfade of 0.500 s shortened to 0.210 s (the move lasts 0.210 s)"
+    );
+    assert_eq!(
+        message("/moves/5/transition_type"),
+        "crossfade of 0.500 s shortened to 0.210 s (move 3 before it lasts 0.210 s)"
+    );
     assert!(message("/moves/4").starts_with("the move lasts 0.010 s, less than one frame at 30 fps: it is dropped"));
     assert!(message("/moves/10/start_time").starts_with("gap of 8.000 s before this move"));
     assert!(message("/difficulty_level").contains("ignored"));
     assert_eq!(warnings.len(), 5, "move 5 now follows move 3, whose 0.2 s shortens its crossfade too: {warnings:?}");
 
-    for (extra, env) in [(&["--timeline", "strict"][..], &[][..]), (&["--strict"][..], &[][..]), (&[][..], &[("TIMELINE", "strict")][..])] {
+    for (extra, env) in [
+        (&["--timeline", "strict"][..], &[][..]),
+        (&["--strict"][..], &[][..]),
+        (&[][..], &[("TIMELINE", "strict")][..]),
+    ] {
         let (code, verdict) = validate_with(&document, extra, env);
         assert_eq!(code, Some(2), "{extra:?} {env:?}: {verdict}");
-        let pointers: Vec<&str> = verdict["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+        let pointers: Vec<&str> =
+            verdict["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
         for pointer in ["/moves/4/transition_type", "/moves/10/start_time", "/difficulty_level"] {
             assert!(pointers.contains(&pointer), "{extra:?} {env:?}: {pointer} in {pointers:?}");
         }
@@ -433,7 +491,8 @@ fn a_guest_of_contract_0_7_0_still_validates_strictly() {
     let (code, verdict) = validate_with(&backend_shapes(), &["--guest", frozen], &[]);
     assert_eq!(code, Some(2), "{verdict}");
     assert!(verdict["errors"].as_array().unwrap().iter().any(|e| e["pointer"] == "/moves/10/start_time"), "{verdict}");
-    let (code, verdict) = validate_with(&serde_json::from_str(&variants::backend_blueprint()).unwrap(), &["--guest", frozen], &[]);
+    let (code, verdict) =
+        validate_with(&serde_json::from_str(&variants::backend_blueprint()).unwrap(), &["--guest", frozen], &[]);
     assert_eq!(code, Some(0), "{verdict}");
     assert_eq!(verdict["moves"], 22);
     assert_eq!(verdict["warnings"], serde_json::json!([]));
@@ -446,9 +505,17 @@ fn a_guest_of_contract_0_8_0_still_fits_the_backends_timelines() {
     let frozen = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/guests/default-guest-0.8.0.wasm");
     let (code, verdict) = validate_with(&backend_shapes(), &["--guest", frozen], &[]);
     assert_eq!(code, Some(0), "{verdict}");
-    assert!(verdict["warnings"].as_array().unwrap().iter().any(|w| w["pointer"] == "/moves/10/start_time" || w["pointer"].as_str().is_some_and(|p| p.starts_with("/moves/"))), "{verdict}");
+    assert!(
+        verdict["warnings"].as_array().unwrap().iter().any(|w| w["pointer"] == "/moves/10/start_time"
+            || w["pointer"].as_str().is_some_and(|p| p.starts_with("/moves/"))),
+        "{verdict}"
+    );
     let (same_code, same) = validate_with(&backend_shapes(), &[], &[]);
-    assert_eq!((same_code, &same["warnings"]), (code, &verdict["warnings"]), "the frozen guest fits as today's built-in one does");
+    assert_eq!(
+        (same_code, &same["warnings"]),
+        (code, &verdict["warnings"]),
+        "the frozen guest fits as today's built-in one does"
+    );
 }
 
 /// The backend's production songs are written `gs://<its bucket>/songs/x.mp3`: read as the
@@ -462,7 +529,8 @@ fn a_gs_address_in_the_jobs_own_bucket_is_read_as_its_key() {
     assert_eq!(code, Some(0), "{verdict}");
     assert_eq!(verdict["audio_key"], "data/songs/x.mp3", "the key that names object songs/x.mp3");
     assert_eq!(verdict["warnings"][0]["pointer"], "/audio_path");
-    let (code, verdict) = validate_with(&document, &[], &[("GCS_BUCKET_NAME", "choreo"), ("GCS_OBJECT_PREFIX", "songs/")]);
+    let (code, verdict) =
+        validate_with(&document, &[], &[("GCS_BUCKET_NAME", "choreo"), ("GCS_OBJECT_PREFIX", "songs/")]);
     assert_eq!((code, &verdict["audio_key"]), (Some(0), &Value::from("data/x.mp3")), "{verdict}");
 
     for (extra, env, why) in [
@@ -473,7 +541,11 @@ fn a_gs_address_in_the_jobs_own_bucket_is_read_as_its_key() {
         let (code, verdict) = validate_with(&document, extra, env);
         assert_eq!(code, Some(2), "{extra:?}: {verdict}");
         let error = &verdict["errors"][0];
-        assert_eq!((error["pointer"].as_str(), error["code"].as_str()), (Some("/audio_path"), Some("unsafe-path")), "{verdict}");
+        assert_eq!(
+            (error["pointer"].as_str(), error["code"].as_str()),
+            (Some("/audio_path"), Some("unsafe-path")),
+            "{verdict}"
+        );
         assert!(error["message"].as_str().unwrap().contains(why), "{extra:?}: {verdict}");
     }
     document["audio_path"] = "gs://choreo/../x.mp3".into();

@@ -35,7 +35,8 @@ struct Folders {
 impl Folders {
     fn new() -> Folders {
         let data = tempfile::Builder::new().prefix("work-ledger-data-").tempdir().expect("data folder");
-        let work = tempfile::Builder::new().prefix("work-ledger-work-").tempdir_in("/dev/shm").expect("a folder on /dev/shm");
+        let work =
+            tempfile::Builder::new().prefix("work-ledger-work-").tempdir_in("/dev/shm").expect("a folder on /dev/shm");
         Folders { data, work }
     }
 
@@ -89,7 +90,15 @@ fn run_limited(group: &MemoryCgroup, folders: &Folders, blueprint: &Path, extra:
         .args(extra)
         .env("BLUEPRINT_RUNNER_LOG", "info")
         .stdin(Stdio::null());
-    for variable in ["BLUEPRINT_JSON", "DATA_DIR", "WORK_DIR", "GUEST_COMPONENT", "JOB_MEMORY_MIB", "STEP_TIMEOUT_SECS", "GCS_STRIP_PREFIX"] {
+    for variable in [
+        "BLUEPRINT_JSON",
+        "DATA_DIR",
+        "WORK_DIR",
+        "GUEST_COMPONENT",
+        "JOB_MEMORY_MIB",
+        "STEP_TIMEOUT_SECS",
+        "GCS_STRIP_PREFIX",
+    ] {
         command.env_remove(variable);
     }
     let output = command.output().expect("run blueprint-runner");
@@ -204,7 +213,12 @@ fn five_clips_of_100_mib_wait_their_turn_and_render() {
     let names: Vec<&str> = clips.iter().map(String::as_str).collect();
     let blueprint = blueprint(&folders, "media/song.mp3", &names);
     let outcome = run_limited(&group, &folders, &blueprint, &[]);
-    println!("five 100 MiB clips: exit {:?}, cgroup peak {} MiB: {}", outcome.code, outcome.usage.peak_mib, outcome.error());
+    println!(
+        "five 100 MiB clips: exit {:?}, cgroup peak {} MiB: {}",
+        outcome.code,
+        outcome.usage.peak_mib,
+        outcome.error()
+    );
     assert_eq!(outcome.usage.oom_kills, 0, "the OOM killer fired\n{}", outcome.stderr);
     assert_eq!(outcome.code, Some(0), "{}\n{}", outcome.error(), outcome.stderr);
     let probe = media::probe(&folders.key("output/result.mp4"));
@@ -223,7 +237,17 @@ fn two_copies_side_by_side_each_hold_to_their_own_share() {
     std::fs::create_dir_all(clip.parent().unwrap()).unwrap();
     // Lossless noise: about 105 MB of real packets in 2 s of 720p.
     let status = std::process::Command::new(media::ffmpeg_binary())
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=1280x720:r=30:d=2", "-vf", "noise=alls=60:allf=t,format=yuv420p"])
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=1280x720:r=30:d=2",
+            "-vf",
+            "noise=alls=60:allf=t,format=yuv420p",
+        ])
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-movflags", "+faststart"])
         .arg(&clip)
         .status()
@@ -237,10 +261,19 @@ fn two_copies_side_by_side_each_hold_to_their_own_share() {
     for run in 0..3 {
         let Some(group) = group_of(512) else { return };
         let outcome = run_limited(&group, &folders, &blueprint, &["--guest", HOSTILE]);
-        println!("twin copies, run {run}: exit {:?}, cgroup peak {} MiB: {}", outcome.code, outcome.usage.peak_mib, outcome.error());
+        println!(
+            "twin copies, run {run}: exit {:?}, cgroup peak {} MiB: {}",
+            outcome.code,
+            outcome.usage.peak_mib,
+            outcome.error()
+        );
         assert_eq!(outcome.usage.oom_kills, 0, "run {run}: the OOM killer fired\n{}", outcome.stderr);
         assert_eq!(outcome.code, Some(5), "run {run}: {}\n{}", outcome.error(), outcome.stderr);
-        assert!(outcome.error().contains("wrote a file larger than its share of the job's memory budget"), "run {run}: {}", outcome.error());
+        assert!(
+            outcome.error().contains("wrote a file larger than its share of the job's memory budget"),
+            "run {run}: {}",
+            outcome.error()
+        );
         assert!(!folders.key("output/hostile.mp4").exists());
     }
 }
@@ -260,7 +293,12 @@ fn a_temp_read_by_two_steps_stays_until_the_slower_has_finished() {
     for run in 0..3 {
         let Some(group) = group_of(512) else { return };
         let outcome = run_limited(&group, &folders, &blueprint, &["--guest", HOSTILE]);
-        println!("shared part, run {run}: exit {:?}, cgroup peak {} MiB: {}", outcome.code, outcome.usage.peak_mib, outcome.error());
+        println!(
+            "shared part, run {run}: exit {:?}, cgroup peak {} MiB: {}",
+            outcome.code,
+            outcome.usage.peak_mib,
+            outcome.error()
+        );
         assert_eq!(outcome.usage.oom_kills, 0, "run {run}: the OOM killer fired\n{}", outcome.stderr);
         assert_eq!(outcome.code, Some(0), "run {run}: {}\n{}", outcome.error(), outcome.stderr);
         let probe = media::probe(&folders.key("output/hostile.mp4"));
@@ -317,7 +355,10 @@ fn prepare_all_refuses_the_clip_too_large_and_prepares_the_rest() {
 fn a_clip_too_large_to_decode_in_the_budget_is_refused_at_the_probe() {
     let Some(group) = group_of(512) else { return };
     let folders = Folders::new();
-    media::make_clip(&folders.key("media/small.mp4"), &media::ClipSpec { width: 1280, height: 720, ..CLIP_SMALL.with_seconds(3.0) });
+    media::make_clip(
+        &folders.key("media/small.mp4"),
+        &media::ClipSpec { width: 1280, height: 720, ..CLIP_SMALL.with_seconds(3.0) },
+    );
     media::make_song_mp3(&folders.key("media/song.mp3"), 6.0);
     let huge = folders.key("media/8k.mp4");
     let status = std::process::Command::new(media::ffmpeg_binary())
@@ -332,6 +373,10 @@ fn a_clip_too_large_to_decode_in_the_budget_is_refused_at_the_probe() {
     println!("8K clip: exit {:?}, cgroup peak {} MiB: {}", outcome.code, outcome.usage.peak_mib, outcome.error());
     assert_eq!(outcome.usage.oom_kills, 0, "the OOM killer fired\n{}", outcome.stderr);
     assert_eq!(outcome.code, Some(4), "{}\n{}", outcome.error(), outcome.stderr);
-    assert!(outcome.error().starts_with("/moves/1/video_path: media/8k.mp4: its 7680x4320 frames need about"), "{}", outcome.error());
+    assert!(
+        outcome.error().starts_with("/moves/1/video_path: media/8k.mp4: its 7680x4320 frames need about"),
+        "{}",
+        outcome.error()
+    );
     assert!(!outcome.stderr.contains("starting ffmpeg"), "an FFmpeg step ran");
 }

@@ -51,7 +51,10 @@ pub fn share(entries: &[Entry], index: usize, count: usize) -> Vec<&Entry> {
 /// entries that are completed or failed for good.
 pub fn task_exit(codes: &[u8]) -> u8 {
     let failed = || codes.iter().copied().filter(|&code| code != crate::exit::OK);
-    failed().find(|code| !crate::run::DETERMINISTIC_EXITS.contains(code)).or_else(|| failed().next()).unwrap_or(crate::exit::OK)
+    failed()
+        .find(|code| !crate::run::DETERMINISTIC_EXITS.contains(code))
+        .or_else(|| failed().next())
+        .unwrap_or(crate::exit::OK)
 }
 
 #[cfg(test)]
@@ -60,7 +63,11 @@ mod tests {
 
     fn numbered(count: usize) -> Vec<Entry> {
         let checked = (0..count)
-            .map(|k| ManifestEntry { task_id: format!("t{k}"), blueprint_uri: format!("gs://bucket/b{k}.json"), problem: None })
+            .map(|k| ManifestEntry {
+                task_id: format!("t{k}"),
+                blueprint_uri: format!("gs://bucket/b{k}.json"),
+                problem: None,
+            })
             .collect();
         entries(checked)
     }

@@ -38,7 +38,8 @@ impl Cancel {
         let cancel = Cancel::never();
         // Registered here, not in the task: the task first runs when the caller awaits,
         // and a SIGTERM before that would otherwise end the process uncleanly.
-        let (Ok(mut term), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
             tracing::error!("cannot listen for SIGTERM/SIGINT: the job cannot be stopped cleanly");
             return cancel;
         };

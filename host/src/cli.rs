@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::{budget, exit, guest, logging, prepare, run, storage};
 
 #[derive(Parser)]
-#[command(name = "blueprint-runner", version, about = "Turns a video blueprint into a video, deciding inside a WebAssembly sandbox")]
+#[command(
+    name = "blueprint-runner",
+    version,
+    about = "Turns a video blueprint into a video, deciding inside a WebAssembly sandbox"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -329,7 +333,12 @@ impl TimelineFlags {
     /// How the guest checks a blueprint of a job that reads from `bucket`, if any: an address
     /// in it is read as the key that the job's rule (object = object prefix + key less the
     /// strip prefix) maps back to the same object.
-    pub fn check_options(&self, bucket: Option<&str>, strip_prefix: &str, object_prefix: &str) -> br_blueprint::CheckOptions {
+    pub fn check_options(
+        &self,
+        bucket: Option<&str>,
+        strip_prefix: &str,
+        object_prefix: &str,
+    ) -> br_blueprint::CheckOptions {
         let own_bucket = bucket.map(|name| br_blueprint::OwnBucket {
             address_prefix: format!("gs://{name}/{object_prefix}"),
             key_prefix: strip_prefix.to_owned(),
@@ -461,8 +470,11 @@ pub fn output_prefix(text: &str) -> Result<String, String> {
 impl SandboxFlags {
     /// The job's memory budget and its split; on failure the exit code and the message.
     pub fn budget(&self) -> Result<budget::JobBudget, (u8, String)> {
-        budget::JobBudget::new(self.memory_budget.saturating_mul(budget::MIB), self.guest_memory.saturating_mul(budget::MIB))
-            .map_err(|error| (exit::USAGE, error.to_string()))
+        budget::JobBudget::new(
+            self.memory_budget.saturating_mul(budget::MIB),
+            self.guest_memory.saturating_mul(budget::MIB),
+        )
+        .map_err(|error| (exit::USAGE, error.to_string()))
     }
 
     /// The sandbox with the built-in guest or a plugin; on failure the exit code and the
@@ -474,7 +486,10 @@ impl SandboxFlags {
             memory_bytes: memory.guest,
             deadline: Duration::from_millis(self.guest_deadline_ms),
         };
-        let choice = guest::GuestChoice { path: self.guest.clone(), cache: guest::cache_dir(self.cache_dir.clone(), self.no_cache) };
+        let choice = guest::GuestChoice {
+            path: self.guest.clone(),
+            cache: guest::cache_dir(self.cache_dir.clone(), self.no_cache),
+        };
         let sandbox = choice.load(limits).map_err(|error| {
             let code = match error {
                 guest::LoadError::Read(_) => exit::USAGE,
@@ -494,4 +509,3 @@ impl SandboxFlags {
         })
     }
 }
-

@@ -98,7 +98,10 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
         // A task array: each entry names its task and blueprint.
         for single in ["BLUEPRINT_JSON", "BLUEPRINT_URI", "TASK_ID"] {
             if value(single).is_some() {
-                add(single, format!("is set together with {}: a task array takes each entry's", crate::batch::MANIFEST_ENV));
+                add(
+                    single,
+                    format!("is set together with {}: a task array takes each entry's", crate::batch::MANIFEST_ENV),
+                );
             }
         }
         if blueprint_argument {
@@ -113,8 +116,12 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
     } else if !blueprint_argument {
         match (value("BLUEPRINT_JSON"), value("BLUEPRINT_URI")) {
             (None, None) => add("BLUEPRINT_JSON", "is missing (or set BLUEPRINT_URI to a gs:// address)".into()),
-            (Some(_), Some(_)) => add("BLUEPRINT_URI", "is set together with BLUEPRINT_JSON: use one or the other".into()),
-            (None, Some(uri)) if !uri.starts_with("gs://") => add("BLUEPRINT_URI", "must be a gs://BUCKET/KEY address".into()),
+            (Some(_), Some(_)) => {
+                add("BLUEPRINT_URI", "is set together with BLUEPRINT_JSON: use one or the other".into())
+            }
+            (None, Some(uri)) if !uri.starts_with("gs://") => {
+                add("BLUEPRINT_URI", "must be a gs://BUCKET/KEY address".into())
+            }
             _ => {}
         }
     }
@@ -174,7 +181,8 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
     } else {
         match data_dir_variable(get) {
             None => {
-                let message = "is missing (local storage needs a folder: DATA_DIR or LOCAL_STORAGE_PATH; USE_GCS=true for GCS)";
+                let message =
+                    "is missing (local storage needs a folder: DATA_DIR or LOCAL_STORAGE_PATH; USE_GCS=true for GCS)";
                 add("DATA_DIR", message.into())
             }
             Some((name, dir)) if !Path::new(&dir).is_dir() => add(name, format!("{dir} is not a folder")),
@@ -236,7 +244,15 @@ mod tests {
     fn a_complete_local_configuration_passes() {
         let dir = std::env::temp_dir();
         let dir = dir.to_str().unwrap();
-        assert!(check(&[("BLUEPRINT_JSON", "{}"), ("DATA_DIR", dir), ("TASK_ID", "0b8f-42"), ("DB_HOST", "/cloudsql/p:r:i"), ("DB_NAME", "n"), ("DB_USER", "u")]).is_empty());
+        assert!(check(&[
+            ("BLUEPRINT_JSON", "{}"),
+            ("DATA_DIR", dir),
+            ("TASK_ID", "0b8f-42"),
+            ("DB_HOST", "/cloudsql/p:r:i"),
+            ("DB_NAME", "n"),
+            ("DB_USER", "u")
+        ])
+        .is_empty());
     }
 
     #[test]
@@ -264,8 +280,17 @@ mod tests {
         assert_eq!(
             problems,
             [
-                "BLUEPRINT_JSON", "TASK_ID", "DOWNLOAD_CONCURRENCY", "GUEST_MEMORY_MIB", "USE_GCS", "DATA_DIR", "WORK_DIR",
-                "GUEST_SETTINGS", "DB_PORT", "DB_NAME", "DB_USER"
+                "BLUEPRINT_JSON",
+                "TASK_ID",
+                "DOWNLOAD_CONCURRENCY",
+                "GUEST_MEMORY_MIB",
+                "USE_GCS",
+                "DATA_DIR",
+                "WORK_DIR",
+                "GUEST_SETTINGS",
+                "DB_PORT",
+                "DB_NAME",
+                "DB_USER"
             ]
         );
     }
@@ -273,7 +298,8 @@ mod tests {
     #[test]
     fn a_port_beside_a_database_url_is_named() {
         let dir = std::env::temp_dir();
-        let base = [("BLUEPRINT_JSON", "{}"), ("DATA_DIR", dir.to_str().unwrap()), ("DATABASE_URL", "postgres://u@h/db")];
+        let base =
+            [("BLUEPRINT_JSON", "{}"), ("DATA_DIR", dir.to_str().unwrap()), ("DATABASE_URL", "postgres://u@h/db")];
         assert_eq!(check(&[base[0], base[1], base[2], ("DB_PORT", "5432")]), ["DB_PORT"]);
         assert!(check(&base).is_empty());
     }
@@ -287,7 +313,9 @@ mod tests {
         assert!(number("DOWNLOAD_CONCURRENCY", "65").unwrap_err().contains("from 1 to 64"));
         assert!(number("STORAGE_FIRST_BACKOFF_MS", "60001").is_err());
         assert!(number("NOT_A_SETTING", "1").is_err());
-        let parse = |args: &[&str]| crate::cli::Cli::try_parse_from(["blueprint-runner", "run", "--data-dir", "."].iter().chain(args));
+        let parse = |args: &[&str]| {
+            crate::cli::Cli::try_parse_from(["blueprint-runner", "run", "--data-dir", "."].iter().chain(args))
+        };
         assert!(parse(&["--download-concurrency", "64"]).is_ok());
         let refused = parse(&["--download-concurrency", "65"]).err().expect("65 is refused");
         assert!(refused.to_string().contains("from 1 to 64"), "{refused}");
@@ -299,10 +327,16 @@ mod tests {
     fn a_task_array_takes_tasks_and_blueprints_from_its_manifest() {
         let base = [("BLUEPRINT_MANIFEST_URI", "gs://b/manifest.json"), ("STORAGE", "gcs"), ("GCS_BUCKET_NAME", "b")];
         assert!(check(&base).is_empty(), "{:?}", check(&base));
-        assert_eq!(check(&[base[0], base[1], base[2], ("TASK_ID", "t-1"), ("BLUEPRINT_JSON", "{}")]), ["BLUEPRINT_JSON", "TASK_ID"]);
+        assert_eq!(
+            check(&[base[0], base[1], base[2], ("TASK_ID", "t-1"), ("BLUEPRINT_JSON", "{}")]),
+            ["BLUEPRINT_JSON", "TASK_ID"]
+        );
         let bad_index = [base[0], base[1], base[2], ("CLOUD_RUN_TASK_INDEX", "2"), ("CLOUD_RUN_TASK_COUNT", "2")];
         assert_eq!(check(&bad_index), ["CLOUD_RUN_TASK_INDEX"]);
-        assert_eq!(check(&[("BLUEPRINT_MANIFEST_URI", "/nonexistent/m.json"), base[1], base[2]]), ["BLUEPRINT_MANIFEST_URI"]);
+        assert_eq!(
+            check(&[("BLUEPRINT_MANIFEST_URI", "/nonexistent/m.json"), base[1], base[2]]),
+            ["BLUEPRINT_MANIFEST_URI"]
+        );
     }
 
     /// The backend's compose set-up names the data folder LOCAL_STORAGE_PATH; DATA_DIR,
@@ -351,6 +385,9 @@ mod tests {
     #[test]
     fn gcs_needs_a_bucket_not_a_folder() {
         assert_eq!(check(&[("BLUEPRINT_JSON", "{}"), ("USE_GCS", "true")]), ["GCS_BUCKET_NAME"]);
-        assert_eq!(check(&[("BLUEPRINT_URI", "https://x/y"), ("STORAGE", "gcs"), ("GCS_BUCKET_NAME", "b")]), ["BLUEPRINT_URI"]);
+        assert_eq!(
+            check(&[("BLUEPRINT_URI", "https://x/y"), ("STORAGE", "gcs"), ("GCS_BUCKET_NAME", "b")]),
+            ["BLUEPRINT_URI"]
+        );
     }
 }

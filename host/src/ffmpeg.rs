@@ -14,16 +14,26 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use crate::budget::ledger::Ledger;
 use crate::budget::{JobBudget, MIB};
 use crate::cancel::{Cancel, Stop};
-use crate::storage::StorageError;
 use crate::schedule::Schedule;
+use crate::storage::StorageError;
 use crate::work::{Staging, UnlinkWhenOpened, Uses};
 
 /// Flags the host puts in front of every invocation; the policy does not let a plan
 /// set any of them. Filter graphs run on one thread: FFmpeg's default is one per core
 /// of the machine, and each holds frames, so memory would follow the host's size.
 const HOST_FLAGS: [&str; 12] = [
-    "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-progress", "pipe:1",
-    "-filter_complex_threads", "1", "-filter_threads", "1",
+    "-nostdin",
+    "-hide_banner",
+    "-nostats",
+    "-loglevel",
+    "error",
+    "-y",
+    "-progress",
+    "pipe:1",
+    "-filter_complex_threads",
+    "1",
+    "-filter_threads",
+    "1",
 ];
 /// Decoder threads of every input, set by the host right before each `-i` (FFmpeg's
 /// default is one frame thread per core, each holding decoded frames). One: with frame
@@ -171,7 +181,11 @@ impl ChildLimits {
     pub fn of_share(share: u64, writes: u64, wall: Duration) -> ChildLimits {
         let file_size = writes.min(share);
         // Two busy threads for the whole wall-time limit, and some slack.
-        ChildLimits { memory: share - file_size, file_size, cpu_seconds: wall.as_secs().saturating_mul(2).saturating_add(30) }
+        ChildLimits {
+            memory: share - file_size,
+            file_size,
+            cpu_seconds: wall.as_secs().saturating_mul(2).saturating_add(30),
+        }
     }
 
     /// A child that only reads (a probe, a measurement), held to `memory`: it may write
@@ -222,7 +236,12 @@ impl Runner {
         let limit = self.job_limit(video_seconds);
         let plan = plan.plan();
         let mut uses = Uses::of(plan);
-        let total: f64 = plan.steps.iter().map(|s| if let Step::Ffmpeg(i) = s { i.media_seconds } else { 0.0 }).sum::<f64>().max(1e-9);
+        let total: f64 = plan
+            .steps
+            .iter()
+            .map(|s| if let Step::Ffmpeg(i) = s { i.media_seconds } else { 0.0 })
+            .sum::<f64>()
+            .max(1e-9);
         let mut schedule = Schedule::new(plan, frame, prepared_inputs, self.parallel_steps, video_seconds, rates);
         let ledger = self.ledger.as_ref();
         // Media seconds written by the running steps, as their FFmpeg last reported.
@@ -246,7 +265,10 @@ impl Runner {
             while failure.is_none() {
                 // A step whose inputs were removed holds room to fetch them again.
                 let missing = |step: usize| -> u64 {
-                    uses.inputs_of(step).filter(|&n| !paths.inputs[n as usize].exists()).map(|n| staging.room_for(n)).sum()
+                    uses.inputs_of(step)
+                        .filter(|&n| !paths.inputs[n as usize].exists())
+                        .map(|n| staging.room_for(n))
+                        .sum()
                 };
                 let Some(start) = schedule.next_staging(ledger.free(), &missing) else { break };
                 let index = start.step;
@@ -270,7 +292,17 @@ impl Runner {
                         label = invocation.label.as_str();
                         report(done, label, &mut progress);
                         // Inputs fetched again come out of the room the step holds for them.
-                        let staged = stage_missing_inputs(uses.inputs_of(index), index, label, paths, staging, start.staging, ledger, cancel).await;
+                        let staged = stage_missing_inputs(
+                            uses.inputs_of(index),
+                            index,
+                            label,
+                            paths,
+                            staging,
+                            start.staging,
+                            ledger,
+                            cancel,
+                        )
+                        .await;
                         let staged = match staged {
                             Ok(bytes) => bytes,
                             Err(e) => {
@@ -297,7 +329,9 @@ impl Runner {
                         let siblings = &siblings;
                         running.push(async move {
                             let result = self
-                                .run_one(step, &args, cancel, siblings, |seconds| partial.borrow_mut()[index] = seconds.min(weight).max(0.0))
+                                .run_one(step, &args, cancel, siblings, |seconds| {
+                                    partial.borrow_mut()[index] = seconds.min(weight).max(0.0)
+                                })
                                 .await;
                             (index, started, result)
                         });
@@ -331,7 +365,10 @@ impl Runner {
                     let Step::Ffmpeg(invocation) = &plan.steps[index] else { continue };
                     done += invocation.media_seconds;
                     report(done, label, &mut progress);
-                    let busy: BTreeSet<u32> = (0..plan.steps.len()).filter(|&s| schedule.is_running(s)).flat_map(|s| uses.inputs_of(s)).collect();
+                    let busy: BTreeSet<u32> = (0..plan.steps.len())
+                        .filter(|&s| schedule.is_running(s))
+                        .flat_map(|s| uses.inputs_of(s))
+                        .collect();
                     uses.release_after(index, paths, &plan.temps, &busy, ledger);
                     // What it wrote is charged at its real size; its share goes back.
                     if let Some(written) = written_by(invocation, paths, &plan.temps) {
@@ -413,7 +450,8 @@ impl Runner {
                     }
                 }
             };
-            let errors = async { String::from_utf8_lossy(&stderr_tail(&mut stderr, STDERR_TAIL_BYTES).await).into_owned() };
+            let errors =
+                async { String::from_utf8_lossy(&stderr_tail(&mut stderr, STDERR_TAIL_BYTES).await).into_owned() };
             let ((), stderr_tail) = tokio::join!(progress, errors);
             (child.wait().await, stderr_tail)
         };
@@ -458,14 +496,24 @@ impl Runner {
         };
         let label = label.to_owned();
         match finished {
-            (Err(e), _) => Err(FfmpegError::Failed { step, label, status: format!("could not be waited for: {e}"), stderr: String::new(), limits: None }),
-            (Ok(status), _) if status.success() => Ok(()),
-            (Ok(status), stderr) => Err(match LimitHit::of(&status, &stderr, near_data_limit(data_seen.get(), limits.memory)) {
-                Some(LimitHit::Memory) => FfmpegError::MemoryLimit { step, label, limit: limits.memory, stderr },
-                Some(LimitHit::FileSize) => FfmpegError::FileLimit { step, label, limit: limits.file_size },
-                Some(LimitHit::Cpu) => FfmpegError::CpuLimit { step, label, seconds: limits.cpu_seconds },
-                None => FfmpegError::Failed { step, label, status: status.to_string(), stderr, limits: Some(limits) },
+            (Err(e), _) => Err(FfmpegError::Failed {
+                step,
+                label,
+                status: format!("could not be waited for: {e}"),
+                stderr: String::new(),
+                limits: None,
             }),
+            (Ok(status), _) if status.success() => Ok(()),
+            (Ok(status), stderr) => {
+                Err(match LimitHit::of(&status, &stderr, near_data_limit(data_seen.get(), limits.memory)) {
+                    Some(LimitHit::Memory) => FfmpegError::MemoryLimit { step, label, limit: limits.memory, stderr },
+                    Some(LimitHit::FileSize) => FfmpegError::FileLimit { step, label, limit: limits.file_size },
+                    Some(LimitHit::Cpu) => FfmpegError::CpuLimit { step, label, seconds: limits.cpu_seconds },
+                    None => {
+                        FfmpegError::Failed { step, label, status: status.to_string(), stderr, limits: Some(limits) }
+                    }
+                })
+            }
         }
     }
 }
@@ -481,7 +529,8 @@ fn write_concat_list(step: usize, list: &br_plan::ConcatList, paths: &PathTable)
         // `outpoint` does, so a list plays no more than it declares.
         text.push_str(&format!("file '{name}'\nduration {d:.6}\noutpoint {d:.6}\n", d = part.duration));
     }
-    std::fs::write(paths.temp(list.list, TempFormat::Ffconcat), text).map_err(|e| FfmpegError::ConcatList { step, message: e.to_string() })
+    std::fs::write(paths.temp(list.list, TempFormat::Ffconcat), text)
+        .map_err(|e| FfmpegError::ConcatList { step, message: e.to_string() })
 }
 
 /// Fetches again the inputs step `step` reads that an earlier step's clean-up removed,
@@ -571,8 +620,14 @@ impl LimitHit {
             return Some(LimitHit::FileSize);
         }
         // What FFmpeg, x264 and glibc print when an allocation is refused.
-        const ALLOCATION_FAILED: [&str; 6] =
-            ["cannot allocate memory", "out of memory", "malloc of size", "failed to allocate", "could not allocate", "memory allocation"];
+        const ALLOCATION_FAILED: [&str; 6] = [
+            "cannot allocate memory",
+            "out of memory",
+            "malloc of size",
+            "failed to allocate",
+            "could not allocate",
+            "memory allocation",
+        ];
         (data_near_limit || ALLOCATION_FAILED.iter().any(|words| stderr.contains(words))).then_some(LimitHit::Memory)
     }
 }
@@ -603,7 +658,12 @@ const OUTPUT_SLACK_SECONDS: f64 = 10.0;
 /// does not bound its output's length itself (`-t`/`-to` among the output's options),
 /// the host adds `-t output_bound_seconds` before the output: a filter that pads or
 /// loops for ever then still ends (the policy already bounds the plan's own `-t`).
-fn resolve(args: &[Arg], paths: &PathTable, temps: &[TempFormat], output_bound_seconds: f64) -> Vec<std::ffi::OsString> {
+fn resolve(
+    args: &[Arg],
+    paths: &PathTable,
+    temps: &[TempFormat],
+    output_bound_seconds: f64,
+) -> Vec<std::ffi::OsString> {
     let mut resolved = Vec::with_capacity(args.len() + 10);
     let after_last_input = args.iter().rposition(|arg| *arg == Arg::lit("-i")).map_or(0, |at| at + 2);
     let output_options = args.get(after_last_input..).unwrap_or_default();
@@ -631,7 +691,6 @@ fn resolve(args: &[Arg], paths: &PathTable, temps: &[TempFormat], output_bound_s
     resolved
 }
 
-
 /// A command for an FFmpeg or ffprobe child: held to `limits`, killed when its handle
 /// is dropped (a cancelled stage), and by the kernel when this process dies without
 /// cleaning up (SIGKILL, a crash), so no FFmpeg outlives the job that started it.
@@ -639,7 +698,8 @@ pub fn child_command(program: &Path, limits: ChildLimits) -> tokio::process::Com
     use rustix::process::{set_parent_process_death_signal, setrlimit, Resource, Rlimit};
     let mut command = tokio::process::Command::new(program);
     command.kill_on_drop(true);
-    let limit = |resource, soft: u64, hard: u64| setrlimit(resource, Rlimit { current: Some(soft), maximum: Some(hard) });
+    let limit =
+        |resource, soft: u64, hard: u64| setrlimit(resource, Rlimit { current: Some(soft), maximum: Some(hard) });
     // SAFETY: the closure runs in the forked child before exec and makes only
     // async-signal-safe system calls (prctl, setrlimit, signal).
     unsafe {
@@ -674,7 +734,15 @@ mod tests {
     fn a_plan_cannot_buy_itself_time() {
         let budget = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
         let ledger = std::sync::Arc::new(Ledger::of(&budget));
-        let runner = Runner { ffmpeg: PathBuf::from("ffmpeg"), step_timeout: None, budget, ledger, job_deadline: None, stall_limit: STALL_LIMIT, parallel_steps: 1 };
+        let runner = Runner {
+            ffmpeg: PathBuf::from("ffmpeg"),
+            step_timeout: None,
+            budget,
+            ledger,
+            job_deadline: None,
+            stall_limit: STALL_LIMIT,
+            parallel_steps: 1,
+        };
         // An honest 8 s segment of a 176 s video.
         assert_eq!(runner.limit_for(8.0, 176.0), Duration::from_secs(300));
         // A step claiming four hours of media in a 2 s video gets the 2 s video's limit.
@@ -682,7 +750,11 @@ mod tests {
         // NaN (which the policy refuses first) buys no more either.
         assert_eq!(runner.limit_for(f64::NAN, 2.0), Duration::from_secs(150));
         assert_eq!(runner.job_limit(176.0), Duration::from_secs(120 + 60 * 176));
-        let fixed = Runner { step_timeout: Some(Duration::from_secs(20)), job_deadline: Some(Duration::from_secs(90)), ..runner };
+        let fixed = Runner {
+            step_timeout: Some(Duration::from_secs(20)),
+            job_deadline: Some(Duration::from_secs(90)),
+            ..runner
+        };
         assert_eq!(fixed.limit_for(8.0, 176.0), Duration::from_secs(20));
         assert_eq!(fixed.job_limit(176.0), Duration::from_secs(90));
     }
@@ -707,9 +779,25 @@ mod tests {
         let budget = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
         let (ffmpeg, _) = binaries();
         let ledger = std::sync::Arc::new(Ledger::of(&budget));
-        let runner = Runner { ffmpeg, step_timeout: None, budget, ledger, job_deadline: None, stall_limit: Duration::from_secs(2), parallel_steps: 1 };
-        let step = StepRun { index: 0, label: "stall", limit: Duration::from_secs(600), consumed: Vec::new(), memory: 256 * MIB, file_size: MIB };
-        let args: Vec<std::ffi::OsString> = vec!["-i".into(), fifo.into_os_string(), "-f".into(), "null".into(), "-".into()];
+        let runner = Runner {
+            ffmpeg,
+            step_timeout: None,
+            budget,
+            ledger,
+            job_deadline: None,
+            stall_limit: Duration::from_secs(2),
+            parallel_steps: 1,
+        };
+        let step = StepRun {
+            index: 0,
+            label: "stall",
+            limit: Duration::from_secs(600),
+            consumed: Vec::new(),
+            memory: 256 * MIB,
+            file_size: MIB,
+        };
+        let args: Vec<std::ffi::OsString> =
+            vec!["-i".into(), fifo.into_os_string(), "-f".into(), "null".into(), "-".into()];
         let started = Instant::now();
         let result = runner.run_one(step, &args, &Cancel::never(), &Cancel::never(), |_| {}).await;
         assert!(matches!(result, Err(FfmpegError::Stalled { seconds: 2, .. })), "{result:?}");
@@ -733,10 +821,22 @@ mod tests {
 
     #[test]
     fn an_output_without_its_own_length_gets_the_hosts() {
-        let paths = PathTable { inputs: vec![PathBuf::from("/w/song"), PathBuf::from("/w/clip")], work: PathBuf::from("/w"), output: PathBuf::from("/w/out.mp4") };
+        let paths = PathTable {
+            inputs: vec![PathBuf::from("/w/song"), PathBuf::from("/w/clip")],
+            work: PathBuf::from("/w"),
+            output: PathBuf::from("/w/out.mp4"),
+        };
         let temps = [TempFormat::Nut];
         // An input's -t bounds what is read, not what is written.
-        let unbounded = [Arg::lit("-t"), Arg::lit("5"), Arg::lit("-i"), Arg::Input(1), Arg::lit("-vf"), Arg::lit("tpad=stop=-1"), Arg::Temp(0)];
+        let unbounded = [
+            Arg::lit("-t"),
+            Arg::lit("5"),
+            Arg::lit("-i"),
+            Arg::Input(1),
+            Arg::lit("-vf"),
+            Arg::lit("tpad=stop=-1"),
+            Arg::Temp(0),
+        ];
         let resolved = shown(&resolve(&unbounded, &paths, &temps, 18.5));
         assert!(resolved.ends_with("-vf tpad=stop=-1 -t 18.500000 /w/temp-00000.nut"), "{resolved}");
         let bounded = [Arg::lit("-i"), Arg::Input(1), Arg::lit("-t"), Arg::lit("3"), Arg::Output];

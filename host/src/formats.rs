@@ -37,12 +37,7 @@ static FORMAT_WHITELIST: std::sync::LazyLock<String> =
 /// Without this, a "clip" that is really an HLS playlist or a concat list would make
 /// FFmpeg open other files or URLs named inside it.
 pub fn input_whitelist() -> [&'static str; 4] {
-    [
-        "-protocol_whitelist",
-        "file",
-        "-format_whitelist",
-        FORMAT_WHITELIST.as_str(),
-    ]
+    ["-protocol_whitelist", "file", "-format_whitelist", FORMAT_WHITELIST.as_str()]
 }
 
 /// What the host's own measurement of the song's loudness (`media::measure_loudness`)
@@ -151,9 +146,8 @@ mod tests {
     /// A bash array of `scripts/build-ffmpeg`: its words, comments left out.
     fn build_list(name: &str) -> BTreeSet<String> {
         let script = include_str!("../../scripts/build-ffmpeg");
-        let start = script
-            .find(&format!("\n{name}=("))
-            .unwrap_or_else(|| panic!("no {name}=( in scripts/build-ffmpeg"));
+        let start =
+            script.find(&format!("\n{name}=(")).unwrap_or_else(|| panic!("no {name}=( in scripts/build-ffmpeg"));
         let body = &script[start + name.len() + 3..];
         let end = body.find("\n)").unwrap_or_else(|| panic!("{name} is not closed"));
         body[..end]
@@ -177,10 +171,7 @@ mod tests {
 
     #[test]
     fn the_whitelist_names_every_container_once() {
-        assert_eq!(
-            input_whitelist()[3],
-            "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mp3,wav,aac,ogg,flac,avi,mpegts"
-        );
+        assert_eq!(input_whitelist()[3], "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mp3,wav,aac,ogg,flac,avi,mpegts");
     }
 
     /// The image's FFmpeg opens the accepted containers and the plans' own (the concat
@@ -201,10 +192,7 @@ mod tests {
 
     #[test]
     fn the_build_decodes_exactly_the_codecs_the_host_accepts() {
-        assert_eq!(
-            build_list("DECODERS"),
-            set(VIDEO_CODECS.iter().chain(&AUDIO_CODECS).map(|(_, decoder)| *decoder))
-        );
+        assert_eq!(build_list("DECODERS"), set(VIDEO_CODECS.iter().chain(&AUDIO_CODECS).map(|(_, decoder)| *decoder)));
     }
 
     #[test]
@@ -215,10 +203,7 @@ mod tests {
         assert_eq!(build_list("ENCODERS"), set(policy.encoders.iter().copied().chain([LOUDNESS_ENCODER])));
         // The MP4 muxer inserts two more by itself when a stream is copied into it.
         let inserted = ["aac_adtstoasc", "vp9_superframe"];
-        assert_eq!(
-            build_list("BSFS"),
-            set(policy.bitstream_filters.iter().copied().chain(inserted))
-        );
+        assert_eq!(build_list("BSFS"), set(policy.bitstream_filters.iter().copied().chain(inserted)));
     }
 
     #[test]
@@ -247,19 +232,11 @@ mod tests {
                 pixel_format: "yuv420p".into(),
                 duration: 1.0,
             }),
-            audio: Some(br_plan::AudioFacts {
-                codec: audio.into(),
-                sample_rate: 48_000,
-                channels: 2,
-                duration: 1.0,
-            }),
+            audio: Some(br_plan::AudioFacts { codec: audio.into(), sample_rate: 48_000, channels: 2, duration: 1.0 }),
         };
         assert_eq!(undecodable(&facts("h264", "ac3"), Role::Clip), None);
         let refused = undecodable(&facts("prores", "aac"), Role::Clip).unwrap_or_default();
-        assert!(
-            refused.starts_with("its video is prores, which this job does not decode"),
-            "{refused}"
-        );
+        assert!(refused.starts_with("its video is prores, which this job does not decode"), "{refused}");
         assert_eq!(undecodable(&facts("prores", "mp3"), Role::Song), None);
         assert!(undecodable(&facts("h264", "ac3"), Role::Song).is_some());
         let mut wide = facts("h264", "pcm_s16le");

@@ -68,7 +68,15 @@ mod tests {
         let told = |sandbox: &br_sandbox::Sandbox| {
             let version = sandbox.contract_version();
             let (fits, keeps) = (sandbox.fits_timelines(), sandbox.keeps_data());
-            (version, sandbox.takes_prepared_clips(), sandbox.checks_manifests(), sandbox.takes_settings(), sandbox.takes_loudness(), fits, keeps)
+            (
+                version,
+                sandbox.takes_prepared_clips(),
+                sandbox.checks_manifests(),
+                sandbox.takes_settings(),
+                sandbox.takes_loudness(),
+                fits,
+                keeps,
+            )
         };
         let builtin = load(super::DEFAULT_GUEST);
         assert_eq!(told(&builtin), ("0.9.0", true, true, true, true, true, true));
@@ -96,7 +104,12 @@ mod tests {
     async fn a_contract_0_4_guest_keeps_working_and_manifests_go_to_0_5() {
         let uncached = br_sandbox::CacheConfig { dir: None };
         let limits = br_sandbox::Limits::default();
-        let older = br_sandbox::Sandbox::load(&std::fs::read(env!("CONTRACT_0_4_GUEST_WASM")).unwrap(), limits.clone(), &uncached).unwrap();
+        let older = br_sandbox::Sandbox::load(
+            &std::fs::read(env!("CONTRACT_0_4_GUEST_WASM")).unwrap(),
+            limits.clone(),
+            &uncached,
+        )
+        .unwrap();
         let example = include_str!("../../examples/backend-blueprint.json");
         let validation = older.validate(example, &br_blueprint::CheckOptions::default()).await.unwrap();
         assert_eq!(validation.verdict.unwrap().moves.len(), 22);

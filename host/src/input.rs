@@ -67,9 +67,10 @@ impl Loaded {
         let refuse = |code, message| Err(br_blueprint::ValidationError { pointer: String::new(), code, message });
         match self {
             Loaded::Text(text) => Ok(text),
-            Loaded::TooLarge(seen) => {
-                refuse(br_blueprint::ErrorCode::TooLarge, format!("the blueprint is over {MAX_BLUEPRINT_BYTES} bytes (read {seen} before stopping)"))
-            }
+            Loaded::TooLarge(seen) => refuse(
+                br_blueprint::ErrorCode::TooLarge,
+                format!("the blueprint is over {MAX_BLUEPRINT_BYTES} bytes (read {seen} before stopping)"),
+            ),
             Loaded::NotUtf8 => refuse(br_blueprint::ErrorCode::InvalidJson, "the blueprint is not UTF-8 text".into()),
         }
     }

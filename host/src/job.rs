@@ -114,7 +114,8 @@ fn pointer_prefix(pointer: &Option<String>) -> String {
 /// `"/a: x; /b: y"`, at most 20 entries.
 pub(crate) fn list<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     let items: Vec<_> = items.collect();
-    let mut shown: Vec<String> = items.iter().take(20).map(|(p, m)| if p.is_empty() { m.to_string() } else { format!("{p}: {m}") }).collect();
+    let mut shown: Vec<String> =
+        items.iter().take(20).map(|(p, m)| if p.is_empty() { m.to_string() } else { format!("{p}: {m}") }).collect();
     if items.len() > 20 {
         shown.push(format!("and {} more", items.len() - 20));
     }
@@ -199,7 +200,15 @@ impl<'a> Reporter<'a> {
         }
     }
 
-    fn send(&mut self, status: Status, stage: Stage, progress: u8, message: String, result: Option<serde_json::Value>, error: Option<String>) {
+    fn send(
+        &mut self,
+        status: Status,
+        stage: Stage,
+        progress: u8,
+        message: String,
+        result: Option<serde_json::Value>,
+        error: Option<String>,
+    ) {
         logging::set_stage(stage.as_str());
         if self.stage != Some(stage) {
             self.stage = Some(stage);
@@ -258,7 +267,11 @@ pub struct Checked {
 
 impl Job<'_> {
     /// Runs `work` unless the job is cancelled first, or its deadline passes (once set).
-    async fn unless_cancelled<T>(&self, stage: Stage, work: impl std::future::Future<Output = Result<T, (Stage, Failure)>>) -> Result<T, (Stage, Failure)> {
+    async fn unless_cancelled<T>(
+        &self,
+        stage: Stage,
+        work: impl std::future::Future<Output = Result<T, (Stage, Failure)>>,
+    ) -> Result<T, (Stage, Failure)> {
         let deadline = self.deadline.get().copied();
         let passed = async {
             match deadline {
@@ -289,7 +302,14 @@ impl Job<'_> {
     pub async fn validate(&self, text: &str, reporter: &mut Reporter<'_>) -> Result<Checked, (Stage, Failure)> {
         let started = Instant::now();
         reporter.running(Stage::Validate, Stage::Validate.at(0.0), "validating the blueprint in the sandbox");
-        let validation = self.unless_cancelled(Stage::Validate, async { self.sandbox.validate(text, &self.config.check).await.map_err(|e| (Stage::Validate, Failure::Sandbox(e))) }).await?;
+        let validation = self
+            .unless_cancelled(Stage::Validate, async {
+                self.sandbox
+                    .validate(text, &self.config.check)
+                    .await
+                    .map_err(|e| (Stage::Validate, Failure::Sandbox(e)))
+            })
+            .await?;
         self.watchdog.guest_call("validate", &validation.report);
         let validated = match validation {
             Validation { verdict: Ok(validated), .. } => validated,
@@ -312,11 +332,18 @@ impl Job<'_> {
             return Err((Stage::Validate, Failure::Invalid(vec![error])));
         }
         // A plugin's validator chooses the output key: the host's rule, not the guest's.
-        if let Some(message) = output_prefix_problem(&validated.output_key, &self.config.strip_prefix, &self.config.output_prefix) {
-            let error = ValidationError { pointer: "/output_config/output_path".into(), code: br_blueprint::ErrorCode::NotAllowed, message };
+        if let Some(message) =
+            output_prefix_problem(&validated.output_key, &self.config.strip_prefix, &self.config.output_prefix)
+        {
+            let error = ValidationError {
+                pointer: "/output_config/output_path".into(),
+                code: br_blueprint::ErrorCode::NotAllowed,
+                message,
+            };
             return Err((Stage::Validate, Failure::Invalid(vec![error])));
         }
-        estimate::check_blueprint(&validated, &self.config.runner.budget).map_err(|e| (Stage::Validate, Failure::Invalid(vec![e])))?;
+        estimate::check_blueprint(&validated, &self.config.runner.budget)
+            .map_err(|e| (Stage::Validate, Failure::Invalid(vec![e])))?;
         Ok(Checked { validated, validate_seconds: started.elapsed().as_secs_f64() })
     }
 
@@ -352,7 +379,11 @@ impl Job<'_> {
                 }
                 // The frame count is checked against the staged clip's packets.
                 let gop_frames = br_plan::prepare::GOP_FRAMES;
-                let facts = br_plan::PreparedClip { profile_id: profile.id(), gop_frames, frames: manifest["frames"].as_u64()? };
+                let facts = br_plan::PreparedClip {
+                    profile_id: profile.id(),
+                    gop_frames,
+                    frames: manifest["frames"].as_u64()?,
+                };
                 Some((prepared_key, facts))
             }
         });
@@ -364,7 +395,8 @@ impl Job<'_> {
     /// blueprint gives none, which costs probing that clip), rate and bitrate.
     async fn job_profile(&self, validated: &Validated, work: &Path) -> Option<br_plan::prepare::Profile> {
         let placeholder = |key: &String| MediaFacts { key: key.clone(), duration: 0.0, video: None, audio: None };
-        let mut inputs: Vec<MediaFacts> = std::iter::once(&validated.audio_key).chain(&validated.clip_keys).map(placeholder).collect();
+        let mut inputs: Vec<MediaFacts> =
+            std::iter::once(&validated.audio_key).chain(&validated.clip_keys).map(placeholder).collect();
         if validated.output.width.is_none() || validated.output.height.is_none() {
             let first = validated.moves.first()?.clip as usize;
             let key = validated.clip_keys.get(first)?;
@@ -376,11 +408,22 @@ impl Job<'_> {
             if !matches!(self.storage.read_small(&marker, crate::prepare::MAX_MANIFEST_BYTES).await, Ok(Some(_))) {
                 return None;
             }
-            let gate = crate::budget::ledger::Reserving::new(ledger, media::PROBE_MEMORY, ledger.ceiling(media::PROBE_MEMORY, 0));
+            let gate = crate::budget::ledger::Reserving::new(
+                ledger,
+                media::PROBE_MEMORY,
+                ledger.ceiling(media::PROBE_MEMORY, 0),
+            );
             self.storage.fetch(key, &file, &gate).await.ok()?;
             gate.into_file(&file);
             let facts = match ledger.reserve(media::PROBE_MEMORY, 0, u64::MAX).await {
-                Ok(_memory) => media::probe(&self.config.ffprobe, &file, key, ChildLimits::reader(media::PROBE_MEMORY, media::PROBE_TIMEOUT)).await.ok(),
+                Ok(_memory) => media::probe(
+                    &self.config.ffprobe,
+                    &file,
+                    key,
+                    ChildLimits::reader(media::PROBE_MEMORY, media::PROBE_TIMEOUT),
+                )
+                .await
+                .ok(),
                 Err(_) => None,
             };
             ledger.remove(&file);
@@ -390,10 +433,17 @@ impl Job<'_> {
     }
 
     /// Probes a staged input within its own reservation.
-    async fn probe_staged(&self, room: &ChildRoom<'_>, file: &Path, key: &str) -> Result<media::Probed, (Stage, Failure)> {
+    async fn probe_staged(
+        &self,
+        room: &ChildRoom<'_>,
+        file: &Path,
+        key: &str,
+    ) -> Result<media::Probed, (Stage, Failure)> {
         let (_memory, _permit) = room.take(media::PROBE_MEMORY).await?;
         let limits = ChildLimits::reader(media::PROBE_MEMORY, media::PROBE_TIMEOUT);
-        media::probe_container(&self.config.ffprobe, file, key, limits).await.map_err(|e| probe_failure(room.pointer, e))
+        media::probe_container(&self.config.ffprobe, file, key, limits)
+            .await
+            .map_err(|e| probe_failure(room.pointer, e))
     }
 
     /// Copies a staged clip into MP4 in place (its copy sits beside it until it replaces
@@ -455,7 +505,8 @@ impl Job<'_> {
         };
         let mut keys: Vec<(String, String)> = std::iter::once((validated.audio_key.clone(), "/audio_path".to_owned()))
             .chain(validated.clip_keys.iter().enumerate().map(|(clip, key)| {
-                let staged = found.get(clip).cloned().flatten().map_or_else(|| key.clone(), |(prepared_key, _)| prepared_key);
+                let staged =
+                    found.get(clip).cloned().flatten().map_or_else(|| key.clone(), |(prepared_key, _)| prepared_key);
                 (staged, first_use(&validated, clip))
             }))
             .collect();
@@ -471,7 +522,12 @@ impl Job<'_> {
         reporter.running(
             Stage::Fetch,
             Stage::Fetch.at(0.0),
-            format!("fetching {} objects from {}, {} at a time", keys.len(), self.storage.describe(), self.config.download_concurrency),
+            format!(
+                "fetching {} objects from {}, {} at a time",
+                keys.len(),
+                self.storage.describe(),
+                self.config.download_concurrency
+            ),
         );
         // Each object is probed as soon as it is down, while others still download;
         // probes are few at a time (each ffprobe is a process of its own).
@@ -606,7 +662,11 @@ impl Job<'_> {
             inputs[index] = path;
             facts[index] = Some(found);
             done += 1;
-            reporter.running(Stage::Fetch, Stage::Fetch.at(done as f64 / keys.len() as f64), format!("fetched and probed {} ({done}/{})", keys[index].0, keys.len()));
+            reporter.running(
+                Stage::Fetch,
+                Stage::Fetch.at(done as f64 / keys.len() as f64),
+                format!("fetched and probed {} ({done}/{})", keys[index].0, keys.len()),
+            );
         }
         drop(staged);
         for index in fell_back_to_originals {
@@ -619,32 +679,46 @@ impl Job<'_> {
         reporter.running(Stage::Probe, Stage::Probe.at(1.0), format!("{} inputs probed", facts.len()));
         lap("fetch_and_probe", &mut timings);
 
-        estimate::check_with_media(&validated, &facts, &self.config.runner.budget).map_err(|e| (Stage::Probe, Failure::Invalid(vec![e])))?;
+        estimate::check_with_media(&validated, &facts, &self.config.runner.budget)
+            .map_err(|e| (Stage::Probe, Failure::Invalid(vec![e])))?;
         // A clip whose own frames are too large to decode in this budget is a bad input
         // for this job (exit 4, its pointer), not a step that fails and is retried.
         let frame = br_plan::output_frame(&validated, &facts);
         for (clip, input) in facts.iter().enumerate().skip(1) {
             let Some(video) = &input.video else { continue };
-            if let Some(problem) = estimate::clip_frame_problem((video.width, video.height), frame, &self.config.runner.budget) {
+            if let Some(problem) =
+                estimate::clip_frame_problem((video.width, video.height), frame, &self.config.runner.budget)
+            {
                 let message = format!("{}: {problem}", input.key);
                 return Err((Stage::Probe, Failure::Media { pointer: first_use(&validated, clip - 1), message }));
             }
         }
         reporter.running(Stage::Plan, Stage::Plan.at(0.0), "planning in the sandbox");
-        let request =
-            PlanRequest { validated: validated.clone(), inputs: facts.clone(), strict: self.config.strict, prepared, song_loudness };
+        let request = PlanRequest {
+            validated: validated.clone(),
+            inputs: facts.clone(),
+            strict: self.config.strict,
+            prepared,
+            song_loudness,
+        };
         // Written before the call: a request whose plan traps is the one most worth replaying.
         if let Some(path) = &self.config.save_plan_request {
             crate::plan_request::write(path, &request).map_err(|message| (Stage::Plan, Failure::Setup(message)))?;
         }
-        let planning = self.unless_cancelled(Stage::Plan, async { self.sandbox.plan(&request).await.map_err(|e| (Stage::Plan, Failure::Sandbox(e))) }).await?;
+        let planning = self
+            .unless_cancelled(Stage::Plan, async {
+                self.sandbox.plan(&request).await.map_err(|e| (Stage::Plan, Failure::Sandbox(e)))
+            })
+            .await?;
         self.watchdog.guest_call("plan", &planning.report);
         let plan = match planning {
             Planning { verdict: Ok(plan), .. } => plan,
             Planning { verdict: Err(errors), .. } => return Err((Stage::Plan, Failure::Plan(errors))),
         };
-        let plan = br_policy::check(&plan, inputs.len() as u32, &PolicyLimits::for_request(&request)).map_err(|v| (Stage::Plan, Failure::Policy(v)))?;
-        estimate::check_plan(plan.plan(), &self.config.runner.budget).map_err(|(_, message)| (Stage::Plan, Failure::PlanTooLarge(message)))?;
+        let plan = br_policy::check(&plan, inputs.len() as u32, &PolicyLimits::for_request(&request))
+            .map_err(|v| (Stage::Plan, Failure::Policy(v)))?;
+        estimate::check_plan(plan.plan(), &self.config.runner.budget)
+            .map_err(|(_, message)| (Stage::Plan, Failure::PlanTooLarge(message)))?;
         for warning in &plan.plan().warnings {
             tracing::warn!(pointer = %warning.pointer, "{}", warning.message);
         }
@@ -655,10 +729,28 @@ impl Job<'_> {
 
     pub async fn run(&self, checked: Checked, reporter: &mut Reporter<'_>) -> Result<Outcome, (Stage, Failure)> {
         let prepared = self.prepare(checked, reporter).await?;
-        let Prepared { validated, plan, paths, keys, remux_inputs, input_bytes, work, mut timings, facts, prepared_inputs } = prepared;
+        let Prepared {
+            validated,
+            plan,
+            paths,
+            keys,
+            remux_inputs,
+            input_bytes,
+            work,
+            mut timings,
+            facts,
+            prepared_inputs,
+        } = prepared;
         let frame = br_plan::output_frame(&validated, &facts);
-        let rates = crate::schedule::FileRates::of_output(validated.output.video_bitrate, validated.output.audio_bitrate);
-        let refetch = Refetch { storage: self.storage, keys: &keys, remux_inputs: &remux_inputs, input_bytes: &input_bytes, config: self.config };
+        let rates =
+            crate::schedule::FileRates::of_output(validated.output.video_bitrate, validated.output.audio_bitrate);
+        let refetch = Refetch {
+            storage: self.storage,
+            keys: &keys,
+            remux_inputs: &remux_inputs,
+            input_bytes: &input_bytes,
+            config: self.config,
+        };
         let mut current_step: Option<String> = None;
         let started = Instant::now();
         reporter.running(Stage::Encode, Stage::Encode.at(0.0), format!("running {} steps", plan.plan().steps.len()));
@@ -670,17 +762,27 @@ impl Job<'_> {
         }
         let runner = Runner { job_deadline: Some(limit), ..self.config.runner.clone() };
         let steps = runner
-            .run(&plan, &paths, validated.total_duration, frame, rates, &prepared_inputs, &refetch, self.cancel, |progress| {
-                if current_step.as_deref() != Some(progress.label) {
-                    current_step = Some(progress.label.to_owned());
-                    self.watchdog.enter(&format!("encode: {}", progress.label));
-                }
-                let now = Instant::now();
-                if reporter.last_encode_update.is_none_or(|last| now.duration_since(last).as_secs_f64() >= 1.0) {
-                    reporter.last_encode_update = Some(now);
-                    reporter.running(Stage::Encode, Stage::Encode.at(progress.fraction), progress.label.to_owned());
-                }
-            })
+            .run(
+                &plan,
+                &paths,
+                validated.total_duration,
+                frame,
+                rates,
+                &prepared_inputs,
+                &refetch,
+                self.cancel,
+                |progress| {
+                    if current_step.as_deref() != Some(progress.label) {
+                        current_step = Some(progress.label.to_owned());
+                        self.watchdog.enter(&format!("encode: {}", progress.label));
+                    }
+                    let now = Instant::now();
+                    if reporter.last_encode_update.is_none_or(|last| now.duration_since(last).as_secs_f64() >= 1.0) {
+                        reporter.last_encode_update = Some(now);
+                        reporter.running(Stage::Encode, Stage::Encode.at(progress.fraction), progress.label.to_owned());
+                    }
+                },
+            )
             .await;
         // A plain failure (no limit, no stop) may be an input that is itself broken, which
         // the container probe could not see (a clip cut short after its header): that is
@@ -698,28 +800,43 @@ impl Job<'_> {
             }
             other => other,
         };
-        let steps = steps
-            .map_err(|e| match e {
-                FfmpegError::Cancelled { step, label, reason } => stopped(Stage::Encode, reason, format!("running step {step} ({label})")),
-                FfmpegError::JobTimeout { limit, .. } => {
-                    let whole = self.deadline.get().map_or(limit, |(_, whole)| *whole);
-                    (Stage::Encode, Failure::Deadline { limit: whole, stage: Stage::Encode.as_str() })
-                }
-                FfmpegError::Staging { input, error, .. } => {
-                    let pointer = keys.get(input as usize).map(|(_, pointer)| pointer.clone());
-                    (Stage::Encode, Failure::Storage { pointer, error })
-                }
-                e => (Stage::Encode, Failure::Ffmpeg(e)),
-            })?;
+        let steps = steps.map_err(|e| match e {
+            FfmpegError::Cancelled { step, label, reason } => {
+                stopped(Stage::Encode, reason, format!("running step {step} ({label})"))
+            }
+            FfmpegError::JobTimeout { limit, .. } => {
+                let whole = self.deadline.get().map_or(limit, |(_, whole)| *whole);
+                (Stage::Encode, Failure::Deadline { limit: whole, stage: Stage::Encode.as_str() })
+            }
+            FfmpegError::Staging { input, error, .. } => {
+                let pointer = keys.get(input as usize).map(|(_, pointer)| pointer.clone());
+                (Stage::Encode, Failure::Storage { pointer, error })
+            }
+            e => (Stage::Encode, Failure::Ffmpeg(e)),
+        })?;
         timings.insert("encode_seconds".into(), json!(started.elapsed().as_secs_f64()));
 
-        let limits = ChildLimits::reader(self.config.runner.ledger.free().min(media::PROBE_MEMORY), media::PROBE_TIMEOUT);
-        let output = media::probe(&self.config.ffprobe, &paths.output, &validated.output_key, limits)
-            .await
-            .map_err(|e| (Stage::Encode, Failure::Media { pointer: "/output_config/output_path".into(), message: format!("the result is unreadable: {}", e.message) }))?;
-        let frames = media::count_video_frames(&self.config.ffprobe, &paths.output, limits)
-            .await
-            .map_err(|e| (Stage::Encode, Failure::Media { pointer: "/output_config/output_path".into(), message: format!("the result is unreadable: {}", e.message) }))?;
+        let limits =
+            ChildLimits::reader(self.config.runner.ledger.free().min(media::PROBE_MEMORY), media::PROBE_TIMEOUT);
+        let output =
+            media::probe(&self.config.ffprobe, &paths.output, &validated.output_key, limits).await.map_err(|e| {
+                (
+                    Stage::Encode,
+                    Failure::Media {
+                        pointer: "/output_config/output_path".into(),
+                        message: format!("the result is unreadable: {}", e.message),
+                    },
+                )
+            })?;
+        let frames = media::count_video_frames(&self.config.ffprobe, &paths.output, limits).await.map_err(|e| {
+            (
+                Stage::Encode,
+                Failure::Media {
+                    pointer: "/output_config/output_path".into(),
+                    message: format!("the result is unreadable: {}", e.message),
+                },
+            )
+        })?;
         if let Some(problem) = nonconformity(&validated, &output, frames, frame) {
             // FFmpeg reads a clip cut short as far as it goes: the video comes out short.
             let inputs: Vec<u32> = (0..keys.len() as u32).collect();
@@ -734,10 +851,9 @@ impl Job<'_> {
         let started = Instant::now();
         reporter.running(Stage::Upload, Stage::Upload.at(0.0), format!("storing {}", validated.output_key));
         let upload = async {
-            self.storage
-                .store(&paths.output, &validated.output_key)
-                .await
-                .map_err(|error| (Stage::Upload, Failure::Storage { pointer: Some("/output_config/output_path".into()), error }))
+            self.storage.store(&paths.output, &validated.output_key).await.map_err(|error| {
+                (Stage::Upload, Failure::Storage { pointer: Some("/output_config/output_path".into()), error })
+            })
         };
         self.unless_cancelled(Stage::Upload, upload).await?;
         timings.insert("upload_seconds".into(), json!(started.elapsed().as_secs_f64()));
@@ -746,7 +862,8 @@ impl Job<'_> {
         // What the check adjusted in the timeline, then what the plan could not do as asked.
         let adjusted = validated.warnings.iter().map(|w| (&w.pointer, &w.message));
         let planned = plan.plan().warnings.iter().map(|w| (&w.pointer, &w.message));
-        let warnings: Vec<_> = adjusted.chain(planned).map(|(pointer, message)| json!({"pointer": pointer, "message": message})).collect();
+        let warnings: Vec<_> =
+            adjusted.chain(planned).map(|(pointer, message)| json!({"pointer": pointer, "message": message})).collect();
         let result = json!({
             "video_url": self.storage.url(&validated.output_key),
             "output_path": validated.output_key,
@@ -838,7 +955,12 @@ impl Staging for Refetch<'_> {
         }
     }
 
-    fn stage<'a>(&'a self, input: u32, path: &'a Path, room: u64) -> Pin<Box<dyn Future<Output = Result<u64, StorageError>> + Send + 'a>> {
+    fn stage<'a>(
+        &'a self,
+        input: u32,
+        path: &'a Path,
+        room: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, StorageError>> + Send + 'a>> {
         Box::pin(async move {
             let (key, _) = self.keys.get(input as usize).ok_or_else(|| StorageError::Io {
                 key: format!("input {input}"),
@@ -857,7 +979,11 @@ impl Staging for Refetch<'_> {
                 let ffmpeg = &self.config.runner.ffmpeg;
                 if let Err(e) = media::remux_for_exact_seeks(ffmpeg, path, key, shift, limits).await {
                     crate::work::remove_if_present(path);
-                    return Err(StorageError::Io { key: key.clone(), store: self.storage.describe(), message: e.message });
+                    return Err(StorageError::Io {
+                        key: key.clone(),
+                        store: self.storage.describe(),
+                        message: e.message,
+                    });
                 }
             }
             tracing::info!(key = %key, bytes, seconds = started.elapsed().as_secs_f64(), "fetched again for a later step");
@@ -876,8 +1002,12 @@ struct ChildRoom<'a> {
 }
 
 impl ChildRoom<'_> {
-    async fn take(&self, bytes: u64) -> Result<(crate::budget::ledger::Reservation<'_>, tokio::sync::SemaphorePermit<'_>), (Stage, Failure)> {
-        let memory = self.ledger.reserve(bytes, 0, FETCH_KEEP_FREE).await.map_err(|e| budget_failure(self.pointer, e))?;
+    async fn take(
+        &self,
+        bytes: u64,
+    ) -> Result<(crate::budget::ledger::Reservation<'_>, tokio::sync::SemaphorePermit<'_>), (Stage, Failure)> {
+        let memory =
+            self.ledger.reserve(bytes, 0, FETCH_KEEP_FREE).await.map_err(|e| budget_failure(self.pointer, e))?;
         let permit = self.probes.acquire().await.map_err(|e| (Stage::Probe, Failure::WorkFolder(e.to_string())))?;
         Ok((memory, permit))
     }
@@ -908,7 +1038,10 @@ fn probe_failure(pointer: &str, error: media::MediaError) -> (Stage, Failure) {
 /// A child of the fetch stage whose memory (and, for a copy into MP4, the copy) can never
 /// be reserved beside `pointer`'s input: the input is too large for this job.
 fn budget_failure(pointer: &str, too_large: crate::budget::ledger::TooLarge) -> (Stage, Failure) {
-    (Stage::Probe, Failure::Media { pointer: pointer.to_owned(), message: format!("with what reading it takes, {too_large}") })
+    (
+        Stage::Probe,
+        Failure::Media { pointer: pointer.to_owned(), message: format!("with what reading it takes, {too_large}") },
+    )
 }
 
 impl Job<'_> {
@@ -926,7 +1059,8 @@ impl Job<'_> {
         step_said: &str,
     ) -> Option<Failure> {
         for &input in inputs {
-            let (Some(file), Some((key, pointer))) = (paths.inputs.get(input as usize), keys.get(input as usize)) else {
+            let (Some(file), Some((key, pointer))) = (paths.inputs.get(input as usize), keys.get(input as usize))
+            else {
                 continue;
             };
             let fetched = !file.is_file();
@@ -983,7 +1117,13 @@ async fn read_to_end_check(ffmpeg: &Path, file: &Path, limits: ChildLimits) -> R
 /// The song's loudness, or None (the plan then takes loudnorm's dynamic mode, as without
 /// a measurement): a song FFmpeg cannot measure fails, if at all, in its own step, with
 /// that step's message.
-async fn measured_loudness(ffmpeg: &Path, file: &Path, key: &str, lengths: (f64, f64), limits: ChildLimits) -> Option<br_plan::Loudness> {
+async fn measured_loudness(
+    ffmpeg: &Path,
+    file: &Path,
+    key: &str,
+    lengths: (f64, f64),
+    limits: ChildLimits,
+) -> Option<br_plan::Loudness> {
     let started = std::time::Instant::now();
     match media::measure_loudness(ffmpeg, file, key, lengths, limits).await {
         Ok(measured) => {
@@ -1009,7 +1149,8 @@ async fn measured_loudness(ffmpeg: &Path, file: &Path, key: &str, lengths: (f64,
 /// address of each is compared, so no spelling lets the result replace an input.
 fn output_overwrites_an_input(storage: &dyn Storage, validated: &Validated) -> Option<ValidationError> {
     let output = storage.url(&validated.output_key);
-    let input = std::iter::once(&validated.audio_key).chain(&validated.clip_keys).find(|key| storage.url(key) == output)?;
+    let input =
+        std::iter::once(&validated.audio_key).chain(&validated.clip_keys).find(|key| storage.url(key) == output)?;
     Some(ValidationError {
         pointer: "/output_config/output_path".into(),
         code: br_blueprint::ErrorCode::NotAllowed,
@@ -1066,7 +1207,12 @@ mod tests {
         fn url(&self, key: &str) -> String {
             format!("gs://bucket/{}", key.strip_prefix("data/").unwrap_or(key))
         }
-        fn fetch<'a>(&'a self, _: &'a str, _: &'a Path, _: &'a dyn crate::budget::ledger::Gate) -> StorageFuture<'a, u64> {
+        fn fetch<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a Path,
+            _: &'a dyn crate::budget::ledger::Gate,
+        ) -> StorageFuture<'a, u64> {
             unreachable!("not fetched")
         }
         fn store<'a>(&'a self, _: &'a Path, _: &'a str) -> StorageFuture<'a, u64> {
@@ -1095,7 +1241,12 @@ mod tests {
                 pixel_format: "yuv420p".into(),
                 duration: 176.0,
             }),
-            audio: audio_seconds.map(|duration| br_plan::AudioFacts { codec: "aac".into(), sample_rate: 48_000, channels: 2, duration }),
+            audio: audio_seconds.map(|duration| br_plan::AudioFacts {
+                codec: "aac".into(),
+                sample_rate: 48_000,
+                channels: 2,
+                duration,
+            }),
         };
         let hd = (1280, 720);
         assert_eq!(nonconformity(&validated, &output(Some(176.0)), 5_280, hd), None);
@@ -1124,8 +1275,12 @@ mod tests {
         assert_eq!(stage, Stage::Probe);
         assert!(matches!(failure, Failure::MemoryBudget(_)), "{failure}");
         assert_eq!(failure.exit_code(), exit::FFMPEG);
-        assert!(failure.to_string().starts_with("probing /moves/1/video_path ran out of the job's memory budget"), "{failure}");
-        let broken = media::MediaError { message: "media/a.mp4: not a readable media file (moov atom not found)".into() };
+        assert!(
+            failure.to_string().starts_with("probing /moves/1/video_path ran out of the job's memory budget"),
+            "{failure}"
+        );
+        let broken =
+            media::MediaError { message: "media/a.mp4: not a readable media file (moov atom not found)".into() };
         let (_, failure) = probe_failure("/moves/1/video_path", broken);
         assert!(matches!(&failure, Failure::Media { pointer, .. } if pointer == "/moves/1/video_path"), "{failure}");
         assert_eq!(failure.exit_code(), exit::MEDIA);

@@ -132,12 +132,18 @@ pub fn init(format: LogFormat, destination: Destination, default_level: &str) {
     });
     let filter = EnvFilter::try_new(&choice.directive).unwrap_or_else(|_| EnvFilter::new(default_level));
     let _ = match format {
-        LogFormat::Json => tracing_subscriber::registry().with(CloudJson { destination }.with_filter(filter)).try_init(),
+        LogFormat::Json => {
+            tracing_subscriber::registry().with(CloudJson { destination }.with_filter(filter)).try_init()
+        }
         LogFormat::Text => {
             let text = tracing_subscriber::fmt::layer().with_ansi(false);
             match destination {
-                Destination::Stdout => tracing_subscriber::registry().with(text.with_writer(std::io::stdout).with_filter(filter)).try_init(),
-                Destination::Stderr => tracing_subscriber::registry().with(text.with_writer(std::io::stderr).with_filter(filter)).try_init(),
+                Destination::Stdout => tracing_subscriber::registry()
+                    .with(text.with_writer(std::io::stdout).with_filter(filter))
+                    .try_init(),
+                Destination::Stderr => tracing_subscriber::registry()
+                    .with(text.with_writer(std::io::stderr).with_filter(filter))
+                    .try_init(),
             }
         }
     };
@@ -210,7 +216,8 @@ impl Visit for Fields<'_> {
         self.0.insert(field.name().into(), value.into());
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), serde_json::Number::from_f64(value).map(Value::Number).unwrap_or(Value::Null));
+        self.0
+            .insert(field.name().into(), serde_json::Number::from_f64(value).map(Value::Number).unwrap_or(Value::Null));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.0.insert(field.name().into(), value.into());

@@ -107,27 +107,38 @@ async fn run(command: Command) -> u8 {
             validate::run(validate::Request { source, json, options }, &sandbox).await
         }
         Command::Policy { action } => policy::run(action),
-        Command::Plugin { action: cli::PluginCommand::Check { plugin, json, blueprints, facts, skip_built_in, sandbox } } => {
+        Command::Plugin {
+            action: cli::PluginCommand::Check { plugin, json, blueprints, facts, skip_built_in, sandbox },
+        } => {
             let given = plugin::Given { blueprints, facts, skip_built_in };
             plugin::check(&plugin, json, &given, &sandbox).await
         }
-        Command::Plugin { action: cli::PluginCommand::Call { call: cli::PluginCall::Validate { blueprint, plugin, timeline, sandbox } } } => {
-            plugin::call_validate(&blueprint, plugin, &timeline, &sandbox).await
-        }
-        Command::Plugin { action: cli::PluginCommand::Call { call: cli::PluginCall::Plan { request, plugin, sandbox } } } => {
-            plugin::call_plan(&request, plugin, &sandbox).await
-        }
+        Command::Plugin {
+            action:
+                cli::PluginCommand::Call { call: cli::PluginCall::Validate { blueprint, plugin, timeline, sandbox } },
+        } => plugin::call_validate(&blueprint, plugin, &timeline, &sandbox).await,
+        Command::Plugin {
+            action: cli::PluginCommand::Call { call: cli::PluginCall::Plan { request, plugin, sandbox } },
+        } => plugin::call_plan(&request, plugin, &sandbox).await,
         Command::Plugin { action: cli::PluginCommand::New { dir, name, sdk, sdk_git, sdk_rev } } => {
             scaffold::run(&dir, name, sdk, sdk_git, sdk_rev)
         }
         Command::BenchFetch { keys, storage } => run::bench_fetch(&storage, &keys).await,
-        Command::Run { job, manifest: None, save_plan_request } => run::run(JobFlags { save_plan_request, ..job }, run::Mode::Run).await,
+        Command::Run { job, manifest: None, save_plan_request } => {
+            run::run(JobFlags { save_plan_request, ..job }, run::Mode::Run).await
+        }
         Command::Run { job, manifest: Some(manifest), .. } => run::run_manifest(job, &manifest).await,
-        Command::Plan { job, facts: None, save_plan_request } => run::run(JobFlags { save_plan_request, ..job }, run::Mode::PlanOnly).await,
-        Command::Plan { job, facts: Some(facts), save_plan_request } => run::plan_offline(JobFlags { save_plan_request, ..job }, &facts).await,
+        Command::Plan { job, facts: None, save_plan_request } => {
+            run::run(JobFlags { save_plan_request, ..job }, run::Mode::PlanOnly).await
+        }
+        Command::Plan { job, facts: Some(facts), save_plan_request } => {
+            run::plan_offline(JobFlags { save_plan_request, ..job }, &facts).await
+        }
         Command::Prepare { job, prepare } => run::prepare(job, prepare).await,
         Command::Memcheck { job, iterations, out } => memcheck::memcheck(job, iterations, &out).await,
-        Command::Job { job, task_id, status_flush_secs } => run::job(job, task_id, Duration::from_secs(status_flush_secs.max(1))).await,
+        Command::Job { job, task_id, status_flush_secs } => {
+            run::job(job, task_id, Duration::from_secs(status_flush_secs.max(1))).await
+        }
         Command::BenchValidate { file, iterations, sandbox } => {
             let started = std::time::Instant::now();
             let loaded = match sandbox.load() {

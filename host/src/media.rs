@@ -28,7 +28,17 @@ pub struct MediaError {
 pub async fn count_video_frames(ffprobe: &Path, file: &Path, limits: ChildLimits) -> Result<u64, MediaError> {
     let fail = |message: String| MediaError { message: format!("{}: {message}", file.display()) };
     let output = crate::ffmpeg::child_command(ffprobe, limits)
-        .args(["-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_packets",
+            "-show_entries",
+            "stream=nb_read_packets",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(file)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -90,7 +100,11 @@ impl Probed {
     /// How far to shift the file back so that its video starts with it: the video's delay
     /// when it is late ([`LATE_VIDEO_MICROS`]), else 0.
     pub fn late_video_micros(&self) -> u64 {
-        if self.video_delay_micros > LATE_VIDEO_MICROS { self.video_delay_micros } else { 0 }
+        if self.video_delay_micros > LATE_VIDEO_MICROS {
+            self.video_delay_micros
+        } else {
+            0
+        }
     }
 }
 
@@ -317,7 +331,9 @@ pub async fn measure_loudness(
         Ok::<_, std::io::Error>((child.wait().await?, tail))
     };
     let (status, stderr) = match tokio::time::timeout(LOUDNESS_TIMEOUT, run).await {
-        Err(_) => return Err(fail(format!("measuring its loudness did not finish within {} s", LOUDNESS_TIMEOUT.as_secs()))),
+        Err(_) => {
+            return Err(fail(format!("measuring its loudness did not finish within {} s", LOUDNESS_TIMEOUT.as_secs())))
+        }
         Ok(Err(e)) => return Err(fail(format!("measuring its loudness failed: {e}"))),
         Ok(Ok(done)) => done,
     };
@@ -328,7 +344,10 @@ pub async fn measure_loudness(
         .ok_or_else(|| fail("FFmpeg's ebur128 wrote no summary of its loudness".into()))?;
     let expected = if song_seconds > 0.0 { seconds.min(song_seconds) } else { 0.0 };
     if measured.seconds + MEASURE_SHORTFALL < expected {
-        return Err(fail(format!("its loudness was measured over {:.2} s of the {expected:.2} s the video uses", measured.seconds)));
+        return Err(fail(format!(
+            "its loudness was measured over {:.2} s of the {expected:.2} s the video uses",
+            measured.seconds
+        )));
     }
     Ok(measured)
 }
@@ -361,7 +380,12 @@ fn loudness_from_summary(stderr: &str) -> Option<Loudness> {
     })
 }
 
-pub async fn probe_container(ffprobe: &Path, file: &Path, key: &str, limits: ChildLimits) -> Result<Probed, MediaError> {
+pub async fn probe_container(
+    ffprobe: &Path,
+    file: &Path,
+    key: &str,
+    limits: ChildLimits,
+) -> Result<Probed, MediaError> {
     let fail = |message: String| MediaError { message: format!("{key}: {message}") };
     let mut child = crate::ffmpeg::child_command(ffprobe, limits)
         .args(["-v", "error", "-hide_banner", "-print_format", "json", "-show_format", "-show_streams"])
@@ -403,10 +427,8 @@ pub async fn probe_container(ffprobe: &Path, file: &Path, key: &str, limits: Chi
         .filter(|t| t.is_finite())
         .unwrap_or(0.0);
     let video_delay_micros = video_stream(&json).and_then(|video| delay_micros(video, json.get("format"))).unwrap_or(0);
-    let sample_aspect = video_stream(&json)
-        .and_then(|s| s.get("sample_aspect_ratio"))
-        .and_then(Value::as_str)
-        .and_then(sample_aspect);
+    let sample_aspect =
+        video_stream(&json).and_then(|s| s.get("sample_aspect_ratio")).and_then(Value::as_str).and_then(sample_aspect);
     Ok(Probed { facts, container, video_start, sample_aspect, video_delay_micros })
 }
 
@@ -451,7 +473,11 @@ fn video_stream(json: &Value) -> Option<&Value> {
 fn last_error(stderr: &[u8], status: std::process::ExitStatus, file: &Path, key: &str) -> String {
     let stderr = String::from_utf8_lossy(stderr).replace(&file.display().to_string(), key);
     let reason = stderr.lines().last().unwrap_or("").trim();
-    if reason.is_empty() { status.to_string() } else { reason.to_owned() }
+    if reason.is_empty() {
+        status.to_string()
+    } else {
+        reason.to_owned()
+    }
 }
 
 /// The first video and first audio stream; None when there is neither.
@@ -539,7 +565,10 @@ size=N/A time=00:02:56.00 bitrate=N/A speed= 153x
     #[test]
     fn loudness_is_read_from_the_last_summary() {
         let measured = loudness_from_summary(EBUR128_LOG).unwrap();
-        assert_eq!((measured.integrated, measured.range, measured.true_peak, measured.seconds), (-15.0, 0.4, -5.1, 176.0));
+        assert_eq!(
+            (measured.integrated, measured.range, measured.true_peak, measured.seconds),
+            (-15.0, 0.4, -5.1, 176.0)
+        );
         let silent = EBUR128_LOG.replace("-15.0 LUFS", "-70.0 LUFS").replace("-5.1 dBFS", "-inf dBFS");
         let silent = loudness_from_summary(&silent).unwrap();
         assert_eq!((silent.integrated, silent.true_peak), (-70.0, f64::NEG_INFINITY));
@@ -560,7 +589,11 @@ size=N/A time=00:02:56.00 bitrate=N/A speed= 153x
             bitstream: bitstream.iter().map(|&at| ((at * 30.0) as u64, at)).collect(),
         };
         assert_eq!(keyframes(&[0.0, 2.0], &[0.0, 2.0]).false_keyframe(), None);
-        assert_eq!(keyframes(&[0.0], &[0.0, 2.0]).false_keyframe(), None, "a keyframe left out only makes seeks slower");
+        assert_eq!(
+            keyframes(&[0.0], &[0.0, 2.0]).false_keyframe(),
+            None,
+            "a keyframe left out only makes seeks slower"
+        );
         assert_eq!(keyframes(&[0.0, 1.0, 2.0, 3.0], &[0.0, 2.0]).false_keyframe(), Some(1.0));
     }
 

@@ -14,9 +14,9 @@ use crate::budget::tree;
 use crate::budget::watchdog::{Peaks, Record, MEMCHECK_SAMPLE_EVERY};
 use crate::budget::{mib, MIB};
 use crate::cancel::Cancel;
-use crate::run::{self, Launch, Mode};
 use crate::cli::JobFlags;
 use crate::exit;
+use crate::run::{self, Launch, Mode};
 
 /// Host growth per iteration, after the first, that still counts as flat: allocator
 /// caches and the runtime's buffers settle within about this much.
@@ -28,7 +28,15 @@ pub async fn memcheck(flags: JobFlags, iterations: u32, out: &Path) -> u8 {
     let mut records = Vec::new();
     let mut host_after = Vec::new();
     for iteration in 1..=iterations.max(1) {
-        let (code, record) = run::execute_recorded(&flags, Mode::Run, &mut LogOnly, Launch::standalone(), &cancel, MEMCHECK_SAMPLE_EVERY).await;
+        let (code, record) = run::execute_recorded(
+            &flags,
+            Mode::Run,
+            &mut LogOnly,
+            Launch::standalone(),
+            &cancel,
+            MEMCHECK_SAMPLE_EVERY,
+        )
+        .await;
         if code != exit::OK {
             eprintln!("error: iteration {iteration} of the job failed (exit {code}); no report");
             return code;
@@ -111,7 +119,10 @@ fn report(first: &Record, all: &[Record], baseline: u64, host_after: &[u64], bud
 
 fn print_table(report: &Value) {
     let number = |value: &Value| value.as_f64().unwrap_or(0.0);
-    println!("{:<44} {:>9} {:>9} {:>10} {:>11} {:>9}", "stage or step", "host MiB", "Δ base", "tree peak", "work folder", "total");
+    println!(
+        "{:<44} {:>9} {:>9} {:>10} {:>11} {:>9}",
+        "stage or step", "host MiB", "Δ base", "tree peak", "work folder", "total"
+    );
     for stage in report["stages"].as_array().into_iter().flatten() {
         let name: String = stage["name"].as_str().unwrap_or_default().chars().take(44).collect();
         println!(
@@ -136,7 +147,13 @@ fn print_table(report: &Value) {
         number(&report["headroom_mib"]),
     );
     for call in report["guest"]["calls"].as_array().into_iter().flatten() {
-        println!("guest {}: {} fuel, {:.1} MiB of linear memory (cap {:.0})", call["call"].as_str().unwrap_or("?"), call["fuel"], number(&call["memory_high_water_mib"]), number(&call["cap_mib"]));
+        println!(
+            "guest {}: {} fuel, {:.1} MiB of linear memory (cap {:.0})",
+            call["call"].as_str().unwrap_or("?"),
+            call["fuel"],
+            number(&call["memory_high_water_mib"]),
+            number(&call["cap_mib"])
+        );
     }
     let leak = &report["leak"];
     println!(

@@ -186,7 +186,11 @@ impl TimelineRecord {
                 normalize_audio: output.normalize_audio,
                 add_audio_overlay: output.add_audio_overlay,
             },
-            warnings: validated.warnings.iter().map(|w| NoteRecord { pointer: w.pointer.clone(), message: w.message.clone() }).collect(),
+            warnings: validated
+                .warnings
+                .iter()
+                .map(|w| NoteRecord { pointer: w.pointer.clone(), message: w.message.clone() })
+                .collect(),
             kept: validated.kept.clone(),
         }
     }
@@ -269,7 +273,13 @@ impl PlanRequestFile {
         let prepared = self
             .prepared
             .into_iter()
-            .map(|clip| clip.map(|clip| PreparedClip { profile_id: clip.profile_id, gop_frames: clip.gop_frames, frames: clip.frames }))
+            .map(|clip| {
+                clip.map(|clip| PreparedClip {
+                    profile_id: clip.profile_id,
+                    gop_frames: clip.gop_frames,
+                    frames: clip.frames,
+                })
+            })
             .collect();
         Ok(PlanRequest {
             validated: self.validated.into_validated(),
@@ -293,13 +303,22 @@ fn coherence_problem(file: &PlanRequestFile) -> Option<String> {
         ));
     }
     if !file.prepared.is_empty() && file.prepared.len() != inputs {
-        return Some(format!("`prepared` has {} entries; there are {inputs} inputs (or none, when no clip is prepared)", file.prepared.len()));
+        return Some(format!(
+            "`prepared` has {} entries; there are {inputs} inputs (or none, when no clip is prepared)",
+            file.prepared.len()
+        ));
     }
     if timeline.moves.is_empty() {
         return Some("its timeline has no moves".into());
     }
-    if let Some((index, slot)) = timeline.moves.iter().enumerate().find(|(_, slot)| slot.clip as usize >= timeline.clip_keys.len()) {
-        return Some(format!("move {index} shows clip {}; the timeline has {} clips", slot.clip, timeline.clip_keys.len()));
+    if let Some((index, slot)) =
+        timeline.moves.iter().enumerate().find(|(_, slot)| slot.clip as usize >= timeline.clip_keys.len())
+    {
+        return Some(format!(
+            "move {index} shows clip {}; the timeline has {} clips",
+            slot.clip,
+            timeline.clip_keys.len()
+        ));
     }
     let total = timeline.total_duration;
     if !(total > 0.0 && total <= MAX_TIMELINE_SECONDS) {
@@ -318,15 +337,16 @@ fn coherence_problem(file: &PlanRequestFile) -> Option<String> {
 
 /// Writes `request` to `path` as pretty JSON.
 pub fn write(path: &Path, request: &PlanRequest) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(&PlanRequestFile::of(request)).map_err(|e| format!("cannot write the plan request: {e}"))?;
+    let text = serde_json::to_string_pretty(&PlanRequestFile::of(request))
+        .map_err(|e| format!("cannot write the plan request: {e}"))?;
     std::fs::write(path, text + "\n").map_err(|e| format!("cannot write the plan request to {}: {e}", path.display()))
 }
 
 /// The request a file holds, or what is wrong with it (its path named).
 pub fn read(path: &Path) -> Result<PlanRequest, String> {
     let bytes = crate::input::read_small_file(path, MAX_FILE_BYTES).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file: PlanRequestFile =
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a plan request file ({FORMAT}): {e}", path.display()))?;
+    let file: PlanRequestFile = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{}: not a plan request file ({FORMAT}): {e}", path.display()))?;
     file.into_request().map_err(|problem| format!("{}: {problem}", path.display()))
 }
 

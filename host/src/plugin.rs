@@ -81,7 +81,8 @@ struct Case {
 /// the other paths of a planner (every transition, NTSC rates, volume runs, no song,
 /// a clip shorter than its move, a long choreography).
 fn cases() -> Vec<(String, String)> {
-    let backend: Value = serde_json::from_str(include_str!("../../examples/backend-blueprint.json")).unwrap_or_default();
+    let backend: Value =
+        serde_json::from_str(include_str!("../../examples/backend-blueprint.json")).unwrap_or_default();
     let mut variants = vec![("backend blueprint (22 moves, crossfades, loudness)".to_owned(), backend.clone())];
     let mut mixed = backend.clone();
     if let Some(moves) = mixed["moves"].as_array_mut() {
@@ -144,7 +145,14 @@ fn made_up_facts(validated: &Validated) -> Vec<MediaFacts> {
         MediaFacts {
             key: key.clone(),
             duration: seconds,
-            video: Some(VideoFacts { codec: "h264".into(), width: 1280, height: 720, frame_rate: 30.0, pixel_format: "yuv420p".into(), duration: seconds }),
+            video: Some(VideoFacts {
+                codec: "h264".into(),
+                width: 1280,
+                height: 720,
+                frame_rate: 30.0,
+                pixel_format: "yuv420p".into(),
+                duration: seconds,
+            }),
             audio: Some(AudioFacts { codec: "aac".into(), sample_rate: 48_000, channels: 2, duration: seconds }),
         }
     };
@@ -156,7 +164,13 @@ fn made_up_facts(validated: &Validated) -> Vec<MediaFacts> {
 fn given_facts_for(validated: &Validated, given: &[MediaFacts]) -> Result<Vec<MediaFacts>, String> {
     std::iter::once(&validated.audio_key)
         .chain(&validated.clip_keys)
-        .map(|key| given.iter().find(|facts| facts.key == *key).cloned().ok_or_else(|| format!("it has no facts for the input {key:?}")))
+        .map(|key| {
+            given
+                .iter()
+                .find(|facts| facts.key == *key)
+                .cloned()
+                .ok_or_else(|| format!("it has no facts for the input {key:?}"))
+        })
         .collect()
 }
 
@@ -207,13 +221,16 @@ fn declared_output_problem(plan: &Plan, validated: &Validated) -> Option<String>
             return Some(format!("the output step's -t is {seconds} s; the timeline is {expected} s"));
         }
     }
-    let joined: Vec<u32> = last.args.iter().filter_map(|arg| if let Arg::Temp(temp) = arg { Some(*temp) } else { None }).collect();
+    let joined: Vec<u32> =
+        last.args.iter().filter_map(|arg| if let Arg::Temp(temp) = arg { Some(*temp) } else { None }).collect();
     for step in &plan.steps {
         if let Step::WriteConcatList(list) = step {
             if joined.contains(&list.list) {
                 let seconds: f64 = list.parts.iter().map(|part| part.duration).sum();
                 if (seconds - expected).abs() > half_frame * 2.0 {
-                    return Some(format!("the parts the output joins last {seconds:.3} s; the timeline is {expected:.3} s"));
+                    return Some(format!(
+                        "the parts the output joins last {seconds:.3} s; the timeline is {expected:.3} s"
+                    ));
                 }
             }
         }
@@ -234,7 +251,9 @@ fn policy_problems(violations: &br_policy::Violations) -> Vec<String> {
 /// The policy's verdict on a plan: "passes", or each violation.
 fn policy_verdict_of(plan: &Plan, request: &PlanRequest) -> Result<(), Vec<String>> {
     let policy_limits = br_policy::PolicyLimits::for_request(request);
-    br_policy::check_all(plan, request.inputs.len() as u32, &policy_limits).map(|_| ()).map_err(|violations| policy_problems(&violations))
+    br_policy::check_all(plan, request.inputs.len() as u32, &policy_limits)
+        .map(|_| ())
+        .map_err(|violations| policy_problems(&violations))
 }
 
 /// A case's "policy" field for the text report: "passes", or how many problems it lists.
@@ -284,13 +303,18 @@ fn near_limit_problems(call: &str, report: &CallReport, limits: &Limits) -> Vec<
 
 /// A refusal's errors as the report lists them, and a problem for each pointer that is
 /// not in the blueprint (a refusal the host would take as a malformed answer's sign).
-fn refusal_entries<'a>(errors: impl Iterator<Item = (&'a str, &'a str)>, document: Option<&Value>) -> (Value, Vec<String>) {
+fn refusal_entries<'a>(
+    errors: impl Iterator<Item = (&'a str, &'a str)>,
+    document: Option<&Value>,
+) -> (Value, Vec<String>) {
     let mut entries = Vec::new();
     let mut problems = Vec::new();
     for (pointer, message) in errors {
         entries.push(json!({ "pointer": pointer, "message": message }));
         if !points_into(document, pointer) {
-            problems.push(format!("the refusal points at {pointer:?}, which is not in the blueprint (its message: {message})"));
+            problems.push(format!(
+                "the refusal points at {pointer:?}, which is not in the blueprint (its message: {message})"
+            ));
         }
     }
     (Value::Array(entries), problems)
@@ -298,7 +322,11 @@ fn refusal_entries<'a>(errors: impl Iterator<Item = (&'a str, &'a str)>, documen
 
 /// One case: its report entry and its problems; Err when the author's facts do not
 /// cover its inputs (a usage error, not the plugin's).
-async fn check_case(sandbox: &Sandbox, case: &Case, given_facts: Option<&[MediaFacts]>) -> Result<(Value, Vec<String>), String> {
+async fn check_case(
+    sandbox: &Sandbox,
+    case: &Case,
+    given_facts: Option<&[MediaFacts]>,
+) -> Result<(Value, Vec<String>), String> {
     let limits = sandbox.limits();
     let mut result = json!({ "case": case.name });
     let mut problems = Vec::new();
@@ -320,7 +348,10 @@ async fn check_case(sandbox: &Sandbox, case: &Case, given_facts: Option<&[MediaF
     let validated = match validation.verdict {
         Ok(validated) => validated,
         Err(refusal) => {
-            let (entries, wrong) = refusal_entries(refusal.errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())), document.as_ref());
+            let (entries, wrong) = refusal_entries(
+                refusal.errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())),
+                document.as_ref(),
+            );
             result["refused"] = entries;
             result["refused_by"] = json!("validate");
             problems.extend(wrong);
@@ -357,7 +388,8 @@ async fn check_case(sandbox: &Sandbox, case: &Case, given_facts: Option<&[MediaF
     let plan = match planning.verdict {
         Ok(plan) => plan,
         Err(errors) => {
-            let (entries, wrong) = refusal_entries(errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())), document.as_ref());
+            let (entries, wrong) =
+                refusal_entries(errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())), document.as_ref());
             result["refused"] = entries;
             result["refused_by"] = json!("plan");
             problems.extend(wrong);
@@ -388,12 +420,19 @@ async fn check_case(sandbox: &Sandbox, case: &Case, given_facts: Option<&[MediaF
 fn all_cases(given: &Given) -> Result<Vec<Case>, String> {
     let mut all = Vec::new();
     if !given.skip_built_in {
-        all.extend(cases().into_iter().map(|(name, text)| Case { name, text, given_facts: false, expected_frames: None }));
+        all.extend(cases().into_iter().map(|(name, text)| Case {
+            name,
+            text,
+            given_facts: false,
+            expected_frames: None,
+        }));
     }
     for blueprint in &given.blueprints {
         let limit = br_blueprint::limits::MAX_BLUEPRINT_BYTES as u64;
-        let bytes = crate::input::read_small_file(&blueprint.path, limit).map_err(|e| format!("--blueprint {}: {e}", blueprint.path.display()))?;
-        let text = String::from_utf8(bytes).map_err(|_| format!("--blueprint {}: not UTF-8 text", blueprint.path.display()))?;
+        let bytes = crate::input::read_small_file(&blueprint.path, limit)
+            .map_err(|e| format!("--blueprint {}: {e}", blueprint.path.display()))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("--blueprint {}: not UTF-8 text", blueprint.path.display()))?;
         all.push(Case {
             name: blueprint.path.display().to_string(),
             text,
@@ -458,7 +497,12 @@ pub async fn check(path: &Path, json_output: bool, given: &Given, sandbox_flags:
     if json_output {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
-        println!("{}: contract {}, imports {}", path.display(), sandbox.contract_version(), sandbox.imports().join(", "));
+        println!(
+            "{}: contract {}, imports {}",
+            path.display(),
+            sandbox.contract_version(),
+            sandbox.imports().join(", ")
+        );
         for case in report["cases"].as_array().into_iter().flatten() {
             println!("  {}", case_line(case));
         }
@@ -478,7 +522,8 @@ pub async fn check(path: &Path, json_output: bool, given: &Given, sandbox_flags:
 
 /// A case of the report as one line of text.
 fn case_line(case: &Value) -> String {
-    let share = |call: &str, what: &str| case[call][what].as_f64().map_or("-".to_owned(), |v| format!("{:.1}%", v * 100.0));
+    let share =
+        |call: &str, what: &str| case[call][what].as_f64().map_or("-".to_owned(), |v| format!("{:.1}%", v * 100.0));
     let call = |name: &str| {
         if case[name].get("error").is_some() {
             format!("{name} failed (below)")
@@ -491,7 +536,11 @@ fn case_line(case: &Value) -> String {
         line += &format!("; {}", call("plan"));
     }
     if let Some(refused) = case["refused"].as_array() {
-        let listed = crate::job::list(refused.iter().map(|e| (e["pointer"].as_str().unwrap_or_default(), e["message"].as_str().unwrap_or_default())));
+        let listed = crate::job::list(
+            refused
+                .iter()
+                .map(|e| (e["pointer"].as_str().unwrap_or_default(), e["message"].as_str().unwrap_or_default())),
+        );
         let by = if case["refused_by"] == "plan" { "no plan" } else { "refused" };
         return format!("{line}; {by}: {listed}");
     }
@@ -529,7 +578,12 @@ fn sandbox_failure(mut answer: Value, error: &SandboxError) -> u8 {
 
 /// `plugin call validate BLUEPRINT [PLUGIN]`: the validated timeline with its fit and
 /// warnings, or the refusal; the call's fuel and memory, and the guest's log lines.
-pub async fn call_validate(blueprint: &str, plugin: Option<PathBuf>, timeline: &TimelineFlags, flags: &SandboxFlags) -> u8 {
+pub async fn call_validate(
+    blueprint: &str,
+    plugin: Option<PathBuf>,
+    timeline: &TimelineFlags,
+    flags: &SandboxFlags,
+) -> u8 {
     let source = match crate::input::Source::choose(Some(blueprint)) {
         Ok(source @ (crate::input::Source::File(_) | crate::input::Source::Stdin)) => source,
         Ok(_) | Err(_) => {
@@ -568,8 +622,11 @@ pub async fn call_validate(blueprint: &str, plugin: Option<PathBuf>, timeline: &
             exit::OK
         }
         Err(refusal) => {
-            let errors: Vec<Value> =
-                refusal.errors.iter().map(|e| json!({ "pointer": e.pointer, "code": e.code.as_str(), "message": e.message })).collect();
+            let errors: Vec<Value> = refusal
+                .errors
+                .iter()
+                .map(|e| json!({ "pointer": e.pointer, "code": e.code.as_str(), "message": e.message }))
+                .collect();
             answer["refused"] = json!({ "task_id": refusal.task_id, "errors": errors });
             exit::INVALID_BLUEPRINT
         }
@@ -616,7 +673,10 @@ pub async fn call_plan(request_path: &Path, plugin: Option<PathBuf>, flags: &San
             }
         }
         Err(errors) => {
-            answer["errors"] = json!(errors.iter().map(|PlanNote { pointer, message }| json!({ "pointer": pointer, "message": message })).collect::<Vec<_>>());
+            answer["errors"] = json!(errors
+                .iter()
+                .map(|PlanNote { pointer, message }| json!({ "pointer": pointer, "message": message }))
+                .collect::<Vec<_>>());
             exit::MEDIA
         }
     };
@@ -675,13 +735,21 @@ mod tests {
 
         let errors = [("/moves", "too many"), ("/moves/7", "no such move")];
         let (entries, problems) = super::refusal_entries(errors.into_iter(), Some(&document));
-        assert_eq!(entries, json!([{"pointer": "/moves", "message": "too many"}, {"pointer": "/moves/7", "message": "no such move"}]));
-        assert_eq!(problems, ["the refusal points at \"/moves/7\", which is not in the blueprint (its message: no such move)"]);
+        assert_eq!(
+            entries,
+            json!([{"pointer": "/moves", "message": "too many"}, {"pointer": "/moves/7", "message": "no such move"}])
+        );
+        assert_eq!(
+            problems,
+            ["the refusal points at \"/moves/7\", which is not in the blueprint (its message: no such move)"]
+        );
     }
 
     #[test]
     fn a_given_blueprint_may_carry_the_frames_it_must_make() {
-        let parse = |text: &str| super::GivenBlueprint::parse(text).map(|given| (given.path.display().to_string(), given.expected_frames));
+        let parse = |text: &str| {
+            super::GivenBlueprint::parse(text).map(|given| (given.path.display().to_string(), given.expected_frames))
+        };
         assert_eq!(parse("mine.json"), Ok(("mine.json".into(), None)));
         assert_eq!(parse("mine.json:5280"), Ok(("mine.json".into(), Some(5280))));
         assert_eq!(parse("dir:with:colons/mine.json:12"), Ok(("dir:with:colons/mine.json".into(), Some(12))));

@@ -42,7 +42,8 @@ pub fn as_markdown(table: &br_policy::Table) -> String {
     }
     text.push_str("\n| filter | options (the first N also by position) |\n|---|---|\n");
     for filter in &table.filters {
-        let options: Vec<String> = filter.options.iter().map(|o| format!("`{}`: {}", cell(&o.name), cell(&o.value))).collect();
+        let options: Vec<String> =
+            filter.options.iter().map(|o| format!("`{}`: {}", cell(&o.name), cell(&o.value))).collect();
         text.push_str(&format!("| `{}` ({}) | {} |\n", filter.name, filter.positional, options.join("; ")));
     }
     text
@@ -86,7 +87,9 @@ fn verdict(path: &std::path::Path, inputs: Option<u32>, job: &PolicyJob) -> Resu
         .map_err(|error| format!("{}: {error}", path.display()))?;
     // `plan`'s whole output carries the inputs; a bare plan needs --inputs.
     let (plan, counted) = match document.get("plan") {
-        Some(plan) => (plan.clone(), document.get("inputs").and_then(Value::as_array).map(|inputs| inputs.len() as u32)),
+        Some(plan) => {
+            (plan.clone(), document.get("inputs").and_then(Value::as_array).map(|inputs| inputs.len() as u32))
+        }
         None => (document, None),
     };
     let input_count = inputs
@@ -122,16 +125,35 @@ mod tests {
     /// The built-in planner's plan for the backend's blueprint over made-up facts, as
     /// `plan` prints it.
     fn printed_plan() -> serde_json::Value {
-        let validated = br_blueprint::validate(include_str!("../../examples/backend-blueprint.json")).unwrap_or_else(|e| panic!("{e:?}"));
+        let validated = br_blueprint::validate(include_str!("../../examples/backend-blueprint.json"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
         let facts = |key: &str, video: bool| br_plan::MediaFacts {
             key: key.into(),
             duration: 10.0,
-            video: video.then(|| br_plan::VideoFacts { codec: "h264".into(), width: 1280, height: 720, frame_rate: 30.0, pixel_format: "yuv420p".into(), duration: 10.0 }),
-            audio: Some(br_plan::AudioFacts { codec: "aac".into(), sample_rate: 48_000, channels: 2, duration: if video { 10.0 } else { 200.0 } }),
+            video: video.then(|| br_plan::VideoFacts {
+                codec: "h264".into(),
+                width: 1280,
+                height: 720,
+                frame_rate: 30.0,
+                pixel_format: "yuv420p".into(),
+                duration: 10.0,
+            }),
+            audio: Some(br_plan::AudioFacts {
+                codec: "aac".into(),
+                sample_rate: 48_000,
+                channels: 2,
+                duration: if video { 10.0 } else { 200.0 },
+            }),
         };
         let mut inputs = vec![facts(&validated.audio_key, false)];
         inputs.extend(validated.clip_keys.iter().map(|key| facts(key, true)));
-        let request = br_plan::PlanRequest { validated, inputs: inputs.clone(), strict: false, prepared: Vec::new(), song_loudness: None };
+        let request = br_plan::PlanRequest {
+            validated,
+            inputs: inputs.clone(),
+            strict: false,
+            prepared: Vec::new(),
+            song_loudness: None,
+        };
         let plan = br_plan::plan(&request).unwrap_or_else(|e| panic!("{e:?}"));
         serde_json::json!({ "inputs": inputs, "plan": plan })
     }
@@ -149,7 +171,10 @@ mod tests {
         assert_eq!(super::check(&file, None, &job), crate::exit::USAGE);
         assert_eq!(super::check(&file, Some(23), &job), crate::exit::OK);
         // An option outside the table.
-        printed["plan"]["steps"][1]["args"].as_array_mut().unwrap().insert(0, serde_json::json!({"kind": "literal", "value": "-metadata"}));
+        printed["plan"]["steps"][1]["args"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, serde_json::json!({"kind": "literal", "value": "-metadata"}));
         std::fs::write(&file, printed.to_string()).unwrap();
         assert_eq!(super::check(&file, None, &job), crate::exit::SANDBOX);
     }
@@ -186,9 +211,15 @@ mod tests {
         let table = br_policy::table(&br_policy::PolicyLimits::for_job(width, height, seconds));
         let markdown = super::as_markdown(&table);
         let readme = include_str!("../../README.md");
-        let start = readme.find("<!-- policy-table -->\n").expect("README has the policy table's start marker") + "<!-- policy-table -->\n".len();
+        let start = readme.find("<!-- policy-table -->\n").expect("README has the policy table's start marker")
+            + "<!-- policy-table -->\n".len();
         let end = readme.find("<!-- /policy-table -->").expect("README has the policy table's end marker");
-        assert!(readme[start..end] == markdown, "README's policy table is stale: run `blueprint-runner policy list --markdown`");
-        assert!(!table.options.iter().any(|o| o.name == "-metadata") && table.filters.iter().any(|f| f.name == "xfade"));
+        assert!(
+            readme[start..end] == markdown,
+            "README's policy table is stale: run `blueprint-runner policy list --markdown`"
+        );
+        assert!(
+            !table.options.iter().any(|o| o.name == "-metadata") && table.filters.iter().any(|f| f.name == "xfade")
+        );
     }
 }

@@ -19,9 +19,9 @@ use serde_json::{json, Value};
 
 use crate::cancel::Cancel;
 use crate::ffmpeg::{ChildLimits, PathTable, Runner};
+use crate::media::Keyframes;
 use crate::storage::{Storage, StorageError};
 use crate::work::Staging;
-use crate::media::Keyframes;
 use crate::{exit, media};
 
 /// Which share of the clips this process prepares: clip `i` (in key order) when
@@ -37,7 +37,9 @@ impl Shard {
 
     /// `I/N`, with `0 <= I < N <= 10000` (Cloud Run's largest task array).
     pub fn parse(text: &str) -> Result<Shard, String> {
-        let parsed = text.split_once('/').and_then(|(index, count)| Some((index.trim().parse().ok()?, count.trim().parse().ok()?)));
+        let parsed = text
+            .split_once('/')
+            .and_then(|(index, count)| Some((index.trim().parse().ok()?, count.trim().parse().ok()?)));
         match parsed {
             Some((index, count)) if index < count && count <= 10_000 => Ok(Shard { index, count }),
             _ => Err(format!("{text:?} is not a shard I/N with 0 <= I < N <= 10000")),
@@ -76,7 +78,10 @@ pub fn source_marker_key(key: &str) -> String {
 /// What happened to one clip.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Prepared { frames: u64, seconds: f64 },
+    Prepared {
+        frames: u64,
+        seconds: f64,
+    },
     UpToDate,
     /// A clip whose prepared frames could not be the ones a job shows (see
     /// [`rate_mismatch`]): jobs render it in full.
@@ -146,9 +151,8 @@ pub fn mismatch(
 /// neighbouring frame. Half a frame either way is taken as none.
 fn start_offset(start: f64, rate: br_plan::FrameRate) -> Option<String> {
     let frame = rate.seconds(1);
-    (start.abs() > frame / 2.0).then(|| {
-        format!("its video starts {start:.3} s into the file, not at 0; a job renders its frames in full")
-    })
+    (start.abs() > frame / 2.0)
+        .then(|| format!("its video starts {start:.3} s into the file, not at 0; a job renders its frames in full"))
 }
 
 pub struct Preparer<'a> {
@@ -168,7 +172,8 @@ impl Preparer<'_> {
         let mut keys: Vec<&String> = keys.iter().filter(|key| !key.starts_with("prepared/")).collect();
         keys.sort();
         keys.dedup();
-        let mine: Vec<&String> = keys.iter().enumerate().filter(|(position, _)| shard.takes(*position)).map(|(_, key)| *key).collect();
+        let mine: Vec<&String> =
+            keys.iter().enumerate().filter(|(position, _)| shard.takes(*position)).map(|(_, key)| *key).collect();
         let shard_text = format!("{}/{}", shard.index, shard.count);
         tracing::info!(profile = %profile.id(), clips = keys.len(), this_shard = mine.len(), shard = %shard_text, "preparing");
         let (mut prepared, mut up_to_date, mut failed, mut not_preparable) = (0usize, 0usize, Vec::new(), Vec::new());
@@ -271,7 +276,20 @@ impl Preparer<'_> {
         let output = work.path().join("prepared.mp4");
         let paths = PathTable { inputs: vec![input], work: work.path().to_owned(), output: output.clone() };
         let rates = crate::schedule::FileRates::of_output(profile.video_bitrate, PREPARED_AUDIO_BITS);
-        self.runner.run(&checked, &paths, seconds, (profile.width, profile.height), rates, &[], &NoRefetch, self.cancel, |_| {}).await.map_err(|e| e.to_string())?;
+        self.runner
+            .run(
+                &checked,
+                &paths,
+                seconds,
+                (profile.width, profile.height),
+                rates,
+                &[],
+                &NoRefetch,
+                self.cancel,
+                |_| {},
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         let limits = ChildLimits::reader(ledger.free().min(media::PROBE_MEMORY), media::PROBE_TIMEOUT);
         let frames = media::count_video_frames(self.ffprobe, &output, limits).await.map_err(|e| e.to_string())?;
         let prepared_key = prepared_key(profile, key);
@@ -319,7 +337,6 @@ impl Drop for ReleaseUnder<'_> {
     }
 }
 
-
 /// The manifest at `key`, read into memory (never into the work folder) through
 /// [`Storage::read_small`], when there is one and it is JSON of a sane size; a broken or
 /// oversized one counts as none (an oversized one is read only one byte past the limit).
@@ -343,7 +360,8 @@ struct NoRefetch;
 
 impl Staging for NoRefetch {
     fn stage<'a>(&'a self, input: u32, _: &'a Path, _: u64) -> StagingFuture<'a> {
-        let error = StorageError::Io { key: format!("input {input}"), store: "prepare".into(), message: "not staged".into() };
+        let error =
+            StorageError::Io { key: format!("input {input}"), store: "prepare".into(), message: "not staged".into() };
         Box::pin(async move { Err(error) })
     }
 
@@ -357,7 +375,8 @@ impl Staging for NoRefetch {
 pub fn clips_among(keys: Vec<String>, strip_prefix: &str) -> Vec<String> {
     keys.into_iter()
         .filter(|key| {
-            let name = if strip_prefix.is_empty() { key.as_str() } else { key.strip_prefix(strip_prefix).unwrap_or(key) };
+            let name =
+                if strip_prefix.is_empty() { key.as_str() } else { key.strip_prefix(strip_prefix).unwrap_or(key) };
             let is_mp4 = std::path::Path::new(key).extension().is_some_and(|ext| ext.eq_ignore_ascii_case("mp4"));
             is_mp4 && !name.starts_with("prepared/") && !key.starts_with("prepared/")
         })
@@ -370,7 +389,14 @@ mod tests {
 
     #[test]
     fn a_listing_keeps_clips_and_leaves_prepared_ones_out() {
-        let keys = ["data/a.mp4", "data/b.MP4", "data/song.mp3", "data/prepared/p/data/a.mp4", "prepared/p/a.mp4", "data/x.mp4.json"];
+        let keys = [
+            "data/a.mp4",
+            "data/b.MP4",
+            "data/song.mp3",
+            "data/prepared/p/data/a.mp4",
+            "prepared/p/a.mp4",
+            "data/x.mp4.json",
+        ];
         let keys = keys.iter().map(|k| k.to_string()).collect();
         assert_eq!(clips_among(keys, "data/"), ["data/a.mp4", "data/b.MP4"]);
     }

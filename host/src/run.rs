@@ -8,10 +8,10 @@ use br_status::{DbSettings, Delivery, JsonLines, LockState, LogOnly, PgStatus, S
 
 use crate::budget::watchdog::{self, Record, Watchdog};
 use crate::cancel::Cancel;
+use crate::cli::{JobFlags, StorageFlags};
 use crate::input::{self, Loaded, Source};
 use crate::job::{Failure, Job, JobConfig, Reporter};
 use crate::storage::{GcsConfig, GcsStorage, LocalFolder, Storage, StorageError};
-use crate::cli::{JobFlags, StorageFlags};
 use crate::{config, exit, ffmpeg};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,9 +69,11 @@ async fn read_blueprint(source: &Source, flags: &StorageFlags) -> Result<Loaded,
     let Source::Uri(uri) = source else {
         return input::read(source).map_err(|e| format!("cannot read the blueprint from {}: {e}", source.describe()));
     };
-    let (bucket, key) = crate::storage::parse_gs_uri(uri).ok_or_else(|| format!("{uri} is not a gs://BUCKET/KEY address"))?;
+    let (bucket, key) =
+        crate::storage::parse_gs_uri(uri).ok_or_else(|| format!("{uri} is not a gs://BUCKET/KEY address"))?;
     // The blueprint's bucket may differ from the media's; the key is used as given.
-    let config = GcsConfig { strip_prefix: String::new(), object_prefix: String::new(), ..gcs_config(flags, bucket.to_owned()) };
+    let config =
+        GcsConfig { strip_prefix: String::new(), object_prefix: String::new(), ..gcs_config(flags, bucket.to_owned()) };
     let store = GcsStorage::connect(config).await.map_err(|e| e.to_string())?;
     let limit = br_blueprint::limits::MAX_BLUEPRINT_BYTES;
     match store.read_small(key, limit).await.map_err(|e| format!("cannot read the blueprint {uri}: {e}"))? {
@@ -114,7 +116,9 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path) -> u8 {
     let text = match Source::choose(flags.file.as_deref()) {
         Ok(source) => match read_blueprint(&source, &flags.storage).await.map(Loaded::into_text) {
             Ok(Ok(text)) => text,
-            Ok(Err(refusal)) => return stop(exit::INVALID_BLUEPRINT, format!("{}: {}", refusal.pointer, refusal.message)),
+            Ok(Err(refusal)) => {
+                return stop(exit::INVALID_BLUEPRINT, format!("{}: {}", refusal.pointer, refusal.message))
+            }
             Err(message) => return stop(exit::USAGE, message),
         },
         Err(message) => return stop(exit::USAGE, message),
@@ -135,11 +139,26 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path) -> u8 {
         Ok(facts) => facts,
         Err(message) => return stop(exit::USAGE, format!("{}: {message}", facts_path.display())),
     };
-    let expected: Vec<&str> = std::iter::once(validated.audio_key.as_str()).chain(validated.clip_keys.iter().map(String::as_str)).collect();
+    let expected: Vec<&str> =
+        std::iter::once(validated.audio_key.as_str()).chain(validated.clip_keys.iter().map(String::as_str)).collect();
     if facts.len() != expected.len() {
-        return stop(exit::USAGE, format!("{} facts given; the blueprint has {} inputs, in this order: {}", facts.len(), expected.len(), expected.join(", ")));
+        return stop(
+            exit::USAGE,
+            format!(
+                "{} facts given; the blueprint has {} inputs, in this order: {}",
+                facts.len(),
+                expected.len(),
+                expected.join(", ")
+            ),
+        );
     }
-    let request = br_plan::PlanRequest { validated, inputs: facts, strict: flags.is_strict(), prepared: Vec::new(), song_loudness: None };
+    let request = br_plan::PlanRequest {
+        validated,
+        inputs: facts,
+        strict: flags.is_strict(),
+        prepared: Vec::new(),
+        song_loudness: None,
+    };
     if let Some(path) = &flags.save_plan_request {
         if let Err(message) = crate::plan_request::write(path, &request) {
             return stop(exit::USAGE, message);
@@ -153,11 +172,13 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path) -> u8 {
         }
         Err(error) => return stop(exit::SANDBOX, error.to_string()),
     };
-    let checked = match br_policy::check(&plan, request.inputs.len() as u32, &br_policy::PolicyLimits::for_request(&request)) {
-        Ok(checked) => checked,
-        Err(violation) => return stop(exit::SANDBOX, violation.to_string()),
-    };
-    let shown = serde_json::json!({ "task_id": request.validated.task_id, "inputs": request.inputs, "plan": checked.plan() });
+    let checked =
+        match br_policy::check(&plan, request.inputs.len() as u32, &br_policy::PolicyLimits::for_request(&request)) {
+            Ok(checked) => checked,
+            Err(violation) => return stop(exit::SANDBOX, violation.to_string()),
+        };
+    let shown =
+        serde_json::json!({ "task_id": request.validated.task_id, "inputs": request.inputs, "plan": checked.plan() });
     match serde_json::to_string_pretty(&shown) {
         Ok(text) => {
             println!("{text}");
@@ -222,7 +243,13 @@ pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duratio
 /// `job` over a manifest: this task's share of its entries, one after another, each as
 /// a single `job` with the entry's task id and blueprint (see [`crate::batch`]).
 /// `database`: whether entries report to the task rows (`job`) or on stdout (`run`).
-async fn task_array(flags: &JobFlags, manifest_uri: &str, status_flush: Duration, cancel: &Cancel, database: bool) -> u8 {
+async fn task_array(
+    flags: &JobFlags,
+    manifest_uri: &str,
+    status_flush: Duration,
+    cancel: &Cancel,
+    database: bool,
+) -> u8 {
     let env = |name: &str| std::env::var(name).ok();
     let shard = match crate::prepare::Shard::from_cloud_run(&env) {
         Ok(shard) => shard.unwrap_or(crate::prepare::Shard::WHOLE),
@@ -238,7 +265,12 @@ async fn task_array(flags: &JobFlags, manifest_uri: &str, status_flush: Duration
         }
     };
     let mine = crate::batch::share(&entries, shard.index as usize, shard.count as usize);
-    tracing::info!(manifest = manifest_uri, entries = entries.len(), this_task = mine.len(), "running this task's entries of the manifest");
+    tracing::info!(
+        manifest = manifest_uri,
+        entries = entries.len(),
+        this_task = mine.len(),
+        "running this task's entries of the manifest"
+    );
     let database = DbSettings::from_env(&env).ok().flatten().filter(|_| database);
     let attempt = env("CLOUD_RUN_TASK_ATTEMPT").and_then(|value| value.trim().parse().ok()).unwrap_or(0);
     let mut codes = Vec::with_capacity(mine.len());
@@ -267,7 +299,8 @@ async fn task_array(flags: &JobFlags, manifest_uri: &str, status_flush: Duration
                 let mut status = PgStatus::start(database.clone());
                 // Each entry is its own task: its lock is held for the entry and released after it.
                 let lock = LockSlot::default();
-                let code = run_entry(entry, &entry_flags, &mut status, launch(Some(database), Some(&lock)), cancel).await;
+                let code =
+                    run_entry(entry, &entry_flags, &mut status, launch(Some(database), Some(&lock)), cancel).await;
                 let patience = if cancel.reason().is_some() { status_flush.min(CANCELLED_FLUSH) } else { status_flush };
                 let code = settle(status.finish(patience).await, code);
                 release(lock).await;
@@ -286,7 +319,13 @@ async fn task_array(flags: &JobFlags, manifest_uri: &str, status_flush: Duration
 
 /// One entry of a manifest, as a single `job`; an entry with a problem fails without
 /// running (its row says why, when its task id is usable).
-async fn run_entry(entry: &crate::batch::Entry, flags: &JobFlags, sink: &mut dyn StatusSink, launch: Launch<'_>, cancel: &Cancel) -> u8 {
+async fn run_entry(
+    entry: &crate::batch::Entry,
+    flags: &JobFlags,
+    sink: &mut dyn StatusSink,
+    launch: Launch<'_>,
+    cancel: &Cancel,
+) -> u8 {
     match &entry.problem {
         Some((pointer, message)) => {
             let failure = Failure::ManifestEntry { pointer: pointer.clone(), message: message.clone() };
@@ -301,18 +340,23 @@ async fn run_entry(entry: &crate::batch::Entry, flags: &JobFlags, sink: &mut dyn
 /// has `validate-manifest` (0.5.0), else the built-in one. On failure the exit code and
 /// the message.
 async fn check_manifest(flags: &JobFlags, manifest_uri: &str) -> Result<Vec<crate::batch::Entry>, (u8, String)> {
-    let text = read_manifest(manifest_uri, &flags.storage).await.map_err(|message| (exit::INVALID_BLUEPRINT, message))?;
+    let text =
+        read_manifest(manifest_uri, &flags.storage).await.map_err(|message| (exit::INVALID_BLUEPRINT, message))?;
     let mut sandbox = flags.sandbox.try_load()?;
     if !sandbox.checks_manifests() {
-        tracing::info!(contract = sandbox.contract_version(), "the plugin predates manifests: the built-in guest checks this one");
+        tracing::info!(
+            contract = sandbox.contract_version(),
+            "the plugin predates manifests: the built-in guest checks this one"
+        );
         sandbox = crate::cli::SandboxFlags { guest: None, ..flags.sandbox.clone() }.try_load()?;
     }
     let check = sandbox.validate_manifest(&text).await.map_err(|error| (exit::SANDBOX, error.to_string()))?;
     match check.verdict {
         Ok(checked) => Ok(crate::batch::entries(checked)),
-        Err(errors) => {
-            Err((exit::INVALID_BLUEPRINT, crate::job::list(errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())))))
-        }
+        Err(errors) => Err((
+            exit::INVALID_BLUEPRINT,
+            crate::job::list(errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str()))),
+        )),
     }
 }
 
@@ -342,9 +386,17 @@ async fn read_manifest(uri: &str, flags: &StorageFlags) -> Result<String, String
     let limit = br_blueprint::manifest::MAX_MANIFEST_BYTES;
     let bytes = match crate::storage::parse_gs_uri(uri) {
         Some((bucket, key)) => {
-            let config = GcsConfig { strip_prefix: String::new(), object_prefix: String::new(), ..gcs_config(flags, bucket.to_owned()) };
+            let config = GcsConfig {
+                strip_prefix: String::new(),
+                object_prefix: String::new(),
+                ..gcs_config(flags, bucket.to_owned())
+            };
             let store = GcsStorage::connect(config).await.map_err(|e| e.to_string())?;
-            store.read_small(key, limit).await.map_err(|e| e.to_string())?.ok_or(format!("larger than {limit} bytes"))?
+            store
+                .read_small(key, limit)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or(format!("larger than {limit} bytes"))?
         }
         None => input::read_small_file(std::path::Path::new(uri), limit as u64)?,
     };
@@ -377,7 +429,9 @@ const ROW_CHECK_PATIENCE: Duration = Duration::from_secs(10);
 fn settle(delivery: Delivery, code: u8) -> u8 {
     match delivery {
         Delivery::Written | Delivery::Nothing | Delivery::RowCompleted => return code,
-        Delivery::RowMissing => tracing::error!("the task's row is gone from choreography_tasks: its status is not recorded"),
+        Delivery::RowMissing => {
+            tracing::error!("the task's row is gone from choreography_tasks: its status is not recorded")
+        }
         Delivery::Unrecorded { update, last_error } => {
             let update = serde_json::to_value(&*update).unwrap_or_default();
             tracing::error!(unrecorded_status = %update, "the database stayed unreachable; this status is not recorded: {last_error}");
@@ -448,8 +502,13 @@ async fn claim(database: &DbSettings, task_id: &str, launch: &Launch<'_>) -> Res
                 return Err(exit::OK);
             }
             LockState::KeyTaken(holder) => {
-                let holder = holder.map(|h| format!("pid {} '{}'", h.pid, h.application_name)).unwrap_or_else(|| "a session that ended".into());
-                tracing::warn!(lock_key = lock.key(), "the task's lock key is held by {holder}, which is not on this task: working without the lock");
+                let holder = holder
+                    .map(|h| format!("pid {} '{}'", h.pid, h.application_name))
+                    .unwrap_or_else(|| "a session that ended".into());
+                tracing::warn!(
+                    lock_key = lock.key(),
+                    "the task's lock key is held by {holder}, which is not on this task: working without the lock"
+                );
             }
             LockState::Pending { last_error } => {
                 let why = last_error.unwrap_or_else(|| "no answer".into());
@@ -503,7 +562,11 @@ async fn check_row(database: &DbSettings, task_id: &str, patience: Duration, att
         Ok(TaskRow::Found { status, message }) if attempt > 0 && status == "failed" => {
             match recorded_exit(&message).filter(|code| DETERMINISTIC_EXITS.contains(code)) {
                 Some(code) => {
-                    tracing::warn!(attempt, exit_code = code, "an earlier attempt failed in a way this one would repeat ({message}): not retried");
+                    tracing::warn!(
+                        attempt,
+                        exit_code = code,
+                        "an earlier attempt failed in a way this one would repeat ({message}): not retried"
+                    );
                     Err(code)
                 }
                 None => Ok(()),
@@ -511,7 +574,9 @@ async fn check_row(database: &DbSettings, task_id: &str, patience: Duration, att
         }
         Ok(TaskRow::Found { .. }) => Ok(()),
         Ok(TaskRow::Missing) => {
-            let message = format!("task '{task_id}' has no row in choreography_tasks (the backend creates it before it launches the job)");
+            let message = format!(
+                "task '{task_id}' has no row in choreography_tasks (the backend creates it before it launches the job)"
+            );
             tracing::error!("{message}");
             eprintln!("error: {message}");
             Err(exit::USAGE)
@@ -555,7 +620,14 @@ pub(crate) async fn execute_recorded(
     (code, Some(watchdog.record()))
 }
 
-async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink, launch: Launch<'_>, cancel: &Cancel, watchdog: &Watchdog) -> u8 {
+async fn execute_watched(
+    flags: &JobFlags,
+    mode: Mode,
+    sink: &mut dyn StatusSink,
+    launch: Launch<'_>,
+    cancel: &Cancel,
+    watchdog: &Watchdog,
+) -> u8 {
     let mut reporter = Reporter::new(sink, launch.task_id.clone()).with_watchdog(watchdog);
     if let (Some(database), Some(task_id)) = (launch.database, &launch.task_id) {
         if let Err(code) = claim(database, task_id, &launch).await {
@@ -630,7 +702,8 @@ async fn execute_watched(flags: &JobFlags, mode: Mode, sink: &mut dyn StatusSink
                 Some(position) => (format!("/{position}/task_id"), "the manifest entry"),
                 None => ("/task_id".to_owned(), "TASK_ID"),
             };
-            let failure = Failure::TaskMismatch { pointer, named_by, environment: given.clone(), blueprint: blueprint_task };
+            let failure =
+                Failure::TaskMismatch { pointer, named_by, environment: given.clone(), blueprint: blueprint_task };
             return fail(&mut reporter, Stage::Validate, failure);
         }
         (None, Some(database)) => {
@@ -698,7 +771,8 @@ pub async fn bench_fetch(flags: &StorageFlags, keys: &[String]) -> u8 {
         let storage = storage.as_ref();
         async move { storage.fetch(key, &destination, &crate::budget::ledger::Unbounded).await }
     });
-    let results: Vec<_> = futures::stream::iter(downloads).buffer_unordered(usize::from(flags.download_concurrency)).collect().await;
+    let results: Vec<_> =
+        futures::stream::iter(downloads).buffer_unordered(usize::from(flags.download_concurrency)).collect().await;
     let seconds = started.elapsed().as_secs_f64();
     let mut bytes = 0;
     for result in results {
@@ -728,7 +802,9 @@ pub async fn bench_fetch(flags: &StorageFlags, keys: &[String]) -> u8 {
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|status| status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|status| {
+            status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -769,7 +845,13 @@ pub async fn prepare(flags: JobFlags, options: crate::cli::PrepareFlags) -> u8 {
         stall_limit: ffmpeg::STALL_LIMIT,
         parallel_steps: crate::schedule::default_parallelism(),
     };
-    let preparer = crate::prepare::Preparer { storage: storage.as_ref(), runner: &runner, ffprobe: &ffprobe, work_root: &work_root, cancel: &cancel };
+    let preparer = crate::prepare::Preparer {
+        storage: storage.as_ref(),
+        runner: &runner,
+        ffprobe: &ffprobe,
+        work_root: &work_root,
+        cancel: &cancel,
+    };
     let (profile, keys) = match &options.all {
         Some(prefix) => {
             if let Some(problem) = crate::storage::folder_prefix_problem(prefix) {
@@ -780,7 +862,15 @@ pub async fn prepare(flags: JobFlags, options: crate::cli::PrepareFlags) -> u8 {
                 Err(error) => return fail(exit::STORAGE, format!("cannot list {prefix:?}: {error}")),
             };
             let rate = br_plan::FrameRate::from_fps(options.frame_rate.clamp(1.0, 120.0));
-            (br_plan::prepare::Profile { width: options.width, height: options.height, rate, video_bitrate: options.video_bitrate }, keys)
+            (
+                br_plan::prepare::Profile {
+                    width: options.width,
+                    height: options.height,
+                    rate,
+                    video_bitrate: options.video_bitrate,
+                },
+                keys,
+            )
         }
         None => match blueprint_profile(&flags, &preparer, &work_root).await {
             Ok(found) => found,
@@ -799,25 +889,39 @@ async fn blueprint_profile(
 ) -> Result<(br_plan::prepare::Profile, Vec<String>), (u8, String)> {
     let source = Source::choose(flags.file.as_deref()).map_err(|message| (exit::USAGE, message))?;
     let text = read_blueprint(&source, &flags.storage).await.map_err(|message| (exit::USAGE, message))?;
-    let text = text.into_text().map_err(|refusal| (exit::INVALID_BLUEPRINT, format!("{}: {}", refusal.pointer, refusal.message)))?;
+    let text = text
+        .into_text()
+        .map_err(|refusal| (exit::INVALID_BLUEPRINT, format!("{}: {}", refusal.pointer, refusal.message)))?;
     let sandbox = flags.sandbox.try_load()?;
-    let validation = sandbox.validate(&text, &flags.check_options()).await.map_err(|error| (exit::SANDBOX, error.to_string()))?;
+    let validation =
+        sandbox.validate(&text, &flags.check_options()).await.map_err(|error| (exit::SANDBOX, error.to_string()))?;
     let validated = validation.verdict.map_err(|refusal| {
         let listed = crate::job::list(refusal.errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())));
         (exit::INVALID_BLUEPRINT, format!("invalid blueprint: {listed}"))
     })?;
-    let mut inputs = vec![br_plan::MediaFacts { key: validated.audio_key.clone(), duration: 0.0, video: None, audio: None }];
-    inputs.extend(validated.clip_keys.iter().map(|key| br_plan::MediaFacts { key: key.clone(), duration: 0.0, video: None, audio: None }));
+    let mut inputs =
+        vec![br_plan::MediaFacts { key: validated.audio_key.clone(), duration: 0.0, video: None, audio: None }];
+    inputs.extend(validated.clip_keys.iter().map(|key| br_plan::MediaFacts {
+        key: key.clone(),
+        duration: 0.0,
+        video: None,
+        audio: None,
+    }));
     if validated.output.width.is_none() || validated.output.height.is_none() {
         if let Some(first) = validated.moves.first().map(|m| m.clip as usize) {
             let key = &validated.clip_keys[first.min(validated.clip_keys.len().saturating_sub(1))];
-            let folder = tempfile::Builder::new().prefix("blueprint-runner-prepare-").tempdir_in(work_root).map_err(|e| (exit::STORAGE, format!("work folder: {e}")))?;
+            let folder = tempfile::Builder::new()
+                .prefix("blueprint-runner-prepare-")
+                .tempdir_in(work_root)
+                .map_err(|e| (exit::STORAGE, format!("work folder: {e}")))?;
             let file = folder.path().join("first-clip");
             let ledger = preparer.runner.ledger.as_ref();
             let probe_memory = crate::media::PROBE_MEMORY;
             let gate = crate::budget::ledger::Reserving::new(ledger, probe_memory, ledger.ceiling(probe_memory, 0));
             let fetched = preparer.storage.fetch(key, &file, &gate).await;
-            fetched.map_err(|e| (if matches!(e, StorageError::TooLarge { .. }) { exit::MEDIA } else { exit::STORAGE }, e.to_string()))?;
+            fetched.map_err(|e| {
+                (if matches!(e, StorageError::TooLarge { .. }) { exit::MEDIA } else { exit::STORAGE }, e.to_string())
+            })?;
             gate.into_file(&file);
             let limits = ffmpeg::ChildLimits::reader(probe_memory, crate::media::PROBE_TIMEOUT);
             let facts = crate::media::probe(preparer.ffprobe, &file, key, limits).await;
@@ -826,8 +930,15 @@ async fn blueprint_profile(
             inputs[1 + first] = facts;
         }
     }
-    let profile = br_plan::prepare::Profile::of(&validated, &inputs)
-        .ok_or_else(|| (exit::USAGE, format!("only libx264 outputs have prepared clips; this blueprint asks for {}", validated.output.video_codec)))?;
+    let profile = br_plan::prepare::Profile::of(&validated, &inputs).ok_or_else(|| {
+        (
+            exit::USAGE,
+            format!(
+                "only libx264 outputs have prepared clips; this blueprint asks for {}",
+                validated.output.video_codec
+            ),
+        )
+    })?;
     Ok((profile, validated.clip_keys.clone()))
 }
 
@@ -845,4 +956,3 @@ mod tests {
         assert!(DETERMINISTIC_EXITS.iter().all(|code| ![exit::STORAGE, exit::FFMPEG, exit::CANCELLED].contains(code)));
     }
 }
-

@@ -35,13 +35,12 @@ impl SdkSource {
             (Some(path), None) => Ok(SdkSource::Path(path)),
             (None, Some(url)) => Ok(SdkSource::Git { url, rev }),
             (None, None) if Path::new(BUILT_FROM_SDK).join("Cargo.toml").is_file() => {
-                Ok(pinned_revision(Path::new(BUILT_FROM_SDK)).unwrap_or_else(|| SdkSource::Path(PathBuf::from(BUILT_FROM_SDK))))
+                Ok(pinned_revision(Path::new(BUILT_FROM_SDK))
+                    .unwrap_or_else(|| SdkSource::Path(PathBuf::from(BUILT_FROM_SDK))))
             }
-            (None, None) => Err(
-                "this binary was not built from a source tree here: give --sdk PATH (the \
+            (None, None) => Err("this binary was not built from a source tree here: give --sdk PATH (the \
                                  crates/guest-sdk folder of a checkout) or --sdk-git URL"
-                    .into(),
-            ),
+                .into()),
         }
     }
 
@@ -49,15 +48,11 @@ impl SdkSource {
     fn dependency(&self) -> Result<String, String> {
         match self {
             SdkSource::Path(path) => {
-                let path = path
-                    .canonicalize()
-                    .map_err(|e| format!("the SDK folder {}: {e}", path.display()))?;
+                let path = path.canonicalize().map_err(|e| format!("the SDK folder {}: {e}", path.display()))?;
                 if !path.join("Cargo.toml").is_file() {
                     return Err(format!("{} has no Cargo.toml: it is not the SDK crate", path.display()));
                 }
-                let text = path
-                    .to_str()
-                    .ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
+                let text = path.to_str().ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
                 Ok(format!("{{ path = {} }}", toml_string(text)))
             }
             SdkSource::Git { url, rev: Some(rev) } => {
@@ -123,9 +118,7 @@ fn toml_string(text: &str) -> String {
 fn name_problem(name: &str) -> Option<String> {
     let well_formed = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     (!well_formed).then(|| {
         format!(
             "{name:?} is not a plugin name: lower-case letters, digits, - and _, starting with a letter, at most 64"
@@ -148,23 +141,13 @@ pub fn new_plugin(dir: &Path, name: Option<String>, sdk: &SdkSource) -> Result<V
     }
     if let Ok(mut entries) = std::fs::read_dir(dir) {
         if entries.next().is_some() {
-            return Err(format!(
-                "{} exists and is not empty: nothing was written",
-                dir.display()
-            ));
+            return Err(format!("{} exists and is not empty: nothing was written", dir.display()));
         }
     }
     let crate_name = name.replace('-', "_");
     let fill = |template: &str| -> Result<String, String> {
-        let sdk = if template.contains("@SDK@") {
-            sdk.dependency()?
-        } else {
-            String::new()
-        };
-        Ok(template
-            .replace("@NAME@", &name)
-            .replace("@CRATE@", &crate_name)
-            .replace("@SDK@", &sdk))
+        let sdk = if template.contains("@SDK@") { sdk.dependency()? } else { String::new() };
+        Ok(template.replace("@NAME@", &name).replace("@CRATE@", &crate_name).replace("@SDK@", &sdk))
     };
     let files = [
         ("Cargo.toml", fill(CARGO_TOML)?),
@@ -199,10 +182,7 @@ pub fn run(
             for file in files {
                 println!("wrote {}", file.display());
             }
-            println!(
-                "next: cd {} && cargo test && cargo build --release --target wasm32-wasip2",
-                dir.display()
-            );
+            println!("next: cd {} && cargo test && cargo build --release --target wasm32-wasip2", dir.display());
             exit::OK
         }
         Err(message) => {
@@ -220,10 +200,7 @@ mod tests {
     fn the_scaffold_names_the_sdk_and_the_crate() {
         let folder = tempfile::tempdir().unwrap();
         let dir = folder.path().join("my-plugin");
-        let sdk = SdkSource::Git {
-            url: "https://example.com/blueprint-runner.git".into(),
-            rev: Some("abc123".into()),
-        };
+        let sdk = SdkSource::Git { url: "https://example.com/blueprint-runner.git".into(), rev: Some("abc123".into()) };
         new_plugin(&dir, None, &sdk).unwrap();
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
         assert!(manifest.contains("name = \"my-plugin\""), "{manifest}");
@@ -257,7 +234,10 @@ mod tests {
         assert_eq!(pinned_revision(&sdk), None, "no remote: nowhere to fetch it from");
         git(&["remote", "add", "origin", "https://example.com/runner.git"]);
         let head = git(&["rev-parse", "HEAD"]);
-        assert_eq!(pinned_revision(&sdk), Some(SdkSource::Git { url: "https://example.com/runner.git".into(), rev: Some(head) }));
+        assert_eq!(
+            pinned_revision(&sdk),
+            Some(SdkSource::Git { url: "https://example.com/runner.git".into(), rev: Some(head) })
+        );
         std::fs::write(repo.path().join("wit/contract.wit"), "package a:b@0.10.0;").unwrap();
         assert_eq!(pinned_revision(&sdk), None, "the contract changed since the commit");
     }
@@ -323,10 +303,7 @@ mod tests {
     fn a_folder_with_files_is_never_overwritten() {
         let folder = tempfile::tempdir().unwrap();
         std::fs::write(folder.path().join("keep.txt"), "mine").unwrap();
-        let sdk = SdkSource::Git {
-            url: "u".into(),
-            rev: None,
-        };
+        let sdk = SdkSource::Git { url: "u".into(), rev: None };
         let refused = new_plugin(folder.path(), Some("ok".into()), &sdk).unwrap_err();
         assert!(refused.contains("not empty"), "{refused}");
         assert_eq!(std::fs::read_dir(folder.path()).unwrap().count(), 1);

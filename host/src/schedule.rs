@@ -103,7 +103,14 @@ impl Schedule {
     /// `prepared_inputs[i]`: input `i` was staged from a prepared clip of this job's profile.
     /// `video_seconds`: the blueprint's length, which bounds what a step claims to write;
     /// `rates`: the blueprint's bitrates ([`FileRates`]).
-    pub fn new(plan: &Plan, frame: (u32, u32), prepared_inputs: &[bool], max_running: usize, video_seconds: f64, rates: FileRates) -> Schedule {
+    pub fn new(
+        plan: &Plan,
+        frame: (u32, u32),
+        prepared_inputs: &[bool],
+        max_running: usize,
+        video_seconds: f64,
+        rates: FileRates,
+    ) -> Schedule {
         let weights = plan.steps.iter().map(|step| weight(step, frame, prepared_inputs)).collect();
         let files = plan.steps.iter().map(|step| file_allowance(step, video_seconds, rates)).collect();
         Schedule {
@@ -165,7 +172,9 @@ impl Schedule {
         }
         let held: u64 = self.states.iter().map(|s| if let State::Running { limit } = s { *limit } else { 0 }).sum();
         let free = available.saturating_sub(held);
-        let ready = |step: usize| self.states[step] == State::Waiting && self.after[step].iter().all(|&s| self.states[s] == State::Done);
+        let ready = |step: usize| {
+            self.states[step] == State::Waiting && self.after[step].iter().all(|&s| self.states[s] == State::Done)
+        };
         for step in (0..self.states.len()).filter(|&s| ready(s)) {
             let alone = running == 0;
             let need = self.need(step) + staging(step);
@@ -258,7 +267,8 @@ fn dependencies(plan: &Plan) -> Vec<Vec<usize>> {
                 }
                 Step::WriteConcatList(list) => list.parts.iter().map(|part| part.temp).collect(),
             };
-            let mut after: Vec<usize> = read.iter().filter_map(|t| writer.get(t).copied()).filter(|&w| w < index).collect();
+            let mut after: Vec<usize> =
+                read.iter().filter_map(|t| writer.get(t).copied()).filter(|&w| w < index).collect();
             after.sort_unstable();
             after.dedup();
             after
@@ -278,9 +288,14 @@ fn file_allowance(step: &Step, video_seconds: f64, rates: FileRates) -> u64 {
 
 fn weight(step: &Step, frame: (u32, u32), prepared_inputs: &[bool]) -> Weight {
     let Step::Ffmpeg(invocation) = step else { return Weight::List };
-    let literals: Vec<&str> = invocation.args.iter().filter_map(|a| if let Arg::Literal(text) = a { Some(text.as_str()) } else { None }).collect();
+    let literals: Vec<&str> = invocation
+        .args
+        .iter()
+        .filter_map(|a| if let Arg::Literal(text) = a { Some(text.as_str()) } else { None })
+        .collect();
     let has = |word: &str| literals.contains(&word);
-    let value_is = |options: &[&str], value: &str| literals.windows(2).any(|pair| options.contains(&pair[0]) && pair[1] == value);
+    let value_is =
+        |options: &[&str], value: &str| literals.windows(2).any(|pair| options.contains(&pair[0]) && pair[1] == value);
     let filters = has("-filter_complex") || has("-vf") || has("-af");
     let video_copied = has("-vn") || value_is(&["-c:v", "-codec:v", "-vcodec"], "copy");
     let audio_copied = has("-an") || value_is(&["-c:a", "-codec:a", "-acodec"], "copy");
@@ -294,7 +309,11 @@ fn weight(step: &Step, frame: (u32, u32), prepared_inputs: &[bool]) -> Weight {
     let (width, height) = estimate::largest_frame(&invocation.args)
         .filter(|&(w, h)| u64::from(w) * u64::from(h) > u64::from(frame.0) * u64::from(frame.1))
         .unwrap_or(frame);
-    let mut inputs = invocation.args.iter().filter_map(|arg| if let Arg::Input(i) = arg { Some(*i as usize) } else { None }).peekable();
+    let mut inputs = invocation
+        .args
+        .iter()
+        .filter_map(|arg| if let Arg::Input(i) = arg { Some(*i as usize) } else { None })
+        .peekable();
     let only_prepared = inputs.peek().is_some() && inputs.all(|i| prepared_inputs.get(i).copied().unwrap_or(false));
     if only_prepared {
         // The encoder's options come after the last input (before it, `-threads` sets an
@@ -304,7 +323,8 @@ fn weight(step: &Step, frame: (u32, u32), prepared_inputs: &[bool]) -> Weight {
         let sets = |option: &str, value: &str| {
             output_options.windows(2).any(|pair| pair == [Arg::lit(option), Arg::lit(value)])
         };
-        let encoder = estimate::BridgeEncoder { one_thread: sets("-threads", "1"), lookahead: !sets("-rc-lookahead", "0") };
+        let encoder =
+            estimate::BridgeEncoder { one_thread: sets("-threads", "1"), lookahead: !sets("-rc-lookahead", "0") };
         Weight::Bridge(estimate::prepared_step_bytes(width, height, encoder))
     } else {
         Weight::Heavy(estimate::step_bytes(width, height))
@@ -499,7 +519,9 @@ mod tests {
         let plan = planner_shaped(true);
         let song_alone = Schedule::new(&plan, (1280, 720), &[], 2, 10.0, RATES).next(380 * MIB).unwrap();
         let held = song_alone.memory + song_alone.file_size;
-        for (available, expected) in [(held + COPY_NEED + VIDEO_FILE, Some(2)), (held + COPY_NEED + VIDEO_FILE - 1, None)] {
+        for (available, expected) in
+            [(held + COPY_NEED + VIDEO_FILE, Some(2)), (held + COPY_NEED + VIDEO_FILE - 1, None)]
+        {
             let mut schedule = Schedule::new(&plan, (1280, 720), &[], 2, 10.0, RATES);
             schedule.started(song_alone);
             let next = schedule.next(available);
@@ -520,7 +542,11 @@ mod tests {
         let prepared = [false, true];
         let bridge_need = planners_bridge();
         assert_eq!(weight(&plan.steps[1], (1280, 720), &prepared), Weight::Bridge(bridge_need));
-        assert_eq!(weight(&plan.steps[0], (1280, 720), &prepared), Weight::Light(LOUDNORM_NEED), "the song is never prepared");
+        assert_eq!(
+            weight(&plan.steps[0], (1280, 720), &prepared),
+            Weight::Light(LOUDNORM_NEED),
+            "the song is never prepared"
+        );
         let mut schedule = Schedule::new(&plan, (1280, 720), &prepared, 2, 10.0, RATES);
         let song = schedule.next(available).unwrap();
         assert_eq!(song, Start { step: 0, memory: LOUDNORM_NEED, file_size: AUDIO_FILE, staging: 0 });
@@ -551,13 +577,21 @@ mod tests {
         let need = |one_thread, lookahead| {
             Weight::Bridge(estimate::prepared_step_bytes(1280, 720, estimate::BridgeEncoder { one_thread, lookahead }))
         };
-        let two = step("-threads 1 -i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -threads 2 -f nut", Arg::Temp(0));
+        let two = step(
+            "-threads 1 -i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -threads 2 -f nut",
+            Arg::Temp(0),
+        );
         assert_eq!(weight(&two, (1280, 720), &prepared), need(false, true));
-        let one = step("-threads 1 -i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -threads 1 -f nut", Arg::Temp(0));
+        let one = step(
+            "-threads 1 -i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -threads 1 -f nut",
+            Arg::Temp(0),
+        );
         assert_eq!(weight(&one, (1280, 720), &prepared), need(true, true));
         assert_eq!(weight(&step(PLANNERS_BRIDGE, Arg::Temp(0)), (1280, 720), &prepared), need(true, false));
-        let any_lookahead =
-            step("-i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -rc-lookahead 5 -threads 1 -f nut", Arg::Temp(0));
+        let any_lookahead = step(
+            "-i CLIP -filter_complex [0:v]null[v] -map [v] -c:v libx264 -rc-lookahead 5 -threads 1 -f nut",
+            Arg::Temp(0),
+        );
         assert_eq!(weight(&any_lookahead, (1280, 720), &prepared), need(true, true));
     }
 

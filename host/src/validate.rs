@@ -31,7 +31,8 @@ pub async fn run(request: Request, sandbox: &br_sandbox::Sandbox) -> u8 {
             for warning in &validated.warnings {
                 tracing::warn!(pointer = %warning.pointer, "{}", warning.message);
             }
-            let warnings: Vec<_> = validated.warnings.iter().map(|w| json!({"pointer": w.pointer, "message": w.message})).collect();
+            let warnings: Vec<_> =
+                validated.warnings.iter().map(|w| json!({"pointer": w.pointer, "message": w.message})).collect();
             if request.json {
                 println!(
                     "{}",
@@ -99,7 +100,10 @@ fn print_refusal(refusal: &Refusal, json: bool) -> u8 {
 pub fn print_sandbox_error(error: &SandboxError, json: bool) -> u8 {
     tracing::error!(limit = error.limit_name(), "{error}");
     if json {
-        println!("{}", json!({"valid": null, "sandbox_error": {"limit": error.limit_name(), "message": error.to_string()}}));
+        println!(
+            "{}",
+            json!({"valid": null, "sandbox_error": {"limit": error.limit_name(), "message": error.to_string()}})
+        );
     } else {
         eprintln!("error: {error}");
     }

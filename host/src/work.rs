@@ -19,7 +19,12 @@ use crate::storage::StorageError;
 /// Puts staged input `input` (0 the song, 1 + i clip i) back at `path`, taking at most
 /// `room` bytes of the work folder (it is refused, not copied, when it needs more).
 pub trait Staging: Sync {
-    fn stage<'a>(&'a self, input: u32, path: &'a Path, room: u64) -> Pin<Box<dyn Future<Output = Result<u64, StorageError>> + Send + 'a>>;
+    fn stage<'a>(
+        &'a self,
+        input: u32,
+        path: &'a Path,
+        room: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, StorageError>> + Send + 'a>>;
     /// The room staging `input` again takes in the work folder (with anything that
     /// runs to stage it), so that a step that needs it waits for that room too.
     fn room_for(&self, input: u32) -> u64;
@@ -115,7 +120,14 @@ impl Uses {
     /// one fetches them again), temps whose every reader has now finished. Their charges
     /// go from `ledger` with them: their readers have ended, so nothing holds them open any
     /// more (a concat part unlinked while the join read it was charged until now).
-    pub fn release_after(&mut self, step: usize, paths: &PathTable, formats: &[TempFormat], busy: &BTreeSet<u32>, ledger: &Ledger) {
+    pub fn release_after(
+        &mut self,
+        step: usize,
+        paths: &PathTable,
+        formats: &[TempFormat],
+        busy: &BTreeSet<u32>,
+        ledger: &Ledger,
+    ) {
         let next = (step + 1..self.inputs.len()).find(|&s| !self.inputs[s].is_empty());
         let mut kept: BTreeSet<u32> = next.map(|s| self.inputs[s].clone()).unwrap_or_default();
         kept.extend(busy);
@@ -241,15 +253,32 @@ mod tests {
             steps: vec![
                 ffmpeg(vec![lit("-i"), Arg::Input(1), lit("-f"), lit("nut"), Arg::Temp(0)]),
                 ffmpeg(vec![lit("-i"), Arg::Input(1), lit("-i"), Arg::Input(2), lit("-f"), lit("nut"), Arg::Temp(1)]),
-                Step::WriteConcatList(ConcatList { list: 2, parts: vec![ConcatPart { temp: 0, duration: 1.0 }, ConcatPart { temp: 1, duration: 1.0 }] }),
-                ffmpeg(vec![lit("-f"), lit("concat"), lit("-i"), Arg::Temp(2), lit("-i"), Arg::Input(0), lit("-f"), lit("mp4"), Arg::Output]),
+                Step::WriteConcatList(ConcatList {
+                    list: 2,
+                    parts: vec![ConcatPart { temp: 0, duration: 1.0 }, ConcatPart { temp: 1, duration: 1.0 }],
+                }),
+                ffmpeg(vec![
+                    lit("-f"),
+                    lit("concat"),
+                    lit("-i"),
+                    Arg::Temp(2),
+                    lit("-i"),
+                    Arg::Input(0),
+                    lit("-f"),
+                    lit("mp4"),
+                    Arg::Output,
+                ]),
             ],
             warnings: vec![],
         }
     }
 
     fn table(folder: &Path) -> PathTable {
-        PathTable { inputs: (0..3).map(|n| folder.join(format!("input-{n}"))).collect(), work: folder.to_owned(), output: folder.join("out.mp4") }
+        PathTable {
+            inputs: (0..3).map(|n| folder.join(format!("input-{n}"))).collect(),
+            work: folder.to_owned(),
+            output: folder.join("out.mp4"),
+        }
     }
 
     #[test]
@@ -257,7 +286,11 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         let paths = table(folder.path());
         let plan = plan();
-        for file in paths.inputs.iter().chain([&paths.temp(0, TempFormat::Nut), &paths.temp(1, TempFormat::Nut), &paths.temp(2, TempFormat::Ffconcat)]) {
+        for file in paths.inputs.iter().chain([
+            &paths.temp(0, TempFormat::Nut),
+            &paths.temp(1, TempFormat::Nut),
+            &paths.temp(2, TempFormat::Ffconcat),
+        ]) {
             std::fs::write(file, b"x").unwrap();
         }
         let mut uses = Uses::of(&plan);

@@ -37,7 +37,8 @@ impl MemoryCgroup {
     pub fn create(limit_mib: u64) -> Result<MemoryCgroup, String> {
         static COUNT: AtomicU32 = AtomicU32::new(0);
         let name = format!("br-test-{}-{}", std::process::id(), COUNT.fetch_add(1, Ordering::Relaxed));
-        let v2_controllers = std::fs::read_to_string(Path::new(V2_ROOT).join("cgroup.subtree_control")).unwrap_or_default();
+        let v2_controllers =
+            std::fs::read_to_string(Path::new(V2_ROOT).join("cgroup.subtree_control")).unwrap_or_default();
         let (dir, version) = if v2_controllers.split_whitespace().any(|c| c == "memory") {
             (Path::new(V2_ROOT).join(name), Version::V2)
         } else if Path::new(V1_ROOT).join("memory.limit_in_bytes").exists() {
@@ -83,8 +84,13 @@ impl MemoryCgroup {
             text.lines().find_map(|line| line.strip_prefix(name)?.trim().parse::<u64>().ok()).unwrap_or(0)
         };
         let (peak, oom_kills) = match self.version {
-            Version::V1 => (self.read("memory.max_usage_in_bytes").trim().parse().unwrap_or(0), field(&self.read("memory.oom_control"), "oom_kill ")),
-            Version::V2 => (self.read("memory.peak").trim().parse().unwrap_or(0), field(&self.read("memory.events"), "oom_kill ")),
+            Version::V1 => (
+                self.read("memory.max_usage_in_bytes").trim().parse().unwrap_or(0),
+                field(&self.read("memory.oom_control"), "oom_kill "),
+            ),
+            Version::V2 => {
+                (self.read("memory.peak").trim().parse().unwrap_or(0), field(&self.read("memory.events"), "oom_kill "))
+            }
         };
         Usage { peak_mib: peak / (1024 * 1024), oom_kills }
     }

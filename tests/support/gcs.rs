@@ -54,7 +54,19 @@ impl Emulator {
             let address = next_address();
             let data = tempfile::tempdir().unwrap();
             let mut child = Command::new(&binary)
-                .args(["-scheme", "http", "-host", &address, "-port", "80", "-backend", "memory", "-log-level", "error", "-data"])
+                .args([
+                    "-scheme",
+                    "http",
+                    "-host",
+                    &address,
+                    "-port",
+                    "80",
+                    "-backend",
+                    "memory",
+                    "-log-level",
+                    "error",
+                    "-data",
+                ])
                 .arg(data.path())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -86,30 +98,45 @@ impl Emulator {
 
     pub fn create_bucket(&self, name: &str) {
         let body = format!("{{\"name\":\"{name}\"}}");
-        let response = request(&self.address, "POST", "/storage/v1/b?project=test", &[("Content-Type", "application/json")], Some(body.as_bytes())).unwrap();
+        let response = request(
+            &self.address,
+            "POST",
+            "/storage/v1/b?project=test",
+            &[("Content-Type", "application/json")],
+            Some(body.as_bytes()),
+        )
+        .unwrap();
         assert_eq!(response.status, 200, "create bucket {name}: {}", String::from_utf8_lossy(&response.body));
     }
 
     pub fn put(&self, bucket: &str, object: &str, bytes: &[u8]) {
         let path = format!("/upload/storage/v1/b/{bucket}/o?uploadType=media&name={}", encode(object));
-        let response = request(&self.address, "POST", &path, &[("Content-Type", "application/octet-stream")], Some(bytes)).unwrap();
+        let response =
+            request(&self.address, "POST", &path, &[("Content-Type", "application/octet-stream")], Some(bytes))
+                .unwrap();
         assert_eq!(response.status, 200, "put {object}: {}", String::from_utf8_lossy(&response.body));
     }
 
     pub fn get(&self, bucket: &str, object: &str) -> Option<Vec<u8>> {
-        let response = request(&self.address, "GET", &format!("/storage/v1/b/{bucket}/o/{}?alt=media", encode(object)), &[], None).unwrap();
+        let response =
+            request(&self.address, "GET", &format!("/storage/v1/b/{bucket}/o/{}?alt=media", encode(object)), &[], None)
+                .unwrap();
         (response.status == 200).then_some(response.body)
     }
 
     pub fn metadata(&self, bucket: &str, object: &str) -> Option<serde_json::Value> {
-        let response = request(&self.address, "GET", &format!("/storage/v1/b/{bucket}/o/{}", encode(object)), &[], None).unwrap();
+        let response =
+            request(&self.address, "GET", &format!("/storage/v1/b/{bucket}/o/{}", encode(object)), &[], None).unwrap();
         (response.status == 200).then(|| serde_json::from_slice(&response.body).unwrap())
     }
 
     pub fn list(&self, bucket: &str) -> Vec<String> {
         let response = request(&self.address, "GET", &format!("/storage/v1/b/{bucket}/o"), &[], None).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
-        json["items"].as_array().map(|items| items.iter().filter_map(|i| i["name"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+        json["items"]
+            .as_array()
+            .map(|items| items.iter().filter_map(|i| i["name"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -121,7 +148,16 @@ impl Drop for Emulator {
 }
 
 fn encode(object: &str) -> String {
-    object.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    object
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 pub struct Response {
@@ -130,7 +166,13 @@ pub struct Response {
 }
 
 /// One HTTP/1.1 request on a fresh connection.
-pub fn request(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> std::io::Result<Response> {
+pub fn request(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect((address, 80))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
@@ -215,7 +257,8 @@ impl FaultProxy {
                         break;
                     }
                     let Ok(client) = client else { break };
-                    let (upstream, seen, bodies, rule) = (upstream.clone(), seen_by_thread.clone(), bodies_by_thread.clone(), rule.clone());
+                    let (upstream, seen, bodies, rule) =
+                        (upstream.clone(), seen_by_thread.clone(), bodies_by_thread.clone(), rule.clone());
                     std::thread::spawn(move || {
                         let _ = serve(client, &upstream, &seen, &bodies, rule.as_ref());
                     });
@@ -245,7 +288,13 @@ impl Drop for FaultProxy {
     }
 }
 
-fn serve(mut client: TcpStream, upstream: &str, seen: &Seen, bodies: &Bodies, rule: &(dyn Fn(&str, usize) -> Action + Send + Sync)) -> std::io::Result<()> {
+fn serve(
+    mut client: TcpStream,
+    upstream: &str,
+    seen: &Seen,
+    bodies: &Bodies,
+    rule: &(dyn Fn(&str, usize) -> Action + Send + Sync),
+) -> std::io::Result<()> {
     client.set_read_timeout(Some(Duration::from_secs(30)))?;
     loop {
         // Read one request: head, then a body of Content-Length bytes.
@@ -268,7 +317,13 @@ fn serve(mut client: TcpStream, upstream: &str, seen: &Seen, bodies: &Bodies, ru
             .unwrap_or(0);
         // Uploads stream their body chunked: read up to the last (empty) chunk.
         let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-        let complete = |raw: &[u8]| if chunked { raw.len() >= head_end + 4 + 5 && raw.ends_with(b"0\r\n\r\n") } else { raw.len() >= head_end + 4 + length };
+        let complete = |raw: &[u8]| {
+            if chunked {
+                raw.len() >= head_end + 4 + 5 && raw.ends_with(b"0\r\n\r\n")
+            } else {
+                raw.len() >= head_end + 4 + length
+            }
+        };
         while !complete(&raw) {
             let n = client.read(&mut buffer)?;
             if n == 0 {
@@ -289,7 +344,10 @@ fn serve(mut client: TcpStream, upstream: &str, seen: &Seen, bodies: &Bodies, ru
         let action = rule(&line, earlier);
         if let Action::Fail(status) = action {
             let body = format!("{{\"error\":{{\"code\":{status},\"message\":\"injected by the test proxy\"}}}}");
-            let response = format!("HTTP/1.1 {status} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let response = format!(
+                "HTTP/1.1 {status} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
             client.write_all(response.as_bytes())?;
             continue; // keep-alive: the client may send its retry on this connection
         }

@@ -46,7 +46,8 @@ fn run_tool(program: PathBuf, args: &[String]) -> Output {
 }
 
 fn ffmpeg(args: &[String]) -> Output {
-    let mut all: Vec<String> = ["-hide_banner", "-nostdin", "-v", "error", "-y"].iter().map(|s| s.to_string()).collect();
+    let mut all: Vec<String> =
+        ["-hide_banner", "-nostdin", "-v", "error", "-y"].iter().map(|s| s.to_string()).collect();
     all.extend_from_slice(args);
     run_tool(ffmpeg_binary(), &all)
 }
@@ -202,13 +203,40 @@ pub fn make_counter_clip_with(
         chroma.0, chroma.1, size.0, size.1
     );
     let args: Vec<String> = [
-        "-f", "lavfi", "-i", &format!("color=c=black:s=64x36:r=30:d={seconds}"),
-        "-f", "lavfi", "-i", &format!("sine=frequency=700:sample_rate=48000:duration={seconds}"),
-        "-filter_complex", &format!("{graph};[1:a]aformat=channel_layouts=stereo[a]"),
-        "-map", "[v]", "-map", "[a]", "-frames:v", &frames.to_string(),
-        "-c:v", "libx264", "-profile:v", "high", "-preset", "ultrafast", "-crf", "4", "-g", &keyint.to_string(),
-        "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k",
-        "-movflags", if faststart { "+faststart" } else { "-faststart" },
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("color=c=black:s=64x36:r=30:d={seconds}"),
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("sine=frequency=700:sample_rate=48000:duration={seconds}"),
+        "-filter_complex",
+        &format!("{graph};[1:a]aformat=channel_layouts=stereo[a]"),
+        "-map",
+        "[v]",
+        "-map",
+        "[a]",
+        "-frames:v",
+        &frames.to_string(),
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "high",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        "4",
+        "-g",
+        &keyint.to_string(),
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+        "-movflags",
+        if faststart { "+faststart" } else { "-faststart" },
     ]
     .iter()
     .map(|s| s.to_string())
@@ -380,12 +408,19 @@ pub struct Loudness {
 
 pub fn loudness(path: &Path) -> Loudness {
     let args = ["-hide_banner", "-nostdin", "-nostats", "-v", "info", "-i", &path_arg(path), "-vn", "-af"];
-    let args: Vec<String> =
-        args.iter().map(|s| s.to_string()).chain(["ebur128=peak=true:framelog=verbose".into(), "-f".into(), "null".into(), "-".into()]).collect();
+    let args: Vec<String> = args
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["ebur128=peak=true:framelog=verbose".into(), "-f".into(), "null".into(), "-".into()])
+        .collect();
     let log = String::from_utf8_lossy(&run_tool(ffmpeg_binary(), &args).stderr).into_owned();
     let summary = &log[log.rfind("Summary:").unwrap_or_else(|| panic!("no ebur128 summary:\n{log}"))..];
     let figure = |label: &str| -> f64 {
-        let line = summary.lines().map(str::trim_start).find(|line| line.starts_with(label)).unwrap_or_else(|| panic!("no {label}:\n{log}"));
+        let line = summary
+            .lines()
+            .map(str::trim_start)
+            .find(|line| line.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label}:\n{log}"));
         line[label.len()..].split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{line}"))
     };
     Loudness { integrated: figure("I:"), true_peak: figure("Peak:") }

@@ -76,7 +76,10 @@ impl PgServer {
         ensure_server_user();
         let (uid, gid) = server_user_ids();
 
-        let root = tempfile::Builder::new().prefix("br-pg-").tempdir().unwrap_or_else(|error| panic!("cannot create a temporary folder for postgres: {error}"));
+        let root = tempfile::Builder::new()
+            .prefix("br-pg-")
+            .tempdir()
+            .unwrap_or_else(|error| panic!("cannot create a temporary folder for postgres: {error}"));
         let root_path = root.path().to_path_buf();
         assert!(
             !root_path.to_string_lossy().contains('\''),
@@ -84,22 +87,33 @@ impl PgServer {
             root_path.display()
         );
         // tempfile makes the folder 0700 and root's: give it to the server user.
-        chown(&root_path, Some(uid), Some(gid)).unwrap_or_else(|error| panic!("chown {} to {SERVER_USER}: {error}", root_path.display()));
-        std::fs::set_permissions(&root_path, std::fs::Permissions::from_mode(0o700)).unwrap_or_else(|error| panic!("chmod {}: {error}", root_path.display()));
+        chown(&root_path, Some(uid), Some(gid))
+            .unwrap_or_else(|error| panic!("chown {} to {SERVER_USER}: {error}", root_path.display()));
+        std::fs::set_permissions(&root_path, std::fs::Permissions::from_mode(0o700))
+            .unwrap_or_else(|error| panic!("chmod {}: {error}", root_path.display()));
         let data = root_path.join("data");
         let socket = root_path.join("sock");
         let log = root_path.join("server.log");
         let pwfile = root_path.join("pwfile");
         std::fs::create_dir(&socket).unwrap_or_else(|error| panic!("mkdir {}: {error}", socket.display()));
         chown(&socket, Some(uid), Some(gid)).unwrap_or_else(|error| panic!("chown {}: {error}", socket.display()));
-        std::fs::write(&pwfile, format!("{SUPERUSER_PASSWORD}\n")).unwrap_or_else(|error| panic!("write {}: {error}", pwfile.display()));
+        std::fs::write(&pwfile, format!("{SUPERUSER_PASSWORD}\n"))
+            .unwrap_or_else(|error| panic!("write {}: {error}", pwfile.display()));
         chown(&pwfile, Some(uid), Some(gid)).unwrap_or_else(|error| panic!("chown {}: {error}", pwfile.display()));
 
         let mut initdb = as_server_user(&root_path, "initdb");
         initdb
             .arg("-D")
             .arg(&data)
-            .args(["-U", SUPERUSER, "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync", "--encoding=UTF8", "--locale=C"])
+            .args([
+                "-U",
+                SUPERUSER,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--no-sync",
+                "--encoding=UTF8",
+                "--locale=C",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()));
         run(&mut initdb, "initdb");
 
@@ -109,12 +123,32 @@ impl PgServer {
             let (ca_key, ca) = (root_path.join("ca.key"), root_path.join("ca.pem"));
             let (key, cert) = (data.join("server.key"), data.join("server.crt"));
             let (request, extensions) = (root_path.join("server.csr"), root_path.join("server.ext"));
-            std::fs::write(&extensions, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("write server.ext");
+            std::fs::write(&extensions, "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+                .expect("write server.ext");
             let mut make_ca = Command::new("openssl");
-            make_ca.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=blueprint-runner-test-ca", "-keyout"]).arg(&ca_key).arg("-out").arg(&ca);
+            make_ca
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=blueprint-runner-test-ca",
+                    "-keyout",
+                ])
+                .arg(&ca_key)
+                .arg("-out")
+                .arg(&ca);
             run(&mut make_ca, "openssl req (test CA)");
             let mut make_request = Command::new("openssl");
-            make_request.args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout"]).arg(&key).arg("-out").arg(&request);
+            make_request
+                .args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&request);
             run(&mut make_request, "openssl req (server key and request)");
             let mut sign = Command::new("openssl");
             sign.args(["x509", "-req", "-days", "2", "-CAcreateserial", "-in"])
@@ -132,7 +166,8 @@ impl PgServer {
             for file in [&key, &cert] {
                 chown(file, Some(uid), Some(gid)).unwrap_or_else(|error| panic!("chown {}: {error}", file.display()));
             }
-            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap_or_else(|error| panic!("chmod 0600 {}: {error}", key.display()));
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .unwrap_or_else(|error| panic!("chmod 0600 {}: {error}", key.display()));
         }
 
         let mut server = PgServer { root, data, socket, log, port: 0, tls };
@@ -145,7 +180,10 @@ impl PgServer {
                     server.create_schema();
                     return server;
                 }
-                Err(failure) if failure.contains("could not bind") || failure.contains("could not create any TCP/IP sockets") => {
+                Err(failure)
+                    if failure.contains("could not bind")
+                        || failure.contains("could not create any TCP/IP sockets") =>
+                {
                     // Another process took the port between our probe and the server's bind.
                     last_failure = failure;
                 }
@@ -278,11 +316,8 @@ impl PgServer {
     }
 
     fn pg_ctl_start_command(&self) -> Command {
-        let mut options = format!(
-            "-p {} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.socket.display()
-        );
+        let mut options =
+            format!("-p {} -k '{}' -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.socket.display());
         if self.tls {
             options.push_str(&format!(
                 " -c ssl=on -c ssl_cert_file='{}' -c ssl_key_file='{}'",
@@ -291,7 +326,14 @@ impl PgServer {
             ));
         }
         let mut start = as_server_user(self.root.path(), "pg_ctl");
-        start.arg("-D").arg(&self.data).arg("-l").arg(&self.log).arg("-o").arg(options).args(["-w", "-t", "60", "start"]);
+        start
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&self.log)
+            .arg("-o")
+            .arg(options)
+            .args(["-w", "-t", "60", "start"]);
         start
     }
 
@@ -341,9 +383,13 @@ impl PgServer {
     }
 
     fn create_schema(&self) {
-        self.with_client("postgres", |client| async move { client.batch_execute(&format!("CREATE DATABASE {DB_NAME}")).await })
-            .unwrap_or_else(|error| panic!("CREATE DATABASE {DB_NAME}: {}", describe(&error)));
-        for (name, sql) in [("tests/fixtures/choreography_tasks.sql", TASKS_DDL), ("tests/fixtures/status_history.sql", HISTORY_DDL)] {
+        self.with_client("postgres", |client| async move {
+            client.batch_execute(&format!("CREATE DATABASE {DB_NAME}")).await
+        })
+        .unwrap_or_else(|error| panic!("CREATE DATABASE {DB_NAME}: {}", describe(&error)));
+        for (name, sql) in
+            [("tests/fixtures/choreography_tasks.sql", TASKS_DDL), ("tests/fixtures/status_history.sql", HISTORY_DDL)]
+        {
             self.with_client(DB_NAME, move |client| async move { client.batch_execute(sql).await })
                 .unwrap_or_else(|error| panic!("applying {name}: {}", describe(&error)));
         }
@@ -421,7 +467,18 @@ fn describe(error: &tokio_postgres::Error) -> String {
 fn as_server_user(cwd: &Path, program: &str) -> Command {
     let mut command = Command::new("runuser");
     command.args(["-u", SERVER_USER, "--", program]).current_dir(cwd).stdin(Stdio::null());
-    for variable in ["PGDATA", "PGHOST", "PGHOSTADDR", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PGOPTIONS", "PGSSLMODE", "PGCTLTIMEOUT"] {
+    for variable in [
+        "PGDATA",
+        "PGHOST",
+        "PGHOSTADDR",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+        "PGOPTIONS",
+        "PGSSLMODE",
+        "PGCTLTIMEOUT",
+    ] {
         command.env_remove(variable);
     }
     command
@@ -455,7 +512,8 @@ fn tail(path: &Path, lines: usize) -> String {
 /// A port that was free a moment ago (the server may still lose it to another process:
 /// the start is then retried with another one).
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|error| panic!("cannot bind 127.0.0.1:0 to find a free port: {error}"));
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|error| panic!("cannot bind 127.0.0.1:0 to find a free port: {error}"));
     listener.local_addr().expect("a bound listener has an address").port()
 }
 

@@ -68,9 +68,9 @@ pub fn all_pointers(document: &Value) -> Vec<String> {
     fn walk(value: &Value, at: String, out: &mut Vec<String>) {
         out.push(at.clone());
         match value {
-            Value::Object(map) => map
-                .iter()
-                .for_each(|(k, v)| walk(v, format!("{at}/{}", br_blueprint::escape_pointer_token(k)), out)),
+            Value::Object(map) => {
+                map.iter().for_each(|(k, v)| walk(v, format!("{at}/{}", br_blueprint::escape_pointer_token(k)), out))
+            }
             Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| walk(v, format!("{at}/{i}"), out)),
             _ => {}
         }

@@ -99,13 +99,20 @@ fn start_at_zero(moves: &mut [MoveSlot], asked: &Asked, warnings: &mut Vec<Warni
     let how = if earlier + EPSILON >= late {
         format!("{} earlier in its clip, so its footage stays on its beat", s(late))
     } else if earlier > EPSILON {
-        format!("with the {} of its clip before `trim_start`, its first frame held for {} before that", s(earlier), s(late - earlier))
+        format!(
+            "with the {} of its clip before `trim_start`, its first frame held for {} before that",
+            s(earlier),
+            s(late - earlier)
+        )
     } else {
         format!("holding its clip's first frame for {}", s(late))
     };
     warnings.push(Warning {
         pointer: format!("{}/start_time", first.pointer()),
-        message: format!("the first move starts at {}, leaving the video's start empty: it starts at 0 instead, {how}", s(late)),
+        message: format!(
+            "the first move starts at {}, leaving the video's start empty: it starts at 0 instead, {how}",
+            s(late)
+        ),
     });
     first.start = 0.0;
     first.duration += late;
@@ -134,7 +141,11 @@ fn close_gaps_and_overlaps(moves: &mut [MoveSlot], asked: &Asked, warnings: &mut
             });
             previous.duration = current.start - previous.start;
         } else if current.start < previous_end - allowed_overlap - tolerance {
-            let what = if allowed_overlap > 0.0 { format!("more than its crossfade of {}", s(allowed_overlap)) } else { "and it enters without a crossfade".to_owned() };
+            let what = if allowed_overlap > 0.0 {
+                format!("more than its crossfade of {}", s(allowed_overlap))
+            } else {
+                "and it enters without a crossfade".to_owned()
+            };
             warnings.push(Warning {
                 pointer: format!("{}/start_time", current.pointer()),
                 message: format!(
@@ -229,12 +240,19 @@ fn fit_transitions(moves: &mut [MoveSlot], asked: &Asked, warnings: &mut Vec<War
         if wanted <= limit + EPSILON {
             slot.transition_seconds = wanted;
         } else if limit + EPSILON < asked.frame() {
-            let message = format!("{name} of {} can last at most {} ({reason}), less than one frame: it is a cut", s(wanted), s(limit));
+            let message = format!(
+                "{name} of {} can last at most {} ({reason}), less than one frame: it is a cut",
+                s(wanted),
+                s(limit)
+            );
             warnings.push(Warning { pointer, message });
             slot.transition = Transition::Cut;
             slot.transition_seconds = 0.0;
         } else {
-            warnings.push(Warning { pointer, message: format!("{name} of {} shortened to {} ({reason})", s(wanted), s(limit)) });
+            warnings.push(Warning {
+                pointer,
+                message: format!("{name} of {} shortened to {} ({reason})", s(wanted), s(limit)),
+            });
             slot.transition_seconds = limit;
         }
     }
@@ -286,7 +304,12 @@ mod tests {
             moves[0].duration = 8.0 - late;
             let fitted = fit(moves, &ASKED).unwrap();
             assert_eq!(fitted.moves[0].start == 0.0, moved, "{late} s late: {:?}", fitted.moves[0]);
-            assert_eq!(fitted.warnings.iter().any(|w| w.pointer.starts_with("/moves/0")), moved, "{:?}", fitted.warnings);
+            assert_eq!(
+                fitted.warnings.iter().any(|w| w.pointer.starts_with("/moves/0")),
+                moved,
+                "{:?}",
+                fitted.warnings
+            );
         }
     }
 
@@ -348,7 +371,11 @@ mod tests {
         moves[0].transition = Transition::Crossfade;
         let fitted = fit(moves, &ASKED).unwrap();
         assert!((fitted.moves[0].transition_seconds - 0.4).abs() < 1e-9, "{:?}", fitted.moves[0]);
-        assert!(fitted.warnings[0].message.contains("the first move lasts 0.200 s and fades in over half of it"), "{:?}", fitted.warnings);
+        assert!(
+            fitted.warnings[0].message.contains("the first move lasts 0.200 s and fades in over half of it"),
+            "{:?}",
+            fitted.warnings
+        );
         let equal = fit(consecutive(&[0.2, 0.2, 8.0], Transition::Crossfade), &ASKED).unwrap();
         assert!(equal.warnings[0].message.ends_with("(the move lasts 0.200 s)"), "{:?}", equal.warnings);
     }
@@ -360,7 +387,10 @@ mod tests {
         assert!(fitted.warnings.is_empty(), "{:?}", fitted.warnings);
         assert_eq!(fitted.end, 24.0);
         for (before, after) in moves.iter().zip(&fitted.moves) {
-            assert_eq!((before.start, before.duration, before.trim_start), (after.start, after.duration, after.trim_start));
+            assert_eq!(
+                (before.start, before.duration, before.trim_start),
+                (after.start, after.duration, after.trim_start)
+            );
         }
         assert_eq!(fitted.moves.iter().map(|m| m.transition_seconds).collect::<Vec<_>>(), [0.0, 0.5, 0.5]);
     }
@@ -374,7 +404,10 @@ mod tests {
         assert_eq!(fitted.warnings[0].pointer, "/moves/1/transition_type");
         assert_eq!(fitted.warnings[0].message, "crossfade of 0.500 s shortened to 0.200 s (the move lasts 0.200 s)");
         assert_eq!(fitted.warnings[1].pointer, "/moves/2/transition_type");
-        assert_eq!(fitted.warnings[1].message, "crossfade of 0.500 s shortened to 0.200 s (move 1 before it lasts 0.200 s)");
+        assert_eq!(
+            fitted.warnings[1].message,
+            "crossfade of 0.500 s shortened to 0.200 s (move 1 before it lasts 0.200 s)"
+        );
     }
 
     #[test]
@@ -405,12 +438,17 @@ mod tests {
         let fitted = fit(moves, &ASKED).unwrap();
         assert_eq!(fitted.moves[1].transition_seconds, 0.2);
         assert_eq!(fitted.moves[1].transition, Transition::FadeBlack);
-        assert_eq!(fitted.warnings[0].message, "fade through black of 0.300 s shortened to 0.200 s (the move lasts 0.200 s)");
+        assert_eq!(
+            fitted.warnings[0].message,
+            "fade through black of 0.300 s shortened to 0.200 s (the move lasts 0.200 s)"
+        );
 
         let asked = Asked { frame_rate: 10.0, ..ASKED };
         let fitted = fit(consecutive(&[8.0, 0.1, 8.0], Transition::FadeWhite), &asked).unwrap();
         assert_eq!(fitted.moves[1].transition_seconds, 0.1, "exactly one frame stays a fade");
-        let fitted = fit(consecutive(&[8.0, 0.1, 0.09, 8.0], Transition::FadeWhite), &Asked { frame_rate: 12.0, ..ASKED }).unwrap();
+        let fitted =
+            fit(consecutive(&[8.0, 0.1, 0.09, 8.0], Transition::FadeWhite), &Asked { frame_rate: 12.0, ..ASKED })
+                .unwrap();
         assert_eq!(fitted.moves[1].transition, Transition::FadeWhite);
         assert_eq!(fitted.moves.len(), 4, "0.09 s is more than a frame at 12 fps");
         assert_eq!((fitted.moves[2].transition, fitted.moves[2].transition_seconds), (Transition::FadeWhite, 0.09));
@@ -623,7 +661,11 @@ mod tests {
         let mut moves = consecutive(&[8.0, 8.0], Transition::Cut);
         moves[1].start = 7.0;
         let fitted = fit(moves, &ASKED).unwrap();
-        assert!(fitted.warnings[0].message.starts_with("overlaps move 0 by 1.000 s, and it enters without a crossfade"), "{:?}", fitted.warnings);
+        assert!(
+            fitted.warnings[0].message.starts_with("overlaps move 0 by 1.000 s, and it enters without a crossfade"),
+            "{:?}",
+            fitted.warnings
+        );
     }
 
     /// A move is on screen until the next one starts: a gap of less than half a frame (left

@@ -23,13 +23,8 @@ pub fn key_problem(key: &str) -> Option<String> {
     if key.starts_with('/') || key.starts_with('\\') {
         return Some("is an absolute path; keys are relative to the storage root".into());
     }
-    if let Some(c) = key
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')))
-    {
-        return Some(format!(
-            "contains {c:?}; allowed are ASCII letters, digits, '_', '-', '.' and '/'"
-        ));
+    if let Some(c) = key.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))) {
+        return Some(format!("contains {c:?}; allowed are ASCII letters, digits, '_', '-', '.' and '/'"));
     }
     let segments: Vec<&str> = key.split('/').collect();
     if segments.len() > MAX_KEY_SEGMENTS {
@@ -62,9 +57,28 @@ mod tests {
     #[test]
     fn escaping_keys_are_refused() {
         for key in [
-            "", "/etc/passwd", "../x", "a/../b", "a/./b", "a//b", "a/", "file:///etc/passwd",
-            "gs://b/k", "http://h/x", "concat:a|b", "C:\\x", "\\\\srv\\x", "-i", "a/-y",
-            "a\0b", "a\nb", "a b", "caf\u{e9}.mp4", "a%2e%2e", "a?b", "a;rm",
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a/./b",
+            "a//b",
+            "a/",
+            "file:///etc/passwd",
+            "gs://b/k",
+            "http://h/x",
+            "concat:a|b",
+            "C:\\x",
+            "\\\\srv\\x",
+            "-i",
+            "a/-y",
+            "a\0b",
+            "a\nb",
+            "a b",
+            "caf\u{e9}.mp4",
+            "a%2e%2e",
+            "a?b",
+            "a;rm",
         ] {
             assert!(key_problem(key).is_some(), "{key:?} should be refused");
         }

@@ -6,10 +6,10 @@
 
 #![warn(missing_docs)]
 
+pub mod fit;
 pub mod key;
 pub mod limits;
 pub mod manifest;
-pub mod fit;
 mod validate;
 
 pub use validate::{check, validate, validate_with_task_id};

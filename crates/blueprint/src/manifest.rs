@@ -42,11 +42,18 @@ fn error(pointer: String, code: ErrorCode, message: impl Into<String>) -> Valida
 pub fn validate_manifest(text: &str) -> Result<Vec<ManifestEntry>, Vec<ValidationError>> {
     let whole = |code, message: String| vec![error(String::new(), code, message)];
     if text.len() > MAX_MANIFEST_BYTES {
-        return Err(whole(ErrorCode::TooLarge, format!("the manifest is {} bytes; at most {MAX_MANIFEST_BYTES}", text.len())));
+        return Err(whole(
+            ErrorCode::TooLarge,
+            format!("the manifest is {} bytes; at most {MAX_MANIFEST_BYTES}", text.len()),
+        ));
     }
-    let document: Value = serde_json::from_str(text).map_err(|e| whole(ErrorCode::InvalidJson, format!("not JSON: {e}")))?;
+    let document: Value =
+        serde_json::from_str(text).map_err(|e| whole(ErrorCode::InvalidJson, format!("not JSON: {e}")))?;
     let Value::Array(items) = document else {
-        return Err(whole(ErrorCode::WrongType, "must be a JSON list of {\"task_id\", \"blueprint_uri\"} objects".into()));
+        return Err(whole(
+            ErrorCode::WrongType,
+            "must be a JSON list of {\"task_id\", \"blueprint_uri\"} objects".into(),
+        ));
     };
     if items.is_empty() || items.len() > MAX_ENTRIES {
         return Err(whole(ErrorCode::OutOfRange, format!("has {} entries; 1 to {MAX_ENTRIES}", items.len())));
@@ -61,7 +68,11 @@ pub fn validate_manifest(text: &str) -> Result<Vec<ManifestEntry>, Vec<Validatio
             let mut problem = entry_problem(position, item, &task_id, &blueprint_uri);
             // A second entry for the same task would run it twice at once.
             if problem.is_none() && !seen.insert(task_id.clone()) {
-                problem = Some(error(format!("/{position}/task_id"), ErrorCode::NotAllowed, format!("task '{task_id}' has an earlier entry")));
+                problem = Some(error(
+                    format!("/{position}/task_id"),
+                    ErrorCode::NotAllowed,
+                    format!("task '{task_id}' has an earlier entry"),
+                ));
             }
             ManifestEntry { task_id, blueprint_uri, problem }
         })
@@ -74,19 +85,29 @@ fn entry_problem(position: usize, item: &Value, task_id: &str, blueprint_uri: &s
         return Some(error(at(""), ErrorCode::WrongType, "must be an object with task_id and blueprint_uri"));
     };
     if let Some(unknown) = fields.keys().find(|key| !["task_id", "blueprint_uri"].contains(&key.as_str())) {
-        return Some(error(at(unknown), ErrorCode::NotAllowed, format!("unknown field {unknown:?}; an entry has task_id and blueprint_uri")));
+        return Some(error(
+            at(unknown),
+            ErrorCode::NotAllowed,
+            format!("unknown field {unknown:?}; an entry has task_id and blueprint_uri"),
+        ));
     }
     match fields.get("task_id") {
         None => return Some(error(at("task_id"), ErrorCode::MissingField, "is missing")),
         Some(Value::String(_)) if is_task_id(task_id) => {}
         Some(Value::String(_)) => {
-            return Some(error(at("task_id"), ErrorCode::OutOfRange, "must be 1 to 36 ASCII letters, digits, '-' or '_'"));
+            return Some(error(
+                at("task_id"),
+                ErrorCode::OutOfRange,
+                "must be 1 to 36 ASCII letters, digits, '-' or '_'",
+            ));
         }
         Some(_) => return Some(error(at("task_id"), ErrorCode::WrongType, "must be a string")),
     }
     match fields.get("blueprint_uri") {
         None => Some(error(at("blueprint_uri"), ErrorCode::MissingField, "is missing")),
-        Some(Value::String(_)) => uri_problem(blueprint_uri).map(|why| error(at("blueprint_uri"), ErrorCode::UnsafePath, why)),
+        Some(Value::String(_)) => {
+            uri_problem(blueprint_uri).map(|why| error(at("blueprint_uri"), ErrorCode::UnsafePath, why))
+        }
         Some(_) => Some(error(at("blueprint_uri"), ErrorCode::WrongType, "must be a string")),
     }
 }
@@ -112,7 +133,9 @@ fn uri_problem(uri: &str) -> Option<String> {
             let bucket_ok = (3..=222).contains(&bucket.len())
                 && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
             if !bucket_ok {
-                return Some(format!("{uri:?} does not name a bucket (3 to 222 lower-case letters, digits, '-', '_', '.')"));
+                return Some(format!(
+                    "{uri:?} does not name a bucket (3 to 222 lower-case letters, digits, '-', '_', '.')"
+                ));
             }
             key
         }
@@ -191,10 +214,20 @@ mod tests {
             r#"{"task_id": 7, "blueprint_uri": "gs://bucket/g.json"}"#
         );
         let entries = validate_manifest(&text).unwrap();
-        let pointers: Vec<Option<&str>> = entries.iter().map(|e| e.problem.as_ref().map(|p| p.pointer.as_str())).collect();
+        let pointers: Vec<Option<&str>> =
+            entries.iter().map(|e| e.problem.as_ref().map(|p| p.pointer.as_str())).collect();
         assert_eq!(
             pointers,
-            [None, Some("/1/task_id"), Some("/2/blueprint_uri"), Some("/3/blueprint_uri"), Some("/4/task_id"), Some("/5/extra"), None, Some("/7/task_id")]
+            [
+                None,
+                Some("/1/task_id"),
+                Some("/2/blueprint_uri"),
+                Some("/3/blueprint_uri"),
+                Some("/4/task_id"),
+                Some("/5/extra"),
+                None,
+                Some("/7/task_id")
+            ]
         );
         assert_eq!((entries[0].task_id.as_str(), entries[6].blueprint_uri.as_str()), ("a-1", "blueprints/f.json"));
     }

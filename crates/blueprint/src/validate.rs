@@ -2,7 +2,9 @@ use serde_json::{Map, Value};
 
 use crate::key::key_problem;
 use crate::limits::*;
-use crate::{CheckOptions, ErrorCode, MoveSlot, OutputSettings, Refusal, Transition, Validated, ValidationError, Warning};
+use crate::{
+    CheckOptions, ErrorCode, MoveSlot, OutputSettings, Refusal, Transition, Validated, ValidationError, Warning,
+};
 
 const VIDEO_CODECS: [&str; 2] = ["libx264", "libx265"];
 const AUDIO_CODECS: [&str; 1] = ["aac"];
@@ -55,10 +57,7 @@ fn parse(text: &str) -> Result<Value, Vec<ValidationError>> {
         return Err(vec![ValidationError {
             pointer: String::new(),
             code: ErrorCode::TooLarge,
-            message: format!(
-                "the blueprint is {} bytes; the limit is {MAX_BLUEPRINT_BYTES} bytes",
-                text.len()
-            ),
+            message: format!("the blueprint is {} bytes; the limit is {MAX_BLUEPRINT_BYTES} bytes", text.len()),
         }]);
     }
     // serde_json refuses nesting beyond 128 on its own; the explicit, lower limit gives
@@ -181,7 +180,11 @@ impl Checker {
         match value {
             Value::Object(map) => Some(Fields { map, pointer }),
             other => {
-                self.report(pointer, ErrorCode::WrongType, format!("{what} must be an object, found {}", type_name(other)));
+                self.report(
+                    pointer,
+                    ErrorCode::WrongType,
+                    format!("{what} must be an object, found {}", type_name(other)),
+                );
                 None
             }
         }
@@ -201,7 +204,11 @@ impl Checker {
         match value {
             Value::String(s) => Some(s),
             other => {
-                self.report(fields.at(name), ErrorCode::WrongType, format!("`{name}` must be a string, found {}", type_name(other)));
+                self.report(
+                    fields.at(name),
+                    ErrorCode::WrongType,
+                    format!("`{name}` must be a string, found {}", type_name(other)),
+                );
                 None
             }
         }
@@ -209,16 +216,32 @@ impl Checker {
 
     /// A number field checked against `min..=max` (`min_exclusive` makes the lower
     /// bound strict). Absent optional fields give `None` without an error.
-    fn number(&mut self, fields: &Fields, name: &str, required: bool, min: f64, min_exclusive: bool, max: f64) -> Option<f64> {
+    fn number(
+        &mut self,
+        fields: &Fields,
+        name: &str,
+        required: bool,
+        min: f64,
+        min_exclusive: bool,
+        max: f64,
+    ) -> Option<f64> {
         let value = if required { self.required(fields, name)? } else { fields.get(name)? };
         let Some(number) = value.as_f64() else {
-            self.report(fields.at(name), ErrorCode::WrongType, format!("`{name}` must be a number, found {}", type_name(value)));
+            self.report(
+                fields.at(name),
+                ErrorCode::WrongType,
+                format!("`{name}` must be a number, found {}", type_name(value)),
+            );
             return None;
         };
         let below = if min_exclusive { number <= min } else { number < min };
         if below || number > max || !number.is_finite() {
             let lower = if min_exclusive { format!("greater than {min}") } else { format!("at least {min}") };
-            self.report(fields.at(name), ErrorCode::OutOfRange, format!("`{name}` must be {lower} and at most {max}, got {number}"));
+            self.report(
+                fields.at(name),
+                ErrorCode::OutOfRange,
+                format!("`{name}` must be {lower} and at most {max}, got {number}"),
+            );
             return None;
         }
         Some(number)
@@ -229,7 +252,11 @@ impl Checker {
             None => default,
             Some(Value::Bool(b)) => *b,
             Some(other) => {
-                self.report(fields.at(name), ErrorCode::WrongType, format!("`{name}` must be true or false, found {}", type_name(other)));
+                self.report(
+                    fields.at(name),
+                    ErrorCode::WrongType,
+                    format!("`{name}` must be true or false, found {}", type_name(other)),
+                );
                 default
             }
         }
@@ -261,7 +288,11 @@ impl Checker {
         };
         let key = format!("{}{rest}", own.as_ref().map(|own| own.key_prefix.as_str()).unwrap_or_default());
         if let Some(problem) = key_problem(&key) {
-            self.report(fields.at(name), ErrorCode::UnsafePath, format!("object key {} (read as {}) {problem}", excerpt(address), excerpt(&key)));
+            self.report(
+                fields.at(name),
+                ErrorCode::UnsafePath,
+                format!("object key {} (read as {}) {problem}", excerpt(address), excerpt(&key)),
+            );
             return None;
         }
         self.warnings.push(Warning {
@@ -276,7 +307,11 @@ impl Checker {
         if allowed.contains(&value) {
             Some(value.to_owned())
         } else {
-            self.report(fields.at(name), ErrorCode::NotAllowed, format!("`{name}` is {}; allowed: {}", excerpt(value), allowed.join(", ")));
+            self.report(
+                fields.at(name),
+                ErrorCode::NotAllowed,
+                format!("`{name}` is {}; allowed: {}", excerpt(value), allowed.join(", ")),
+            );
             None
         }
     }
@@ -289,10 +324,16 @@ impl Checker {
         self.number(&root, "audio_tempo", false, 0.0, true, 1000.0);
         match root.get("difficulty_level") {
             // It does not change the video, and the backend passes the client's value on unchecked.
-            Some(level) if !self.options.strict && !level.as_str().is_some_and(|level| DIFFICULTY_LEVELS.contains(&level)) => {
+            Some(level)
+                if !self.options.strict && !level.as_str().is_some_and(|level| DIFFICULTY_LEVELS.contains(&level)) =>
+            {
                 self.warnings.push(Warning {
                     pointer: root.at("difficulty_level"),
-                    message: format!("{} is not one of {}: ignored (it does not change the video)", excerpt(&level.to_string()), DIFFICULTY_LEVELS.join(", ")),
+                    message: format!(
+                        "{} is not one of {}: ignored (it does not change the video)",
+                        excerpt(&level.to_string()),
+                        DIFFICULTY_LEVELS.join(", ")
+                    ),
                 });
             }
             Some(_) => {
@@ -310,7 +351,8 @@ impl Checker {
                 .map(|config| self.output_config(&config)),
             None => None,
         };
-        let frame_rate = output.as_ref().and_then(|(o, _)| o.as_ref().map(|o| o.frame_rate)).unwrap_or(DEFAULT_FRAME_RATE);
+        let frame_rate =
+            output.as_ref().and_then(|(o, _)| o.as_ref().map(|o| o.frame_rate)).unwrap_or(DEFAULT_FRAME_RATE);
         let timeline = self.moves(&root, output.as_ref().and_then(|(o, _)| o.as_ref()), frame_rate);
         let total_duration = self.total_duration(&root, timeline.as_ref().map(|t| t.end), frame_rate);
 
@@ -318,7 +360,10 @@ impl Checker {
             let read_too = audio_key.as_deref() == Some(output_key.as_str())
                 || timeline.as_ref().is_some_and(|t| t.clip_keys.iter().any(|clip| clip == output_key));
             if read_too {
-                let message = format!("`output_path` {} is also an input of this blueprint: the video would overwrite what it is made of", excerpt(output_key));
+                let message = format!(
+                    "`output_path` {} is also an input of this blueprint: the video would overwrite what it is made of",
+                    excerpt(output_key)
+                );
                 self.report("/output_config/output_path".to_owned(), ErrorCode::NotAllowed, message);
             }
         }
@@ -343,7 +388,10 @@ impl Checker {
             self.report(
                 root.at("task_id"),
                 ErrorCode::OutOfRange,
-                format!("`task_id` must be 1 to {MAX_TASK_ID_BYTES} ASCII letters, digits, '-' or '_', got {}", excerpt(id)),
+                format!(
+                    "`task_id` must be 1 to {MAX_TASK_ID_BYTES} ASCII letters, digits, '-' or '_', got {}",
+                    excerpt(id)
+                ),
             );
             return None;
         }
@@ -357,19 +405,31 @@ impl Checker {
             Some(Value::String(text)) => parse_bitrate(text),
             Some(Value::Number(n)) => n.as_u64(),
             Some(other) => {
-                self.report(fields.at(name), ErrorCode::WrongType, format!("`{name}` must be a string like \"2M\" or \"128k\", found {}", type_name(other)));
+                self.report(
+                    fields.at(name),
+                    ErrorCode::WrongType,
+                    format!("`{name}` must be a string like \"2M\" or \"128k\", found {}", type_name(other)),
+                );
                 return None;
             }
         };
         match bits {
             Some(bits) if (min..=max).contains(&bits) => Some(bits),
             Some(bits) => {
-                self.report(fields.at(name), ErrorCode::OutOfRange, format!("`{name}` is {bits} bit/s; allowed {min} to {max}"));
+                self.report(
+                    fields.at(name),
+                    ErrorCode::OutOfRange,
+                    format!("`{name}` is {bits} bit/s; allowed {min} to {max}"),
+                );
                 None
             }
             None => {
                 let shown = fields.get(name).map(|v| excerpt(&v.to_string())).unwrap_or_default();
-                self.report(fields.at(name), ErrorCode::NotAllowed, format!("`{name}` {shown} is not a bitrate like \"2M\", \"800k\" or 128000"));
+                self.report(
+                    fields.at(name),
+                    ErrorCode::NotAllowed,
+                    format!("`{name}` {shown} is not a bitrate like \"2M\", \"800k\" or 128000"),
+                );
                 None
             }
         }
@@ -380,11 +440,19 @@ impl Checker {
         match value.as_u64() {
             Some(n) if (MIN_DIMENSION..=max).contains(&n) && n % 2 == 0 => Some(Some(n as u32)),
             Some(_) | None if value.is_number() => {
-                self.report(fields.at(name), ErrorCode::OutOfRange, format!("`{name}` must be an even whole number from {MIN_DIMENSION} to {max}, got {value}"));
+                self.report(
+                    fields.at(name),
+                    ErrorCode::OutOfRange,
+                    format!("`{name}` must be an even whole number from {MIN_DIMENSION} to {max}, got {value}"),
+                );
                 None
             }
             _ => {
-                self.report(fields.at(name), ErrorCode::WrongType, format!("`{name}` must be a number, found {}", type_name(value)));
+                self.report(
+                    fields.at(name),
+                    ErrorCode::WrongType,
+                    format!("`{name}` must be a number, found {}", type_name(value)),
+                );
                 None
             }
         }
@@ -396,12 +464,28 @@ impl Checker {
         let output_key = self.object_key(config, "output_path");
         if let Some(key) = &output_key {
             if !key.ends_with(".mp4") {
-                self.report(config.at("output_path"), ErrorCode::NotAllowed, format!("`output_path` {} must end in .mp4", excerpt(key)));
+                self.report(
+                    config.at("output_path"),
+                    ErrorCode::NotAllowed,
+                    format!("`output_path` {} must end in .mp4", excerpt(key)),
+                );
             }
         }
-        let format = if config.get("output_format").is_some() { self.choice(config, "output_format", &OUTPUT_FORMATS) } else { Some("mp4".into()) };
-        let video_codec = if config.get("video_codec").is_some() { self.choice(config, "video_codec", &VIDEO_CODECS) } else { Some(DEFAULT_VIDEO_CODEC.into()) };
-        let audio_codec = if config.get("audio_codec").is_some() { self.choice(config, "audio_codec", &AUDIO_CODECS) } else { Some(DEFAULT_AUDIO_CODEC.into()) };
+        let format = if config.get("output_format").is_some() {
+            self.choice(config, "output_format", &OUTPUT_FORMATS)
+        } else {
+            Some("mp4".into())
+        };
+        let video_codec = if config.get("video_codec").is_some() {
+            self.choice(config, "video_codec", &VIDEO_CODECS)
+        } else {
+            Some(DEFAULT_VIDEO_CODEC.into())
+        };
+        let audio_codec = if config.get("audio_codec").is_some() {
+            self.choice(config, "audio_codec", &AUDIO_CODECS)
+        } else {
+            Some(DEFAULT_AUDIO_CODEC.into())
+        };
         let video_bitrate = self.bitrate(config, "video_bitrate", DEFAULT_VIDEO_BITRATE, VIDEO_BITRATE_RANGE);
         let audio_bitrate = self.bitrate(config, "audio_bitrate", DEFAULT_AUDIO_BITRATE, AUDIO_BITRATE_RANGE);
         let frame_rate = self.number(config, "frame_rate", false, MIN_FRAME_RATE, false, MAX_FRAME_RATE);
@@ -412,7 +496,11 @@ impl Checker {
         let normalize_audio = self.boolean(config, "normalize_audio", false);
         let add_audio_overlay = self.boolean(config, "add_audio_overlay", true);
         if let (Some(Some(_)), Some(None)) | (Some(None), Some(Some(_))) = (width, height) {
-            self.report(config.pointer.clone(), ErrorCode::MissingField, "`width` and `height` must be given together".into());
+            self.report(
+                config.pointer.clone(),
+                ErrorCode::MissingField,
+                "`width` and `height` must be given together".into(),
+            );
         }
         // A bad setting is None here and reported: the blueprint is refused, whatever the
         // settings' own value (Some, with width and height not given together).
@@ -476,7 +564,11 @@ impl Checker {
         match crate::fit::fit(moves, &asked) {
             Ok(fitted) => {
                 if fitted.end > MAX_TIMELINE_SECONDS {
-                    self.report(pointer, ErrorCode::TooLarge, format!("the timeline is {} s long; the limit is {MAX_TIMELINE_SECONDS} s", fitted.end));
+                    self.report(
+                        pointer,
+                        ErrorCode::TooLarge,
+                        format!("the timeline is {} s long; the limit is {MAX_TIMELINE_SECONDS} s", fitted.end),
+                    );
                     return None;
                 }
                 self.warnings.extend(fitted.warnings);
@@ -495,7 +587,11 @@ impl Checker {
         let fields = self.object(item, pointer, "a move")?;
         let clip_id = match self.string(&fields, "clip_id", false) {
             Some(id) if id.len() > MAX_LABEL_BYTES || id.chars().any(char::is_control) => {
-                self.report(fields.at("clip_id"), ErrorCode::OutOfRange, format!("`clip_id` must be at most {MAX_LABEL_BYTES} bytes of printable text"));
+                self.report(
+                    fields.at("clip_id"),
+                    ErrorCode::OutOfRange,
+                    format!("`clip_id` must be at most {MAX_LABEL_BYTES} bytes of printable text"),
+                );
                 None
             }
             Some(id) => Some(id.to_owned()),
@@ -510,14 +606,28 @@ impl Checker {
         self.number(&fields, "original_duration", false, 0.0, false, 1e6);
         let transition = match fields.get("transition_type") {
             None => Some(Transition::Cut),
-            Some(_) => self.choice(&fields, "transition_type", &Transition::NAMES).and_then(|name| Transition::from_name(&name)),
+            Some(_) => self
+                .choice(&fields, "transition_type", &Transition::NAMES)
+                .and_then(|name| Transition::from_name(&name)),
         };
         // Optional numbers come back None both when absent and when bad; only a
         // reported error may stop the move.
         let bad_optional = |name: &str| fields.get(name).is_some();
-        let trim_start = match trim_start { Some(v) => v, None if bad_optional("trim_start") => return None, None => 0.0 };
-        let trim_end = match trim_end { Some(v) => v, None if bad_optional("trim_end") => return None, None => 0.0 };
-        let volume = match volume { Some(v) => v, None if bad_optional("volume_adjustment") => return None, None => 1.0 };
+        let trim_start = match trim_start {
+            Some(v) => v,
+            None if bad_optional("trim_start") => return None,
+            None => 0.0,
+        };
+        let trim_end = match trim_end {
+            Some(v) => v,
+            None if bad_optional("trim_end") => return None,
+            None => 0.0,
+        };
+        let volume = match volume {
+            Some(v) => v,
+            None if bad_optional("volume_adjustment") => return None,
+            None => 1.0,
+        };
         let (key, start, duration, transition, clip_id) = (key?, start?, duration?, transition?, clip_id?);
         let clip = match clip_keys.iter().position(|k| *k == key) {
             Some(index) => index,
@@ -526,18 +636,39 @@ impl Checker {
                 clip_keys.len() - 1
             }
         };
-        Some(MoveSlot { clip: clip as u32, clip_id, start, duration, trim_start, trim_end, transition, volume, origin: 0, transition_seconds: 0.0 })
+        Some(MoveSlot {
+            clip: clip as u32,
+            clip_id,
+            start,
+            duration,
+            trim_start,
+            trim_end,
+            transition,
+            volume,
+            origin: 0,
+            transition_seconds: 0.0,
+        })
     }
 
     /// Moves must tile the timeline from 0: each starts where the previous ends (within
     /// half a frame), or earlier by at most the crossfade that joins them.
-    fn timeline(&mut self, pointer: &str, moves: &[MoveSlot], output: Option<&OutputSettings>, frame_rate: f64) -> Option<f64> {
+    fn timeline(
+        &mut self,
+        pointer: &str,
+        moves: &[MoveSlot],
+        output: Option<&OutputSettings>,
+        frame_rate: f64,
+    ) -> Option<f64> {
         let tolerance = 0.5 / frame_rate;
         let before = self.errors.len() + self.overflowed;
         let transition_seconds = output.map(|o| o.transition_duration).unwrap_or(DEFAULT_TRANSITION_SECONDS);
         let fade_seconds = output.map(|o| o.fade_duration).unwrap_or(DEFAULT_FADE_SECONDS);
         if moves[0].start > tolerance {
-            self.report(format!("{pointer}/0/start_time"), ErrorCode::Timeline, format!("the first move must start at 0, not {}: the video would begin with a gap", moves[0].start));
+            self.report(
+                format!("{pointer}/0/start_time"),
+                ErrorCode::Timeline,
+                format!("the first move must start at 0, not {}: the video would begin with a gap", moves[0].start),
+            );
         }
         let mut end = moves[0].start + moves[0].duration;
         for (index, pair) in moves.windows(2).enumerate() {
@@ -546,9 +677,23 @@ impl Checker {
             let previous_end = previous.start + previous.duration;
             let allowed_overlap = if current.transition == Transition::Crossfade { transition_seconds } else { 0.0 };
             if current.start < previous.start {
-                self.report(format!("{pointer}/{at}/start_time"), ErrorCode::Timeline, format!("moves must be sorted by `start_time`: {} comes before the previous move's {}", current.start, previous.start));
+                self.report(
+                    format!("{pointer}/{at}/start_time"),
+                    ErrorCode::Timeline,
+                    format!(
+                        "moves must be sorted by `start_time`: {} comes before the previous move's {}",
+                        current.start, previous.start
+                    ),
+                );
             } else if current.start > previous_end + tolerance {
-                self.report(format!("{pointer}/{at}/start_time"), ErrorCode::Timeline, format!("gap of {:.3} s before this move (previous move ends at {previous_end})", current.start - previous_end));
+                self.report(
+                    format!("{pointer}/{at}/start_time"),
+                    ErrorCode::Timeline,
+                    format!(
+                        "gap of {:.3} s before this move (previous move ends at {previous_end})",
+                        current.start - previous_end
+                    ),
+                );
             } else if current.start < previous_end - allowed_overlap - tolerance {
                 self.report(format!("{pointer}/{at}/start_time"), ErrorCode::Timeline, format!("overlaps the previous move by {:.3} s (it ends at {previous_end}); at most {allowed_overlap} s is allowed", previous_end - current.start));
             }
@@ -559,7 +704,11 @@ impl Checker {
             };
             let shortest = previous.duration.min(current.duration);
             if needed > shortest + 1e-9 {
-                self.report(format!("{pointer}/{at}/transition_type"), ErrorCode::OutOfRange, format!("the transition lasts {needed} s but an adjoining move lasts only {shortest} s"));
+                self.report(
+                    format!("{pointer}/{at}/transition_type"),
+                    ErrorCode::OutOfRange,
+                    format!("the transition lasts {needed} s but an adjoining move lasts only {shortest} s"),
+                );
             }
             end = end.max(current.start + current.duration);
         }
@@ -570,11 +719,19 @@ impl Checker {
                 Transition::Cut => 0.0,
             };
             if needed > first.duration + 1e-9 {
-                self.report(format!("{pointer}/0/transition_type"), ErrorCode::OutOfRange, format!("the transition lasts {needed} s but the move lasts only {} s", first.duration));
+                self.report(
+                    format!("{pointer}/0/transition_type"),
+                    ErrorCode::OutOfRange,
+                    format!("the transition lasts {needed} s but the move lasts only {} s", first.duration),
+                );
             }
         }
         if end > MAX_TIMELINE_SECONDS {
-            self.report(pointer.to_owned(), ErrorCode::TooLarge, format!("the timeline is {end} s long; the limit is {MAX_TIMELINE_SECONDS} s"));
+            self.report(
+                pointer.to_owned(),
+                ErrorCode::TooLarge,
+                format!("the timeline is {end} s long; the limit is {MAX_TIMELINE_SECONDS} s"),
+            );
         }
         (self.errors.len() + self.overflowed == before).then_some(end)
     }
@@ -591,12 +748,18 @@ impl Checker {
             Some(total) if !self.options.strict && total - end > 1.0 / frame_rate => {
                 self.warnings.push(Warning {
                     pointer: root.at("total_duration"),
-                    message: format!("the moves end at {end} s, before `total_duration` {total} s: the last move runs on to the end"),
+                    message: format!(
+                        "the moves end at {end} s, before `total_duration` {total} s: the last move runs on to the end"
+                    ),
                 });
                 Some(total)
             }
             Some(total) if (total - end).abs() > 1.0 / frame_rate => {
-                self.report(root.at("total_duration"), ErrorCode::Timeline, format!("`total_duration` is {total} s but the moves end at {end} s"));
+                self.report(
+                    root.at("total_duration"),
+                    ErrorCode::Timeline,
+                    format!("`total_duration` is {total} s but the moves end at {end} s"),
+                );
                 None
             }
             Some(total) => Some(total),
@@ -640,7 +803,8 @@ mod tests {
 
     /// The backend's example with `edit` applied to its JSON.
     fn example_with(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Validated, Vec<ValidationError>> {
-        let mut document: serde_json::Value = serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
+        let mut document: serde_json::Value =
+            serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
         edit(&mut document);
         validate(&document.to_string())
     }
@@ -675,7 +839,11 @@ mod tests {
         assert_eq!(refused(1280.5.into(), 720.into()), at("width", ErrorCode::OutOfRange), "not whole");
         assert_eq!(refused("1280".into(), 720.into()), at("width", ErrorCode::WrongType), "not a number");
         let alone = example_with(|d| d["output_config"]["width"] = 1280.into()).unwrap_err();
-        assert_eq!((alone[0].pointer.as_str(), alone[0].code), ("/output_config", ErrorCode::MissingField), "{alone:?}");
+        assert_eq!(
+            (alone[0].pointer.as_str(), alone[0].code),
+            ("/output_config", ErrorCode::MissingField),
+            "{alone:?}"
+        );
     }
 
     /// A `clip_id` is echoed into messages: at most 128 bytes of printable text.
@@ -685,7 +853,11 @@ mod tests {
         assert!(with_id(&"a".repeat(128)).is_ok());
         for bad in ["a".repeat(129), "a\u{7}b".to_owned()] {
             let errors = with_id(&bad).unwrap_err();
-            assert_eq!((errors[0].pointer.as_str(), errors[0].code), ("/moves/0/clip_id", ErrorCode::OutOfRange), "{bad:?}");
+            assert_eq!(
+                (errors[0].pointer.as_str(), errors[0].code),
+                ("/moves/0/clip_id", ErrorCode::OutOfRange),
+                "{bad:?}"
+            );
         }
     }
 
@@ -715,7 +887,8 @@ mod tests {
     #[test]
     fn moves_ending_before_the_total_duration_run_on_unless_strict() {
         let with_total = |seconds: f64, strict: bool| {
-            let mut document: serde_json::Value = serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
+            let mut document: serde_json::Value =
+                serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
             document["total_duration"] = seconds.into();
             check(&document.to_string(), &CheckOptions { strict, ..CheckOptions::default() })
         };
@@ -725,14 +898,18 @@ mod tests {
         assert_eq!(later.warnings[0].pointer, "/total_duration");
         assert_eq!(later.total_duration, 177.0);
         let strict = with_total(177.0, true).unwrap_err();
-        assert_eq!((strict.errors[0].pointer.as_str(), strict.errors[0].code), ("/total_duration", ErrorCode::Timeline));
+        assert_eq!(
+            (strict.errors[0].pointer.as_str(), strict.errors[0].code),
+            ("/total_duration", ErrorCode::Timeline)
+        );
     }
 
     /// The example with its moves replaced by `(start, duration, transition)` on one clip and
     /// no `total_duration`, checked strictly or leniently; the refusal as (pointer, code,
     /// message) triples.
     fn timeline_of(moves: &[(f64, f64, &str)], strict: bool) -> Result<Validated, Vec<(String, ErrorCode, String)>> {
-        let mut document: serde_json::Value = serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
+        let mut document: serde_json::Value =
+            serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
         let template = document["moves"][0].clone();
         document["moves"] = moves
             .iter()
@@ -776,7 +953,10 @@ mod tests {
         assert!(timeline_of(&[(0.0, 8.0, "cut"), (8.0 - UNDER, 8.0, "cut")], true).is_ok());
         let (pointer, code, message) = strict_problem(&[(0.0, 8.0, "cut"), (8.0 - OVER, 8.0, "cut")]);
         assert_eq!((pointer.as_str(), code), ("/moves/1/start_time", ErrorCode::Timeline));
-        assert!(message.starts_with("overlaps the previous move by 0.018 s") && message.ends_with("at most 0 s is allowed"), "{message}");
+        assert!(
+            message.starts_with("overlaps the previous move by 0.018 s") && message.ends_with("at most 0 s is allowed"),
+            "{message}"
+        );
 
         // A crossfade may overlap by its own length (0.5 s), and half a frame more.
         assert!(timeline_of(&[(0.0, 8.0, "cut"), (7.5 - UNDER, 8.0, "crossfade")], true).is_ok());
@@ -820,7 +1000,10 @@ mod tests {
             assert_eq!(pointer, "/moves/1/transition_type", "{transition}: the move before it is shorter");
         }
         for (transition, seconds) in [("crossfade", 0.25), ("fade_black", 0.3), ("fade_white", 0.3)] {
-            assert!(timeline_of(&[(0.0, seconds, transition), (seconds, 8.0, "cut")], true).is_ok(), "first {transition}");
+            assert!(
+                timeline_of(&[(0.0, seconds, transition), (seconds, 8.0, "cut")], true).is_ok(),
+                "first {transition}"
+            );
             let short = seconds - 0.01;
             let pointer = refused_at(&[(0.0, short, transition), (short, 8.0, "cut")]);
             assert_eq!(pointer, "/moves/0/transition_type", "first {transition}");
@@ -836,13 +1019,18 @@ mod tests {
             let whole = timeline_of(&[(0.0, 10_000.0, "cut"), (10_000.0, 800.0, "cut")], strict).unwrap();
             assert_eq!(whole.total_duration, MAX_TIMELINE_SECONDS);
             let errors = timeline_of(&[(0.0, 10_000.0, "cut"), (10_000.0, 801.0, "cut")], strict).unwrap_err();
-            assert_eq!((errors[0].0.as_str(), errors[0].1), ("/moves", ErrorCode::TooLarge), "strict {strict}: {errors:?}");
+            assert_eq!(
+                (errors[0].0.as_str(), errors[0].1),
+                ("/moves", ErrorCode::TooLarge),
+                "strict {strict}: {errors:?}"
+            );
         }
     }
 
     /// The example with `edit` applied, checked with `options`.
     fn checked_with(options: CheckOptions, edit: impl FnOnce(&mut serde_json::Value)) -> Result<Validated, Refusal> {
-        let mut document: serde_json::Value = serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
+        let mut document: serde_json::Value =
+            serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
         edit(&mut document);
         check(&document.to_string(), &options)
     }
@@ -855,7 +1043,10 @@ mod tests {
         assert!(timeline_of(&[(tolerance, 8.0, "cut"), (8.0 + tolerance, 8.0, "cut")], true).is_ok(), "first start");
         assert!(timeline_of(&[(0.0, 8.0, "cut"), (8.0 + tolerance, 8.0, "cut")], true).is_ok(), "gap");
         assert!(timeline_of(&[(0.0, 8.0, "cut"), (8.0 - 0.0 - tolerance, 8.0, "cut")], true).is_ok(), "overlap");
-        assert!(timeline_of(&[(0.0, 8.0, "cut"), (8.0 - 0.5 - tolerance, 8.0, "crossfade")], true).is_ok(), "crossfade");
+        assert!(
+            timeline_of(&[(0.0, 8.0, "cut"), (8.0 - 0.5 - tolerance, 8.0, "crossfade")], true).is_ok(),
+            "crossfade"
+        );
     }
 
     /// One move's timeline ends where the move does; a refused timeline adds no second
@@ -972,7 +1163,10 @@ mod tests {
         assert!(known.warnings.is_empty(), "{:?}", known.warnings);
         assert!(checked_with(CheckOptions::strict(), |d| d["difficulty_level"] = "advanced".into()).is_ok());
         let strict = checked_with(CheckOptions::strict(), |d| d["difficulty_level"] = "expert".into()).unwrap_err();
-        assert_eq!((strict.errors[0].pointer.as_str(), strict.errors[0].code), ("/difficulty_level", ErrorCode::NotAllowed));
+        assert_eq!(
+            (strict.errors[0].pointer.as_str(), strict.errors[0].code),
+            ("/difficulty_level", ErrorCode::NotAllowed)
+        );
     }
 
     /// A blueprint may list up to 2,000 moves.
@@ -1013,7 +1207,22 @@ mod tests {
         assert_eq!(parse_bitrate("1.5M"), Some(1_500_000));
         assert_eq!(parse_bitrate("128000"), Some(128_000));
         assert_eq!(parse_bitrate("0000000000128000"), Some(128_000), "16 characters");
-        for bad in ["", "M", "2G", "-2M", "2 M", "1.2.3k", ".5M", "2M;", "1e9", "00000000000128000", "0", "0.4", "999999999999999M", "10000000000000M"] {
+        for bad in [
+            "",
+            "M",
+            "2G",
+            "-2M",
+            "2 M",
+            "1.2.3k",
+            ".5M",
+            "2M;",
+            "1e9",
+            "00000000000128000",
+            "0",
+            "0.4",
+            "999999999999999M",
+            "10000000000000M",
+        ] {
             assert_eq!(parse_bitrate(bad), None, "{bad}");
         }
     }

@@ -37,7 +37,8 @@ fn blueprint(moves: &[(f64, f64)]) -> Value {
                    "original_duration": duration, "trim_start": 0.0, "trim_end": 0.0, "volume_adjustment": 1.0})
         })
         .collect();
-    let total = moves.iter().map(|m| m["start_time"].as_f64().unwrap() + m["duration"].as_f64().unwrap()).fold(0.0, f64::max);
+    let total =
+        moves.iter().map(|m| m["start_time"].as_f64().unwrap() + m["duration"].as_f64().unwrap()).fold(0.0, f64::max);
     json!({
         "task_id": "corpus-1", "audio_path": "data/songs/song.mp3", "audio_tempo": 128.0, "moves": moves,
         "total_duration": total, "difficulty_level": "intermediate",
@@ -90,7 +91,12 @@ fn assert_fitted(case: &str, moves: &[(f64, f64)], validated: &Validated) {
     for (position, slot) in validated.moves.iter().enumerate() {
         let (start, _) = moves[slot.origin as usize];
         let expected = if position == 0 { 0.0 } else { start };
-        assert!((slot.start - expected).abs() < 1e-6 || (position == 0 && start < frame), "{case}: slot {position} (move {}) at {} not {expected}", slot.origin, slot.start);
+        assert!(
+            (slot.start - expected).abs() < 1e-6 || (position == 0 && start < frame),
+            "{case}: slot {position} (move {}) at {} not {expected}",
+            slot.origin,
+            slot.start
+        );
         let next = validated.moves.get(position + 1).map_or(slot.start + slot.duration, |next| next.start);
         assert!(next - slot.start + 1e-6 >= frame, "{case}: slot {position} under a frame");
         assert!(slot.transition_seconds <= 0.5 + 1e-9);
@@ -106,14 +112,19 @@ fn every_rule_based_blueprint_is_rendered_and_strict_refuses_the_irregular_ones(
         let library: Vec<f64> = (0..(3 + random.next() % 10)).map(|_| random.seconds(6.0, 17.0)).collect();
         let moves = rule_based(song, &library);
         let text = blueprint(&moves).to_string();
-        let validated = check(&text, &CheckOptions::default()).unwrap_or_else(|r| panic!("case {case}: {:?}", r.errors));
+        let validated =
+            check(&text, &CheckOptions::default()).unwrap_or_else(|r| panic!("case {case}: {:?}", r.errors));
         assert_fitted(&format!("rule-based case {case}"), &moves, &validated);
         adjusted += usize::from(!validated.warnings.is_empty());
         match check(&text, &CheckOptions::strict()) {
             Ok(strict) => assert!(validated.warnings.is_empty() && strict.moves.len() == moves.len(), "case {case}"),
             Err(refusal) => {
                 refused_strictly += 1;
-                assert!(!validated.warnings.is_empty(), "case {case}: refused strictly, fitted silently: {:?}", refusal.errors);
+                assert!(
+                    !validated.warnings.is_empty(),
+                    "case {case}: refused strictly, fitted silently: {:?}",
+                    refusal.errors
+                );
             }
         }
     }
@@ -135,9 +146,14 @@ fn every_model_path_blueprint_with_dropped_moves_is_rendered() {
         }
         let moves = model_path(&library, count, &dropped);
         let text = blueprint(&moves).to_string();
-        let validated = check(&text, &CheckOptions::default()).unwrap_or_else(|r| panic!("case {case}: {:?}", r.errors));
+        let validated =
+            check(&text, &CheckOptions::default()).unwrap_or_else(|r| panic!("case {case}: {:?}", r.errors));
         assert_fitted(&format!("model case {case}"), &moves, &validated);
-        let gaps = dropped.iter().enumerate().filter(|&(i, &d)| d && !dropped[..i].iter().all(|&e| e) && !dropped[i + 1..].iter().all(|&e| e)).count();
+        let gaps = dropped
+            .iter()
+            .enumerate()
+            .filter(|&(i, &d)| d && !dropped[..i].iter().all(|&e| e) && !dropped[i + 1..].iter().all(|&e| e))
+            .count();
         let strict = check(&text, &CheckOptions::strict());
         assert_eq!(strict.is_err(), dropped[0] || gaps > 0, "case {case}: {dropped:?}");
     }

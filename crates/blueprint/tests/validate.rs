@@ -142,9 +142,18 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
     ];
     leaf.prop_recursive(5, 64, 8, |inner| {
         let names = prop_oneof![
-            Just("task_id"), Just("audio_path"), Just("moves"), Just("video_path"), Just("start_time"),
-            Just("duration"), Just("output_config"), Just("output_path"), Just("trim_start"),
-            Just("transition_type"), Just("a/b~c"), Just("total_duration"),
+            Just("task_id"),
+            Just("audio_path"),
+            Just("moves"),
+            Just("video_path"),
+            Just("start_time"),
+            Just("duration"),
+            Just("output_config"),
+            Just("output_path"),
+            Just("trim_start"),
+            Just("transition_type"),
+            Just("a/b~c"),
+            Just("total_duration"),
         ]
         .prop_map(str::to_owned);
         prop_oneof![

@@ -21,10 +21,9 @@ pub mod glue {
     pub fn validate<P: Plugin>(blueprint: String, options: wit::CheckOptions) -> Result<wit::Checked, wit::Refusal> {
         let options = br_blueprint::CheckOptions {
             strict: options.strict,
-            own_bucket: options.own_bucket.map(|own| br_blueprint::OwnBucket {
-                address_prefix: own.address_prefix,
-                key_prefix: own.key_prefix,
-            }),
+            own_bucket: options
+                .own_bucket
+                .map(|own| br_blueprint::OwnBucket { address_prefix: own.address_prefix, key_prefix: own.key_prefix }),
         };
         match P::validate(&blueprint, &options) {
             Ok(validated) => {
@@ -38,7 +37,11 @@ pub mod glue {
                 }
                 log(
                     LogLevel::Debug,
-                    &format!("blueprint valid: {} slots, {} adjustments", validated.moves.len(), validated.warnings.len()),
+                    &format!(
+                        "blueprint valid: {} slots, {} adjustments",
+                        validated.moves.len(),
+                        validated.warnings.len()
+                    ),
                 );
                 let fit = wit::TimelineFit {
                     slots: validated

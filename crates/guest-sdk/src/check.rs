@@ -13,11 +13,7 @@ pub const BACKEND_BLUEPRINT: &str = include_str!("../../../examples/backend-blue
 pub fn request_over_made_up_media(blueprint: &str, clip_seconds: f64) -> Result<PlanRequest, String> {
     let validated = br_blueprint::check(blueprint, &br_blueprint::CheckOptions::default()).map_err(|refusal| {
         let errors = refusal.errors;
-        errors
-            .iter()
-            .map(|e| format!("{}: {}", e.pointer, e.message))
-            .collect::<Vec<_>>()
-            .join("; ")
+        errors.iter().map(|e| format!("{}: {}", e.pointer, e.message)).collect::<Vec<_>>().join("; ")
     })?;
     let song_seconds = validated.total_duration;
     let audio = |codec: &str, seconds: f64| AudioFacts {
@@ -45,28 +41,20 @@ pub fn request_over_made_up_media(blueprint: &str, clip_seconds: f64) -> Result<
         }),
         audio: Some(audio("aac", clip_seconds)),
     }));
-    Ok(PlanRequest {
-        validated,
-        inputs,
-        strict: false,
-        prepared: Vec::new(),
-        song_loudness: None,
-    })
+    Ok(PlanRequest { validated, inputs, strict: false, prepared: Vec::new(), song_loudness: None })
 }
 
 /// Whether the host's policy lets `plan` run for `request`; otherwise every violation
 /// (`step S, argument A: reason`, up to the policy's cap, then how many more).
 pub fn plan_passes(request: &PlanRequest, plan: &Plan) -> Result<(), Vec<String>> {
     let limits = br_policy::PolicyLimits::for_request(request);
-    br_policy::check_all(plan, request.inputs.len() as u32, &limits)
-        .map(|_| ())
-        .map_err(|violations| {
-            let mut listed: Vec<String> = violations.listed().iter().map(|v| v.located_reason()).collect();
-            if violations.unlisted() > 0 {
-                listed.push(format!("and {} more", violations.unlisted()));
-            }
-            listed
-        })
+    br_policy::check_all(plan, request.inputs.len() as u32, &limits).map(|_| ()).map_err(|violations| {
+        let mut listed: Vec<String> = violations.listed().iter().map(|v| v.located_reason()).collect();
+        if violations.unlisted() > 0 {
+            listed.push(format!("and {} more", violations.unlisted()));
+        }
+        listed
+    })
 }
 
 #[cfg(test)]
@@ -108,9 +96,7 @@ mod tests {
         let mut graph = Filtergraph::new();
         graph.chain(
             &["0:a"],
-            [Filter::new("volume")
-                .option("volume", "if(lt(t,2),0.5,1)")
-                .option("eval", "frame")],
+            [Filter::new("volume").option("volume", "if(lt(t,2),0.5,1)").option("eval", "frame")],
             &["a"],
         );
         assert_eq!(plan_passes(&request, &step(&graph)), Ok(()));

@@ -107,7 +107,12 @@ pub fn request_from_wit(request: wit::PlanRequest) -> br_plan::PlanRequest {
                 pixel_format: v.pixel_format,
                 duration: v.duration,
             }),
-            audio: f.audio.map(|a| br_plan::AudioFacts { codec: a.codec, sample_rate: a.sample_rate, channels: a.channels, duration: a.duration }),
+            audio: f.audio.map(|a| br_plan::AudioFacts {
+                codec: a.codec,
+                sample_rate: a.sample_rate,
+                channels: a.channels,
+                duration: a.duration,
+            }),
         })
         .collect();
     // Which clips the host staged as prepared versions (contract 0.4.0).
@@ -143,14 +148,26 @@ pub fn plan_to_wit(plan: br_plan::Plan) -> wit::Plan {
             .steps
             .into_iter()
             .map(|step| match step {
-                br_plan::Step::Ffmpeg(i) => wit::Step::Ffmpeg(wit::Invocation { args: i.args.into_iter().map(arg).collect(), media_seconds: i.media_seconds, label: i.label }),
+                br_plan::Step::Ffmpeg(i) => wit::Step::Ffmpeg(wit::Invocation {
+                    args: i.args.into_iter().map(arg).collect(),
+                    media_seconds: i.media_seconds,
+                    label: i.label,
+                }),
                 br_plan::Step::WriteConcatList(c) => wit::Step::WriteConcatList(wit::ConcatList {
                     list: c.list,
-                    parts: c.parts.into_iter().map(|p| wit::ConcatPart { temp: p.temp, duration: p.duration }).collect(),
+                    parts: c
+                        .parts
+                        .into_iter()
+                        .map(|p| wit::ConcatPart { temp: p.temp, duration: p.duration })
+                        .collect(),
                 }),
             })
             .collect(),
-        warnings: plan.warnings.into_iter().map(|w| wit::PlanWarning { pointer: w.pointer, message: w.message }).collect(),
+        warnings: plan
+            .warnings
+            .into_iter()
+            .map(|w| wit::PlanWarning { pointer: w.pointer, message: w.message })
+            .collect(),
     }
 }
 
@@ -214,4 +231,3 @@ pub fn validated_to_wit(v: br_blueprint::Validated) -> wit::Validated {
         },
     }
 }
-

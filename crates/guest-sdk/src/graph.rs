@@ -19,10 +19,7 @@ pub struct Filter {
 impl Filter {
     /// The filter `name` (e.g. `scale`, `hflip`) with no options yet.
     pub fn new(name: &str) -> Filter {
-        Filter {
-            name: name.to_owned(),
-            options: Vec::new(),
-        }
+        Filter { name: name.to_owned(), options: Vec::new() }
     }
 
     /// Adds `name=value`; options are written in the order they are added.
@@ -60,8 +57,7 @@ impl Filtergraph {
     pub fn chain(&mut self, inputs: &[&str], filters: impl IntoIterator<Item = Filter>, outputs: &[&str]) -> &mut Self {
         let labels = |names: &[&str]| names.iter().map(|name| format!("[{name}]")).collect::<String>();
         let filters: Vec<String> = filters.into_iter().map(|filter| filter.to_string()).collect();
-        self.chains
-            .push(format!("{}{}{}", labels(inputs), filters.join(","), labels(outputs)));
+        self.chains.push(format!("{}{}{}", labels(inputs), filters.join(","), labels(outputs)));
         self
     }
 
@@ -105,10 +101,7 @@ mod tests {
             )
             .chain(
                 &["a", "b"],
-                [Filter::new("xfade")
-                    .option("transition", "fade")
-                    .option("duration", 0.5)
-                    .option("offset", 1.5)],
+                [Filter::new("xfade").option("transition", "fade").option("duration", 0.5).option("offset", 1.5)],
                 &["v"],
             );
         assert_eq!(
@@ -119,9 +112,7 @@ mod tests {
 
     #[test]
     fn values_with_separators_are_quoted() {
-        let filter = Filter::new("volume")
-            .option("volume", "if(lt(t,2),0.5,1)")
-            .option("eval", "frame");
+        let filter = Filter::new("volume").option("volume", "if(lt(t,2),0.5,1)").option("eval", "frame");
         assert_eq!(filter.to_string(), "volume=volume='if(lt(t,2),0.5,1)':eval=frame");
         assert_eq!(quoted("it's"), r"'it'\''s'");
         assert_eq!(quoted(""), "''");

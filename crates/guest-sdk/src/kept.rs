@@ -30,7 +30,11 @@ fn find(value: &Value, pointer: &str) -> Value {
     let after = if after.is_empty() { String::new() } else { format!("/{after}") };
     match (segment, value) {
         ("*", Value::Array(items)) => Value::Array(items.iter().map(|item| find(item, &after)).collect()),
-        (_, Value::Array(items)) => segment.parse::<usize>().ok().and_then(|index| items.get(index)).map_or(Value::Null, |item| find(item, &after)),
+        (_, Value::Array(items)) => segment
+            .parse::<usize>()
+            .ok()
+            .and_then(|index| items.get(index))
+            .map_or(Value::Null, |item| find(item, &after)),
         (_, Value::Object(fields)) => {
             let name = segment.replace("~1", "/").replace("~0", "~");
             fields.get(&name).map_or(Value::Null, |field| find(field, &after))
@@ -42,7 +46,8 @@ fn find(value: &Value, pointer: &str) -> Value {
 /// Keeps `data` (as JSON) for `plan` in `validated`; refused, naming the size, past
 /// [`MAX_KEPT_BYTES`].
 pub fn keep<T: Serialize>(validated: &mut Validated, data: &T) -> Result<(), Refusal> {
-    let text = serde_json::to_string(data).map_err(|e| refusal(validated, format!("the plugin's data is not JSON: {e}")))?;
+    let text =
+        serde_json::to_string(data).map_err(|e| refusal(validated, format!("the plugin's data is not JSON: {e}")))?;
     if text.len() > MAX_KEPT_BYTES {
         let message = format!("the plugin keeps {} bytes for plan; at most {MAX_KEPT_BYTES}", text.len());
         return Err(refusal(validated, message));
@@ -72,8 +77,10 @@ mod tests {
 
     #[test]
     fn pick_takes_the_named_fields_and_every_index_of_a_star() {
-        let blueprint = r#"{"difficulty_level": "beginner", "moves": [{"audio_tempo": 120}, {}, {"audio_tempo": 96}], "a/b": 1}"#;
-        let picked = pick(blueprint, &["/difficulty_level", "/moves/*/audio_tempo", "/moves/2/audio_tempo", "/absent", "/a~1b"]);
+        let blueprint =
+            r#"{"difficulty_level": "beginner", "moves": [{"audio_tempo": 120}, {}, {"audio_tempo": 96}], "a/b": 1}"#;
+        let picked =
+            pick(blueprint, &["/difficulty_level", "/moves/*/audio_tempo", "/moves/2/audio_tempo", "/absent", "/a~1b"]);
         assert_eq!(picked["/difficulty_level"], "beginner");
         assert_eq!(picked["/moves/*/audio_tempo"], serde_json::json!([120, null, 96]));
         assert_eq!(picked["/moves/2/audio_tempo"], 96);
@@ -90,6 +97,10 @@ mod tests {
         let too_much = "x".repeat(MAX_KEPT_BYTES);
         let refused = keep(&mut validated, &too_much).unwrap_err();
         assert!(refused.errors[0].message.contains("at most 65536"), "{}", refused.errors[0].message);
-        assert_eq!(kept::<Value>(&validated), Some(serde_json::json!({"speed": 0.5})), "the refused data replaced nothing");
+        assert_eq!(
+            kept::<Value>(&validated),
+            Some(serde_json::json!({"speed": 0.5})),
+            "the refused data replaced nothing"
+        );
     }
 }

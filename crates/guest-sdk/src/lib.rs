@@ -62,7 +62,10 @@ pub trait Plugin {
     /// built-in check fits the timeline the backend meant and lists each adjustment in
     /// [`blueprint::Validated::warnings`]; a plugin may change the fit, which its `plan`
     /// gets back (each slot's `origin` and `transition_seconds`).
-    fn validate(blueprint: &str, options: &blueprint::CheckOptions) -> Result<blueprint::Validated, blueprint::Refusal> {
+    fn validate(
+        blueprint: &str,
+        options: &blueprint::CheckOptions,
+    ) -> Result<blueprint::Validated, blueprint::Refusal> {
         defaults::validate(blueprint, options)
     }
 

@@ -51,20 +51,13 @@ impl SettingsError {
     /// pointer is a JSON pointer into the blueprint (the host refuses any other as a
     /// malformed answer), and a setting is not in the blueprint: so the pointer is `""`.
     pub fn into_plan_error(self) -> PlanError {
-        PlanError {
-            pointer: String::new(),
-            message: self.to_string(),
-        }
+        PlanError { pointer: String::new(), message: self.to_string() }
     }
 
     /// As a validation error, for a plugin that refuses a job whose settings are wrong
     /// before anything is fetched (see [`SettingsError::into_plan_error`] for the pointer).
     pub fn into_validation_error(self) -> ValidationError {
-        ValidationError {
-            pointer: String::new(),
-            code: self.code,
-            message: self.to_string(),
-        }
+        ValidationError { pointer: String::new(), code: self.code, message: self.to_string() }
     }
 }
 
@@ -79,10 +72,7 @@ impl From<SettingsError> for Vec<PlanError> {
 /// is only known once it is read).
 impl From<SettingsError> for Refusal {
     fn from(error: SettingsError) -> Refusal {
-        Refusal {
-            task_id: None,
-            errors: vec![error.into_validation_error()],
-        }
+        Refusal { task_id: None, errors: vec![error.into_validation_error()] }
     }
 }
 
@@ -113,9 +103,9 @@ impl Settings {
     /// A whole number within `range`, when set.
     pub fn integer(&self, name: &str, range: RangeInclusive<u64>) -> Result<Option<u64>, SettingsError> {
         let Some(value) = self.0.get(name) else { return Ok(None) };
-        let number = value
-            .as_u64()
-            .ok_or_else(|| SettingsError::new(name, ErrorCode::WrongType, format!("must be a whole number, not {value}")))?;
+        let number = value.as_u64().ok_or_else(|| {
+            SettingsError::new(name, ErrorCode::WrongType, format!("must be a whole number, not {value}"))
+        })?;
         within(name, number, &range).map(Some)
     }
 
@@ -131,10 +121,9 @@ impl Settings {
     /// A boolean (`true` or `false`), when set.
     pub fn flag(&self, name: &str) -> Result<Option<bool>, SettingsError> {
         let Some(value) = self.0.get(name) else { return Ok(None) };
-        value
-            .as_bool()
-            .map(Some)
-            .ok_or_else(|| SettingsError::new(name, ErrorCode::WrongType, format!("must be true or false, not {value}")))
+        value.as_bool().map(Some).ok_or_else(|| {
+            SettingsError::new(name, ErrorCode::WrongType, format!("must be true or false, not {value}"))
+        })
     }
 }
 
@@ -189,14 +178,8 @@ mod tests {
         assert_eq!(settings.text("title"), Ok(Some("x")));
         assert_eq!(settings.flag("on"), Ok(Some(true)));
         let too_long = settings.number("fade", 0.0..=0.25).unwrap_err();
-        assert_eq!(
-            too_long.to_string(),
-            "GUEST_SETTINGS/fade: is 0.5; it must be from 0 to 0.25"
-        );
-        assert_eq!(
-            settings.integer("fade", 0..=9).unwrap_err().pointer,
-            "GUEST_SETTINGS/fade"
-        );
+        assert_eq!(too_long.to_string(), "GUEST_SETTINGS/fade: is 0.5; it must be from 0 to 0.25");
+        assert_eq!(settings.integer("fade", 0..=9).unwrap_err().pointer, "GUEST_SETTINGS/fade");
         assert!(settings.text("moves").is_err());
         assert!(settings.flag("title").is_err());
         assert!(Settings::from_json("[1]").is_err());

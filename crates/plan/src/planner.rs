@@ -86,7 +86,14 @@ pub fn plan_with(request: &PlanRequest, render: &Render) -> Result<Plan, Vec<Pla
     let validated = &request.validated;
     let mut errors = render.problems(validated);
     if request.inputs.len() != validated.clip_keys.len() + 1 {
-        return Err(vec![note("", format!("the host described {} inputs; this blueprint has 1 song and {} clips", request.inputs.len(), validated.clip_keys.len()))]);
+        return Err(vec![note(
+            "",
+            format!(
+                "the host described {} inputs; this blueprint has 1 song and {} clips",
+                request.inputs.len(),
+                validated.clip_keys.len()
+            ),
+        )]);
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -104,7 +111,10 @@ pub fn plan_with(request: &PlanRequest, render: &Render) -> Result<Plan, Vec<Pla
     for (index, m) in validated.moves.iter().enumerate() {
         let pointer = m.pointer();
         if timeline.frames(index) == 0 {
-            warnings.push(note(&pointer, format!("the move lasts less than one frame at {} fps and is not shown", rate.fps())));
+            warnings.push(note(
+                &pointer,
+                format!("the move lasts less than one frame at {} fps and is not shown", rate.fps()),
+            ));
             continue;
         }
         let span = clips[m.clip as usize];
@@ -115,11 +125,19 @@ pub fn plan_with(request: &PlanRequest, render: &Render) -> Result<Plan, Vec<Pla
         let half_frame = 0.5 / rate.fps();
         let key = &validated.clip_keys[m.clip as usize];
         if usable_end <= half_frame {
-            errors.push(note(&format!("{pointer}/trim_end"), format!("trim_end {} leaves nothing of {key} ({} s long)", m.trim_end, span.length)));
+            errors.push(note(
+                &format!("{pointer}/trim_end"),
+                format!("trim_end {} leaves nothing of {key} ({} s long)", m.trim_end, span.length),
+            ));
         } else if m.trim_start >= usable_end - half_frame {
             errors.push(note(
                 &format!("{pointer}/trim_start"),
-                format!("trim_start {} is at or beyond the end of {key} ({} s long, {} s usable before trim_end)", m.trim_start, span.length, secs(usable_end)),
+                format!(
+                    "trim_start {} is at or beyond the end of {key} ({} s long, {} s usable before trim_end)",
+                    m.trim_start,
+                    span.length,
+                    secs(usable_end)
+                ),
             ));
         } else {
             let slot = rate.seconds(timeline.frames(index));
@@ -154,7 +172,11 @@ pub fn plan_with(request: &PlanRequest, render: &Render) -> Result<Plan, Vec<Pla
         return Err(errors);
     }
 
-    let encoder_threads = if u64::from(width) * u64::from(height) > LARGE_FRAME_PIXELS { LARGE_FRAME_ENCODER_THREADS } else { ENCODER_THREADS };
+    let encoder_threads = if u64::from(width) * u64::from(height) > LARGE_FRAME_PIXELS {
+        LARGE_FRAME_ENCODER_THREADS
+    } else {
+        ENCODER_THREADS
+    };
     let prepared = prepared_clips(request, rate);
     // Every prepared clip of one profile has the profile's GOP.
     let prepared_gop = prepared.iter().flatten().map(|&(_, gop)| gop).next();
@@ -188,7 +210,8 @@ pub fn plan_with(request: &PlanRequest, render: &Render) -> Result<Plan, Vec<Pla
         }
         let frames = end - first;
         let own_clip = validated.moves[index].clip;
-        let copied = prepared[own_clip as usize].and_then(|(available, _)| segment.copyable(validated, &clips, &timeline, &look, available));
+        let copied = prepared[own_clip as usize]
+            .and_then(|(available, _)| segment.copyable(validated, &clips, &timeline, &look, available));
         let mut pieces = Vec::new();
         match copied {
             Some(copy) => {
@@ -210,14 +233,20 @@ pub fn plan_with(request: &PlanRequest, render: &Render) -> Result<Plan, Vec<Pla
                     if bridge && pending.as_ref().is_some_and(|waiting: &Vec<Rendered>| waiting.len() == 1) {
                         let mut waiting = pending.take().unwrap_or_default();
                         let first_input = waiting.iter().map(Rendered::input_count).sum();
-                        waiting.push(Rendered { bridge, ..segment.render(validated, &clips, &timeline, &look, from, to, first_input, waiting.len()) });
+                        waiting.push(Rendered {
+                            bridge,
+                            ..segment.render(validated, &clips, &timeline, &look, from, to, first_input, waiting.len())
+                        });
                         flush(&mut waiting, &mut temps, &mut steps, &mut parts, validated, &look);
                         continue;
                     }
                     if let Some(mut waiting) = pending.take() {
                         flush(&mut waiting, &mut temps, &mut steps, &mut parts, validated, &look);
                     }
-                    let mut rendered = vec![Rendered { bridge, ..segment.render(validated, &clips, &timeline, &look, from, to, 0, 0) }];
+                    let mut rendered = vec![Rendered {
+                        bridge,
+                        ..segment.render(validated, &clips, &timeline, &look, from, to, 0, 0)
+                    }];
                     // Only a bridge at a segment's end waits for the next move's.
                     if bridge && to == frames {
                         pending = Some(rendered);
@@ -269,14 +298,20 @@ fn clip_lengths(validated: &Validated, inputs: &[MediaFacts], errors: &mut Vec<P
             Some(_) if facts.duration > 0.0 => facts.duration,
             Some(_) => {
                 if !reported[clip] {
-                    errors.push(note(&format!("{}/video_path", m.pointer()), format!("{} has a video stream of unknown length", facts.key)));
+                    errors.push(note(
+                        &format!("{}/video_path", m.pointer()),
+                        format!("{} has a video stream of unknown length", facts.key),
+                    ));
                 }
                 reported[clip] = true;
                 0.0
             }
             None => {
                 if !reported[clip] {
-                    errors.push(note(&format!("{}/video_path", m.pointer()), format!("{} has no video stream", facts.key)));
+                    errors.push(note(
+                        &format!("{}/video_path", m.pointer()),
+                        format!("{} has no video stream", facts.key),
+                    ));
                 }
                 reported[clip] = true;
                 0.0
@@ -420,20 +455,29 @@ impl Window {
         let read_start = start.min((usable_end - MIN_DECODE_SECONDS).max(0.0));
         let skip = start - read_start;
         let footage = play.unwrap_or(f64::INFINITY).min(length - hold_front).max(0.0) * speed;
-        let read_length = (usable_end - read_start).min(skip + footage).max(MIN_DECODE_SECONDS.min(usable_end - read_start));
+        let read_length =
+            (usable_end - read_start).min(skip + footage).max(MIN_DECODE_SECONDS.min(usable_end - read_start));
         Window { read_start, read_length, skip, hold_front, play, speed, length }
     }
 
     /// The window of `slot` for the video's seconds `from..from + length` of the slot
     /// (`from` negative: before the slot starts, a crossfade's lead in), `slot_length`
     /// seconds long in all, as the slot's hooks say.
-    fn of_slot(slot: &MoveSlot, look: &SlotRender, from: f64, length: f64, slot_length: f64, usable_end: f64) -> Window {
+    fn of_slot(
+        slot: &MoveSlot,
+        look: &SlotRender,
+        from: f64,
+        length: f64,
+        slot_length: f64,
+        usable_end: f64,
+    ) -> Window {
         let speed = look.speed;
         if look.hold_first > 0.0 {
             // Still until `hold_first`, the lead in of a crossfade included.
             let still = (look.hold_first - from).clamp(0.0, length);
             let want_start = slot.trim_start + (from - look.hold_first).max(0.0) * speed;
-            let play = (look.hold_last > 0.0).then(|| (slot_length - look.hold_last - from.max(look.hold_first)).max(0.0));
+            let play =
+                (look.hold_last > 0.0).then(|| (slot_length - look.hold_last - from.max(look.hold_first)).max(0.0));
             return Window::played(want_start, length, usable_end, speed, still, play);
         }
         let play = (look.hold_last > 0.0).then(|| (slot_length - look.hold_last - from.max(0.0)).max(0.0));
@@ -450,7 +494,8 @@ impl Window {
     /// The filter chain from FFmpeg input `number` to `[label]`, with the slot's own
     /// per-pixel `filters` before the frames are fitted to the output.
     fn chain(&self, number: usize, look: &Look, filters: &[String], label: &str) -> String {
-        let retimed = if self.speed == 1.0 { "PTS-STARTPTS".to_owned() } else { format!("(PTS-STARTPTS)/{}", secs(self.speed)) };
+        let retimed =
+            if self.speed == 1.0 { "PTS-STARTPTS".to_owned() } else { format!("(PTS-STARTPTS)/{}", secs(self.speed)) };
         let mut chain = format!("[{number}:v]setpts={retimed},");
         for filter in filters {
             chain.push_str(filter);
@@ -546,7 +591,9 @@ impl Segment {
             _ => 0.0,
         };
         let fade_out = match self.next.map(|next| &moves[next]) {
-            Some(next @ MoveSlot { transition: Transition::FadeBlack | Transition::FadeWhite, .. }) => next.transition_seconds.min(slot),
+            Some(next @ MoveSlot { transition: Transition::FadeBlack | Transition::FadeWhite, .. }) => {
+                next.transition_seconds.min(slot)
+            }
             _ => 0.0,
         };
         (fade_in, fade_out)
@@ -558,7 +605,17 @@ impl Segment {
     /// A part that starts later reads its clip from there on; only the part that reaches
     /// the segment's end blends into the next move or fades out.
     #[allow(clippy::too_many_arguments)]
-    fn render(&self, validated: &Validated, clips: &[ClipSpan], timeline: &Timeline, look: &Look, from: u64, to: u64, first_input: usize, tag: usize) -> Rendered {
+    fn render(
+        &self,
+        validated: &Validated,
+        clips: &[ClipSpan],
+        timeline: &Timeline,
+        look: &Look,
+        from: u64,
+        to: u64,
+        first_input: usize,
+        tag: usize,
+    ) -> Rendered {
         let moves = &validated.moves;
         let rate = look.rate;
         let this = &moves[self.index];
@@ -572,13 +629,15 @@ impl Segment {
         let mut graph = Vec::new();
         // The first part keeps plain names; a second one in the same step is numbered.
         let tag = if tag == 0 { String::new() } else { tag.to_string() };
-        let (own_label, next_label, blended_label) = (format!("own{tag}"), format!("next{tag}"), format!("blended{tag}"));
+        let (own_label, next_label, blended_label) =
+            (format!("own{tag}"), format!("next{tag}"), format!("blended{tag}"));
         // This move's clip from where the blend into it ended (and `from` frames on),
         // running on past the move's end through the blend out of it.
         let own_look = look.render.slot(self.index);
         let slot_length = rate.seconds(timeline.frames(self.index));
         let own_usable = usable_end(clips[this.clip as usize], this);
-        let own = Window::of_slot(this, own_look, rate.seconds(self.blend_in.right + from), length, slot_length, own_usable);
+        let own =
+            Window::of_slot(this, own_look, rate.seconds(self.blend_in.right + from), length, slot_length, own_usable);
         own.input_args(clip_input(this.clip), &mut inputs);
         graph.push(own.chain(first_input, look, &own_look.filters, &own_label));
         let mut current = own_label.clone();
@@ -589,7 +648,14 @@ impl Segment {
             // The incoming clip starts early by the blend's left half.
             let (next_look, next_length) = (look.render.slot(next), rate.seconds(timeline.frames(next)));
             let lead = -rate.seconds(self.blend_out.left);
-            let lead_in = Window::of_slot(after, next_look, lead, blend, next_length, usable_end(clips[after.clip as usize], after));
+            let lead_in = Window::of_slot(
+                after,
+                next_look,
+                lead,
+                blend,
+                next_length,
+                usable_end(clips[after.clip as usize], after),
+            );
             lead_in.input_args(clip_input(after.clip), &mut inputs);
             graph.push(lead_in.chain(first_input + 1, look, &next_look.filters, &next_label));
             let offset = rate.seconds(blend_starts.saturating_sub(from));
@@ -622,7 +688,11 @@ impl Segment {
         }
         tail.push_str(&format!("[video{tag}]"));
         graph.push(tail);
-        let label = if (from, to) == (0, frames) { label(self.index, &this.clip_id) } else { format!("{} frames {from}-{to}", label(self.index, &this.clip_id)) };
+        let label = if (from, to) == (0, frames) {
+            label(self.index, &this.clip_id)
+        } else {
+            format!("{} frames {from}-{to}", label(self.index, &this.clip_id))
+        };
         Rendered { inputs, graph, frames: to - from, label, bridge: false }
     }
 
@@ -632,7 +702,14 @@ impl Segment {
     /// every frame refers only to frames before it and the frames up to any point decode
     /// on their own. Only what follows, the blend, is encoded (about 15 frames per
     /// boundary rather than 30 when the run had to end on the grid).
-    fn copyable(&self, validated: &Validated, clips: &[ClipSpan], timeline: &Timeline, look: &Look, prepared_frames: u64) -> Option<Copy> {
+    fn copyable(
+        &self,
+        validated: &Validated,
+        clips: &[ClipSpan],
+        timeline: &Timeline,
+        look: &Look,
+        prepared_frames: u64,
+    ) -> Option<Copy> {
         let gop = u64::from(look.prepared_gop?);
         // Frames shown at another speed, held or filtered are not the prepared clip's.
         if !look.render.slot(self.index).is_as_shot() {
@@ -652,7 +729,9 @@ impl Segment {
         let available = usable_frames.min(prepared_frames).saturating_sub(source_first) + held;
         let (fade_in, fade_out) = self.fades(validated, timeline, rate);
         let low = if fade_in > 0.0 { rate.frame_at(fade_in) + 1 } else { 0 }.max(held);
-        let high = (frames - self.blend_out.frames()).saturating_sub(rate.frame_at(fade_out) + u64::from(fade_out > 0.0)).min(available);
+        let high = (frames - self.blend_out.frames())
+            .saturating_sub(rate.frame_at(fade_out) + u64::from(fade_out > 0.0))
+            .min(available);
         if high <= low {
             return None;
         }
@@ -689,11 +768,18 @@ fn encode(parts: &[Rendered], validated: &Validated, look: &Look, temp: u32) -> 
     let mapped = if parts.len() == 1 {
         "[video]".to_owned()
     } else {
-        let labels: String = (0..parts.len()).map(|tag| if tag == 0 { "[video]".to_owned() } else { format!("[video{tag}]") }).collect();
+        let labels: String =
+            (0..parts.len()).map(|tag| if tag == 0 { "[video]".to_owned() } else { format!("[video{tag}]") }).collect();
         graph.push(format!("{labels}concat=n={}:v=1:a=0[joined]", parts.len()));
         "[joined]".to_owned()
     };
-    args.extend([Arg::lit("-filter_complex"), Arg::Literal(graph.join(";")), Arg::lit("-map"), Arg::Literal(mapped), Arg::lit("-an")]);
+    args.extend([
+        Arg::lit("-filter_complex"),
+        Arg::Literal(graph.join(";")),
+        Arg::lit("-map"),
+        Arg::Literal(mapped),
+        Arg::lit("-an"),
+    ]);
     args.extend([Arg::lit("-c:v"), Arg::lit(output.video_codec.clone())]);
     if matches!(output.video_codec.as_str(), "libx264" | "libx265") {
         args.extend([Arg::lit("-preset"), Arg::lit(ENCODER_PRESET)]);
@@ -712,18 +798,33 @@ fn encode(parts: &[Rendered], validated: &Validated, look: &Look, temp: u32) -> 
     ]);
     if let Some(gop) = look.prepared_gop {
         let gop = gop.to_string();
-        for (option, value) in [("-g", gop.as_str()), ("-keyint_min", gop.as_str()), ("-sc_threshold", "0"), ("-bf", "0")] {
+        for (option, value) in
+            [("-g", gop.as_str()), ("-keyint_min", gop.as_str()), ("-sc_threshold", "0"), ("-bf", "0")]
+        {
             args.extend([Arg::lit(option), Arg::lit(value)]);
         }
     }
     let frames: u64 = parts.iter().map(|part| part.frames).sum();
-    args.extend([Arg::lit("-frames:v"), Arg::lit(frames.to_string()), Arg::lit("-f"), Arg::lit("nut"), Arg::Temp(temp)]);
+    args.extend([
+        Arg::lit("-frames:v"),
+        Arg::lit(frames.to_string()),
+        Arg::lit("-f"),
+        Arg::lit("nut"),
+        Arg::Temp(temp),
+    ]);
     let label = parts.iter().map(|part| part.label.as_str()).collect::<Vec<_>>().join(" + ");
     Invocation { args, media_seconds: look.rate.seconds(frames), label }
 }
 
 /// Encodes the rendered parts waiting in `waiting` into one step and one concat part.
-fn flush(waiting: &mut Vec<Rendered>, temps: &mut Vec<TempFormat>, steps: &mut Vec<Step>, parts: &mut Vec<ConcatPart>, validated: &Validated, look: &Look) {
+fn flush(
+    waiting: &mut Vec<Rendered>,
+    temps: &mut Vec<TempFormat>,
+    steps: &mut Vec<Step>,
+    parts: &mut Vec<ConcatPart>,
+    validated: &Validated,
+    look: &Look,
+) {
     if waiting.is_empty() {
         return;
     }
@@ -756,7 +857,14 @@ struct Copy {
 }
 
 impl Copy {
-    fn invocation(&self, input: u32, rate: FrameRate, temp: u32, segment: &Segment, validated: &Validated) -> Invocation {
+    fn invocation(
+        &self,
+        input: u32,
+        rate: FrameRate,
+        temp: u32,
+        segment: &Segment,
+        validated: &Validated,
+    ) -> Invocation {
         let count = self.to - self.from;
         let args = vec![
             Arg::lit("-ss"),
@@ -778,7 +886,11 @@ impl Copy {
             Arg::Temp(temp),
         ];
         let this = &validated.moves[segment.index];
-        Invocation { args, media_seconds: rate.seconds(count), label: format!("{} copy {}-{}", label(segment.index, &this.clip_id), self.from, self.to) }
+        Invocation {
+            args,
+            media_seconds: rate.seconds(count),
+            label: format!("{} copy {}-{}", label(segment.index, &this.clip_id), self.from, self.to),
+        }
     }
 }
 
@@ -875,7 +987,14 @@ fn normalisation(request: &PlanRequest, shown: &[usize], sections: &[SongSection
 /// With `sections`, the song file is read once per section (`-ss`: a concat of
 /// one decode split many ways would hold every decoded sample of a section played later)
 /// and the sections are joined in order.
-fn song_step(validated: &Validated, timeline: &Timeline, shown: &[usize], normalisation: Normalisation, sections: &[SongSection], temp: u32) -> Invocation {
+fn song_step(
+    validated: &Validated,
+    timeline: &Timeline,
+    shown: &[usize],
+    normalisation: Normalisation,
+    sections: &[SongSection],
+    temp: u32,
+) -> Invocation {
     let output = &validated.output;
     let length = timeline.total_seconds();
     let mut args = Vec::new();
@@ -920,8 +1039,21 @@ fn song_step(validated: &Validated, timeline: &Timeline, shown: &[usize], normal
     }
     audio.push_str(&format!(",atrim=end={}[audio]", secs(length)));
     args.extend([Arg::lit("-filter_complex"), Arg::Literal(audio), Arg::lit("-map"), Arg::lit("[audio]")]);
-    args.extend([Arg::lit("-vn"), Arg::lit("-c:a"), Arg::lit(output.audio_codec.clone()), Arg::lit("-b:a"), Arg::lit(output.audio_bitrate.to_string())]);
-    args.extend([Arg::lit("-ar"), Arg::lit(OUTPUT_SAMPLE_RATE), Arg::lit("-ac"), Arg::lit("2"), Arg::lit("-t"), Arg::lit(secs(length))]);
+    args.extend([
+        Arg::lit("-vn"),
+        Arg::lit("-c:a"),
+        Arg::lit(output.audio_codec.clone()),
+        Arg::lit("-b:a"),
+        Arg::lit(output.audio_bitrate.to_string()),
+    ]);
+    args.extend([
+        Arg::lit("-ar"),
+        Arg::lit(OUTPUT_SAMPLE_RATE),
+        Arg::lit("-ac"),
+        Arg::lit("2"),
+        Arg::lit("-t"),
+        Arg::lit(secs(length)),
+    ]);
     args.extend([Arg::lit("-f"), Arg::lit("nut"), Arg::Temp(temp)]);
     Invocation { args, media_seconds: length, label: "the song".to_owned() }
 }
@@ -941,14 +1073,39 @@ fn final_step(timeline: &Timeline, list: u32, song: Option<u32>) -> Invocation {
     let mut args = vec![Arg::lit("-f"), Arg::lit("concat"), Arg::lit("-i"), Arg::Temp(list)];
     match song {
         Some(song) => {
-            args.extend([Arg::lit("-itsoffset"), Arg::Literal(format!("-{}", secs(AAC_PRIMING_SECONDS))), Arg::lit("-i"), Arg::Temp(song)]);
-            args.extend([Arg::lit("-map"), Arg::lit("0:v"), Arg::lit("-map"), Arg::lit("1:a"), Arg::lit("-c:v"), Arg::lit("copy"), Arg::lit("-c:a"), Arg::lit("copy")]);
+            args.extend([
+                Arg::lit("-itsoffset"),
+                Arg::Literal(format!("-{}", secs(AAC_PRIMING_SECONDS))),
+                Arg::lit("-i"),
+                Arg::Temp(song),
+            ]);
+            args.extend([
+                Arg::lit("-map"),
+                Arg::lit("0:v"),
+                Arg::lit("-map"),
+                Arg::lit("1:a"),
+                Arg::lit("-c:v"),
+                Arg::lit("copy"),
+                Arg::lit("-c:a"),
+                Arg::lit("copy"),
+            ]);
             // The last AAC frame is whole in NUT; its real length is what ends at the video's end.
-            args.extend([Arg::lit("-bsf:a"), Arg::Literal(format!("setts=duration='min(DURATION,{}/TB-PTS)'", secs(length)))]);
+            args.extend([
+                Arg::lit("-bsf:a"),
+                Arg::Literal(format!("setts=duration='min(DURATION,{}/TB-PTS)'", secs(length))),
+            ]);
         }
         None => args.extend([Arg::lit("-map"), Arg::lit("0:v"), Arg::lit("-c:v"), Arg::lit("copy"), Arg::lit("-an")]),
     }
-    args.extend([Arg::lit("-movflags"), Arg::lit("+faststart"), Arg::lit("-t"), Arg::lit(secs(length)), Arg::lit("-f"), Arg::lit("mp4"), Arg::Output]);
+    args.extend([
+        Arg::lit("-movflags"),
+        Arg::lit("+faststart"),
+        Arg::lit("-t"),
+        Arg::lit(secs(length)),
+        Arg::lit("-f"),
+        Arg::lit("mp4"),
+        Arg::Output,
+    ]);
     let label = if song.is_some() { "join the video and the song" } else { "join the video" };
     Invocation { args, media_seconds: length, label: label.to_owned() }
 }
@@ -971,8 +1128,17 @@ fn volume_terms(validated: &Validated, timeline: &Timeline, shown: &[usize]) -> 
         .map(|(volume, first, last)| {
             // The outer edges of the video get no ramp: the volume holds from the very start or to the very end.
             let start = if first == 0 { -1.0 } else { timeline.start_seconds(shown[first]) };
-            let end = if last + 1 == shown.len() { timeline.total_seconds() + 1.0 } else { timeline.end_seconds(shown[last]) };
-            format!("-{}*clip((t-{})/{ramp}+0.5,0,1)*clip(({}-t)/{ramp}+0.5,0,1)", secs(1.0 - volume), signed_secs(start), secs(end))
+            let end = if last + 1 == shown.len() {
+                timeline.total_seconds() + 1.0
+            } else {
+                timeline.end_seconds(shown[last])
+            };
+            format!(
+                "-{}*clip((t-{})/{ramp}+0.5,0,1)*clip(({}-t)/{ramp}+0.5,0,1)",
+                secs(1.0 - volume),
+                signed_secs(start),
+                secs(end)
+            )
         })
         .collect()
 }
@@ -1013,12 +1179,29 @@ mod tests {
 
     /// A cut slot of 8 s showing clip 0 from `trim_start`.
     fn slot(trim_start: f64) -> MoveSlot {
-        MoveSlot { clip: 0, clip_id: "m".into(), start: 0.0, duration: 8.0, trim_start, trim_end: 0.0, transition: Transition::Cut, volume: 1.0, origin: 0, transition_seconds: 0.0 }
+        MoveSlot {
+            clip: 0,
+            clip_id: "m".into(),
+            start: 0.0,
+            duration: 8.0,
+            trim_start,
+            trim_end: 0.0,
+            transition: Transition::Cut,
+            volume: 1.0,
+            origin: 0,
+            transition_seconds: 0.0,
+        }
     }
 
     /// 30 fps, with `null` for the normalising chain.
     fn look(render: &Render) -> Look<'_> {
-        Look { rate: FrameRate { num: 30, den: 1 }, render, encoder_threads: "2", prepared_gop: None, normaliser: "null".into() }
+        Look {
+            rate: FrameRate { num: 30, den: 1 },
+            render,
+            encoder_threads: "2",
+            prepared_gop: None,
+            normaliser: "null".into(),
+        }
     }
 
     #[test]
@@ -1057,7 +1240,12 @@ mod tests {
     #[test]
     fn still_frames_in_front_are_video_seconds_and_shorten_the_footage() {
         let still = Window::played(3.0, 8.0, 20.0, 0.75, 2.0, None);
-        assert!(close(still.hold_front, 2.0) && close(still.read_length, 4.5), "{} {}", still.hold_front, still.read_length);
+        assert!(
+            close(still.hold_front, 2.0) && close(still.read_length, 4.5),
+            "{} {}",
+            still.hold_front,
+            still.read_length
+        );
         let early = Window::played(-1.5, 8.0, 20.0, 0.75, 0.0, None);
         assert!(close(early.hold_front, 2.0) && early.read_start == 0.0, "{} {}", early.hold_front, early.read_start);
     }
@@ -1070,15 +1258,32 @@ mod tests {
     fn a_slot_s_window_follows_its_hooks() {
         let held_first = SlotRender { speed: 0.75, hold_first: 2.0, ..SlotRender::default() };
         let early = Window::of_slot(&slot(3.0), &held_first, 0.5, 3.0, 8.0, 20.0);
-        assert!(close(early.hold_front, 1.5) && close(early.read_start, 3.0) && early.play.is_none(), "{} {} {:?}", early.hold_front, early.read_start, early.play);
+        assert!(
+            close(early.hold_front, 1.5) && close(early.read_start, 3.0) && early.play.is_none(),
+            "{} {} {:?}",
+            early.hold_front,
+            early.read_start,
+            early.play
+        );
         // 3 s after the still, at 0.75x: 2.25 s of source past trim_start.
         let late = Window::of_slot(&slot(3.0), &held_first, 5.0, 3.0, 8.0, 20.0);
-        assert!(close(late.hold_front, 0.0) && close(late.read_start, 5.25) && late.play.is_none(), "{} {} {:?}", late.hold_front, late.read_start, late.play);
+        assert!(
+            close(late.hold_front, 0.0) && close(late.read_start, 5.25) && late.play.is_none(),
+            "{} {} {:?}",
+            late.hold_front,
+            late.read_start,
+            late.play
+        );
         let held_last = SlotRender { speed: 0.75, hold_last: 1.5, ..SlotRender::default() };
         let part = Window::of_slot(&slot(3.0), &held_last, 0.6, 3.0, 8.0, 20.0);
         assert!(close(part.read_start, 3.45), "{}", part.read_start);
-        assert!(part.play.is_some_and(|play| close(play, 5.9)), "8 s less the last 1.5 s and the 0.6 s before the part: {:?}", part.play);
-        let slow = Window::of_slot(&slot(3.0), &SlotRender { speed: 0.75, ..SlotRender::default() }, 0.6, 3.0, 8.0, 20.0);
+        assert!(
+            part.play.is_some_and(|play| close(play, 5.9)),
+            "8 s less the last 1.5 s and the 0.6 s before the part: {:?}",
+            part.play
+        );
+        let slow =
+            Window::of_slot(&slot(3.0), &SlotRender { speed: 0.75, ..SlotRender::default() }, 0.6, 3.0, 8.0, 20.0);
         assert!(close(slow.read_start, 3.45) && slow.play.is_none(), "{} {:?}", slow.read_start, slow.play);
     }
 
@@ -1090,7 +1295,10 @@ mod tests {
         assert_eq!(args, [Arg::lit("-t"), Arg::lit("8"), Arg::lit("-i"), Arg::Input(1)]);
         args.clear();
         Window::new(2.5, 8.0, 10.0).input_args(3, &mut args);
-        assert_eq!(args, [Arg::lit("-ss"), Arg::lit("2.5"), Arg::lit("-t"), Arg::lit("7.5"), Arg::lit("-i"), Arg::Input(3)]);
+        assert_eq!(
+            args,
+            [Arg::lit("-ss"), Arg::lit("2.5"), Arg::lit("-t"), Arg::lit("7.5"), Arg::lit("-i"), Arg::Input(3)]
+        );
     }
 
     /// A chain drops what it decoded early in the video's time (the skip at the slot's

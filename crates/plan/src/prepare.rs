@@ -44,13 +44,24 @@ impl Profile {
             return None;
         }
         let (width, height) = crate::output_frame(validated, inputs);
-        Some(Profile { width, height, rate: FrameRate::from_fps(validated.output.frame_rate), video_bitrate: validated.output.video_bitrate })
+        Some(Profile {
+            width,
+            height,
+            rate: FrameRate::from_fps(validated.output.frame_rate),
+            video_bitrate: validated.output.video_bitrate,
+        })
     }
 
     /// A readable name, also a folder name: `h264-1280x720-30fps-2000k-g15-r3`.
     pub fn id(&self) -> String {
-        let rate = if self.rate.den == 1 { self.rate.num.to_string() } else { format!("{}_{}", self.rate.num, self.rate.den) };
-        format!("h264-{}x{}-{rate}fps-{}k-g{GOP_FRAMES}-r{RECIPE_VERSION}", self.width, self.height, self.video_bitrate / 1000)
+        let rate =
+            if self.rate.den == 1 { self.rate.num.to_string() } else { format!("{}_{}", self.rate.num, self.rate.den) };
+        format!(
+            "h264-{}x{}-{rate}fps-{}k-g{GOP_FRAMES}-r{RECIPE_VERSION}",
+            self.width,
+            self.height,
+            self.video_bitrate / 1000
+        )
     }
 
     /// The encoder's settings as the manifest records them.
@@ -77,7 +88,14 @@ impl Profile {
         let graph = format!("[0:v]fps={fps},{},format=yuv420p[video]", crate::planner::fit(w, h));
         let threads = if u64::from(w) * u64::from(h) > 1280 * 720 { "1" } else { "2" };
         let gop = GOP_FRAMES.to_string();
-        let mut args = vec![Arg::lit("-i"), Arg::Input(0), Arg::lit("-filter_complex"), Arg::Literal(graph), Arg::lit("-map"), Arg::lit("[video]")];
+        let mut args = vec![
+            Arg::lit("-i"),
+            Arg::Input(0),
+            Arg::lit("-filter_complex"),
+            Arg::Literal(graph),
+            Arg::lit("-map"),
+            Arg::lit("[video]"),
+        ];
         for (option, value) in [
             ("-c:v", "libx264"),
             ("-preset", PRESET),
@@ -105,7 +123,8 @@ mod tests {
 
     #[test]
     fn the_id_names_every_setting_that_matters() {
-        let profile = Profile { width: 1280, height: 720, rate: FrameRate { num: 30, den: 1 }, video_bitrate: 2_000_000 };
+        let profile =
+            Profile { width: 1280, height: 720, rate: FrameRate { num: 30, den: 1 }, video_bitrate: 2_000_000 };
         assert_eq!(profile.id(), "h264-1280x720-30fps-2000k-g15-r3");
         let ntsc = Profile { rate: FrameRate { num: 30_000, den: 1001 }, ..profile.clone() };
         assert_eq!(ntsc.id(), "h264-1280x720-30000_1001fps-2000k-g15-r3");
@@ -114,7 +133,8 @@ mod tests {
 
     #[test]
     fn the_recipe_has_closed_short_gops_without_b_frames() {
-        let profile = Profile { width: 1280, height: 720, rate: FrameRate { num: 30, den: 1 }, video_bitrate: 2_000_000 };
+        let profile =
+            Profile { width: 1280, height: 720, rate: FrameRate { num: 30, den: 1 }, video_bitrate: 2_000_000 };
         let args: Vec<String> = profile
             .invocation("prepare", 8.0)
             .args
@@ -133,7 +153,8 @@ mod tests {
     /// The manifest records every setting of the recipe, by name.
     #[test]
     fn the_manifest_records_every_setting() {
-        let profile = Profile { width: 1000, height: 562, rate: FrameRate { num: 30_000, den: 1001 }, video_bitrate: 2_500_000 };
+        let profile =
+            Profile { width: 1000, height: 562, rate: FrameRate { num: 30_000, den: 1001 }, video_bitrate: 2_500_000 };
         let settings: Vec<(&str, String)> = profile.settings();
         let expected = [
             ("codec", "libx264"),

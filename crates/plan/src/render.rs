@@ -82,12 +82,22 @@ impl Render {
         let mut problems = Vec::new();
         let mut problem = |pointer: String, message: String| problems.push(PlanError { pointer, message });
         if self.slots.len() > validated.moves.len() {
-            problem("/moves".into(), format!("the render hooks describe {} slots; the timeline has {}", self.slots.len(), validated.moves.len()));
+            problem(
+                "/moves".into(),
+                format!(
+                    "the render hooks describe {} slots; the timeline has {}",
+                    self.slots.len(),
+                    validated.moves.len()
+                ),
+            );
         }
         for (slot, render) in validated.moves.iter().zip(&self.slots) {
             let pointer = slot.pointer();
             if !(render.speed.is_finite() && SPEEDS.contains(&render.speed)) {
-                problem(pointer.clone(), format!("a render speed of {} is outside {} to {}", render.speed, SPEEDS.start(), SPEEDS.end()));
+                problem(
+                    pointer.clone(),
+                    format!("a render speed of {} is outside {} to {}", render.speed, SPEEDS.start(), SPEEDS.end()),
+                );
             }
             for (what, hold) in [("hold_first", render.hold_first), ("hold_last", render.hold_last)] {
                 if !(hold.is_finite() && hold >= 0.0) {
@@ -95,22 +105,40 @@ impl Render {
                 }
             }
             if render.filters.len() > MAX_SLOT_FILTERS {
-                problem(pointer.clone(), format!("{} filters; a slot may add at most {MAX_SLOT_FILTERS}", render.filters.len()));
+                problem(
+                    pointer.clone(),
+                    format!("{} filters; a slot may add at most {MAX_SLOT_FILTERS}", render.filters.len()),
+                );
             }
             if render.filters.iter().map(String::len).sum::<usize>() > MAX_FILTER_BYTES {
                 problem(pointer.clone(), format!("its filters take more than {MAX_FILTER_BYTES} bytes"));
             }
             if let Some(bad) = render.filters.iter().find(|filter| !is_one_filter(filter)) {
-                problem(pointer.clone(), format!("{bad:?} is not one filter (no labels, and commas or semicolons only inside quotes)"));
+                problem(
+                    pointer.clone(),
+                    format!("{bad:?} is not one filter (no labels, and commas or semicolons only inside quotes)"),
+                );
             }
         }
         if self.song.len() > MAX_SONG_SECTIONS {
-            problem("/audio_path".into(), format!("the song is made of {} sections; at most {MAX_SONG_SECTIONS}", self.song.len()));
+            problem(
+                "/audio_path".into(),
+                format!("the song is made of {} sections; at most {MAX_SONG_SECTIONS}", self.song.len()),
+            );
         }
         for (number, section) in self.song.iter().enumerate() {
-            let valid = section.start.is_finite() && section.start >= 0.0 && section.duration.is_finite() && section.duration > 0.0;
+            let valid = section.start.is_finite()
+                && section.start >= 0.0
+                && section.duration.is_finite()
+                && section.duration > 0.0;
             if !valid {
-                problem("/audio_path".into(), format!("song section {number} ({} s from {} s) is not a stretch of the song", section.duration, section.start));
+                problem(
+                    "/audio_path".into(),
+                    format!(
+                        "song section {number} ({} s from {} s) is not a stretch of the song",
+                        section.duration, section.start
+                    ),
+                );
             }
         }
         problems
@@ -159,7 +187,8 @@ mod tests {
     }
 
     fn validated() -> Validated {
-        br_blueprint::validate(include_str!("../../../examples/backend-blueprint.json")).unwrap_or_else(|errors| panic!("{errors:?}"))
+        br_blueprint::validate(include_str!("../../../examples/backend-blueprint.json"))
+            .unwrap_or_else(|errors| panic!("{errors:?}"))
     }
 
     /// Each limit allows exactly its own value: 8 filters, 1,024 bytes of them, 56 song
@@ -167,14 +196,20 @@ mod tests {
     #[test]
     fn each_hook_limit_allows_exactly_its_value() {
         let validated = validated();
-        let slot = |filters: Vec<String>| Render { slots: vec![SlotRender { filters, ..SlotRender::default() }], song: Vec::new() };
-        let messages = |render: &Render| render.problems(&validated).into_iter().map(|p| format!("{} {}", p.pointer, p.message)).collect::<Vec<_>>();
+        let slot = |filters: Vec<String>| Render {
+            slots: vec![SlotRender { filters, ..SlotRender::default() }],
+            song: Vec::new(),
+        };
+        let messages = |render: &Render| {
+            render.problems(&validated).into_iter().map(|p| format!("{} {}", p.pointer, p.message)).collect::<Vec<_>>()
+        };
         assert_eq!(messages(&slot(vec!["hflip".into(); 8])), Vec::<String>::new());
         assert_eq!(messages(&slot(vec!["hflip".into(); 9])), ["/moves/0 9 filters; a slot may add at most 8"]);
         let bytes = |n: usize| format!("drawtext=text={}", "x".repeat(n - 14));
         assert_eq!(messages(&slot(vec![bytes(1000), bytes(24)])), Vec::<String>::new());
         assert_eq!(messages(&slot(vec![bytes(1000), bytes(25)])), ["/moves/0 its filters take more than 1024 bytes"]);
-        let song = |count: usize| Render { slots: Vec::new(), song: vec![SongSection { start: 0.0, duration: 1.0 }; count] };
+        let song =
+            |count: usize| Render { slots: Vec::new(), song: vec![SongSection { start: 0.0, duration: 1.0 }; count] };
         assert_eq!(messages(&song(56)), Vec::<String>::new());
         assert_eq!(messages(&song(57)), ["/audio_path the song is made of 57 sections; at most 56"]);
     }
@@ -183,14 +218,23 @@ mod tests {
     #[test]
     fn holds_are_finite_seconds_from_0_and_sections_last_more_than_0() {
         let validated = validated();
-        let held = |hold_first: f64, hold_last: f64| Render { slots: vec![SlotRender { hold_first, hold_last, ..SlotRender::default() }], song: Vec::new() };
+        let held = |hold_first: f64, hold_last: f64| Render {
+            slots: vec![SlotRender { hold_first, hold_last, ..SlotRender::default() }],
+            song: Vec::new(),
+        };
         assert!(held(0.0, 0.0).problems(&validated).is_empty());
         let problems = held(f64::INFINITY, -0.5).problems(&validated);
         let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
-        assert_eq!(messages, ["hold_first inf is not a number of seconds from 0", "hold_last -0.5 is not a number of seconds from 0"]);
+        assert_eq!(
+            messages,
+            ["hold_first inf is not a number of seconds from 0", "hold_last -0.5 is not a number of seconds from 0"]
+        );
         let section = |duration: f64| Render { slots: Vec::new(), song: vec![SongSection { start: 3.0, duration }] };
         let problems = section(0.0).problems(&validated);
-        assert_eq!(problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>(), ["song section 0 (0 s from 3 s) is not a stretch of the song"]);
+        assert_eq!(
+            problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>(),
+            ["song section 0 (0 s from 3 s) is not a stretch of the song"]
+        );
         assert!(section(0.25).problems(&validated).is_empty());
     }
 }

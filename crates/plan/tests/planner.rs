@@ -5,20 +5,33 @@ use br_blueprint::{Transition, Validated};
 use br_plan::{plan, Arg, AudioFacts, Loudness, MediaFacts, Plan, PlanRequest, Step, VideoFacts};
 
 fn example() -> Validated {
-    br_blueprint::validate(include_str!("../../../examples/backend-blueprint.json")).unwrap_or_else(|errors| panic!("{errors:?}"))
+    br_blueprint::validate(include_str!("../../../examples/backend-blueprint.json"))
+        .unwrap_or_else(|errors| panic!("{errors:?}"))
 }
 
 fn clip(key: &str, seconds: f64) -> MediaFacts {
     MediaFacts {
         key: key.into(),
         duration: seconds,
-        video: Some(VideoFacts { codec: "h264".into(), width: 1280, height: 720, frame_rate: 30.0, pixel_format: "yuv420p".into(), duration: seconds }),
+        video: Some(VideoFacts {
+            codec: "h264".into(),
+            width: 1280,
+            height: 720,
+            frame_rate: 30.0,
+            pixel_format: "yuv420p".into(),
+            duration: seconds,
+        }),
         audio: Some(AudioFacts { codec: "aac".into(), sample_rate: 48_000, channels: 2, duration: seconds }),
     }
 }
 
 fn song(seconds: f64) -> MediaFacts {
-    MediaFacts { key: "song.mp3".into(), duration: seconds, video: None, audio: Some(AudioFacts { codec: "mp3".into(), sample_rate: 44_100, channels: 2, duration: seconds }) }
+    MediaFacts {
+        key: "song.mp3".into(),
+        duration: seconds,
+        video: None,
+        audio: Some(AudioFacts { codec: "mp3".into(), sample_rate: 44_100, channels: 2, duration: seconds }),
+    }
 }
 
 /// The request for `validated` as a test edited it: its slots' transitions last as the
@@ -29,7 +42,9 @@ fn request(validated: Validated, clip_seconds: f64) -> PlanRequest {
 }
 
 fn fitted_request(validated: Validated, clip_seconds: f64) -> PlanRequest {
-    let inputs = std::iter::once(song(validated.total_duration + 10.0)).chain(validated.clip_keys.iter().map(|k| clip(k, clip_seconds))).collect();
+    let inputs = std::iter::once(song(validated.total_duration + 10.0))
+        .chain(validated.clip_keys.iter().map(|k| clip(k, clip_seconds)))
+        .collect();
     PlanRequest { validated, inputs, strict: false, prepared: Vec::new(), song_loudness: None }
 }
 
@@ -65,7 +80,10 @@ fn song_args(plan: &Plan) -> &[Arg] {
 }
 
 fn segment_frames(plan: &Plan) -> Vec<u64> {
-    segments(plan).iter().map(|args| literal_after(args, "-frames:v").expect("-frames:v").parse().expect("a number")).collect()
+    segments(plan)
+        .iter()
+        .map(|args| literal_after(args, "-frames:v").expect("-frames:v").parse().expect("a number"))
+        .collect()
 }
 
 fn concat_seconds(plan: &Plan) -> f64 {
@@ -109,7 +127,10 @@ fn the_backend_blueprint_fills_exactly_its_timeline() {
     assert_eq!(song.iter().filter(|a| matches!(a, Arg::Input(_))).collect::<Vec<_>>(), [&Arg::Input(0)]);
     assert_eq!(song.last(), Some(&Arg::Temp(0)));
     assert_eq!(literal_after(song, "-t").as_deref(), Some("176"));
-    assert!(literal_after(song, "-filter_complex").unwrap().contains("asetnsamples=n=4800,loudnorm="), "loudnorm gets large frames");
+    assert!(
+        literal_after(song, "-filter_complex").unwrap().contains("asetnsamples=n=4800,loudnorm="),
+        "loudnorm gets large frames"
+    );
     assert_eq!(literal_after(&last.args, "-c:a").as_deref(), Some("copy"), "the song is encoded once, in its own step");
     assert_eq!(literal_after(&last.args, "-itsoffset").as_deref(), Some("-0.021333"));
     assert_eq!(literal_after(&last.args, "-bsf:a").as_deref(), Some("setts=duration='min(DURATION,176/TB-PTS)'"));
@@ -122,7 +143,10 @@ fn without_the_song_the_join_only_copies_the_video() {
     let mut validated = example();
     validated.output.add_audio_overlay = false;
     let plan = plan(&request(validated, 10.0)).unwrap();
-    assert!(plan.steps.iter().all(|step| !matches!(step, Step::Ffmpeg(i) if i.args.contains(&Arg::Input(0)))), "the song is not read");
+    assert!(
+        plan.steps.iter().all(|step| !matches!(step, Step::Ffmpeg(i) if i.args.contains(&Arg::Input(0)))),
+        "the song is not read"
+    );
     let Some(Step::Ffmpeg(last)) = plan.steps.last() else { panic!() };
     assert!(last.args.contains(&Arg::lit("-an")) && !last.args.contains(&Arg::lit("-itsoffset")), "{:?}", last.args);
     assert_eq!(segment_frames(&plan).iter().sum::<u64>(), 176 * 30);
@@ -390,7 +414,8 @@ fn a_first_slot_before_its_clip_holds_its_first_frame() {
     let mut request = fitted_request(validated, 12.0);
     let profile = br_plan::prepare::Profile::of(&request.validated, &request.inputs).expect("a profile").id();
     let prepared_clip = br_plan::PreparedClip { profile_id: profile, gop_frames: 15, frames: 360 };
-    request.prepared = std::iter::once(None).chain(request.validated.clip_keys.iter().map(|_| Some(prepared_clip.clone()))).collect();
+    request.prepared =
+        std::iter::once(None).chain(request.validated.clip_keys.iter().map(|_| Some(prepared_clip.clone()))).collect();
     let prepared = plan(&request).unwrap();
     let copies: Vec<&br_plan::Invocation> = prepared
         .steps
@@ -412,7 +437,8 @@ fn over_prepared_clips(validated: Validated, clip_seconds: f64, frames: u64) -> 
     let mut request = fitted_request(validated, clip_seconds);
     let profile = br_plan::prepare::Profile::of(&request.validated, &request.inputs).expect("a profile").id();
     let prepared_clip = br_plan::PreparedClip { profile_id: profile, gop_frames: 15, frames };
-    request.prepared = std::iter::once(None).chain(request.validated.clip_keys.iter().map(|_| Some(prepared_clip.clone()))).collect();
+    request.prepared =
+        std::iter::once(None).chain(request.validated.clip_keys.iter().map(|_| Some(prepared_clip.clone()))).collect();
     request
 }
 
@@ -420,7 +446,12 @@ fn copy_steps(plan: &Plan) -> Vec<&br_plan::Invocation> {
     plan.steps
         .iter()
         .filter_map(|step| match step {
-            Step::Ffmpeg(invocation) if invocation.args.windows(2).any(|pair| pair == [Arg::lit("-c:v"), Arg::lit("copy")]) && !invocation.args.contains(&Arg::Output) => Some(invocation),
+            Step::Ffmpeg(invocation)
+                if invocation.args.windows(2).any(|pair| pair == [Arg::lit("-c:v"), Arg::lit("copy")])
+                    && !invocation.args.contains(&Arg::Output) =>
+            {
+                Some(invocation)
+            }
             _ => None,
         })
         .collect()
@@ -460,7 +491,11 @@ fn graph_of_move(plan: &Plan, slot: usize) -> String {
     plan.steps
         .iter()
         .find_map(|step| match step {
-            Step::Ffmpeg(invocation) if invocation.label.starts_with(&format!("move {slot} ")) && !invocation.label.contains(" copy ") => literal_after(&invocation.args, "-filter_complex"),
+            Step::Ffmpeg(invocation)
+                if invocation.label.starts_with(&format!("move {slot} ")) && !invocation.label.contains(" copy ") =>
+            {
+                literal_after(&invocation.args, "-filter_complex")
+            }
             _ => None,
         })
         .unwrap_or_else(|| panic!("no step renders move {slot}"))
@@ -523,7 +558,10 @@ fn the_song_is_made_of_its_sections_in_order() {
     assert_eq!(args.iter().filter(|a| **a == Arg::Input(0)).count(), 2);
     assert!(args.windows(4).any(|w| w == [Arg::lit("-ss"), Arg::lit("40"), Arg::lit("-i"), Arg::Input(0)]), "{args:?}");
     let graph = song_graph_of(&plan);
-    assert!(graph.starts_with("[0:a]asetpts=PTS-STARTPTS,aresample=48000,apad=whole_dur=100,atrim=end=100[section0];"), "{graph}");
+    assert!(
+        graph.starts_with("[0:a]asetpts=PTS-STARTPTS,aresample=48000,apad=whole_dur=100,atrim=end=100[section0];"),
+        "{graph}"
+    );
     assert!(graph.contains("[section0][section1]concat=n=2:v=0:a=1,atrim=end=176,"), "{graph}");
     assert!(graph.contains(",volume=1.584893,"), "inside the measured 176 s: {graph}");
     let past = vec![SongSection { start: 150.0, duration: 30.0 }];
@@ -636,7 +674,8 @@ fn clips_are_fitted_and_letterboxed_to_the_output_frame() {
     (validated.output.width, validated.output.height) = (Some(1000), Some(562));
     let plan = plan(&request(validated, 10.0)).unwrap();
     let graph = literal_after(segments(&plan)[0], "-filter_complex").unwrap();
-    let normaliser = "fps=30,scale=w='max(1,min(1000,round(562*iw*sar/ih)))':h='max(1,min(562,round(1000*ih/(iw*sar))))',\
+    let normaliser =
+        "fps=30,scale=w='max(1,min(1000,round(562*iw*sar/ih)))':h='max(1,min(562,round(1000*ih/(iw*sar))))',\
                       pad=1000:562:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p,settb=1/30";
     assert!(graph.contains(normaliser), "{graph}");
 }
@@ -658,7 +697,13 @@ fn a_clip_is_as_long_as_its_stream_else_its_container_else_refused_once() {
     assert_eq!(held(with(0.0, 6.2).unwrap()), ["/moves/2", "/moves/20"], "the container's 6.2 s");
     let errors = with(0.0, 0.0).unwrap_err();
     let key = &example().clip_keys[2];
-    assert_eq!(errors, [br_plan::PlanNote { pointer: "/moves/2/video_path".into(), message: format!("{key} has a video stream of unknown length") }]);
+    assert_eq!(
+        errors,
+        [br_plan::PlanNote {
+            pointer: "/moves/2/video_path".into(),
+            message: format!("{key} has a video stream of unknown length")
+        }]
+    );
 }
 
 /// A clip trimmed to less than half a second still plays (held, with a warning): only a
@@ -778,7 +823,11 @@ fn step_threads(plan: &Plan) -> Vec<(String, Option<String>, Option<String>)> {
     plan.steps
         .iter()
         .filter_map(|step| match step {
-            Step::Ffmpeg(invocation) => Some((invocation.label.clone(), literal_after(&invocation.args, "-threads"), literal_after(&invocation.args, "-rc-lookahead"))),
+            Step::Ffmpeg(invocation) => Some((
+                invocation.label.clone(),
+                literal_after(&invocation.args, "-threads"),
+                literal_after(&invocation.args, "-rc-lookahead"),
+            )),
             _ => None,
         })
         .collect()
@@ -855,9 +904,16 @@ fn a_part_before_the_blend_out_does_not_blend() {
     let mut slots = vec![SlotRender::default(); 22];
     slots[3] = SlotRender { speed: 0.75, ..SlotRender::default() };
     let plan = br_plan::plan_with(&request, &Render { slots, song: Vec::new() }).unwrap();
-    let Some(Step::Ffmpeg(step)) = plan.steps.iter().find(|step| matches!(step, Step::Ffmpeg(i) if i.label == "move 4 (move_5) frames 0-7")) else { panic!() };
+    let Some(Step::Ffmpeg(step)) =
+        plan.steps.iter().find(|step| matches!(step, Step::Ffmpeg(i) if i.label == "move 4 (move_5) frames 0-7"))
+    else {
+        panic!()
+    };
     let graph = literal_after(&step.args, "-filter_complex").unwrap();
-    assert!(!graph.contains("xfade") && graph.ends_with("trim=duration=0.233333[own];[own]setpts=PTS-STARTPTS[video]"), "{graph}");
+    assert!(
+        !graph.contains("xfade") && graph.ends_with("trim=duration=0.233333[own];[own]setpts=PTS-STARTPTS[video]"),
+        "{graph}"
+    );
 }
 
 /// Cuts and crossfades fade nothing: only a fade transition (or a crossfade into the first
@@ -905,7 +961,10 @@ fn copies_leave_the_fades_to_the_renderer() {
 #[test]
 fn copies_run_to_the_clip_s_last_frame_after_any_held_front() {
     assert_eq!(copies_of(7.5, 360, |_| {})[0], "move 0 (move_1) copy 0-225");
-    assert_eq!(copies_of(12.0, 150, |validated| validated.moves[0].trim_start = -1.0 / 3.0)[0], "move 0 (move_1) copy 10-160");
+    assert_eq!(
+        copies_of(12.0, 150, |validated| validated.moves[0].trim_start = -1.0 / 3.0)[0],
+        "move 0 (move_1) copy 10-160"
+    );
 }
 
 /// A prepared clip of another profile, or one without GOPs, is an ordinary clip: rendered,
@@ -960,7 +1019,11 @@ fn the_one_gain_holds_up_to_the_targets_limits_exactly() {
     let section = |end: f64| vec![SongSection { start: 40.0, duration: end - 40.0 }];
     let song = |end: f64| graph(measured(-20.0, 6.0, -6.0), section(end));
     assert!(song(176.0).contains(",volume=1.584893,"), "ends where the measurement does");
-    assert!(graph(measured(-20.0, 6.0, -6.0), vec![SongSection { start: 0.0, duration: 176.0 + 1e-6 }]).contains(",volume=1.584893,"), "a microsecond past");
+    assert!(
+        graph(measured(-20.0, 6.0, -6.0), vec![SongSection { start: 0.0, duration: 176.0 + 1e-6 }])
+            .contains(",volume=1.584893,"),
+        "a microsecond past"
+    );
     assert!(song(176.00001).contains("loudnorm="), "ten microseconds past");
 }
 

@@ -88,7 +88,8 @@ fn check_invocation(
     }
     let label = &invocation.label;
     if label.len() > MAX_LABEL_BYTES || label.chars().any(char::is_control) {
-        let reason = format!("the label {} must be at most {MAX_LABEL_BYTES} bytes with no control characters", excerpt(label));
+        let reason =
+            format!("the label {} must be at most {MAX_LABEL_BYTES} bytes with no control characters", excerpt(label));
         report(Refusal::new(Rule::BadLabel, reason), None)?;
     }
     Ok(walkable)
@@ -146,7 +147,10 @@ fn check_seconds(what: &str, seconds: f64, limits: &PolicyLimits, kind: StatedSe
         StatedSeconds::ConcatPart => seconds < limits.max_media_seconds,
     };
     if !below_limit {
-        return Err(Refusal::new(Rule::TooMuchMedia, format!("{what} is {seconds} s; the limit is {} s", limits.max_media_seconds)));
+        return Err(Refusal::new(
+            Rule::TooMuchMedia,
+            format!("{what} is {seconds} s; the limit is {} s", limits.max_media_seconds),
+        ));
     }
     Ok(())
 }

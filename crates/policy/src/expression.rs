@@ -21,14 +21,53 @@ const FUNCTIONS: &[&str] = &[
 /// constants. Not `RTCTIME`/`RTCSTART` (the wall clock) nor `POS` (a byte offset).
 const VARIABLES: &[&str] = &[
     // setpts, asetpts
-    "PTS", "STARTPTS", "N", "T", "TB", "STARTT", "FR", "SR", "S", "PREV_INPTS", "PREV_INT", "PREV_OUTPTS", "PREV_OUTT",
-    "NB_CONSUMED_SAMPLES", "NB_SAMPLES", "INTERLACED", // volume
-    "t", "n", "pts", "tb", "startpts", "startt", "sample_rate", "nb_channels", "nb_samples", "nb_consumed_samples",
-    "volume", // setts (the audio bitstream filter that trims the last packet)
+    "PTS",
+    "STARTPTS",
+    "N",
+    "T",
+    "TB",
+    "STARTT",
+    "FR",
+    "SR",
+    "S",
+    "PREV_INPTS",
+    "PREV_INT",
+    "PREV_OUTPTS",
+    "PREV_OUTT",
+    "NB_CONSUMED_SAMPLES",
+    "NB_SAMPLES",
+    "INTERLACED", // volume
+    "t",
+    "n",
+    "pts",
+    "tb",
+    "startpts",
+    "startt",
+    "sample_rate",
+    "nb_channels",
+    "nb_samples",
+    "nb_consumed_samples",
+    "volume",   // setts (the audio bitstream filter that trims the last packet)
     "DURATION", // pad
-    "in_w", "iw", "in_h", "ih", "out_w", "ow", "out_h", "oh", "x", "y", "a", "sar", "dar", "hsub", "vsub",
+    "in_w",
+    "iw",
+    "in_h",
+    "ih",
+    "out_w",
+    "ow",
+    "out_h",
+    "oh",
+    "x",
+    "y",
+    "a",
+    "sar",
+    "dar",
+    "hsub",
+    "vsub",
     // eval's constants
-    "PI", "E", "PHI",
+    "PI",
+    "E",
+    "PHI",
 ];
 
 /// Deeper nesting is no use to a timing or volume formula, and FFmpeg's parser recurses.
@@ -66,7 +105,10 @@ pub(crate) fn check(filter: &str, option: &str, expression: &str) -> Result<(), 
                 let plain = number.matches('.').count() <= 1 && number.bytes().any(|b| b.is_ascii_digit());
                 if !plain || bytes.get(at).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_') {
                     let shown = String::from_utf8_lossy(bytes.get(start..).unwrap_or_default()).into_owned();
-                    return Err(refuse(format!("the number at {} is not a plain decimal (no exponents or SI suffixes)", excerpt(&shown))));
+                    return Err(refuse(format!(
+                        "the number at {} is not a plain decimal (no exponents or SI suffixes)",
+                        excerpt(&shown)
+                    )));
                 }
             }
             b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
@@ -87,7 +129,12 @@ pub(crate) fn check(filter: &str, option: &str, expression: &str) -> Result<(), 
                     return Err(refuse(format!("the variable {} is not on the allow-list", excerpt(&name))));
                 }
             }
-            other => return Err(refuse(format!("the character {:?} has no place in an arithmetic expression", other as char))),
+            other => {
+                return Err(refuse(format!(
+                    "the character {:?} has no place in an arithmetic expression",
+                    other as char
+                )))
+            }
         }
     }
     if depth != 0 {

@@ -31,9 +31,15 @@ enum Value {
     FrameRate,
     SampleRate,
     /// A whole number in `min..=max`.
-    Count { min: u64, max: u64 },
+    Count {
+        min: u64,
+        max: u64,
+    },
     /// A signed plain decimal in `min..=max`.
-    Level { min: f64, max: f64 },
+    Level {
+        min: f64,
+        max: f64,
+    },
     /// `1`, `4/3`, `1.5`: a positive ratio of at most 100.
     Ratio,
     /// `1001/30000`: a positive fraction of whole numbers up to 6 digits each.
@@ -68,11 +74,49 @@ const AUDIO_CURVES: Value = Value::Word(&[
 ]);
 /// FFmpeg 5.1's built-in `xfade` transitions; not `custom`, which runs an expression per pixel.
 const XFADE_TRANSITIONS: Value = Value::Word(&[
-    "fade", "wipeleft", "wiperight", "wipeup", "wipedown", "slideleft", "slideright", "slideup", "slidedown",
-    "circlecrop", "rectcrop", "distance", "fadeblack", "fadewhite", "radial", "smoothleft", "smoothright", "smoothup",
-    "smoothdown", "circleopen", "circleclose", "vertopen", "vertclose", "horzopen", "horzclose", "dissolve",
-    "pixelize", "diagtl", "diagtr", "diagbl", "diagbr", "hlslice", "hrslice", "vuslice", "vdslice", "hblur",
-    "fadegrays", "wipetl", "wipetr", "wipebl", "wipebr", "squeezeh", "squeezev",
+    "fade",
+    "wipeleft",
+    "wiperight",
+    "wipeup",
+    "wipedown",
+    "slideleft",
+    "slideright",
+    "slideup",
+    "slidedown",
+    "circlecrop",
+    "rectcrop",
+    "distance",
+    "fadeblack",
+    "fadewhite",
+    "radial",
+    "smoothleft",
+    "smoothright",
+    "smoothup",
+    "smoothdown",
+    "circleopen",
+    "circleclose",
+    "vertopen",
+    "vertclose",
+    "horzopen",
+    "horzclose",
+    "dissolve",
+    "pixelize",
+    "diagtl",
+    "diagtr",
+    "diagbl",
+    "diagbr",
+    "hlslice",
+    "hrslice",
+    "vuslice",
+    "vdslice",
+    "hblur",
+    "fadegrays",
+    "wipetl",
+    "wipetr",
+    "wipebl",
+    "wipebr",
+    "squeezeh",
+    "squeezev",
 ]);
 const PAD_MODES: Value = Value::Word(&["add", "clone"]);
 
@@ -118,7 +162,10 @@ const FILTERS: &[FilterSpec] = &[
             option(&["h", "height"], Value::Height),
             option(&["force_original_aspect_ratio"], Value::Word(&["disable", "decrease", "increase"])),
             option(&["force_divisible_by"], Value::Count { min: 1, max: 16 }),
-            option(&["flags"], Value::Word(&["fast_bilinear", "bilinear", "bicubic", "neighbor", "area", "lanczos", "spline"])),
+            option(
+                &["flags"],
+                Value::Word(&["fast_bilinear", "bilinear", "bicubic", "neighbor", "area", "lanczos", "spline"]),
+            ),
             option(&["in_range", "out_range"], Value::Word(&["auto", "tv", "pc", "limited", "full"])),
         ],
     },
@@ -313,22 +360,35 @@ impl<'a> FilterOptions<'a> {
             Some(name) => {
                 self.named_seen = true;
                 self.spec.options.iter().find(|option| option.names.contains(&name)).ok_or_else(|| {
-                    let known: Vec<&str> = self.spec.options.iter().flat_map(|option| option.names.iter().copied()).collect();
+                    let known: Vec<&str> =
+                        self.spec.options.iter().flat_map(|option| option.names.iter().copied()).collect();
                     let allowed = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
-                    Refusal::new(Rule::BadFilterOption, format!("{filter} has no allowed option {}; allowed: {allowed}", excerpt(name)))
+                    Refusal::new(
+                        Rule::BadFilterOption,
+                        format!("{filter} has no allowed option {}; allowed: {allowed}", excerpt(name)),
+                    )
                 })?
             }
             None => {
                 if self.named_seen {
-                    return Err(Refusal::new(Rule::BadFilterOption, format!("{filter}: a value without a name after a named option")));
+                    return Err(Refusal::new(
+                        Rule::BadFilterOption,
+                        format!("{filter}: a value without a name after a named option"),
+                    ));
                 }
                 let index = self.next_positional;
                 self.next_positional += 1;
                 if index >= self.spec.positional {
-                    let reason = format!("{filter} takes at most {} values without a name; give the option's name", self.spec.positional);
+                    let reason = format!(
+                        "{filter} takes at most {} values without a name; give the option's name",
+                        self.spec.positional
+                    );
                     return Err(Refusal::new(Rule::BadFilterOption, reason));
                 }
-                self.spec.options.get(index).ok_or_else(|| Refusal::new(Rule::BadFilterOption, format!("{filter}: too many values")))?
+                self.spec
+                    .options
+                    .get(index)
+                    .ok_or_else(|| Refusal::new(Rule::BadFilterOption, format!("{filter}: too many values")))?
             }
         };
         let option_name = option.names.first().copied().unwrap_or_default();
@@ -352,11 +412,15 @@ fn check_value(filter: &str, option: &str, kind: Value, value: &str, limits: &Po
         Value::Seconds => seconds(value).is_some_and(|s| s <= limits.max_media_seconds),
         Value::Frames => parse_integer(value).is_some_and(|n| n <= frames_bound),
         Value::Samples => parse_integer(value).is_some_and(|n| n <= samples_bound),
-        Value::SamplesPerFrame => parse_integer(value).is_some_and(|n| (1..=u64::from(limits.max_sample_rate)).contains(&n)),
+        Value::SamplesPerFrame => {
+            parse_integer(value).is_some_and(|n| (1..=u64::from(limits.max_sample_rate)).contains(&n))
+        }
         Value::Width => parse_integer(value).is_some_and(|n| (1..=u64::from(limits.max_frame_width)).contains(&n)),
         Value::Height => parse_integer(value).is_some_and(|n| (1..=u64::from(limits.max_frame_height)).contains(&n)),
         Value::FrameRate => frame_rate(value).is_some_and(|fps| fps > 0.0 && fps <= limits.max_frame_rate),
-        Value::SampleRate => parse_integer(value).is_some_and(|n| (MIN_SAMPLE_RATE..=u64::from(limits.max_sample_rate)).contains(&n)),
+        Value::SampleRate => {
+            parse_integer(value).is_some_and(|n| (MIN_SAMPLE_RATE..=u64::from(limits.max_sample_rate)).contains(&n))
+        }
         Value::Count { min, max } => parse_integer(value).is_some_and(|n| (min..=max).contains(&n)),
         Value::Level { min, max } => signed_decimal(value).is_some_and(|level| (min..=max).contains(&level)),
         Value::Ratio => ratio(value).is_some_and(|r| r > 0.0 && r <= MAX_RATIO),
@@ -368,7 +432,8 @@ fn check_value(filter: &str, option: &str, kind: Value, value: &str, limits: &Po
     if within {
         Ok(())
     } else {
-        let reason = format!("the {filter} option {option}={} is outside its bound: {}", excerpt(value), describe(kind, limits));
+        let reason =
+            format!("the {filter} option {option}={} is outside its bound: {}", excerpt(value), describe(kind, limits));
         Err(Refusal::new(Rule::FilterValueOutOfBounds, reason))
     }
 }
@@ -397,7 +462,8 @@ pub(crate) fn table(limits: &PolicyLimits) -> Vec<FilterRow> {
     FILTERS
         .iter()
         .map(|filter| {
-            let options = filter.options.iter().map(|option| (option.names.join("|"), describe(option.value, limits))).collect();
+            let options =
+                filter.options.iter().map(|option| (option.names.join("|"), describe(option.value, limits))).collect();
             (filter.name, filter.positional, options)
         })
         .collect()
@@ -417,7 +483,9 @@ fn describe(kind: Value, limits: &PolicyLimits) -> String {
             "a whole number of pixels from 1 to the output's height, {}, or max(1,min(N,EXPRESSION)) with N one",
             limits.max_frame_height
         ),
-        Value::FrameRate => format!("a frame rate like 30 or 30000/1001, above 0 and at most {}", limits.max_frame_rate),
+        Value::FrameRate => {
+            format!("a frame rate like 30 or 30000/1001, above 0 and at most {}", limits.max_frame_rate)
+        }
         Value::SampleRate => format!("a sample rate from {MIN_SAMPLE_RATE} to {}", limits.max_sample_rate),
         Value::Count { min, max } => format!("a whole number from {min} to {max}"),
         Value::Level { min, max } => format!("a decimal from {min} to {max}"),
@@ -592,7 +660,11 @@ mod tests {
                 assert_eq!(check_all("loudnorm", &[(Some(option), within)]), Ok(()), "{option}={within}");
             }
             for outside in [below, above] {
-                assert_eq!(check_all("loudnorm", &[(Some(option), outside)]), Err(Rule::FilterValueOutOfBounds), "{option}={outside}");
+                assert_eq!(
+                    check_all("loudnorm", &[(Some(option), outside)]),
+                    Err(Rule::FilterValueOutOfBounds),
+                    "{option}={outside}"
+                );
             }
         }
     }
@@ -642,7 +714,8 @@ mod tests {
         for colour in ["white", "0x00ff00", "#00FF00", "0x00ff0080", "#00FF0080"] {
             assert_eq!(check_all("fade", &[(Some("c"), colour)]), Ok(()), "{colour}");
         }
-        for colour in ["0x12345", "0x1234567", "0x123456789", "#12345", "0xGGGGGG", "#00ff0g", "0x", "00ff00", "White"] {
+        for colour in ["0x12345", "0x1234567", "0x123456789", "#12345", "0xGGGGGG", "#00ff0g", "0x", "00ff00", "White"]
+        {
             assert_eq!(check_all("fade", &[(Some("c"), colour)]), Err(Rule::FilterValueOutOfBounds), "{colour}");
         }
     }
@@ -656,8 +729,14 @@ mod tests {
             (Value::Frames, "a whole number of frames, at most 8400"),
             (Value::Samples, "a whole number of samples, at most 13440000"),
             (Value::SamplesPerFrame, "a whole number of samples from 1 to 192000"),
-            (Value::Width, "a whole number of pixels from 1 to the output's width, 1280, or max(1,min(N,EXPRESSION)) with N one"),
-            (Value::Height, "a whole number of pixels from 1 to the output's height, 720, or max(1,min(N,EXPRESSION)) with N one"),
+            (
+                Value::Width,
+                "a whole number of pixels from 1 to the output's width, 1280, or max(1,min(N,EXPRESSION)) with N one",
+            ),
+            (
+                Value::Height,
+                "a whole number of pixels from 1 to the output's height, 720, or max(1,min(N,EXPRESSION)) with N one",
+            ),
             (Value::FrameRate, "a frame rate like 30 or 30000/1001, above 0 and at most 120"),
             (Value::SampleRate, "a sample rate from 8000 to 192000"),
             (Value::Count { min: 1, max: 16 }, "a whole number from 1 to 16"),
@@ -681,13 +760,41 @@ mod tests {
         assert_eq!(
             names,
             [
-                "trim", "atrim", "setpts", "asetpts", "fps", "scale", "pad", "setsar", "format", "aformat", "settb", "tpad",
-                "apad", "xfade", "fade", "afade", "volume", "loudnorm", "aresample", "asetnsamples", "concat", "split",
-                "asplit", "null", "anull", "hflip", "vflip", "crop", "acrossfade",
+                "trim",
+                "atrim",
+                "setpts",
+                "asetpts",
+                "fps",
+                "scale",
+                "pad",
+                "setsar",
+                "format",
+                "aformat",
+                "settb",
+                "tpad",
+                "apad",
+                "xfade",
+                "fade",
+                "afade",
+                "volume",
+                "loudnorm",
+                "aresample",
+                "asetnsamples",
+                "concat",
+                "split",
+                "asplit",
+                "null",
+                "anull",
+                "hflip",
+                "vflip",
+                "crop",
+                "acrossfade",
             ]
         );
         let row = |name: &str| table.iter().find(|(filter, _, _)| *filter == name).cloned();
-        let options = |pairs: &[(&str, &str)]| pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect::<Vec<_>>();
+        let options = |pairs: &[(&str, &str)]| {
+            pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect::<Vec<_>>()
+        };
         assert_eq!(
             row("scale"),
             Some((

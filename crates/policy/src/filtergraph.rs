@@ -299,9 +299,13 @@ fn split_option<'u>(filter: &str, raw: &[u8], unquoted: &'u [u8]) -> Result<(Opt
     let raw = trim_leading_spaces(raw);
     let show = || excerpt(&String::from_utf8_lossy(raw));
     if raw.first() == Some(&b'/') || trim_leading_spaces(unquoted).first() == Some(&b'/') {
-        return Err(bad(format!("the {filter} option {} starts with '/', which makes FFmpeg load it from a file", show())));
+        return Err(bad(format!(
+            "the {filter} option {} starts with '/', which makes FFmpeg load it from a file",
+            show()
+        )));
     }
-    let key_len = raw.iter().take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/')).count();
+    let key_len =
+        raw.iter().take_while(|&&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/')).count();
     let after_key = trim_leading_spaces(raw.get(key_len..).unwrap_or_default());
     let key = raw.get(..key_len).unwrap_or_default();
     if after_key.first() != Some(&b'=') {

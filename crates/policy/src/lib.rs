@@ -136,7 +136,8 @@ impl PolicyLimits {
     /// of its timeline and its longest input.
     pub fn for_request(request: &br_plan::PlanRequest) -> PolicyLimits {
         let (width, height) = br_plan::output_frame(&request.validated, &request.inputs);
-        let longest_input = request.inputs.iter().map(|facts| facts.duration).filter(|d| d.is_finite()).fold(0.0, f64::max);
+        let longest_input =
+            request.inputs.iter().map(|facts| facts.duration).filter(|d| d.is_finite()).fold(0.0, f64::max);
         PolicyLimits::for_job(width, height, request.validated.total_duration.max(longest_input))
     }
 
@@ -321,14 +322,16 @@ pub struct Components {
 
 pub fn components() -> Components {
     let filters = table(&PolicyLimits::default()).filters.into_iter().map(|filter| filter.name).collect();
-    let encoders = options::VIDEO_CODECS.iter().chain(options::AUDIO_CODECS).copied().filter(|c| *c != "copy").collect();
+    let encoders =
+        options::VIDEO_CODECS.iter().chain(options::AUDIO_CODECS).copied().filter(|c| *c != "copy").collect();
     let mut bitstream_filters = options::VIDEO_BITSTREAM_FILTERS.to_vec();
     bitstream_filters.push(options::AUDIO_BITSTREAM_FILTER);
     Components { filters, formats: options::FORMATS.to_vec(), encoders, bitstream_filters }
 }
 
 pub fn table(limits: &PolicyLimits) -> Table {
-    let options = options::table(limits).into_iter().map(|(name, value)| TableOption { name: name.to_owned(), value }).collect();
+    let options =
+        options::table(limits).into_iter().map(|(name, value)| TableOption { name: name.to_owned(), value }).collect();
     let filters = filter_options::table(limits)
         .into_iter()
         .map(|(name, positional, options)| TableFilter {

@@ -24,7 +24,10 @@ pub(crate) enum ValueKind {
     /// stream; a larger shift would only make gaps the output then pads).
     InputOffset,
     /// A whole number, `min..=max`, up to 9 digits.
-    Integer { min: u64, max: u64 },
+    Integer {
+        min: u64,
+        max: u64,
+    },
     /// A count of frames, at most [`PolicyLimits::max_frames`].
     Frames,
     /// `1..=`[`PolicyLimits::max_threads`]; never 0, which is as many as the machine has.
@@ -108,7 +111,20 @@ const OPTIONS: &[OptionSpec] = &[
     spec("-c:a", ValueKind::OneOf(AUDIO_CODECS)),
     spec("-codec:a", ValueKind::OneOf(AUDIO_CODECS)),
     spec("-acodec", ValueKind::OneOf(AUDIO_CODECS)),
-    spec("-preset", ValueKind::OneOf(&["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"])),
+    spec(
+        "-preset",
+        ValueKind::OneOf(&[
+            "ultrafast",
+            "superfast",
+            "veryfast",
+            "faster",
+            "fast",
+            "medium",
+            "slow",
+            "slower",
+            "veryslow",
+        ]),
+    ),
     spec("-tune", ValueKind::OneOf(&["film", "animation", "fastdecode", "zerolatency"])),
     spec("-pix_fmt", ValueKind::OneOf(&["yuv420p"])),
     spec("-movflags", ValueKind::OneOf(&["+faststart"])),
@@ -127,7 +143,10 @@ const OPTIONS: &[OptionSpec] = &[
 pub(crate) fn table(limits: &PolicyLimits) -> Vec<(&'static str, String)> {
     let value = |kind| match kind {
         ValueKind::Flag => "a flag: no value".to_owned(),
-        ValueKind::InputFile => "an input: `input(n)`, or a temp an earlier step wrote (an ffconcat temp right after `-f concat`)".to_owned(),
+        ValueKind::InputFile => {
+            "an input: `input(n)`, or a temp an earlier step wrote (an ffconcat temp right after `-f concat`)"
+                .to_owned()
+        }
         kind => describe(kind, limits),
     };
     OPTIONS.iter().map(|spec| (spec.name, value(spec.value))).collect()
@@ -163,7 +182,9 @@ fn value_refusal(
 ) -> Result<Option<Refusal>, Stop> {
     let well_formed = match kind {
         ValueKind::Flag | ValueKind::InputFile => false,
-        ValueKind::Seconds => is_decimal(value, 6, 9) && value.parse::<f64>().is_ok_and(|s| s <= limits.max_media_seconds),
+        ValueKind::Seconds => {
+            is_decimal(value, 6, 9) && value.parse::<f64>().is_ok_and(|s| s <= limits.max_media_seconds)
+        }
         ValueKind::InputOffset => {
             let magnitude = value.strip_prefix('-').unwrap_or(value);
             is_decimal(magnitude, 1, 9) && magnitude.parse::<f64>().is_ok_and(|s| s <= MAX_INPUT_OFFSET_SECONDS)
@@ -171,7 +192,9 @@ fn value_refusal(
         ValueKind::Integer { min, max } => parse_integer(value).is_some_and(|n| (min..=max).contains(&n)),
         ValueKind::Frames => parse_integer(value).is_some_and(|n| (1..=limits.max_frames()).contains(&n)),
         ValueKind::Threads => parse_integer(value).is_some_and(|n| (1..=limits.max_threads).contains(&n)),
-        ValueKind::SampleRate => parse_integer(value).is_some_and(|n| (8_000..=u64::from(limits.max_sample_rate)).contains(&n)),
+        ValueKind::SampleRate => {
+            parse_integer(value).is_some_and(|n| (8_000..=u64::from(limits.max_sample_rate)).contains(&n))
+        }
         ValueKind::FrameRate => frame_rate(value).is_some_and(|fps| fps > 0.0 && fps <= limits.max_frame_rate),
         ValueKind::Bitrate => bitrate(value).is_some_and(|bits| bits <= MAX_BITRATE),
         ValueKind::OneOf(words) => words.contains(&value),
@@ -202,13 +225,19 @@ fn value_refusal(
 fn describe(kind: ValueKind, limits: &PolicyLimits) -> String {
     match kind {
         ValueKind::Flag | ValueKind::InputFile => "it takes no literal value".to_owned(),
-        ValueKind::Seconds => format!("seconds as a plain decimal, at most {} (the job's media)", limits.max_media_seconds),
-        ValueKind::InputOffset => format!("seconds as a plain decimal, optionally negative, at most {MAX_INPUT_OFFSET_SECONDS} either way"),
+        ValueKind::Seconds => {
+            format!("seconds as a plain decimal, at most {} (the job's media)", limits.max_media_seconds)
+        }
+        ValueKind::InputOffset => {
+            format!("seconds as a plain decimal, optionally negative, at most {MAX_INPUT_OFFSET_SECONDS} either way")
+        }
         ValueKind::Integer { min, max } => format!("a whole number from {min} to {max}"),
         ValueKind::Frames => format!("a whole number of frames from 1 to {}", limits.max_frames()),
         ValueKind::Threads => format!("a whole number of threads from 1 to {}", limits.max_threads),
         ValueKind::SampleRate => format!("a sample rate from 8000 to {}", limits.max_sample_rate),
-        ValueKind::FrameRate => format!("a frame rate like 30, 29.97 or 30000/1001, above 0 and at most {}", limits.max_frame_rate),
+        ValueKind::FrameRate => {
+            format!("a frame rate like 30, 29.97 or 30000/1001, above 0 and at most {}", limits.max_frame_rate)
+        }
         ValueKind::Bitrate => format!("bits per second like 2000000, 800k or 2M, at most {MAX_BITRATE}"),
         ValueKind::OneOf(words) => format!("one of {}", words.join(", ")),
         ValueKind::StreamMap => "a link label like [video] or an input stream like 0:v, 1:a:0 or 0:v?".to_owned(),
@@ -294,7 +323,9 @@ mod tests {
         for good in ["0", "7.75", "123456", "1.123456789"] {
             assert!(is_decimal(good, 6, 9), "{good}");
         }
-        for bad in ["", ".5", "5.", "1e3", "-1", "+1", "1234567", "1.1234567890", "NaN", "inf", "1..2", "1.2.3", " 1", "１"] {
+        for bad in
+            ["", ".5", "5.", "1e3", "-1", "+1", "1234567", "1.1234567890", "NaN", "inf", "1..2", "1.2.3", " 1", "１"]
+        {
             assert!(!is_decimal(bad, 6, 9), "{bad}");
         }
     }
@@ -324,7 +355,8 @@ mod tests {
         for good in ["0:v", "1:a", "0:v:0", "12:a:3?", "0:v?", "[video]", "[a_1]"] {
             assert!(is_map_label(good) || is_input_stream(good), "{good}");
         }
-        for bad in ["0", "0:s", "0:v:", "0:v:0:1", "-1:v", "1234:v", "[]", "[a b]", "[a;b]", "[video", "0:v??", "[0:v]"] {
+        for bad in ["0", "0:s", "0:v:", "0:v:0:1", "-1:v", "1234:v", "[]", "[a b]", "[a;b]", "[video", "0:v??", "[0:v]"]
+        {
             assert!(!(is_map_label(bad) || is_input_stream(bad)), "{bad}");
         }
     }
@@ -377,10 +409,50 @@ mod tests {
         assert_eq!(
             names,
             [
-                "-i", "-an", "-vn", "-sn", "-dn", "-shortest", "-ss", "-t", "-to", "-itsoffset", "-frames:v", "-threads", "-g",
-                "-keyint_min", "-sc_threshold", "-bf", "-rc-lookahead", "-crf", "-ar", "-ac", "-r", "-b:v", "-b:a", "-maxrate",
-                "-bufsize", "-c:v", "-codec:v", "-vcodec", "-c:a", "-codec:a", "-acodec", "-preset", "-tune", "-pix_fmt",
-                "-movflags", "-f", "-fps_mode", "-profile:v", "-map", "-bsf:v", "-bsf:a", "-filter_complex", "-vf", "-af",
+                "-i",
+                "-an",
+                "-vn",
+                "-sn",
+                "-dn",
+                "-shortest",
+                "-ss",
+                "-t",
+                "-to",
+                "-itsoffset",
+                "-frames:v",
+                "-threads",
+                "-g",
+                "-keyint_min",
+                "-sc_threshold",
+                "-bf",
+                "-rc-lookahead",
+                "-crf",
+                "-ar",
+                "-ac",
+                "-r",
+                "-b:v",
+                "-b:a",
+                "-maxrate",
+                "-bufsize",
+                "-c:v",
+                "-codec:v",
+                "-vcodec",
+                "-c:a",
+                "-codec:a",
+                "-acodec",
+                "-preset",
+                "-tune",
+                "-pix_fmt",
+                "-movflags",
+                "-f",
+                "-fps_mode",
+                "-profile:v",
+                "-map",
+                "-bsf:v",
+                "-bsf:a",
+                "-filter_complex",
+                "-vf",
+                "-af",
             ]
         );
         let value = |name: &str| table.iter().find(|(option, _)| *option == name).map(|(_, value)| value.as_str());

@@ -33,8 +33,14 @@ pub(crate) fn check(
     let Walkable::Steps(walkable) = walkable else {
         return Ok(());
     };
-    let mut walker =
-        Walker { plan, input_count, limits, written_by: vec![None; plan.temps.len()], joined: vec![false; plan.temps.len()], output_written: false };
+    let mut walker = Walker {
+        plan,
+        input_count,
+        limits,
+        written_by: vec![None; plan.temps.len()],
+        joined: vec![false; plan.temps.len()],
+        output_written: false,
+    };
     for ((index, step), walk) in plan.steps.iter().enumerate().zip(walkable) {
         match (step, walk) {
             (Step::Ffmpeg(invocation), true) => walker.invocation(index, invocation, findings)?,
@@ -100,7 +106,8 @@ impl Walker<'_> {
             match arg {
                 Arg::Literal(name) => {
                     if !name.starts_with('-') {
-                        let reason = format!("{} is where an option name is expected; a literal is never a file", excerpt(name));
+                        let reason =
+                            format!("{} is where an option name is expected; a literal is never a file", excerpt(name));
                         findings.add(refusal(Rule::PathLikeLiteral, at, reason))?;
                         self.leave(step, args);
                         return Ok(());
@@ -167,7 +174,8 @@ impl Walker<'_> {
                     }
                 }
                 Arg::Input(input) => {
-                    let reason = format!("input {input} is where an output file is expected; staged inputs are never written");
+                    let reason =
+                        format!("input {input} is where an output file is expected; staged inputs are never written");
                     findings.add(refusal(Rule::InputAsOutput, at, reason))?;
                     forced = None;
                     // The last argument is where the output goes, even when it is refused.
@@ -268,44 +276,77 @@ impl Walker<'_> {
         (forced, None)
     }
 
-    fn input_file(&self, step: usize, at: usize, file: &Arg, forced: Option<ForcedFormat>) -> Result<(), PolicyViolation> {
+    fn input_file(
+        &self,
+        step: usize,
+        at: usize,
+        file: &Arg,
+        forced: Option<ForcedFormat>,
+    ) -> Result<(), PolicyViolation> {
         let refuse = |rule: Rule, reason: String| Refusal::new(rule, reason).at(step, Some(at));
         match file {
-            Arg::Literal(text) => {
-                Err(refuse(Rule::PathLikeLiteral, format!("-i is followed by the literal {}; only staged inputs and temps can be read", excerpt(text))))
-            }
-            Arg::Output => Err(refuse(Rule::OutputAsInput, "-i is followed by the job's output, which is only ever written".to_owned())),
+            Arg::Literal(text) => Err(refuse(
+                Rule::PathLikeLiteral,
+                format!("-i is followed by the literal {}; only staged inputs and temps can be read", excerpt(text)),
+            )),
+            Arg::Output => Err(refuse(
+                Rule::OutputAsInput,
+                "-i is followed by the job's output, which is only ever written".to_owned(),
+            )),
             Arg::Input(input) => {
                 if *input >= self.input_count {
-                    return Err(refuse(Rule::InputOutOfRange, format!("input {input} does not exist; the job has {} inputs", self.input_count)));
+                    return Err(refuse(
+                        Rule::InputOutOfRange,
+                        format!("input {input} does not exist; the job has {} inputs", self.input_count),
+                    ));
                 }
                 match forced {
                     None => Ok(()),
-                    Some(ForcedFormat { format: Forced::Concat, .. }) => {
-                        Err(refuse(Rule::BadConcatInput, format!("-f concat can only read a concat list temp, not input {input}")))
-                    }
-                    Some(ForcedFormat { value_at, .. }) => {
-                        Err(Refusal::new(Rule::BadOptionValue, format!("-f before input {input}: a staged input's format is probed, never forced"))
-                            .at(step, Some(value_at)))
-                    }
+                    Some(ForcedFormat { format: Forced::Concat, .. }) => Err(refuse(
+                        Rule::BadConcatInput,
+                        format!("-f concat can only read a concat list temp, not input {input}"),
+                    )),
+                    Some(ForcedFormat { value_at, .. }) => Err(Refusal::new(
+                        Rule::BadOptionValue,
+                        format!("-f before input {input}: a staged input's format is probed, never forced"),
+                    )
+                    .at(step, Some(value_at))),
                 }
             }
             Arg::Temp(temp) => {
-                let format = self.temp_format(*temp).ok_or_else(|| refuse(Rule::TempOutOfRange, self.temp_out_of_range(*temp)))?;
+                let format = self
+                    .temp_format(*temp)
+                    .ok_or_else(|| refuse(Rule::TempOutOfRange, self.temp_out_of_range(*temp)))?;
                 match self.writer_of(*temp) {
                     Some(writer) if writer < step => {}
-                    Some(_) => return Err(refuse(Rule::TempUsedBeforeWritten, format!("temp {temp} is read by the step that writes it"))),
-                    None => return Err(refuse(Rule::TempUsedBeforeWritten, format!("temp {temp} is read before any step wrote it"))),
+                    Some(_) => {
+                        return Err(refuse(
+                            Rule::TempUsedBeforeWritten,
+                            format!("temp {temp} is read by the step that writes it"),
+                        ))
+                    }
+                    None => {
+                        return Err(refuse(
+                            Rule::TempUsedBeforeWritten,
+                            format!("temp {temp} is read before any step wrote it"),
+                        ))
+                    }
                 }
                 match (format, forced.map(|f| f.format)) {
-                    (TempFormat::Ffconcat, Some(Forced::Concat)) | (TempFormat::Nut, None | Some(Forced::Nut)) => Ok(()),
-                    (TempFormat::Ffconcat, _) => {
-                        Err(refuse(Rule::BadConcatInput, format!("temp {temp} is a concat list: it can only be read right after -f concat -i")))
+                    (TempFormat::Ffconcat, Some(Forced::Concat)) | (TempFormat::Nut, None | Some(Forced::Nut)) => {
+                        Ok(())
                     }
-                    (TempFormat::Nut, Some(Forced::Concat)) => {
-                        Err(refuse(Rule::BadConcatInput, format!("-f concat can only read a concat list temp; temp {temp} is NUT")))
+                    (TempFormat::Ffconcat, _) => Err(refuse(
+                        Rule::BadConcatInput,
+                        format!("temp {temp} is a concat list: it can only be read right after -f concat -i"),
+                    )),
+                    (TempFormat::Nut, Some(Forced::Concat)) => Err(refuse(
+                        Rule::BadConcatInput,
+                        format!("-f concat can only read a concat list temp; temp {temp} is NUT"),
+                    )),
+                    (TempFormat::Nut, Some(Forced::Mp4)) => {
+                        Err(refuse(Rule::TempFormatMismatch, format!("temp {temp} is NUT, not MP4")))
                     }
-                    (TempFormat::Nut, Some(Forced::Mp4)) => Err(refuse(Rule::TempFormatMismatch, format!("temp {temp} is NUT, not MP4"))),
                 }
             }
         }
@@ -314,13 +355,22 @@ impl Walker<'_> {
     /// Checks the step's output file. A refused output is still marked written where the
     /// step would have written it anyway (the wrong `-f`), so later readers are not refused
     /// for it as well.
-    fn output_file(&mut self, step: usize, at: usize, file: &Arg, forced: Option<ForcedFormat>) -> Result<(), PolicyViolation> {
+    fn output_file(
+        &mut self,
+        step: usize,
+        at: usize,
+        file: &Arg,
+        forced: Option<ForcedFormat>,
+    ) -> Result<(), PolicyViolation> {
         let refuse = |rule: Rule, reason: String| Refusal::new(rule, reason).at(step, Some(at));
         let is_last_step = step + 1 == self.plan.steps.len();
         match file {
             Arg::Output => {
                 if !is_last_step {
-                    return Err(refuse(Rule::OutputNotLast, "only the plan's last step may write the job's output".to_owned()));
+                    return Err(refuse(
+                        Rule::OutputNotLast,
+                        "only the plan's last step may write the job's output".to_owned(),
+                    ));
                 }
                 self.output_written = true;
                 match forced {
@@ -332,7 +382,9 @@ impl Walker<'_> {
                 }
             }
             Arg::Temp(temp) => {
-                let format = self.temp_format(*temp).ok_or_else(|| refuse(Rule::TempOutOfRange, self.temp_out_of_range(*temp)))?;
+                let format = self
+                    .temp_format(*temp)
+                    .ok_or_else(|| refuse(Rule::TempOutOfRange, self.temp_out_of_range(*temp)))?;
                 if format != TempFormat::Nut {
                     let reason = format!("temp {temp} is a concat list; only a WriteConcatList step writes those");
                     return Err(refuse(Rule::TempFormatMismatch, reason));
@@ -383,7 +435,8 @@ impl Walker<'_> {
 
     fn concat_part(&mut self, step: usize, index: usize, temp: u32) -> Result<(), Refusal> {
         let refuse = |rule: Rule, reason: String| Refusal::new(rule, format!("part {index}: {reason}"));
-        let format = self.temp_format(temp).ok_or_else(|| refuse(Rule::TempOutOfRange, self.temp_out_of_range(temp)))?;
+        let format =
+            self.temp_format(temp).ok_or_else(|| refuse(Rule::TempOutOfRange, self.temp_out_of_range(temp)))?;
         if format != TempFormat::Nut {
             return Err(refuse(Rule::TempFormatMismatch, format!("temp {temp} is a concat list; parts are NUT temps")));
         }
@@ -418,7 +471,9 @@ impl Walker<'_> {
 
     fn mark_written(&mut self, temp: u32, step: usize) -> Result<(), Refusal> {
         match self.written_by.get_mut(temp as usize) {
-            Some(Some(writer)) => Err(Refusal::new(Rule::TempWrittenTwice, format!("temp {temp} was already written by step {writer}"))),
+            Some(Some(writer)) => {
+                Err(Refusal::new(Rule::TempWrittenTwice, format!("temp {temp} was already written by step {writer}")))
+            }
             Some(slot) => {
                 *slot = Some(step);
                 Ok(())

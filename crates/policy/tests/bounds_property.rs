@@ -50,7 +50,10 @@ const CASES: &[(Place, Bound)] = &[
     (Place::Filter { filter: "pad", option: "h" }, Bound::Whole { min: 1, max: HEIGHT }),
     (Place::Positional { filter: "fps", before: "", after: "" }, Bound::FrameRate),
     (Place::Filter { filter: "fps", option: "fps" }, Bound::FrameRate),
-    (Place::Positional { filter: "aresample", before: "", after: "" }, Bound::Whole { min: 8_000, max: SAMPLE_RATE_BOUND }),
+    (
+        Place::Positional { filter: "aresample", before: "", after: "" },
+        Bound::Whole { min: 8_000, max: SAMPLE_RATE_BOUND },
+    ),
     (Place::Filter { filter: "aformat", option: "sample_rates" }, Bound::Whole { min: 8_000, max: SAMPLE_RATE_BOUND }),
     (Place::Filter { filter: "asetnsamples", option: "n" }, Bound::Whole { min: 1, max: SAMPLE_RATE_BOUND }),
     (Place::Filter { filter: "tpad", option: "stop_duration" }, Bound::Seconds),
@@ -73,16 +76,29 @@ const CASES: &[(Place, Bound)] = &[
 
 /// A one-step plan that reads clip 1 and writes the output; `graph` and `extra` go in.
 fn plan_with(graph: &str, extra: &[String]) -> Plan {
-    let mut args = vec![Arg::lit("-i"), Arg::Input(1), Arg::lit("-filter_complex"), Arg::lit(graph), Arg::lit("-map"), Arg::lit("[v]")];
+    let mut args = vec![
+        Arg::lit("-i"),
+        Arg::Input(1),
+        Arg::lit("-filter_complex"),
+        Arg::lit(graph),
+        Arg::lit("-map"),
+        Arg::lit("[v]"),
+    ];
     args.extend(extra.iter().map(|text| Arg::lit(text.as_str())));
     args.extend([Arg::lit("-c:v"), Arg::lit("libx264"), Arg::lit("-f"), Arg::lit("mp4"), Arg::Output]);
-    Plan { temps: Vec::new(), steps: vec![Step::Ffmpeg(Invocation { args, media_seconds: 10.0, label: "property".into() })], warnings: Vec::new() }
+    Plan {
+        temps: Vec::new(),
+        steps: vec![Step::Ffmpeg(Invocation { args, media_seconds: 10.0, label: "property".into() })],
+        warnings: Vec::new(),
+    }
 }
 
 fn plan_for(place: Place, value: &str) -> Plan {
     match place {
         Place::Filter { filter, option } => plan_with(&format!("[0:v]{filter}={option}={value}[v]"), &[]),
-        Place::Positional { filter, before, after } => plan_with(&format!("[0:v]{filter}={before}{value}{after}[v]"), &[]),
+        Place::Positional { filter, before, after } => {
+            plan_with(&format!("[0:v]{filter}={before}{value}{after}[v]"), &[])
+        }
         Place::CommandLine { option } => plan_with("[0:v]null[v]", &[option.to_owned(), value.to_owned()]),
     }
 }
@@ -98,7 +114,9 @@ fn within(bound: Bound, value: &Value) -> bool {
             let fps = *whole as f64 + *millis as f64 / 1000.0;
             fps > 0.0 && fps <= FRAME_RATE_BOUND
         }
-        (Bound::FrameRate, Value::Fraction(num, den)) => *den > 0 && *num > 0 && (*num as f64 / *den as f64) <= FRAME_RATE_BOUND,
+        (Bound::FrameRate, Value::Fraction(num, den)) => {
+            *den > 0 && *num > 0 && (*num as f64 / *den as f64) <= FRAME_RATE_BOUND
+        }
         // A shape the option does not take at all: never within.
         _ => false,
     }
@@ -124,8 +142,10 @@ impl Value {
 
 /// Values around every bound of the table, and anywhere up to a billion.
 fn value() -> impl Strategy<Value = Value> {
-    let edges: Vec<u64> = vec![0, 1, 2, 3, 70, 71, 119, 120, 121, 720, 721, 1280, 1281, 7_999, 8_000, 8_400, 8_401, 192_000, 192_001];
-    let near = proptest::sample::select(edges).prop_flat_map(|edge| (edge.saturating_sub(1)..=edge + 1).prop_map(Value::Whole));
+    let edges: Vec<u64> =
+        vec![0, 1, 2, 3, 70, 71, 119, 120, 121, 720, 721, 1280, 1281, 7_999, 8_000, 8_400, 8_401, 192_000, 192_001];
+    let near = proptest::sample::select(edges)
+        .prop_flat_map(|edge| (edge.saturating_sub(1)..=edge + 1).prop_map(Value::Whole));
     prop_oneof![
         near,
         (0u64..1_000_000_000).prop_map(Value::Whole),

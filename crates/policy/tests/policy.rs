@@ -16,7 +16,9 @@ const NORMALISE: &str =
 fn args(text: &str, graph: &str) -> Vec<Arg> {
     text.split_whitespace()
         .map(|word| {
-            let number = |prefix: &str| word.strip_prefix(prefix).and_then(|rest| rest.strip_suffix(')')).and_then(|n| n.parse().ok());
+            let number = |prefix: &str| {
+                word.strip_prefix(prefix).and_then(|rest| rest.strip_suffix(')')).and_then(|n| n.parse().ok())
+            };
             if let Some(n) = number("Input(") {
                 Arg::Input(n)
             } else if let Some(n) = number("Temp(") {
@@ -49,7 +51,8 @@ fn accepted_plan() -> Plan {
                  aformat=sample_fmts=fltp:channel_layouts=stereo,asetnsamples=n=64,\
                  volume='1+(0-1)*clip((t-8)/0.02+0.5\\,0\\,1)*clip((16-t)/0.02+0.5\\,0\\,1)':eval=frame,\
                  loudnorm=I=-16:TP=-1.5:LRA=11,aresample=48000[a]";
-    let encode = "-map [v] -an -c:v libx264 -preset veryfast -threads 2 -b:v 2000000 -pix_fmt yuv420p -frames:v 240 -f nut";
+    let encode =
+        "-map [v] -an -c:v libx264 -preset veryfast -threads 2 -b:v 2000000 -pix_fmt yuv420p -frames:v 240 -f nut";
     Plan {
         temps: vec![TempFormat::Nut, TempFormat::Nut, TempFormat::Ffconcat],
         steps: vec![
@@ -269,7 +272,8 @@ fn options_outside_the_table_are_refused() {
         ("--i", "x"),
         ("-", "x"),
     ] {
-        let violation = refused(&with_args(1, &format!("{option} {value} -i Input(2) -f nut Temp(1)"), ""), Rule::UnknownOption);
+        let violation =
+            refused(&with_args(1, &format!("{option} {value} -i Input(2) -f nut Temp(1)"), ""), Rule::UnknownOption);
         assert_eq!(violation.arg, Some(0), "{option}");
     }
 }
@@ -280,7 +284,8 @@ fn a_copied_audio_stream_may_only_have_its_packet_durations_set_by_arithmetic() 
     let checked = check(&plan, INPUTS, &PolicyLimits::default());
     assert!(checked.is_ok(), "{:?}", checked.err());
     for expression in ["while(1,1)", "st(0,1)", "RTCTIME", "1e9"] {
-        let plan = with_args(1, &format!("-i Input(2) -c:a copy -bsf:a setts=duration='{expression}' -f nut Temp(1)"), "");
+        let plan =
+            with_args(1, &format!("-i Input(2) -c:a copy -bsf:a setts=duration='{expression}' -f nut Temp(1)"), "");
         refused(&plan, Rule::BadExpression);
     }
 }
@@ -339,7 +344,8 @@ fn option_values_must_have_their_shape() {
         ("-map", "[a;b]"),
         ("-map", "-0:v"),
     ] {
-        let violation = refused(&with_args(1, &format!("{option} {value} -i Input(2) -f nut Temp(1)"), ""), Rule::BadOptionValue);
+        let violation =
+            refused(&with_args(1, &format!("{option} {value} -i Input(2) -f nut Temp(1)"), ""), Rule::BadOptionValue);
         assert_eq!(violation.arg, Some(1), "{option} {value}");
     }
 }
@@ -448,7 +454,8 @@ fn a_temp_read_before_it_is_written_is_refused() {
 /// A step never reads the temp it writes, not even after its output argument.
 #[test]
 fn a_step_never_reads_its_own_output() {
-    let violation = refused(&with_args(1, "-i Input(2) -f nut Temp(1) -i Temp(1) -an", ""), Rule::TempUsedBeforeWritten);
+    let violation =
+        refused(&with_args(1, "-i Input(2) -f nut Temp(1) -i Temp(1) -an", ""), Rule::TempUsedBeforeWritten);
     assert_eq!(violation.arg, Some(6));
     assert!(violation.reason.contains("temp 1 is read by the step that writes it"), "{violation}");
 }
@@ -497,7 +504,8 @@ fn a_temp_is_joined_once() {
     // Or in a second list.
     let mut plan = accepted_plan();
     plan.temps.push(TempFormat::Ffconcat);
-    plan.steps.insert(3, Step::WriteConcatList(ConcatList { list: 3, parts: vec![ConcatPart { temp: 1, duration: 8.0 }] }));
+    plan.steps
+        .insert(3, Step::WriteConcatList(ConcatList { list: 3, parts: vec![ConcatPart { temp: 1, duration: 8.0 }] }));
     let violation = refused(&plan, Rule::BadConcatList);
     assert_eq!(violation.step, Some(3), "{violation}");
 }
@@ -623,14 +631,26 @@ fn too_many_concat_parts_are_refused() {
 #[test]
 fn counts_and_sizes_are_allowed_up_to_their_limit() {
     let plan = accepted_plan();
-    let invocations: Vec<&Invocation> = plan.steps.iter().filter_map(|step| if let Step::Ffmpeg(invocation) = step { Some(invocation) } else { None }).collect();
+    let invocations: Vec<&Invocation> = plan
+        .steps
+        .iter()
+        .filter_map(|step| if let Step::Ffmpeg(invocation) = step { Some(invocation) } else { None })
+        .collect();
     let literal_bytes = |arg: &Arg| if let Arg::Literal(text) = arg { text.len() } else { 0 };
     let exact = PolicyLimits {
         max_steps: plan.steps.len(),
         max_temps: plan.temps.len(),
         max_args_per_step: invocations.iter().map(|invocation| invocation.args.len()).max().unwrap_or_default(),
-        max_arg_bytes: invocations.iter().flat_map(|invocation| invocation.args.iter().map(literal_bytes)).max().unwrap_or_default(),
-        max_step_bytes: invocations.iter().map(|invocation| invocation.args.iter().map(literal_bytes).sum()).max().unwrap_or_default(),
+        max_arg_bytes: invocations
+            .iter()
+            .flat_map(|invocation| invocation.args.iter().map(literal_bytes))
+            .max()
+            .unwrap_or_default(),
+        max_step_bytes: invocations
+            .iter()
+            .map(|invocation| invocation.args.iter().map(literal_bytes).sum())
+            .max()
+            .unwrap_or_default(),
         max_concat_parts: 2,
         ..PolicyLimits::default()
     };
@@ -653,9 +673,12 @@ fn counts_and_sizes_are_allowed_up_to_their_limit() {
 #[test]
 fn stated_durations_are_finite_and_bounded() {
     let limits = PolicyLimits::default();
-    for (seconds, rule) in
-        [(f64::NAN, Rule::BadNumber), (f64::INFINITY, Rule::BadNumber), (-1.0, Rule::BadNumber), (limits.max_media_seconds + 1.0, Rule::TooMuchMedia)]
-    {
+    for (seconds, rule) in [
+        (f64::NAN, Rule::BadNumber),
+        (f64::INFINITY, Rule::BadNumber),
+        (-1.0, Rule::BadNumber),
+        (limits.max_media_seconds + 1.0, Rule::TooMuchMedia),
+    ] {
         let mut plan = accepted_plan();
         invocation(&mut plan, 1).media_seconds = seconds;
         refused(&plan, rule);
@@ -664,9 +687,12 @@ fn stated_durations_are_finite_and_bounded() {
     invocation(&mut plan, 1).media_seconds = 0.0;
     assert!(check(&plan, INPUTS, &limits).is_ok());
 
-    for (seconds, rule) in
-        [(0.0, Rule::BadNumber), (f64::NAN, Rule::BadNumber), (f64::NEG_INFINITY, Rule::BadNumber), (limits.max_media_seconds, Rule::TooMuchMedia)]
-    {
+    for (seconds, rule) in [
+        (0.0, Rule::BadNumber),
+        (f64::NAN, Rule::BadNumber),
+        (f64::NEG_INFINITY, Rule::BadNumber),
+        (limits.max_media_seconds, Rule::TooMuchMedia),
+    ] {
         let mut plan = accepted_plan();
         concat_list(&mut plan, 2).parts[0].duration = seconds;
         refused(&plan, rule);
@@ -826,7 +852,11 @@ fn only_the_last_step_left_unread_counts_as_writing_the_output() {
     let violations = all_refused(&plan);
     assert_eq!(
         places(&violations),
-        [(Some(1), Some(0), Rule::UnknownOption), (Some(2), None, Rule::TempUsedBeforeWritten), (Some(2), None, Rule::OutputCount)],
+        [
+            (Some(1), Some(0), Rule::UnknownOption),
+            (Some(2), None, Rule::TempUsedBeforeWritten),
+            (Some(2), None, Rule::OutputCount)
+        ],
         "{violations:#?}"
     );
 }
@@ -948,8 +978,28 @@ const FRAGMENTS: &[&str] = &[
     "::",
 ];
 
-const WORDS: &[&str] =
-    &["-i", "-f", "-ss", "-t", "-map", "-filter_complex", "-vf", "-an", "concat", "nut", "mp4", "[v]", "0:v", "", "-", "--", "null", "'", "\\", "30000/1001"];
+const WORDS: &[&str] = &[
+    "-i",
+    "-f",
+    "-ss",
+    "-t",
+    "-map",
+    "-filter_complex",
+    "-vf",
+    "-an",
+    "concat",
+    "nut",
+    "mp4",
+    "[v]",
+    "0:v",
+    "",
+    "-",
+    "--",
+    "null",
+    "'",
+    "\\",
+    "30000/1001",
+];
 
 fn mutate_literal(text: &str, random: &mut Random) -> String {
     let boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
@@ -1016,7 +1066,9 @@ fn mutate(plan: &mut Plan, random: &mut Random) {
             match random.below(4) {
                 0 => list.list = random.below(5) as u32,
                 1 if part < list.parts.len() => list.parts[part].temp = random.below(5) as u32,
-                2 if part < list.parts.len() => list.parts[part].duration = *random.pick(&[f64::NAN, 0.0, -1.0, 1e300, 0.5]),
+                2 if part < list.parts.len() => {
+                    list.parts[part].duration = *random.pick(&[f64::NAN, 0.0, -1.0, 1e300, 0.5])
+                }
                 _ => {
                     list.parts.truncate(part);
                 }
@@ -1087,7 +1139,9 @@ fn fuzz_iterations() -> usize {
 
 /// The seed, from `POLICY_FUZZ_SEED` (hex) when set, to replay or explore.
 fn fuzz_seed() -> u64 {
-    let from_environment = std::env::var("POLICY_FUZZ_SEED").ok().and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok());
+    let from_environment = std::env::var("POLICY_FUZZ_SEED")
+        .ok()
+        .and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok());
     // xorshift never leaves 0.
     from_environment.unwrap_or(0x5eed_b10c).max(1)
 }
@@ -1120,7 +1174,8 @@ mod planner {
     use br_policy::{check, PolicyLimits};
 
     fn example() -> Validated {
-        br_blueprint::validate(include_str!("../../../examples/backend-blueprint.json")).unwrap_or_else(|errors| panic!("{errors:?}"))
+        br_blueprint::validate(include_str!("../../../examples/backend-blueprint.json"))
+            .unwrap_or_else(|errors| panic!("{errors:?}"))
     }
 
     fn inputs(validated: &Validated, clip_seconds: f64) -> Vec<MediaFacts> {
@@ -1128,7 +1183,12 @@ mod planner {
             key: validated.audio_key.clone(),
             duration: validated.total_duration + 5.0,
             video: None,
-            audio: Some(AudioFacts { codec: "mp3".into(), sample_rate: 44_100, channels: 2, duration: validated.total_duration + 5.0 }),
+            audio: Some(AudioFacts {
+                codec: "mp3".into(),
+                sample_rate: 44_100,
+                channels: 2,
+                duration: validated.total_duration + 5.0,
+            }),
         };
         let clip = |key: &String| MediaFacts {
             key: key.clone(),
@@ -1167,7 +1227,13 @@ mod planner {
         let validated = example();
         for (clip_seconds, media) in [(8.0, validated.total_duration + 5.0), (400.0, 400.0)] {
             let inputs = inputs(&validated, clip_seconds);
-            let request = PlanRequest { validated: validated.clone(), inputs, strict: false, prepared: Vec::new(), song_loudness: None };
+            let request = PlanRequest {
+                validated: validated.clone(),
+                inputs,
+                strict: false,
+                prepared: Vec::new(),
+                song_loudness: None,
+            };
             let limits = PolicyLimits::for_request(&request);
             assert_eq!((limits.max_frame_width, limits.max_frame_height), (1920, 1080));
             assert_eq!(limits.max_media_seconds, media + 10.0, "clips of {clip_seconds} s");
@@ -1217,7 +1283,8 @@ mod planner {
         use br_plan::{Arg, Step};
         let mut validated = example();
         validated.output.normalize_audio = normalize;
-        let song_loudness = measured.then_some(br_plan::Loudness { integrated: -20.0, range: 6.0, true_peak: -6.0, seconds: 176.0 });
+        let song_loudness =
+            measured.then_some(br_plan::Loudness { integrated: -20.0, range: 6.0, true_peak: -6.0, seconds: 176.0 });
         validated.output.width = Some(width);
         validated.output.height = Some(height);
         let profile = br_plan::prepare::Profile::of(&validated, &inputs(&validated, 12.0)).unwrap();
@@ -1229,7 +1296,9 @@ mod planner {
         }
         let input_count = inputs.len() as u32;
         let prepared = (0..inputs.len())
-            .map(|input| (input > 0).then(|| br_plan::PreparedClip { profile_id: profile.id(), gop_frames: 15, frames: 360 }))
+            .map(|input| {
+                (input > 0).then(|| br_plan::PreparedClip { profile_id: profile.id(), gop_frames: 15, frames: 360 })
+            })
             .collect();
         let request = PlanRequest { validated: validated.clone(), inputs, strict: false, prepared, song_loudness };
         let plan = br_plan::plan(&request).unwrap_or_else(|errors| panic!("{errors:?}"));
@@ -1248,11 +1317,17 @@ mod planner {
             let Some(count) = value_of(&invocation.args, "-frames:v") else { continue };
             let count: u64 = count.parse().unwrap();
             frames += count;
-            if value_of(&invocation.args, "-c:v").as_deref() == Some("copy") && value_of(&invocation.args, "-bsf:v").is_some() {
+            if value_of(&invocation.args, "-c:v").as_deref() == Some("copy")
+                && value_of(&invocation.args, "-bsf:v").is_some()
+            {
                 copied += count;
                 assert!(count >= 15, "{}: copies at least a GOP", invocation.label);
                 let start: f64 = value_of(&invocation.args, "-ss").unwrap().parse().unwrap();
-                assert!((start * 30.0 / 15.0 - (start * 2.0).round()).abs() < 1e-6, "{}: starts at a GOP ({start})", invocation.label);
+                assert!(
+                    (start * 30.0 / 15.0 - (start * 2.0).round()).abs() < 1e-6,
+                    "{}: starts at a GOP ({start})",
+                    invocation.label
+                );
             } else {
                 // Rendered parts share the prepared clips' GOP and have no B-frames.
                 assert_eq!(value_of(&invocation.args, "-bf").as_deref(), Some("0"), "{}", invocation.label);
@@ -1280,7 +1355,12 @@ mod planner {
         let template = validated.moves[1].clone();
         let beat = 60.0 / 129.2;
         validated.moves = (0..2_000)
-            .map(|index| MoveSlot { start: index as f64 * 2.0 * beat, duration: 2.0 * beat, clip_id: format!("move_{index}"), ..template.clone() })
+            .map(|index| MoveSlot {
+                start: index as f64 * 2.0 * beat,
+                duration: 2.0 * beat,
+                clip_id: format!("move_{index}"),
+                ..template.clone()
+            })
             .collect();
         validated.total_duration = 2_000.0 * 2.0 * beat;
         assert_planner_output_passes(validated, 8.0);
@@ -1330,7 +1410,10 @@ mod planner {
             let plan = match br_plan::plan(&request) {
                 Ok(plan) => plan,
                 Err(errors) => {
-                    assert!(errors.iter().all(|e| e.pointer.starts_with("/moves/") && e.pointer.ends_with("/trim_start")), "case {case}: {errors:?}");
+                    assert!(
+                        errors.iter().all(|e| e.pointer.starts_with("/moves/") && e.pointer.ends_with("/trim_start")),
+                        "case {case}: {errors:?}"
+                    );
                     refused += 1;
                     continue;
                 }

@@ -24,7 +24,11 @@ pub enum LoadSource {
     Cached,
 }
 
-pub fn load_component(engine: &Engine, wasm: &[u8], dir: Option<&Path>) -> Result<(Component, LoadSource), SandboxError> {
+pub fn load_component(
+    engine: &Engine,
+    wasm: &[u8],
+    dir: Option<&Path>,
+) -> Result<(Component, LoadSource), SandboxError> {
     let entry = dir.and_then(|dir| match private_dir(dir) {
         Ok(()) => Some(dir.join(artefact_name(engine, wasm))),
         Err(reason) => {
@@ -42,7 +46,9 @@ pub fn load_component(engine: &Engine, wasm: &[u8], dir: Option<&Path>) -> Resul
                 tracing::debug!(path = %path.display(), micros = started.elapsed().as_micros() as u64, "guest loaded from cache");
                 return Ok((component, LoadSource::Cached));
             }
-            Err(error) => tracing::warn!(path = %path.display(), error = %format!("{error:#}"), "cached guest unusable; recompiling"),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), error = %format!("{error:#}"), "cached guest unusable; recompiling")
+            }
         }
     }
     let started = Instant::now();
@@ -54,7 +60,8 @@ pub fn load_component(engine: &Engine, wasm: &[u8], dir: Option<&Path>) -> Resul
         }
     }
     // SAFETY: these bytes were produced by this engine a moment ago.
-    let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+    let component =
+        unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| SandboxError::Load(format!("{e:#}")))?;
     Ok((component, LoadSource::Compiled))
 }
 

@@ -114,7 +114,13 @@ mod tests {
     /// extensions (an older Cloud Run host): loading checks each compiled-in feature
     /// against this.
     fn on_older_cpu(mut config: Config) -> Engine {
-        let v2_only = |feature: &str| Some(!["avx", "bmi", "lzcnt", "fma", "f16c", "gfni", "vaes", "vpclmul"].iter().any(|newer| feature.contains(newer)));
+        let v2_only = |feature: &str| {
+            Some(
+                !["avx", "bmi", "lzcnt", "fma", "f16c", "gfni", "vaes", "vpclmul"]
+                    .iter()
+                    .any(|newer| feature.contains(newer)),
+            )
+        };
         // SAFETY: code loaded into this engine is never run.
         unsafe {
             config.detect_host_feature(v2_only);

@@ -300,9 +300,8 @@ impl Sandbox {
             .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
         bindings::v2::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
             .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| SandboxError::Incompatible(format!("{e:#}")))?;
+        let instance_pre =
+            linker.instantiate_pre(&component).map_err(|e| SandboxError::Incompatible(format!("{e:#}")))?;
         // 0.9.0, 0.8.0, 0.7.0, 0.6.0, 0.5.0, 0.4.0 and 0.3.0 guests are told apart by the `host` version they
         // import (and each `GuestPre::new` checks the exports). 0.3.0 and 0.2.0 differ
         // in `validate`'s type, which each `GuestPre::new` checks.
@@ -311,17 +310,35 @@ impl Sandbox {
             component.component_type().imports(&engine.engine).any(|(import, _)| import == name)
         };
         let pre = if imports("0.9.0") {
-            GuestPre::V9(bindings::v9::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.9.0: {e:#}")))?)
+            GuestPre::V9(
+                bindings::v9::GuestPre::new(instance_pre)
+                    .map_err(|e| SandboxError::Incompatible(format!("as 0.9.0: {e:#}")))?,
+            )
         } else if imports("0.8.0") {
-            GuestPre::V8(bindings::v8::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.8.0: {e:#}")))?)
+            GuestPre::V8(
+                bindings::v8::GuestPre::new(instance_pre)
+                    .map_err(|e| SandboxError::Incompatible(format!("as 0.8.0: {e:#}")))?,
+            )
         } else if imports("0.7.0") {
-            GuestPre::V7(bindings::v7::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.7.0: {e:#}")))?)
+            GuestPre::V7(
+                bindings::v7::GuestPre::new(instance_pre)
+                    .map_err(|e| SandboxError::Incompatible(format!("as 0.7.0: {e:#}")))?,
+            )
         } else if imports("0.6.0") {
-            GuestPre::V6(bindings::v6::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.6.0: {e:#}")))?)
+            GuestPre::V6(
+                bindings::v6::GuestPre::new(instance_pre)
+                    .map_err(|e| SandboxError::Incompatible(format!("as 0.6.0: {e:#}")))?,
+            )
         } else if imports("0.5.0") {
-            GuestPre::V5(bindings::v5::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.5.0: {e:#}")))?)
+            GuestPre::V5(
+                bindings::v5::GuestPre::new(instance_pre)
+                    .map_err(|e| SandboxError::Incompatible(format!("as 0.5.0: {e:#}")))?,
+            )
         } else if imports("0.4.0") {
-            GuestPre::V4(bindings::v4::GuestPre::new(instance_pre).map_err(|e| SandboxError::Incompatible(format!("as 0.4.0: {e:#}")))?)
+            GuestPre::V4(
+                bindings::v4::GuestPre::new(instance_pre)
+                    .map_err(|e| SandboxError::Incompatible(format!("as 0.4.0: {e:#}")))?,
+            )
         } else {
             match bindings::v3::GuestPre::new(instance_pre.clone()) {
                 Ok(pre) => GuestPre::V3(pre),
@@ -400,7 +417,10 @@ impl Sandbox {
 
     /// Whether the guest may be given prepared clips (contract 0.4.0 and later).
     pub fn takes_prepared_clips(&self) -> bool {
-        matches!(self.pre, GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_) | GuestPre::V4(_))
+        matches!(
+            self.pre,
+            GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_) | GuestPre::V4(_)
+        )
     }
 
     /// The interfaces the component imports (`blueprint:runner/host@0.5.0`, WASI's...).
@@ -418,17 +438,25 @@ impl Sandbox {
     pub async fn validate_manifest(&self, manifest: &str) -> Result<ManifestCheck, SandboxError> {
         if !self.checks_manifests() {
             let version = self.contract_version();
-            return Err(SandboxError::Incompatible(format!("contract {version} has no validate-manifest (0.5.0 and later)")));
+            return Err(SandboxError::Incompatible(format!(
+                "contract {version} has no validate-manifest (0.5.0 and later)"
+            )));
         }
         let (answer, report, _) = self.call(Call::ValidateManifest(manifest)).await?;
-        let Answer::ValidateManifest(answer) = answer else { unreachable!("validate-manifest answers validate-manifest") };
+        let Answer::ValidateManifest(answer) = answer else {
+            unreachable!("validate-manifest answers validate-manifest")
+        };
         Ok(ManifestCheck { verdict: output::check_manifest(answer)?, report })
     }
 
     /// Runs the guest's `validate` on untrusted blueprint text. A guest older than 0.8.0
     /// validates strictly whatever `options` say; its slots are the blueprint's moves, and
     /// each transition lasts as the output asks.
-    pub async fn validate(&self, blueprint: &str, options: &br_blueprint::CheckOptions) -> Result<Validation, SandboxError> {
+    pub async fn validate(
+        &self,
+        blueprint: &str,
+        options: &br_blueprint::CheckOptions,
+    ) -> Result<Validation, SandboxError> {
         let options = request::options_to_wit(options);
         let (answer, report, kept) = self.call(Call::Validate(blueprint, &options)).await?;
         let mut verdict = match answer {
@@ -470,17 +498,29 @@ impl Sandbox {
                 GuestPre::V9(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
-                        Call::Validate(text, options) => guest.call_validate(&mut store, text, options).await.map(Answer::ValidateChecked),
-                        Call::Plan(request, _, fit, _) => guest.call_plan(&mut store, request, fit).await.map(Answer::Plan),
-                        Call::ValidateManifest(text) => guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest),
+                        Call::Validate(text, options) => {
+                            guest.call_validate(&mut store, text, options).await.map(Answer::ValidateChecked)
+                        }
+                        Call::Plan(request, _, fit, _) => {
+                            guest.call_plan(&mut store, request, fit).await.map(Answer::Plan)
+                        }
+                        Call::ValidateManifest(text) => {
+                            guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest)
+                        }
                     }
                 }
                 GuestPre::V8(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
-                        Call::Validate(text, options) => guest.call_validate(&mut store, text, options).await.map(Answer::ValidateChecked),
-                        Call::Plan(request, _, fit, _) => guest.call_plan(&mut store, request, fit).await.map(Answer::Plan),
-                        Call::ValidateManifest(text) => guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest),
+                        Call::Validate(text, options) => {
+                            guest.call_validate(&mut store, text, options).await.map(Answer::ValidateChecked)
+                        }
+                        Call::Plan(request, _, fit, _) => {
+                            guest.call_plan(&mut store, request, fit).await.map(Answer::Plan)
+                        }
+                        Call::ValidateManifest(text) => {
+                            guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest)
+                        }
                     }
                 }
                 GuestPre::V7(pre) => {
@@ -488,7 +528,9 @@ impl Sandbox {
                     match call {
                         Call::Validate(text, _) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
                         Call::Plan(request, ..) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
-                        Call::ValidateManifest(text) => guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest),
+                        Call::ValidateManifest(text) => {
+                            guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest)
+                        }
                     }
                 }
                 GuestPre::V6(pre) => {
@@ -496,7 +538,9 @@ impl Sandbox {
                     match call {
                         Call::Validate(text, _) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
                         Call::Plan(request, ..) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
-                        Call::ValidateManifest(text) => guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest),
+                        Call::ValidateManifest(text) => {
+                            guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest)
+                        }
                     }
                 }
                 GuestPre::V5(pre) => {
@@ -504,7 +548,9 @@ impl Sandbox {
                     match call {
                         Call::Validate(text, _) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
                         Call::Plan(request, ..) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
-                        Call::ValidateManifest(text) => guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest),
+                        Call::ValidateManifest(text) => {
+                            guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest)
+                        }
                     }
                 }
                 GuestPre::V4(pre) => {

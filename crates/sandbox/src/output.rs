@@ -28,7 +28,11 @@ impl Budget {
         }
         self.used += text.len();
         if self.used > MAX_TOTAL_BYTES {
-            return Err(SandboxError::OutputTooLarge { what: "the answer".into(), size: self.used, limit: MAX_TOTAL_BYTES });
+            return Err(SandboxError::OutputTooLarge {
+                what: "the answer".into(),
+                size: self.used,
+                limit: MAX_TOTAL_BYTES,
+            });
         }
         Ok(())
     }
@@ -58,17 +62,29 @@ pub fn check_checked(answer: Result<wit::Checked, wit::Refusal>) -> Result<Resul
     // A lenient fit may start the first slot before its clip does (holding its first frame).
     let mut validated = check_validated(validated, -MAX_TIMELINE_SECONDS, &mut budget)?;
     if fit.slots.len() != validated.moves.len() {
-        return Err(SandboxError::BadOutput(format!("the fit describes {} slots of {}", fit.slots.len(), validated.moves.len())));
+        return Err(SandboxError::BadOutput(format!(
+            "the fit describes {} slots of {}",
+            fit.slots.len(),
+            validated.moves.len()
+        )));
     }
     for (slot, fitted) in validated.moves.iter_mut().zip(fit.slots) {
         if fitted.origin as usize >= MAX_MOVES {
-            return Err(SandboxError::BadOutput(format!("a slot comes from move {}; a blueprint has at most {MAX_MOVES}", fitted.origin)));
+            return Err(SandboxError::BadOutput(format!(
+                "a slot comes from move {}; a blueprint has at most {MAX_MOVES}",
+                fitted.origin
+            )));
         }
         slot.origin = fitted.origin;
-        slot.transition_seconds = seconds("a slot's transition", fitted.transition_seconds, 0.0, MAX_TRANSITION_SECONDS)?;
+        slot.transition_seconds =
+            seconds("a slot's transition", fitted.transition_seconds, 0.0, MAX_TRANSITION_SECONDS)?;
     }
     if fit.warnings.len() > MAX_ERRORS {
-        return Err(SandboxError::OutputTooLarge { what: "the list of warnings".into(), size: fit.warnings.len(), limit: MAX_ERRORS });
+        return Err(SandboxError::OutputTooLarge {
+            what: "the list of warnings".into(),
+            size: fit.warnings.len(),
+            limit: MAX_ERRORS,
+        });
     }
     validated.warnings = fit
         .warnings
@@ -92,7 +108,11 @@ fn check_refusal(refusal: wit::Refusal, budget: &mut Budget) -> Result<Result<Va
         return Err(SandboxError::BadOutput("the guest refused the blueprint without saying why".into()));
     }
     if errors.len() > MAX_ERRORS {
-        return Err(SandboxError::OutputTooLarge { what: "the list of validation errors".into(), size: errors.len(), limit: MAX_ERRORS });
+        return Err(SandboxError::OutputTooLarge {
+            what: "the list of validation errors".into(),
+            size: errors.len(),
+            limit: MAX_ERRORS,
+        });
     }
     errors
         .into_iter()
@@ -129,12 +149,17 @@ pub fn check_manifest(
             if errors.is_empty() || errors.len() > MAX_ERRORS {
                 return Err(SandboxError::BadOutput(format!("a manifest refused with {} errors", errors.len())));
             }
-            let errors = errors.into_iter().map(|e| error("a manifest error", e, &mut budget)).collect::<Result<Vec<_>, _>>()?;
+            let errors =
+                errors.into_iter().map(|e| error("a manifest error", e, &mut budget)).collect::<Result<Vec<_>, _>>()?;
             Ok(Err(errors))
         }
         Ok(entries) => {
             if entries.is_empty() || entries.len() > MAX_ENTRIES {
-                return Err(SandboxError::OutputTooLarge { what: "the manifest's entries".into(), size: entries.len(), limit: MAX_ENTRIES });
+                return Err(SandboxError::OutputTooLarge {
+                    what: "the manifest's entries".into(),
+                    size: entries.len(),
+                    limit: MAX_ENTRIES,
+                });
             }
             let mut seen = std::collections::HashSet::new();
             let mut checked = Vec::with_capacity(entries.len());
@@ -148,7 +173,10 @@ pub fn check_manifest(
                             return Err(SandboxError::BadOutput(format!("the guest let an entry run whose {why}")));
                         }
                         if !seen.insert(entry.task_id.clone()) {
-                            return Err(SandboxError::BadOutput(format!("the guest let task {:?} run twice", entry.task_id)));
+                            return Err(SandboxError::BadOutput(format!(
+                                "the guest let task {:?} run twice",
+                                entry.task_id
+                            )));
                         }
                         None
                     }
@@ -205,14 +233,22 @@ fn seconds(what: &str, value: f64, min: f64, max: f64) -> Result<f64, SandboxErr
 }
 
 /// `earliest_trim_start` is 0 for guests that cannot fit a timeline.
-fn check_validated(v: wit::Validated, earliest_trim_start: f64, budget: &mut Budget) -> Result<Validated, SandboxError> {
+fn check_validated(
+    v: wit::Validated,
+    earliest_trim_start: f64,
+    budget: &mut Budget,
+) -> Result<Validated, SandboxError> {
     use br_blueprint::limits::{MAX_MOVES, MAX_TASK_ID_BYTES, MAX_TIMELINE_SECONDS};
     budget.take("the task id", &v.task_id, MAX_TASK_ID_BYTES)?;
     if !br_blueprint::is_task_id(&v.task_id) {
         return Err(SandboxError::BadOutput(format!("task id {:?} is not well formed", v.task_id)));
     }
     if v.moves.len() > MAX_MOVES || v.clip_keys.len() > MAX_MOVES {
-        return Err(SandboxError::OutputTooLarge { what: "the list of moves or clips".into(), size: v.moves.len().max(v.clip_keys.len()), limit: MAX_MOVES });
+        return Err(SandboxError::OutputTooLarge {
+            what: "the list of moves or clips".into(),
+            size: v.moves.len().max(v.clip_keys.len()),
+            limit: MAX_MOVES,
+        });
     }
     if v.moves.is_empty() {
         return Err(SandboxError::BadOutput("a validated blueprint without moves".into()));
@@ -247,7 +283,9 @@ fn check_validated(v: wit::Validated, earliest_trim_start: f64, budget: &mut Bud
         })
         .collect::<Result<Vec<_>, _>>()?;
     let o = v.output;
-    for (what, text) in [("the output format", &o.format), ("the video codec", &o.video_codec), ("the audio codec", &o.audio_codec)] {
+    for (what, text) in
+        [("the output format", &o.format), ("the video codec", &o.video_codec), ("the audio codec", &o.audio_codec)]
+    {
         budget.take(what, text, 64)?;
     }
     let audio_key = key("the audio key", v.audio_key, budget)?;
@@ -258,7 +296,9 @@ fn check_validated(v: wit::Validated, earliest_trim_start: f64, budget: &mut Bud
         return Err(SandboxError::BadOutput(format!("the output key {output_key:?} does not end in .mp4")));
     }
     if output_key == audio_key || clip_keys.contains(&output_key) {
-        return Err(SandboxError::BadOutput(format!("the output key {output_key:?} is also an input: it would overwrite it")));
+        return Err(SandboxError::BadOutput(format!(
+            "the output key {output_key:?} is also an input: it would overwrite it"
+        )));
     }
     Ok(Validated {
         task_id: v.task_id,
@@ -313,7 +353,11 @@ pub fn check_planning(
             Ok(())
         }
     };
-    let note = |what: &str, pointer: String, message: String, budget: &mut Budget| -> Result<br_plan::PlanNote, SandboxError> {
+    let note = |what: &str,
+                pointer: String,
+                message: String,
+                budget: &mut Budget|
+     -> Result<br_plan::PlanNote, SandboxError> {
         budget.take(what, &pointer, MAX_STRING_BYTES)?;
         budget.take(what, &message, MAX_STRING_BYTES)?;
         if !(pointer.is_empty() || pointer.starts_with('/')) {
@@ -327,7 +371,10 @@ pub fn check_planning(
                 return Err(SandboxError::BadOutput("the guest refused to plan without saying why".into()));
             }
             too_many("the list of plan errors", errors.len(), MAX_ERRORS)?;
-            let errors = errors.into_iter().map(|e| note("a plan error", e.pointer, e.message, &mut budget)).collect::<Result<Vec<_>, _>>()?;
+            let errors = errors
+                .into_iter()
+                .map(|e| note("a plan error", e.pointer, e.message, &mut budget))
+                .collect::<Result<Vec<_>, _>>()?;
             return Ok(Err(errors));
         }
         Ok(plan) => plan,
@@ -335,7 +382,11 @@ pub fn check_planning(
     too_many("the list of steps", plan.steps.len(), MAX_STEPS)?;
     too_many("the list of temporaries", plan.temps.len(), MAX_TEMPS)?;
     too_many("the list of warnings", plan.warnings.len(), MAX_WARNINGS)?;
-    let warnings = plan.warnings.into_iter().map(|w| note("a plan warning", w.pointer, w.message, &mut budget)).collect::<Result<Vec<_>, _>>()?;
+    let warnings = plan
+        .warnings
+        .into_iter()
+        .map(|w| note("a plan warning", w.pointer, w.message, &mut budget))
+        .collect::<Result<Vec<_>, _>>()?;
     let temps = plan
         .temps
         .into_iter()
@@ -367,13 +418,21 @@ pub fn check_planning(
                         })
                     })
                     .collect::<Result<Vec<_>, SandboxError>>()?;
-                Ok(br_plan::Step::Ffmpeg(br_plan::Invocation { args, media_seconds: invocation.media_seconds, label: invocation.label }))
+                Ok(br_plan::Step::Ffmpeg(br_plan::Invocation {
+                    args,
+                    media_seconds: invocation.media_seconds,
+                    label: invocation.label,
+                }))
             }
             wit::Step::WriteConcatList(list) => {
                 too_many("a concat list", list.parts.len(), MAX_CONCAT_PARTS)?;
                 Ok(br_plan::Step::WriteConcatList(br_plan::ConcatList {
                     list: list.list,
-                    parts: list.parts.into_iter().map(|p| br_plan::ConcatPart { temp: p.temp, duration: p.duration }).collect(),
+                    parts: list
+                        .parts
+                        .into_iter()
+                        .map(|p| br_plan::ConcatPart { temp: p.temp, duration: p.duration })
+                        .collect(),
                 }))
             }
         })

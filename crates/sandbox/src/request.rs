@@ -38,7 +38,11 @@ fn prepared_to_wit(request: &PlanRequest) -> Vec<Option<wit::PreparedClip>> {
 }
 
 pub fn to_wit(request: &PlanRequest) -> wit::PlanRequest {
-    wit::PlanRequest { validated: validated(&request.validated), inputs: request.inputs.iter().map(facts).collect(), strict: request.strict }
+    wit::PlanRequest {
+        validated: validated(&request.validated),
+        inputs: request.inputs.iter().map(facts).collect(),
+        strict: request.strict,
+    }
 }
 
 fn validated(v: &Validated) -> wit::Validated {
@@ -97,7 +101,12 @@ fn facts(f: &MediaFacts) -> wit::MediaFacts {
             pixel_format: v.pixel_format.clone(),
             duration: v.duration,
         }),
-        audio: f.audio.as_ref().map(|a| wit::AudioFacts { codec: a.codec.clone(), sample_rate: a.sample_rate, channels: a.channels, duration: a.duration }),
+        audio: f.audio.as_ref().map(|a| wit::AudioFacts {
+            codec: a.codec.clone(),
+            sample_rate: a.sample_rate,
+            channels: a.channels,
+            duration: a.duration,
+        }),
     }
 }
 

@@ -62,19 +62,13 @@ mod tests {
     #[test]
     fn an_object_within_bounds_is_kept_as_written() {
         let text = r#"{"fade_seconds": 0.5, "max_moves": 10, "names": ["a", {"b": null}]}"#;
-        assert_eq!(
-            GuestSettings::parse(text).map(|s| s.as_str().to_owned()),
-            Ok(text.to_owned())
-        );
+        assert_eq!(GuestSettings::parse(text).map(|s| s.as_str().to_owned()), Ok(text.to_owned()));
     }
 
     #[test]
     fn settings_larger_than_the_bound_are_refused() {
         let text = format!(r#"{{"pad": "{}"}}"#, "x".repeat(MAX_SETTINGS_BYTES));
-        assert!(matches!(
-            GuestSettings::parse(&text),
-            Err(SettingsError::TooLarge { .. })
-        ));
+        assert!(matches!(GuestSettings::parse(&text), Err(SettingsError::TooLarge { .. })));
         let just_fits = format!(r#"{{"pad": "{}"}}"#, "x".repeat(MAX_SETTINGS_BYTES - 11));
         assert_eq!(just_fits.len(), MAX_SETTINGS_BYTES);
         assert!(GuestSettings::parse(&just_fits).is_ok());
@@ -82,10 +76,7 @@ mod tests {
 
     #[test]
     fn text_that_is_not_json_is_refused() {
-        assert!(matches!(
-            GuestSettings::parse("{fade: 1}"),
-            Err(SettingsError::NotJson(_))
-        ));
+        assert!(matches!(GuestSettings::parse("{fade: 1}"), Err(SettingsError::NotJson(_))));
     }
 
     #[test]
@@ -99,10 +90,7 @@ mod tests {
     fn nesting_deeper_than_the_bound_is_refused() {
         let nested = |levels: usize| format!("{}{}", "{\"a\":".repeat(levels), "}".repeat(levels)).replace(":}", ":1}");
         assert!(GuestSettings::parse(&nested(MAX_SETTINGS_DEPTH)).is_ok());
-        assert_eq!(
-            GuestSettings::parse(&nested(MAX_SETTINGS_DEPTH + 1)),
-            Err(SettingsError::TooDeep { depth: 17 })
-        );
+        assert_eq!(GuestSettings::parse(&nested(MAX_SETTINGS_DEPTH + 1)), Err(SettingsError::TooDeep { depth: 17 }));
     }
 
     /// Arrays count as levels as objects do: an object holding arrays nested to the bound

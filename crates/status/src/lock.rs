@@ -64,10 +64,8 @@ pub fn lock_key(task_id: &str) -> i64 {
 /// `br <task id> <who>`, cut to what PostgreSQL keeps: the task id (at most 36 bytes)
 /// always fits whole; `who` (an execution name) may be cut.
 pub fn application_name(task_id: &str, who: &str) -> String {
-    let text: String = format!("br {task_id} {who}")
-        .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
-        .collect();
+    let text: String =
+        format!("br {task_id} {who}").chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
     text.chars().take(APPLICATION_NAME_BYTES).collect()
 }
 
@@ -148,13 +146,7 @@ impl TaskLock {
             working: working.clone(),
         };
         let guard = tokio::spawn(claim.run(release));
-        TaskLock {
-            key,
-            state,
-            release: Some(release_sender),
-            guard: Some(guard),
-            working,
-        }
+        TaskLock { key, state, release: Some(release_sender), guard: Some(guard), working }
     }
 
     pub fn key(&self) -> i64 {
@@ -165,11 +157,9 @@ impl TaskLock {
     /// (the claim goes on in the background). Unless the task is held elsewhere, the
     /// caller is taken to go on working from here.
     pub async fn settled(&mut self, patience: Duration) -> LockState {
-        let _ = tokio::time::timeout(
-            patience,
-            self.state.wait_for(|state| !matches!(state, LockState::Pending { .. })),
-        )
-        .await;
+        let _ =
+            tokio::time::timeout(patience, self.state.wait_for(|state| !matches!(state, LockState::Pending { .. })))
+                .await;
         let state = self.state.borrow().clone();
         if !matches!(state, LockState::HeldElsewhere(_)) {
             self.working.store(true, Ordering::SeqCst);
@@ -239,9 +229,7 @@ impl Claim {
                         Some(reason) => {
                             lost = true;
                             tracing::error!(lock_key = self.key, "lost the task lock ({reason}): working on, and taking it again when the database answers");
-                            self.state.send_replace(LockState::Pending {
-                                last_error: Some(reason),
-                            });
+                            self.state.send_replace(LockState::Pending { last_error: Some(reason) });
                         }
                     }
                 }
@@ -267,9 +255,7 @@ impl Claim {
                 Err(error) => {
                     let delay = delays.next().unwrap_or(Duration::from_secs(5));
                     tracing::warn!(lock_key = self.key, retry_in_ms = delay.as_millis() as u64, "{error}");
-                    self.state.send_replace(LockState::Pending {
-                        last_error: Some(error.to_string()),
-                    });
+                    self.state.send_replace(LockState::Pending { last_error: Some(error.to_string()) });
                     tokio::select! {
                         _ = &mut release => return,
                         _ = tokio::time::sleep(delay) => {}
@@ -282,19 +268,12 @@ impl Claim {
     /// One try on a fresh connection. A key found held whose holder is gone by the time
     /// it is looked up is tried again (the holder just ended).
     async fn try_take(&self) -> Result<Taken, LockError> {
-        let (client, driver) = self
-            .settings
-            .connect_for_lock(&self.name)
-            .await
-            .map_err(LockError::Connect)?;
+        let (client, driver) = self.settings.connect_for_lock(&self.name).await.map_err(LockError::Connect)?;
         for _ in 0..3 {
             let row = within_limit(client.query_one("SELECT pg_try_advisory_lock($1)", &[&self.key]))
                 .await
                 .map_err(LockError::Statement)?;
-            if row
-                .try_get::<_, bool>(0)
-                .map_err(|e| LockError::Statement(describe_error(&e)))?
-            {
+            if row.try_get::<_, bool>(0).map_err(|e| LockError::Statement(describe_error(&e)))? {
                 return Ok(Taken::Held(client, driver));
             }
             match holder(&client, self.key).await? {
@@ -319,14 +298,9 @@ async fn holder(client: &Client, key: i64) -> Result<Option<Holder>, LockError> 
            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
            AND l.classid = (($1::bigint >> 32) & 4294967295)::oid AND l.objid = ($1::bigint & 4294967295)::oid \
          LIMIT 1";
-    let row = within_limit(client.query_opt(HOLDER_SQL, &[&key]))
-        .await
-        .map_err(LockError::Statement)?;
+    let row = within_limit(client.query_opt(HOLDER_SQL, &[&key])).await.map_err(LockError::Statement)?;
     let Some(row) = row else { return Ok(None) };
-    let text = |index: usize| {
-        row.try_get::<_, String>(index)
-            .map_err(|e| LockError::Statement(describe_error(&e)))
-    };
+    let text = |index: usize| row.try_get::<_, String>(index).map_err(|e| LockError::Statement(describe_error(&e)));
     Ok(Some(Holder {
         pid: row.try_get(0).map_err(|e| LockError::Statement(describe_error(&e)))?,
         application_name: text(1)?,
@@ -387,12 +361,8 @@ mod tests {
         assert_eq!(name, format!("br {task} video-processor-x7k2p"));
         let long = application_name(task, &"a-very-long-execution-name-".repeat(4));
         assert_eq!(long.len(), APPLICATION_NAME_BYTES);
-        let holder = Holder {
-            pid: 1,
-            application_name: long,
-            backend_start: String::new(),
-            client_addr: String::new(),
-        };
+        let holder =
+            Holder { pid: 1, application_name: long, backend_start: String::new(), client_addr: String::new() };
         assert!(holder.on_task(task));
         assert!(!holder.on_task("0b6f4c8e"));
         assert!(holder.who().starts_with("a-very-long"));

@@ -82,7 +82,8 @@ impl std::fmt::Debug for DbSettings {
     }
 }
 
-pub const DB_VARIABLES: [&str; 8] = ["DATABASE_URL", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_SSLMODE", "DB_SSLROOTCERT"];
+pub const DB_VARIABLES: [&str; 8] =
+    ["DATABASE_URL", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_SSLMODE", "DB_SSLROOTCERT"];
 
 impl DbSettings {
     /// Reads `DATABASE_URL` or the `DB_*` variables. `Ok(None)`: no database configured.
@@ -96,7 +97,10 @@ impl DbSettings {
         if url.is_none() && set_parts.is_empty() {
             for name in ["DB_SSLMODE", "DB_SSLROOTCERT"] {
                 if value(name).is_some() {
-                    problems.push(problem(name, "is set but no database is (set DB_HOST, DB_NAME, DB_USER or DATABASE_URL)"));
+                    problems.push(problem(
+                        name,
+                        "is set but no database is (set DB_HOST, DB_NAME, DB_USER or DATABASE_URL)",
+                    ));
                 }
             }
             return if problems.is_empty() { Ok(None) } else { Err(problems) };
@@ -111,7 +115,10 @@ impl DbSettings {
                     Ok(config) => config,
                     // The message of the parser can quote the URL, password included.
                     Err(_) => {
-                        problems.push(problem("DATABASE_URL", "is not a postgres:// URL or key=value connection string tokio-postgres can read"));
+                        problems.push(problem(
+                            "DATABASE_URL",
+                            "is not a postgres:// URL or key=value connection string tokio-postgres can read",
+                        ));
                         tokio_postgres::Config::new()
                     }
                 }
@@ -122,7 +129,8 @@ impl DbSettings {
                     Some(host) => {
                         config.host(host);
                     }
-                    None => problems.push(problem("DB_HOST", "is missing (a host name, or /cloudsql/PROJECT:REGION:INSTANCE)")),
+                    None => problems
+                        .push(problem("DB_HOST", "is missing (a host name, or /cloudsql/PROJECT:REGION:INSTANCE)")),
                 }
                 match value("DB_PORT").map(|p| p.parse::<u16>()) {
                     None => {
@@ -174,7 +182,10 @@ impl DbSettings {
             "require" => Tls::Unverified { required: true },
             "verify-full" => Tls::Verified { root_cert },
             other => {
-                problems.push(problem("DB_SSLMODE", format!("'{other}' is not one of disable, prefer, require, verify-full")));
+                problems.push(problem(
+                    "DB_SSLMODE",
+                    format!("'{other}' is not one of disable, prefer, require, verify-full"),
+                ));
                 Tls::Off
             }
         };
@@ -201,7 +212,13 @@ impl DbSettings {
                 Host::Unix(path) => path.display().to_string(),
             })
             .collect();
-        format!("postgres {} database {} as {} (TLS: {:?})", hosts.join(","), self.config.get_dbname().unwrap_or("?"), self.config.get_user().unwrap_or("?"), self.tls)
+        format!(
+            "postgres {} database {} as {} (TLS: {:?})",
+            hosts.join(","),
+            self.config.get_dbname().unwrap_or("?"),
+            self.config.get_user().unwrap_or("?"),
+            self.tls
+        )
     }
 
     /// One connection; its driver runs on a task of its own.
@@ -213,13 +230,23 @@ impl DbSettings {
     /// execution that finds the task taken can say by whom), with TCP keepalives that
     /// notice a dead peer within about a minute instead of two hours. The handle ends
     /// when the connection does.
-    pub(crate) async fn connect_for_lock(&self, application_name: &str) -> Result<(Client, tokio::task::JoinHandle<()>), String> {
+    pub(crate) async fn connect_for_lock(
+        &self,
+        application_name: &str,
+    ) -> Result<(Client, tokio::task::JoinHandle<()>), String> {
         let mut config = self.config.clone();
-        config.application_name(application_name).keepalives_idle(Duration::from_secs(30)).keepalives_interval(Duration::from_secs(10)).keepalives_retries(3);
+        config
+            .application_name(application_name)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
         self.connect_with(&config).await
     }
 
-    async fn connect_with(&self, config: &tokio_postgres::Config) -> Result<(Client, tokio::task::JoinHandle<()>), String> {
+    async fn connect_with(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> Result<(Client, tokio::task::JoinHandle<()>), String> {
         // A TLS connector is asked for a server name even when TLS is off, and a socket
         // folder is none: without TLS there must be no connector at all.
         if self.tls == Tls::Off {
@@ -230,8 +257,14 @@ impl DbSettings {
         Ok((client, tokio::spawn(drive(connection))))
     }
 
-    async fn with_timeout<T>(&self, connecting: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, String> {
-        tokio::time::timeout(CONNECT_TIMEOUT * 2, connecting).await.map_err(|_| "connecting timed out".to_owned())?.map_err(|e| describe_error(&e))
+    async fn with_timeout<T>(
+        &self,
+        connecting: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, String> {
+        tokio::time::timeout(CONNECT_TIMEOUT * 2, connecting)
+            .await
+            .map_err(|_| "connecting timed out".to_owned())?
+            .map_err(|e| describe_error(&e))
     }
 
     /// The task's row as it is now. `Err`: the database did not answer within `patience`.
@@ -241,7 +274,9 @@ impl DbSettings {
             .retry(retry_schedule())
             .sleep(tokio::time::sleep)
             .notify(|error, _| tracing::warn!(database = %self.describe(), "cannot read the task's row yet: {error}"));
-        tokio::time::timeout(patience, attempt).await.map_err(|_| format!("the database did not answer within {} s", patience.as_secs()))?
+        tokio::time::timeout(patience, attempt)
+            .await
+            .map_err(|_| format!("the database did not answer within {} s", patience.as_secs()))?
     }
 
     async fn read_status(&self, task_id: &str) -> Result<TaskRow, String> {
@@ -269,8 +304,13 @@ where
 
 /// Runs one statement within [`STATEMENT_TIMEOUT`]: a connection that hangs counts as
 /// broken, and the writer reconnects.
-pub(crate) async fn within_limit<T>(statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, String> {
-    tokio::time::timeout(STATEMENT_TIMEOUT, statement).await.map_err(|_| "the statement timed out".to_owned())?.map_err(|e| describe_error(&e))
+pub(crate) async fn within_limit<T>(
+    statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, String> {
+    tokio::time::timeout(STATEMENT_TIMEOUT, statement)
+        .await
+        .map_err(|_| "the statement timed out".to_owned())?
+        .map_err(|e| describe_error(&e))
 }
 
 /// The server's own message and code, or the error with its causes (tokio-postgres's
@@ -300,7 +340,8 @@ fn tls_connector(tls: &Tls) -> Result<tokio_postgres_rustls::MakeRustlsConnect, 
                 Some(path) => {
                     let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
                     for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
-                        let cert: rustls::pki_types::CertificateDer<'static> = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+                        let cert: rustls::pki_types::CertificateDer<'static> =
+                            cert.map_err(|e| format!("{}: {e}", path.display()))?;
                         roots.add(cert).map_err(|e| format!("{}: {e}", path.display()))?;
                     }
                 }
@@ -312,10 +353,9 @@ fn tls_connector(tls: &Tls) -> Result<tokio_postgres_rustls::MakeRustlsConnect, 
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
-        Tls::Off | Tls::Unverified { .. } => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
-            .with_no_client_auth(),
+        Tls::Off | Tls::Unverified { .. } => {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(EncryptOnly(provider))).with_no_client_auth()
+        }
     };
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
@@ -365,7 +405,10 @@ impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
 pub enum TaskRow {
     Missing,
     /// Its `status` and `message` (a failed job's message names its exit code).
-    Found { status: String, message: String },
+    Found {
+        status: String,
+        message: String,
+    },
 }
 
 /// How the job's last change fared.
@@ -442,14 +485,19 @@ impl PgStatus {
             writer.abort();
             return Delivery::Nothing;
         };
-        let settled = tokio::time::timeout(patience, async { written.wait_for(|state| state.settled >= sequence).await.is_ok() }).await;
+        let settled =
+            tokio::time::timeout(patience, async { written.wait_for(|state| state.settled >= sequence).await.is_ok() })
+                .await;
         let state = written.borrow().clone();
         writer.abort();
         match (settled, state.outcome) {
             (Ok(true), Some(Settled::Written)) => Delivery::Written,
             (Ok(true), Some(Settled::RowCompleted)) => Delivery::RowCompleted,
             (Ok(true), Some(Settled::RowMissing)) => Delivery::RowMissing,
-            _ => Delivery::Unrecorded { update: Box::new(last), last_error: state.last_error.unwrap_or_else(|| "the writer stopped".into()) },
+            _ => Delivery::Unrecorded {
+                update: Box::new(last),
+                last_error: state.last_error.unwrap_or_else(|| "the writer stopped".into()),
+            },
         }
     }
 }
@@ -466,7 +514,11 @@ impl StatusSink for PgStatus {
         self.last = Some(update.clone());
         if let Ok(mut queue) = self.shared.queue.lock() {
             match queue.waiting.back_mut() {
-                Some((sequence, waiting)) if waiting.status == update.status && waiting.stage == update.stage && waiting.task_id == update.task_id => {
+                Some((sequence, waiting))
+                    if waiting.status == update.status
+                        && waiting.stage == update.stage
+                        && waiting.task_id == update.task_id =>
+                {
                     *sequence = self.sequence;
                     *waiting = update.clone();
                 }
@@ -507,7 +559,11 @@ async fn write_changes(settings: DbSettings, shared: Arc<Shared>, state: watch::
             Ok(settled) => {
                 delays = retry_schedule().build();
                 if settled != Settled::Written {
-                    let why = if settled == Settled::RowCompleted { "the task is completed already" } else { "the task has no row in choreography_tasks" };
+                    let why = if settled == Settled::RowCompleted {
+                        "the task is completed already"
+                    } else {
+                        "the task has no row in choreography_tasks"
+                    };
                     tracing::warn!(status = update.status.as_str(), "status not written: {why}");
                 }
                 if let Ok(mut queue) = shared.queue.lock() {
@@ -525,7 +581,12 @@ async fn write_changes(settings: DbSettings, shared: Arc<Shared>, state: watch::
             Err(error) => {
                 client = None;
                 let delay = delays.next().unwrap_or(MAX_BACKOFF);
-                tracing::warn!(status = update.status.as_str(), stage = update.stage.as_str(), retry_in_ms = delay.as_millis() as u64, "cannot write the status: {error}");
+                tracing::warn!(
+                    status = update.status.as_str(),
+                    stage = update.stage.as_str(),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "cannot write the status: {error}"
+                );
                 state.send_modify(|s| s.last_error = Some(error));
                 tokio::time::sleep(delay).await;
             }
@@ -535,8 +596,15 @@ async fn write_changes(settings: DbSettings, shared: Arc<Shared>, state: watch::
 
 async fn write_one(client: &Client, task_id: &str, update: &StatusUpdate) -> Result<Settled, String> {
     let progress = i32::from(update.progress);
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
-        [&task_id, &update.status.as_str(), &progress, &update.stage.as_str(), &update.message, &update.result, &update.error];
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        &task_id,
+        &update.status.as_str(),
+        &progress,
+        &update.stage.as_str(),
+        &update.message,
+        &update.result,
+        &update.error,
+    ];
     let changed = within_limit(client.execute(UPDATE_SQL, &params)).await?;
     if changed == 1 {
         return Ok(Settled::Written);
@@ -566,13 +634,21 @@ mod tests {
 
     #[test]
     fn every_missing_part_is_listed() {
-        let problems = settings(&[("DB_PASSWORD", "x"), ("DB_PORT", "99999"), ("DB_SSLMODE", "sometimes")]).unwrap_err();
+        let problems =
+            settings(&[("DB_PASSWORD", "x"), ("DB_PORT", "99999"), ("DB_SSLMODE", "sometimes")]).unwrap_err();
         assert_eq!(variables(problems), ["DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_SSLMODE"]);
     }
 
     #[test]
     fn cloud_sql_socket_folder_is_a_unix_socket_without_tls() {
-        let db = settings(&[("DB_HOST", "/cloudsql/proj:europe-west1:main"), ("DB_NAME", "app"), ("DB_USER", "runner"), ("DB_SSLMODE", "require")]).unwrap().unwrap();
+        let db = settings(&[
+            ("DB_HOST", "/cloudsql/proj:europe-west1:main"),
+            ("DB_NAME", "app"),
+            ("DB_USER", "runner"),
+            ("DB_SSLMODE", "require"),
+        ])
+        .unwrap()
+        .unwrap();
         assert_eq!(db.config.get_hosts(), [Host::Unix(PathBuf::from("/cloudsql/proj:europe-west1:main"))]);
         assert_eq!(db.config.get_ports(), [5432]);
         assert_eq!(db.tls, Tls::Off);
@@ -598,7 +674,8 @@ mod tests {
         assert_eq!(variables(problems), ["DB_HOST"]);
         let problems = settings(&[("DATABASE_URL", "postgres://u:s3cret@h:notaport/db")]).unwrap_err();
         assert!(!problems[0].message.contains("s3cret"), "{problems:?}");
-        let db = settings(&[("DATABASE_URL", "postgres://u:pw@db.internal:6432/app?sslmode=require")]).unwrap().unwrap();
+        let db =
+            settings(&[("DATABASE_URL", "postgres://u:pw@db.internal:6432/app?sslmode=require")]).unwrap().unwrap();
         assert_eq!(db.tls, Tls::Unverified { required: true });
         assert!(!db.describe().contains("pw"));
     }

@@ -23,19 +23,14 @@ fn settings(server: &PgServer) -> DbSettings {
 /// A plain session of the runner role, named `application_name`.
 async fn session(server: &PgServer, application_name: &str) -> tokio_postgres::Client {
     let url = format!("{}?application_name={application_name}", server.database_url());
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("connect");
     tokio::spawn(connection);
     client
 }
 
 async fn advisory_locks(client: &tokio_postgres::Client) -> i64 {
     client
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
-            &[],
-        )
+        .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted", &[])
         .await
         .expect("pg_locks")
         .get(0)
@@ -46,16 +41,8 @@ async fn one_holder_per_task_and_the_other_is_told_who() {
     let server = PgServer::start();
     let db = settings(&server);
     let observer = session(&server, "observer").await;
-    let key: i64 = observer
-        .query_one(&format!("SELECT {KEY_SQL}"), &[&"task-7"])
-        .await
-        .expect("key in SQL")
-        .get(0);
-    assert_eq!(
-        key,
-        lock_key("task-7"),
-        "the documented SQL and the job disagree on the key"
-    );
+    let key: i64 = observer.query_one(&format!("SELECT {KEY_SQL}"), &[&"task-7"]).await.expect("key in SQL").get(0);
+    assert_eq!(key, lock_key("task-7"), "the documented SQL and the job disagree on the key");
 
     let mut first = TaskLock::start(db.clone(), "task-7", "exec-a");
     assert_eq!(first.settled(PATIENCE).await, LockState::Held);
@@ -64,13 +51,8 @@ async fn one_holder_per_task_and_the_other_is_told_who() {
         "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
          WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND (l.classid::bigint << 32 | l.objid::bigint) = {KEY_SQL}"
     );
-    let named: Vec<String> = observer
-        .query(&documented, &[&"task-7"])
-        .await
-        .expect("documented query")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let named: Vec<String> =
+        observer.query(&documented, &[&"task-7"]).await.expect("documented query").iter().map(|r| r.get(0)).collect();
     assert_eq!(named, ["br task-7 exec-a"]);
     let mut second = TaskLock::start(db.clone(), "task-7", "exec-b");
     match second.settled(PATIENCE).await {
@@ -87,21 +69,14 @@ async fn one_holder_per_task_and_the_other_is_told_who() {
 
     first.release().await;
     let mut third = TaskLock::start(db.clone(), "task-7", "exec-c");
-    assert_eq!(
-        third.settled(PATIENCE).await,
-        LockState::Held,
-        "a released task is free at once"
-    );
+    assert_eq!(third.settled(PATIENCE).await, LockState::Held, "a released task is free at once");
     drop(second);
     drop(other);
     drop(third);
     // Dropping ends the sessions, and with them the locks.
     let started = std::time::Instant::now();
     while advisory_locks(&observer).await > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "locks outlived their TaskLock"
-        );
+        assert!(started.elapsed() < Duration::from_secs(5), "locks outlived their TaskLock");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -113,10 +88,7 @@ async fn a_key_held_by_a_session_not_on_the_task_is_not_a_reason_to_stop() {
     let server = PgServer::start();
     let db = settings(&server);
     let foreign = session(&server, "someone-else").await;
-    foreign
-        .query_one("SELECT pg_advisory_lock($1)", &[&lock_key("task-9")])
-        .await
-        .expect("lock");
+    foreign.query_one("SELECT pg_advisory_lock($1)", &[&lock_key("task-9")]).await.expect("lock");
     let mut lock = TaskLock::start(db, "task-9", "exec-a");
     match lock.settled(PATIENCE).await {
         LockState::KeyTaken(Some(holder)) => assert_eq!(holder.application_name, "someone-else"),
@@ -137,10 +109,7 @@ async fn a_dropped_session_is_retaken() {
     let holder_pid = || async {
         pid_of(
             observer
-                .query(
-                    "SELECT pid FROM pg_stat_activity WHERE application_name = 'br task-10 exec-a'",
-                    &[],
-                )
+                .query("SELECT pid FROM pg_stat_activity WHERE application_name = 'br task-10 exec-a'", &[])
                 .await
                 .expect("query"),
         )
@@ -150,20 +119,14 @@ async fn a_dropped_session_is_retaken() {
     let started = std::time::Instant::now();
     loop {
         let held: i64 = observer
-            .query_one(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
-                &[],
-            )
+            .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted", &[])
             .await
             .expect("q")
             .get(0);
         if held == 1 && holder_pid().await.is_some_and(|pid| pid != before) {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the lock was not taken again"
-        );
+        assert!(started.elapsed() < Duration::from_secs(10), "the lock was not taken again");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     lock.release().await;

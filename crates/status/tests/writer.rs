@@ -14,7 +14,9 @@ use serde_json::json;
 fn settings(server: &PgServer, extra: &[(&str, &str)]) -> DbSettings {
     let mut vars = server.env();
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    DbSettings::from_env(&|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())).expect("settings").expect("a database")
+    DbSettings::from_env(&|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        .expect("settings")
+        .expect("a database")
 }
 
 fn update(task_id: &str, status: Status, stage: Stage, progress: u8) -> StatusUpdate {
@@ -42,15 +44,20 @@ async fn a_completed_row_is_never_moved_back() {
     let server = PgServer::start();
     server.insert_task("t-guard", "started");
     let db = settings(&server, &[]);
-    assert_eq!(db.task_row("t-guard", Duration::from_secs(5)).await, Ok(TaskRow::Found { status: "started".into(), message: "queued".into() }));
-    let first = [update("t-guard", Status::Running, Stage::Encode, 50), update("t-guard", Status::Completed, Stage::Done, 100)];
+    assert_eq!(
+        db.task_row("t-guard", Duration::from_secs(5)).await,
+        Ok(TaskRow::Found { status: "started".into(), message: "queued".into() })
+    );
+    let first =
+        [update("t-guard", Status::Running, Stage::Encode, 50), update("t-guard", Status::Completed, Stage::Done, 100)];
     assert!(matches!(write_all(&db, &first, Duration::from_secs(10)).await, Delivery::Written));
     let done = server.task("t-guard").unwrap();
     assert_eq!((done.status.as_str(), done.progress), ("completed", 100));
     let history = server.history("t-guard").len();
 
     // A late write, then a whole retried run: the row stays as it was.
-    let late = [update("t-guard", Status::Running, Stage::Upload, 96), update("t-guard", Status::Failed, Stage::Upload, 96)];
+    let late =
+        [update("t-guard", Status::Running, Stage::Upload, 96), update("t-guard", Status::Failed, Stage::Upload, 96)];
     assert!(matches!(write_all(&db, &late, Duration::from_secs(10)).await, Delivery::RowCompleted));
     assert_eq!(server.task("t-guard").unwrap(), done);
     assert_eq!(server.history("t-guard").len(), history);
@@ -61,7 +68,10 @@ async fn a_failed_row_can_be_retried_and_a_missing_row_is_said() {
     let server = PgServer::start();
     server.insert_task("t-retry", "failed");
     let db = settings(&server, &[]);
-    let run = [update("t-retry", Status::Running, Stage::Validate, 0), update("t-retry", Status::Completed, Stage::Done, 100)];
+    let run = [
+        update("t-retry", Status::Running, Stage::Validate, 0),
+        update("t-retry", Status::Completed, Stage::Done, 100),
+    ];
     assert!(matches!(write_all(&db, &run, Duration::from_secs(10)).await, Delivery::Written));
     let row = server.task("t-retry").unwrap();
     assert_eq!((row.status.as_str(), row.error), ("completed", None));
@@ -114,7 +124,13 @@ async fn sslmode_verify_full_checks_the_certificate() {
 
     server.insert_task("t-unknown-ca", "started");
     let system_roots = settings(&server, &[("DB_SSLMODE", "verify-full")]);
-    match write_all(&system_roots, &[update("t-unknown-ca", Status::Completed, Stage::Done, 100)], Duration::from_secs(2)).await {
+    match write_all(
+        &system_roots,
+        &[update("t-unknown-ca", Status::Completed, Stage::Done, 100)],
+        Duration::from_secs(2),
+    )
+    .await
+    {
         Delivery::Unrecorded { last_error, .. } => assert!(last_error.contains("certificate"), "{last_error}"),
         other => panic!("an unknown CA was trusted: {other:?}"),
     }

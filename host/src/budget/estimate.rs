@@ -24,7 +24,8 @@ const HEADROOM: f64 = 1.1;
 /// Bytes one FFmpeg step of the built-in planner needs for frames of `width`x`height`.
 pub fn step_bytes(width: u32, height: u32) -> u64 {
     let pixels = f64::from(width) * f64::from(height);
-    let per_megapixel = if pixels > TWO_THREAD_PIXELS { MIB_PER_MEGAPIXEL_ONE_THREAD } else { MIB_PER_MEGAPIXEL_TWO_THREADS };
+    let per_megapixel =
+        if pixels > TWO_THREAD_PIXELS { MIB_PER_MEGAPIXEL_ONE_THREAD } else { MIB_PER_MEGAPIXEL_TWO_THREADS };
     ((BASE_MIB + per_megapixel * pixels / 1e6) * HEADROOM * MIB as f64) as u64
 }
 
@@ -116,7 +117,11 @@ fn check_length(validated: &Validated, width: u32, height: u32, budget: &JobBudg
 
 /// The output's frame once the clips are probed (it follows the first move's clip when
 /// the blueprint does not give both sides).
-pub fn check_with_media(validated: &Validated, inputs: &[MediaFacts], budget: &JobBudget) -> Result<(), ValidationError> {
+pub fn check_with_media(
+    validated: &Validated,
+    inputs: &[MediaFacts],
+    budget: &JobBudget,
+) -> Result<(), ValidationError> {
     let (width, height) = br_plan::output_frame(validated, inputs);
     let pointer = match (validated.output.width, validated.output.height) {
         (Some(_), _) => "/output_config/width",
@@ -194,7 +199,9 @@ mod tests {
         assert!(planners_bridge + 176 * MIB + 70 * MIB <= 448 * MIB, "{}", planners_bridge / MIB);
         assert!(2 * planners_bridge + 70 * MIB <= 448 * MIB, "{}", planners_bridge / MIB);
         assert!(planners_bridge < prepared_step_bytes(1280, 720, bridge(true, true)));
-        assert!(prepared_step_bytes(1280, 720, bridge(false, false)) < prepared_step_bytes(1280, 720, bridge(false, true)));
+        assert!(
+            prepared_step_bytes(1280, 720, bridge(false, false)) < prepared_step_bytes(1280, 720, bridge(false, true))
+        );
         assert!((230..=250).contains(&(prepared_step_bytes(1280, 720, bridge(false, true)) / MIB)));
         assert_eq!(prepared_step_bytes(640, 360, bridge(true, false)), planners_bridge);
         assert_eq!(prepared_step_bytes(1920, 1080, bridge(true, false)), step_bytes(1920, 1080));
@@ -219,7 +226,8 @@ mod tests {
         let problem = clip_frame_problem((7680, 4320), hd, &default).expect("refused");
         assert!(problem.starts_with("its 7680x4320 frames need about") && problem.contains("448 MiB"), "{problem}");
         // At the boundary: the largest frame that fits, and one row more.
-        let fits = (1..=8000u32).rev().map(|h| (h * 16 / 9, h)).find(|&f| input_step_bytes(f, hd) <= default.shared).unwrap();
+        let fits =
+            (1..=8000u32).rev().map(|h| (h * 16 / 9, h)).find(|&f| input_step_bytes(f, hd) <= default.shared).unwrap();
         assert!(clip_frame_problem(fits, hd, &default).is_none());
         assert!(clip_frame_problem((fits.0, fits.1 + 9), hd, &default).is_some());
     }
@@ -259,9 +267,13 @@ mod tests {
         validated.total_duration = longest as f64;
         assert!(check_length(&validated, width, height, &default).is_ok(), "{longest} s");
         validated.total_duration = (longest + 1) as f64;
-        let segments_phase = 100_000 / 8 * (longest + 1) + (STAGED_INPUTS_MIB * MIB as f64) as u64 + step_bytes(width, height);
+        let segments_phase =
+            100_000 / 8 * (longest + 1) + (STAGED_INPUTS_MIB * MIB as f64) as u64 + step_bytes(width, height);
         assert!(segments_phase < default.shared, "the segments alone would fit: only the join's audio refuses");
-        assert_eq!(check_length(&validated, width, height, &default).map_err(|e| e.pointer), Err("/total_duration".to_owned()));
+        assert_eq!(
+            check_length(&validated, width, height, &default).map_err(|e| e.pointer),
+            Err("/total_duration".to_owned())
+        );
         // Without the song the same length fits.
         validated.output.add_audio_overlay = false;
         assert!(check_length(&validated, width, height, &default).is_ok());
@@ -272,7 +284,10 @@ mod tests {
 /// sizes written as numbers in its filter graphs (expressions are left to the child's
 /// hard limit).
 pub fn largest_frame(args: &[br_plan::Arg]) -> Option<(u32, u32)> {
-    let literals: Vec<&str> = args.iter().filter_map(|arg| if let br_plan::Arg::Literal(text) = arg { Some(text.as_str()) } else { None }).collect();
+    let literals: Vec<&str> = args
+        .iter()
+        .filter_map(|arg| if let br_plan::Arg::Literal(text) = arg { Some(text.as_str()) } else { None })
+        .collect();
     let mut frames = Vec::new();
     for pair in literals.windows(2) {
         if pair[0] == "-s" {
@@ -345,7 +360,8 @@ mod plan_tests {
         assert_eq!(largest_frame(&args(&["-vf", "scale=8000:8000"])), Some((8000, 8000)));
         assert_eq!(largest_frame(&args(&["-vf", "null,pad=w=16000:h=16000:x=0"])), Some((16000, 16000)));
         assert_eq!(largest_frame(&args(&["-s", "3840x2160"])), Some((3840, 2160)));
-        let planner = "[0:v]fps=30,scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2[v]";
+        let planner =
+            "[0:v]fps=30,scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2[v]";
         assert_eq!(largest_frame(&args(&["-filter_complex", planner])), Some((1280, 720)));
         assert_eq!(largest_frame(&args(&["-vf", "scale=iw*2:ih*2"])), None, "expressions are not evaluated");
         assert_eq!(largest_frame(&args(&["-af", "volume=0.5"])), None);

@@ -186,14 +186,20 @@ impl Drop for Reservation<'_> {
 /// A fetch's admission into the work folder: the storage calls [`Gate::admit`] with the
 /// object's declared size before writing anything and writes no more than it returns.
 pub trait Gate: Sync {
-    fn admit<'a>(&'a self, declared: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, TooLarge>> + Send + 'a>>;
+    fn admit<'a>(
+        &'a self,
+        declared: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, TooLarge>> + Send + 'a>>;
 }
 
 /// For copies outside any job (`bench-fetch`, tests): anything is admitted.
 pub struct Unbounded;
 
 impl Gate for Unbounded {
-    fn admit<'a>(&'a self, declared: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, TooLarge>> + Send + 'a>> {
+    fn admit<'a>(
+        &'a self,
+        declared: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, TooLarge>> + Send + 'a>> {
         Box::pin(async move { Ok(declared) })
     }
 }
@@ -203,9 +209,18 @@ impl Gate for Unbounded {
 pub struct AtMost(pub u64);
 
 impl Gate for AtMost {
-    fn admit<'a>(&'a self, declared: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, TooLarge>> + Send + 'a>> {
+    fn admit<'a>(
+        &'a self,
+        declared: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, TooLarge>> + Send + 'a>> {
         let limit = self.0;
-        Box::pin(async move { if declared > limit { Err(TooLarge { bytes: declared, ceiling: limit }) } else { Ok(declared) } })
+        Box::pin(async move {
+            if declared > limit {
+                Err(TooLarge { bytes: declared, ceiling: limit })
+            } else {
+                Ok(declared)
+            }
+        })
     }
 }
 
@@ -236,7 +251,10 @@ impl<'l> Reserving<'l> {
 }
 
 impl Gate for Reserving<'_> {
-    fn admit<'a>(&'a self, declared: u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, TooLarge>> + Send + 'a>> {
+    fn admit<'a>(
+        &'a self,
+        declared: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, TooLarge>> + Send + 'a>> {
         Box::pin(async move {
             if self.held().as_ref().is_some_and(|held| held.bytes() >= declared) {
                 return Ok(declared);
@@ -282,7 +300,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             first.into_file(Path::new("/w/a"), 30 * MIB);
         };
-        let (bytes, ()) = tokio::time::timeout(Duration::from_secs(2), async { tokio::join!(second, release) }).await.unwrap();
+        let (bytes, ()) =
+            tokio::time::timeout(Duration::from_secs(2), async { tokio::join!(second, release) }).await.unwrap();
         assert_eq!(bytes, 41 * MIB);
         assert_eq!(ledger.files(), 30 * MIB, "the file is charged at what was written");
         assert_eq!(ledger.free(), 70 * MIB, "the second reservation went when dropped");

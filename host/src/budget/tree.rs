@@ -160,7 +160,8 @@ mod tests {
         let v2 = root.path().join("job");
         std::fs::create_dir_all(&v2).unwrap();
         std::fs::write(v2.join("memory.max"), "536870912\n").unwrap();
-        std::fs::write(v2.join("memory.stat"), "anon 104857600\nfile 900000000\nshmem 52428800\nshmem_thp 0\n").unwrap();
+        std::fs::write(v2.join("memory.stat"), "anon 104857600\nfile 900000000\nshmem 52428800\nshmem_thp 0\n")
+            .unwrap();
         let group = ContainerGroup::from_listing("0::/job\n", root.path(), 1 << 30).unwrap();
         assert_eq!(group.limit, 512 << 20);
         assert_eq!(group.unreclaimable(), Some(150 << 20), "anon and shmem, not the page cache");

@@ -147,7 +147,9 @@ impl Watchdog {
                 let work = state.lock().ok().and_then(|s| s.work.clone());
                 let (ledger, group) = (task_ledger.clone(), task_group.clone());
                 // Reading /proc and the folder is blocking I/O: off the runtime's thread.
-                let Ok(usage) = tokio::task::spawn_blocking(move || sample(work.as_deref(), &ledger, group.as_ref())).await else {
+                let Ok(usage) =
+                    tokio::task::spawn_blocking(move || sample(work.as_deref(), &ledger, group.as_ref())).await
+                else {
                     continue;
                 };
                 if let Ok(mut s) = state.lock() {
@@ -199,7 +201,11 @@ impl Watchdog {
 
     pub fn guest_call(&self, call: &'static str, report: &br_sandbox::CallReport) {
         if let Ok(mut shared) = self.shared.lock() {
-            shared.record.guest_calls.push(GuestCall { call, fuel: report.fuel_used, memory_high_water: report.memory_high_water });
+            shared.record.guest_calls.push(GuestCall {
+                call,
+                fuel: report.fuel_used,
+                memory_high_water: report.memory_high_water,
+            });
         }
     }
 
@@ -266,7 +272,8 @@ mod tests {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let stop = tokio::time::timeout(Duration::from_secs(10), cancel.cancelled()).await.expect("the watchdog did not fire");
+        let stop =
+            tokio::time::timeout(Duration::from_secs(10), cancel.cancelled()).await.expect("the watchdog did not fire");
         child.kill().await.unwrap();
         let Stop::MemoryBudget(message) = stop else { panic!("{stop:?}") };
         assert!(message.starts_with("memory budget exceeded at stage"), "{message}");

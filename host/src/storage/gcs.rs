@@ -87,7 +87,12 @@ fn classify(error: &google_cloud_storage::Error) -> Failure {
         Some(_) => Failure::Permanent(error.to_string()),
         // No HTTP status: the connection failed, timed out, or the body was cut short
         // or did not match its checksum. Another attempt may well succeed.
-        None if error.is_connect() || error.is_timeout() || error.is_io() || error.is_transport() || error.is_deserialization() => {
+        None if error.is_connect()
+            || error.is_timeout()
+            || error.is_io()
+            || error.is_transport()
+            || error.is_deserialization() =>
+        {
             Failure::Transient(error.to_string())
         }
         None => Failure::Permanent(error.to_string()),
@@ -103,7 +108,9 @@ impl GcsStorage {
         let lister = match &config.emulator_host {
             Some(host) => {
                 let endpoint = if host.contains("://") { host.clone() } else { format!("http://{host}") };
-                builder = builder.with_endpoint(endpoint.clone()).with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
+                builder = builder
+                    .with_endpoint(endpoint.clone())
+                    .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build());
                 Lister { http: reqwest::Client::new(), endpoint, credentials: None }
             }
             None => {
@@ -112,7 +119,11 @@ impl GcsStorage {
                 let credentials = google_cloud_auth::credentials::Builder::default()
                     .build()
                     .map_err(|e| StorageError::Open { store: shown.clone(), message: e.to_string() })?;
-                Lister { http: reqwest::Client::new(), endpoint: "https://storage.googleapis.com".into(), credentials: Some(credentials) }
+                Lister {
+                    http: reqwest::Client::new(),
+                    endpoint: "https://storage.googleapis.com".into(),
+                    credentials: Some(credentials),
+                }
             }
         };
         let client = builder.build().await.map_err(|e| StorageError::Open { store: shown, message: e.to_string() })?;
@@ -124,7 +135,10 @@ impl GcsStorage {
     async fn json_get(&self, url: impl reqwest::IntoUrl, query: &[(&str, &str)]) -> Result<reqwest::Response, Failure> {
         let mut request = self.lister.http.get(url).query(query);
         if let Some(credentials) = &self.lister.credentials {
-            let headers = credentials.headers(Default::default()).await.map_err(|e| Failure::Permanent(format!("credentials: {e}")))?;
+            let headers = credentials
+                .headers(Default::default())
+                .await
+                .map_err(|e| Failure::Permanent(format!("credentials: {e}")))?;
             if let google_cloud_auth::credentials::CacheableResource::New { data, .. } = headers {
                 request = request.headers(data);
             }
@@ -133,9 +147,14 @@ impl GcsStorage {
     }
 
     /// One page of object names under `object_prefix`, and the next page's token.
-    async fn list_page(&self, object_prefix: &str, page: Option<&str>) -> Result<(Vec<String>, Option<String>), Failure> {
+    async fn list_page(
+        &self,
+        object_prefix: &str,
+        page: Option<&str>,
+    ) -> Result<(Vec<String>, Option<String>), Failure> {
         let url = format!("{}/storage/v1/b/{}/o", self.lister.endpoint, self.config.bucket);
-        let mut query = vec![("prefix", object_prefix), ("maxResults", LIST_PAGE), ("fields", "items(name),nextPageToken")];
+        let mut query =
+            vec![("prefix", object_prefix), ("maxResults", LIST_PAGE), ("fields", "items(name),nextPageToken")];
         if let Some(token) = page {
             query.push(("pageToken", token));
         }
@@ -143,7 +162,11 @@ impl GcsStorage {
         let status = response.status().as_u16();
         if status != 200 {
             let message = format!("listing answered HTTP {status}");
-            return Err(if matches!(status, 408 | 429 | 500..=599) { Failure::Transient(message) } else { Failure::Permanent(message) });
+            return Err(if matches!(status, 408 | 429 | 500..=599) {
+                Failure::Transient(message)
+            } else {
+                Failure::Permanent(message)
+            });
         }
         #[derive(serde::Deserialize)]
         struct Page {
@@ -162,10 +185,16 @@ impl GcsStorage {
 
     /// An object's size from its metadata (JSON API), for a read that did not state it.
     async fn object_size(&self, object: &str) -> Result<u64, Failure> {
-        let mut url = reqwest::Url::parse(&self.lister.endpoint).map_err(|e| Failure::Permanent(format!("endpoint: {e}")))?;
-        url.path_segments_mut()
-            .map_err(|()| Failure::Permanent("endpoint cannot take a path".into()))?
-            .extend(["storage", "v1", "b", self.config.bucket.as_str(), "o", object]);
+        let mut url =
+            reqwest::Url::parse(&self.lister.endpoint).map_err(|e| Failure::Permanent(format!("endpoint: {e}")))?;
+        url.path_segments_mut().map_err(|()| Failure::Permanent("endpoint cannot take a path".into()))?.extend([
+            "storage",
+            "v1",
+            "b",
+            self.config.bucket.as_str(),
+            "o",
+            object,
+        ]);
         let response = self.json_get(url, &[("fields", "size")]).await?;
         let status = response.status().as_u16();
         if status != 200 {
@@ -194,7 +223,13 @@ impl GcsStorage {
 
     /// Runs `attempt` on `object` (the name `key` maps to) until it succeeds, fails for
     /// good, or the attempts or the deadline run out.
-    async fn with_retries<T, F, Fut>(&self, key: &str, object: &str, what: &str, mut attempt: F) -> Result<T, StorageError>
+    async fn with_retries<T, F, Fut>(
+        &self,
+        key: &str,
+        object: &str,
+        what: &str,
+        mut attempt: F,
+    ) -> Result<T, StorageError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Failure>>,
@@ -207,7 +242,10 @@ impl GcsStorage {
             let remaining = self.config.object_deadline.saturating_sub(started.elapsed());
             let outcome = match tokio::time::timeout(remaining, attempt()).await {
                 Ok(outcome) => outcome,
-                Err(_) => Err(Failure::Transient(format!("no answer within the deadline of {} s", self.config.object_deadline.as_secs()))),
+                Err(_) => Err(Failure::Transient(format!(
+                    "no answer within the deadline of {} s",
+                    self.config.object_deadline.as_secs()
+                ))),
             };
             let message = match outcome {
                 Ok(value) => return Ok(value),
@@ -215,15 +253,33 @@ impl GcsStorage {
                     let looked_for = format!("object {object:?} in bucket {:?}", self.config.bucket);
                     return Err(StorageError::NotFound { key: key.to_owned(), looked_for });
                 }
-                Err(Failure::Permanent(message)) => return Err(StorageError::Io { key: key.to_owned(), store: self.shown(), message: format!("{what}: {message}") }),
-                Err(Failure::TooLarge(too_large)) => return Err(StorageError::TooLarge { key: key.to_owned(), too_large }),
+                Err(Failure::Permanent(message)) => {
+                    return Err(StorageError::Io {
+                        key: key.to_owned(),
+                        store: self.shown(),
+                        message: format!("{what}: {message}"),
+                    })
+                }
+                Err(Failure::TooLarge(too_large)) => {
+                    return Err(StorageError::TooLarge { key: key.to_owned(), too_large })
+                }
                 Err(Failure::Transient(message)) => message,
             };
             let jittered = pause.mul_f64(0.5 + jitter());
             if number >= self.config.max_attempts || started.elapsed() + jittered >= self.config.object_deadline {
-                return Err(StorageError::GaveUp { key: key.to_owned(), store: self.shown(), attempts: number, message: format!("{what}: {message}") });
+                return Err(StorageError::GaveUp {
+                    key: key.to_owned(),
+                    store: self.shown(),
+                    attempts: number,
+                    message: format!("{what}: {message}"),
+                });
             }
-            tracing::warn!(key, attempt = number, pause_ms = jittered.as_millis() as u64, "{what} failed, retrying: {message}");
+            tracing::warn!(
+                key,
+                attempt = number,
+                pause_ms = jittered.as_millis() as u64,
+                "{what} failed, retrying: {message}"
+            );
             tokio::time::sleep(jittered).await;
             pause *= 2;
         }
@@ -247,7 +303,9 @@ impl GcsStorage {
             let chunk = chunk.map_err(|e| classify(&e))?;
             bytes += chunk.len() as u64;
             if bytes > limit {
-                return Err(Failure::Permanent(format!("the body is longer than the {limit} bytes the object declares")));
+                return Err(Failure::Permanent(format!(
+                    "the body is longer than the {limit} bytes the object declares"
+                )));
             }
             file.write_all(&chunk).await.map_err(local)?;
         }
@@ -374,11 +432,20 @@ impl Storage for GcsStorage {
                     return Err(error);
                 }
             };
-            tokio::fs::rename(&partial, destination)
-                .await
-                .map_err(|e| StorageError::Io { key: key.to_owned(), store: self.shown(), message: format!("renaming the download: {e}") })?;
+            tokio::fs::rename(&partial, destination).await.map_err(|e| StorageError::Io {
+                key: key.to_owned(),
+                store: self.shown(),
+                message: format!("renaming the download: {e}"),
+            })?;
             let seconds = started.elapsed().as_secs_f64();
-            tracing::info!(key, object, bytes, seconds, mib_per_s = bytes as f64 / 1048576.0 / seconds.max(1e-6), "downloaded");
+            tracing::info!(
+                key,
+                object,
+                bytes,
+                seconds,
+                mib_per_s = bytes as f64 / 1048576.0 / seconds.max(1e-6),
+                "downloaded"
+            );
             Ok(bytes)
         })
     }
@@ -389,9 +456,11 @@ impl Storage for GcsStorage {
     fn store<'a>(&'a self, source: &'a Path, key: &'a str) -> StorageFuture<'a, u64> {
         Box::pin(async move {
             let object = self.object_name(key);
-            let crc32c = file_crc32c(source)
-                .await
-                .map_err(|e| StorageError::Io { key: key.to_owned(), store: self.shown(), message: format!("reading {}: {e}", source.display()) })?;
+            let crc32c = file_crc32c(source).await.map_err(|e| StorageError::Io {
+                key: key.to_owned(),
+                store: self.shown(),
+                message: format!("reading {}: {e}", source.display()),
+            })?;
             let started = Instant::now();
             let bytes = self.with_retries(key, &object, "upload", || self.upload_once(source, &object, crc32c)).await?;
             tracing::info!(key, object, bytes, seconds = started.elapsed().as_secs_f64(), "uploaded");

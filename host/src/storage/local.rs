@@ -90,7 +90,11 @@ impl LocalFolder {
         let source = self.root.open_with(self.path_of(key), &options).map_err(|e| self.io_error(key, e))?;
         let metadata = source.metadata().map_err(|e| self.io_error(key, e))?;
         if !metadata.is_file() {
-            return Err(StorageError::Io { key: key.to_owned(), store: self.shown.clone(), message: "is not a regular file".into() });
+            return Err(StorageError::Io {
+                key: key.to_owned(),
+                store: self.shown.clone(),
+                message: "is not a regular file".into(),
+            });
         }
         Ok((source.into_std(), metadata.len()))
     }
@@ -99,7 +103,14 @@ impl LocalFolder {
     /// at: a file that grew meanwhile is refused, not copied past what was reserved);
     /// stops and removes its partial file as soon as `abandoned` is set (the job dropped
     /// the fetch and is removing its work folder).
-    fn copy_blocking(&self, key: &str, mut source: std::fs::File, limit: u64, destination: &Path, abandoned: &AtomicBool) -> Result<u64, StorageError> {
+    fn copy_blocking(
+        &self,
+        key: &str,
+        mut source: std::fs::File,
+        limit: u64,
+        destination: &Path,
+        abandoned: &AtomicBool,
+    ) -> Result<u64, StorageError> {
         let partial = partial_name(destination);
         let copied = (|| {
             let abandoned_error = || std::io::Error::other("the fetch was abandoned");
@@ -121,7 +132,9 @@ impl LocalFolder {
                 }
                 bytes += read as u64;
                 if bytes > limit {
-                    return Err(std::io::Error::other(format!("it grew past the {limit} bytes it had when the copy began")));
+                    return Err(std::io::Error::other(format!(
+                        "it grew past the {limit} bytes it had when the copy began"
+                    )));
                 }
                 target.write_all(chunk.get(..read).unwrap_or_default())?;
             }
@@ -131,7 +144,11 @@ impl LocalFolder {
         })();
         copied.map_err(|e: std::io::Error| {
             let _ = std::fs::remove_file(&partial);
-            StorageError::Io { key: key.to_owned(), store: self.shown.clone(), message: format!("copying to the work folder: {e}") }
+            StorageError::Io {
+                key: key.to_owned(),
+                store: self.shown.clone(),
+                message: format!("copying to the work folder: {e}"),
+            }
         })
     }
 
@@ -180,7 +197,11 @@ impl Storage for LocalFolder {
         Box::pin(async move {
             let metadata = self.root.symlink_metadata(self.path_of(key)).map_err(|e| self.io_error(key, e))?;
             if !metadata.is_file() {
-                return Err(StorageError::Io { key: key.to_owned(), store: self.shown.clone(), message: "is not a regular file".into() });
+                return Err(StorageError::Io {
+                    key: key.to_owned(),
+                    store: self.shown.clone(),
+                    message: "is not a regular file".into(),
+                });
             }
             let modified = metadata.modified().map_err(|e| self.io_error(key, e))?.into_std();
             let nanos = modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
@@ -200,24 +221,32 @@ impl Storage for LocalFolder {
         Box::pin(async move {
             let (folder, key_owned) = (self.try_clone(key)?, key.to_owned());
             let blocking_error = |e| self.io_error(key, std::io::Error::other(e));
-            let (source, length) = tokio::task::spawn_blocking(move || folder.open_source(&key_owned)).await.map_err(blocking_error)??;
+            let (source, length) =
+                tokio::task::spawn_blocking(move || folder.open_source(&key_owned)).await.map_err(blocking_error)??;
             // Charged before the first byte is written: the work folder may be memory.
-            let limit = gate.admit(length).await.map_err(|too_large| StorageError::TooLarge { key: key.to_owned(), too_large })?;
+            let limit = gate
+                .admit(length)
+                .await
+                .map_err(|too_large| StorageError::TooLarge { key: key.to_owned(), too_large })?;
             let (folder, key_owned, destination) = (self.try_clone(key)?, key.to_owned(), destination.to_owned());
             // Dropping this future (a failed sibling fetch, a signal) sets the flag; the
             // copy on the blocking pool cannot be dropped, so it watches the flag.
             let abandoned = Arc::new(AtomicBool::new(false));
             let _abandon_on_drop = AbandonOnDrop(abandoned.clone());
-            tokio::task::spawn_blocking(move || folder.copy_blocking(&key_owned, source, limit, &destination, &abandoned))
-                .await
-                .map_err(blocking_error)?
+            tokio::task::spawn_blocking(move || {
+                folder.copy_blocking(&key_owned, source, limit, &destination, &abandoned)
+            })
+            .await
+            .map_err(blocking_error)?
         })
     }
 
     fn store<'a>(&'a self, source: &'a Path, key: &'a str) -> StorageFuture<'a, u64> {
         Box::pin(async move {
             let (folder, key_owned, source) = (self.try_clone(key)?, key.to_owned(), source.to_owned());
-            tokio::task::spawn_blocking(move || folder.store_blocking(&source, &key_owned)).await.map_err(|e| self.io_error(key, std::io::Error::other(e)))?
+            tokio::task::spawn_blocking(move || folder.store_blocking(&source, &key_owned))
+                .await
+                .map_err(|e| self.io_error(key, std::io::Error::other(e)))?
         })
     }
 
@@ -233,7 +262,9 @@ impl Storage for LocalFolder {
     fn list<'a>(&'a self, prefix: &'a str) -> StorageFuture<'a, Vec<String>> {
         Box::pin(async move {
             let (folder, prefix_owned) = (self.try_clone(prefix)?, prefix.to_owned());
-            tokio::task::spawn_blocking(move || folder.list_blocking(&prefix_owned)).await.map_err(|e| self.io_error(prefix, std::io::Error::other(e)))?
+            tokio::task::spawn_blocking(move || folder.list_blocking(&prefix_owned))
+                .await
+                .map_err(|e| self.io_error(prefix, std::io::Error::other(e)))?
         })
     }
 }
@@ -247,7 +278,11 @@ impl LocalFolder {
         let mut found = Vec::new();
         let mut folders = vec![start.to_owned()];
         while let Some(folder) = folders.pop() {
-            let dir = if folder.is_empty() { self.root.try_clone() } else { self.root.open_dir(folder.trim_end_matches('/')) };
+            let dir = if folder.is_empty() {
+                self.root.try_clone()
+            } else {
+                self.root.open_dir(folder.trim_end_matches('/'))
+            };
             let dir = dir.map_err(|e| self.io_error(prefix, e))?;
             for entry in dir.entries().map_err(|e| self.io_error(prefix, e))? {
                 let entry = entry.map_err(|e| self.io_error(prefix, e))?;
@@ -331,7 +366,10 @@ mod tests {
         assert_eq!(folder.fetch("clip.mp4", &destination, &Unbounded).await.unwrap(), 4);
         folder.store(&destination, "out/sub/result.mp4").await.unwrap();
         assert_eq!(std::fs::read(root.join("out/sub/result.mp4")).unwrap(), b"clip");
-        assert!(matches!(folder.fetch("missing.mp4", &work.path().join("m"), &Unbounded).await, Err(StorageError::NotFound { .. })));
+        assert!(matches!(
+            folder.fetch("missing.mp4", &work.path().join("m"), &Unbounded).await,
+            Err(StorageError::NotFound { .. })
+        ));
     }
 
     /// The backend's layout: its data folder holds `Bachata_steps/...`, its keys say
@@ -380,7 +418,8 @@ mod tests {
         std::fs::write(app.path().join("data/media/x.mp4"), b"clip").unwrap();
         let folder = LocalFolder::open(app.path(), "data/").unwrap();
         let work = tempfile::tempdir().unwrap();
-        let message = folder.fetch("data/media/x.mp4", &work.path().join("m"), &Unbounded).await.unwrap_err().to_string();
+        let message =
+            folder.fetch("data/media/x.mp4", &work.path().join("m"), &Unbounded).await.unwrap_err().to_string();
         let below = app.path().canonicalize().unwrap().join("data");
         assert!(message.contains("\"data/media/x.mp4\" is there as written"), "{message}");
         assert!(message.ends_with(&format!("the data folder is probably {})", below.display())), "{message}");
@@ -415,7 +454,9 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         let destination = work.path().join("in");
         let fetch = folder.fetch("clip.mp4", &destination, &Unbounded);
-        let result = tokio::time::timeout(std::time::Duration::from_secs(5), fetch).await.expect("the fetch blocked on the FIFO");
+        let result = tokio::time::timeout(std::time::Duration::from_secs(5), fetch)
+            .await
+            .expect("the fetch blocked on the FIFO");
         let error = result.unwrap_err().to_string();
         assert!(error.contains("is not a regular file"), "{error}");
         assert!(std::fs::read_dir(work.path()).unwrap().next().is_none(), "something was written");
@@ -447,7 +488,13 @@ mod tests {
         let folder = LocalFolder::open(root.path(), "").unwrap();
         let work = tempfile::tempdir().unwrap();
         let (source, _) = folder.open_source("clip.mp4").unwrap();
-        let grew = folder.copy_blocking("clip.mp4", source, 2 * COPY_CHUNK_BYTES as u64, &work.path().join("in"), &AtomicBool::new(false));
+        let grew = folder.copy_blocking(
+            "clip.mp4",
+            source,
+            2 * COPY_CHUNK_BYTES as u64,
+            &work.path().join("in"),
+            &AtomicBool::new(false),
+        );
         assert!(grew.unwrap_err().to_string().contains("grew past"));
         assert!(std::fs::read_dir(work.path()).unwrap().next().is_none(), "its partial file is removed");
         let gate = crate::budget::ledger::AtMost(COPY_CHUNK_BYTES as u64);

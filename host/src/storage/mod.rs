@@ -67,7 +67,11 @@ pub trait Storage: Send + Sync {
 pub const MAX_LISTED: usize = 100_000;
 
 fn too_many(store: String, prefix: &str) -> StorageError {
-    StorageError::Io { key: prefix.to_owned(), store, message: format!("more than {MAX_LISTED} objects under this prefix") }
+    StorageError::Io {
+        key: prefix.to_owned(),
+        store,
+        message: format!("more than {MAX_LISTED} objects under this prefix"),
+    }
 }
 
 /// The key rule, one for the data folder and the bucket (README, "Storage"): a key names
@@ -105,10 +109,14 @@ pub fn output_prefix_problem(key: &str, strip_prefix: &str, output_prefix: &str)
 pub fn folder_prefix_problem(prefix: &str) -> Option<String> {
     let folders_ok = prefix.strip_suffix('/').is_some_and(|folders| {
         folders.split('/').all(|folder| {
-            !folder.is_empty() && folder != "." && folder != ".." && folder.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            !folder.is_empty()
+                && folder != "."
+                && folder != ".."
+                && folder.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         })
     });
-    (!prefix.is_empty() && !folders_ok).then(|| "must be empty or folder names each ending in '/', like output/ or data/clips/".to_owned())
+    (!prefix.is_empty() && !folders_ok)
+        .then(|| "must be empty or folder names each ending in '/', like output/ or data/clips/".to_owned())
 }
 
 /// Downloads land under a temporary name and are renamed when complete, so a file

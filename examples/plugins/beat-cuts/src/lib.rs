@@ -16,10 +16,7 @@ fn tempo() -> Result<Tempo, SettingsError> {
     let settings = settings()?;
     let bpm = settings.number("bpm", 40.0..=240.0)?.unwrap_or(120.0);
     let offset_seconds = settings.number("offset_seconds", 0.0..=10.0)?.unwrap_or(0.0);
-    Ok(Tempo {
-        beat_seconds: 60.0 / bpm,
-        offset_seconds,
-    })
+    Ok(Tempo { beat_seconds: 60.0 / bpm, offset_seconds })
 }
 
 impl Plugin for BeatCuts {
@@ -85,10 +82,7 @@ mod tests {
     #[test]
     fn boundaries_land_on_the_nearest_beat_and_become_cuts() {
         let mut request = request_over_made_up_media(BACKEND_BLUEPRINT, 12.0).unwrap();
-        let tempo = Tempo {
-            beat_seconds: 0.6,
-            offset_seconds: 0.3,
-        };
+        let tempo = Tempo { beat_seconds: 0.6, offset_seconds: 0.3 };
         snap_to_beats(&mut request.validated, &tempo, FrameRate::from_fps(30.0));
         let moves = &request.validated.moves;
         // The backend's moves start every 8 s: 8.0 is nearest 8.1 (0.3 + 13 * 0.6), and
@@ -118,6 +112,9 @@ mod tests {
         assert_eq!(refusal.errors[0].pointer, "", "a setting is not in the blueprint");
         assert_eq!(refusal.errors[0].message, "GUEST_SETTINGS/bpm: is 1000; it must be from 40 to 240");
         let request = request_over_made_up_media(BACKEND_BLUEPRINT, 12.0).unwrap();
-        assert_eq!(BeatCuts::plan(request).unwrap_err()[0].message, "GUEST_SETTINGS/bpm: is 1000; it must be from 40 to 240");
+        assert_eq!(
+            BeatCuts::plan(request).unwrap_err()[0].message,
+            "GUEST_SETTINGS/bpm: is 1000; it must be from 40 to 240"
+        );
     }
 }

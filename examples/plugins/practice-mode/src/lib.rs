@@ -84,7 +84,13 @@ fn repeats_render(validated: &Validated, speed: f64) -> Render {
     let rate = FrameRate::from_fps(validated.output.frame_rate);
     let slots = &validated.moves;
     let first_frame = |index: usize| if index == 0 { 0 } else { rate.frame_at(slots[index].start) };
-    let end_frame = |index: usize| if index + 1 == slots.len() { rate.frame_at(validated.total_duration) } else { first_frame(index + 1) };
+    let end_frame = |index: usize| {
+        if index + 1 == slots.len() {
+            rate.frame_at(validated.total_duration)
+        } else {
+            first_frame(index + 1)
+        }
+    };
     let mut render = Render::default();
     // Where the move's music is in the song: the moves as the blueprint had them, back to back.
     let mut music_at = 0.0;

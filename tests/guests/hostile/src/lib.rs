@@ -44,7 +44,11 @@ impl Guest for HostileGuest {
             }
             "huge-output" => Err(refusal("x".repeat(100 * 1024 * 1024))),
             "many-errors" => Err((0..200_000)
-                .map(|i| wit::ValidationError { pointer: format!("/moves/{i}"), code: wit::ErrorCode::Timeline, message: "no".into() })
+                .map(|i| wit::ValidationError {
+                    pointer: format!("/moves/{i}"),
+                    code: wit::ErrorCode::Timeline,
+                    message: "no".into(),
+                })
                 .collect()),
             "panic" => panic!("the hostile guest panics on purpose"),
             "log-flood" => {
@@ -75,18 +79,48 @@ impl Guest for HostileGuest {
             warnings: vec![],
         };
         let filtered = |option: &str, graph: &str| {
-            one(vec![lit("-i"), Input(1), lit(option), lit(graph), lit("-c:v"), lit("libx264"), lit("-c:a"), lit("aac"), lit("-f"), lit("mp4"), Output])
+            one(vec![
+                lit("-i"),
+                Input(1),
+                lit(option),
+                lit(graph),
+                lit("-c:v"),
+                lit("libx264"),
+                lit("-c:a"),
+                lit("aac"),
+                lit("-f"),
+                lit("mp4"),
+                Output,
+            ])
         };
         let plan = match behaviour.as_str() {
             // Writes a file the host never named.
-            "path-literal" => one(vec![lit("-i"), Input(1), lit("-c:v"), lit("libx264"), lit("/tmp/escaped.mp4"), Output]),
+            "path-literal" => {
+                one(vec![lit("-i"), Input(1), lit("-c:v"), lit("libx264"), lit("/tmp/escaped.mp4"), Output])
+            }
             "url" => one(vec![lit("-i"), lit("http://169.254.169.254/computeMetadata/v1/"), Output]),
             "lavfi-movie" => one(vec![lit("-f"), lit("lavfi"), lit("-i"), lit("movie=/etc/passwd"), Output]),
-            "forbidden-filter" => one(vec![lit("-i"), Input(1), lit("-filter_complex"), lit("[0:v]null[a];movie=/etc/passwd[b];[a][b]overlay[v]"), lit("-map"), lit("[v]"), Output]),
+            "forbidden-filter" => one(vec![
+                lit("-i"),
+                Input(1),
+                lit("-filter_complex"),
+                lit("[0:v]null[a];movie=/etc/passwd[b];[a][b]overlay[v]"),
+                lit("-map"),
+                lit("[v]"),
+                Output,
+            ]),
             "temp-before-write" => one(vec![lit("-i"), Temp(0), lit("-c:v"), lit("copy"), Output]),
             "ten-thousand-steps" => wit::Plan {
                 temps: vec![],
-                steps: (0..10_000).map(|_| wit::Step::Ffmpeg(wit::Invocation { args: vec![lit("-i"), Input(1), Output], media_seconds: 1.0, label: "x".into() })).collect(),
+                steps: (0..10_000)
+                    .map(|_| {
+                        wit::Step::Ffmpeg(wit::Invocation {
+                            args: vec![lit("-i"), Input(1), Output],
+                            media_seconds: 1.0,
+                            label: "x".into(),
+                        })
+                    })
+                    .collect(),
                 warnings: vec![],
             },
             // Values that took FFmpeg gigabytes before the policy bounded filter values.
@@ -116,7 +150,17 @@ impl Guest for HostileGuest {
                 Output,
             ]),
             "many-threads" => filtered("-threads", "16"),
-            "huge-frames" => one(vec![lit("-i"), Input(1), lit("-r"), lit("240"), lit("-frames:v"), lit("10000000"), lit("-f"), lit("mp4"), Output]),
+            "huge-frames" => one(vec![
+                lit("-i"),
+                Input(1),
+                lit("-r"),
+                lit("240"),
+                lit("-frames:v"),
+                lit("10000000"),
+                lit("-f"),
+                lit("mp4"),
+                Output,
+            ]),
             "volume-state" => filtered("-af", "volume='st(0,ld(0)+1)':eval=frame"),
             // One 475 KB segment listed 2,000 times at 1 µs each: FFmpeg copies it whole
             // every time (gigabytes), whatever the declared durations say.
@@ -133,7 +177,17 @@ impl Guest for HostileGuest {
                         parts: (0..2_000).map(|_| wit::ConcatPart { temp: 0, duration: 0.000_001 }).collect(),
                     }),
                     wit::Step::Ffmpeg(wit::Invocation {
-                        args: vec![lit("-f"), lit("concat"), lit("-i"), Temp(1), lit("-c:v"), lit("copy"), lit("-f"), lit("mp4"), Output],
+                        args: vec![
+                            lit("-f"),
+                            lit("concat"),
+                            lit("-i"),
+                            Temp(1),
+                            lit("-c:v"),
+                            lit("copy"),
+                            lit("-f"),
+                            lit("mp4"),
+                            Output,
+                        ],
                         media_seconds: 2.0,
                         label: "join".into(),
                     }),
@@ -141,26 +195,65 @@ impl Guest for HostileGuest {
                 warnings: vec![],
             },
             // Every rule kept, and the wrong video: the whole 3 s clip for a 2 s blueprint.
-            "whole-clip" => one(vec![lit("-i"), Input(1), lit("-c:v"), lit("libx264"), lit("-c:a"), lit("aac"), lit("-f"), lit("mp4"), Output]),
+            "whole-clip" => one(vec![
+                lit("-i"),
+                Input(1),
+                lit("-c:v"),
+                lit("libx264"),
+                lit("-c:a"),
+                lit("aac"),
+                lit("-f"),
+                lit("mp4"),
+                Output,
+            ]),
             // Two copy steps side by side, each writing its input three times over: within
             // every rule, and each child's file is held to its own share of the budget.
             "twin-copies" => {
-                let copy = |temp: u32| wit::Step::Ffmpeg(wit::Invocation {
-                    args: vec![
-                        lit("-i"), Input(1), lit("-i"), Input(1), lit("-i"), Input(1),
-                        lit("-map"), lit("0:v"), lit("-map"), lit("1:v"), lit("-map"), lit("2:v"),
-                        lit("-c:v"), lit("copy"), lit("-an"), lit("-f"), lit("nut"), Temp(temp),
-                    ],
-                    media_seconds: 2.0,
-                    label: format!("copy {temp}"),
-                });
+                let copy = |temp: u32| {
+                    wit::Step::Ffmpeg(wit::Invocation {
+                        args: vec![
+                            lit("-i"),
+                            Input(1),
+                            lit("-i"),
+                            Input(1),
+                            lit("-i"),
+                            Input(1),
+                            lit("-map"),
+                            lit("0:v"),
+                            lit("-map"),
+                            lit("1:v"),
+                            lit("-map"),
+                            lit("2:v"),
+                            lit("-c:v"),
+                            lit("copy"),
+                            lit("-an"),
+                            lit("-f"),
+                            lit("nut"),
+                            Temp(temp),
+                        ],
+                        media_seconds: 2.0,
+                        label: format!("copy {temp}"),
+                    })
+                };
                 wit::Plan {
                     temps: vec![wit::TempFormat::Nut, wit::TempFormat::Nut],
                     steps: vec![
                         copy(0),
                         copy(1),
                         wit::Step::Ffmpeg(wit::Invocation {
-                            args: vec![lit("-i"), Temp(0), lit("-i"), Temp(1), lit("-map"), lit("0:v"), lit("-c:v"), lit("copy"), lit("-f"), lit("mp4"), Output],
+                            args: vec![
+                                lit("-i"),
+                                Temp(0),
+                                lit("-i"),
+                                Temp(1),
+                                lit("-map"),
+                                lit("0:v"),
+                                lit("-c:v"),
+                                lit("copy"),
+                                lit("-f"),
+                                lit("mp4"),
+                                Output,
+                            ],
                             media_seconds: 2.0,
                             label: "join".into(),
                         }),
@@ -173,12 +266,12 @@ impl Guest for HostileGuest {
             // and directly by a later-indexed quick copy that can finish first. Part b must
             // stay until both have finished (it went with the step of the highest index).
             "shared-part" => {
-                let encode = |args: Vec<wit::Arg>, label: &str| wit::Step::Ffmpeg(wit::Invocation {
-                    args,
-                    media_seconds: 2.0,
-                    label: label.into(),
-                });
-                let x264 = |preset: &str| vec![lit("-c:v"), lit("libx264"), lit("-preset"), lit(preset), lit("-an"), lit("-f"), lit("nut")];
+                let encode = |args: Vec<wit::Arg>, label: &str| {
+                    wit::Step::Ffmpeg(wit::Invocation { args, media_seconds: 2.0, label: label.into() })
+                };
+                let x264 = |preset: &str| {
+                    vec![lit("-c:v"), lit("libx264"), lit("-preset"), lit(preset), lit("-an"), lit("-f"), lit("nut")]
+                };
                 let mut part_a = vec![lit("-i"), Input(1), lit("-t"), lit("1.6")];
                 part_a.extend(x264("ultrafast"));
                 part_a.push(Temp(0));
@@ -189,21 +282,49 @@ impl Guest for HostileGuest {
                 slow_join.extend(x264("veryslow"));
                 slow_join.push(Temp(3));
                 wit::Plan {
-                    temps: vec![wit::TempFormat::Nut, wit::TempFormat::Nut, wit::TempFormat::Ffconcat, wit::TempFormat::Nut, wit::TempFormat::Nut],
+                    temps: vec![
+                        wit::TempFormat::Nut,
+                        wit::TempFormat::Nut,
+                        wit::TempFormat::Ffconcat,
+                        wit::TempFormat::Nut,
+                        wit::TempFormat::Nut,
+                    ],
                     steps: vec![
                         encode(part_a, "part a"),
                         encode(part_b, "part b"),
                         wit::Step::WriteConcatList(wit::ConcatList {
                             list: 2,
-                            parts: vec![wit::ConcatPart { temp: 0, duration: 1.6 }, wit::ConcatPart { temp: 1, duration: 0.4 }],
+                            parts: vec![
+                                wit::ConcatPart { temp: 0, duration: 1.6 },
+                                wit::ConcatPart { temp: 1, duration: 0.4 },
+                            ],
                         }),
                         encode(slow_join, "slow join"),
-                        encode(vec![lit("-i"), Temp(1), lit("-c:v"), lit("copy"), lit("-f"), lit("nut"), Temp(4)], "quick copy"),
+                        encode(
+                            vec![lit("-i"), Temp(1), lit("-c:v"), lit("copy"), lit("-f"), lit("nut"), Temp(4)],
+                            "quick copy",
+                        ),
                         encode(
                             vec![
-                                lit("-i"), Temp(3), lit("-i"), Temp(4), lit("-i"), Input(0),
-                                lit("-map"), lit("0:v"), lit("-map"), lit("2:a"),
-                                lit("-c:v"), lit("copy"), lit("-c:a"), lit("aac"), lit("-t"), lit("2"), lit("-f"), lit("mp4"), Output,
+                                lit("-i"),
+                                Temp(3),
+                                lit("-i"),
+                                Temp(4),
+                                lit("-i"),
+                                Input(0),
+                                lit("-map"),
+                                lit("0:v"),
+                                lit("-map"),
+                                lit("2:a"),
+                                lit("-c:v"),
+                                lit("copy"),
+                                lit("-c:a"),
+                                lit("aac"),
+                                lit("-t"),
+                                lit("2"),
+                                lit("-f"),
+                                lit("mp4"),
+                                Output,
                             ],
                             "output",
                         ),
@@ -216,7 +337,12 @@ impl Guest for HostileGuest {
             "spin" => loop {
                 std::hint::black_box(());
             },
-            other => return Err(vec![wit::PlanError { pointer: String::new(), message: format!("unknown hostile plan {other:?}") }]),
+            other => {
+                return Err(vec![wit::PlanError {
+                    pointer: String::new(),
+                    message: format!("unknown hostile plan {other:?}"),
+                }])
+            }
         };
         Ok(plan)
     }
