@@ -81,6 +81,8 @@ pub enum FfmpegError {
     JobTimeout { limit: Duration, video_seconds: f64 },
     #[error("step {step}: cannot write the concat list: {message}")]
     ConcatList { step: usize, message: String },
+    #[error("none of the {waiting} remaining steps can start: the plan reads a temporary no step before it writes")]
+    Stuck { waiting: usize },
     #[error("step {step} ({label}) stopped: {reason}")]
     Cancelled { step: usize, label: String, reason: Stop },
     #[error("step {step} ({label}) exceeded its memory limit of {} MiB (the job's budget less the work folder's files){}", limit / MIB, tail(stderr))]
@@ -344,7 +346,7 @@ impl Runner {
             if running.is_empty() {
                 // Nothing runs and nothing may start: unreachable for a checked plan
                 // (every temp is written by an earlier step), refused rather than spun on.
-                failure = Some(FfmpegError::ConcatList { step: 0, message: "no step can start".into() });
+                failure = Some(FfmpegError::Stuck { waiting: schedule.waiting() });
                 break;
             }
             let (index, started, result) = tokio::select! {

@@ -228,6 +228,11 @@ impl Schedule {
     pub fn all_done(&self) -> bool {
         self.states.iter().all(|s| *s == State::Done)
     }
+
+    /// Steps neither started nor done.
+    pub fn waiting(&self) -> usize {
+        self.states.iter().filter(|s| **s == State::Waiting).count()
+    }
 }
 
 /// How many steps may run at once: two where the job has two cores (more would only
@@ -530,6 +535,21 @@ mod tests {
                 assert_eq!((copy.memory, copy.file_size), (COPY_NEED, VIDEO_FILE), "exactly its need");
             }
         }
+    }
+
+    /// What is still waiting is what a stuck schedule reports: neither started nor done.
+    #[test]
+    fn waiting_counts_the_steps_neither_started_nor_done() {
+        let plan = planner_shaped(true);
+        let mut schedule = Schedule::new(&plan, (1280, 720), &[], 2, 10.0, RATES);
+        let steps = plan.steps.len();
+        assert_eq!(schedule.waiting(), steps);
+        let first = schedule.next(380 * MIB).unwrap();
+        schedule.started(first);
+        assert_eq!(schedule.waiting(), steps - 1);
+        schedule.finished(first.step);
+        assert_eq!(schedule.waiting(), steps - 1);
+        assert!(!schedule.all_done() || steps == 1);
     }
 
     #[test]
