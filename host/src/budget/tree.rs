@@ -115,9 +115,7 @@ fn resident_bytes(pid: u32) -> Option<u64> {
 }
 
 fn page_size() -> u64 {
-    // SAFETY: sysconf only reads a constant of the system.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
+    rustix::param::page_size() as u64
 }
 
 /// Every process whose chain of parents leads to `root`.
