@@ -88,9 +88,7 @@ fn private_dir(dir: &Path) -> Result<(), String> {
         if meta.permissions().mode() & 0o022 != 0 {
             return Err("the folder is writable by group or others".into());
         }
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc_geteuid() };
-        if meta.uid() != uid {
+        if meta.uid() != rustix::process::geteuid().as_raw() {
             return Err("the folder belongs to another user".into());
         }
         Ok(())
@@ -99,12 +97,6 @@ fn private_dir(dir: &Path) -> Result<(), String> {
     {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())
     }
-}
-
-#[cfg(unix)]
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }
 
 fn write_atomically(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
