@@ -69,8 +69,8 @@ impl PathTable {
 pub enum FfmpegError {
     #[error("step {step}: cannot fetch input {input} again: {error}")]
     Staging { step: usize, input: u32, error: StorageError },
-    #[error("cannot start {program}: {message}")]
-    Spawn { program: String, message: String },
+    #[error("cannot start {program}: {source}")]
+    Spawn { program: String, source: std::io::Error },
     #[error("step {step} ({label}) failed: FFmpeg {status}{}{}", tail(stderr), limits_note(limits))]
     Failed { step: usize, label: String, status: String, stderr: String, limits: Option<ChildLimits> },
     #[error("step {step} ({label}) did not finish within {} s", limit.as_secs())]
@@ -422,7 +422,7 @@ impl Runner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| FfmpegError::Spawn { program: self.ffmpeg.display().to_string(), message: e.to_string() })?;
+            .map_err(|source| FfmpegError::Spawn { program: self.ffmpeg.display().to_string(), source })?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let mut unlinker = child.id().map(|pid| UnlinkWhenOpened::new(pid, consumed));
