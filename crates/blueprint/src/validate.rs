@@ -801,12 +801,17 @@ fn parse_bitrate(text: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    /// The backend's example with `edit` applied to its JSON.
-    fn example_with(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Validated, Vec<ValidationError>> {
+    /// The backend's example with `edit` applied to its JSON, checked with `options`.
+    fn checked_with(options: CheckOptions, edit: impl FnOnce(&mut serde_json::Value)) -> Result<Validated, Refusal> {
         let mut document: serde_json::Value =
             serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
         edit(&mut document);
-        validate(&document.to_string())
+        check(&document.to_string(), &options)
+    }
+
+    /// The backend's example with `edit` applied to its JSON, validated (strictly).
+    fn example_with(edit: impl FnOnce(&mut serde_json::Value)) -> Result<Validated, Vec<ValidationError>> {
+        checked_with(CheckOptions::strict(), edit).map_err(|refusal| refusal.errors)
     }
 
     /// An output size is an even whole number of pixels from 16 to 3840 wide and 2160 high,
@@ -887,10 +892,7 @@ mod tests {
     #[test]
     fn moves_ending_before_the_total_duration_run_on_unless_strict() {
         let with_total = |seconds: f64, strict: bool| {
-            let mut document: serde_json::Value =
-                serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
-            document["total_duration"] = seconds.into();
-            check(&document.to_string(), &CheckOptions { strict, ..CheckOptions::default() })
+            checked_with(CheckOptions { strict, ..CheckOptions::default() }, |d| d["total_duration"] = seconds.into())
         };
         let on_time = with_total(176.0 + 0.9 / 30.0, false).unwrap();
         assert!(on_time.warnings.is_empty(), "{:?}", on_time.warnings);
@@ -908,26 +910,25 @@ mod tests {
     /// no `total_duration`, checked strictly or leniently; the refusal as (pointer, code,
     /// message) triples.
     fn timeline_of(moves: &[(f64, f64, &str)], strict: bool) -> Result<Validated, Vec<(String, ErrorCode, String)>> {
-        let mut document: serde_json::Value =
-            serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
-        let template = document["moves"][0].clone();
-        document["moves"] = moves
-            .iter()
-            .map(|&(start, duration, transition)| {
-                let mut one = template.clone();
-                one["start_time"] = start.into();
-                one["duration"] = duration.into();
-                one["original_duration"] = duration.into();
-                one["transition_type"] = transition.into();
-                one
-            })
-            .collect();
-        document.as_object_mut().unwrap().remove("total_duration");
-        check(&document.to_string(), &CheckOptions { strict, ..CheckOptions::default() })
-            .map_err(|refusal| refusal.errors.into_iter().map(|e| (e.pointer, e.code, e.message)).collect())
+        checked_with(CheckOptions { strict, ..CheckOptions::default() }, |document| {
+            let template = document["moves"][0].clone();
+            document["moves"] = moves
+                .iter()
+                .map(|&(start, duration, transition)| {
+                    let mut one = template.clone();
+                    one["start_time"] = start.into();
+                    one["duration"] = duration.into();
+                    one["original_duration"] = duration.into();
+                    one["transition_type"] = transition.into();
+                    one
+                })
+                .collect();
+            document.as_object_mut().unwrap().remove("total_duration");
+        })
+        .map_err(|refusal| refusal.errors.into_iter().map(|e| (e.pointer, e.code, e.message)).collect())
     }
 
-    /// The one problem a strict check reports, as (pointer, code) and a word its message holds.
+    /// The one problem a strict check reports, as (pointer, code, message).
     fn strict_problem(moves: &[(f64, f64, &str)]) -> (String, ErrorCode, String) {
         let errors = timeline_of(moves, true).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
@@ -1025,14 +1026,6 @@ mod tests {
                 "strict {strict}: {errors:?}"
             );
         }
-    }
-
-    /// The example with `edit` applied, checked with `options`.
-    fn checked_with(options: CheckOptions, edit: impl FnOnce(&mut serde_json::Value)) -> Result<Validated, Refusal> {
-        let mut document: serde_json::Value =
-            serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap();
-        edit(&mut document);
-        check(&document.to_string(), &options)
     }
 
     /// The exact floating-point boundaries of the strict timeline (half a frame at 30 fps is

@@ -304,11 +304,12 @@ fn a_song_loudnorm_s_linear_mode_would_refuse_keeps_the_dynamic_mode() {
     assert!(!audio.contains("loudnorm") && !audio.contains(",volume=1.58"), "{audio}");
 }
 
-#[test]
-fn too_many_volume_changes_are_refused() {
+/// `count` one-second cuts whose volumes alternate between 0.2 and 0.4: the song's volume
+/// changes at every move.
+fn alternating_volumes(count: usize) -> PlanRequest {
     let mut validated = example();
     let template = validated.moves[1].clone();
-    validated.moves = (0..2_000)
+    validated.moves = (0..count)
         .map(|k| {
             let mut m = template.clone();
             m.start = k as f64;
@@ -318,8 +319,13 @@ fn too_many_volume_changes_are_refused() {
             m
         })
         .collect();
-    validated.total_duration = 2_000.0;
-    let errors = plan(&request(validated, 10.0)).expect_err("2,000 volume changes are refused");
+    validated.total_duration = count as f64;
+    request(validated, 10.0)
+}
+
+#[test]
+fn too_many_volume_changes_are_refused() {
+    let errors = plan(&alternating_volumes(2_000)).expect_err("2,000 volume changes are refused");
     assert_eq!(errors[0].pointer, "/moves", "{errors:?}");
 }
 
@@ -779,24 +785,8 @@ fn a_move_shorter_than_a_frame_has_no_say_in_the_song_s_volume() {
 /// refused, and the message says how many times.
 #[test]
 fn a_song_may_change_its_volume_exactly_the_most_times_supported() {
-    let alternating = |count: usize| {
-        let mut validated = example();
-        let template = validated.moves[1].clone();
-        validated.moves = (0..count)
-            .map(|k| {
-                let mut m = template.clone();
-                m.start = k as f64;
-                m.duration = 1.0;
-                m.volume = if k % 2 == 0 { 0.2 } else { 0.4 };
-                m.transition = Transition::Cut;
-                m
-            })
-            .collect();
-        validated.total_duration = count as f64;
-        request(validated, 10.0)
-    };
-    assert!(plan(&alternating(1_000)).is_ok());
-    let errors = plan(&alternating(1_001)).expect_err("refused");
+    assert!(plan(&alternating_volumes(1_000)).is_ok());
+    let errors = plan(&alternating_volumes(1_001)).expect_err("refused");
     assert_eq!(errors[0].message, "the song's volume changes 1001 times (runs of moves with a volume_adjustment other than 1); at most 1000 are supported");
 }
 
