@@ -87,12 +87,11 @@ fn cargo_git_url(remote: &str, checkout: &Path) -> Option<String> {
     if remote.contains("://") {
         return Some(remote.to_owned());
     }
-    // git's own rule: a colon before any slash makes it scp-like, unless it is a path.
+    // git's own rule: a colon before any slash makes it scp-like (a local path with a colon
+    // is written `./foo:bar` for git).
     let scp_like = remote.split_once(':').filter(|(host, _)| !host.is_empty() && !host.contains('/'));
     if let Some((host, path)) = scp_like {
-        if !Path::new(remote).exists() {
-            return Some(format!("ssh://{host}/{}", path.trim_start_matches('/')));
-        }
+        return Some(format!("ssh://{host}/{}", path.trim_start_matches('/')));
     }
     let path = checkout.join(remote).canonicalize().ok()?;
     url::Url::from_file_path(path).ok().map(String::from)
@@ -212,28 +211,41 @@ mod tests {
         assert!(lib.contains("release/my_plugin.wasm") && !lib.contains('@'), "{lib}");
     }
 
+    /// `git -C dir ARGS` as user t; its stdout, trimmed. Panics when git fails.
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A repository at `dir` with an SDK crate and a contract, committed; no remote.
+    fn committed_sdk_checkout(dir: &Path) {
+        std::fs::create_dir_all(dir.join("crates/guest-sdk")).unwrap();
+        std::fs::create_dir_all(dir.join("wit")).unwrap();
+        std::fs::write(dir.join("crates/guest-sdk/Cargo.toml"), "[package]").unwrap();
+        std::fs::write(dir.join("wit/contract.wit"), "package a:b@0.9.0;").unwrap();
+        git(dir, &["init", "-q"]);
+        git(dir, &["add", "."]);
+        git(dir, &["commit", "-qm", "sdk"]);
+    }
+
     /// From a checkout with a remote and the SDK committed, the plugin depends on that
     /// repository at that commit; with a change to the SDK not committed, or no remote,
     /// there is no revision that has what this binary has.
     #[test]
     fn a_committed_checkout_pins_the_sdk_to_its_revision() {
         let repo = tempfile::tempdir().unwrap();
-        let git = |args: &[&str]| {
-            let status = std::process::Command::new("git").arg("-C").arg(repo.path()).args(args).output().unwrap();
-            assert!(status.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&status.stderr));
-            String::from_utf8_lossy(&status.stdout).trim().to_owned()
-        };
+        committed_sdk_checkout(repo.path());
         let sdk = repo.path().join("crates/guest-sdk");
-        std::fs::create_dir_all(&sdk).unwrap();
-        std::fs::create_dir_all(repo.path().join("wit")).unwrap();
-        std::fs::write(sdk.join("Cargo.toml"), "[package]").unwrap();
-        std::fs::write(repo.path().join("wit/contract.wit"), "package a:b@0.9.0;").unwrap();
-        git(&["init", "-q"]);
-        git(&["-c", "user.name=t", "-c", "user.email=t@example.com", "add", "."]);
-        git(&["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "sdk"]);
         assert_eq!(pinned_revision(&sdk), None, "no remote: nowhere to fetch it from");
-        git(&["remote", "add", "origin", "https://example.com/runner.git"]);
-        let head = git(&["rev-parse", "HEAD"]);
+        git(repo.path(), &["remote", "add", "origin", "https://example.com/runner.git"]);
+        let head = git(repo.path(), &["rev-parse", "HEAD"]);
         assert_eq!(
             pinned_revision(&sdk),
             Some(SdkSource::Git { url: "https://example.com/runner.git".into(), rev: Some(head) })
@@ -268,34 +280,16 @@ mod tests {
     #[test]
     fn a_checkout_cloned_from_a_local_path_pins_a_file_url_that_has_the_commit() {
         let root = tempfile::tempdir().unwrap();
-        let run = |dir: &Path, args: &[&str]| {
-            let out = std::process::Command::new("git")
-                .arg("-C")
-                .arg(dir)
-                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-                .args(args)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-            String::from_utf8_lossy(&out.stdout).trim().to_owned()
-        };
-        let upstream = root.path().join("upstream");
-        std::fs::create_dir_all(upstream.join("crates/guest-sdk")).unwrap();
-        std::fs::create_dir_all(upstream.join("wit")).unwrap();
-        std::fs::write(upstream.join("crates/guest-sdk/Cargo.toml"), "[package]").unwrap();
-        std::fs::write(upstream.join("wit/contract.wit"), "package a:b@0.9.0;").unwrap();
-        run(&upstream, &["init", "-q"]);
-        run(&upstream, &["add", "."]);
-        run(&upstream, &["commit", "-qm", "sdk"]);
-        run(root.path(), &["clone", "-q", "--bare", "upstream", "repo.git"]);
-        run(root.path(), &["clone", "-q", "repo.git", "clone"]);
+        committed_sdk_checkout(&root.path().join("upstream"));
+        git(root.path(), &["clone", "-q", "--bare", "upstream", "repo.git"]);
+        git(root.path(), &["clone", "-q", "repo.git", "clone"]);
         let clone = root.path().join("clone");
-        let head = run(&clone, &["rev-parse", "HEAD"]);
+        let head = git(&clone, &["rev-parse", "HEAD"]);
         let pinned = pinned_revision(&clone.join("crates/guest-sdk"));
         let bare = root.path().join("repo.git").canonicalize().unwrap();
         let url = format!("file://{}", bare.display());
         assert_eq!(pinned, Some(SdkSource::Git { url: url.clone(), rev: Some(head.clone()) }));
-        let listed = run(root.path(), &["ls-remote", &url]);
+        let listed = git(root.path(), &["ls-remote", &url]);
         assert!(listed.contains(&head), "{listed}");
     }
 
