@@ -1,13 +1,14 @@
 //! The command line: every subcommand, flag and environment variable clap reads, and
-//! the checks of their shapes. `main` parses and dispatches; the commands live in `run`
-//! (run, plan, job, prepare) and in a module each (validate, memcheck, policy, plugin).
+//! the checks of their shapes. `main` parses; [`crate::commands`] dispatches, a module
+//! per subcommand; a job command's flags become its [`crate::settings::Settings`].
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{budget, exit, guest, logging, prepare, run, storage};
+use crate::config::number_setting;
+use crate::{budget, exit, guest, logging, prepare, storage};
 
 #[derive(Parser)]
 #[command(
@@ -40,8 +41,8 @@ pub enum PluginCommand {
         json: bool,
         /// Also try the plugin on this blueprint file; `FILE:FRAMES` also expects the
         /// video it describes to have FRAMES frames. Repeatable.
-        #[arg(long = "blueprint", value_name = "FILE[:FRAMES]", value_parser = crate::plugin::GivenBlueprint::parse)]
-        blueprints: Vec<crate::plugin::GivenBlueprint>,
+        #[arg(long = "blueprint", value_name = "FILE[:FRAMES]", value_parser = crate::commands::plugin::GivenBlueprint::parse)]
+        blueprints: Vec<crate::commands::plugin::GivenBlueprint>,
         /// Media facts for the --blueprint files instead of made-up ones (JSON: the
         /// `inputs` list `plan` prints), each input found by its key.
         #[arg(long, requires = "blueprints")]
@@ -209,7 +210,7 @@ pub enum Command {
         #[arg(long, env = "TASK_ID")]
         task_id: Option<String>,
         /// How long to keep trying to write the final status when the database is down, in seconds.
-        #[arg(long, env = "STATUS_FLUSH_SECS", default_value_t = 30, value_parser = crate::number_setting!(u64, "STATUS_FLUSH_SECS"))]
+        #[arg(long, env = "STATUS_FLUSH_SECS", default_value_t = 30, value_parser = number_setting::<u64>("STATUS_FLUSH_SECS"))]
         status_flush_secs: u64,
     },
     /// Run the job and report where its memory went, per stage and FFmpeg step, as the
@@ -287,12 +288,12 @@ pub struct JobFlags {
     #[command(flatten)]
     pub timeline: TimelineFlags,
     /// Time limit of each FFmpeg step in seconds (default: 60 s + 30 s per second of media it writes).
-    #[arg(long, env = "STEP_TIMEOUT_SECS", value_parser = crate::number_setting!(u64, "STEP_TIMEOUT_SECS"))]
+    #[arg(long, env = "STEP_TIMEOUT_SECS", value_parser = number_setting::<u64>("STEP_TIMEOUT_SECS"))]
     pub step_timeout: Option<u64>,
     /// Time limit of the whole job in seconds, counted from the start of the fetch: lookups,
     /// downloads, probes, the loudness measurement, the plan and every FFmpeg step
     /// (default: 120 s + 60 s per second of video).
-    #[arg(long, env = "JOB_DEADLINE_SECS", value_parser = crate::number_setting!(u64, "JOB_DEADLINE_SECS"))]
+    #[arg(long, env = "JOB_DEADLINE_SECS", value_parser = number_setting::<u64>("JOB_DEADLINE_SECS"))]
     pub job_deadline: Option<u64>,
     /// Use clips prepared by `prepare` (copied from a keyframe on) when fresh ones exist.
     #[arg(long, env = "PREPARED", value_enum, default_value = "auto")]
@@ -347,22 +348,6 @@ impl TimelineFlags {
     }
 }
 
-impl JobFlags {
-    pub fn is_strict(&self) -> bool {
-        self.timeline.is_strict()
-    }
-
-    /// How the guest checks this job's blueprint: its timeline flags, and its bucket when
-    /// its storage is GCS (a `gs://` key in it names one of the job's own objects).
-    pub fn check_options(&self) -> br_blueprint::CheckOptions {
-        let bucket = match (run::storage_kind(&self.storage), &self.storage.bucket) {
-            (run::StorageKind::Gcs, Some(bucket)) => Some(bucket.as_str()),
-            _ => None,
-        };
-        self.timeline.check_options(bucket, &self.storage.strip_prefix, &self.storage.object_prefix)
-    }
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Prepared {
     /// Guests of contract 0.4.0 on get fresh prepared clips; older ones the originals.
@@ -390,12 +375,18 @@ pub struct PrepareFlags {
     pub video_bitrate: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageKind {
+    Local,
+    Gcs,
+}
+
 #[derive(Args, Clone)]
 pub struct StorageFlags {
     /// Where objects live: `local` (a folder, --data-dir) or `gcs` (--bucket).
     /// USE_GCS=true also selects gcs.
     #[arg(long = "storage", env = "STORAGE", value_enum)]
-    pub kind: Option<run::StorageKind>,
+    pub kind: Option<StorageKind>,
     /// Folder holding the blueprint's objects (keys, less the strip prefix, resolve
     /// beneath it); the result is written there under `output_path`. Without it and
     /// DATA_DIR: LOCAL_STORAGE_PATH.
@@ -415,32 +406,32 @@ pub struct StorageFlags {
     #[arg(long, env = "GCS_OBJECT_PREFIX", default_value = "")]
     pub object_prefix: String,
     /// Objects downloaded at the same time.
-    #[arg(long, env = "DOWNLOAD_CONCURRENCY", default_value_t = 10, value_parser = crate::number_setting!(u16, "DOWNLOAD_CONCURRENCY"))]
+    #[arg(long, env = "DOWNLOAD_CONCURRENCY", default_value_t = 10, value_parser = number_setting::<u16>("DOWNLOAD_CONCURRENCY"))]
     pub download_concurrency: u16,
     /// Attempts per object for transient GCS failures.
-    #[arg(long, env = "STORAGE_MAX_ATTEMPTS", default_value_t = 3, value_parser = crate::number_setting!(u32, "STORAGE_MAX_ATTEMPTS"))]
+    #[arg(long, env = "STORAGE_MAX_ATTEMPTS", default_value_t = 3, value_parser = number_setting::<u32>("STORAGE_MAX_ATTEMPTS"))]
     pub storage_attempts: u32,
     /// Time for one object, every attempt included, in seconds.
-    #[arg(long, env = "STORAGE_OBJECT_DEADLINE_SECS", default_value_t = 600, value_parser = crate::number_setting!(u64, "STORAGE_OBJECT_DEADLINE_SECS"))]
+    #[arg(long, env = "STORAGE_OBJECT_DEADLINE_SECS", default_value_t = 600, value_parser = number_setting::<u64>("STORAGE_OBJECT_DEADLINE_SECS"))]
     pub storage_deadline: u64,
     /// Pause before the first retry, in milliseconds (doubles each time, with jitter).
-    #[arg(long, env = "STORAGE_FIRST_BACKOFF_MS", default_value_t = 250, value_parser = crate::number_setting!(u64, "STORAGE_FIRST_BACKOFF_MS"))]
+    #[arg(long, env = "STORAGE_FIRST_BACKOFF_MS", default_value_t = 250, value_parser = number_setting::<u64>("STORAGE_FIRST_BACKOFF_MS"))]
     pub storage_backoff_ms: u64,
 }
 
 #[derive(Args, Clone)]
 pub struct SandboxFlags {
     /// Fuel (about one unit per wasm instruction) for one guest call.
-    #[arg(long, env = "GUEST_FUEL", default_value_t = br_sandbox::Limits::default().fuel, value_parser = crate::number_setting!(u64, "GUEST_FUEL"))]
+    #[arg(long, env = "GUEST_FUEL", default_value_t = br_sandbox::Limits::default().fuel, value_parser = number_setting::<u64>("GUEST_FUEL"))]
     pub fuel: u64,
     /// Guest memory cap in MiB; must fit the job's memory budget.
-    #[arg(long, env = "GUEST_MEMORY_MIB", default_value_t = budget::DEFAULT_GUEST_MEMORY / budget::MIB, value_parser = crate::number_setting!(u64, "GUEST_MEMORY_MIB"))]
+    #[arg(long, env = "GUEST_MEMORY_MIB", default_value_t = budget::DEFAULT_GUEST_MEMORY / budget::MIB, value_parser = number_setting::<u64>("GUEST_MEMORY_MIB"))]
     pub guest_memory: u64,
     /// Wall-time limit of one guest call, in milliseconds.
-    #[arg(long, env = "GUEST_DEADLINE_MS", default_value_t = 10_000, value_parser = crate::number_setting!(u64, "GUEST_DEADLINE_MS"))]
+    #[arg(long, env = "GUEST_DEADLINE_MS", default_value_t = 10_000, value_parser = number_setting::<u64>("GUEST_DEADLINE_MS"))]
     pub guest_deadline_ms: u64,
     /// The job's whole memory budget in MiB (the container's limit).
-    #[arg(long, env = "JOB_MEMORY_MIB", default_value_t = budget::DEFAULT_JOB_MEMORY_BUDGET / budget::MIB, value_parser = crate::number_setting!(u64, "JOB_MEMORY_MIB"))]
+    #[arg(long, env = "JOB_MEMORY_MIB", default_value_t = budget::DEFAULT_JOB_MEMORY_BUDGET / budget::MIB, value_parser = number_setting::<u64>("JOB_MEMORY_MIB"))]
     pub memory_budget: u64,
     /// Load this guest component instead of the built-in one.
     #[arg(long, env = "GUEST_COMPONENT")]
@@ -468,22 +459,27 @@ pub fn output_prefix(text: &str) -> Result<String, String> {
 }
 
 impl SandboxFlags {
-    /// The job's memory budget and its split; on failure the exit code and the message.
-    pub fn budget(&self) -> Result<budget::JobBudget, (u8, String)> {
+    /// The job's memory budget and its split; on failure the message (a usage error).
+    pub fn budget(&self) -> Result<budget::JobBudget, String> {
         budget::JobBudget::new(
             self.memory_budget.saturating_mul(budget::MIB),
             self.guest_memory.saturating_mul(budget::MIB),
         )
-        .map_err(|error| (exit::USAGE, error.to_string()))
+        .map_err(|error| error.to_string())
     }
 
     /// The sandbox with the built-in guest or a plugin; on failure the exit code and the
     /// message (not yet printed).
     pub fn try_load(&self) -> Result<br_sandbox::Sandbox, (u8, String)> {
-        let memory = self.budget()?;
+        let budget = self.budget().map_err(|message| (exit::USAGE, message))?;
+        self.try_load_within(&budget)
+    }
+
+    /// [`Self::try_load`] with the guest's memory cap from a budget already resolved.
+    pub fn try_load_within(&self, budget: &budget::JobBudget) -> Result<br_sandbox::Sandbox, (u8, String)> {
         let limits = br_sandbox::Limits {
             fuel: self.fuel,
-            memory_bytes: memory.guest,
+            memory_bytes: budget.guest,
             deadline: Duration::from_millis(self.guest_deadline_ms),
         };
         let choice = guest::GuestChoice {

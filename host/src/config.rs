@@ -75,15 +75,14 @@ pub fn number(name: &str, text: &str) -> Result<u64, String> {
     }
 }
 
-/// A clap value parser for the number setting `name`, as type `$ty`.
-#[macro_export]
-macro_rules! number_setting {
-    ($ty:ty, $name:literal) => {
-        |text: &str| -> Result<$ty, String> {
-            let value = $crate::config::number($name, text)?;
-            <$ty>::try_from(value).map_err(|_| format!("{value} is too large"))
-        }
-    };
+/// A clap value parser for the number setting `name`, as type `T`.
+pub fn number_setting<T: TryFrom<u64> + Clone + Send + Sync + 'static>(
+    name: &'static str,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
+    move |text: &str| {
+        let value = number(name, text)?;
+        T::try_from(value).map_err(|_| format!("{value} is too large"))
+    }
 }
 
 /// Everything wrong with the job's environment. `blueprint_argument`: a blueprint
@@ -93,22 +92,25 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
     let mut problems = Vec::new();
     let mut add = |variable: &str, message: String| problems.push(ConfigProblem { variable: variable.into(), message });
 
-    let manifest = value(crate::batch::MANIFEST_ENV);
+    let manifest = value(crate::blueprint_source::MANIFEST_ENV);
     if let Some(manifest) = &manifest {
         // A task array: each entry names its task and blueprint.
         for single in ["BLUEPRINT_JSON", "BLUEPRINT_URI", "TASK_ID"] {
             if value(single).is_some() {
                 add(
                     single,
-                    format!("is set together with {}: a task array takes each entry's", crate::batch::MANIFEST_ENV),
+                    format!(
+                        "is set together with {}: a task array takes each entry's",
+                        crate::blueprint_source::MANIFEST_ENV
+                    ),
                 );
             }
         }
         if blueprint_argument {
-            add(crate::batch::MANIFEST_ENV, "is set together with a blueprint FILE argument".into());
+            add(crate::blueprint_source::MANIFEST_ENV, "is set together with a blueprint FILE argument".into());
         }
         if !manifest.starts_with("gs://") && !Path::new(manifest).is_file() {
-            add(crate::batch::MANIFEST_ENV, "must be a gs://BUCKET/KEY address or a file".into());
+            add(crate::blueprint_source::MANIFEST_ENV, "must be a gs://BUCKET/KEY address or a file".into());
         }
         if let Err(message) = crate::prepare::Shard::from_cloud_run(get) {
             add("CLOUD_RUN_TASK_INDEX", message);

@@ -18,3 +18,8 @@ pub const STORAGE: u8 = 6;
 pub const STATUS_UNRECORDED: u8 = 7;
 /// Stopped by SIGTERM or SIGINT (the status says `failed`, "cancelled: ...").
 pub const CANCELLED: u8 = 8;
+
+/// Failures that an attempt of the same task would only repeat: an invalid blueprint, a
+/// guest or policy refusal, media that cannot serve the blueprint. Storage, FFmpeg (a
+/// limit may be transient), the database and signals are retried.
+pub const DETERMINISTIC: [u8; 3] = [INVALID_BLUEPRINT, SANDBOX, MEDIA];

@@ -16,7 +16,7 @@ use crate::budget::{JobBudget, MIB};
 use crate::cancel::{Cancel, Stop};
 use crate::schedule::Schedule;
 use crate::storage::StorageError;
-use crate::work::{Staging, UnlinkWhenOpened, Uses};
+use crate::work::{PathTable, Staging, UnlinkWhenOpened, Uses};
 
 /// Flags the host puts in front of every invocation; the policy does not let a plan
 /// set any of them. Filter graphs run on one thread: FFmpeg's default is one per core
@@ -49,21 +49,6 @@ const MIN_CHILD_MEMORY: u64 = 32 * crate::budget::MIB;
 const CHILD_STACK_BYTES: u64 = 2 * crate::budget::MIB;
 /// Bytes of FFmpeg's stderr kept (its end) for the error message.
 const STDERR_TAIL_BYTES: usize = 4096;
-
-/// Real files behind the plan's numbers. Only the host writes this table.
-pub struct PathTable {
-    /// Staged inputs: index 0 the song, 1 + i clip i.
-    pub inputs: Vec<PathBuf>,
-    /// The job's work folder: temporaries live here.
-    pub work: PathBuf,
-    pub output: PathBuf,
-}
-
-impl PathTable {
-    pub fn temp(&self, index: u32, format: TempFormat) -> PathBuf {
-        self.work.join(format!("temp-{index:05}.{}", format.extension()))
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FfmpegError {

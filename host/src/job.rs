@@ -20,10 +20,10 @@ use br_status::{Stage, Status, StatusSink, StatusUpdate};
 use crate::budget::estimate;
 use crate::budget::watchdog::Watchdog;
 use crate::cancel::{Cancel, Stop};
-use crate::ffmpeg::{ChildLimits, FfmpegError, PathTable, Runner};
+use crate::ffmpeg::{ChildLimits, FfmpegError, Runner};
 use crate::formats;
 use crate::storage::{output_prefix_problem, Storage, StorageError};
-use crate::work::Staging;
+use crate::work::{PathTable, Staging};
 use crate::{exit, logging, media};
 
 /// ffprobe processes at a time while inputs download.

@@ -344,10 +344,17 @@ pub fn write(path: &Path, request: &PlanRequest) -> Result<(), String> {
 
 /// The request a file holds, or what is wrong with it (its path named).
 pub fn read(path: &Path) -> Result<PlanRequest, String> {
-    let bytes = crate::input::read_small_file(path, MAX_FILE_BYTES).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = crate::blueprint_source::read_small_file(path, MAX_FILE_BYTES)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let file: PlanRequestFile = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{}: not a plan request file ({FORMAT}): {e}", path.display()))?;
     file.into_request().map_err(|problem| format!("{}: {problem}", path.display()))
+}
+
+/// Media facts from a file, at most 1 MiB: a JSON list of `plan`'s `inputs` entries.
+pub fn read_facts(path: &std::path::Path) -> Result<Vec<br_plan::MediaFacts>, String> {
+    let bytes = crate::blueprint_source::read_small_file(path, 1024 * 1024)?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("not a list of media facts: {e}"))
 }
 
 #[cfg(test)]

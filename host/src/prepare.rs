@@ -18,10 +18,10 @@ use br_policy::PolicyLimits;
 use serde_json::{json, Value};
 
 use crate::cancel::Cancel;
-use crate::ffmpeg::{ChildLimits, PathTable, Runner};
+use crate::ffmpeg::{ChildLimits, Runner};
 use crate::media::Keyframes;
 use crate::storage::{Storage, StorageError};
-use crate::work::Staging;
+use crate::work::{PathTable, Staging};
 use crate::{exit, media};
 
 /// Which share of the clips this process prepares: clip `i` (in key order) when

@@ -722,7 +722,7 @@ mod tests {
         };
         let folder = tempfile::tempdir().unwrap();
         let work = folder.path().to_owned();
-        let paths = crate::ffmpeg::PathTable { inputs: vec![], output: work.join("out.mp4"), work };
+        let paths = crate::work::PathTable { inputs: vec![], output: work.join("out.mp4"), work };
         let segment = paths.temp(0, TempFormat::Nut);
         let mut schedule = Schedule::new(&plan, (1280, 720), &[], 2, 10.0, RATES);
         let mut uses = crate::work::Uses::of(&plan);

@@ -13,8 +13,22 @@ use std::pin::Pin;
 use br_plan::{Arg, Plan, Step, TempFormat};
 
 use crate::budget::ledger::Ledger;
-use crate::ffmpeg::PathTable;
 use crate::storage::StorageError;
+
+/// Real files behind the plan's numbers. Only the host writes this table.
+pub struct PathTable {
+    /// Staged inputs: index 0 the song, 1 + i clip i.
+    pub inputs: Vec<PathBuf>,
+    /// The job's work folder: temporaries live here.
+    pub work: PathBuf,
+    pub output: PathBuf,
+}
+
+impl PathTable {
+    pub fn temp(&self, index: u32, format: TempFormat) -> PathBuf {
+        self.work.join(format!("temp-{index:05}.{}", format.extension()))
+    }
+}
 
 /// Puts staged input `input` (0 the song, 1 + i clip i) back at `path`, taking at most
 /// `room` bytes of the work folder (it is refused, not copied, when it needs more).

@@ -173,10 +173,6 @@ impl Watchdog {
         Watchdog { budget, shared, ledger, group, task }
     }
 
-    pub fn budget(&self) -> JobBudget {
-        self.budget
-    }
-
     /// The job's work-folder ledger, which this watchdog counts.
     pub fn ledger(&self) -> Arc<Ledger> {
         self.ledger.clone()

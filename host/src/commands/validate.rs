@@ -4,8 +4,8 @@ use br_blueprint::{Refusal, ValidationError};
 use br_sandbox::{SandboxError, Validation};
 use serde_json::json;
 
+use crate::blueprint_source::{self, Source};
 use crate::exit;
-use crate::input::{self, Source};
 
 pub struct Request {
     pub source: Source,
@@ -15,7 +15,7 @@ pub struct Request {
 
 /// Runs the check and prints the verdict; returns the exit code.
 pub async fn run(request: Request, sandbox: &br_sandbox::Sandbox) -> u8 {
-    let text = match input::read(&request.source) {
+    let text = match blueprint_source::read(&request.source) {
         Ok(loaded) => match loaded.into_text() {
             Ok(text) => text,
             Err(refusal) => return print_invalid(&[refusal], request.json),

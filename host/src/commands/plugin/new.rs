@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use crate::exit;
 
-const CARGO_TOML: &str = include_str!("../templates/plugin/Cargo.toml.in");
-const LIB_RS: &str = include_str!("../templates/plugin/src/lib.rs");
-const README: &str = include_str!("../templates/plugin/README.md");
-const GITIGNORE: &str = include_str!("../templates/plugin/gitignore");
+const CARGO_TOML: &str = include_str!("../../../templates/plugin/Cargo.toml.in");
+const LIB_RS: &str = include_str!("../../../templates/plugin/src/lib.rs");
+const README: &str = include_str!("../../../templates/plugin/README.md");
+const GITIGNORE: &str = include_str!("../../../templates/plugin/gitignore");
 /// The versions this project builds and tests its own guests with (wit-bindgen and the
 /// rest): the plugin starts from them, and cargo drops what it does not use.
-const TESTED_LOCK: &str = include_str!("../../Cargo.lock");
+const TESTED_LOCK: &str = include_str!("../../../../Cargo.lock");
 
 /// The SDK in the source tree this binary was built from: the default when it is still
 /// there (a developer's checkout); a binary elsewhere (the image) must be told.

@@ -13,6 +13,8 @@
 //! `blueprint-runner plugin call validate|plan`: one call of an export, its whole answer
 //! printed as JSON; `plan` reads the request file `run --save-plan-request` writes.
 
+pub mod new;
+
 use std::path::{Path, PathBuf};
 
 use br_blueprint::Validated;
@@ -82,7 +84,7 @@ struct Case {
 /// a clip shorter than its move, a long choreography).
 fn cases() -> Vec<(String, String)> {
     let backend: Value =
-        serde_json::from_str(include_str!("../../examples/backend-blueprint.json")).unwrap_or_default();
+        serde_json::from_str(include_str!("../../../examples/backend-blueprint.json")).unwrap_or_default();
     let mut variants = vec![("backend blueprint (22 moves, crossfades, loudness)".to_owned(), backend.clone())];
     let mut mixed = backend.clone();
     if let Some(moves) = mixed["moves"].as_array_mut() {
@@ -429,7 +431,7 @@ fn all_cases(given: &Given) -> Result<Vec<Case>, String> {
     }
     for blueprint in &given.blueprints {
         let limit = br_blueprint::limits::MAX_BLUEPRINT_BYTES as u64;
-        let bytes = crate::input::read_small_file(&blueprint.path, limit)
+        let bytes = crate::blueprint_source::read_small_file(&blueprint.path, limit)
             .map_err(|e| format!("--blueprint {}: {e}", blueprint.path.display()))?;
         let text = String::from_utf8(bytes)
             .map_err(|_| format!("--blueprint {}: not UTF-8 text", blueprint.path.display()))?;
@@ -453,7 +455,7 @@ pub async fn check(path: &Path, json_output: bool, given: &Given, sandbox_flags:
         Err(message) => return usage_error(message),
     };
     let given_facts = match &given.facts {
-        Some(facts) => match crate::run::read_facts(facts) {
+        Some(facts) => match crate::plan_request::read_facts(facts) {
             Ok(facts) => Some(facts),
             Err(message) => return usage_error(format!("--facts {}: {message}", facts.display())),
         },
@@ -584,14 +586,14 @@ pub async fn call_validate(
     timeline: &TimelineFlags,
     flags: &SandboxFlags,
 ) -> u8 {
-    let source = match crate::input::Source::choose(Some(blueprint)) {
-        Ok(source @ (crate::input::Source::File(_) | crate::input::Source::Stdin)) => source,
+    let source = match crate::blueprint_source::Source::choose(Some(blueprint)) {
+        Ok(source @ (crate::blueprint_source::Source::File(_) | crate::blueprint_source::Source::Stdin)) => source,
         Ok(_) | Err(_) => {
             eprintln!("error: {blueprint:?}: plugin call validate reads a file, or '-' for stdin");
             return exit::USAGE;
         }
     };
-    let text = match crate::input::read(&source).map(crate::input::Loaded::into_text) {
+    let text = match crate::blueprint_source::read(&source).map(crate::blueprint_source::Loaded::into_text) {
         Ok(Ok(text)) => text,
         Ok(Err(refusal)) => {
             eprintln!("error: {}: {}", source.describe(), refusal.message);

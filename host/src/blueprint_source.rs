@@ -1,4 +1,4 @@
-//! Where the blueprint text comes from: a file, stdin, or `BLUEPRINT_JSON`. Reading
+//! Where the blueprint text comes from: a file, stdin, `BLUEPRINT_JSON` or a `gs://` address. Reading
 //! is bounded: a larger document is refused without being held in memory.
 
 use std::io::Read;
@@ -14,6 +14,8 @@ const CLOUD_RUN_ENV_LIMIT_BYTES: usize = 32_768;
 const CLOUD_RUN_ENV_WARNING_BYTES: usize = 28 * 1024;
 /// A `gs://bucket/key` address of the blueprint (Cloud Run limits the size of env vars).
 pub const BLUEPRINT_URI_ENV: &str = "BLUEPRINT_URI";
+/// A task array's manifest (see [`crate::task_array`]): each entry names its blueprint.
+pub const MANIFEST_ENV: &str = "BLUEPRINT_MANIFEST_URI";
 
 #[derive(Debug, Clone)]
 pub enum Source {

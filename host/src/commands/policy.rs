@@ -125,7 +125,7 @@ mod tests {
     /// The built-in planner's plan for the backend's blueprint over made-up facts, as
     /// `plan` prints it.
     fn printed_plan() -> serde_json::Value {
-        let validated = br_blueprint::validate(include_str!("../../examples/backend-blueprint.json"))
+        let validated = br_blueprint::validate(include_str!("../../../examples/backend-blueprint.json"))
             .unwrap_or_else(|e| panic!("{e:?}"));
         let facts = |key: &str, video: bool| br_plan::MediaFacts {
             key: key.into(),
@@ -210,7 +210,7 @@ mod tests {
         let (width, height, seconds) = (1280, 720, 600.0);
         let table = br_policy::table(&br_policy::PolicyLimits::for_job(width, height, seconds));
         let markdown = super::as_markdown(&table);
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let start = readme.find("<!-- policy-table -->\n").expect("README has the policy table's start marker")
             + "<!-- policy-table -->\n".len();
         let end = readme.find("<!-- /policy-table -->").expect("README has the policy table's end marker");

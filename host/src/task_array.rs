@@ -14,7 +14,7 @@
 
 use br_blueprint::manifest::ManifestEntry;
 
-pub const MANIFEST_ENV: &str = "BLUEPRINT_MANIFEST_URI";
+use crate::exit;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -50,11 +50,8 @@ pub fn share(entries: &[Entry], index: usize, count: usize) -> Vec<&Entry> {
 /// (storage, FFmpeg, database, signal), so the task is retried; a retry skips the
 /// entries that are completed or failed for good.
 pub fn task_exit(codes: &[u8]) -> u8 {
-    let failed = || codes.iter().copied().filter(|&code| code != crate::exit::OK);
-    failed()
-        .find(|code| !crate::run::DETERMINISTIC_EXITS.contains(code))
-        .or_else(|| failed().next())
-        .unwrap_or(crate::exit::OK)
+    let failed = || codes.iter().copied().filter(|&code| code != exit::OK);
+    failed().find(|code| !exit::DETERMINISTIC.contains(code)).or_else(|| failed().next()).unwrap_or(exit::OK)
 }
 
 #[cfg(test)]
@@ -82,7 +79,6 @@ mod tests {
 
     #[test]
     fn a_retryable_failure_decides_the_tasks_code() {
-        use crate::exit;
         assert_eq!(task_exit(&[exit::OK, exit::OK]), exit::OK);
         assert_eq!(task_exit(&[exit::INVALID_BLUEPRINT, exit::OK]), exit::INVALID_BLUEPRINT);
         assert_eq!(task_exit(&[exit::INVALID_BLUEPRINT, exit::STORAGE]), exit::STORAGE);

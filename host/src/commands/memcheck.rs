@@ -15,8 +15,9 @@ use crate::budget::watchdog::{Peaks, Record, MEMCHECK_SAMPLE_EVERY};
 use crate::budget::{mib, MIB};
 use crate::cancel::Cancel;
 use crate::cli::JobFlags;
+use crate::commands::execute::{self, Launch, Mode};
 use crate::exit;
-use crate::run::{self, Launch, Mode};
+use crate::settings::Settings;
 
 /// Host growth per iteration, after the first, that still counts as flat: allocator
 /// caches and the runtime's buffers settle within about this much.
@@ -24,12 +25,16 @@ const LEAK_TOLERANCE_MIB: f64 = 1.0;
 
 pub async fn memcheck(flags: JobFlags, iterations: u32, out: &Path) -> u8 {
     let cancel = Cancel::on_signals();
+    let settings = match Settings::resolve(flags) {
+        Ok(settings) => settings,
+        Err(message) => return execute::refused(&mut LogOnly, None, message),
+    };
     let baseline = tree::measure(None).host;
     let mut records = Vec::new();
     let mut host_after = Vec::new();
     for iteration in 1..=iterations.max(1) {
-        let (code, record) = run::execute_recorded(
-            &flags,
+        let (code, record) = execute::execute_recorded(
+            &settings,
             Mode::Run,
             &mut LogOnly,
             Launch::standalone(),
@@ -42,19 +47,12 @@ pub async fn memcheck(flags: JobFlags, iterations: u32, out: &Path) -> u8 {
             return code;
         }
         host_after.push(tree::measure(None).host);
-        records.extend(record);
+        records.push(record);
     }
     let Some(first) = records.first() else {
         return exit::USAGE;
     };
-    let budget = match flags.sandbox.budget() {
-        Ok(budget) => budget,
-        Err((code, message)) => {
-            eprintln!("error: {message}");
-            return code;
-        }
-    };
-    let report = report(first, &records, baseline, &host_after, budget.total, budget.guest);
+    let report = report(first, &records, baseline, &host_after, settings.budget.total, settings.budget.guest);
     let text = serde_json::to_string_pretty(&report).unwrap_or_default();
     if let Err(error) = std::fs::write(out, text + "\n") {
         eprintln!("error: cannot write {}: {error}", out.display());

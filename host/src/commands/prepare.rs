@@ -1,0 +1,137 @@
+//! `blueprint-runner prepare`: clips re-encoded once at an output profile, for jobs to
+//! copy from (see [`crate::prepare`]).
+
+use std::sync::Arc;
+
+use crate::blueprint_source::Source;
+use crate::budget::ledger::Ledger;
+use crate::cancel::Cancel;
+use crate::cli::{JobFlags, PrepareFlags};
+use crate::commands::execute::read_blueprint;
+use crate::settings::Settings;
+use crate::storage::StorageError;
+use crate::{exit, ffmpeg};
+
+/// `prepare`: a blueprint's clips (or every clip under `--all PREFIX`) prepared at the
+/// blueprint's (or the flags') output profile. The blueprint is validated in the guest
+/// like any other; the clips are re-encoded by the host under the same policy and
+/// limits as a job's steps.
+pub async fn prepare(flags: JobFlags, options: PrepareFlags) -> u8 {
+    let cancel = Cancel::on_signals();
+    let fail = |code: u8, message: String| {
+        tracing::error!("{message}");
+        eprintln!("error: {message}");
+        code
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let shard = match (options.shard, crate::prepare::Shard::from_cloud_run(&env)) {
+        (Some(shard), _) => shard,
+        (None, Ok(Some(shard))) => shard,
+        (None, Ok(None)) => crate::prepare::Shard::WHOLE,
+        (None, Err(message)) => return fail(exit::USAGE, format!("CLOUD_RUN_TASK_INDEX/COUNT: {message}")),
+    };
+    let settings = match Settings::resolve(flags) {
+        Ok(settings) => settings,
+        Err(message) => return fail(exit::USAGE, message),
+    };
+    let storage = match settings.storage.open().await {
+        Ok(storage) => storage,
+        Err(message) => return fail(exit::USAGE, message),
+    };
+    let runner = settings.runner(Arc::new(Ledger::of(&settings.budget)));
+    let ffprobe = ffmpeg::binaries().1;
+    let preparer = crate::prepare::Preparer {
+        storage: storage.as_ref(),
+        runner: &runner,
+        ffprobe: &ffprobe,
+        work_root: settings.work_root(),
+        cancel: &cancel,
+    };
+    let (profile, keys) = match &options.all {
+        Some(prefix) => {
+            if let Some(problem) = crate::storage::folder_prefix_problem(prefix) {
+                return fail(exit::USAGE, format!("--all {prefix:?}: {problem}"));
+            }
+            let keys = match storage.list(prefix).await {
+                Ok(keys) => crate::prepare::clips_among(keys, settings.storage.strip_prefix()),
+                Err(error) => return fail(exit::STORAGE, format!("cannot list {prefix:?}: {error}")),
+            };
+            let rate = br_plan::FrameRate::from_fps(options.frame_rate.clamp(1.0, 120.0));
+            (
+                br_plan::prepare::Profile {
+                    width: options.width,
+                    height: options.height,
+                    rate,
+                    video_bitrate: options.video_bitrate,
+                },
+                keys,
+            )
+        }
+        None => match blueprint_profile(&settings, &preparer).await {
+            Ok(found) => found,
+            Err((code, message)) => return fail(code, message),
+        },
+    };
+    preparer.prepare_all(&profile, &keys, shard).await
+}
+
+/// The profile and clips of the blueprint `prepare` was given, validated in the guest;
+/// the first clip is probed when the blueprint does not give the output's size.
+async fn blueprint_profile(
+    settings: &Settings,
+    preparer: &crate::prepare::Preparer<'_>,
+) -> Result<(br_plan::prepare::Profile, Vec<String>), (u8, String)> {
+    let source = Source::choose(settings.blueprint.as_deref()).map_err(|message| (exit::USAGE, message))?;
+    let text = read_blueprint(&source, &settings.storage).await.map_err(|message| (exit::USAGE, message))?;
+    let text = text
+        .into_text()
+        .map_err(|refusal| (exit::INVALID_BLUEPRINT, format!("{}: {}", refusal.pointer, refusal.message)))?;
+    let sandbox = settings.load_sandbox()?;
+    let validation =
+        sandbox.validate(&text, &settings.check_options()).await.map_err(|error| (exit::SANDBOX, error.to_string()))?;
+    let validated = validation.verdict.map_err(|refusal| {
+        let listed = crate::job::list(refusal.errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())));
+        (exit::INVALID_BLUEPRINT, format!("invalid blueprint: {listed}"))
+    })?;
+    let mut inputs =
+        vec![br_plan::MediaFacts { key: validated.audio_key.clone(), duration: 0.0, video: None, audio: None }];
+    inputs.extend(validated.clip_keys.iter().map(|key| br_plan::MediaFacts {
+        key: key.clone(),
+        duration: 0.0,
+        video: None,
+        audio: None,
+    }));
+    if validated.output.width.is_none() || validated.output.height.is_none() {
+        if let Some(first) = validated.moves.first().map(|m| m.clip as usize) {
+            let key = &validated.clip_keys[first.min(validated.clip_keys.len().saturating_sub(1))];
+            let folder = tempfile::Builder::new()
+                .prefix("blueprint-runner-prepare-")
+                .tempdir_in(settings.work_root())
+                .map_err(|e| (exit::STORAGE, format!("work folder: {e}")))?;
+            let file = folder.path().join("first-clip");
+            let ledger = preparer.runner.ledger.as_ref();
+            let probe_memory = crate::media::PROBE_MEMORY;
+            let gate = crate::budget::ledger::Reserving::new(ledger, probe_memory, ledger.ceiling(probe_memory, 0));
+            let fetched = preparer.storage.fetch(key, &file, &gate).await;
+            fetched.map_err(|e| {
+                (if matches!(e, StorageError::TooLarge { .. }) { exit::MEDIA } else { exit::STORAGE }, e.to_string())
+            })?;
+            gate.into_file(&file);
+            let limits = ffmpeg::ChildLimits::reader(probe_memory, crate::media::PROBE_TIMEOUT);
+            let facts = crate::media::probe(preparer.ffprobe, &file, key, limits).await;
+            ledger.release_under(folder.path());
+            let facts = facts.map_err(|e| (exit::MEDIA, e.to_string()))?;
+            inputs[1 + first] = facts;
+        }
+    }
+    let profile = br_plan::prepare::Profile::of(&validated, &inputs).ok_or_else(|| {
+        (
+            exit::USAGE,
+            format!(
+                "only libx264 outputs have prepared clips; this blueprint asks for {}",
+                validated.output.video_codec
+            ),
+        )
+    })?;
+    Ok((profile, validated.clip_keys.clone()))
+}
