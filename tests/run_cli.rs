@@ -870,8 +870,12 @@ fn a_plugin_cannot_choose_an_output_that_is_not_an_mp4_or_is_an_input_or_elsewhe
     std::fs::write(sandbox.key("precious.json"), b"{}").unwrap();
     let clip_before = std::fs::read(sandbox.key("media/clip.mp4")).unwrap();
     for (behaviour, code, reason) in [
-        ("output-json", 3, "does not end in .mp4"),
-        ("output-is-input", 3, "is also an input"),
+        ("output-json", 2, "/output_config/output_path: `output_path` \"precious.json\" does not end in .mp4"),
+        (
+            "output-is-input",
+            2,
+            "/output_config/output_path: `output_path` \"media/clip.mp4\" names the same object as the input",
+        ),
         (
             "output-elsewhere",
             2,

@@ -140,6 +140,39 @@ impl Failure {
 }
 
 /// What a successful job made.
+/// A completed job's result: the `result` of its last status, which the backend keeps in
+/// the task's row and reads `video_url`, `output_path` and `duration` from.
+#[derive(Debug, serde::Serialize)]
+pub struct JobResult {
+    /// Where the video is: `gs://BUCKET/OBJECT`, or the local file's path.
+    pub video_url: String,
+    /// The output's key as the blueprint names it.
+    pub output_path: String,
+    /// The storage, as the log describes it.
+    pub storage: String,
+    /// The video's length in seconds, probed.
+    pub duration: f64,
+    pub file_size: u64,
+    /// The blueprint's moves the video shows (not a plugin's slots).
+    pub moves_count: usize,
+    /// What the lenient check adjusted in the timeline, then what the plan could not do as asked.
+    pub warnings: Vec<Warning>,
+    /// Seconds per stage (`<stage>_seconds`) and the count of prepared clips used.
+    pub timings: serde_json::Map<String, serde_json::Value>,
+    pub steps: Vec<crate::ffmpeg::StepTiming>,
+    pub memory: crate::budget::watchdog::MemoryFigures,
+    /// Cloud Run's execution, task index and attempt, when it runs there.
+    #[serde(flatten)]
+    pub cloud_run: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A warning with the blueprint's pointer it is about.
+#[derive(Debug, serde::Serialize)]
+pub struct Warning {
+    pub pointer: String,
+    pub message: String,
+}
+
 pub struct Outcome {
     pub validated: Validated,
     /// Seconds per stage, as in the completed status's `result.timings`.
@@ -328,23 +361,17 @@ impl Job<'_> {
         for warning in &validated.warnings {
             tracing::warn!(pointer = %warning.pointer, "{}", warning.message);
         }
-        if let Some(error) = output_overwrites_an_input(self.storage, &validated) {
-            return Err((Stage::Validate, Failure::Invalid(vec![error])));
-        }
-        // A plugin's validator chooses the output key: the host's rule, not the guest's.
-        if let Some(message) =
-            output_prefix_problem(&validated.output_key, &self.config.strip_prefix, &self.config.output_prefix)
-        {
-            let error = ValidationError {
-                pointer: "/output_config/output_path".into(),
-                code: br_blueprint::ErrorCode::NotAllowed,
-                message,
-            };
+        if let Some(error) = self.output_key_problem(&validated) {
             return Err((Stage::Validate, Failure::Invalid(vec![error])));
         }
         estimate::check_blueprint(&validated, &self.config.runner.budget)
             .map_err(|e| (Stage::Validate, Failure::Invalid(vec![e])))?;
         Ok(Checked { validated, validate_seconds: started.elapsed().as_secs_f64() })
+    }
+
+    /// [`output_key_problem`] with this job's storage and prefixes.
+    fn output_key_problem(&self, validated: &Validated) -> Option<ValidationError> {
+        output_key_problem(self.storage, validated, &self.config.strip_prefix, &self.config.output_prefix)
     }
 
     /// For each clip, its prepared version's key when one exists for this job's profile
@@ -369,21 +396,17 @@ impl Job<'_> {
                 let manifest = crate::prepare::read_manifest(self.storage, &manifest_key).await.ok().flatten()?;
                 let source = self.storage.identity(key).await.ok()?;
                 let prepared = self.storage.identity(&prepared_key).await.ok()?;
-                let fresh = manifest["profile_id"] == profile.id().as_str()
-                    && manifest["source_identity"] == source.as_str()
-                    && manifest["prepared_identity"] == prepared.as_str()
-                    && manifest["gop_frames"].as_u64() == Some(u64::from(br_plan::prepare::GOP_FRAMES));
+                let fresh = manifest.profile_id == profile.id()
+                    && manifest.source_identity == source
+                    && manifest.prepared_identity == prepared
+                    && manifest.gop_frames == br_plan::prepare::GOP_FRAMES;
                 if !fresh {
                     tracing::info!(key = %key, "its prepared clip is stale: the original is used");
                     return None;
                 }
                 // The frame count is checked against the staged clip's packets.
                 let gop_frames = br_plan::prepare::GOP_FRAMES;
-                let facts = br_plan::PreparedClip {
-                    profile_id: profile.id(),
-                    gop_frames,
-                    frames: manifest["frames"].as_u64()?,
-                };
+                let facts = br_plan::PreparedClip { profile_id: profile.id(), gop_frames, frames: manifest.frames };
                 Some((prepared_key, facts))
             }
         });
@@ -862,26 +885,24 @@ impl Job<'_> {
         // What the check adjusted in the timeline, then what the plan could not do as asked.
         let adjusted = validated.warnings.iter().map(|w| (&w.pointer, &w.message));
         let planned = plan.plan().warnings.iter().map(|w| (&w.pointer, &w.message));
-        let warnings: Vec<_> =
-            adjusted.chain(planned).map(|(pointer, message)| json!({"pointer": pointer, "message": message})).collect();
-        let result = json!({
-            "video_url": self.storage.url(&validated.output_key),
-            "output_path": validated.output_key,
-            "storage": self.storage.describe(),
-            "duration": output.duration,
-            "file_size": file_size,
-            "moves_count": validated.moves_shown(),
-            "warnings": warnings,
-            "timings": timings,
-            "steps": steps,
-            "memory": self.watchdog.peaks().to_json(&self.config.runner.budget),
-        });
-        let mut result = result;
-        if let Some(fields) = result.as_object_mut() {
-            fields.extend(crate::logging::cloud_run_fields().clone());
-        }
-        let timings = result["timings"].clone();
-        reporter.completed(result);
+        let warnings = adjusted
+            .chain(planned)
+            .map(|(pointer, message)| Warning { pointer: pointer.clone(), message: message.clone() });
+        let result = JobResult {
+            video_url: self.storage.url(&validated.output_key),
+            output_path: validated.output_key.clone(),
+            storage: self.storage.describe(),
+            duration: output.duration,
+            file_size,
+            moves_count: validated.moves_shown(),
+            warnings: warnings.collect(),
+            timings,
+            steps,
+            memory: self.watchdog.peaks().figures(&self.config.runner.budget),
+            cloud_run: crate::logging::cloud_run_fields().clone(),
+        };
+        let timings = serde_json::Value::Object(result.timings.clone());
+        reporter.completed(serde_json::to_value(&result).unwrap_or_default());
         Ok(Outcome { validated, timings })
     }
 }
@@ -966,6 +987,7 @@ impl Staging for Refetch<'_> {
                 key: format!("input {input}"),
                 store: self.storage.describe(),
                 message: "no such input".into(),
+                source: None,
             })?;
             let started = Instant::now();
             let remux = self.remux_inputs.get(input as usize).copied().flatten();
@@ -982,7 +1004,8 @@ impl Staging for Refetch<'_> {
                     return Err(StorageError::Io {
                         key: key.clone(),
                         store: self.storage.describe(),
-                        message: e.message,
+                        message: e.message.clone(),
+                        source: Some(Box::new(e)),
                     });
                 }
             }
@@ -1145,21 +1168,42 @@ async fn measured_loudness(
     }
 }
 
-/// Two keys can name one object (in GCS `data/x.mp4` and `x.mp4` do): the storage's own
-/// address of each is compared, so no spelling lets the result replace an input.
-fn output_overwrites_an_input(storage: &dyn Storage, validated: &Validated) -> Option<ValidationError> {
-    let output = storage.url(&validated.output_key);
-    let input =
-        std::iter::once(&validated.audio_key).chain(&validated.clip_keys).find(|key| storage.url(key) == output)?;
+/// Why the job must not write its video where `validated` says, if it must not: the
+/// host's one rule for the output key, whoever validated the blueprint (a plugin chooses
+/// the key): an MP4 ([`output_overwrites_an_input`]) under the output prefix. Exit 2 at
+/// `/output_config/output_path`, like the built-in validator's refusal of the same key.
+fn output_key_problem(
+    storage: &dyn Storage,
+    validated: &Validated,
+    strip_prefix: &str,
+    output_prefix: &str,
+) -> Option<ValidationError> {
+    let key = &validated.output_key;
+    let message = if !key.ends_with(".mp4") {
+        format!("`output_path` {key:?} does not end in .mp4: the job writes an MP4")
+    } else if let Some(message) = output_overwrites_an_input(storage, validated) {
+        message
+    } else {
+        output_prefix_problem(key, strip_prefix, output_prefix)?
+    };
     Some(ValidationError {
         pointer: "/output_config/output_path".into(),
         code: br_blueprint::ErrorCode::NotAllowed,
-        message: format!(
-            "`output_path` {:?} names the same object as the input {input:?} in {}: the video would overwrite what it is made of",
-            validated.output_key,
-            storage.describe()
-        ),
+        message,
     })
+}
+
+/// Two keys can name one object (in GCS `data/x.mp4` and `x.mp4` do): the storage's own
+/// address of each is compared, so no spelling lets the result replace an input.
+fn output_overwrites_an_input(storage: &dyn Storage, validated: &Validated) -> Option<String> {
+    let output = storage.url(&validated.output_key);
+    let input =
+        std::iter::once(&validated.audio_key).chain(&validated.clip_keys).find(|key| storage.url(key) == output)?;
+    Some(format!(
+        "`output_path` {:?} names the same object as the input {input:?} in {}: the video would overwrite what it is made of",
+        validated.output_key,
+        storage.describe()
+    ))
 }
 
 /// The pointer of the first move that uses clip `clip`.
@@ -1287,16 +1331,23 @@ mod tests {
     }
 
     #[test]
-    fn an_output_naming_an_input_object_is_refused_whatever_its_spelling() {
+    fn one_rule_refuses_an_output_not_an_mp4_naming_an_input_object_or_outside_the_prefix() {
         let example = include_str!("../../examples/backend-blueprint.json");
         let mut validated = br_blueprint::validate(example).unwrap_or_else(|e| panic!("{e:?}"));
-        assert!(output_overwrites_an_input(&Bucket, &validated).is_none());
-        // `data/songs/Amor.mp3` is the song; without the prefix it is the same object.
-        validated.output_key = "songs/Amor.mp3".into();
-        let error = output_overwrites_an_input(&Bucket, &validated).expect("refused");
+        let problem = |validated: &Validated| output_key_problem(&Bucket, validated, "data/", "output/");
+        assert!(problem(&validated).is_none(), "{:?}", problem(&validated));
+        validated.output_key = "output/user_1/video.json".into();
+        let error = problem(&validated).expect("not an MP4");
         assert_eq!(error.pointer, "/output_config/output_path");
-        assert!(error.message.contains("data/songs/Amor.mp3"), "{}", error.message);
-        validated.output_key = validated.clip_keys[3].trim_start_matches("data/").to_owned();
-        assert!(output_overwrites_an_input(&Bucket, &validated).is_some());
+        assert!(error.message.contains("does not end in .mp4"), "{}", error.message);
+        // `data/Bachata_steps/...` is a clip; without the prefix it is the same object.
+        let clip = validated.clip_keys[3].clone();
+        validated.output_key = clip.trim_start_matches("data/").to_owned();
+        let error = problem(&validated).expect("an input's object");
+        assert_eq!(error.pointer, "/output_config/output_path");
+        assert!(error.message.contains(&format!("the input {clip:?}")), "{}", error.message);
+        validated.output_key = "clips/elsewhere.mp4".into();
+        let error = problem(&validated).expect("outside the prefix");
+        assert!(error.message.contains("outside the output prefix"), "{}", error.message);
     }
 }

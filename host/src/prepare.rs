@@ -15,7 +15,7 @@ use std::time::Instant;
 use br_plan::prepare::Profile;
 use br_plan::{Plan, Step, VideoFacts};
 use br_policy::PolicyLimits;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::cancel::Cancel;
 use crate::ffmpeg::{ChildLimits, Runner};
@@ -240,7 +240,7 @@ impl Preparer<'_> {
         let _release = ReleaseUnder { ledger, folder: work.path() };
         let found = read_manifest(self.storage, &manifest_key).await.map_err(|e| e.to_string())?;
         if let Some(manifest) = found {
-            if manifest["source_identity"] == source.as_str() && manifest["profile_id"] == profile.id().as_str() {
+            if manifest.source_identity == source && manifest.profile_id == profile.id() {
                 return Ok(Outcome::UpToDate);
             }
         }
@@ -295,27 +295,55 @@ impl Preparer<'_> {
         let prepared_key = prepared_key(profile, key);
         self.storage.store(&output, &prepared_key).await.map_err(|e| e.to_string())?;
         let prepared_identity = self.storage.identity(&prepared_key).await.map_err(|e| e.to_string())?;
-        let settings: serde_json::Map<String, Value> =
-            profile.settings().into_iter().map(|(name, value)| (name.to_owned(), json!(value))).collect();
-        let manifest = json!({
-            "manifest_version": 1,
-            "source_key": key,
-            "source_identity": source,
-            "prepared_key": prepared_key,
-            "prepared_identity": prepared_identity,
-            "profile_id": profile.id(),
-            "settings": settings,
-            "frames": frames,
-            "gop_frames": br_plan::prepare::GOP_FRAMES,
-            "source_seconds": seconds,
-        });
+        let manifest = PreparedManifest {
+            manifest_version: PreparedManifest::VERSION,
+            source_key: key.to_owned(),
+            source_identity: source,
+            prepared_key,
+            prepared_identity,
+            profile_id: profile.id(),
+            settings: profile.settings().into_iter().map(|(name, value)| (name.to_owned(), value)).collect(),
+            frames,
+            gop_frames: br_plan::prepare::GOP_FRAMES,
+            source_seconds: seconds,
+        };
         let manifest_file = work.path().join("manifest.json");
-        std::fs::write(&manifest_file, manifest.to_string()).map_err(|e| format!("writing the manifest: {e}"))?;
+        let text = serde_json::to_string(&manifest).map_err(|e| format!("writing the manifest: {e}"))?;
+        std::fs::write(&manifest_file, text).map_err(|e| format!("writing the manifest: {e}"))?;
         self.storage.store(&manifest_file, &manifest_key).await.map_err(|e| e.to_string())?;
         std::fs::write(&manifest_file, profile.id()).map_err(|e| format!("writing the marker: {e}"))?;
         self.storage.store(&manifest_file, &source_marker_key(key)).await.map_err(|e| e.to_string())?;
         Ok(Outcome::Prepared { frames, seconds: started.elapsed().as_secs_f64() })
     }
+}
+
+/// A prepared clip's manifest (`prepared/<profile>/<key>.json`), written by `prepare` once
+/// the clip is stored: what a job checks before it copies from the prepared clip. A
+/// manifest that does not read as this is no manifest: the original clip is used.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PreparedManifest {
+    pub manifest_version: u32,
+    pub source_key: String,
+    /// The source's identity when it was prepared ([`Storage::identity`]): a source
+    /// changed since makes the prepared clip stale.
+    pub source_identity: String,
+    pub prepared_key: String,
+    /// The prepared object's own identity: a prepared clip replaced after its manifest is
+    /// not the one the manifest describes.
+    pub prepared_identity: String,
+    /// [`br_plan::prepare::Profile::id`], recipe version included.
+    pub profile_id: String,
+    /// The encoder's settings, for operators ([`br_plan::prepare::Profile::settings`]).
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// Video frames of the prepared clip, as counted after encoding.
+    pub frames: u64,
+    pub gop_frames: u32,
+    /// The source's length in seconds (its video's, else its container's).
+    pub source_seconds: f64,
+}
+
+impl PreparedManifest {
+    pub const VERSION: u32 = 1;
 }
 
 /// The largest manifest or source marker read: they are the host's own records of a few
@@ -341,9 +369,11 @@ impl Drop for ReleaseUnder<'_> {
 /// [`Storage::read_small`], when there is one and it is JSON of a sane size; a broken or
 /// oversized one counts as none (an oversized one is read only one byte past the limit).
 /// Errors other than "not found" are the storage's.
-pub async fn read_manifest(storage: &dyn Storage, key: &str) -> Result<Option<Value>, StorageError> {
+pub async fn read_manifest(storage: &dyn Storage, key: &str) -> Result<Option<PreparedManifest>, StorageError> {
     match storage.read_small(key, MAX_MANIFEST_BYTES).await {
-        Ok(Some(bytes)) => Ok(serde_json::from_slice(&bytes).ok()),
+        Ok(Some(bytes)) => Ok(serde_json::from_slice(&bytes)
+            .inspect_err(|error| tracing::info!(key, "not a prepared clip's manifest ({error}), ignored"))
+            .ok()),
         Ok(None) => {
             tracing::warn!(key, "over {MAX_MANIFEST_BYTES} bytes: not a prepared clip's manifest, ignored");
             Ok(None)
@@ -360,8 +390,12 @@ struct NoRefetch;
 
 impl Staging for NoRefetch {
     fn stage<'a>(&'a self, input: u32, _: &'a Path, _: u64) -> StagingFuture<'a> {
-        let error =
-            StorageError::Io { key: format!("input {input}"), store: "prepare".into(), message: "not staged".into() };
+        let error = StorageError::Io {
+            key: format!("input {input}"),
+            store: "prepare".into(),
+            message: "not staged".into(),
+            source: None,
+        };
         Box::pin(async move { Err(error) })
     }
 

@@ -56,17 +56,31 @@ impl Peaks {
     }
 
     /// For the job's result, in MiB.
-    pub fn to_json(self, budget: &JobBudget) -> serde_json::Value {
-        serde_json::json!({
-            "budget_mib": budget.total / MIB,
-            "peak_total_mib": mib(self.total),
-            "peak_processes_mib": mib(self.processes),
-            "peak_host_mib": mib(self.host),
-            "peak_work_folder_mib": mib(self.files),
-            "peak_container_mib": mib(self.container),
-            "samples": self.samples,
-        })
+    pub fn figures(self, budget: &JobBudget) -> MemoryFigures {
+        MemoryFigures {
+            budget_mib: budget.total / MIB,
+            peak_total_mib: mib(self.total),
+            peak_processes_mib: mib(self.processes),
+            peak_host_mib: mib(self.host),
+            peak_work_folder_mib: mib(self.files),
+            peak_container_mib: mib(self.container),
+            samples: self.samples,
+        }
     }
+}
+
+/// The job's memory as its result reports it (`result.memory`), in MiB.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MemoryFigures {
+    pub budget_mib: u64,
+    /// The largest sum of the process tree and the work folder's files.
+    pub peak_total_mib: f64,
+    pub peak_processes_mib: f64,
+    pub peak_host_mib: f64,
+    pub peak_work_folder_mib: f64,
+    /// The container's cgroup, when one is found; 0 otherwise.
+    pub peak_container_mib: f64,
+    pub samples: u64,
 }
 
 /// The peaks of one stage or FFmpeg step.

@@ -258,6 +258,7 @@ impl GcsStorage {
                         key: key.to_owned(),
                         store: self.shown(),
                         message: format!("{what}: {message}"),
+                        source: None,
                     })
                 }
                 Err(Failure::TooLarge(too_large)) => {
@@ -436,6 +437,7 @@ impl Storage for GcsStorage {
                 key: key.to_owned(),
                 store: self.shown(),
                 message: format!("renaming the download: {e}"),
+                source: Some(Box::new(e)),
             })?;
             let seconds = started.elapsed().as_secs_f64();
             tracing::info!(
@@ -460,6 +462,7 @@ impl Storage for GcsStorage {
                 key: key.to_owned(),
                 store: self.shown(),
                 message: format!("reading {}: {e}", source.display()),
+                source: Some(Box::new(e)),
             })?;
             let started = Instant::now();
             let bytes = self.with_retries(key, &object, "upload", || self.upload_once(source, &object, crc32c)).await?;

@@ -55,7 +55,12 @@ impl LocalFolder {
         if error.kind() == std::io::ErrorKind::NotFound {
             StorageError::NotFound { key: key.to_owned(), looked_for: self.looked_for(key) }
         } else {
-            StorageError::Io { key: key.to_owned(), store: self.shown.clone(), message: error.to_string() }
+            StorageError::Io {
+                key: key.to_owned(),
+                store: self.shown.clone(),
+                message: error.to_string(),
+                source: Some(Box::new(error)),
+            }
         }
     }
 
@@ -94,6 +99,7 @@ impl LocalFolder {
                 key: key.to_owned(),
                 store: self.shown.clone(),
                 message: "is not a regular file".into(),
+                source: None,
             });
         }
         Ok((source.into_std(), metadata.len()))
@@ -148,6 +154,7 @@ impl LocalFolder {
                 key: key.to_owned(),
                 store: self.shown.clone(),
                 message: format!("copying to the work folder: {e}"),
+                source: Some(Box::new(e)),
             }
         })
     }
@@ -201,6 +208,7 @@ impl Storage for LocalFolder {
                     key: key.to_owned(),
                     store: self.shown.clone(),
                     message: "is not a regular file".into(),
+                    source: None,
                 });
             }
             let modified = metadata.modified().map_err(|e| self.io_error(key, e))?.into_std();
@@ -343,6 +351,21 @@ mod tests {
         let replaced = folder.identity("clip.mp4").await.unwrap();
         assert!(replaced != before && replaced != edited, "replaced by a file of the same size and time");
         assert!(before.starts_with("size 5 modified ") && before.contains(" inode "), "{before}");
+    }
+
+    /// The message says what failed; the operating system's error stays reachable as the
+    /// source, for whoever reads the chain.
+    #[tokio::test]
+    async fn a_failed_copy_keeps_its_io_error_as_the_source() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("clip.mp4"), b"clip").unwrap();
+        let folder = LocalFolder::open(root.path(), "").unwrap();
+        let missing = root.path().join("no-such-folder/clip.mp4");
+        let error = folder.fetch("clip.mp4", &missing, &Unbounded).await.expect_err("no folder to copy into");
+        assert!(error.to_string().contains("copying to the work folder: No such file or directory"), "{error}");
+        let source = std::error::Error::source(&error).expect("a source");
+        let io = source.downcast_ref::<std::io::Error>().expect("the io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[tokio::test]

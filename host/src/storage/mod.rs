@@ -22,8 +22,16 @@ pub enum StorageError {
     /// operator sees at once whether the key or the rule is wrong.
     #[error("{key:?} does not exist (looked for {looked_for})")]
     NotFound { key: String, looked_for: String },
+    /// `message` says what failed, with its cause's text; the cause itself, when there
+    /// is one, is kept as the error's source.
     #[error("object {key:?} in {store}: {message}")]
-    Io { key: String, store: String, message: String },
+    Io {
+        key: String,
+        store: String,
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     #[error("cannot open the storage {store}: {message}")]
     Open { store: String, message: String },
     /// Transient failures (connection, 408, 429, 5xx) that outlasted every retry.
@@ -71,6 +79,7 @@ fn too_many(store: String, prefix: &str) -> StorageError {
         key: prefix.to_owned(),
         store,
         message: format!("more than {MAX_LISTED} objects under this prefix"),
+        source: None,
     }
 }
 
