@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # Blueprint Runner: the Cloud Run Job image. Entrypoint `blueprint-runner job`,
-# configured from the environment (see docs/DEPLOYMENT.md and README's *Environment*).
+# configured from the environment (see docs/DEPLOYMENT.md and docs/JOB.md's *Environment*).
 #
 #   docker build -t blueprint-runner .          (BuildKit: the default builder since Docker 23)
 #

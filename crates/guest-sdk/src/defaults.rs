@@ -7,13 +7,13 @@ use br_blueprint::manifest::ManifestEntry;
 use br_blueprint::{CheckOptions, Refusal, Validated, ValidationError};
 use br_plan::{Plan, PlanError, PlanRequest};
 
-/// The built-in validation: every rule of README's blueprint table, every problem found;
-/// unless `options.strict`, the timeline fitted as README's lenient rules say.
+/// The built-in validation: every rule of docs/BLUEPRINT.md's table, every problem found;
+/// unless `options.strict`, the timeline fitted as docs/BLUEPRINT.md's lenient rules say.
 pub fn validate(blueprint: &str, options: &CheckOptions) -> Result<Validated, Refusal> {
     br_blueprint::check(blueprint, options)
 }
 
-/// The built-in planner: the video README's *Video semantics* describe, copying GOPs of
+/// The built-in planner: the video docs/BLUEPRINT.md (*What the video looks like*) describes, copying GOPs of
 /// prepared clips where the host staged them.
 pub fn plan(request: &PlanRequest) -> Result<Plan, Vec<PlanError>> {
     br_plan::plan(request)

@@ -376,7 +376,7 @@ mod tests {
         PolicyLimits::for_job(1280, 720, 60.0)
     }
 
-    /// What `policy list` and the README's table say each kind of value must be, with the job's bounds.
+    /// What `policy list` and docs/POLICY.md's table say each kind of value must be, with the job's bounds.
     #[test]
     fn each_kind_of_value_is_described_with_its_bound() {
         let limits = limits();

@@ -201,22 +201,22 @@ mod tests {
         assert!(lines[2].starts_with(&format!("step 2, argument {input_at}: input 99 does not exist")), "{output}");
     }
 
-    /// README's option and filter table is this command's output for a 720p job of ten
+    /// docs/POLICY.md's option and filter table is this command's output for a 720p job of ten
     /// minutes: regenerate it with `blueprint-runner policy list --markdown` when the
     /// policy changes.
     #[test]
-    fn the_readme_shows_the_whole_policy_table() {
-        // The job the README's table describes: 720p, ten minutes of media.
+    fn docs_policy_shows_the_whole_policy_table() {
+        // The job docs/POLICY.md's table describes: 720p, ten minutes of media.
         let (width, height, seconds) = (1280, 720, 600.0);
         let table = br_policy::table(&br_policy::PolicyLimits::for_job(width, height, seconds));
         let markdown = super::as_markdown(&table);
-        let readme = include_str!("../../../README.md");
-        let start = readme.find("<!-- policy-table -->\n").expect("README has the policy table's start marker")
+        let readme = include_str!("../../../docs/POLICY.md");
+        let start = readme.find("<!-- policy-table -->\n").expect("docs/POLICY.md has the policy table's start marker")
             + "<!-- policy-table -->\n".len();
-        let end = readme.find("<!-- /policy-table -->").expect("README has the policy table's end marker");
+        let end = readme.find("<!-- /policy-table -->").expect("docs/POLICY.md has the policy table's end marker");
         assert!(
             readme[start..end] == markdown,
-            "README's policy table is stale: run `blueprint-runner policy list --markdown`"
+            "docs/POLICY.md's policy table is stale: run `blueprint-runner policy list --markdown`"
         );
         assert!(
             !table.options.iter().any(|o| o.name == "-metadata") && table.filters.iter().any(|f| f.name == "xfade")
