@@ -117,7 +117,7 @@ pub enum PolicyCommand {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
-        /// As README's Markdown table.
+        /// As docs/POLICY.md's Markdown table.
         #[arg(long, conflicts_with = "json")]
         markdown: bool,
         #[command(flatten)]

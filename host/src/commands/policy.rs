@@ -33,7 +33,7 @@ fn limits(job: &PolicyJob) -> PolicyLimits {
     PolicyLimits::for_job(job.width, job.height, job.seconds.clamp(0.0, 4.0 * 3600.0))
 }
 
-/// The README's table: the options, then the filters with their options, as Markdown.
+/// docs/POLICY.md's table: the options, then the filters with their options, as Markdown.
 pub fn as_markdown(table: &br_policy::Table) -> String {
     let cell = |text: &str| text.replace('|', "\\|");
     let mut text = String::from("| option | value |\n|---|---|\n");

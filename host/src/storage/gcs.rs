@@ -1,6 +1,6 @@
 //! Google Cloud Storage, through the official `google-cloud-storage` crate.
 //!
-//! Keys map to object names by the rule the data folder uses too (README, "Storage"):
+//! Keys map to object names by the rule the data folder uses too (docs/JOB.md, *Storage*):
 //! a leading `strip_prefix` (default `data/`, how the backend names local files) is
 //! removed, then `object_prefix` is put in front. Every transfer is streamed between the network and
 //! a file (never a whole object in memory) and retried here, not in the crate, so that
@@ -8,7 +8,6 @@
 //! 408, 429, 5xx, a short or corrupt body) get at most `max_attempts` attempts with
 //! exponential backoff and jitter inside a deadline; a 404 is final at once.
 
-use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -33,7 +32,7 @@ pub struct GcsConfig {
 }
 
 impl GcsConfig {
-    /// The object name for a blueprint key (README, "Storage").
+    /// The object name for a blueprint key (docs/JOB.md, *Storage*).
     pub fn object_name(&self, key: &str) -> String {
         format!("{}{}", self.object_prefix, stored_name(key, &self.strip_prefix))
     }
@@ -235,7 +234,7 @@ impl GcsStorage {
         Fut: std::future::Future<Output = Result<T, Failure>>,
     {
         let started = Instant::now();
-        let mut pause = self.config.first_backoff;
+        let mut pauses = retry_pauses(self.config.first_backoff);
         let mut number = 0;
         loop {
             number += 1;
@@ -266,7 +265,7 @@ impl GcsStorage {
                 }
                 Err(Failure::Transient(message)) => message,
             };
-            let jittered = pause.mul_f64(0.5 + jitter());
+            let jittered = pauses.next().unwrap_or(self.config.object_deadline);
             if number >= self.config.max_attempts || started.elapsed() + jittered >= self.config.object_deadline {
                 return Err(StorageError::GaveUp {
                     key: key.to_owned(),
@@ -282,7 +281,6 @@ impl GcsStorage {
                 "{what} failed, retrying: {message}"
             );
             tokio::time::sleep(jittered).await;
-            pause *= 2;
         }
     }
 
@@ -493,11 +491,17 @@ async fn file_crc32c(path: &Path) -> std::io::Result<u32> {
     }
 }
 
-/// A number in [0, 1) that differs between calls and processes (retry jitter only).
-fn jitter() -> f64 {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(Instant::now().elapsed().as_nanos());
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+/// The pauses before each retry: `first`, doubling, each with a random jitter of up to
+/// itself added (backon's exponential backoff); the caller stops at its attempts and deadline.
+fn retry_pauses(first: Duration) -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::new()
+        .with_min_delay(first)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_delay()
+        .without_max_times()
+        .build()
 }
 
 /// `gs://bucket/key` → (bucket, key).
@@ -516,7 +520,17 @@ mod tests {
         assert_eq!(parse_gs_uri("gs://b/blueprints/x.json"), Some(("b", "blueprints/x.json")));
         assert_eq!(parse_gs_uri("gs://b/"), None);
         assert_eq!(parse_gs_uri("s3://b/x"), None);
-        assert!(jitter() < 1.0);
+    }
+
+    #[test]
+    fn retry_pauses_double_from_the_first_with_at_most_as_much_again_of_jitter() {
+        let first = Duration::from_millis(250);
+        let pauses: Vec<Duration> = retry_pauses(first).take(4).collect();
+        for (n, pause) in pauses.iter().enumerate() {
+            let base = first * 2u32.pow(n as u32);
+            assert!(*pause >= base && *pause < base * 2, "pause {n}: {pause:?} from {base:?}");
+        }
+        assert!(retry_pauses(Duration::ZERO).take(3).all(|pause| pause.is_zero()), "no pause asked, none made");
     }
 
     #[test]

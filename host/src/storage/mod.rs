@@ -83,7 +83,7 @@ fn too_many(store: String, prefix: &str) -> StorageError {
     }
 }
 
-/// The key rule, one for the data folder and the bucket (README, "Storage"): a key names
+/// The key rule, one for the data folder and the bucket (docs/JOB.md, *Storage*): a key names
 /// the object `key` less a leading `strip_prefix` (`GCS_STRIP_PREFIX`, default `data/`),
 /// a path under the data folder or, after `GCS_OBJECT_PREFIX`, an object name. The
 /// backend spells its keys as paths relative to its own root (`data/Bachata_steps/...`
