@@ -1311,6 +1311,7 @@ mod tests {
     #[test]
     fn a_probe_that_could_not_start_is_the_budgets_failure_not_the_inputs() {
         let starved = media::MediaError {
+            source: None,
             message: "media/a.mp4: not a readable media file (ffprobe: error while loading shared libraries: libavcodec.so.59: \
                       failed to map segment from shared object)"
                 .into(),
@@ -1323,8 +1324,7 @@ mod tests {
             failure.to_string().starts_with("probing /moves/1/video_path ran out of the job's memory budget"),
             "{failure}"
         );
-        let broken =
-            media::MediaError { message: "media/a.mp4: not a readable media file (moov atom not found)".into() };
+        let broken = media::MediaError::new("media/a.mp4: not a readable media file (moov atom not found)".into());
         let (_, failure) = probe_failure("/moves/1/video_path", broken);
         assert!(matches!(&failure, Failure::Media { pointer, .. } if pointer == "/moves/1/video_path"), "{failure}");
         assert_eq!(failure.exit_code(), exit::MEDIA);

@@ -17,16 +17,31 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 /// while it runs): it opens the container and decodes a few frames.
 pub const PROBE_MEMORY: u64 = 64 << 20;
 
+/// `message` says what failed (with its cause's text, for the operator); the cause itself,
+/// when there is one (an I/O error, unreadable JSON), stays reachable as the source.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct MediaError {
     pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl MediaError {
+    pub fn new(message: String) -> MediaError {
+        MediaError { message, source: None }
+    }
+
+    /// The same error with `cause` kept as its source.
+    fn caused_by(self, cause: impl std::error::Error + Send + Sync + 'static) -> MediaError {
+        MediaError { source: Some(Box::new(cause)), ..self }
+    }
 }
 
 /// How many frames the first video stream of `file` has (its packets, counted by
 /// reading the container: no decoding).
 pub async fn count_video_frames(ffprobe: &Path, file: &Path, limits: ChildLimits) -> Result<u64, MediaError> {
-    let fail = |message: String| MediaError { message: format!("{}: {message}", file.display()) };
+    let fail = |message: String| MediaError::new(format!("{}: {message}", file.display()));
     let output = crate::ffmpeg::child_command(ffprobe, limits)
         .args([
             "-v",
@@ -46,7 +61,7 @@ pub async fn count_video_frames(ffprobe: &Path, file: &Path, limits: ChildLimits
     let output = tokio::time::timeout(PROBE_TIMEOUT, output)
         .await
         .map_err(|_| fail(format!("ffprobe did not finish within {} s", PROBE_TIMEOUT.as_secs())))?
-        .map_err(|e| fail(format!("cannot run ffprobe: {e}")))?;
+        .map_err(|e| fail(format!("cannot run ffprobe: {e}")).caused_by(e))?;
     let text = String::from_utf8_lossy(&output.stdout);
     match text.trim().trim_end_matches(',').parse() {
         Ok(frames) if output.status.success() => Ok(frames),
@@ -130,7 +145,7 @@ pub async fn remux_for_exact_seeks(
     shift_micros: u64,
     limits: ChildLimits,
 ) -> Result<(), MediaError> {
-    let fail = |message: String| MediaError { message: format!("{key}: {message}") };
+    let fail = |message: String| MediaError::new(format!("{key}: {message}"));
     let mut remuxed = file.as_os_str().to_owned();
     remuxed.push(".remux.mp4");
     let remuxed = std::path::PathBuf::from(remuxed);
@@ -160,7 +175,7 @@ pub async fn remux_for_exact_seeks(
                 let seconds = PROBE_TIMEOUT.as_secs();
                 Err(fail(format!("copying its packets into MP4 did not finish within {seconds} s")))
             }
-            Ok(Err(e)) => Err(fail(format!("cannot run ffmpeg: {e}"))),
+            Ok(Err(e)) => Err(fail(format!("cannot run ffmpeg: {e}")).caused_by(e)),
             Ok(Ok(output)) if !output.status.success() => {
                 crate::work::remove_if_present(&remuxed);
                 let why = last_error(&output.stderr, output.status, file, key);
@@ -170,9 +185,8 @@ pub async fn remux_for_exact_seeks(
                 }
                 Err(fail(format!("copying its packets into MP4 (to seek in it by frame) failed ({why})")))
             }
-            Ok(Ok(_)) => {
-                std::fs::rename(&remuxed, file).map_err(|e| fail(format!("cannot replace it with its MP4 copy: {e}")))
-            }
+            Ok(Ok(_)) => std::fs::rename(&remuxed, file)
+                .map_err(|e| fail(format!("cannot replace it with its MP4 copy: {e}")).caused_by(e)),
         };
         break;
     }
@@ -231,7 +245,7 @@ async fn key_packets(
     limits: ChildLimits,
 ) -> Result<(u64, Vec<(u64, f64)>), MediaError> {
     use tokio::io::AsyncBufReadExt;
-    let fail = |message: String| MediaError { message: format!("{key}: {message}") };
+    let fail = |message: String| MediaError::new(format!("{key}: {message}"));
     let mut command = crate::ffmpeg::child_command(ffprobe, limits);
     command.args(["-v", "error", "-hide_banner"]);
     if !parsed {
@@ -246,7 +260,7 @@ async fn key_packets(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| fail(format!("cannot start ffprobe ({}): {e}", ffprobe.display())))?;
+        .map_err(|e| fail(format!("cannot start ffprobe ({}): {e}", ffprobe.display())).caused_by(e))?;
     let (stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
     let run = async {
         let read_packets = async {
@@ -273,7 +287,7 @@ async fn key_packets(
     };
     let (status, found, err) = match tokio::time::timeout(PROBE_TIMEOUT, run).await {
         Err(_) => return Err(fail(format!("reading its packets did not finish within {} s", PROBE_TIMEOUT.as_secs()))),
-        Ok(Err(e)) => return Err(fail(format!("reading its packets failed: {e}"))),
+        Ok(Err(e)) => return Err(fail(format!("reading its packets failed: {e}")).caused_by(e)),
         Ok(Ok(done)) => done,
     };
     if !status.success() {
@@ -303,7 +317,7 @@ pub async fn measure_loudness(
     (seconds, song_seconds): (f64, f64),
     limits: ChildLimits,
 ) -> Result<Loudness, MediaError> {
-    let fail = |message: String| MediaError { message: format!("{key}: {message}") };
+    let fail = |message: String| MediaError::new(format!("{key}: {message}"));
     let limits = ChildLimits { memory: limits.memory.min(LOUDNESS_MEMORY), ..limits };
     // `framelog=verbose`: one line per 100 ms of audio would otherwise fill stderr.
     let graph = format!(
@@ -323,7 +337,7 @@ pub async fn measure_loudness(
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| fail(format!("cannot run ffmpeg: {e}")))?;
+        .map_err(|e| fail(format!("cannot run ffmpeg: {e}")).caused_by(e))?;
     let mut stderr = child.stderr.take().expect("piped");
     let run = async {
         // A damaged song can log a line per packet: only the end (the summary) is kept.
@@ -334,7 +348,7 @@ pub async fn measure_loudness(
         Err(_) => {
             return Err(fail(format!("measuring its loudness did not finish within {} s", LOUDNESS_TIMEOUT.as_secs())))
         }
-        Ok(Err(e)) => return Err(fail(format!("measuring its loudness failed: {e}"))),
+        Ok(Err(e)) => return Err(fail(format!("measuring its loudness failed: {e}")).caused_by(e)),
         Ok(Ok(done)) => done,
     };
     if !status.success() {
@@ -386,7 +400,7 @@ pub async fn probe_container(
     key: &str,
     limits: ChildLimits,
 ) -> Result<Probed, MediaError> {
-    let fail = |message: String| MediaError { message: format!("{key}: {message}") };
+    let fail = |message: String| MediaError::new(format!("{key}: {message}"));
     let mut child = crate::ffmpeg::child_command(ffprobe, limits)
         .args(["-v", "error", "-hide_banner", "-print_format", "json", "-show_format", "-show_streams"])
         .args(crate::formats::input_whitelist())
@@ -396,7 +410,7 @@ pub async fn probe_container(
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| fail(format!("cannot start ffprobe ({}): {e}", ffprobe.display())))?;
+        .map_err(|e| fail(format!("cannot start ffprobe ({}): {e}", ffprobe.display())).caused_by(e))?;
     let (mut stdout, mut stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
     let run = async {
         let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -408,7 +422,7 @@ pub async fn probe_container(
     };
     let (status, out, err) = match tokio::time::timeout(PROBE_TIMEOUT, run).await {
         Err(_) => return Err(fail(format!("ffprobe did not finish within {} s", PROBE_TIMEOUT.as_secs()))),
-        Ok(Err(e)) => return Err(fail(format!("ffprobe failed: {e}"))),
+        Ok(Err(e)) => return Err(fail(format!("ffprobe failed: {e}")).caused_by(e)),
         Ok(Ok(done)) => done,
     };
     if !status.success() {
@@ -417,7 +431,8 @@ pub async fn probe_container(
         }
         return Err(fail(format!("not a readable media file ({})", last_error(&err, status, file, key))));
     }
-    let json: Value = serde_json::from_slice(&out).map_err(|e| fail(format!("unreadable ffprobe output: {e}")))?;
+    let json: Value =
+        serde_json::from_slice(&out).map_err(|e| fail(format!("unreadable ffprobe output: {e}")).caused_by(e))?;
     let facts = facts_from_ffprobe(&json, key).ok_or_else(|| fail("ffprobe found no audio or video stream".into()))?;
     let container = json.pointer("/format/format_name").and_then(Value::as_str).unwrap_or_default().to_owned();
     let video_start = video_stream(&json)
@@ -527,6 +542,20 @@ fn rate(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message names the input and what failed; the operating system's error stays
+    /// reachable as the source.
+    #[tokio::test]
+    async fn a_probe_that_cannot_start_keeps_its_io_error_as_the_source() {
+        let limits = ChildLimits::reader(PROBE_MEMORY, PROBE_TIMEOUT);
+        let missing = Path::new("/nonexistent/ffprobe");
+        let error =
+            probe_container(missing, Path::new("/dev/null"), "media/a.mp4", limits).await.err().expect("no ffprobe");
+        assert!(error.message.starts_with("media/a.mp4: cannot start ffprobe (/nonexistent/ffprobe): "), "{error}");
+        let source = std::error::Error::source(&error).expect("a source");
+        let io = source.downcast_ref::<std::io::Error>().expect("the io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    }
 
     /// FFmpeg 5.1's log of `measure_loudness`: the filter built and closed once before
     /// the run (its summary measured nothing), then the run's summary.
