@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use br_blueprint::limits::MAX_BLUEPRINT_BYTES;
 
+use crate::settings::Environment;
+
 pub const BLUEPRINT_ENV: &str = "BLUEPRINT_JSON";
 /// Cloud Run refuses an environment variable longer than this; a blueprint over it
 /// cannot be passed as `BLUEPRINT_JSON` at all (about 95 moves of the backend's shape).
@@ -21,7 +23,8 @@ pub const MANIFEST_ENV: &str = "BLUEPRINT_MANIFEST_URI";
 pub enum Source {
     File(PathBuf),
     Stdin,
-    Env,
+    /// `BLUEPRINT_JSON`'s bytes, as the environment held them.
+    Env(Vec<u8>),
     /// `gs://bucket/key`, read by the caller through the GCS backend.
     Uri(String),
     /// A key in the job's own storage (a task array's entry), read by the caller through
@@ -31,16 +34,27 @@ pub enum Source {
 
 impl Source {
     /// `None` and neither `BLUEPRINT_JSON` nor `BLUEPRINT_URI` is a usage error.
-    pub fn choose(argument: Option<&str>) -> Result<Source, String> {
+    pub fn choose(argument: Option<&str>, env: &Environment) -> Result<Source, String> {
+        if let Some(argument) = argument {
+            return Ok(Source::from_argument(argument));
+        }
+        if let Some(text) = env.get_os(BLUEPRINT_ENV) {
+            return Ok(Source::Env(text.as_encoded_bytes().to_vec()));
+        }
+        match env.get(BLUEPRINT_URI_ENV) {
+            Some(uri) if !uri.is_empty() => Ok(Source::Uri(uri)),
+            _ => Err(format!(
+                "no blueprint: give a FILE, '-' for stdin, a gs:// URI, or set {BLUEPRINT_ENV} or {BLUEPRINT_URI_ENV}"
+            )),
+        }
+    }
+
+    /// The FILE argument: '-' for stdin, a `gs://` address, else a path.
+    pub fn from_argument(argument: &str) -> Source {
         match argument {
-            Some("-") => Ok(Source::Stdin),
-            Some(uri) if uri.starts_with("gs://") => Ok(Source::Uri(uri.to_owned())),
-            Some(path) => Ok(Source::File(PathBuf::from(path))),
-            None if std::env::var_os(BLUEPRINT_ENV).is_some() => Ok(Source::Env),
-            None => match std::env::var(BLUEPRINT_URI_ENV) {
-                Ok(uri) if !uri.is_empty() => Ok(Source::Uri(uri)),
-                _ => Err(format!("no blueprint: give a FILE, '-' for stdin, a gs:// URI, or set {BLUEPRINT_ENV} or {BLUEPRINT_URI_ENV}")),
-            },
+            "-" => Source::Stdin,
+            uri if uri.starts_with("gs://") => Source::Uri(uri.to_owned()),
+            path => Source::File(PathBuf::from(path)),
         }
     }
 
@@ -48,7 +62,7 @@ impl Source {
         match self {
             Source::File(path) => path.display().to_string(),
             Source::Stdin => "stdin".into(),
-            Source::Env => BLUEPRINT_ENV.into(),
+            Source::Env(_) => BLUEPRINT_ENV.into(),
             Source::Uri(uri) | Source::Key(uri) => uri.clone(),
         }
     }
@@ -81,8 +95,8 @@ impl Loaded {
 pub fn read(source: &Source) -> std::io::Result<Loaded> {
     let limit = MAX_BLUEPRINT_BYTES as u64;
     let bytes = match source {
-        Source::Env => {
-            let bytes = std::env::var_os(BLUEPRINT_ENV).unwrap_or_default().into_encoded_bytes();
+        Source::Env(bytes) => {
+            let bytes = bytes.clone();
             if bytes.len() >= CLOUD_RUN_ENV_WARNING_BYTES {
                 tracing::warn!(
                     bytes = bytes.len(),

@@ -3,12 +3,11 @@
 //! per subcommand; a job command's flags become its [`crate::settings::Settings`].
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::number_setting;
-use crate::{budget, exit, guest, logging, prepare, storage};
+use crate::{budget, logging, prepare, storage};
 
 #[derive(Parser)]
 #[command(
@@ -466,42 +465,5 @@ impl SandboxFlags {
             self.guest_memory.saturating_mul(budget::MIB),
         )
         .map_err(|error| error.to_string())
-    }
-
-    /// The sandbox with the built-in guest or a plugin; on failure the exit code and the
-    /// message (not yet printed).
-    pub fn try_load(&self) -> Result<br_sandbox::Sandbox, (u8, String)> {
-        let budget = self.budget().map_err(|message| (exit::USAGE, message))?;
-        self.try_load_within(&budget)
-    }
-
-    /// [`Self::try_load`] with the guest's memory cap from a budget already resolved.
-    pub fn try_load_within(&self, budget: &budget::JobBudget) -> Result<br_sandbox::Sandbox, (u8, String)> {
-        let limits = br_sandbox::Limits {
-            fuel: self.fuel,
-            memory_bytes: budget.guest,
-            deadline: Duration::from_millis(self.guest_deadline_ms),
-        };
-        let choice = guest::GuestChoice {
-            path: self.guest.clone(),
-            cache: guest::cache_dir(self.cache_dir.clone(), self.no_cache),
-        };
-        let sandbox = choice.load(limits).map_err(|error| {
-            let code = match error {
-                guest::LoadError::Read(_) => exit::USAGE,
-                guest::LoadError::Sandbox(_) => exit::SANDBOX,
-            };
-            (code, error.to_string())
-        })?;
-        // Settings for a guest that cannot take them are the operator's mistake: a usage error.
-        sandbox.with_settings(self.guest_settings.clone()).map_err(|error| (exit::USAGE, error.to_string()))
-    }
-
-    /// [`Self::try_load`], printing the error.
-    pub fn load(&self) -> Result<br_sandbox::Sandbox, u8> {
-        self.try_load().map_err(|(code, message)| {
-            eprintln!("error: {message}");
-            code
-        })
     }
 }

@@ -707,12 +707,6 @@ pub fn child_command(program: &Path, limits: ChildLimits) -> tokio::process::Com
     command
 }
 
-/// The FFmpeg binaries: `FFMPEG` / `FFPROBE` or the ones on PATH.
-pub fn binaries() -> (PathBuf, PathBuf) {
-    let pick = |var: &str, name: &str| std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(name));
-    (pick("FFMPEG", "ffmpeg"), pick("FFPROBE", "ffprobe"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -764,7 +758,8 @@ mod tests {
         // SAFETY: mkfifo reads the NUL-terminated path it is given.
         assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
         let budget = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
-        let (ffmpeg, _) = binaries();
+        // The FFmpeg the suite runs (the image's minimal build in its second pass).
+        let ffmpeg = std::env::var_os("FFMPEG").map_or_else(|| PathBuf::from("ffmpeg"), PathBuf::from);
         let ledger = std::sync::Arc::new(Ledger::of(&budget));
         let runner = Runner {
             ffmpeg,

@@ -21,7 +21,7 @@ impl GuestChoice {
         let wasm = match &self.path {
             None => std::borrow::Cow::Borrowed(DEFAULT_GUEST),
             Some(path) => std::borrow::Cow::Owned(
-                std::fs::read(path).map_err(|e| LoadError::Read(format!("{}: {e}", path.display())))?,
+                std::fs::read(path).map_err(|source| LoadError::Read { path: path.clone(), source })?,
             ),
         };
         Sandbox::load(&wasm, limits, &self.cache).map_err(LoadError::Sandbox)
@@ -30,22 +30,10 @@ impl GuestChoice {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read the guest component {0}")]
-    Read(String),
+    #[error("cannot read the guest component {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Sandbox(SandboxError),
-}
-
-/// `--cache-dir`, else `BLUEPRINT_RUNNER_CACHE_DIR`, else the user's cache folder.
-pub fn cache_dir(flag: Option<PathBuf>, disabled: bool) -> CacheConfig {
-    if disabled {
-        return CacheConfig { dir: None };
-    }
-    let dir = flag
-        .or_else(|| std::env::var_os(CACHE_ENV).map(PathBuf::from))
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("blueprint-runner")))
-        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/blueprint-runner")));
-    CacheConfig { dir }
 }
 
 #[cfg(test)]

@@ -899,7 +899,7 @@ impl Job<'_> {
             timings,
             steps,
             memory: self.watchdog.peaks().figures(&self.config.runner.budget),
-            cloud_run: crate::logging::cloud_run_fields().clone(),
+            cloud_run: crate::logging::cloud_run_fields(),
         };
         let timings = serde_json::Value::Object(result.timings.clone());
         reporter.completed(serde_json::to_value(&result).unwrap_or_default());

@@ -48,26 +48,35 @@ pub fn set_stage(stage: &'static str) {
     }
 }
 
-/// Which Cloud Run task and execution this process is, from the variables Cloud Run
-/// sets (`task_index`, `task_attempt`, `execution`), for every log line and the result:
-/// the backend finds a task's lines across the executions of a task array by them.
-pub fn cloud_run_fields() -> &'static Map<String, Value> {
-    static FIELDS: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-    FIELDS.get_or_init(|| {
-        let mut fields = Map::new();
-        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok());
-        if let Some(index) = number("CLOUD_RUN_TASK_INDEX") {
-            fields.insert("task_index".into(), index.into());
-        }
-        if let Some(attempt) = number("CLOUD_RUN_TASK_ATTEMPT") {
-            fields.insert("task_attempt".into(), attempt.into());
-        }
-        if let Ok(execution) = std::env::var("CLOUD_RUN_EXECUTION") {
-            // Cloud Run's own name; bounded so a stray value cannot bloat every line.
-            fields.insert("execution".into(), execution.chars().take(128).collect::<String>().into());
-        }
-        fields
-    })
+/// Which Cloud Run task and execution this process is (Cloud Run's `task_index`,
+/// `task_attempt` and `execution`), on every log line and in the result: the backend
+/// finds a task's lines across the executions of a task array by them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloudRunLabels {
+    pub task_index: Option<u64>,
+    pub task_attempt: Option<u64>,
+    pub execution: Option<String>,
+}
+
+static CLOUD_RUN: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+
+/// The labels [`init`] was given, as the fields of a log line (none before it).
+pub fn cloud_run_fields() -> Map<String, Value> {
+    CLOUD_RUN.get().cloned().unwrap_or_default()
+}
+
+fn label_fields(labels: &CloudRunLabels) -> Map<String, Value> {
+    let mut fields = Map::new();
+    if let Some(index) = labels.task_index {
+        fields.insert("task_index".into(), index.into());
+    }
+    if let Some(attempt) = labels.task_attempt {
+        fields.insert("task_attempt".into(), attempt.into());
+    }
+    if let Some(execution) = &labels.execution {
+        fields.insert("execution".into(), execution.clone().into());
+    }
+    fields
 }
 
 /// The stage the job is in, for messages that are not log lines (the watchdog's).
@@ -124,12 +133,17 @@ fn python_level(level: &str) -> Option<&'static str> {
     })
 }
 
-pub fn init(format: LogFormat, destination: Destination, default_level: &str) {
-    let env = |name: &str| std::env::var(name).ok();
-    let choice = filter_from_env(&env, default_level).unwrap_or_else(|message| LogChoice {
-        directive: default_level.to_owned(),
-        note: Some(format!("LOG_LEVEL: {message}; logging at {default_level}")),
-    });
+/// Logging for this process: `format` to `destination`, filtered as `choice` says (its
+/// note logged once logging is up; `default_level` if its directive does not parse),
+/// `labels` on every line.
+pub fn init(
+    format: LogFormat,
+    destination: Destination,
+    default_level: &str,
+    choice: LogChoice,
+    labels: &CloudRunLabels,
+) {
+    let _ = CLOUD_RUN.set(label_fields(labels));
     let filter = EnvFilter::try_new(&choice.directive).unwrap_or_else(|_| EnvFilter::new(default_level));
     let _ = match format {
         LogFormat::Json => {
@@ -174,7 +188,7 @@ impl<S: Subscriber> Layer<S> for CloudJson {
                 line.insert("stage".into(), stage.into());
             }
         }
-        for (key, value) in cloud_run_fields() {
+        for (key, value) in CLOUD_RUN.get().into_iter().flatten() {
             line.insert(key.clone(), value.clone());
         }
         line.insert("target".into(), event.metadata().target().into());

@@ -29,16 +29,18 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    let env = settings::Environment::of_process();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
             if error.use_stderr() && invoked_as_job() {
                 // clap stops at the first bad variable; list them all.
-                let env = |name: &str| std::env::var(name).ok();
-                let problems = config::check_job_environment(&env, true);
+                let problems = config::check_job_environment(&env.lookup(), true);
                 if !problems.is_empty() {
-                    logging::init(logging::LogFormat::Json, logging::Destination::Stdout, "info");
-                    return block_on(commands::job::refuse_configuration(&problems, Duration::from_secs(5)));
+                    let (format, destination) = (logging::LogFormat::Json, logging::Destination::Stdout);
+                    logging::init(format, destination, "info", env.log_choice("info"), &env.cloud_run());
+                    let refusal = commands::job::refuse_configuration(&problems, Duration::from_secs(5), &env);
+                    return block_on(refusal);
                 }
             }
             let _ = error.print();
@@ -51,8 +53,8 @@ fn main() -> ExitCode {
         Command::Job { .. } => (logging::Destination::Stdout, "info"),
         _ => (logging::Destination::Stderr, "warn"),
     };
-    logging::init(cli.log_format, destination, level);
-    block_on(commands::dispatch(cli.command))
+    logging::init(cli.log_format, destination, level, env.log_choice(level), &env.cloud_run());
+    block_on(commands::dispatch(cli.command, &env))
 }
 
 /// Runs a command on a single-threaded runtime (one vCPU: FFmpeg does the heavy work).

@@ -1,15 +1,15 @@
 //! `bench-fetch` and `bench-validate`: hidden commands `scripts/bench` measures the
 //! storage and the sandbox with; they print JSON.
 
-use crate::cli::{SandboxFlags, StorageFlags};
+use crate::cli::StorageFlags;
 use crate::exit;
-use crate::settings::StorageSettings;
+use crate::settings::{Environment, SandboxSettings, StorageSettings};
 
 /// `bench-fetch`: downloads keys into a fresh folder with the job's storage settings and
 /// prints timings as JSON (used by `scripts/bench` and the streaming test).
-pub async fn bench_fetch(flags: &StorageFlags, keys: &[String]) -> u8 {
+pub async fn bench_fetch(flags: &StorageFlags, keys: &[String], env: &Environment) -> u8 {
     use futures::StreamExt;
-    let settings = StorageSettings::resolve(flags);
+    let settings = StorageSettings::resolve(flags, env);
     let storage = match settings.open().await {
         Ok(storage) => storage,
         Err(error) => {
@@ -69,7 +69,7 @@ fn peak_rss_kib() -> u64 {
 
 /// `bench-validate`: the guest's load time, then `iterations` validations of one
 /// blueprint file, as JSON.
-pub async fn bench_validate(file: &str, iterations: u32, sandbox: &SandboxFlags) -> u8 {
+pub async fn bench_validate(file: &str, iterations: u32, sandbox: &SandboxSettings) -> u8 {
     let started = std::time::Instant::now();
     let loaded = match sandbox.load() {
         Ok(loaded) => loaded,

@@ -83,20 +83,11 @@ pub async fn release(slot: LockSlot) {
     }
 }
 
-/// How this process names itself to an execution that finds the task taken: Cloud Run's
-/// execution, else the process id.
-fn lock_holder_name() -> String {
-    match std::env::var("CLOUD_RUN_EXECUTION") {
-        Ok(execution) if !execution.is_empty() => execution,
-        _ => format!("pid {}", std::process::id()),
-    }
-}
-
 /// Takes the task for this execution alone, then checks its row. `Err(code)`: stop
 /// here with that code; the row has not been touched.
-async fn claim(database: &DbSettings, task_id: &str, launch: &Launch<'_>) -> Result<(), u8> {
+async fn claim(database: &DbSettings, task_id: &str, launch: &Launch<'_>, holder: &str) -> Result<(), u8> {
     if let Some(slot) = launch.lock {
-        let mut lock = TaskLock::start(database.clone(), task_id, &lock_holder_name());
+        let mut lock = TaskLock::start(database.clone(), task_id, holder);
         match lock.settled(launch.row_patience).await {
             LockState::Held => {}
             LockState::HeldElsewhere(holder) => {
@@ -241,13 +232,13 @@ async fn execute_watched(
 ) -> u8 {
     let mut reporter = Reporter::new(sink, launch.task_id.clone()).with_watchdog(watchdog);
     if let (Some(database), Some(task_id)) = (launch.database, &launch.task_id) {
-        if let Err(code) = claim(database, task_id, &launch).await {
+        if let Err(code) = claim(database, task_id, &launch, &settings.lock_holder_name()).await {
             return code;
         }
     }
     let source = match &launch.blueprint_key {
         Some(key) => Source::Key(key.clone()),
-        None => match Source::choose(settings.blueprint.as_deref()) {
+        None => match settings.blueprint() {
             Ok(source) => source,
             Err(message) => return fail(&mut reporter, Stage::Validate, Failure::Setup(message)),
         },
@@ -298,7 +289,7 @@ async fn execute_watched(
             return fail(&mut reporter, Stage::Validate, failure);
         }
         (None, Some(database)) => {
-            if let Err(code) = claim(database, &blueprint_task, &launch).await {
+            if let Err(code) = claim(database, &blueprint_task, &launch, &settings.lock_holder_name()).await {
                 return code;
             }
         }

@@ -10,35 +10,34 @@ use crate::cancel::Cancel;
 use crate::cli::JobFlags;
 use crate::commands::execute::{self, Launch, LockSlot, Mode};
 use crate::job::{Failure, Reporter};
-use crate::settings::{Settings, StorageSettings};
+use crate::settings::{Environment, Settings, StorageSettings};
 use crate::storage::Storage;
 use crate::{config, exit};
 
 /// `job`: the container's entrypoint. Configuration comes from the environment and is
 /// checked as a whole first; the status goes to the backend's row when a database is
 /// configured, else to stdout.
-pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duration) -> u8 {
+pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duration, env: &Environment) -> u8 {
     // First: a SIGTERM from here on is a clean stop, not the default death.
     let cancel = Cancel::on_signals();
-    let env = |name: &str| std::env::var(name).ok();
-    let problems = config::check_job_environment(&env, flags.file.is_some());
+    let problems = config::check_job_environment(&env.lookup(), flags.file.is_some());
     if !problems.is_empty() {
-        return refuse_configuration(&problems, status_flush).await;
+        return refuse_configuration(&problems, status_flush, env).await;
     }
     // The memory budget was checked with the rest of the environment.
-    let settings = match Settings::resolve(flags) {
+    let settings = match Settings::resolve(flags, env) {
         Ok(settings) => settings,
         Err(message) => return execute::refused(&mut JsonLines, task_id, message),
     };
-    if let Some(manifest) = env(crate::blueprint_source::MANIFEST_ENV).filter(|uri| !uri.is_empty()) {
-        return task_array(&settings, &manifest, status_flush, &cancel, true).await;
+    if let Some(manifest) = env.get(crate::blueprint_source::MANIFEST_ENV).filter(|uri| !uri.is_empty()) {
+        return task_array(&settings, &manifest, status_flush, &cancel, true, env).await;
     }
     if let Some(task_id) = &task_id {
         crate::logging::set_task_id(task_id);
     }
-    let database = DbSettings::from_env(&env).ok().flatten();
+    let database = DbSettings::from_env(&env.lookup()).ok().flatten();
     // Checked with the rest of the environment above.
-    let attempt = env("CLOUD_RUN_TASK_ATTEMPT").and_then(|value| value.trim().parse().ok()).unwrap_or(0);
+    let attempt = task_attempt(env);
     let Some(database) = database else {
         tracing::info!("no database configured: status lines go to stdout, and there is no task lock (two executions of one task would both render it)");
         let launch = Launch { task_id, attempt, ..Launch::standalone() };
@@ -74,9 +73,9 @@ pub async fn task_array(
     status_flush: Duration,
     cancel: &Cancel,
     database: bool,
+    env: &Environment,
 ) -> u8 {
-    let env = |name: &str| std::env::var(name).ok();
-    let shard = match crate::prepare::Shard::from_cloud_run(&env) {
+    let shard = match crate::prepare::Shard::from_cloud_run(&env.lookup()) {
         Ok(shard) => shard.unwrap_or(crate::prepare::Shard::WHOLE),
         // Checked with the rest of the environment already.
         Err(_) => crate::prepare::Shard::WHOLE,
@@ -96,8 +95,8 @@ pub async fn task_array(
         this_task = mine.len(),
         "running this task's entries of the manifest"
     );
-    let database = DbSettings::from_env(&env).ok().flatten().filter(|_| database);
-    let attempt = env("CLOUD_RUN_TASK_ATTEMPT").and_then(|value| value.trim().parse().ok()).unwrap_or(0);
+    let database = DbSettings::from_env(&env.lookup()).ok().flatten().filter(|_| database);
+    let attempt = task_attempt(env);
     let mut codes = Vec::with_capacity(mine.len());
     for entry in mine {
         if let Some(reason) = cancel.reason() {
@@ -108,7 +107,7 @@ pub async fn task_array(
         crate::logging::set_task_id(&entry.task_id);
         // A gs:// address is read as it is; a key through the job's own storage.
         let is_uri = entry.blueprint_uri.starts_with("gs://");
-        let entry_settings = settings.with_blueprint(is_uri.then(|| entry.blueprint_uri.clone()));
+        let entry_settings = if is_uri { settings.with_blueprint(&entry.blueprint_uri) } else { settings.clone() };
         let launch = |database, lock| Launch {
             task_id: Some(entry.task_id.clone()),
             database,
@@ -208,11 +207,14 @@ async fn read_manifest(uri: &str, storage: &StorageSettings) -> Result<String, S
 
 /// Ends a job whose configuration is wrong: the message lists every problem, and the
 /// task's row records it when the database settings and TASK_ID are themselves usable.
-pub async fn refuse_configuration(problems: &[br_status::ConfigProblem], status_flush: Duration) -> u8 {
-    let env = |name: &str| std::env::var(name).ok();
+pub async fn refuse_configuration(
+    problems: &[br_status::ConfigProblem],
+    status_flush: Duration,
+    env: &Environment,
+) -> u8 {
     let failure = Failure::Setup(config::describe(problems));
-    let task_id = env("TASK_ID").filter(|id| config::task_id_problem(id).is_none());
-    match (DbSettings::from_env(&env).ok().flatten(), task_id) {
+    let task_id = env.get("TASK_ID").filter(|id| config::task_id_problem(id).is_none());
+    match (DbSettings::from_env(&env.lookup()).ok().flatten(), task_id) {
         (Some(database), Some(task_id)) => {
             let mut status = PgStatus::start(database);
             let code = execute::fail(&mut Reporter::new(&mut status, Some(task_id)), Stage::Validate, failure);
@@ -220,6 +222,12 @@ pub async fn refuse_configuration(problems: &[br_status::ConfigProblem], status_
         }
         (_, task_id) => execute::fail(&mut Reporter::new(&mut JsonLines, task_id), Stage::Validate, failure),
     }
+}
+
+/// Cloud Run's `CLOUD_RUN_TASK_ATTEMPT`: 0 for the first attempt (and when unset; a
+/// value that is not a number was refused with the rest of the environment).
+fn task_attempt(env: &Environment) -> u32 {
+    env.get("CLOUD_RUN_TASK_ATTEMPT").and_then(|value| value.trim().parse().ok()).unwrap_or(0)
 }
 
 /// How long a cancelled job waits for the database before it exits anyway.

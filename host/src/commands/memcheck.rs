@@ -17,15 +17,15 @@ use crate::cancel::Cancel;
 use crate::cli::JobFlags;
 use crate::commands::execute::{self, Launch, Mode};
 use crate::exit;
-use crate::settings::Settings;
+use crate::settings::{Environment, Settings};
 
 /// Host growth per iteration, after the first, that still counts as flat: allocator
 /// caches and the runtime's buffers settle within about this much.
 const LEAK_TOLERANCE_MIB: f64 = 1.0;
 
-pub async fn memcheck(flags: JobFlags, iterations: u32, out: &Path) -> u8 {
+pub async fn memcheck(flags: JobFlags, iterations: u32, out: &Path, env: &Environment) -> u8 {
     let cancel = Cancel::on_signals();
-    let settings = match Settings::resolve(flags) {
+    let settings = match Settings::resolve(flags, env) {
         Ok(settings) => settings,
         Err(message) => return execute::refused(&mut LogOnly, None, message),
     };

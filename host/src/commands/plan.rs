@@ -4,17 +4,17 @@
 
 use br_status::LogOnly;
 
-use crate::blueprint_source::{Loaded, Source};
+use crate::blueprint_source::Loaded;
 use crate::cancel::Cancel;
 use crate::cli::JobFlags;
 use crate::commands::execute::{self, read_blueprint, Launch, Mode};
 use crate::exit;
-use crate::settings::Settings;
+use crate::settings::{Environment, Settings};
 
 /// `plan`: the job up to its checked plan, printed; status changes go to the log only.
-pub async fn plan(flags: JobFlags) -> u8 {
+pub async fn plan(flags: JobFlags, env: &Environment) -> u8 {
     let cancel = Cancel::on_signals();
-    let settings = match Settings::resolve(flags) {
+    let settings = match Settings::resolve(flags, env) {
         Ok(settings) => settings,
         Err(message) => return execute::refused(&mut LogOnly, None, message),
     };
@@ -24,16 +24,16 @@ pub async fn plan(flags: JobFlags) -> u8 {
 /// `plan --facts`: validate and plan from media facts given in a file, with no storage,
 /// media or FFmpeg; the plan is checked against the policy and printed as `plan` prints
 /// it. Exit codes as for `plan`: 2 invalid blueprint, 3 sandbox or policy, 4 no plan.
-pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path) -> u8 {
+pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path, env: &Environment) -> u8 {
     let stop = |code: u8, message: String| {
         eprintln!("error: {message}");
         code
     };
-    let settings = match Settings::resolve(flags) {
+    let settings = match Settings::resolve(flags, env) {
         Ok(settings) => settings,
         Err(message) => return stop(exit::USAGE, message),
     };
-    let text = match Source::choose(settings.blueprint.as_deref()) {
+    let text = match settings.blueprint() {
         Ok(source) => match read_blueprint(&source, &settings.storage).await.map(Loaded::into_text) {
             Ok(Ok(text)) => text,
             Ok(Err(refusal)) => {

@@ -22,8 +22,9 @@ use br_plan::{Arg, AudioFacts, MediaFacts, Plan, PlanNote, PlanRequest, Step, Vi
 use br_sandbox::{CallReport, Limits, Sandbox, SandboxError};
 use serde_json::{json, Value};
 
-use crate::cli::{SandboxFlags, TimelineFlags};
+use crate::cli::TimelineFlags;
 use crate::exit;
+use crate::settings::SandboxSettings;
 
 /// A call that uses more than this share of its fuel or memory limit is a problem: a
 /// larger blueprint, or the next version of the plugin, would reach the limit in a job.
@@ -445,7 +446,7 @@ fn all_cases(given: &Given) -> Result<Vec<Case>, String> {
     Ok(all)
 }
 
-pub async fn check(path: &Path, json_output: bool, given: &Given, sandbox_flags: &SandboxFlags) -> u8 {
+pub async fn check(path: &Path, json_output: bool, given: &Given, sandbox: &SandboxSettings) -> u8 {
     let usage_error = |message: String| {
         eprintln!("error: {message}");
         exit::USAGE
@@ -461,8 +462,7 @@ pub async fn check(path: &Path, json_output: bool, given: &Given, sandbox_flags:
         },
         None => None,
     };
-    let flags = SandboxFlags { guest: Some(path.to_owned()), ..sandbox_flags.clone() };
-    let sandbox = match flags.try_load() {
+    let sandbox = match sandbox.with_guest(Some(path.to_owned())).try_load() {
         Ok(sandbox) => sandbox,
         Err((code, message)) => {
             eprintln!("error: {message}");
@@ -560,10 +560,10 @@ fn case_line(case: &Value) -> String {
 }
 
 /// The plugin `plugin call` runs: its PLUGIN argument, else `--guest`, else the built-in.
-fn load_called(plugin: Option<PathBuf>, flags: &SandboxFlags) -> Result<(Sandbox, String), u8> {
-    let flags = SandboxFlags { guest: plugin.or_else(|| flags.guest.clone()), ..flags.clone() };
-    let name = flags.guest.as_ref().map_or_else(|| "built-in".to_owned(), |path| path.display().to_string());
-    flags.load().map(|sandbox| (sandbox, name))
+fn load_called(plugin: Option<PathBuf>, sandbox: &SandboxSettings) -> Result<(Sandbox, String), u8> {
+    let sandbox = sandbox.with_guest(plugin.or_else(|| sandbox.guest().map(Path::to_owned)));
+    let name = sandbox.guest().map_or_else(|| "built-in".to_owned(), |path| path.display().to_string());
+    sandbox.load().map(|loaded| (loaded, name))
 }
 
 /// A `plugin call` answer, printed.
@@ -584,11 +584,11 @@ pub async fn call_validate(
     blueprint: &str,
     plugin: Option<PathBuf>,
     timeline: &TimelineFlags,
-    flags: &SandboxFlags,
+    flags: &SandboxSettings,
 ) -> u8 {
-    let source = match crate::blueprint_source::Source::choose(Some(blueprint)) {
-        Ok(source @ (crate::blueprint_source::Source::File(_) | crate::blueprint_source::Source::Stdin)) => source,
-        Ok(_) | Err(_) => {
+    let source = match crate::blueprint_source::Source::from_argument(blueprint) {
+        source @ (crate::blueprint_source::Source::File(_) | crate::blueprint_source::Source::Stdin) => source,
+        _ => {
             eprintln!("error: {blueprint:?}: plugin call validate reads a file, or '-' for stdin");
             return exit::USAGE;
         }
@@ -640,7 +640,7 @@ pub async fn call_validate(
 /// `plugin call plan REQUEST.json [PLUGIN]`: the plan (steps, temps, warnings) or the plan
 /// errors, the policy's verdict on the plan and whether its declared output matches the
 /// timeline; the call's fuel and memory, and the guest's log lines.
-pub async fn call_plan(request_path: &Path, plugin: Option<PathBuf>, flags: &SandboxFlags) -> u8 {
+pub async fn call_plan(request_path: &Path, plugin: Option<PathBuf>, flags: &SandboxSettings) -> u8 {
     let request = match crate::plan_request::read(request_path) {
         Ok(request) => request,
         Err(message) => {

@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use crate::blueprint_source::Source;
 use crate::budget::ledger::Ledger;
 use crate::cancel::Cancel;
 use crate::cli::{JobFlags, PrepareFlags};
 use crate::commands::execute::read_blueprint;
-use crate::settings::Settings;
+use crate::settings::{Environment, Settings};
 use crate::storage::StorageError;
 use crate::{exit, ffmpeg};
 
@@ -16,21 +15,20 @@ use crate::{exit, ffmpeg};
 /// blueprint's (or the flags') output profile. The blueprint is validated in the guest
 /// like any other; the clips are re-encoded by the host under the same policy and
 /// limits as a job's steps.
-pub async fn prepare(flags: JobFlags, options: PrepareFlags) -> u8 {
+pub async fn prepare(flags: JobFlags, options: PrepareFlags, env: &Environment) -> u8 {
     let cancel = Cancel::on_signals();
     let fail = |code: u8, message: String| {
         tracing::error!("{message}");
         eprintln!("error: {message}");
         code
     };
-    let env = |name: &str| std::env::var(name).ok();
-    let shard = match (options.shard, crate::prepare::Shard::from_cloud_run(&env)) {
+    let shard = match (options.shard, crate::prepare::Shard::from_cloud_run(&env.lookup())) {
         (Some(shard), _) => shard,
         (None, Ok(Some(shard))) => shard,
         (None, Ok(None)) => crate::prepare::Shard::WHOLE,
         (None, Err(message)) => return fail(exit::USAGE, format!("CLOUD_RUN_TASK_INDEX/COUNT: {message}")),
     };
-    let settings = match Settings::resolve(flags) {
+    let settings = match Settings::resolve(flags, env) {
         Ok(settings) => settings,
         Err(message) => return fail(exit::USAGE, message),
     };
@@ -39,7 +37,7 @@ pub async fn prepare(flags: JobFlags, options: PrepareFlags) -> u8 {
         Err(message) => return fail(exit::USAGE, message),
     };
     let runner = settings.runner(Arc::new(Ledger::of(&settings.budget)));
-    let ffprobe = ffmpeg::binaries().1;
+    let ffprobe = settings.ffprobe().to_owned();
     let preparer = crate::prepare::Preparer {
         storage: storage.as_ref(),
         runner: &runner,
@@ -81,7 +79,7 @@ async fn blueprint_profile(
     settings: &Settings,
     preparer: &crate::prepare::Preparer<'_>,
 ) -> Result<(br_plan::prepare::Profile, Vec<String>), (u8, String)> {
-    let source = Source::choose(settings.blueprint.as_deref()).map_err(|message| (exit::USAGE, message))?;
+    let source = settings.blueprint().map_err(|message| (exit::USAGE, message))?;
     let text = read_blueprint(&source, &settings.storage).await.map_err(|message| (exit::USAGE, message))?;
     let text = text
         .into_text()

@@ -8,12 +8,12 @@ use br_status::JsonLines;
 use crate::cancel::Cancel;
 use crate::cli::JobFlags;
 use crate::commands::execute::{self, Launch, Mode};
-use crate::settings::Settings;
+use crate::settings::{Environment, Settings};
 
 /// `run`: status lines on stdout.
-pub async fn run(flags: JobFlags) -> u8 {
+pub async fn run(flags: JobFlags, env: &Environment) -> u8 {
     let cancel = Cancel::on_signals();
-    let settings = match Settings::resolve(flags) {
+    let settings = match Settings::resolve(flags, env) {
         Ok(settings) => settings,
         Err(message) => return execute::refused(&mut JsonLines, None, message),
     };
@@ -21,13 +21,13 @@ pub async fn run(flags: JobFlags) -> u8 {
 }
 
 /// `run --manifest`: a task array's share of a manifest, status lines on stdout.
-pub async fn run_manifest(flags: JobFlags, manifest: &str) -> u8 {
+pub async fn run_manifest(flags: JobFlags, manifest: &str, env: &Environment) -> u8 {
     let cancel = Cancel::on_signals();
-    let settings = match Settings::resolve(flags) {
+    let settings = match Settings::resolve(flags, env) {
         Ok(settings) => settings,
         Err(message) => return execute::refused(&mut JsonLines, None, message),
     };
-    crate::commands::job::task_array(&settings, manifest, STATUS_FLUSH_FOR_RUN, &cancel, false).await
+    crate::commands::job::task_array(&settings, manifest, STATUS_FLUSH_FOR_RUN, &cancel, false, env).await
 }
 
 /// `run` has no database: nothing to wait for at the end of an entry.
