@@ -1,7 +1,6 @@
 //! Where the blueprint text comes from: a file, stdin, `BLUEPRINT_JSON` or a `gs://` address. Reading
 //! is bounded: a larger document is refused without being held in memory.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use br_blueprint::limits::MAX_BLUEPRINT_BYTES;
@@ -28,7 +27,7 @@ pub enum Source {
     /// `gs://bucket/key`, read by the caller through the GCS backend.
     Uri(String),
     /// A key in the job's own storage (a task array's entry), read by the caller through
-    /// [`crate::storage::Storage::read_small`].
+    /// [`br_engine::storage::Storage::read_small`].
     Key(String),
 }
 
@@ -105,8 +104,8 @@ pub fn read(source: &Source) -> std::io::Result<Loaded> {
             }
             bytes
         }
-        Source::Stdin => read_bounded(std::io::stdin().lock(), limit)?,
-        Source::File(path) => read_bounded(std::fs::File::open(path)?, limit)?,
+        Source::Stdin => br_engine::files::read_bounded(std::io::stdin().lock(), limit)?,
+        Source::File(path) => br_engine::files::read_bounded(std::fs::File::open(path)?, limit)?,
         Source::Uri(uri) => return Err(std::io::Error::other(format!("{uri} must be read through the GCS backend"))),
         Source::Key(key) => return Err(std::io::Error::other(format!("{key:?} must be read through the storage"))),
     };
@@ -114,28 +113,4 @@ pub fn read(source: &Source) -> std::io::Result<Loaded> {
         return Ok(Loaded::TooLarge(bytes.len() as u64));
     }
     Ok(String::from_utf8(bytes).map(Loaded::Text).unwrap_or(Loaded::NotUtf8))
-}
-
-fn read_bounded(reader: impl Read, limit: u64) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    reader.take(limit + 1).read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// A whole small file (a manifest, media facts), refused past `limit` bytes without
-/// reading more than one byte beyond it. Opened non-blocking and refused unless it is a
-/// regular file: a FIFO would otherwise hold the open until a writer came, past SIGTERM.
-pub fn read_small_file(path: &std::path::Path, limit: u64) -> Result<Vec<u8>, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).custom_flags(libc::O_NONBLOCK);
-    let file = options.open(path).map_err(|e| e.to_string())?;
-    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
-        return Err("is not a regular file".into());
-    }
-    let bytes = read_bounded(file, limit).map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > limit {
-        return Err(format!("larger than {limit} bytes"));
-    }
-    Ok(bytes)
 }

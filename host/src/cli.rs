@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::number_setting;
-use crate::{budget, logging, prepare, storage};
+use br_engine::{budget, logging, prepare, storage};
 
 #[derive(Parser)]
 #[command(
@@ -21,7 +21,23 @@ pub struct Cli {
     /// Log format. `job` logs to stdout (Cloud Logging reads it), the other commands
     /// to stderr.
     #[arg(long, global = true, value_enum, default_value = "json")]
-    pub log_format: logging::LogFormat,
+    pub log_format: LogFormat,
+}
+
+/// `--log-format`: one Cloud Logging entry per line, or text for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl From<LogFormat> for logging::LogFormat {
+    fn from(format: LogFormat) -> logging::LogFormat {
+        match format {
+            LogFormat::Json => logging::LogFormat::Json,
+            LogFormat::Text => logging::LogFormat::Text,
+        }
+    }
 }
 
 #[derive(Subcommand)]

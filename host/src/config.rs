@@ -6,7 +6,7 @@ use std::path::Path;
 
 use br_status::{ConfigProblem, DbSettings};
 
-use crate::budget;
+use br_engine::budget;
 
 pub const DOWNLOAD_CONCURRENCY_MAX: u64 = 64;
 pub const STORAGE_ATTEMPTS_MAX: u64 = 10;
@@ -112,7 +112,7 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
         if !manifest.starts_with("gs://") && !Path::new(manifest).is_file() {
             add(crate::blueprint_source::MANIFEST_ENV, "must be a gs://BUCKET/KEY address or a file".into());
         }
-        if let Err(message) = crate::prepare::Shard::from_cloud_run(get) {
+        if let Err(message) = br_engine::prepare::Shard::from_cloud_run(get) {
             add("CLOUD_RUN_TASK_INDEX", message);
         }
     } else if !blueprint_argument {
@@ -192,7 +192,7 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
         }
     }
     if let Some(prefix) = get("GCS_STRIP_PREFIX") {
-        if let Some(message) = crate::storage::folder_prefix_problem(&prefix) {
+        if let Some(message) = br_engine::storage::folder_prefix_problem(&prefix) {
             add("GCS_STRIP_PREFIX", message);
         }
     }
@@ -202,7 +202,7 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
         }
     }
     if let Some(prefix) = get("OUTPUT_PREFIX") {
-        if let Some(message) = crate::storage::folder_prefix_problem(&prefix) {
+        if let Some(message) = br_engine::storage::folder_prefix_problem(&prefix) {
             add("OUTPUT_PREFIX", message);
         }
     }
@@ -216,7 +216,7 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
             add("GUEST_COMPONENT", format!("{path} is not a file"));
         }
     }
-    if let Err(message) = crate::logging::filter_from_env(get, "info").map(|_| ()) {
+    if let Err(message) = br_engine::logging::filter_from_env(get, "info").map(|_| ()) {
         add("LOG_LEVEL", message);
     }
     if let Err(db_problems) = DbSettings::from_env(get) {

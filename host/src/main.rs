@@ -2,29 +2,17 @@
 //! sandboxed WebAssembly guest; this binary does the I/O.
 
 mod blueprint_source;
-mod budget;
-mod cancel;
 mod cli;
 mod commands;
 mod config;
-mod exit;
-mod ffmpeg;
-mod formats;
 mod guest;
-mod job;
-mod logging;
-mod media;
-mod plan_request;
-mod prepare;
-mod schedule;
 mod settings;
-mod storage;
 mod task_array;
-mod work;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
+use br_engine::{exit, logging};
 use clap::Parser;
 use cli::{Cli, Command};
 
@@ -53,7 +41,7 @@ fn main() -> ExitCode {
         Command::Job { .. } => (logging::Destination::Stdout, "info"),
         _ => (logging::Destination::Stderr, "warn"),
     };
-    logging::init(cli.log_format, destination, level, env.log_choice(level), &env.cloud_run());
+    logging::init(cli.log_format.into(), destination, level, env.log_choice(level), &env.cloud_run());
     block_on(commands::dispatch(cli.command, &env))
 }
 

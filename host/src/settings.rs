@@ -14,12 +14,14 @@ use std::time::Duration;
 use br_sandbox::CacheConfig;
 
 use crate::blueprint_source::Source;
-use crate::budget::ledger::Ledger;
-use crate::budget::JobBudget;
 use crate::cli::{JobFlags, Prepared, SandboxFlags, StorageFlags, StorageKind, TimelineFlags};
-use crate::job::JobConfig;
-use crate::storage::{GcsConfig, GcsStorage, LocalFolder, Storage};
-use crate::{config, exit, ffmpeg, guest, logging};
+use crate::{config, guest};
+use br_engine::budget::ledger::Ledger;
+use br_engine::budget::JobBudget;
+use br_engine::exit;
+use br_engine::job::JobConfig;
+use br_engine::storage::{GcsConfig, GcsStorage, LocalFolder, Storage};
+use br_engine::{ffmpeg, logging};
 
 /// The process's environment, read once at start. Everything below the entrance gets
 /// the values it needs from here instead of reading variables itself, so a command's
@@ -354,11 +356,11 @@ impl Settings {
             ledger,
             job_deadline: self.job_deadline,
             stall_limit: ffmpeg::STALL_LIMIT,
-            parallel_steps: crate::schedule::default_parallelism(),
+            parallel_steps: br_engine::schedule::default_parallelism(),
         }
     }
 
-    /// What a [`crate::job::Job`] runs with, its work folder charged to `ledger`.
+    /// What a [`br_engine::job::Job`] runs with, its work folder charged to `ledger`.
     pub fn job_config(&self, ledger: Arc<Ledger>) -> JobConfig {
         JobConfig {
             download_concurrency: self.storage.download_concurrency(),

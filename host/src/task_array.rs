@@ -14,7 +14,7 @@
 
 use br_blueprint::manifest::ManifestEntry;
 
-use crate::exit;
+use br_engine::exit;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {

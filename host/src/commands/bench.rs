@@ -2,8 +2,8 @@
 //! storage and the sandbox with; they print JSON.
 
 use crate::cli::StorageFlags;
-use crate::exit;
 use crate::settings::{Environment, SandboxSettings, StorageSettings};
+use br_engine::exit;
 
 /// `bench-fetch`: downloads keys into a fresh folder with the job's storage settings and
 /// prints timings as JSON (used by `scripts/bench` and the streaming test).
@@ -28,7 +28,7 @@ pub async fn bench_fetch(flags: &StorageFlags, keys: &[String], env: &Environmen
     let downloads = keys.iter().enumerate().map(|(index, key)| {
         let destination = folder.path().join(format!("object-{index}"));
         let storage = storage.as_ref();
-        async move { storage.fetch(key, &destination, &crate::budget::ledger::Unbounded).await }
+        async move { storage.fetch(key, &destination, &br_engine::budget::ledger::Unbounded).await }
     });
     let results: Vec<_> =
         futures::stream::iter(downloads).buffer_unordered(settings.download_concurrency()).collect().await;

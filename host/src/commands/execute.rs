@@ -7,12 +7,12 @@ use std::time::Duration;
 use br_status::{DbSettings, LockState, Stage, StatusSink, TaskLock, TaskRow};
 
 use crate::blueprint_source::{self, Loaded, Source};
-use crate::budget::watchdog::{self, Record, Watchdog};
-use crate::cancel::Cancel;
-use crate::exit;
-use crate::job::{Failure, Job, Reporter};
 use crate::settings::{Settings, StorageSettings};
-use crate::storage::Storage;
+use br_engine::budget::watchdog::{self, Record, Watchdog};
+use br_engine::cancel::Cancel;
+use br_engine::exit;
+use br_engine::job::{Failure, Job, Reporter};
+use br_engine::storage::Storage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -27,7 +27,7 @@ pub async fn read_blueprint(source: &Source, storage: &StorageSettings) -> Resul
             .map_err(|e| format!("cannot read the blueprint from {}: {e}", source.describe()));
     };
     let (bucket, key) =
-        crate::storage::parse_gs_uri(uri).ok_or_else(|| format!("{uri} is not a gs://BUCKET/KEY address"))?;
+        br_engine::storage::parse_gs_uri(uri).ok_or_else(|| format!("{uri} is not a gs://BUCKET/KEY address"))?;
     let store = storage.open_address_bucket(bucket).await?;
     let limit = br_blueprint::limits::MAX_BLUEPRINT_BYTES;
     match store.read_small(key, limit).await.map_err(|e| format!("cannot read the blueprint {uri}: {e}"))? {
@@ -48,7 +48,7 @@ pub async fn read_stored_blueprint(storage: &dyn Storage, key: &str, pointer: St
     match storage.read_small(key, limit).await {
         Ok(None) => Ok(Loaded::TooLarge(limit as u64 + 1)),
         Ok(Some(bytes)) => Ok(String::from_utf8(bytes).map(Loaded::Text).unwrap_or(Loaded::NotUtf8)),
-        Err(error @ crate::storage::StorageError::GaveUp { .. }) => {
+        Err(error @ br_engine::storage::StorageError::GaveUp { .. }) => {
             Err(Failure::Storage { pointer: Some(pointer), error })
         }
         Err(error) => Err(Failure::ManifestEntry { pointer, message: format!("cannot read its blueprint: {error}") }),

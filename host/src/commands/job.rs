@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use br_status::{DbSettings, Delivery, JsonLines, PgStatus, Stage, StatusSink};
 
-use crate::cancel::Cancel;
 use crate::cli::JobFlags;
 use crate::commands::execute::{self, Launch, LockSlot, Mode};
-use crate::job::{Failure, Reporter};
+use crate::config;
 use crate::settings::{Environment, Settings, StorageSettings};
-use crate::storage::Storage;
-use crate::{config, exit};
+use br_engine::cancel::Cancel;
+use br_engine::exit;
+use br_engine::job::{Failure, Reporter};
+use br_engine::storage::Storage;
 
 /// `job`: the container's entrypoint. Configuration comes from the environment and is
 /// checked as a whole first; the status goes to the backend's row when a database is
@@ -33,7 +34,7 @@ pub async fn job(flags: JobFlags, task_id: Option<String>, status_flush: Duratio
         return task_array(&settings, &manifest, status_flush, &cancel, true, env).await;
     }
     if let Some(task_id) = &task_id {
-        crate::logging::set_task_id(task_id);
+        br_engine::logging::set_task_id(task_id);
     }
     let database = DbSettings::from_env(&env.lookup()).ok().flatten();
     // Checked with the rest of the environment above.
@@ -75,10 +76,10 @@ pub async fn task_array(
     database: bool,
     env: &Environment,
 ) -> u8 {
-    let shard = match crate::prepare::Shard::from_cloud_run(&env.lookup()) {
-        Ok(shard) => shard.unwrap_or(crate::prepare::Shard::WHOLE),
+    let shard = match br_engine::prepare::Shard::from_cloud_run(&env.lookup()) {
+        Ok(shard) => shard.unwrap_or(br_engine::prepare::Shard::WHOLE),
         // Checked with the rest of the environment already.
-        Err(_) => crate::prepare::Shard::WHOLE,
+        Err(_) => br_engine::prepare::Shard::WHOLE,
     };
     let entries = match check_manifest(settings, manifest_uri).await {
         Ok(entries) => entries,
@@ -104,7 +105,7 @@ pub async fn task_array(
             codes.push(exit::CANCELLED);
             break;
         }
-        crate::logging::set_task_id(&entry.task_id);
+        br_engine::logging::set_task_id(&entry.task_id);
         // A gs:// address is read as it is; a key through the job's own storage.
         let is_uri = entry.blueprint_uri.starts_with("gs://");
         let entry_settings = if is_uri { settings.with_blueprint(&entry.blueprint_uri) } else { settings.clone() };
@@ -181,7 +182,7 @@ async fn check_manifest(
         Ok(checked) => Ok(crate::task_array::entries(checked)),
         Err(errors) => Err((
             exit::INVALID_BLUEPRINT,
-            crate::job::list(errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str()))),
+            br_engine::job::list(errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str()))),
         )),
     }
 }
@@ -191,7 +192,7 @@ async fn check_manifest(
 /// and the guest refuses it).
 async fn read_manifest(uri: &str, storage: &StorageSettings) -> Result<String, String> {
     let limit = br_blueprint::manifest::MAX_MANIFEST_BYTES;
-    let bytes = match crate::storage::parse_gs_uri(uri) {
+    let bytes = match br_engine::storage::parse_gs_uri(uri) {
         Some((bucket, key)) => {
             let store = storage.open_address_bucket(bucket).await?;
             store
@@ -200,7 +201,9 @@ async fn read_manifest(uri: &str, storage: &StorageSettings) -> Result<String, S
                 .map_err(|e| e.to_string())?
                 .ok_or(format!("larger than {limit} bytes"))?
         }
-        None => crate::blueprint_source::read_small_file(std::path::Path::new(uri), limit as u64)?,
+        None => {
+            br_engine::files::read_small_file(std::path::Path::new(uri), limit as u64).map_err(|e| e.to_string())?
+        }
     };
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }

@@ -10,14 +10,14 @@ use std::path::Path;
 use br_status::LogOnly;
 use serde_json::{json, Value};
 
-use crate::budget::tree;
-use crate::budget::watchdog::{Peaks, Record, MEMCHECK_SAMPLE_EVERY};
-use crate::budget::{mib, MIB};
-use crate::cancel::Cancel;
 use crate::cli::JobFlags;
 use crate::commands::execute::{self, Launch, Mode};
-use crate::exit;
 use crate::settings::{Environment, Settings};
+use br_engine::budget::tree;
+use br_engine::budget::watchdog::{Peaks, Record, MEMCHECK_SAMPLE_EVERY};
+use br_engine::budget::{mib, MIB};
+use br_engine::cancel::Cancel;
+use br_engine::exit;
 
 /// Host growth per iteration, after the first, that still counts as flat: allocator
 /// caches and the runtime's buffers settle within about this much.

@@ -1,6 +1,6 @@
 //! The subcommands, a module each; [`dispatch`] runs the one parsed. A job command
 //! (`run`, `plan`, `job`, `prepare`, `memcheck`) resolves its flags into
-//! [`crate::settings::Settings`] and runs the engine ([`crate::job`]) through
+//! [`crate::settings::Settings`] and runs the engine ([`br_engine::job`]) through
 //! [`execute`]; the others need no media.
 
 mod bench;
@@ -17,8 +17,8 @@ pub mod validate;
 use std::time::Duration;
 
 use crate::cli::{Command, JobFlags, PluginCall, PluginCommand};
-use crate::exit;
 use crate::settings::{Environment, SandboxSettings};
+use br_engine::exit;
 
 /// Runs `command` with the process's environment `env`; returns the exit code.
 pub async fn dispatch(command: Command, env: &Environment) -> u8 {

@@ -5,11 +5,11 @@
 use br_status::LogOnly;
 
 use crate::blueprint_source::Loaded;
-use crate::cancel::Cancel;
 use crate::cli::JobFlags;
 use crate::commands::execute::{self, read_blueprint, Launch, Mode};
-use crate::exit;
 use crate::settings::{Environment, Settings};
+use br_engine::cancel::Cancel;
+use br_engine::exit;
 
 /// `plan`: the job up to its checked plan, printed; status changes go to the log only.
 pub async fn plan(flags: JobFlags, env: &Environment) -> u8 {
@@ -51,12 +51,12 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path, env: &E
     {
         Ok(Ok(validated)) => validated,
         Ok(Err(refusal)) => {
-            let listed = crate::job::list(refusal.errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())));
+            let listed = br_engine::job::list(refusal.errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())));
             return stop(exit::INVALID_BLUEPRINT, format!("invalid blueprint: {listed}"));
         }
         Err(error) => return stop(exit::SANDBOX, error.to_string()),
     };
-    let facts: Vec<br_plan::MediaFacts> = match crate::plan_request::read_facts(facts_path) {
+    let facts: Vec<br_plan::MediaFacts> = match br_engine::plan_request::read_facts(facts_path) {
         Ok(facts) => facts,
         Err(message) => return stop(exit::USAGE, format!("{}: {message}", facts_path.display())),
     };
@@ -81,14 +81,14 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path, env: &E
         song_loudness: None,
     };
     if let Some(path) = &settings.save_plan_request {
-        if let Err(message) = crate::plan_request::write(path, &request) {
+        if let Err(message) = br_engine::plan_request::write(path, &request) {
             return stop(exit::USAGE, message);
         }
     }
     let plan = match sandbox.plan(&request).await.map(|planning| planning.verdict) {
         Ok(Ok(plan)) => plan,
         Ok(Err(errors)) => {
-            let listed = crate::job::list(errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())));
+            let listed = br_engine::job::list(errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())));
             return stop(exit::MEDIA, format!("no plan: {listed}"));
         }
         Err(error) => return stop(exit::SANDBOX, error.to_string()),

@@ -23,8 +23,8 @@ use br_sandbox::{CallReport, Limits, Sandbox, SandboxError};
 use serde_json::{json, Value};
 
 use crate::cli::TimelineFlags;
-use crate::exit;
 use crate::settings::SandboxSettings;
+use br_engine::exit;
 
 /// A call that uses more than this share of its fuel or memory limit is a problem: a
 /// larger blueprint, or the next version of the plugin, would reach the limit in a job.
@@ -432,7 +432,7 @@ fn all_cases(given: &Given) -> Result<Vec<Case>, String> {
     }
     for blueprint in &given.blueprints {
         let limit = br_blueprint::limits::MAX_BLUEPRINT_BYTES as u64;
-        let bytes = crate::blueprint_source::read_small_file(&blueprint.path, limit)
+        let bytes = br_engine::files::read_small_file(&blueprint.path, limit)
             .map_err(|e| format!("--blueprint {}: {e}", blueprint.path.display()))?;
         let text = String::from_utf8(bytes)
             .map_err(|_| format!("--blueprint {}: not UTF-8 text", blueprint.path.display()))?;
@@ -456,7 +456,7 @@ pub async fn check(path: &Path, json_output: bool, given: &Given, sandbox: &Sand
         Err(message) => return usage_error(message),
     };
     let given_facts = match &given.facts {
-        Some(facts) => match crate::plan_request::read_facts(facts) {
+        Some(facts) => match br_engine::plan_request::read_facts(facts) {
             Ok(facts) => Some(facts),
             Err(message) => return usage_error(format!("--facts {}: {message}", facts.display())),
         },
@@ -538,7 +538,7 @@ fn case_line(case: &Value) -> String {
         line += &format!("; {}", call("plan"));
     }
     if let Some(refused) = case["refused"].as_array() {
-        let listed = crate::job::list(
+        let listed = br_engine::job::list(
             refused
                 .iter()
                 .map(|e| (e["pointer"].as_str().unwrap_or_default(), e["message"].as_str().unwrap_or_default())),
@@ -619,7 +619,7 @@ pub async fn call_validate(
     answer["log"] = json!(validation.report.log);
     let code = match validation.verdict {
         Ok(validated) => {
-            answer["validated"] = json!(crate::plan_request::TimelineRecord::of(&validated));
+            answer["validated"] = json!(br_engine::plan_request::TimelineRecord::of(&validated));
             answer["frames"] = json!(timeline_frames(&validated));
             exit::OK
         }
@@ -641,7 +641,7 @@ pub async fn call_validate(
 /// errors, the policy's verdict on the plan and whether its declared output matches the
 /// timeline; the call's fuel and memory, and the guest's log lines.
 pub async fn call_plan(request_path: &Path, plugin: Option<PathBuf>, flags: &SandboxSettings) -> u8 {
-    let request = match crate::plan_request::read(request_path) {
+    let request = match br_engine::plan_request::read(request_path) {
         Ok(request) => request,
         Err(message) => {
             eprintln!("error: {message}");

@@ -7,7 +7,7 @@ use br_policy::PolicyLimits;
 use serde_json::Value;
 
 use crate::cli::{PolicyCommand, PolicyJob};
-use crate::exit;
+use br_engine::exit;
 
 pub fn run(command: PolicyCommand) -> u8 {
     match command {
@@ -165,18 +165,18 @@ mod tests {
         let file = folder.path().join("plan.json");
         let mut printed = printed_plan();
         std::fs::write(&file, printed.to_string()).unwrap();
-        assert_eq!(super::check(&file, None, &job), crate::exit::OK);
+        assert_eq!(super::check(&file, None, &job), br_engine::exit::OK);
         // A bare plan needs the input count.
         std::fs::write(&file, printed["plan"].to_string()).unwrap();
-        assert_eq!(super::check(&file, None, &job), crate::exit::USAGE);
-        assert_eq!(super::check(&file, Some(23), &job), crate::exit::OK);
+        assert_eq!(super::check(&file, None, &job), br_engine::exit::USAGE);
+        assert_eq!(super::check(&file, Some(23), &job), br_engine::exit::OK);
         // An option outside the table.
         printed["plan"]["steps"][1]["args"]
             .as_array_mut()
             .unwrap()
             .insert(0, serde_json::json!({"kind": "literal", "value": "-metadata"}));
         std::fs::write(&file, printed.to_string()).unwrap();
-        assert_eq!(super::check(&file, None, &job), crate::exit::SANDBOX);
+        assert_eq!(super::check(&file, None, &job), br_engine::exit::SANDBOX);
     }
 
     #[test]
@@ -193,7 +193,7 @@ mod tests {
         args[input_at] = serde_json::json!({"kind": "input", "value": 99});
         std::fs::write(&file, printed.to_string()).unwrap();
         let (code, output) = super::verdict(&file, None, &job).unwrap_or_else(|error| panic!("{error}"));
-        assert_eq!(code, crate::exit::SANDBOX);
+        assert_eq!(code, br_engine::exit::SANDBOX);
         let lines: Vec<&str> = output.lines().collect();
         assert_eq!(lines.len(), 3, "{output}");
         assert_eq!(lines[0], "refused by policy: 2 violations");

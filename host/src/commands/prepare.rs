@@ -1,15 +1,16 @@
 //! `blueprint-runner prepare`: clips re-encoded once at an output profile, for jobs to
-//! copy from (see [`crate::prepare`]).
+//! copy from (see [`br_engine::prepare`]).
 
 use std::sync::Arc;
 
-use crate::budget::ledger::Ledger;
-use crate::cancel::Cancel;
 use crate::cli::{JobFlags, PrepareFlags};
 use crate::commands::execute::read_blueprint;
 use crate::settings::{Environment, Settings};
-use crate::storage::StorageError;
-use crate::{exit, ffmpeg};
+use br_engine::budget::ledger::Ledger;
+use br_engine::cancel::Cancel;
+use br_engine::exit;
+use br_engine::ffmpeg;
+use br_engine::storage::StorageError;
 
 /// `prepare`: a blueprint's clips (or every clip under `--all PREFIX`) prepared at the
 /// blueprint's (or the flags') output profile. The blueprint is validated in the guest
@@ -22,10 +23,10 @@ pub async fn prepare(flags: JobFlags, options: PrepareFlags, env: &Environment) 
         eprintln!("error: {message}");
         code
     };
-    let shard = match (options.shard, crate::prepare::Shard::from_cloud_run(&env.lookup())) {
+    let shard = match (options.shard, br_engine::prepare::Shard::from_cloud_run(&env.lookup())) {
         (Some(shard), _) => shard,
         (None, Ok(Some(shard))) => shard,
-        (None, Ok(None)) => crate::prepare::Shard::WHOLE,
+        (None, Ok(None)) => br_engine::prepare::Shard::WHOLE,
         (None, Err(message)) => return fail(exit::USAGE, format!("CLOUD_RUN_TASK_INDEX/COUNT: {message}")),
     };
     let settings = match Settings::resolve(flags, env) {
@@ -38,7 +39,7 @@ pub async fn prepare(flags: JobFlags, options: PrepareFlags, env: &Environment) 
     };
     let runner = settings.runner(Arc::new(Ledger::of(&settings.budget)));
     let ffprobe = settings.ffprobe().to_owned();
-    let preparer = crate::prepare::Preparer {
+    let preparer = br_engine::prepare::Preparer {
         storage: storage.as_ref(),
         runner: &runner,
         ffprobe: &ffprobe,
@@ -47,11 +48,11 @@ pub async fn prepare(flags: JobFlags, options: PrepareFlags, env: &Environment) 
     };
     let (profile, keys) = match &options.all {
         Some(prefix) => {
-            if let Some(problem) = crate::storage::folder_prefix_problem(prefix) {
+            if let Some(problem) = br_engine::storage::folder_prefix_problem(prefix) {
                 return fail(exit::USAGE, format!("--all {prefix:?}: {problem}"));
             }
             let keys = match storage.list(prefix).await {
-                Ok(keys) => crate::prepare::clips_among(keys, settings.storage.strip_prefix()),
+                Ok(keys) => br_engine::prepare::clips_among(keys, settings.storage.strip_prefix()),
                 Err(error) => return fail(exit::STORAGE, format!("cannot list {prefix:?}: {error}")),
             };
             let rate = br_plan::FrameRate::from_fps(options.frame_rate.clamp(1.0, 120.0));
@@ -77,7 +78,7 @@ pub async fn prepare(flags: JobFlags, options: PrepareFlags, env: &Environment) 
 /// the first clip is probed when the blueprint does not give the output's size.
 async fn blueprint_profile(
     settings: &Settings,
-    preparer: &crate::prepare::Preparer<'_>,
+    preparer: &br_engine::prepare::Preparer<'_>,
 ) -> Result<(br_plan::prepare::Profile, Vec<String>), (u8, String)> {
     let source = settings.blueprint().map_err(|message| (exit::USAGE, message))?;
     let text = read_blueprint(&source, &settings.storage).await.map_err(|message| (exit::USAGE, message))?;
@@ -88,7 +89,7 @@ async fn blueprint_profile(
     let validation =
         sandbox.validate(&text, &settings.check_options()).await.map_err(|error| (exit::SANDBOX, error.to_string()))?;
     let validated = validation.verdict.map_err(|refusal| {
-        let listed = crate::job::list(refusal.errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())));
+        let listed = br_engine::job::list(refusal.errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())));
         (exit::INVALID_BLUEPRINT, format!("invalid blueprint: {listed}"))
     })?;
     let mut inputs =
@@ -108,15 +109,15 @@ async fn blueprint_profile(
                 .map_err(|e| (exit::STORAGE, format!("work folder: {e}")))?;
             let file = folder.path().join("first-clip");
             let ledger = preparer.runner.ledger.as_ref();
-            let probe_memory = crate::media::PROBE_MEMORY;
-            let gate = crate::budget::ledger::Reserving::new(ledger, probe_memory, ledger.ceiling(probe_memory, 0));
+            let probe_memory = br_engine::media::PROBE_MEMORY;
+            let gate = br_engine::budget::ledger::Reserving::new(ledger, probe_memory, ledger.ceiling(probe_memory, 0));
             let fetched = preparer.storage.fetch(key, &file, &gate).await;
             fetched.map_err(|e| {
                 (if matches!(e, StorageError::TooLarge { .. }) { exit::MEDIA } else { exit::STORAGE }, e.to_string())
             })?;
             gate.into_file(&file);
-            let limits = ffmpeg::ChildLimits::reader(probe_memory, crate::media::PROBE_TIMEOUT);
-            let facts = crate::media::probe(preparer.ffprobe, &file, key, limits).await;
+            let limits = ffmpeg::ChildLimits::reader(probe_memory, br_engine::media::PROBE_TIMEOUT);
+            let facts = br_engine::media::probe(preparer.ffprobe, &file, key, limits).await;
             ledger.release_under(folder.path());
             let facts = facts.map_err(|e| (exit::MEDIA, e.to_string()))?;
             inputs[1 + first] = facts;

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use br_status::JsonLines;
 
-use crate::cancel::Cancel;
 use crate::cli::JobFlags;
 use crate::commands::execute::{self, Launch, Mode};
 use crate::settings::{Environment, Settings};
+use br_engine::cancel::Cancel;
 
 /// `run`: status lines on stdout.
 pub async fn run(flags: JobFlags, env: &Environment) -> u8 {

@@ -5,7 +5,7 @@ use br_sandbox::{SandboxError, Validation};
 use serde_json::json;
 
 use crate::blueprint_source::{self, Source};
-use crate::exit;
+use br_engine::exit;
 
 pub struct Request {
     pub source: Source,

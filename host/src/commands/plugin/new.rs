@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::exit;
+use br_engine::exit;
 
 const CARGO_TOML: &str = include_str!("../../../templates/plugin/Cargo.toml.in");
 const LIB_RS: &str = include_str!("../../../templates/plugin/src/lib.rs");

@@ -344,8 +344,7 @@ pub fn write(path: &Path, request: &PlanRequest) -> Result<(), String> {
 
 /// The request a file holds, or what is wrong with it (its path named).
 pub fn read(path: &Path) -> Result<PlanRequest, String> {
-    let bytes = crate::blueprint_source::read_small_file(path, MAX_FILE_BYTES)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = crate::files::read_small_file(path, MAX_FILE_BYTES).map_err(|e| format!("{}: {e}", path.display()))?;
     let file: PlanRequestFile = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{}: not a plan request file ({FORMAT}): {e}", path.display()))?;
     file.into_request().map_err(|problem| format!("{}: {problem}", path.display()))
@@ -353,7 +352,7 @@ pub fn read(path: &Path) -> Result<PlanRequest, String> {
 
 /// Media facts from a file, at most 1 MiB: a JSON list of `plan`'s `inputs` entries.
 pub fn read_facts(path: &std::path::Path) -> Result<Vec<br_plan::MediaFacts>, String> {
-    let bytes = crate::blueprint_source::read_small_file(path, 1024 * 1024)?;
+    let bytes = crate::files::read_small_file(path, 1024 * 1024).map_err(|e| e.to_string())?;
     serde_json::from_slice(&bytes).map_err(|e| format!("not a list of media facts: {e}"))
 }
 
@@ -362,7 +361,7 @@ mod tests {
     use super::*;
 
     fn backend_request() -> PlanRequest {
-        let example = include_str!("../../examples/backend-blueprint.json");
+        let example = include_str!("../../../examples/backend-blueprint.json");
         let validated = br_blueprint::validate(example).unwrap_or_else(|e| panic!("{e:?}"));
         let facts = |key: &String| MediaFacts { key: key.clone(), duration: 10.0, video: None, audio: None };
         let inputs = std::iter::once(&validated.audio_key).chain(&validated.clip_keys).map(facts).collect::<Vec<_>>();

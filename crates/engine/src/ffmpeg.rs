@@ -134,7 +134,7 @@ pub struct Runner {
 /// The last `limit` bytes `reader` yields before its end or a read error: FFmpeg's
 /// stderr, whose end holds the error or the summary, and whose length a damaged input can
 /// make unbounded.
-pub(crate) async fn stderr_tail(reader: &mut (impl tokio::io::AsyncRead + Unpin), limit: usize) -> Vec<u8> {
+pub async fn stderr_tail(reader: &mut (impl tokio::io::AsyncRead + Unpin), limit: usize) -> Vec<u8> {
     let (mut kept, mut chunk) = (Vec::new(), vec![0u8; 8192]);
     while let Ok(read) = reader.read(&mut chunk).await {
         if read == 0 {

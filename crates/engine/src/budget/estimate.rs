@@ -234,7 +234,7 @@ mod tests {
 
     #[test]
     fn the_length_a_budget_allows() {
-        let example = include_str!("../../../examples/backend-blueprint.json");
+        let example = include_str!("../../../../examples/backend-blueprint.json");
         let mut validated = br_blueprint::validate(example).unwrap_or_else(|e| panic!("{e:?}"));
         let default = JobBudget::new(512 * MIB, 64 * MIB).unwrap();
         // 720p at 2 Mb/s: the backend's 3 minutes and 10 minutes fit, 12 do not.
@@ -253,7 +253,7 @@ mod tests {
     /// segments phase always dominates, which hid a join phase without its audio).
     #[test]
     fn the_join_phase_counts_the_audio() {
-        let example = include_str!("../../../examples/backend-blueprint.json");
+        let example = include_str!("../../../../examples/backend-blueprint.json");
         let mut validated = br_blueprint::validate(example).unwrap_or_else(|e| panic!("{e:?}"));
         validated.output.video_bitrate = 100_000;
         validated.output.audio_bitrate = 512_000;

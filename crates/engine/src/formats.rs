@@ -145,7 +145,7 @@ mod tests {
 
     /// A bash array of `scripts/build-ffmpeg`: its words, comments left out.
     fn build_list(name: &str) -> BTreeSet<String> {
-        let script = include_str!("../../scripts/build-ffmpeg");
+        let script = include_str!("../../../scripts/build-ffmpeg");
         let start =
             script.find(&format!("\n{name}=(")).unwrap_or_else(|| panic!("no {name}=( in scripts/build-ffmpeg"));
         let body = &script[start + name.len() + 3..];

@@ -112,7 +112,7 @@ fn pointer_prefix(pointer: &Option<String>) -> String {
 }
 
 /// `"/a: x; /b: y"`, at most 20 entries.
-pub(crate) fn list<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+pub fn list<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     let items: Vec<_> = items.collect();
     let mut shown: Vec<String> =
         items.iter().take(20).map(|(p, m)| if p.is_empty() { m.to_string() } else { format!("{p}: {m}") }).collect();
@@ -1272,7 +1272,7 @@ mod tests {
 
     #[test]
     fn an_output_must_have_the_timelines_frames_and_audio_as_long() {
-        let example = include_str!("../../examples/backend-blueprint.json");
+        let example = include_str!("../../../examples/backend-blueprint.json");
         let validated = br_blueprint::validate(example).unwrap_or_else(|e| panic!("{e:?}"));
         let output = |audio_seconds: Option<f64>| br_plan::MediaFacts {
             key: "out.mp4".into(),
@@ -1332,7 +1332,7 @@ mod tests {
 
     #[test]
     fn one_rule_refuses_an_output_not_an_mp4_naming_an_input_object_or_outside_the_prefix() {
-        let example = include_str!("../../examples/backend-blueprint.json");
+        let example = include_str!("../../../examples/backend-blueprint.json");
         let mut validated = br_blueprint::validate(example).unwrap_or_else(|e| panic!("{e:?}"));
         let problem = |validated: &Validated| output_key_problem(&Bucket, validated, "data/", "output/");
         assert!(problem(&validated).is_none(), "{:?}", problem(&validated));

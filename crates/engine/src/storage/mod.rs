@@ -130,7 +130,7 @@ pub fn folder_prefix_problem(prefix: &str) -> Option<String> {
 
 /// Downloads land under a temporary name and are renamed when complete, so a file
 /// with the final name is always whole.
-pub(crate) fn partial_name(destination: &Path) -> PathBuf {
+pub fn partial_name(destination: &Path) -> PathBuf {
     let mut name = destination.as_os_str().to_owned();
     name.push(".partial");
     PathBuf::from(name)
