@@ -11,7 +11,7 @@
 # FFmpeg is built here, small: scripts/build-ffmpeg configures FFmpeg 5.1.9 (Debian 12's,
 # from the Debian archive, sha256-checked) with everything disabled except the containers,
 # codecs, filters and bitstream filters the host accepts and its plan policy allows
-# (host/src/formats.rs and crates/policy; a test keeps the script's lists equal to them).
+# (crates/engine/src/formats.rs and crates/policy; a test keeps the script's lists equal to them).
 # A hostile clip meets a few dozen demuxers and decoders instead of Debian's hundreds, and
 # the runtime stage needs three small codec libraries instead of Debian's FFmpeg with its
 # 200 packages (LLVM, Mesa, ICU...).
@@ -28,8 +28,9 @@ RUN build-ffmpeg /opt/ffmpeg
 # Same Debian release as the runtime stage, so the binary's glibc symbols match.
 FROM rust:1.95-slim-bookworm AS build
 
-# host/build.rs builds the guest components for wasm32-wasip2 with a nested cargo and
-# embeds the default guest in the binary.
+# host/build.rs builds the default guest component for wasm32-wasip2 with a nested cargo
+# and embeds it in the binary (the guests only the tests load are built by
+# tests/programs, a dev-dependency, which this build never compiles).
 RUN rustup target add wasm32-wasip2
 
 # Nothing else to install: the slim image has gcc and libc6-dev, which is all the C code

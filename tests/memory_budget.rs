@@ -17,7 +17,7 @@ use media::{StreamFacts, CLIP_SMALL};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
-const HOSTILE: &str = env!("HOSTILE_GUEST_WASM");
+const HOSTILE: &str = test_programs::HOSTILE_GUEST;
 
 fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("memory-budget-guest-cache")

@@ -18,7 +18,7 @@ fn peak_rss_bytes() -> u64 {
 #[tokio::test(flavor = "current_thread")]
 async fn allocation_bomb_is_capped_and_host_rss_stays_low() {
     const CAP: u64 = 64 * 1024 * 1024;
-    let wasm = std::fs::read(env!("HOSTILE_GUEST_WASM")).unwrap();
+    let wasm = std::fs::read(test_programs::HOSTILE_GUEST).unwrap();
     let limits = Limits { fuel: 20_000_000_000, memory_bytes: CAP, deadline: Duration::from_secs(60) };
     let sandbox = Sandbox::load(&wasm, limits, &CacheConfig::default()).unwrap();
     let error = sandbox.validate("allocate", &br_blueprint::CheckOptions::default()).await.unwrap_err();

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
 const BUILT_IN: &str = env!("DEFAULT_GUEST_WASM");
-const BEAT_CUTS: &str = env!("BEAT_CUTS_PLUGIN_WASM");
-const HOSTILE: &str = env!("HOSTILE_GUEST_WASM");
+const BEAT_CUTS: &str = test_programs::BEAT_CUTS_PLUGIN;
+const HOSTILE: &str = test_programs::HOSTILE_GUEST;
 const BACKEND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/backend-blueprint.json");
 
 fn cache_dir() -> PathBuf {

@@ -14,7 +14,7 @@ use media::{StreamFacts, CLIP_A, CLIP_C};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
-const BEAT_CUTS: &str = env!("BEAT_CUTS_PLUGIN_WASM");
+const BEAT_CUTS: &str = test_programs::BEAT_CUTS_PLUGIN;
 const FPS: f64 = 30.0;
 
 fn cache_dir() -> PathBuf {
@@ -231,7 +231,7 @@ fn the_beat_cuts_example_cuts_on_the_beat_its_settings_give() {
     assert!(checked.status.success(), "{}", describe(&checked));
 }
 
-const PRACTICE_MODE: &str = env!("PRACTICE_MODE_PLUGIN_WASM");
+const PRACTICE_MODE: &str = test_programs::PRACTICE_MODE_PLUGIN;
 
 /// Every string under the key `key`, anywhere in `value`.
 fn strings_under<'a>(value: &'a Value, key: &str, found: &mut Vec<&'a str>) {

@@ -16,7 +16,7 @@ use media::{StreamFacts, Yuv, CLIP_A, CLIP_B, CLIP_C, CLIP_SMALL};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
-const HOSTILE: &str = env!("HOSTILE_GUEST_WASM");
+const HOSTILE: &str = test_programs::HOSTILE_GUEST;
 
 /// One compiled-guest cache for every run of these tests: compiled once, then loaded
 /// in a millisecond.
@@ -729,7 +729,7 @@ fn playlist_disguised_as_a_clip_is_refused() {
     sandbox.assert_work_empty(&run);
 }
 
-/// A codec outside the accepted table (`host/src/formats.rs`, which the image's FFmpeg is
+/// A codec outside the accepted table (`crates/engine/src/formats.rs`, which the image's FFmpeg is
 /// built from) is a media error at the probe, whichever FFmpeg could have decoded it.
 #[test]
 fn a_clip_in_a_codec_the_job_does_not_decode_is_refused_at_the_probe() {

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
-const HOSTILE: &str = env!("HOSTILE_GUEST_WASM");
+const HOSTILE: &str = test_programs::HOSTILE_GUEST;
 
 /// One compiled-guest cache for the whole test run: compile once, load in a millisecond.
 fn cache_dir() -> &'static str {

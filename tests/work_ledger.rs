@@ -20,7 +20,7 @@ use media::{StreamFacts, CLIP_SMALL};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
-const HOSTILE: &str = env!("HOSTILE_GUEST_WASM");
+const HOSTILE: &str = test_programs::HOSTILE_GUEST;
 const MIB: u64 = 1024 * 1024;
 
 fn cache_dir() -> PathBuf {
