@@ -14,8 +14,7 @@
 //! names its frame index, its chroma the clip, so a sampled frame of the result says which
 //! source frame it shows.
 
-#[path = "support/media.rs"]
-mod media;
+use crate::support::media;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,10 +3,8 @@
 //! FFmpeg, generated media. A fault-injecting proxy in front of the emulator counts
 //! requests and makes them fail.
 
-#[path = "support/gcs.rs"]
-mod gcs;
-#[path = "support/media.rs"]
-mod media;
+use crate::support::gcs;
+use crate::support::media;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,10 +4,8 @@
 //! on the spot. A test-only trigger keeps every version of the row, so each test reads
 //! the full status history the backend would have seen.
 
-#[path = "support/media.rs"]
-mod media;
-#[path = "support/postgres.rs"]
-mod postgres;
+use crate::support::media;
+use crate::support::postgres;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

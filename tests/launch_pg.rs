@@ -5,10 +5,8 @@
 //! PostgreSQL (the shared harness, with its history trigger), real FFmpeg, media made
 //! on the spot.
 
-#[path = "support/media.rs"]
-mod media;
-#[path = "support/postgres.rs"]
-mod postgres;
+use crate::support::media;
+use crate::support::postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -4,8 +4,7 @@
 //! frame's luma names its source frame, so a sampled frame of the result says which
 //! source frame it shows.
 
-#[path = "support/media.rs"]
-mod media;
+use crate::support::media;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

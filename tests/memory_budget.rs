@@ -4,10 +4,8 @@
 //! Whatever happens, the kernel's OOM killer must never fire: a limit that is reached
 //! is a recorded failure. Skipped, with the reason printed, where no cgroup can be made.
 
-#[path = "support/cgroup.rs"]
-mod cgroup;
-#[path = "support/media.rs"]
-mod media;
+use crate::support::cgroup;
+use crate::support::media;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

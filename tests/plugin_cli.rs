@@ -5,8 +5,7 @@
 //! Real binary, real guests (the built-in one, the beat-cuts example, the hostile test
 //! guest); the replay renders generated media with the installed FFmpeg.
 
-#[path = "support/media.rs"]
-mod media;
+use crate::support::media;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -3,8 +3,7 @@
 //! (`examples/plugins/beat-cuts`) makes its own, shaped by the operator's settings
 //! (contract 0.6.0 and later). Real binary, real FFmpeg, generated media.
 
-#[path = "support/media.rs"]
-mod media;
+use crate::support::media;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -3,8 +3,7 @@
 //! a keyframe every 15 frames, every frame of its source; running again skips it; two
 //! runs at once, an interrupted run resumed, and shards all leave every clip whole.
 
-#[path = "support/media.rs"]
-mod media;
+use crate::support::media;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -6,8 +6,7 @@
 //! the luma is `60 + 10 * source time`, so a sampled frame of the result tells which
 //! clip the video shows and from which point.
 
-#[path = "support/media.rs"]
-mod media;
+use crate::support::media;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,12 +3,9 @@
 //! against a real fake-gcs-server (behind a proxy that counts requests) and a real
 //! PostgreSQL with the backend's table.
 
-#[path = "support/gcs.rs"]
-mod gcs;
-#[path = "support/media.rs"]
-mod media;
-#[path = "support/postgres.rs"]
-mod postgres;
+use crate::support::gcs;
+use crate::support::media;
+use crate::support::postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,8 +1,7 @@
 //! `blueprint-runner validate` end to end: the real binary, the real embedded guest in
 //! the real sandbox, and the hostile test guest for every limit.
 
-#[path = "support/variants.rs"]
-mod variants;
+use crate::support::variants;
 
 use std::process::{Command, Output};
 use std::sync::OnceLock;

@@ -6,10 +6,8 @@
 //! child's file is held to its own share. Never an OOM kill; the data folder is left as
 //! it was. Skipped, with the reason printed, where no cgroup can be made.
 
-#[path = "support/cgroup.rs"]
-mod cgroup;
-#[path = "support/media.rs"]
-mod media;
+use crate::support::cgroup;
+use crate::support::media;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

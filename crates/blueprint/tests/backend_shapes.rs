@@ -7,6 +7,9 @@
 //! remainder move), `_parse_gemini_response` (a move whose name matches no clip is dropped)
 //! and `_create_blueprint_json` (crossfade on every move after the first, 0.5 s, 30 fps).
 
+// A test's unwrap is its failure report.
+#![allow(clippy::unwrap_used)]
+
 use br_blueprint::{check, CheckOptions, Validated};
 use serde_json::{json, Value};
 

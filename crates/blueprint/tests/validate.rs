@@ -1,5 +1,8 @@
 //! The validator on its own, natively: fast, many cases.
 
+// A test's unwrap is its failure report.
+#![allow(clippy::unwrap_used)]
+
 #[path = "../../../tests/support/variants.rs"]
 mod variants;
 

@@ -1,6 +1,9 @@
 //! The planner's timing arithmetic and its refusals, on data (no FFmpeg here: the
 //! end-to-end tests in `tests/run_cli.rs` check the frames FFmpeg makes of a plan).
 
+// A test's unwrap is its failure report.
+#![allow(clippy::unwrap_used)]
+
 use br_blueprint::{Transition, Validated};
 use br_plan::{plan, Arg, AudioFacts, Loudness, MediaFacts, Plan, PlanRequest, Step, VideoFacts};
 

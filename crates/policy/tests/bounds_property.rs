@@ -5,6 +5,9 @@
 //! within that time). The bounds below are written out again on purpose: they are the
 //! test's own statement of the rule, not a copy of the policy's table.
 
+// A test's unwrap is its failure report.
+#![allow(clippy::unwrap_used)]
+
 use br_plan::{Arg, Invocation, Plan, Step};
 use br_policy::{check, PolicyLimits, Rule};
 use proptest::prelude::*;

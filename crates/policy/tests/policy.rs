@@ -1,5 +1,8 @@
 //! The policy against a realistic plan, one refusal per rule, and random mutations.
 
+// A test's unwrap is its failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use br_plan::{Arg, ConcatList, ConcatPart, Invocation, Plan, Step, TempFormat};

@@ -2,6 +2,9 @@
 //! holder named to the one that finds it taken, a key held by someone else never read
 //! as "taken", a dropped session retaken, and a release that frees the task at once.
 
+// A test's unwrap is its failure report.
+#![allow(clippy::unwrap_used)]
+
 #[path = "../../../tests/support/postgres.rs"]
 mod postgres;
 

@@ -2,6 +2,9 @@
 //! predecessor's Django-made table and a SELECT/UPDATE-only role): the guard that keeps
 //! a completed row completed, a task without a row, and TLS.
 
+// A test's unwrap is its failure report.
+#![allow(clippy::unwrap_used)]
+
 #[path = "../../../tests/support/postgres.rs"]
 mod postgres;
 
