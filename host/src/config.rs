@@ -15,7 +15,8 @@ pub const STORAGE_ATTEMPTS_MAX: u64 = 10;
 pub const TASK_ID_MAX: usize = br_blueprint::limits::MAX_TASK_ID_BYTES;
 
 /// Whole numbers and their allowed ranges (DB_PORT is the database settings' own). The
-/// one table of them: `job`'s check at start and clap's parsers ([`number`]) both read it.
+/// one table of them: clap's parsers ([`number_setting`]) read it, and `job`'s check at
+/// start runs those parsers over the environment.
 const NUMBERS: [(&str, u64, u64); 12] = [
     ("DOWNLOAD_CONCURRENCY", 1, DOWNLOAD_CONCURRENCY_MAX),
     ("STORAGE_MAX_ATTEMPTS", 1, STORAGE_ATTEMPTS_MAX),
@@ -112,7 +113,7 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
         if !manifest.starts_with("gs://") && !Path::new(manifest).is_file() {
             add(crate::blueprint_source::MANIFEST_ENV, "must be a gs://BUCKET/KEY address or a file".into());
         }
-        if let Err(message) = br_engine::prepare::Shard::from_cloud_run(get) {
+        if let Err(message) = crate::settings::cloud_run_shard(get) {
             add("CLOUD_RUN_TASK_INDEX", message);
         }
     } else if !blueprint_argument {
@@ -133,19 +134,22 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
         }
     }
 
-    let mut numbers = std::collections::HashMap::new();
-    for (name, _, _) in NUMBERS {
-        if let Some(text) = value(name) {
-            match number(name, &text) {
-                Ok(n) => {
-                    numbers.insert(name, n);
-                }
-                Err(message) => add(name, message),
-            }
+    // What clap reads from the environment, checked by clap's own parsers: the numbers
+    // and their ranges, the words of TIMELINE, PREPARED and STORAGE, the prefixes,
+    // GUEST_SETTINGS. clap alone would stop at the first bad one.
+    for (variable, message) in parser_problems(get) {
+        add(&variable, message);
+    }
+    // Cloud Run's own, which no flag reads.
+    if let Some(text) = value("CLOUD_RUN_TASK_ATTEMPT") {
+        if let Err(message) = number("CLOUD_RUN_TASK_ATTEMPT", &text) {
+            add("CLOUD_RUN_TASK_ATTEMPT", message);
         }
     }
-    let guest = numbers.get("GUEST_MEMORY_MIB").copied().unwrap_or(budget::DEFAULT_GUEST_MEMORY / budget::MIB);
-    let job = numbers.get("JOB_MEMORY_MIB").copied().unwrap_or(budget::DEFAULT_JOB_MEMORY_BUDGET / budget::MIB);
+    // A number refused above counts as its default here: the split is checked once.
+    let mib = |name: &str, default: u64| value(name).and_then(|text| number(name, &text).ok()).unwrap_or(default);
+    let guest = mib("GUEST_MEMORY_MIB", budget::DEFAULT_GUEST_MEMORY / budget::MIB);
+    let job = mib("JOB_MEMORY_MIB", budget::DEFAULT_JOB_MEMORY_BUDGET / budget::MIB);
     if let Err(error) = budget::JobBudget::new(job.saturating_mul(budget::MIB), guest.saturating_mul(budget::MIB)) {
         add(error.variable(), error.to_string());
     }
@@ -159,22 +163,11 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
             false
         }
     };
-    // Read by clap too, which would stop at the first bad one without naming the others.
-    for (name, allowed) in [("TIMELINE", ["lenient", "strict"]), ("PREPARED", ["auto", "off"])] {
-        if let Some(text) = value(name) {
-            if !allowed.contains(&text.as_str()) {
-                add(name, format!("must be {} or {}", allowed[0], allowed[1]));
-            }
-        }
-    }
+    // A STORAGE that is neither word was refused by its parser above.
     let gcs = match value("STORAGE").as_deref() {
-        None => use_gcs,
         Some("gcs") => true,
         Some("local") => false,
-        Some(_) => {
-            add("STORAGE", "must be local or gcs".into());
-            use_gcs
-        }
+        _ => use_gcs,
     };
     if gcs {
         if value("GCS_BUCKET_NAME").is_none() {
@@ -191,24 +184,9 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
             Some(_) => {}
         }
     }
-    if let Some(prefix) = get("GCS_STRIP_PREFIX") {
-        if let Some(message) = br_engine::storage::folder_prefix_problem(&prefix) {
-            add("GCS_STRIP_PREFIX", message);
-        }
-    }
     if let Some(dir) = value("WORK_DIR") {
         if !Path::new(&dir).is_dir() {
             add("WORK_DIR", format!("{dir} is not a folder"));
-        }
-    }
-    if let Some(prefix) = get("OUTPUT_PREFIX") {
-        if let Some(message) = br_engine::storage::folder_prefix_problem(&prefix) {
-            add("OUTPUT_PREFIX", message);
-        }
-    }
-    if let Some(settings) = value("GUEST_SETTINGS") {
-        if let Err(error) = br_sandbox::GuestSettings::parse(&settings) {
-            add("GUEST_SETTINGS", error.to_string());
         }
     }
     if let Some(path) = value("GUEST_COMPONENT") {
@@ -216,13 +194,58 @@ pub fn check_job_environment(get: &dyn Fn(&str) -> Option<String>, blueprint_arg
             add("GUEST_COMPONENT", format!("{path} is not a file"));
         }
     }
-    if let Err(message) = br_engine::logging::filter_from_env(get, "info").map(|_| ()) {
+    if let Err(message) = crate::settings::log_filter::filter_from_env(get, "info").map(|_| ()) {
         add("LOG_LEVEL", message);
     }
     if let Err(db_problems) = DbSettings::from_env(get) {
         problems.extend(db_problems);
     }
     problems
+}
+
+/// Each environment variable an argument of `job` reads (`#[arg(env = ...)]`), run through
+/// that argument's own value parser; the variable and the parser's message for each
+/// refusal. An empty variable is unset, as clap reads it.
+fn parser_problems(get: &dyn Fn(&str) -> Option<String>) -> Vec<(String, String)> {
+    use clap::CommandFactory;
+    let mut command = crate::cli::Cli::command();
+    command.build();
+    let Some(job) = command.find_subcommand("job") else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    for arg in job.get_arguments() {
+        let Some(variable) = arg.get_env().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        let Some(text) = get(variable).filter(|text| !text.is_empty()) else {
+            continue;
+        };
+        // The flag alone, given the variable's value: clap runs its parser (the parser is
+        // not callable on its own).
+        let Some(long) = arg.get_long() else {
+            continue;
+        };
+        let mut probe = clap::Command::new("environment").no_binary_name(true).arg(arg.clone());
+        if let Err(error) = probe.try_get_matches_from_mut([format!("--{long}={text}")]) {
+            problems.push((variable.to_owned(), parser_message(arg, &error)));
+        }
+    }
+    problems
+}
+
+/// What a value parser said: our own parsers' message (the error's source), else the
+/// words a value enum takes.
+fn parser_message(arg: &clap::Arg, error: &clap::Error) -> String {
+    if let Some(cause) = std::error::Error::source(error) {
+        return cause.to_string();
+    }
+    let words: Vec<String> = arg.get_possible_values().iter().map(|word| word.get_name().to_owned()).collect();
+    match words.as_slice() {
+        [] => error.kind().to_string(),
+        [only] => format!("must be {only}"),
+        [first @ .., last] => format!("must be {} or {last}", first.join(", ")),
+    }
 }
 
 /// `the job's configuration has 2 problems: A: ...; B: ...`
@@ -285,16 +308,44 @@ mod tests {
                 "BLUEPRINT_JSON",
                 "TASK_ID",
                 "DOWNLOAD_CONCURRENCY",
+                "GUEST_SETTINGS",
                 "GUEST_MEMORY_MIB",
                 "USE_GCS",
                 "DATA_DIR",
                 "WORK_DIR",
-                "GUEST_SETTINGS",
                 "DB_PORT",
                 "DB_NAME",
                 "DB_USER"
             ]
         );
+    }
+
+    /// What clap reads from the environment is checked by the flag's own parser, with
+    /// the parser's message (or the words of a value enum), all problems at once.
+    #[test]
+    fn the_environment_is_checked_by_the_flags_own_parsers() {
+        let dir = std::env::temp_dir();
+        let vars: HashMap<&str, &str> = HashMap::from([
+            ("BLUEPRINT_JSON", "{}"),
+            ("DATA_DIR", dir.to_str().unwrap()),
+            ("TIMELINE", "Strict"),
+            ("STORAGE", "s3"),
+            ("OUTPUT_PREFIX", "/out/"),
+            ("STEP_TIMEOUT_SECS", "0"),
+            ("STATUS_FLUSH_SECS", "3601"),
+            ("GUEST_FUEL", "lots"),
+            ("CLOUD_RUN_TASK_ATTEMPT", "11"),
+        ]);
+        let problems = check_job_environment(&|name| vars.get(name).map(|v| v.to_string()), false);
+        let found: HashMap<String, String> = problems.into_iter().map(|p| (p.variable, p.message)).collect();
+        assert_eq!(found["TIMELINE"], "must be lenient or strict");
+        assert_eq!(found["STORAGE"], "must be local or gcs");
+        assert_eq!(Some(found["OUTPUT_PREFIX"].clone()), br_engine::storage::folder_prefix_problem("/out/"));
+        assert_eq!(found["STEP_TIMEOUT_SECS"], "must be a whole number of at least 1");
+        assert_eq!(found["STATUS_FLUSH_SECS"], "must be a whole number from 1 to 3600");
+        assert_eq!(found["GUEST_FUEL"], "must be a whole number of at least 1");
+        assert_eq!(found["CLOUD_RUN_TASK_ATTEMPT"], "must be a whole number from 0 to 10");
+        assert_eq!(found.len(), 7, "{found:#?}");
     }
 
     #[test]

@@ -726,7 +726,8 @@ impl Job<'_> {
         };
         // Written before the call: a request whose plan traps is the one most worth replaying.
         if let Some(path) = &self.config.save_plan_request {
-            crate::plan_request::write(path, &request).map_err(|message| (Stage::Plan, Failure::Setup(message)))?;
+            crate::plan_request::write(path, &request)
+                .map_err(|error| (Stage::Plan, Failure::Setup(error.to_string())))?;
         }
         let planning = self
             .unless_cancelled(Stage::Plan, async {
@@ -1093,13 +1094,13 @@ impl Job<'_> {
                 continue;
             }
             let limits = ChildLimits::reader(ledger.free().min(media::PROBE_MEMORY), media::PROBE_TIMEOUT);
-            let checked = read_to_end_check(&self.config.runner.ffmpeg, file, limits).await;
+            let unreadable = first_read_error(&self.config.runner.ffmpeg, file, limits).await;
             if fetched {
                 crate::work::remove_if_present(file);
             }
             // The step's own error again is FFmpeg failing whatever it reads (a crash),
             // not this input.
-            if let Err(why) = checked {
+            if let Some(why) = unreadable {
                 if !step_said.is_empty() && step_said.contains(why.trim_matches('"')) {
                     continue;
                 }
@@ -1113,9 +1114,9 @@ impl Job<'_> {
 
 /// Whether FFmpeg reads `file` to its end: its video and audio packets demuxed and copied
 /// into nothing (`-xerror`: the first error ends it), no decoding, under `limits` and the
-/// probe's time. Err: FFmpeg's last error line, short and escaped. Anything that is not
-/// FFmpeg saying so (it could not start, was killed by a limit, ran out of time) is Ok.
-async fn read_to_end_check(ffmpeg: &Path, file: &Path, limits: ChildLimits) -> Result<(), String> {
+/// probe's time. Some: FFmpeg's last error line, short and escaped. Anything that is not
+/// FFmpeg saying so (it could not start, was killed by a limit, ran out of time) is None.
+async fn first_read_error(ffmpeg: &Path, file: &Path, limits: ChildLimits) -> Option<String> {
     let output = crate::ffmpeg::child_command(ffmpeg, limits)
         .args(["-nostdin", "-hide_banner", "-nostats", "-v", "error", "-xerror", "-threads", "1"])
         .args(formats::input_whitelist())
@@ -1126,15 +1127,15 @@ async fn read_to_end_check(ffmpeg: &Path, file: &Path, limits: ChildLimits) -> R
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .output();
-    let Ok(Ok(output)) = tokio::time::timeout(media::PROBE_TIMEOUT, output).await else { return Ok(()) };
+    let Ok(Ok(output)) = tokio::time::timeout(media::PROBE_TIMEOUT, output).await else { return None };
     if output.status.success() || output.status.code() != Some(1) {
-        return Ok(());
+        return None;
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("no message").trim();
     // The file's own path is the host's: shown by its role, not its name.
     let last = last.replace(&file.display().to_string(), "the input");
-    Err(format!("{:?}", last.chars().take(200).collect::<String>()))
+    Some(format!("{:?}", last.chars().take(200).collect::<String>()))
 }
 
 /// The song's loudness, or None (the plan then takes loudnorm's dynamic mode, as without

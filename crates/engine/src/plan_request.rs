@@ -4,7 +4,9 @@
 //! types: its shape is a contract with plugin authors (who edit such files), so it only
 //! changes with its `format`, whatever the host's types become.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use crate::files::SmallFileError;
 
 use br_blueprint::limits::{MAX_FRAME_RATE, MAX_TIMELINE_SECONDS, MIN_FRAME_RATE};
 use br_blueprint::{MoveSlot, OutputSettings, Transition, Validated, Warning};
@@ -263,12 +265,12 @@ impl PlanRequestFile {
 
     /// The request, once its parts agree with each other: a file edited by hand may not,
     /// and the guest is then asked something no job would ask it.
-    pub fn into_request(self) -> Result<PlanRequest, String> {
+    pub fn into_request(self) -> Result<PlanRequest, Incoherent> {
         if self.format != FORMAT {
-            return Err(format!("its format is {:?}; this host reads {FORMAT:?}", self.format));
+            return Err(Incoherent(format!("its format is {:?}; this host reads {FORMAT:?}", self.format)));
         }
         if let Some(problem) = coherence_problem(&self) {
-            return Err(problem);
+            return Err(Incoherent(problem));
         }
         let prepared = self
             .prepared
@@ -335,25 +337,54 @@ fn coherence_problem(file: &PlanRequestFile) -> Option<String> {
     None
 }
 
+/// A plan request whose parts disagree with each other, or of another format: what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Incoherent(pub String);
+
+/// Why a plan request file could not be written or read; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanRequestError {
+    #[error("cannot write the plan request: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("cannot write the plan request to {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    Read { path: PathBuf, source: SmallFileError },
+    #[error("{}: not a plan request file ({FORMAT}): {source}", path.display())]
+    NotAPlanRequest { path: PathBuf, source: serde_json::Error },
+    #[error("{}: {source}", path.display())]
+    Incoherent { path: PathBuf, source: Incoherent },
+}
+
+/// Why a media facts file could not be read (the caller names the file).
+#[derive(Debug, thiserror::Error)]
+pub enum FactsError {
+    #[error(transparent)]
+    Read(#[from] SmallFileError),
+    #[error("not a list of media facts: {0}")]
+    NotFacts(#[source] serde_json::Error),
+}
+
 /// Writes `request` to `path` as pretty JSON.
-pub fn write(path: &Path, request: &PlanRequest) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(&PlanRequestFile::of(request))
-        .map_err(|e| format!("cannot write the plan request: {e}"))?;
-    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write the plan request to {}: {e}", path.display()))
+pub fn write(path: &Path, request: &PlanRequest) -> Result<(), PlanRequestError> {
+    let text = serde_json::to_string_pretty(&PlanRequestFile::of(request)).map_err(PlanRequestError::Encode)?;
+    std::fs::write(path, text + "\n").map_err(|source| PlanRequestError::Write { path: path.to_owned(), source })
 }
 
 /// The request a file holds, or what is wrong with it (its path named).
-pub fn read(path: &Path) -> Result<PlanRequest, String> {
-    let bytes = crate::files::read_small_file(path, MAX_FILE_BYTES).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn read(path: &Path) -> Result<PlanRequest, PlanRequestError> {
+    let bytes = crate::files::read_small_file(path, MAX_FILE_BYTES)
+        .map_err(|source| PlanRequestError::Read { path: path.to_owned(), source })?;
     let file: PlanRequestFile = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{}: not a plan request file ({FORMAT}): {e}", path.display()))?;
-    file.into_request().map_err(|problem| format!("{}: {problem}", path.display()))
+        .map_err(|source| PlanRequestError::NotAPlanRequest { path: path.to_owned(), source })?;
+    file.into_request().map_err(|source| PlanRequestError::Incoherent { path: path.to_owned(), source })
 }
 
 /// Media facts from a file, at most 1 MiB: a JSON list of `plan`'s `inputs` entries.
-pub fn read_facts(path: &std::path::Path) -> Result<Vec<br_plan::MediaFacts>, String> {
-    let bytes = crate::files::read_small_file(path, 1024 * 1024).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("not a list of media facts: {e}"))
+pub fn read_facts(path: &Path) -> Result<Vec<br_plan::MediaFacts>, FactsError> {
+    let bytes = crate::files::read_small_file(path, 1024 * 1024)?;
+    serde_json::from_slice(&bytes).map_err(FactsError::NotFacts)
 }
 
 #[cfg(test)]
@@ -381,37 +412,37 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         let path = folder.path().join("request.json");
         write(&path, &backend_request()).unwrap();
-        assert_eq!(read(&path), Ok(backend_request()));
+        assert_eq!(read(&path).unwrap(), backend_request());
         // What a plugin's validate kept (contract 0.9.0) comes back too.
         let mut keeping = backend_request();
         keeping.validated.kept = Some(r#"{"speed": 0.5}"#.into());
         write(&path, &keeping).unwrap();
-        assert_eq!(read(&path), Ok(keeping.clone()));
+        assert_eq!(read(&path).unwrap(), keeping.clone());
         keeping.validated.kept = Some("x".repeat(br_blueprint::limits::MAX_KEPT_BYTES + 1));
         let text = serde_json::to_string(&PlanRequestFile::of(&keeping)).unwrap();
         let file: PlanRequestFile = serde_json::from_str(&text).unwrap();
-        assert!(file.into_request().is_err_and(|why| why.contains("keeps 65537 bytes")));
+        assert!(file.into_request().is_err_and(|why| why.0.contains("keeps 65537 bytes")));
     }
 
     #[test]
     fn a_file_of_another_format_or_whose_parts_disagree_is_refused() {
         let mut other = PlanRequestFile::of(&backend_request());
         other.format = "blueprint-runner/plan-request/2".into();
-        let refused = other.into_request().unwrap_err();
+        let refused = other.into_request().unwrap_err().0;
         assert!(refused.contains("\"blueprint-runner/plan-request/2\"; this host reads"), "{refused}");
 
         let mut short = PlanRequestFile::of(&backend_request());
         short.inputs.pop();
-        let refused = short.into_request().unwrap_err();
+        let refused = short.into_request().unwrap_err().0;
         assert_eq!(refused, "it has 20 inputs; its timeline has 21 (the song, then each of its 20 clips)");
 
         let mut wrong_clip = PlanRequestFile::of(&backend_request());
         wrong_clip.validated.moves[3].clip = 20;
-        assert_eq!(wrong_clip.into_request().unwrap_err(), "move 3 shows clip 20; the timeline has 20 clips");
+        assert_eq!(wrong_clip.into_request().unwrap_err().0, "move 3 shows clip 20; the timeline has 20 clips");
 
         let mut still = PlanRequestFile::of(&backend_request());
         still.validated.output.frame_rate = 0.0;
-        assert!(still.into_request().unwrap_err().starts_with("its frame_rate is 0"));
+        assert!(still.into_request().unwrap_err().0.starts_with("its frame_rate is 0"));
 
         let text = serde_json::to_value(PlanRequestFile::of(&backend_request())).unwrap();
         let mut typo = text.clone();

@@ -36,27 +36,46 @@ impl Shard {
     pub const WHOLE: Shard = Shard { index: 0, count: 1 };
 
     /// `I/N`, with `0 <= I < N <= 10000` (Cloud Run's largest task array).
-    pub fn parse(text: &str) -> Result<Shard, String> {
+    pub fn parse(text: &str) -> Result<Shard, ShardError> {
         let parsed = text
             .split_once('/')
             .and_then(|(index, count)| Some((index.trim().parse().ok()?, count.trim().parse().ok()?)));
         match parsed {
             Some((index, count)) if index < count && count <= 10_000 => Ok(Shard { index, count }),
-            _ => Err(format!("{text:?} is not a shard I/N with 0 <= I < N <= 10000")),
-        }
-    }
-
-    /// `CLOUD_RUN_TASK_INDEX` / `CLOUD_RUN_TASK_COUNT`, when both are set.
-    pub fn from_cloud_run(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Shard>, String> {
-        match (get("CLOUD_RUN_TASK_INDEX"), get("CLOUD_RUN_TASK_COUNT")) {
-            (Some(index), Some(count)) => Shard::parse(&format!("{index}/{count}")).map(Some),
-            _ => Ok(None),
+            _ => Err(ShardError { text: text.to_owned() }),
         }
     }
 
     fn takes(self, position: usize) -> bool {
         position % self.count as usize == self.index as usize
     }
+}
+
+/// Why one clip could not be prepared (the message its report line gives).
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("work folder: {0}")]
+    WorkFolder(#[source] std::io::Error),
+    #[error(transparent)]
+    Media(#[from] media::MediaError),
+    /// The clip cannot be shown or decoded as the job would need.
+    #[error("{0}")]
+    Unusable(String),
+    #[error(transparent)]
+    Policy(#[from] br_policy::PolicyViolation),
+    #[error(transparent)]
+    Ffmpeg(#[from] crate::ffmpeg::FfmpegError),
+    #[error("writing {what}: {source}")]
+    Write { what: &'static str, source: Box<dyn std::error::Error + Send + Sync> },
+}
+
+/// A shard that is not `I/N` with `0 <= I < N <= 10000`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a shard I/N with 0 <= I < N <= 10000")]
+pub struct ShardError {
+    pub text: String,
 }
 
 /// Where a clip's prepared version and its manifest live.
@@ -223,22 +242,22 @@ impl Preparer<'_> {
     pub async fn prepare_one(&self, profile: &Profile, key: &str) -> Outcome {
         match self.try_prepare(profile, key).await {
             Ok(outcome) => outcome,
-            Err(error) => Outcome::Failed(error),
+            Err(error) => Outcome::Failed(error.to_string()),
         }
     }
 
-    async fn try_prepare(&self, profile: &Profile, key: &str) -> Result<Outcome, String> {
+    async fn try_prepare(&self, profile: &Profile, key: &str) -> Result<Outcome, PrepareError> {
         let started = Instant::now();
-        let source = self.storage.identity(key).await.map_err(|e| e.to_string())?;
+        let source = self.storage.identity(key).await?;
         let manifest_key = manifest_key(profile, key);
         let work = tempfile::Builder::new()
             .prefix("blueprint-runner-prepare-")
             .tempdir_in(self.work_root)
-            .map_err(|e| format!("work folder: {e}"))?;
+            .map_err(PrepareError::WorkFolder)?;
         // Whatever this clip charged goes with its work folder, however it ends.
         let ledger = self.runner.ledger.as_ref();
         let _release = ReleaseUnder { ledger, folder: work.path() };
-        let found = read_manifest(self.storage, &manifest_key).await.map_err(|e| e.to_string())?;
+        let found = read_manifest(self.storage, &manifest_key).await?;
         if let Some(manifest) = found {
             if manifest.source_identity == source && manifest.profile_id == profile.id() {
                 return Ok(Outcome::UpToDate);
@@ -248,19 +267,19 @@ impl Preparer<'_> {
         // The clip must fit beside the step that re-encodes it.
         let encode = crate::budget::estimate::step_bytes(profile.width, profile.height);
         let gate = crate::budget::ledger::Reserving::new(ledger, encode, ledger.ceiling(encode, 0));
-        self.storage.fetch(key, &input, &gate).await.map_err(|e| e.to_string())?;
+        self.storage.fetch(key, &input, &gate).await?;
         gate.into_file(&input);
         let limits = ChildLimits::reader(ledger.free().min(media::PROBE_MEMORY), media::PROBE_TIMEOUT);
-        let probed = media::probe_container(self.ffprobe, &input, key, limits).await.map_err(|e| e.to_string())?;
+        let probed = media::probe_container(self.ffprobe, &input, key, limits).await?;
         if let Some(reason) = probed.unshowable_pixels() {
-            return Err(format!("{key}: {reason}"));
+            return Err(PrepareError::Unusable(format!("{key}: {reason}")));
         }
         let facts = probed.facts;
         let Some(video) = &facts.video else {
-            return Err(format!("{key} has no video stream"));
+            return Err(PrepareError::Unusable(format!("{key} has no video stream")));
         };
         if let Some(reason) = crate::formats::undecodable(&facts, crate::formats::Role::Clip) {
-            return Err(format!("{key}: {reason}"));
+            return Err(PrepareError::Unusable(format!("{key}: {reason}")));
         }
         if let Some(reason) = rate_mismatch(video.frame_rate, profile) {
             return Ok(Outcome::NotPreparable(reason));
@@ -272,7 +291,7 @@ impl Preparer<'_> {
         let step = Step::Ffmpeg(profile.invocation(&format!("prepare {key}"), seconds));
         let plan = Plan { temps: Vec::new(), steps: vec![step], warnings: Vec::new() };
         let limits = PolicyLimits::for_job(profile.width, profile.height, seconds);
-        let checked = br_policy::check(&plan, 1, &limits).map_err(|v| v.to_string())?;
+        let checked = br_policy::check(&plan, 1, &limits)?;
         let output = work.path().join("prepared.mp4");
         let paths = PathTable { inputs: vec![input], work: work.path().to_owned(), output: output.clone() };
         let rates = crate::schedule::FileRates::of_output(profile.video_bitrate, PREPARED_AUDIO_BITS);
@@ -288,13 +307,12 @@ impl Preparer<'_> {
                 self.cancel,
                 |_| {},
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let limits = ChildLimits::reader(ledger.free().min(media::PROBE_MEMORY), media::PROBE_TIMEOUT);
-        let frames = media::count_video_frames(self.ffprobe, &output, limits).await.map_err(|e| e.to_string())?;
+        let frames = media::count_video_frames(self.ffprobe, &output, limits).await?;
         let prepared_key = prepared_key(profile, key);
-        self.storage.store(&output, &prepared_key).await.map_err(|e| e.to_string())?;
-        let prepared_identity = self.storage.identity(&prepared_key).await.map_err(|e| e.to_string())?;
+        self.storage.store(&output, &prepared_key).await?;
+        let prepared_identity = self.storage.identity(&prepared_key).await?;
         let manifest = PreparedManifest {
             manifest_version: PreparedManifest::VERSION,
             source_key: key.to_owned(),
@@ -308,11 +326,14 @@ impl Preparer<'_> {
             source_seconds: seconds,
         };
         let manifest_file = work.path().join("manifest.json");
-        let text = serde_json::to_string(&manifest).map_err(|e| format!("writing the manifest: {e}"))?;
-        std::fs::write(&manifest_file, text).map_err(|e| format!("writing the manifest: {e}"))?;
-        self.storage.store(&manifest_file, &manifest_key).await.map_err(|e| e.to_string())?;
-        std::fs::write(&manifest_file, profile.id()).map_err(|e| format!("writing the marker: {e}"))?;
-        self.storage.store(&manifest_file, &source_marker_key(key)).await.map_err(|e| e.to_string())?;
+        let text = serde_json::to_string(&manifest)
+            .map_err(|e| PrepareError::Write { what: "the manifest", source: e.into() })?;
+        std::fs::write(&manifest_file, text)
+            .map_err(|e| PrepareError::Write { what: "the manifest", source: e.into() })?;
+        self.storage.store(&manifest_file, &manifest_key).await?;
+        std::fs::write(&manifest_file, profile.id())
+            .map_err(|e| PrepareError::Write { what: "the marker", source: e.into() })?;
+        self.storage.store(&manifest_file, &source_marker_key(key)).await?;
         Ok(Outcome::Prepared { frames, seconds: started.elapsed().as_secs_f64() })
     }
 }
@@ -486,11 +507,5 @@ mod tests {
         for position in 0..20 {
             assert_eq!(shards.iter().filter(|shard| shard.takes(position)).count(), 1);
         }
-        let env = |name: &str| match name {
-            "CLOUD_RUN_TASK_INDEX" => Some("2".to_owned()),
-            "CLOUD_RUN_TASK_COUNT" => Some("4".to_owned()),
-            _ => None,
-        };
-        assert_eq!(Shard::from_cloud_run(&env), Ok(Some(Shard { index: 2, count: 4 })));
     }
 }

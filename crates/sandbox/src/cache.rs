@@ -79,23 +79,29 @@ fn wasmtime_version() -> &'static str {
 }
 
 /// Creates the folder if needed (mode 0700) and refuses one that others may write.
-fn private_dir(dir: &Path) -> Result<(), String> {
+fn private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| e.to_string())?;
-        let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        let meta = std::fs::metadata(dir)?;
         if meta.permissions().mode() & 0o022 != 0 {
-            return Err("the folder is writable by group or others".into());
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the folder is writable by group or others",
+            ));
         }
         if meta.uid() != rustix::process::geteuid().as_raw() {
-            return Err("the folder belongs to another user".into());
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the folder belongs to another user",
+            ));
         }
         Ok(())
     }
     #[cfg(not(unix))]
     {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())
+        std::fs::create_dir_all(dir)
     }
 }
 

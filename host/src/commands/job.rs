@@ -76,7 +76,7 @@ pub async fn task_array(
     database: bool,
     env: &Environment,
 ) -> u8 {
-    let shard = match br_engine::prepare::Shard::from_cloud_run(&env.lookup()) {
+    let shard = match crate::settings::cloud_run_shard(&env.lookup()) {
         Ok(shard) => shard.unwrap_or(br_engine::prepare::Shard::WHOLE),
         // Checked with the rest of the environment already.
         Err(_) => br_engine::prepare::Shard::WHOLE,

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use br_status::LogOnly;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::cli::JobFlags;
 use crate::commands::execute::{self, Launch, Mode};
@@ -63,102 +63,163 @@ pub async fn memcheck(flags: JobFlags, iterations: u32, out: &Path, env: &Enviro
     exit::OK
 }
 
-fn report(first: &Record, all: &[Record], baseline: u64, host_after: &[u64], budget: u64, guest_cap: u64) -> Value {
-    let stages: Vec<Value> = first
+/// What `memcheck` writes (JSON) and prints (a table).
+#[derive(Debug, Serialize)]
+struct MemcheckReport {
+    budget_mib: u64,
+    baseline_mib: f64,
+    /// The worst total peak of any iteration as a share of the budget.
+    utilization: f64,
+    headroom_mib: f64,
+    stages: Vec<StageReport>,
+    peak: PeakReport,
+    guest: GuestReport,
+    iterations: usize,
+    leak: LeakReport,
+}
+
+/// One stage or FFmpeg step of the first iteration.
+#[derive(Debug, Serialize)]
+struct StageReport {
+    name: String,
+    host_rss_mib: f64,
+    delta_from_baseline_mib: f64,
+    host_peak_mib: f64,
+    tree_peak_mib: f64,
+    work_folder_mib: f64,
+    total_peak_mib: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct PeakReport {
+    tree_mib: f64,
+    host_mib: f64,
+    work_folder_mib: f64,
+    total_mib: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct GuestReport {
+    calls: Vec<GuestCallReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct GuestCallReport {
+    call: &'static str,
+    fuel: u64,
+    memory_high_water_mib: f64,
+    cap_mib: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct LeakReport {
+    host_rss_after_iteration_mib: Vec<f64>,
+    growth_per_iteration_mib: f64,
+    tolerance_mib: f64,
+    flat: bool,
+}
+
+fn report(
+    first: &Record,
+    all: &[Record],
+    baseline: u64,
+    host_after: &[u64],
+    budget: u64,
+    guest_cap: u64,
+) -> MemcheckReport {
+    let stages = first
         .parts
         .iter()
-        .map(|part| {
-            json!({
-                "name": part.name,
-                "host_rss_mib": mib(part.host_at_end),
-                "delta_from_baseline_mib": mib(part.host_at_end.saturating_sub(baseline)),
-                "host_peak_mib": mib(part.peaks.host),
-                "tree_peak_mib": mib(part.peaks.processes),
-                "work_folder_mib": mib(part.peaks.files),
-                "total_peak_mib": mib(part.peaks.total),
-            })
+        .map(|part| StageReport {
+            name: part.name.clone(),
+            host_rss_mib: mib(part.host_at_end),
+            delta_from_baseline_mib: mib(part.host_at_end.saturating_sub(baseline)),
+            host_peak_mib: mib(part.peaks.host),
+            tree_peak_mib: mib(part.peaks.processes),
+            work_folder_mib: mib(part.peaks.files),
+            total_peak_mib: mib(part.peaks.total),
         })
         .collect();
     // The worst of every iteration (`all` holds the first one too).
     let peak = all.iter().fold(Peaks::default(), |worst, record| worst.merge(record.peaks));
-    let guest: Vec<Value> = first
+    let calls = first
         .guest_calls
         .iter()
-        .map(|call| json!({"call": call.call, "fuel": call.fuel, "memory_high_water_mib": mib(call.memory_high_water), "cap_mib": mib(guest_cap)}))
+        .map(|call| GuestCallReport {
+            call: call.call,
+            fuel: call.fuel,
+            memory_high_water_mib: mib(call.memory_high_water),
+            cap_mib: mib(guest_cap),
+        })
         .collect();
-    let after: Vec<f64> = host_after.iter().map(|&b| mib(b)).collect();
     // Flat after the first iteration: the first one fills caches (compiled guest, allocator).
     let growth = match host_after {
         [_, second, .., last] => (*last as f64 - *second as f64) / MIB as f64 / (host_after.len() - 2).max(1) as f64,
         _ => 0.0,
     };
-    json!({
-        "budget_mib": budget / MIB,
-        "baseline_mib": mib(baseline),
-        "utilization": (peak.total as f64 / budget as f64 * 1000.0).round() / 1000.0,
-        "headroom_mib": mib(budget.saturating_sub(peak.total)),
-        "stages": stages,
-        "peak": {
-            "tree_mib": mib(peak.processes),
-            "host_mib": mib(peak.host),
-            "work_folder_mib": mib(peak.files),
-            "total_mib": mib(peak.total),
+    MemcheckReport {
+        budget_mib: budget / MIB,
+        baseline_mib: mib(baseline),
+        utilization: (peak.total as f64 / budget as f64 * 1000.0).round() / 1000.0,
+        headroom_mib: mib(budget.saturating_sub(peak.total)),
+        stages,
+        peak: PeakReport {
+            tree_mib: mib(peak.processes),
+            host_mib: mib(peak.host),
+            work_folder_mib: mib(peak.files),
+            total_mib: mib(peak.total),
         },
-        "guest": {"calls": guest},
-        "iterations": host_after.len(),
-        "leak": {
-            "host_rss_after_iteration_mib": after,
-            "growth_per_iteration_mib": (growth * 100.0).round() / 100.0,
-            "tolerance_mib": LEAK_TOLERANCE_MIB,
-            "flat": host_after.len() < 3 || growth <= LEAK_TOLERANCE_MIB,
+        guest: GuestReport { calls },
+        iterations: host_after.len(),
+        leak: LeakReport {
+            host_rss_after_iteration_mib: host_after.iter().map(|&b| mib(b)).collect(),
+            growth_per_iteration_mib: (growth * 100.0).round() / 100.0,
+            tolerance_mib: LEAK_TOLERANCE_MIB,
+            flat: host_after.len() < 3 || growth <= LEAK_TOLERANCE_MIB,
         },
-    })
+    }
 }
 
-fn print_table(report: &Value) {
-    let number = |value: &Value| value.as_f64().unwrap_or(0.0);
+fn print_table(report: &MemcheckReport) {
     println!(
         "{:<44} {:>9} {:>9} {:>10} {:>11} {:>9}",
         "stage or step", "host MiB", "Δ base", "tree peak", "work folder", "total"
     );
-    for stage in report["stages"].as_array().into_iter().flatten() {
-        let name: String = stage["name"].as_str().unwrap_or_default().chars().take(44).collect();
+    for stage in &report.stages {
+        let name: String = stage.name.chars().take(44).collect();
         println!(
             "{:<44} {:>9.1} {:>9.1} {:>10.1} {:>11.1} {:>9.1}",
             name,
-            number(&stage["host_rss_mib"]),
-            number(&stage["delta_from_baseline_mib"]),
-            number(&stage["tree_peak_mib"]),
-            number(&stage["work_folder_mib"]),
-            number(&stage["total_peak_mib"]),
+            stage.host_rss_mib,
+            stage.delta_from_baseline_mib,
+            stage.tree_peak_mib,
+            stage.work_folder_mib,
+            stage.total_peak_mib,
         );
     }
-    let peak = &report["peak"];
+    let peak = &report.peak;
     println!(
         "peak: {:.1} MiB of {} (processes {:.1}, host {:.1}, work folder {:.1}); utilization {:.1}%, headroom {:.1} MiB",
-        number(&peak["total_mib"]),
-        report["budget_mib"],
-        number(&peak["tree_mib"]),
-        number(&peak["host_mib"]),
-        number(&peak["work_folder_mib"]),
-        number(&report["utilization"]) * 100.0,
-        number(&report["headroom_mib"]),
+        peak.total_mib,
+        report.budget_mib,
+        peak.tree_mib,
+        peak.host_mib,
+        peak.work_folder_mib,
+        report.utilization * 100.0,
+        report.headroom_mib,
     );
-    for call in report["guest"]["calls"].as_array().into_iter().flatten() {
+    for call in &report.guest.calls {
         println!(
             "guest {}: {} fuel, {:.1} MiB of linear memory (cap {:.0})",
-            call["call"].as_str().unwrap_or("?"),
-            call["fuel"],
-            number(&call["memory_high_water_mib"]),
-            number(&call["cap_mib"])
+            call.call, call.fuel, call.memory_high_water_mib, call.cap_mib
         );
     }
-    let leak = &report["leak"];
+    let leak = &report.leak;
     println!(
-        "host after each iteration (MiB): {}; growth {:.2} MiB per iteration after the first (tolerance {}): {}",
-        leak["host_rss_after_iteration_mib"],
-        number(&leak["growth_per_iteration_mib"]),
-        leak["tolerance_mib"],
-        if leak["flat"] == true { "flat" } else { "GROWS" }
+        "host after each iteration (MiB): {:?}; growth {:.2} MiB per iteration after the first (tolerance {}): {}",
+        leak.host_rss_after_iteration_mib,
+        leak.growth_per_iteration_mib,
+        leak.tolerance_mib,
+        if leak.flat { "flat" } else { "GROWS" }
     );
 }

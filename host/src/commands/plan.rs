@@ -82,7 +82,7 @@ pub async fn plan_offline(flags: JobFlags, facts_path: &std::path::Path, env: &E
     };
     if let Some(path) = &settings.save_plan_request {
         if let Err(message) = br_engine::plan_request::write(path, &request) {
-            return stop(exit::USAGE, message);
+            return stop(exit::USAGE, message.to_string());
         }
     }
     let plan = match sandbox.plan(&request).await.map(|planning| planning.verdict) {

@@ -23,7 +23,7 @@ pub async fn prepare(flags: JobFlags, options: PrepareFlags, env: &Environment) 
         eprintln!("error: {message}");
         code
     };
-    let shard = match (options.shard, br_engine::prepare::Shard::from_cloud_run(&env.lookup())) {
+    let shard = match (options.shard, crate::settings::cloud_run_shard(&env.lookup())) {
         (Some(shard), _) => shard,
         (None, Ok(Some(shard))) => shard,
         (None, Ok(None)) => br_engine::prepare::Shard::WHOLE,

@@ -6,6 +6,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
 use br_engine::logging;
+use br_engine::prepare::Shard;
 use br_sandbox::CacheConfig;
 
 use crate::guest;
@@ -69,11 +70,12 @@ impl Environment {
     /// The log filter `BLUEPRINT_RUNNER_LOG` or `LOG_LEVEL` ask for, else `default_level`;
     /// an unknown level falls back to the default with a note.
     pub fn log_choice(&self, default_level: &str) -> logging::LogChoice {
-        let choice =
-            logging::filter_from_env(&self.lookup(), default_level).unwrap_or_else(|message| logging::LogChoice {
+        let choice = super::log_filter::filter_from_env(&self.lookup(), default_level).unwrap_or_else(|message| {
+            logging::LogChoice {
                 directive: default_level.to_owned(),
                 note: Some(format!("LOG_LEVEL: {message}; logging at {default_level}")),
-            });
+            }
+        });
         logging::LogChoice { directive: with_engine_targets(&choice.directive), ..choice }
     }
 
@@ -87,6 +89,15 @@ impl Environment {
             .or_else(|| self.get_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("blueprint-runner")))
             .or_else(|| self.get_os("HOME").map(|d| PathBuf::from(d).join(".cache/blueprint-runner")));
         CacheConfig { dir }
+    }
+}
+
+/// This task's share of a task array: `CLOUD_RUN_TASK_INDEX` / `CLOUD_RUN_TASK_COUNT`,
+/// when both are set.
+pub fn cloud_run_shard(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Shard>, String> {
+    match (get("CLOUD_RUN_TASK_INDEX"), get("CLOUD_RUN_TASK_COUNT")) {
+        (Some(index), Some(count)) => Shard::parse(&format!("{index}/{count}")).map(Some).map_err(|e| e.to_string()),
+        _ => Ok(None),
     }
 }
 
@@ -119,6 +130,21 @@ fn with_engine_targets(directive: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::with_engine_targets;
+    use br_engine::prepare::Shard;
+
+    #[test]
+    fn cloud_runs_task_index_and_count_are_a_share_when_both_are_set() {
+        let env = |index: &'static str, count: &'static str| {
+            move |name: &str| match name {
+                "CLOUD_RUN_TASK_INDEX" => Some(index.to_owned()),
+                "CLOUD_RUN_TASK_COUNT" => Some(count.to_owned()),
+                _ => None,
+            }
+        };
+        assert_eq!(super::cloud_run_shard(&env("2", "4")), Ok(Some(Shard { index: 2, count: 4 })));
+        assert!(super::cloud_run_shard(&env("4", "4")).unwrap_err().contains("is not a shard I/N"));
+        assert_eq!(super::cloud_run_shard(&|_: &str| None), Ok(None));
+    }
 
     #[test]
     fn a_directive_for_the_binary_reaches_the_engine_s_modules_of_the_same_name() {

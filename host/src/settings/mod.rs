@@ -6,6 +6,7 @@
 //! budget, its storage, its sandbox and its FFmpeg runner.
 
 mod environment;
+pub mod log_filter;
 mod sandbox;
 mod storage;
 
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use environment::{Environment, FfmpegTools};
+pub use environment::{cloud_run_shard, Environment, FfmpegTools};
 pub use sandbox::SandboxSettings;
 pub use storage::StorageSettings;
 
