@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use br_blueprint::limits::MAX_BLUEPRINT_BYTES;
 
-use crate::settings::Environment;
-
 pub const BLUEPRINT_ENV: &str = "BLUEPRINT_JSON";
 /// Cloud Run refuses an environment variable longer than this; a blueprint over it
 /// cannot be passed as `BLUEPRINT_JSON` at all (about 95 moves of the backend's shape).
@@ -32,22 +30,6 @@ pub enum Source {
 }
 
 impl Source {
-    /// `None` and neither `BLUEPRINT_JSON` nor `BLUEPRINT_URI` is a usage error.
-    pub fn choose(argument: Option<&str>, env: &Environment) -> Result<Source, String> {
-        if let Some(argument) = argument {
-            return Ok(Source::from_argument(argument));
-        }
-        if let Some(text) = env.get_os(BLUEPRINT_ENV) {
-            return Ok(Source::Env(text.as_encoded_bytes().to_vec()));
-        }
-        match env.get(BLUEPRINT_URI_ENV) {
-            Some(uri) if !uri.is_empty() => Ok(Source::Uri(uri)),
-            _ => Err(format!(
-                "no blueprint: give a FILE, '-' for stdin, a gs:// URI, or set {BLUEPRINT_ENV} or {BLUEPRINT_URI_ENV}"
-            )),
-        }
-    }
-
     /// The FILE argument: '-' for stdin, a `gs://` address, else a path.
     pub fn from_argument(argument: &str) -> Source {
         match argument {

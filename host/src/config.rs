@@ -8,30 +8,12 @@ use br_status::{ConfigProblem, DbSettings};
 
 use br_engine::budget;
 
-pub const DOWNLOAD_CONCURRENCY_MAX: u64 = 64;
-pub const STORAGE_ATTEMPTS_MAX: u64 = 10;
+use crate::cli::number;
+use crate::settings::data_dir_variable;
+
 /// Task ids are the backend's UUIDs (varchar(36)); other characters would only be a
 /// mistake or an attack on log and path formats.
 pub const TASK_ID_MAX: usize = br_blueprint::limits::MAX_TASK_ID_BYTES;
-
-/// Whole numbers and their allowed ranges (DB_PORT is the database settings' own). The
-/// one table of them: clap's parsers ([`number_setting`]) read it, and `job`'s check at
-/// start runs those parsers over the environment.
-const NUMBERS: [(&str, u64, u64); 12] = [
-    ("DOWNLOAD_CONCURRENCY", 1, DOWNLOAD_CONCURRENCY_MAX),
-    ("STORAGE_MAX_ATTEMPTS", 1, STORAGE_ATTEMPTS_MAX),
-    ("STORAGE_OBJECT_DEADLINE_SECS", 1, u64::MAX),
-    ("STORAGE_FIRST_BACKOFF_MS", 0, 60_000),
-    ("STEP_TIMEOUT_SECS", 1, u64::MAX),
-    ("JOB_DEADLINE_SECS", 1, u64::MAX),
-    ("GUEST_FUEL", 1, u64::MAX),
-    ("GUEST_MEMORY_MIB", 1, u64::MAX),
-    ("GUEST_DEADLINE_MS", 1, u64::MAX),
-    ("JOB_MEMORY_MIB", 1, u64::MAX),
-    ("STATUS_FLUSH_SECS", 1, 3_600),
-    // Cloud Run sets it: 0 for a task's first attempt, then 1, 2... up to maxRetries (10 at most).
-    ("CLOUD_RUN_TASK_ATTEMPT", 0, 10),
-];
 
 /// The blueprint's own rule for task ids (one rule for TASK_ID, blueprints and manifests).
 pub fn task_id_problem(task_id: &str) -> Option<String> {
@@ -39,50 +21,6 @@ pub fn task_id_problem(task_id: &str) -> Option<String> {
         Some(format!("must be 1 to {TASK_ID_MAX} letters, digits, '-' or '_'"))
     } else {
         None
-    }
-}
-
-/// The data folder from the environment: `DATA_DIR`, else its alias `LOCAL_STORAGE_PATH`
-/// (the predecessor's name, which the backend's compose set-up passes); empty is unset.
-/// Returns the value and the variable it came from.
-pub fn data_dir_variable(get: &dyn Fn(&str) -> Option<String>) -> Option<(&'static str, String)> {
-    let set = |name: &'static str| get(name).filter(|v| !v.is_empty()).map(|v| (name, v));
-    set("DATA_DIR").or_else(|| set("LOCAL_STORAGE_PATH"))
-}
-
-/// `LOCAL_STORAGE_PATH` when it is the data folder (`DATA_DIR` unset).
-pub fn local_storage_path(get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    data_dir_variable(get).filter(|(name, _)| *name == "LOCAL_STORAGE_PATH").map(|(_, dir)| dir)
-}
-
-/// The warning for a `LOCAL_STORAGE_PATH` that `DATA_DIR` overrides with another folder
-/// (the same folder twice is no news).
-pub fn ignored_local_storage_path(get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let set = |name: &str| get(name).filter(|v| !v.is_empty());
-    let (data_dir, alias) = (set("DATA_DIR")?, set("LOCAL_STORAGE_PATH")?);
-    (Path::new(&data_dir) != Path::new(&alias))
-        .then(|| format!("LOCAL_STORAGE_PATH={alias} is ignored: DATA_DIR={data_dir} is set and names the data folder"))
-}
-
-/// `text` as the whole number setting `name` (a name of [`NUMBERS`]) allows.
-pub fn number(name: &str, text: &str) -> Result<u64, String> {
-    let Some(&(_, min, max)) = NUMBERS.iter().find(|(known, _, _)| *known == name) else {
-        return Err(format!("{name} is not a number setting"));
-    };
-    match text.trim().parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ if max == u64::MAX => Err(format!("must be a whole number of at least {min}")),
-        _ => Err(format!("must be a whole number from {min} to {max}")),
-    }
-}
-
-/// A clap value parser for the number setting `name`, as type `T`.
-pub fn number_setting<T: TryFrom<u64> + Clone + Send + Sync + 'static>(
-    name: &'static str,
-) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
-    move |text: &str| {
-        let value = number(name, text)?;
-        T::try_from(value).map_err(|_| format!("{value} is too large"))
     }
 }
 
@@ -349,6 +287,20 @@ mod tests {
     }
 
     #[test]
+    fn local_storage_path_is_the_data_folder_unless_data_dir_is_set() {
+        let dir = std::env::temp_dir();
+        let dir = dir.to_str().unwrap();
+        let json = ("BLUEPRINT_JSON", "{}");
+        let nowhere = "/nonexistent/app/data";
+        assert!(check(&[json, ("LOCAL_STORAGE_PATH", dir)]).is_empty());
+        assert_eq!(check(&[json, ("LOCAL_STORAGE_PATH", nowhere)]), ["LOCAL_STORAGE_PATH"]);
+        // DATA_DIR wins: a bad alias beside it is not used, so not a problem.
+        assert!(check(&[json, ("DATA_DIR", dir), ("LOCAL_STORAGE_PATH", nowhere)]).is_empty());
+        assert_eq!(check(&[json, ("DATA_DIR", nowhere), ("LOCAL_STORAGE_PATH", dir)]), ["DATA_DIR"]);
+        assert_eq!(check(&[json, ("DATA_DIR", ""), ("LOCAL_STORAGE_PATH", "")]), ["DATA_DIR"]);
+    }
+
+    #[test]
     fn a_port_beside_a_database_url_is_named() {
         let dir = std::env::temp_dir();
         let base =
@@ -394,35 +346,6 @@ mod tests {
 
     /// The backend's compose set-up names the data folder LOCAL_STORAGE_PATH; DATA_DIR,
     /// the job's own name, wins when both are set.
-    #[test]
-    fn local_storage_path_is_the_data_folder_unless_data_dir_is_set() {
-        let dir = std::env::temp_dir();
-        let dir = dir.to_str().unwrap();
-        let json = ("BLUEPRINT_JSON", "{}");
-        let nowhere = "/nonexistent/app/data";
-        assert!(check(&[json, ("LOCAL_STORAGE_PATH", dir)]).is_empty());
-        assert_eq!(check(&[json, ("LOCAL_STORAGE_PATH", nowhere)]), ["LOCAL_STORAGE_PATH"]);
-        // DATA_DIR wins: a bad alias beside it is not used, so not a problem.
-        assert!(check(&[json, ("DATA_DIR", dir), ("LOCAL_STORAGE_PATH", nowhere)]).is_empty());
-        assert_eq!(check(&[json, ("DATA_DIR", nowhere), ("LOCAL_STORAGE_PATH", dir)]), ["DATA_DIR"]);
-        assert_eq!(check(&[json, ("DATA_DIR", ""), ("LOCAL_STORAGE_PATH", "")]), ["DATA_DIR"]);
-
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
-        };
-        let both = vars(&[("DATA_DIR", "/a"), ("LOCAL_STORAGE_PATH", "/app/data")]);
-        let alias_only = vars(&[("DATA_DIR", ""), ("LOCAL_STORAGE_PATH", "/app/data")]);
-        assert_eq!(data_dir_variable(&both), Some(("DATA_DIR", "/a".into())));
-        assert_eq!(data_dir_variable(&alias_only), Some(("LOCAL_STORAGE_PATH", "/app/data".into())));
-        assert_eq!(local_storage_path(&alias_only).as_deref(), Some("/app/data"));
-        assert_eq!(local_storage_path(&both), None);
-        let warning = ignored_local_storage_path(&both).expect("a warning");
-        assert!(warning.contains("LOCAL_STORAGE_PATH=/app/data is ignored"), "{warning}");
-        assert!(warning.contains("DATA_DIR=/a"), "{warning}");
-        let same = vars(&[("DATA_DIR", "/app/data/"), ("LOCAL_STORAGE_PATH", "/app/data")]);
-        assert_eq!(ignored_local_storage_path(&same), None);
-        assert_eq!(ignored_local_storage_path(&alias_only), None);
-    }
 
     #[test]
     fn the_strip_prefix_and_the_log_level_are_checked() {

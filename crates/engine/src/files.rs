@@ -1,6 +1,7 @@
 //! Small files read whole, with a bound: blueprints, manifests, media facts, plan requests.
 
 use std::io::Read;
+use std::path::Path;
 
 /// At most `limit + 1` bytes of `reader`: one byte past the limit says it is larger.
 pub fn read_bounded(reader: impl Read, limit: u64) -> std::io::Result<Vec<u8>> {
@@ -36,4 +37,14 @@ pub enum SmallFileError {
     NotRegular,
     #[error("larger than {limit} bytes")]
     TooLarge { limit: u64 },
+}
+
+/// Removes `file` if it is there; a failure other than its absence is logged, not fatal
+/// (the work folder goes as a whole at the end).
+pub fn remove_if_present(file: &Path) {
+    if let Err(error) = std::fs::remove_file(file) {
+        if error.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(file = %file.display(), "cannot remove a file no step reads any more: {error}");
+        }
+    }
 }

@@ -177,7 +177,7 @@ pub async fn remux_for_exact_seeks(
             }
             Ok(Err(e)) => Err(fail(format!("cannot run ffmpeg: {e}")).caused_by(e)),
             Ok(Ok(output)) if !output.status.success() => {
-                crate::work::remove_if_present(&remuxed);
+                crate::files::remove_if_present(&remuxed);
                 let why = last_error(&output.stderr, output.status, file, key);
                 if with_audio {
                     tracing::warn!(key = %key, "copying its packets into MP4 failed ({why}): copied without its audio");
@@ -191,7 +191,7 @@ pub async fn remux_for_exact_seeks(
         break;
     }
     if result.is_err() {
-        crate::work::remove_if_present(&remuxed);
+        crate::files::remove_if_present(&remuxed);
     }
     result
 }

@@ -164,14 +164,6 @@ impl Uses {
     }
 }
 
-pub fn remove_if_present(file: &Path) {
-    if let Err(error) = std::fs::remove_file(file) {
-        if error.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(file = %file.display(), "cannot remove a file no step reads any more: {error}");
-        }
-    }
-}
-
 /// While an FFmpeg child joins segments through a concat list, unlinks each segment
 /// (and every one before it in the list) as soon as the child has it open: FFmpeg's
 /// concat demuxer reads them in order, one at a time, and the open descriptor keeps
@@ -204,7 +196,7 @@ impl UnlinkWhenOpened {
             return;
         };
         for part in self.parts.get(self.done..=reading).into_iter().flatten() {
-            remove_if_present(part);
+            crate::files::remove_if_present(part);
         }
         self.done = self.done.max(reading + 1);
     }

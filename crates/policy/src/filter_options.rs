@@ -12,7 +12,7 @@
 //! Positional values (`scale=1280:720`) take FFmpeg's order of the filter's options;
 //! only the leading options whose order is certain may be given that way.
 
-use crate::options::{frame_rate, is_decimal, parse_integer};
+use crate::numbers::{frame_rate, is_decimal, parse_integer};
 use crate::{excerpt, expression, PolicyLimits, Refusal, Rule};
 
 /// What an option's value must be.

@@ -29,6 +29,7 @@ mod bounds;
 mod expression;
 mod filter_options;
 mod filtergraph;
+mod numbers;
 mod options;
 mod steps;
 

@@ -8,6 +8,7 @@
 //! word from a short list...) because a value that is just a number or a known word
 //! cannot smuggle a path or a URL into FFmpeg.
 
+use crate::numbers::{all_digits, bitrate, frame_rate, is_decimal, parse_integer};
 use crate::{excerpt, filtergraph, PolicyLimits, Refusal, Report, Rule, Stop};
 
 /// What follows an option name.
@@ -244,55 +245,6 @@ fn describe(kind: ValueKind, limits: &PolicyLimits) -> String {
         ValueKind::Filtergraph => "a filtergraph".to_owned(),
         ValueKind::AudioPacketDuration => "setts=duration='EXPRESSION' (arithmetic on DURATION, PTS and TB)".to_owned(),
     }
-}
-
-fn all_digits(text: &str, min_len: usize, max_len: usize) -> bool {
-    (min_len..=max_len).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// `^\d{1,int_digits}(\.\d{1,fraction_digits})?$`
-pub(crate) fn is_decimal(text: &str, int_digits: usize, fraction_digits: usize) -> bool {
-    match text.split_once('.') {
-        Some((whole, fraction)) => all_digits(whole, 1, int_digits) && all_digits(fraction, 1, fraction_digits),
-        None => all_digits(text, 1, int_digits),
-    }
-}
-
-/// Up to 9 digits, so the value always fits.
-pub(crate) fn parse_integer(text: &str) -> Option<u64> {
-    if all_digits(text, 1, 9) {
-        text.parse().ok()
-    } else {
-        None
-    }
-}
-
-/// `^\d{1,4}(\.\d{1,6})?$` or `^\d{1,6}/\d{1,6}$`, as frames per second.
-pub(crate) fn frame_rate(text: &str) -> Option<f64> {
-    if let Some((num, den)) = text.split_once('/') {
-        if !(all_digits(num, 1, 6) && all_digits(den, 1, 6)) {
-            return None;
-        }
-        let num: u64 = num.parse().ok()?;
-        let den: u64 = den.parse().ok()?;
-        (den > 0).then(|| num as f64 / den as f64)
-    } else if is_decimal(text, 4, 6) {
-        text.parse().ok()
-    } else {
-        None
-    }
-}
-
-/// `^\d{1,9}[kM]?$`, in bits per second (FFmpeg reads `k` as 1000, `M` as 1000000).
-fn bitrate(text: &str) -> Option<u64> {
-    let (digits, multiplier) = if let Some(digits) = text.strip_suffix('k') {
-        (digits, 1_000)
-    } else if let Some(digits) = text.strip_suffix('M') {
-        (digits, 1_000_000)
-    } else {
-        (text, 1)
-    };
-    parse_integer(digits)?.checked_mul(multiplier)
 }
 
 /// `^\[[A-Za-z0-9_]{1,32}\]$`

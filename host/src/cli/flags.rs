@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::number_setting;
 use br_engine::{budget, prepare, storage};
 
 #[derive(Args, Clone)]
@@ -198,5 +197,76 @@ impl SandboxFlags {
             self.guest_memory.saturating_mul(budget::MIB),
         )
         .map_err(|error| error.to_string())
+    }
+}
+
+pub const DOWNLOAD_CONCURRENCY_MAX: u64 = 64;
+pub const STORAGE_ATTEMPTS_MAX: u64 = 10;
+
+/// Whole numbers and their allowed ranges (DB_PORT is the database settings' own). The
+/// one table of them: clap's parsers ([`number_setting`]) read it, and `job`'s check at
+/// start runs those parsers over the environment.
+const NUMBERS: [(&str, u64, u64); 12] = [
+    ("DOWNLOAD_CONCURRENCY", 1, DOWNLOAD_CONCURRENCY_MAX),
+    ("STORAGE_MAX_ATTEMPTS", 1, STORAGE_ATTEMPTS_MAX),
+    ("STORAGE_OBJECT_DEADLINE_SECS", 1, u64::MAX),
+    ("STORAGE_FIRST_BACKOFF_MS", 0, 60_000),
+    ("STEP_TIMEOUT_SECS", 1, u64::MAX),
+    ("JOB_DEADLINE_SECS", 1, u64::MAX),
+    ("GUEST_FUEL", 1, u64::MAX),
+    ("GUEST_MEMORY_MIB", 1, u64::MAX),
+    ("GUEST_DEADLINE_MS", 1, u64::MAX),
+    ("JOB_MEMORY_MIB", 1, u64::MAX),
+    ("STATUS_FLUSH_SECS", 1, 3_600),
+    // Cloud Run sets it: 0 for a task's first attempt, then 1, 2... up to maxRetries (10 at most).
+    ("CLOUD_RUN_TASK_ATTEMPT", 0, 10),
+];
+
+/// `text` as the whole number setting `name` (a name of [`NUMBERS`]) allows.
+pub fn number(name: &str, text: &str) -> Result<u64, String> {
+    let Some(&(_, min, max)) = NUMBERS.iter().find(|(known, _, _)| *known == name) else {
+        return Err(format!("{name} is not a number setting"));
+    };
+    match text.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ if max == u64::MAX => Err(format!("must be a whole number of at least {min}")),
+        _ => Err(format!("must be a whole number from {min} to {max}")),
+    }
+}
+
+/// A clap value parser for the number setting `name`, as type `T`.
+pub fn number_setting<T: TryFrom<u64> + Clone + Send + Sync + 'static>(
+    name: &'static str,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
+    move |text: &str| {
+        let value = number(name, text)?;
+        T::try_from(value).map_err(|_| format!("{value} is too large"))
+    }
+}
+
+/// A blueprint file an author gives `plugin check` (`--blueprint FILE[:FRAMES]`).
+#[derive(Debug, Clone)]
+pub struct GivenBlueprint {
+    pub path: PathBuf,
+    /// How many frames the video it describes must have, when the author says.
+    pub expected_frames: Option<u64>,
+}
+
+impl GivenBlueprint {
+    /// `FILE`, or `FILE:FRAMES` when what follows the last colon is a whole number.
+    pub fn parse(text: &str) -> Result<GivenBlueprint, String> {
+        match text.rsplit_once(':') {
+            Some((path, frames)) if !frames.is_empty() && frames.bytes().all(|b| b.is_ascii_digit()) => {
+                if path.is_empty() {
+                    return Err(format!("{text:?} names no file before its frame count"));
+                }
+                let frames: u64 = frames.parse().map_err(|e| format!("the frame count {frames:?}: {e}"))?;
+                if frames == 0 {
+                    return Err("a video has at least one frame: FILE:FRAMES takes a count from 1".into());
+                }
+                Ok(GivenBlueprint { path: PathBuf::from(path), expected_frames: Some(frames) })
+            }
+            _ => Ok(GivenBlueprint { path: PathBuf::from(text), expected_frames: None }),
+        }
     }
 }

@@ -8,8 +8,6 @@ use clap::{Args, Parser, Subcommand};
 
 use br_engine::logging;
 
-use crate::config::number_setting;
-
 mod flags;
 pub use flags::*;
 
@@ -60,8 +58,8 @@ pub enum PluginCommand {
         json: bool,
         /// Also try the plugin on this blueprint file; `FILE:FRAMES` also expects the
         /// video it describes to have FRAMES frames. Repeatable.
-        #[arg(long = "blueprint", value_name = "FILE[:FRAMES]", value_parser = crate::commands::plugin::GivenBlueprint::parse)]
-        blueprints: Vec<crate::commands::plugin::GivenBlueprint>,
+        #[arg(long = "blueprint", value_name = "FILE[:FRAMES]", value_parser = GivenBlueprint::parse)]
+        blueprints: Vec<GivenBlueprint>,
         /// Media facts for the --blueprint files instead of made-up ones (JSON: the
         /// `inputs` list `plan` prints), each input found by its key.
         #[arg(long, requires = "blueprints")]

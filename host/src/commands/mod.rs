@@ -25,7 +25,7 @@ pub async fn dispatch(command: Command, env: &Environment) -> u8 {
     let resolve = |flags| SandboxSettings::resolve(flags, env);
     match command {
         Command::Validate { file, json, timeline, bucket, strip_prefix, object_prefix, sandbox } => {
-            let source = match crate::blueprint_source::Source::choose(file.as_deref(), env) {
+            let source = match env.blueprint_source(file.as_deref()) {
                 Ok(source) => source,
                 Err(message) => {
                     eprintln!("error: {message}");

@@ -19,7 +19,7 @@ mod check;
 pub mod new;
 
 pub use call::{call_plan, call_validate};
-pub use cases::{Given, GivenBlueprint};
+pub use cases::Given;
 pub use check::check;
 
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@ use br_engine::logging;
 use br_engine::prepare::Shard;
 use br_sandbox::CacheConfig;
 
+use crate::blueprint_source::{Source, BLUEPRINT_ENV, BLUEPRINT_URI_ENV};
 use crate::guest;
 
 /// The process's environment, read once at start. Everything below the entrance gets
@@ -47,6 +48,23 @@ impl Environment {
     /// [`Self::get`] as the lookup the configuration checks take.
     pub fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
         |name| self.get(name)
+    }
+
+    /// Where the blueprint comes from: the FILE `argument`, else `BLUEPRINT_JSON`, else
+    /// `BLUEPRINT_URI`; neither is a usage error.
+    pub fn blueprint_source(&self, argument: Option<&str>) -> Result<Source, String> {
+        if let Some(argument) = argument {
+            return Ok(Source::from_argument(argument));
+        }
+        if let Some(text) = self.get_os(BLUEPRINT_ENV) {
+            return Ok(Source::Env(text.as_encoded_bytes().to_vec()));
+        }
+        match self.get(BLUEPRINT_URI_ENV) {
+            Some(uri) if !uri.is_empty() => Ok(Source::Uri(uri)),
+            _ => Err(format!(
+                "no blueprint: give a FILE, '-' for stdin, a gs:// URI, or set {BLUEPRINT_ENV} or {BLUEPRINT_URI_ENV}"
+            )),
+        }
     }
 
     /// The FFmpeg binaries: `FFMPEG` / `FFPROBE`, else the ones on PATH.

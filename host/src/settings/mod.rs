@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use environment::{cloud_run_shard, Environment, FfmpegTools};
 pub use sandbox::SandboxSettings;
-pub use storage::StorageSettings;
+pub use storage::{data_dir_variable, StorageSettings};
 
 use crate::blueprint_source::Source;
 use crate::cli::{JobFlags, Prepared, TimelineFlags};
@@ -53,7 +53,7 @@ impl Settings {
         Ok(Settings {
             budget: flags.sandbox.budget()?,
             storage: StorageSettings::resolve(&flags.storage, env),
-            blueprint: Source::choose(flags.file.as_deref(), env),
+            blueprint: env.blueprint_source(flags.file.as_deref()),
             save_plan_request: flags.save_plan_request,
             work_root: flags.work_dir.unwrap_or_else(std::env::temp_dir),
             timeline: flags.timeline,
@@ -153,13 +153,13 @@ mod tests {
     #[test]
     fn the_blueprint_argument_wins_then_blueprint_json_then_blueprint_uri() {
         let both = Environment::of([("BLUEPRINT_JSON", "{}"), ("BLUEPRINT_URI", "gs://b/k.json")]);
-        assert!(matches!(Source::choose(Some("a.json"), &both), Ok(Source::File(path)) if path == Path::new("a.json")));
-        assert!(matches!(Source::choose(Some("-"), &both), Ok(Source::Stdin)));
-        assert!(matches!(Source::choose(None, &both), Ok(Source::Env(text)) if text == b"{}"));
+        assert!(matches!(both.blueprint_source(Some("a.json")), Ok(Source::File(path)) if path == Path::new("a.json")));
+        assert!(matches!(both.blueprint_source(Some("-")), Ok(Source::Stdin)));
+        assert!(matches!(both.blueprint_source(None), Ok(Source::Env(text)) if text == b"{}"));
         let uri = Environment::of([("BLUEPRINT_URI", "gs://b/k.json")]);
-        assert!(matches!(Source::choose(None, &uri), Ok(Source::Uri(address)) if address == "gs://b/k.json"));
+        assert!(matches!(uri.blueprint_source(None), Ok(Source::Uri(address)) if address == "gs://b/k.json"));
         let empty_uri = Environment::of([("BLUEPRINT_URI", "")]);
-        let refusal = Source::choose(None, &empty_uri).unwrap_err();
+        let refusal = empty_uri.blueprint_source(None).unwrap_err();
         assert!(refusal.contains("BLUEPRINT_JSON or BLUEPRINT_URI"), "{refusal}");
     }
 

@@ -1,14 +1,13 @@
 //! [`StorageSettings`]: where a job's objects live (a folder or a bucket), and the
 //! clients that reach them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use br_engine::storage::{GcsConfig, GcsStorage, LocalFolder, Storage};
 
 use super::Environment;
 use crate::cli::{StorageFlags, StorageKind};
-use crate::config;
 
 /// Where a job's objects live, resolved from `StorageFlags` and the environment.
 #[derive(Clone)]
@@ -32,8 +31,8 @@ impl StorageSettings {
         StorageSettings {
             flags: flags.clone(),
             kind: flags.kind.unwrap_or(if use_gcs { StorageKind::Gcs } else { StorageKind::Local }),
-            data_dir: flags.data_dir.clone().or_else(|| config::local_storage_path(&env.lookup()).map(Into::into)),
-            ignored_alias: config::ignored_local_storage_path(&env.lookup()),
+            data_dir: flags.data_dir.clone().or_else(|| local_storage_path(&env.lookup()).map(Into::into)),
+            ignored_alias: ignored_local_storage_path(&env.lookup()),
             emulator_host: env.get("STORAGE_EMULATOR_HOST").filter(|host| !host.is_empty()),
         }
     }
@@ -92,5 +91,51 @@ impl StorageSettings {
             first_backoff: Duration::from_millis(self.flags.storage_backoff_ms),
             ..GcsConfig::new(bucket)
         }
+    }
+}
+
+/// The data folder from the environment: `DATA_DIR`, else its alias `LOCAL_STORAGE_PATH`
+/// (the predecessor's name, which the backend's compose set-up passes); empty is unset.
+/// Returns the value and the variable it came from.
+pub fn data_dir_variable(get: &dyn Fn(&str) -> Option<String>) -> Option<(&'static str, String)> {
+    let set = |name: &'static str| get(name).filter(|v| !v.is_empty()).map(|v| (name, v));
+    set("DATA_DIR").or_else(|| set("LOCAL_STORAGE_PATH"))
+}
+
+/// `LOCAL_STORAGE_PATH` when it is the data folder (`DATA_DIR` unset).
+pub fn local_storage_path(get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    data_dir_variable(get).filter(|(name, _)| *name == "LOCAL_STORAGE_PATH").map(|(_, dir)| dir)
+}
+
+/// The warning for a `LOCAL_STORAGE_PATH` that `DATA_DIR` overrides with another folder
+/// (the same folder twice is no news).
+pub fn ignored_local_storage_path(get: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let set = |name: &str| get(name).filter(|v| !v.is_empty());
+    let (data_dir, alias) = (set("DATA_DIR")?, set("LOCAL_STORAGE_PATH")?);
+    (Path::new(&data_dir) != Path::new(&alias))
+        .then(|| format!("LOCAL_STORAGE_PATH={alias} is ignored: DATA_DIR={data_dir} is set and names the data folder"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_storage_path_is_the_data_folder_unless_data_dir_is_set() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        let both = vars(&[("DATA_DIR", "/a"), ("LOCAL_STORAGE_PATH", "/app/data")]);
+        let alias_only = vars(&[("DATA_DIR", ""), ("LOCAL_STORAGE_PATH", "/app/data")]);
+        assert_eq!(data_dir_variable(&both), Some(("DATA_DIR", "/a".into())));
+        assert_eq!(data_dir_variable(&alias_only), Some(("LOCAL_STORAGE_PATH", "/app/data".into())));
+        assert_eq!(local_storage_path(&alias_only).as_deref(), Some("/app/data"));
+        assert_eq!(local_storage_path(&both), None);
+        let warning = ignored_local_storage_path(&both).expect("a warning");
+        assert!(warning.contains("LOCAL_STORAGE_PATH=/app/data is ignored"), "{warning}");
+        assert!(warning.contains("DATA_DIR=/a"), "{warning}");
+        let same = vars(&[("DATA_DIR", "/app/data/"), ("LOCAL_STORAGE_PATH", "/app/data")]);
+        assert_eq!(ignored_local_storage_path(&same), None);
+        assert_eq!(ignored_local_storage_path(&alias_only), None);
     }
 }

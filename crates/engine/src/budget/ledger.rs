@@ -135,9 +135,9 @@ impl Ledger {
     }
 
     /// Removes `path` and its charge (a file a child may still hold open must wait for
-    /// [`Ledger::release`] after that child ends: use [`crate::work::remove_if_present`]).
+    /// [`Ledger::release`] after that child ends: use [`crate::files::remove_if_present`]).
     pub fn remove(&self, path: &Path) {
-        crate::work::remove_if_present(path);
+        crate::files::remove_if_present(path);
         self.release(path);
     }
 

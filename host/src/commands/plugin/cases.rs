@@ -8,36 +8,9 @@ use super::*;
 /// move in one list or graph shows it here rather than in production.
 const MANY_MOVES: usize = 220;
 
-/// A blueprint file an author gives `plugin check` (`--blueprint FILE[:FRAMES]`).
-#[derive(Debug, Clone)]
-pub struct GivenBlueprint {
-    pub path: PathBuf,
-    /// How many frames the video it describes must have, when the author says.
-    pub expected_frames: Option<u64>,
-}
-
-impl GivenBlueprint {
-    /// `FILE`, or `FILE:FRAMES` when what follows the last colon is a whole number.
-    pub fn parse(text: &str) -> Result<GivenBlueprint, String> {
-        match text.rsplit_once(':') {
-            Some((path, frames)) if !frames.is_empty() && frames.bytes().all(|b| b.is_ascii_digit()) => {
-                if path.is_empty() {
-                    return Err(format!("{text:?} names no file before its frame count"));
-                }
-                let frames: u64 = frames.parse().map_err(|e| format!("the frame count {frames:?}: {e}"))?;
-                if frames == 0 {
-                    return Err("a video has at least one frame: FILE:FRAMES takes a count from 1".into());
-                }
-                Ok(GivenBlueprint { path: PathBuf::from(path), expected_frames: Some(frames) })
-            }
-            _ => Ok(GivenBlueprint { path: PathBuf::from(text), expected_frames: None }),
-        }
-    }
-}
-
 /// What an author adds to `plugin check`'s built-in cases.
 pub struct Given {
-    pub blueprints: Vec<GivenBlueprint>,
+    pub blueprints: Vec<crate::cli::GivenBlueprint>,
     /// Media facts for the given blueprints, found by key.
     pub facts: Option<PathBuf>,
     /// Only the given blueprints are tried.
@@ -196,7 +169,8 @@ mod tests {
     #[test]
     fn a_given_blueprint_may_carry_the_frames_it_must_make() {
         let parse = |text: &str| {
-            super::GivenBlueprint::parse(text).map(|given| (given.path.display().to_string(), given.expected_frames))
+            crate::cli::GivenBlueprint::parse(text)
+                .map(|given| (given.path.display().to_string(), given.expected_frames))
         };
         assert_eq!(parse("mine.json"), Ok(("mine.json".into(), None)));
         assert_eq!(parse("mine.json:5280"), Ok(("mine.json".into(), Some(5280))));
