@@ -565,7 +565,8 @@ fn sigterm_mid_encode_cancels_cleanly() {
     env.push(("TASK_ID".into(), "t-term".into()));
     let job = Running::start(job_command(&folders, &blueprint("t-term", moves), &env));
     wait_until("the encode stage", Duration::from_secs(120), || db.task("t-term").is_some_and(|r| r.stage == "encode"));
-    std::thread::sleep(Duration::from_millis(500));
+    // Signalled while a step's FFmpeg runs, not between two steps.
+    wait_until("an FFmpeg step", Duration::from_secs(60), || !ffmpeg_processes_in(&folders.work).is_empty());
     let ffmpeg_before = ffmpeg_processes_in(&folders.work);
     let signalled = Instant::now();
     let status = Command::new("kill").args(["-TERM", &job.child.id().to_string()]).status().unwrap();

@@ -7,6 +7,6 @@ pub mod sink;
 pub mod update;
 
 pub use lock::{Holder, LockError, LockState, TaskLock};
-pub use postgres::{ConfigProblem, DbSettings, Delivery, PgStatus, TaskRow};
+pub use postgres::{ConfigProblem, DbError, DbSettings, Delivery, PgStatus, TaskRow};
 pub use sink::{JsonLines, LogOnly, StatusSink};
 pub use update::{Stage, Status, StatusUpdate};

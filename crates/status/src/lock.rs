@@ -35,7 +35,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
-use crate::postgres::{describe_error, retry_schedule, within_limit, DbSettings};
+use crate::postgres::{retry_schedule, within_limit, DbError, DbSettings};
 
 /// Hashed with the task id, so that the key space is this program's own by construction.
 const KEY_NAMESPACE: &str = "blueprint-runner task ";
@@ -72,9 +72,9 @@ pub fn application_name(task_id: &str, who: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("cannot connect for the task lock: {0}")]
-    Connect(String),
+    Connect(#[source] DbError),
     #[error("the task lock's statement failed: {0}")]
-    Statement(String),
+    Statement(#[source] DbError),
 }
 
 /// The session that holds a task's key, as `pg_locks` and `pg_stat_activity` show it.
@@ -273,7 +273,7 @@ impl Claim {
             let row = within_limit(client.query_one("SELECT pg_try_advisory_lock($1)", &[&self.key]))
                 .await
                 .map_err(LockError::Statement)?;
-            if row.try_get::<_, bool>(0).map_err(|e| LockError::Statement(describe_error(&e)))? {
+            if row.try_get::<_, bool>(0).map_err(|e| LockError::Statement(DbError::Postgres(e)))? {
                 return Ok(Taken::Held(client, driver));
             }
             match holder(&client, self.key).await? {
@@ -300,9 +300,9 @@ async fn holder(client: &Client, key: i64) -> Result<Option<Holder>, LockError> 
          LIMIT 1";
     let row = within_limit(client.query_opt(HOLDER_SQL, &[&key])).await.map_err(LockError::Statement)?;
     let Some(row) = row else { return Ok(None) };
-    let text = |index: usize| row.try_get::<_, String>(index).map_err(|e| LockError::Statement(describe_error(&e)));
+    let text = |index: usize| row.try_get::<_, String>(index).map_err(|e| LockError::Statement(DbError::Postgres(e)));
     Ok(Some(Holder {
-        pid: row.try_get(0).map_err(|e| LockError::Statement(describe_error(&e)))?,
+        pid: row.try_get(0).map_err(|e| LockError::Statement(DbError::Postgres(e)))?,
         application_name: text(1)?,
         backend_start: text(2)?,
         client_addr: text(3)?,

@@ -222,7 +222,7 @@ impl DbSettings {
     }
 
     /// One connection; its driver runs on a task of its own.
-    pub async fn connect(&self) -> Result<Client, String> {
+    pub async fn connect(&self) -> Result<Client, DbError> {
         Ok(self.connect_with(&self.config).await?.0)
     }
 
@@ -233,7 +233,7 @@ impl DbSettings {
     pub(crate) async fn connect_for_lock(
         &self,
         application_name: &str,
-    ) -> Result<(Client, tokio::task::JoinHandle<()>), String> {
+    ) -> Result<(Client, tokio::task::JoinHandle<()>), DbError> {
         let mut config = self.config.clone();
         config
             .application_name(application_name)
@@ -246,7 +246,7 @@ impl DbSettings {
     async fn connect_with(
         &self,
         config: &tokio_postgres::Config,
-    ) -> Result<(Client, tokio::task::JoinHandle<()>), String> {
+    ) -> Result<(Client, tokio::task::JoinHandle<()>), DbError> {
         // A TLS connector is asked for a server name even when TLS is off, and a socket
         // folder is none: without TLS there must be no connector at all.
         if self.tls == Tls::Off {
@@ -260,33 +260,31 @@ impl DbSettings {
     async fn with_timeout<T>(
         &self,
         connecting: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, String> {
+    ) -> Result<T, DbError> {
         tokio::time::timeout(CONNECT_TIMEOUT * 2, connecting)
             .await
-            .map_err(|_| "connecting timed out".to_owned())?
-            .map_err(|e| describe_error(&e))
+            .map_err(|_| DbError::ConnectTimeout)?
+            .map_err(DbError::Postgres)
     }
 
     /// The task's row as it is now. `Err`: the database did not answer within `patience`.
-    pub async fn task_row(&self, task_id: &str, patience: Duration) -> Result<TaskRow, String> {
+    pub async fn task_row(&self, task_id: &str, patience: Duration) -> Result<TaskRow, DbError> {
         use backon::Retryable;
         let attempt = (|| self.read_status(task_id))
             .retry(retry_schedule())
             .sleep(tokio::time::sleep)
             .notify(|error, _| tracing::warn!(database = %self.describe(), "cannot read the task's row yet: {error}"));
-        tokio::time::timeout(patience, attempt)
-            .await
-            .map_err(|_| format!("the database did not answer within {} s", patience.as_secs()))?
+        tokio::time::timeout(patience, attempt).await.map_err(|_| DbError::NoAnswer(patience))?
     }
 
-    async fn read_status(&self, task_id: &str) -> Result<TaskRow, String> {
+    async fn read_status(&self, task_id: &str) -> Result<TaskRow, DbError> {
         let client = self.connect().await?;
         let row = within_limit(client.query_opt(STATUS_SQL, &[&task_id])).await?;
         Ok(match row {
             None => TaskRow::Missing,
             Some(row) => TaskRow::Found {
-                status: row.try_get::<_, String>(0).map_err(|e| describe_error(&e))?,
-                message: row.try_get::<_, String>(1).map_err(|e| describe_error(&e))?,
+                status: row.try_get::<_, String>(0).map_err(DbError::Postgres)?,
+                message: row.try_get::<_, String>(1).map_err(DbError::Postgres)?,
             },
         })
     }
@@ -306,11 +304,28 @@ where
 /// broken, and the writer reconnects.
 pub(crate) async fn within_limit<T>(
     statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-) -> Result<T, String> {
+) -> Result<T, DbError> {
     tokio::time::timeout(STATEMENT_TIMEOUT, statement)
         .await
-        .map_err(|_| "the statement timed out".to_owned())?
-        .map_err(|e| describe_error(&e))
+        .map_err(|_| DbError::StatementTimeout)?
+        .map_err(DbError::Postgres)
+}
+
+/// Why the database could not be reached, or a statement failed. The messages are the
+/// server's own (with its code) or the driver's error with its causes.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("connecting timed out")]
+    ConnectTimeout,
+    #[error("the statement timed out")]
+    StatementTimeout,
+    #[error("the database did not answer within {} s", .0.as_secs())]
+    NoAnswer(Duration),
+    #[error("{}", describe_error(.0))]
+    Postgres(#[source] tokio_postgres::Error),
+    /// The TLS set-up: the provider, or a root certificate file (named in the message).
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// The server's own message and code, or the error with its causes (tokio-postgres's
@@ -328,21 +343,21 @@ pub(crate) fn describe_error(error: &tokio_postgres::Error) -> String {
     text
 }
 
-fn tls_connector(tls: &Tls) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+fn tls_connector(tls: &Tls) -> Result<tokio_postgres_rustls::MakeRustlsConnect, DbError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up: {e}"))?;
+        .map_err(|e| DbError::Tls(format!("TLS set-up: {e}")))?;
     let config = match tls {
         Tls::Verified { root_cert } => {
             let mut roots = rustls::RootCertStore::empty();
             match root_cert {
                 Some(path) => {
-                    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    let named = |e: &dyn std::fmt::Display| DbError::Tls(format!("{}: {e}", path.display()));
+                    let pem = std::fs::read(path).map_err(|e| named(&e))?;
                     for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&pem) {
-                        let cert: rustls::pki_types::CertificateDer<'static> =
-                            cert.map_err(|e| format!("{}: {e}", path.display()))?;
-                        roots.add(cert).map_err(|e| format!("{}: {e}", path.display()))?;
+                        let cert: rustls::pki_types::CertificateDer<'static> = cert.map_err(|e| named(&e))?;
+                        roots.add(cert).map_err(|e| named(&e))?;
                     }
                 }
                 None => {
@@ -587,14 +602,14 @@ async fn write_changes(settings: DbSettings, shared: Arc<Shared>, state: watch::
                     retry_in_ms = delay.as_millis() as u64,
                     "cannot write the status: {error}"
                 );
-                state.send_modify(|s| s.last_error = Some(error));
+                state.send_modify(|s| s.last_error = Some(error.to_string()));
                 tokio::time::sleep(delay).await;
             }
         }
     }
 }
 
-async fn write_one(client: &Client, task_id: &str, update: &StatusUpdate) -> Result<Settled, String> {
+async fn write_one(client: &Client, task_id: &str, update: &StatusUpdate) -> Result<Settled, DbError> {
     let progress = i32::from(update.progress);
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
         &task_id,

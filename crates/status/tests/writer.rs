@@ -48,8 +48,8 @@ async fn a_completed_row_is_never_moved_back() {
     server.insert_task("t-guard", "started");
     let db = settings(&server, &[]);
     assert_eq!(
-        db.task_row("t-guard", Duration::from_secs(5)).await,
-        Ok(TaskRow::Found { status: "started".into(), message: "queued".into() })
+        db.task_row("t-guard", Duration::from_secs(5)).await.unwrap(),
+        TaskRow::Found { status: "started".into(), message: "queued".into() }
     );
     let first =
         [update("t-guard", Status::Running, Stage::Encode, 50), update("t-guard", Status::Completed, Stage::Done, 100)];
@@ -80,7 +80,7 @@ async fn a_failed_row_can_be_retried_and_a_missing_row_is_said() {
     assert_eq!((row.status.as_str(), row.error), ("completed", None));
     assert_eq!(row.result, Some(json!({"output_path": "out/x.mp4"})));
 
-    assert_eq!(db.task_row("t-nobody", Duration::from_secs(5)).await, Ok(TaskRow::Missing));
+    assert_eq!(db.task_row("t-nobody", Duration::from_secs(5)).await.unwrap(), TaskRow::Missing);
     let orphan = [update("t-nobody", Status::Running, Stage::Validate, 0)];
     assert!(matches!(write_all(&db, &orphan, Duration::from_secs(10)).await, Delivery::RowMissing));
 }

@@ -17,6 +17,7 @@ mod call;
 mod cases;
 mod check;
 pub mod new;
+mod report;
 
 pub use call::{call_plan, call_validate};
 pub use cases::Given;
@@ -32,6 +33,7 @@ use serde_json::{json, Value};
 use crate::cli::TimelineFlags;
 use crate::settings::SandboxSettings;
 use br_engine::exit;
+use report::CallUsage;
 
 /// The frames of the video a validated timeline describes: `round(total_duration × fps)`,
 /// at least one.
@@ -95,22 +97,13 @@ fn policy_verdict_of(plan: &Plan, request: &PlanRequest) -> Result<(), Vec<Strin
         .map_err(|violations| policy_problems(&violations))
 }
 
-/// A case's "policy" field for the text report: "passes", or how many problems it lists.
-fn policy_verdict(policy: &Value) -> String {
-    match policy {
-        Value::String(verdict) => verdict.clone(),
-        Value::Array(problems) => format!("refused ({} problems below)", problems.len()),
-        _ => "-".to_owned(),
-    }
-}
-
 /// What one call used, against the limits.
-fn usage(report: &CallReport, limits: &Limits) -> Value {
-    json!({
-        "fuel": report.fuel_used,
-        "fuel_share": report.fuel_used as f64 / limits.fuel.max(1) as f64,
-        "memory_bytes": report.memory_high_water,
-        "memory_share": report.memory_high_water as f64 / limits.memory_bytes.max(1) as f64,
-        "ms": report.elapsed.as_secs_f64() * 1e3,
-    })
+fn usage(report: &CallReport, limits: &Limits) -> CallUsage {
+    CallUsage {
+        fuel: report.fuel_used,
+        fuel_share: report.fuel_used as f64 / limits.fuel.max(1) as f64,
+        memory_bytes: report.memory_high_water,
+        memory_share: report.memory_high_water as f64 / limits.memory_bytes.max(1) as f64,
+        ms: report.elapsed.as_secs_f64() * 1e3,
+    }
 }

@@ -58,7 +58,7 @@ pub async fn call_validate(
         Ok(validation) => validation,
         Err(error) => return sandbox_failure(answer, &error),
     };
-    answer["usage"] = usage(&validation.report, sandbox.limits());
+    answer["usage"] = json!(usage(&validation.report, sandbox.limits()));
     answer["log"] = json!(validation.report.log);
     let code = match validation.verdict {
         Ok(validated) => {
@@ -100,7 +100,7 @@ pub async fn call_plan(request_path: &Path, plugin: Option<PathBuf>, flags: &San
         Ok(planning) => planning,
         Err(error) => return sandbox_failure(answer, &error),
     };
-    answer["usage"] = usage(&planning.report, sandbox.limits());
+    answer["usage"] = json!(usage(&planning.report, sandbox.limits()));
     answer["log"] = json!(planning.report.log);
     let code = match planning.verdict {
         Ok(plan) => {

@@ -1,6 +1,7 @@
 //! `plugin check`: one plugin loaded as a job would, tried case by case.
 
 use super::cases::{all_cases, given_facts_for, made_up_facts, Case};
+use super::report::{CallOutcome, CaseReport, CheckReport, LimitsReport, PolicyVerdict, RefusalEntry, RefusedBy};
 use super::*;
 
 /// A call that uses more than this share of its fuel or memory limit is a problem: a
@@ -57,18 +58,18 @@ fn near_limit_problems(call: &str, report: &CallReport, limits: &Limits) -> Vec<
 fn refusal_entries<'a>(
     errors: impl Iterator<Item = (&'a str, &'a str)>,
     document: Option<&Value>,
-) -> (Value, Vec<String>) {
+) -> (Vec<RefusalEntry>, Vec<String>) {
     let mut entries = Vec::new();
     let mut problems = Vec::new();
     for (pointer, message) in errors {
-        entries.push(json!({ "pointer": pointer, "message": message }));
+        entries.push(RefusalEntry { pointer: pointer.to_owned(), message: message.to_owned() });
         if !points_into(document, pointer) {
             problems.push(format!(
                 "the refusal points at {pointer:?}, which is not in the blueprint (its message: {message})"
             ));
         }
     }
-    (Value::Array(entries), problems)
+    (entries, problems)
 }
 
 /// One case: its report entry and its problems; Err when the author's facts do not
@@ -77,24 +78,22 @@ async fn check_case(
     sandbox: &Sandbox,
     case: &Case,
     given_facts: Option<&[MediaFacts]>,
-) -> Result<(Value, Vec<String>), String> {
+) -> Result<(CaseReport, Vec<String>), String> {
     let limits = sandbox.limits();
-    let mut result = json!({ "case": case.name });
+    let mut result =
+        CaseReport { case: case.name.clone(), expected_frames: case.expected_frames, ..CaseReport::default() };
     let mut problems = Vec::new();
-    if let Some(frames) = case.expected_frames {
-        result["expected_frames"] = json!(frames);
-    }
     // Only for the refusal's pointers: the plugin alone decides what the text means.
     let document: Option<Value> = serde_json::from_str(&case.text).ok();
     let validation = match sandbox.validate(&case.text, &br_blueprint::CheckOptions::default()).await {
         Ok(validation) => validation,
         Err(error) => {
             problems.push(format!("validate: {error}"));
-            result["validate"] = json!({ "error": error.to_string() });
+            result.validate = Some(CallOutcome::Failed { error: error.to_string() });
             return Ok((result, problems));
         }
     };
-    result["validate"] = usage(&validation.report, limits);
+    result.validate = Some(CallOutcome::Used(usage(&validation.report, limits)));
     problems.extend(near_limit_problems("validate", &validation.report, limits));
     let validated = match validation.verdict {
         Ok(validated) => validated,
@@ -103,8 +102,8 @@ async fn check_case(
                 refusal.errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())),
                 document.as_ref(),
             );
-            result["refused"] = entries;
-            result["refused_by"] = json!("validate");
+            result.refused = Some(entries);
+            result.refused_by = Some(RefusedBy::Validate);
             problems.extend(wrong);
             if let Some(frames) = case.expected_frames {
                 problems.push(format!("expected a video of {frames} frames; the plugin refuses the blueprint"));
@@ -113,7 +112,7 @@ async fn check_case(
         }
     };
     let frames = timeline_frames(&validated);
-    result["frames"] = json!(frames);
+    result.frames = Some(frames);
     if let Some(expected) = case.expected_frames.filter(|&expected| expected != frames) {
         problems.push(format!(
             "expected {expected} frames; the validated timeline makes {frames} ({} s at {} fps)",
@@ -130,19 +129,19 @@ async fn check_case(
         Ok(planning) => planning,
         Err(error) => {
             problems.push(format!("plan: {error}"));
-            result["plan"] = json!({ "error": error.to_string() });
+            result.plan = Some(CallOutcome::Failed { error: error.to_string() });
             return Ok((result, problems));
         }
     };
-    result["plan"] = usage(&planning.report, limits);
+    result.plan = Some(CallOutcome::Used(usage(&planning.report, limits)));
     problems.extend(near_limit_problems("plan", &planning.report, limits));
     let plan = match planning.verdict {
         Ok(plan) => plan,
         Err(errors) => {
             let (entries, wrong) =
                 refusal_entries(errors.iter().map(|e| (e.pointer.as_str(), e.message.as_str())), document.as_ref());
-            result["refused"] = entries;
-            result["refused_by"] = json!("plan");
+            result.refused = Some(entries);
+            result.refused_by = Some(RefusedBy::Plan);
             problems.extend(wrong);
             if let Some(frames) = case.expected_frames {
                 problems.push(format!("expected a video of {frames} frames; the plugin makes no plan for it"));
@@ -150,20 +149,17 @@ async fn check_case(
             return Ok((result, problems));
         }
     };
-    result["steps"] = json!(plan.steps.len());
-    match policy_verdict_of(&plan, &request) {
-        Ok(()) => result["policy"] = json!("passes"),
+    result.steps = Some(plan.steps.len());
+    result.policy = Some(match policy_verdict_of(&plan, &request) {
+        Ok(()) => PolicyVerdict::PASSES,
         Err(listed) => {
             problems.extend(listed.iter().cloned());
-            result["policy"] = json!(listed);
+            PolicyVerdict::Refused(listed)
         }
-    }
-    if let Some(problem) = declared_output_problem(&plan, &request.validated) {
-        problems.push(problem.clone());
-        result["output"] = json!(problem);
-    } else {
-        result["output"] = json!("matches the timeline");
-    }
+    });
+    let output = declared_output_problem(&plan, &request.validated);
+    problems.extend(output.clone());
+    result.output = Some(output.unwrap_or_else(|| "matches the timeline".to_owned()));
     Ok((result, problems))
 }
 
@@ -209,14 +205,18 @@ pub async fn check(path: &Path, json_output: bool, given: &Given, sandbox: &Sand
             }
         }
     }
-    let report = json!({
-        "plugin": path.display().to_string(),
-        "contract": sandbox.contract_version(),
-        "imports": sandbox.imports(),
-        "limits": { "fuel": limits.fuel, "memory_bytes": limits.memory_bytes, "deadline_ms": limits.deadline.as_millis() as u64 },
-        "cases": results,
-        "problems": problems,
-    });
+    let report = CheckReport {
+        plugin: path.display().to_string(),
+        contract: sandbox.contract_version().to_string(),
+        imports: sandbox.imports().to_vec(),
+        limits: LimitsReport {
+            fuel: limits.fuel,
+            memory_bytes: limits.memory_bytes,
+            deadline_ms: limits.deadline.as_millis() as u64,
+        },
+        cases: results,
+        problems,
+    };
     if json_output {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
@@ -226,58 +226,21 @@ pub async fn check(path: &Path, json_output: bool, given: &Given, sandbox: &Sand
             sandbox.contract_version(),
             sandbox.imports().join(", ")
         );
-        for case in report["cases"].as_array().into_iter().flatten() {
-            println!("  {}", case_line(case));
+        for case in &report.cases {
+            println!("  {}", case.line());
         }
-        if problems.is_empty() {
+        if report.problems.is_empty() {
             println!("no problems");
         }
-        for problem in &problems {
+        for problem in &report.problems {
             println!("PROBLEM {problem}");
         }
     }
-    if problems.is_empty() {
+    if report.problems.is_empty() {
         exit::OK
     } else {
         exit::SANDBOX
     }
-}
-
-/// A case of the report as one line of text.
-fn case_line(case: &Value) -> String {
-    let share =
-        |call: &str, what: &str| case[call][what].as_f64().map_or("-".to_owned(), |v| format!("{:.1}%", v * 100.0));
-    let call = |name: &str| {
-        if case[name].get("error").is_some() {
-            format!("{name} failed (below)")
-        } else {
-            format!("{name} fuel {} memory {}", share(name, "fuel_share"), share(name, "memory_share"))
-        }
-    };
-    let mut line = format!("{}: {}", case["case"].as_str().unwrap_or_default(), call("validate"));
-    if case.get("plan").is_some() {
-        line += &format!("; {}", call("plan"));
-    }
-    if let Some(refused) = case["refused"].as_array() {
-        let listed = br_engine::job::list(
-            refused
-                .iter()
-                .map(|e| (e["pointer"].as_str().unwrap_or_default(), e["message"].as_str().unwrap_or_default())),
-        );
-        let by = if case["refused_by"] == "plan" { "no plan" } else { "refused" };
-        return format!("{line}; {by}: {listed}");
-    }
-    if case.get("policy").is_some() {
-        line += &format!(
-            "; policy: {}; output: {}",
-            policy_verdict(&case["policy"]),
-            case["output"].as_str().unwrap_or("-")
-        );
-        if let Some(frames) = case["frames"].as_u64() {
-            line += &format!(" ({frames} frames)");
-        }
-    }
-    line
 }
 
 #[cfg(test)]
@@ -308,8 +271,8 @@ mod tests {
         assert!(problems[0].starts_with("plan refused by policy: step 0: the label"), "{problems:#?}");
         assert!(problems[1].starts_with("plan refused by policy: step 0, argument 1: \"99\""), "{problems:#?}");
         assert!(problems[2].starts_with("plan refused by policy: step 0, argument 3: \"9\""), "{problems:#?}");
-        assert_eq!(super::policy_verdict(&json!(problems)), "refused (3 problems below)");
-        assert_eq!(super::policy_verdict(&json!("passes")), "passes");
+        assert_eq!(super::PolicyVerdict::Refused(problems).summary(), "refused (3 problems below)");
+        assert_eq!(super::PolicyVerdict::PASSES.summary(), "passes");
     }
 
     /// A refusal may point at a value, at a required member missing from an object (the
@@ -332,7 +295,7 @@ mod tests {
         let errors = [("/moves", "too many"), ("/moves/7", "no such move")];
         let (entries, problems) = super::refusal_entries(errors.into_iter(), Some(&document));
         assert_eq!(
-            entries,
+            serde_json::to_value(&entries).unwrap(),
             json!([{"pointer": "/moves", "message": "too many"}, {"pointer": "/moves/7", "message": "no such move"}])
         );
         assert_eq!(
