@@ -53,7 +53,12 @@ const STDERR_TAIL_BYTES: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum FfmpegError {
     #[error("step {step}: cannot fetch input {input} again: {error}")]
-    Staging { step: usize, input: u32, error: StorageError },
+    Staging {
+        step: usize,
+        input: u32,
+        #[source]
+        error: StorageError,
+    },
     #[error("cannot start {program}: {source}")]
     Spawn { program: String, source: std::io::Error },
     #[error("step {step} ({label}) failed: FFmpeg {status}{}{}", tail(stderr), limits_note(limits))]

@@ -52,7 +52,7 @@ pub fn load_component(
         }
     }
     let started = Instant::now();
-    let compiled = engine.precompile_component(wasm).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+    let compiled = engine.precompile_component(wasm).map_err(SandboxError::load)?;
     tracing::debug!(millis = started.elapsed().as_millis() as u64, "guest compiled");
     if let Some(path) = &entry {
         if let Err(error) = write_atomically(path, &compiled) {
@@ -60,8 +60,7 @@ pub fn load_component(
         }
     }
     // SAFETY: these bytes were produced by this engine a moment ago.
-    let component =
-        unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+    let component = unsafe { Component::deserialize(engine, &compiled) }.map_err(SandboxError::load)?;
     Ok((component, LoadSource::Compiled))
 }
 

@@ -148,8 +148,10 @@ impl Default for Limits {
 /// How a guest call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("could not load the guest component: {0}")]
-    Load(String),
+    /// wasmtime could not compile, load or link the component; the message keeps
+    /// wasmtime's causes, the source is wasmtime's error.
+    #[error("could not load the guest component: {message}")]
+    Load { message: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("the guest component does not fit the contract (blueprint:runner@0.9.0, @0.8.0, @0.7.0, @0.6.0, @0.5.0, @0.4.0, @0.3.0 or @0.2.0): {0}")]
     Incompatible(String),
     #[error("sandbox limit: the guest ran out of fuel ({limit} units)")]
@@ -172,6 +174,13 @@ pub enum SandboxError {
     GuestTrap { reason: String, last_log: Vec<String> },
     #[error("the guest returned an answer the host refuses: {0}")]
     BadOutput(String),
+}
+
+impl SandboxError {
+    /// A load failure from wasmtime's error, its causes in the message.
+    fn load(error: wasmtime::Error) -> SandboxError {
+        SandboxError::Load { message: format!("{error:#}"), source: error.into() }
+    }
 }
 
 impl SandboxError {
@@ -263,15 +272,15 @@ impl Sandbox {
     /// Compiles (or loads from the cache) a guest component and links it against the
     /// capability-free WASI and the contract's host interface.
     pub fn load(wasm: &[u8], limits: Limits, cache: &CacheConfig) -> Result<Sandbox, SandboxError> {
-        let engine = engine::SandboxEngine::shared().map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        let engine = engine::SandboxEngine::shared().map_err(SandboxError::load)?;
         let (component, load_source) = cache::load_component(&engine.engine, wasm, cache.dir.as_deref())?;
         Self::link(engine, component, limits, load_source)
     }
 
     /// Compiles a guest to its precompiled form (for shipping it beside the binary).
     pub fn precompile(wasm: &[u8]) -> Result<Vec<u8>, SandboxError> {
-        let engine = engine::SandboxEngine::shared().map_err(|e| SandboxError::Load(format!("{e:#}")))?;
-        engine.engine.precompile_component(wasm).map_err(|e| SandboxError::Load(format!("{e:#}")))
+        let engine = engine::SandboxEngine::shared().map_err(SandboxError::load)?;
+        engine.engine.precompile_component(wasm).map_err(SandboxError::load)
     }
 
     fn link(
@@ -281,25 +290,25 @@ impl Sandbox {
         load_source: LoadSource,
     ) -> Result<Sandbox, SandboxError> {
         let mut linker: Linker<CallState> = Linker::new(&engine.engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(SandboxError::load)?;
         // Every version of `host`: each guest imports the one of its own contract.
         type Data = wasmtime::component::HasSelf<CallState>;
         bindings::v9::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
-            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+            .map_err(SandboxError::load)?;
         bindings::v8::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
-            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+            .map_err(SandboxError::load)?;
         bindings::v7::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
-            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+            .map_err(SandboxError::load)?;
         bindings::v6::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
-            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+            .map_err(SandboxError::load)?;
         bindings::v5::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
-            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+            .map_err(SandboxError::load)?;
         bindings::v4::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
-            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+            .map_err(SandboxError::load)?;
         bindings::v3::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
-            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+            .map_err(SandboxError::load)?;
         bindings::v2::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
-            .map_err(|e| SandboxError::Load(format!("{e:#}")))?;
+            .map_err(SandboxError::load)?;
         let instance_pre =
             linker.instantiate_pre(&component).map_err(|e| SandboxError::Incompatible(format!("{e:#}")))?;
         // 0.9.0, 0.8.0, 0.7.0, 0.6.0, 0.5.0, 0.4.0 and 0.3.0 guests are told apart by the `host` version they
@@ -897,5 +906,18 @@ mod tests {
             let store = new_store(&engine.engine, &limits, Instant::now());
             assert_eq!(store.hostcall_fuel() as u64, mib * 1024 * 1024);
         }
+    }
+
+    /// Bytes that are no component fail to load with wasmtime's error kept as the source
+    /// and its causes in the message.
+    #[test]
+    fn a_load_failure_keeps_wasmtimes_error_as_its_source() {
+        let error = Sandbox::load(b"not a component", Limits::default(), &CacheConfig { dir: None })
+            .err()
+            .expect("garbage does not load");
+        let SandboxError::Load { message, .. } = &error else { panic!("{error:?}") };
+        assert!(error.to_string().starts_with("could not load the guest component: "), "{error}");
+        assert!(!message.is_empty());
+        assert!(std::error::Error::source(&error).is_some(), "{error:?}");
     }
 }
