@@ -8,6 +8,7 @@
 
 mod support;
 
+mod audio_cache;
 mod backend_blueprints;
 mod container_layout;
 mod gcs_cli;

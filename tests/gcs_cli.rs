@@ -128,7 +128,10 @@ fn a_blueprint_in_the_bucket_becomes_a_video_in_the_bucket() {
     let document = blueprint("data/steps/small.mp4");
     emulator.put(BUCKET, "blueprints/gcs-task-1.json", document.to_string().as_bytes());
     let proxy = FaultProxy::start(&emulator.address, |_, _| Action::Forward);
-    let run = run(&proxy.host(), Some(&format!("gs://{BUCKET}/blueprints/gcs-task-1.json")), None, &[]);
+    // Downloads are counted: the audio cache's reads of the song's generation (one byte
+    // each) would count too (see the_audio_cache_lives_in_the_bucket_…).
+    let blueprint_address = format!("gs://{BUCKET}/blueprints/gcs-task-1.json");
+    let run = run(&proxy.host(), Some(&blueprint_address), None, &["--audio-cache", "off"]);
     assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
     assert_eq!(run.last()["status"], "completed");
     assert_eq!(run.last()["result"]["storage"], format!("gs://{BUCKET}"));
@@ -493,7 +496,8 @@ fn a_song_written_as_an_address_in_the_jobs_bucket_is_read_from_it() {
     let proxy = FaultProxy::start(&emulator.address, |_, _| Action::Forward);
     let mut document = blueprint("data/steps/small.mp4");
     document["audio_path"] = format!("gs://{BUCKET}/songs/song.mp3").into();
-    let run = run(&proxy.host(), None, Some(&document), &[]);
+    // Downloads are counted, not the audio cache's one-byte reads of the song's generation.
+    let run = run(&proxy.host(), None, Some(&document), &["--audio-cache", "off"]);
     assert_eq!(run.code, Some(0), "stderr:\n{}", run.stderr);
     let warnings = run.last()["result"]["warnings"].clone();
     assert_eq!(warnings[0]["pointer"], "/audio_path", "{warnings}");
@@ -618,4 +622,57 @@ fn the_job_deadline_passes_during_a_slow_fetch() {
     assert_eq!(run.error(), expected);
     assert!(run.seconds < 4.0, "the job waited for the download: {} s", run.seconds);
     run.assert_work_empty();
+}
+
+/// The audio cache in a bucket: the first job keeps the song's track and loudness under
+/// `prepared/`, the second copies them (the same AAC packets), and a song uploaded again
+/// (a new generation) is measured and encoded again.
+#[test]
+fn the_audio_cache_lives_in_the_bucket_and_follows_the_songs_generation() {
+    let emulator = stocked_emulator();
+    let mut document = blueprint("data/steps/small.mp4");
+    document["output_config"]["normalize_audio"] = json!(true);
+    let audio_packets = || {
+        let video = emulator.get(BUCKET, "output/result.mp4").expect("the result");
+        let local = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(local.path(), &video).unwrap();
+        let result = Command::new(media::ffmpeg_binary())
+            .args(["-v", "error", "-i"])
+            .arg(local.path())
+            .args(["-map", "0:a", "-c", "copy", "-f", "md5", "-"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&result.stdout).trim().to_owned()
+    };
+    let labels = |run: &Run| -> Vec<String> {
+        let steps = run.last()["result"]["steps"].as_array().cloned().unwrap_or_default();
+        steps.iter().filter_map(|step| step["label"].as_str().map(str::to_owned)).collect()
+    };
+    let cached = |folder: &str| emulator.list(BUCKET).into_iter().filter(|name| name.starts_with(folder)).count();
+
+    let cold = run(&emulator.host(), None, Some(&document), &[]);
+    assert_eq!(cold.code, Some(0), "stderr:\n{}", cold.stderr);
+    assert!(!labels(&cold).iter().any(|label| label.contains("audio cache")), "{:?}", labels(&cold));
+    assert_eq!((cached("prepared/audio/"), cached("prepared/loudness/")), (2, 1), "{:?}", emulator.list(BUCKET));
+    let expected = audio_packets();
+
+    let warm = run(&emulator.host(), None, Some(&document), &[]);
+    assert_eq!(warm.code, Some(0), "stderr:\n{}", warm.stderr);
+    assert!(labels(&warm).iter().any(|label| label == "the song (audio cache)"), "{:?}", labels(&warm));
+    assert_eq!(
+        (cached("prepared/audio/"), cached("prepared/loudness/")),
+        (2, 1),
+        "nothing new: {:?}",
+        emulator.list(BUCKET)
+    );
+    assert_eq!(audio_packets(), expected, "the cached track is the encoded one");
+    warm.assert_work_empty();
+
+    emulator.put(BUCKET, "songs/song.mp3", &media_file("song.mp3"));
+    let again = run(&emulator.host(), None, Some(&document), &[]);
+    assert_eq!(again.code, Some(0), "stderr:\n{}", again.stderr);
+    assert!(!labels(&again).iter().any(|label| label.contains("audio cache")), "{:?}", labels(&again));
+    assert_eq!(audio_packets(), expected, "the same bytes uploaded again make the same audio");
+    // Measured and encoded again: a new entry of each, beside the old generation's.
+    assert_eq!((cached("prepared/audio/"), cached("prepared/loudness/")), (4, 2), "{:?}", emulator.list(BUCKET));
 }

@@ -16,7 +16,7 @@ use crate::budget::{JobBudget, MIB};
 use crate::cancel::{Cancel, Stop};
 use crate::schedule::Schedule;
 use crate::storage::StorageError;
-use crate::work::{PathTable, Staging, UnlinkWhenOpened, Uses};
+use crate::work::{PathTable, Staging, StepCache, UnlinkWhenOpened, Uses};
 
 /// Flags the host puts in front of every invocation; the policy does not let a plan
 /// set any of them. Filter graphs run on one thread: FFmpeg's default is one per core
@@ -222,6 +222,7 @@ impl Runner {
         rates: crate::schedule::FileRates,
         prepared_inputs: &[bool],
         staging: &dyn Staging,
+        cache: &dyn StepCache,
         cancel: &Cancel,
         mut progress: impl FnMut(Progress<'_>),
     ) -> Result<Vec<StepTiming>, FfmpegError> {
@@ -319,13 +320,37 @@ impl Runner {
                         tracing::debug!(step = index, label, memory_limit = start.memory, "starting step");
                         let partial = &partial;
                         let siblings = &siblings;
+                        let cached = cache.covers(index).then(|| written_by(invocation, paths, &plan.temps)).flatten();
+                        let room = start.file_size;
                         running.push(async move {
+                            let restored = match &cached {
+                                Some(output) => tokio::select! {
+                                    restored = cache.restore(index, output, room) => restored,
+                                    reason = cancel.cancelled() => {
+                                        return (index, started, Err(FfmpegError::Cancelled { step: index, label: step.label.to_owned(), reason }), false);
+                                    }
+                                    reason = siblings.cancelled() => {
+                                        return (index, started, Err(FfmpegError::Cancelled { step: index, label: step.label.to_owned(), reason }), false);
+                                    }
+                                },
+                                None => false,
+                            };
+                            if restored {
+                                return (index, started, Ok(()), true);
+                            }
                             let result = self
                                 .run_one(step, &args, cancel, siblings, |seconds| {
                                     partial.borrow_mut()[index] = seconds.min(weight).max(0.0)
                                 })
                                 .await;
-                            (index, started, result)
+                            if let (Ok(()), Some(output)) = (&result, &cached) {
+                                // Kept before the step counts as done: its temp is still there.
+                                tokio::select! {
+                                    () = cache.keep(index, output) => {}
+                                    _ = cancel.cancelled() => {}
+                                }
+                            }
+                            (index, started, result, false)
                         });
                     }
                 }
@@ -339,7 +364,7 @@ impl Runner {
                 failure = Some(FfmpegError::Stuck { waiting: schedule.waiting() });
                 break;
             }
-            let (index, started, result) = tokio::select! {
+            let (index, started, result, restored) = tokio::select! {
                 finished = futures::StreamExt::next(&mut running) => match finished {
                     Some(finished) => finished,
                     None => continue,
@@ -369,7 +394,9 @@ impl Runner {
                     let seconds = started.elapsed().as_secs_f64();
                     tracing::info!(step = index, label = invocation.label.as_str(), seconds, "ffmpeg step done");
                     let started = started.duration_since(first_started).as_secs_f64();
-                    timings[index] = Some(StepTiming { label: invocation.label.clone(), started, seconds });
+                    let label =
+                        if restored { format!("{} (audio cache)", invocation.label) } else { invocation.label.clone() };
+                    timings[index] = Some(StepTiming { label, started, seconds });
                 }
                 Err(error) => {
                     // The first failure is the job's; the others are stopped because of it.
@@ -642,6 +669,24 @@ fn near_data_limit(seen: u64, limit: u64) -> bool {
 /// No step writes more media than the whole video and this: a segment decodes a little
 /// before its first frame (the policy's slack for the plan's own times is the same).
 const OUTPUT_SLACK_SECONDS: f64 = 10.0;
+
+/// The command line step `invocation` runs with, as the host would run it, its files
+/// named by their place in the plan (`input-0`, `temp-00003.nut`, `output`): with its
+/// inputs' contents and the FFmpeg build, what determines its output (the audio cache's key).
+pub(crate) fn command_line(invocation: &br_plan::Invocation, temps: &[TempFormat], video_seconds: f64) -> Vec<String> {
+    let inputs = invocation.args.iter().filter_map(|arg| if let Arg::Input(n) = arg { Some(*n) } else { None }).max();
+    let named = PathTable {
+        inputs: (0..inputs.map_or(0, |n| n + 1)).map(|n| PathBuf::from(format!("input-{n}"))).collect(),
+        work: PathBuf::new(),
+        output: PathBuf::from("output"),
+    };
+    let args = resolve(&invocation.args, &named, temps, video_seconds + OUTPUT_SLACK_SECONDS);
+    HOST_FLAGS
+        .iter()
+        .map(|flag| (*flag).to_owned())
+        .chain(args.iter().map(|arg| arg.to_string_lossy().into_owned()))
+        .collect()
+}
 
 /// Arguments with the plan's numbers replaced by the host's paths. The policy has
 /// already checked every index. Every staged input is opened with

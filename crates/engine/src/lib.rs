@@ -5,6 +5,7 @@
 //! caller (the `blueprint-runner` binary) resolves flags and environment into them. This
 //! crate reads no environment variable and names none.
 
+pub mod audio_cache;
 pub mod budget;
 pub mod cancel;
 pub mod exit;

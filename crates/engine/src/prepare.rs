@@ -304,6 +304,7 @@ impl Preparer<'_> {
                 rates,
                 &[],
                 &NoRefetch,
+                &crate::work::NoCache,
                 self.cancel,
                 |_| {},
             )

@@ -44,6 +44,35 @@ pub trait Staging: Sync {
     fn room_for(&self, input: u32) -> u64;
 }
 
+/// Outputs of steps kept across jobs ([`crate::audio_cache`]): a step the cache covers
+/// and holds is not run, its output is put in place instead; one it covers and does not
+/// hold is kept once it has run. Failures are the cache's to log, never the job's.
+pub trait StepCache: Sync {
+    fn covers(&self, step: usize) -> bool;
+    /// Puts step `step`'s output at `output`, at most `room` bytes; true when it did (and
+    /// `output` is then whole), false with no file left at `output` otherwise.
+    fn restore<'a>(&'a self, step: usize, output: &'a Path, room: u64) -> futures::future::BoxFuture<'a, bool>;
+    /// Keeps what step `step` wrote at `output` for later jobs.
+    fn keep<'a>(&'a self, step: usize, output: &'a Path) -> futures::future::BoxFuture<'a, ()>;
+}
+
+/// No step is cached.
+pub struct NoCache;
+
+impl StepCache for NoCache {
+    fn covers(&self, _: usize) -> bool {
+        false
+    }
+
+    fn restore<'a>(&'a self, _: usize, _: &'a Path, _: u64) -> futures::future::BoxFuture<'a, bool> {
+        Box::pin(async { false })
+    }
+
+    fn keep<'a>(&'a self, _: usize, _: &'a Path) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
 /// What each step reads, and which of its readers have started and finished. Two steps
 /// may run at once, and a later one in the plan may finish first: a temp goes only when
 /// every step that reads it has finished, whatever their order.

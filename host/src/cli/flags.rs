@@ -29,6 +29,11 @@ pub struct JobFlags {
     /// Use clips prepared by `prepare` (copied from a keyframe on) when fresh ones exist.
     #[arg(long, env = "PREPARED", value_enum, default_value = "auto")]
     pub prepared: Prepared,
+    /// Copy the song's finished audio and loudness from the storage's audio cache
+    /// (`prepared/audio/`, `prepared/loudness/`) when an earlier job on the same song made
+    /// them, and keep them there for the next job when not.
+    #[arg(long, env = "AUDIO_CACHE", value_enum, default_value = "on")]
+    pub audio_cache: AudioCache,
     #[command(flatten)]
     pub sandbox: SandboxFlags,
     /// Where the job writes the plan request it hands to the guest: `--save-plan-request`
@@ -84,6 +89,14 @@ pub enum Prepared {
     /// Guests of contract 0.4.0 on get fresh prepared clips; older ones the originals.
     Auto,
     /// Always the original clips, every frame rendered.
+    Off,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AudioCache {
+    /// Read and fill the cache.
+    On,
+    /// Always measure and encode the song; leave the cache alone.
     Off,
 }
 

@@ -19,7 +19,7 @@ pub use sandbox::SandboxSettings;
 pub use storage::{data_dir_variable, StorageSettings};
 
 use crate::blueprint_source::Source;
-use crate::cli::{JobFlags, Prepared, TimelineFlags};
+use crate::cli::{AudioCache, JobFlags, Prepared, TimelineFlags};
 use br_engine::budget::ledger::Ledger;
 use br_engine::budget::JobBudget;
 use br_engine::ffmpeg;
@@ -41,6 +41,7 @@ pub struct Settings {
     step_timeout: Option<Duration>,
     job_deadline: Option<Duration>,
     use_prepared: bool,
+    audio_cache: bool,
     sandbox: SandboxSettings,
     tools: FfmpegTools,
     /// Cloud Run's execution, which names this process to another that finds the task taken.
@@ -60,6 +61,7 @@ impl Settings {
             step_timeout: flags.step_timeout.map(Duration::from_secs),
             job_deadline: flags.job_deadline.map(Duration::from_secs),
             use_prepared: flags.prepared == Prepared::Auto,
+            audio_cache: flags.audio_cache == AudioCache::On,
             sandbox: SandboxSettings::resolve(flags.sandbox, env),
             tools: env.ffmpeg_tools(),
             execution: env.get("CLOUD_RUN_EXECUTION").filter(|name| !name.is_empty()),
@@ -141,6 +143,7 @@ impl Settings {
             strip_prefix: self.storage.flags.strip_prefix.clone(),
             use_prepared: self.use_prepared,
             save_plan_request: self.save_plan_request.clone(),
+            audio_cache: self.audio_cache,
         }
     }
 }

@@ -59,7 +59,7 @@ impl Job<'_> {
         input: InputToStage<'_>,
     ) -> Result<StagedInput, (Stage, Failure)> {
         let InputToStage { index, key, pointer, destination, mut expected, original } = input;
-        let StagingShared { ledger, probes, ceiling, measure_song, song_seconds } = *shared;
+        let StagingShared { ledger, probes, ceiling, measure_song, song_seconds, song, work } = *shared;
         let room = ChildRoom { ledger, probes, pointer };
         // A prepared clip that is not what its profile and manifest say is set
         // aside for the original clip (once: `expected` is then None).
@@ -141,9 +141,24 @@ impl Job<'_> {
         let loudness = match &facts.audio {
             Some(audio) if index == 0 && measure_song => {
                 let lengths = (song_seconds, audio.duration.max(facts.duration));
-                let (_memory, _permit) = room.take(media::LOUDNESS_MEMORY).await?;
-                let limits = ChildLimits::reader(media::LOUDNESS_MEMORY, media::LOUDNESS_TIMEOUT);
-                measured_loudness(&self.config.runner.ffmpeg, &destination, key, lengths, limits).await
+                let cached = match song {
+                    Some(song) => crate::audio_cache::cached_loudness(self.storage, song, lengths).await,
+                    None => None,
+                };
+                match cached {
+                    Some(loudness) => Some(loudness),
+                    None => {
+                        let measured = {
+                            let (_memory, _permit) = room.take(media::LOUDNESS_MEMORY).await?;
+                            let limits = ChildLimits::reader(media::LOUDNESS_MEMORY, media::LOUDNESS_TIMEOUT);
+                            measured_loudness(&self.config.runner.ffmpeg, &destination, key, lengths, limits).await
+                        };
+                        if let (Some(loudness), Some(song)) = (measured, song) {
+                            crate::audio_cache::keep_loudness(self.storage, work, song, lengths, loudness).await;
+                        }
+                        measured
+                    }
+                }
             }
             _ => None,
         };
@@ -217,13 +232,25 @@ impl Job<'_> {
         let work = make_work_folder(&self.config.work_root, &validated.task_id).map_err(|e| (Stage::Fetch, e))?;
         self.watchdog.watch_folder(work.path());
         let use_prepared = self.config.use_prepared && self.sandbox.takes_prepared_clips();
-        let (profile, found) = if use_prepared {
-            // The lookups (a manifest each, a marker, perhaps a probe) are cancellable too.
-            let lookups = async { Ok(self.fresh_prepared_clips(&validated, work.path()).await) };
-            self.unless_cancelled(Stage::Fetch, lookups).await?
-        } else {
-            (None, Vec::new())
+        // The lookups (a manifest each, a marker, perhaps a probe; the song's identity and
+        // the FFmpeg build for the audio cache) are cancellable too.
+        let lookups = async {
+            let prepared_clips = async {
+                match use_prepared {
+                    true => self.fresh_prepared_clips(&validated, work.path()).await,
+                    false => (None, Vec::new()),
+                }
+            };
+            let song = async {
+                if !(self.config.audio_cache && validated.output.add_audio_overlay) {
+                    return None;
+                }
+                let ffmpeg = crate::audio_cache::ffmpeg_identity(&self.config.runner.ffmpeg).await?;
+                crate::audio_cache::SongIdentity::of(self.storage, &validated.audio_key, ffmpeg).await
+            };
+            Ok(tokio::join!(prepared_clips, song))
         };
+        let ((profile, found), song) = self.unless_cancelled(Stage::Fetch, lookups).await?;
         let mut keys: Vec<(String, String)> = std::iter::once((validated.audio_key.clone(), "/audio_path".to_owned()))
             .chain(validated.clip_keys.iter().enumerate().map(|(clip, key)| {
                 let staged =
@@ -263,7 +290,15 @@ impl Job<'_> {
         let cache_bytes = self.config.runner.budget.shared / 4;
         // An object larger than this could wait for ever: refused at once.
         let ceiling = ledger.ceiling(FETCH_KEEP_FREE, cache_bytes);
-        let shared = StagingShared { ledger, probes: &probes, ceiling, measure_song, song_seconds };
+        let shared = StagingShared {
+            ledger,
+            probes: &probes,
+            ceiling,
+            measure_song,
+            song_seconds,
+            song: song.as_ref(),
+            work: work.path(),
+        };
         let staging = keys.iter().enumerate().map(|(index, (key, pointer))| {
             let input = InputToStage {
                 index,
@@ -330,7 +365,19 @@ impl Job<'_> {
         let plan = self.checked_plan(&request, reporter).await?;
         lap("plan", &mut timings);
         let paths = PathTable { inputs, work: work.path().to_owned(), output: work.path().join("output.mp4") };
-        Ok(Prepared { validated, plan, paths, facts, prepared_inputs, keys, remux_inputs, input_bytes, work, timings })
+        Ok(Prepared {
+            validated,
+            plan,
+            paths,
+            facts,
+            prepared_inputs,
+            keys,
+            remux_inputs,
+            input_bytes,
+            work,
+            timings,
+            song,
+        })
     }
 }
 
@@ -343,6 +390,10 @@ pub(super) struct StagingShared<'a> {
     ceiling: u64,
     measure_song: bool,
     song_seconds: f64,
+    /// The song as the audio cache knows it, when the job uses the cache.
+    song: Option<&'a crate::audio_cache::SongIdentity>,
+    /// The work folder (the cache's records pass through it).
+    work: &'a Path,
 }
 
 /// One input to stage: its place in the plan request (0 the song, 1 + i clip i), the

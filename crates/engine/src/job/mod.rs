@@ -67,6 +67,9 @@ pub struct JobConfig {
     /// Where to write the plan request before the guest is asked to plan
     /// (`--save-plan-request`), so that it can be replayed (`plugin call plan`).
     pub save_plan_request: Option<PathBuf>,
+    /// Copy the song's finished audio and its loudness from the storage's audio cache
+    /// when an earlier job made them, and keep them there when not ([`crate::audio_cache`]).
+    pub audio_cache: bool,
 }
 
 pub use failure::{list, Failure};
@@ -112,6 +115,8 @@ pub struct Prepared {
     input_bytes: Vec<u64>,
     work: crate::work::WorkFolder,
     timings: serde_json::Map<String, serde_json::Value>,
+    /// The song as the audio cache knows it, when the job uses the cache.
+    song: Option<crate::audio_cache::SongIdentity>,
 }
 
 /// A blueprint the guest accepted, and how long that took.

@@ -17,6 +17,7 @@ impl Job<'_> {
             mut timings,
             facts,
             prepared_inputs,
+            song,
         } = prepared;
         let frame = br_plan::output_frame(&validated, &facts);
         let rates =
@@ -38,6 +39,19 @@ impl Job<'_> {
             return Err((Stage::Encode, Failure::Deadline { limit: whole, stage: Stage::Encode.as_str() }));
         }
         let runner = Runner { job_deadline: Some(limit), ..self.config.runner.clone() };
+        let audio_cache = song.map(|song| {
+            crate::audio_cache::AudioCache::for_plan(
+                self.storage,
+                song,
+                plan.plan(),
+                validated.total_duration,
+                work.path(),
+            )
+        });
+        let cache: &dyn crate::work::StepCache = match &audio_cache {
+            Some(cache) => cache,
+            None => &crate::work::NoCache,
+        };
         let steps = runner
             .run(
                 &plan,
@@ -47,6 +61,7 @@ impl Job<'_> {
                 rates,
                 &prepared_inputs,
                 &refetch,
+                cache,
                 self.cancel,
                 |progress| {
                     if current_step.as_deref() != Some(progress.label) {
