@@ -58,13 +58,16 @@ pub async fn ffmpeg_identity(ffmpeg: &Path) -> Option<String> {
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .output();
-    match tokio::time::timeout(VERSION_TIMEOUT, run).await {
-        Ok(Ok(output)) if output.status.success() && !output.stdout.is_empty() => Some(hex_digest(&output.stdout)),
-        other => {
-            tracing::warn!(ffmpeg = %ffmpeg.display(), outcome = ?other.map(|r| r.map(|o| o.status)), "cannot tell which FFmpeg this is: no audio cache");
-            None
+    let why = match tokio::time::timeout(VERSION_TIMEOUT, run).await {
+        Ok(Ok(output)) if output.status.success() && !output.stdout.is_empty() => {
+            return Some(hex_digest(&output.stdout));
         }
-    }
+        Ok(Ok(output)) => format!("`-version` ended with {} and {} bytes", output.status, output.stdout.len()),
+        Ok(Err(error)) => format!("it cannot be run: {error}"),
+        Err(_) => format!("`-version` did not answer within {} s", VERSION_TIMEOUT.as_secs()),
+    };
+    tracing::warn!(ffmpeg = %ffmpeg.display(), "cannot tell which FFmpeg this is ({why}): no audio cache");
+    None
 }
 
 /// The song of one job as the cache knows it: its key, the storage's address and its
@@ -200,6 +203,35 @@ pub struct TrackManifest {
     pub label: String,
 }
 
+/// Why a track was not taken from the cache.
+enum Miss {
+    /// No entry: the first job on this song with this step.
+    Absent,
+    /// An entry that is not this step's, or not what its manifest says.
+    Unusable(String),
+}
+
+impl From<String> for Miss {
+    fn from(why: String) -> Miss {
+        Miss::Unusable(why)
+    }
+}
+
+/// Why an entry could not be kept (logged; the job goes on).
+#[derive(Debug, thiserror::Error)]
+enum KeepError {
+    #[error("the song changed while the job ran")]
+    SongChanged,
+    #[error("reading what the step wrote: {0}")]
+    Read(#[source] std::io::Error),
+    #[error("writing the record: {0}")]
+    Record(#[source] std::io::Error),
+    #[error("the record: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
 /// One step whose output the cache may hold.
 struct Entry {
     digest: String,
@@ -260,48 +292,49 @@ impl<'a> AudioCache<'a> {
     }
 
     /// The track's manifest, if it is one for this entry and this song.
-    async fn manifest(&self, entry: &Entry) -> Result<TrackManifest, String> {
-        let bytes = read_record(self.storage, &entry.manifest_key).await.ok_or("no entry")?;
+    async fn manifest(&self, entry: &Entry) -> Result<TrackManifest, Miss> {
+        let bytes = read_record(self.storage, &entry.manifest_key).await.ok_or(Miss::Absent)?;
         let manifest: TrackManifest =
             serde_json::from_slice(&bytes).map_err(|error| format!("its manifest does not read ({error})"))?;
         if manifest.recipe != RECIPE_VERSION || manifest.digest != entry.digest || manifest.track_key != entry.track_key
         {
-            return Err("its manifest is another recipe's or another entry's".into());
+            return Err(Miss::Unusable("its manifest is another recipe's or another entry's".into()));
         }
         if manifest.song_key != self.song.key || manifest.song_identity != self.song.identity {
-            return Err("its manifest names another song".into());
+            return Err(Miss::Unusable("its manifest names another song".into()));
         }
         let identity = self.storage.identity(&entry.track_key).await.map_err(|e| format!("its track: {e}"))?;
         if identity != manifest.track_identity {
-            return Err("its track was replaced after its manifest was written".into());
+            return Err(Miss::Unusable("its track was replaced after its manifest was written".into()));
         }
         Ok(manifest)
     }
 
-    async fn try_restore(&self, entry: &Entry, output: &Path, room: u64) -> Result<u64, String> {
+    async fn try_restore(&self, entry: &Entry, output: &Path, room: u64) -> Result<u64, Miss> {
         let manifest = self.manifest(entry).await?;
         if manifest.bytes > room {
-            return Err(format!("its track ({} bytes) is larger than the step may write ({room})", manifest.bytes));
+            let why = format!("its track ({} bytes) is larger than the step may write ({room})", manifest.bytes);
+            return Err(Miss::Unusable(why));
         }
         let gate = crate::budget::ledger::AtMost(manifest.bytes);
         let fetched = self.storage.fetch(&entry.track_key, output, &gate).await.map_err(|e| e.to_string())?;
         let (bytes, sha256) = file_digest(output).map_err(|e| format!("reading the fetched track: {e}"))?;
         if fetched != manifest.bytes || bytes != manifest.bytes || sha256 != manifest.sha256 {
-            return Err(format!(
+            return Err(Miss::Unusable(format!(
                 "its track is not what its manifest says ({bytes} bytes, SHA-256 {sha256}; the manifest: {} bytes, {})",
                 manifest.bytes, manifest.sha256
-            ));
+            )));
         }
         Ok(bytes)
     }
 
-    async fn try_keep(&self, entry: &Entry, output: &Path) -> Result<(), String> {
+    async fn try_keep(&self, entry: &Entry, output: &Path) -> Result<(), KeepError> {
         if !self.song.unchanged(self.storage).await {
-            return Err("the song changed while the job ran".into());
+            return Err(KeepError::SongChanged);
         }
-        let (bytes, sha256) = file_digest(output).map_err(|e| format!("reading the track: {e}"))?;
-        self.storage.store(output, &entry.track_key).await.map_err(|e| e.to_string())?;
-        let track_identity = self.storage.identity(&entry.track_key).await.map_err(|e| e.to_string())?;
+        let (bytes, sha256) = file_digest(output).map_err(KeepError::Read)?;
+        self.storage.store(output, &entry.track_key).await?;
+        let track_identity = self.storage.identity(&entry.track_key).await?;
         let manifest = TrackManifest {
             recipe: RECIPE_VERSION,
             digest: entry.digest.clone(),
@@ -313,7 +346,7 @@ impl<'a> AudioCache<'a> {
             sha256,
             label: entry.label.clone(),
         };
-        store_record(self.storage, &self.work, &entry.manifest_key, &manifest).await.map_err(|e| e.to_string())
+        store_record(self.storage, &self.work, &entry.manifest_key, &manifest).await
     }
 }
 
@@ -332,12 +365,18 @@ impl StepCache for AudioCache<'_> {
                     tracing::info!(step, key = %entry.track_key, bytes, seconds, "{} from the audio cache", entry.label);
                     true
                 }
-                Err(why) => {
+                Err(miss) => {
                     crate::files::remove_if_present(output);
-                    if why == "no entry" {
-                        tracing::info!(step, key = %entry.track_key, "not in the audio cache: {} is encoded", entry.label);
-                    } else {
-                        tracing::warn!(step, key = %entry.track_key, "the audio cache's entry is not used ({why}): {} is encoded", entry.label);
+                    match miss {
+                        Miss::Absent => {
+                            tracing::info!(step, key = %entry.track_key, "not in the audio cache: {} is encoded", entry.label)
+                        }
+                        Miss::Unusable(why) => tracing::warn!(
+                            step,
+                            key = %entry.track_key,
+                            "the audio cache's entry is not used ({why}): {} is encoded",
+                            entry.label
+                        ),
                     }
                     false
                 }
@@ -395,15 +434,16 @@ async fn read_record(storage: &dyn Storage, key: &str) -> Option<Vec<u8>> {
 }
 
 /// Stores `record` as JSON at `key`, through a file of its own in `work`.
-async fn store_record(storage: &dyn Storage, work: &Path, key: &str, record: &impl Serialize) -> Result<(), String> {
-    let text = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+async fn store_record(storage: &dyn Storage, work: &Path, key: &str, record: &impl Serialize) -> Result<(), KeepError> {
+    let text = serde_json::to_vec(record)?;
     let file = tempfile::Builder::new()
         .prefix("cache-record-")
         .suffix(".json")
         .tempfile_in(work)
-        .map_err(|e| format!("a file for the record: {e}"))?;
-    std::fs::write(file.path(), text).map_err(|e| format!("writing the record: {e}"))?;
-    storage.store(file.path(), key).await.map(|_| ()).map_err(|e| e.to_string())
+        .map_err(KeepError::Record)?;
+    std::fs::write(file.path(), text).map_err(KeepError::Record)?;
+    storage.store(file.path(), key).await?;
+    Ok(())
 }
 
 fn hex_digest(bytes: &[u8]) -> String {
