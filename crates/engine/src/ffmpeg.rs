@@ -245,6 +245,10 @@ impl Runner {
         let mut label = "";
         let mut timings: Vec<Option<StepTiming>> = vec![None; plan.steps.len()];
         let mut running = futures::stream::FuturesUnordered::new();
+        // Outputs being kept in `cache` while the next steps run, each from a link of its
+        // own ([`keep_aside`]), so the join may remove the temp meanwhile.
+        let mut keeping = futures::stream::FuturesUnordered::new();
+        let mut kept_aside: Vec<PathBuf> = Vec::new();
         let mut failure: Option<FfmpegError> = None;
         let first_started = Instant::now();
         let deadline = tokio::time::sleep(limit);
@@ -327,10 +331,12 @@ impl Runner {
                                 Some(output) => tokio::select! {
                                     restored = cache.restore(index, output, room) => restored,
                                     reason = cancel.cancelled() => {
-                                        return (index, started, Err(FfmpegError::Cancelled { step: index, label: step.label.to_owned(), reason }), false);
+                                        let error = FfmpegError::Cancelled { step: index, label: step.label.to_owned(), reason };
+                                        return (index, started, Err(error), false);
                                     }
                                     reason = siblings.cancelled() => {
-                                        return (index, started, Err(FfmpegError::Cancelled { step: index, label: step.label.to_owned(), reason }), false);
+                                        let error = FfmpegError::Cancelled { step: index, label: step.label.to_owned(), reason };
+                                        return (index, started, Err(error), false);
                                     }
                                 },
                                 None => false,
@@ -343,13 +349,6 @@ impl Runner {
                                     partial.borrow_mut()[index] = seconds.min(weight).max(0.0)
                                 })
                                 .await;
-                            if let (Ok(()), Some(output)) = (&result, &cached) {
-                                // Kept before the step counts as done: its temp is still there.
-                                tokio::select! {
-                                    () = cache.keep(index, output) => {}
-                                    _ = cancel.cancelled() => {}
-                                }
-                            }
                             (index, started, result, false)
                         });
                     }
@@ -369,6 +368,7 @@ impl Runner {
                     Some(finished) => finished,
                     None => continue,
                 },
+                Some(()) = futures::StreamExt::next(&mut keeping), if !keeping.is_empty() => continue,
                 () = &mut deadline, if failure.is_none() => {
                     failure = Some(FfmpegError::JobTimeout { limit, video_seconds });
                     siblings.stop(Stop::Signal("the job's time limit"));
@@ -390,6 +390,15 @@ impl Runner {
                     // What it wrote is charged at its real size; its share goes back.
                     if let Some(written) = written_by(invocation, paths, &plan.temps) {
                         ledger.charge_as_found(&written);
+                        if !restored && cache.covers(index) {
+                            if let Some(keep) = keep_aside(&written, ledger) {
+                                kept_aside.push(keep.clone());
+                                keeping.push(async move {
+                                    cache.keep(index, &keep).await;
+                                    ledger.remove(&keep);
+                                });
+                            }
+                        }
                     }
                     let seconds = started.elapsed().as_secs_f64();
                     tracing::info!(step = index, label = invocation.label.as_str(), seconds, "ffmpeg step done");
@@ -409,6 +418,19 @@ impl Runner {
             if failure.is_some() && running.is_empty() {
                 break;
             }
+        }
+        // What is being kept for later jobs is waited for on success (the job's last step
+        // rarely ends before it) within the job's time, dropped on failure or cancellation.
+        while failure.is_none() && !keeping.is_empty() {
+            tokio::select! {
+                _ = futures::StreamExt::next(&mut keeping) => {}
+                _ = cancel.cancelled() => break,
+                () = &mut deadline => break,
+            }
+        }
+        drop(keeping);
+        for keep in kept_aside {
+            ledger.remove(&keep);
         }
         match failure {
             Some(error) => Err(error),
@@ -581,6 +603,25 @@ async fn stage_missing_inputs(
         staged_bytes += ledger.charged(path).unwrap_or(0);
     }
     Ok(staged_bytes)
+}
+
+/// A second name for `written` (`temp-00000.nut.keep`), charged to the ledger as a file
+/// of its own, for a cache to read while later steps run: the temp itself goes when its
+/// last reader is done. None (and logged) when the link cannot be made.
+fn keep_aside(written: &Path, ledger: &Ledger) -> Option<PathBuf> {
+    let mut name = written.as_os_str().to_owned();
+    name.push(".keep");
+    let keep = PathBuf::from(name);
+    match std::fs::hard_link(written, &keep) {
+        Ok(()) => {
+            ledger.charge_as_found(&keep);
+            Some(keep)
+        }
+        Err(error) => {
+            tracing::warn!(file = %written.display(), "cannot set the output aside for the cache: {error}");
+            None
+        }
+    }
 }
 
 /// The file an FFmpeg step writes: its last argument.
