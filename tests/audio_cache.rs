@@ -127,19 +127,8 @@ impl Library {
     /// The MD5 of a video's audio packets as stored (not decoded): equal only for the
     /// very same AAC frames.
     fn audio_packets(&self, output: &str) -> String {
-        stream_md5(&self.data.join(output), "0:a")
+        media::stream_md5(&self.data.join(output), "0:a")
     }
-}
-
-fn stream_md5(file: &Path, stream: &str) -> String {
-    let result = Command::new(media::ffmpeg_binary())
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-map", stream, "-c", "copy", "-f", "md5", "-"])
-        .output()
-        .unwrap();
-    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
-    String::from_utf8_lossy(&result.stdout).trim().to_owned()
 }
 
 #[test]
@@ -174,8 +163,8 @@ fn the_second_job_on_a_song_copies_its_audio_and_makes_the_same_video() {
         assert!((audio - video).abs() < 0.001, "{output}: audio {audio} s, video {video} s");
     }
     assert_eq!(
-        stream_md5(&library.data.join("output/warm.mp4"), "0:v"),
-        stream_md5(&library.data.join("output/cold.mp4"), "0:v"),
+        media::stream_md5(&library.data.join("output/warm.mp4"), "0:v"),
+        media::stream_md5(&library.data.join("output/cold.mp4"), "0:v"),
         "the video is untouched by where its audio came from"
     );
 

@@ -636,13 +636,7 @@ fn the_audio_cache_lives_in_the_bucket_and_follows_the_songs_generation() {
         let video = emulator.get(BUCKET, "output/result.mp4").expect("the result");
         let local = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(local.path(), &video).unwrap();
-        let result = Command::new(media::ffmpeg_binary())
-            .args(["-v", "error", "-i"])
-            .arg(local.path())
-            .args(["-map", "0:a", "-c", "copy", "-f", "md5", "-"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&result.stdout).trim().to_owned()
+        media::stream_md5(local.path(), "0:a")
     };
     let labels = |run: &Run| -> Vec<String> {
         let steps = run.last()["result"]["steps"].as_array().cloned().unwrap_or_default();

@@ -21,6 +21,14 @@ pub fn ffmpeg_binary() -> PathBuf {
     std::env::var_os("TEST_MEDIA_FFMPEG").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("ffmpeg"))
 }
 
+/// The MD5 of one stream's packets as stored (`-c copy`, not decoded), e.g. `0:a`:
+/// equal only for the very same coded frames.
+pub fn stream_md5(file: &Path, stream: &str) -> String {
+    let args = ["-v", "error", "-i"].map(String::from).into_iter().chain([path_arg(file)]);
+    let args: Vec<String> = args.chain(["-map", stream, "-c", "copy", "-f", "md5", "-"].map(String::from)).collect();
+    String::from_utf8_lossy(&run_tool(ffmpeg_binary(), &args).stdout).trim().to_owned()
+}
+
 /// The ffprobe that measures test media (not necessarily the host's).
 pub fn ffprobe_binary() -> PathBuf {
     std::env::var_os("TEST_MEDIA_FFPROBE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("ffprobe"))

@@ -124,15 +124,20 @@ fn loudness_digest(song: &SongIdentity, (seconds, song_seconds): (f64, f64)) -> 
     hex_digest(material.to_string().as_bytes())
 }
 
+/// Where the song's loudness over `lengths` is kept, and the digest that names it.
+fn loudness_entry(song: &SongIdentity, lengths: (f64, f64)) -> (String, String) {
+    let digest = loudness_digest(song, lengths);
+    (format!("{LOUDNESS_PREFIX}{digest}.json"), digest)
+}
+
 pub fn loudness_key(song: &SongIdentity, lengths: (f64, f64)) -> String {
-    format!("{LOUDNESS_PREFIX}{}.json", loudness_digest(song, lengths))
+    loudness_entry(song, lengths).0
 }
 
 /// The song's loudness over `lengths` as an earlier job measured it, when its record is
 /// there and is this song's, this FFmpeg's and this recipe's.
 pub async fn cached_loudness(storage: &dyn Storage, song: &SongIdentity, lengths: (f64, f64)) -> Option<Loudness> {
-    let digest = loudness_digest(song, lengths);
-    let key = format!("{LOUDNESS_PREFIX}{digest}.json");
+    let (key, digest) = loudness_entry(song, lengths);
     let bytes = read_record(storage, &key).await?;
     let record: LoudnessRecord = match serde_json::from_slice(&bytes) {
         Ok(record) => record,
@@ -172,8 +177,7 @@ pub async fn keep_loudness(
         tracing::info!(song = %song.key, "the song changed while it was measured: its loudness is not cached");
         return;
     }
-    let digest = loudness_digest(song, lengths);
-    let key = format!("{LOUDNESS_PREFIX}{digest}.json");
+    let (key, digest) = loudness_entry(song, lengths);
     let record = LoudnessRecord {
         recipe: RECIPE_VERSION,
         digest,
@@ -416,21 +420,14 @@ fn reads_only_the_song(args: &[Arg], temps: &[TempFormat]) -> Option<TempFormat>
     (inputs == BTreeSet::from([0])).then(|| temps.get(*written as usize).copied()).flatten()
 }
 
-/// Reads a record of the host's (at most [`MAX_RECORD_BYTES`]); None when there is none,
-/// it is larger, or the storage cannot say (logged).
+/// A cache record (at most [`MAX_RECORD_BYTES`]); None when there is none, it is larger,
+/// or the storage cannot say (logged: a cache that cannot be read costs the encode).
 async fn read_record(storage: &dyn Storage, key: &str) -> Option<Vec<u8>> {
-    match storage.read_small(key, MAX_RECORD_BYTES).await {
-        Ok(Some(bytes)) => Some(bytes),
-        Ok(None) => {
-            tracing::warn!(key, "over {MAX_RECORD_BYTES} bytes: not an audio cache record, ignored");
-            None
-        }
-        Err(StorageError::NotFound { .. }) => None,
-        Err(error) => {
-            tracing::warn!(key, "cannot read the audio cache: {error}");
-            None
-        }
-    }
+    crate::storage::read_record(storage, key, MAX_RECORD_BYTES, "an audio cache record")
+        .await
+        .inspect_err(|error| tracing::warn!(key, "cannot read the audio cache: {error}"))
+        .ok()
+        .flatten()
 }
 
 /// Stores `record` as JSON at `key`, through a file of its own in `work`.
@@ -500,6 +497,15 @@ mod tests {
         (dir, storage)
     }
 
+    /// A folder holding `media/song.mp3`, its work folder, and the song as the cache knows it.
+    async fn song_in_folder() -> (tempfile::TempDir, LocalFolder, PathBuf, SongIdentity) {
+        let (dir, storage) = folder();
+        std::fs::write(dir.path().join("data/media/song.mp3"), b"the song").unwrap();
+        let work = dir.path().join("work");
+        let song = SongIdentity::of(&storage, "media/song.mp3", "f1".into()).await.unwrap();
+        (dir, storage, work, song)
+    }
+
     fn track_key_of(cache: &AudioCache<'_>, step: usize) -> String {
         cache.entries[step].as_ref().map(|entry| entry.track_key.clone()).unwrap_or_default()
     }
@@ -548,10 +554,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_kept_track_comes_back_whole_and_a_replaced_or_misdescribed_one_does_not() {
-        let (dir, storage) = folder();
-        std::fs::write(dir.path().join("data/media/song.mp3"), b"the song").unwrap();
-        let work = dir.path().join("work");
-        let identity = SongIdentity::of(&storage, "media/song.mp3", "f1".into()).await.unwrap();
+        let (dir, storage, work, identity) = song_in_folder().await;
         let cache = AudioCache::for_plan(&storage, identity.clone(), &plan(vec![song_step("128k")]), 8.0, &work);
         let (written, restored) = (work.join("written.nut"), work.join("restored.nut"));
         assert!(!cache.restore(0, &restored, 1 << 20).await, "an empty cache holds nothing");
@@ -596,10 +599,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_kept_loudness_comes_back_only_for_its_song_and_lengths() {
-        let (dir, storage) = folder();
-        std::fs::write(dir.path().join("data/media/song.mp3"), b"the song").unwrap();
-        let work = dir.path().join("work");
-        let song = SongIdentity::of(&storage, "media/song.mp3", "f1".into()).await.unwrap();
+        let (dir, storage, work, song) = song_in_folder().await;
         let loudness = Loudness { integrated: -23.5, range: 4.0, true_peak: -3.25, seconds: 8.0 };
         assert_eq!(cached_loudness(&storage, &song, (8.0, 10.0)).await, None);
         keep_loudness(&storage, &work, &song, (8.0, 10.0), loudness).await;

@@ -330,11 +330,7 @@ impl Runner {
                             let restored = match &cached {
                                 Some(output) => tokio::select! {
                                     restored = cache.restore(index, output, room) => restored,
-                                    reason = cancel.cancelled() => {
-                                        let error = FfmpegError::Cancelled { step: index, label: step.label.to_owned(), reason };
-                                        return (index, started, Err(error), false);
-                                    }
-                                    reason = siblings.cancelled() => {
+                                    reason = stop_of(cancel, siblings) => {
                                         let error = FfmpegError::Cancelled { step: index, label: step.label.to_owned(), reason };
                                         return (index, started, Err(error), false);
                                     }
@@ -524,8 +520,7 @@ impl Runner {
         let finished = tokio::select! {
             finished = tokio::time::timeout(limit, work) => finished.map_err(|_| FfmpegError::Timeout { step, label: label.to_owned(), limit }),
             () = stalled => Err(FfmpegError::Stalled { step, label: label.to_owned(), seconds: self.stall_limit.as_secs() }),
-            reason = cancel.cancelled() => Err(FfmpegError::Cancelled { step, label: label.to_owned(), reason }),
-            reason = siblings.cancelled() => Err(FfmpegError::Cancelled { step, label: label.to_owned(), reason }),
+            reason = stop_of(cancel, siblings) => Err(FfmpegError::Cancelled { step, label: label.to_owned(), reason }),
         };
         let finished = match finished {
             Ok(finished) => finished,
@@ -615,6 +610,14 @@ async fn stage_missing_inputs(
         staged_bytes += ledger.charged(path).unwrap_or(0);
     }
     Ok(staged_bytes)
+}
+
+/// Why the job (`cancel`) or its other steps (`siblings`) stopped, whichever first.
+async fn stop_of(cancel: &Cancel, siblings: &Cancel) -> Stop {
+    tokio::select! {
+        reason = cancel.cancelled() => reason,
+        reason = siblings.cancelled() => reason,
+    }
 }
 
 /// A second name for `written` (`temp-00000.nut.keep`), charged to the ledger as a file

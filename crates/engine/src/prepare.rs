@@ -392,17 +392,14 @@ impl Drop for ReleaseUnder<'_> {
 /// oversized one counts as none (an oversized one is read only one byte past the limit).
 /// Errors other than "not found" are the storage's.
 pub async fn read_manifest(storage: &dyn Storage, key: &str) -> Result<Option<PreparedManifest>, StorageError> {
-    match storage.read_small(key, MAX_MANIFEST_BYTES).await {
-        Ok(Some(bytes)) => Ok(serde_json::from_slice(&bytes)
-            .inspect_err(|error| tracing::info!(key, "not a prepared clip's manifest ({error}), ignored"))
-            .ok()),
-        Ok(None) => {
-            tracing::warn!(key, "over {MAX_MANIFEST_BYTES} bytes: not a prepared clip's manifest, ignored");
-            Ok(None)
-        }
-        Err(StorageError::NotFound { .. }) => Ok(None),
-        Err(error) => Err(error),
-    }
+    let Some(bytes) =
+        crate::storage::read_record(storage, key, MAX_MANIFEST_BYTES, "a prepared clip's manifest").await?
+    else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice(&bytes)
+        .inspect_err(|error| tracing::info!(key, "not a prepared clip's manifest ({error}), ignored"))
+        .ok())
 }
 
 type StagingFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, StorageError>> + Send + 'a>>;

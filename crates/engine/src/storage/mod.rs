@@ -128,6 +128,27 @@ pub fn folder_prefix_problem(prefix: &str) -> Option<String> {
         .then(|| "must be empty or folder names each ending in '/', like output/ or data/clips/".to_owned())
 }
 
+/// One of the host's own small records at `key` (a prepared clip's manifest, an audio
+/// cache entry's), read with [`Storage::read_small`]: `Ok(None)` when there is none, and
+/// when it is larger than `limit` (logged as not `what`: it is never held whole); other
+/// errors are the storage's.
+pub async fn read_record(
+    storage: &dyn Storage,
+    key: &str,
+    limit: usize,
+    what: &str,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    match storage.read_small(key, limit).await {
+        Ok(Some(bytes)) => Ok(Some(bytes)),
+        Ok(None) => {
+            tracing::warn!(key, "over {limit} bytes: not {what}, ignored");
+            Ok(None)
+        }
+        Err(StorageError::NotFound { .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 /// Downloads land under a temporary name and are renamed when complete, so a file
 /// with the final name is always whole.
 pub fn partial_name(destination: &Path) -> PathBuf {
