@@ -351,12 +351,14 @@ fn seeks(args: &[Arg]) -> Vec<(u32, Option<String>)> {
 fn crossfades_are_placed_at_their_frames() {
     let plan = plan(&request(example(), 12.0)).unwrap();
     let graphs: Vec<String> = segments(&plan).iter().map(|a| literal_after(a, "-filter_complex").unwrap()).collect();
-    // The blend runs in 4:4:4 (all xfade takes in FFmpeg 5.1), converted both ways with `neighbor`, which
-    // round-trips 4:2:0 exactly, and not by the bicubic scalers FFmpeg would insert.
+    // The blend runs plane by plane (FFmpeg 5.1's xfade takes 4:4:4 or one gray plane): the plain
+    // 4:2:0 blend, with no conversion, and not by the bicubic scalers FFmpeg would insert.
     let blend = |offset: &str| {
+        let xfade = format!("xfade=transition=fade:duration=0.5:offset={offset}");
         format!(
-            "[own]scale=flags=neighbor[own444];[next]scale=flags=neighbor[next444];[own444][next444]xfade=\
-             transition=fade:duration=0.5:offset={offset},scale=flags=neighbor,format=yuv420p[blended]"
+            "[own]extractplanes=y+u+v[owny][ownu][ownv];[next]extractplanes=y+u+v[nexty][nextu][nextv];\
+             [owny][nexty]{xfade}[blendedy];[ownu][nextu]{xfade}[blendedu];[ownv][nextv]{xfade}[blendedv];\
+             [blendedy][blendedu][blendedv]mergeplanes=0x001020:yuv420p[blended]"
         )
     };
     // 15 frames at 30 fps; segment 0 holds 248 frames, so the blend starts at frame 233.
@@ -804,7 +806,7 @@ fn a_crossfade_of_two_frames_blends_and_of_one_frame_cuts() {
         (literal_after(segments(&plan)[0], "-filter_complex").unwrap(), segment_frames(&plan)[0])
     };
     let (two, frames) = first_segment(2.0 / 30.0);
-    assert!(two.contains("xfade=transition=fade:duration=0.066667:offset=7.966667,"), "{two}");
+    assert!(two.contains("xfade=transition=fade:duration=0.066667:offset=7.966667[blendedy]"), "{two}");
     assert_eq!(frames, 241, "the blend's second frame is move 1's first");
     let (one, frames) = first_segment(1.0 / 30.0);
     assert!(!one.contains("xfade"), "{one}");
@@ -872,9 +874,12 @@ fn two_bridges_in_one_step_read_their_own_inputs_and_are_joined_in_order() {
     let expected = [
         format!("[0:v]setpts=PTS-STARTPTS,{fit},tpad=stop_mode=clone:stop_duration=0.5,trim=duration=0.5[own]"),
         format!("[1:v]setpts=PTS-STARTPTS,{fit},tpad=stop_mode=clone:stop_duration=0.5,tpad=start_mode=clone:start_duration=0.233333,trim=duration=0.5[next]"),
-        "[own]scale=flags=neighbor[own444]".to_owned(),
-        "[next]scale=flags=neighbor[next444]".to_owned(),
-        "[own444][next444]xfade=transition=fade:duration=0.5:offset=0,scale=flags=neighbor,format=yuv420p[blended]".to_owned(),
+        "[own]extractplanes=y+u+v[owny][ownu][ownv]".to_owned(),
+        "[next]extractplanes=y+u+v[nexty][nextu][nextv]".to_owned(),
+        "[owny][nexty]xfade=transition=fade:duration=0.5:offset=0[blendedy]".to_owned(),
+        "[ownu][nextu]xfade=transition=fade:duration=0.5:offset=0[blendedu]".to_owned(),
+        "[ownv][nextv]xfade=transition=fade:duration=0.5:offset=0[blendedv]".to_owned(),
+        "[blendedy][blendedu][blendedv]mergeplanes=0x001020:yuv420p[blended]".to_owned(),
         "[blended]setpts=PTS-STARTPTS[video]".to_owned(),
         format!("[2:v]setpts=PTS-STARTPTS,{fit},tpad=stop_mode=clone:stop_duration=0.233333,trim=duration=0.233333[own1]"),
         "[own1]setpts=PTS-STARTPTS[video1]".to_owned(),

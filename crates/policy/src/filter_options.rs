@@ -47,6 +47,11 @@ enum Value {
     Word(&'static [&'static str]),
     Colour,
     Expression,
+    /// `y+u+v`: planes by name, each at most once (FFmpeg's flags, without `-` or numbers).
+    Planes,
+    /// `0x001020`: for each output plane from the first, a byte naming an input (high
+    /// nibble) and its plane (low), each from 0 to 3: `mergeplanes` takes at most 4 inputs.
+    PlaneMapping,
 }
 
 struct OptionSpec {
@@ -301,6 +306,17 @@ const FILTERS: &[FilterSpec] = &[
     },
     FilterSpec { name: "split", positional: 1, options: &[option(&["outputs"], Value::Count { min: 1, max: 8 })] },
     FilterSpec { name: "asplit", positional: 1, options: &[option(&["outputs"], Value::Count { min: 1, max: 8 })] },
+    // The planner's crossfade, one 4:2:0 plane at a time: each output plane is a copy of
+    // one input plane, so a frame never grows beyond the frames it is made of.
+    FilterSpec { name: "extractplanes", positional: 1, options: &[option(&["planes"], Value::Planes)] },
+    FilterSpec {
+        name: "mergeplanes",
+        positional: 2,
+        options: &[
+            option(&["mapping"], Value::PlaneMapping),
+            option(&["format"], Value::Word(&["yuv420p", "yuvj420p"])),
+        ],
+    },
     FilterSpec { name: "null", positional: 0, options: &[] },
     FilterSpec { name: "anull", positional: 0, options: &[] },
     // Per-pixel, no option reaches a file, and the frame never grows: a mirrored practice
@@ -428,6 +444,8 @@ fn check_value(filter: &str, option: &str, kind: Value, value: &str, limits: &Po
         Value::Word(words) => words.contains(&value),
         Value::Colour => is_colour(value),
         Value::Expression => true,
+        Value::Planes => is_plane_list(value),
+        Value::PlaneMapping => is_plane_mapping(value),
     };
     if within {
         Ok(())
@@ -494,7 +512,28 @@ fn describe(kind: Value, limits: &PolicyLimits) -> String {
         Value::Word(words) => format!("one of {}", words.join(", ")),
         Value::Colour => format!("one of {} or a hex colour like 0x000000", COLOUR_NAMES.join(", ")),
         Value::Expression => "an expression".to_owned(),
+        Value::Planes => format!("planes joined by +, each at most once, from {}", PLANE_NAMES.join(", ")),
+        Value::PlaneMapping => {
+            "0x and 2 to 8 hex digits, a pair per output plane (input, plane), each digit from 0 to 3".to_owned()
+        }
     }
+}
+
+const PLANE_NAMES: &[&str] = &["y", "u", "v", "a", "r", "g", "b"];
+
+/// `y+u+v`: 1 to 4 distinct names from [`PLANE_NAMES`] (a frame has at most 4 planes).
+fn is_plane_list(text: &str) -> bool {
+    let names: Vec<&str> = text.split('+').collect();
+    (1..=4).contains(&names.len())
+        && names.iter().all(|name| PLANE_NAMES.contains(name))
+        && names.iter().enumerate().all(|(at, name)| !names[..at].contains(name))
+}
+
+/// `0x001020`: 1 to 4 bytes in hex, each digit 0-3 (an input of at most 4, a plane of at most 4).
+fn is_plane_mapping(text: &str) -> bool {
+    text.strip_prefix("0x").is_some_and(|hex| {
+        matches!(hex.len(), 2 | 4 | 6 | 8) && hex.bytes().all(|digit| (b'0'..=b'3').contains(&digit))
+    })
 }
 
 fn seconds(text: &str) -> Option<f64> {
@@ -746,9 +785,35 @@ mod tests {
             (FADE_TYPE, "one of in, out"),
             (Value::Colour, "one of black, white, gray, red, green, blue or a hex colour like 0x000000"),
             (Value::Expression, "an expression"),
+            (Value::Planes, "planes joined by +, each at most once, from y, u, v, a, r, g, b"),
+            (
+                Value::PlaneMapping,
+                "0x and 2 to 8 hex digits, a pair per output plane (input, plane), each digit from 0 to 3",
+            ),
         ] {
             assert_eq!(describe(kind, &limits), text);
         }
+    }
+
+    /// `extractplanes` names planes, at most the four a frame has, each once; `mergeplanes`
+    /// maps at most four inputs' planes into a 4:2:0 frame and names no other format.
+    #[test]
+    fn planes_are_named_once_and_mappings_stay_within_four_inputs() {
+        assert_eq!(check_all("extractplanes", &[(None, "y+u+v")]), Ok(()));
+        assert_eq!(check_all("extractplanes", &[(Some("planes"), "u")]), Ok(()));
+        for bad in ["y+y", "y+u+v+a+r", "", "y+", "x", "y-u", "7", "y+u+v+a+b"] {
+            assert_eq!(check_all("extractplanes", &[(None, bad)]), Err(Rule::FilterValueOutOfBounds), "{bad}");
+        }
+        assert_eq!(check_all("mergeplanes", &[(None, "0x001020"), (None, "yuv420p")]), Ok(()));
+        assert_eq!(check_all("mergeplanes", &[(Some("mapping"), "0x00010203"), (Some("format"), "yuvj420p")]), Ok(()));
+        for bad in ["0x04", "0x40", "0x0", "0x0010203040", "001020", "-1", "0x00102g", "0x"] {
+            assert_eq!(check_all("mergeplanes", &[(None, bad)]), Err(Rule::FilterValueOutOfBounds), "{bad}");
+        }
+        for format in ["yuv444p", "gray", "rgba", "yuv420p16le"] {
+            let found = check_all("mergeplanes", &[(None, "0x001020"), (None, format)]);
+            assert_eq!(found, Err(Rule::FilterValueOutOfBounds), "{format}");
+        }
+        assert_eq!(check_all("mergeplanes", &[(Some("map0s"), "0")]), Err(Rule::BadFilterOption));
     }
 
     /// The table lists every allowed filter in order, with its positional count and each
@@ -783,6 +848,8 @@ mod tests {
                 "concat",
                 "split",
                 "asplit",
+                "extractplanes",
+                "mergeplanes",
                 "null",
                 "anull",
                 "hflip",

@@ -358,6 +358,7 @@ mod tests {
         for graph in [
             "[0:v]setpts=PTS-STARTPTS,fps=30000/1001,scale=1280:720:force_original_aspect_ratio=decrease,pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p,settb=1001/30000,tpad=stop_mode=clone:stop_duration=8.5,trim=duration=8[own]",
             "[before][own]xfade=transition=fade:duration=0.5:offset=0[blendin];[blendin]trim=start=0.25,setpts=PTS-STARTPTS,fade=t=in:st=0:d=0.3:color=white[video]",
+            "[own]extractplanes=y+u+v[owny][ownu][ownv];[next]extractplanes=y+u+v[nexty][nextu][nextv];[owny][nexty]xfade=transition=fade:duration=0.5:offset=0[blendedy];[blendedy][blendedu][blendedv]mergeplanes=0x001020:yuv420p[blended]",
             "[1:a]atrim=end=16,volume='1-0.5*clip((t-(0-1))/0.02+0.5,0,1)':eval=frame,loudnorm=I=-16:TP=-1.5:LRA=11[audio]",
             "null",
             " [a] null [b] ; [b] anull , volume@gain=0.5 [c]",
