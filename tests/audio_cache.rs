@@ -61,9 +61,9 @@ impl Library {
         media::make_song_expression(&self.data.join("media/song.mp3"), expression, 12.0);
     }
 
-    /// Runs the blueprint (three 2 s moves, `normalize_audio` on, as the backend sends it)
-    /// into `output`, its work folder its own.
-    fn job(&self, output: &str, extra: &[&str]) -> Job {
+    /// The blueprint (three 2 s moves, `normalize_audio` on, as the backend sends it) of
+    /// a video at `output`.
+    fn blueprint(&self, output: &str) -> Value {
         let moves: Vec<Value> = (0..3)
             .map(|index| {
                 json!({"clip_id": format!("m{index}"), "video_path": "media/small.mp4", "start_time": index as f64 * 2.0,
@@ -71,11 +71,41 @@ impl Library {
                        "volume_adjustment": 1.0})
             })
             .collect();
-        let blueprint = json!({
+        json!({
             "task_id": format!("audio-cache-{}", output.replace(['/', '.'], "-")), "audio_path": "media/song.mp3",
             "moves": moves, "total_duration": 6.0,
             "output_config": {"output_path": output, "frame_rate": 25.0, "audio_bitrate": "128k", "normalize_audio": true},
-        });
+        })
+    }
+
+    /// `prepare` of [`Library::blueprint`]: its exit code, its summary and its log.
+    fn prepare(&self, output: &str) -> (Option<i32>, Value, String) {
+        let file = self.root.path().join("prepare-blueprint.json");
+        std::fs::write(&file, self.blueprint(output).to_string()).unwrap();
+        let work = tempfile::Builder::new().prefix("work-").tempdir_in(self.root.path()).unwrap();
+        let result = Command::new(BIN)
+            .args(["--log-format", "text", "prepare"])
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--work-dir")
+            .arg(work.path())
+            .arg("--cache-dir")
+            .arg(guest_cache_dir())
+            .env("BLUEPRINT_RUNNER_LOG", "info")
+            .env_remove("AUDIO_CACHE")
+            .output()
+            .unwrap();
+        let left: Vec<_> = std::fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "the work folder holds {left:?}");
+        let stdout = String::from_utf8_lossy(&result.stdout);
+        let summary = stdout.lines().rev().find_map(|line| serde_json::from_str(line).ok()).unwrap_or(Value::Null);
+        (result.status.code(), summary, String::from_utf8_lossy(&result.stderr).into_owned())
+    }
+
+    /// Runs [`Library::blueprint`] into `output`, its work folder its own.
+    fn job(&self, output: &str, extra: &[&str]) -> Job {
+        let blueprint = self.blueprint(output);
         let work = tempfile::Builder::new().prefix("work-").tempdir_in(self.root.path()).unwrap();
         let result = Command::new(BIN)
             .args(["--log-format", "text", "run", "-", "--data-dir"])
@@ -229,4 +259,33 @@ fn two_jobs_filling_one_entry_at_once_both_succeed() {
     assert_eq!(third.code, Some(0), "{}", third.describe());
     assert!(third.step_labels().iter().any(|label| label == "the song (audio cache)"), "{}", third.describe());
     assert_eq!(library.audio_packets("output/third.mp4"), expected);
+}
+
+/// `prepare` with a blueprint fills the audio cache for its song, as its job would: the
+/// first job on the song then copies the track and the measurement, and makes the audio
+/// a job without the cache makes. A second `prepare` finds the entry there.
+#[test]
+fn prepare_fills_the_audio_cache_so_that_the_first_job_copies_the_song() {
+    let library = Library::new();
+    let (code, summary, log) = library.prepare("output/first.mp4");
+    assert_eq!(code, Some(0), "{summary}\n{log}");
+    assert_eq!(summary["song"]["outcome"], "kept", "{summary}\n{log}");
+    assert_eq!(summary["song"]["steps"], json!(["the song"]), "{summary}");
+    assert_eq!(summary["prepared"], 1, "the clip too: {summary}");
+    library.track();
+    assert_eq!(library.cached("loudness").len(), 1, "the measurement is kept too");
+    assert!(!library.data.join("output").exists(), "prepare writes no video");
+
+    let first = library.job("output/first.mp4", &[]);
+    assert_eq!(first.code, Some(0), "{}", first.describe());
+    assert!(first.step_labels().contains(&"the song (audio cache)".to_owned()), "{}", first.describe());
+    assert!(!first.says("song loudness measured"), "the measurement is copied: {}", first.describe());
+    let off = library.job("output/off.mp4", &["--audio-cache", "off"]);
+    assert_eq!(off.code, Some(0), "{}", off.describe());
+    assert_eq!(library.audio_packets("output/first.mp4"), library.audio_packets("output/off.mp4"));
+
+    let (code, again, log) = library.prepare("output/first.mp4");
+    assert_eq!(code, Some(0), "{again}\n{log}");
+    assert_eq!(again["song"]["outcome"], "up_to_date", "{again}\n{log}");
+    assert_eq!(again["up_to_date"], 1, "{again}");
 }

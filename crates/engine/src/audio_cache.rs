@@ -295,6 +295,15 @@ impl<'a> AudioCache<'a> {
         AudioCache { storage, song, entries, work: work.to_owned() }
     }
 
+    /// Whether the entry of `step` is in the storage as a later job would use it: its
+    /// manifest for this song and recipe, its track as the manifest last saw it.
+    pub async fn holds(&self, step: usize) -> bool {
+        match self.entries.get(step) {
+            Some(Some(entry)) => self.manifest(entry).await.is_ok(),
+            _ => false,
+        }
+    }
+
     /// The track's manifest, if it is one for this entry and this song.
     async fn manifest(&self, entry: &Entry) -> Result<TrackManifest, Miss> {
         let bytes = read_record(self.storage, &entry.manifest_key).await.ok_or(Miss::Absent)?;

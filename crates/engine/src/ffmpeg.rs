@@ -116,6 +116,9 @@ pub struct StepTiming {
     /// When it started, in seconds after the first step did (steps may overlap).
     pub started: f64,
     pub seconds: f64,
+    /// Copied from the audio cache instead of run (its label also says so).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub restored: bool,
 }
 
 #[derive(Clone)]
@@ -282,7 +285,8 @@ impl Runner {
                         schedule.finished(index);
                         let seconds = started.elapsed().as_secs_f64();
                         let started = started.duration_since(first_started).as_secs_f64();
-                        timings[index] = Some(StepTiming { label: "concat list".into(), started, seconds });
+                        timings[index] =
+                            Some(StepTiming { label: "concat list".into(), started, seconds, restored: false });
                     }
                     Step::Ffmpeg(invocation) => {
                         schedule.started(start);
@@ -378,12 +382,9 @@ impl Runner {
                     let Step::Ffmpeg(invocation) = &plan.steps[index] else { continue };
                     done += invocation.media_seconds;
                     report(done, label, &mut progress);
-                    let busy: BTreeSet<u32> = (0..plan.steps.len())
-                        .filter(|&s| schedule.is_running(s))
-                        .flat_map(|s| uses.inputs_of(s))
-                        .collect();
-                    uses.release_after(index, paths, &plan.temps, &busy, ledger);
-                    // What it wrote is charged at its real size; its share goes back.
+                    // What it wrote is charged at its real size; its share goes back. It is
+                    // set aside for the cache before the temps are released: a temp no later
+                    // step reads (a song step run alone, to fill the cache) goes at once.
                     if let Some(written) = written_by(invocation, paths, &plan.temps) {
                         ledger.charge_as_found(&written);
                         if !restored && cache.covers(index) {
@@ -396,12 +397,17 @@ impl Runner {
                             }
                         }
                     }
+                    let busy: BTreeSet<u32> = (0..plan.steps.len())
+                        .filter(|&s| schedule.is_running(s))
+                        .flat_map(|s| uses.inputs_of(s))
+                        .collect();
+                    uses.release_after(index, paths, &plan.temps, &busy, ledger);
                     let seconds = started.elapsed().as_secs_f64();
                     tracing::info!(step = index, label = invocation.label.as_str(), seconds, "ffmpeg step done");
                     let started = started.duration_since(first_started).as_secs_f64();
                     let label =
                         if restored { format!("{} (audio cache)", invocation.label) } else { invocation.label.clone() };
-                    timings[index] = Some(StepTiming { label, started, seconds });
+                    timings[index] = Some(StepTiming { label, started, seconds, restored });
                 }
                 Err(error) => {
                     // The first failure is the job's; the others are stopped because of it.

@@ -186,7 +186,8 @@ impl Preparer<'_> {
     /// Prepares this shard's share of `keys` (sorted and deduplicated first, so every
     /// task of an array agrees on the order), one clip after another. Prints a JSON
     /// summary on stdout; the exit code says whether every clip is prepared.
-    pub async fn prepare_all(&self, profile: &Profile, keys: &[String], shard: Shard) -> u8 {
+    /// Prepares this shard's share of `keys`: the exit code and the JSON summary to print.
+    pub async fn prepare_all(&self, profile: &Profile, keys: &[String], shard: Shard) -> (u8, serde_json::Value) {
         let started = Instant::now();
         let mut keys: Vec<&String> = keys.iter().filter(|key| !key.starts_with("prepared/")).collect();
         keys.sort();
@@ -231,12 +232,12 @@ impl Preparer<'_> {
             "failed": failed,
             "seconds": started.elapsed().as_secs_f64(),
         });
-        println!("{summary}");
-        match (self.cancel.reason(), failed.is_empty()) {
+        let code = match (self.cancel.reason(), failed.is_empty()) {
             (Some(_), _) => exit::CANCELLED,
             (None, true) => exit::OK,
             (None, false) => exit::MEDIA,
-        }
+        };
+        (code, summary)
     }
 
     pub async fn prepare_one(&self, profile: &Profile, key: &str) -> Outcome {

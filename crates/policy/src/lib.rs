@@ -166,6 +166,27 @@ impl CheckedPlan {
     pub fn into_inner(self) -> Plan {
         self.0
     }
+
+    /// The FFmpeg steps `keep` picks, in order, as a plan of their own (the temps as they
+    /// were, no warnings), when none of them reads a temp: each passed the policy within
+    /// the whole plan and reads only inputs, so it runs the same without the steps left
+    /// out (`prepare` makes the song's track this way, for the audio cache). None when a
+    /// picked step reads a temp or writes a concat list, or when none is picked.
+    pub fn steps_alone(&self, keep: impl Fn(usize) -> bool) -> Option<CheckedPlan> {
+        let mut steps = Vec::new();
+        for (index, step) in self.0.steps.iter().enumerate().filter(|(index, _)| keep(*index)) {
+            let br_plan::Step::Ffmpeg(invocation) = step else { return None };
+            let args = &invocation.args;
+            let reads_a_temp =
+                args.iter().take(args.len().saturating_sub(1)).any(|arg| matches!(arg, br_plan::Arg::Temp(_)));
+            let writes_a_temp = matches!(args.last(), Some(br_plan::Arg::Temp(_)));
+            if reads_a_temp || !writes_a_temp {
+                return None;
+            }
+            steps.push(self.0.steps[index].clone());
+        }
+        (!steps.is_empty()).then(|| CheckedPlan(Plan { temps: self.0.temps.clone(), steps, warnings: Vec::new() }))
+    }
 }
 
 /// Which rule a plan broke. Stable, so callers and tests can match on it rather than

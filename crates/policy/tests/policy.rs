@@ -1464,3 +1464,24 @@ fn the_components_list_encoders_without_copy() {
     assert!(encoders.contains(&"libx264") && encoders.contains(&"aac"), "{encoders:?}");
     assert!(!encoders.contains(&"copy"), "{encoders:?}");
 }
+
+/// `steps_alone` keeps checked steps that read only inputs and write a temp, in order,
+/// with the plan's temps; a step reading a temp, a concat list or the output's step is
+/// never run without what it depends on.
+#[test]
+fn steps_that_read_only_inputs_can_run_alone() {
+    let plan = accepted_plan();
+    let checked = check(&plan, INPUTS, &PolicyLimits::default()).unwrap();
+    let alone = checked.steps_alone(|step| step < 2).unwrap();
+    assert_eq!(alone.plan().steps, plan.steps[..2].to_vec());
+    assert_eq!(alone.plan().temps, plan.temps);
+    assert_eq!(checked.steps_alone(|step| step == 1).unwrap().plan().steps, vec![plan.steps[1].clone()]);
+    assert!(checked.steps_alone(|_| false).is_none(), "no step picked");
+    assert!(checked.steps_alone(|step| step == 2).is_none(), "a concat list");
+    assert!(checked.steps_alone(|step| step == 3).is_none(), "the step writing the output reads a temp");
+    let mut reads_temp = plan.clone();
+    invocation(&mut reads_temp, 1).args.insert(0, Arg::Temp(0));
+    invocation(&mut reads_temp, 1).args.insert(0, Arg::lit("-i"));
+    let checked = check(&reads_temp, INPUTS, &PolicyLimits::default()).unwrap();
+    assert!(checked.steps_alone(|step| step == 1).is_none(), "step 1 now reads temp 0");
+}

@@ -71,7 +71,87 @@ pub async fn prepare(flags: JobFlags, options: PrepareFlags, env: &Environment) 
             Err((code, message)) => return fail(code, message),
         },
     };
-    preparer.prepare_all(&profile, &keys, shard).await
+    let (code, mut summary) = preparer.prepare_all(&profile, &keys, shard).await;
+    // A blueprint's song too (once per task array), unless the clips were cancelled.
+    let mut song_code = exit::OK;
+    if options.all.is_none() && shard.index == 0 && code != exit::CANCELLED {
+        let (fill_code, song) = fill_audio_cache(&settings, storage.as_ref(), &cancel).await;
+        summary["song"] = song;
+        song_code = fill_code;
+    }
+    println!("{summary}");
+    if code != exit::OK {
+        code
+    } else {
+        song_code
+    }
+}
+
+/// The blueprint's song track in the audio cache, made as its job would make it
+/// ([`br_engine::job::Job::fill_audio_cache`]): the exit code and what the summary says.
+async fn fill_audio_cache(
+    settings: &Settings,
+    storage: &dyn br_engine::storage::Storage,
+    cancel: &Cancel,
+) -> (u8, serde_json::Value) {
+    use br_engine::job::{AudioFill, Job, Reporter};
+    let failed = |code: u8, message: String| {
+        tracing::error!("the song's track: {message}");
+        (code, serde_json::json!({"outcome": "failed", "error": message}))
+    };
+    let text = match settings.blueprint() {
+        Ok(source) => match read_blueprint(&source, &settings.storage).await.map(|loaded| loaded.into_text()) {
+            Ok(Ok(text)) => text,
+            Ok(Err(refusal)) => {
+                return failed(exit::INVALID_BLUEPRINT, format!("{}: {}", refusal.pointer, refusal.message))
+            }
+            Err(message) => return failed(exit::USAGE, message),
+        },
+        Err(message) => return failed(exit::USAGE, message),
+    };
+    let sandbox = match settings.load_sandbox() {
+        Ok(sandbox) => sandbox,
+        Err((code, message)) => return failed(code, message),
+    };
+    let cancel = cancel.child();
+    let watchdog = br_engine::budget::watchdog::Watchdog::start(
+        settings.budget,
+        cancel.clone(),
+        br_engine::budget::watchdog::SAMPLE_EVERY,
+    );
+    let config = settings.job_config(watchdog.ledger());
+    let job = Job {
+        sandbox: &sandbox,
+        storage,
+        config: &config,
+        cancel: &cancel,
+        watchdog: &watchdog,
+        deadline: Default::default(),
+    };
+    let mut sink = br_status::LogOnly;
+    let mut reporter = Reporter::new(&mut sink, None).with_watchdog(&watchdog);
+    let filled = match job.validate(&text, &mut reporter).await {
+        Ok(checked) => job.fill_audio_cache(checked, &mut reporter).await,
+        Err(failure) => Err(failure),
+    };
+    match filled {
+        Ok(AudioFill::Kept(steps)) => {
+            tracing::info!(steps = ?steps, "the song's track is in the audio cache");
+            (exit::OK, serde_json::json!({"outcome": "kept", "steps": steps}))
+        }
+        Ok(AudioFill::AlreadyThere(steps)) => {
+            tracing::info!(steps = ?steps, "the song's track was already in the audio cache");
+            (exit::OK, serde_json::json!({"outcome": "up_to_date", "steps": steps}))
+        }
+        Ok(AudioFill::NotKept(steps)) => {
+            failed(exit::STORAGE, format!("made but not in the audio cache now (the log says why): {steps:?}"))
+        }
+        Ok(AudioFill::Nothing(reason)) => {
+            tracing::info!("the song's track is not cached: {reason}");
+            (exit::OK, serde_json::json!({"outcome": "not_cached", "reason": reason}))
+        }
+        Err((stage, failure)) => failed(failure.exit_code(), format!("failed during {}: {failure}", stage.as_str())),
+    }
 }
 
 /// The profile and clips of the blueprint `prepare` was given, validated in the guest;

@@ -2,6 +2,7 @@
 //! is a [`Failure`] with a precise message, a stage and an exit code; the work folder
 //! is removed on every path (it is a `WorkFolder`, dropped on return or unwind).
 
+mod audio;
 mod failure;
 mod fetch;
 mod prepared;
@@ -72,6 +73,7 @@ pub struct JobConfig {
     pub audio_cache: bool,
 }
 
+pub use audio::AudioFill;
 pub use failure::{list, Failure};
 pub use report::{JobResult, Outcome, Reporter, Warning};
 
