@@ -2,8 +2,8 @@
 //! default guest it embeds) and for the tests (`test-programs`: the hostile, frozen and
 //! example guests), so that the production build compiles only what it ships.
 //!
-//! The nested cargo uses its own target folder (`target/guests`): the outer cargo holds
-//! the lock on the main one for as long as a build script runs.
+//! The nested cargo uses its own target folder (`target/guests-<checkout>`): the outer
+//! cargo holds the lock on the main one for as long as a build script runs.
 //!
 //! What is watched follows the guests' real dependency closure (from `cargo metadata`):
 //! a hand-written list once missed `crates/plan`, and a planner change then shipped
@@ -40,8 +40,13 @@ pub fn build(guests: &[Guest]) {
     }
     let list = watched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(";");
     println!("cargo:rustc-env=GUEST_WATCHED_PATHS={list}");
-    let target_dir =
-        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("guests");
+    // One folder per checkout: cargo copies a guest's wasm out of its deps only when it
+    // compiles it, so two checkouts sharing a CARGO_TARGET_DIR (a baseline build for
+    // `scripts/bench compare`) would otherwise embed whichever guest was compiled last.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join(format!("guests-{}", checkout_id(&root)));
     build_guests(&root, &target_dir, guests);
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     for guest in guests {
@@ -50,6 +55,17 @@ pub fn build(guests: &[Guest]) {
         std::fs::copy(&built, &copy).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
         println!("cargo:rustc-env={}={}", guest.variable, copy.display());
     }
+}
+
+/// A short name for the checkout at `root` (FNV-1a of its path: stable across builds and
+/// toolchains, unlike std's hasher).
+fn checkout_id(root: &Path) -> String {
+    let hash = root
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}")
 }
 
 /// The folder of the workspace's `Cargo.lock`, above the calling crate.
