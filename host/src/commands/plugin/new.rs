@@ -64,8 +64,10 @@ impl SdkSource {
 }
 
 /// The SDK folder `sdk` as its repository's `origin` at the commit checked out, when the
-/// SDK and the contract it reads (`wit/`) are exactly as committed there; None otherwise
-/// (no git, no remote, uncommitted changes: the commit would not be what this binary has).
+/// SDK, the crates beside it that it is built from (the validator, the planner, the
+/// policy) and the contract it reads (`wit/`) are exactly as committed there; None
+/// otherwise (no git, no remote, uncommitted changes: the commit would not be what this
+/// binary has, e.g. a planner changed since would plan otherwise than the built-in guest).
 fn pinned_revision(sdk: &Path) -> Option<SdkSource> {
     let git = |args: &[&str]| -> Option<String> {
         let output = std::process::Command::new("git").arg("-C").arg(sdk).args(args).output().ok()?;
@@ -75,7 +77,7 @@ fn pinned_revision(sdk: &Path) -> Option<SdkSource> {
     let top = git(&["rev-parse", "--show-toplevel"])?;
     let url = cargo_git_url(&remote, Path::new(&top))?;
     let rev = git(&["rev-parse", "HEAD"]).filter(|rev| rev.len() == 40)?;
-    let changed = git(&["status", "--porcelain", "--", ".", "../../wit"])?;
+    let changed = git(&["status", "--porcelain", "--", "..", "../../wit"])?;
     changed.is_empty().then_some(SdkSource::Git { url, rev: Some(rev) })
 }
 
@@ -230,14 +232,17 @@ mod tests {
         std::fs::create_dir_all(dir.join("wit")).unwrap();
         std::fs::write(dir.join("crates/guest-sdk/Cargo.toml"), "[package]").unwrap();
         std::fs::write(dir.join("wit/contract.wit"), "package a:b@0.9.0;").unwrap();
+        std::fs::create_dir_all(dir.join("crates/plan/src")).unwrap();
+        std::fs::write(dir.join("crates/plan/src/planner.rs"), "// the planner").unwrap();
         git(dir, &["init", "-q"]);
         git(dir, &["add", "."]);
         git(dir, &["commit", "-qm", "sdk"]);
     }
 
     /// From a checkout with a remote and the SDK committed, the plugin depends on that
-    /// repository at that commit; with a change to the SDK not committed, or no remote,
-    /// there is no revision that has what this binary has.
+    /// repository at that commit; with a change to the SDK, a crate it is built from or the
+    /// contract not committed, or no remote, there is no revision that has what this
+    /// binary has.
     #[test]
     fn a_committed_checkout_pins_the_sdk_to_its_revision() {
         let repo = tempfile::tempdir().unwrap();
@@ -250,6 +255,10 @@ mod tests {
             pinned_revision(&sdk),
             Some(SdkSource::Git { url: "https://example.com/runner.git".into(), rev: Some(head) })
         );
+        std::fs::write(repo.path().join("crates/plan/src/planner.rs"), "// another planner").unwrap();
+        assert_eq!(pinned_revision(&sdk), None, "the planner the SDK is built from changed since the commit");
+        git(repo.path(), &["checkout", "-q", "--", "crates/plan"]);
+        assert!(pinned_revision(&sdk).is_some(), "as committed again");
         std::fs::write(repo.path().join("wit/contract.wit"), "package a:b@0.10.0;").unwrap();
         assert_eq!(pinned_revision(&sdk), None, "the contract changed since the commit");
     }
