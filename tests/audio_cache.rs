@@ -78,14 +78,16 @@ impl Library {
         })
     }
 
-    /// `prepare` of [`Library::blueprint`]: its exit code, its summary and its log.
-    fn prepare(&self, output: &str) -> (Option<i32>, Value, String) {
+    /// `prepare` of [`Library::blueprint`], given on stdin (`-`) or as a file: its exit
+    /// code, its summary and its log.
+    fn prepare(&self, output: &str, from_stdin: bool) -> (Option<i32>, Value, String) {
+        let text = self.blueprint(output).to_string();
         let file = self.root.path().join("prepare-blueprint.json");
-        std::fs::write(&file, self.blueprint(output).to_string()).unwrap();
+        std::fs::write(&file, &text).unwrap();
         let work = tempfile::Builder::new().prefix("work-").tempdir_in(self.root.path()).unwrap();
         let result = Command::new(BIN)
             .args(["--log-format", "text", "prepare"])
-            .arg(&file)
+            .arg(if from_stdin { Path::new("-") } else { file.as_path() })
             .arg("--data-dir")
             .arg(&self.data)
             .arg("--work-dir")
@@ -94,7 +96,15 @@ impl Library {
             .arg(guest_cache_dir())
             .env("BLUEPRINT_RUNNER_LOG", "info")
             .env_remove("AUDIO_CACHE")
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(text.as_bytes())?;
+                child.wait_with_output()
+            })
             .unwrap();
         let left: Vec<_> = std::fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(left.is_empty(), "the work folder holds {left:?}");
@@ -267,7 +277,8 @@ fn two_jobs_filling_one_entry_at_once_both_succeed() {
 #[test]
 fn prepare_fills_the_audio_cache_so_that_the_first_job_copies_the_song() {
     let library = Library::new();
-    let (code, summary, log) = library.prepare("output/first.mp4");
+    // On stdin, which is read once for the clips and the song alike.
+    let (code, summary, log) = library.prepare("output/first.mp4", true);
     assert_eq!(code, Some(0), "{summary}\n{log}");
     assert_eq!(summary["song"]["outcome"], "kept", "{summary}\n{log}");
     assert_eq!(summary["song"]["steps"], json!(["the song"]), "{summary}");
@@ -284,7 +295,7 @@ fn prepare_fills_the_audio_cache_so_that_the_first_job_copies_the_song() {
     assert_eq!(off.code, Some(0), "{}", off.describe());
     assert_eq!(library.audio_packets("output/first.mp4"), library.audio_packets("output/off.mp4"));
 
-    let (code, again, log) = library.prepare("output/first.mp4");
+    let (code, again, log) = library.prepare("output/first.mp4", false);
     assert_eq!(code, Some(0), "{again}\n{log}");
     assert_eq!(again["song"]["outcome"], "up_to_date", "{again}\n{log}");
     assert_eq!(again["up_to_date"], 1, "{again}");

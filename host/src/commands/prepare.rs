@@ -46,7 +46,7 @@ pub async fn prepare(flags: JobFlags, options: PrepareFlags, env: &Environment) 
         work_root: settings.work_root(),
         cancel: &cancel,
     };
-    let (profile, keys) = match &options.all {
+    let (profile, keys, given) = match &options.all {
         Some(prefix) => {
             if let Some(problem) = br_engine::storage::folder_prefix_problem(prefix) {
                 return fail(exit::USAGE, format!("--all {prefix:?}: {problem}"));
@@ -64,18 +64,19 @@ pub async fn prepare(flags: JobFlags, options: PrepareFlags, env: &Environment) 
                     video_bitrate: options.video_bitrate,
                 },
                 keys,
+                None,
             )
         }
         None => match blueprint_profile(&settings, &preparer).await {
-            Ok(found) => found,
+            Ok((profile, keys, given)) => (profile, keys, Some(given)),
             Err((code, message)) => return fail(code, message),
         },
     };
     let (code, mut summary) = preparer.prepare_all(&profile, &keys, shard).await;
     // A blueprint's song too (once per task array), unless the clips were cancelled.
     let mut song_code = exit::OK;
-    if options.all.is_none() && shard.index == 0 && code != exit::CANCELLED {
-        let (fill_code, song) = fill_audio_cache(&settings, storage.as_ref(), &cancel).await;
+    if let Some(given) = given.filter(|_| shard.index == 0 && code != exit::CANCELLED) {
+        let (fill_code, song) = fill_audio_cache(&settings, storage.as_ref(), &cancel, given).await;
         summary["song"] = song;
         song_code = fill_code;
     }
@@ -87,31 +88,25 @@ pub async fn prepare(flags: JobFlags, options: PrepareFlags, env: &Environment) 
     }
 }
 
+/// The blueprint `prepare` was given, as read once (stdin cannot be read twice) and the
+/// guest that validated it.
+struct GivenBlueprint {
+    text: String,
+    sandbox: br_sandbox::Sandbox,
+}
+
 /// The blueprint's song track in the audio cache, made as its job would make it
 /// ([`br_engine::job::Job::fill_audio_cache`]): the exit code and what the summary says.
 async fn fill_audio_cache(
     settings: &Settings,
     storage: &dyn br_engine::storage::Storage,
     cancel: &Cancel,
+    GivenBlueprint { text, sandbox }: GivenBlueprint,
 ) -> (u8, serde_json::Value) {
     use br_engine::job::{AudioFill, Job, Reporter};
     let failed = |code: u8, message: String| {
         tracing::error!("the song's track: {message}");
         (code, serde_json::json!({"outcome": "failed", "error": message}))
-    };
-    let text = match settings.blueprint() {
-        Ok(source) => match read_blueprint(&source, &settings.storage).await.map(|loaded| loaded.into_text()) {
-            Ok(Ok(text)) => text,
-            Ok(Err(refusal)) => {
-                return failed(exit::INVALID_BLUEPRINT, format!("{}: {}", refusal.pointer, refusal.message))
-            }
-            Err(message) => return failed(exit::USAGE, message),
-        },
-        Err(message) => return failed(exit::USAGE, message),
-    };
-    let sandbox = match settings.load_sandbox() {
-        Ok(sandbox) => sandbox,
-        Err((code, message)) => return failed(code, message),
     };
     let cancel = cancel.child();
     let watchdog = br_engine::budget::watchdog::Watchdog::start(
@@ -154,12 +149,13 @@ async fn fill_audio_cache(
     }
 }
 
-/// The profile and clips of the blueprint `prepare` was given, validated in the guest;
-/// the first clip is probed when the blueprint does not give the output's size.
+/// The profile and clips of the blueprint `prepare` was given, validated in the guest,
+/// and the blueprint itself; the first clip is probed when the blueprint does not give the
+/// output's size.
 async fn blueprint_profile(
     settings: &Settings,
     preparer: &br_engine::prepare::Preparer<'_>,
-) -> Result<(br_plan::prepare::Profile, Vec<String>), (u8, String)> {
+) -> Result<(br_plan::prepare::Profile, Vec<String>, GivenBlueprint), (u8, String)> {
     let source = settings.blueprint().map_err(|message| (exit::USAGE, message))?;
     let text = read_blueprint(&source, &settings.storage).await.map_err(|message| (exit::USAGE, message))?;
     let text = text
@@ -212,5 +208,5 @@ async fn blueprint_profile(
             ),
         )
     })?;
-    Ok((profile, validated.clip_keys.clone()))
+    Ok((profile, validated.clip_keys.clone(), GivenBlueprint { text, sandbox }))
 }

@@ -71,12 +71,7 @@ impl Job<'_> {
             input_bytes: &input_bytes,
             config: self.config,
         };
-        let limit = self.time_left(video_seconds);
-        if limit.is_zero() {
-            let whole = self.deadline.get().map(|(_, whole)| *whole).unwrap_or_default();
-            return Err((Stage::Encode, Failure::Deadline { limit: whole, stage: Stage::Encode.as_str() }));
-        }
-        let runner = Runner { job_deadline: Some(limit), ..self.config.runner.clone() };
+        let runner = self.steps_runner(video_seconds).ok_or_else(|| self.deadline_passed())?;
         reporter.running(Stage::Encode, Stage::Encode.at(0.0), "making the song's track for the audio cache");
         let steps = runner
             .run(
@@ -92,12 +87,7 @@ impl Job<'_> {
                 |_| {},
             )
             .await
-            .map_err(|e| match e {
-                FfmpegError::Cancelled { step, label, reason } => {
-                    stopped(Stage::Encode, reason, format!("running step {step} ({label})"))
-                }
-                e => (Stage::Encode, Failure::Ffmpeg(e)),
-            })?;
+            .map_err(|e| self.steps_failure(e, &keys))?;
         let mut held = true;
         for step in 0..alone.plan().steps.len() {
             held &= cache.holds(step).await;

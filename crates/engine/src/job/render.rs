@@ -32,13 +32,7 @@ impl Job<'_> {
         let mut current_step: Option<String> = None;
         let started = Instant::now();
         reporter.running(Stage::Encode, Stage::Encode.at(0.0), format!("running {} steps", plan.plan().steps.len()));
-        // The steps get what is left of the job's deadline; their `JobTimeout` is it passing.
-        let limit = self.time_left(validated.total_duration);
-        if limit.is_zero() {
-            let whole = self.deadline.get().map(|(_, whole)| *whole).unwrap_or_default();
-            return Err((Stage::Encode, Failure::Deadline { limit: whole, stage: Stage::Encode.as_str() }));
-        }
-        let runner = Runner { job_deadline: Some(limit), ..self.config.runner.clone() };
+        let runner = self.steps_runner(validated.total_duration).ok_or_else(|| self.deadline_passed())?;
         let audio_cache = song.map(|song| {
             crate::audio_cache::AudioCache::for_plan(
                 self.storage,
@@ -92,20 +86,7 @@ impl Job<'_> {
             }
             other => other,
         };
-        let steps = steps.map_err(|e| match e {
-            FfmpegError::Cancelled { step, label, reason } => {
-                stopped(Stage::Encode, reason, format!("running step {step} ({label})"))
-            }
-            FfmpegError::JobTimeout { limit, .. } => {
-                let whole = self.deadline.get().map_or(limit, |(_, whole)| *whole);
-                (Stage::Encode, Failure::Deadline { limit: whole, stage: Stage::Encode.as_str() })
-            }
-            FfmpegError::Staging { input, error, .. } => {
-                let pointer = keys.get(input as usize).map(|(_, pointer)| pointer.clone());
-                (Stage::Encode, Failure::Storage { pointer, error })
-            }
-            e => (Stage::Encode, Failure::Ffmpeg(e)),
-        })?;
+        let steps = steps.map_err(|e| self.steps_failure(e, &keys))?;
         timings.insert("encode_seconds".into(), json!(started.elapsed().as_secs_f64()));
 
         let limits =
@@ -173,6 +154,40 @@ impl Job<'_> {
         let timings = serde_json::Value::Object(result.timings.clone());
         reporter.completed(serde_json::to_value(&result).unwrap_or_default());
         Ok(Outcome { validated, timings })
+    }
+}
+
+impl Job<'_> {
+    /// The runner of the job's steps: they get what is left of the job's deadline (their
+    /// `JobTimeout` is it passing); None when none is left ([`Job::deadline_passed`]).
+    pub(super) fn steps_runner(&self, video_seconds: f64) -> Option<Runner> {
+        let limit = self.time_left(video_seconds);
+        (!limit.is_zero()).then(|| Runner { job_deadline: Some(limit), ..self.config.runner.clone() })
+    }
+
+    /// The job's failure once its deadline has passed before the steps start.
+    pub(super) fn deadline_passed(&self) -> (Stage, Failure) {
+        let whole = self.deadline.get().map(|(_, whole)| *whole).unwrap_or_default();
+        (Stage::Encode, Failure::Deadline { limit: whole, stage: Stage::Encode.as_str() })
+    }
+
+    /// The job's failure for the steps' `error`: a stop, the job's deadline, an input
+    /// that could not be fetched again (at its pointer among `keys`), or FFmpeg's.
+    pub(super) fn steps_failure(&self, error: FfmpegError, keys: &[(String, String)]) -> (Stage, Failure) {
+        match error {
+            FfmpegError::Cancelled { step, label, reason } => {
+                stopped(Stage::Encode, reason, format!("running step {step} ({label})"))
+            }
+            FfmpegError::JobTimeout { limit, .. } => {
+                let whole = self.deadline.get().map_or(limit, |(_, whole)| *whole);
+                (Stage::Encode, Failure::Deadline { limit: whole, stage: Stage::Encode.as_str() })
+            }
+            FfmpegError::Staging { input, error, .. } => {
+                let pointer = keys.get(input as usize).map(|(_, pointer)| pointer.clone());
+                (Stage::Encode, Failure::Storage { pointer, error })
+            }
+            e => (Stage::Encode, Failure::Ffmpeg(e)),
+        }
     }
 }
 
