@@ -434,7 +434,7 @@ fn a_task_array_prepares_a_library_without_doing_a_clip_twice() {
         assert_eq!(output.status.code(), Some(0), "{summary}");
         assert_eq!((summary["clips"].as_u64(), summary["prepared"].as_u64()), (Some(2), Some(2)), "{summary}");
     }
-    let profile = "h264-320x180-25fps-2000k-g15-r3";
+    let profile = "h264-320x180-25fps-2000k-g15-r4";
     for clip in &clips {
         assert!(emulator.get(BUCKET, &format!("prepared/{profile}/data/{clip}")).is_some(), "{clip} not prepared");
         assert!(

@@ -192,11 +192,11 @@ fn a_lying_keyframe_index_is_not_seeked_by() {
 
 const OWN: (u8, u8) = (160, 96);
 const FOREIGN: (u8, u8) = (96, 96);
-const PROFILE: &str = "h264-320x180-30fps-2000k-g15-r3";
+const PROFILE: &str = "h264-320x180-30fps-2000k-g15-r4";
 
 /// A counter clip `media/own.mp4` prepared for a 320x180 blueprint of two cuts of it: from
-/// frame 0 (on the prepared clip's 15-frame GOP grid) and from frame 18 (off it: the job
-/// renders frames 18 to 29 and copies the GOPs from 30).
+/// frame 0 (on the prepared clip's GOP grid: 0, 8, then every 15) and from frame 18 (off
+/// it: the job renders frames 18 to 22 and copies the GOPs from 23).
 fn prepared_library() -> (Folder, Value) {
     let folder = Folder::new();
     media::make_counter_clip(&folder.path("media/own.mp4"), OWN, 108, (320, 180));

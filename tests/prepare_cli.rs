@@ -1,6 +1,6 @@
 //! `blueprint-runner prepare` end to end: real FFmpeg on generated clips in a local
 //! folder. A prepared clip is at the profile's size and rate, H.264 without B-frames,
-//! a keyframe every 15 frames, every frame of its source; running again skips it; two
+//! keyframes at 0, 8 and every 15 frames after, every frame of its source; running again skips it; two
 //! runs at once, an interrupted run resumed, and shards all leave every clip whole.
 
 use crate::support::media;
@@ -12,7 +12,7 @@ use media::{ClipSpec, StreamFacts, CLIP_A, CLIP_B, CLIP_C};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_blueprint-runner");
-const PROFILE: &str = "h264-1280x720-30fps-2000k-g15-r3";
+const PROFILE: &str = "h264-1280x720-30fps-2000k-g15-r4";
 const CLIPS: [&str; 3] = ["media/a.mp4", "media/b.mp4", "media/c.mp4"];
 
 fn cache_dir() -> PathBuf {
@@ -153,7 +153,7 @@ impl Library {
             let manifest = self.manifest(key);
             assert_eq!(manifest["profile_id"], PROFILE);
             assert_eq!(manifest["source_key"], key);
-            assert_eq!(manifest["gop_frames"], 15);
+            assert_eq!((manifest["gop_frames"].as_u64(), manifest["first_gop_frames"].as_u64()), (Some(15), Some(8)));
             assert_eq!(manifest["frames"].as_u64(), Some(packet_flags(&self.prepared(key)).len() as u64));
         }
         self.assert_nothing_half_written();
@@ -238,8 +238,10 @@ fn assert_prepared_clip(prepared: &Path, source: &Path) {
     assert_eq!(stream["has_b_frames"], 0, "B-frames would make copied GOPs inexact: {stream}");
     let flags = packet_flags(prepared);
     let keyframes: Vec<usize> = flags.iter().enumerate().filter(|(_, key)| **key).map(|(at, _)| at).collect();
-    assert!(!keyframes.is_empty() && keyframes.iter().all(|at| at % 15 == 0), "keyframes at {keyframes:?}");
-    assert_eq!(keyframes.len(), flags.len().div_ceil(15), "a keyframe every 15 frames: {keyframes:?}");
+    // Frame 0, frame 8 (where the backend's half-second crossfade into the clip ends), then
+    // every 15 frames.
+    let grid: Vec<usize> = (0..flags.len()).filter(|&at| at == 0 || (at >= 8 && (at - 8) % 15 == 0)).collect();
+    assert_eq!(keyframes, grid, "keyframes at 0, 8, then every 15 frames");
     // Every source second is there: 6 s (6.2 s for the 29.97 fps clip) at 30 fps.
     let probe = media::probe(source);
     let source_seconds: f64 =
@@ -384,6 +386,10 @@ fn ssim_per_frame(a: &Path, b: &Path) -> Vec<f64> {
         .collect()
 }
 
+/// The default guest as built at contract 0.9.0, before 0.10.0 told guests where a
+/// prepared clip's GOPs start (tests/fixtures/guests/README.md).
+const GUEST_0_9_0: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/guests/default-guest-0.9.0.wasm");
+
 /// With prepared clips the job copies most frames and renders only the rest, and the
 /// video is the same video: same frame count, every frame close to the full render's
 /// (transitions and the off-grid trim included), a clean bitstream, exact A/V lengths.
@@ -404,6 +410,13 @@ fn a_job_with_prepared_clips_makes_the_same_video() {
     assert!(shared >= 1, "the bridges out of a move and into the next share a step: {steps:?}");
     let full_file = library.data.join("output/full.mp4");
     assert_same_video(&full_file, &library.data.join("output/smart.mp4"), 600);
+
+    // A guest of contract 0.9.0 is not told where these clips' GOPs start (recipe 4: 0, 8,
+    // then every 15) and would cut them every 15: it is given none, and renders in full.
+    let (code, older) = render(&library, "output/older.mp4", &["--guest", GUEST_0_9_0]);
+    assert_eq!(code, Some(0), "{older}");
+    assert_eq!(older["result"]["timings"]["prepared_clips"], 0, "{older}");
+    assert_same_video(&full_file, &library.data.join("output/older.mp4"), 600);
 
     // A source replaced after it was prepared (same pattern, new file): its prepared
     // clip is stale and not used, the others are; the video is still the same.
@@ -432,7 +445,7 @@ fn a_job_with_prepared_clips_makes_the_same_video() {
 /// has 599, every move on its frame, the copied GOPs and the bridges joined exactly.
 #[test]
 fn a_1080p_ntsc_profile_makes_the_same_video_too() {
-    let library = Library::with_output(1920, 1080, "30000/1001", "h264-1920x1080-30000_1001fps-2000k-g15-r3");
+    let library = Library::with_output(1920, 1080, "30000/1001", "h264-1920x1080-30000_1001fps-2000k-g15-r4");
     let (code, full) = render(&library, "output/full.mp4", &["--prepared", "off"]);
     assert_eq!(code, Some(0), "{full}");
     let (code, summary) = library.prepare(&[]);

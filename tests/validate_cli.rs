@@ -376,7 +376,7 @@ fn plugin_check_tells_a_sound_plugin_from_a_hostile_one() {
     let sound = check(env!("DEFAULT_GUEST_WASM"));
     assert_eq!(sound.status.code(), Some(0), "{}", String::from_utf8_lossy(&sound.stdout));
     let report = stdout_json(&sound);
-    assert_eq!(report["contract"], "0.9.0");
+    assert_eq!(report["contract"], "0.10.0");
     assert_eq!(report["problems"].as_array().unwrap().len(), 0, "{report:#}");
     let cases = report["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 4, "the backend's, every transition, no song, 220 moves");

@@ -44,8 +44,10 @@ mod tests {
     /// only to guests that export `validate-manifest`, settings only to guests that import
     /// `host.settings`, the song's loudness only to guests that import `host.loudness`, the
     /// check's options and the timeline's fit only to guests of 0.8.0 and later, a place to
-    /// keep data for `plan` only to 0.9.0: the built-in guest (0.9.0) takes all six, the one
-    /// frozen at 0.8.0 all but the keeping, the one frozen at 0.7.0 neither that nor the fit, the one
+    /// keep data for `plan` only to 0.9.0 and later, keyframe grids only to 0.10.0: the built-in
+    /// guest (0.10.0) takes all seven, the one frozen at 0.9.0 all but the grids (so it is given
+    /// only clips with keyframes every GOP from the first), the one frozen at 0.8.0 neither the
+    /// grids nor the keeping, the one frozen at 0.7.0 neither that nor the fit, the one
     /// frozen at 0.6.0 neither the fit nor the loudness, the same decisions built against
     /// 0.4.0 take prepared clips only, the hostile test guest (0.2.0) none.
     #[test]
@@ -55,7 +57,7 @@ mod tests {
         let load = |wasm: &[u8]| br_sandbox::Sandbox::load(wasm, limits.clone(), &uncached).unwrap();
         let told = |sandbox: &br_sandbox::Sandbox| {
             let version = sandbox.contract_version();
-            let (fits, keeps) = (sandbox.fits_timelines(), sandbox.keeps_data());
+            let (fits, keeps, grids) = (sandbox.fits_timelines(), sandbox.keeps_data(), sandbox.knows_keyframe_grids());
             (
                 version,
                 sandbox.takes_prepared_clips(),
@@ -64,21 +66,23 @@ mod tests {
                 sandbox.takes_loudness(),
                 fits,
                 keeps,
+                grids,
             )
         };
         let builtin = load(super::DEFAULT_GUEST);
-        assert_eq!(told(&builtin), ("0.9.0", true, true, true, true, true, true));
+        assert_eq!(told(&builtin), ("0.10.0", true, true, true, true, true, true, true));
         let frozen = |version: &str| {
             let path = format!("{}/../tests/fixtures/guests/default-guest-{version}.wasm", env!("CARGO_MANIFEST_DIR"));
             load(&std::fs::read(path).unwrap())
         };
-        assert_eq!(told(&frozen("0.8.0")), ("0.8.0", true, true, true, true, true, false));
-        assert_eq!(told(&frozen("0.7.0")), ("0.7.0", true, true, true, true, false, false));
-        assert_eq!(told(&frozen("0.6.0")), ("0.6.0", true, true, true, false, false, false));
+        assert_eq!(told(&frozen("0.9.0")), ("0.9.0", true, true, true, true, true, true, false));
+        assert_eq!(told(&frozen("0.8.0")), ("0.8.0", true, true, true, true, true, false, false));
+        assert_eq!(told(&frozen("0.7.0")), ("0.7.0", true, true, true, true, false, false, false));
+        assert_eq!(told(&frozen("0.6.0")), ("0.6.0", true, true, true, false, false, false, false));
         let older = load(&std::fs::read(test_programs::CONTRACT_0_4_GUEST).unwrap());
-        assert_eq!(told(&older), ("0.4.0", true, false, false, false, false, false));
+        assert_eq!(told(&older), ("0.4.0", true, false, false, false, false, false, false));
         let hostile = load(&std::fs::read(test_programs::HOSTILE_GUEST).unwrap());
-        assert_eq!(told(&hostile), ("0.2.0", false, false, false, false, false, false));
+        assert_eq!(told(&hostile), ("0.2.0", false, false, false, false, false, false, false));
         // Settings for a guest that cannot be told them are refused, not dropped.
         let settings = br_sandbox::GuestSettings::parse(r#"{"max_moves": 10}"#).unwrap();
         let refused = older.with_settings(Some(settings.clone())).err().map(|e| e.to_string()).unwrap_or_default();

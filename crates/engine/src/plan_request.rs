@@ -124,6 +124,9 @@ pub struct NoteRecord {
 pub struct PreparedClipRecord {
     pub profile_id: String,
     pub gop_frames: u32,
+    /// Absent in files written before recipe 4: the first GOP is as long as the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_gop_frames: Option<u32>,
     pub frames: u64,
 }
 
@@ -254,6 +257,7 @@ impl PlanRequestFile {
                     clip.as_ref().map(|clip| PreparedClipRecord {
                         profile_id: clip.profile_id.clone(),
                         gop_frames: clip.gop_frames,
+                        first_gop_frames: Some(clip.first_gop_frames),
                         frames: clip.frames,
                     })
                 })
@@ -279,6 +283,7 @@ impl PlanRequestFile {
                 clip.map(|clip| PreparedClip {
                     profile_id: clip.profile_id,
                     gop_frames: clip.gop_frames,
+                    first_gop_frames: clip.first_gop_frames.unwrap_or(clip.gop_frames),
                     frames: clip.frames,
                 })
             })
@@ -397,7 +402,12 @@ mod tests {
         let facts = |key: &String| MediaFacts { key: key.clone(), duration: 10.0, video: None, audio: None };
         let inputs = std::iter::once(&validated.audio_key).chain(&validated.clip_keys).map(facts).collect::<Vec<_>>();
         let mut prepared = vec![None; inputs.len()];
-        prepared[2] = Some(PreparedClip { profile_id: "h264-1280x720-30".into(), gop_frames: 15, frames: 240 });
+        prepared[2] = Some(PreparedClip {
+            profile_id: "h264-1280x720-30".into(),
+            gop_frames: 15,
+            first_gop_frames: 15,
+            frames: 240,
+        });
         let song_loudness = Some(Loudness { integrated: -14.5, range: 6.0, true_peak: -1.0, seconds: 176.0 });
         PlanRequest { validated, inputs, strict: true, prepared, song_loudness }
     }

@@ -128,7 +128,8 @@ fn rate_mismatch(source_fps: f64, profile: &Profile) -> Option<String> {
 /// How a staged prepared clip differs from what its profile and manifest say, if it does:
 /// its video codec, size and rate must be the profile's, its packets as many as the
 /// manifest's `frames`, and its keyframes (as its container lists them, and as its
-/// bitstream starts GOPs) exactly every `gop_frames` packets from the first. Anything
+/// bitstream starts GOPs) exactly on its grid (packet 0, `first_gop_frames`, then every
+/// `gop_frames`). Anything
 /// else (another video swapped in, a manifest edited) would have the job copy foreign
 /// or undecodable GOPs.
 pub fn mismatch(
@@ -150,14 +151,16 @@ pub fn mismatch(
     if keyframes.packets != clip.frames {
         return Some(format!("it has {} frames, its manifest says {}", keyframes.packets, clip.frames));
     }
-    let gop = u64::from(clip.gop_frames.max(1));
-    let grid: Vec<u64> = (0..keyframes.packets).step_by(gop as usize).collect();
+    let grid: Vec<u64> = (0..keyframes.packets).filter(|&packet| clip.is_keyframe(packet)).collect();
     for (whose, found) in [("container's index", &keyframes.container), ("bitstream", &keyframes.bitstream)] {
         let at: Vec<u64> = found.iter().map(|(index, _)| *index).collect();
         if at != grid {
             let off = at.iter().chain(&grid).find(|index| !(at.contains(index) && grid.contains(index)));
             let off = off.unwrap_or(&0);
-            return Some(format!("its {whose} has keyframes off its {gop}-frame GOP grid (at frame {off})"));
+            let (first, gop) = (clip.first_gop_frames, clip.gop_frames);
+            return Some(format!(
+                "its {whose} has keyframes off its GOP grid (0, {first}, then every {gop}) at frame {off}"
+            ));
         }
     }
     None
@@ -325,6 +328,7 @@ impl Preparer<'_> {
             settings: profile.settings().into_iter().map(|(name, value)| (name.to_owned(), value)).collect(),
             frames,
             gop_frames: br_plan::prepare::GOP_FRAMES,
+            first_gop_frames: Some(profile.first_gop_frames()),
             source_seconds: seconds,
         };
         let manifest_file = work.path().join("manifest.json");
@@ -361,6 +365,10 @@ pub struct PreparedManifest {
     /// Video frames of the prepared clip, as counted after encoding.
     pub frames: u64,
     pub gop_frames: u32,
+    /// Frames in the first GOP (recipe 4 on); absent in older manifests, whose first GOP is
+    /// `gop_frames` long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_gop_frames: Option<u32>,
     /// The source's length in seconds (its video's, else its container's).
     pub source_seconds: f64,
 }
@@ -458,8 +466,8 @@ mod tests {
     #[test]
     fn a_prepared_clip_must_be_its_profiles_and_manifests() {
         let rate = br_plan::FrameRate { num: 30, den: 1 };
-        let profile = Profile { width: 320, height: 180, rate, video_bitrate: 2_000_000 };
-        let clip = br_plan::PreparedClip { profile_id: profile.id(), gop_frames: 15, frames: 40 };
+        let profile = Profile::new(320, 180, rate, 2_000_000);
+        let clip = br_plan::PreparedClip { profile_id: profile.id(), gop_frames: 15, first_gop_frames: 8, frames: 40 };
         let video = VideoFacts {
             codec: "h264".into(),
             width: 320,
@@ -469,8 +477,13 @@ mod tests {
             duration: 40.0 / 30.0,
         };
         let grid = |at: &[u64]| at.iter().map(|&i| (i, i as f64 / 30.0)).collect::<Vec<_>>();
-        let keyframes = Keyframes { packets: 40, container: grid(&[0, 15, 30]), bitstream: grid(&[0, 15, 30]) };
+        let keyframes = Keyframes { packets: 40, container: grid(&[0, 8, 23, 38]), bitstream: grid(&[0, 8, 23, 38]) };
         assert_eq!(mismatch(&profile, &clip, &video, &keyframes), None);
+        // The even grid of older recipes is off this one's.
+        let even = Keyframes { container: grid(&[0, 15, 30]), bitstream: grid(&[0, 15, 30]), ..keyframes.clone() };
+        assert!(mismatch(&profile, &clip, &video, &even).unwrap().contains("at frame 15"));
+        let older = br_plan::PreparedClip { first_gop_frames: 15, ..clip.clone() };
+        assert_eq!(mismatch(&profile.with_even_grid(), &older, &video, &even), None);
         let small = VideoFacts { width: 160, height: 90, ..video.clone() };
         let why = mismatch(&profile, &clip, &small, &keyframes).unwrap();
         assert_eq!(why, "it is h264 160x90, the profile 320x180 H.264");
@@ -478,11 +491,11 @@ mod tests {
         assert!(mismatch(&profile, &clip, &slow, &keyframes).unwrap().contains("frame rate is 25"));
         let short = Keyframes { packets: 39, ..keyframes.clone() };
         assert_eq!(mismatch(&profile, &clip, &video, &short).unwrap(), "it has 39 frames, its manifest says 40");
-        let listed = Keyframes { container: grid(&[0, 10, 15, 30]), ..keyframes.clone() };
+        let listed = Keyframes { container: grid(&[0, 8, 10, 23, 38]), ..keyframes.clone() };
         let why = mismatch(&profile, &clip, &video, &listed).unwrap();
         assert!(why.contains("container's index has keyframes off") && why.contains("frame 10"), "{why}");
-        let missing = Keyframes { bitstream: grid(&[0, 30]), ..keyframes.clone() };
-        assert!(mismatch(&profile, &clip, &video, &missing).unwrap().contains("(at frame 15)"));
+        let missing = Keyframes { bitstream: grid(&[0, 23, 38]), ..keyframes.clone() };
+        assert!(mismatch(&profile, &clip, &video, &missing).unwrap().contains("(0, 8, then every 15) at frame 8"));
     }
 
     #[test]

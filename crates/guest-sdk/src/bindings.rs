@@ -11,6 +11,13 @@ wit_bindgen::generate!({
 #[path = "convert.rs"]
 pub mod convert;
 
+/// Where prepared input `input`'s GOPs start, as (first GOP, later GOPs) in frames
+/// (`host.keyframes`, contract 0.10.0). `convert` asks through here: a guest it is built
+/// into against an older contract answers from `host.prepared` alone.
+fn keyframe_grid(input: u32) -> Option<(u32, u32)> {
+    blueprint::runner::host::keyframes(input).map(|grid| (grid.first_gop_frames, grid.gop_frames))
+}
+
 pub use blueprint::runner::types as wit;
 
 pub mod glue {

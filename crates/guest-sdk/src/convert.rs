@@ -115,12 +115,16 @@ pub fn request_from_wit(request: wit::PlanRequest) -> br_plan::PlanRequest {
             }),
         })
         .collect();
-    // Which clips the host staged as prepared versions (contract 0.4.0).
+    // Which clips the host staged as prepared versions (contract 0.4.0), and where their
+    // GOPs start (0.10.0).
     let prepared = (0..inputs.len() as u32)
         .map(|input| {
-            super::blueprint::runner::host::prepared(input).map(|clip| br_plan::PreparedClip {
+            let clip = super::blueprint::runner::host::prepared(input)?;
+            let (first_gop_frames, gop_frames) = super::keyframe_grid(input)?;
+            Some(br_plan::PreparedClip {
                 profile_id: clip.profile_id,
-                gop_frames: clip.gop_frames,
+                gop_frames,
+                first_gop_frames,
                 frames: clip.frames,
             })
         })

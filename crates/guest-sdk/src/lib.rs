@@ -53,7 +53,7 @@ pub mod bindings;
 pub use settings::{settings, Settings, SettingsError};
 
 /// The contract version a plugin built with this SDK implements.
-pub const CONTRACT: &str = "0.9.0";
+pub const CONTRACT: &str = "0.10.0";
 
 /// The decisions a plugin makes. Every method defaults to the built-in guest's.
 pub trait Plugin {

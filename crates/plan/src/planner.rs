@@ -179,7 +179,7 @@ pub fn plan_with(request: &PlanRequest, render: &Render) -> Result<Plan, Vec<Pla
     };
     let prepared = prepared_clips(request, rate);
     // Every prepared clip of one profile has the profile's GOP.
-    let prepared_gop = prepared.iter().flatten().map(|&(_, gop)| gop).next();
+    let prepared_gop = prepared.iter().flatten().map(|clip| clip.gop_frames).next();
     let normalisation = normalisation(request, &shown, &render.song);
     let look = Look { rate, normaliser: normaliser(rate, width, height), encoder_threads, prepared_gop, render };
     let mut temps = Vec::new();
@@ -211,7 +211,8 @@ pub fn plan_with(request: &PlanRequest, render: &Render) -> Result<Plan, Vec<Pla
         let frames = end - first;
         let own_clip = validated.moves[index].clip;
         let copied = prepared[own_clip as usize]
-            .and_then(|(available, _)| segment.copyable(validated, &clips, &timeline, &look, available));
+            .as_ref()
+            .and_then(|clip| segment.copyable(validated, &clips, &timeline, &look, clip));
         let mut pieces = Vec::new();
         match copied {
             Some(copy) => {
@@ -716,9 +717,9 @@ impl Segment {
         clips: &[ClipSpan],
         timeline: &Timeline,
         look: &Look,
-        prepared_frames: u64,
+        prepared: &PreparedClip,
     ) -> Option<Copy> {
-        let gop = u64::from(look.prepared_gop?);
+        let gop = u64::from(prepared.gop_frames);
         // Frames shown at another speed, held or filtered are not the prepared clip's.
         if !look.render.slot(self.index).is_as_shot() {
             return None;
@@ -734,7 +735,7 @@ impl Segment {
         let held = (-first_shown).max(0.0) as u64;
         let source_first = first_shown.max(0.0) as u64;
         let usable_frames = ((usable_end(clips[this.clip as usize], this) * rate.fps()) + 1e-6).floor() as u64;
-        let available = usable_frames.min(prepared_frames).saturating_sub(source_first) + held;
+        let available = usable_frames.min(prepared.frames).saturating_sub(source_first) + held;
         let (fade_in, fade_out) = self.fades(validated, timeline, rate);
         let low = if fade_in > 0.0 { rate.frame_at(fade_in) + 1 } else { 0 }.max(held);
         let high = (frames - self.blend_out.frames())
@@ -744,7 +745,8 @@ impl Segment {
             return None;
         }
         // Segment frame f shows source frame source_first + f - held.
-        let from = low + (gop - (source_first + low - held) % gop) % gop;
+        let source_low = source_first + low - held;
+        let from = low + (prepared.keyframe_from(source_low)? - source_low);
         (high >= from + gop).then_some(Copy { from, to: high, source_frame: source_first + from - held })
     }
 }
@@ -902,10 +904,10 @@ impl Copy {
     }
 }
 
-/// For each clip, when its input is its prepared version for this job's profile, how
-/// many frames it has. A prepared clip of another profile (other settings) cannot be
-/// joined with this job's encoded parts, so it counts as an ordinary clip.
-fn prepared_clips(request: &PlanRequest, rate: FrameRate) -> Vec<Option<(u64, u32)>> {
+/// For each clip, its prepared version when its input is one for this job's profile. A
+/// prepared clip of another profile (other settings) cannot be joined with this job's
+/// encoded parts, so it counts as an ordinary clip.
+fn prepared_clips(request: &PlanRequest, rate: FrameRate) -> Vec<Option<PreparedClip>> {
     let validated = &request.validated;
     let profile = crate::prepare::Profile::of(validated, &request.inputs).map(|profile| profile.id());
     (0..validated.clip_keys.len())
@@ -915,9 +917,10 @@ fn prepared_clips(request: &PlanRequest, rate: FrameRate) -> Vec<Option<(u64, u3
             let video = request.inputs.get(input)?.video.as_ref()?;
             let fits = Some(&prepared.profile_id) == profile.as_ref()
                 && prepared.gop_frames > 0
+                && prepared.first_gop_frames > 0
                 && video.codec == "h264"
                 && FrameRate::from_fps(video.frame_rate) == rate;
-            fits.then_some((prepared.frames, prepared.gop_frames))
+            fits.then_some(prepared)
         })
         .collect()
 }

@@ -96,12 +96,35 @@ pub struct PreparedClip {
     /// e.g. `h264-1280x720-30fps-2000k-g15-r3`): copied GOPs only join parts encoded with
     /// the same settings.
     pub profile_id: String,
-    /// Frames in each GOP: every GOP starts with a keyframe that depends on nothing before
-    /// it, and no frame is a B-frame, so frame `k * gop_frames` is a place to cut and copy
-    /// from.
+    /// Frames in each GOP after the first: every GOP starts with a keyframe that depends on
+    /// nothing before it, and no frame is a B-frame, so frame 0, `first_gop_frames` and
+    /// every `gop_frames` after it are places to cut and copy from.
     pub gop_frames: u32,
+    /// Frames in the first GOP (the WIT `keyframe-grid`, contract 0.10.0; `gop_frames` for
+    /// clips given to older guests).
+    pub first_gop_frames: u32,
     /// Frames in the file.
     pub frames: u64,
+}
+
+impl PreparedClip {
+    /// The first keyframe at or after `frame`; None on a grid with an empty GOP.
+    pub fn keyframe_from(&self, frame: u64) -> Option<u64> {
+        let (first, gop) = (u64::from(self.first_gop_frames), u64::from(self.gop_frames));
+        if first == 0 || gop == 0 {
+            return None;
+        }
+        Some(match frame {
+            0 => 0,
+            _ if frame <= first => first,
+            _ => first + (frame - first).div_ceil(gop) * gop,
+        })
+    }
+
+    /// Whether `frame` starts a GOP.
+    pub fn is_keyframe(&self, frame: u64) -> bool {
+        self.keyframe_from(frame) == Some(frame)
+    }
 }
 
 /// Input index of the song in [`PlanRequest::inputs`].
@@ -228,5 +251,25 @@ impl Arg {
     /// A [`Arg::Literal`] of `text`.
     pub fn lit(text: impl Into<String>) -> Arg {
         Arg::Literal(text.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Keyframes at 0, at the first GOP's end and every GOP after it; a grid with an empty
+    /// GOP has none to copy from.
+    #[test]
+    fn a_prepared_clip_s_keyframes_are_on_its_grid() {
+        let clip = PreparedClip { profile_id: String::new(), gop_frames: 15, first_gop_frames: 8, frames: 360 };
+        let from: Vec<Option<u64>> = [0, 1, 7, 8, 9, 23, 24, 233, 234].map(|frame| clip.keyframe_from(frame)).to_vec();
+        assert_eq!(from, [0, 8, 8, 8, 23, 23, 38, 233, 248].map(Some));
+        assert!(clip.is_keyframe(0) && clip.is_keyframe(8) && clip.is_keyframe(38));
+        assert!(!clip.is_keyframe(15) && !clip.is_keyframe(30) && !clip.is_keyframe(1));
+        let even = PreparedClip { first_gop_frames: 15, ..clip.clone() };
+        assert_eq!([1, 15, 16, 30].map(|frame| even.keyframe_from(frame)), [15, 15, 30, 30].map(Some));
+        assert_eq!(PreparedClip { gop_frames: 0, ..clip.clone() }.keyframe_from(3), None);
+        assert_eq!(PreparedClip { first_gop_frames: 0, ..clip }.keyframe_from(3), None);
     }
 }

@@ -424,7 +424,8 @@ fn a_first_slot_before_its_clip_holds_its_first_frame() {
 
     let mut request = fitted_request(validated, 12.0);
     let profile = br_plan::prepare::Profile::of(&request.validated, &request.inputs).expect("a profile").id();
-    let prepared_clip = br_plan::PreparedClip { profile_id: profile, gop_frames: 15, frames: 360 };
+    let prepared_clip =
+        br_plan::PreparedClip { profile_id: profile, gop_frames: 15, first_gop_frames: 15, frames: 360 };
     request.prepared =
         std::iter::once(None).chain(request.validated.clip_keys.iter().map(|_| Some(prepared_clip.clone()))).collect();
     let prepared = plan(&request).unwrap();
@@ -447,10 +448,57 @@ fn a_first_slot_before_its_clip_holds_its_first_frame() {
 fn over_prepared_clips(validated: Validated, clip_seconds: f64, frames: u64) -> PlanRequest {
     let mut request = fitted_request(validated, clip_seconds);
     let profile = br_plan::prepare::Profile::of(&request.validated, &request.inputs).expect("a profile").id();
-    let prepared_clip = br_plan::PreparedClip { profile_id: profile, gop_frames: 15, frames };
+    let prepared_clip = br_plan::PreparedClip { profile_id: profile, gop_frames: 15, first_gop_frames: 15, frames };
     request.prepared =
         std::iter::once(None).chain(request.validated.clip_keys.iter().map(|_| Some(prepared_clip.clone()))).collect();
     request
+}
+
+/// Over clips prepared since recipe 4 (a first GOP of 8 frames, the right half of the
+/// backend's 15-frame crossfade, then 15), a move that blends in copies from the frame the
+/// blend ends on, and a move of whole half seconds copies up to the keyframe its blend out
+/// starts on: each bridge is the crossfade alone, 15 frames from two reads, where the even
+/// grid needed 22 from three (the incoming clip read twice, up to its keyframe at 15).
+#[test]
+fn a_first_gop_of_half_a_crossfade_makes_each_bridge_the_crossfade_alone() {
+    let mut request = over_prepared_clips(example().as_written(), 12.0, 360);
+    for prepared in request.prepared.iter_mut().flatten() {
+        prepared.first_gop_frames = br_plan::prepare::FIRST_GOP_FRAMES;
+    }
+    let plan = br_plan::plan(&request).unwrap();
+    let copies = copy_steps(&plan);
+    assert_eq!(copies.len(), 22);
+    // Move 0 (a cut) from its first frame; every later move from source frame 8, the first
+    // after its blend in, to source frame 233 = 8 + 15 * 15, where its blend out starts.
+    assert_eq!(literal_after(&copies[0].args, "-ss"), Some("0".to_owned()));
+    for copy in &copies[1..21] {
+        assert_eq!(literal_after(&copy.args, "-ss"), Some("0.266667".to_owned()), "{}", copy.label);
+        assert!(copy.label.ends_with(" copy 0-225"), "{}", copy.label);
+    }
+    let bridges: Vec<&br_plan::Invocation> = plan
+        .steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Ffmpeg(invocation) if invocation.label.contains(" frames ") => Some(invocation),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bridges.len(), 21, "one bridge per crossfade");
+    for bridge in &bridges {
+        assert!(!bridge.label.contains(" + "), "nothing merged into {}", bridge.label);
+        assert_eq!(literal_after(&bridge.args, "-frames:v"), Some("15".to_owned()), "{}", bridge.label);
+        assert_eq!(bridge.args.iter().filter(|arg| **arg == Arg::lit("-i")).count(), 2, "{}", bridge.label);
+    }
+    // The outgoing clip is read from its keyframe at 7.766667 s (frame 233), not before it.
+    assert_eq!(literal_after(&bridges[1].args, "-ss"), Some("7.766667".to_owned()));
+    assert_eq!(segment_frames(&plan).iter().sum::<u64>(), 176 * 30, "bridges and copies fill the timeline");
+
+    // The same clips described with the even grid are cut on it: the copy starts at 15.
+    for prepared in request.prepared.iter_mut().flatten() {
+        prepared.first_gop_frames = 15;
+    }
+    let even = br_plan::plan(&request).unwrap();
+    assert!(copy_steps(&even)[1].label.ends_with(" copy 7-225"), "{}", copy_steps(&even)[1].label);
 }
 
 fn copy_steps(plan: &Plan) -> Vec<&br_plan::Invocation> {

@@ -46,6 +46,10 @@ pub(crate) enum ValueKind {
     /// its exact sample (a copied AAC stream otherwise ends with its last whole frame,
     /// up to 21 ms late); the expression is checked like a filter's.
     AudioPacketDuration,
+    /// `-force_key_frames`: only `expr:eq(n,0)+gte(n,FIRST)*not(mod(n-FIRST,GOP))`, keyframes
+    /// at frame 0, FIRST and every GOP after it (a prepared clip's grid), each 1 to 1000.
+    /// FFmpeg's other forms (times, chapters, any expression) are not needed.
+    KeyframeGrid,
     Filtergraph,
 }
 
@@ -95,6 +99,7 @@ const OPTIONS: &[OptionSpec] = &[
     spec("-keyint_min", integer(1, 1000)),
     spec("-sc_threshold", integer(0, 100)),
     spec("-bf", integer(0, 16)),
+    spec("-force_key_frames", ValueKind::KeyframeGrid),
     // x264's own maximum (`X264_LOOKAHEAD_MAX`); frames it holds count against the
     // child's memory limit like any other.
     spec("-rc-lookahead", integer(0, 250)),
@@ -200,6 +205,7 @@ fn value_refusal(
         ValueKind::Bitrate => bitrate(value).is_some_and(|bits| bits <= MAX_BITRATE),
         ValueKind::OneOf(words) => words.contains(&value),
         ValueKind::StreamMap => is_map_label(value) || is_input_stream(value),
+        ValueKind::KeyframeGrid => keyframe_grid(value).is_some(),
         ValueKind::Filtergraph => {
             filtergraph::check(value, limits, report)?;
             return Ok(None);
@@ -244,7 +250,25 @@ fn describe(kind: ValueKind, limits: &PolicyLimits) -> String {
         ValueKind::StreamMap => "a link label like [video] or an input stream like 0:v, 1:a:0 or 0:v?".to_owned(),
         ValueKind::Filtergraph => "a filtergraph".to_owned(),
         ValueKind::AudioPacketDuration => "setts=duration='EXPRESSION' (arithmetic on DURATION, PTS and TB)".to_owned(),
+        ValueKind::KeyframeGrid => format!(
+            "expr:eq(n,0)+gte(n,FIRST)*not(mod(n-FIRST,GOP)) with FIRST and GOP whole numbers from 1 to \
+             {MAX_KEYFRAME_INTERVAL}"
+        ),
     }
+}
+
+/// Longest first GOP or GOP `-force_key_frames` may ask for (as `-g`).
+const MAX_KEYFRAME_INTERVAL: u64 = 1000;
+
+/// The first GOP and the GOP of a `-force_key_frames` grid expression, when `value` is one.
+fn keyframe_grid(value: &str) -> Option<(u64, u64)> {
+    let rest = value.strip_prefix("expr:eq(n,0)+gte(n,")?;
+    let (first, rest) = rest.split_once(")*not(mod(n-")?;
+    let (again, rest) = rest.split_once(',')?;
+    let gop = rest.strip_suffix("))")?;
+    let bounded = |text: &str| parse_integer(text).filter(|n| (1..=MAX_KEYFRAME_INTERVAL).contains(n));
+    let (first, gop) = (bounded(first)?, bounded(gop)?);
+    (again == first.to_string()).then_some((first, gop))
 }
 
 /// `^\[[A-Za-z0-9_]{1,32}\]$`
@@ -352,6 +376,42 @@ mod tests {
         }
     }
 
+    /// `-force_key_frames` takes one expression only: frame 0, then a grid from its first
+    /// GOP, both bounded; FFmpeg's other forms (a time list, chapters, any expression) are refused.
+    #[test]
+    fn forced_keyframes_are_a_bounded_grid_and_nothing_else() {
+        assert_eq!(keyframe_grid("expr:eq(n,0)+gte(n,8)*not(mod(n-8,15))"), Some((8, 15)));
+        assert_eq!(keyframe_grid("expr:eq(n,0)+gte(n,1000)*not(mod(n-1000,1))"), Some((1000, 1)));
+        for refused in [
+            "expr:eq(n,0)+gte(n,8)*not(mod(n-9,15))",
+            "expr:eq(n,0)+gte(n,0)*not(mod(n-0,15))",
+            "expr:eq(n,0)+gte(n,8)*not(mod(n-8,1001))",
+            "expr:eq(n,0)+gte(n,8)*not(mod(n-8,15))+1",
+            "expr:gte(t,n_forced*0.5)",
+            "0,0.266667,0.766667",
+            "chapters",
+            "expr:eq(n,0)+gte(n,+8)*not(mod(n-+8,15))",
+        ] {
+            assert_eq!(keyframe_grid(refused), None, "{refused}");
+        }
+        let mut refusals = Vec::new();
+        let mut report = |refusal: Refusal| -> Result<(), Stop> {
+            refusals.push(refusal);
+            Ok(())
+        };
+        check_value(
+            "-force_key_frames",
+            ValueKind::KeyframeGrid,
+            "expr:eq(n,0)+gte(n,8)*not(mod(n-8,15))",
+            &limits(),
+            &mut report,
+        )
+        .unwrap();
+        check_value("-force_key_frames", ValueKind::KeyframeGrid, "expr:random(0)", &limits(), &mut report).unwrap();
+        assert_eq!(refusals.len(), 1);
+        assert!(refusals[0].reason.contains("not a valid value for -force_key_frames"), "{}", refusals[0].reason);
+    }
+
     /// The table lists every allowed option in order with what its value must be; a flag and
     /// `-i`, which take no literal, say so in their own words.
     #[test]
@@ -377,6 +437,7 @@ mod tests {
                 "-keyint_min",
                 "-sc_threshold",
                 "-bf",
+                "-force_key_frames",
                 "-rc-lookahead",
                 "-crf",
                 "-ar",

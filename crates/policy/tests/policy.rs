@@ -1300,7 +1300,12 @@ mod planner {
         let input_count = inputs.len() as u32;
         let prepared = (0..inputs.len())
             .map(|input| {
-                (input > 0).then(|| br_plan::PreparedClip { profile_id: profile.id(), gop_frames: 15, frames: 360 })
+                (input > 0).then(|| br_plan::PreparedClip {
+                    profile_id: profile.id(),
+                    gop_frames: 15,
+                    first_gop_frames: 15,
+                    frames: 360,
+                })
             })
             .collect();
         let request = PlanRequest { validated: validated.clone(), inputs, strict: false, prepared, song_loudness };

@@ -34,15 +34,26 @@ pub use output::limits as output_limits;
 pub use settings::{GuestSettings, SettingsError};
 
 /// The contract versions this host loads, newest first.
-pub const CONTRACT_VERSIONS: [&str; 8] = ["0.9.0", "0.8.0", "0.7.0", "0.6.0", "0.5.0", "0.4.0", "0.3.0", "0.2.0"];
+pub const CONTRACT_VERSIONS: [&str; 9] =
+    ["0.10.0", "0.9.0", "0.8.0", "0.7.0", "0.6.0", "0.5.0", "0.4.0", "0.3.0", "0.2.0"];
 
 mod bindings {
-    /// The current contract, 0.9.0.
-    pub mod v9 {
+    /// The current contract, 0.10.0.
+    pub mod v10 {
         wasmtime::component::bindgen!({
             world: "guest",
             path: "../../wit",
             exports: { default: async },
+        });
+    }
+
+    /// Contract 0.9.0: as 0.10.0, without `host.keyframes` (and the `keyframe-grid` record).
+    pub mod v9 {
+        wasmtime::component::bindgen!({
+            world: "guest",
+            path: "../../wit/v0.9.0",
+            exports: { default: async },
+            with: { "blueprint:runner/types": crate::bindings::v10::blueprint::runner::types },
         });
     }
 
@@ -52,7 +63,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.8.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v9::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v10::blueprint::runner::types },
         });
     }
 
@@ -67,7 +78,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.7.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v9::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v10::blueprint::runner::types },
         });
     }
 
@@ -77,7 +88,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.6.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v9::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v10::blueprint::runner::types },
         });
     }
 
@@ -87,7 +98,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.5.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v9::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v10::blueprint::runner::types },
         });
     }
 
@@ -98,7 +109,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.4.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v9::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v10::blueprint::runner::types },
         });
     }
 
@@ -108,7 +119,7 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.3.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v9::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v10::blueprint::runner::types },
         });
     }
 
@@ -119,11 +130,11 @@ mod bindings {
             world: "guest",
             path: "../../wit/v0.2.0",
             exports: { default: async },
-            with: { "blueprint:runner/types": crate::bindings::v9::blueprint::runner::types },
+            with: { "blueprint:runner/types": crate::bindings::v10::blueprint::runner::types },
         });
     }
 
-    pub use v9::blueprint::runner::types as wit;
+    pub use v10::blueprint::runner::types as wit;
 }
 
 use bindings::wit;
@@ -152,7 +163,7 @@ pub enum SandboxError {
     /// wasmtime's causes, the source is wasmtime's error.
     #[error("could not load the guest component: {message}")]
     Load { message: String, source: Box<dyn std::error::Error + Send + Sync> },
-    #[error("the guest component does not fit the contract (blueprint:runner@0.9.0, @0.8.0, @0.7.0, @0.6.0, @0.5.0, @0.4.0, @0.3.0 or @0.2.0): {0}")]
+    #[error("the guest component does not fit the contract (blueprint:runner@0.10.0, @0.9.0, @0.8.0, @0.7.0, @0.6.0, @0.5.0, @0.4.0, @0.3.0 or @0.2.0): {0}")]
     Incompatible(String),
     #[error("sandbox limit: the guest ran out of fuel ({limit} units)")]
     OutOfFuel { limit: u64 },
@@ -252,6 +263,7 @@ pub struct Sandbox {
 
 /// The linked guest, by the contract version it implements.
 enum GuestPre {
+    V10(bindings::v10::GuestPre<CallState>),
     V9(bindings::v9::GuestPre<CallState>),
     V8(bindings::v8::GuestPre<CallState>),
     V7(bindings::v7::GuestPre<CallState>),
@@ -293,6 +305,8 @@ impl Sandbox {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(SandboxError::load)?;
         // Every version of `host`: each guest imports the one of its own contract.
         type Data = wasmtime::component::HasSelf<CallState>;
+        bindings::v10::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
+            .map_err(SandboxError::load)?;
         bindings::v9::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
             .map_err(SandboxError::load)?;
         bindings::v8::blueprint::runner::host::add_to_linker::<CallState, Data>(&mut linker, |state| state)
@@ -311,14 +325,19 @@ impl Sandbox {
             .map_err(SandboxError::load)?;
         let instance_pre =
             linker.instantiate_pre(&component).map_err(|e| SandboxError::Incompatible(format!("{e:#}")))?;
-        // 0.9.0, 0.8.0, 0.7.0, 0.6.0, 0.5.0, 0.4.0 and 0.3.0 guests are told apart by the `host` version they
+        // 0.10.0, 0.9.0, 0.8.0, 0.7.0, 0.6.0, 0.5.0, 0.4.0 and 0.3.0 guests are told apart by the `host` version they
         // import (and each `GuestPre::new` checks the exports). 0.3.0 and 0.2.0 differ
         // in `validate`'s type, which each `GuestPre::new` checks.
         let imports = |version: &str| {
             let name = format!("blueprint:runner/host@{version}");
             component.component_type().imports(&engine.engine).any(|(import, _)| import == name)
         };
-        let pre = if imports("0.9.0") {
+        let pre = if imports("0.10.0") {
+            GuestPre::V10(
+                bindings::v10::GuestPre::new(instance_pre)
+                    .map_err(|e| SandboxError::Incompatible(format!("as 0.10.0: {e:#}")))?,
+            )
+        } else if imports("0.9.0") {
             GuestPre::V9(
                 bindings::v9::GuestPre::new(instance_pre)
                     .map_err(|e| SandboxError::Incompatible(format!("as 0.9.0: {e:#}")))?,
@@ -384,25 +403,25 @@ impl Sandbox {
 
     /// Whether the guest can be given settings (contract 0.6.0 and later).
     pub fn takes_settings(&self) -> bool {
-        matches!(self.pre, GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_))
+        matches!(self.pre, GuestPre::V10(_) | GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_))
     }
 
     /// Whether the guest can be told the song's loudness (`host.loudness`, contract 0.7.0
     /// and later): measuring it is worth its second only for such a guest.
     pub fn takes_loudness(&self) -> bool {
-        matches!(self.pre, GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_))
+        matches!(self.pre, GuestPre::V10(_) | GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_))
     }
 
     /// Whether the guest fits a timeline itself (contract 0.8.0 and later): older guests
     /// validate strictly whatever they are asked, and know no `gs://` addresses.
     pub fn fits_timelines(&self) -> bool {
-        matches!(self.pre, GuestPre::V9(_) | GuestPre::V8(_))
+        matches!(self.pre, GuestPre::V10(_) | GuestPre::V9(_) | GuestPre::V8(_))
     }
 
     /// Whether the guest's `validate` may keep data for its `plan` (`host.keep`, contract
     /// 0.9.0 and later).
     pub fn keeps_data(&self) -> bool {
-        matches!(self.pre, GuestPre::V9(_))
+        matches!(self.pre, GuestPre::V10(_) | GuestPre::V9(_))
     }
 
     /// Whether the compiled guest came from the cache.
@@ -413,22 +432,36 @@ impl Sandbox {
     /// The contract version the guest implements, e.g. `0.3.0`.
     pub fn contract_version(&self) -> &'static str {
         match self.pre {
-            GuestPre::V9(_) => CONTRACT_VERSIONS[0],
-            GuestPre::V8(_) => CONTRACT_VERSIONS[1],
-            GuestPre::V7(_) => CONTRACT_VERSIONS[2],
-            GuestPre::V6(_) => CONTRACT_VERSIONS[3],
-            GuestPre::V5(_) => CONTRACT_VERSIONS[4],
-            GuestPre::V4(_) => CONTRACT_VERSIONS[5],
-            GuestPre::V3(_) => CONTRACT_VERSIONS[6],
-            GuestPre::V2(_) => CONTRACT_VERSIONS[7],
+            GuestPre::V10(_) => CONTRACT_VERSIONS[0],
+            GuestPre::V9(_) => CONTRACT_VERSIONS[1],
+            GuestPre::V8(_) => CONTRACT_VERSIONS[2],
+            GuestPre::V7(_) => CONTRACT_VERSIONS[3],
+            GuestPre::V6(_) => CONTRACT_VERSIONS[4],
+            GuestPre::V5(_) => CONTRACT_VERSIONS[5],
+            GuestPre::V4(_) => CONTRACT_VERSIONS[6],
+            GuestPre::V3(_) => CONTRACT_VERSIONS[7],
+            GuestPre::V2(_) => CONTRACT_VERSIONS[8],
         }
+    }
+
+    /// Whether the guest is told where a prepared clip's GOPs start (`host.keyframes`,
+    /// contract 0.10.0 and later). An older guest assumes a keyframe every `gop-frames`
+    /// from the first, so it is given only clips prepared that way.
+    pub fn knows_keyframe_grids(&self) -> bool {
+        matches!(self.pre, GuestPre::V10(_))
     }
 
     /// Whether the guest may be given prepared clips (contract 0.4.0 and later).
     pub fn takes_prepared_clips(&self) -> bool {
         matches!(
             self.pre,
-            GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_) | GuestPre::V4(_)
+            GuestPre::V10(_)
+                | GuestPre::V9(_)
+                | GuestPre::V8(_)
+                | GuestPre::V7(_)
+                | GuestPre::V6(_)
+                | GuestPre::V5(_)
+                | GuestPre::V4(_)
         )
     }
 
@@ -439,7 +472,10 @@ impl Sandbox {
 
     /// Whether the guest checks task-array manifests (contract 0.5.0 and later).
     pub fn checks_manifests(&self) -> bool {
-        matches!(self.pre, GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_))
+        matches!(
+            self.pre,
+            GuestPre::V10(_) | GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_)
+        )
     }
 
     /// Runs the guest's `validate-manifest` on an untrusted task-array manifest. A guest
@@ -504,6 +540,20 @@ impl Sandbox {
         store.data_mut().settings = self.settings.as_ref().map(|settings| settings.as_str().to_owned());
         let run = async {
             match &self.pre {
+                GuestPre::V10(pre) => {
+                    let guest = pre.instantiate_async(&mut store).await?;
+                    match call {
+                        Call::Validate(text, options) => {
+                            guest.call_validate(&mut store, text, options).await.map(Answer::ValidateChecked)
+                        }
+                        Call::Plan(request, _, fit, _) => {
+                            guest.call_plan(&mut store, request, fit).await.map(Answer::Plan)
+                        }
+                        Call::ValidateManifest(text) => {
+                            guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest)
+                        }
+                    }
+                }
                 GuestPre::V9(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
@@ -747,6 +797,25 @@ macro_rules! host_settings {
     };
 }
 
+/// `host.keep` and `host.kept` (0.9.0 and later).
+macro_rules! host_keep {
+    () => {
+        fn keep(&mut self, data: String) -> Result<(), String> {
+            let limit = br_blueprint::limits::MAX_KEPT_BYTES;
+            if data.len() > limit {
+                self.kept_by_validate = None;
+                return Err(format!("{} bytes; at most {limit} may be kept", data.len()));
+            }
+            self.kept_by_validate = Some(data);
+            Ok(())
+        }
+
+        fn kept(&mut self) -> Option<String> {
+            self.kept_for_plan.clone()
+        }
+    };
+}
+
 macro_rules! host_loudness {
     () => {
         fn loudness(&mut self, input: u32) -> Option<wit::MeasuredLoudness> {
@@ -755,25 +824,24 @@ macro_rules! host_loudness {
     };
 }
 
+impl bindings::v10::blueprint::runner::host::Host for CallState {
+    host_log!(v10);
+    host_prepared!();
+    host_settings!();
+    host_loudness!();
+    host_keep!();
+
+    fn keyframes(&mut self, input: u32) -> Option<wit::KeyframeGrid> {
+        self.given.keyframes.get(input as usize).cloned().flatten()
+    }
+}
+
 impl bindings::v9::blueprint::runner::host::Host for CallState {
     host_log!(v9);
     host_prepared!();
     host_settings!();
     host_loudness!();
-
-    fn keep(&mut self, data: String) -> Result<(), String> {
-        let limit = br_blueprint::limits::MAX_KEPT_BYTES;
-        if data.len() > limit {
-            self.kept_by_validate = None;
-            return Err(format!("{} bytes; at most {limit} may be kept", data.len()));
-        }
-        self.kept_by_validate = Some(data);
-        Ok(())
-    }
-
-    fn kept(&mut self) -> Option<String> {
-        self.kept_for_plan.clone()
-    }
+    host_keep!();
 }
 
 impl bindings::v8::blueprint::runner::host::Host for CallState {

@@ -12,6 +12,8 @@ pub struct Given {
     pub prepared: Vec<Option<wit::PreparedClip>>,
     /// Per input, its measured loudness (`host.loudness`): only the song's, if any.
     pub loudness: Vec<Option<wit::MeasuredLoudness>>,
+    /// Per prepared input, where its GOPs start (`host.keyframes`).
+    pub keyframes: Vec<Option<wit::KeyframeGrid>>,
 }
 
 pub fn given_to_wit(request: &PlanRequest) -> Given {
@@ -22,7 +24,16 @@ pub fn given_to_wit(request: &PlanRequest) -> Given {
         seconds: measured.seconds,
     });
     let loudness = (0..request.inputs.len()).map(|input| if input == 0 { song_loudness } else { None }).collect();
-    Given { prepared: prepared_to_wit(request), loudness }
+    let keyframes =
+        (0..request.inputs.len())
+            .map(|input| {
+                request.prepared.get(input).cloned().flatten().map(|clip| wit::KeyframeGrid {
+                    first_gop_frames: clip.first_gop_frames,
+                    gop_frames: clip.gop_frames,
+                })
+            })
+            .collect();
+    Given { prepared: prepared_to_wit(request), loudness, keyframes }
 }
 
 fn prepared_to_wit(request: &PlanRequest) -> Vec<Option<wit::PreparedClip>> {

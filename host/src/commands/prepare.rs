@@ -56,16 +56,7 @@ pub async fn prepare(flags: JobFlags, options: PrepareFlags, env: &Environment) 
                 Err(error) => return fail(exit::STORAGE, format!("cannot list {prefix:?}: {error}")),
             };
             let rate = br_plan::FrameRate::from_fps(options.frame_rate.clamp(1.0, 120.0));
-            (
-                br_plan::prepare::Profile {
-                    width: options.width,
-                    height: options.height,
-                    rate,
-                    video_bitrate: options.video_bitrate,
-                },
-                keys,
-                None,
-            )
+            (br_plan::prepare::Profile::new(options.width, options.height, rate, options.video_bitrate), keys, None)
         }
         None => match blueprint_profile(&settings, &preparer).await {
             Ok((profile, keys, given)) => (profile, keys, Some(given)),

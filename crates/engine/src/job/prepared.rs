@@ -8,6 +8,8 @@ impl Job<'_> {
     /// object's own. Anything missing, stale or unreadable means the original is used.
     /// The GOP is the profile's (a manifest that says another is stale); what the
     /// manifest says of the prepared clip is checked once it is staged (see `prepare`).
+    /// A guest that is not told where GOPs start (before contract 0.10.0) assumes one every
+    /// GOP from the first: it is given only clips of the recipe that made them so.
     pub(super) async fn fresh_prepared_clips(
         &self,
         validated: &Validated,
@@ -16,6 +18,7 @@ impl Job<'_> {
         let Some(profile) = self.job_profile(validated, work).await else {
             return (None, vec![None; validated.clip_keys.len()]);
         };
+        let profile = if self.sandbox.knows_keyframe_grids() { profile } else { profile.with_even_grid() };
         let lookups = validated.clip_keys.iter().map(|key| {
             let profile = &profile;
             async move {
@@ -28,14 +31,19 @@ impl Job<'_> {
                 let fresh = manifest.profile_id == profile.id()
                     && manifest.source_identity == source
                     && manifest.prepared_identity == prepared
-                    && manifest.gop_frames == br_plan::prepare::GOP_FRAMES;
+                    && manifest.gop_frames == br_plan::prepare::GOP_FRAMES
+                    && manifest.first_gop_frames.unwrap_or(manifest.gop_frames) == profile.first_gop_frames();
                 if !fresh {
                     tracing::info!(key = %key, "its prepared clip is stale: the original is used");
                     return None;
                 }
                 // The frame count is checked against the staged clip's packets.
-                let gop_frames = br_plan::prepare::GOP_FRAMES;
-                let facts = br_plan::PreparedClip { profile_id: profile.id(), gop_frames, frames: manifest.frames };
+                let facts = br_plan::PreparedClip {
+                    profile_id: profile.id(),
+                    gop_frames: br_plan::prepare::GOP_FRAMES,
+                    first_gop_frames: profile.first_gop_frames(),
+                    frames: manifest.frames,
+                };
                 Some((prepared_key, facts))
             }
         });
