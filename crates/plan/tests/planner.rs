@@ -892,16 +892,21 @@ fn bridges_share_a_step_and_a_move_rendered_whole_keeps_its_own() {
     let name = |k: usize| format!("move {k} (move_{})", k + 1);
     let bridge = |label: String| (label, Some("1".to_owned()), Some("0".to_owned()));
     let copy = |k: usize, from: u64, to: u64| (format!("{} copy {from}-{to}", name(k)), None, None);
-    let mut expected = vec![("the song".to_owned(), None, None)];
+    // Each move's copy is planned where the move is, between the bridges around it.
+    let mut expected = vec![("the song".to_owned(), None, None), copy(0, 0, 233)];
     expected.push(bridge(format!("{} frames 233-248 + {} frames 0-7", name(0), name(1))));
+    expected.push(copy(1, 7, 225));
     expected.push(bridge(format!("{} frames 225-240 + {} frames 0-7", name(1), name(2))));
+    expected.push(copy(2, 7, 225));
     expected.push(bridge(format!("{} frames 225-240", name(2))));
     expected.push((name(3), Some("2".to_owned()), None));
     expected.push(bridge(format!("{} frames 0-7", name(4))));
+    expected.push(copy(4, 7, 375));
     expected.push(bridge(format!("{} frames 375-390 + {} frames 0-7", name(4), name(5))));
-    expected.extend((5..21).map(|k| bridge(format!("{} frames 225-240 + {} frames 0-7", name(k), name(k + 1)))));
-    expected.extend([copy(0, 0, 233), copy(1, 7, 225), copy(2, 7, 225), copy(4, 7, 375)]);
-    expected.extend((5..21).map(|k| copy(k, 7, 225)));
+    for k in 5..21 {
+        expected.push(copy(k, 7, 225));
+        expected.push(bridge(format!("{} frames 225-240 + {} frames 0-7", name(k), name(k + 1))));
+    }
     expected.push(copy(21, 7, 232));
     expected.push(("join the video and the song".to_owned(), None, None));
     assert_eq!(step_threads(&plan), expected);
@@ -916,7 +921,7 @@ fn bridges_share_a_step_and_a_move_rendered_whole_keeps_its_own() {
 #[test]
 fn two_bridges_in_one_step_read_their_own_inputs_and_are_joined_in_order() {
     let plan = plan(&over_prepared_clips(example().as_written(), 12.0, 360)).unwrap();
-    let Some(Step::Ffmpeg(step)) = plan.steps.get(1) else { panic!("{:?}", plan.steps) };
+    let Some(Step::Ffmpeg(step)) = plan.steps.get(2) else { panic!("{:?}", plan.steps) };
     assert_eq!(step.label, "move 0 (move_1) frames 233-248 + move 1 (move_2) frames 0-7");
     let fit = "fps=30,scale=w='max(1,min(1280,round(720*iw*sar/ih)))':h='max(1,min(720,round(1280*ih/(iw*sar))))',pad=1280:720:(ow-iw)/2:(oh-ih)/2,setsar=1,format=yuv420p,settb=1/30";
     let expected = [
