@@ -441,6 +441,36 @@ fn a_job_with_prepared_clips_makes_the_same_video() {
     assert_same_video(&library.data.join("output/full-25.mp4"), &library.data.join("output/mixed-25.mp4"), 600);
 }
 
+/// A guest of contract 0.9.0 is not told where a clip's GOPs start and cuts them every 15
+/// frames: `prepare` for it makes clips of recipe 3 (a keyframe every 15 frames from the
+/// first), its jobs copy from them and make the same video; today's guest, given only
+/// clips of recipe 4, renders those clips in full.
+#[test]
+fn an_older_guest_gets_clips_prepared_on_the_grid_it_knows() {
+    let library = Library::new();
+    let (code, full) = render(&library, "output/full.mp4", &["--prepared", "off"]);
+    assert_eq!(code, Some(0), "{full}");
+    let (code, summary) = library.prepare(&["--guest", GUEST_0_9_0]);
+    assert_eq!(code, Some(0), "{summary}");
+    let even = "h264-1280x720-30fps-2000k-g15-r3";
+    assert_eq!(summary["profile_id"], even, "{summary}");
+    for key in CLIPS {
+        let flags = packet_flags(&library.data.join("prepared").join(even).join(key));
+        let keyframes: Vec<usize> = flags.iter().enumerate().filter(|(_, key)| **key).map(|(at, _)| at).collect();
+        assert_eq!(keyframes, (0..flags.len()).step_by(15).collect::<Vec<_>>(), "{key}: every 15 frames");
+    }
+    assert!(!library.data.join("prepared").join(PROFILE).exists(), "nothing of recipe 4");
+    let (code, older) = render(&library, "output/older.mp4", &["--guest", GUEST_0_9_0]);
+    assert_eq!(code, Some(0), "{older}");
+    assert_eq!(older["result"]["timings"]["prepared_clips"], 3, "{older}");
+    let steps = older["result"]["steps"].as_array().unwrap();
+    assert!(steps.iter().any(|step| step["label"].as_str().unwrap_or_default().contains(" copy ")), "{steps:?}");
+    assert_same_video(&library.data.join("output/full.mp4"), &library.data.join("output/older.mp4"), 600);
+    let (code, newer) = render(&library, "output/newer.mp4", &[]);
+    assert_eq!(code, Some(0), "{newer}");
+    assert_eq!(newer["result"]["timings"]["prepared_clips"], 0, "{newer}");
+}
+
 /// The same at a 1080p profile and NTSC's 29.97 fps: 20 s is 599.4 frames, so the video
 /// has 599, every move on its frame, the copied GOPs and the bridges joined exactly.
 #[test]

@@ -56,10 +56,15 @@ pub async fn prepare(flags: JobFlags, options: PrepareFlags, env: &Environment) 
                 Err(error) => return fail(exit::STORAGE, format!("cannot list {prefix:?}: {error}")),
             };
             let rate = br_plan::FrameRate::from_fps(options.frame_rate.clamp(1.0, 120.0));
-            (br_plan::prepare::Profile::new(options.width, options.height, rate, options.video_bitrate), keys, None)
+            let profile = br_plan::prepare::Profile::new(options.width, options.height, rate, options.video_bitrate);
+            let sandbox = match settings.load_sandbox() {
+                Ok(sandbox) => sandbox,
+                Err((code, message)) => return fail(code, message),
+            };
+            (for_guest(profile, &sandbox), keys, None)
         }
         None => match blueprint_profile(&settings, &preparer).await {
-            Ok((profile, keys, given)) => (profile, keys, Some(given)),
+            Ok((profile, keys, given)) => (for_guest(profile, &given.sandbox), keys, Some(given)),
             Err((code, message)) => return fail(code, message),
         },
     };
@@ -77,6 +82,22 @@ pub async fn prepare(flags: JobFlags, options: PrepareFlags, env: &Environment) 
     } else {
         song_code
     }
+}
+
+/// The profile in the recipe the jobs' guest can copy from: a guest of contract 0.9.0 or
+/// older is not told where a clip's GOPs start and assumes one every GOP from the first, so
+/// its clips are prepared that way (recipe 3), where a job gives it them.
+fn for_guest(profile: br_plan::prepare::Profile, sandbox: &br_sandbox::Sandbox) -> br_plan::prepare::Profile {
+    if sandbox.knows_keyframe_grids() {
+        return profile;
+    }
+    let even = profile.with_even_grid();
+    tracing::info!(
+        contract = sandbox.contract_version(),
+        profile = %even.id(),
+        "the guest knows only keyframes every GOP from the first: prepared so"
+    );
+    even
 }
 
 /// The blueprint `prepare` was given, as read once (stdin cannot be read twice) and the
