@@ -917,7 +917,6 @@ fn prepared_clips(request: &PlanRequest, rate: FrameRate) -> Vec<Option<Prepared
             let video = request.inputs.get(input)?.video.as_ref()?;
             let fits = Some(&prepared.profile_id) == profile.as_ref()
                 && prepared.gop_frames > 0
-                && prepared.first_gop_frames > 0
                 && video.codec == "h264"
                 && FrameRate::from_fps(video.frame_rate) == rate;
             fits.then_some(prepared)

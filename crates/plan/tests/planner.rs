@@ -1018,8 +1018,8 @@ fn copies_run_to_the_clip_s_last_frame_after_any_held_front() {
     );
 }
 
-/// A prepared clip of another profile, or one without GOPs, is an ordinary clip: rendered,
-/// not copied.
+/// A prepared clip of another profile, or one without GOPs (or without a first one), is an
+/// ordinary clip: rendered, not copied.
 #[test]
 fn a_prepared_clip_of_another_profile_or_without_gops_is_rendered() {
     let mut other = over_prepared_clips(example().as_written(), 12.0, 360);
@@ -1032,6 +1032,11 @@ fn a_prepared_clip_of_another_profile_or_without_gops_is_rendered() {
         prepared.gop_frames = 0;
     }
     assert_eq!(copy_steps(&plan(&no_gop).unwrap()).len(), 0);
+    let mut no_first_gop = over_prepared_clips(example().as_written(), 12.0, 360);
+    for prepared in no_first_gop.prepared.iter_mut().flatten() {
+        prepared.first_gop_frames = 0;
+    }
+    assert_eq!(copy_steps(&plan(&no_first_gop).unwrap()).len(), 0);
 }
 
 /// A step's label shows at most 48 characters of the move's id, and marks a cut or a
