@@ -280,6 +280,51 @@ pub struct CacheConfig {
     pub dir: Option<PathBuf>,
 }
 
+/// One call into a guest of 0.8.0 or later: `validate` takes the check's options and
+/// returns a `checked` blueprint, `plan` is given the fit. The bindings of each version are
+/// their own types, so the body is written once here and expanded per version.
+macro_rules! call_with_fit {
+    ($pre:ident, $store:ident, $call:ident) => {{
+        let guest = $pre.instantiate_async(&mut $store).await?;
+        match $call {
+            Call::Validate(text, options) => {
+                guest.call_validate(&mut $store, text, options).await.map(Answer::ValidateChecked)
+            }
+            Call::Plan(request, _, fit, _) => guest.call_plan(&mut $store, request, fit).await.map(Answer::Plan),
+            Call::ValidateManifest(text) => {
+                guest.call_validate_manifest(&mut $store, text).await.map(Answer::ValidateManifest)
+            }
+        }
+    }};
+}
+
+/// One call into a guest of 0.5.0 to 0.7.0: `validate` takes the text alone (strict), `plan`
+/// no fit.
+macro_rules! call_strict {
+    ($pre:ident, $store:ident, $call:ident) => {{
+        let guest = $pre.instantiate_async(&mut $store).await?;
+        match $call {
+            Call::Validate(text, _) => guest.call_validate(&mut $store, text).await.map(Answer::Validate),
+            Call::Plan(request, ..) => guest.call_plan(&mut $store, request).await.map(Answer::Plan),
+            Call::ValidateManifest(text) => {
+                guest.call_validate_manifest(&mut $store, text).await.map(Answer::ValidateManifest)
+            }
+        }
+    }};
+}
+
+/// One call into a guest of 0.3.0 or 0.4.0: as `call_strict!`, without `validate-manifest`.
+macro_rules! call_without_manifests {
+    ($pre:ident, $store:ident, $call:ident) => {{
+        let guest = $pre.instantiate_async(&mut $store).await?;
+        match $call {
+            Call::Validate(text, _) => guest.call_validate(&mut $store, text).await.map(Answer::Validate),
+            Call::Plan(request, ..) => guest.call_plan(&mut $store, request).await.map(Answer::Plan),
+            Call::ValidateManifest(_) => unreachable!("checked by validate_manifest"),
+        }
+    }};
+}
+
 impl Sandbox {
     /// Compiles (or loads from the cache) a guest component and links it against the
     /// capability-free WASI and the contract's host interface.
@@ -403,25 +448,25 @@ impl Sandbox {
 
     /// Whether the guest can be given settings (contract 0.6.0 and later).
     pub fn takes_settings(&self) -> bool {
-        matches!(self.pre, GuestPre::V10(_) | GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_))
+        self.minor() >= 6
     }
 
     /// Whether the guest can be told the song's loudness (`host.loudness`, contract 0.7.0
     /// and later): measuring it is worth its second only for such a guest.
     pub fn takes_loudness(&self) -> bool {
-        matches!(self.pre, GuestPre::V10(_) | GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_))
+        self.minor() >= 7
     }
 
     /// Whether the guest fits a timeline itself (contract 0.8.0 and later): older guests
     /// validate strictly whatever they are asked, and know no `gs://` addresses.
     pub fn fits_timelines(&self) -> bool {
-        matches!(self.pre, GuestPre::V10(_) | GuestPre::V9(_) | GuestPre::V8(_))
+        self.minor() >= 8
     }
 
     /// Whether the guest's `validate` may keep data for its `plan` (`host.keep`, contract
     /// 0.9.0 and later).
     pub fn keeps_data(&self) -> bool {
-        matches!(self.pre, GuestPre::V10(_) | GuestPre::V9(_))
+        self.minor() >= 9
     }
 
     /// Whether the compiled guest came from the cache.
@@ -431,16 +476,23 @@ impl Sandbox {
 
     /// The contract version the guest implements, e.g. `0.3.0`.
     pub fn contract_version(&self) -> &'static str {
+        // Newest first, one per minor version down to 0.2.0.
+        CONTRACT_VERSIONS[CONTRACT_VERSIONS.len() + 1 - self.minor() as usize]
+    }
+
+    /// The contract's minor version (all are 0.x): each version has what the one before
+    /// it had, so what a guest can be told is a minimum version.
+    fn minor(&self) -> u32 {
         match self.pre {
-            GuestPre::V10(_) => CONTRACT_VERSIONS[0],
-            GuestPre::V9(_) => CONTRACT_VERSIONS[1],
-            GuestPre::V8(_) => CONTRACT_VERSIONS[2],
-            GuestPre::V7(_) => CONTRACT_VERSIONS[3],
-            GuestPre::V6(_) => CONTRACT_VERSIONS[4],
-            GuestPre::V5(_) => CONTRACT_VERSIONS[5],
-            GuestPre::V4(_) => CONTRACT_VERSIONS[6],
-            GuestPre::V3(_) => CONTRACT_VERSIONS[7],
-            GuestPre::V2(_) => CONTRACT_VERSIONS[8],
+            GuestPre::V10(_) => 10,
+            GuestPre::V9(_) => 9,
+            GuestPre::V8(_) => 8,
+            GuestPre::V7(_) => 7,
+            GuestPre::V6(_) => 6,
+            GuestPre::V5(_) => 5,
+            GuestPre::V4(_) => 4,
+            GuestPre::V3(_) => 3,
+            GuestPre::V2(_) => 2,
         }
     }
 
@@ -448,21 +500,12 @@ impl Sandbox {
     /// contract 0.10.0 and later). An older guest assumes a keyframe every `gop-frames`
     /// from the first, so it is given only clips prepared that way.
     pub fn knows_keyframe_grids(&self) -> bool {
-        matches!(self.pre, GuestPre::V10(_))
+        self.minor() >= 10
     }
 
     /// Whether the guest may be given prepared clips (contract 0.4.0 and later).
     pub fn takes_prepared_clips(&self) -> bool {
-        matches!(
-            self.pre,
-            GuestPre::V10(_)
-                | GuestPre::V9(_)
-                | GuestPre::V8(_)
-                | GuestPre::V7(_)
-                | GuestPre::V6(_)
-                | GuestPre::V5(_)
-                | GuestPre::V4(_)
-        )
+        self.minor() >= 4
     }
 
     /// The interfaces the component imports (`blueprint:runner/host@0.5.0`, WASI's...).
@@ -472,10 +515,7 @@ impl Sandbox {
 
     /// Whether the guest checks task-array manifests (contract 0.5.0 and later).
     pub fn checks_manifests(&self) -> bool {
-        matches!(
-            self.pre,
-            GuestPre::V10(_) | GuestPre::V9(_) | GuestPre::V8(_) | GuestPre::V7(_) | GuestPre::V6(_) | GuestPre::V5(_)
-        )
+        self.minor() >= 5
     }
 
     /// Runs the guest's `validate-manifest` on an untrusted task-array manifest. A guest
@@ -540,94 +580,14 @@ impl Sandbox {
         store.data_mut().settings = self.settings.as_ref().map(|settings| settings.as_str().to_owned());
         let run = async {
             match &self.pre {
-                GuestPre::V10(pre) => {
-                    let guest = pre.instantiate_async(&mut store).await?;
-                    match call {
-                        Call::Validate(text, options) => {
-                            guest.call_validate(&mut store, text, options).await.map(Answer::ValidateChecked)
-                        }
-                        Call::Plan(request, _, fit, _) => {
-                            guest.call_plan(&mut store, request, fit).await.map(Answer::Plan)
-                        }
-                        Call::ValidateManifest(text) => {
-                            guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest)
-                        }
-                    }
-                }
-                GuestPre::V9(pre) => {
-                    let guest = pre.instantiate_async(&mut store).await?;
-                    match call {
-                        Call::Validate(text, options) => {
-                            guest.call_validate(&mut store, text, options).await.map(Answer::ValidateChecked)
-                        }
-                        Call::Plan(request, _, fit, _) => {
-                            guest.call_plan(&mut store, request, fit).await.map(Answer::Plan)
-                        }
-                        Call::ValidateManifest(text) => {
-                            guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest)
-                        }
-                    }
-                }
-                GuestPre::V8(pre) => {
-                    let guest = pre.instantiate_async(&mut store).await?;
-                    match call {
-                        Call::Validate(text, options) => {
-                            guest.call_validate(&mut store, text, options).await.map(Answer::ValidateChecked)
-                        }
-                        Call::Plan(request, _, fit, _) => {
-                            guest.call_plan(&mut store, request, fit).await.map(Answer::Plan)
-                        }
-                        Call::ValidateManifest(text) => {
-                            guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest)
-                        }
-                    }
-                }
-                GuestPre::V7(pre) => {
-                    let guest = pre.instantiate_async(&mut store).await?;
-                    match call {
-                        Call::Validate(text, _) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
-                        Call::Plan(request, ..) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
-                        Call::ValidateManifest(text) => {
-                            guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest)
-                        }
-                    }
-                }
-                GuestPre::V6(pre) => {
-                    let guest = pre.instantiate_async(&mut store).await?;
-                    match call {
-                        Call::Validate(text, _) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
-                        Call::Plan(request, ..) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
-                        Call::ValidateManifest(text) => {
-                            guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest)
-                        }
-                    }
-                }
-                GuestPre::V5(pre) => {
-                    let guest = pre.instantiate_async(&mut store).await?;
-                    match call {
-                        Call::Validate(text, _) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
-                        Call::Plan(request, ..) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
-                        Call::ValidateManifest(text) => {
-                            guest.call_validate_manifest(&mut store, text).await.map(Answer::ValidateManifest)
-                        }
-                    }
-                }
-                GuestPre::V4(pre) => {
-                    let guest = pre.instantiate_async(&mut store).await?;
-                    match call {
-                        Call::Validate(text, _) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
-                        Call::Plan(request, ..) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
-                        Call::ValidateManifest(_) => unreachable!("checked by validate_manifest"),
-                    }
-                }
-                GuestPre::V3(pre) => {
-                    let guest = pre.instantiate_async(&mut store).await?;
-                    match call {
-                        Call::Validate(text, _) => guest.call_validate(&mut store, text).await.map(Answer::Validate),
-                        Call::Plan(request, ..) => guest.call_plan(&mut store, request).await.map(Answer::Plan),
-                        Call::ValidateManifest(_) => unreachable!("checked by validate_manifest"),
-                    }
-                }
+                GuestPre::V10(pre) => call_with_fit!(pre, store, call),
+                GuestPre::V9(pre) => call_with_fit!(pre, store, call),
+                GuestPre::V8(pre) => call_with_fit!(pre, store, call),
+                GuestPre::V7(pre) => call_strict!(pre, store, call),
+                GuestPre::V6(pre) => call_strict!(pre, store, call),
+                GuestPre::V5(pre) => call_strict!(pre, store, call),
+                GuestPre::V4(pre) => call_without_manifests!(pre, store, call),
+                GuestPre::V3(pre) => call_without_manifests!(pre, store, call),
                 GuestPre::V2(pre) => {
                     let guest = pre.instantiate_async(&mut store).await?;
                     match call {
