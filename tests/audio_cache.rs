@@ -7,7 +7,7 @@
 use crate::support::media;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use media::StreamFacts;
 use serde_json::{json, Value};
@@ -85,7 +85,8 @@ impl Library {
         let file = self.root.path().join("prepare-blueprint.json");
         std::fs::write(&file, &text).unwrap();
         let work = tempfile::Builder::new().prefix("work-").tempdir_in(self.root.path()).unwrap();
-        let result = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["--log-format", "text", "prepare"])
             .arg(if from_stdin { Path::new("-") } else { file.as_path() })
             .arg("--data-dir")
@@ -95,17 +96,8 @@ impl Library {
             .arg("--cache-dir")
             .arg(guest_cache_dir())
             .env("BLUEPRINT_RUNNER_LOG", "info")
-            .env_remove("AUDIO_CACHE")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child.stdin.take().unwrap().write_all(text.as_bytes())?;
-                child.wait_with_output()
-            })
-            .unwrap();
+            .env_remove("AUDIO_CACHE");
+        let result = crate::support::output_with_stdin(&mut command, &text);
         let left: Vec<_> = std::fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert!(left.is_empty(), "the work folder holds {left:?}");
         let stdout = String::from_utf8_lossy(&result.stdout);
@@ -117,7 +109,8 @@ impl Library {
     fn job(&self, output: &str, extra: &[&str]) -> Job {
         let blueprint = self.blueprint(output);
         let work = tempfile::Builder::new().prefix("work-").tempdir_in(self.root.path()).unwrap();
-        let result = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(["--log-format", "text", "run", "-", "--data-dir"])
             .arg(&self.data)
             .arg("--work-dir")
@@ -127,17 +120,8 @@ impl Library {
             .args(extra)
             .env("BLUEPRINT_RUNNER_LOG", "info")
             .env_remove("AUDIO_CACHE")
-            .env_remove("PREPARED")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child.stdin.take().unwrap().write_all(blueprint.to_string().as_bytes())?;
-                child.wait_with_output()
-            })
-            .unwrap();
+            .env_remove("PREPARED");
+        let result = crate::support::output_with_stdin(&mut command, &blueprint.to_string());
         let stdout = String::from_utf8_lossy(&result.stdout);
         let last = stdout
             .lines()

@@ -1059,22 +1059,14 @@ fn a_guest_built_at_contract_0_2_0_before_later_contracts_still_makes_its_video(
     // cannot carry a task id, names no task.
     let mut invalid = document.clone();
     invalid["moves"][1]["duration"] = json!(-1);
-    let output = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["validate", "--json", "--guest", GUEST_0_2_0, "--cache-dir"])
         .arg(cache_dir())
         .arg("-")
         .env_remove("BLUEPRINT_JSON")
-        .env_remove("GUEST_COMPONENT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(invalid.to_string().as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("run blueprint-runner validate");
+        .env_remove("GUEST_COMPONENT");
+    let output = crate::support::output_with_stdin(&mut command, &invalid.to_string());
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let verdict: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"));
     assert_eq!(verdict["task_id"], Value::Null, "{verdict}");

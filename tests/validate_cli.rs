@@ -23,24 +23,9 @@ fn cache_dir() -> &'static str {
 
 fn validate(blueprint: &str, extra: &[&str]) -> Output {
     // Through stdin: an environment variable cannot hold the larger documents.
-    use std::io::Write;
-    let mut child = Command::new(BIN)
-        .args(["validate", "--json", "--cache-dir", cache_dir()])
-        .args(extra)
-        .arg("-")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run blueprint-runner");
-    let mut stdin = child.stdin.take().unwrap();
-    let text = blueprint.to_owned();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(text.as_bytes());
-    });
-    let output = child.wait_with_output().expect("wait for blueprint-runner");
-    writer.join().unwrap();
-    output
+    let mut command = Command::new(BIN);
+    command.args(["validate", "--json", "--cache-dir", cache_dir()]).args(extra).arg("-");
+    crate::support::output_with_stdin(&mut command, blueprint)
 }
 
 fn stdout_json(output: &Output) -> Value {
