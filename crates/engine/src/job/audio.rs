@@ -86,8 +86,11 @@ impl Job<'_> {
                 self.cancel,
                 |_| {},
             )
-            .await
-            .map_err(|e| self.steps_failure(e, &keys))?;
+            .await;
+        let steps = match steps {
+            Ok(steps) => steps,
+            Err(error) => return Err(self.steps_failure(error, &alone, &paths, &keys, &refetch).await),
+        };
         let mut held = true;
         for step in 0..alone.plan().steps.len() {
             held &= cache.holds(step).await;

@@ -70,23 +70,10 @@ impl Job<'_> {
                 },
             )
             .await;
-        // A plain failure (no limit, no stop) may be an input that is itself broken, which
-        // the container probe could not see (a clip cut short after its header): that is
-        // the input's fault, exit 4 at its pointer, not FFmpeg's (exit 5, retried).
         let steps = match steps {
-            Err(FfmpegError::Failed { step, label, status, stderr, limits }) => {
-                let inputs: Vec<u32> = crate::work::Uses::of(plan.plan()).inputs_of(step).collect();
-                let failed = format!("step {step} ({label}) failed on it");
-                let step_said = stderr.clone();
-                if let Some(failure) = self.broken_input(&inputs, &paths, &keys, &refetch, &failed, &step_said).await {
-                    tracing::warn!(step, label, "the step failed: FFmpeg {status}: {}", stderr.trim());
-                    return Err((Stage::Encode, failure));
-                }
-                Err(FfmpegError::Failed { step, label, status, stderr, limits })
-            }
-            other => other,
+            Ok(steps) => steps,
+            Err(error) => return Err(self.steps_failure(error, &plan, &paths, &keys, &refetch).await),
         };
-        let steps = steps.map_err(|e| self.steps_failure(e, &keys))?;
         timings.insert("encode_seconds".into(), json!(started.elapsed().as_secs_f64()));
 
         let limits =
@@ -171,10 +158,30 @@ impl Job<'_> {
         (Stage::Encode, Failure::Deadline { limit: whole, stage: Stage::Encode.as_str() })
     }
 
-    /// The job's failure for the steps' `error`: a stop, the job's deadline, an input
-    /// that could not be fetched again (at its pointer among `keys`), or FFmpeg's.
-    pub(super) fn steps_failure(&self, error: FfmpegError, keys: &[(String, String)]) -> (Stage, Failure) {
+    /// The job's failure for the steps' `error` running `plan`: a stop, the job's deadline,
+    /// an input that could not be fetched again (at its pointer among `keys`), an input
+    /// that is itself broken, or FFmpeg's.
+    pub(super) async fn steps_failure(
+        &self,
+        error: FfmpegError,
+        plan: &CheckedPlan,
+        paths: &PathTable,
+        keys: &[(String, String)],
+        refetch: &Refetch<'_>,
+    ) -> (Stage, Failure) {
         match error {
+            // A plain failure (no limit, no stop) may be an input that is itself broken,
+            // which the container probe could not see (a clip cut short after its header):
+            // that is the input's fault, exit 4 at its pointer, not FFmpeg's (exit 5, retried).
+            FfmpegError::Failed { step, label, status, stderr, limits } => {
+                let inputs: Vec<u32> = crate::work::Uses::of(plan.plan()).inputs_of(step).collect();
+                let failed = format!("step {step} ({label}) failed on it");
+                if let Some(failure) = self.broken_input(&inputs, paths, keys, refetch, &failed, &stderr).await {
+                    tracing::warn!(step, label, "the step failed: FFmpeg {status}: {}", stderr.trim());
+                    return (Stage::Encode, failure);
+                }
+                (Stage::Encode, Failure::Ffmpeg(FfmpegError::Failed { step, label, status, stderr, limits }))
+            }
             FfmpegError::Cancelled { step, label, reason } => {
                 stopped(Stage::Encode, reason, format!("running step {step} ({label})"))
             }
