@@ -86,6 +86,15 @@ impl Run {
 
 /// `run` over a copy of the media folder, with `env` set.
 fn run(blueprint: &Value, extra: &[&str], env: &[(&str, &str)]) -> Run {
+    run_in_copy(blueprint, extra, env, false)
+}
+
+/// [`run`], after `prepare` of the blueprint's clips in that copy.
+fn run_prepared(blueprint: &Value) -> Run {
+    run_in_copy(blueprint, &[], &[], true)
+}
+
+fn run_in_copy(blueprint: &Value, extra: &[&str], env: &[(&str, &str)], prepared: bool) -> Run {
     let folder = tempfile::Builder::new().prefix("backend-run-").tempdir().unwrap();
     let data = folder.path().join("data");
     let work = folder.path().join("work");
@@ -97,6 +106,22 @@ fn run(blueprint: &Value, extra: &[&str], env: &[(&str, &str)]) -> Run {
     }
     let file = folder.path().join("blueprint.json");
     std::fs::write(&file, blueprint.to_string()).unwrap();
+    if prepared {
+        let prepare = Command::new(BIN)
+            .args(["--log-format", "text", "prepare"])
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--work-dir")
+            .arg(&work)
+            .arg("--cache-dir")
+            .arg(cache_dir())
+            .env_remove("GUEST_COMPONENT")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run blueprint-runner prepare");
+        assert!(prepare.status.success(), "prepare: {}", String::from_utf8_lossy(&prepare.stderr));
+    }
     let mut command = Command::new(BIN);
     command
         .args(["--log-format", "text", "run"])
@@ -273,9 +298,13 @@ fn rule_based_sections_with_short_remainders_render_exactly() {
         about("/moves/5")
     );
     assert_exact_length(&lenient, total);
+    assert_moves_show_their_own_frames(&lenient, &moves, total);
+}
 
-    // Every move of a second or more shows its own clip from its first frame, on its own
-    // frames: sampled a frame after the blend into it and a frame before the blend out.
+/// Every move of a second or more shows its own clip from its first frame, on its own
+/// frames: sampled where the blend into it ends (its first frame copied from a prepared
+/// clip, which has a keyframe there), a frame after, half way and a frame before the blend out.
+fn assert_moves_show_their_own_frames(run: &Run, moves: &[Value], total: f64) {
     let starts: Vec<f64> = moves.iter().map(|m| m["start_time"].as_f64().unwrap()).collect();
     for (index, m) in moves.iter().enumerate() {
         let clip = m["video_path"].as_str().unwrap();
@@ -285,10 +314,32 @@ fn rule_based_sections_with_short_remainders_render_exactly() {
             continue;
         }
         let blend = if index == 0 { 0 } else { 8 };
-        for at in [first + blend + 1, (first + end) / 2, end - 9] {
-            assert_shows(&lenient.output, at, clip, at - first, &format!("move {index}"));
+        for at in [first + blend, first + blend + 1, (first + end) / 2, end - 9] {
+            assert_shows(&run.output, at, clip, at - first, &format!("move {index}"));
         }
     }
+}
+
+/// The same rule-based timeline over prepared clips (keyframes at 0, 8 and every 15 after):
+/// each move of a second or more is copied from the frame the crossfade into it ends on,
+/// the bridges and the short remainders are rendered, and the video shows the same frames
+/// at the same times, exactly as long.
+#[test]
+fn rule_based_sections_over_prepared_clips_show_the_same_frames() {
+    let library = [(CLIPS[0].0, 1.5), (CLIPS[1].0, 1.2), (CLIPS[2].0, 1.8)];
+    let moves = rule_based(&[2.9, 2.72, 1.95, 4.3], &library);
+    let blueprint = backend_blueprint("rule-based-2", "media/song.mp3", moves.clone());
+    let total = blueprint["total_duration"].as_f64().unwrap();
+    let prepared = run_prepared(&blueprint);
+    assert_eq!(prepared.code, Some(0), "{}", prepared.describe());
+    let result = prepared.last()["result"].clone();
+    assert_eq!(result["timings"]["prepared_clips"], 3, "{result}");
+    let labels: Vec<&str> = result["steps"].as_array().unwrap().iter().filter_map(|s| s["label"].as_str()).collect();
+    // A move copied from its frame 8 needs no bridge into it: only the crossfades are rendered.
+    let copied_from_8 = labels.iter().filter(|label| label.contains(" copy 0-")).count();
+    assert!(copied_from_8 >= 5, "moves after a crossfade copied from its end: {labels:?}");
+    assert_exact_length(&prepared, total);
+    assert_moves_show_their_own_frames(&prepared, &moves, total);
 }
 
 /// A language-model sequence whose first move and three others matched no clip: the
