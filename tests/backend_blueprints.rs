@@ -102,7 +102,14 @@ fn run_in_copy(blueprint: &Value, extra: &[&str], env: &[(&str, &str)], prepared
     std::fs::create_dir_all(&work).unwrap();
     for entry in std::fs::read_dir(media_folder().join("media")).unwrap() {
         let entry = entry.unwrap();
-        std::fs::hard_link(entry.path(), data.join("media").join(entry.file_name())).unwrap();
+        let copy = data.join("media").join(entry.file_name());
+        // A prepared clip and the song's cache entry are tied to their source's identity,
+        // status-change time included, which every other test's hard link changes: copies.
+        if prepared {
+            std::fs::copy(entry.path(), copy).unwrap();
+        } else {
+            std::fs::hard_link(entry.path(), copy).unwrap();
+        }
     }
     let file = folder.path().join("blueprint.json");
     std::fs::write(&file, blueprint.to_string()).unwrap();
